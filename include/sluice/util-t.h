@@ -1,0 +1,25 @@
+/* util types: socket addresses and small value types shared by every module.
+ * Plain data, no ownership beyond the struct itself. */
+#ifndef SLUICE_UTIL_T_H
+#define SLUICE_UTIL_T_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* An IPv4 or IPv6 socket address; len is 0 when unset. */
+struct util_addr {
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in4;
+		struct sockaddr_in6 in6;
+		struct sockaddr_storage ss;
+	} u;
+	socklen_t len;
+};
+
+/* Enough for "[ffff:...:ffff%ifname]:65535". */
+#define UTIL_ADDR_STRLEN 80
+
+#endif

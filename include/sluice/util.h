@@ -1,0 +1,79 @@
+/* util: addresses, numbers with units, strings and monotonic time.
+ * Pure helpers used by every module; nothing here allocates except where said. */
+#ifndef SLUICE_UTIL_H
+#define SLUICE_UTIL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "sluice/util-t.h"
+
+#define UTIL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define UTIL_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define UTIL_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define UTIL_CONTAINER_OF(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+
+/* Monotonic clock in milliseconds (CLOCK_MONOTONIC). */
+uint64_t util_now_ms(void);
+/* Monotonic clock in microseconds. */
+uint64_t util_now_us(void);
+/* Wall clock in milliseconds since the epoch (for logs and reports only). */
+uint64_t util_wall_ms(void);
+
+/* Copy at most size-1 bytes of src into dst and NUL-terminate (size > 0).
+ * Returns strlen(src) so truncation shows as a result >= size. */
+size_t util_strlcpy(char *dst, const char *src, size_t size);
+
+/* Append a formatted string at *off in buf of size len; *off advances but
+ * never past len-1, so repeated calls are safe after truncation.
+ * Returns 0, or -1 when the output was truncated. */
+int util_bufprintf(char *buf, size_t len, size_t *off, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* Parse a whole decimal integer in [min, max]. Returns 0, or -1 when s is
+ * empty, has trailing characters or is out of range. */
+int util_parse_long(const char *s, long min, long max, long *out);
+
+/* Parse a duration with unit ms, s, m or h (a bare number is an error: units
+ * are mandatory so that "5" is never silently read as 5 ms or 5 s).
+ * Returns 0, or -1 when malformed or above max_ms. */
+int util_parse_duration_ms(const char *s, uint64_t max_ms, uint64_t *out_ms);
+
+/* Parse a size: a number with an optional k or m suffix (powers of 1024).
+ * Returns 0, or -1 when malformed or above max. */
+int util_parse_size(const char *s, uint64_t max, uint64_t *out);
+
+/* Parse "IPV4:PORT" or "[IPV6]:PORT" (numeric only). Port 0 is refused unless
+ * allow_port0. On error returns -1 and writes what was expected to err. */
+int util_addr_parse(const char *s, bool allow_port0, struct util_addr *out, char *err,
+		    size_t errlen);
+
+/* Parse a numeric IPv4 or IPv6 address without port (port set to 0).
+ * Returns 0 or -1. */
+int util_addr_parse_host(const char *s, struct util_addr *out);
+
+/* Format as "1.2.3.4:80" or "[::1]:80" into buf (UTIL_ADDR_STRLEN bytes is
+ * always enough). Returns buf. */
+const char *util_addr_fmt(const struct util_addr *a, char *buf, size_t len);
+
+/* Format the host part only ("1.2.3.4" or "::1"). Returns buf. */
+const char *util_addr_fmt_host(const struct util_addr *a, char *buf, size_t len);
+
+/* True when both hold the same family, address and port. */
+bool util_addr_equal(const struct util_addr *a, const struct util_addr *b);
+
+/* Port in host order (0 when unset). */
+uint16_t util_addr_port(const struct util_addr *a);
+void util_addr_set_port(struct util_addr *a, uint16_t port);
+
+/* FNV-1a 64-bit hash of a buffer; seedable so Maglev gets two hashes. */
+uint64_t util_hash64(const void *data, size_t len, uint64_t seed);
+
+/* Hash of the host part of an address (port ignored), for client affinity. */
+uint64_t util_addr_hash(const struct util_addr *a, uint64_t seed);
+
+/* xorshift64* pseudo random generator; state must be non-zero. */
+uint64_t util_rand64(uint64_t *state);
+
+#endif

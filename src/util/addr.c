@@ -1,0 +1,146 @@
+/* util/addr: parse, format and compare numeric IPv4/IPv6 socket addresses.
+ * Pure; no name resolution (the config is numeric so that parsing never
+ * blocks and a check run gives the same answer as a start). */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "sluice/util.h"
+
+int util_addr_parse_host(const char *s, struct util_addr *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (inet_pton(AF_INET, s, &out->u.in4.sin_addr) == 1) {
+		out->u.in4.sin_family = AF_INET;
+		out->len = sizeof(out->u.in4);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, s, &out->u.in6.sin6_addr) == 1) {
+		out->u.in6.sin6_family = AF_INET6;
+		out->len = sizeof(out->u.in6);
+		return 0;
+	}
+	return -1;
+}
+
+int util_addr_parse(const char *s, bool allow_port0, struct util_addr *out, char *err,
+		    size_t errlen)
+{
+	char host[INET6_ADDRSTRLEN + 1];
+	const char *colon, *hs;
+	size_t hlen;
+	long port;
+
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+
+		if (close == NULL || close[1] != ':') {
+			snprintf(err, errlen, "expected [IPV6]:PORT");
+			return -1;
+		}
+		hs = s + 1;
+		hlen = (size_t)(close - hs);
+		colon = close + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (colon == NULL) {
+			snprintf(err, errlen, "expected ADDRESS:PORT");
+			return -1;
+		}
+		if (memchr(s, ':', (size_t)(colon - s)) != NULL) {
+			snprintf(err, errlen, "IPv6 addresses must be written as [ADDRESS]:PORT");
+			return -1;
+		}
+		hs = s;
+		hlen = (size_t)(colon - s);
+	}
+	if (hlen == 0 || hlen >= sizeof(host)) {
+		snprintf(err, errlen, "expected an IPv4 or IPv6 address before ':'");
+		return -1;
+	}
+	memcpy(host, hs, hlen);
+	host[hlen] = '\0';
+	memset(out, 0, sizeof(*out));
+	if (strcmp(host, "*") == 0 && s[0] != '[') {
+		out->u.in4.sin_family = AF_INET;
+		out->u.in4.sin_addr.s_addr = htonl(INADDR_ANY);
+		out->len = sizeof(out->u.in4);
+	} else if (util_addr_parse_host(host, out) < 0 ||
+		   (out->u.sa.sa_family == AF_INET6) != (s[0] == '[')) {
+		snprintf(err, errlen, "bad address '%s' (expected numeric IPv4, or [IPv6])", host);
+		return -1;
+	}
+	if (util_parse_long(colon + 1, allow_port0 ? 0 : 1, 65535, &port) < 0) {
+		snprintf(err, errlen, "port '%s' out of range (expected %d-65535)", colon + 1,
+			 allow_port0 ? 0 : 1);
+		return -1;
+	}
+	util_addr_set_port(out, (uint16_t)port);
+	return 0;
+}
+
+const char *util_addr_fmt_host(const struct util_addr *a, char *buf, size_t len)
+{
+	if (a->len == 0 ||
+	    inet_ntop(a->u.sa.sa_family,
+		      a->u.sa.sa_family == AF_INET ? (const void *)&a->u.in4.sin_addr
+						   : (const void *)&a->u.in6.sin6_addr,
+		      buf, (socklen_t)len) == NULL)
+		util_strlcpy(buf, "-", len);
+	return buf;
+}
+
+const char *util_addr_fmt(const struct util_addr *a, char *buf, size_t len)
+{
+	char host[INET6_ADDRSTRLEN];
+
+	if (a->len == 0) {
+		util_strlcpy(buf, "-", len);
+		return buf;
+	}
+	util_addr_fmt_host(a, host, sizeof(host));
+	if (a->u.sa.sa_family == AF_INET6)
+		snprintf(buf, len, "[%s]:%u", host, util_addr_port(a));
+	else
+		snprintf(buf, len, "%s:%u", host, util_addr_port(a));
+	return buf;
+}
+
+bool util_addr_equal(const struct util_addr *a, const struct util_addr *b)
+{
+	if (a->u.sa.sa_family != b->u.sa.sa_family)
+		return false;
+	if (a->u.sa.sa_family == AF_INET)
+		return a->u.in4.sin_addr.s_addr == b->u.in4.sin_addr.s_addr &&
+		       a->u.in4.sin_port == b->u.in4.sin_port;
+	if (a->u.sa.sa_family == AF_INET6)
+		return memcmp(&a->u.in6.sin6_addr, &b->u.in6.sin6_addr, 16) == 0 &&
+		       a->u.in6.sin6_port == b->u.in6.sin6_port;
+	return a->len == b->len;
+}
+
+uint16_t util_addr_port(const struct util_addr *a)
+{
+	if (a->u.sa.sa_family == AF_INET)
+		return ntohs(a->u.in4.sin_port);
+	if (a->u.sa.sa_family == AF_INET6)
+		return ntohs(a->u.in6.sin6_port);
+	return 0;
+}
+
+void util_addr_set_port(struct util_addr *a, uint16_t port)
+{
+	if (a->u.sa.sa_family == AF_INET)
+		a->u.in4.sin_port = htons(port);
+	else if (a->u.sa.sa_family == AF_INET6)
+		a->u.in6.sin6_port = htons(port);
+}
+
+uint64_t util_addr_hash(const struct util_addr *a, uint64_t seed)
+{
+	if (a->u.sa.sa_family == AF_INET)
+		return util_hash64(&a->u.in4.sin_addr, 4, seed);
+	if (a->u.sa.sa_family == AF_INET6)
+		return util_hash64(&a->u.in6.sin6_addr, 16, seed);
+	return seed;
+}

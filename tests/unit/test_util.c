@@ -1,0 +1,119 @@
+/* Unit tests for util: addresses, durations, sizes, strings. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "sluice/util.h"
+
+static void test_addr_parse_v4(void **state)
+{
+	struct util_addr a;
+	char err[128], buf[UTIL_ADDR_STRLEN];
+
+	(void)state;
+	assert_int_equal(util_addr_parse("127.0.0.1:8080", false, &a, err, sizeof(err)), 0);
+	assert_string_equal(util_addr_fmt(&a, buf, sizeof(buf)), "127.0.0.1:8080");
+	assert_int_equal(util_addr_port(&a), 8080);
+	assert_int_equal(util_addr_parse("*:80", false, &a, err, sizeof(err)), 0);
+	assert_string_equal(util_addr_fmt(&a, buf, sizeof(buf)), "0.0.0.0:80");
+}
+
+static void test_addr_parse_v6(void **state)
+{
+	struct util_addr a, b;
+	char err[128], buf[UTIL_ADDR_STRLEN];
+
+	(void)state;
+	assert_int_equal(util_addr_parse("[::1]:9003", false, &a, err, sizeof(err)), 0);
+	assert_string_equal(util_addr_fmt(&a, buf, sizeof(buf)), "[::1]:9003");
+	assert_int_equal(util_addr_parse("[0:0::1]:9003", false, &b, err, sizeof(err)), 0);
+	assert_true(util_addr_equal(&a, &b));
+	util_addr_set_port(&b, 1);
+	assert_false(util_addr_equal(&a, &b));
+}
+
+static void test_addr_parse_errors(void **state)
+{
+	static const char *const bad[] = { "127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536",
+					   "::1:80", "[::1]80", "[127.0.0.1]:80", "host:80",
+					   "1.2.3.4:8x", "[::1]:", ":80", "300.1.1.1:80" };
+	struct util_addr a;
+	char err[128];
+
+	(void)state;
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(bad); i++) {
+		err[0] = '\0';
+		assert_int_equal(util_addr_parse(bad[i], false, &a, err, sizeof(err)), -1);
+		assert_true(strlen(err) > 0);
+	}
+	assert_int_equal(util_addr_parse("127.0.0.1:0", true, &a, err, sizeof(err)), 0);
+}
+
+static void test_durations(void **state)
+{
+	uint64_t ms;
+
+	(void)state;
+	assert_int_equal(util_parse_duration_ms("250ms", UINT64_MAX, &ms), 0);
+	assert_int_equal(ms, 250);
+	assert_int_equal(util_parse_duration_ms("2s", UINT64_MAX, &ms), 0);
+	assert_int_equal(ms, 2000);
+	assert_int_equal(util_parse_duration_ms("5m", UINT64_MAX, &ms), 0);
+	assert_int_equal(ms, 300000);
+	assert_int_equal(util_parse_duration_ms("1h", UINT64_MAX, &ms), 0);
+	assert_int_equal(ms, 3600000);
+	assert_int_equal(util_parse_duration_ms("5", UINT64_MAX, &ms), -1);
+	assert_int_equal(util_parse_duration_ms("5x", UINT64_MAX, &ms), -1);
+	assert_int_equal(util_parse_duration_ms("s", UINT64_MAX, &ms), -1);
+	assert_int_equal(util_parse_duration_ms("2s", 1999, &ms), -1);
+	assert_int_equal(util_parse_duration_ms("99999999999999999999h", UINT64_MAX, &ms), -1);
+}
+
+static void test_sizes(void **state)
+{
+	uint64_t v;
+
+	(void)state;
+	assert_int_equal(util_parse_size("16k", UINT64_MAX, &v), 0);
+	assert_int_equal(v, 16384);
+	assert_int_equal(util_parse_size("2m", UINT64_MAX, &v), 0);
+	assert_int_equal(v, 2 * 1024 * 1024);
+	assert_int_equal(util_parse_size("100", UINT64_MAX, &v), 0);
+	assert_int_equal(v, 100);
+	assert_int_equal(util_parse_size("1g", UINT64_MAX, &v), -1);
+	assert_int_equal(util_parse_size("2k", 2047, &v), -1);
+}
+
+static void test_strings(void **state)
+{
+	char buf[8];
+	size_t off = 0;
+	long l;
+
+	(void)state;
+	assert_int_equal(util_strlcpy(buf, "abcdefghij", sizeof(buf)), 10);
+	assert_string_equal(buf, "abcdefg");
+	assert_int_equal(util_bufprintf(buf, sizeof(buf), &off, "%s", "abc"), 0);
+	assert_int_equal(util_bufprintf(buf, sizeof(buf), &off, "%s", "defghi"), -1);
+	assert_string_equal(buf, "abcdefg");
+	assert_int_equal(util_bufprintf(buf, sizeof(buf), &off, "x"), -1);
+	assert_int_equal(util_parse_long("42", 0, 100, &l), 0);
+	assert_int_equal(l, 42);
+	assert_int_equal(util_parse_long("101", 0, 100, &l), -1);
+	assert_int_equal(util_parse_long("4 2", 0, 100, &l), -1);
+	assert_int_equal(util_parse_long("", 0, 100, &l), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_addr_parse_v4),	  cmocka_unit_test(test_addr_parse_v6),
+		cmocka_unit_test(test_addr_parse_errors), cmocka_unit_test(test_durations),
+		cmocka_unit_test(test_sizes),		  cmocka_unit_test(test_strings),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
