@@ -1,0 +1,102 @@
+/* conf types: the validated, immutable description of a configuration file.
+ * Built by conf_parse(), owned by the caller, freed with conf_free(); nothing
+ * in it points into the runtime model. */
+#ifndef SLUICE_CONF_T_H
+#define SLUICE_CONF_T_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sluice/log-t.h"
+#include "sluice/util-t.h"
+
+#define CONF_NAME_MAX 64
+#define CONF_MAX_ERRORS 20
+
+enum conf_balance {
+	CONF_BALANCE_ROUNDROBIN,
+	CONF_BALANCE_LEASTCONN,
+	CONF_BALANCE_RANDOM,
+	CONF_BALANCE_MAGLEV,
+	CONF_BALANCE_FIRST,
+};
+
+enum conf_proxy_proto {
+	CONF_PROXY_INHERIT, /* server: use the pool's setting */
+	CONF_PROXY_NONE,
+	CONF_PROXY_V1,
+	CONF_PROXY_V2,
+};
+
+/* Where a statement came from, for messages about it after parsing. */
+struct conf_where {
+	uint32_t line;
+	uint32_t col;
+};
+
+struct conf_server {
+	char name[CONF_NAME_MAX];
+	struct util_addr addr;
+	uint32_t weight; /* 0-256; 0 takes no new connections */
+	uint32_t maxconn; /* 0: unlimited */
+	bool backup;
+	enum conf_proxy_proto send_proxy;
+	struct conf_where where;
+};
+
+struct conf_pool {
+	char name[CONF_NAME_MAX];
+	enum conf_balance balance;
+	enum conf_proxy_proto send_proxy;
+	uint32_t queue_max; /* clients that may wait for a free server slot */
+	uint64_t timeout_queue_ms;
+	struct conf_server *servers;
+	size_t nservers;
+	struct conf_where where;
+};
+
+struct conf_listen {
+	char name[CONF_NAME_MAX];
+	struct util_addr *binds;
+	size_t nbinds;
+	size_t pool; /* index into conf.pools */
+	uint32_t maxconn; /* 0: only the global limit */
+	uint64_t timeout_connect_ms;
+	uint64_t timeout_idle_ms;
+	uint64_t timeout_half_closed_ms;
+	uint32_t retries;
+	bool accept_proxy;
+	struct conf_where where;
+};
+
+enum conf_log_target {
+	CONF_LOG_STDERR,
+	CONF_LOG_STDOUT,
+};
+
+struct conf_global {
+	uint32_t workers; /* 0: one per CPU */
+	uint32_t maxconn; /* 0: as many as the descriptor limit allows */
+	enum conf_log_target log_target;
+	enum log_level log_level;
+	uint64_t grace_ms;
+};
+
+struct conf {
+	char *file;
+	struct conf_global global;
+	struct conf_pool *pools;
+	size_t npools;
+	struct conf_listen *listens;
+	size_t nlistens;
+};
+
+/* Diagnostics collected while parsing: "FILE:LINE:COL: error: ..." lines. */
+struct conf_errors {
+	char *msgs[CONF_MAX_ERRORS];
+	size_t n;
+	bool truncated; /* more errors than CONF_MAX_ERRORS */
+};
+
+#endif

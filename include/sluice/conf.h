@@ -1,0 +1,32 @@
+/* conf: parse and validate configuration text into a struct conf.
+ * Pure: no sockets, no globals; the only I/O is conf_load_file() reading the
+ * file. Every diagnostic names FILE:LINE:COL and what was expected. */
+#ifndef SLUICE_CONF_H
+#define SLUICE_CONF_H
+
+#include "sluice/conf-t.h"
+
+/* Parse text (len bytes, need not be NUL-terminated) named `file` in
+ * messages. Returns a new conf owned by the caller, or NULL with at least one
+ * message in errs (which the caller releases with conf_errors_clear()). */
+struct conf *conf_parse(const char *file, const char *text, size_t len, struct conf_errors *errs);
+
+/* Read and parse a file. Same contract as conf_parse(); a file that cannot be
+ * read gives one message naming it. */
+struct conf *conf_load_file(const char *path, struct conf_errors *errs);
+
+/* Free a conf and everything it owns. NULL is allowed. */
+void conf_free(struct conf *c);
+
+/* Release the messages held by errs and reset it. */
+void conf_errors_clear(struct conf_errors *errs);
+
+/* Names for messages and tables. */
+const char *conf_balance_name(enum conf_balance b);
+const char *conf_proxy_proto_name(enum conf_proxy_proto p);
+
+/* Find a pool or listener by name; NULL when absent. */
+const struct conf_pool *conf_find_pool(const struct conf *c, const char *name);
+const struct conf_server *conf_find_server(const struct conf_pool *p, const char *name);
+
+#endif

@@ -1,0 +1,258 @@
+/* balance: smooth weighted round-robin, least connections, two random
+ * choices, Maglev and first-available. Pure: no I/O, no clock; randomness
+ * comes from a caller-owned state. Tables built here are immutable after. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/balance.h"
+#include "sluice/util.h"
+
+#define SWRR_MAX_CYCLE 16384
+
+static uint32_t gcd32(uint32_t a, uint32_t b)
+{
+	while (b != 0) {
+		uint32_t t = a % b;
+
+		a = b;
+		b = t;
+	}
+	return a;
+}
+
+int balance_swrr_build(const uint32_t *weights, size_t n, uint32_t **seq, size_t *len)
+{
+	uint64_t total = 0;
+	uint32_t g = 0, *w, *out;
+	int64_t *cur;
+
+	*seq = NULL;
+	*len = 0;
+	for (size_t i = 0; i < n; i++) {
+		total += weights[i];
+		if (weights[i] > 0)
+			g = gcd32(g, weights[i]);
+	}
+	if (total == 0)
+		return 0;
+	w = malloc(n * sizeof(*w));
+	cur = calloc(n, sizeof(*cur));
+	if (w == NULL || cur == NULL) {
+		free(w);
+		free(cur);
+		return -1;
+	}
+	total = 0;
+	for (size_t i = 0; i < n; i++) {
+		w[i] = weights[i] / g;
+		total += w[i];
+	}
+	if (total > SWRR_MAX_CYCLE) {
+		/* keep proportions; a non-zero weight never drops to zero */
+		uint64_t t2 = 0;
+
+		for (size_t i = 0; i < n; i++) {
+			if (w[i] > 0)
+				w[i] = (uint32_t)UTIL_MAX(1, (uint64_t)w[i] * SWRR_MAX_CYCLE / total);
+			t2 += w[i];
+		}
+		total = t2;
+	}
+	out = malloc((size_t)total * sizeof(*out));
+	if (out == NULL) {
+		free(w);
+		free(cur);
+		return -1;
+	}
+	for (size_t k = 0; k < total; k++) {
+		size_t best = 0;
+
+		for (size_t i = 0; i < n; i++) {
+			cur[i] += w[i];
+			if (w[i] > 0 && (w[best] == 0 || cur[i] > cur[best]))
+				best = i;
+		}
+		cur[best] -= (int64_t)total;
+		out[k] = (uint32_t)best;
+	}
+	free(w);
+	free(cur);
+	*seq = out;
+	*len = (size_t)total;
+	return 0;
+}
+
+size_t balance_pick_seq(const uint32_t *seq, size_t len, uint32_t start, balance_usable_fn usable,
+			void *arg)
+{
+	for (size_t k = 0; k < len; k++) {
+		size_t idx = seq[(start + k) % len];
+
+		if (usable(arg, idx))
+			return idx;
+	}
+	return BALANCE_NONE;
+}
+
+size_t balance_pick_first(size_t n, balance_usable_fn usable, void *arg)
+{
+	for (size_t i = 0; i < n; i++)
+		if (usable(arg, i))
+			return i;
+	return BALANCE_NONE;
+}
+
+/* a/wa < b/wb without division; weights are non-zero */
+static bool load_less(uint32_t a, uint32_t wa, uint32_t b, uint32_t wb)
+{
+	return (uint64_t)a * wb < (uint64_t)b * wa;
+}
+
+size_t balance_pick_leastconn(const uint32_t *weights, size_t n, uint32_t start,
+			      balance_load_fn load, balance_usable_fn usable, void *arg)
+{
+	size_t best = BALANCE_NONE;
+	uint32_t best_load = 0;
+
+	for (size_t k = 0; k < n; k++) {
+		size_t i = (start + k) % n;
+		uint32_t l;
+
+		if (weights[i] == 0 || !usable(arg, i))
+			continue;
+		/* +1: the connection being placed, so weights matter at low load */
+		l = load(arg, i) + 1;
+		if (best == BALANCE_NONE || load_less(l, weights[i], best_load, weights[best])) {
+			best = i;
+			best_load = l;
+		}
+	}
+	return best;
+}
+
+uint64_t balance_cumulative(const uint32_t *weights, size_t n, uint64_t *cum)
+{
+	uint64_t t = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		t += weights[i];
+		cum[i] = t;
+	}
+	return t;
+}
+
+static size_t draw(const uint64_t *cum, size_t n, uint64_t *rng)
+{
+	uint64_t r = util_rand64(rng) % cum[n - 1];
+	size_t lo = 0, hi = n - 1;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (cum[mid] > r)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return lo;
+}
+
+size_t balance_pick_p2c(const uint64_t *cum, const uint32_t *weights, size_t n, uint64_t *rng,
+			balance_load_fn load, balance_usable_fn usable, void *arg)
+{
+	size_t a, b;
+	bool ua, ub;
+
+	if (n == 0 || cum[n - 1] == 0)
+		return BALANCE_NONE;
+	a = draw(cum, n, rng);
+	b = draw(cum, n, rng);
+	ua = usable(arg, a);
+	ub = b != a && usable(arg, b);
+	if (ua && ub)
+		return load_less(load(arg, b) + 1, weights[b], load(arg, a) + 1, weights[a]) ? b : a;
+	if (ua)
+		return a;
+	if (ub)
+		return b;
+	return balance_pick_leastconn(weights, n, (uint32_t)(util_rand64(rng) % n), load, usable,
+				      arg);
+}
+
+uint32_t balance_maglev_size(size_t n)
+{
+	static const uint32_t primes[] = { 1021, 2039, 4093, 8191, 16381, 32749, 65521 };
+
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(primes); i++)
+		if (primes[i] >= 100 * n)
+			return primes[i];
+	return primes[UTIL_ARRAY_LEN(primes) - 1];
+}
+
+int balance_maglev_build(const uint64_t *keys, const uint32_t *weights, size_t n, uint32_t m,
+			 int32_t *table)
+{
+	uint32_t *offset, *skip, *next, maxw = 0;
+	uint64_t *credit;
+	uint32_t filled = 0;
+
+	for (uint32_t j = 0; j < m; j++)
+		table[j] = -1;
+	for (size_t i = 0; i < n; i++)
+		maxw = UTIL_MAX(maxw, weights[i]);
+	if (maxw == 0)
+		return -1;
+	offset = malloc(n * sizeof(*offset));
+	skip = malloc(n * sizeof(*skip));
+	next = calloc(n, sizeof(*next));
+	credit = calloc(n, sizeof(*credit));
+	if (offset == NULL || skip == NULL || next == NULL || credit == NULL) {
+		free(offset);
+		free(skip);
+		free(next);
+		free(credit);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		offset[i] = (uint32_t)(util_hash64(&keys[i], sizeof(keys[i]), 0x6d61676c) % m);
+		skip[i] = (uint32_t)(util_hash64(&keys[i], sizeof(keys[i]), 0x736b6970) % (m - 1)) + 1;
+	}
+	while (filled < m) {
+		for (size_t i = 0; i < n && filled < m; i++) {
+			/* weighted Maglev: a server takes a turn per maxw of credit */
+			credit[i] += weights[i];
+			while (credit[i] >= maxw && filled < m) {
+				uint32_t c;
+
+				credit[i] -= maxw;
+				do {
+					c = (uint32_t)((offset[i] + (uint64_t)next[i] * skip[i]) % m);
+					next[i]++;
+				} while (table[c] >= 0);
+				table[c] = (int32_t)i;
+				filled++;
+			}
+		}
+	}
+	free(offset);
+	free(skip);
+	free(next);
+	free(credit);
+	return 0;
+}
+
+size_t balance_pick_maglev(const int32_t *table, uint32_t m, uint64_t h, balance_usable_fn usable,
+			   void *arg)
+{
+	uint32_t start = (uint32_t)(h % m);
+
+	for (uint32_t k = 0; k < m; k++) {
+		int32_t idx = table[(start + k) % m];
+
+		if (idx >= 0 && usable(arg, (size_t)idx))
+			return (size_t)idx;
+		/* after a full scan of distinct servers nothing is usable; the
+		 * loop bound keeps a fully unusable table to one pass */
+	}
+	return BALANCE_NONE;
+}

@@ -1,0 +1,52 @@
+/* conf internals shared by the lexer (conf_lex.c), the keyword tables
+ * (conf_parse.c) and validation. Not a public header: only src/conf uses it. */
+#ifndef SLUICE_CONF_INT_H
+#define SLUICE_CONF_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sluice/conf-t.h"
+
+/* One word of a statement; text is NUL-terminated, quotes and escapes
+ * already resolved (owned by the statement). */
+struct conf_tok {
+	char *text;
+	size_t len; /* may contain NUL bytes from \x00 escapes */
+	uint32_t line, col;
+	bool quoted;
+};
+
+/* A statement: words, then either ';' or a { block } of statements.
+ * Owned by its parent; the root owns the whole tree. */
+struct conf_stmt {
+	struct conf_tok *args;
+	size_t nargs;
+	size_t break_at; /* index of the first arg on a later line than args[0]; 0: none */
+	bool has_block;
+	uint32_t end_line, end_col; /* position of the ';' or '}' that ends it */
+	struct conf_stmt *kids;
+	size_t nkids;
+};
+
+struct conf_ctx {
+	const char *file;
+	struct conf_errors *errs;
+};
+
+/* Add "FILE:LINE:COL: error: MSG (near 'TOK')" to ctx->errs; near may be NULL. */
+void conf_error(struct conf_ctx *ctx, uint32_t line, uint32_t col, const char *near,
+		const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* Report an error about args[i] of st. When the statement runs over a line
+ * break before args[i], the real problem is a missing ';': say that instead. */
+void conf_error_arg(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *fmt,
+		    ...) __attribute__((format(printf, 4, 5)));
+
+/* Build the statement tree of text. Returns the root (its kids are the
+ * top-level statements) or NULL after reporting errors. */
+struct conf_stmt *conf_lex(struct conf_ctx *ctx, const char *text, size_t len);
+void conf_stmt_free(struct conf_stmt *st);
+
+#endif

@@ -1,0 +1,724 @@
+/* conf_parse: keyword tables for each block and their handlers, turning the
+ * statement tree from conf_lex into a struct conf; then cross-checks (pool
+ * references, duplicate names and addresses). Collects several errors before
+ * giving up; unknown keywords and out-of-range values are always errors. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "conf-int.h"
+#include "sluice/conf.h"
+#include "sluice/log.h"
+#include "sluice/util.h"
+
+#define CONF_MAX_FILE (16 * 1024 * 1024)
+#define CONF_MAX_WEIGHT 256
+#define CONF_MAX_DURATION_MS (24ull * 3600 * 1000)
+
+typedef int (*conf_handler_fn)(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
+
+struct conf_keyword {
+	const char *name;
+	size_t min_args, max_args; /* counting the keyword itself */
+	bool block;
+	conf_handler_fn fn;
+	const char *usage;
+};
+
+/* Parser state for the listen blocks: pool names are resolved at the end. */
+struct listen_ref {
+	const struct conf_tok *pool_tok;
+};
+
+struct parse_state {
+	struct conf_ctx *ctx;
+	struct conf *conf;
+	struct listen_ref *refs; /* one per listener */
+	bool seen_global;
+};
+
+static const char *const balance_names[] = {
+	[CONF_BALANCE_ROUNDROBIN] = "roundrobin", [CONF_BALANCE_LEASTCONN] = "leastconn",
+	[CONF_BALANCE_RANDOM] = "random",	  [CONF_BALANCE_MAGLEV] = "maglev",
+	[CONF_BALANCE_FIRST] = "first",
+};
+
+const char *conf_balance_name(enum conf_balance b)
+{
+	return balance_names[b];
+}
+
+const char *conf_proxy_proto_name(enum conf_proxy_proto p)
+{
+	switch (p) {
+	case CONF_PROXY_INHERIT:
+		return "inherit";
+	case CONF_PROXY_NONE:
+		return "none";
+	case CONF_PROXY_V1:
+		return "v1";
+	case CONF_PROXY_V2:
+		return "v2";
+	}
+	return "?";
+}
+
+/* ---- value helpers: each reports its own error on args[i] ---- */
+
+static int arg_long(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *what,
+		    long min, long max, long *out)
+{
+	if (util_parse_long(st->args[i].text, min, max, out) == 0)
+		return 0;
+	conf_error_arg(ctx, st, i, "%s '%s' out of range (expected an integer %ld-%ld)", what,
+		       st->args[i].text, min, max);
+	return -1;
+}
+
+static int arg_u32(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *what,
+		   long min, long max, uint32_t *out)
+{
+	long v;
+
+	if (arg_long(ctx, st, i, what, min, max, &v) < 0)
+		return -1;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int arg_duration(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i,
+			const char *what, uint64_t min_ms, uint64_t *out)
+{
+	if (util_parse_duration_ms(st->args[i].text, CONF_MAX_DURATION_MS, out) == 0 &&
+	    *out >= min_ms)
+		return 0;
+	conf_error_arg(ctx, st, i,
+		       "bad %s '%s' (expected a duration such as 500ms, 2s, 5m or 1h, "
+		       "at least %llums and at most 24h)",
+		       what, st->args[i].text, (unsigned long long)min_ms);
+	return -1;
+}
+
+static int arg_name(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *what,
+		    char *out)
+{
+	const char *s = st->args[i].text;
+	size_t n = strlen(s);
+
+	if (n == 0 || n >= CONF_NAME_MAX || n != st->args[i].len) {
+		conf_error_arg(ctx, st, i, "bad %s name (expected 1-%d characters)", what,
+			       CONF_NAME_MAX - 1);
+		return -1;
+	}
+	for (size_t k = 0; k < n; k++) {
+		char c = s[k];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_' || c == '.')) {
+			conf_error_arg(ctx, st, i,
+				       "bad %s name '%s' (expected letters, digits, '-', '_', '.')",
+				       what, s);
+			return -1;
+		}
+	}
+	memcpy(out, s, n + 1);
+	return 0;
+}
+
+static int arg_proxy_proto(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i,
+			   enum conf_proxy_proto *out)
+{
+	const char *s = st->args[i].text;
+
+	if (strcmp(s, "v1") == 0)
+		*out = CONF_PROXY_V1;
+	else if (strcmp(s, "v2") == 0)
+		*out = CONF_PROXY_V2;
+	else if (strcmp(s, "none") == 0)
+		*out = CONF_PROXY_NONE;
+	else {
+		conf_error_arg(ctx, st, i, "unknown PROXY protocol version '%s' (expected v1, v2 or "
+				      "none)", s);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- table walking ---- */
+
+static void list_keywords(const struct conf_keyword *kw, char *buf, size_t len)
+{
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; kw[i].name != NULL; i++)
+		util_bufprintf(buf, len, &off, "%s%s", i ? ", " : "", kw[i].name);
+}
+
+static void run_block(struct conf_ctx *ctx, const struct conf_stmt *block,
+		      const struct conf_keyword *table, const char *block_name, void *obj)
+{
+	for (size_t i = 0; i < block->nkids; i++) {
+		const struct conf_stmt *st = &block->kids[i];
+		const struct conf_keyword *kw = NULL;
+
+		for (size_t k = 0; table[k].name != NULL; k++) {
+			if (strcmp(table[k].name, st->args[0].text) == 0) {
+				kw = &table[k];
+				break;
+			}
+		}
+		if (kw == NULL) {
+			char names[512];
+
+			list_keywords(table, names, sizeof(names));
+			conf_error(ctx, st->args[0].line, st->args[0].col, st->args[0].text,
+				   "unknown keyword '%s' in %s (expected one of: %s)",
+				   st->args[0].text, block_name, names);
+			continue;
+		}
+		if (st->has_block != kw->block) {
+			conf_error(ctx, st->args[0].line, st->args[0].col, st->args[0].text,
+				   kw->block ? "'%s' needs a { block }: %s"
+					     : "'%s' takes no block (expected ';'): %s",
+				   kw->name, kw->usage);
+			continue;
+		}
+		if (st->nargs < kw->min_args) {
+			conf_error_arg(ctx, st, st->nargs - 1, "missing argument: %s", kw->usage);
+			continue;
+		}
+		if (st->nargs > kw->max_args) {
+			conf_error_arg(ctx, st, kw->max_args, "too many arguments: %s", kw->usage);
+			continue;
+		}
+		kw->fn(ctx, st, obj);
+	}
+}
+
+/* ---- global ---- */
+
+static int kw_workers(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct conf_global *g = obj;
+
+	if (strcmp(st->args[1].text, "auto") == 0) {
+		g->workers = 0;
+		return 0;
+	}
+	return arg_u32(ctx, st, 1, "workers", 1, 64, &g->workers);
+}
+
+static int kw_gmaxconn(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct conf_global *g = obj;
+
+	return arg_u32(ctx, st, 1, "maxconn", 1, 10000000, &g->maxconn);
+}
+
+static int kw_log(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct conf_global *g = obj;
+
+	if (strcmp(st->args[1].text, "stderr") == 0) {
+		g->log_target = CONF_LOG_STDERR;
+	} else if (strcmp(st->args[1].text, "stdout") == 0) {
+		g->log_target = CONF_LOG_STDOUT;
+	} else {
+		conf_error_arg(ctx, st, 1, "unknown log target '%s' (expected stderr or stdout)",
+			       st->args[1].text);
+		return -1;
+	}
+	if (st->nargs > 2 && log_level_parse(st->args[2].text, &g->log_level) < 0) {
+		conf_error_arg(ctx, st, 2,
+			       "unknown log level '%s' (expected error, warning, notice, info or "
+			       "debug)",
+			       st->args[2].text);
+		return -1;
+	}
+	return 0;
+}
+
+static int kw_grace(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct conf_global *g = obj;
+
+	return arg_duration(ctx, st, 1, "grace", 0, &g->grace_ms);
+}
+
+static const struct conf_keyword global_kw[] = {
+	{ "workers", 2, 2, false, kw_workers, "workers auto|N;" },
+	{ "maxconn", 2, 2, false, kw_gmaxconn, "maxconn N;" },
+	{ "log", 2, 3, false, kw_log, "log stderr|stdout [LEVEL];" },
+	{ "grace", 2, 2, false, kw_grace, "grace DURATION;" },
+	{ NULL, 0, 0, false, NULL, NULL },
+};
+
+/* ---- pool ---- */
+
+static int kw_balance(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct conf_pool *p = obj;
+
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(balance_names); i++) {
+		if (strcmp(st->args[1].text, balance_names[i]) == 0) {
+			p->balance = (enum conf_balance)i;
+			return 0;
+		}
+	}
+	conf_error_arg(ctx, st, 1,
+		       "unknown balance algorithm '%s' (expected roundrobin, leastconn, random, "
+		       "maglev or first)",
+		       st->args[1].text);
+	return -1;
+}
+
+/* server NAME ADDR [weight N] [maxconn N] [backup] [send-proxy v1|v2|none] */
+static int kw_server(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct conf_pool *p = obj;
+	struct conf_server s = { .weight = 1, .send_proxy = CONF_PROXY_INHERIT };
+	struct conf_server *arr;
+	char err[160];
+	size_t i;
+	int rc = 0;
+
+	s.where.line = st->args[0].line;
+	s.where.col = st->args[0].col;
+	if (arg_name(ctx, st, 1, "server", s.name) < 0)
+		return -1;
+	if (util_addr_parse(st->args[2].text, false, &s.addr, err, sizeof(err)) < 0) {
+		conf_error_arg(ctx, st, 2, "%s", err);
+		return -1;
+	}
+	for (i = 3; i < st->nargs && rc == 0; i++) {
+		const char *opt = st->args[i].text;
+		bool has_val = i + 1 < st->nargs;
+
+		if (strcmp(opt, "backup") == 0) {
+			s.backup = true;
+			continue;
+		}
+		if (strcmp(opt, "weight") != 0 && strcmp(opt, "maxconn") != 0 &&
+		    strcmp(opt, "send-proxy") != 0) {
+			conf_error_arg(ctx, st, i,
+				       "unknown server option '%s' (expected weight N, maxconn N, "
+				       "backup or send-proxy v1|v2|none)",
+				       opt);
+			return -1;
+		}
+		if (!has_val) {
+			conf_error_arg(ctx, st, i, "'%s' needs a value", opt);
+			return -1;
+		}
+		i++;
+		if (strcmp(opt, "weight") == 0)
+			rc = arg_u32(ctx, st, i, "weight", 0, CONF_MAX_WEIGHT, &s.weight);
+		else if (strcmp(opt, "maxconn") == 0)
+			rc = arg_u32(ctx, st, i, "maxconn", 0, 1000000, &s.maxconn);
+		else
+			rc = arg_proxy_proto(ctx, st, i, &s.send_proxy);
+	}
+	if (rc < 0)
+		return -1;
+	for (i = 0; i < p->nservers; i++) {
+		if (strcmp(p->servers[i].name, s.name) == 0) {
+			conf_error_arg(ctx, st, 1, "duplicate server '%s' in pool '%s' (first "
+					      "defined at line %u)",
+				       s.name, p->name, p->servers[i].where.line);
+			return -1;
+		}
+	}
+	arr = realloc(p->servers, (p->nservers + 1) * sizeof(*arr));
+	if (arr == NULL)
+		return -1;
+	p->servers = arr;
+	p->servers[p->nservers++] = s;
+	return 0;
+}
+
+static int kw_send_proxy(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct conf_pool *p = obj;
+
+	return arg_proxy_proto(ctx, st, 1, &p->send_proxy);
+}
+
+static int kw_queue(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct conf_pool *p = obj;
+
+	return arg_u32(ctx, st, 1, "queue", 0, 1000000, &p->queue_max);
+}
+
+static int kw_pool_timeout(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct conf_pool *p = obj;
+
+	if (strcmp(st->args[1].text, "queue") != 0) {
+		conf_error_arg(ctx, st, 1, "unknown pool timeout '%s' (expected queue)",
+			       st->args[1].text);
+		return -1;
+	}
+	return arg_duration(ctx, st, 2, "timeout queue", 1, &p->timeout_queue_ms);
+}
+
+static const struct conf_keyword pool_kw[] = {
+	{ "balance", 2, 2, false, kw_balance, "balance roundrobin|leastconn|random|maglev|first;" },
+	{ "server", 3, 12, false, kw_server,
+	  "server NAME ADDRESS:PORT [weight N] [maxconn N] [backup] [send-proxy v1|v2|none];" },
+	{ "send-proxy", 2, 2, false, kw_send_proxy, "send-proxy v1|v2|none;" },
+	{ "queue", 2, 2, false, kw_queue, "queue N;" },
+	{ "timeout", 3, 3, false, kw_pool_timeout, "timeout queue DURATION;" },
+	{ NULL, 0, 0, false, NULL, NULL },
+};
+
+/* ---- listen ---- */
+
+struct listen_obj {
+	struct conf_listen *l;
+	struct listen_ref *ref;
+};
+
+static int kw_bind(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct listen_obj *lo = obj;
+	struct util_addr a, *arr;
+	char err[160];
+
+	if (util_addr_parse(st->args[1].text, false, &a, err, sizeof(err)) < 0) {
+		conf_error_arg(ctx, st, 1, "%s", err);
+		return -1;
+	}
+	arr = realloc(lo->l->binds, (lo->l->nbinds + 1) * sizeof(*arr));
+	if (arr == NULL)
+		return -1;
+	lo->l->binds = arr;
+	arr[lo->l->nbinds++] = a;
+	return 0;
+}
+
+static int kw_listen_pool(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct listen_obj *lo = obj;
+
+	if (lo->ref->pool_tok != NULL) {
+		conf_error_arg(ctx, st, 0, "a listener uses one pool (already set at line %u)",
+			       lo->ref->pool_tok->line);
+		return -1;
+	}
+	lo->ref->pool_tok = &st->args[1];
+	return 0;
+}
+
+static int kw_listen_maxconn(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct listen_obj *lo = obj;
+
+	return arg_u32(ctx, st, 1, "maxconn", 1, 10000000, &lo->l->maxconn);
+}
+
+static int kw_listen_timeout(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct listen_obj *lo = obj;
+	const char *which = st->args[1].text;
+
+	if (strcmp(which, "connect") == 0)
+		return arg_duration(ctx, st, 2, "timeout connect", 1, &lo->l->timeout_connect_ms);
+	if (strcmp(which, "idle") == 0)
+		return arg_duration(ctx, st, 2, "timeout idle", 1, &lo->l->timeout_idle_ms);
+	if (strcmp(which, "half-closed") == 0)
+		return arg_duration(ctx, st, 2, "timeout half-closed", 1,
+				    &lo->l->timeout_half_closed_ms);
+	conf_error_arg(ctx, st, 1,
+		       "unknown listen timeout '%s' (expected connect, idle or half-closed)", which);
+	return -1;
+}
+
+static int kw_retries(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct listen_obj *lo = obj;
+
+	return arg_u32(ctx, st, 1, "retries", 0, 100, &lo->l->retries);
+}
+
+static int kw_accept_proxy(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct listen_obj *lo = obj;
+
+	(void)ctx;
+	(void)st;
+	lo->l->accept_proxy = true;
+	return 0;
+}
+
+static const struct conf_keyword listen_kw[] = {
+	{ "bind", 2, 2, false, kw_bind, "bind ADDRESS:PORT;" },
+	{ "pool", 2, 2, false, kw_listen_pool, "pool NAME;" },
+	{ "maxconn", 2, 2, false, kw_listen_maxconn, "maxconn N;" },
+	{ "timeout", 3, 3, false, kw_listen_timeout, "timeout connect|idle|half-closed DURATION;" },
+	{ "retries", 2, 2, false, kw_retries, "retries N;" },
+	{ "accept-proxy", 1, 1, false, kw_accept_proxy, "accept-proxy;" },
+	{ NULL, 0, 0, false, NULL, NULL },
+};
+
+/* ---- top level ---- */
+
+static int top_global(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct parse_state *ps = obj;
+
+	if (ps->seen_global) {
+		conf_error_arg(ctx, st, 0, "duplicate global block");
+		return -1;
+	}
+	ps->seen_global = true;
+	run_block(ctx, st, global_kw, "global block", &ps->conf->global);
+	return 0;
+}
+
+static int top_pool(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct parse_state *ps = obj;
+	struct conf *c = ps->conf;
+	struct conf_pool *arr, *p;
+	char name[CONF_NAME_MAX];
+	char where[CONF_NAME_MAX + 16];
+
+	if (arg_name(ctx, st, 1, "pool", name) < 0)
+		return -1;
+	for (size_t i = 0; i < c->npools; i++) {
+		if (strcmp(c->pools[i].name, name) == 0) {
+			conf_error_arg(ctx, st, 1, "duplicate pool '%s' (first defined at line %u)",
+				       name, c->pools[i].where.line);
+			return -1;
+		}
+	}
+	arr = realloc(c->pools, (c->npools + 1) * sizeof(*arr));
+	if (arr == NULL)
+		return -1;
+	c->pools = arr;
+	p = &arr[c->npools++];
+	memset(p, 0, sizeof(*p));
+	memcpy(p->name, name, sizeof(name));
+	p->balance = CONF_BALANCE_ROUNDROBIN;
+	p->send_proxy = CONF_PROXY_NONE;
+	p->queue_max = 1000;
+	p->timeout_queue_ms = 5000;
+	p->where.line = st->args[0].line;
+	p->where.col = st->args[0].col;
+	snprintf(where, sizeof(where), "pool '%s'", name);
+	run_block(ctx, st, pool_kw, where, p);
+	return 0;
+}
+
+static int top_listen(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct parse_state *ps = obj;
+	struct conf *c = ps->conf;
+	struct conf_listen *arr, *l;
+	struct listen_ref *refs;
+	struct listen_obj lo;
+	char name[CONF_NAME_MAX];
+	char where[CONF_NAME_MAX + 16];
+
+	if (arg_name(ctx, st, 1, "listen", name) < 0)
+		return -1;
+	for (size_t i = 0; i < c->nlistens; i++) {
+		if (strcmp(c->listens[i].name, name) == 0) {
+			conf_error_arg(ctx, st, 1,
+				       "duplicate listen '%s' (first defined at line %u)", name,
+				       c->listens[i].where.line);
+			return -1;
+		}
+	}
+	arr = realloc(c->listens, (c->nlistens + 1) * sizeof(*arr));
+	if (arr == NULL)
+		return -1;
+	c->listens = arr;
+	refs = realloc(ps->refs, (c->nlistens + 1) * sizeof(*refs));
+	if (refs == NULL)
+		return -1;
+	ps->refs = refs;
+	l = &arr[c->nlistens];
+	memset(l, 0, sizeof(*l));
+	memset(&refs[c->nlistens], 0, sizeof(*refs));
+	c->nlistens++;
+	memcpy(l->name, name, sizeof(name));
+	l->timeout_connect_ms = 5000;
+	l->timeout_idle_ms = 300000;
+	l->retries = 2;
+	l->where.line = st->args[0].line;
+	l->where.col = st->args[0].col;
+	snprintf(where, sizeof(where), "listen '%s'", name);
+	lo.l = l;
+	lo.ref = &refs[c->nlistens - 1];
+	run_block(ctx, st, listen_kw, where, &lo);
+	if (l->timeout_half_closed_ms == 0)
+		l->timeout_half_closed_ms = l->timeout_idle_ms;
+	return 0;
+}
+
+static const struct conf_keyword top_kw[] = {
+	{ "global", 1, 1, true, top_global, "global { ... }" },
+	{ "pool", 2, 2, true, top_pool, "pool NAME { ... }" },
+	{ "listen", 2, 2, true, top_listen, "listen NAME { ... }" },
+	{ NULL, 0, 0, false, NULL, NULL },
+};
+
+/* Resolve pool names and check what spans blocks. */
+static void validate(struct parse_state *ps)
+{
+	struct conf_ctx *ctx = ps->ctx;
+	struct conf *c = ps->conf;
+
+	for (size_t i = 0; i < c->nlistens; i++) {
+		struct conf_listen *l = &c->listens[i];
+		const struct conf_tok *t = ps->refs[i].pool_tok;
+		const struct conf_pool *p;
+
+		if (l->nbinds == 0)
+			conf_error(ctx, l->where.line, l->where.col, l->name,
+				   "listen '%s' has no bind (expected 'bind ADDRESS:PORT;')",
+				   l->name);
+		if (t == NULL) {
+			conf_error(ctx, l->where.line, l->where.col, l->name,
+				   "listen '%s' has no pool (expected 'pool NAME;')", l->name);
+			continue;
+		}
+		p = conf_find_pool(c, t->text);
+		if (p == NULL)
+			conf_error(ctx, t->line, t->col, t->text, "pool '%s' does not exist",
+				   t->text);
+		else
+			l->pool = (size_t)(p - c->pools);
+		for (size_t b = 0; b < l->nbinds; b++) {
+			for (size_t j = 0; j <= i; j++) {
+				const struct conf_listen *o = &c->listens[j];
+				size_t n = j == i ? b : o->nbinds;
+
+				for (size_t k = 0; k < n; k++) {
+					char buf[UTIL_ADDR_STRLEN];
+
+					if (!util_addr_equal(&l->binds[b], &o->binds[k]))
+						continue;
+					conf_error(ctx, l->where.line, l->where.col, l->name,
+						   "address %s is bound twice (listen '%s' and "
+						   "listen '%s')",
+						   util_addr_fmt(&l->binds[b], buf, sizeof(buf)),
+						   o->name, l->name);
+				}
+			}
+		}
+	}
+}
+
+struct conf *conf_parse(const char *file, const char *text, size_t len, struct conf_errors *errs)
+{
+	struct conf_ctx ctx = { .file = file, .errs = errs };
+	struct parse_state ps = { .ctx = &ctx };
+	struct conf_stmt *root;
+	struct conf *c;
+	size_t errs_before = errs->n;
+
+	c = calloc(1, sizeof(*c));
+	if (c == NULL || (c->file = strdup(file)) == NULL) {
+		free(c);
+		conf_error(&ctx, 1, 1, NULL, "out of memory");
+		return NULL;
+	}
+	c->global.log_target = CONF_LOG_STDERR;
+	c->global.log_level = LOGL_INFO;
+	c->global.grace_ms = 10000;
+	ps.conf = c;
+	root = conf_lex(&ctx, text, len);
+	if (root != NULL) {
+		run_block(&ctx, root, top_kw, "the top level", &ps);
+		validate(&ps);
+	}
+	conf_stmt_free(root);
+	free(ps.refs);
+	if (errs->n > errs_before || errs->truncated || root == NULL) {
+		if (errs->n == errs_before)
+			conf_error(&ctx, 1, 1, NULL, "out of memory");
+		conf_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+struct conf *conf_load_file(const char *path, struct conf_errors *errs)
+{
+	struct conf_ctx ctx = { .file = path, .errs = errs };
+	struct conf *c = NULL;
+	struct stat stb;
+	char *buf = NULL;
+	size_t got = 0;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &stb) < 0) {
+		conf_error(&ctx, 0, 0, NULL, "cannot open: %s", strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(stb.st_mode) || stb.st_size > CONF_MAX_FILE) {
+		conf_error(&ctx, 0, 0, NULL, "not a regular file of at most %d bytes",
+			   CONF_MAX_FILE);
+		goto out;
+	}
+	buf = malloc((size_t)stb.st_size + 1);
+	if (buf == NULL)
+		goto out;
+	while (got < (size_t)stb.st_size) {
+		ssize_t n = read(fd, buf + got, (size_t)stb.st_size - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			conf_error(&ctx, 0, 0, NULL, "read failed: %s",
+				   n < 0 ? strerror(errno) : "file shrank");
+			goto out;
+		}
+		got += (size_t)n;
+	}
+	c = conf_parse(path, buf, got, errs);
+out:
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	return c;
+}
+
+void conf_free(struct conf *c)
+{
+	if (c == NULL)
+		return;
+	for (size_t i = 0; i < c->npools; i++)
+		free(c->pools[i].servers);
+	free(c->pools);
+	for (size_t i = 0; i < c->nlistens; i++)
+		free(c->listens[i].binds);
+	free(c->listens);
+	free(c->file);
+	free(c);
+}
+
+const struct conf_pool *conf_find_pool(const struct conf *c, const char *name)
+{
+	for (size_t i = 0; i < c->npools; i++)
+		if (strcmp(c->pools[i].name, name) == 0)
+			return &c->pools[i];
+	return NULL;
+}
+
+const struct conf_server *conf_find_server(const struct conf_pool *p, const char *name)
+{
+	for (size_t i = 0; i < p->nservers; i++)
+		if (strcmp(p->servers[i].name, name) == 0)
+			return &p->servers[i];
+	return NULL;
+}
