@@ -1,0 +1,130 @@
+/* pool types: pools, servers and the immutable balancer snapshot that
+ * workers pick from. The control thread owns every change; workers only
+ * read snapshots and update the atomic counters marked below. */
+#ifndef SLUICE_POOL_T_H
+#define SLUICE_POOL_T_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sluice/util-t.h"
+
+#define POOL_NAME_MAX 64
+
+enum pool_balance {
+	POOL_BALANCE_ROUNDROBIN,
+	POOL_BALANCE_LEASTCONN,
+	POOL_BALANCE_RANDOM,
+	POOL_BALANCE_MAGLEV,
+	POOL_BALANCE_FIRST,
+};
+
+/* Operator's intent for a server. */
+enum pool_admin {
+	POOL_ADMIN_READY,
+	POOL_ADMIN_DRAIN, /* no new connections, open ones continue */
+	POOL_ADMIN_MAINT, /* as drain, and health checks paused */
+};
+
+enum pool_health {
+	POOL_HEALTH_UP,
+	POOL_HEALTH_DOWN,
+};
+
+enum pool_proxy_proto {
+	POOL_PROXY_NONE,
+	POOL_PROXY_V1,
+	POOL_PROXY_V2,
+};
+
+struct pool;
+
+/* A server. Identity (pool + name) survives reloads. Owner: reference
+ * counted; the pool's server list holds one reference, every connection
+ * that uses the server holds one, and the last put frees it (possibly in a
+ * worker). Fields under "control" are written by the control thread only. */
+struct pool_server {
+	/* control */
+	char name[POOL_NAME_MAX];
+	struct util_addr addr;
+	uint32_t weight; /* configured or set at runtime, 0-256 */
+	uint32_t maxconn; /* 0: unlimited */
+	bool backup;
+	bool removed; /* no longer in its pool */
+	enum pool_proxy_proto send_proxy;
+	enum pool_admin admin;
+	enum pool_health health;
+	struct pool *pool; /* holds a reference */
+
+	/* shared, atomic */
+	_Atomic uint32_t refcnt;
+	_Atomic uint32_t cur_conns;
+	_Atomic uint64_t total_conns;
+	_Atomic uint64_t bytes_in; /* from the server */
+	_Atomic uint64_t bytes_out; /* to the server */
+	_Atomic uint64_t connect_errors;
+	_Atomic uint32_t consecutive_errors;
+};
+
+/* One group (primaries or backups) of an immutable balancer snapshot. */
+struct pool_lb_group {
+	size_t n;
+	struct pool_server **srv;
+	uint32_t *weights;
+	uint32_t *seq; /* roundrobin cycle */
+	size_t seqlen;
+	uint64_t *cum; /* random: cumulative weights */
+	int32_t *maglev;
+	uint32_t maglev_size;
+};
+
+/* Immutable snapshot of who may be picked, published by the control thread
+ * and freed through QSBR. Only the cursor changes after publication. */
+struct pool_lb {
+	enum pool_balance balance;
+	struct pool_lb_group primary, backup;
+	_Atomic uint32_t cursor;
+};
+
+/* A pool. Owner: reference counted; the runtime model holds one reference,
+ * its servers one each, connections one each. */
+struct pool {
+	/* control */
+	char name[POOL_NAME_MAX];
+	enum pool_balance balance;
+	enum pool_proxy_proto send_proxy;
+	uint32_t queue_max;
+	uint64_t timeout_queue_ms;
+	struct pool_server **servers;
+	size_t nservers;
+	bool removed;
+
+	/* shared */
+	_Atomic(struct pool_lb *) lb;
+	_Atomic uint32_t refcnt;
+	_Atomic uint32_t queued; /* clients waiting for a slot, all workers */
+	_Atomic uint64_t no_server; /* connections closed: no usable server */
+	_Atomic uint64_t queue_timeouts;
+	_Atomic uint64_t queue_full;
+	_Atomic uint64_t total_conns;
+};
+
+/* Result of a pick. */
+enum pool_pick_result {
+	POOL_PICK_OK,
+	POOL_PICK_FULL, /* usable servers exist but all are at maxconn: queue */
+	POOL_PICK_NONE, /* nothing usable */
+};
+
+#define POOL_PICK_MAX_TRIED 8
+
+/* Per-connection picking state, owned by the connection. */
+struct pool_pick {
+	uint64_t client_hash;
+	struct pool_server *tried[POOL_PICK_MAX_TRIED];
+	size_t ntried;
+};
+
+#endif

@@ -1,0 +1,53 @@
+/* proxy: the data plane. Worker threads, each with its own libev loop and
+ * its own SO_REUSEPORT socket per bound address; they accept, pick a server
+ * through pool, connect with retries and relay both directions. Core drives
+ * it from the control thread with the functions below. */
+#ifndef SLUICE_PROXY_H
+#define SLUICE_PROXY_H
+
+#include <stddef.h>
+
+#include "sluice/proxy-t.h"
+#include "sluice/qsbr.h"
+
+/* Create the engine and its workers (not started). Returns NULL on error. */
+struct proxy_engine *proxy_engine_new(const struct proxy_engine_conf *conf, struct qsbr *q);
+/* Start the worker threads. Returns 0 or -1. */
+int proxy_engine_start(struct proxy_engine *e);
+/* Connections open now, all workers. */
+uint32_t proxy_engine_active(const struct proxy_engine *e);
+uint64_t proxy_engine_total(const struct proxy_engine *e);
+/* Close every connection now (grace expired). Asynchronous. */
+void proxy_engine_close_all(struct proxy_engine *e);
+/* Stop workers, join threads, free the engine. Frontends still attached
+ * are detached and their sockets closed. */
+void proxy_engine_free(struct proxy_engine *e);
+
+/* Create a frontend for nbinds addresses (copied) with its settings (the
+ * frontend takes them over). One reference, the caller's. */
+struct proxy_frontend *proxy_frontend_new(const char *name, const struct util_addr *binds,
+					  size_t nbinds, struct proxy_fe_settings *settings);
+void proxy_frontend_get(struct proxy_frontend *fe);
+void proxy_frontend_put(struct proxy_frontend *fe);
+
+/* Control thread: create and bind the listening sockets, one per worker and
+ * address. On failure nothing stays open and err says which address and
+ * why. Returns 0 or -1. */
+int proxy_frontend_bind(struct proxy_engine *e, struct proxy_frontend *fe, char *err,
+			size_t errlen);
+
+/* Control thread: replace the settings (the frontend takes over s; the old
+ * ones are retired through QSBR). */
+void proxy_frontend_set_settings(struct proxy_engine *e, struct proxy_frontend *fe,
+				 struct proxy_fe_settings *s);
+
+/* Free settings and their pool reference (also the QSBR free function). */
+void proxy_fe_settings_free(void *s);
+
+/* Control thread: start accepting on a bound frontend in every worker. */
+void proxy_engine_attach(struct proxy_engine *e, struct proxy_frontend *fe);
+/* Control thread: stop accepting on fe and close its sockets; its open
+ * connections continue. Asynchronous; the workers drop their references. */
+void proxy_engine_detach(struct proxy_engine *e, struct proxy_frontend *fe);
+
+#endif

@@ -1,0 +1,261 @@
+/* sluice: main and lifecycle. Parses the command line, loads and checks the
+ * configuration, sizes the limits, starts the workers and runs the control
+ * loop (signals, snapshot reclamation, graceful shutdown). */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "core.h"
+#include "sluice/conf.h"
+#include "sluice/log.h"
+#include "sluice/pool.h"
+#include "sluice/proxy.h"
+#include "sluice/util.h"
+
+#ifndef SLUICE_VERSION
+#define SLUICE_VERSION "0.1"
+#endif
+
+#define FD_RESERVE 64 /* logs, control, checks, epoll and event fds */
+#define PIPES_PER_WORKER 128
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: sluice -f FILE [-c]\n"
+		   "  -f FILE   configuration file\n"
+		   "  -c        check the configuration and exit (0: valid, 1: invalid)\n"
+		   "  -v        print the version\n"
+		   "  -h        this help\n");
+}
+
+static void print_errors(const struct conf_errors *errs)
+{
+	for (size_t i = 0; i < errs->n; i++)
+		fprintf(stderr, "%s\n", errs->msgs[i]);
+	if (errs->truncated)
+		fprintf(stderr, "(more errors not shown)\n");
+}
+
+static uint32_t count_binds(const struct conf *conf)
+{
+	uint32_t n = 0;
+
+	for (size_t i = 0; i < conf->nlistens; i++)
+		n += (uint32_t)conf->listens[i].nbinds;
+	return n;
+}
+
+/* Raise the descriptor limit as far as allowed and derive the maxconn it
+ * can honour: two descriptors per connection after the fixed reserve. */
+static uint32_t size_limits(const struct conf *conf, uint32_t workers)
+{
+	struct rlimit rl;
+	uint64_t fixed, usable;
+	uint32_t want = conf->global.maxconn, can;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_warn("cannot raise the descriptor limit to %llu: %s",
+				 (unsigned long long)rl.rlim_max, strerror(errno));
+		getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	fixed = FD_RESERVE + (uint64_t)workers * (count_binds(conf) + 2 * PIPES_PER_WORKER + 4);
+	usable = rl.rlim_cur > fixed ? (rl.rlim_cur - fixed) / 2 : 1;
+	can = (uint32_t)UTIL_MIN(usable, 10000000);
+	if (want == 0) {
+		want = can;
+	} else if (want > can) {
+		log_warn("global maxconn %u lowered to %u: the descriptor limit is %llu "
+			 "(2 per connection, %llu reserved)",
+			 want, can, (unsigned long long)rl.rlim_cur, (unsigned long long)fixed);
+		want = can;
+	}
+	log_notice("limits: %llu descriptors, maxconn %u", (unsigned long long)rl.rlim_cur, want);
+	return want;
+}
+
+static void finish(struct core *c)
+{
+	ev_break(c->loop, EVBREAK_ALL);
+}
+
+static void on_drain_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct core *c = t->data;
+
+	(void)loop;
+	(void)revents;
+	if (proxy_engine_active(c->engine) == 0) {
+		log_notice("all connections finished");
+		finish(c);
+	}
+}
+
+static void on_grace_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct core *c = t->data;
+
+	(void)loop;
+	(void)revents;
+	log_notice("grace period over: closing %u connections", proxy_engine_active(c->engine));
+	proxy_engine_close_all(c->engine);
+}
+
+static void begin_shutdown(struct core *c, const char *why)
+{
+	double grace = (double)c->conf->global.grace_ms / 1000.0;
+
+	if (c->stopping) {
+		log_notice("%s again: closing connections now", why);
+		proxy_engine_close_all(c->engine);
+		return;
+	}
+	c->stopping = true;
+	log_notice("%s: stopping listeners, %u connections open, grace %llums", why,
+		   proxy_engine_active(c->engine), (unsigned long long)c->conf->global.grace_ms);
+	for (size_t i = 0; i < c->nlisteners; i++)
+		proxy_engine_detach(c->engine, c->listeners[i].fe);
+	ev_timer_init(&c->drain_timer, on_drain_timer, 0.0, 0.05);
+	c->drain_timer.data = c;
+	ev_timer_start(c->loop, &c->drain_timer);
+	ev_timer_init(&c->grace_timer, on_grace_timer, grace, 0.0);
+	c->grace_timer.data = c;
+	ev_timer_start(c->loop, &c->grace_timer);
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct core *c = w->data;
+
+	(void)loop;
+	(void)revents;
+	switch (w->signum) {
+	case SIGTERM:
+		begin_shutdown(c, "SIGTERM");
+		break;
+	case SIGINT:
+		begin_shutdown(c, "SIGINT");
+		break;
+	case SIGHUP:
+		log_warn("SIGHUP: configuration reload is not available yet; ignoring");
+		break;
+	}
+}
+
+static void on_reclaim(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct core *c = t->data;
+
+	(void)loop;
+	(void)revents;
+	qsbr_reclaim(&c->qsbr);
+}
+
+static uint32_t worker_count(const struct conf *conf)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (conf->global.workers != 0)
+		return conf->global.workers;
+	return (uint32_t)UTIL_MAX(1, UTIL_MIN(n, 64));
+}
+
+static int run(struct core *c)
+{
+	struct proxy_engine_conf ec = { .bufsize = 16384, .max_pipes_per_worker = PIPES_PER_WORKER };
+	char err[256];
+
+	ec.workers = worker_count(c->conf);
+	ec.maxconn = c->maxconn = size_limits(c->conf, ec.workers);
+	pool_set_qsbr(&c->qsbr);
+	c->engine = proxy_engine_new(&ec, &c->qsbr);
+	if (c->engine == NULL) {
+		log_err("cannot create the workers");
+		return 1;
+	}
+	if (core_apply_initial(c, c->conf, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		return 1;
+	}
+	if (proxy_engine_start(c->engine) < 0)
+		return 1;
+	c->loop = ev_default_loop(EVFLAG_NOENV);
+	ev_signal_init(&c->sig_term, on_signal, SIGTERM);
+	ev_signal_init(&c->sig_int, on_signal, SIGINT);
+	ev_signal_init(&c->sig_hup, on_signal, SIGHUP);
+	c->sig_term.data = c->sig_int.data = c->sig_hup.data = c;
+	ev_signal_start(c->loop, &c->sig_term);
+	ev_signal_start(c->loop, &c->sig_int);
+	ev_signal_start(c->loop, &c->sig_hup);
+	ev_timer_init(&c->reclaim_timer, on_reclaim, 0.1, 0.1);
+	c->reclaim_timer.data = c;
+	ev_timer_start(c->loop, &c->reclaim_timer);
+	log_notice("sluice %s ready: pid %d, %u workers, config %s", SLUICE_VERSION, (int)getpid(),
+		   ec.workers, c->conf_path);
+	ev_run(c->loop, 0);
+	return c->exit_code;
+}
+
+int main(int argc, char **argv)
+{
+	struct conf_errors errs = { 0 };
+	struct core c = { .exit_code = 0 };
+	bool check_only = false;
+	int opt, rc;
+
+	while ((opt = getopt(argc, argv, "f:cvh")) != -1) {
+		switch (opt) {
+		case 'f':
+			c.conf_path = optarg;
+			break;
+		case 'c':
+			check_only = true;
+			break;
+		case 'v':
+			printf("sluice %s\n", SLUICE_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (c.conf_path == NULL || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	c.conf = conf_load_file(c.conf_path, &errs);
+	if (c.conf == NULL) {
+		print_errors(&errs);
+		conf_errors_clear(&errs);
+		return 1;
+	}
+	if (check_only) {
+		printf("%s: configuration is valid\n", c.conf_path);
+		conf_free(c.conf);
+		return 0;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	log_set_level(c.conf->global.log_level);
+	if (log_start(c.conf->global.log_target == CONF_LOG_STDOUT ? 1 : 2) < 0)
+		fprintf(stderr, "sluice: cannot start the log thread; logging synchronously\n");
+	c.start_ms = util_now_ms();
+	rc = run(&c);
+	proxy_engine_free(c.engine);
+	core_model_free(&c);
+	qsbr_destroy(&c.qsbr);
+	if (c.loop != NULL)
+		ev_loop_destroy(c.loop);
+	log_notice("sluice exiting (%d)", rc);
+	log_stop();
+	conf_free(c.conf);
+	return rc;
+}

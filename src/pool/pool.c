@@ -1,0 +1,402 @@
+/* pool: the model of pools and servers (control thread) and the lock-free
+ * pick and release used by workers. Snapshots (struct pool_lb) are rebuilt
+ * whole on every change and retired through QSBR; servers and pools are
+ * reference counted because connections outlive snapshots. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/balance.h"
+#include "sluice/log.h"
+#include "sluice/pool.h"
+#include "sluice/util.h"
+
+static struct qsbr *pool_qsbr;
+
+void pool_set_qsbr(struct qsbr *q)
+{
+	pool_qsbr = q;
+}
+
+const char *pool_balance_name(enum pool_balance b)
+{
+	switch (b) {
+	case POOL_BALANCE_ROUNDROBIN:
+		return "roundrobin";
+	case POOL_BALANCE_LEASTCONN:
+		return "leastconn";
+	case POOL_BALANCE_RANDOM:
+		return "random";
+	case POOL_BALANCE_MAGLEV:
+		return "maglev";
+	case POOL_BALANCE_FIRST:
+		return "first";
+	}
+	return "?";
+}
+
+const char *pool_admin_name(enum pool_admin a)
+{
+	switch (a) {
+	case POOL_ADMIN_READY:
+		return "ready";
+	case POOL_ADMIN_DRAIN:
+		return "drain";
+	case POOL_ADMIN_MAINT:
+		return "maint";
+	}
+	return "?";
+}
+
+const char *pool_health_name(enum pool_health h)
+{
+	switch (h) {
+	case POOL_HEALTH_UP:
+		return "up";
+	case POOL_HEALTH_DOWN:
+		return "down";
+	}
+	return "?";
+}
+
+struct pool *pool_new(const char *name)
+{
+	struct pool *p = calloc(1, sizeof(*p));
+
+	if (p == NULL)
+		return NULL;
+	util_strlcpy(p->name, name, sizeof(p->name));
+	p->queue_max = 1000;
+	p->timeout_queue_ms = 5000;
+	atomic_init(&p->refcnt, 1);
+	return p;
+}
+
+void pool_get(struct pool *p)
+{
+	atomic_fetch_add_explicit(&p->refcnt, 1, memory_order_relaxed);
+}
+
+static void lb_group_free(struct pool_lb_group *g)
+{
+	free(g->srv);
+	free(g->weights);
+	free(g->seq);
+	free(g->cum);
+	free(g->maglev);
+}
+
+static void lb_free(void *obj)
+{
+	struct pool_lb *lb = obj;
+
+	lb_group_free(&lb->primary);
+	lb_group_free(&lb->backup);
+	free(lb);
+}
+
+void pool_put(struct pool *p)
+{
+	if (atomic_fetch_sub_explicit(&p->refcnt, 1, memory_order_acq_rel) != 1)
+		return;
+	/* nobody can read p->lb any more: no QSBR needed */
+	struct pool_lb *lb = atomic_load(&p->lb);
+
+	if (lb != NULL)
+		lb_free(lb);
+	free(p->servers);
+	free(p);
+}
+
+struct pool_server *pool_server_new(const char *name, const struct util_addr *addr)
+{
+	struct pool_server *s = calloc(1, sizeof(*s));
+
+	if (s == NULL)
+		return NULL;
+	util_strlcpy(s->name, name, sizeof(s->name));
+	s->addr = *addr;
+	s->weight = 1;
+	s->admin = POOL_ADMIN_READY;
+	s->health = POOL_HEALTH_UP;
+	atomic_init(&s->refcnt, 1);
+	return s;
+}
+
+void pool_server_get(struct pool_server *s)
+{
+	atomic_fetch_add_explicit(&s->refcnt, 1, memory_order_relaxed);
+}
+
+void pool_server_put(struct pool_server *s)
+{
+	if (atomic_fetch_sub_explicit(&s->refcnt, 1, memory_order_acq_rel) != 1)
+		return;
+	if (s->pool != NULL)
+		pool_put(s->pool);
+	free(s);
+}
+
+int pool_add_server(struct pool *p, struct pool_server *s)
+{
+	struct pool_server **a = realloc(p->servers, (p->nservers + 1) * sizeof(*a));
+
+	if (a == NULL)
+		return -1;
+	p->servers = a;
+	a[p->nservers++] = s;
+	s->pool = p;
+	s->removed = false;
+	pool_get(p);
+	return 0;
+}
+
+static void server_put_cb(void *obj)
+{
+	pool_server_put(obj);
+}
+
+void pool_remove_server(struct pool *p, struct pool_server *s)
+{
+	for (size_t i = 0; i < p->nservers; i++) {
+		if (p->servers[i] != s)
+			continue;
+		memmove(&p->servers[i], &p->servers[i + 1],
+			(p->nservers - i - 1) * sizeof(p->servers[0]));
+		p->nservers--;
+		s->removed = true;
+		pool_publish(p);
+		/* the old snapshot may still point at s: keep it until then */
+		if (qsbr_retire(pool_qsbr, s, server_put_cb) < 0)
+			log_err("pool %s: out of memory retiring server %s", p->name, s->name);
+		return;
+	}
+}
+
+struct pool_server *pool_find_server(const struct pool *p, const char *name)
+{
+	for (size_t i = 0; i < p->nservers; i++)
+		if (strcmp(p->servers[i]->name, name) == 0)
+			return p->servers[i];
+	return NULL;
+}
+
+bool pool_server_eligible(const struct pool_server *s)
+{
+	return s->admin == POOL_ADMIN_READY && s->health == POOL_HEALTH_UP && s->weight > 0;
+}
+
+/* Build one group of a snapshot from the eligible servers with the given
+ * backup flag. Returns 0 or -1. */
+static int lb_group_build(struct pool *p, struct pool_lb_group *g, bool backup)
+{
+	uint64_t *keys = NULL;
+	size_t n = 0;
+
+	for (size_t i = 0; i < p->nservers; i++)
+		n += pool_server_eligible(p->servers[i]) && p->servers[i]->backup == backup;
+	if (n == 0)
+		return 0;
+	g->srv = calloc(n, sizeof(*g->srv));
+	g->weights = calloc(n, sizeof(*g->weights));
+	if (g->srv == NULL || g->weights == NULL)
+		return -1;
+	for (size_t i = 0; i < p->nservers; i++) {
+		struct pool_server *s = p->servers[i];
+
+		if (!pool_server_eligible(s) || s->backup != backup)
+			continue;
+		g->srv[g->n] = s;
+		g->weights[g->n++] = s->weight;
+	}
+	switch (p->balance) {
+	case POOL_BALANCE_ROUNDROBIN:
+		return balance_swrr_build(g->weights, g->n, &g->seq, &g->seqlen);
+	case POOL_BALANCE_RANDOM:
+		g->cum = calloc(n, sizeof(*g->cum));
+		if (g->cum == NULL)
+			return -1;
+		balance_cumulative(g->weights, n, g->cum);
+		return 0;
+	case POOL_BALANCE_MAGLEV:
+		g->maglev_size = balance_maglev_size(n);
+		g->maglev = calloc(g->maglev_size, sizeof(*g->maglev));
+		keys = calloc(n, sizeof(*keys));
+		if (g->maglev == NULL || keys == NULL) {
+			free(keys);
+			return -1;
+		}
+		for (size_t i = 0; i < n; i++)
+			keys[i] = util_hash64(g->srv[i]->name, strlen(g->srv[i]->name), 0);
+		balance_maglev_build(keys, g->weights, n, g->maglev_size, g->maglev);
+		free(keys);
+		return 0;
+	case POOL_BALANCE_LEASTCONN:
+	case POOL_BALANCE_FIRST:
+		return 0;
+	}
+	return 0;
+}
+
+int pool_publish(struct pool *p)
+{
+	struct pool_lb *lb = calloc(1, sizeof(*lb)), *old;
+
+	if (lb == NULL)
+		return -1;
+	lb->balance = p->balance;
+	if (lb_group_build(p, &lb->primary, false) < 0 || lb_group_build(p, &lb->backup, true) < 0) {
+		lb_free(lb);
+		log_err("pool %s: out of memory building the balancer table", p->name);
+		return -1;
+	}
+	old = atomic_exchange(&p->lb, lb);
+	if (old != NULL && qsbr_retire(pool_qsbr, old, lb_free) < 0)
+		log_err("pool %s: out of memory retiring a balancer table", p->name);
+	return 0;
+}
+
+void pool_retire(struct pool *p)
+{
+	struct pool_lb *old = atomic_exchange(&p->lb, NULL);
+
+	p->removed = true;
+	if (old != NULL && qsbr_retire(pool_qsbr, old, lb_free) < 0)
+		log_err("pool %s: out of memory retiring a balancer table", p->name);
+	for (size_t i = 0; i < p->nservers; i++) {
+		p->servers[i]->removed = true;
+		if (qsbr_retire(pool_qsbr, p->servers[i], server_put_cb) < 0)
+			log_err("pool %s: out of memory retiring a server", p->name);
+	}
+	p->nservers = 0;
+}
+
+/* ---- worker side ---- */
+
+struct pick_arg {
+	const struct pool_lb_group *g;
+	const struct pool_pick *pk;
+	bool saw_full;
+};
+
+static bool tried(const struct pool_pick *pk, const struct pool_server *s)
+{
+	for (size_t i = 0; i < pk->ntried; i++)
+		if (pk->tried[i] == s)
+			return true;
+	return false;
+}
+
+static bool usable_cb(void *arg, size_t idx)
+{
+	struct pick_arg *a = arg;
+	struct pool_server *s = a->g->srv[idx];
+
+	if (tried(a->pk, s))
+		return false;
+	if (s->maxconn != 0 &&
+	    atomic_load_explicit(&s->cur_conns, memory_order_relaxed) >= s->maxconn) {
+		a->saw_full = true;
+		return false;
+	}
+	return true;
+}
+
+static uint32_t load_cb(void *arg, size_t idx)
+{
+	struct pick_arg *a = arg;
+
+	return atomic_load_explicit(&a->g->srv[idx]->cur_conns, memory_order_relaxed);
+}
+
+/* Take a connection slot on s, respecting maxconn between workers. */
+static bool server_acquire(struct pool_server *s)
+{
+	uint32_t cur = atomic_load_explicit(&s->cur_conns, memory_order_relaxed);
+
+	do {
+		if (s->maxconn != 0 && cur >= s->maxconn)
+			return false;
+	} while (!atomic_compare_exchange_weak(&s->cur_conns, &cur, cur + 1));
+	pool_server_get(s);
+	atomic_fetch_add_explicit(&s->total_conns, 1, memory_order_relaxed);
+	return true;
+}
+
+static size_t group_pick(struct pool_lb *lb, struct pick_arg *a, uint64_t h, uint64_t *rng)
+{
+	const struct pool_lb_group *g = a->g;
+	uint32_t c;
+
+	if (g->n == 0)
+		return BALANCE_NONE;
+	switch (lb->balance) {
+	case POOL_BALANCE_ROUNDROBIN:
+		c = atomic_fetch_add_explicit(&lb->cursor, 1, memory_order_relaxed);
+		return balance_pick_seq(g->seq, g->seqlen, c, usable_cb, a);
+	case POOL_BALANCE_LEASTCONN:
+		c = atomic_fetch_add_explicit(&lb->cursor, 1, memory_order_relaxed);
+		return balance_pick_leastconn(g->weights, g->n, c % g->n, load_cb, usable_cb, a);
+	case POOL_BALANCE_RANDOM:
+		return balance_pick_p2c(g->cum, g->weights, g->n, rng, load_cb, usable_cb, a);
+	case POOL_BALANCE_MAGLEV:
+		return balance_pick_maglev(g->maglev, g->maglev_size, h, usable_cb, a);
+	case POOL_BALANCE_FIRST:
+		return balance_pick_first(g->n, usable_cb, a);
+	}
+	return BALANCE_NONE;
+}
+
+enum pool_pick_result pool_pick(struct pool *p, struct pool_pick *pk, uint64_t *rng,
+				struct pool_server **out)
+{
+	struct pool_lb *lb = atomic_load_explicit(&p->lb, memory_order_acquire);
+	const struct pool_lb_group *groups[2];
+	bool saw_full = false;
+
+	if (lb == NULL)
+		return POOL_PICK_NONE;
+	groups[0] = &lb->primary;
+	groups[1] = &lb->backup;
+	for (int gi = 0; gi < 2; gi++) {
+		struct pick_arg a = { .g = groups[gi], .pk = pk };
+
+		/* a lost race for the last slot of a server: pick again */
+		for (int attempt = 0; attempt < 4; attempt++) {
+			size_t idx = group_pick(lb, &a, pk->client_hash, rng);
+
+			if (idx == BALANCE_NONE)
+				break;
+			if (server_acquire(a.g->srv[idx])) {
+				*out = a.g->srv[idx];
+				return POOL_PICK_OK;
+			}
+			a.saw_full = true;
+		}
+		saw_full |= a.saw_full;
+		/* backups only when no primary is usable at all, not when busy */
+		if (saw_full)
+			return POOL_PICK_FULL;
+	}
+	return POOL_PICK_NONE;
+}
+
+bool pool_server_release(struct pool_server *s)
+{
+	struct pool *p = s->pool; /* the caller holds a reference to it */
+
+	atomic_fetch_sub_explicit(&s->cur_conns, 1, memory_order_release);
+	pool_server_put(s);
+	return atomic_load_explicit(&p->queued, memory_order_relaxed) > 0;
+}
+
+void pool_server_connect_failed(struct pool_server *s)
+{
+	atomic_fetch_add_explicit(&s->connect_errors, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->consecutive_errors, 1, memory_order_relaxed);
+}
+
+void pool_server_connect_ok(struct pool_server *s)
+{
+	if (atomic_load_explicit(&s->consecutive_errors, memory_order_relaxed) != 0)
+		atomic_store_explicit(&s->consecutive_errors, 0, memory_order_relaxed);
+}

@@ -1,0 +1,183 @@
+/* proxy internals shared by engine.c (workers, listeners, accept),
+ * session.c (connect, retries, queue, timers, end of connection) and
+ * relay.c (moving bytes: buffers and splice). Only src/proxy includes it. */
+#ifndef SLUICE_PROXY_INT_H
+#define SLUICE_PROXY_INT_H
+
+#include <ev.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sluice/list.h"
+#include "sluice/log-t.h"
+#include "sluice/pool-t.h"
+#include "sluice/proxy-t.h"
+#include "sluice/qsbr.h"
+#include "sluice/util-t.h"
+
+#define PROXY_BUF_SLACK 128 /* room to prepend a PROXY header */
+#define PROXY_PIPE_SIZE (256 * 1024)
+
+/* A relay buffer; from the worker's pool, owned by one direction while it
+ * holds data. */
+struct proxy_buf {
+	struct proxy_buf *next; /* free list */
+	char data[];
+};
+
+/* A pipe for splice(); from the worker's pool while it holds data. */
+struct proxy_pipe {
+	struct proxy_pipe *next;
+	int fd[2];
+};
+
+/* One direction of a connection: bytes read from one fd, to be written to
+ * the other. Holds a buffer or a pipe only while bytes are in flight. */
+struct proxy_dir {
+	struct proxy_buf *buf;
+	uint32_t off, len;
+	struct proxy_pipe *pipe;
+	uint32_t in_pipe;
+	bool splice; /* bulk seen: move bytes with splice() */
+	bool eof; /* read side saw FIN */
+	bool shut; /* FIN passed on: shutdown(SHUT_WR) done */
+	uint64_t bytes;
+};
+
+enum proxy_state {
+	PROXY_ST_HEADER, /* accept-proxy: reading the client's PROXY header */
+	PROXY_ST_QUEUED, /* waiting for a server slot */
+	PROXY_ST_CONNECTING,
+	PROXY_ST_RELAY,
+	PROXY_ST_CLOSED, /* waiting to be freed after this loop iteration */
+};
+
+enum proxy_end {
+	PROXY_END_CLIENT_CLOSED,
+	PROXY_END_SERVER_CLOSED,
+	PROXY_END_CLIENT_RESET,
+	PROXY_END_SERVER_RESET,
+	PROXY_END_IDLE_TIMEOUT,
+	PROXY_END_CONNECT_FAILED,
+	PROXY_END_NO_SERVER,
+	PROXY_END_QUEUE_TIMEOUT,
+	PROXY_END_QUEUE_FULL,
+	PROXY_END_PROXY_HEADER,
+	PROXY_END_SHUTDOWN,
+	PROXY_END_ERROR,
+};
+
+struct proxy_worker;
+
+/* A client connection and its server side. Owner: the worker that accepted
+ * it; no other thread touches it. Embeds its watchers; freed after the loop
+ * iteration in which it closed. */
+struct proxy_session {
+	struct proxy_worker *w;
+	struct list_node link; /* worker's sessions */
+	struct list_node qlink; /* worker's queue while queued */
+	struct proxy_frontend *fe; /* reference */
+	struct pool *pool; /* reference */
+	struct pool_server *srv; /* acquired while connecting or relaying */
+	ev_io cio, sio;
+	ev_timer timer;
+	int cfd, sfd;
+	enum proxy_state state;
+	enum proxy_end end;
+	bool end_set;
+	uint8_t retries_left;
+	uint32_t timeout_connect_ms, timeout_idle_ms, timeout_half_closed_ms;
+	uint64_t start_ms, last_ms, deadline_ms;
+	struct proxy_dir c2s, s2c;
+	struct util_addr client;
+	struct util_addr dst; /* from an accept-proxy header; len 0 otherwise */
+	struct pool_pick pick;
+};
+
+/* A listening socket of one worker. Owned by the worker. */
+struct proxy_wlistener {
+	ev_io io;
+	struct list_node link;
+	struct proxy_frontend *fe; /* reference */
+	bool paused;
+};
+
+enum proxy_cmd_type {
+	PROXY_CMD_ATTACH,
+	PROXY_CMD_DETACH,
+	PROXY_CMD_CLOSE_ALL,
+	PROXY_CMD_EXIT,
+};
+
+struct proxy_cmd {
+	enum proxy_cmd_type type;
+	struct proxy_frontend *fe; /* reference for ATTACH / DETACH */
+};
+
+struct proxy_worker {
+	struct proxy_engine *e;
+	unsigned id;
+	pthread_t thread;
+	struct ev_loop *loop;
+	ev_async async;
+	ev_prepare prepare;
+	ev_check check;
+	ev_timer pause_timer; /* EMFILE back-off */
+	struct qsbr_reader qs;
+	uint64_t rng;
+	/* commands from the control thread */
+	pthread_mutex_t cmd_lock;
+	struct proxy_cmd *cmds;
+	size_t ncmds, cmd_cap;
+	_Atomic bool kick_resume; /* another worker freed a connection slot */
+	_Atomic bool kick_queue; /* a server slot freed in a pool with queued clients */
+	_Atomic uint32_t nqueued;
+	/* owned */
+	struct list_node listeners;
+	struct list_node sessions;
+	struct list_node queue;
+	struct list_node dead; /* closed, freed in the next prepare */
+	struct proxy_buf *free_bufs;
+	uint32_t nfree_bufs;
+	struct proxy_pipe *free_pipes;
+	uint32_t nfree_pipes, pipes_out;
+	bool emfile_paused;
+	bool in_queue_retry, queue_retry_again;
+	struct log_ratelimit rl_accept;
+};
+
+struct proxy_engine {
+	struct proxy_engine_conf conf;
+	struct qsbr *qsbr;
+	struct proxy_worker *workers;
+	unsigned nworkers;
+	bool started;
+	_Atomic uint32_t cur_conns;
+	_Atomic uint64_t total_conns;
+	_Atomic uint64_t paused_workers; /* bit per worker paused at global maxconn */
+};
+
+/* engine.c */
+void proxy_worker_slot_freed(struct proxy_worker *w, struct proxy_frontend *fe);
+void proxy_worker_queue_kick(struct proxy_worker *w);
+
+/* session.c */
+void proxy_session_start(struct proxy_worker *w, struct proxy_frontend *fe, int fd,
+			 const struct util_addr *client);
+void proxy_session_close(struct proxy_session *s, enum proxy_end end);
+void proxy_session_retry_queue(struct proxy_worker *w);
+void proxy_session_free(struct proxy_session *s);
+void proxy_session_update_io(struct proxy_session *s);
+
+/* relay.c: move what can move in one direction. Returns 0 when it would
+ * block or is done, -1 on a read error of `from` (errno set), -2 on a write
+ * error of `to`. */
+int proxy_relay(struct proxy_session *s, struct proxy_dir *d, int from, int to);
+void proxy_dir_release(struct proxy_worker *w, struct proxy_dir *d);
+struct proxy_buf *proxy_buf_get(struct proxy_worker *w);
+void proxy_buf_put(struct proxy_worker *w, struct proxy_buf *b);
+void proxy_worker_pools_free(struct proxy_worker *w);
+
+#endif
