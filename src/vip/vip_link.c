@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <linux/rtnetlink.h>
 #include <netlink/attr.h>
@@ -205,6 +206,21 @@ static int linkmon_msg_cb(struct nl_msg *msg, void *arg)
 	return NL_OK;
 }
 
+/* Discard every queued event: they are older than the dump that follows
+ * and would otherwise roll the state back after it. */
+static void linkmon_drain(struct vip_linkmon *mon)
+{
+	int fd = nl_socket_get_fd(mon->sk);
+	char sink[64];
+
+	for (int i = 0; i < 100000; i++) {
+		ssize_t n = recv(fd, sink, sizeof(sink), MSG_DONTWAIT | MSG_TRUNC);
+
+		if (n < 0 && errno != ENOBUFS && errno != EINTR)
+			break;
+	}
+}
+
 /* Re-read every link after lost events: report what changed, and report
  * links that disappeared as down. Returns 0 or -1 with err set. */
 static int linkmon_resync(struct vip_linkmon *mon, char *err, size_t errlen)
@@ -214,6 +230,7 @@ static int linkmon_resync(struct vip_linkmon *mon, char *err, size_t errlen)
 
 	if (sk == NULL)
 		return -1;
+	linkmon_drain(mon);
 	for (size_t i = 0; i < mon->nknown; i++)
 		mon->known[i].seen = false;
 	nl_socket_modify_cb(sk, NL_CB_VALID, NL_CB_CUSTOM, linkmon_msg_cb, mon);
@@ -242,6 +259,13 @@ static int linkmon_resync(struct vip_linkmon *mon, char *err, size_t errlen)
 	return 0;
 }
 
+static int linkmon_seq_ok(struct nl_msg *msg, void *arg)
+{
+	(void)msg;
+	(void)arg;
+	return NL_OK;
+}
+
 struct vip_linkmon *vip_linkmon_open(vip_link_fn *cb, void *arg, char *err, size_t errlen)
 {
 	struct vip_linkmon *mon = calloc(1, sizeof(*mon));
@@ -264,7 +288,7 @@ struct vip_linkmon *vip_linkmon_open(vip_link_fn *cb, void *arg, char *err, size
 	}
 	nl_cb_set(mon->nlcb, NL_CB_VALID, NL_CB_CUSTOM, linkmon_msg_cb, mon);
 	/* Events carry sequence number 0: nothing to check them against. */
-	nl_socket_disable_seq_check(mon->sk);
+	nl_cb_set(mon->nlcb, NL_CB_SEQ_CHECK, NL_CB_CUSTOM, linkmon_seq_ok, NULL);
 	rc = nl_socket_add_membership(mon->sk, RTNLGRP_LINK);
 	if (rc >= 0)
 		rc = nl_socket_set_nonblocking(mon->sk);
@@ -283,9 +307,21 @@ int vip_linkmon_fd(const struct vip_linkmon *mon)
 	return nl_socket_get_fd(mon->sk);
 }
 
+static void linkmon_log_overrun(struct vip_linkmon *mon)
+{
+	uint32_t suppressed = 0;
+
+	if (!log_ratelimit_ok(&mon->rl, util_now_ms(), 1, &suppressed))
+		return;
+	if (suppressed > 0)
+		log_warn("link monitor: netlink overrun, re-reading all links (%u more not logged)",
+			 suppressed);
+	else
+		log_warn("link monitor: netlink overrun, re-reading all links");
+}
+
 int vip_linkmon_process(struct vip_linkmon *mon, char *err, size_t errlen)
 {
-	uint32_t suppressed;
 	int errors = 0;
 
 	for (;;) {
@@ -297,10 +333,7 @@ int vip_linkmon_process(struct vip_linkmon *mon, char *err, size_t errlen)
 			return 0;
 		if (rc == -NLE_NOMEM || rc == -NLE_MSG_OVERFLOW) {
 			/* ENOBUFS: the kernel dropped events for us. */
-			if (log_ratelimit_ok(&mon->rl, util_now_ms(), 1, &suppressed))
-				log_warn("link monitor: netlink overrun, re-reading all links"
-					 " (%u similar messages suppressed)",
-					 suppressed);
+			linkmon_log_overrun(mon);
 			if (linkmon_resync(mon, err, errlen) < 0)
 				return -1;
 		} else {
