@@ -9,16 +9,11 @@
 /* A good size for the error buffers every vip_ function takes. */
 #define VIP_ERRLEN 256
 
-/* Link state as vip sees it: UP means administratively up and operational
- * (IFF_UP and IFF_RUNNING: carrier present, operstate UP or UNKNOWN). */
-enum vip_link_state {
-	VIP_LINK_DOWN = 0,
-	VIP_LINK_UP,
-};
-
-/* Called by vip_linkmon_process() when a link's state changes. ifname is
- * only valid during the call ("" when the kernel did not send it). A link
- * that is deleted is reported once as down. */
+/* Called by vip_linkmon_process() when a link's state changes. up means
+ * administratively up and operational: IFF_UP and IFF_RUNNING (carrier
+ * present, operstate UP or UNKNOWN). ifname is only valid during the call
+ * ("" when the kernel did not send it). A link that is deleted is reported
+ * once as down. */
 typedef void vip_link_fn(void *arg, int ifindex, const char *ifname, bool up);
 
 /* Link monitor: a netlink socket subscribed to RTNLGRP_LINK plus the last

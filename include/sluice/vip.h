@@ -55,8 +55,8 @@ int vip_addr_linklocal6(int ifindex, struct util_addr *out, char *err, size_t er
 
 /* ---- link state (vip_link.c) ---- */
 
-/* Query the current state of one link. Returns 0 and sets *up_out (see
- * enum vip_link_state for what up means), or -1 with err set. */
+/* Query the current state of one link. Returns 0 and sets *up_out (up as
+ * defined for vip_link_fn), or -1 with err set. */
 int vip_link_is_up(int ifindex, bool *up_out, char *err, size_t errlen);
 
 /* Open a link monitor: a non-blocking netlink socket subscribed to link

@@ -147,8 +147,8 @@ static void linkmon_apply(struct vip_linkmon *mon, int ifindex, const char *ifna
 	struct vip_linkmon_entry *e;
 	bool created;
 
+	e = deleted ? linkmon_find(mon, ifindex) : NULL;
 	if (deleted) {
-		e = linkmon_find(mon, ifindex);
 		bool was_down = e != NULL && !e->up;
 
 		if (e != NULL)
@@ -172,7 +172,7 @@ static void linkmon_apply(struct vip_linkmon *mon, int ifindex, const char *ifna
  * alike. Anything unexpected is counted and skipped, never trusted. */
 static int linkmon_msg_cb(struct nl_msg *msg, void *arg)
 {
-	static struct nla_policy policy[IFLA_MAX + 1] = {
+	static const struct nla_policy policy[IFLA_MAX + 1] = {
 		[IFLA_IFNAME] = { .type = NLA_STRING, .maxlen = IFNAMSIZ },
 	};
 	struct vip_linkmon *mon = arg;
@@ -249,12 +249,11 @@ static int linkmon_resync(struct vip_linkmon *mon, char *err, size_t errlen)
 			i++;
 			continue;
 		}
-		int ifindex = e->ifindex;
-		bool was_up = e->up;
+		struct vip_linkmon_entry gone = *e;
 
 		linkmon_forget(mon, e);
-		if (was_up)
-			mon->cb(mon->arg, ifindex, "", false);
+		if (gone.up)
+			mon->cb(mon->arg, gone.ifindex, "", false);
 	}
 	return 0;
 }
