@@ -1,0 +1,109 @@
+/* vip: the kernel side of virtual IPs — secondary addresses through
+ * rtnetlink (libnl), link state events, gratuitous ARP and unsolicited
+ * neighbour advertisements. Called by the VRRP I/O layer and core; knows
+ * nothing of VRRP, pools or configuration. Every function is safe to call
+ * from one thread at a time per object; the stateless ones from any thread.
+ * Errors: 0 / -1 and a message in the caller's buffer, e.g.
+ * "add 198.51.100.10/24 on eth0: Operation not permitted". */
+#ifndef SLUICE_VIP_H
+#define SLUICE_VIP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sluice/util-t.h"
+#include "sluice/vip-t.h"
+
+/* ---- interfaces (vip_addr.c) ---- */
+
+/* Look up the index of interface ifname. Returns 0 and sets *ifindex_out,
+ * or -1 with "interface eth9: No such device" in err. */
+int vip_ifindex(const char *ifname, int *ifindex_out, char *err, size_t errlen);
+
+/* Write the interface's name into buf, or "ifindex N" when it has none
+ * (any more). For messages. Returns buf. */
+const char *vip_ifname_fmt(int ifindex, char *buf, size_t len);
+
+/* ---- addresses (vip_addr.c) ---- */
+
+/* Add addr (IPv4 or IPv6; the port is ignored) with prefixlen to ifindex.
+ * IPv6 addresses are added with IFA_F_NODAD so they are usable at once.
+ * An address already there is success. Needs CAP_NET_ADMIN.
+ * Returns 0 or -1 with err set. */
+int vip_addr_add(int ifindex, const struct util_addr *addr, unsigned int prefixlen, char *err,
+		 size_t errlen);
+
+/* Remove addr from ifindex whatever its prefix length. An absent address is
+ * success. Returns 0 or -1 with err set. */
+int vip_addr_del(int ifindex, const struct util_addr *addr, char *err, size_t errlen);
+
+/* Ask the kernel whether addr is configured on ifindex (any prefix length).
+ * Returns 0 and sets *present_out, or -1 with err set. */
+int vip_addr_present(int ifindex, const struct util_addr *addr, bool *present_out, char *err,
+		     size_t errlen);
+
+/* The interface's primary IPv4 address: the first one, in kernel order,
+ * without IFA_F_SECONDARY (the source VRRP adverts use). Port 0.
+ * Returns 0, or -1 with err set when there is none. */
+int vip_addr_primary4(int ifindex, struct util_addr *out, char *err, size_t errlen);
+
+/* A usable link-local IPv6 address of the interface (fe80::/10, not
+ * tentative, DAD not failed), with sin6_scope_id = ifindex. Port 0.
+ * Returns 0, or -1 with err set when there is none (yet). */
+int vip_addr_linklocal6(int ifindex, struct util_addr *out, char *err, size_t errlen);
+
+/* ---- link state (vip_link.c) ---- */
+
+/* Query the current state of one link. Returns 0 and sets *up_out (up as
+ * defined for vip_link_fn), or -1 with err set. */
+int vip_link_is_up(int ifindex, bool *up_out, char *err, size_t errlen);
+
+/* Open a link monitor: a non-blocking netlink socket subscribed to link
+ * events. cb(arg, ...) is called from vip_linkmon_process() only, once per
+ * change of a link's up/down state; the first event seen for a link that
+ * was never queried is reported too. cb must not close the monitor.
+ * Returns the monitor (caller owns it; free with vip_linkmon_close()), or
+ * NULL with err set. */
+struct vip_linkmon *vip_linkmon_open(vip_link_fn *cb, void *arg, char *err, size_t errlen);
+
+/* The monitor's file descriptor, for the caller's event loop (watch it for
+ * reading; the monitor keeps ownership and closes it). */
+int vip_linkmon_fd(const struct vip_linkmon *mon);
+
+/* Read every pending event and call the callback for each state change.
+ * Malformed or unexpected messages are counted and skipped; a receive
+ * buffer overrun (lost events) triggers a full resynchronisation, so no
+ * change is missed. Returns 0, or -1 with err set when the socket failed
+ * (the monitor should then be closed and reopened). */
+int vip_linkmon_process(struct vip_linkmon *mon, char *err, size_t errlen);
+
+/* Query a link's current state and remember it, so that the callback then
+ * fires only when it changes. Call after vip_linkmon_open() so that no
+ * change can fall between the query and the events. Returns 0 and sets
+ * *up_out, or -1 with err set. */
+int vip_linkmon_query(struct vip_linkmon *mon, int ifindex, bool *up_out, char *err,
+		      size_t errlen);
+
+/* Netlink messages the monitor skipped as malformed or unexpected. */
+uint64_t vip_linkmon_ignored(const struct vip_linkmon *mon);
+
+/* Close the socket and free the monitor. NULL is allowed. */
+void vip_linkmon_close(struct vip_linkmon *mon);
+
+/* ---- announcements (vip_garp.c) ---- */
+
+/* The interface's Ethernet address. Returns 0, or -1 with err set (also
+ * when the interface is not Ethernet). */
+int vip_link_hwaddr(int ifindex, uint8_t mac[6], char *err, size_t errlen);
+
+/* Announce addr on ifindex once. IPv4: a gratuitous ARP request (sender
+ * IP = target IP = addr, sender MAC = interface MAC, target MAC and
+ * destination ff:ff:ff:ff:ff:ff) through an AF_PACKET socket, as keepalived
+ * sends it. IPv6: an unsolicited neighbour advertisement (RFC 4861 7.2.6)
+ * to ff02::1, hop limit 255, override flag, target link-layer address
+ * option, sourced from addr when it is configured. Needs CAP_NET_RAW; opens
+ * and closes its socket on each call. Returns 0 or -1 with err set. */
+int vip_garp_send(int ifindex, const struct util_addr *addr, char *err, size_t errlen);
+
+#endif
