@@ -88,11 +88,13 @@ FUZZ_SRCS = $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS = $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRCS))
 FUZZ_CFLAGS = -std=gnu11 -g -O1 -Iinclude -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
 	$(shell pkg-config --cflags libnl-3.0 2>/dev/null)
-# fuzz_<mod>_<what>.c links the sources of its module and util/log.
+# fuzz_<mod>_<what>.c links the sources of its (pure) module and util/log;
+# FUZZ_SRC_<target> names the files instead where the module is not pure.
+FUZZ_SRC_fuzz_proxy_proto = src/proxy/proxyproto.c
+fuzz_srcs = $(or $(FUZZ_SRC_$(1)),$(wildcard src/$(call unit_mod,$(patsubst fuzz_%,test_%,$(1)))/*.c))
 build-fuzz/%: tests/fuzz/%.c $(ALL_SRCS)
 	@mkdir -p build-fuzz
-	clang $(FUZZ_CFLAGS) -o $@ $< $(wildcard src/$(call unit_mod,$(patsubst fuzz_%,test_%,$*))/*.c) \
-		src/util/*.c src/log/*.c -pthread -lm
+	clang $(FUZZ_CFLAGS) -o $@ $< $(call fuzz_srcs,$*) src/util/*.c src/log/*.c -pthread -lm
 
 fuzz: $(FUZZ_BINS)
 	@set -e; for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p build-fuzz/corpus-$$n; \

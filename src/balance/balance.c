@@ -167,10 +167,15 @@ size_t balance_pick_p2c(const uint64_t *cum, const uint32_t *weights, size_t n, 
 		return BALANCE_NONE;
 	a = draw(cum, n, rng);
 	b = draw(cum, n, rng);
+	/* two distinct candidates when there are two (bounded redraws) */
+	for (int i = 0; i < 4 && b == a && n > 1; i++)
+		b = draw(cum, n, rng);
 	ua = usable(arg, a);
 	ub = b != a && usable(arg, b);
+	/* b must be strictly less loaded per weight: on a tie (idle servers)
+	 * the weighted draw decides, so shares follow weights at low load */
 	if (ua && ub)
-		return load_less(load(arg, b) + 1, weights[b], load(arg, a) + 1, weights[a]) ? b : a;
+		return load_less(load(arg, b), weights[b], load(arg, a), weights[a]) ? b : a;
 	if (ua)
 		return a;
 	if (ub)

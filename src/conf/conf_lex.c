@@ -282,7 +282,7 @@ static int lex_block(struct lexer *lx, struct conf_stmt *parent, int depth,
 		if (st == NULL)
 			return -1;
 		for (;;) {
-			struct conf_tok tok;
+			struct conf_tok tok = { 0 };
 
 			lex_skip(lx);
 			if (lx->p >= lx->end) {

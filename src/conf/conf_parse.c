@@ -287,8 +287,8 @@ static int kw_server(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj
 	size_t i;
 	int rc = 0;
 
-	s.where.line = st->args[0].line;
-	s.where.col = st->args[0].col;
+	s.where.line = st->args[1].line;
+	s.where.col = st->args[1].col;
 	if (arg_name(ctx, st, 1, "server", s.name) < 0)
 		return -1;
 	if (util_addr_parse(st->args[2].text, false, &s.addr, err, sizeof(err)) < 0) {
@@ -509,8 +509,8 @@ static int top_pool(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 	p->send_proxy = CONF_PROXY_NONE;
 	p->queue_max = 1000;
 	p->timeout_queue_ms = 5000;
-	p->where.line = st->args[0].line;
-	p->where.col = st->args[0].col;
+	p->where.line = st->args[1].line;
+	p->where.col = st->args[1].col;
 	snprintf(where, sizeof(where), "pool '%s'", name);
 	run_block(ctx, st, pool_kw, where, p);
 	return 0;
@@ -552,8 +552,8 @@ static int top_listen(struct conf_ctx *ctx, const struct conf_stmt *st, void *ob
 	l->timeout_connect_ms = 5000;
 	l->timeout_idle_ms = 300000;
 	l->retries = 2;
-	l->where.line = st->args[0].line;
-	l->where.col = st->args[0].col;
+	l->where.line = st->args[1].line;
+	l->where.col = st->args[1].col;
 	snprintf(where, sizeof(where), "listen '%s'", name);
 	lo.l = l;
 	lo.ref = &refs[c->nlistens - 1];

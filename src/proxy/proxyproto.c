@@ -20,14 +20,16 @@ static int v1_fields(char *line, int family, struct util_addr *src, struct util_
 	int n = 0;
 	long sp, dp;
 
-	for (char *p = line; n < 4;) {
+	for (char *p = line;;) {
 		f[n++] = p;
+		if (n == 4)
+			break;
 		p = strchr(p, ' ');
 		if (p == NULL)
 			break;
 		*p++ = '\0';
 	}
-	if (n != 4 || util_addr_parse_host(f[0], src) < 0 || util_addr_parse_host(f[1], dst) < 0)
+	if (n != 4 || strchr(f[3], ' ') != NULL || util_addr_parse_host(f[0], src) < 0 || util_addr_parse_host(f[1], dst) < 0)
 		return -1;
 	if (src->u.sa.sa_family != family || dst->u.sa.sa_family != family)
 		return -1;

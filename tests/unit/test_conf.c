@@ -1,0 +1,206 @@
+/* Unit tests for conf: the parsed values of a full file, defaults, and the
+ * exact diagnostics (FILE:LINE:COL) for each kind of mistake. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "sluice/conf.h"
+#include "sluice/util.h"
+
+static const char full[] = "global {\n"
+			   "    workers auto;            # one per CPU\n"
+			   "    maxconn 100000;\n"
+			   "    log stderr debug;\n"
+			   "    grace 3s;\n"
+			   "}\n"
+			   "pool web {\n"
+			   "    balance maglev;\n"
+			   "    server a 127.0.0.1:9001 weight 10;\n"
+			   "    server b 127.0.0.1:9002 weight 5 maxconn 500 send-proxy v1;\n"
+			   "    server c [::1]:9003 backup;\n"
+			   "    send-proxy v2;\n"
+			   "    queue 10;\n"
+			   "    timeout queue 250ms;\n"
+			   "}\n"
+			   "listen www {\n"
+			   "    bind 127.0.0.1:8080;\n"
+			   "    bind [::1]:8080;\n"
+			   "    pool web;\n"
+			   "    maxconn 20000;\n"
+			   "    timeout connect 2s;\n"
+			   "    timeout idle 5m;\n"
+			   "    retries 3;\n"
+			   "    accept-proxy;\n"
+			   "}\n";
+
+static void test_full(void **state)
+{
+	struct conf_errors errs = { 0 };
+	struct conf *c = conf_parse("t.conf", full, strlen(full), &errs);
+	char buf[UTIL_ADDR_STRLEN];
+
+	(void)state;
+	assert_non_null(c);
+	assert_int_equal(errs.n, 0);
+	assert_int_equal(c->global.workers, 0);
+	assert_int_equal(c->global.maxconn, 100000);
+	assert_int_equal(c->global.log_level, LOGL_DEBUG);
+	assert_int_equal(c->global.grace_ms, 3000);
+	assert_int_equal(c->npools, 1);
+	assert_string_equal(c->pools[0].name, "web");
+	assert_int_equal(c->pools[0].balance, CONF_BALANCE_MAGLEV);
+	assert_int_equal(c->pools[0].send_proxy, CONF_PROXY_V2);
+	assert_int_equal(c->pools[0].queue_max, 10);
+	assert_int_equal(c->pools[0].timeout_queue_ms, 250);
+	assert_int_equal(c->pools[0].nservers, 3);
+	assert_int_equal(c->pools[0].servers[0].weight, 10);
+	assert_int_equal(c->pools[0].servers[1].maxconn, 500);
+	assert_int_equal(c->pools[0].servers[1].send_proxy, CONF_PROXY_V1);
+	assert_int_equal(c->pools[0].servers[0].send_proxy, CONF_PROXY_INHERIT);
+	assert_true(c->pools[0].servers[2].backup);
+	assert_string_equal(util_addr_fmt(&c->pools[0].servers[2].addr, buf, sizeof(buf)),
+			    "[::1]:9003");
+	assert_int_equal(c->nlistens, 1);
+	assert_int_equal(c->listens[0].nbinds, 2);
+	assert_int_equal(c->listens[0].pool, 0);
+	assert_int_equal(c->listens[0].maxconn, 20000);
+	assert_int_equal(c->listens[0].timeout_connect_ms, 2000);
+	assert_int_equal(c->listens[0].timeout_idle_ms, 300000);
+	/* half-closed defaults to idle */
+	assert_int_equal(c->listens[0].timeout_half_closed_ms, 300000);
+	assert_int_equal(c->listens[0].retries, 3);
+	assert_true(c->listens[0].accept_proxy);
+	conf_free(c);
+}
+
+static void test_defaults(void **state)
+{
+	static const char txt[] = "pool p { server s 127.0.0.1:1; }\n"
+				  "listen l { bind 127.0.0.1:2; pool p; }\n";
+	struct conf_errors errs = { 0 };
+	struct conf *c = conf_parse("d.conf", txt, strlen(txt), &errs);
+
+	(void)state;
+	assert_non_null(c);
+	assert_int_equal(c->global.workers, 0);
+	assert_int_equal(c->global.maxconn, 0);
+	assert_int_equal(c->global.grace_ms, 10000);
+	assert_int_equal(c->pools[0].balance, CONF_BALANCE_ROUNDROBIN);
+	assert_int_equal(c->pools[0].servers[0].weight, 1);
+	assert_int_equal(c->listens[0].retries, 2);
+	assert_int_equal(c->listens[0].timeout_connect_ms, 5000);
+	conf_free(c);
+}
+
+/* Parse txt and expect exactly the given first error message. */
+static void expect_error(const char *txt, const char *msg)
+{
+	struct conf_errors errs = { 0 };
+	struct conf *c = conf_parse("bad.conf", txt, strlen(txt), &errs);
+
+	assert_null(c);
+	assert_true(errs.n >= 1);
+	assert_string_equal(errs.msgs[0], msg);
+	conf_errors_clear(&errs);
+}
+
+static void test_errors(void **state)
+{
+	(void)state;
+	expect_error("global { wrokers 2; }\n",
+		     "bad.conf:1:10: error: unknown keyword 'wrokers' in global block (expected "
+		     "one of: workers, maxconn, log, grace) (near 'wrokers')");
+	expect_error("pool p {\n    server a 127.0.0.1:1\n    server b 127.0.0.1:2;\n}\n",
+		     "bad.conf:2:25: error: expected ';' after '127.0.0.1:1' (near '127.0.0.1:1')");
+	expect_error("pool p { server a 127.0.0.1:99999; }\n",
+		     "bad.conf:1:19: error: port '99999' out of range (expected 1-65535) (near "
+		     "'127.0.0.1:99999')");
+	expect_error("pool p { server a 127.0.0.1:1 weight 300; }\n",
+		     "bad.conf:1:38: error: weight '300' out of range (expected an integer 0-256) "
+		     "(near '300')");
+	expect_error("pool p { server a 10.0.0.300:1; }\n",
+		     "bad.conf:1:19: error: bad address '10.0.0.300' (expected numeric IPv4, or "
+		     "[IPv6]) (near '10.0.0.300:1')");
+	expect_error("pool p { }\npool p { }\n",
+		     "bad.conf:2:6: error: duplicate pool 'p' (first defined at line 1) (near 'p')");
+	expect_error("listen l {\n  bind 127.0.0.1:80;\n  pool nope;\n}\n",
+		     "bad.conf:3:8: error: pool 'nope' does not exist (near 'nope')");
+	expect_error("pool p {\n  server a 127.0.0.1:1;\n",
+		     "bad.conf:1:8: error: unterminated block (expected '}' before end of file)");
+	expect_error("listen l { timeout idle 5; }\n",
+		     "bad.conf:1:25: error: bad timeout idle '5' (expected a duration such as "
+		     "500ms, 2s, 5m or 1h, at least 1ms and at most 24h) (near '5')");
+	expect_error("}\n", "bad.conf:1:1: error: unexpected '}' (no block is open) (near '}')");
+	expect_error("pool p { balance fastest; }\n",
+		     "bad.conf:1:18: error: unknown balance algorithm 'fastest' (expected "
+		     "roundrobin, leastconn, random, maglev or first) (near 'fastest')");
+	expect_error("pool p { server a 127.0.0.1:1 wieght 3; }\n",
+		     "bad.conf:1:31: error: unknown server option 'wieght' (expected weight N, "
+		     "maxconn N, backup or send-proxy v1|v2|none) (near 'wieght')");
+	expect_error("listen l { pool p; }\npool p { }\n",
+		     "bad.conf:1:8: error: listen 'l' has no bind (expected 'bind ADDRESS:PORT;') "
+		     "(near 'l')");
+	expect_error("pool p { server a \"127.0.0.1:1; }\n",
+		     "bad.conf:1:19: error: unterminated string (expected '\"')");
+	expect_error("global { workers 2 }\n",
+		     "bad.conf:1:19: error: expected ';' after '2' (near '2')");
+	expect_error("global { workers; }\n",
+		     "bad.conf:1:10: error: missing argument: workers auto|N; (near 'workers')");
+}
+
+static void test_several_errors(void **state)
+{
+	static const char txt[] = "global { workers 0; maxconn x; }\n"
+				  "pool p { balance no; }\n";
+	struct conf_errors errs = { 0 };
+
+	(void)state;
+	assert_null(conf_parse("m.conf", txt, strlen(txt), &errs));
+	assert_int_equal(errs.n, 3);
+	assert_non_null(strstr(errs.msgs[0], "m.conf:1:18:"));
+	assert_non_null(strstr(errs.msgs[1], "m.conf:1:29:"));
+	assert_non_null(strstr(errs.msgs[2], "m.conf:2:18:"));
+	conf_errors_clear(&errs);
+}
+
+static void test_duplicate_bind(void **state)
+{
+	static const char txt[] = "pool p { }\n"
+				  "listen a { bind 127.0.0.1:80; pool p; }\n"
+				  "listen b { bind 127.0.0.1:80; pool p; }\n";
+
+	(void)state;
+	expect_error(txt, "bad.conf:3:8: error: address 127.0.0.1:80 is bound twice (listen 'a' "
+			  "and listen 'b') (near 'b')");
+}
+
+static void test_escapes_and_nul(void **state)
+{
+	static const char nul[] = "pool p { }\0";
+
+	(void)state;
+	expect_error("pool \"a\\qb\" { }\n",
+		     "bad.conf:1:9: error: unknown escape '\\q' (expected \\r \\n \\t \\\\ \\\" or "
+		     "\\xNN)");
+	{
+		struct conf_errors errs = { 0 };
+
+		assert_null(conf_parse("n.conf", nul, sizeof(nul) - 1, &errs));
+		assert_string_equal(errs.msgs[0], "n.conf:1:1: error: NUL byte in configuration");
+		conf_errors_clear(&errs);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_full),	       cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_errors),	       cmocka_unit_test(test_several_errors),
+		cmocka_unit_test(test_duplicate_bind), cmocka_unit_test(test_escapes_and_nul),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
