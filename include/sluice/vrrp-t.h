@@ -150,6 +150,9 @@ enum vrrp_drop {
 /* ---- state machine ------------------------------------------------------- */
 
 #define VRRP_NEVER UINT64_MAX	/* a deadline that is not armed */
+/* A new master repeats its gratuitous ARPs this long after taking over
+ * (keepalived's garp_master_delay): clients that missed the first burst. */
+#define VRRP_GARP_REPEAT_MS 5000
 
 /* RFC 9568 section 6.4 states, plus FAULT (link down) as keepalived. */
 enum vrrp_state {
@@ -178,7 +181,8 @@ enum vrrp_action_type {
 	VRRP_ACT_SEND_ADVERT = 0,	/* send an advert with action.priority */
 	VRRP_ACT_ADD_VIPS,		/* add the VIPs to the interface */
 	VRRP_ACT_DEL_VIPS,		/* remove them (idempotent: may be absent) */
-	VRRP_ACT_SEND_GARP,		/* gratuitous ARP / unsolicited NA burst */
+	VRRP_ACT_SEND_GARP,		/* one burst of gratuitous ARPs / unsolicited
+					 * NAs for the VIPs (keepalived sends 5) */
 	VRRP_ACT_STATE,			/* state changed: notify, log, count */
 };
 
@@ -225,6 +229,7 @@ struct vrrp_fsm {
 	uint16_t master_adver_int_cs;	/* Master_Adver_Interval */
 	/* Absolute deadlines in monotonic ms, VRRP_NEVER when not armed. */
 	uint64_t adver_at_ms;		/* MASTER: Adver_Timer */
+	uint64_t garp_at_ms;		/* MASTER: repeat of the takeover GARPs */
 	uint64_t down_at_ms;		/* BACKUP: Master_Down_Timer */
 	uint64_t preempt_at_ms;		/* BACKUP: end of the preempt delay, armed
 					 * by the first lower-priority advert; not a

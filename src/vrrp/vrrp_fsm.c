@@ -22,6 +22,7 @@
  *   FAULT --link up--> BACKUP (MASTER when priority 255);  FAULT --shutdown--> INIT
  *   MASTER + lower advert (or equal from a lower address): SEND_ADVERT, SEND_GARP
  *   MASTER + priority 0 advert: SEND_ADVERT.  BACKUP + priority 0: down timer = skew.
+ *   A new master sends SEND_GARP again VRRP_GARP_REPEAT_MS after taking over.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,7 +137,7 @@ uint64_t vrrp_fsm_next_deadline(const struct vrrp_fsm *fsm)
 	case VRRP_STATE_BACKUP:
 		return fsm->down_at_ms;
 	case VRRP_STATE_MASTER:
-		return fsm->adver_at_ms;
+		return fsm->adver_at_ms < fsm->garp_at_ms ? fsm->adver_at_ms : fsm->garp_at_ms;
 	}
 	return VRRP_NEVER;
 }
@@ -144,6 +145,7 @@ uint64_t vrrp_fsm_next_deadline(const struct vrrp_fsm *fsm)
 static void disarm(struct vrrp_fsm *fsm)
 {
 	fsm->adver_at_ms = VRRP_NEVER;
+	fsm->garp_at_ms = VRRP_NEVER;
 	fsm->down_at_ms = VRRP_NEVER;
 	fsm->preempt_at_ms = VRRP_NEVER;
 }
@@ -172,6 +174,7 @@ static void become_master(struct vrrp_fsm *fsm, uint64_t now_ms, enum vrrp_reaso
 	fsm->master_adver_int_cs = fsm->cfg.adver_int_cs;
 	disarm(fsm);
 	fsm->adver_at_ms = deadline(now_ms, cs_to_ms(fsm->cfg.adver_int_cs));
+	fsm->garp_at_ms = deadline(now_ms, VRRP_GARP_REPEAT_MS);
 }
 
 /* From INIT or FAULT: to BACKUP for a full Master_Down_Interval with our own
@@ -351,14 +354,18 @@ void vrrp_fsm_timer(struct vrrp_fsm *fsm, uint64_t now_ms, struct vrrp_actions *
 			become_master(fsm, now_ms, fsm->down_reason, &fsm->master_addr, out);
 		return;
 	case VRRP_STATE_MASTER:
-		if (now_ms < fsm->adver_at_ms)
-			return;
-		act_advert(out, fsm->priority);
-		/* Keep the cadence exact; after a stall, restart from now
-		 * rather than send a burst. */
-		fsm->adver_at_ms = deadline(fsm->adver_at_ms, interval_ms);
-		if (fsm->adver_at_ms <= now_ms)
-			fsm->adver_at_ms = deadline(now_ms, interval_ms);
+		if (now_ms >= fsm->adver_at_ms) {
+			act_advert(out, fsm->priority);
+			/* Keep the cadence exact; after a stall, restart
+			 * from now rather than send a burst. */
+			fsm->adver_at_ms = deadline(fsm->adver_at_ms, interval_ms);
+			if (fsm->adver_at_ms <= now_ms)
+				fsm->adver_at_ms = deadline(now_ms, interval_ms);
+		}
+		if (now_ms >= fsm->garp_at_ms) {
+			act_push(out, VRRP_ACT_SEND_GARP);
+			fsm->garp_at_ms = VRRP_NEVER;
+		}
 		return;
 	}
 }

@@ -328,10 +328,45 @@ static void test_master_timer_late_no_burst(void **state)
 	next = vrrp_fsm_next_deadline(&fsm);
 	vrrp_fsm_timer(&fsm, next - 1, &out);
 	assert_int_equal(out.n, 0);
-	vrrp_fsm_timer(&fsm, next + 3500, &out); /* the loop stalled */
-	assert_string_equal(acts(&out), "SEND_ADVERT(100)");
-	assert_int_equal(vrrp_fsm_next_deadline(&fsm), next + 3500 + 1000);
+	vrrp_fsm_timer(&fsm, next + 9500, &out); /* the loop stalled */
+	assert_string_equal(acts(&out), "SEND_ADVERT(100) SEND_GARP");
+	assert_int_equal(vrrp_fsm_next_deadline(&fsm), next + 9500 + 1000);
 	(void)t;
+}
+
+static void test_master_repeats_garp_once(void **state)
+{
+	struct vrrp_fsm_config cfg = config(100, 300, true, 0);
+	struct vrrp_fsm fsm;
+	struct vrrp_actions out;
+	uint64_t t;
+
+	(void)state;
+	setup(&fsm, &cfg);
+	t = make_master(&fsm, &out);
+	assert_string_equal(acts(&out), "BACKUP>MASTER SEND_ADVERT(100) ADD_VIPS SEND_GARP");
+	vrrp_fsm_timer(&fsm, vrrp_fsm_next_deadline(&fsm), &out);
+	assert_string_equal(acts(&out), "SEND_ADVERT(100)");
+	/* 5 s after the takeover, between two adverts 3 s apart. */
+	assert_int_equal(vrrp_fsm_next_deadline(&fsm), t + VRRP_GARP_REPEAT_MS);
+	vrrp_fsm_timer(&fsm, t + VRRP_GARP_REPEAT_MS, &out);
+	assert_string_equal(acts(&out), "SEND_GARP");
+	assert_int_equal(vrrp_fsm_next_deadline(&fsm), t + 6000);
+	vrrp_fsm_timer(&fsm, t + 6000, &out);
+	assert_string_equal(acts(&out), "SEND_ADVERT(100)");
+	assert_int_equal(vrrp_fsm_next_deadline(&fsm), t + 9000);
+	vrrp_fsm_timer(&fsm, t + 9000, &out);
+	assert_string_equal(acts(&out), "SEND_ADVERT(100)");
+
+	/* A master that steps down before the repeat does not send it. */
+	setup(&fsm, &cfg);
+	t = make_master(&fsm, &out);
+	rx(&fsm, t + 1000, "10.0.0.9", 200, 300, &out);
+	assert_int_equal(fsm.state, VRRP_STATE_BACKUP);
+	assert_int_equal(fsm.garp_at_ms, VRRP_NEVER);
+	rx(&fsm, t + 4000, "10.0.0.9", 200, 300, &out);
+	vrrp_fsm_timer(&fsm, t + VRRP_GARP_REPEAT_MS, &out);
+	assert_int_equal(out.n, 0);
 }
 
 /* ---- backup receiving adverts -------------------------------------------- */
@@ -700,6 +735,7 @@ int main(void)
 		cmocka_unit_test(test_advert_timer_not_moved_by_rx),
 		cmocka_unit_test(test_own_advert_ignored),
 		cmocka_unit_test(test_master_timer_late_no_burst),
+		cmocka_unit_test(test_master_repeats_garp_once),
 		cmocka_unit_test(test_priority0_master_after_skew_only),
 		cmocka_unit_test(test_priority0_skew_at_100ms),
 		cmocka_unit_test(test_preempt_on_takes_over_lower_master),
