@@ -107,7 +107,7 @@ static void set_state(struct vrrp_fsm *fsm, struct vrrp_actions *out, enum vrrp_
 		      enum vrrp_reason reason, const struct vrrp_addr *peer)
 {
 	struct vrrp_action *a = act_push(out, VRRP_ACT_STATE);
-	struct vrrp_addr none = { .family = 0 };
+	struct vrrp_addr none = {.family = 0};
 
 	a->old_state = fsm->state;
 	a->new_state = new_state;
@@ -301,8 +301,7 @@ static void rx_master(struct vrrp_fsm *fsm, uint64_t now_ms, const struct vrrp_a
 		act_advert(out, fsm->priority);
 		return;
 	}
-	if (higher ||
-	    (priority == fsm->priority && vrrp_addr_cmp(src, &fsm->cfg.primary) > 0)) {
+	if (higher || (priority == fsm->priority && vrrp_addr_cmp(src, &fsm->cfg.primary) > 0)) {
 		/* keepalived steps down silently; our last advert makes the
 		 * winner answer with gratuitous ARPs, so clients follow. */
 		act_advert(out, fsm->priority);

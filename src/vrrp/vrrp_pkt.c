@@ -102,25 +102,25 @@ static uint64_t csum_pseudo4(uint64_t sum, const struct in_addr *src, const stru
 			     size_t len)
 {
 	struct vrrp_pseudo4 ph = {
-		.src = *src,
-		.dst = *dst,
-		.zero = 0,
-		.proto = VRRP_IPPROTO,
-		.len = htons((uint16_t)len),
+	    .src = *src,
+	    .dst = *dst,
+	    .zero = 0,
+	    .proto = VRRP_IPPROTO,
+	    .len = htons((uint16_t)len),
 	};
 
 	return csum_add(sum, &ph, sizeof(ph));
 }
 
-static uint64_t csum_pseudo6(uint64_t sum, const struct in6_addr *src,
-			     const struct in6_addr *dst, size_t len)
+static uint64_t csum_pseudo6(uint64_t sum, const struct in6_addr *src, const struct in6_addr *dst,
+			     size_t len)
 {
 	struct vrrp_pseudo6 ph = {
-		.src = *src,
-		.dst = *dst,
-		.len = htonl((uint32_t)len),
-		.zero = { 0, 0, 0 },
-		.next_header = VRRP_IPPROTO,
+	    .src = *src,
+	    .dst = *dst,
+	    .len = htonl((uint32_t)len),
+	    .zero = {0, 0, 0},
+	    .next_header = VRRP_IPPROTO,
 	};
 
 	return csum_add(sum, &ph, sizeof(ph));
@@ -276,8 +276,8 @@ static enum vrrp_drop decode_header(const uint8_t *buf, size_t len, const struct
 		return VRRP_DROP_VRID;
 	if (h.count == 0 || h.count > VRRP_MAX_ADDRS)
 		return VRRP_DROP_ADDR_COUNT;
-	*need = VRRP_HDR_LEN + h.count * addr_len(rx->family) +
-		(version == 2 ? VRRP_V2_AUTH_LEN : 0);
+	*need =
+	    VRRP_HDR_LEN + h.count * addr_len(rx->family) + (version == 2 ? VRRP_V2_AUTH_LEN : 0);
 	if (len < *need)
 		return VRRP_DROP_TRUNCATED;
 	if (len > *need)
@@ -316,7 +316,8 @@ enum vrrp_drop vrrp_pkt_decode(const uint8_t *buf, size_t len, const struct vrrp
 		return VRRP_DROP_CHECKSUM;
 	if (out->interval_cs == 0)
 		return VRRP_DROP_INTERVAL;
-	if (out->version == 2 && exp->v2_interval_cs != 0 && out->interval_cs != exp->v2_interval_cs)
+	if (out->version == 2 && exp->v2_interval_cs != 0 &&
+	    out->interval_cs != exp->v2_interval_cs)
 		return VRRP_DROP_INTERVAL_MISMATCH;
 
 	alen = addr_len(rx->family);
@@ -340,8 +341,7 @@ static bool addr_in(const struct vrrp_addr *a, const struct vrrp_addr *list, siz
 	return false;
 }
 
-bool vrrp_pkt_addrs_match(const struct vrrp_advert *adv, const struct vrrp_addr *vips,
-			  size_t nvips)
+bool vrrp_pkt_addrs_match(const struct vrrp_advert *adv, const struct vrrp_addr *vips, size_t nvips)
 {
 	size_t i;
 
@@ -358,20 +358,20 @@ bool vrrp_pkt_addrs_match(const struct vrrp_advert *adv, const struct vrrp_addr 
 /* ---- names --------------------------------------------------------------- */
 
 static const char *const drop_names[VRRP_DROP_NR] = {
-	[VRRP_DROP_NONE] = "none",
-	[VRRP_DROP_FAMILY] = "family",
-	[VRRP_DROP_TTL] = "ttl",
-	[VRRP_DROP_TRUNCATED] = "truncated",
-	[VRRP_DROP_VERSION] = "version",
-	[VRRP_DROP_TYPE] = "type",
-	[VRRP_DROP_VRID] = "vrid",
-	[VRRP_DROP_ADDR_COUNT] = "addr-count",
-	[VRRP_DROP_LENGTH] = "length",
-	[VRRP_DROP_AUTH] = "auth",
-	[VRRP_DROP_CHECKSUM] = "checksum",
-	[VRRP_DROP_INTERVAL] = "interval",
-	[VRRP_DROP_INTERVAL_MISMATCH] = "interval-mismatch",
-	[VRRP_DROP_ADDR_LIST] = "addr-list",
+    [VRRP_DROP_NONE] = "none",
+    [VRRP_DROP_FAMILY] = "family",
+    [VRRP_DROP_TTL] = "ttl",
+    [VRRP_DROP_TRUNCATED] = "truncated",
+    [VRRP_DROP_VERSION] = "version",
+    [VRRP_DROP_TYPE] = "type",
+    [VRRP_DROP_VRID] = "vrid",
+    [VRRP_DROP_ADDR_COUNT] = "addr-count",
+    [VRRP_DROP_LENGTH] = "length",
+    [VRRP_DROP_AUTH] = "auth",
+    [VRRP_DROP_CHECKSUM] = "checksum",
+    [VRRP_DROP_INTERVAL] = "interval",
+    [VRRP_DROP_INTERVAL_MISMATCH] = "interval-mismatch",
+    [VRRP_DROP_ADDR_LIST] = "addr-list",
 };
 
 const char *vrrp_drop_reason_name(enum vrrp_drop reason)

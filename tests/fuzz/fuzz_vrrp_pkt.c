@@ -75,11 +75,11 @@ static void roundtrip(const struct vrrp_advert *adv, size_t len, const struct vr
 static void drive_fsm(const struct vrrp_advert *adv, const struct vrrp_rx_info *rx)
 {
 	struct vrrp_fsm_config cfg = {
-		.version = adv->version,
-		.priority = 100,
-		.adver_int_cs = 100,
-		.preempt = adv->vrid & 1,
-		.preempt_delay_ms = (adv->vrid & 2) ? 3000 : 0,
+	    .version = adv->version,
+	    .priority = 100,
+	    .adver_int_cs = 100,
+	    .preempt = adv->vrid & 1,
+	    .preempt_delay_ms = (adv->vrid & 2) ? 3000 : 0,
 	};
 	struct vrrp_fsm fsm;
 	struct vrrp_actions out;
@@ -103,7 +103,7 @@ static void drive_fsm(const struct vrrp_advert *adv, const struct vrrp_rx_info *
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct vrrp_pkt_expect exp = { 0 };
+	struct vrrp_pkt_expect exp = {0};
 	struct vrrp_addr vips[VRRP_MAX_ADDRS];
 	struct vrrp_advert adv;
 	struct vrrp_rx_info rx;

@@ -30,11 +30,11 @@ static struct vrrp_fsm_config config(uint8_t priority, uint16_t adver_int_cs, bo
 				     uint64_t preempt_delay_ms)
 {
 	struct vrrp_fsm_config cfg = {
-		.version = 3,
-		.priority = priority,
-		.adver_int_cs = adver_int_cs,
-		.preempt = preempt,
-		.preempt_delay_ms = preempt_delay_ms,
+	    .version = 3,
+	    .priority = priority,
+	    .adver_int_cs = adver_int_cs,
+	    .preempt = preempt,
+	    .preempt_delay_ms = preempt_delay_ms,
 	};
 
 	cfg.primary = ip("10.0.0.2");
@@ -65,7 +65,8 @@ static const char *acts(const struct vrrp_actions *out)
 			util_bufprintf(buf, sizeof(buf), &off, "SEND_ADVERT(%u)", a->priority);
 			break;
 		case VRRP_ACT_STATE:
-			util_bufprintf(buf, sizeof(buf), &off, "%s>%s", vrrp_state_name(a->old_state),
+			util_bufprintf(buf, sizeof(buf), &off, "%s>%s",
+				       vrrp_state_name(a->old_state),
 				       vrrp_state_name(a->new_state));
 			break;
 		case VRRP_ACT_ADD_VIPS:
@@ -119,12 +120,11 @@ static void test_timing_formulas(void **state)
 		uint16_t cs;
 		uint64_t skew, down;
 	} cases[] = {
-		{ 100, 100, 609, 3609 },	/* 156 * 1000 / 256 = 609.375 */
-		{ 200, 100, 218, 3218 },	/* 56 * 1000 / 256 = 218.75 */
-		{ 1, 100, 996, 3996 },
-		{ 254, 100, 7, 3007 },
-		{ 100, 10, 60, 360 },		/* 100 ms adverts */
-		{ 150, 4095, 16955, 139805 },	/* 106 * 40950 / 256 = 16955.9 */
+	    {100, 100, 609, 3609}, /* 156 * 1000 / 256 = 609.375 */
+	    {200, 100, 218, 3218}, /* 56 * 1000 / 256 = 218.75 */
+	    {1, 100, 996, 3996},	{254, 100, 7, 3007},
+	    {100, 10, 60, 360},		/* 100 ms adverts */
+	    {150, 4095, 16955, 139805}, /* 106 * 40950 / 256 = 16955.9 */
 	};
 	struct vrrp_fsm fsm;
 	struct vrrp_fsm_config cfg;
@@ -253,7 +253,8 @@ static void test_master_equal_priority_tie_break(void **state)
 	rx(&fsm, t + 20, "10.0.0.10", 100, 100, &out);
 	assert_string_equal(acts(&out), "SEND_ADVERT(100) MASTER>BACKUP DEL_VIPS");
 	assert_int_equal(out.a[1].reason, VRRP_REASON_HIGHER_ADDR);
-	assert_string_equal(state_text(&out), "equal priority advert from higher address 10.0.0.10");
+	assert_string_equal(state_text(&out),
+			    "equal priority advert from higher address 10.0.0.10");
 }
 
 static void test_master_answers_lower_priority(void **state)
@@ -290,7 +291,7 @@ static void test_advert_timer_not_moved_by_rx(void **state)
 	assert_int_equal(next, t + 1000);
 	/* A storm of adverts (keepalived restarts its timer on each: we do not). */
 	for (i = 0; i < 200; i++) {
-		static const uint8_t prios[] = { 0, 1, 50, 99, 100 };
+		static const uint8_t prios[] = {0, 1, 50, 99, 100};
 
 		rx(&fsm, t + 1 + i * 4, "10.0.0.1", prios[i % UTIL_ARRAY_LEN(prios)], 100, &out);
 		assert_int_equal(vrrp_fsm_next_deadline(&fsm), next);
@@ -530,7 +531,7 @@ static void test_interval_adoption_v3_not_v2(void **state)
 	vrrp_fsm_start(&fsm, 0, &out);
 	rx(&fsm, 100, "10.0.0.9", 200, 50, &out);
 	assert_int_equal(fsm.master_adver_int_cs, 50);
-	assert_int_equal(vrrp_fsm_skew_ms(&fsm), 304);	/* 156 * 500 / 256 */
+	assert_int_equal(vrrp_fsm_skew_ms(&fsm), 304); /* 156 * 500 / 256 */
 	assert_int_equal(vrrp_fsm_next_deadline(&fsm), 100 + 1500 + 304);
 	/* As master we advertise our own interval again. */
 	vrrp_fsm_timer(&fsm, 1904, &out);
@@ -725,32 +726,32 @@ static void test_names(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_timing_formulas),
-		cmocka_unit_test(test_start_backup_then_master_on_timer),
-		cmocka_unit_test(test_backup_advert_restarts_down_timer),
-		cmocka_unit_test(test_owner_goes_master_at_once),
-		cmocka_unit_test(test_master_steps_down_on_higher_priority),
-		cmocka_unit_test(test_master_equal_priority_tie_break),
-		cmocka_unit_test(test_master_answers_lower_priority),
-		cmocka_unit_test(test_advert_timer_not_moved_by_rx),
-		cmocka_unit_test(test_own_advert_ignored),
-		cmocka_unit_test(test_master_timer_late_no_burst),
-		cmocka_unit_test(test_master_repeats_garp_once),
-		cmocka_unit_test(test_priority0_master_after_skew_only),
-		cmocka_unit_test(test_priority0_skew_at_100ms),
-		cmocka_unit_test(test_preempt_on_takes_over_lower_master),
-		cmocka_unit_test(test_preempt_off_accepts_any_master),
-		cmocka_unit_test(test_backup_never_preempts_equal),
-		cmocka_unit_test(test_preempt_delay),
-		cmocka_unit_test(test_preempt_delay_restarts_after_higher_master),
-		cmocka_unit_test(test_interval_adoption_v3_not_v2),
-		cmocka_unit_test(test_shutdown),
-		cmocka_unit_test(test_link_down_up),
-		cmocka_unit_test(test_start_with_link_down),
-		cmocka_unit_test(test_set_priority_master_keeps_advertising),
-		cmocka_unit_test(test_set_priority_backup_preempts),
-		cmocka_unit_test(test_init_ignores_input_and_rejects_bad_config),
-		cmocka_unit_test(test_names),
+	    cmocka_unit_test(test_timing_formulas),
+	    cmocka_unit_test(test_start_backup_then_master_on_timer),
+	    cmocka_unit_test(test_backup_advert_restarts_down_timer),
+	    cmocka_unit_test(test_owner_goes_master_at_once),
+	    cmocka_unit_test(test_master_steps_down_on_higher_priority),
+	    cmocka_unit_test(test_master_equal_priority_tie_break),
+	    cmocka_unit_test(test_master_answers_lower_priority),
+	    cmocka_unit_test(test_advert_timer_not_moved_by_rx),
+	    cmocka_unit_test(test_own_advert_ignored),
+	    cmocka_unit_test(test_master_timer_late_no_burst),
+	    cmocka_unit_test(test_master_repeats_garp_once),
+	    cmocka_unit_test(test_priority0_master_after_skew_only),
+	    cmocka_unit_test(test_priority0_skew_at_100ms),
+	    cmocka_unit_test(test_preempt_on_takes_over_lower_master),
+	    cmocka_unit_test(test_preempt_off_accepts_any_master),
+	    cmocka_unit_test(test_backup_never_preempts_equal),
+	    cmocka_unit_test(test_preempt_delay),
+	    cmocka_unit_test(test_preempt_delay_restarts_after_higher_master),
+	    cmocka_unit_test(test_interval_adoption_v3_not_v2),
+	    cmocka_unit_test(test_shutdown),
+	    cmocka_unit_test(test_link_down_up),
+	    cmocka_unit_test(test_start_with_link_down),
+	    cmocka_unit_test(test_set_priority_master_keeps_advertising),
+	    cmocka_unit_test(test_set_priority_backup_preempts),
+	    cmocka_unit_test(test_init_ignores_input_and_rejects_bad_config),
+	    cmocka_unit_test(test_names),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -92,12 +92,12 @@ static void ref_fix_csum(uint8_t *msg, size_t len, int family, enum vrrp_csum_fo
 	msg[7] = (uint8_t)c;
 }
 
-static const struct vrrp_pkt_expect expect_v3 = { .version = 3, .vrid = 51 };
-static const struct vrrp_pkt_expect expect_v2 = { .version = 2, .vrid = 51 };
+static const struct vrrp_pkt_expect expect_v3 = {.version = 3, .vrid = 51};
+static const struct vrrp_pkt_expect expect_v2 = {.version = 2, .vrid = 51};
 
 static struct vrrp_rx_info rx4(const char *src, const char *dst)
 {
-	struct vrrp_rx_info rx = { .family = AF_INET, .ttl = 255 };
+	struct vrrp_rx_info rx = {.family = AF_INET, .ttl = 255};
 
 	rx.src = a4(src);
 	rx.dst = a4(dst);
@@ -106,7 +106,7 @@ static struct vrrp_rx_info rx4(const char *src, const char *dst)
 
 static struct vrrp_rx_info rx6(const char *src, const char *dst)
 {
-	struct vrrp_rx_info rx = { .family = AF_INET6, .ttl = 255 };
+	struct vrrp_rx_info rx = {.family = AF_INET6, .ttl = 255};
 
 	rx.src = a6(src);
 	rx.dst = a6(dst);
@@ -137,10 +137,10 @@ static struct vrrp_advert advert(uint8_t version, uint16_t interval_cs, unsigned
  * 3133 6401 0064 0000 c0a8 0164 -> sum 0x157a4 -> 0x57a5 -> ~ 0xa85a (rfc).
  * Pseudo-header words c0a8 0101 e000 0012 0070 000c add 0x1a237:
  * 0x2f9db -> 0xf9dd -> ~ 0x0622 (pseudo-header). */
-static const uint8_t known_pseudo[] = { 0x31, 0x33, 0x64, 0x01, 0x00, 0x64, 0x06, 0x22,
-					192,  168,  1,	  100 };
-static const uint8_t known_rfc[] = { 0x31, 0x33, 0x64, 0x01, 0x00, 0x64, 0xa8, 0x5a,
-				     192,  168,	 1,    100 };
+static const uint8_t known_pseudo[] = {0x31, 0x33, 0x64, 0x01, 0x00, 0x64,
+				       0x06, 0x22, 192,	 168,  1,    100};
+static const uint8_t known_rfc[] = {0x31, 0x33, 0x64, 0x01, 0x00, 0x64,
+				    0xa8, 0x5a, 192,  168,  1,	  100};
 
 /* ---- known bytes --------------------------------------------------------- */
 
@@ -164,8 +164,9 @@ static void test_encode_v3_known_pseudo(void **state)
 	uint8_t buf[VRRP_PKT_MAX_LEN];
 
 	(void)state;
-	assert_int_equal(vrrp_pkt_encode(buf, sizeof(buf), &adv, VRRP_CSUM_PSEUDO, &rx.src, &rx.dst),
-			 sizeof(known_pseudo));
+	assert_int_equal(
+	    vrrp_pkt_encode(buf, sizeof(buf), &adv, VRRP_CSUM_PSEUDO, &rx.src, &rx.dst),
+	    sizeof(known_pseudo));
 	assert_memory_equal(buf, known_pseudo, sizeof(known_pseudo));
 	assert_int_equal(vrrp_pkt_decode(known_pseudo, sizeof(known_pseudo), &rx, &expect_v3, &got),
 			 VRRP_DROP_NONE);
@@ -222,8 +223,8 @@ static void test_roundtrip_v2(void **state)
 	n = vrrp_pkt_encode(buf, sizeof(buf), &adv, VRRP_CSUM_PSEUDO, NULL, NULL);
 	assert_int_equal(n, 8 + 2 * 4 + 8);
 	assert_int_equal(buf[0], 0x21);
-	assert_int_equal(buf[4], 0);	/* auth type */
-	assert_int_equal(buf[5], 3);	/* seconds */
+	assert_int_equal(buf[4], 0); /* auth type */
+	assert_int_equal(buf[5], 3); /* seconds */
 	assert_int_equal(ref_csum(buf, (size_t)n, NULL, 0), 0);
 	for (int i = n - 8; i < n; i++)
 		assert_int_equal(buf[i], 0);
@@ -271,7 +272,8 @@ static void test_roundtrip_v3_ipv6(void **state)
 	assert_int_equal(got.csum_form, VRRP_CSUM_PSEUDO);
 	assert_int_equal(got.addrs[1].family, AF_INET6);
 	/* IPv6 needs both addresses. */
-	assert_int_equal(vrrp_pkt_encode(buf, sizeof(buf), &adv, VRRP_CSUM_PSEUDO, NULL, &rx.dst), -1);
+	assert_int_equal(vrrp_pkt_encode(buf, sizeof(buf), &adv, VRRP_CSUM_PSEUDO, NULL, &rx.dst),
+			 -1);
 }
 
 static void test_roundtrip_max_addrs(void **state)
@@ -292,9 +294,8 @@ static void test_roundtrip_max_addrs(void **state)
 	assert_int_equal(n, VRRP_PKT_MAX_LEN);
 	assert_int_equal(vrrp_pkt_decode(buf, (size_t)n, &rx, &expect_v3, &got), VRRP_DROP_NONE);
 	assert_same_advert(&adv, &got);
-	assert_int_equal(vrrp_pkt_encode(buf, sizeof(buf) - 1, &adv, VRRP_CSUM_PSEUDO, &rx.src,
-					 &rx.dst),
-			 -1);
+	assert_int_equal(
+	    vrrp_pkt_encode(buf, sizeof(buf) - 1, &adv, VRRP_CSUM_PSEUDO, &rx.src, &rx.dst), -1);
 }
 
 /* ---- checksum forms ------------------------------------------------------ */
@@ -316,12 +317,13 @@ static void test_decode_old_unicast_pseudo(void **state)
 	assert_int_equal(vrrp_pkt_decode(buf, (size_t)n, &rx, &expect_v3, &got), VRRP_DROP_NONE);
 	assert_int_equal(got.csum_form, VRRP_CSUM_PSEUDO_OLD_UNICAST);
 	/* ... and it is never sent. */
-	assert_int_equal(vrrp_pkt_encode(buf, sizeof(buf), &adv, VRRP_CSUM_PSEUDO_OLD_UNICAST,
-					 &rx.src, &mcast),
-			 -1);
+	assert_int_equal(
+	    vrrp_pkt_encode(buf, sizeof(buf), &adv, VRRP_CSUM_PSEUDO_OLD_UNICAST, &rx.src, &mcast),
+	    -1);
 	/* A pseudo-header with some other destination is refused. */
 	ref_fix_csum(buf, (size_t)n, AF_INET, VRRP_CSUM_PSEUDO, &rx.src, &rx.src);
-	assert_int_equal(vrrp_pkt_decode(buf, (size_t)n, &rx, &expect_v3, &got), VRRP_DROP_CHECKSUM);
+	assert_int_equal(vrrp_pkt_decode(buf, (size_t)n, &rx, &expect_v3, &got),
+			 VRRP_DROP_CHECKSUM);
 }
 
 static void test_decode_pseudo_needs_right_source(void **state)
@@ -478,7 +480,7 @@ static void test_drop_reasons_v2(void **state)
 static void test_drop_addr_list(void **state)
 {
 	struct vrrp_rx_info rx = rx4("192.168.1.1", "224.0.0.18");
-	struct vrrp_addr cfg[2] = { a4("192.168.1.100"), a4("192.168.1.101") };
+	struct vrrp_addr cfg[2] = {a4("192.168.1.100"), a4("192.168.1.101")};
 	struct vrrp_pkt_expect e = expect_v3;
 	struct vrrp_advert got;
 
@@ -503,7 +505,7 @@ static void test_drop_reason_names(void **state)
 	assert_string_equal(vrrp_drop_reason_name(VRRP_DROP_ADDR_LIST), "addr-list");
 	assert_string_equal(vrrp_drop_reason_name(VRRP_DROP_ADDR_COUNT), "addr-count");
 	assert_string_equal(vrrp_drop_reason_name(VRRP_DROP_NR), "?");
-	assert_string_equal(vrrp_drop_reason_name((enum vrrp_drop)-1), "?");
+	assert_string_equal(vrrp_drop_reason_name((enum vrrp_drop) - 1), "?");
 	/* Every reason has its own name. */
 	for (i = 0; i < VRRP_DROP_NR; i++) {
 		assert_string_not_equal(vrrp_drop_reason_name((enum vrrp_drop)i), "?");
@@ -538,10 +540,10 @@ static void assert_prefixes_fail(const uint8_t *msg, size_t len, const struct vr
 
 static void test_truncated_never_succeeds(void **state)
 {
-	struct vrrp_advert v2 = advert(2, 100, 3, a4("10.0.0.10"), a4("10.0.0.11"),
-				       a4("10.0.0.12"));
-	struct vrrp_advert v3 = advert(3, 100, 3, a4("10.0.0.10"), a4("10.0.0.11"),
-				       a4("10.0.0.12"));
+	struct vrrp_advert v2 =
+	    advert(2, 100, 3, a4("10.0.0.10"), a4("10.0.0.11"), a4("10.0.0.12"));
+	struct vrrp_advert v3 =
+	    advert(3, 100, 3, a4("10.0.0.10"), a4("10.0.0.11"), a4("10.0.0.12"));
 	struct vrrp_advert v6 = advert(3, 100, 2, a6("2001:db8::1"), a6("2001:db8::2"));
 	struct vrrp_rx_info r4 = rx4("10.0.0.1", "224.0.0.18"), r6 = rx6("fe80::1", "ff02::12");
 	uint8_t buf[VRRP_PKT_MAX_LEN];
@@ -561,20 +563,20 @@ static void test_truncated_never_succeeds(void **state)
 static void test_addrs_match_any_order(void **state)
 {
 	struct vrrp_advert adv = advert(3, 100, 3, a4("10.0.0.1"), a4("10.0.0.2"), a4("10.0.0.3"));
-	struct vrrp_addr same[3] = { a4("10.0.0.3"), a4("10.0.0.1"), a4("10.0.0.2") };
-	struct vrrp_addr other[3] = { a4("10.0.0.3"), a4("10.0.0.1"), a4("10.0.0.4") };
-	struct vrrp_addr dup[3] = { a4("10.0.0.1"), a4("10.0.0.1"), a4("10.0.0.2") };
-	struct vrrp_addr v6[1] = { a6("::ffff:10.0.0.1") };
+	struct vrrp_addr same[3] = {a4("10.0.0.3"), a4("10.0.0.1"), a4("10.0.0.2")};
+	struct vrrp_addr other[3] = {a4("10.0.0.3"), a4("10.0.0.1"), a4("10.0.0.4")};
+	struct vrrp_addr dup[3] = {a4("10.0.0.1"), a4("10.0.0.1"), a4("10.0.0.2")};
+	struct vrrp_addr v6[1] = {a6("::ffff:10.0.0.1")};
 
 	(void)state;
 	assert_true(vrrp_pkt_addrs_match(&adv, same, 3));
-	assert_false(vrrp_pkt_addrs_match(&adv, same, 2));	/* fewer configured */
+	assert_false(vrrp_pkt_addrs_match(&adv, same, 2)); /* fewer configured */
 	assert_false(vrrp_pkt_addrs_match(&adv, other, 3));
-	assert_false(vrrp_pkt_addrs_match(&adv, dup, 3));	/* duplicates hide 10.0.0.3 */
+	assert_false(vrrp_pkt_addrs_match(&adv, dup, 3)); /* duplicates hide 10.0.0.3 */
 	adv.addrs[2] = a4("10.0.0.1");
-	assert_false(vrrp_pkt_addrs_match(&adv, same, 3));	/* and the other way round */
+	assert_false(vrrp_pkt_addrs_match(&adv, same, 3)); /* and the other way round */
 	adv.naddr = 1;
-	assert_false(vrrp_pkt_addrs_match(&adv, v6, 1));	/* families differ */
+	assert_false(vrrp_pkt_addrs_match(&adv, v6, 1)); /* families differ */
 }
 
 /* ---- encoder refusals ---------------------------------------------------- */
@@ -659,24 +661,24 @@ static void test_addr_helpers(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_known_bytes_match_reference),
-		cmocka_unit_test(test_encode_v3_known_pseudo),
-		cmocka_unit_test(test_encode_v3_known_rfc),
-		cmocka_unit_test(test_roundtrip_v2),
-		cmocka_unit_test(test_roundtrip_v3_ipv4),
-		cmocka_unit_test(test_roundtrip_v3_ipv6),
-		cmocka_unit_test(test_roundtrip_max_addrs),
-		cmocka_unit_test(test_decode_old_unicast_pseudo),
-		cmocka_unit_test(test_decode_pseudo_needs_right_source),
-		cmocka_unit_test(test_decode_v3_ignores_reserved_bits),
-		cmocka_unit_test(test_drop_reasons_v3),
-		cmocka_unit_test(test_drop_reasons_v2),
-		cmocka_unit_test(test_drop_addr_list),
-		cmocka_unit_test(test_drop_reason_names),
-		cmocka_unit_test(test_truncated_never_succeeds),
-		cmocka_unit_test(test_addrs_match_any_order),
-		cmocka_unit_test(test_encode_rejects_invalid),
-		cmocka_unit_test(test_addr_helpers),
+	    cmocka_unit_test(test_known_bytes_match_reference),
+	    cmocka_unit_test(test_encode_v3_known_pseudo),
+	    cmocka_unit_test(test_encode_v3_known_rfc),
+	    cmocka_unit_test(test_roundtrip_v2),
+	    cmocka_unit_test(test_roundtrip_v3_ipv4),
+	    cmocka_unit_test(test_roundtrip_v3_ipv6),
+	    cmocka_unit_test(test_roundtrip_max_addrs),
+	    cmocka_unit_test(test_decode_old_unicast_pseudo),
+	    cmocka_unit_test(test_decode_pseudo_needs_right_source),
+	    cmocka_unit_test(test_decode_v3_ignores_reserved_bits),
+	    cmocka_unit_test(test_drop_reasons_v3),
+	    cmocka_unit_test(test_drop_reasons_v2),
+	    cmocka_unit_test(test_drop_addr_list),
+	    cmocka_unit_test(test_drop_reason_names),
+	    cmocka_unit_test(test_truncated_never_succeeds),
+	    cmocka_unit_test(test_addrs_match_any_order),
+	    cmocka_unit_test(test_encode_rejects_invalid),
+	    cmocka_unit_test(test_addr_helpers),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
