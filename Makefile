@@ -91,6 +91,7 @@ FUZZ_CFLAGS = -std=gnu11 -g -O1 -Iinclude -D_GNU_SOURCE -fsanitize=fuzzer,addres
 # fuzz_<mod>_<what>.c links the sources of its (pure) module and util/log;
 # FUZZ_SRC_<target> names the files instead where the module is not pure.
 FUZZ_SRC_fuzz_proxy_proto = src/proxy/proxyproto.c
+FUZZ_SRC_fuzz_vrrp_pkt = src/vrrp/vrrp_pkt.c src/vrrp/vrrp_fsm.c
 fuzz_srcs = $(or $(FUZZ_SRC_$(1)),$(wildcard src/$(call unit_mod,$(patsubst fuzz_%,test_%,$(1)))/*.c))
 build-fuzz/%: tests/fuzz/%.c $(ALL_SRCS)
 	@mkdir -p build-fuzz

@@ -35,7 +35,11 @@ void conf_error(struct conf_ctx *ctx, uint32_t line, uint32_t col, const char *n
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	util_bufprintf(full, sizeof(full), &off, "%s:%u:%u: error: %s", ctx->file, line, col, msg);
+	if (line == 0) /* about the file as a whole */
+		util_bufprintf(full, sizeof(full), &off, "%s: error: %s", ctx->file, msg);
+	else
+		util_bufprintf(full, sizeof(full), &off, "%s:%u:%u: error: %s", ctx->file, line,
+			       col, msg);
 	if (near != NULL) {
 		char shown[48];
 		size_t i;

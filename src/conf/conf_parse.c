@@ -32,6 +32,7 @@ struct conf_keyword {
 /* Parser state for the listen blocks: pool names are resolved at the end. */
 struct listen_ref {
 	const struct conf_tok *pool_tok;
+	bool had_errors; /* skip "no bind" after a bind line that failed */
 };
 
 struct parse_state {
@@ -557,7 +558,10 @@ static int top_listen(struct conf_ctx *ctx, const struct conf_stmt *st, void *ob
 	snprintf(where, sizeof(where), "listen '%s'", name);
 	lo.l = l;
 	lo.ref = &refs[c->nlistens - 1];
+	size_t before = ctx->errs->n;
+
 	run_block(ctx, st, listen_kw, where, &lo);
+	lo.ref->had_errors = ctx->errs->n != before || ctx->errs->truncated;
 	if (l->timeout_half_closed_ms == 0)
 		l->timeout_half_closed_ms = l->timeout_idle_ms;
 	return 0;
@@ -581,6 +585,8 @@ static void validate(struct parse_state *ps)
 		const struct conf_tok *t = ps->refs[i].pool_tok;
 		const struct conf_pool *p;
 
+		if (ps->refs[i].had_errors)
+			continue;
 		if (l->nbinds == 0)
 			conf_error(ctx, l->where.line, l->where.col, l->name,
 				   "listen '%s' has no bind (expected 'bind ADDRESS:PORT;')",

@@ -1,0 +1,28 @@
+#!/bin/sh
+# Golden config tests: every tests/conf/good/*.conf passes `sluice -c`;
+# every tests/conf/bad/X.conf fails and prints exactly tests/conf/bad/X.err
+# (paths relative to the repository root).
+set -u
+bin=${1:-build/sluice}
+fail=0; pass=0
+for f in tests/conf/good/*.conf conf/*.conf; do
+	if out=$("$bin" -c -f "$f" 2>&1); then
+		pass=$((pass + 1))
+	else
+		echo "FAIL good $f:"; echo "$out"; fail=$((fail + 1))
+	fi
+done
+for f in tests/conf/bad/*.conf; do
+	want="${f%.conf}.err"
+	out=$("$bin" -c -f "$f" 2>&1); rc=$?
+	if [ "$rc" -ne 1 ]; then
+		echo "FAIL bad $f: exit $rc, expected 1"; fail=$((fail + 1)); continue
+	fi
+	if [ "$out" != "$(cat "$want")" ]; then
+		echo "FAIL bad $f:"; echo "  got:  $out"; echo "  want: $(cat "$want")"
+		fail=$((fail + 1)); continue
+	fi
+	pass=$((pass + 1))
+done
+echo "conf: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
