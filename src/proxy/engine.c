@@ -144,7 +144,8 @@ void proxy_frontend_set_settings(struct proxy_engine *e, struct proxy_frontend *
 
 /* ---- commands from the control thread ---- */
 
-static void send_cmd(struct proxy_worker *w, enum proxy_cmd_type type, struct proxy_frontend *fe)
+static void send_cmd_full(struct proxy_worker *w, enum proxy_cmd_type type,
+			  struct proxy_frontend *fe, struct pool_server *srv, uint32_t spread_ms)
 {
 	pthread_mutex_lock(&w->cmd_lock);
 	if (w->ncmds == w->cmd_cap) {
@@ -161,11 +162,27 @@ static void send_cmd(struct proxy_worker *w, enum proxy_cmd_type type, struct pr
 	}
 	if (fe != NULL)
 		proxy_frontend_get(fe);
+	if (srv != NULL)
+		pool_server_get(srv);
 	w->cmds[w->ncmds].type = type;
 	w->cmds[w->ncmds].fe = fe;
+	w->cmds[w->ncmds].srv = srv;
+	w->cmds[w->ncmds].spread_ms = spread_ms;
 	w->ncmds++;
 	pthread_mutex_unlock(&w->cmd_lock);
 	ev_async_send(w->loop, &w->async);
+}
+
+static void send_cmd(struct proxy_worker *w, enum proxy_cmd_type type, struct proxy_frontend *fe)
+{
+	send_cmd_full(w, type, fe, NULL, 0);
+}
+
+void proxy_engine_close_server(struct proxy_engine *e, struct pool_server *srv,
+			       uint32_t spread_ms)
+{
+	for (unsigned i = 0; i < e->nworkers; i++)
+		send_cmd_full(&e->workers[i], PROXY_CMD_CLOSE_SERVER, NULL, srv, spread_ms);
 }
 
 void proxy_engine_attach(struct proxy_engine *e, struct proxy_frontend *fe)
@@ -425,6 +442,22 @@ static void close_all(struct proxy_worker *w)
 	}
 }
 
+/* Close the sessions using srv, each at a random point of the window so
+ * that their clients do not all reconnect in the same millisecond. */
+static void close_server(struct proxy_worker *w, struct pool_server *srv, uint32_t spread_ms)
+{
+	struct list_node *n = w->sessions.next;
+
+	while (n != &w->sessions) {
+		struct proxy_session *s = list_entry(n, struct proxy_session, link);
+
+		n = n->next;
+		if (s->srv != srv)
+			continue;
+		proxy_session_kill_at(s, spread_ms ? util_rand64(&w->rng) % spread_ms + 1 : 0);
+	}
+}
+
 static void free_dead(struct proxy_worker *w)
 {
 	while (!list_empty(&w->dead)) {
@@ -463,6 +496,9 @@ static void on_async(struct ev_loop *loop, ev_async *a, int revents)
 		case PROXY_CMD_CLOSE_ALL:
 			close_all(w);
 			break;
+		case PROXY_CMD_CLOSE_SERVER:
+			close_server(w, cmds[i].srv, cmds[i].spread_ms);
+			break;
 		case PROXY_CMD_EXIT:
 			detach_fe(w, NULL);
 			close_all(w);
@@ -471,6 +507,8 @@ static void on_async(struct ev_loop *loop, ev_async *a, int revents)
 		}
 		if (cmds[i].fe != NULL)
 			proxy_frontend_put(cmds[i].fe);
+		if (cmds[i].srv != NULL)
+			pool_server_put(cmds[i].srv);
 	}
 	free(cmds);
 }
@@ -576,9 +614,12 @@ void proxy_engine_free(struct proxy_engine *e)
 		if (w->loop == NULL)
 			continue;
 		/* commands that arrived after EXIT still hold references */
-		for (size_t c = 0; c < w->ncmds; c++)
+		for (size_t c = 0; c < w->ncmds; c++) {
 			if (w->cmds[c].fe != NULL)
 				proxy_frontend_put(w->cmds[c].fe);
+			if (w->cmds[c].srv != NULL)
+				pool_server_put(w->cmds[c].srv);
+		}
 		free(w->cmds);
 		detach_fe(w, NULL);
 		close_all(w);

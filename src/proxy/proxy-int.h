@@ -66,6 +66,7 @@ enum proxy_end {
 	PROXY_END_QUEUE_FULL,
 	PROXY_END_PROXY_HEADER,
 	PROXY_END_SHUTDOWN,
+	PROXY_END_KILLED, /* the operator or on-down closed the server's connections */
 	PROXY_END_ERROR,
 };
 
@@ -90,6 +91,7 @@ struct proxy_session {
 	uint8_t retries_left;
 	uint32_t timeout_connect_ms, timeout_idle_ms, timeout_half_closed_ms;
 	uint64_t start_ms, last_ms, deadline_ms;
+	uint64_t kill_at_ms; /* 0, or when to close (server shutdown-sessions) */
 	struct proxy_dir c2s, s2c;
 	struct util_addr client;
 	struct util_addr dst; /* from an accept-proxy header; len 0 otherwise */
@@ -108,12 +110,15 @@ enum proxy_cmd_type {
 	PROXY_CMD_ATTACH,
 	PROXY_CMD_DETACH,
 	PROXY_CMD_CLOSE_ALL,
+	PROXY_CMD_CLOSE_SERVER,
 	PROXY_CMD_EXIT,
 };
 
 struct proxy_cmd {
 	enum proxy_cmd_type type;
 	struct proxy_frontend *fe; /* reference for ATTACH / DETACH */
+	struct pool_server *srv; /* reference for CLOSE_SERVER */
+	uint32_t spread_ms; /* CLOSE_SERVER: spread the closes over this window */
 };
 
 struct proxy_worker {
@@ -170,6 +175,8 @@ void proxy_session_close(struct proxy_session *s, enum proxy_end end);
 void proxy_session_retry_queue(struct proxy_worker *w);
 void proxy_session_free(struct proxy_session *s);
 void proxy_session_update_io(struct proxy_session *s);
+/* Close s at now + delay_ms (0: at once), if it uses srv. */
+void proxy_session_kill_at(struct proxy_session *s, uint64_t delay_ms);
 
 /* relay.c: move what can move in one direction. Returns 0 when it would
  * block or is done, -1 on a read error of `from` (errno set), -2 on a write

@@ -31,6 +31,7 @@ static const char *const end_names[] = {
 	[PROXY_END_QUEUE_FULL] = "queue-full",
 	[PROXY_END_PROXY_HEADER] = "bad-proxy-header",
 	[PROXY_END_SHUTDOWN] = "shutdown",
+	[PROXY_END_KILLED] = "killed",
 	[PROXY_END_ERROR] = "error",
 };
 
@@ -230,8 +231,23 @@ static void relay_both(struct proxy_session *s)
 static uint64_t idle_deadline(const struct proxy_session *s)
 {
 	bool half = s->c2s.eof || s->s2c.eof;
+	uint64_t d = s->last_ms + (half ? s->timeout_half_closed_ms : s->timeout_idle_ms);
 
-	return s->last_ms + (half ? s->timeout_half_closed_ms : s->timeout_idle_ms);
+	return s->kill_at_ms != 0 && s->kill_at_ms < d ? s->kill_at_ms : d;
+}
+
+void proxy_session_kill_at(struct proxy_session *s, uint64_t delay_ms)
+{
+	uint64_t now = now_ms(s->w);
+
+	if (s->state == PROXY_ST_CLOSED)
+		return;
+	if (delay_ms == 0 || s->state != PROXY_ST_RELAY) {
+		proxy_session_close(s, PROXY_END_KILLED);
+		return;
+	}
+	s->kill_at_ms = now + delay_ms;
+	timer_at(s, idle_deadline(s));
 }
 
 /* Put the PROXY header the server expects in front of the client's bytes. */
@@ -525,7 +541,9 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 			timer_at(s, deadline);
 			return;
 		}
-		proxy_session_close(s, PROXY_END_IDLE_TIMEOUT);
+		proxy_session_close(s, s->kill_at_ms != 0 && s->kill_at_ms <= now_ms(s->w)
+					       ? PROXY_END_KILLED
+					       : PROXY_END_IDLE_TIMEOUT);
 		return;
 	case PROXY_ST_CLOSED:
 		return;
