@@ -43,6 +43,7 @@ struct proxy_dir {
 	bool splice; /* bulk seen: move bytes with splice() */
 	bool eof; /* read side saw FIN */
 	bool shut; /* FIN passed on: shutdown(SHUT_WR) done */
+	bool short_read; /* the last read got less than it asked for */
 	uint64_t bytes;
 };
 
@@ -88,6 +89,7 @@ struct proxy_session {
 	enum proxy_state state;
 	enum proxy_end end;
 	bool end_set;
+	bool srv_confirmed; /* the server connection is known to work */
 	uint8_t retries_left;
 	uint32_t timeout_connect_ms, timeout_idle_ms, timeout_half_closed_ms;
 	uint64_t start_ms, last_ms, deadline_ms;
@@ -183,6 +185,9 @@ void proxy_session_kill_at(struct proxy_session *s, uint64_t delay_ms);
  * error of `to`. */
 int proxy_relay(struct proxy_session *s, struct proxy_dir *d, int from, int to);
 void proxy_dir_release(struct proxy_worker *w, struct proxy_dir *d);
+/* Read once into d while its destination is not connected yet. Returns 0,
+ * or -1 on a read error (errno set); end of stream sets d->eof. */
+int proxy_relay_read_only(struct proxy_session *s, struct proxy_dir *d, int from);
 struct proxy_buf *proxy_buf_get(struct proxy_worker *w);
 void proxy_buf_put(struct proxy_worker *w, struct proxy_buf *b);
 void proxy_worker_pools_free(struct proxy_worker *w);

@@ -151,8 +151,9 @@ static int relay_flush(struct proxy_session *s, struct proxy_dir *d, int to)
 	return 1;
 }
 
-/* Read once into the pipe or a buffer. Returns 1 on data, 0 when nothing
- * is there, 2 at end of stream, -1 on error. */
+/* Read once into the pipe or a buffer. Returns 1 when the read filled the
+ * space it had, 3 when it got less (the socket is most likely drained), 0
+ * when nothing is there, 2 at end of stream, -1 on error. */
 static int relay_read(struct proxy_session *s, struct proxy_dir *d, int from)
 {
 	struct proxy_worker *w = s->w;
@@ -166,6 +167,8 @@ static int relay_read(struct proxy_session *s, struct proxy_dir *d, int from)
 			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 		if (n > 0) {
 			d->in_pipe = (uint32_t)n;
+			if (n < PROXY_PIPE_SIZE)
+				d->short_read = true;
 		} else {
 			/* empty pipe back to the pool: idle holds nothing */
 			pipe_put(w, d->pipe, true);
@@ -183,6 +186,8 @@ static int relay_read(struct proxy_session *s, struct proxy_dir *d, int from)
 			d->len = (uint32_t)n;
 			if ((uint32_t)n == bufsize)
 				d->splice = true;
+			else
+				d->short_read = true;
 		} else {
 			proxy_buf_put(w, b);
 		}
@@ -190,13 +195,26 @@ static int relay_read(struct proxy_session *s, struct proxy_dir *d, int from)
 	if (n > 0) {
 		d->bytes += (uint64_t)n;
 		s->last_ms = (uint64_t)(ev_now(w->loop) * 1000.0);
-		return 1;
+		return d->short_read ? 3 : 1;
 	}
 	if (n == 0)
 		return 2;
 	if (errno == EINTR || would_block())
 		return 0;
 	return -1;
+}
+
+int proxy_relay_read_only(struct proxy_session *s, struct proxy_dir *d, int from)
+{
+	int rc;
+
+	if (d->eof || d->len > 0 || d->in_pipe > 0)
+		return 0;
+	rc = relay_read(s, d, from);
+	d->short_read = false;
+	if (rc == 2)
+		d->eof = true;
+	return rc < 0 ? -1 : 0;
 }
 
 int proxy_relay(struct proxy_session *s, struct proxy_dir *d, int from, int to)
@@ -208,13 +226,23 @@ int proxy_relay(struct proxy_session *s, struct proxy_dir *d, int from, int to)
 			return rc;
 		if (d->eof) {
 			if (!d->shut) {
-				shutdown(to, SHUT_WR);
+				/* when the other way is finished too the session
+				 * closes now and close() sends this FIN */
+				struct proxy_dir *o = d == &s->c2s ? &s->s2c : &s->c2s;
+
+				if (!(o->eof && o->shut))
+					shutdown(to, SHUT_WR);
 				d->shut = true;
 			}
 			return 0;
 		}
-		if (round == RELAY_MAX_ROUNDS)
-			return 0; /* still readable: level-triggered, we come back */
+		/* after a short read the socket is most likely empty: a read now
+		 * would only say EAGAIN. Level-triggered epoll brings us back
+		 * if more came, so this saves a system call per message. */
+		if (round == RELAY_MAX_ROUNDS || d->short_read) {
+			d->short_read = false;
+			return 0;
+		}
 		rc = relay_read(s, d, from);
 		if (rc == 0)
 			return 0;

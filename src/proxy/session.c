@@ -36,6 +36,7 @@ static const char *const end_names[] = {
 };
 
 static void connect_next(struct proxy_session *s);
+static void connect_failed(struct proxy_session *s, const char *why);
 
 static uint64_t now_ms(const struct proxy_worker *w)
 {
@@ -80,6 +81,10 @@ void proxy_session_update_io(struct proxy_session *s)
 		break;
 	case PROXY_ST_CONNECTING:
 		sev = EV_WRITE;
+		/* take the client's first bytes meanwhile: the first write then
+		 * tells whether the connect worked, with no getsockopt() */
+		if (!s->c2s.eof && !dir_pending(&s->c2s))
+			cev = EV_READ;
 		break;
 	case PROXY_ST_RELAY:
 		if (!s->c2s.eof && !dir_pending(&s->c2s))
@@ -199,6 +204,12 @@ static void relay_both(struct proxy_session *s)
 {
 	int rc = proxy_relay(s, &s->c2s, s->cfd, s->sfd);
 
+	if (rc == -2 && !s->srv_confirmed) {
+		/* the connect failed and nothing reached the server: retry */
+		connect_failed(s, strerror(errno));
+		return;
+	}
+	s->srv_confirmed = true;
 	if (rc == -1) {
 		proxy_session_close(s, PROXY_END_CLIENT_RESET);
 		return;
@@ -351,6 +362,7 @@ static void connect_to(struct proxy_session *s, struct pool_server *srv)
 	int rc;
 
 	s->srv = srv;
+	s->srv_confirmed = false;
 	s->state = PROXY_ST_CONNECTING;
 	rc = start_connect(s);
 	if (rc < 0) {
@@ -438,17 +450,31 @@ static void on_server_io(struct ev_loop *loop, ev_io *io, int revents)
 	(void)loop;
 	(void)revents;
 	if (s->state == PROXY_ST_CONNECTING) {
-		if (getsockopt(s->sfd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-			err = errno;
-		if (err != 0) {
-			connect_failed(s, strerror(err));
-			return;
+		if (!dir_pending(&s->c2s)) {
+			if (getsockopt(s->sfd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+				err = errno;
+			if (err != 0) {
+				connect_failed(s, strerror(err));
+				return;
+			}
+			s->srv_confirmed = true;
 		}
-		ev_io_stop(s->w->loop, &s->sio);
 		established(s);
 		return;
 	}
 	relay_both(s);
+}
+
+/* While connecting: read what the client sent first, without writing. */
+static void prefetch(struct proxy_session *s)
+{
+	int rc = proxy_relay_read_only(s, &s->c2s, s->cfd);
+
+	if (rc < 0) {
+		proxy_session_close(s, PROXY_END_CLIENT_RESET);
+		return;
+	}
+	proxy_session_update_io(s);
 }
 
 /* accept-proxy: collect the client's PROXY header in the c2s buffer. */
@@ -513,6 +539,8 @@ static void on_client_io(struct ev_loop *loop, ev_io *io, int revents)
 		read_header(s);
 	else if (s->state == PROXY_ST_RELAY)
 		relay_both(s);
+	else if (s->state == PROXY_ST_CONNECTING)
+		prefetch(s);
 }
 
 static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
