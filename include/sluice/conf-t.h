@@ -75,12 +75,29 @@ enum conf_log_target {
 	CONF_LOG_STDOUT,
 };
 
+enum conf_ctl_level {
+	CONF_CTL_ADMIN,
+	CONF_CTL_USER, /* show and wait commands only */
+};
+
+/* A control socket ("control PATH [mode 0600] [level admin|user];"). */
+struct conf_control {
+	char path[108]; /* sun_path */
+	uint32_t mode;
+	enum conf_ctl_level level;
+	struct conf_where where;
+};
+
 struct conf_global {
 	uint32_t workers; /* 0: one per CPU */
 	uint32_t maxconn; /* 0: as many as the descriptor limit allows */
 	enum conf_log_target log_target;
 	enum log_level log_level;
 	uint64_t grace_ms;
+	struct conf_control *controls;
+	size_t ncontrols;
+	struct util_addr metrics; /* len 0: no HTTP metrics listener */
+	char state_file[256]; /* empty: none */
 };
 
 struct conf {

@@ -66,6 +66,13 @@ struct pool_server {
 	_Atomic uint64_t bytes_out; /* to the server */
 	_Atomic uint64_t connect_errors;
 	_Atomic uint32_t consecutive_errors;
+
+	/* runtime administration (control thread) */
+	bool runtime_added; /* added through the control socket */
+	bool admin_overridden; /* admin state set at runtime */
+	bool weight_overridden; /* weight set at runtime */
+	uint32_t file_weight; /* the weight the configuration gave */
+	uint64_t admin_since_ms; /* when the admin state last changed */
 };
 
 /* One group (primaries or backups) of an immutable balancer snapshot. */

@@ -61,6 +61,15 @@ bool pool_server_release(struct pool_server *s);
 void pool_server_connect_failed(struct pool_server *s);
 void pool_server_connect_ok(struct pool_server *s);
 
+/* Control thread (pool_admin.c): operator changes, republished at once.
+ * They mark the value as set at runtime, so a reload keeps it. */
+void pool_server_set_admin(struct pool_server *s, enum pool_admin a, uint64_t now_ms);
+void pool_server_set_weight(struct pool_server *s, uint32_t weight);
+/* Parse "ready", "drain", "maint". Returns 0 or -1. */
+int pool_admin_parse(const char *s, enum pool_admin *out);
+/* Sum of active connections of the pool's servers. */
+uint32_t pool_active(const struct pool *p);
+
 const char *pool_balance_name(enum pool_balance b);
 const char *pool_admin_name(enum pool_admin a);
 const char *pool_health_name(enum pool_health h);

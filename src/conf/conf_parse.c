@@ -251,11 +251,102 @@ static int kw_grace(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 	return arg_duration(ctx, st, 1, "grace", 0, &g->grace_ms);
 }
 
+/* control PATH [mode OCTAL] [level admin|user] */
+static int kw_control(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct conf_global *g = obj;
+	struct conf_control c = { .mode = 0600, .level = CONF_CTL_ADMIN };
+	struct conf_control *arr;
+	size_t i;
+
+	c.where.line = st->args[1].line;
+	c.where.col = st->args[1].col;
+	if (st->args[1].text[0] != '/' || st->args[1].len >= sizeof(c.path)) {
+		conf_error_arg(ctx, st, 1, "control socket path must be absolute and shorter than "
+				      "%zu bytes",
+			       sizeof(c.path));
+		return -1;
+	}
+	memcpy(c.path, st->args[1].text, st->args[1].len + 1);
+	for (i = 2; i < st->nargs; i += 2) {
+		const char *opt = st->args[i].text;
+
+		if (i + 1 >= st->nargs || (strcmp(opt, "mode") != 0 && strcmp(opt, "level") != 0)) {
+			conf_error_arg(ctx, st, i, "unknown control option '%s' (expected mode OCTAL "
+					      "or level admin|user)",
+				       opt);
+			return -1;
+		}
+		if (strcmp(opt, "mode") == 0) {
+			char *end;
+			unsigned long m = strtoul(st->args[i + 1].text, &end, 8);
+
+			if (*end != '\0' || m > 0777 || st->args[i + 1].text[0] == '\0') {
+				conf_error_arg(ctx, st, i + 1,
+					       "bad mode '%s' (expected octal permissions such as 0600)",
+					       st->args[i + 1].text);
+				return -1;
+			}
+			c.mode = (uint32_t)m;
+		} else if (strcmp(st->args[i + 1].text, "admin") == 0) {
+			c.level = CONF_CTL_ADMIN;
+		} else if (strcmp(st->args[i + 1].text, "user") == 0) {
+			c.level = CONF_CTL_USER;
+		} else {
+			conf_error_arg(ctx, st, i + 1, "unknown level '%s' (expected admin or user)",
+				       st->args[i + 1].text);
+			return -1;
+		}
+	}
+	for (i = 0; i < g->ncontrols; i++) {
+		if (strcmp(g->controls[i].path, c.path) == 0) {
+			conf_error_arg(ctx, st, 1, "duplicate control socket '%s' (first at line %u)",
+				       c.path, g->controls[i].where.line);
+			return -1;
+		}
+	}
+	arr = realloc(g->controls, (g->ncontrols + 1) * sizeof(*arr));
+	if (arr == NULL)
+		return -1;
+	g->controls = arr;
+	arr[g->ncontrols++] = c;
+	return 0;
+}
+
+static int kw_metrics(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct conf_global *g = obj;
+	char err[160];
+
+	if (util_addr_parse(st->args[1].text, false, &g->metrics, err, sizeof(err)) < 0) {
+		conf_error_arg(ctx, st, 1, "%s", err);
+		return -1;
+	}
+	return 0;
+}
+
+static int kw_state_file(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct conf_global *g = obj;
+
+	if (st->args[1].text[0] != '/' || st->args[1].len >= sizeof(g->state_file)) {
+		conf_error_arg(ctx, st, 1, "state-file must be an absolute path shorter than %zu "
+				      "bytes",
+			       sizeof(g->state_file));
+		return -1;
+	}
+	memcpy(g->state_file, st->args[1].text, st->args[1].len + 1);
+	return 0;
+}
+
 static const struct conf_keyword global_kw[] = {
 	{ "workers", 2, 2, false, kw_workers, "workers auto|N;" },
 	{ "maxconn", 2, 2, false, kw_gmaxconn, "maxconn N;" },
 	{ "log", 2, 3, false, kw_log, "log stderr|stdout [LEVEL];" },
 	{ "grace", 2, 2, false, kw_grace, "grace DURATION;" },
+	{ "control", 2, 6, false, kw_control, "control PATH [mode 0600] [level admin|user];" },
+	{ "metrics", 2, 2, false, kw_metrics, "metrics ADDRESS:PORT;" },
+	{ "state-file", 2, 2, false, kw_state_file, "state-file PATH;" },
 	{ NULL, 0, 0, false, NULL, NULL },
 };
 
@@ -703,6 +794,7 @@ void conf_free(struct conf *c)
 {
 	if (c == NULL)
 		return;
+	free(c->global.controls);
 	for (size_t i = 0; i < c->npools; i++)
 		free(c->pools[i].servers);
 	free(c->pools);

@@ -66,7 +66,7 @@ static struct pool *build_pool(const struct conf_pool *cp)
 			pool_put(p);
 			return NULL;
 		}
-		s->weight = cs->weight;
+		s->weight = s->file_weight = cs->weight;
 		s->maxconn = cs->maxconn;
 		s->backup = cs->backup;
 		s->send_proxy = map_proxy(cs->send_proxy, cp->send_proxy);

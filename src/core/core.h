@@ -12,6 +12,7 @@
 struct pool;
 struct proxy_engine;
 struct proxy_frontend;
+struct ctl;
 
 /* A running listener and the name it was configured under. */
 struct core_listener {
@@ -30,6 +31,10 @@ struct core {
 	struct core_listener *listeners;
 	size_t nlisteners;
 	uint32_t maxconn; /* effective global limit */
+	unsigned nworkers;
+	struct ctl *ctl;
+	char last_reload[256];
+	uint64_t reloads_ok, reloads_failed;
 	uint64_t start_ms;
 	bool stopping;
 	int exit_code;
@@ -42,5 +47,12 @@ struct core {
 int core_apply_initial(struct core *c, struct conf *conf, char *err, size_t errlen);
 /* Free the model (after the engine stopped). */
 void core_model_free(struct core *c);
+
+/* ctl_glue.c: start the control sockets, metrics listener and state file.
+ * Returns 0 or -1 with err. */
+int core_ctl_start(struct core *c, char *err, size_t errlen);
+
+/* reload.c: the control socket's "reload [check]". */
+int core_reload_hook(void *arg, bool check_only, char *msg, size_t len);
 
 #endif

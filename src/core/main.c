@@ -12,6 +12,7 @@
 
 #include "core.h"
 #include "sluice/conf.h"
+#include "sluice/ctl.h"
 #include "sluice/log.h"
 #include "sluice/pool.h"
 #include "sluice/proxy.h"
@@ -171,7 +172,9 @@ static int run(struct core *c)
 	struct proxy_engine_conf ec = { .bufsize = 16384, .max_pipes_per_worker = PIPES_PER_WORKER };
 	char err[256];
 
-	ec.workers = worker_count(c->conf);
+	ec.workers = c->nworkers = worker_count(c->conf);
+	util_strlcpy(c->last_reload, "none", sizeof(c->last_reload));
+	c->loop = ev_default_loop(EVFLAG_NOENV);
 	ec.maxconn = c->maxconn = size_limits(c->conf, ec.workers);
 	pool_set_qsbr(&c->qsbr);
 	c->engine = proxy_engine_new(&ec, &c->qsbr);
@@ -183,9 +186,12 @@ static int run(struct core *c)
 		log_err("%s", err);
 		return 1;
 	}
+	if (core_ctl_start(c, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		return 1;
+	}
 	if (proxy_engine_start(c->engine) < 0)
 		return 1;
-	c->loop = ev_default_loop(EVFLAG_NOENV);
 	ev_signal_init(&c->sig_term, on_signal, SIGTERM);
 	ev_signal_init(&c->sig_int, on_signal, SIGINT);
 	ev_signal_init(&c->sig_hup, on_signal, SIGHUP);
@@ -249,6 +255,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "sluice: cannot start the log thread; logging synchronously\n");
 	c.start_ms = util_now_ms();
 	rc = run(&c);
+	ctl_free(c.ctl);
 	proxy_engine_free(c.engine);
 	core_model_free(&c);
 	qsbr_destroy(&c.qsbr);

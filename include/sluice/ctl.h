@@ -1,0 +1,55 @@
+/* ctl: the control socket (UNIX stream, one command per line, a reply
+ * ends with an empty line), Prometheus metrics (also over HTTP) and the
+ * state file. Runs in the control thread's libev loop. */
+#ifndef SLUICE_CTL_H
+#define SLUICE_CTL_H
+
+#include <ev.h>
+#include <stddef.h>
+
+#include "sluice/ctl-t.h"
+#include "sluice/util-t.h"
+
+struct ctl;
+
+/* A growable output buffer for replies. */
+struct ctl_buf {
+	char *data;
+	size_t len, cap;
+	bool oom; /* an append failed: the reply is incomplete */
+};
+
+void ctl_buf_printf(struct ctl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ctl_buf_free(struct ctl_buf *b);
+
+/* Create the control server; state_file may be NULL or "". Copies hooks. */
+struct ctl *ctl_new(struct ev_loop *loop, const struct ctl_hooks *hooks, const char *state_file);
+/* Listen on a UNIX socket: the directory is created if missing, a stale
+ * socket file is replaced, a live one is an error. Returns 0 or -1. */
+int ctl_listen_unix(struct ctl *c, const char *path, unsigned mode, enum ctl_level level, char *err,
+		    size_t errlen);
+/* Serve GET /metrics over HTTP on addr. Returns 0 or -1. */
+int ctl_listen_metrics(struct ctl *c, const struct util_addr *addr, char *err, size_t errlen);
+/* Close every socket and client; unlink the socket files. */
+void ctl_free(struct ctl *c);
+
+/* Run one command line now (no waiting commands) and append its reply,
+ * which ends with an empty line. For tests and the fuzzer. */
+void ctl_execute(struct ctl *c, enum ctl_level level, const char *line, struct ctl_buf *out);
+
+/* Write all pools' Prometheus metrics. */
+void ctl_metrics(struct ctl *c, struct ctl_buf *out);
+
+/* Load the state file (admin states, runtime weights, servers added at
+ * runtime) and apply it to the model; missing file is not an error.
+ * Returns 0, or -1 with err (nothing applied from a malformed file). */
+int ctl_state_load(struct ctl *c, char *err, size_t errlen);
+/* Write the state file now (atomically). Returns 0 or -1. */
+int ctl_state_save(struct ctl *c);
+
+/* Tokenize a command line into at most max words (in place: line is
+ * modified). Returns the count, or -1 when there are more words or bytes
+ * that are not printable text. */
+int ctl_tokenize(char *line, char **argv, int max);
+
+#endif

@@ -1,0 +1,117 @@
+/* ctl_glue: the hooks through which the control socket sees what only
+ * core knows: the list of pools, listeners and their counters, closing a
+ * server's connections in the workers, reload. */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core.h"
+#include "sluice/ctl.h"
+#include "sluice/log.h"
+#include "sluice/pool.h"
+#include "sluice/proxy.h"
+#include "sluice/util.h"
+
+#ifndef SLUICE_VERSION
+#define SLUICE_VERSION "0.1"
+#endif
+
+static struct pool **hook_pools(void *arg, size_t *n)
+{
+	struct core *c = arg;
+
+	*n = c->npools;
+	return c->pools;
+}
+
+static void hook_info(void *arg, struct ctl_info *out)
+{
+	struct core *c = arg;
+
+	out->version = SLUICE_VERSION;
+	out->pid = (int)getpid();
+	out->uptime_ms = util_now_ms() - c->start_ms;
+	out->workers = c->nworkers;
+	out->maxconn = c->maxconn;
+	out->cur_conns = proxy_engine_active(c->engine);
+	out->total_conns = proxy_engine_total(c->engine);
+	out->conf_file = c->conf_path;
+	out->last_reload = c->last_reload;
+	out->reloads_ok = c->reloads_ok;
+	out->reloads_failed = c->reloads_failed;
+}
+
+static size_t hook_listeners(void *arg, struct ctl_listener_row *rows, size_t max)
+{
+	struct core *c = arg;
+	size_t n = 0;
+
+	for (size_t i = 0; i < c->nlisteners && n < max; i++, n++) {
+		struct proxy_frontend *fe = c->listeners[i].fe;
+		struct proxy_fe_settings *st = atomic_load(&fe->settings);
+		struct ctl_listener_row *r = &rows[n];
+		size_t off = 0;
+
+		memset(r, 0, sizeof(*r));
+		util_strlcpy(r->name, fe->name, sizeof(r->name));
+		for (size_t b = 0; b < fe->nbinds; b++) {
+			char abuf[UTIL_ADDR_STRLEN];
+
+			util_bufprintf(r->binds, sizeof(r->binds), &off, "%s%s", b ? "," : "",
+				       util_addr_fmt(&fe->binds[b], abuf, sizeof(abuf)));
+		}
+		util_strlcpy(r->pool, st->pool->name, sizeof(r->pool));
+		r->cur_conns = atomic_load(&fe->cur_conns);
+		r->maxconn = st->maxconn;
+		r->total_conns = atomic_load(&fe->total_conns);
+		r->bytes_in = atomic_load(&fe->bytes_in);
+		r->bytes_out = atomic_load(&fe->bytes_out);
+		r->proxy_header_errors = atomic_load(&fe->proxy_header_errors);
+	}
+	return n;
+}
+
+static void hook_close_server(void *arg, struct pool_server *s, uint32_t spread_ms)
+{
+	struct core *c = arg;
+
+	proxy_engine_close_server(c->engine, s, spread_ms);
+}
+
+int core_ctl_start(struct core *c, char *err, size_t errlen)
+{
+	const struct conf_global *g = &c->conf->global;
+	struct ctl_hooks hooks = {
+		.arg = c,
+		.pools = hook_pools,
+		.info = hook_info,
+		.listeners = hook_listeners,
+		.close_server = hook_close_server,
+		.reload = core_reload_hook,
+	};
+
+	c->ctl = ctl_new(c->loop, &hooks, g->state_file);
+	if (c->ctl == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < g->ncontrols; i++) {
+		const struct conf_control *cc = &g->controls[i];
+
+		if (ctl_listen_unix(c->ctl, cc->path, cc->mode,
+				    cc->level == CONF_CTL_USER ? CTL_LEVEL_USER : CTL_LEVEL_ADMIN, err,
+				    errlen) < 0)
+			return -1;
+		log_notice("control socket %s (mode %04o, level %s)", cc->path, cc->mode,
+			   cc->level == CONF_CTL_USER ? "user" : "admin");
+	}
+	if (g->metrics.len != 0) {
+		char abuf[UTIL_ADDR_STRLEN];
+
+		if (ctl_listen_metrics(c->ctl, &g->metrics, err, errlen) < 0)
+			return -1;
+		log_notice("metrics on http://%s/metrics",
+			   util_addr_fmt(&g->metrics, abuf, sizeof(abuf)));
+	}
+	return ctl_state_load(c->ctl, err, errlen);
+}

@@ -1,0 +1,750 @@
+/* ctl_cmd: the control commands. A line is tokenized, looked up in the
+ * table (which also says the access level it needs), checked for its
+ * argument count, then run. Every error answers "error: ..." and changes
+ * nothing; every change of the model is saved to the state file. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ctl-int.h"
+#include "sluice/log.h"
+#include "sluice/pool.h"
+#include "sluice/util.h"
+
+#define WAIT_DEFAULT_MS 60000
+#define WAIT_MAX_MS 3600000
+
+struct cmd {
+	struct ctl *ctl;
+	struct ctl_client *cl; /* NULL: waiting commands are refused */
+	int argc;
+	char **argv;
+	bool json;
+	struct ctl_buf *out;
+};
+
+typedef void (*cmd_fn)(struct cmd *x);
+
+struct cmd_entry {
+	const char *w1, *w2; /* w2 NULL: one-word command */
+	int min_args, max_args; /* counting the command words */
+	enum ctl_level level;
+	cmd_fn fn;
+	const char *usage;
+};
+
+static void reply_error(struct ctl_buf *out, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void reply_error(struct ctl_buf *out, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	ctl_buf_printf(out, "error: %s\n\n", msg);
+}
+
+static void reply_ok(struct cmd *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void reply_ok(struct cmd *x, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (x->json) {
+		ctl_buf_printf(x->out, "{\"ok\":true,\"message\":");
+		ctl_json_str(x->out, msg);
+		ctl_buf_printf(x->out, "}\n\n");
+	} else {
+		ctl_buf_printf(x->out, "%s\n\n", msg);
+	}
+}
+
+int ctl_tokenize(char *line, char **argv, int max)
+{
+	int n = 0;
+	char *p = line;
+
+	for (char *q = line; *q != '\0'; q++)
+		if ((unsigned char)*q < 0x20 && *q != '\t')
+			return -1;
+	for (;;) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == '\0')
+			return n;
+		if (n == max)
+			return -1;
+		argv[n++] = p;
+		while (*p != '\0' && *p != ' ' && *p != '\t')
+			p++;
+		if (*p != '\0')
+			*p++ = '\0';
+	}
+}
+
+struct pool *ctl_find_pool(struct ctl *c, const char *name)
+{
+	size_t n;
+	struct pool **pools = c->hooks.pools(c->hooks.arg, &n);
+
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(pools[i]->name, name) == 0)
+			return pools[i];
+	return NULL;
+}
+
+struct pool_server *ctl_find_server(struct ctl *c, const char *ref, struct ctl_buf *out)
+{
+	char pname[POOL_NAME_MAX];
+	const char *slash = strchr(ref, '/');
+	struct pool_server *s;
+	struct pool *p;
+
+	if (slash == NULL || slash == ref || slash[1] == '\0' ||
+	    (size_t)(slash - ref) >= sizeof(pname)) {
+		reply_error(out, "expected POOL/SERVER, got '%s'", ref);
+		return NULL;
+	}
+	memcpy(pname, ref, (size_t)(slash - ref));
+	pname[slash - ref] = '\0';
+	p = ctl_find_pool(c, pname);
+	if (p == NULL) {
+		reply_error(out, "no pool '%s'", pname);
+		return NULL;
+	}
+	s = pool_find_server(p, slash + 1);
+	if (s == NULL)
+		reply_error(out, "no server '%s' in pool '%s'", slash + 1, pname);
+	return s;
+}
+
+/* ---- aligned tables (human) ---- */
+
+#define TBL_MAX_COLS 16
+#define TBL_CELL 96
+
+struct tbl {
+	size_t ncols, nrows;
+	char (*cells)[TBL_MAX_COLS][TBL_CELL];
+	bool oom;
+};
+
+static void tbl_row(struct tbl *t, ...)
+{
+	char(*c)[TBL_MAX_COLS][TBL_CELL] = realloc(t->cells, (t->nrows + 1) * sizeof(*c));
+	va_list ap;
+
+	if (c == NULL) {
+		t->oom = true;
+		return;
+	}
+	t->cells = c;
+	va_start(ap, t);
+	for (size_t i = 0; i < t->ncols; i++)
+		util_strlcpy(c[t->nrows][i], va_arg(ap, const char *), TBL_CELL);
+	va_end(ap);
+	t->nrows++;
+}
+
+static void tbl_print(struct tbl *t, struct ctl_buf *out)
+{
+	size_t w[TBL_MAX_COLS] = { 0 };
+
+	for (size_t r = 0; r < t->nrows; r++)
+		for (size_t i = 0; i < t->ncols; i++)
+			w[i] = UTIL_MAX(w[i], strlen(t->cells[r][i]));
+	for (size_t r = 0; r < t->nrows; r++) {
+		for (size_t i = 0; i < t->ncols; i++)
+			if (i + 1 < t->ncols)
+				ctl_buf_printf(out, "%-*s  ", (int)w[i], t->cells[r][i]);
+			else
+				ctl_buf_printf(out, "%s", t->cells[r][i]);
+		ctl_buf_printf(out, "\n");
+	}
+	ctl_buf_printf(out, "\n");
+	free(t->cells);
+}
+
+static const char *u64s(char *buf, uint64_t v)
+{
+	snprintf(buf, 24, "%llu", (unsigned long long)v);
+	return buf;
+}
+
+/* ---- show ---- */
+
+static void cmd_help(struct cmd *x);
+
+static void cmd_show_info(struct cmd *x)
+{
+	struct ctl_info in = { 0 };
+
+	x->ctl->hooks.info(x->ctl->hooks.arg, &in);
+	if (x->json) {
+		ctl_buf_printf(x->out, "{\"version\":");
+		ctl_json_str(x->out, in.version);
+		ctl_buf_printf(x->out,
+			       ",\"pid\":%d,\"uptime_ms\":%llu,\"workers\":%u,\"maxconn\":%u,"
+			       "\"connections\":%u,\"connections_total\":%llu,\"config\":",
+			       in.pid, (unsigned long long)in.uptime_ms, in.workers, in.maxconn,
+			       in.cur_conns, (unsigned long long)in.total_conns);
+		ctl_json_str(x->out, in.conf_file);
+		ctl_buf_printf(x->out, ",\"last_reload\":");
+		ctl_json_str(x->out, in.last_reload);
+		ctl_buf_printf(x->out, ",\"reloads_ok\":%llu,\"reloads_failed\":%llu}\n\n",
+			       (unsigned long long)in.reloads_ok,
+			       (unsigned long long)in.reloads_failed);
+		return;
+	}
+	ctl_buf_printf(x->out,
+		       "version:           %s\npid:               %d\nuptime:            %llus\n"
+		       "workers:           %u\nmaxconn:           %u\nconnections:       %u\n"
+		       "connections total: %llu\nconfig:            %s\nlast reload:       %s\n"
+		       "reloads:           %llu ok, %llu failed\n\n",
+		       in.version, in.pid, (unsigned long long)(in.uptime_ms / 1000), in.workers,
+		       in.maxconn, in.cur_conns, (unsigned long long)in.total_conns, in.conf_file,
+		       in.last_reload, (unsigned long long)in.reloads_ok,
+		       (unsigned long long)in.reloads_failed);
+}
+
+static void cmd_show_listeners(struct cmd *x)
+{
+	struct ctl_listener_row rows[256];
+	size_t n = x->ctl->hooks.listeners(x->ctl->hooks.arg, rows, UTIL_ARRAY_LEN(rows));
+	struct tbl t = { .ncols = 9 };
+	char b[6][24];
+
+	if (x->json) {
+		ctl_buf_printf(x->out, "[");
+		for (size_t i = 0; i < n; i++) {
+			ctl_buf_printf(x->out, "%s{\"name\":", i ? "," : "");
+			ctl_json_str(x->out, rows[i].name);
+			ctl_buf_printf(x->out, ",\"binds\":");
+			ctl_json_str(x->out, rows[i].binds);
+			ctl_buf_printf(x->out, ",\"pool\":");
+			ctl_json_str(x->out, rows[i].pool);
+			ctl_buf_printf(x->out,
+				       ",\"connections\":%u,\"maxconn\":%u,\"connections_total\":%llu,"
+				       "\"bytes_in\":%llu,\"bytes_out\":%llu,"
+				       "\"proxy_header_errors\":%llu}",
+				       rows[i].cur_conns, rows[i].maxconn,
+				       (unsigned long long)rows[i].total_conns,
+				       (unsigned long long)rows[i].bytes_in,
+				       (unsigned long long)rows[i].bytes_out,
+				       (unsigned long long)rows[i].proxy_header_errors);
+		}
+		ctl_buf_printf(x->out, "]\n\n");
+		return;
+	}
+	tbl_row(&t, "listen", "binds", "pool", "active", "maxconn", "total", "bytes_in",
+		"bytes_out", "proxy_errors");
+	for (size_t i = 0; i < n; i++)
+		tbl_row(&t, rows[i].name, rows[i].binds, rows[i].pool,
+			u64s(b[0], rows[i].cur_conns), u64s(b[1], rows[i].maxconn),
+			u64s(b[2], rows[i].total_conns), u64s(b[3], rows[i].bytes_in),
+			u64s(b[4], rows[i].bytes_out), u64s(b[5], rows[i].proxy_header_errors));
+	tbl_print(&t, x->out);
+}
+
+static size_t usable_servers(const struct pool *p)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < p->nservers; i++)
+		n += pool_server_eligible(p->servers[i]);
+	return n;
+}
+
+static void cmd_show_pools(struct cmd *x)
+{
+	size_t n;
+	struct pool **pools = x->ctl->hooks.pools(x->ctl->hooks.arg, &n);
+	struct tbl t = { .ncols = 9 };
+	char b[7][24];
+
+	if (x->json) {
+		ctl_buf_printf(x->out, "[");
+		for (size_t i = 0; i < n; i++) {
+			struct pool *p = pools[i];
+
+			ctl_buf_printf(x->out, "%s{\"name\":", i ? "," : "");
+			ctl_json_str(x->out, p->name);
+			ctl_buf_printf(x->out,
+				       ",\"balance\":\"%s\",\"servers\":%zu,\"usable\":%zu,"
+				       "\"active\":%u,\"queued\":%u,\"connections_total\":%llu,"
+				       "\"no_server\":%llu,\"queue_timeouts\":%llu}",
+				       pool_balance_name(p->balance), p->nservers, usable_servers(p),
+				       pool_active(p), atomic_load(&p->queued),
+				       (unsigned long long)atomic_load(&p->total_conns),
+				       (unsigned long long)atomic_load(&p->no_server),
+				       (unsigned long long)atomic_load(&p->queue_timeouts));
+		}
+		ctl_buf_printf(x->out, "]\n\n");
+		return;
+	}
+	tbl_row(&t, "pool", "balance", "servers", "usable", "active", "queued", "total",
+		"no_server", "queue_timeouts");
+	for (size_t i = 0; i < n; i++) {
+		struct pool *p = pools[i];
+
+		tbl_row(&t, p->name, pool_balance_name(p->balance), u64s(b[0], p->nservers),
+			u64s(b[1], usable_servers(p)), u64s(b[2], pool_active(p)),
+			u64s(b[3], atomic_load(&p->queued)), u64s(b[4], atomic_load(&p->total_conns)),
+			u64s(b[5], atomic_load(&p->no_server)),
+			u64s(b[6], atomic_load(&p->queue_timeouts)));
+	}
+	tbl_print(&t, x->out);
+}
+
+static void server_json(struct ctl_buf *out, const struct pool_server *s)
+{
+	char abuf[UTIL_ADDR_STRLEN];
+
+	ctl_buf_printf(out, "{\"pool\":");
+	ctl_json_str(out, s->pool->name);
+	ctl_buf_printf(out, ",\"server\":");
+	ctl_json_str(out, s->name);
+	ctl_buf_printf(out, ",\"address\":");
+	ctl_json_str(out, util_addr_fmt(&s->addr, abuf, sizeof(abuf)));
+	ctl_buf_printf(out,
+		       ",\"health\":\"%s\",\"admin\":\"%s\",\"weight\":%u,\"effective_weight\":%u,"
+		       "\"backup\":%s,\"maxconn\":%u,\"active\":%u,\"connections_total\":%llu,"
+		       "\"bytes_in\":%llu,\"bytes_out\":%llu,\"connect_errors\":%llu,"
+		       "\"runtime_added\":%s}",
+		       pool_health_name(s->health), pool_admin_name(s->admin), s->weight,
+		       pool_server_eligible(s) ? s->weight : 0, s->backup ? "true" : "false",
+		       s->maxconn, atomic_load(&s->cur_conns),
+		       (unsigned long long)atomic_load(&s->total_conns),
+		       (unsigned long long)atomic_load(&s->bytes_in),
+		       (unsigned long long)atomic_load(&s->bytes_out),
+		       (unsigned long long)atomic_load(&s->connect_errors),
+		       s->runtime_added ? "true" : "false");
+}
+
+static void cmd_show_servers(struct cmd *x)
+{
+	size_t n;
+	struct pool **pools = x->ctl->hooks.pools(x->ctl->hooks.arg, &n);
+	struct tbl t = { .ncols = 12 };
+	bool first = true;
+	char b[7][24];
+
+	if (x->argc == 3 && ctl_find_pool(x->ctl, x->argv[2]) == NULL) {
+		reply_error(x->out, "no pool '%s'", x->argv[2]);
+		return;
+	}
+	if (x->json)
+		ctl_buf_printf(x->out, "[");
+	else
+		tbl_row(&t, "pool", "server", "address", "health", "admin", "weight", "eff",
+			"active", "total", "bytes_in", "bytes_out", "errors");
+	for (size_t i = 0; i < n; i++) {
+		struct pool *p = pools[i];
+
+		if (x->argc == 3 && strcmp(p->name, x->argv[2]) != 0)
+			continue;
+		for (size_t k = 0; k < p->nservers; k++) {
+			struct pool_server *s = p->servers[k];
+			char abuf[UTIL_ADDR_STRLEN];
+
+			if (x->json) {
+				ctl_buf_printf(x->out, "%s", first ? "" : ",");
+				server_json(x->out, s);
+				first = false;
+				continue;
+			}
+			tbl_row(&t, p->name, s->name, util_addr_fmt(&s->addr, abuf, sizeof(abuf)),
+				pool_health_name(s->health), pool_admin_name(s->admin),
+				u64s(b[0], s->weight), u64s(b[1], pool_server_eligible(s) ? s->weight : 0),
+				u64s(b[2], atomic_load(&s->cur_conns)),
+				u64s(b[3], atomic_load(&s->total_conns)),
+				u64s(b[4], atomic_load(&s->bytes_in)),
+				u64s(b[5], atomic_load(&s->bytes_out)),
+				u64s(b[6], atomic_load(&s->connect_errors)));
+		}
+	}
+	if (x->json)
+		ctl_buf_printf(x->out, "]\n\n");
+	else
+		tbl_print(&t, x->out);
+}
+
+static void cmd_show_metrics(struct cmd *x)
+{
+	ctl_metrics(x->ctl, x->out);
+	ctl_buf_printf(x->out, "\n");
+}
+
+/* ---- server changes ---- */
+
+static void cmd_server_admin(struct cmd *x)
+{
+	struct pool_server *s;
+	enum pool_admin a;
+	uint64_t within_ms = 0;
+
+	pool_admin_parse(x->argv[1], &a);
+	if (x->argc == 5 || x->argc == 4) {
+		if (a != POOL_ADMIN_DRAIN || x->argc != 5 || strcmp(x->argv[3], "within") != 0) {
+			reply_error(x->out, "usage: server ready|drain|maint POOL/SERVER, or server "
+					    "drain POOL/SERVER within DURATION");
+			return;
+		}
+		if (util_parse_duration_ms(x->argv[4], 24ull * 3600 * 1000, &within_ms) < 0) {
+			reply_error(x->out, "bad duration '%s' (expected e.g. 500ms, 30s, 5m)",
+				    x->argv[4]);
+			return;
+		}
+	}
+	s = ctl_find_server(x->ctl, x->argv[2], x->out);
+	if (s == NULL)
+		return;
+	if (s->admin != a)
+		log_notice("server %s/%s admin %s -> %s (control socket)", s->pool->name, s->name,
+			   pool_admin_name(s->admin), pool_admin_name(a));
+	pool_server_set_admin(s, a, util_now_ms());
+	if (within_ms > 0)
+		ctl_drain_schedule(x->ctl, s, within_ms);
+	else if (a != POOL_ADMIN_DRAIN || x->argc == 3)
+		ctl_drain_cancel(x->ctl, s);
+	ctl_changed(x->ctl);
+	if (within_ms > 0)
+		reply_ok(x, "server %s/%s is draining; connections still open in %llums will be "
+			    "closed",
+			 s->pool->name, s->name, (unsigned long long)within_ms);
+	else
+		reply_ok(x, "server %s/%s: admin %s", s->pool->name, s->name, pool_admin_name(a));
+}
+
+static void cmd_server_weight(struct cmd *x)
+{
+	struct pool_server *s;
+	long w;
+
+	if (util_parse_long(x->argv[3], 0, 256, &w) < 0) {
+		reply_error(x->out, "bad weight '%s' (expected an integer 0-256)", x->argv[3]);
+		return;
+	}
+	s = ctl_find_server(x->ctl, x->argv[2], x->out);
+	if (s == NULL)
+		return;
+	log_notice("server %s/%s weight %u -> %ld (control socket)", s->pool->name, s->name,
+		   s->weight, w);
+	pool_server_set_weight(s, (uint32_t)w);
+	ctl_changed(x->ctl);
+	reply_ok(x, "server %s/%s weight %ld", s->pool->name, s->name, w);
+}
+
+static void cmd_server_shutdown(struct cmd *x)
+{
+	struct pool_server *s = ctl_find_server(x->ctl, x->argv[2], x->out);
+	uint32_t n;
+
+	if (s == NULL)
+		return;
+	n = atomic_load(&s->cur_conns);
+	if (x->ctl->hooks.close_server == NULL) {
+		reply_error(x->out, "closing connections is not available");
+		return;
+	}
+	x->ctl->hooks.close_server(x->ctl->hooks.arg, s, 0);
+	log_notice("server %s/%s: closing %u connections (control socket)", s->pool->name,
+		   s->name, n);
+	reply_ok(x, "closing %u connections of %s/%s", n, s->pool->name, s->name);
+}
+
+/* server add POOL NAME ADDR [weight N] [backup] [maxconn N] [check on|off] [ready] */
+static void cmd_server_add(struct cmd *x)
+{
+	struct pool *p = ctl_find_pool(x->ctl, x->argv[2]);
+	struct util_addr addr;
+	struct pool_server *s;
+	long weight = 1, maxconn = 0;
+	bool backup = false, check = true, ready = false;
+	char err[160];
+
+	if (p == NULL) {
+		reply_error(x->out, "no pool '%s'", x->argv[2]);
+		return;
+	}
+	if (strlen(x->argv[3]) >= POOL_NAME_MAX || strchr(x->argv[3], '/') != NULL) {
+		reply_error(x->out, "bad server name '%s' (at most %d characters, no '/')",
+			    x->argv[3], POOL_NAME_MAX - 1);
+		return;
+	}
+	if (pool_find_server(p, x->argv[3]) != NULL) {
+		reply_error(x->out, "server '%s' already exists in pool '%s'", x->argv[3], p->name);
+		return;
+	}
+	if (util_addr_parse(x->argv[4], false, &addr, err, sizeof(err)) < 0) {
+		reply_error(x->out, "bad address '%s': %s", x->argv[4], err);
+		return;
+	}
+	for (int i = 5; i < x->argc; i++) {
+		const char *o = x->argv[i];
+		bool val = i + 1 < x->argc;
+
+		if (strcmp(o, "backup") == 0) {
+			backup = true;
+		} else if (strcmp(o, "ready") == 0) {
+			ready = true;
+		} else if (strcmp(o, "weight") == 0 && val &&
+			   util_parse_long(x->argv[i + 1], 0, 256, &weight) == 0) {
+			i++;
+		} else if (strcmp(o, "maxconn") == 0 && val &&
+			   util_parse_long(x->argv[i + 1], 0, 1000000, &maxconn) == 0) {
+			i++;
+		} else if (strcmp(o, "check") == 0 && val &&
+			   (strcmp(x->argv[i + 1], "on") == 0 || strcmp(x->argv[i + 1], "off") == 0)) {
+			check = strcmp(x->argv[++i], "on") == 0;
+		} else {
+			reply_error(x->out, "bad option '%s' (expected weight 0-256, maxconn N, "
+					    "backup, check on|off or ready)",
+				    o);
+			return;
+		}
+	}
+	s = pool_server_new(x->argv[3], &addr);
+	if (s == NULL || pool_add_server(p, s) < 0) {
+		if (s != NULL)
+			pool_server_put(s);
+		reply_error(x->out, "out of memory");
+		return;
+	}
+	s->weight = s->file_weight = (uint32_t)weight;
+	s->maxconn = (uint32_t)maxconn;
+	s->backup = backup;
+	s->send_proxy = p->send_proxy;
+	s->runtime_added = true;
+	s->admin_overridden = true;
+	s->admin = ready ? POOL_ADMIN_READY : POOL_ADMIN_MAINT;
+	s->admin_since_ms = util_now_ms();
+	if (x->ctl->hooks.server_added != NULL)
+		x->ctl->hooks.server_added(x->ctl->hooks.arg, s, check);
+	pool_publish(p);
+	log_notice("server %s/%s added at %s (%s, control socket)", p->name, s->name, x->argv[4],
+		   pool_admin_name(s->admin));
+	ctl_changed(x->ctl);
+	reply_ok(x, "server %s/%s added (%s)", p->name, s->name, pool_admin_name(s->admin));
+}
+
+static void cmd_server_del(struct cmd *x)
+{
+	struct pool_server *s;
+	bool force = x->argc == 4;
+	uint32_t n;
+
+	if (force && strcmp(x->argv[3], "force") != 0) {
+		reply_error(x->out, "usage: server del POOL/SERVER [force]");
+		return;
+	}
+	s = ctl_find_server(x->ctl, x->argv[2], x->out);
+	if (s == NULL)
+		return;
+	n = atomic_load(&s->cur_conns);
+	if (n > 0 && !force) {
+		reply_error(x->out, "server %s/%s has %u open connections (drain it and wait, or "
+				    "add 'force' to reset them)",
+			    s->pool->name, s->name, n);
+		return;
+	}
+	if (n > 0 && x->ctl->hooks.close_server != NULL)
+		x->ctl->hooks.close_server(x->ctl->hooks.arg, s, 0);
+	ctl_drain_cancel(x->ctl, s);
+	if (x->ctl->hooks.server_removed != NULL)
+		x->ctl->hooks.server_removed(x->ctl->hooks.arg, s);
+	log_notice("server %s/%s deleted (control socket%s)", s->pool->name, s->name,
+		   n > 0 ? ", connections reset" : "");
+	reply_ok(x, "server %s/%s deleted", s->pool->name, s->name);
+	pool_remove_server(s->pool, s);
+	ctl_changed(x->ctl);
+}
+
+/* ---- waits ---- */
+
+void ctl_client_wait_start(struct ctl_client *cl);
+
+static void cmd_wait(struct cmd *x)
+{
+	struct pool_server *s;
+	uint64_t timeout = WAIT_DEFAULT_MS;
+
+	if (x->cl == NULL) {
+		reply_error(x->out, "wait is only available on a control connection");
+		return;
+	}
+	if (x->argc == 4 && util_parse_duration_ms(x->argv[3], WAIT_MAX_MS, &timeout) < 0) {
+		reply_error(x->out, "bad timeout '%s' (expected e.g. 500ms, 30s, 5m; at most 1h)",
+			    x->argv[3]);
+		return;
+	}
+	s = ctl_find_server(x->ctl, x->argv[2], x->out);
+	if (s == NULL)
+		return;
+	x->cl->wait = strcmp(x->argv[1], "drained") == 0 ? CTL_WAIT_DRAINED : CTL_WAIT_UP;
+	x->cl->wait_json = x->json;
+	x->cl->wait_srv = s;
+	pool_server_get(s);
+	x->cl->wait_deadline_ms = util_now_ms() + timeout;
+	/* answer at once when it is already true */
+	if (!ctl_wait_check(x->ctl, x->cl, util_now_ms(), x->out))
+		ctl_client_wait_start(x->cl);
+}
+
+bool ctl_wait_check(struct ctl *c, struct ctl_client *cl, uint64_t now_ms, struct ctl_buf *out)
+{
+	struct pool_server *s = cl->wait_srv;
+	bool done, drained = cl->wait == CTL_WAIT_DRAINED;
+	uint32_t n = atomic_load(&s->cur_conns);
+
+	(void)c;
+	done = drained ? n == 0 : s->health == POOL_HEALTH_UP;
+	if (!done && s->removed) {
+		ctl_buf_printf(out, "error: server %s/%s was deleted while waiting\n\n",
+			       s->pool->name, s->name);
+	} else if (done) {
+		if (cl->wait_json)
+			ctl_buf_printf(out, "{\"ok\":true,\"server\":\"%s/%s\",\"state\":\"%s\"}\n\n",
+				       s->pool->name, s->name, drained ? "drained" : "up");
+		else
+			ctl_buf_printf(out, "server %s/%s is %s\n\n", s->pool->name, s->name,
+				       drained ? "drained" : "up");
+	} else if (now_ms >= cl->wait_deadline_ms) {
+		if (drained)
+			ctl_buf_printf(out, "error: timeout: server %s/%s still has %u open "
+					    "connections\n\n",
+				       s->pool->name, s->name, n);
+		else
+			ctl_buf_printf(out, "error: timeout: server %s/%s is still %s\n\n",
+				       s->pool->name, s->name, pool_health_name(s->health));
+	} else {
+		return false;
+	}
+	cl->wait = CTL_WAIT_NONE;
+	cl->wait_srv = NULL;
+	pool_server_put(s);
+	return true;
+}
+
+/* ---- reload ---- */
+
+static void cmd_reload(struct cmd *x)
+{
+	char msg[8192];
+	bool check = x->argc == 2;
+	int rc;
+
+	if (check && strcmp(x->argv[1], "check") != 0) {
+		reply_error(x->out, "usage: reload [check]");
+		return;
+	}
+	if (x->ctl->hooks.reload == NULL) {
+		reply_error(x->out, "reload is not available");
+		return;
+	}
+	msg[0] = '\0';
+	rc = x->ctl->hooks.reload(x->ctl->hooks.arg, check, msg, sizeof(msg));
+	if (rc < 0)
+		reply_error(x->out, "%s", msg);
+	else
+		reply_ok(x, "%s", msg);
+}
+
+static const struct cmd_entry commands[] = {
+	{ "help", NULL, 1, 1, CTL_LEVEL_USER, cmd_help, "help" },
+	{ "show", "info", 2, 2, CTL_LEVEL_USER, cmd_show_info, "show info" },
+	{ "show", "listeners", 2, 2, CTL_LEVEL_USER, cmd_show_listeners, "show listeners" },
+	{ "show", "pools", 2, 2, CTL_LEVEL_USER, cmd_show_pools, "show pools" },
+	{ "show", "servers", 2, 3, CTL_LEVEL_USER, cmd_show_servers, "show servers [POOL]" },
+	{ "show", "metrics", 2, 2, CTL_LEVEL_USER, cmd_show_metrics, "show metrics" },
+	{ "server", "ready", 3, 3, CTL_LEVEL_ADMIN, cmd_server_admin, "server ready POOL/SERVER" },
+	{ "server", "drain", 3, 5, CTL_LEVEL_ADMIN, cmd_server_admin,
+	  "server drain POOL/SERVER [within DURATION]" },
+	{ "server", "maint", 3, 3, CTL_LEVEL_ADMIN, cmd_server_admin, "server maint POOL/SERVER" },
+	{ "server", "weight", 4, 4, CTL_LEVEL_ADMIN, cmd_server_weight,
+	  "server weight POOL/SERVER 0-256" },
+	{ "server", "shutdown-sessions", 3, 3, CTL_LEVEL_ADMIN, cmd_server_shutdown,
+	  "server shutdown-sessions POOL/SERVER" },
+	{ "server", "add", 5, 14, CTL_LEVEL_ADMIN, cmd_server_add,
+	  "server add POOL NAME ADDRESS:PORT [weight N] [backup] [maxconn N] [check on|off] "
+	  "[ready]" },
+	{ "server", "del", 3, 4, CTL_LEVEL_ADMIN, cmd_server_del, "server del POOL/SERVER [force]" },
+	{ "wait", "drained", 3, 4, CTL_LEVEL_USER, cmd_wait, "wait drained POOL/SERVER [TIMEOUT]" },
+	{ "wait", "up", 3, 4, CTL_LEVEL_USER, cmd_wait, "wait up POOL/SERVER [TIMEOUT]" },
+	{ "reload", NULL, 1, 2, CTL_LEVEL_ADMIN, cmd_reload, "reload [check]" },
+	{ NULL, NULL, 0, 0, CTL_LEVEL_USER, NULL, NULL },
+};
+
+static void cmd_help(struct cmd *x)
+{
+	ctl_buf_printf(x->out, "commands (prefix any with 'json ' for a JSON reply):\n");
+	for (size_t i = 0; commands[i].w1 != NULL; i++)
+		ctl_buf_printf(x->out, "  %-70s%s\n", commands[i].usage,
+			       commands[i].level == CTL_LEVEL_ADMIN ? "(admin)" : "");
+	ctl_buf_printf(x->out, "\n");
+}
+
+void ctl_cmd_run(struct ctl *c, struct ctl_client *cl, enum ctl_level level, char *line,
+		 struct ctl_buf *out)
+{
+	char *argv[CTL_MAX_ARGS];
+	struct cmd x = { .ctl = c, .cl = cl, .out = out };
+	const struct cmd_entry *e = NULL, *near = NULL;
+	int argc = ctl_tokenize(line, argv, CTL_MAX_ARGS);
+
+	if (argc < 0) {
+		reply_error(out, "unreadable command (control characters or more than %d words)",
+			    CTL_MAX_ARGS);
+		return;
+	}
+	if (argc > 0 && strcmp(argv[0], "json") == 0) {
+		x.json = true;
+		argc--;
+		memmove(argv, argv + 1, (size_t)argc * sizeof(argv[0]));
+	}
+	if (argc == 0) {
+		reply_error(out, "empty command (try 'help')");
+		return;
+	}
+	for (size_t i = 0; commands[i].w1 != NULL && e == NULL; i++) {
+		if (strcmp(commands[i].w1, argv[0]) != 0)
+			continue;
+		near = &commands[i];
+		if (commands[i].w2 == NULL || (argc > 1 && strcmp(commands[i].w2, argv[1]) == 0))
+			e = &commands[i];
+	}
+	if (e == NULL) {
+		if (near != NULL)
+			reply_error(out, "unknown command '%s%s%s' (try 'help'; e.g. %s)", argv[0],
+				    argc > 1 ? " " : "", argc > 1 ? argv[1] : "", near->usage);
+		else
+			reply_error(out, "unknown command '%s' (try 'help')", argv[0]);
+		return;
+	}
+	if (e->level == CTL_LEVEL_ADMIN && level != CTL_LEVEL_ADMIN) {
+		reply_error(out, "permission denied");
+		return;
+	}
+	if (argc < e->min_args || argc > e->max_args) {
+		reply_error(out, "wrong number of arguments (usage: %s)", e->usage);
+		return;
+	}
+	x.argc = argc;
+	x.argv = argv;
+	e->fn(&x);
+}
+
+void ctl_execute(struct ctl *c, enum ctl_level level, const char *line, struct ctl_buf *out)
+{
+	char buf[CTL_LINE_MAX + 1];
+
+	util_strlcpy(buf, line, sizeof(buf));
+	ctl_cmd_run(c, NULL, level, buf, out);
+}

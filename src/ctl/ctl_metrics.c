@@ -1,0 +1,200 @@
+/* ctl_metrics: Prometheus text exposition (format 0.0.4) of the daemon,
+ * listeners, pools and servers: each family once, with HELP and TYPE,
+ * then its samples. Read-only over the model and the hooks. */
+#include <stdio.h>
+#include <string.h>
+
+#include "ctl-int.h"
+#include "sluice/pool.h"
+#include "sluice/util.h"
+
+/* Label values: escape backslash, quote and newline. */
+static void label(struct ctl_buf *b, const char *s)
+{
+	for (; *s != '\0'; s++) {
+		if (*s == '\\' || *s == '"')
+			ctl_buf_printf(b, "\\%c", *s);
+		else if (*s == '\n')
+			ctl_buf_printf(b, "\\n");
+		else
+			ctl_buf_printf(b, "%c", *s);
+	}
+}
+
+static void family(struct ctl_buf *b, const char *name, const char *type, const char *help)
+{
+	ctl_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+enum srv_metric {
+	SM_UP,
+	SM_ADMIN,
+	SM_WEIGHT,
+	SM_ACTIVE,
+	SM_TOTAL,
+	SM_BYTES_IN,
+	SM_BYTES_OUT,
+	SM_ERRORS,
+};
+
+static const struct {
+	const char *name, *type, *help;
+} srv_metrics[] = {
+	[SM_UP] = { "sluice_server_up", "gauge", "1 when the server's health is up" },
+	[SM_ADMIN] = { "sluice_server_admin_state", "gauge",
+		       "1 for the server's administrative state (ready, drain, maint)" },
+	[SM_WEIGHT] = { "sluice_server_weight", "gauge", "Configured or runtime weight" },
+	[SM_ACTIVE] = { "sluice_server_connections", "gauge", "Open connections to the server" },
+	[SM_TOTAL] = { "sluice_server_connections_total", "counter",
+		       "Connections sent to the server" },
+	[SM_BYTES_IN] = { "sluice_server_received_bytes_total", "counter",
+			  "Bytes received from the server" },
+	[SM_BYTES_OUT] = { "sluice_server_sent_bytes_total", "counter",
+			   "Bytes sent to the server" },
+	[SM_ERRORS] = { "sluice_server_connect_errors_total", "counter",
+			"Failed connection attempts to the server" },
+};
+
+static void server_sample(struct ctl_buf *b, enum srv_metric m, const struct pool_server *s)
+{
+	static const enum pool_admin admins[] = { POOL_ADMIN_READY, POOL_ADMIN_DRAIN,
+						  POOL_ADMIN_MAINT };
+	uint64_t v = 0;
+
+	if (m == SM_ADMIN) {
+		for (size_t i = 0; i < UTIL_ARRAY_LEN(admins); i++) {
+			ctl_buf_printf(b, "%s{pool=\"", srv_metrics[m].name);
+			label(b, s->pool->name);
+			ctl_buf_printf(b, "\",server=\"");
+			label(b, s->name);
+			ctl_buf_printf(b, "\",state=\"%s\"} %d\n", pool_admin_name(admins[i]),
+				       s->admin == admins[i]);
+		}
+		return;
+	}
+	switch (m) {
+	case SM_UP:
+		v = s->health == POOL_HEALTH_UP;
+		break;
+	case SM_WEIGHT:
+		v = s->weight;
+		break;
+	case SM_ACTIVE:
+		v = atomic_load(&s->cur_conns);
+		break;
+	case SM_TOTAL:
+		v = atomic_load(&s->total_conns);
+		break;
+	case SM_BYTES_IN:
+		v = atomic_load(&s->bytes_in);
+		break;
+	case SM_BYTES_OUT:
+		v = atomic_load(&s->bytes_out);
+		break;
+	case SM_ERRORS:
+		v = atomic_load(&s->connect_errors);
+		break;
+	case SM_ADMIN:
+		break;
+	}
+	ctl_buf_printf(b, "%s{pool=\"", srv_metrics[m].name);
+	label(b, s->pool->name);
+	ctl_buf_printf(b, "\",server=\"");
+	label(b, s->name);
+	ctl_buf_printf(b, "\"} %llu\n", (unsigned long long)v);
+}
+
+static void pool_metrics(struct ctl_buf *b, struct pool **pools, size_t n)
+{
+	static const char *const names[] = { "sluice_pool_connections_total",
+					     "sluice_pool_no_server_total",
+					     "sluice_pool_queue_timeouts_total",
+					     "sluice_pool_queue_full_total", "sluice_pool_queued" };
+	static const char *const helps[] = {
+		"Connections accepted for the pool",
+		"Connections closed because no server was usable",
+		"Connections closed after waiting too long in the queue",
+		"Connections closed because the queue was full",
+		"Connections waiting for a server slot",
+	};
+
+	for (size_t k = 0; k < UTIL_ARRAY_LEN(names); k++) {
+		family(b, names[k], k == 4 ? "gauge" : "counter", helps[k]);
+		for (size_t i = 0; i < n; i++) {
+			const struct pool *p = pools[i];
+			uint64_t v = k == 0   ? atomic_load(&p->total_conns)
+				     : k == 1 ? atomic_load(&p->no_server)
+				     : k == 2 ? atomic_load(&p->queue_timeouts)
+				     : k == 3 ? atomic_load(&p->queue_full)
+					      : atomic_load(&p->queued);
+
+			ctl_buf_printf(b, "%s{pool=\"", names[k]);
+			label(b, p->name);
+			ctl_buf_printf(b, "\"} %llu\n", (unsigned long long)v);
+		}
+	}
+	for (size_t m = 0; m < UTIL_ARRAY_LEN(srv_metrics); m++) {
+		family(b, srv_metrics[m].name, srv_metrics[m].type, srv_metrics[m].help);
+		for (size_t i = 0; i < n; i++)
+			for (size_t k = 0; k < pools[i]->nservers; k++)
+				server_sample(b, (enum srv_metric)m, pools[i]->servers[k]);
+	}
+}
+
+static void listener_metrics(struct ctl *c, struct ctl_buf *b)
+{
+	static const char *const names[] = { "sluice_listener_connections",
+					     "sluice_listener_connections_total",
+					     "sluice_listener_received_bytes_total",
+					     "sluice_listener_sent_bytes_total",
+					     "sluice_listener_proxy_header_errors_total" };
+	static const char *const helps[] = { "Open client connections",
+					     "Client connections accepted",
+					     "Bytes received from clients", "Bytes sent to clients",
+					     "Connections closed for a bad or missing PROXY header" };
+	struct ctl_listener_row rows[256];
+	size_t n = c->hooks.listeners(c->hooks.arg, rows, UTIL_ARRAY_LEN(rows));
+
+	for (size_t k = 0; k < UTIL_ARRAY_LEN(names); k++) {
+		family(b, names[k], k == 0 ? "gauge" : "counter", helps[k]);
+		for (size_t i = 0; i < n; i++) {
+			uint64_t v = k == 0   ? rows[i].cur_conns
+				     : k == 1 ? rows[i].total_conns
+				     : k == 2 ? rows[i].bytes_in
+				     : k == 3 ? rows[i].bytes_out
+					      : rows[i].proxy_header_errors;
+
+			ctl_buf_printf(b, "%s{listener=\"", names[k]);
+			label(b, rows[i].name);
+			ctl_buf_printf(b, "\"} %llu\n", (unsigned long long)v);
+		}
+	}
+}
+
+void ctl_metrics(struct ctl *c, struct ctl_buf *out)
+{
+	struct ctl_info in = { 0 };
+	size_t n;
+	struct pool **pools = c->hooks.pools(c->hooks.arg, &n);
+
+	c->hooks.info(c->hooks.arg, &in);
+	family(out, "sluice_info", "gauge", "Version of the running daemon");
+	ctl_buf_printf(out, "sluice_info{version=\"");
+	label(out, in.version);
+	ctl_buf_printf(out, "\"} 1\n");
+	family(out, "sluice_uptime_seconds", "gauge", "Seconds since the daemon started");
+	ctl_buf_printf(out, "sluice_uptime_seconds %llu\n", (unsigned long long)(in.uptime_ms / 1000));
+	family(out, "sluice_connections", "gauge", "Open client connections, all listeners");
+	ctl_buf_printf(out, "sluice_connections %u\n", in.cur_conns);
+	family(out, "sluice_connections_total", "counter", "Client connections accepted");
+	ctl_buf_printf(out, "sluice_connections_total %llu\n", (unsigned long long)in.total_conns);
+	family(out, "sluice_maxconn", "gauge", "Effective global connection limit");
+	ctl_buf_printf(out, "sluice_maxconn %u\n", in.maxconn);
+	family(out, "sluice_reloads_total", "counter", "Configuration reloads by result");
+	ctl_buf_printf(out, "sluice_reloads_total{result=\"ok\"} %llu\n",
+		       (unsigned long long)in.reloads_ok);
+	ctl_buf_printf(out, "sluice_reloads_total{result=\"failed\"} %llu\n",
+		       (unsigned long long)in.reloads_failed);
+	listener_metrics(c, out);
+	pool_metrics(out, pools, n);
+}

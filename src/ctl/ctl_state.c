@@ -1,0 +1,188 @@
+/* ctl_state: the state file, so that runtime changes survive a restart.
+ * One line per server whose state was set at runtime:
+ *   server POOL NAME ADDRESS admin STATE [weight N] [added backup=0|1 maxconn=N]
+ * Written atomically (temporary file + rename) after every change; read at
+ * start-up after the configuration is applied. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ctl-int.h"
+#include "sluice/log.h"
+#include "sluice/pool.h"
+#include "sluice/util.h"
+
+int ctl_state_save(struct ctl *c)
+{
+	char tmp[300];
+	size_t n;
+	struct pool **pools = c->hooks.pools(c->hooks.arg, &n);
+	FILE *f;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", c->state_file);
+	f = fopen(tmp, "we");
+	if (f == NULL)
+		return -1;
+	fprintf(f, "# sluice state file: runtime changes, rewritten after each one\n");
+	for (size_t i = 0; i < n; i++) {
+		for (size_t k = 0; k < pools[i]->nservers; k++) {
+			const struct pool_server *s = pools[i]->servers[k];
+			char abuf[UTIL_ADDR_STRLEN];
+
+			if (!s->admin_overridden && !s->weight_overridden && !s->runtime_added)
+				continue;
+			fprintf(f, "server %s %s %s admin %s", pools[i]->name, s->name,
+				util_addr_fmt(&s->addr, abuf, sizeof(abuf)), pool_admin_name(s->admin));
+			if (s->weight_overridden || s->runtime_added)
+				fprintf(f, " weight %u", s->weight);
+			if (s->runtime_added)
+				fprintf(f, " added backup=%d maxconn=%u", s->backup, s->maxconn);
+			fprintf(f, "\n");
+		}
+	}
+	if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
+		fclose(f);
+		unlink(tmp);
+		return -1;
+	}
+	fclose(f);
+	return rename(tmp, c->state_file);
+}
+
+struct state_line {
+	char pool[POOL_NAME_MAX], name[POOL_NAME_MAX];
+	struct util_addr addr;
+	enum pool_admin admin;
+	long weight; /* -1: not set */
+	bool added, backup;
+	long maxconn;
+};
+
+/* Parse one line. Returns 0, 1 for a blank/comment line, -1 when malformed. */
+static int parse_line(char *line, struct state_line *sl)
+{
+	char *argv[12], err[128];
+	int argc = ctl_tokenize(line, argv, 12), i;
+
+	if (argc == 0 || (argc > 0 && argv[0][0] == '#'))
+		return 1;
+	if (argc < 6 || strcmp(argv[0], "server") != 0 || strlen(argv[1]) >= POOL_NAME_MAX ||
+	    strlen(argv[2]) >= POOL_NAME_MAX || strcmp(argv[4], "admin") != 0 ||
+	    util_addr_parse(argv[3], false, &sl->addr, err, sizeof(err)) < 0 ||
+	    pool_admin_parse(argv[5], &sl->admin) < 0)
+		return -1;
+	util_strlcpy(sl->pool, argv[1], sizeof(sl->pool));
+	util_strlcpy(sl->name, argv[2], sizeof(sl->name));
+	sl->weight = -1;
+	sl->added = sl->backup = false;
+	sl->maxconn = 0;
+	for (i = 6; i < argc; i++) {
+		if (strcmp(argv[i], "weight") == 0 && i + 1 < argc &&
+		    util_parse_long(argv[i + 1], 0, 256, &sl->weight) == 0)
+			i++;
+		else if (strcmp(argv[i], "added") == 0)
+			sl->added = true;
+		else if (strcmp(argv[i], "backup=1") == 0)
+			sl->backup = true;
+		else if (strcmp(argv[i], "backup=0") == 0)
+			sl->backup = false;
+		else if (strncmp(argv[i], "maxconn=", 8) == 0 &&
+			 util_parse_long(argv[i] + 8, 0, 1000000, &sl->maxconn) == 0)
+			;
+		else
+			return -1;
+	}
+	return 0;
+}
+
+static void apply_line(struct ctl *c, const struct state_line *sl)
+{
+	struct pool *p = ctl_find_pool(c, sl->pool);
+	struct pool_server *s;
+
+	if (p == NULL) {
+		log_warn("state-file: pool %s no longer exists; %s/%s ignored", sl->pool, sl->pool,
+			 sl->name);
+		return;
+	}
+	s = pool_find_server(p, sl->name);
+	if (s == NULL && sl->added) {
+		s = pool_server_new(sl->name, &sl->addr);
+		if (s == NULL || pool_add_server(p, s) < 0) {
+			if (s != NULL)
+				pool_server_put(s);
+			return;
+		}
+		s->runtime_added = true;
+		s->backup = sl->backup;
+		s->maxconn = (uint32_t)sl->maxconn;
+		s->send_proxy = p->send_proxy;
+		s->weight = s->file_weight = sl->weight >= 0 ? (uint32_t)sl->weight : 1;
+		if (c->hooks.server_added != NULL)
+			c->hooks.server_added(c->hooks.arg, s, true);
+	}
+	if (s == NULL) {
+		log_warn("state-file: server %s/%s no longer exists; ignored", sl->pool, sl->name);
+		return;
+	}
+	s->admin = sl->admin;
+	s->admin_overridden = true;
+	if (sl->weight >= 0 && !s->runtime_added) {
+		s->weight = (uint32_t)sl->weight;
+		s->weight_overridden = true;
+	}
+	pool_publish(p);
+	log_notice("state-file: server %s/%s restored: %s, weight %u%s", sl->pool, sl->name,
+		   pool_admin_name(s->admin), s->weight, s->runtime_added ? ", added at runtime" : "");
+}
+
+int ctl_state_load(struct ctl *c, char *err, size_t errlen)
+{
+	struct state_line *lines = NULL;
+	size_t n = 0, lineno = 0;
+	char buf[1024];
+	FILE *f;
+	int rc = 0;
+
+	if (c->state_file[0] == '\0')
+		return 0;
+	f = fopen(c->state_file, "re");
+	if (f == NULL) {
+		if (errno == ENOENT)
+			return 0;
+		snprintf(err, errlen, "state-file %s: %s", c->state_file, strerror(errno));
+		return -1;
+	}
+	/* parse everything first: a malformed file applies nothing */
+	while (fgets(buf, sizeof(buf), f) != NULL) {
+		struct state_line sl, *a;
+		int r;
+
+		lineno++;
+		buf[strcspn(buf, "\n")] = '\0';
+		r = parse_line(buf, &sl);
+		if (r == 1)
+			continue;
+		if (r < 0) {
+			snprintf(err, errlen, "state-file %s:%zu: malformed line", c->state_file,
+				 lineno);
+			rc = -1;
+			break;
+		}
+		a = realloc(lines, (n + 1) * sizeof(*a));
+		if (a == NULL) {
+			rc = -1;
+			snprintf(err, errlen, "state-file: out of memory");
+			break;
+		}
+		lines = a;
+		lines[n++] = sl;
+	}
+	fclose(f);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		apply_line(c, &lines[i]);
+	free(lines);
+	return rc;
+}
