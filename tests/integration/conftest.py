@@ -1,0 +1,687 @@
+# Integration fixtures for sluice: start the real daemon on a config written
+# to tmp_path, wait for its log lines with deadlines, and run small backends
+# (threads in the pytest process) that record what they saw. Teardown stops
+# every daemon with SIGTERM, requires exit status 0 and fails the test when
+# the log shows a sanitizer report. Standard library only; loopback only.
+import hashlib
+import os
+import re
+import resource
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BUILD = os.path.abspath(os.environ.get("SLUICE_BUILD") or os.path.join(HERE, "..", "..", "build"))
+SLUICE = os.path.join(BUILD, "sluice")
+
+# Deadlines only matter when something is wrong; they are generous so that
+# a sanitizer build (about 3x slower) passes on a loaded 2-core machine.
+SAN = "san" in os.path.basename(BUILD)
+SLOW = float(os.environ.get("SLUICE_TIMEOUT_SCALE", "3" if SAN else "1"))
+DEADLINE = 20.0 * SLOW
+
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")
+
+CONN_RE = re.compile(
+    r"info: conn (?P<listener>\S+) (?P<client>\S+) -> (?P<pool>[^/\s]+)/(?P<server>\S+) "
+    r"up=(?P<up>\d+) down=(?P<down>\d+) dur=(?P<dur>\d+)ms end=(?P<end>\S+)$"
+)
+
+MiB = 1024 * 1024
+
+
+def pytest_configure(config):
+    # 2 000 client sockets plus their 2 000 backend ends live in this process
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def wait_until(pred, timeout=DEADLINE, interval=0.005, what="condition"):
+    """Poll pred() until it returns a true value; bounded in time. Returns it."""
+    end = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= end:
+            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def free_port(host="127.0.0.1"):
+    """A TCP port that nothing listens on right now."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def port_is_free(port, host="127.0.0.1"):
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def fmt_addr(host, port):
+    return "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
+
+
+def connect(port, host="127.0.0.1", src=None, timeout=DEADLINE):
+    """A blocking client socket connected to host:port, optionally from the
+    loopback address src (127.0.0.N) so that it looks like another client."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    if src is not None:
+        s.bind((src, 0))
+    s.connect((host, port))
+    return s
+
+
+def recv_all(sock, limit=1 << 30):
+    """Read until EOF (socket timeout bounds each wait). Returns bytes."""
+    parts, n = [], 0
+    while n < limit:
+        b = sock.recv(65536)
+        if not b:
+            break
+        parts.append(b)
+        n += len(b)
+    return b"".join(parts)
+
+
+def recv_line(sock, limit=4096):
+    buf = b""
+    while not buf.endswith(b"\n") and len(buf) < limit:
+        b = sock.recv(1)
+        if not b:
+            break
+        buf += b
+    return buf
+
+
+def recv_exact(sock, n):
+    buf = bytearray()
+    while len(buf) < n:
+        b = sock.recv(n - len(buf))
+        if not b:
+            raise AssertionError("EOF after %d of %d bytes" % (len(buf), n))
+        buf += b
+    return bytes(buf)
+
+
+def get_name(port, host="127.0.0.1", src=None):
+    """Connect, read the backend's name line, close. Returns the name."""
+    with connect(port, host, src) as s:
+        line = recv_line(s)
+    assert line.endswith(b"\n"), "no name line from the backend (got %r)" % line
+    return line.decode().strip()
+
+
+def got_nothing(sock, wait):
+    """True when nothing (no data, no EOF) arrives on sock within wait seconds.
+    A bounded wait is the only way to observe an absence."""
+    old = sock.gettimeout()
+    sock.settimeout(wait)
+    try:
+        sock.recv(1)
+        return False
+    except socket.timeout:
+        return True
+    finally:
+        sock.settimeout(old)
+
+
+def linger0(sock):
+    """Make close() send a reset."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def send_random(sock, nbytes, chunk=256 * 1024):
+    """Send nbytes of fresh random data. Returns its sha256 hex digest."""
+    h = hashlib.sha256()
+    left = nbytes
+    while left > 0:
+        b = os.urandom(min(chunk, left))
+        h.update(b)
+        sock.sendall(b)
+        left -= len(b)
+    return h.hexdigest()
+
+
+def recv_hash(sock):
+    """Read to EOF hashing. Returns (sha256 hex, byte count)."""
+    h = hashlib.sha256()
+    n = 0
+    while True:
+        b = sock.recv(1 << 18)
+        if not b:
+            return h.hexdigest(), n
+        h.update(b)
+        n += len(b)
+
+
+def duplex(sock, nbytes):
+    """Send nbytes of random data (then FIN) while reading to EOF, both at
+    once. Returns dict(sent=sha, nsent, got=sha, ngot)."""
+    out = {}
+    err = []
+
+    def sender():
+        try:
+            out["sent"] = send_random(sock, nbytes)
+            out["nsent"] = nbytes
+            sock.shutdown(socket.SHUT_WR)
+        except Exception as e:  # reported by the caller
+            err.append(e)
+
+    t = threading.Thread(target=sender, daemon=True)
+    t.start()
+    out["got"], out["ngot"] = recv_hash(sock)
+    t.join(DEADLINE * 3)
+    if err:
+        raise err[0]
+    assert not t.is_alive(), "sender did not finish"
+    return out
+
+
+def proxy_v2_sig():
+    return b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def read_proxy_header(sock):
+    """Read a PROXY v1 or v2 header byte by byte (never past its end).
+    Returns (raw header bytes, parsed dict)."""
+    first = recv_exact(sock, 12)
+    if first == proxy_v2_sig():
+        rest = recv_exact(sock, 4)
+        plen = struct.unpack("!H", rest[2:4])[0]
+        body = recv_exact(sock, plen)
+        raw = first + rest + body
+        return raw, parse_proxy_v2(raw)
+    raw = first
+    while not raw.endswith(b"\r\n"):
+        assert len(raw) < 108, "v1 header too long: %r" % raw
+        raw += recv_exact(sock, 1)
+    return raw, parse_proxy_v1(raw)
+
+
+def parse_proxy_v1(raw):
+    parts = raw[:-2].decode("ascii").split(" ")
+    assert parts[0] == "PROXY", raw
+    if parts[1] == "UNKNOWN":
+        return {"version": 1, "family": "UNKNOWN"}
+    assert len(parts) == 6, raw
+    return {
+        "version": 1,
+        "family": parts[1],
+        "src": (parts[2], int(parts[4])),
+        "dst": (parts[3], int(parts[5])),
+    }
+
+
+def parse_proxy_v2(raw):
+    ver_cmd, fam, plen = raw[12], raw[13], struct.unpack("!H", raw[14:16])[0]
+    d = {"version": ver_cmd >> 4, "command": ver_cmd & 0xF, "famproto": fam, "len": plen}
+    body = raw[16:]
+    if fam == 0x11:
+        d["family"] = "TCP4"
+        d["src"] = (socket.inet_ntop(socket.AF_INET, body[0:4]), struct.unpack("!H", body[8:10])[0])
+        d["dst"] = (socket.inet_ntop(socket.AF_INET, body[4:8]), struct.unpack("!H", body[10:12])[0])
+    elif fam == 0x21:
+        d["family"] = "TCP6"
+        d["src"] = (socket.inet_ntop(socket.AF_INET6, body[0:16]),
+                    struct.unpack("!H", body[32:34])[0])
+        d["dst"] = (socket.inet_ntop(socket.AF_INET6, body[16:32]),
+                    struct.unpack("!H", body[34:36])[0])
+    return d
+
+
+def build_proxy_v1(src, dst):
+    fam = "TCP6" if ":" in src[0] else "TCP4"
+    return ("PROXY %s %s %s %d %d\r\n" % (fam, src[0], dst[0], src[1], dst[1])).encode()
+
+
+def build_proxy_v2(src, dst):
+    if ":" in src[0]:
+        body = (socket.inet_pton(socket.AF_INET6, src[0]) + socket.inet_pton(socket.AF_INET6, dst[0])
+                + struct.pack("!HH", src[1], dst[1]))
+        fam = 0x21
+    else:
+        body = (socket.inet_pton(socket.AF_INET, src[0]) + socket.inet_pton(socket.AF_INET, dst[0])
+                + struct.pack("!HH", src[1], dst[1]))
+        fam = 0x11
+    return proxy_v2_sig() + bytes([0x21, fam]) + struct.pack("!H", len(body)) + body
+
+
+def make_conf(port, servers, host="127.0.0.1", balance="roundrobin", pool_extra="",
+              listen_extra="", global_extra="", workers=2, grace="5s", pool="web",
+              listener="www"):
+    """A one-listener, one-pool configuration. servers: lines after 'server'."""
+    srv = "".join("    server %s;\n" % s for s in servers)
+    return (
+        "global { workers %d; log stderr info; grace %s; %s }\n"
+        "pool %s {\n    balance %s;\n%s    %s\n}\n"
+        "listen %s {\n    bind %s;\n    pool %s;\n    timeout connect 2s;\n    %s\n}\n"
+        % (workers, grace, global_extra, pool, balance, srv, pool_extra, listener,
+           fmt_addr(host, port), pool, listen_extra)
+    )
+
+
+# ---------------------------------------------------------------- daemon
+
+
+class Daemon:
+    """A running sluice. stderr and stdout go to a log file polled by tests."""
+
+    def __init__(self, tmp_path, conf_text, name="sluice"):
+        self.conf_path = str(tmp_path / ("%s.conf" % name))
+        self.log_path = str(tmp_path / ("%s.log" % name))
+        with open(self.conf_path, "w") as f:
+            f.write(conf_text)
+        self.logf = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([SLUICE, "-f", self.conf_path], stdin=subprocess.DEVNULL,
+                                     stdout=self.logf, stderr=self.logf)
+        self.pid = self.proc.pid
+        self.rc = None
+
+    def log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def lines(self):
+        return self.log().splitlines()
+
+    def wait_log(self, pattern, count=1, timeout=DEADLINE):
+        """Wait until at least count log lines match the regex; returns them."""
+        rx = re.compile(pattern)
+
+        def found():
+            if self.proc.poll() is not None and self.rc is None:
+                self.rc = self.proc.returncode
+            got = [l for l in self.lines() if rx.search(l)]
+            if len(got) >= count:
+                return got
+            if self.rc is not None:
+                # exited: the log is complete, nothing more will come
+                raise AssertionError("sluice exited (%s) before logging %d x %r; log:\n%s"
+                                     % (self.rc, count, pattern, self.log()[-4000:]))
+            return None
+
+        return wait_until(found, timeout, what="%d log line(s) matching %r" % (count, pattern))
+
+    def wait_ready(self):
+        self.wait_log(r"notice: sluice \S+ ready: pid %d, \d+ workers, config " % self.pid)
+
+    def conns(self):
+        out = []
+        for l in self.lines():
+            m = CONN_RE.search(l)
+            if m:
+                out.append(m.groupdict())
+        return out
+
+    def wait_conns(self, count, timeout=DEADLINE, **match):
+        """Wait for at least count conn lines whose fields equal match."""
+        def got():
+            c = [d for d in self.conns() if all(d[k] == v for k, v in match.items())]
+            return c if len(c) >= count else None
+
+        return wait_until(got, timeout, what="%d conn log line(s) with %r; log tail:\n%s"
+                          % (count, match, self.log()[-2000:]))
+
+    def signal(self, sig):
+        if self.proc.poll() is None:
+            os.kill(self.pid, sig)
+
+    def wait_exit(self, timeout=DEADLINE):
+        try:
+            self.rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        return self.rc
+
+    def stop(self, timeout=DEADLINE):
+        """SIGTERM and wait; returns the exit status, None if still running."""
+        self.signal(signal.SIGTERM)
+        return self.wait_exit(timeout)
+
+    def sanitizer_report(self):
+        text = self.log()
+        for m in SANITIZER_MARKS:
+            if m in text:
+                return text
+        return None
+
+
+@pytest.fixture
+def sluice(tmp_path):
+    """Factory: sluice(conf_text) starts a daemon and waits until it is ready.
+    Teardown: SIGTERM, exit status 0 required, no sanitizer report."""
+    started = []
+
+    def start(conf_text, ready=True, name=None):
+        d = Daemon(tmp_path, conf_text, name or "sluice%d" % len(started))
+        started.append(d)
+        if ready:
+            d.wait_ready()
+        return d
+
+    yield start
+    problems = []
+    for d in started:
+        if d.rc is None and d.proc.poll() is None:
+            rc = d.stop()
+            if rc is None:
+                d.proc.kill()  # our own child, by its Popen handle
+                d.proc.wait()
+                problems.append("sluice pid %d did not exit within %.0fs of SIGTERM"
+                                % (d.pid, DEADLINE))
+            elif rc != 0:
+                problems.append("sluice pid %d exited %d after SIGTERM" % (d.pid, rc))
+        else:
+            if d.rc is None:
+                d.rc = d.proc.returncode
+            if d.rc != 0:
+                problems.append("sluice pid %d exited %d" % (d.pid, d.rc))
+        d.logf.close()
+        rep = d.sanitizer_report()
+        if rep is not None:
+            problems.append("sanitizer report in the log of pid %d:\n%s" % (d.pid, rep[-6000:]))
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+def run_sluice(args, timeout=DEADLINE):
+    """Run sluice to completion (e.g. -c -f FILE). Returns CompletedProcess."""
+    return subprocess.run([SLUICE] + args, stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+# ---------------------------------------------------------------- backends
+
+
+class Backend:
+    """A threaded TCP server on loopback: one thread per connection runs
+    handler(backend, conn, rec); rec is a dict recorded in self.records.
+    Counts open connections (active, max_active) under a condition."""
+
+    def __init__(self, handler, host="127.0.0.1", name="backend"):
+        self.handler = handler
+        self.host = host
+        self.name = name
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.lsock = socket.socket(fam, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind((host, 0))
+        self.lsock.listen(4096)
+        self.port = self.lsock.getsockname()[1]
+        self.addr = fmt_addr(host, self.port)
+        self.cond = threading.Condition()
+        self.records = []
+        self.active = 0
+        self.max_active = 0
+        self.total = 0
+        self.errors = []
+        self.conns = set()
+        self.closed = False
+        self.thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self.thread.start()
+
+    def _accept_loop(self):
+        while not self.closed:
+            try:
+                c, peer = self.lsock.accept()
+            except OSError:
+                return
+            rec = {"peer": peer[:2], "local": c.getsockname()[:2], "t_open": time.monotonic()}
+            with self.cond:
+                self.active += 1
+                self.total += 1
+                self.max_active = max(self.max_active, self.active)
+                self.records.append(rec)
+                self.conns.add(c)
+                self.cond.notify_all()
+            threading.Thread(target=self._run, args=(c, rec), daemon=True).start()
+
+    def _run(self, c, rec):
+        c.settimeout(DEADLINE * 3)
+        try:
+            self.handler(self, c, rec)
+        except ConnectionResetError:
+            rec["end"] = "reset"
+        except Exception as e:  # checked by tests through self.errors
+            rec["end"] = "error"
+            rec["error"] = repr(e)
+            self.errors.append(repr(e))
+        finally:
+            rec["t_end"] = time.monotonic()
+            try:
+                c.close()
+            except OSError:
+                pass
+            with self.cond:
+                self.active -= 1
+                self.conns.discard(c)
+                rec["done"] = True
+                self.cond.notify_all()
+
+    def wait(self, pred, timeout=DEADLINE, what="backend condition"):
+        """Wait until pred(self) holds (evaluated under the lock)."""
+        end = time.monotonic() + timeout
+        with self.cond:
+            while not pred(self):
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("%s: timed out waiting for %s (active=%d total=%d)"
+                                         % (self.name, what, self.active, self.total))
+                self.cond.wait(min(left, 0.1))
+
+    def wait_done(self, count, timeout=DEADLINE):
+        """Wait until count connections have finished; returns their records."""
+        self.wait(lambda b: sum(1 for r in b.records if r.get("done")) >= count, timeout,
+                  "%d finished connections" % count)
+        with self.cond:
+            return [r for r in self.records if r.get("done")]
+
+    def close(self):
+        self.closed = True
+        try:
+            self.lsock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.lsock.close()
+        with self.cond:
+            conns = list(self.conns)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def read_to_end(c, rec):
+    """Drain until EOF or reset; record how the peer finished."""
+    n = 0
+    try:
+        while True:
+            b = c.recv(65536)
+            if not b:
+                rec["end"] = "eof"
+                break
+            n += len(b)
+    except ConnectionResetError:
+        rec["end"] = "reset"
+    rec["nread"] = rec.get("nread", 0) + n
+    return n
+
+
+# Handlers: each a function (backend, conn, rec).
+
+def h_echo(b, c, rec):
+    """Echo every byte; on EOF shut our write side too."""
+    n = 0
+    while True:
+        d = c.recv(65536)
+        if not d:
+            rec["end"] = "eof"
+            break
+        n += len(d)
+        c.sendall(d)
+    rec["nread"] = n
+    c.shutdown(socket.SHUT_WR)
+
+
+def h_name(b, c, rec):
+    """Say the backend's name, then hold until the client closes."""
+    c.sendall(b.name.encode() + b"\n")
+    read_to_end(c, rec)
+
+
+def h_hold(b, c, rec):
+    """Accept and hold: no reply; record how it ended."""
+    read_to_end(c, rec)
+
+
+def h_reply_after_eof(b, c, rec):
+    """Half-close from the client: read all to EOF, then send back the sha256
+    of it and its length, then the data reversed (a reply that is only
+    possible after the whole input was seen)."""
+    data = recv_all(c)
+    rec["nread"] = len(data)
+    rec["end"] = "eof"
+    c.sendall(("%s %d\n" % (hashlib.sha256(data).hexdigest(), len(data))).encode() + data[::-1])
+    c.shutdown(socket.SHUT_WR)
+
+
+def h_close_first(b, c, rec):
+    """Half-close from the server: greet, shut our write side, then keep
+    receiving until the client's EOF; record what came in."""
+    c.sendall(b"bye from server\n")
+    c.shutdown(socket.SHUT_WR)
+    rec["data"] = recv_all(c)
+    rec["end"] = "eof"
+
+
+def h_reset_after_read(b, c, rec):
+    """Read something, then close with a reset."""
+    rec["first"] = c.recv(65536)
+    linger0(c)
+    rec["end"] = "sent-reset"
+
+
+def make_duplex(nbytes):
+    """Send nbytes random (then FIN) while hashing all received to EOF."""
+    def h(b, c, rec):
+        r = duplex(c, nbytes)
+        rec.update(r)
+        rec["end"] = "eof"
+    return h
+
+
+def h_proxy_echo(b, c, rec):
+    """Read a PROXY header, record it, then echo the rest."""
+    rec["raw"], rec["hdr"] = read_proxy_header(c)
+    h_echo(b, c, rec)
+
+
+@pytest.fixture
+def backends():
+    """Factory: backends(handler, host=..., name=...) -> Backend; all closed at teardown."""
+    made = []
+
+    def start(handler, host="127.0.0.1", name=None):
+        be = Backend(handler, host, name or "b%d" % len(made))
+        made.append(be)
+        return be
+
+    yield start
+    for be in made:
+        be.close()
+
+
+class SelectEcho:
+    """A single-thread selectors echo server for thousands of connections."""
+
+    def __init__(self, host="127.0.0.1"):
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind((host, 0))
+        self.lsock.listen(4096)
+        self.lsock.setblocking(False)
+        self.port = self.lsock.getsockname()[1]
+        self.addr = fmt_addr(host, self.port)
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.lsock, selectors.EVENT_READ, None)
+        self.lock = threading.Lock()
+        self.active = 0
+        self.max_active = 0
+        self.total = 0
+        self.stop_r, self.stop_w = socket.socketpair()
+        self.sel.register(self.stop_r, selectors.EVENT_READ, "stop")
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        pending = {}
+        while True:
+            for key, ev in self.sel.select(1.0):
+                if key.data == "stop":
+                    for s in list(pending):
+                        s.close()
+                    self.sel.close()
+                    self.lsock.close()
+                    return
+                if key.data is None:
+                    for _ in range(256):
+                        try:
+                            c, _ = self.lsock.accept()
+                        except (BlockingIOError, OSError):
+                            break
+                        c.setblocking(False)
+                        pending[c] = b""
+                        self.sel.register(c, selectors.EVENT_READ, "c")
+                        with self.lock:
+                            self.active += 1
+                            self.total += 1
+                            self.max_active = max(self.max_active, self.active)
+                    continue
+                c = key.fileobj
+                try:
+                    d = c.recv(65536)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    d = b""
+                if d:
+                    try:
+                        c.send(d)  # small messages: the send buffer has room
+                    except OSError:
+                        pass
+                    continue
+                self.sel.unregister(c)
+                pending.pop(c, None)
+                c.close()
+                with self.lock:
+                    self.active -= 1
+
+    def close(self):
+        self.stop_w.send(b"x")
+        self.thread.join(DEADLINE)
+        self.stop_w.close()
+        self.stop_r.close()
