@@ -28,5 +28,8 @@ const char *conf_proxy_proto_name(enum conf_proxy_proto p);
 /* Find a pool or listener by name; NULL when absent. */
 const struct conf_pool *conf_find_pool(const struct conf *c, const char *name);
 const struct conf_server *conf_find_server(const struct conf_pool *p, const char *name);
+const struct conf_listen *conf_find_listen(const struct conf *c, const char *name);
+/* An empty configuration (no pools, no listeners, defaults). NULL on no memory. */
+struct conf *conf_empty(const char *file);
 
 #endif

@@ -25,14 +25,23 @@ struct proxy_fe_settings {
 	bool accept_proxy;
 };
 
-/* A listener ("listen" block): its addresses, one socket per worker and
- * address (SO_REUSEPORT), live settings and counters. */
+/* One bound address of a frontend: a listening socket per worker
+ * (SO_REUSEPORT). Owned by its frontend (control thread); each fd is
+ * owned by the control thread until handed to its worker (then -1). */
+struct proxy_bind {
+	struct util_addr addr;
+	uint64_t id;
+	int *fds;
+	size_t nworkers;
+	bool attached;
+};
+
+/* A listener ("listen" block): its addresses, live settings and counters.
+ * binds and nbinds are the control thread's. */
 struct proxy_frontend {
 	char name[64];
-	struct util_addr *binds;
+	struct proxy_bind **binds;
 	size_t nbinds;
-	int *fds; /* nworkers x nbinds, created by the control thread */
-	size_t nworkers;
 	_Atomic(struct proxy_fe_settings *) settings;
 	_Atomic uint32_t refcnt;
 	_Atomic uint32_t cur_conns;

@@ -5,6 +5,7 @@
 #ifndef SLUICE_PROXY_H
 #define SLUICE_PROXY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "sluice/proxy-t.h"
@@ -28,18 +29,23 @@ void proxy_engine_close_server(struct proxy_engine *e, struct pool_server *srv,
  * are detached and their sockets closed. */
 void proxy_engine_free(struct proxy_engine *e);
 
-/* Create a frontend for nbinds addresses (copied) with its settings (the
- * frontend takes them over). One reference, the caller's. */
-struct proxy_frontend *proxy_frontend_new(const char *name, const struct util_addr *binds,
-					  size_t nbinds, struct proxy_fe_settings *settings);
+/* Create a frontend with its settings (the frontend takes them over) and
+ * no address yet. One reference, the caller's. */
+struct proxy_frontend *proxy_frontend_new(const char *name, struct proxy_fe_settings *settings);
 void proxy_frontend_get(struct proxy_frontend *fe);
 void proxy_frontend_put(struct proxy_frontend *fe);
 
-/* Control thread: create and bind the listening sockets, one per worker and
- * address. On failure nothing stays open and err says which address and
- * why. Returns 0 or -1. */
-int proxy_frontend_bind(struct proxy_engine *e, struct proxy_frontend *fe, char *err,
-			size_t errlen);
+/* Control thread: bind addr for fe, one listening socket per worker, not
+ * accepting yet (see proxy_engine_attach). On failure nothing stays open
+ * and err says which address and why. Returns 0 or -1. */
+int proxy_frontend_bind(struct proxy_engine *e, struct proxy_frontend *fe,
+			const struct util_addr *addr, char *err, size_t errlen);
+/* Control thread: is addr one of fe's bound addresses? */
+bool proxy_frontend_has_bind(const struct proxy_frontend *fe, const struct util_addr *addr);
+/* Control thread: close fe's sockets for addr, attached or not (the open
+ * connections continue). Asynchronous in the workers. */
+void proxy_engine_unbind(struct proxy_engine *e, struct proxy_frontend *fe,
+			 const struct util_addr *addr);
 
 /* Control thread: replace the settings (the frontend takes over s; the old
  * ones are retired through QSBR). */
@@ -49,7 +55,8 @@ void proxy_frontend_set_settings(struct proxy_engine *e, struct proxy_frontend *
 /* Free settings and their pool reference (also the QSBR free function). */
 void proxy_fe_settings_free(void *s);
 
-/* Control thread: start accepting on a bound frontend in every worker. */
+/* Control thread: start accepting on fe's binds that are not accepting yet,
+ * in every worker. */
 void proxy_engine_attach(struct proxy_engine *e, struct proxy_frontend *fe);
 /* Control thread: stop accepting on fe and close its sockets; its open
  * connections continue. Asynchronous; the workers drop their references. */

@@ -820,3 +820,20 @@ const struct conf_server *conf_find_server(const struct conf_pool *p, const char
 			return &p->servers[i];
 	return NULL;
 }
+
+const struct conf_listen *conf_find_listen(const struct conf *c, const char *name)
+{
+	for (size_t i = 0; i < c->nlistens; i++)
+		if (strcmp(c->listens[i].name, name) == 0)
+			return &c->listens[i];
+	return NULL;
+}
+
+struct conf *conf_empty(const char *file)
+{
+	struct conf_errors errs = { 0 };
+	struct conf *c = conf_parse(file, "", 0, &errs);
+
+	conf_errors_clear(&errs);
+	return c;
+}

@@ -1,12 +1,14 @@
 /* apply: turns a validated struct conf into the runtime model: pools and
  * servers (pool module) and listeners (proxy module). Core is the only
  * place that knows both the config's and the runtime's types. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "core.h"
+#include "sluice/conf.h"
 #include "sluice/log.h"
 #include "sluice/pool.h"
 #include "sluice/proxy.h"
@@ -45,36 +47,56 @@ static enum pool_proxy_proto map_proxy(enum conf_proxy_proto p, enum conf_proxy_
 	return POOL_PROXY_NONE;
 }
 
+/* Settings a server takes from the file (not its identity or admin). */
+static void server_from_conf(struct pool_server *s, const struct conf_server *cs,
+			     const struct conf_pool *cp)
+{
+	s->maxconn = cs->maxconn;
+	s->backup = cs->backup;
+	s->send_proxy = map_proxy(cs->send_proxy, cp->send_proxy);
+	/* a weight set at runtime wins until the file's own value changes */
+	if (!s->weight_overridden || s->file_weight != cs->weight) {
+		s->weight = cs->weight;
+		s->weight_overridden = false;
+	}
+	s->file_weight = cs->weight;
+}
+
+static struct pool_server *new_server(struct pool *p, const struct conf_server *cs,
+				      const struct conf_pool *cp)
+{
+	struct pool_server *s = pool_server_new(cs->name, &cs->addr);
+
+	if (s == NULL || pool_add_server(p, s) < 0) {
+		if (s != NULL)
+			pool_server_put(s);
+		return NULL;
+	}
+	server_from_conf(s, cs, cp);
+	return s;
+}
+
+static void pool_from_conf(struct pool *p, const struct conf_pool *cp)
+{
+	p->balance = map_balance(cp->balance);
+	p->send_proxy = map_proxy(cp->send_proxy, CONF_PROXY_NONE);
+	p->queue_max = cp->queue_max;
+	p->timeout_queue_ms = cp->timeout_queue_ms;
+}
+
 static struct pool *build_pool(const struct conf_pool *cp)
 {
 	struct pool *p = pool_new(cp->name);
 
 	if (p == NULL)
 		return NULL;
-	p->balance = map_balance(cp->balance);
-	p->send_proxy = map_proxy(cp->send_proxy, CONF_PROXY_NONE);
-	p->queue_max = cp->queue_max;
-	p->timeout_queue_ms = cp->timeout_queue_ms;
+	pool_from_conf(p, cp);
 	for (size_t i = 0; i < cp->nservers; i++) {
-		const struct conf_server *cs = &cp->servers[i];
-		struct pool_server *s = pool_server_new(cs->name, &cs->addr);
-
-		if (s == NULL || pool_add_server(p, s) < 0) {
-			if (s != NULL)
-				pool_server_put(s);
+		if (new_server(p, &cp->servers[i], cp) == NULL) {
 			pool_retire(p);
 			pool_put(p);
 			return NULL;
 		}
-		s->weight = s->file_weight = cs->weight;
-		s->maxconn = cs->maxconn;
-		s->backup = cs->backup;
-		s->send_proxy = map_proxy(cs->send_proxy, cp->send_proxy);
-	}
-	if (pool_publish(p) < 0) {
-		pool_retire(p);
-		pool_put(p);
-		return NULL;
 	}
 	return p;
 }
@@ -96,52 +118,408 @@ static struct proxy_fe_settings *build_settings(const struct conf_listen *cl, st
 	return s;
 }
 
-int core_apply_initial(struct core *c, struct conf *conf, char *err, size_t errlen)
+static struct pool *find_pool(struct pool **pools, size_t n, const char *name)
 {
-	c->pools = calloc(conf->npools ? conf->npools : 1, sizeof(*c->pools));
-	c->listeners = calloc(conf->nlistens ? conf->nlistens : 1, sizeof(*c->listeners));
-	if (c->pools == NULL || c->listeners == NULL) {
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(pools[i]->name, name) == 0)
+			return pools[i];
+	return NULL;
+}
+
+static struct core_listener *find_listener(struct core *c, const char *name)
+{
+	for (size_t i = 0; i < c->nlisteners; i++)
+		if (strcmp(c->listeners[i].name, name) == 0)
+			return &c->listeners[i];
+	return NULL;
+}
+
+/* ---- removed servers: connections finish, or are closed after grace ---- */
+
+struct grace_close {
+	ev_timer timer;
+	struct core *c;
+	struct pool_server *srv; /* reference */
+};
+
+static void on_grace_close(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct grace_close *g = UTIL_CONTAINER_OF(t, struct grace_close, timer);
+	uint32_t n = atomic_load(&g->srv->cur_conns);
+
+	(void)loop;
+	(void)revents;
+	if (n > 0) {
+		log_notice("server %s/%s was removed by a reload: closing its %u remaining "
+			   "connections after the grace period",
+			   g->srv->pool->name, g->srv->name, n);
+		proxy_engine_close_server(g->c->engine, g->srv, 0);
+	}
+	pool_server_put(g->srv);
+	free(g);
+}
+
+static void close_after_grace(struct core *c, struct pool_server *s)
+{
+	struct grace_close *g;
+
+	if (atomic_load(&s->cur_conns) == 0 || c->loop == NULL)
+		return;
+	g = calloc(1, sizeof(*g));
+	if (g == NULL)
+		return;
+	g->c = c;
+	g->srv = s;
+	pool_server_get(s);
+	ev_timer_init(&g->timer, on_grace_close, (double)c->conf->global.grace_ms / 1000.0, 0.0);
+	ev_timer_start(c->loop, &g->timer);
+}
+
+/* ---- the diff, for "reload check" and the reload's summary ---- */
+
+static void say(char *buf, size_t len, size_t *off, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void say(char *buf, size_t len, size_t *off, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	util_bufprintf(buf, len, off, "%s\n", line);
+}
+
+static bool server_conf_differs(const struct conf_server *a, const struct conf_server *b)
+{
+	return !util_addr_equal(&a->addr, &b->addr) || a->weight != b->weight ||
+	       a->maxconn != b->maxconn || a->backup != b->backup ||
+	       a->send_proxy != b->send_proxy;
+}
+
+static bool listen_conf_differs(const struct conf *oc, const struct conf_listen *a,
+				const struct conf *nc, const struct conf_listen *b)
+{
+	return strcmp(oc->pools[a->pool].name, nc->pools[b->pool].name) != 0 ||
+	       a->maxconn != b->maxconn || a->timeout_connect_ms != b->timeout_connect_ms ||
+	       a->timeout_idle_ms != b->timeout_idle_ms ||
+	       a->timeout_half_closed_ms != b->timeout_half_closed_ms || a->retries != b->retries ||
+	       a->accept_proxy != b->accept_proxy;
+}
+
+static void diff_listens(const struct conf *oc, const struct conf *nc, char *buf, size_t len,
+			 size_t *off)
+{
+	char abuf[UTIL_ADDR_STRLEN];
+
+	for (size_t i = 0; i < nc->nlistens; i++) {
+		const struct conf_listen *nl = &nc->listens[i], *ol = NULL;
+
+		for (size_t k = 0; k < oc->nlistens && ol == NULL; k++)
+			if (strcmp(oc->listens[k].name, nl->name) == 0)
+				ol = &oc->listens[k];
+		if (ol == NULL) {
+			for (size_t b = 0; b < nl->nbinds; b++)
+				say(buf, len, off, "listen %s: added, opens %s", nl->name,
+				    util_addr_fmt(&nl->binds[b], abuf, sizeof(abuf)));
+			continue;
+		}
+		for (size_t b = 0; b < nl->nbinds; b++) {
+			bool had = false;
+
+			for (size_t k = 0; k < ol->nbinds; k++)
+				had |= util_addr_equal(&ol->binds[k], &nl->binds[b]);
+			if (!had)
+				say(buf, len, off, "listen %s: opens %s", nl->name,
+				    util_addr_fmt(&nl->binds[b], abuf, sizeof(abuf)));
+		}
+		for (size_t k = 0; k < ol->nbinds; k++) {
+			bool has = false;
+
+			for (size_t b = 0; b < nl->nbinds; b++)
+				has |= util_addr_equal(&ol->binds[k], &nl->binds[b]);
+			if (!has)
+				say(buf, len, off, "listen %s: closes %s", nl->name,
+				    util_addr_fmt(&ol->binds[k], abuf, sizeof(abuf)));
+		}
+		if (listen_conf_differs(oc, ol, nc, nl))
+			say(buf, len, off, "listen %s: settings changed (pool %s)", nl->name,
+			    nc->pools[nl->pool].name);
+	}
+	for (size_t k = 0; k < oc->nlistens; k++)
+		if (conf_find_listen(nc, oc->listens[k].name) == NULL)
+			say(buf, len, off, "listen %s: removed (its connections finish)",
+			    oc->listens[k].name);
+}
+
+static void diff_pools(const struct conf *oc, const struct conf *nc, char *buf, size_t len,
+		       size_t *off)
+{
+	for (size_t i = 0; i < nc->npools; i++) {
+		const struct conf_pool *np = &nc->pools[i];
+		const struct conf_pool *op = conf_find_pool(oc, np->name);
+
+		if (op == NULL) {
+			say(buf, len, off, "pool %s: added with %zu servers", np->name, np->nservers);
+			continue;
+		}
+		if (op->balance != np->balance || op->send_proxy != np->send_proxy ||
+		    op->queue_max != np->queue_max || op->timeout_queue_ms != np->timeout_queue_ms)
+			say(buf, len, off, "pool %s: settings changed (balance %s)", np->name,
+			    conf_balance_name(np->balance));
+		for (size_t k = 0; k < np->nservers; k++) {
+			const struct conf_server *ns = &np->servers[k];
+			const struct conf_server *os = conf_find_server(op, ns->name);
+
+			if (os == NULL)
+				say(buf, len, off, "pool %s: server %s added", np->name, ns->name);
+			else if (server_conf_differs(os, ns))
+				say(buf, len, off, "pool %s: server %s changed%s", np->name, ns->name,
+				    util_addr_equal(&os->addr, &ns->addr) ? ""
+									  : " (new address: new identity)");
+		}
+		for (size_t k = 0; k < op->nservers; k++)
+			if (conf_find_server(np, op->servers[k].name) == NULL)
+				say(buf, len, off, "pool %s: server %s removed", np->name,
+				    op->servers[k].name);
+	}
+	for (size_t k = 0; k < oc->npools; k++)
+		if (conf_find_pool(nc, oc->pools[k].name) == NULL)
+			say(buf, len, off, "pool %s: removed", oc->pools[k].name);
+}
+
+static void diff_global(const struct conf *oc, const struct conf *nc, char *buf, size_t len,
+			size_t *off)
+{
+	const struct conf_global *o = &oc->global, *n = &nc->global;
+	bool controls = o->ncontrols != n->ncontrols;
+
+	for (size_t i = 0; !controls && i < n->ncontrols; i++)
+		controls = strcmp(o->controls[i].path, n->controls[i].path) != 0 ||
+			   o->controls[i].mode != n->controls[i].mode ||
+			   o->controls[i].level != n->controls[i].level;
+	if (o->workers != n->workers)
+		say(buf, len, off, "global: workers changed: needs a restart (kept %u)", o->workers);
+	if (o->maxconn != n->maxconn)
+		say(buf, len, off, "global: maxconn changed: needs a restart (kept)");
+	if (controls || !util_addr_equal(&o->metrics, &n->metrics) ||
+	    strcmp(o->state_file, n->state_file) != 0)
+		say(buf, len, off, "global: control, metrics or state-file changed: needs a "
+				   "restart (kept)");
+	if (o->log_level != n->log_level)
+		say(buf, len, off, "global: log level %s", log_level_name(n->log_level));
+	if (o->grace_ms != n->grace_ms)
+		say(buf, len, off, "global: grace %llums", (unsigned long long)n->grace_ms);
+}
+
+void core_diff(const struct conf *oc, const struct conf *nc, char *buf, size_t len)
+{
+	size_t off = 0;
+
+	buf[0] = '\0';
+	diff_global(oc, nc, buf, len, &off);
+	diff_listens(oc, nc, buf, len, &off);
+	diff_pools(oc, nc, buf, len, &off);
+	if (off == 0)
+		say(buf, len, &off, "no change");
+	else if (off > 0 && buf[off - 1] == '\n')
+		buf[off - 1] = '\0';
+}
+
+/* ---- applying ---- */
+
+/* Update a surviving pool from its new definition; servers matched by name. */
+static int update_pool(struct core *c, struct pool *p, const struct conf_pool *cp)
+{
+	pool_from_conf(p, cp);
+	for (size_t i = 0; i < cp->nservers; i++) {
+		const struct conf_server *cs = &cp->servers[i];
+		struct pool_server *s = pool_find_server(p, cs->name);
+
+		if (s != NULL && !util_addr_equal(&s->addr, &cs->addr)) {
+			/* a new address is a new server: workers read addr unlocked */
+			close_after_grace(c, s);
+			pool_remove_server(p, s);
+			s = NULL;
+		}
+		if (s == NULL) {
+			if (new_server(p, cs, cp) == NULL)
+				return -1;
+			continue;
+		}
+		s->runtime_added = false; /* the file owns it now */
+		server_from_conf(s, cs, cp);
+	}
+	for (size_t i = 0; i < p->nservers;) {
+		struct pool_server *s = p->servers[i];
+
+		if (conf_find_server(cp, s->name) != NULL || s->runtime_added) {
+			i++;
+			continue;
+		}
+		close_after_grace(c, s);
+		pool_remove_server(p, s); /* shifts the array */
+	}
+	return pool_publish(p);
+}
+
+/* Bind what a listener needs that it does not have yet. Returns 0 or -1. */
+static int bind_missing(struct core *c, struct proxy_frontend *fe, const struct conf_listen *cl,
+			char *err, size_t errlen)
+{
+	for (size_t b = 0; b < cl->nbinds; b++) {
+		if (proxy_frontend_has_bind(fe, &cl->binds[b]))
+			continue;
+		if (proxy_frontend_bind(c->engine, fe, &cl->binds[b], err, errlen) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Undo bind_missing(): drop binds not attached yet. */
+static void unbind_pending(struct core *c, struct proxy_frontend *fe)
+{
+	for (size_t b = 0; b < fe->nbinds;) {
+		if (fe->binds[b]->attached) {
+			b++;
+			continue;
+		}
+		struct util_addr a = fe->binds[b]->addr;
+
+		proxy_engine_unbind(c->engine, fe, &a);
+	}
+}
+
+int core_apply(struct core *c, struct conf *nc, char *err, size_t errlen)
+{
+	struct conf *oc = c->conf;
+	struct pool **pools = calloc(nc->npools + 1, sizeof(*pools));
+	struct core_listener *ls = calloc(nc->nlistens + 1, sizeof(*ls));
+	size_t i;
+
+	if (pools == NULL || ls == NULL) {
+		free(pools);
+		free(ls);
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	for (size_t i = 0; i < conf->npools; i++) {
-		c->pools[i] = build_pool(&conf->pools[i]);
-		if (c->pools[i] == NULL) {
-			snprintf(err, errlen, "out of memory building pool %s", conf->pools[i].name);
-			return -1;
-		}
-		c->npools++;
-	}
-	for (size_t i = 0; i < conf->nlistens; i++) {
-		const struct conf_listen *cl = &conf->listens[i];
-		struct proxy_fe_settings *st = build_settings(cl, c->pools[cl->pool]);
-		struct proxy_frontend *fe;
+	/* phase 1: everything that can fail, invisible to the workers */
+	for (i = 0; i < nc->npools; i++) {
+		struct pool *p = find_pool(c->pools, c->npools, nc->pools[i].name);
 
-		fe = st ? proxy_frontend_new(cl->name, cl->binds, cl->nbinds, st) : NULL;
-		if (fe == NULL) {
-			proxy_fe_settings_free(st);
+		if (p != NULL)
+			pool_get(p);
+		else
+			p = build_pool(&nc->pools[i]);
+		pools[i] = p;
+		if (p == NULL) {
+			snprintf(err, errlen, "out of memory building pool %s", nc->pools[i].name);
+			goto rollback;
+		}
+	}
+	for (i = 0; i < nc->nlistens; i++) {
+		const struct conf_listen *cl = &nc->listens[i];
+		struct core_listener *old = find_listener(c, cl->name);
+
+		util_strlcpy(ls[i].name, cl->name, sizeof(ls[i].name));
+		ls[i].fe = old != NULL ? old->fe : proxy_frontend_new(cl->name, NULL);
+		if (ls[i].fe == NULL) {
 			snprintf(err, errlen, "out of memory building listen %s", cl->name);
-			return -1;
+			goto rollback;
 		}
-		util_strlcpy(c->listeners[i].name, cl->name, sizeof(c->listeners[i].name));
-		c->listeners[i].fe = fe;
-		c->nlisteners++;
-		if (proxy_frontend_bind(c->engine, fe, err, errlen) < 0)
-			return -1;
+		if (old != NULL)
+			proxy_frontend_get(old->fe);
+		if (bind_missing(c, ls[i].fe, cl, err, errlen) < 0)
+			goto rollback;
 	}
-	for (size_t i = 0; i < c->nlisteners; i++) {
-		const struct conf_listen *cl = &conf->listens[i];
+	/* phase 2: commit */
+	for (i = 0; i < nc->npools; i++) {
+		if (find_pool(c->pools, c->npools, pools[i]->name) != NULL) {
+			if (update_pool(c, pools[i], &nc->pools[i]) < 0)
+				log_err("pool %s: out of memory applying the new servers",
+					pools[i]->name);
+		} else if (pool_publish(pools[i]) < 0) {
+			log_err("pool %s: out of memory publishing", pools[i]->name);
+		}
+	}
+	for (i = 0; i < nc->nlistens; i++) {
+		const struct conf_listen *cl = &nc->listens[i];
+		struct proxy_frontend *fe = ls[i].fe;
+		struct proxy_fe_settings *st = build_settings(cl, pools[cl->pool]);
 
-		proxy_engine_attach(c->engine, c->listeners[i].fe);
-		for (size_t b = 0; b < cl->nbinds; b++) {
+		if (st != NULL)
+			proxy_frontend_set_settings(c->engine, fe, st);
+		else
+			log_err("listen %s: out of memory: settings not changed", cl->name);
+		for (size_t b = 0; b < fe->nbinds;) {
+			bool keep = false;
+
+			for (size_t k = 0; k < cl->nbinds; k++)
+				keep |= util_addr_equal(&fe->binds[b]->addr, &cl->binds[k]);
+			if (keep) {
+				b++;
+				continue;
+			}
+			struct util_addr a = fe->binds[b]->addr;
+
+			proxy_engine_unbind(c->engine, fe, &a);
+		}
+		proxy_engine_attach(c->engine, fe);
+	}
+	for (i = 0; i < c->nlisteners; i++) {
+		if (conf_find_listen(nc, c->listeners[i].name) == NULL)
+			proxy_engine_detach(c->engine, c->listeners[i].fe);
+		proxy_frontend_put(c->listeners[i].fe);
+	}
+	for (i = 0; i < c->npools; i++) {
+		if (conf_find_pool(nc, c->pools[i]->name) == NULL) {
+			for (size_t k = 0; k < c->pools[i]->nservers; k++)
+				close_after_grace(c, c->pools[i]->servers[k]);
+			pool_retire(c->pools[i]);
+		}
+		pool_put(c->pools[i]);
+	}
+	free(c->pools);
+	free(c->listeners);
+	c->pools = pools;
+	c->npools = nc->npools;
+	c->listeners = ls;
+	c->nlisteners = nc->nlistens;
+	(void)oc;
+	return 0;
+rollback:
+	for (size_t k = 0; k < nc->nlistens; k++) {
+		if (ls[k].fe == NULL)
+			continue;
+		unbind_pending(c, ls[k].fe);
+		proxy_frontend_put(ls[k].fe);
+	}
+	for (size_t k = 0; k < nc->npools; k++) {
+		if (pools[k] == NULL)
+			continue;
+		if (find_pool(c->pools, c->npools, pools[k]->name) == NULL)
+			pool_retire(pools[k]);
+		pool_put(pools[k]);
+	}
+	free(pools);
+	free(ls);
+	return -1;
+}
+
+void core_log_listeners(struct core *c)
+{
+	for (size_t i = 0; i < c->nlisteners; i++) {
+		struct proxy_frontend *fe = c->listeners[i].fe;
+		struct proxy_fe_settings *st = atomic_load(&fe->settings);
+
+		for (size_t b = 0; b < fe->nbinds; b++) {
 			char abuf[UTIL_ADDR_STRLEN];
 
-			log_notice("listen %s on %s -> pool %s", cl->name,
-				   util_addr_fmt(&cl->binds[b], abuf, sizeof(abuf)),
-				   conf->pools[cl->pool].name);
+			log_notice("listen %s on %s -> pool %s", fe->name,
+				   util_addr_fmt(&fe->binds[b]->addr, abuf, sizeof(abuf)),
+				   st->pool->name);
 		}
 	}
-	return 0;
 }
 
 void core_model_free(struct core *c)

@@ -42,9 +42,15 @@ struct core {
 	ev_timer reclaim_timer, drain_timer, grace_timer;
 };
 
-/* apply.c: build the runtime model from a validated conf at start-up.
- * Returns 0, or -1 with err set (nothing is left bound). */
-int core_apply_initial(struct core *c, struct conf *conf, char *err, size_t errlen);
+/* apply.c: make the runtime model match conf (at start-up c->conf is an
+ * empty conf). Everything that can fail (memory, binding new addresses)
+ * happens before anything changes: on failure the model is untouched and
+ * err says why. Listeners keep the sockets of addresses they keep; pools
+ * and servers are matched by name. The caller swaps c->conf after. */
+int core_apply(struct core *c, struct conf *nc, char *err, size_t errlen);
+/* Describe what applying nc over oc would change, one line each. */
+void core_diff(const struct conf *oc, const struct conf *nc, char *buf, size_t len);
+void core_log_listeners(struct core *c);
 /* Free the model (after the engine stopped). */
 void core_model_free(struct core *c);
 
@@ -52,7 +58,16 @@ void core_model_free(struct core *c);
  * Returns 0 or -1 with err. */
 int core_ctl_start(struct core *c, char *err, size_t errlen);
 
-/* reload.c: the control socket's "reload [check]". */
+/* reload.c: reload the file (or only check it and describe the diff).
+ * Fills msg; returns 0 or -1 (the running configuration is then kept). */
+int core_reload(struct core *c, bool check_only, char *msg, size_t len);
+/* The control socket's "reload [check]" hook (arg is the core). */
 int core_reload_hook(void *arg, bool check_only, char *msg, size_t len);
+
+/* sdnotify.c: tell systemd our state ("READY=1", "STOPPING=1", ...).
+ * Does nothing without $NOTIFY_SOCKET. Returns 0 or -1. */
+int core_notify(const char *state);
+/* RELOADING=1 with MONOTONIC_USEC, as Type=notify-reload wants. */
+int core_notify_reloading(void);
 
 #endif

@@ -58,7 +58,7 @@ static size_t hook_listeners(void *arg, struct ctl_listener_row *rows, size_t ma
 			char abuf[UTIL_ADDR_STRLEN];
 
 			util_bufprintf(r->binds, sizeof(r->binds), &off, "%s%s", b ? "," : "",
-				       util_addr_fmt(&fe->binds[b], abuf, sizeof(abuf)));
+				       util_addr_fmt(&fe->binds[b]->addr, abuf, sizeof(abuf)));
 		}
 		util_strlcpy(r->pool, st->pool->name, sizeof(r->pool));
 		r->cur_conns = atomic_load(&fe->cur_conns);

@@ -118,6 +118,7 @@ static void begin_shutdown(struct core *c, const char *why)
 		return;
 	}
 	c->stopping = true;
+	core_notify("STOPPING=1");
 	log_notice("%s: stopping listeners, %u connections open, grace %llums", why,
 		   proxy_engine_active(c->engine), (unsigned long long)c->conf->global.grace_ms);
 	for (size_t i = 0; i < c->nlisteners; i++)
@@ -143,9 +144,17 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	case SIGINT:
 		begin_shutdown(c, "SIGINT");
 		break;
-	case SIGHUP:
-		log_warn("SIGHUP: configuration reload is not available yet; ignoring");
+	case SIGHUP: {
+		char msg[8192];
+
+		if (c->stopping) {
+			log_warn("SIGHUP during shutdown: not reloading");
+			break;
+		}
+		log_notice("SIGHUP: reloading %s", c->conf_path);
+		core_reload(c, false, msg, sizeof(msg));
 		break;
+	}
 	}
 }
 
@@ -182,9 +191,22 @@ static int run(struct core *c)
 		log_err("cannot create the workers");
 		return 1;
 	}
-	if (core_apply_initial(c, c->conf, err, sizeof(err)) < 0) {
-		log_err("%s", err);
-		return 1;
+	{
+		/* start-up is a reload from an empty configuration */
+		struct conf *loaded = c->conf, *empty = conf_empty(c->conf_path);
+		int rc;
+
+		if (empty == NULL)
+			return 1;
+		c->conf = empty;
+		rc = core_apply(c, loaded, err, sizeof(err));
+		c->conf = loaded;
+		conf_free(empty);
+		if (rc < 0) {
+			log_err("%s", err);
+			return 1;
+		}
+		core_log_listeners(c);
 	}
 	if (core_ctl_start(c, err, sizeof(err)) < 0) {
 		log_err("%s", err);
@@ -204,6 +226,7 @@ static int run(struct core *c)
 	ev_timer_start(c->loop, &c->reclaim_timer);
 	log_notice("sluice %s ready: pid %d, %u workers, config %s", SLUICE_VERSION, (int)getpid(),
 		   ec.workers, c->conf_path);
+	core_notify("READY=1");
 	ev_run(c->loop, 0);
 	return c->exit_code;
 }

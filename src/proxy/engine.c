@@ -25,21 +25,13 @@
 
 /* ---- frontends ---- */
 
-struct proxy_frontend *proxy_frontend_new(const char *name, const struct util_addr *binds,
-					  size_t nbinds, struct proxy_fe_settings *settings)
+struct proxy_frontend *proxy_frontend_new(const char *name, struct proxy_fe_settings *settings)
 {
 	struct proxy_frontend *fe = calloc(1, sizeof(*fe));
 
 	if (fe == NULL)
 		return NULL;
-	fe->binds = calloc(nbinds ? nbinds : 1, sizeof(*fe->binds));
-	if (fe->binds == NULL) {
-		free(fe);
-		return NULL;
-	}
 	util_strlcpy(fe->name, name, sizeof(fe->name));
-	memcpy(fe->binds, binds, nbinds * sizeof(*binds));
-	fe->nbinds = nbinds;
 	atomic_init(&fe->settings, settings);
 	atomic_init(&fe->refcnt, 1);
 	return fe;
@@ -50,20 +42,22 @@ void proxy_frontend_get(struct proxy_frontend *fe)
 	atomic_fetch_add_explicit(&fe->refcnt, 1, memory_order_relaxed);
 }
 
-static void close_fds(struct proxy_frontend *fe)
+/* Close the sockets never handed to a worker and free the bind. */
+static void bind_free(struct proxy_bind *b)
 {
-	for (size_t i = 0; fe->fds != NULL && i < fe->nworkers * fe->nbinds; i++)
-		if (fe->fds[i] >= 0)
-			close(fe->fds[i]);
-	free(fe->fds);
-	fe->fds = NULL;
+	for (size_t i = 0; i < b->nworkers; i++)
+		if (b->fds[i] >= 0)
+			close(b->fds[i]);
+	free(b->fds);
+	free(b);
 }
 
 void proxy_frontend_put(struct proxy_frontend *fe)
 {
 	if (atomic_fetch_sub_explicit(&fe->refcnt, 1, memory_order_acq_rel) != 1)
 		return;
-	close_fds(fe); /* only those never handed to a worker are still open */
+	for (size_t i = 0; i < fe->nbinds; i++)
+		bind_free(fe->binds[i]);
 	proxy_fe_settings_free(atomic_load(&fe->settings));
 	free(fe->binds);
 	free(fe);
@@ -106,31 +100,46 @@ fail:
 	return -1;
 }
 
-int proxy_frontend_bind(struct proxy_engine *e, struct proxy_frontend *fe, char *err,
-			size_t errlen)
+int proxy_frontend_bind(struct proxy_engine *e, struct proxy_frontend *fe,
+			const struct util_addr *addr, char *err, size_t errlen)
 {
-	size_t n = (size_t)e->nworkers * fe->nbinds;
+	static uint64_t next_id = 1; /* control thread only */
+	struct proxy_bind *b = calloc(1, sizeof(*b)), **arr;
 
-	fe->fds = malloc(n * sizeof(*fe->fds));
-	if (fe->fds == NULL) {
+	if (b == NULL || (b->fds = malloc(e->nworkers * sizeof(*b->fds))) == NULL) {
+		free(b);
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	fe->nworkers = e->nworkers;
-	for (size_t i = 0; i < n; i++)
-		fe->fds[i] = -1;
-	for (unsigned w = 0; w < e->nworkers; w++) {
-		for (size_t b = 0; b < fe->nbinds; b++) {
-			int fd = open_listener(&fe->binds[b], err, errlen);
-
-			if (fd < 0) {
-				close_fds(fe);
-				return -1;
-			}
-			fe->fds[w * fe->nbinds + b] = fd;
+	b->addr = *addr;
+	b->id = next_id++;
+	b->nworkers = e->nworkers;
+	for (size_t w = 0; w < e->nworkers; w++)
+		b->fds[w] = -1;
+	for (size_t w = 0; w < e->nworkers; w++) {
+		b->fds[w] = open_listener(addr, err, errlen);
+		if (b->fds[w] < 0) {
+			bind_free(b);
+			return -1;
 		}
 	}
+	arr = realloc(fe->binds, (fe->nbinds + 1) * sizeof(*arr));
+	if (arr == NULL) {
+		bind_free(b);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	fe->binds = arr;
+	arr[fe->nbinds++] = b;
 	return 0;
+}
+
+bool proxy_frontend_has_bind(const struct proxy_frontend *fe, const struct util_addr *addr)
+{
+	for (size_t i = 0; i < fe->nbinds; i++)
+		if (util_addr_equal(&fe->binds[i]->addr, addr))
+			return true;
+	return false;
 }
 
 void proxy_frontend_set_settings(struct proxy_engine *e, struct proxy_frontend *fe,
@@ -144,8 +153,7 @@ void proxy_frontend_set_settings(struct proxy_engine *e, struct proxy_frontend *
 
 /* ---- commands from the control thread ---- */
 
-static void send_cmd_full(struct proxy_worker *w, enum proxy_cmd_type type,
-			  struct proxy_frontend *fe, struct pool_server *srv, uint32_t spread_ms)
+static void send_cmd_full(struct proxy_worker *w, const struct proxy_cmd *cmd)
 {
 	pthread_mutex_lock(&w->cmd_lock);
 	if (w->ncmds == w->cmd_cap) {
@@ -160,35 +168,74 @@ static void send_cmd_full(struct proxy_worker *w, enum proxy_cmd_type type,
 		w->cmds = c;
 		w->cmd_cap = cap;
 	}
-	if (fe != NULL)
-		proxy_frontend_get(fe);
-	if (srv != NULL)
-		pool_server_get(srv);
-	w->cmds[w->ncmds].type = type;
-	w->cmds[w->ncmds].fe = fe;
-	w->cmds[w->ncmds].srv = srv;
-	w->cmds[w->ncmds].spread_ms = spread_ms;
-	w->ncmds++;
+	if (cmd->fe != NULL)
+		proxy_frontend_get(cmd->fe);
+	if (cmd->srv != NULL)
+		pool_server_get(cmd->srv);
+	w->cmds[w->ncmds++] = *cmd;
 	pthread_mutex_unlock(&w->cmd_lock);
 	ev_async_send(w->loop, &w->async);
 }
 
 static void send_cmd(struct proxy_worker *w, enum proxy_cmd_type type, struct proxy_frontend *fe)
 {
-	send_cmd_full(w, type, fe, NULL, 0);
+	struct proxy_cmd cmd = { .type = type, .fe = fe, .fd = -1 };
+
+	send_cmd_full(w, &cmd);
 }
 
 void proxy_engine_close_server(struct proxy_engine *e, struct pool_server *srv,
 			       uint32_t spread_ms)
 {
+	struct proxy_cmd cmd = {
+		.type = PROXY_CMD_CLOSE_SERVER, .srv = srv, .spread_ms = spread_ms, .fd = -1
+	};
+
 	for (unsigned i = 0; i < e->nworkers; i++)
-		send_cmd_full(&e->workers[i], PROXY_CMD_CLOSE_SERVER, NULL, srv, spread_ms);
+		send_cmd_full(&e->workers[i], &cmd);
 }
 
 void proxy_engine_attach(struct proxy_engine *e, struct proxy_frontend *fe)
 {
-	for (unsigned i = 0; i < e->nworkers; i++)
-		send_cmd(&e->workers[i], PROXY_CMD_ATTACH, fe);
+	for (size_t b = 0; b < fe->nbinds; b++) {
+		struct proxy_bind *bd = fe->binds[b];
+
+		if (bd->attached)
+			continue;
+		bd->attached = true;
+		for (unsigned i = 0; i < e->nworkers; i++) {
+			struct proxy_cmd cmd = {
+				.type = PROXY_CMD_ATTACH, .fe = fe, .bind_id = bd->id, .fd = bd->fds[i]
+			};
+
+			/* the worker owns this descriptor from now on */
+			bd->fds[i] = -1;
+			send_cmd_full(&e->workers[i], &cmd);
+		}
+	}
+}
+
+void proxy_engine_unbind(struct proxy_engine *e, struct proxy_frontend *fe,
+			 const struct util_addr *addr)
+{
+	for (size_t b = 0; b < fe->nbinds; b++) {
+		struct proxy_bind *bd = fe->binds[b];
+
+		if (!util_addr_equal(&bd->addr, addr))
+			continue;
+		if (bd->attached) {
+			struct proxy_cmd cmd = {
+				.type = PROXY_CMD_DETACH, .fe = fe, .bind_id = bd->id, .fd = -1
+			};
+
+			for (unsigned i = 0; i < e->nworkers; i++)
+				send_cmd_full(&e->workers[i], &cmd);
+		}
+		bind_free(bd);
+		memmove(&fe->binds[b], &fe->binds[b + 1], (fe->nbinds - b - 1) * sizeof(bd));
+		fe->nbinds--;
+		return;
+	}
 }
 
 void proxy_engine_detach(struct proxy_engine *e, struct proxy_frontend *fe)
@@ -391,31 +438,31 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
 	}
 }
 
-static void attach_fe(struct proxy_worker *w, struct proxy_frontend *fe)
+static void attach_bind(struct proxy_worker *w, struct proxy_frontend *fe, uint64_t bind_id,
+			int fd)
 {
-	for (size_t b = 0; b < fe->nbinds; b++) {
-		struct proxy_wlistener *wl = calloc(1, sizeof(*wl));
-		int fd = fe->fds[w->id * fe->nbinds + b];
+	struct proxy_wlistener *wl = calloc(1, sizeof(*wl));
 
-		if (wl == NULL) {
-			log_err("worker %u: out of memory attaching listen %s", w->id, fe->name);
-			continue;
-		}
-		/* the worker owns this descriptor from now on */
-		fe->fds[w->id * fe->nbinds + b] = -1;
-		wl->fe = fe;
-		proxy_frontend_get(fe);
-		ev_io_init(&wl->io, on_accept, fd, EV_READ);
-		wl->io.data = w;
-		list_add_tail(&w->listeners, &wl->link);
-		if (w->emfile_paused)
-			wl->paused = true;
-		else
-			ev_io_start(w->loop, &wl->io);
+	if (wl == NULL) {
+		log_err("worker %u: out of memory attaching listen %s", w->id, fe->name);
+		close(fd);
+		return;
 	}
+	wl->fe = fe;
+	wl->bind_id = bind_id;
+	proxy_frontend_get(fe);
+	ev_io_init(&wl->io, on_accept, fd, EV_READ);
+	wl->io.data = w;
+	list_add_tail(&w->listeners, &wl->link);
+	if (w->emfile_paused)
+		wl->paused = true;
+	else
+		ev_io_start(w->loop, &wl->io);
 }
 
-static void detach_fe(struct proxy_worker *w, struct proxy_frontend *fe)
+/* Close this worker's listeners of fe (one bind, or all when bind_id is 0;
+ * every listener when fe is NULL). */
+static void detach_fe(struct proxy_worker *w, struct proxy_frontend *fe, uint64_t bind_id)
 {
 	struct list_node *n = w->listeners.next;
 
@@ -423,7 +470,7 @@ static void detach_fe(struct proxy_worker *w, struct proxy_frontend *fe)
 		struct proxy_wlistener *wl = list_entry(n, struct proxy_wlistener, link);
 
 		n = n->next;
-		if (fe != NULL && wl->fe != fe)
+		if (fe != NULL && (wl->fe != fe || (bind_id != 0 && wl->bind_id != bind_id)))
 			continue;
 		ev_io_stop(w->loop, &wl->io);
 		close(wl->io.fd);
@@ -488,10 +535,10 @@ static void on_async(struct ev_loop *loop, ev_async *a, int revents)
 	for (size_t i = 0; i < n; i++) {
 		switch (cmds[i].type) {
 		case PROXY_CMD_ATTACH:
-			attach_fe(w, cmds[i].fe);
+			attach_bind(w, cmds[i].fe, cmds[i].bind_id, cmds[i].fd);
 			break;
 		case PROXY_CMD_DETACH:
-			detach_fe(w, cmds[i].fe);
+			detach_fe(w, cmds[i].fe, cmds[i].bind_id);
 			break;
 		case PROXY_CMD_CLOSE_ALL:
 			close_all(w);
@@ -500,7 +547,7 @@ static void on_async(struct ev_loop *loop, ev_async *a, int revents)
 			close_server(w, cmds[i].srv, cmds[i].spread_ms);
 			break;
 		case PROXY_CMD_EXIT:
-			detach_fe(w, NULL);
+			detach_fe(w, NULL, 0);
 			close_all(w);
 			ev_break(loop, EVBREAK_ALL);
 			break;
@@ -615,13 +662,15 @@ void proxy_engine_free(struct proxy_engine *e)
 			continue;
 		/* commands that arrived after EXIT still hold references */
 		for (size_t c = 0; c < w->ncmds; c++) {
+			if (w->cmds[c].fd >= 0)
+				close(w->cmds[c].fd);
 			if (w->cmds[c].fe != NULL)
 				proxy_frontend_put(w->cmds[c].fe);
 			if (w->cmds[c].srv != NULL)
 				pool_server_put(w->cmds[c].srv);
 		}
 		free(w->cmds);
-		detach_fe(w, NULL);
+		detach_fe(w, NULL, 0);
 		close_all(w);
 		free_dead(w);
 		proxy_worker_pools_free(w);

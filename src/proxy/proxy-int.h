@@ -105,12 +105,13 @@ struct proxy_wlistener {
 	ev_io io;
 	struct list_node link;
 	struct proxy_frontend *fe; /* reference */
+	uint64_t bind_id;
 	bool paused;
 };
 
 enum proxy_cmd_type {
-	PROXY_CMD_ATTACH,
-	PROXY_CMD_DETACH,
+	PROXY_CMD_ATTACH, /* accept on fd for fe's bind bind_id */
+	PROXY_CMD_DETACH, /* stop accepting on fe (bind_id 0: all its binds) */
 	PROXY_CMD_CLOSE_ALL,
 	PROXY_CMD_CLOSE_SERVER,
 	PROXY_CMD_EXIT,
@@ -121,6 +122,8 @@ struct proxy_cmd {
 	struct proxy_frontend *fe; /* reference for ATTACH / DETACH */
 	struct pool_server *srv; /* reference for CLOSE_SERVER */
 	uint32_t spread_ms; /* CLOSE_SERVER: spread the closes over this window */
+	uint64_t bind_id;
+	int fd;
 };
 
 struct proxy_worker {
