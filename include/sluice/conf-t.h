@@ -98,6 +98,8 @@ struct conf_global {
 	size_t ncontrols;
 	struct util_addr metrics; /* len 0: no HTTP metrics listener */
 	char state_file[256]; /* empty: none */
+	char user[64]; /* empty: stay as started */
+	char group[64];
 };
 
 struct conf {

@@ -339,6 +339,24 @@ static int kw_state_file(struct conf_ctx *ctx, const struct conf_stmt *st, void 
 	return 0;
 }
 
+static int kw_user_group(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct conf_global *g = obj;
+	bool user = strcmp(st->args[0].text, "user") == 0;
+	char *dst = user ? g->user : g->group;
+	const char *v = st->args[1].text;
+
+	if (st->args[1].len == 0 || st->args[1].len >= sizeof(g->user) ||
+	    strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
+		    st->args[1].len) {
+		conf_error_arg(ctx, st, 1, "bad %s name '%s' (expected a system %s name)",
+			       st->args[0].text, v, st->args[0].text);
+		return -1;
+	}
+	memcpy(dst, v, st->args[1].len + 1);
+	return 0;
+}
+
 static const struct conf_keyword global_kw[] = {
 	{ "workers", 2, 2, false, kw_workers, "workers auto|N;" },
 	{ "maxconn", 2, 2, false, kw_gmaxconn, "maxconn N;" },
@@ -347,6 +365,8 @@ static const struct conf_keyword global_kw[] = {
 	{ "control", 2, 6, false, kw_control, "control PATH [mode 0600] [level admin|user];" },
 	{ "metrics", 2, 2, false, kw_metrics, "metrics ADDRESS:PORT;" },
 	{ "state-file", 2, 2, false, kw_state_file, "state-file PATH;" },
+	{ "user", 2, 2, false, kw_user_group, "user NAME;" },
+	{ "group", 2, 2, false, kw_user_group, "group NAME;" },
 	{ NULL, 0, 0, false, NULL, NULL },
 };
 

@@ -64,6 +64,10 @@ int core_reload(struct core *c, bool check_only, char *msg, size_t len);
 /* The control socket's "reload [check]" hook (arg is the core). */
 int core_reload_hook(void *arg, bool check_only, char *msg, size_t len);
 
+/* privdrop.c: become user/group (either may be empty) keeping only the
+ * network capabilities. Call before any thread starts. Returns 0 or -1. */
+int core_drop_privileges(const char *user, const char *group, char *err, size_t errlen);
+
 /* sdnotify.c: tell systemd our state ("READY=1", "STOPPING=1", ...).
  * Does nothing without $NOTIFY_SOCKET. Returns 0 or -1. */
 int core_notify(const char *state);

@@ -212,6 +212,13 @@ static int run(struct core *c)
 		log_err("%s", err);
 		return 1;
 	}
+	if (core_drop_privileges(c->conf->global.user, c->conf->global.group, err, sizeof(err)) <
+	    0) {
+		log_err("%s", err);
+		return 1;
+	}
+	if (log_start(c->conf->global.log_target == CONF_LOG_STDOUT ? 1 : 2) < 0)
+		fprintf(stderr, "sluice: cannot start the log thread; logging synchronously\n");
 	if (proxy_engine_start(c->engine) < 0)
 		return 1;
 	ev_signal_init(&c->sig_term, on_signal, SIGTERM);
@@ -274,8 +281,6 @@ int main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	log_set_level(c.conf->global.log_level);
-	if (log_start(c.conf->global.log_target == CONF_LOG_STDOUT ? 1 : 2) < 0)
-		fprintf(stderr, "sluice: cannot start the log thread; logging synchronously\n");
 	c.start_ms = util_now_ms();
 	rc = run(&c);
 	ctl_free(c.ctl);

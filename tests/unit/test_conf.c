@@ -113,8 +113,8 @@ static void test_errors(void **state)
 	(void)state;
 	expect_error("global { wrokers 2; }\n",
 		     "bad.conf:1:10: error: unknown keyword 'wrokers' in global block (expected "
-		     "one of: workers, maxconn, log, grace, control, metrics, state-file) (near "
-		     "'wrokers')");
+		     "one of: workers, maxconn, log, grace, control, metrics, state-file, user, "
+		     "group) (near 'wrokers')");
 	expect_error("pool p {\n    server a 127.0.0.1:1\n    server b 127.0.0.1:2;\n}\n",
 		     "bad.conf:2:25: error: expected ';' after '127.0.0.1:1' (near '127.0.0.1:1')");
 	expect_error("pool p { server a 127.0.0.1:99999; }\n",
