@@ -52,6 +52,9 @@ struct ctl_hooks {
 	/* reload the configuration, or only check it and describe the diff;
 	 * fills msg (several lines allowed). Returns 0 or -1. */
 	int (*reload)(void *arg, bool check_only, char *msg, size_t len);
+	/* binary upgrade: hand the listening sockets over fd (the client's
+	 * connection), then stop accepting and drain. Fills msg. */
+	int (*takeover)(void *arg, int fd, char *msg, size_t len);
 };
 
 #endif

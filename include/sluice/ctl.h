@@ -5,6 +5,7 @@
 #define SLUICE_CTL_H
 
 #include <ev.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "sluice/ctl-t.h"
@@ -25,11 +26,18 @@ void ctl_buf_free(struct ctl_buf *b);
 /* Create the control server; state_file may be NULL or "". Copies hooks. */
 struct ctl *ctl_new(struct ev_loop *loop, const struct ctl_hooks *hooks, const char *state_file);
 /* Listen on a UNIX socket: the directory is created if missing, a stale
- * socket file is replaced, a live one is an error. Returns 0 or -1. */
-int ctl_listen_unix(struct ctl *c, const char *path, unsigned mode, enum ctl_level level, char *err,
-		    size_t errlen);
-/* Serve GET /metrics over HTTP on addr. Returns 0 or -1. */
-int ctl_listen_metrics(struct ctl *c, const struct util_addr *addr, char *err, size_t errlen);
+ * socket file is replaced, a live one is an error unless replace_live (a
+ * binary upgrade takes the path over). Returns 0 or -1. */
+int ctl_listen_unix(struct ctl *c, const char *path, unsigned mode, enum ctl_level level,
+		    bool replace_live, char *err, size_t errlen);
+/* Serve GET /metrics over HTTP on addr, on the inherited listening socket
+ * fd when fd >= 0. Returns 0 or -1. */
+int ctl_listen_metrics(struct ctl *c, const struct util_addr *addr, int fd, char *err,
+		       size_t errlen);
+/* The metrics listening socket, or -1. */
+int ctl_metrics_fd(const struct ctl *c);
+/* Stop serving metrics (binary upgrade: the new process has the socket). */
+void ctl_close_metrics(struct ctl *c);
 /* Close every socket and client; unlink the socket files. */
 void ctl_free(struct ctl *c);
 

@@ -25,14 +25,16 @@ struct proxy_fe_settings {
 	bool accept_proxy;
 };
 
-/* One bound address of a frontend: a listening socket per worker
- * (SO_REUSEPORT). Owned by its frontend (control thread); each fd is
- * owned by the control thread until handed to its worker (then -1). */
+/* One bound address of a frontend: listening sockets (SO_REUSEPORT), at
+ * least one per worker; socket i is served by worker i % nworkers. Owned
+ * by its frontend (control thread). The control thread keeps its own
+ * descriptor of each socket (to hand them to a new process on binary
+ * upgrade); each worker gets a duplicate and closes it when detached. */
 struct proxy_bind {
 	struct util_addr addr;
 	uint64_t id;
-	int *fds;
-	size_t nworkers;
+	int *fds; /* -1 once closed */
+	size_t nfds;
 	bool attached;
 };
 

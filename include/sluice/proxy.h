@@ -40,6 +40,16 @@ void proxy_frontend_put(struct proxy_frontend *fe);
  * and err says which address and why. Returns 0 or -1. */
 int proxy_frontend_bind(struct proxy_engine *e, struct proxy_frontend *fe,
 			const struct util_addr *addr, char *err, size_t errlen);
+/* Control thread: like proxy_frontend_bind() with sockets inherited from
+ * another process (fds, taken over whatever happens); more are opened when
+ * there are fewer than workers. Returns 0 or -1. */
+int proxy_frontend_adopt(struct proxy_engine *e, struct proxy_frontend *fe,
+			 const struct util_addr *addr, const int *fds, size_t nfds, char *err,
+			 size_t errlen);
+/* Control thread: close the control thread's descriptors of fe's sockets
+ * (after detaching, so that the sockets really close and new clients are
+ * refused). */
+void proxy_frontend_close_sockets(struct proxy_frontend *fe);
 /* Control thread: is addr one of fe's bound addresses? */
 bool proxy_frontend_has_bind(const struct proxy_frontend *fe, const struct util_addr *addr);
 /* Control thread: close fe's sockets for addr, attached or not (the open

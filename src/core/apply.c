@@ -368,9 +368,13 @@ static int bind_missing(struct core *c, struct proxy_frontend *fe, const struct 
 			char *err, size_t errlen)
 {
 	for (size_t b = 0; b < cl->nbinds; b++) {
+		int fds[64], n;
+
 		if (proxy_frontend_has_bind(fe, &cl->binds[b]))
 			continue;
-		if (proxy_frontend_bind(c->engine, fe, &cl->binds[b], err, errlen) < 0)
+		n = core_takeover_fds(c, &cl->binds[b], false, fds, 64);
+		if (proxy_frontend_adopt(c->engine, fe, &cl->binds[b], fds, (size_t)n, err, errlen) <
+		    0)
 			return -1;
 	}
 	return 0;

@@ -8,11 +8,21 @@
 
 #include "sluice/conf-t.h"
 #include "sluice/qsbr.h"
+#include "sluice/util-t.h"
 
 struct pool;
 struct proxy_engine;
 struct proxy_frontend;
 struct ctl;
+
+/* A listening socket inherited from the old process (binary upgrade). */
+struct core_inherited {
+	struct util_addr addr;
+	int fds[64];
+	size_t nfds;
+	bool metrics;
+	bool used;
+};
 
 /* A running listener and the name it was configured under. */
 struct core_listener {
@@ -34,6 +44,9 @@ struct core {
 	unsigned nworkers;
 	struct ctl *ctl;
 	char last_reload[256];
+	const char *takeover_path; /* --takeover SOCKET */
+	struct core_inherited *inherited;
+	size_t ninherited;
 	uint64_t reloads_ok, reloads_failed;
 	uint64_t start_ms;
 	bool stopping;
@@ -63,6 +76,19 @@ int core_ctl_start(struct core *c, char *err, size_t errlen);
 int core_reload(struct core *c, bool check_only, char *msg, size_t len);
 /* The control socket's "reload [check]" hook (arg is the core). */
 int core_reload_hook(void *arg, bool check_only, char *msg, size_t len);
+
+/* takeover.c: binary upgrade. The old side's control-socket hook sends
+ * the sockets and starts the drain; the new side receives them into
+ * c->inherited before the configuration is applied, core_apply() adopts
+ * them by address (core_takeover_fds), core_takeover_done() closes the
+ * rest. */
+int core_takeover_hook(void *arg, int fd, char *msg, size_t len);
+int core_takeover_receive(struct core *c, const char *path, char *err, size_t errlen);
+int core_takeover_fds(struct core *c, const struct util_addr *addr, bool metrics, int *fds,
+		      size_t max);
+void core_takeover_done(struct core *c);
+/* main.c: stop accepting and drain (SIGTERM, takeover). */
+void core_begin_shutdown(struct core *c, const char *why);
 
 /* privdrop.c: become user/group (either may be empty) keeping only the
  * network capabilities. Call before any thread starts. Returns 0 or -1. */

@@ -88,6 +88,7 @@ int core_ctl_start(struct core *c, char *err, size_t errlen)
 		.listeners = hook_listeners,
 		.close_server = hook_close_server,
 		.reload = core_reload_hook,
+		.takeover = core_takeover_hook,
 	};
 
 	c->ctl = ctl_new(c->loop, &hooks, g->state_file);
@@ -99,8 +100,8 @@ int core_ctl_start(struct core *c, char *err, size_t errlen)
 		const struct conf_control *cc = &g->controls[i];
 
 		if (ctl_listen_unix(c->ctl, cc->path, cc->mode,
-				    cc->level == CONF_CTL_USER ? CTL_LEVEL_USER : CTL_LEVEL_ADMIN, err,
-				    errlen) < 0)
+				    cc->level == CONF_CTL_USER ? CTL_LEVEL_USER : CTL_LEVEL_ADMIN,
+				    c->takeover_path != NULL, err, errlen) < 0)
 			return -1;
 		log_notice("control socket %s (mode %04o, level %s)", cc->path, cc->mode,
 			   cc->level == CONF_CTL_USER ? "user" : "admin");
@@ -108,7 +109,10 @@ int core_ctl_start(struct core *c, char *err, size_t errlen)
 	if (g->metrics.len != 0) {
 		char abuf[UTIL_ADDR_STRLEN];
 
-		if (ctl_listen_metrics(c->ctl, &g->metrics, err, errlen) < 0)
+		int fd = -1;
+
+		core_takeover_fds(c, &g->metrics, true, &fd, 1);
+		if (ctl_listen_metrics(c->ctl, &g->metrics, fd, err, errlen) < 0)
 			return -1;
 		log_notice("metrics on http://%s/metrics",
 			   util_addr_fmt(&g->metrics, abuf, sizeof(abuf)));

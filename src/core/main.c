@@ -27,8 +27,11 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: sluice -f FILE [-c]\n"
+	fprintf(f, "usage: sluice -f FILE [-c] [--takeover SOCKET]\n"
 		   "  -f FILE   configuration file\n"
+		   "  --takeover SOCKET\n"
+		   "            binary upgrade: take the listening sockets of the sluice\n"
+		   "            running with that control socket, which then drains and exits\n"
 		   "  -c        check the configuration and exit (0: valid, 1: invalid)\n"
 		   "  -v        print the version\n"
 		   "  -h        this help\n");
@@ -108,7 +111,7 @@ static void on_grace_timer(struct ev_loop *loop, ev_timer *t, int revents)
 	proxy_engine_close_all(c->engine);
 }
 
-static void begin_shutdown(struct core *c, const char *why)
+void core_begin_shutdown(struct core *c, const char *why)
 {
 	double grace = (double)c->conf->global.grace_ms / 1000.0;
 
@@ -121,8 +124,11 @@ static void begin_shutdown(struct core *c, const char *why)
 	core_notify("STOPPING=1");
 	log_notice("%s: stopping listeners, %u connections open, grace %llums", why,
 		   proxy_engine_active(c->engine), (unsigned long long)c->conf->global.grace_ms);
-	for (size_t i = 0; i < c->nlisteners; i++)
+	for (size_t i = 0; i < c->nlisteners; i++) {
 		proxy_engine_detach(c->engine, c->listeners[i].fe);
+		/* our own copies too, so the sockets close and clients are refused */
+		proxy_frontend_close_sockets(c->listeners[i].fe);
+	}
 	ev_timer_init(&c->drain_timer, on_drain_timer, 0.0, 0.05);
 	c->drain_timer.data = c;
 	ev_timer_start(c->loop, &c->drain_timer);
@@ -139,10 +145,10 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	(void)revents;
 	switch (w->signum) {
 	case SIGTERM:
-		begin_shutdown(c, "SIGTERM");
+		core_begin_shutdown(c, "SIGTERM");
 		break;
 	case SIGINT:
-		begin_shutdown(c, "SIGINT");
+		core_begin_shutdown(c, "SIGINT");
 		break;
 	case SIGHUP: {
 		char msg[8192];
@@ -191,6 +197,11 @@ static int run(struct core *c)
 		log_err("cannot create the workers");
 		return 1;
 	}
+	if (c->takeover_path != NULL &&
+	    core_takeover_receive(c, c->takeover_path, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		return 1;
+	}
 	{
 		/* start-up is a reload from an empty configuration */
 		struct conf *loaded = c->conf, *empty = conf_empty(c->conf_path);
@@ -212,6 +223,7 @@ static int run(struct core *c)
 		log_err("%s", err);
 		return 1;
 	}
+	core_takeover_done(c);
 	if (core_drop_privileges(c->conf->global.user, c->conf->global.group, err, sizeof(err)) <
 	    0) {
 		log_err("%s", err);
@@ -245,8 +257,16 @@ int main(int argc, char **argv)
 	bool check_only = false;
 	int opt, rc;
 
-	while ((opt = getopt(argc, argv, "f:cvh")) != -1) {
+	static const struct option longopts[] = {
+		{ "takeover", required_argument, NULL, 't' },
+		{ NULL, 0, NULL, 0 },
+	};
+
+	while ((opt = getopt_long(argc, argv, "f:cvh", longopts, NULL)) != -1) {
 		switch (opt) {
+		case 't':
+			c.takeover_path = optarg;
+			break;
 		case 'f':
 			c.conf_path = optarg;
 			break;

@@ -31,6 +31,7 @@ struct ctl_listener {
 	enum ctl_level level;
 	bool http; /* the metrics endpoint */
 	char path[108];
+	unsigned long long ino, dev; /* of the socket file we created */
 	struct list_node link;
 };
 

@@ -657,6 +657,24 @@ static void cmd_reload(struct cmd *x)
 		reply_ok(x, "%s", msg);
 }
 
+static void cmd_takeover(struct cmd *x)
+{
+	char msg[512];
+
+	if (x->cl == NULL || x->ctl->hooks.takeover == NULL) {
+		reply_error(x->out, "takeover is only available on a control connection");
+		return;
+	}
+	if (x->cl->out.len != x->cl->outoff) {
+		reply_error(x->out, "takeover must be sent alone, after earlier replies were read");
+		return;
+	}
+	if (x->ctl->hooks.takeover(x->ctl->hooks.arg, x->cl->io.fd, msg, sizeof(msg)) < 0)
+		reply_error(x->out, "%s", msg);
+	else
+		reply_ok(x, "%s", msg);
+}
+
 static const struct cmd_entry commands[] = {
 	{ "help", NULL, 1, 1, CTL_LEVEL_USER, cmd_help, "help" },
 	{ "show", "info", 2, 2, CTL_LEVEL_USER, cmd_show_info, "show info" },
@@ -679,6 +697,8 @@ static const struct cmd_entry commands[] = {
 	{ "wait", "drained", 3, 4, CTL_LEVEL_USER, cmd_wait, "wait drained POOL/SERVER [TIMEOUT]" },
 	{ "wait", "up", 3, 4, CTL_LEVEL_USER, cmd_wait, "wait up POOL/SERVER [TIMEOUT]" },
 	{ "reload", NULL, 1, 2, CTL_LEVEL_ADMIN, cmd_reload, "reload [check]" },
+	{ "takeover", NULL, 1, 1, CTL_LEVEL_ADMIN, cmd_takeover,
+	  "takeover (used by sluice --takeover: binary upgrade)" },
 	{ NULL, NULL, 0, 0, CTL_LEVEL_USER, NULL, NULL },
 };
 

@@ -331,8 +331,8 @@ static int make_parent_dir(const char *path)
 	return mkdir(dir, 0755) < 0 && errno != EEXIST ? -1 : 0;
 }
 
-int ctl_listen_unix(struct ctl *c, const char *path, unsigned mode, enum ctl_level level, char *err,
-		    size_t errlen)
+int ctl_listen_unix(struct ctl *c, const char *path, unsigned mode, enum ctl_level level,
+		    bool replace_live, char *err, size_t errlen)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	int fd;
@@ -353,7 +353,8 @@ int ctl_listen_unix(struct ctl *c, const char *path, unsigned mode, enum ctl_lev
 			goto fail;
 		/* someone answering there is a live daemon; nobody is a stale file */
 		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (probe >= 0 && connect(probe, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+		if (!replace_live && probe >= 0 &&
+		    connect(probe, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
 			close(probe);
 			close(fd);
 			snprintf(err, errlen, "control socket %s is in use by a running process",
@@ -368,8 +369,17 @@ int ctl_listen_unix(struct ctl *c, const char *path, unsigned mode, enum ctl_lev
 	}
 	if (chmod(path, mode) < 0 || listen(fd, 64) < 0)
 		goto fail;
-	if (add_listener(c, fd, level, false, path) == NULL)
-		goto fail;
+	{
+		struct ctl_listener *l = add_listener(c, fd, level, false, path);
+		struct stat st;
+
+		if (l == NULL)
+			goto fail;
+		if (stat(path, &st) == 0) {
+			l->ino = st.st_ino;
+			l->dev = st.st_dev;
+		}
+	}
 	return 0;
 fail:
 	snprintf(err, errlen, "control socket %s: %s", path, strerror(errno));
@@ -378,12 +388,19 @@ fail:
 	return -1;
 }
 
-int ctl_listen_metrics(struct ctl *c, const struct util_addr *addr, char *err, size_t errlen)
+int ctl_listen_metrics(struct ctl *c, const struct util_addr *addr, int fd, char *err,
+		       size_t errlen)
 {
 	char abuf[UTIL_ADDR_STRLEN];
 	int one = 1;
-	int fd = socket(addr->u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
+	if (fd >= 0) {
+		fcntl(fd, F_SETFL, O_NONBLOCK);
+		if (add_listener(c, fd, CTL_LEVEL_USER, true, "") == NULL)
+			goto fail;
+		return 0;
+	}
+	fd = socket(addr->u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		goto fail;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -456,6 +473,21 @@ void ctl_drain_schedule(struct ctl *c, struct pool_server *s, uint64_t delay_ms)
 	list_add_tail(&c->drains, &d->link);
 }
 
+/* Close a listener; its socket file goes only if it is still ours (after
+ * a binary upgrade the path belongs to the new process). */
+static void listener_free(struct ctl_listener *l)
+{
+	struct stat st;
+
+	ev_io_stop(l->ctl->loop, &l->io);
+	if (l->path[0] != '\0' && stat(l->path, &st) == 0 && st.st_ino == l->ino &&
+	    st.st_dev == l->dev)
+		unlink(l->path);
+	close(l->io.fd);
+	list_del(&l->link);
+	free(l);
+}
+
 void ctl_changed(struct ctl *c)
 {
 	if (c->state_file[0] != '\0' && ctl_state_save(c) < 0)
@@ -486,15 +518,29 @@ void ctl_free(struct ctl *c)
 		client_free(list_entry(c->clients.next, struct ctl_client, link));
 	while (!list_empty(&c->drains))
 		drain_free(list_entry(c->drains.next, struct ctl_drain, link));
-	while (!list_empty(&c->listeners)) {
-		struct ctl_listener *l = list_entry(c->listeners.next, struct ctl_listener, link);
-
-		ev_io_stop(c->loop, &l->io);
-		close(l->io.fd);
-		if (l->path[0] != '\0')
-			unlink(l->path);
-		list_del(&l->link);
-		free(l);
-	}
+	while (!list_empty(&c->listeners))
+		listener_free(list_entry(c->listeners.next, struct ctl_listener, link));
 	free(c);
+}
+
+void ctl_close_metrics(struct ctl *c)
+{
+	for (struct list_node *n = c->listeners.next; n != &c->listeners;) {
+		struct ctl_listener *l = list_entry(n, struct ctl_listener, link);
+
+		n = n->next;
+		if (l->http)
+			listener_free(l);
+	}
+}
+
+int ctl_metrics_fd(const struct ctl *c)
+{
+	for (const struct list_node *n = c->listeners.next; n != &c->listeners; n = n->next) {
+		const struct ctl_listener *l = list_entry(n, struct ctl_listener, link);
+
+		if (l->http)
+			return l->io.fd;
+	}
+	return -1;
 }

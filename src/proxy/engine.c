@@ -45,7 +45,7 @@ void proxy_frontend_get(struct proxy_frontend *fe)
 /* Close the sockets never handed to a worker and free the bind. */
 static void bind_free(struct proxy_bind *b)
 {
-	for (size_t i = 0; i < b->nworkers; i++)
+	for (size_t i = 0; i < b->nfds; i++)
 		if (b->fds[i] >= 0)
 			close(b->fds[i]);
 	free(b->fds);
@@ -100,38 +100,78 @@ fail:
 	return -1;
 }
 
-int proxy_frontend_bind(struct proxy_engine *e, struct proxy_frontend *fe,
-			const struct util_addr *addr, char *err, size_t errlen)
+static int add_bind(struct proxy_frontend *fe, struct proxy_bind *b, char *err, size_t errlen)
 {
 	static uint64_t next_id = 1; /* control thread only */
-	struct proxy_bind *b = calloc(1, sizeof(*b)), **arr;
+	struct proxy_bind **arr = realloc(fe->binds, (fe->nbinds + 1) * sizeof(*arr));
 
-	if (b == NULL || (b->fds = malloc(e->nworkers * sizeof(*b->fds))) == NULL) {
-		free(b);
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	b->addr = *addr;
-	b->id = next_id++;
-	b->nworkers = e->nworkers;
-	for (size_t w = 0; w < e->nworkers; w++)
-		b->fds[w] = -1;
-	for (size_t w = 0; w < e->nworkers; w++) {
-		b->fds[w] = open_listener(addr, err, errlen);
-		if (b->fds[w] < 0) {
-			bind_free(b);
-			return -1;
-		}
-	}
-	arr = realloc(fe->binds, (fe->nbinds + 1) * sizeof(*arr));
 	if (arr == NULL) {
 		bind_free(b);
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	b->id = next_id++;
 	fe->binds = arr;
 	arr[fe->nbinds++] = b;
 	return 0;
+}
+
+/* A bind with room for n sockets, all -1, or NULL. */
+static struct proxy_bind *bind_new(const struct util_addr *addr, size_t n)
+{
+	struct proxy_bind *b = calloc(1, sizeof(*b));
+
+	if (b == NULL || (b->fds = malloc(n * sizeof(*b->fds))) == NULL) {
+		free(b);
+		return NULL;
+	}
+	b->addr = *addr;
+	b->nfds = n;
+	for (size_t i = 0; i < n; i++)
+		b->fds[i] = -1;
+	return b;
+}
+
+int proxy_frontend_bind(struct proxy_engine *e, struct proxy_frontend *fe,
+			const struct util_addr *addr, char *err, size_t errlen)
+{
+	return proxy_frontend_adopt(e, fe, addr, NULL, 0, err, errlen);
+}
+
+int proxy_frontend_adopt(struct proxy_engine *e, struct proxy_frontend *fe,
+			 const struct util_addr *addr, const int *fds, size_t nfds, char *err,
+			 size_t errlen)
+{
+	size_t n = UTIL_MAX(nfds, e->nworkers);
+	struct proxy_bind *b = bind_new(addr, n);
+
+	if (b == NULL) {
+		for (size_t i = 0; i < nfds; i++)
+			close(fds[i]);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < nfds; i++)
+		b->fds[i] = fds[i];
+	for (size_t i = nfds; i < n; i++) {
+		b->fds[i] = open_listener(addr, err, errlen);
+		if (b->fds[i] < 0) {
+			bind_free(b);
+			return -1;
+		}
+	}
+	return add_bind(fe, b, err, errlen);
+}
+
+void proxy_frontend_close_sockets(struct proxy_frontend *fe)
+{
+	for (size_t b = 0; b < fe->nbinds; b++) {
+		for (size_t i = 0; i < fe->binds[b]->nfds; i++) {
+			if (fe->binds[b]->fds[i] >= 0)
+				close(fe->binds[b]->fds[i]);
+			fe->binds[b]->fds[i] = -1;
+		}
+	}
 }
 
 bool proxy_frontend_has_bind(const struct proxy_frontend *fe, const struct util_addr *addr)
@@ -203,14 +243,17 @@ void proxy_engine_attach(struct proxy_engine *e, struct proxy_frontend *fe)
 		if (bd->attached)
 			continue;
 		bd->attached = true;
-		for (unsigned i = 0; i < e->nworkers; i++) {
-			struct proxy_cmd cmd = {
-				.type = PROXY_CMD_ATTACH, .fe = fe, .bind_id = bd->id, .fd = bd->fds[i]
-			};
+		for (size_t i = 0; i < bd->nfds; i++) {
+			struct proxy_cmd cmd = { .type = PROXY_CMD_ATTACH, .fe = fe, .bind_id = bd->id };
 
-			/* the worker owns this descriptor from now on */
-			bd->fds[i] = -1;
-			send_cmd_full(&e->workers[i], &cmd);
+			/* the worker owns this duplicate; we keep ours */
+			cmd.fd = fcntl(bd->fds[i], F_DUPFD_CLOEXEC, 0);
+			if (cmd.fd < 0) {
+				log_err("listen %s: cannot hand a socket to worker %zu: %s", fe->name,
+					i % e->nworkers, strerror(errno));
+				continue;
+			}
+			send_cmd_full(&e->workers[i % e->nworkers], &cmd);
 		}
 	}
 }
