@@ -44,7 +44,8 @@ struct proxy_dir {
 	bool eof; /* read side saw FIN */
 	bool shut; /* FIN passed on: shutdown(SHUT_WR) done */
 	bool short_read; /* the last read got less than it asked for */
-	uint64_t bytes;
+	uint64_t bytes; /* read */
+	uint64_t sent; /* written */
 };
 
 enum proxy_state {
@@ -89,7 +90,8 @@ struct proxy_session {
 	enum proxy_state state;
 	enum proxy_end end;
 	bool end_set;
-	bool srv_confirmed; /* the server connection is known to work */
+	bool srv_ok_noted; /* pool told that the connect worked */
+	uint8_t hdr_len; /* PROXY header bytes at the front of c2s, unsent */
 	uint8_t retries_left;
 	uint32_t timeout_connect_ms, timeout_idle_ms, timeout_half_closed_ms;
 	uint64_t start_ms, last_ms, deadline_ms;

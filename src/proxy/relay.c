@@ -132,6 +132,7 @@ static int relay_flush(struct proxy_session *s, struct proxy_dir *d, int to)
 		}
 		d->off += (uint32_t)n;
 		d->len -= (uint32_t)n;
+		d->sent += (uint64_t)n;
 	}
 	if (d->buf != NULL) {
 		proxy_buf_put(s->w, d->buf);
@@ -147,6 +148,7 @@ static int relay_flush(struct proxy_session *s, struct proxy_dir *d, int to)
 			return would_block() ? 0 : -2;
 		}
 		d->in_pipe -= (uint32_t)n;
+		d->sent += (uint64_t)n;
 	}
 	return 1;
 }

@@ -199,17 +199,24 @@ void proxy_session_free(struct proxy_session *s)
 	free(s);
 }
 
+/* Did the server connection prove itself? Writable after connect() says
+ * only that the attempt ended: a refused one shows at the first write or
+ * read, and until something went through a retry is still safe. */
+static bool server_confirmed(const struct proxy_session *s)
+{
+	return s->c2s.sent > 0 || s->s2c.bytes > 0 || s->s2c.eof;
+}
+
 /* Relay both directions and decide whether the connection is over. */
 static void relay_both(struct proxy_session *s)
 {
 	int rc = proxy_relay(s, &s->c2s, s->cfd, s->sfd);
 
-	if (rc == -2 && !s->srv_confirmed) {
+	if (rc == -2 && !server_confirmed(s)) {
 		/* the connect failed and nothing reached the server: retry */
 		connect_failed(s, strerror(errno));
 		return;
 	}
-	s->srv_confirmed = true;
 	if (rc == -1) {
 		proxy_session_close(s, PROXY_END_CLIENT_RESET);
 		return;
@@ -219,9 +226,17 @@ static void relay_both(struct proxy_session *s)
 		return;
 	}
 	rc = proxy_relay(s, &s->s2c, s->sfd, s->cfd);
+	if (rc == -1 && !server_confirmed(s)) {
+		connect_failed(s, strerror(errno));
+		return;
+	}
 	if (rc == -1) {
 		proxy_session_close(s, PROXY_END_SERVER_RESET);
 		return;
+	}
+	if (!s->srv_ok_noted && server_confirmed(s)) {
+		s->srv_ok_noted = true;
+		pool_server_connect_ok(s->srv);
 	}
 	if (rc == -2) {
 		proxy_session_close(s, PROXY_END_CLIENT_RESET);
@@ -286,12 +301,29 @@ static void prepend_proxy_header(struct proxy_session *s)
 	 * before d->off is free until the first write */
 	d->off -= (uint32_t)n;
 	d->len += (uint32_t)n;
+	s->hdr_len = (uint8_t)n;
 	memcpy(d->buf->data + d->off, hdr, n);
+}
+
+/* A failed connect takes its PROXY header back: the next server may want
+ * another one, or none. Nothing of it was sent (the connect failed). */
+static void strip_proxy_header(struct proxy_session *s)
+{
+	struct proxy_dir *d = &s->c2s;
+
+	if (s->hdr_len == 0 || d->buf == NULL)
+		return;
+	d->off += s->hdr_len;
+	d->len -= s->hdr_len;
+	s->hdr_len = 0;
+	if (d->len == 0) {
+		proxy_buf_put(s->w, d->buf);
+		d->buf = NULL;
+	}
 }
 
 static void established(struct proxy_session *s)
 {
-	pool_server_connect_ok(s->srv);
 	s->state = PROXY_ST_RELAY;
 	s->last_ms = now_ms(s->w);
 	if (s->srv->send_proxy != POOL_PROXY_NONE)
@@ -309,6 +341,7 @@ static void connect_failed(struct proxy_session *s, const char *why)
 			  util_addr_fmt(&s->srv->addr, abuf, sizeof(abuf)), why);
 	}
 	pool_server_connect_failed(s->srv);
+	strip_proxy_header(s);
 	if (s->pick.ntried < POOL_PICK_MAX_TRIED)
 		s->pick.tried[s->pick.ntried++] = s->srv;
 	close_server_fd(s);
@@ -362,7 +395,7 @@ static void connect_to(struct proxy_session *s, struct pool_server *srv)
 	int rc;
 
 	s->srv = srv;
-	s->srv_confirmed = false;
+	s->srv_ok_noted = false;
 	s->state = PROXY_ST_CONNECTING;
 	rc = start_connect(s);
 	if (rc < 0) {
@@ -444,25 +477,15 @@ void proxy_session_retry_queue(struct proxy_worker *w)
 static void on_server_io(struct ev_loop *loop, ev_io *io, int revents)
 {
 	struct proxy_session *s = UTIL_CONTAINER_OF(io, struct proxy_session, sio);
-	int err = 0;
-	socklen_t len = sizeof(err);
 
 	(void)loop;
 	(void)revents;
-	if (s->state == PROXY_ST_CONNECTING) {
-		if (!dir_pending(&s->c2s)) {
-			if (getsockopt(s->sfd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-				err = errno;
-			if (err != 0) {
-				connect_failed(s, strerror(err));
-				return;
-			}
-			s->srv_confirmed = true;
-		}
+	/* no getsockopt(SO_ERROR): a failed connect shows at the first write
+	 * or read of the relay, which then retries (see server_confirmed) */
+	if (s->state == PROXY_ST_CONNECTING)
 		established(s);
-		return;
-	}
-	relay_both(s);
+	else
+		relay_both(s);
 }
 
 /* While connecting: read what the client sent first, without writing. */
