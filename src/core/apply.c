@@ -394,21 +394,12 @@ static void unbind_pending(struct core *c, struct proxy_frontend *fe)
 	}
 }
 
-int core_apply(struct core *c, struct conf *nc, char *err, size_t errlen)
+/* Phase 1: everything that can fail, invisible to the workers: build new
+ * pools, create new frontends, bind new addresses. Returns 0 or -1. */
+static int apply_prepare(struct core *c, const struct conf *nc, struct pool **pools,
+			 struct core_listener *ls, char *err, size_t errlen)
 {
-	struct conf *oc = c->conf;
-	struct pool **pools = calloc(nc->npools + 1, sizeof(*pools));
-	struct core_listener *ls = calloc(nc->nlistens + 1, sizeof(*ls));
-	size_t i;
-
-	if (pools == NULL || ls == NULL) {
-		free(pools);
-		free(ls);
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	/* phase 1: everything that can fail, invisible to the workers */
-	for (i = 0; i < nc->npools; i++) {
+	for (size_t i = 0; i < nc->npools; i++) {
 		struct pool *p = find_pool(c->pools, c->npools, nc->pools[i].name);
 
 		if (p != NULL)
@@ -418,10 +409,10 @@ int core_apply(struct core *c, struct conf *nc, char *err, size_t errlen)
 		pools[i] = p;
 		if (p == NULL) {
 			snprintf(err, errlen, "out of memory building pool %s", nc->pools[i].name);
-			goto rollback;
+			return -1;
 		}
 	}
-	for (i = 0; i < nc->nlistens; i++) {
+	for (size_t i = 0; i < nc->nlistens; i++) {
 		const struct conf_listen *cl = &nc->listens[i];
 		struct core_listener *old = find_listener(c, cl->name);
 
@@ -429,69 +420,20 @@ int core_apply(struct core *c, struct conf *nc, char *err, size_t errlen)
 		ls[i].fe = old != NULL ? old->fe : proxy_frontend_new(cl->name, NULL);
 		if (ls[i].fe == NULL) {
 			snprintf(err, errlen, "out of memory building listen %s", cl->name);
-			goto rollback;
+			return -1;
 		}
 		if (old != NULL)
 			proxy_frontend_get(old->fe);
 		if (bind_missing(c, ls[i].fe, cl, err, errlen) < 0)
-			goto rollback;
+			return -1;
 	}
-	/* phase 2: commit */
-	for (i = 0; i < nc->npools; i++) {
-		if (find_pool(c->pools, c->npools, pools[i]->name) != NULL) {
-			if (update_pool(c, pools[i], &nc->pools[i]) < 0)
-				log_err("pool %s: out of memory applying the new servers",
-					pools[i]->name);
-		} else if (pool_publish(pools[i]) < 0) {
-			log_err("pool %s: out of memory publishing", pools[i]->name);
-		}
-	}
-	for (i = 0; i < nc->nlistens; i++) {
-		const struct conf_listen *cl = &nc->listens[i];
-		struct proxy_frontend *fe = ls[i].fe;
-		struct proxy_fe_settings *st = build_settings(cl, pools[cl->pool]);
-
-		if (st != NULL)
-			proxy_frontend_set_settings(c->engine, fe, st);
-		else
-			log_err("listen %s: out of memory: settings not changed", cl->name);
-		for (size_t b = 0; b < fe->nbinds;) {
-			bool keep = false;
-
-			for (size_t k = 0; k < cl->nbinds; k++)
-				keep |= util_addr_equal(&fe->binds[b]->addr, &cl->binds[k]);
-			if (keep) {
-				b++;
-				continue;
-			}
-			struct util_addr a = fe->binds[b]->addr;
-
-			proxy_engine_unbind(c->engine, fe, &a);
-		}
-		proxy_engine_attach(c->engine, fe);
-	}
-	for (i = 0; i < c->nlisteners; i++) {
-		if (conf_find_listen(nc, c->listeners[i].name) == NULL)
-			proxy_engine_detach(c->engine, c->listeners[i].fe);
-		proxy_frontend_put(c->listeners[i].fe);
-	}
-	for (i = 0; i < c->npools; i++) {
-		if (conf_find_pool(nc, c->pools[i]->name) == NULL) {
-			for (size_t k = 0; k < c->pools[i]->nservers; k++)
-				close_after_grace(c, c->pools[i]->servers[k]);
-			pool_retire(c->pools[i]);
-		}
-		pool_put(c->pools[i]);
-	}
-	free(c->pools);
-	free(c->listeners);
-	c->pools = pools;
-	c->npools = nc->npools;
-	c->listeners = ls;
-	c->nlisteners = nc->nlistens;
-	(void)oc;
 	return 0;
-rollback:
+}
+
+/* Phase 1 failed: drop what it built, leave the running model as it was. */
+static void apply_rollback(struct core *c, const struct conf *nc, struct pool **pools,
+			   struct core_listener *ls)
+{
 	for (size_t k = 0; k < nc->nlistens; k++) {
 		if (ls[k].fe == NULL)
 			continue;
@@ -505,9 +447,86 @@ rollback:
 			pool_retire(pools[k]);
 		pool_put(pools[k]);
 	}
-	free(pools);
-	free(ls);
-	return -1;
+}
+
+/* Phase 2 for one listener: new settings, drop addresses it no longer has,
+ * start accepting on the new ones. */
+static void commit_listener(struct core *c, struct proxy_frontend *fe,
+			    const struct conf_listen *cl, struct pool *p)
+{
+	struct proxy_fe_settings *st = build_settings(cl, p);
+
+	if (st != NULL)
+		proxy_frontend_set_settings(c->engine, fe, st);
+	else
+		log_err("listen %s: out of memory: settings not changed", cl->name);
+	for (size_t b = 0; b < fe->nbinds;) {
+		bool keep = false;
+
+		for (size_t k = 0; k < cl->nbinds; k++)
+			keep |= util_addr_equal(&fe->binds[b]->addr, &cl->binds[k]);
+		if (keep) {
+			b++;
+			continue;
+		}
+		struct util_addr a = fe->binds[b]->addr;
+
+		proxy_engine_unbind(c->engine, fe, &a);
+	}
+	proxy_engine_attach(c->engine, fe);
+}
+
+int core_apply(struct core *c, struct conf *nc, char *err, size_t errlen)
+{
+	struct pool **pools = calloc(nc->npools + 1, sizeof(*pools));
+	struct core_listener *ls = calloc(nc->nlistens + 1, sizeof(*ls));
+
+	if (pools == NULL || ls == NULL) {
+		free(pools);
+		free(ls);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (apply_prepare(c, nc, pools, ls, err, errlen) < 0) {
+		apply_rollback(c, nc, pools, ls);
+		free(pools);
+		free(ls);
+		return -1;
+	}
+	/* phase 2: commit; nothing here fails but for memory, which is logged */
+	for (size_t i = 0; i < nc->npools; i++) {
+		int rc = find_pool(c->pools, c->npools, pools[i]->name) != NULL
+				 ? update_pool(c, pools[i], &nc->pools[i])
+				 : pool_publish(pools[i]);
+
+		if (rc < 0)
+			log_err("pool %s: out of memory applying the new servers", pools[i]->name);
+	}
+	for (size_t i = 0; i < nc->nlistens; i++)
+		commit_listener(c, ls[i].fe, &nc->listens[i], pools[nc->listens[i].pool]);
+	for (size_t i = 0; i < c->nlisteners; i++) {
+		if (conf_find_listen(nc, c->listeners[i].name) == NULL) {
+			/* refuse new clients now; its connections keep the frontend */
+			proxy_engine_detach(c->engine, c->listeners[i].fe);
+			proxy_frontend_close_sockets(c->listeners[i].fe);
+		}
+		proxy_frontend_put(c->listeners[i].fe);
+	}
+	for (size_t i = 0; i < c->npools; i++) {
+		if (conf_find_pool(nc, c->pools[i]->name) == NULL) {
+			for (size_t k = 0; k < c->pools[i]->nservers; k++)
+				close_after_grace(c, c->pools[i]->servers[k]);
+			pool_retire(c->pools[i]);
+		}
+		pool_put(c->pools[i]);
+	}
+	free(c->pools);
+	free(c->listeners);
+	c->pools = pools;
+	c->npools = nc->npools;
+	c->listeners = ls;
+	c->nlisteners = nc->nlistens;
+	return 0;
 }
 
 void core_log_listeners(struct core *c)
