@@ -35,6 +35,7 @@ struct core {
 	int exit_code;
 	ev_signal sig_term, sig_int, sig_hup;
 	ev_timer reclaim_timer, drain_timer, grace_timer;
+	struct core_health *health; /* health_glue.c */
 };
 
 /* apply.c: build the runtime model from a validated conf at start-up.
@@ -42,5 +43,11 @@ struct core {
 int core_apply_initial(struct core *c, struct conf *conf, char *err, size_t errlen);
 /* Free the model (after the engine stopped). */
 void core_model_free(struct core *c);
+
+/* health_glue.c: start the health checks of the running model on c->loop
+ * and install the passive hook. Returns 0, or -1 with err set. */
+int core_health_start(struct core *c, char *err, size_t errlen);
+/* Stop and free every checker (after the workers stopped). */
+void core_health_stop(struct core *c);
 
 #endif

@@ -196,6 +196,10 @@ static int run(struct core *c)
 	ev_timer_init(&c->reclaim_timer, on_reclaim, 0.1, 0.1);
 	c->reclaim_timer.data = c;
 	ev_timer_start(c->loop, &c->reclaim_timer);
+	if (core_health_start(c, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		return 1;
+	}
 	log_notice("sluice %s ready: pid %d, %u workers, config %s", SLUICE_VERSION, (int)getpid(),
 		   ec.workers, c->conf_path);
 	ev_run(c->loop, 0);
@@ -250,6 +254,7 @@ int main(int argc, char **argv)
 	c.start_ms = util_now_ms();
 	rc = run(&c);
 	proxy_engine_free(c.engine);
+	core_health_stop(&c);
 	core_model_free(&c);
 	qsbr_destroy(&c.qsbr);
 	if (c.loop != NULL)
