@@ -154,6 +154,8 @@ class Backend:
 
     async def _handle(self, reader, writer):
         now = time.monotonic
+        if self.tls is not None:
+            self.checks.append((now(), "tls"))  # the handshake completed
         if self.mode == "agent":
             self.checks.append((now(), None))
             writer.write(self.agent)
@@ -183,7 +185,7 @@ class Backend:
             await writer.drain()
             return
         if not line:
-            if self.mode != "banner":
+            if self.mode != "banner" and self.tls is None:
                 self.checks.append((now(), None))  # tcp / tls check
             return
         self.clients.append(now())
