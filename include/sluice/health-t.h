@@ -16,12 +16,12 @@
 #define HEALTH_RBUF 4096 /* reply bytes kept: expect must match within them */
 
 enum health_type {
-	HEALTH_TCP, /* the connect succeeds */
+	HEALTH_TCP,    /* the connect succeeds */
 	HEALTH_EXPECT, /* optional send, then the reply contains expect */
-	HEALTH_HTTP, /* GET path, status in the accepted ranges */
-	HEALTH_TLS, /* a full TLS handshake (and verification when asked) */
-	HEALTH_HTTPS, /* tls + http */
-	HEALTH_AGENT, /* HAProxy-compatible agent: read one line */
+	HEALTH_HTTP,   /* GET path, status in the accepted ranges */
+	HEALTH_TLS,    /* a full TLS handshake (and verification when asked) */
+	HEALTH_HTTPS,  /* tls + http */
+	HEALTH_AGENT,  /* HAProxy-compatible agent: read one line */
 };
 
 struct health_status_range {
@@ -46,9 +46,9 @@ struct health_conf {
 	char host[HEALTH_STR_MAX]; /* "": no Host header */
 	struct health_status_range status[HEALTH_MAX_STATUS];
 	size_t nstatus;
-	char sni[HEALTH_STR_MAX]; /* "": no SNI */
+	char sni[HEALTH_STR_MAX];	  /* "": no SNI */
 	char verify_name[HEALTH_STR_MAX]; /* name the certificate must match; "": sni */
-	struct health_tls *tls; /* tls and https: the context (verification inside) */
+	struct health_tls *tls;		  /* tls and https: the context (verification inside) */
 };
 
 /* Rise/fall hysteresis.
@@ -93,11 +93,11 @@ struct health_agent_reply {
 /* Outcome of one check, handed to the owner's callback. */
 struct health_result {
 	bool ok;
-	char cause[HEALTH_CAUSE_MAX]; /* "connect refused", "HTTP 503", ... */
-	enum health_rf_event event; /* active checks: a state change now */
-	uint32_t count, of; /* e.g. 3 of fall 3, for "(3/3)" */
+	char cause[HEALTH_CAUSE_MAX];		/* "connect refused", "HTTP 503", ... */
+	enum health_rf_event event;		/* active checks: a state change now */
+	uint32_t count, of;			/* e.g. 3 of fall 3, for "(3/3)" */
 	const struct health_agent_reply *agent; /* agent checks with a valid reply */
-	uint64_t late_ms; /* how late the check started after its due time */
+	uint64_t late_ms;			/* how late the check started after its due time */
 };
 
 struct health_checker;

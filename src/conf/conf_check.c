@@ -17,8 +17,8 @@
 #define CHECK_MAX_OBSERVE 1000
 
 static const char *const check_type_names[] = {
-	[CONF_CHECK_NONE] = "none", [CONF_CHECK_TCP] = "tcp",	[CONF_CHECK_EXPECT] = "expect",
-	[CONF_CHECK_HTTP] = "http", [CONF_CHECK_TLS] = "tls", [CONF_CHECK_HTTPS] = "https",
+    [CONF_CHECK_NONE] = "none", [CONF_CHECK_TCP] = "tcp", [CONF_CHECK_EXPECT] = "expect",
+    [CONF_CHECK_HTTP] = "http", [CONF_CHECK_TLS] = "tls", [CONF_CHECK_HTTPS] = "https",
 };
 
 /* ---- value helpers (same wording as conf_parse.c's) ---- */
@@ -55,8 +55,8 @@ static int hc_port(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, c
 	return 0;
 }
 
-static int hc_duration(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i,
-		       const char *what, uint64_t min_ms, uint64_t *out)
+static int hc_duration(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *what,
+		       uint64_t min_ms, uint64_t *out)
 {
 	if (util_parse_duration_ms(st->args[i].text, CHECK_MAX_DURATION_MS, out) == 0 &&
 	    *out >= min_ms)
@@ -94,8 +94,8 @@ static int hc_string(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i,
 }
 
 /* A printable name without spaces (host names, SNI). */
-static int hc_hostname(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i,
-		       const char *what, char *out, size_t cap)
+static int hc_hostname(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *what,
+		       char *out, size_t cap)
 {
 	const char *s = st->args[i].text;
 
@@ -149,8 +149,9 @@ struct hc_keyword {
 };
 
 #define T(x) (1u << (x))
-#define T_ALL (T(CONF_CHECK_TCP) | T(CONF_CHECK_EXPECT) | T(CONF_CHECK_HTTP) | T(CONF_CHECK_TLS) | \
-	       T(CONF_CHECK_HTTPS))
+#define T_ALL                                                                                      \
+	(T(CONF_CHECK_TCP) | T(CONF_CHECK_EXPECT) | T(CONF_CHECK_HTTP) | T(CONF_CHECK_TLS) |       \
+	 T(CONF_CHECK_HTTPS))
 #define T_HTTP (T(CONF_CHECK_HTTP) | T(CONF_CHECK_HTTPS))
 #define T_TLS (T(CONF_CHECK_TLS) | T(CONF_CHECK_HTTPS))
 
@@ -217,8 +218,10 @@ static int ck_path(struct conf_ctx *ctx, const struct conf_stmt *st, struct chec
 	const char *s = st->args[1].text;
 
 	if (s[0] != '/') {
-		conf_error_arg(ctx, st, 1, "bad check path '%s' (expected an absolute path such "
-				      "as /healthz)", s);
+		conf_error_arg(ctx, st, 1,
+			       "bad check path '%s' (expected an absolute path such "
+			       "as /healthz)",
+			       s);
 		return -1;
 	}
 	for (size_t k = 0; s[k] != '\0'; k++) {
@@ -299,22 +302,22 @@ static int ck_verify_name(struct conf_ctx *ctx, const struct conf_stmt *st, stru
 }
 
 static const struct hc_keyword check_kw[] = {
-	{ "interval", 2, 2, T_ALL, ck_interval, "interval DURATION;" },
-	{ "timeout", 2, 2, T_ALL, ck_timeout, "timeout DURATION;" },
-	{ "rise", 2, 2, T_ALL, ck_rise, "rise N;" },
-	{ "fall", 2, 2, T_ALL, ck_fall, "fall N;" },
-	{ "jitter", 2, 2, T_ALL, ck_jitter, "jitter PERCENT%;" },
-	{ "port", 2, 2, T_ALL, ck_port, "port N;" },
-	{ "send", 2, 2, T(CONF_CHECK_EXPECT), ck_send, "send \"STRING\";" },
-	{ "expect", 2, 2, T(CONF_CHECK_EXPECT), ck_expect, "expect \"STRING\";" },
-	{ "path", 2, 2, T_HTTP, ck_path, "path /PATH;" },
-	{ "host", 2, 2, T_HTTP, ck_host, "host NAME;" },
-	{ "status", 2, 1 + CONF_CHECK_MAX_STATUS, T_HTTP, ck_status, "status CODE|LOW-HIGH ...;" },
-	{ "sni", 2, 2, T_TLS, ck_sni, "sni NAME;" },
-	{ "verify", 2, 2, T_TLS, ck_verify, "verify on|off;" },
-	{ "ca", 2, 2, T_TLS, ck_ca, "ca FILE;" },
-	{ "verify-name", 2, 2, T_TLS, ck_verify_name, "verify-name NAME;" },
-	{ NULL, 0, 0, 0, NULL, NULL },
+    {"interval", 2, 2, T_ALL, ck_interval, "interval DURATION;"},
+    {"timeout", 2, 2, T_ALL, ck_timeout, "timeout DURATION;"},
+    {"rise", 2, 2, T_ALL, ck_rise, "rise N;"},
+    {"fall", 2, 2, T_ALL, ck_fall, "fall N;"},
+    {"jitter", 2, 2, T_ALL, ck_jitter, "jitter PERCENT%;"},
+    {"port", 2, 2, T_ALL, ck_port, "port N;"},
+    {"send", 2, 2, T(CONF_CHECK_EXPECT), ck_send, "send \"STRING\";"},
+    {"expect", 2, 2, T(CONF_CHECK_EXPECT), ck_expect, "expect \"STRING\";"},
+    {"path", 2, 2, T_HTTP, ck_path, "path /PATH;"},
+    {"host", 2, 2, T_HTTP, ck_host, "host NAME;"},
+    {"status", 2, 1 + CONF_CHECK_MAX_STATUS, T_HTTP, ck_status, "status CODE|LOW-HIGH ...;"},
+    {"sni", 2, 2, T_TLS, ck_sni, "sni NAME;"},
+    {"verify", 2, 2, T_TLS, ck_verify, "verify on|off;"},
+    {"ca", 2, 2, T_TLS, ck_ca, "ca FILE;"},
+    {"verify-name", 2, 2, T_TLS, ck_verify_name, "verify-name NAME;"},
+    {NULL, 0, 0, 0, NULL, NULL},
 };
 
 static void types_of(unsigned mask, char *buf, size_t len)
@@ -368,8 +371,9 @@ static void check_block(struct conf_ctx *ctx, const struct conf_stmt *block, str
 		}
 		if (!(kw->types & T(o->ck->type))) {
 			types_of(kw->types, names, sizeof(names));
-			conf_error_arg(ctx, st, 0, "'%s' applies to %s checks only (this is a %s "
-					      "check)",
+			conf_error_arg(ctx, st, 0,
+				       "'%s' applies to %s checks only (this is a %s "
+				       "check)",
 				       kw->name, names, check_type_names[o->ck->type]);
 			continue;
 		}
@@ -390,7 +394,7 @@ int conf_check_kw_check(struct conf_ctx *ctx, const struct conf_stmt *st, void *
 {
 	struct conf_pool *p = obj;
 	struct conf_check *ck = &p->health.check;
-	struct check_obj o = { .ck = ck };
+	struct check_obj o = {.ck = ck};
 	const char *type = st->args[1].text;
 
 	if (ck->type != CONF_CHECK_NONE) {
@@ -457,8 +461,8 @@ int conf_check_kw_agent(struct conf_ctx *ctx, const struct conf_stmt *st, void *
 			conf_error_arg(ctx, st, i, "'%s' needs a value", opt);
 			return -1;
 		}
-		if (strcmp(opt, "port") == 0 && hc_port(ctx, st, i + 1, "agent port",
-							&h->agent_port) < 0)
+		if (strcmp(opt, "port") == 0 &&
+		    hc_port(ctx, st, i + 1, "agent port", &h->agent_port) < 0)
 			return -1;
 		if (strcmp(opt, "interval") == 0 &&
 		    hc_duration(ctx, st, i + 1, "agent interval", CHECK_MIN_INTERVAL_MS,
@@ -502,7 +506,8 @@ int conf_check_kw_on_down(struct conf_ctx *ctx, const struct conf_stmt *st, void
 	} else if (strcmp(st->args[1].text, "shutdown") == 0) {
 		h->on_down = CONF_ON_DOWN_SHUTDOWN;
 	} else {
-		conf_error_arg(ctx, st, 1, "unknown on-down action '%s' (expected keep or shutdown)",
+		conf_error_arg(ctx, st, 1,
+			       "unknown on-down action '%s' (expected keep or shutdown)",
 			       st->args[1].text);
 		return -1;
 	}
@@ -522,8 +527,8 @@ int conf_check_server_opt(struct conf_ctx *ctx, const struct conf_stmt *st, size
 	port = is_check ? &s->health.check_port : &s->health.agent_port;
 	off = is_check ? &s->health.check_off : &s->health.agent_off;
 	if (*i + 1 >= st->nargs) {
-		conf_error_arg(ctx, st, *i, "'%s' needs a value (expected %s off or %s port N)", opt,
-			       opt, opt);
+		conf_error_arg(ctx, st, *i, "'%s' needs a value (expected %s off or %s port N)",
+			       opt, opt, opt);
 		return -1;
 	}
 	(*i)++;
@@ -573,7 +578,8 @@ void conf_check_pool_done(struct conf_ctx *ctx, struct conf_pool *p)
 	for (size_t i = 0; i < p->nservers; i++) {
 		const struct conf_server *s = &p->servers[i];
 
-		if (h->check.type == CONF_CHECK_NONE && (s->health.check_port || s->health.check_off))
+		if (h->check.type == CONF_CHECK_NONE &&
+		    (s->health.check_port || s->health.check_off))
 			conf_error(ctx, s->where.line, s->where.col, s->name,
 				   "server '%s' has check options but pool '%s' has no check "
 				   "block",

@@ -22,7 +22,7 @@ struct core_health;
 /* One server's checkers. Owned by struct core_health. */
 struct core_health_srv {
 	struct core_health *h;
-	struct pool *pool; /* core's pools hold the reference */
+	struct pool *pool;	 /* core's pools hold the reference */
 	struct pool_server *srv; /* the checkers hold references */
 	struct health_checker *check, *agent;
 	bool on_down_shutdown;
@@ -153,7 +153,7 @@ static void apply_agent(struct core_health_srv *hs, const struct health_result *
 	}
 	if (a->admin != HEALTH_AGENT_ADMIN_NONE &&
 	    pool_server_set_admin(s, map_admin(a->admin), now)) {
-		static const char *const names[] = { "READY", "DRAIN", "MAINT" };
+		static const char *const names[] = {"READY", "DRAIN", "MAINT"};
 
 		log_notice("server %s/%s %s: %s", pn, s->name, names[s->admin], r->cause);
 		changed = true;
@@ -311,8 +311,8 @@ static void fill_agent(struct health_conf *hc, const struct conf_pool_health *ph
 	memset(hc, 0, sizeof(*hc));
 	hc->type = HEALTH_AGENT;
 	hc->addr = cs->addr;
-	util_addr_set_port(&hc->addr, cs->health.agent_port ? cs->health.agent_port
-							     : ph->agent_port);
+	util_addr_set_port(&hc->addr,
+			   cs->health.agent_port ? cs->health.agent_port : ph->agent_port);
 	hc->interval_ms = (uint32_t)ph->agent_interval_ms;
 	hc->timeout_ms = (uint32_t)ph->agent_timeout_ms;
 	hc->rise = hc->fall = 1;

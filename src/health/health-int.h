@@ -49,8 +49,7 @@ int health_tls_start(struct health_checker *chk, char *cause, size_t len);
 /* Drive the handshake: 1 done, 0 would block, -1 failed. */
 int health_tls_handshake(struct health_checker *chk, char *cause, size_t len);
 /* Read / write through TLS; read returns -2 on a clean end of stream. */
-ssize_t health_tls_read(struct health_checker *chk, char *buf, size_t n, char *cause,
-			size_t len);
+ssize_t health_tls_read(struct health_checker *chk, char *buf, size_t n, char *cause, size_t len);
 ssize_t health_tls_write(struct health_checker *chk, const char *buf, size_t n, char *cause,
 			 size_t len);
 /* Free the TLS session (no close_notify: the socket is closed next). */

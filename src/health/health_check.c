@@ -59,7 +59,7 @@ static uint64_t jittered(struct health_checker *chk, uint64_t base_ms)
  * TIME_WAIT sockets. */
 static void close_conn(struct health_checker *chk)
 {
-	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
 
 	if (chk->ssl != NULL)
 		health_tls_end(chk);
@@ -410,7 +410,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 static void finish_reply(struct health_checker *chk, bool ok, const char *cause,
 			 const struct health_agent_reply *reply)
 {
-	struct health_result r = { .ok = ok, .agent = reply };
+	struct health_result r = {.ok = ok, .agent = reply};
 	uint64_t now = util_now_ms();
 
 	close_conn(chk);

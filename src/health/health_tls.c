@@ -57,13 +57,13 @@ struct health_tls *health_tls_new(bool verify, const char *ca_file, char *err, s
 	SSL_CTX_set_min_proto_version(t->ctx, TLS1_2_VERSION);
 	/* a server that closes without close_notify has still answered */
 	SSL_CTX_set_options(t->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_TICKET);
-	SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
-				       SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_mode(t->ctx,
+			 SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	SSL_CTX_set_verify(t->ctx, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
 	if (verify) {
 		int ok = ca_file != NULL && ca_file[0] != '\0'
-				 ? SSL_CTX_load_verify_locations(t->ctx, ca_file, NULL)
-				 : SSL_CTX_set_default_verify_paths(t->ctx);
+			     ? SSL_CTX_load_verify_locations(t->ctx, ca_file, NULL)
+			     : SSL_CTX_set_default_verify_paths(t->ctx);
 
 		if (ok != 1) {
 			char what[300];
@@ -95,8 +95,7 @@ void health_tls_put(struct health_tls *t)
 int health_tls_start(struct health_checker *chk, char *cause, size_t len)
 {
 	struct health_tls *t = chk->conf.tls;
-	const char *name = chk->conf.verify_name[0] != '\0' ? chk->conf.verify_name
-							     : chk->conf.sni;
+	const char *name = chk->conf.verify_name[0] != '\0' ? chk->conf.verify_name : chk->conf.sni;
 	SSL *ssl;
 
 	ERR_clear_error();
@@ -123,8 +122,7 @@ int health_tls_start(struct health_checker *chk, char *cause, size_t len)
 }
 
 /* Map an SSL_get_error() result: 0 would block (io armed), -1 error. */
-static int ssl_wait(struct health_checker *chk, int rc, const char *what, char *cause,
-		    size_t len)
+static int ssl_wait(struct health_checker *chk, int rc, const char *what, char *cause, size_t len)
 {
 	SSL *ssl = chk->ssl;
 	int e = SSL_get_error(ssl, rc);
@@ -177,8 +175,7 @@ int health_tls_handshake(struct health_checker *chk, char *cause, size_t len)
 	return ssl_wait(chk, rc, "TLS handshake failed", cause, len);
 }
 
-ssize_t health_tls_read(struct health_checker *chk, char *buf, size_t n, char *cause,
-			size_t len)
+ssize_t health_tls_read(struct health_checker *chk, char *buf, size_t n, char *cause, size_t len)
 {
 	size_t got = 0;
 	int rc;

@@ -65,7 +65,7 @@ static void test_http_status_bad(void **state)
 
 static void test_status_match(void **state)
 {
-	struct health_status_range r[] = { { 200, 399 }, { 404, 404 } };
+	struct health_status_range r[] = {{200, 399}, {404, 404}};
 
 	(void)state;
 	assert_true(health_status_match(r, 2, 200));
@@ -165,10 +165,10 @@ static void test_escape(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_http_status_ok),	cmocka_unit_test(test_http_status_partial),
-		cmocka_unit_test(test_http_status_bad), cmocka_unit_test(test_status_match),
-		cmocka_unit_test(test_expect),		cmocka_unit_test(test_agent),
-		cmocka_unit_test(test_escape),
+	    cmocka_unit_test(test_http_status_ok),  cmocka_unit_test(test_http_status_partial),
+	    cmocka_unit_test(test_http_status_bad), cmocka_unit_test(test_status_match),
+	    cmocka_unit_test(test_expect),	    cmocka_unit_test(test_agent),
+	    cmocka_unit_test(test_escape),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -80,10 +80,10 @@ static void test_force_down(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_fall_then_rise),
-		cmocka_unit_test(test_reset_by_other_result),
-		cmocka_unit_test(test_one_one),
-		cmocka_unit_test(test_force_down),
+	    cmocka_unit_test(test_fall_then_rise),
+	    cmocka_unit_test(test_reset_by_other_result),
+	    cmocka_unit_test(test_one_one),
+	    cmocka_unit_test(test_force_down),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
