@@ -92,6 +92,9 @@ FUZZ_CFLAGS = -std=gnu11 -g -O1 -Iinclude -D_GNU_SOURCE -fsanitize=fuzzer,addres
 # FUZZ_SRC_<target> names the files instead where the module is not pure.
 FUZZ_SRC_fuzz_proxy_proto = src/proxy/proxyproto.c
 FUZZ_SRC_fuzz_vrrp_pkt = src/vrrp/vrrp_pkt.c src/vrrp/vrrp_fsm.c
+FUZZ_SRC_fuzz_health_http = src/health/health_parse.c
+FUZZ_SRC_fuzz_health_expect = src/health/health_parse.c
+FUZZ_SRC_fuzz_health_agent = src/health/health_parse.c
 fuzz_srcs = $(or $(FUZZ_SRC_$(1)),$(wildcard src/$(call unit_mod,$(patsubst fuzz_%,test_%,$(1)))/*.c))
 build-fuzz/%: tests/fuzz/%.c $(ALL_SRCS)
 	@mkdir -p build-fuzz

@@ -35,6 +35,74 @@ struct conf_where {
 	uint32_t col;
 };
 
+/* ---- health checks (parsed by conf_check.c) ---- */
+
+#define CONF_CHECK_STR_MAX 256 /* send, expect, path, host, sni, verify-name */
+#define CONF_CHECK_PATH_MAX 1024 /* ca file */
+#define CONF_CHECK_MAX_STATUS 8
+
+enum conf_check_type {
+	CONF_CHECK_NONE, /* no check block: servers are always up */
+	CONF_CHECK_TCP,
+	CONF_CHECK_EXPECT,
+	CONF_CHECK_HTTP,
+	CONF_CHECK_TLS,
+	CONF_CHECK_HTTPS,
+};
+
+enum conf_on_down {
+	CONF_ON_DOWN_KEEP, /* open connections continue */
+	CONF_ON_DOWN_SHUTDOWN, /* close the server's open connections */
+};
+
+struct conf_status_range {
+	uint16_t lo, hi;
+};
+
+/* A pool's `check` block: the defaults of its servers. Plain data; the
+ * strings may hold NUL bytes where a length is given. */
+struct conf_check {
+	enum conf_check_type type;
+	uint64_t interval_ms, timeout_ms;
+	uint32_t rise, fall;
+	uint32_t jitter_pct; /* 0-50 */
+	uint16_t port; /* 0: the server's port */
+	char send[CONF_CHECK_STR_MAX];
+	size_t send_len;
+	char expect[CONF_CHECK_STR_MAX];
+	size_t expect_len;
+	char path[CONF_CHECK_STR_MAX];
+	char host[CONF_CHECK_STR_MAX]; /* "": no Host header */
+	struct conf_status_range status[CONF_CHECK_MAX_STATUS];
+	size_t nstatus;
+	char sni[CONF_CHECK_STR_MAX]; /* "": no SNI */
+	bool verify;
+	char ca[CONF_CHECK_PATH_MAX]; /* "": the system's default CA paths */
+	char verify_name[CONF_CHECK_STR_MAX]; /* "": the sni name */
+	struct conf_where where;
+};
+
+/* Health settings of a pool: active check, agent, passive, slow start. */
+struct conf_pool_health {
+	struct conf_check check;
+	uint16_t agent_port; /* 0: no agent check */
+	uint64_t agent_interval_ms, agent_timeout_ms;
+	uint32_t observe_errors; /* 0: passive checking off */
+	bool observe_set; /* written explicitly (validated against the check) */
+	struct conf_where observe_where;
+	uint64_t slowstart_ms; /* 0: off */
+	enum conf_on_down on_down;
+};
+
+/* Per-server overrides: `check off`, `check port N`, `agent off`,
+ * `agent-port N`. */
+struct conf_server_health {
+	bool check_off;
+	uint16_t check_port; /* 0: the pool's */
+	bool agent_off;
+	uint16_t agent_port; /* 0: the pool's */
+};
+
 struct conf_server {
 	char name[CONF_NAME_MAX];
 	struct util_addr addr;
@@ -43,6 +111,7 @@ struct conf_server {
 	bool backup;
 	enum conf_proxy_proto send_proxy;
 	struct conf_where where;
+	struct conf_server_health health; /* conf_check.c */
 };
 
 struct conf_pool {
@@ -54,6 +123,7 @@ struct conf_pool {
 	struct conf_server *servers;
 	size_t nservers;
 	struct conf_where where;
+	struct conf_pool_health health; /* conf_check.c */
 };
 
 struct conf_listen {

@@ -41,6 +41,46 @@ enum pool_proxy_proto {
 
 struct pool;
 
+/* ---- health state (pool_health.c) ---- */
+
+#define POOL_CAUSE_MAX 160
+/* Snapshot weights are weight x POOL_WEIGHT_SCALE so that slow start can
+ * ramp even a weight-1 server in small steps. */
+#define POOL_WEIGHT_SCALE 16
+
+/* Where a health verdict came from. */
+enum pool_health_src {
+	POOL_SRC_CHECK, /* active check, after rise/fall */
+	POOL_SRC_AGENT, /* agent said up / down */
+	POOL_SRC_PASSIVE, /* consecutive connect errors in the data plane */
+};
+
+/* Health state and counters of a server. Zero-initialised means up with
+ * nothing counted. Written by the control thread, except the fields under
+ * "shared" which workers use. */
+struct pool_server_health {
+	bool check_down; /* the active check says down */
+	bool agent_down; /* the agent said "down" */
+	bool passive_down; /* marked down by the data plane; cleared by a check */
+	uint32_t weight_initial; /* configured weight; agent percentages use it */
+	uint32_t agent_pct; /* last weight percentage from the agent, 0: none */
+	uint32_t ramp_weight; /* snapshot weight during slow start, 0: not ramping */
+	uint64_t ramp_start_ms;
+	/* counters, for the control socket */
+	uint64_t checks; /* active and agent checks completed */
+	uint64_t checks_failed;
+	uint64_t state_changes; /* health up <-> down */
+	uint64_t last_check_ms; /* monotonic */
+	uint64_t last_change_ms; /* monotonic, 0: never changed */
+	uint64_t last_change_wall_ms; /* wall clock of the same moment */
+	char last_cause[POOL_CAUSE_MAX]; /* result of the last check */
+	char change_cause[POOL_CAUSE_MAX]; /* why the last state change */
+
+	/* shared */
+	_Atomic uint32_t observe_errors; /* threshold of consecutive errors, 0: off */
+	_Atomic bool passive_flag; /* set by a worker at the threshold: pick skips */
+};
+
 /* A server. Identity (pool + name) survives reloads. Owner: reference
  * counted; the pool's server list holds one reference, every connection
  * that uses the server holds one, and the last put frees it (possibly in a
@@ -73,6 +113,9 @@ struct pool_server {
 	bool weight_overridden; /* weight set at runtime */
 	uint32_t file_weight; /* the weight the configuration gave */
 	uint64_t admin_since_ms; /* when the admin state last changed */
+	bool no_check; /* added at runtime with "check off" */
+
+	struct pool_server_health hs; /* pool_health.c */
 };
 
 /* One group (primaries or backups) of an immutable balancer snapshot. */
@@ -116,6 +159,10 @@ struct pool {
 	_Atomic uint64_t queue_timeouts;
 	_Atomic uint64_t queue_full;
 	_Atomic uint64_t total_conns;
+
+	/* health (pool_health.c), control */
+	uint64_t slowstart_ms; /* 0: off */
+	bool ramping; /* some server is in slow start */
 };
 
 /* Result of a pick. */

@@ -63,8 +63,8 @@ void pool_server_connect_ok(struct pool_server *s);
 
 /* Control thread (pool_admin.c): operator changes, republished at once.
  * They mark the value as set at runtime, so a reload keeps it. */
-void pool_server_set_admin(struct pool_server *s, enum pool_admin a, uint64_t now_ms);
-void pool_server_set_weight(struct pool_server *s, uint32_t weight);
+void pool_server_operator_admin(struct pool_server *s, enum pool_admin a, uint64_t now_ms);
+void pool_server_operator_weight(struct pool_server *s, uint32_t weight);
 /* Parse "ready", "drain", "maint". Returns 0 or -1. */
 int pool_admin_parse(const char *s, enum pool_admin *out);
 /* Sum of active connections of the pool's servers. */
@@ -73,5 +73,48 @@ uint32_t pool_active(const struct pool *p);
 const char *pool_balance_name(enum pool_balance b);
 const char *pool_admin_name(enum pool_admin a);
 const char *pool_health_name(enum pool_health h);
+
+/* ---- health (pool_health.c) ---- */
+
+/* Called by a worker when a server reaches its consecutive connect error
+ * threshold (once, until the control thread clears the flag). Must be
+ * async-signal-like cheap: core wakes its control loop. */
+typedef void (*pool_passive_fn)(struct pool_server *s, void *arg);
+
+/* Install the passive hook (NULL to remove). Any thread. */
+void pool_set_passive_hook(pool_passive_fn fn, void *arg);
+
+/* Worker (from pool_server_connect_failed): n consecutive errors so far. */
+void pool_health_observe_error(struct pool_server *s, uint32_t n);
+
+/* True when a worker flagged s as failing and pool_pick must skip it. */
+bool pool_server_passive_flagged(const struct pool_server *s);
+
+/* Snapshot weight of s (weight x POOL_WEIGHT_SCALE, or the ramp weight
+ * during slow start). */
+uint32_t pool_server_lb_weight(const struct pool_server *s);
+
+/* Control thread: count one check result of s with its cause. */
+void pool_server_note_check(struct pool_server *s, bool ok, const char *cause, uint64_t now_ms);
+
+/* Control thread: apply a verdict from src. Returns true when the
+ * server's health (up/down) changed; then the change is counted, slow start
+ * begins when it came up, and the caller logs it and calls pool_publish().
+ * A check verdict "up" also clears a passive mark. */
+bool pool_server_set_health(struct pool_server *s, enum pool_health_src src, bool up,
+			    const char *cause, uint64_t now_ms);
+
+/* Control thread: set the admin state; becoming ready starts slow start.
+ * Returns true when it changed (the caller republishes). */
+bool pool_server_set_admin(struct pool_server *s, enum pool_admin a, uint64_t now_ms);
+
+/* Control thread: set the weight to pct% of the configured weight (at least
+ * 1 when pct > 0). Returns true when it changed (the caller republishes). */
+bool pool_server_set_weight_pct(struct pool_server *s, uint32_t pct);
+
+/* Control thread: advance slow start of p's servers to now_ms. Returns
+ * true when a weight changed (the caller republishes); p->ramping says
+ * whether to call again. */
+bool pool_slowstart_step(struct pool *p, uint64_t now_ms);
 
 #endif

@@ -415,11 +415,17 @@ static int kw_server(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj
 			s.backup = true;
 			continue;
 		}
+		rc = conf_check_server_opt(ctx, st, &i, &s); /* check ..., agent ... */
+		if (rc != 0) {
+			rc = rc < 0 ? -1 : 0;
+			continue;
+		}
 		if (strcmp(opt, "weight") != 0 && strcmp(opt, "maxconn") != 0 &&
 		    strcmp(opt, "send-proxy") != 0) {
 			conf_error_arg(ctx, st, i,
 				       "unknown server option '%s' (expected weight N, maxconn N, "
-				       "backup or send-proxy v1|v2|none)",
+				       "backup, send-proxy v1|v2|none, check off|port N or agent "
+				       "off|port N)",
 				       opt);
 			return -1;
 		}
@@ -481,11 +487,19 @@ static int kw_pool_timeout(struct conf_ctx *ctx, const struct conf_stmt *st, voi
 
 static const struct conf_keyword pool_kw[] = {
 	{ "balance", 2, 2, false, kw_balance, "balance roundrobin|leastconn|random|maglev|first;" },
-	{ "server", 3, 12, false, kw_server,
-	  "server NAME ADDRESS:PORT [weight N] [maxconn N] [backup] [send-proxy v1|v2|none];" },
+	{ "server", 3, 20, false, kw_server,
+	  "server NAME ADDRESS:PORT [weight N] [maxconn N] [backup] [send-proxy v1|v2|none] "
+	  "[check off|port N] [agent off|port N];" },
 	{ "send-proxy", 2, 2, false, kw_send_proxy, "send-proxy v1|v2|none;" },
 	{ "queue", 2, 2, false, kw_queue, "queue N;" },
 	{ "timeout", 3, 3, false, kw_pool_timeout, "timeout queue DURATION;" },
+	/* health checks: conf_check.c */
+	{ "check", 2, 2, true, conf_check_kw_check, "check tcp|expect|http|tls|https { ... }" },
+	{ "agent", 3, 7, false, conf_check_kw_agent,
+	  "agent port N [interval DURATION] [timeout DURATION];" },
+	{ "observe-errors", 2, 2, false, conf_check_kw_observe, "observe-errors N;" },
+	{ "slowstart", 2, 2, false, conf_check_kw_slowstart, "slowstart DURATION;" },
+	{ "on-down", 2, 2, false, conf_check_kw_on_down, "on-down keep|shutdown;" },
 	{ NULL, 0, 0, false, NULL, NULL },
 };
 
@@ -624,7 +638,9 @@ static int top_pool(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 	p->where.line = st->args[1].line;
 	p->where.col = st->args[1].col;
 	snprintf(where, sizeof(where), "pool '%s'", name);
+	conf_check_pool_init(p);
 	run_block(ctx, st, pool_kw, where, p);
+	conf_check_pool_done(ctx, p);
 	return 0;
 }
 

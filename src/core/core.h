@@ -53,6 +53,7 @@ struct core {
 	int exit_code;
 	ev_signal sig_term, sig_int, sig_hup;
 	ev_timer reclaim_timer, drain_timer, grace_timer;
+	struct core_health *health; /* health_glue.c */
 };
 
 /* apply.c: make the runtime model match conf (at start-up c->conf is an
@@ -99,5 +100,15 @@ int core_drop_privileges(const char *user, const char *group, char *err, size_t 
 int core_notify(const char *state);
 /* RELOADING=1 with MONOTONIC_USEC, as Type=notify-reload wants. */
 int core_notify_reloading(void);
+
+/* health_glue.c: start the health checks of the running model on c->loop
+ * and install the passive hook. Returns 0, or -1 with err set. */
+int core_health_start(struct core *c, char *err, size_t errlen);
+/* Stop and free every checker (after the workers stopped). */
+void core_health_stop(struct core *c);
+/* Rebuild the checkers for the model as it is now (after a reload or a
+ * server added or deleted at runtime); health states live in the servers
+ * and carry over. Returns 0 or -1 with err. */
+int core_health_resync(struct core *c, char *err, size_t errlen);
 
 #endif

@@ -78,6 +78,27 @@ static void hook_close_server(void *arg, struct pool_server *s, uint32_t spread_
 	proxy_engine_close_server(c->engine, s, spread_ms);
 }
 
+static void resync_health(struct core *c)
+{
+	char err[256];
+
+	if (core_health_resync(c, err, sizeof(err)) < 0)
+		log_err("health checks: %s", err);
+}
+
+static void hook_server_added(void *arg, struct pool_server *s, bool check)
+{
+	(void)s;
+	(void)check; /* the server carries it (no_check) */
+	resync_health(arg);
+}
+
+static void hook_server_removed(void *arg, struct pool_server *s)
+{
+	(void)s;
+	resync_health(arg);
+}
+
 int core_ctl_start(struct core *c, char *err, size_t errlen)
 {
 	const struct conf_global *g = &c->conf->global;
@@ -89,6 +110,8 @@ int core_ctl_start(struct core *c, char *err, size_t errlen)
 		.close_server = hook_close_server,
 		.reload = core_reload_hook,
 		.takeover = core_takeover_hook,
+		.server_added = hook_server_added,
+		.server_removed = hook_server_removed,
 	};
 
 	c->ctl = ctl_new(c->loop, &hooks, g->state_file);

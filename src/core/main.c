@@ -243,6 +243,10 @@ static int run(struct core *c)
 	ev_timer_init(&c->reclaim_timer, on_reclaim, 0.1, 0.1);
 	c->reclaim_timer.data = c;
 	ev_timer_start(c->loop, &c->reclaim_timer);
+	if (core_health_start(c, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		return 1;
+	}
 	log_notice("sluice %s ready: pid %d, %u workers, config %s", SLUICE_VERSION, (int)getpid(),
 		   ec.workers, c->conf_path);
 	core_notify("READY=1");
@@ -305,6 +309,7 @@ int main(int argc, char **argv)
 	rc = run(&c);
 	ctl_free(c.ctl);
 	proxy_engine_free(c.engine);
+	core_health_stop(&c);
 	core_model_free(&c);
 	qsbr_destroy(&c.qsbr);
 	if (c.loop != NULL)

@@ -85,6 +85,8 @@ int core_reload(struct core *c, bool check_only, char *msg, size_t len)
 	nc->global.maxconn = c->conf->global.maxconn;
 	conf_free(c->conf);
 	c->conf = nc;
+	if (core_health_resync(c, err, sizeof(err)) < 0)
+		log_err("reload: health checks: %s", err);
 	c->reloads_ok++;
 	stamp(ts, sizeof(ts));
 	snprintf(c->last_reload, sizeof(c->last_reload), "ok at %s", ts);

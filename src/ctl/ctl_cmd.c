@@ -409,7 +409,7 @@ static void cmd_server_admin(struct cmd *x)
 	if (s->admin != a)
 		log_notice("server %s/%s admin %s -> %s (control socket)", s->pool->name, s->name,
 			   pool_admin_name(s->admin), pool_admin_name(a));
-	pool_server_set_admin(s, a, util_now_ms());
+	pool_server_operator_admin(s, a, util_now_ms());
 	if (within_ms > 0)
 		ctl_drain_schedule(x->ctl, s, within_ms);
 	else if (a != POOL_ADMIN_DRAIN || x->argc == 3)
@@ -437,7 +437,7 @@ static void cmd_server_weight(struct cmd *x)
 		return;
 	log_notice("server %s/%s weight %u -> %ld (control socket)", s->pool->name, s->name,
 		   s->weight, w);
-	pool_server_set_weight(s, (uint32_t)w);
+	pool_server_operator_weight(s, (uint32_t)w);
 	ctl_changed(x->ctl);
 	reply_ok(x, "server %s/%s weight %ld", s->pool->name, s->name, w);
 }
@@ -523,12 +523,13 @@ static void cmd_server_add(struct cmd *x)
 	s->backup = backup;
 	s->send_proxy = p->send_proxy;
 	s->runtime_added = true;
+	s->no_check = !check;
 	s->admin_overridden = true;
 	s->admin = ready ? POOL_ADMIN_READY : POOL_ADMIN_MAINT;
 	s->admin_since_ms = util_now_ms();
+	pool_publish(p);
 	if (x->ctl->hooks.server_added != NULL)
 		x->ctl->hooks.server_added(x->ctl->hooks.arg, s, check);
-	pool_publish(p);
 	log_notice("server %s/%s added at %s (%s, control socket)", p->name, s->name, x->argv[4],
 		   pool_admin_name(s->admin));
 	ctl_changed(x->ctl);
@@ -558,12 +559,13 @@ static void cmd_server_del(struct cmd *x)
 	if (n > 0 && x->ctl->hooks.close_server != NULL)
 		x->ctl->hooks.close_server(x->ctl->hooks.arg, s, 0);
 	ctl_drain_cancel(x->ctl, s);
-	if (x->ctl->hooks.server_removed != NULL)
-		x->ctl->hooks.server_removed(x->ctl->hooks.arg, s);
 	log_notice("server %s/%s deleted (control socket%s)", s->pool->name, s->name,
 		   n > 0 ? ", connections reset" : "");
 	reply_ok(x, "server %s/%s deleted", s->pool->name, s->name);
+	/* s stays valid until QSBR frees it, after this callback */
 	pool_remove_server(s->pool, s);
+	if (x->ctl->hooks.server_removed != NULL)
+		x->ctl->hooks.server_removed(x->ctl->hooks.arg, s);
 	ctl_changed(x->ctl);
 }
 

@@ -206,7 +206,7 @@ static int lb_group_build(struct pool *p, struct pool_lb_group *g, bool backup)
 		if (!pool_server_eligible(s) || s->backup != backup)
 			continue;
 		g->srv[g->n] = s;
-		g->weights[g->n++] = s->weight;
+		g->weights[g->n++] = pool_server_lb_weight(s);
 	}
 	switch (p->balance) {
 	case POOL_BALANCE_ROUNDROBIN:
@@ -291,7 +291,7 @@ static bool usable_cb(void *arg, size_t idx)
 	struct pick_arg *a = arg;
 	struct pool_server *s = a->g->srv[idx];
 
-	if (tried(a->pk, s))
+	if (tried(a->pk, s) || pool_server_passive_flagged(s))
 		return false;
 	if (s->maxconn != 0 &&
 	    atomic_load_explicit(&s->cur_conns, memory_order_relaxed) >= s->maxconn) {
@@ -391,8 +391,11 @@ bool pool_server_release(struct pool_server *s)
 
 void pool_server_connect_failed(struct pool_server *s)
 {
+	uint32_t n;
+
 	atomic_fetch_add_explicit(&s->connect_errors, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&s->consecutive_errors, 1, memory_order_relaxed);
+	n = atomic_fetch_add_explicit(&s->consecutive_errors, 1, memory_order_relaxed) + 1;
+	pool_health_observe_error(s, n);
 }
 
 void pool_server_connect_ok(struct pool_server *s)

@@ -6,20 +6,21 @@
 #include "sluice/log.h"
 #include "sluice/pool.h"
 
-void pool_server_set_admin(struct pool_server *s, enum pool_admin a, uint64_t now_ms)
+void pool_server_operator_admin(struct pool_server *s, enum pool_admin a, uint64_t now_ms)
 {
 	s->admin_overridden = true;
-	if (s->admin == a)
+	if (!pool_server_set_admin(s, a, now_ms))
 		return;
-	s->admin = a;
 	s->admin_since_ms = now_ms;
 	if (s->pool != NULL && !s->removed)
 		pool_publish(s->pool);
 }
 
-void pool_server_set_weight(struct pool_server *s, uint32_t weight)
+void pool_server_operator_weight(struct pool_server *s, uint32_t weight)
 {
 	s->weight_overridden = true;
+	/* an agent's percentages now apply to this weight */
+	s->hs.weight_initial = weight;
 	if (s->weight == weight)
 		return;
 	s->weight = weight;

@@ -141,7 +141,8 @@ static void test_errors(void **state)
 		     "roundrobin, leastconn, random, maglev or first) (near 'fastest')");
 	expect_error("pool p { server a 127.0.0.1:1 wieght 3; }\n",
 		     "bad.conf:1:31: error: unknown server option 'wieght' (expected weight N, "
-		     "maxconn N, backup or send-proxy v1|v2|none) (near 'wieght')");
+		     "maxconn N, backup, send-proxy v1|v2|none, check off|port N or agent off|port N) "
+		     "(near 'wieght')");
 	expect_error("listen l { pool p; }\npool p { }\n",
 		     "bad.conf:1:8: error: listen 'l' has no bind (expected 'bind ADDRESS:PORT;') "
 		     "(near 'l')");

@@ -1,0 +1,491 @@
+/* health_glue: wires health checks into the daemon. Creates a checker (and
+ * an agent checker) per server from the configuration, applies results
+ * through pool (state, weight, admin, slow start) and republishes, logs
+ * every state change with its cause, closes a dead server's connections
+ * when the pool says `on-down shutdown`, and turns the data plane's passive
+ * detection (a worker hook) into an ev_async on the control loop. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+#include "sluice/conf.h"
+#include "sluice/health.h"
+#include "sluice/log.h"
+#include "sluice/pool.h"
+#include "sluice/proxy.h"
+#include "sluice/util.h"
+
+#define SLOWSTART_TICK 0.1 /* seconds between slow start steps */
+
+struct core_health;
+
+/* One server's checkers. Owned by struct core_health. */
+struct core_health_srv {
+	struct core_health *h;
+	struct pool *pool;	 /* core's pools hold the reference */
+	struct pool_server *srv; /* the checkers hold references */
+	struct health_checker *check, *agent;
+	bool on_down_shutdown;
+};
+
+struct core_health {
+	struct core *c;
+	struct core_health_srv *srvs;
+	size_t nsrvs;
+	bool *pool_usable; /* per pool: had a usable server at the last publish */
+	ev_async passive;
+	ev_timer slowstart;
+	struct log_ratelimit late_rl;
+	uint64_t late_checks, max_late_ms, checks_run;
+};
+
+static enum health_type map_type(enum conf_check_type t)
+{
+	switch (t) {
+	case CONF_CHECK_TCP:
+	case CONF_CHECK_NONE:
+		return HEALTH_TCP;
+	case CONF_CHECK_EXPECT:
+		return HEALTH_EXPECT;
+	case CONF_CHECK_HTTP:
+		return HEALTH_HTTP;
+	case CONF_CHECK_TLS:
+		return HEALTH_TLS;
+	case CONF_CHECK_HTTPS:
+		return HEALTH_HTTPS;
+	}
+	return HEALTH_TCP;
+}
+
+static size_t pool_index(const struct core *c, const struct pool *p)
+{
+	for (size_t i = 0; i < c->npools; i++)
+		if (c->pools[i] == p)
+			return i;
+	return 0;
+}
+
+/* Republish p and say when it loses or regains its last usable server. */
+static void publish(struct core_health *h, struct pool *p)
+{
+	size_t idx = pool_index(h->c, p), usable = 0;
+
+	pool_publish(p);
+	for (size_t i = 0; i < p->nservers; i++)
+		usable += pool_server_eligible(p->servers[i]);
+	if (usable == 0 && h->pool_usable[idx])
+		log_warn("pool %s has no usable server: new connections are closed", p->name);
+	else if (usable > 0 && !h->pool_usable[idx])
+		log_notice("pool %s has %zu usable server%s again", p->name, usable,
+			   usable == 1 ? "" : "s");
+	h->pool_usable[idx] = usable > 0;
+	if (p->ramping && !ev_is_active(&h->slowstart))
+		ev_timer_start(h->c->loop, &h->slowstart);
+}
+
+static void went_down(struct core_health_srv *hs)
+{
+	struct pool_server *s = hs->srv;
+	uint32_t open = atomic_load_explicit(&s->cur_conns, memory_order_relaxed);
+
+	publish(hs->h, hs->pool);
+	if (!hs->on_down_shutdown || open == 0)
+		return;
+	log_notice("server %s/%s: closing its %u open connection%s (on-down shutdown)",
+		   hs->pool->name, s->name, open, open == 1 ? "" : "s");
+	proxy_engine_close_server(hs->h->c->engine, s, 0);
+}
+
+static void note_late(struct core_health *h, struct core_health_srv *hs,
+		      const struct health_checker *chk, const struct health_result *r)
+{
+	const struct health_conf *hc = health_checker_conf(chk);
+	uint32_t suppressed = 0;
+
+	h->checks_run++;
+	if (r->late_ms > h->max_late_ms)
+		h->max_late_ms = r->late_ms;
+	if (r->late_ms <= hc->timeout_ms)
+		return;
+	h->late_checks++;
+	if (log_ratelimit_ok(&h->late_rl, util_now_ms(), 5, &suppressed))
+		log_warn("health: %s check of %s/%s started %llums late (more than its %ums "
+			 "timeout)%s",
+			 health_type_name(hc->type), hs->pool->name, hs->srv->name,
+			 (unsigned long long)r->late_ms, hc->timeout_ms,
+			 suppressed ? " (more late checks not shown)" : "");
+}
+
+static enum pool_admin map_admin(enum health_agent_admin a)
+{
+	switch (a) {
+	case HEALTH_AGENT_DRAIN:
+		return POOL_ADMIN_DRAIN;
+	case HEALTH_AGENT_MAINT:
+		return POOL_ADMIN_MAINT;
+	case HEALTH_AGENT_READY:
+	case HEALTH_AGENT_ADMIN_NONE:
+		break;
+	}
+	return POOL_ADMIN_READY;
+}
+
+static void apply_agent(struct core_health_srv *hs, const struct health_result *r, uint64_t now)
+{
+	const struct health_agent_reply *a = r->agent;
+	struct pool_server *s = hs->srv;
+	const char *pn = hs->pool->name;
+	bool changed = false, down = false;
+
+	if (!r->ok || a == NULL) {
+		/* an agent that does not answer changes nothing (HAProxy's rule) */
+		log_info("server %s/%s agent check failed: %s", pn, s->name, r->cause);
+		return;
+	}
+	if (a->has_weight) {
+		uint32_t old = s->weight;
+
+		if (pool_server_set_weight_pct(s, a->weight_pct)) {
+			log_notice("server %s/%s weight %u -> %u: %s", pn, s->name, old, s->weight,
+				   r->cause);
+			changed = true;
+		}
+	}
+	if (a->admin != HEALTH_AGENT_ADMIN_NONE &&
+	    pool_server_set_admin(s, map_admin(a->admin), now)) {
+		static const char *const names[] = {"READY", "DRAIN", "MAINT"};
+
+		log_notice("server %s/%s %s: %s", pn, s->name, names[s->admin], r->cause);
+		changed = true;
+	}
+	if (a->state != HEALTH_AGENT_STATE_NONE) {
+		bool up = a->state == HEALTH_AGENT_UP;
+
+		if (pool_server_set_health(s, POOL_SRC_AGENT, up, r->cause, now)) {
+			if (up)
+				log_notice("server %s/%s UP: %s", pn, s->name, r->cause);
+			else
+				log_warn("server %s/%s DOWN: %s", pn, s->name, r->cause);
+			changed = true;
+			down = !up;
+		}
+	}
+	if (down)
+		went_down(hs);
+	else if (changed)
+		publish(hs->h, hs->pool);
+}
+
+static void on_result(void *arg, struct health_checker *chk, const struct health_result *r)
+{
+	struct core_health_srv *hs = arg;
+	struct pool_server *s = hs->srv;
+	const char *pn = hs->pool->name;
+	uint64_t now = util_now_ms();
+
+	pool_server_note_check(s, r->ok, r->cause, now);
+	note_late(hs->h, hs, chk, r);
+	if (chk == hs->agent) {
+		apply_agent(hs, r, now);
+		return;
+	}
+	switch (r->event) {
+	case HEALTH_RF_NONE:
+		/* progress towards a change; failures of a down server are news
+		 * only at debug level */
+		if (r->ok != health_checker_rf(chk)->up)
+			log_info("server %s/%s check %s: %s (%u/%u)", pn, s->name,
+				 r->ok ? "passed" : "failed", r->cause, r->count, r->of);
+		else if (!r->ok)
+			log_debug("server %s/%s check failed: %s", pn, s->name, r->cause);
+		return;
+	case HEALTH_RF_WENT_DOWN:
+		if (pool_server_set_health(s, POOL_SRC_CHECK, false, r->cause, now)) {
+			log_warn("server %s/%s DOWN: %s (%u/%u)", pn, s->name, r->cause, r->count,
+				 r->of);
+			went_down(hs);
+		}
+		return;
+	case HEALTH_RF_WENT_UP:
+		if (pool_server_set_health(s, POOL_SRC_CHECK, true, r->cause, now)) {
+			log_notice("server %s/%s UP: %s (%u/%u)", pn, s->name, r->cause, r->count,
+				   r->of);
+			publish(hs->h, hs->pool);
+		} else {
+			log_info("server %s/%s check up: %s (%u/%u), still down by its agent", pn,
+				 s->name, r->cause, r->count, r->of);
+		}
+		return;
+	}
+}
+
+/* Worker thread: a server reached its consecutive error threshold. */
+static void passive_hook(struct pool_server *s, void *arg)
+{
+	struct core_health *h = arg;
+
+	(void)s;
+	ev_async_send(h->c->loop, &h->passive);
+}
+
+static void on_passive(struct ev_loop *loop, ev_async *w, int revents)
+{
+	struct core_health *h = w->data;
+	uint64_t now = util_now_ms();
+
+	(void)loop;
+	(void)revents;
+	for (size_t i = 0; i < h->nsrvs; i++) {
+		struct core_health_srv *hs = &h->srvs[i];
+		struct pool_server *s = hs->srv;
+		char cause[64];
+
+		if (!pool_server_passive_flagged(s) || s->hs.passive_down)
+			continue;
+		snprintf(cause, sizeof(cause), "%u consecutive connection errors",
+			 atomic_load_explicit(&s->hs.observe_errors, memory_order_relaxed));
+		if (hs->check != NULL)
+			health_checker_force_down(hs->check);
+		if (pool_server_set_health(s, POOL_SRC_PASSIVE, false, cause, now)) {
+			log_warn("server %s/%s DOWN: %s", hs->pool->name, s->name, cause);
+			went_down(hs);
+		}
+	}
+}
+
+static void on_slowstart(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct core_health *h = w->data;
+	uint64_t now = util_now_ms();
+	bool any = false;
+
+	(void)revents;
+	for (size_t i = 0; i < h->c->npools; i++) {
+		struct pool *p = h->c->pools[i];
+
+		if (!p->ramping)
+			continue;
+		if (pool_slowstart_step(p, now))
+			publish(h, p);
+		any |= p->ramping;
+	}
+	if (!any)
+		ev_timer_stop(loop, w);
+}
+
+static void fill_check(struct health_conf *hc, const struct conf_pool_health *ph,
+		       const struct conf_server *cs, struct health_tls *tls)
+{
+	const struct conf_check *ck = &ph->check;
+	uint16_t port = cs->health.check_port ? cs->health.check_port : ck->port;
+
+	memset(hc, 0, sizeof(*hc));
+	hc->type = map_type(ck->type);
+	hc->addr = cs->addr;
+	if (port != 0)
+		util_addr_set_port(&hc->addr, port);
+	hc->interval_ms = (uint32_t)ck->interval_ms;
+	hc->timeout_ms = (uint32_t)ck->timeout_ms;
+	hc->rise = ck->rise;
+	hc->fall = ck->fall;
+	hc->jitter_pct = ck->jitter_pct;
+	memcpy(hc->send, ck->send, sizeof(hc->send));
+	hc->send_len = ck->send_len;
+	memcpy(hc->expect, ck->expect, sizeof(hc->expect));
+	hc->expect_len = ck->expect_len;
+	util_strlcpy(hc->path, ck->path, sizeof(hc->path));
+	util_strlcpy(hc->host, ck->host, sizeof(hc->host));
+	for (size_t i = 0; i < ck->nstatus && i < HEALTH_MAX_STATUS; i++) {
+		hc->status[i].lo = ck->status[i].lo;
+		hc->status[i].hi = ck->status[i].hi;
+	}
+	hc->nstatus = UTIL_MIN(ck->nstatus, HEALTH_MAX_STATUS);
+	util_strlcpy(hc->sni, ck->sni, sizeof(hc->sni));
+	util_strlcpy(hc->verify_name, ck->verify_name, sizeof(hc->verify_name));
+	hc->tls = tls;
+}
+
+static void fill_agent(struct health_conf *hc, const struct conf_pool_health *ph,
+		       const struct conf_server *cs)
+{
+	memset(hc, 0, sizeof(*hc));
+	hc->type = HEALTH_AGENT;
+	hc->addr = cs->addr;
+	util_addr_set_port(&hc->addr,
+			   cs->health.agent_port ? cs->health.agent_port : ph->agent_port);
+	hc->interval_ms = (uint32_t)ph->agent_interval_ms;
+	hc->timeout_ms = (uint32_t)ph->agent_timeout_ms;
+	hc->rise = hc->fall = 1;
+}
+
+/* The agent's percentages are of the weight the file or operator gave; an
+ * agent change must not become the new base. */
+static bool hs_weight_unset(const struct pool_server *s)
+{
+	return s->hs.agent_pct == 0 || s->hs.weight_initial == 0;
+}
+
+/* Create the checkers of pool i. Returns 0 or -1 with err set. */
+static int start_pool(struct core_health *h, size_t pi, char *err, size_t errlen)
+{
+	struct core *c = h->c;
+	const struct conf_pool *cp = &c->conf->pools[pi];
+	const struct conf_pool_health *ph = &cp->health;
+	struct pool *p = c->pools[pi];
+	struct health_tls *tls = NULL;
+	bool is_tls = ph->check.type == CONF_CHECK_TLS || ph->check.type == CONF_CHECK_HTTPS;
+
+	p->slowstart_ms = ph->slowstart_ms;
+	if (is_tls) {
+		char terr[256];
+
+		tls = health_tls_new(ph->check.verify, ph->check.ca, terr, sizeof(terr));
+		if (tls == NULL) {
+			snprintf(err, errlen, "pool %s: %s", cp->name, terr);
+			return -1;
+		}
+	}
+	/* the running servers, including those added at runtime (they take
+	 * the pool's check; a file server's own check options apply) */
+	for (size_t i = 0; i < p->nservers; i++) {
+		struct pool_server *s = p->servers[i];
+		const struct conf_server *cs = conf_find_server(cp, s->name);
+		struct conf_server runtime = { 0 };
+		struct core_health_srv *hs;
+		struct health_conf hc;
+
+		if (cs == NULL || s->runtime_added) {
+			runtime.health.check_off = runtime.health.agent_off = s->no_check;
+			cs = &runtime;
+		}
+		if (hs_weight_unset(s))
+			s->hs.weight_initial = s->weight;
+		hs = &h->srvs[h->nsrvs];
+		hs->h = h;
+		hs->pool = p;
+		hs->srv = s;
+		hs->on_down_shutdown = ph->on_down == CONF_ON_DOWN_SHUTDOWN;
+		if (ph->check.type != CONF_CHECK_NONE && !cs->health.check_off) {
+			fill_check(&hc, ph, cs, tls);
+			hs->check = health_checker_new(c->loop, s, &hc, on_result, hs);
+			if (hs->check == NULL)
+				goto nomem;
+			atomic_store(&s->hs.observe_errors, ph->observe_errors);
+		}
+		if (ph->agent_port != 0 && !cs->health.agent_off) {
+			fill_agent(&hc, ph, cs);
+			hs->agent = health_checker_new(c->loop, s, &hc, on_result, hs);
+			if (hs->agent == NULL)
+				goto nomem;
+		}
+		if (hs->check != NULL || hs->agent != NULL)
+			h->nsrvs++;
+	}
+	health_tls_put(tls);
+	return 0;
+nomem:
+	h->nsrvs++; /* freed with the others */
+	health_tls_put(tls);
+	snprintf(err, errlen, "out of memory creating the checks of pool %s", cp->name);
+	return -1;
+}
+
+int core_health_start(struct core *c, char *err, size_t errlen)
+{
+	struct core_health *h = calloc(1, sizeof(*h));
+	size_t total = 0, nchecks = 0, nagents = 0;
+
+	if (h == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	c->health = h;
+	h->c = c;
+	for (size_t i = 0; i < c->npools; i++)
+		total += c->pools[i]->nservers;
+	h->srvs = calloc(total ? total : 1, sizeof(*h->srvs));
+	h->pool_usable = calloc(c->npools ? c->npools : 1, sizeof(*h->pool_usable));
+	if (h->srvs == NULL || h->pool_usable == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < c->npools; i++)
+		for (size_t k = 0; k < c->pools[i]->nservers; k++)
+			h->pool_usable[i] |= pool_server_eligible(c->pools[i]->servers[k]);
+	ev_async_init(&h->passive, on_passive);
+	h->passive.data = h;
+	ev_async_start(c->loop, &h->passive);
+	ev_timer_init(&h->slowstart, on_slowstart, SLOWSTART_TICK, SLOWSTART_TICK);
+	h->slowstart.data = h;
+	pool_set_passive_hook(passive_hook, h);
+	for (size_t i = 0; i < c->npools && i < c->conf->npools; i++)
+		if (start_pool(h, i, err, errlen) < 0)
+			return -1;
+	for (size_t i = 0; i < h->nsrvs; i++) {
+		nchecks += h->srvs[i].check != NULL;
+		nagents += h->srvs[i].agent != NULL;
+	}
+	if (nchecks + nagents > 0)
+		log_notice("health: %zu active checks, %zu agent checks", nchecks, nagents);
+	return 0;
+}
+
+void core_health_stop(struct core *c)
+{
+	struct core_health *h = c->health;
+
+	if (h == NULL)
+		return;
+	pool_set_passive_hook(NULL, NULL);
+	if (h->checks_run > 0)
+		log_notice("health: %llu checks run, %llu started later than their timeout, "
+			   "largest start delay %llums",
+			   (unsigned long long)h->checks_run, (unsigned long long)h->late_checks,
+			   (unsigned long long)h->max_late_ms);
+	if (c->loop != NULL) {
+		ev_async_stop(c->loop, &h->passive);
+		ev_timer_stop(c->loop, &h->slowstart);
+	}
+	for (size_t i = 0; i < h->nsrvs; i++) {
+		health_checker_free(h->srvs[i].check);
+		health_checker_free(h->srvs[i].agent);
+	}
+	free(h->srvs);
+	free(h->pool_usable);
+	free(h);
+	c->health = NULL;
+}
+
+int core_health_resync(struct core *c, char *err, size_t errlen)
+{
+	struct core_health *h = c->health;
+	size_t total = 0;
+
+	if (h == NULL)
+		return 0;
+	/* rebuild the checkers only: the async watcher and the passive hook
+	 * stay, since a worker may be calling the hook right now */
+	for (size_t i = 0; i < h->nsrvs; i++) {
+		health_checker_free(h->srvs[i].check);
+		health_checker_free(h->srvs[i].agent);
+	}
+	free(h->srvs);
+	free(h->pool_usable);
+	h->nsrvs = 0;
+	for (size_t i = 0; i < c->npools; i++)
+		total += c->pools[i]->nservers;
+	h->srvs = calloc(total ? total : 1, sizeof(*h->srvs));
+	h->pool_usable = calloc(c->npools ? c->npools : 1, sizeof(*h->pool_usable));
+	if (h->srvs == NULL || h->pool_usable == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < c->npools; i++)
+		for (size_t k = 0; k < c->pools[i]->nservers; k++)
+			h->pool_usable[i] |= pool_server_eligible(c->pools[i]->servers[k]);
+	for (size_t i = 0; i < c->npools && i < c->conf->npools; i++)
+		if (start_pool(h, i, err, errlen) < 0)
+			return -1;
+	return 0;
+}
