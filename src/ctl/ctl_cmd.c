@@ -303,6 +303,13 @@ static void cmd_show_pools(struct cmd *x)
 	tbl_print(&t, x->out);
 }
 
+/* The weight new connections see now: slow start ramps it (the snapshot
+ * counts in 1/POOL_WEIGHT_SCALE steps). */
+static uint32_t effective_weight(const struct pool_server *s)
+{
+	return (pool_server_lb_weight(s) + POOL_WEIGHT_SCALE - 1) / POOL_WEIGHT_SCALE;
+}
+
 static void server_json(struct ctl_buf *out, const struct pool_server *s)
 {
 	char abuf[UTIL_ADDR_STRLEN];
@@ -317,22 +324,32 @@ static void server_json(struct ctl_buf *out, const struct pool_server *s)
 		       ",\"health\":\"%s\",\"admin\":\"%s\",\"weight\":%u,\"effective_weight\":%u,"
 		       "\"backup\":%s,\"maxconn\":%u,\"active\":%u,\"connections_total\":%llu,"
 		       "\"bytes_in\":%llu,\"bytes_out\":%llu,\"connect_errors\":%llu,"
-		       "\"runtime_added\":%s}",
+		       "\"runtime_added\":%s",
 		       pool_health_name(s->health), pool_admin_name(s->admin), s->weight,
-		       pool_server_eligible(s) ? s->weight : 0, s->backup ? "true" : "false",
+		       pool_server_eligible(s) ? effective_weight(s) : 0, s->backup ? "true" : "false",
 		       s->maxconn, atomic_load(&s->cur_conns),
 		       (unsigned long long)atomic_load(&s->total_conns),
 		       (unsigned long long)atomic_load(&s->bytes_in),
 		       (unsigned long long)atomic_load(&s->bytes_out),
 		       (unsigned long long)atomic_load(&s->connect_errors),
 		       s->runtime_added ? "true" : "false");
+	ctl_buf_printf(out, ",\"check\":");
+	ctl_json_str(out, s->hs.last_cause[0] ? s->hs.last_cause : "");
+	ctl_buf_printf(out, ",\"last_change\":");
+	ctl_json_str(out, s->hs.change_cause);
+	ctl_buf_printf(out,
+		       ",\"lb_weight\":%u,\"checks\":%llu,\"checks_failed\":%llu,"
+		       "\"state_changes\":%llu}",
+		       pool_server_lb_weight(s), (unsigned long long)s->hs.checks,
+		       (unsigned long long)s->hs.checks_failed,
+		       (unsigned long long)s->hs.state_changes);
 }
 
 static void cmd_show_servers(struct cmd *x)
 {
 	size_t n;
 	struct pool **pools = x->ctl->hooks.pools(x->ctl->hooks.arg, &n);
-	struct tbl t = { .ncols = 12 };
+	struct tbl t = { .ncols = 13 };
 	bool first = true;
 	char b[7][24];
 
@@ -343,8 +360,8 @@ static void cmd_show_servers(struct cmd *x)
 	if (x->json)
 		ctl_buf_printf(x->out, "[");
 	else
-		tbl_row(&t, "pool", "server", "address", "health", "admin", "weight", "eff",
-			"active", "total", "bytes_in", "bytes_out", "errors");
+		tbl_row(&t, "pool", "server", "address", "health", "check", "admin", "weight",
+			"eff", "active", "total", "bytes_in", "bytes_out", "errors");
 	for (size_t i = 0; i < n; i++) {
 		struct pool *p = pools[i];
 
@@ -361,8 +378,10 @@ static void cmd_show_servers(struct cmd *x)
 				continue;
 			}
 			tbl_row(&t, p->name, s->name, util_addr_fmt(&s->addr, abuf, sizeof(abuf)),
-				pool_health_name(s->health), pool_admin_name(s->admin),
-				u64s(b[0], s->weight), u64s(b[1], pool_server_eligible(s) ? s->weight : 0),
+				pool_health_name(s->health),
+				s->hs.last_cause[0] ? s->hs.last_cause : "-",
+				pool_admin_name(s->admin), u64s(b[0], s->weight),
+				u64s(b[1], pool_server_eligible(s) ? effective_weight(s) : 0),
 				u64s(b[2], atomic_load(&s->cur_conns)),
 				u64s(b[3], atomic_load(&s->total_conns)),
 				u64s(b[4], atomic_load(&s->bytes_in)),

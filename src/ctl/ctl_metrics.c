@@ -35,6 +35,9 @@ enum srv_metric {
 	SM_BYTES_IN,
 	SM_BYTES_OUT,
 	SM_ERRORS,
+	SM_CHECKS,
+	SM_CHECKS_FAILED,
+	SM_STATE_CHANGES,
 };
 
 static const struct {
@@ -53,6 +56,11 @@ static const struct {
 			   "Bytes sent to the server" },
 	[SM_ERRORS] = { "sluice_server_connect_errors_total", "counter",
 			"Failed connection attempts to the server" },
+	[SM_CHECKS] = { "sluice_server_checks_total", "counter", "Health and agent checks done" },
+	[SM_CHECKS_FAILED] = { "sluice_server_checks_failed_total", "counter",
+			       "Health and agent checks that failed" },
+	[SM_STATE_CHANGES] = { "sluice_server_health_changes_total", "counter",
+			       "Changes of health between up and down" },
 };
 
 static void server_sample(struct ctl_buf *b, enum srv_metric m, const struct pool_server *s)
@@ -93,6 +101,15 @@ static void server_sample(struct ctl_buf *b, enum srv_metric m, const struct poo
 		break;
 	case SM_ERRORS:
 		v = atomic_load(&s->connect_errors);
+		break;
+	case SM_CHECKS:
+		v = s->hs.checks;
+		break;
+	case SM_CHECKS_FAILED:
+		v = s->hs.checks_failed;
+		break;
+	case SM_STATE_CHANGES:
+		v = s->hs.state_changes;
 		break;
 	case SM_ADMIN:
 		break;
