@@ -686,3 +686,281 @@ class SelectEcho:
         self.thread.join(DEADLINE)
         self.stop_w.close()
         self.stop_r.close()
+
+
+# ---------------------------------------------------------------- reload and lifecycle helpers
+# (added for test_reload*.py and test_lifecycle_*.py)
+
+import json as _json
+import shutil
+import tempfile
+
+
+@pytest.fixture
+def short_dir():
+    """A fresh directory with a short path (unix socket paths are limited to
+    108 bytes; pytest's tmp_path can be longer). Mode 0755 so that a daemon
+    that dropped root can still read files in it. Removed at teardown."""
+    d = tempfile.mkdtemp(prefix="slc")
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def write_atomic(path, text):
+    """Replace a file in one step (rename), so that a reload never reads a
+    half-written file; world-readable."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def text_pos(text, needle, nth=0):
+    """1-based (line, col) of the nth occurrence of needle in text."""
+    i = -1
+    for _ in range(nth + 1):
+        i = text.index(needle, i + 1)
+        assert i >= 0
+    return text.count("\n", 0, i) + 1, i - text.rfind("\n", 0, i)
+
+
+class Ctl:
+    """A client of the control socket on one connection: one command per
+    line, each reply ends with an empty line."""
+
+    def __init__(self, path, timeout=DEADLINE):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.buf = b""
+
+    def cmd(self, line):
+        """Send one command; return its reply without the final empty line."""
+        self.sock.sendall(line.encode() + b"\n")
+        while b"\n\n" not in self.buf:
+            b = self.sock.recv(65536)
+            if not b:
+                raise AssertionError("control socket closed during %r (got %r)"
+                                     % (line, self.buf))
+            self.buf += b
+        reply, self.buf = self.buf.split(b"\n\n", 1)
+        return reply.decode()
+
+    def ok(self, line):
+        """A command that must succeed."""
+        r = self.cmd(line)
+        assert not r.startswith("error: "), "%r failed: %s" % (line, r)
+        return r
+
+    def json(self, line):
+        return _json.loads(self.ok("json " + line))
+
+    def servers(self):
+        """{(pool, server): row} from json show servers."""
+        return {(r["pool"], r["server"]): r for r in self.json("show servers")}
+
+    def listeners(self):
+        return {r["name"]: r for r in self.json("show listeners")}
+
+    def close(self):
+        self.sock.close()
+
+
+def wait_ctl(path, timeout=DEADLINE):
+    """Connect to a control socket once it accepts."""
+    def attempt():
+        try:
+            return Ctl(path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            return None
+    return wait_until(attempt, timeout, interval=0.02, what="control socket %s" % path)
+
+
+def proc_fds(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def proc_status(pid, task=None):
+    """/proc/PID/status (or of one thread) as a dict of strings."""
+    path = "/proc/%d/status" % pid if task is None else "/proc/%d/task/%d/status" % (pid, task)
+    out = {}
+    with open(path) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            out[k] = v.strip()
+    return out
+
+
+def proc_rss_kib(pid):
+    return int(proc_status(pid)["VmRSS"].split()[0])
+
+
+class LogTail:
+    """Incremental reader of a daemon's log: only what came after mark()."""
+
+    def __init__(self, daemon):
+        self.d = daemon
+        self.off = 0
+
+    def mark(self):
+        self.off = os.path.getsize(self.d.log_path)
+
+    def new_text(self):
+        with open(self.d.log_path, "rb") as f:
+            f.seek(self.off)
+            return f.read().decode("utf-8", "replace")
+
+    def wait(self, pattern, timeout=DEADLINE):
+        """Wait for a complete line matching pattern after the mark; returns
+        the match. Fails at once if the daemon exited."""
+        rx = re.compile(pattern, re.M)
+
+        def found():
+            text = self.new_text()
+            text = text[: text.rfind("\n") + 1]
+            m = rx.search(text)
+            if m:
+                return m
+            if self.d.proc.poll() is not None:
+                raise AssertionError("sluice exited (%s) waiting for %r; log tail:\n%s"
+                                     % (self.d.proc.returncode, pattern, self.d.log()[-3000:]))
+            return None
+
+        return wait_until(found, timeout, interval=0.003, what="log line %r" % pattern)
+
+
+_BLOB = os.urandom(1 << 20)
+
+
+def echo_transfer(port, nbytes, host="127.0.0.1", timeout=DEADLINE, connect_timeout=None):
+    """One connection through an echo path: send nbytes (a slice of a random
+    blob, then FIN) while reading to EOF in the same thread; compare sha256
+    and length. Returns None on success, else a string saying what failed
+    ("refused" when connect() was refused)."""
+    off = (os.getpid() * 7919 + nbytes * 31 + int(time.monotonic() * 1e6)) % (len(_BLOB) - nbytes)
+    data = memoryview(_BLOB)[off:off + nbytes]
+    want = hashlib.sha256(data).hexdigest()
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(connect_timeout or timeout)
+    try:
+        try:
+            s.connect((host, port))
+        except ConnectionRefusedError:
+            return "refused"
+        except OSError as e:
+            return "connect: %r" % e
+        s.setblocking(False)
+        sel = selectors.DefaultSelector()
+        sel.register(s, selectors.EVENT_READ | selectors.EVENT_WRITE)
+        h = hashlib.sha256()
+        sent = got = 0
+        wr_open = True
+        end = time.monotonic() + timeout
+        try:
+            while True:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return "timeout after sending %d, receiving %d of %d" % (sent, got, nbytes)
+                for _key, ev in sel.select(min(left, 1.0)):
+                    if ev & selectors.EVENT_WRITE and wr_open:
+                        try:
+                            sent += s.send(data[sent:sent + 65536])
+                        except (BlockingIOError, InterruptedError):
+                            pass
+                        if sent == nbytes:
+                            s.shutdown(socket.SHUT_WR)
+                            wr_open = False
+                            sel.modify(s, selectors.EVENT_READ)
+                    if ev & selectors.EVENT_READ:
+                        try:
+                            b = s.recv(262144)
+                        except (BlockingIOError, InterruptedError):
+                            continue
+                        if not b:
+                            if got != nbytes or h.hexdigest() != want:
+                                return ("EOF after receiving %d of %d bytes (sent %d)%s"
+                                        % (got, nbytes, sent,
+                                           ", data differs" if got == nbytes else ""))
+                            return None
+                        h.update(b)
+                        got += len(b)
+                        if got > nbytes:
+                            return "received %d bytes, more than the %d sent" % (got, nbytes)
+        except OSError as e:
+            return "%r after sending %d, receiving %d of %d" % (e, sent, got, nbytes)
+        finally:
+            sel.close()
+    finally:
+        s.close()
+
+
+class Load:
+    """Steady bounded load: rate new connections per second for at most
+    duration seconds (or until stop()), spread over nthreads client threads;
+    each sends and verifies a random size in [min_bytes, max_bytes] through
+    an echo path. Results: self.ok (count), self.failures [(t, error)],
+    self.refused."""
+
+    def __init__(self, port, rate, duration, min_bytes=2048, max_bytes=256 * 1024,
+                 nthreads=16, host="127.0.0.1"):
+        self.port, self.rate, self.duration = port, rate, duration
+        self.min_bytes, self.max_bytes, self.host = min_bytes, max_bytes, host
+        self.lock = threading.Lock()
+        self.next_slot = 0
+        self.ok = 0
+        self.failures = []
+        self.bytes = 0
+        self.stopped = threading.Event()
+        self.t0 = time.monotonic()
+        self.t_end = None
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
+                        for i in range(nthreads)]
+        for t in self.threads:
+            t.start()
+
+    def _size(self, i):
+        # log-uniform between min and max: many small, some large
+        import math
+        lo, hi = math.log(self.min_bytes), math.log(self.max_bytes)
+        x = ((i * 2654435761) % 1000003) / 1000003.0
+        return int(math.exp(lo + (hi - lo) * x))
+
+    def _run(self, k):
+        while not self.stopped.is_set():
+            with self.lock:
+                i = self.next_slot
+                self.next_slot += 1
+            at = self.t0 + i / self.rate
+            if at - self.t0 >= self.duration:
+                return
+            delay = at - time.monotonic()
+            if delay > 0 and self.stopped.wait(delay):
+                return
+            n = self._size(i)
+            err = echo_transfer(self.port, n, self.host)
+            with self.lock:
+                if err is None:
+                    self.ok += 1
+                    self.bytes += n
+                else:
+                    self.failures.append((round(time.monotonic() - self.t0, 3), n, err))
+
+    def stop(self):
+        self.stopped.set()
+
+    def join(self, timeout=DEADLINE * 3):
+        end = time.monotonic() + timeout
+        for t in self.threads:
+            t.join(max(0.0, end - time.monotonic()))
+        assert not any(t.is_alive() for t in self.threads), "load threads did not finish"
+        self.t_end = time.monotonic()
+        return self
+
+    def summary(self):
+        el = (self.t_end or time.monotonic()) - self.t0
+        return ("%d ok, %d failed in %.1fs (%.0f conn/s, %.1f MiB each way)"
+                % (self.ok, len(self.failures), el, (self.ok + len(self.failures)) / el,
+                   self.bytes / MiB))
