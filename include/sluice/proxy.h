@@ -69,7 +69,10 @@ void proxy_fe_settings_free(void *s);
  * in every worker. */
 void proxy_engine_attach(struct proxy_engine *e, struct proxy_frontend *fe);
 /* Control thread: stop accepting on fe and close its sockets; its open
- * connections continue. Asynchronous; the workers drop their references. */
-void proxy_engine_detach(struct proxy_engine *e, struct proxy_frontend *fe);
+ * connections continue. Clients already waiting in the accept queues are
+ * served, new ones are refused once the sockets close; with handover (a
+ * binary upgrade, the sockets live on in the new process) the queues are
+ * left alone. Asynchronous; the workers drop their references. */
+void proxy_engine_detach(struct proxy_engine *e, struct proxy_frontend *fe, bool handover);
 
 #endif

@@ -507,7 +507,7 @@ int core_apply(struct core *c, struct conf *nc, char *err, size_t errlen)
 	for (size_t i = 0; i < c->nlisteners; i++) {
 		if (conf_find_listen(nc, c->listeners[i].name) == NULL) {
 			/* refuse new clients now; its connections keep the frontend */
-			proxy_engine_detach(c->engine, c->listeners[i].fe);
+			proxy_engine_detach(c->engine, c->listeners[i].fe, c->handing_over);
 			proxy_frontend_close_sockets(c->listeners[i].fe);
 		}
 		proxy_frontend_put(c->listeners[i].fe);

@@ -50,6 +50,7 @@ struct core {
 	uint64_t reloads_ok, reloads_failed;
 	uint64_t start_ms;
 	bool stopping;
+	bool handing_over; /* a takeover: the new process shares our sockets */
 	int exit_code;
 	ev_signal sig_term, sig_int, sig_hup;
 	ev_timer reclaim_timer, drain_timer, grace_timer;

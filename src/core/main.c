@@ -125,7 +125,7 @@ void core_begin_shutdown(struct core *c, const char *why)
 	log_notice("%s: stopping listeners, %u connections open, grace %llums", why,
 		   proxy_engine_active(c->engine), (unsigned long long)c->conf->global.grace_ms);
 	for (size_t i = 0; i < c->nlisteners; i++) {
-		proxy_engine_detach(c->engine, c->listeners[i].fe);
+		proxy_engine_detach(c->engine, c->listeners[i].fe, c->handing_over);
 		/* our own copies too, so the sockets close and clients are refused */
 		proxy_frontend_close_sockets(c->listeners[i].fe);
 	}

@@ -55,14 +55,20 @@ int core_reload(struct core *c, bool check_only, char *msg, size_t len)
 	size_t off = 0;
 
 	msg[0] = '\0';
+	/* systemd (notify-reload) wants RELOADING=1 then READY=1 for every
+	 * reload, failed ones included */
+	if (!check_only)
+		core_notify_reloading();
 	nc = conf_load_file(c->conf_path, &errs);
 	if (nc == NULL) {
 		for (size_t i = 0; i < errs.n; i++) {
 			log_err("%s", errs.msgs[i]);
 			util_bufprintf(msg, len, &off, "%s%s", i ? "\n" : "", errs.msgs[i]);
 		}
-		if (!check_only)
+		if (!check_only) {
 			failed(c, errs.n > 0 ? errs.msgs[0] : "cannot read the file", msg, len);
+			core_notify("READY=1");
+		}
 		conf_errors_clear(&errs);
 		return -1;
 	}
@@ -72,7 +78,6 @@ int core_reload(struct core *c, bool check_only, char *msg, size_t len)
 		conf_free(nc);
 		return 0;
 	}
-	core_notify_reloading();
 	if (core_apply(c, nc, err, sizeof(err)) < 0) {
 		failed(c, err, msg, len);
 		conf_free(nc);

@@ -92,6 +92,7 @@ int core_takeover_hook(void *arg, int fd, char *msg, size_t len)
 	fcntl(fd, F_SETFL, flags);
 	log_notice("takeover: %d listening sockets handed to a new process", n);
 	ctl_close_metrics(c->ctl);
+	c->handing_over = true;
 	core_begin_shutdown(c, "takeover");
 	snprintf(msg, len, "takeover: %d sockets handed over; this process stops accepting and "
 			   "drains",

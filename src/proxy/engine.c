@@ -4,6 +4,7 @@
  * the accept path itself takes no lock. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -267,9 +268,8 @@ void proxy_engine_unbind(struct proxy_engine *e, struct proxy_frontend *fe,
 		if (!util_addr_equal(&bd->addr, addr))
 			continue;
 		if (bd->attached) {
-			struct proxy_cmd cmd = {
-				.type = PROXY_CMD_DETACH, .fe = fe, .bind_id = bd->id, .fd = -1
-			};
+			struct proxy_cmd cmd = { .type = PROXY_CMD_DETACH, .fe = fe,
+						 .bind_id = bd->id, .fd = -1, .drain = true };
 
 			for (unsigned i = 0; i < e->nworkers; i++)
 				send_cmd_full(&e->workers[i], &cmd);
@@ -281,10 +281,12 @@ void proxy_engine_unbind(struct proxy_engine *e, struct proxy_frontend *fe,
 	}
 }
 
-void proxy_engine_detach(struct proxy_engine *e, struct proxy_frontend *fe)
+void proxy_engine_detach(struct proxy_engine *e, struct proxy_frontend *fe, bool handover)
 {
+	struct proxy_cmd cmd = { .type = PROXY_CMD_DETACH, .fe = fe, .fd = -1, .drain = !handover };
+
 	for (unsigned i = 0; i < e->nworkers; i++)
-		send_cmd(&e->workers[i], PROXY_CMD_DETACH, fe);
+		send_cmd_full(&e->workers[i], &cmd);
 }
 
 void proxy_engine_close_all(struct proxy_engine *e)
@@ -503,9 +505,42 @@ static void attach_bind(struct proxy_worker *w, struct proxy_frontend *fe, uint6
 		ev_io_start(w->loop, &wl->io);
 }
 
+/* Stop a listening socket taking new clients without resetting the ones
+ * the kernel already accepted for us: a filter that drops every packet
+ * makes new SYNs go unanswered (the client retries, then finds the port
+ * closed: refused), then the accept queue is served until it is empty.
+ * Not for a binary upgrade: the new process shares the socket. */
+static void drain_listener(struct proxy_worker *w, struct proxy_wlistener *wl)
+{
+	struct sock_filter drop_all[] = { BPF_STMT(BPF_RET | BPF_K, 0) };
+	struct sock_fprog prog = { .len = 1, .filter = drop_all };
+
+	if (setsockopt(wl->io.fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) < 0)
+		log_warn("listen %s: cannot stop new clients before closing: %s", wl->fe->name,
+			 strerror(errno));
+	for (int i = 0; i < 100000; i++) {
+		struct util_addr client;
+		int fd;
+
+		client.len = sizeof(client.u);
+		fd = accept4(wl->io.fd, &client.u.sa, &client.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			break;
+		}
+		/* already connected: served even above the limits */
+		atomic_fetch_add(&w->e->cur_conns, 1);
+		atomic_fetch_add(&wl->fe->cur_conns, 1);
+		proxy_session_start(w, wl->fe, fd, &client);
+	}
+}
+
 /* Close this worker's listeners of fe (one bind, or all when bind_id is 0;
- * every listener when fe is NULL). */
-static void detach_fe(struct proxy_worker *w, struct proxy_frontend *fe, uint64_t bind_id)
+ * every listener when fe is NULL), serving their accept queues first when
+ * drain is set. */
+static void detach_fe(struct proxy_worker *w, struct proxy_frontend *fe, uint64_t bind_id,
+		      bool drain)
 {
 	struct list_node *n = w->listeners.next;
 
@@ -516,6 +551,8 @@ static void detach_fe(struct proxy_worker *w, struct proxy_frontend *fe, uint64_
 		if (fe != NULL && (wl->fe != fe || (bind_id != 0 && wl->bind_id != bind_id)))
 			continue;
 		ev_io_stop(w->loop, &wl->io);
+		if (drain)
+			drain_listener(w, wl);
 		close(wl->io.fd);
 		list_del(&wl->link);
 		proxy_frontend_put(wl->fe);
@@ -581,7 +618,7 @@ static void on_async(struct ev_loop *loop, ev_async *a, int revents)
 			attach_bind(w, cmds[i].fe, cmds[i].bind_id, cmds[i].fd);
 			break;
 		case PROXY_CMD_DETACH:
-			detach_fe(w, cmds[i].fe, cmds[i].bind_id);
+			detach_fe(w, cmds[i].fe, cmds[i].bind_id, cmds[i].drain);
 			break;
 		case PROXY_CMD_CLOSE_ALL:
 			close_all(w);
@@ -590,7 +627,7 @@ static void on_async(struct ev_loop *loop, ev_async *a, int revents)
 			close_server(w, cmds[i].srv, cmds[i].spread_ms);
 			break;
 		case PROXY_CMD_EXIT:
-			detach_fe(w, NULL, 0);
+			detach_fe(w, NULL, 0, false);
 			close_all(w);
 			ev_break(loop, EVBREAK_ALL);
 			break;
@@ -713,7 +750,7 @@ void proxy_engine_free(struct proxy_engine *e)
 				pool_server_put(w->cmds[c].srv);
 		}
 		free(w->cmds);
-		detach_fe(w, NULL, 0);
+		detach_fe(w, NULL, 0, false);
 		close_all(w);
 		free_dead(w);
 		proxy_worker_pools_free(w);

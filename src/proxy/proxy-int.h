@@ -126,6 +126,7 @@ struct proxy_cmd {
 	uint32_t spread_ms; /* CLOSE_SERVER: spread the closes over this window */
 	uint64_t bind_id;
 	int fd;
+	bool drain; /* DETACH: serve what waits in the accept queue first */
 };
 
 struct proxy_worker {
