@@ -726,7 +726,7 @@ def text_pos(text, needle, nth=0):
     return text.count("\n", 0, i) + 1, i - text.rfind("\n", 0, i)
 
 
-class Ctl:
+class ReloadCtl:
     """A client of the control socket on one connection: one command per
     line, each reply ends with an empty line."""
 
@@ -773,7 +773,7 @@ def wait_ctl(path, timeout=DEADLINE):
     """Connect to a control socket once it accepts."""
     def attempt():
         try:
-            return Ctl(path)
+            return ReloadCtl(path)
         except (FileNotFoundError, ConnectionRefusedError):
             return None
     return wait_until(attempt, timeout, interval=0.02, what="control socket %s" % path)
@@ -964,3 +964,119 @@ class Load:
         return ("%d ok, %d failed in %.1fs (%.0f conn/s, %.1f MiB each way)"
                 % (self.ok, len(self.failures), el, (self.ok + len(self.failures)) / el,
                    self.bytes / MiB))
+
+
+# ---------------------------------------------------------------- control socket
+# Helpers for the control socket tests (test_ctl*.py): a line-protocol
+# client, sluicectl and tools/rolling-deploy runners, a tagging echo backend.
+
+SLUICECTL = os.path.join(BUILD, "sluicectl")
+ROLLING_DEPLOY = os.path.abspath(os.path.join(HERE, "..", "..", "tools", "rolling-deploy"))
+
+
+def ctl_global(sock, extra=""):
+    """The global options for a daemon with an admin control socket."""
+    return "control %s mode 0600; %s" % (sock, extra)
+
+
+class Ctl:
+    """A control socket client: one UNIX connection, pipelining allowed.
+    cmd() sends one line and returns the reply without its final empty line."""
+
+    def __init__(self, path, timeout=DEADLINE):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.buf = b""
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def reply(self):
+        """Read one reply (up to and including the empty line). Returns the
+        text without the final blank line; raises on EOF before it."""
+        while b"\n\n" not in self.buf:
+            b = self.sock.recv(65536)
+            if not b:
+                raise EOFError("control socket closed; got %r" % self.buf[-300:])
+            self.buf += b
+        i = self.buf.index(b"\n\n")
+        out, self.buf = self.buf[: i + 1], self.buf[i + 2:]
+        return out.decode("utf-8", "replace")
+
+    def cmd(self, line):
+        self.send(line.encode() + b"\n")
+        return self.reply()
+
+    def json(self, line):
+        import json as _json
+        r = self.cmd("json " + line)
+        assert not r.startswith("error: "), "%s -> %s" % (line, r)
+        return _json.loads(r)
+
+    def ok(self, line):
+        r = self.cmd(line)
+        assert not r.startswith("error: "), "%s -> %s" % (line, r)
+        return r
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def ctl_cmd(path, line, timeout=DEADLINE):
+    """One command on a fresh connection; returns the reply text."""
+    with Ctl(path, timeout) as c:
+        return c.cmd(line)
+
+
+def ctl_servers(path, pool=None):
+    """json show servers [POOL] as {"pool/server": row}."""
+    with Ctl(path) as c:
+        rows = c.json("show servers" + (" " + pool if pool else ""))
+    return {"%s/%s" % (r["pool"], r["server"]): r for r in rows}
+
+
+def run_sluicectl(args, timeout=DEADLINE, **kw):
+    """Run build/sluicectl ARGS. Returns CompletedProcess (text)."""
+    return subprocess.run([SLUICECTL] + list(args), stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def run_rolling_deploy(args, timeout=DEADLINE * 3, env=None):
+    """Run tools/rolling-deploy ARGS to completion. Returns CompletedProcess."""
+    e = dict(os.environ)
+    if env:
+        e.update(env)
+    return subprocess.run([ROLLING_DEPLOY] + list(args), stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=timeout, env=e)
+
+
+TAG_LEN = 8
+
+
+def h_echo_tag(b, c, rec):
+    """Echo every byte; the first TAG_LEN bytes name the client connection
+    (recorded as rec["tag"]) so a test can tell where each one went."""
+    head = b""
+    n = 0
+    while True:
+        d = c.recv(65536)
+        if not d:
+            rec["end"] = "eof"
+            break
+        if len(head) < TAG_LEN:
+            head += d[: TAG_LEN - len(head)]
+            if len(head) == TAG_LEN:
+                rec["tag"] = head.decode("ascii", "replace")
+        n += len(d)
+        c.sendall(d)
+    rec["nread"] = n
+    rec["t_shut"] = time.monotonic()  # before the shutdown: never later than it
+    c.shutdown(socket.SHUT_WR)

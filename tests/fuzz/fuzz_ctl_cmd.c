@@ -1,0 +1,216 @@
+/* libFuzzer target: the control socket's command parser and commands on
+ * untrusted lines. Each input is split into lines; every line runs through
+ * ctl_execute() at user level, then at admin level, against a small model
+ * (two pools, four servers) rebuilt for every input so that leaks show.
+ * Checked: a reply is one non-empty block ending with its only empty line,
+ * a user-level line changes nothing, and an error reply changes nothing. */
+#include <ev.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/ctl.h"
+#include "sluice/log.h"
+#include "sluice/pool.h"
+#include "sluice/util.h"
+
+#define MAX_LINES 64
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static struct qsbr fz_qsbr;
+static struct pool *fz_pools[2];
+static size_t fz_npools;
+
+static struct pool **hook_pools(void *arg, size_t *n)
+{
+	(void)arg;
+	*n = fz_npools;
+	return fz_pools;
+}
+
+static void hook_info(void *arg, struct ctl_info *out)
+{
+	(void)arg;
+	out->version = "fuzz";
+	out->pid = 1;
+	out->uptime_ms = 12345;
+	out->workers = 2;
+	out->maxconn = 1000;
+	out->cur_conns = 3;
+	out->total_conns = 99;
+	out->conf_file = "/etc/sluice/fuzz \"quoted\".conf";
+	out->last_reload = "none";
+}
+
+static size_t hook_listeners(void *arg, struct ctl_listener_row *rows, size_t max)
+{
+	(void)arg;
+	if (max < 1)
+		return 0;
+	memset(rows, 0, sizeof(*rows));
+	util_strlcpy(rows[0].name, "www", sizeof(rows[0].name));
+	util_strlcpy(rows[0].binds, "127.0.0.1:80,[::1]:80", sizeof(rows[0].binds));
+	util_strlcpy(rows[0].pool, "web", sizeof(rows[0].pool));
+	rows[0].cur_conns = 3;
+	rows[0].total_conns = 99;
+	return 1;
+}
+
+static void hook_close_server(void *arg, struct pool_server *s, uint32_t spread_ms)
+{
+	(void)arg;
+	(void)s;
+	(void)spread_ms;
+}
+
+static int hook_reload(void *arg, bool check_only, char *msg, size_t len)
+{
+	(void)arg;
+	snprintf(msg, len, "%s", check_only ? "configuration is valid" : "reload refused");
+	return check_only ? 0 : -1;
+}
+
+static struct pool *make_pool(const char *name, enum pool_balance balance,
+			      const char *const *servers, size_t n)
+{
+	struct pool *p = pool_new(name);
+	char err[128];
+
+	if (p == NULL)
+		abort();
+	p->balance = balance;
+	for (size_t i = 0; i < n; i++) {
+		struct util_addr addr;
+		struct pool_server *s;
+		char name_buf[8];
+
+		if (util_addr_parse(servers[i], false, &addr, err, sizeof(err)) < 0)
+			abort();
+		snprintf(name_buf, sizeof(name_buf), "%c", (char)('a' + i));
+		s = pool_server_new(name_buf, &addr);
+		if (s == NULL || pool_add_server(p, s) < 0)
+			abort();
+		s->weight = s->file_weight = (uint32_t)(i + 1);
+	}
+	if (pool_publish(p) < 0)
+		abort();
+	return p;
+}
+
+static void model_build(void)
+{
+	static const char *const web[] = { "127.0.0.1:8001", "127.0.0.1:8002", "10.0.0.3:80" };
+	static const char *const api[] = { "[::1]:9000" };
+
+	fz_pools[0] = make_pool("web", POOL_BALANCE_ROUNDROBIN, web, 3);
+	fz_pools[1] = make_pool("api", POOL_BALANCE_LEASTCONN, api, 1);
+	fz_npools = 2;
+}
+
+static void model_free(void)
+{
+	for (size_t i = 0; i < fz_npools; i++) {
+		pool_retire(fz_pools[i]);
+		pool_put(fz_pools[i]);
+	}
+	fz_npools = 0;
+	qsbr_destroy(&fz_qsbr);
+}
+
+/* Everything an operator could change, as text. */
+static void model_fingerprint(struct ctl_buf *b)
+{
+	for (size_t i = 0; i < fz_npools; i++) {
+		const struct pool *p = fz_pools[i];
+
+		ctl_buf_printf(b, "pool %s %zu\n", p->name, p->nservers);
+		for (size_t k = 0; k < p->nservers; k++) {
+			const struct pool_server *s = p->servers[k];
+			char abuf[UTIL_ADDR_STRLEN];
+
+			ctl_buf_printf(b, " %s %s admin=%d weight=%u maxconn=%u backup=%d added=%d\n",
+				       s->name, util_addr_fmt(&s->addr, abuf, sizeof(abuf)),
+				       (int)s->admin, s->weight, s->maxconn, s->backup,
+				       s->runtime_added);
+		}
+	}
+}
+
+static bool same(const struct ctl_buf *x, const struct ctl_buf *y)
+{
+	return x->len == y->len && (x->len == 0 || memcmp(x->data, y->data, x->len) == 0);
+}
+
+static void run_line(struct ctl *c, enum ctl_level level, const char *line)
+{
+	struct ctl_buf before = { 0 }, after = { 0 }, out = { 0 };
+	const char *blank;
+
+	model_fingerprint(&before);
+	ctl_execute(c, level, line, &out);
+	model_fingerprint(&after);
+	if (out.oom || before.oom || after.oom)
+		abort();
+	/* one reply, framed by its only empty line */
+	if (out.len < 2 || out.data[out.len - 1] != '\n' || out.data[out.len - 2] != '\n')
+		abort();
+	blank = memmem(out.data, out.len, "\n\n", 2);
+	if (blank != out.data + out.len - 2)
+		abort();
+	if (out.len >= 7 && memcmp(out.data, "error: ", 7) == 0 && !same(&before, &after))
+		abort(); /* an error changed the model */
+	if (level == CTL_LEVEL_USER && !same(&before, &after))
+		abort(); /* a user-level command changed the model */
+	ctl_buf_free(&before);
+	ctl_buf_free(&after);
+	ctl_buf_free(&out);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static struct ev_loop *loop;
+	struct ctl_hooks hooks = {
+		.pools = hook_pools,
+		.info = hook_info,
+		.listeners = hook_listeners,
+		.close_server = hook_close_server,
+		.reload = hook_reload,
+	};
+	struct ctl *c;
+	char *text = malloc(size + 1);
+	char *p = text;
+	int nlines = 0;
+
+	if (text == NULL)
+		return 0;
+	if (loop == NULL) {
+		loop = ev_default_loop(0);
+		log_set_level(LOGL_ERR);
+		pool_set_qsbr(&fz_qsbr);
+	}
+	memcpy(text, data, size);
+	text[size] = '\0';
+	model_build();
+	c = ctl_new(loop, &hooks, NULL);
+	if (c == NULL)
+		abort();
+	/* as the server does: lines end at '\n', a NUL ends the C string */
+	while (p <= text + size && nlines++ < MAX_LINES) {
+		char *nl = memchr(p, '\n', (size_t)(text + size - p));
+
+		if (nl != NULL)
+			*nl = '\0';
+		run_line(c, CTL_LEVEL_USER, p);
+		run_line(c, CTL_LEVEL_ADMIN, p);
+		if (nl == NULL)
+			break;
+		p = nl + 1;
+	}
+	ctl_free(c); /* cancels drains with a deadline: their server references go */
+	model_free();
+	free(text);
+	return 0;
+}
