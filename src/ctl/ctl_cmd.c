@@ -71,8 +71,9 @@ int ctl_tokenize(char *line, char **argv, int max)
 	int n = 0;
 	char *p = line;
 
+	/* printable ASCII only: names end up in logs, JSON and the state file */
 	for (char *q = line; *q != '\0'; q++)
-		if ((unsigned char)*q < 0x20 && *q != '\t')
+		if (((unsigned char)*q < 0x20 && *q != '\t') || (unsigned char)*q >= 0x7f)
 			return -1;
 	for (;;) {
 		while (*p == ' ' || *p == '\t')
@@ -360,8 +361,8 @@ static void cmd_show_servers(struct cmd *x)
 	if (x->json)
 		ctl_buf_printf(x->out, "[");
 	else
-		tbl_row(&t, "pool", "server", "address", "health", "check", "admin", "weight",
-			"eff", "active", "total", "bytes_in", "bytes_out", "errors");
+		tbl_row(&t, "pool", "server", "address", "health", "admin", "weight", "eff",
+			"active", "total", "bytes_in", "bytes_out", "errors", "check");
 	for (size_t i = 0; i < n; i++) {
 		struct pool *p = pools[i];
 
@@ -378,15 +379,16 @@ static void cmd_show_servers(struct cmd *x)
 				continue;
 			}
 			tbl_row(&t, p->name, s->name, util_addr_fmt(&s->addr, abuf, sizeof(abuf)),
-				pool_health_name(s->health),
-				s->hs.last_cause[0] ? s->hs.last_cause : "-",
-				pool_admin_name(s->admin), u64s(b[0], s->weight),
+				pool_health_name(s->health), pool_admin_name(s->admin),
+				u64s(b[0], s->weight),
 				u64s(b[1], pool_server_eligible(s) ? effective_weight(s) : 0),
 				u64s(b[2], atomic_load(&s->cur_conns)),
 				u64s(b[3], atomic_load(&s->total_conns)),
 				u64s(b[4], atomic_load(&s->bytes_in)),
 				u64s(b[5], atomic_load(&s->bytes_out)),
-				u64s(b[6], atomic_load(&s->connect_errors)));
+				u64s(b[6], atomic_load(&s->connect_errors)),
+				/* last: the cause has spaces */
+				s->hs.last_cause[0] ? s->hs.last_cause : "-");
 		}
 	}
 	if (x->json)
@@ -395,10 +397,60 @@ static void cmd_show_servers(struct cmd *x)
 		tbl_print(&t, x->out);
 }
 
+/* Prometheus text to JSON: [{"name":..,"labels":{..},"value":..}, ...].
+ * The text is our own (ctl_metrics), so its shape is known. */
+static void metrics_json(const struct ctl_buf *text, struct ctl_buf *out)
+{
+	const char *p = text->data, *end = text->data + text->len;
+	bool first = true;
+
+	ctl_buf_printf(out, "[");
+	while (p != NULL && p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *le = nl != NULL ? nl : end, *sp = le;
+
+		while (sp > p && sp[-1] != ' ')
+			sp--;
+		if (*p != '#' && sp > p) {
+			const char *brace = memchr(p, '{', (size_t)(sp - p));
+			const char *name_end = brace != NULL ? brace : sp - 1;
+
+			ctl_buf_printf(out, "%s{\"name\":\"%.*s\",\"labels\":{", first ? "" : ",",
+				       (int)(name_end - p), p);
+			first = false;
+			for (const char *q = brace != NULL ? brace + 1 : sp; q < sp - 2;) {
+				const char *eq = memchr(q, '=', (size_t)(sp - q));
+				const char *v, *ve;
+
+				if (eq == NULL || eq[1] != '"')
+					break;
+				v = eq + 2;
+				for (ve = v; ve < sp && *ve != '"'; ve++)
+					if (*ve == '\\')
+						ve++;
+				ctl_buf_printf(out, "%s\"%.*s\":\"%.*s\"", q == brace + 1 ? "" : ",",
+					       (int)(eq - q), q, (int)(ve - v), v);
+				q = ve + 2; /* past the quote and the comma or brace */
+			}
+			ctl_buf_printf(out, "},\"value\":%.*s}", (int)(le - sp), sp);
+		}
+		p = nl != NULL ? nl + 1 : NULL;
+	}
+	ctl_buf_printf(out, "]\n\n");
+}
+
 static void cmd_show_metrics(struct cmd *x)
 {
-	ctl_metrics(x->ctl, x->out);
-	ctl_buf_printf(x->out, "\n");
+	struct ctl_buf text = { 0 };
+
+	if (!x->json) {
+		ctl_metrics(x->ctl, x->out);
+		ctl_buf_printf(x->out, "\n");
+		return;
+	}
+	ctl_metrics(x->ctl, &text);
+	metrics_json(&text, x->out);
+	ctl_buf_free(&text);
 }
 
 /* ---- server changes ---- */
@@ -416,7 +468,8 @@ static void cmd_server_admin(struct cmd *x)
 					    "drain POOL/SERVER within DURATION");
 			return;
 		}
-		if (util_parse_duration_ms(x->argv[4], 24ull * 3600 * 1000, &within_ms) < 0) {
+		if (util_parse_duration_ms(x->argv[4], 24ull * 3600 * 1000, &within_ms) < 0 ||
+		    within_ms == 0) {
 			reply_error(x->out, "bad duration '%s' (expected e.g. 500ms, 30s, 5m)",
 				    x->argv[4]);
 			return;
@@ -725,10 +778,21 @@ static const struct cmd_entry commands[] = {
 
 static void cmd_help(struct cmd *x)
 {
+	if (x->json) {
+		ctl_buf_printf(x->out, "[");
+		for (size_t i = 0; commands[i].w1 != NULL; i++) {
+			ctl_buf_printf(x->out, "%s{\"usage\":", i ? "," : "");
+			ctl_json_str(x->out, commands[i].usage);
+			ctl_buf_printf(x->out, ",\"level\":\"%s\"}",
+				       commands[i].level == CTL_LEVEL_ADMIN ? "admin" : "user");
+		}
+		ctl_buf_printf(x->out, "]\n\n");
+		return;
+	}
 	ctl_buf_printf(x->out, "commands (prefix any with 'json ' for a JSON reply):\n");
 	for (size_t i = 0; commands[i].w1 != NULL; i++)
-		ctl_buf_printf(x->out, "  %-70s%s\n", commands[i].usage,
-			       commands[i].level == CTL_LEVEL_ADMIN ? "(admin)" : "");
+		ctl_buf_printf(x->out, "  %s%s\n", commands[i].usage,
+			       commands[i].level == CTL_LEVEL_ADMIN ? "  (admin)" : "");
 	ctl_buf_printf(x->out, "\n");
 }
 

@@ -169,11 +169,17 @@ static void client_run_lines(struct ctl_client *cl)
 
 		if (nl == NULL)
 			break;
-		*nl = '\0';
 		used = (size_t)(nl - cl->in) + 1;
+		/* a NUL would hide the rest of the line from the parser */
+		bool nul = memchr(cl->in, '\0', used - 1) != NULL;
+
+		*nl = '\0';
 		if (nl > cl->in && nl[-1] == '\r')
 			nl[-1] = '\0';
-		ctl_cmd_run(cl->ctl, cl, cl->level, cl->in, &cl->out);
+		if (nul)
+			ctl_buf_printf(&cl->out, "error: unreadable command (NUL byte)\n\n");
+		else
+			ctl_cmd_run(cl->ctl, cl, cl->level, cl->in, &cl->out);
 		memmove(cl->in, cl->in + used, cl->inlen - used);
 		cl->inlen -= used;
 	}
@@ -230,9 +236,16 @@ static void on_client_idle(struct ev_loop *loop, ev_timer *t, int revents)
 static void on_wait_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	struct ctl_client *cl = UTIL_CONTAINER_OF(t, struct ctl_client, wait_timer);
+	char c;
 
 	(void)loop;
 	(void)revents;
+	/* input is not read during a wait: notice a client that went away,
+	 * or it would hold one of the limited slots until the timeout */
+	if (recv(cl->io.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
+		client_free(cl);
+		return;
+	}
 	if (!ctl_wait_check(cl->ctl, cl, util_now_ms(), &cl->out))
 		return;
 	ev_timer_stop(cl->ctl->loop, &cl->wait_timer);

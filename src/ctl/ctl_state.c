@@ -1,6 +1,6 @@
 /* ctl_state: the state file, so that runtime changes survive a restart.
  * One line per server whose state was set at runtime:
- *   server POOL NAME ADDRESS admin STATE [weight N] [added backup=0|1 maxconn=N]
+ *   server POOL NAME ADDRESS admin STATE [weight N] [added backup=0|1 maxconn=N [nocheck]]
  * Written atomically (temporary file + rename) after every change; read at
  * start-up after the configuration is applied. */
 #include <errno.h>
@@ -38,7 +38,8 @@ int ctl_state_save(struct ctl *c)
 			if (s->weight_overridden || s->runtime_added)
 				fprintf(f, " weight %u", s->weight);
 			if (s->runtime_added)
-				fprintf(f, " added backup=%d maxconn=%u", s->backup, s->maxconn);
+				fprintf(f, " added backup=%d maxconn=%u%s", s->backup, s->maxconn,
+					s->no_check ? " nocheck" : "");
 			fprintf(f, "\n");
 		}
 	}
@@ -56,7 +57,7 @@ struct state_line {
 	struct util_addr addr;
 	enum pool_admin admin;
 	long weight; /* -1: not set */
-	bool added, backup;
+	bool added, backup, nocheck;
 	long maxconn;
 };
 
@@ -76,7 +77,7 @@ static int parse_line(char *line, struct state_line *sl)
 	util_strlcpy(sl->pool, argv[1], sizeof(sl->pool));
 	util_strlcpy(sl->name, argv[2], sizeof(sl->name));
 	sl->weight = -1;
-	sl->added = sl->backup = false;
+	sl->added = sl->backup = sl->nocheck = false;
 	sl->maxconn = 0;
 	for (i = 6; i < argc; i++) {
 		if (strcmp(argv[i], "weight") == 0 && i + 1 < argc &&
@@ -88,6 +89,8 @@ static int parse_line(char *line, struct state_line *sl)
 			sl->backup = true;
 		else if (strcmp(argv[i], "backup=0") == 0)
 			sl->backup = false;
+		else if (strcmp(argv[i], "nocheck") == 0)
+			sl->nocheck = true;
 		else if (strncmp(argv[i], "maxconn=", 8) == 0 &&
 			 util_parse_long(argv[i] + 8, 0, 1000000, &sl->maxconn) == 0)
 			;
@@ -116,6 +119,7 @@ static void apply_line(struct ctl *c, const struct state_line *sl)
 			return;
 		}
 		s->runtime_added = true;
+		s->no_check = sl->nocheck;
 		s->backup = sl->backup;
 		s->maxconn = (uint32_t)sl->maxconn;
 		s->send_proxy = p->send_proxy;

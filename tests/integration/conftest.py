@@ -726,49 +726,6 @@ def text_pos(text, needle, nth=0):
     return text.count("\n", 0, i) + 1, i - text.rfind("\n", 0, i)
 
 
-class ReloadCtl:
-    """A client of the control socket on one connection: one command per
-    line, each reply ends with an empty line."""
-
-    def __init__(self, path, timeout=DEADLINE):
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(path)
-        self.buf = b""
-
-    def cmd(self, line):
-        """Send one command; return its reply without the final empty line."""
-        self.sock.sendall(line.encode() + b"\n")
-        while b"\n\n" not in self.buf:
-            b = self.sock.recv(65536)
-            if not b:
-                raise AssertionError("control socket closed during %r (got %r)"
-                                     % (line, self.buf))
-            self.buf += b
-        reply, self.buf = self.buf.split(b"\n\n", 1)
-        return reply.decode()
-
-    def ok(self, line):
-        """A command that must succeed."""
-        r = self.cmd(line)
-        assert not r.startswith("error: "), "%r failed: %s" % (line, r)
-        return r
-
-    def json(self, line):
-        return _json.loads(self.ok("json " + line))
-
-    def servers(self):
-        """{(pool, server): row} from json show servers."""
-        return {(r["pool"], r["server"]): r for r in self.json("show servers")}
-
-    def listeners(self):
-        return {r["name"]: r for r in self.json("show listeners")}
-
-    def close(self):
-        self.sock.close()
-
-
 def wait_ctl(path, timeout=DEADLINE):
     """Connect to a control socket once it accepts."""
     def attempt():
@@ -1080,3 +1037,18 @@ def h_echo_tag(b, c, rec):
     rec["nread"] = n
     rec["t_shut"] = time.monotonic()  # before the shutdown: never later than it
     c.shutdown(socket.SHUT_WR)
+
+
+class ReloadCtl(Ctl):
+    """Ctl whose cmd() drops the reply's last newline too, with shortcuts
+    for the reload tests."""
+
+    def cmd(self, line):
+        return super().cmd(line).rstrip("\n")
+
+    def servers(self):
+        """{(pool, server): row} from json show servers."""
+        return {(r["pool"], r["server"]): r for r in self.json("show servers")}
+
+    def listeners(self):
+        return {r["name"]: r for r in self.json("show listeners")}
