@@ -49,4 +49,10 @@ void conf_error_arg(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, 
 struct conf_stmt *conf_lex(struct conf_ctx *ctx, const char *text, size_t len);
 void conf_stmt_free(struct conf_stmt *st);
 
+/* conf_vrrp.c: the `vrrp NAME { ... }` block appended to c->vrrps, the checks
+ * that need the whole file (run after every block), and freeing. */
+int conf_vrrp_block(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf *c);
+void conf_vrrp_validate(struct conf_ctx *ctx, struct conf *c);
+void conf_vrrp_free(struct conf *c);
+
 #endif
