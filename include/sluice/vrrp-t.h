@@ -214,6 +214,8 @@ struct vrrp_fsm_config {
 	bool preempt;		   /* Preempt_Mode */
 	uint64_t preempt_delay_ms; /* 0: preempt as soon as the master is late */
 	struct vrrp_addr primary;  /* our source address, breaks priority ties */
+	uint64_t garp_repeat_ms;   /* second GARP burst after a takeover: 0 means
+				    * VRRP_GARP_REPEAT_MS, VRRP_NEVER none */
 };
 
 /* One virtual router's state machine (RFC 9568 section 6.4). Owned by the
