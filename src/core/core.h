@@ -13,6 +13,8 @@ struct pool;
 struct proxy_engine;
 struct proxy_frontend;
 struct ctl;
+struct ctl_buf;
+struct core_vrrp;
 
 /* A running listener and the name it was configured under. */
 struct core_listener {
@@ -40,6 +42,7 @@ struct core {
 	int exit_code;
 	ev_signal sig_term, sig_int, sig_hup;
 	ev_timer reclaim_timer, drain_timer, grace_timer;
+	struct core_vrrp *vrrp; /* vrrp_glue.c */
 };
 
 /* apply.c: build the runtime model from a validated conf at start-up.
@@ -54,5 +57,17 @@ int core_ctl_start(struct core *c, char *err, size_t errlen);
 
 /* reload.c: the control socket's "reload [check]". */
 int core_reload_hook(void *arg, bool check_only, char *msg, size_t len);
+
+/* vrrp_glue.c: make the running VRRP instances match newconf: unchanged
+ * ones keep their state and timers, changed or removed ones give their VIPs
+ * up, new ones start. All or nothing: returns 0, or -1 with err set and the
+ * running instances untouched. Used at start-up and by reload. */
+int core_vrrp_apply(struct core *c, const struct conf *newconf, char *err, size_t len);
+/* SIGTERM: every instance sends priority 0 and removes its VIPs. */
+void core_vrrp_shutdown(struct core *c);
+void core_vrrp_free(struct core *c);
+/* Control socket hooks (arg is the core). */
+void core_vrrp_show(void *arg, bool json, struct ctl_buf *out);
+int core_vrrp_admin(void *arg, const char *name, bool leave, char *msg, size_t len);
 
 #endif

@@ -88,6 +88,8 @@ int core_ctl_start(struct core *c, char *err, size_t errlen)
 		.listeners = hook_listeners,
 		.close_server = hook_close_server,
 		.reload = core_reload_hook,
+		.vrrp_show = core_vrrp_show,
+		.vrrp_admin = core_vrrp_admin,
 	};
 
 	c->ctl = ctl_new(c->loop, &hooks, g->state_file);
