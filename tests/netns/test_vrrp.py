@@ -202,3 +202,48 @@ def test_hostile_packets_counted(topo):
     # a valid higher advert from anywhere is the protocol's own weakness;
     # everything above was refused and nothing moved.
     assert topo.vip_holders() == ["n1"]
+
+
+def test_capture_decoded_by_tshark(topo):
+    import os
+    import subprocess
+    pcap = os.path.join(str(topo.tmp), "vrrp.pcap")
+    # tshark's capture engine, writing every packet as it comes
+    cap = topo.spawn("br", ["dumpcap", "-q", "-i", "br0", "-w", pcap, "-f", "vrrp or arp"],
+                     "dumpcap")
+    wait_until(lambda: os.path.exists(pcap) and os.path.getsize(pcap) > 0, what="dumpcap ready")
+    n1, n2 = pair(topo)
+    t0 = time.monotonic()
+    topo.stop(n1.proc, signal.SIGKILL)
+    measure_to(topo, "n2", t0)
+    n2.wait_state("MASTER")
+    wait_until(lambda: n2.status()["adverts_sent"] >= 3, what="n2 adverts")
+    time.sleep(0.2)  # the last packets reach the file
+    topo.stop(cap, signal.SIGTERM)
+
+    def fields(filt, *names):
+        r = subprocess.run(["tshark", "-r", pcap, "-n", "-Y", filt, "-T", "fields", "-E",
+                            "separator=|"] + [a for n in names for a in ("-e", n)],
+                           capture_output=True, text=True, check=True)
+        return [line.split("|") for line in r.stdout.splitlines() if line]
+
+    adverts = fields("vrrp", "ip.src", "ip.ttl", "ip.dsfield", "ip.flags.df", "vrrp.version",
+                     "vrrp.virt_rtr_id", "vrrp.prio", "vrrp.addr_count", "vrrp.ip_addr",
+                     "vrrp.checksum.status", "vrrp.short_adver_int")
+    assert len(adverts) >= 5
+    srcs = set()
+    for src, ttl, ds, df, ver, vrid, prio, count, addr, status, interval in adverts:
+        srcs.add(src)
+        assert (ttl, ver, vrid, count, addr, interval) == ("255", "3", "51", "1", VIP, "10")
+        assert int(ds, 0) == 0xC0 and df in ("0", "False")
+        assert status == "1", "bad checksum in %s" % [src, prio, status]  # 1: good
+        assert prio == ("150" if src == NODE_IP["n1"] else "100")
+    assert srcs == {NODE_IP["n1"], NODE_IP["n2"]}
+    garps = fields("arp.isgratuitous == 1", "eth.src", "arp.src.proto_ipv4", "arp.opcode",
+                   "frame.time_epoch")
+    assert all(g[1] == VIP and g[2] == "1" for g in garps), garps
+    mac2, t_take = [a[1:] for a in fields("vrrp", "ip.src", "eth.src", "frame.time_epoch")
+                    if a[0] == NODE_IP["n2"]][0]
+    after = [g for g in garps if float(g[3]) >= float(t_take)]
+    # the new master: first its advert, then 5 gratuitous ARPs from its MAC
+    assert len(after) >= 5 and all(g[0] == mac2 for g in after), (after, mac2)
