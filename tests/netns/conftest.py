@@ -178,6 +178,9 @@ class Topo:
     def close(self):
         errors = []
         for p, log in reversed(self.procs):
+            if p.poll() is None and log is not None:
+                # a clean exit, so that LeakSanitizer reports what leaked
+                self.stop(p, signal.SIGTERM, timeout=5)
             if p.poll() is None:
                 os.kill(p.pid, signal.SIGKILL)
                 p.wait(5)
