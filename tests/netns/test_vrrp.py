@@ -247,3 +247,17 @@ def test_capture_decoded_by_tshark(topo):
     after = [g for g in garps if float(g[3]) >= float(t_take)]
     # the new master: first its advert, then 5 gratuitous ARPs from its MAC
     assert len(after) >= 5 and all(g[0] == mac2 for g in after), (after, mac2)
+
+
+def test_notify_script(topo):
+    import os
+    out = os.path.join(str(topo.tmp), "notify.out")
+    script = os.path.join(str(topo.tmp), "notify.sh")
+    with open(script, "w") as f:
+        f.write("#!/bin/sh\necho \"$1 $2\" >> %s\n" % out)
+    os.chmod(script, 0o755)
+    n1 = Node(topo, "n1", vrrp_block(150, extra=" notify %s;\n" % script)).start()
+    n1.wait_state("MASTER")
+    wait_until(lambda: os.path.exists(out) and "front MASTER" in open(out).read(),
+               what="notify run for MASTER")
+    assert open(out).read().split("\n")[:2] == ["front BACKUP", "front MASTER"]
