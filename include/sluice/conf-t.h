@@ -172,6 +172,63 @@ struct conf_global {
 	char group[64];
 };
 
+/* ---- vrrp (conf_vrrp.c): `vrrp NAME { ... }` ---- */
+
+#define CONF_VRRP_MAX_ADDRS 64 /* as VRRP_MAX_ADDRS: one advert carries them all */
+#define CONF_VRRP_MAX_PEERS 16
+#define CONF_VRRP_MAX_TRACKS 16
+#define CONF_IFNAME_MAX 16 /* IF_NAMESIZE */
+
+/* "address A[/N] [dev IF];" */
+struct conf_vrrp_addr {
+	struct util_addr addr; /* port 0 */
+	uint32_t prefixlen;    /* /32 or /128 when not given */
+	char dev[CONF_IFNAME_MAX]; /* empty: the instance's interface */
+	struct conf_where where;
+};
+
+enum conf_vrrp_track_kind {
+	CONF_VRRP_TRACK_INTERFACE,
+	CONF_VRRP_TRACK_POOL,
+};
+
+/* "track interface IF weight N;" or "track pool NAME weight N;" */
+struct conf_vrrp_track {
+	enum conf_vrrp_track_kind kind;
+	char name[CONF_NAME_MAX]; /* interface or pool name */
+	uint32_t weight;	  /* 1-254: subtracted while the thing is down */
+	struct conf_where where;
+};
+
+enum conf_vrrp_csum {
+	CONF_VRRP_CSUM_PSEUDO, /* keepalived's default: accepted by every keepalived */
+	CONF_VRRP_CSUM_RFC,    /* RFC 9568: no pseudo-header for IPv4 */
+};
+
+/* One virtual router. */
+struct conf_vrrp {
+	char name[CONF_NAME_MAX];
+	char interface[CONF_IFNAME_MAX];
+	uint32_t vrid;		   /* 1-255 */
+	uint32_t priority;	   /* 1-255, default 100 */
+	uint64_t advert_ms;	   /* default 1s; v3: 10ms steps, v2: whole seconds */
+	uint32_t version;	   /* 2 or 3 (default) */
+	bool preempt;		   /* default on */
+	uint64_t preempt_delay_ms; /* default 0 */
+	struct conf_vrrp_addr *addrs;
+	size_t naddrs;
+	struct util_addr *peers; /* unicast peers; none: multicast */
+	size_t npeers;
+	struct conf_vrrp_track *tracks;
+	size_t ntracks;
+	uint32_t garp_repeat;	  /* gratuitous ARPs per burst, default 5 */
+	uint64_t garp_delay_ms;	  /* second burst after takeover, default 5s; 0: none */
+	uint64_t garp_refresh_ms; /* periodic burst while master; 0 (default): none */
+	char notify[256];	  /* empty: none */
+	enum conf_vrrp_csum checksum;
+	struct conf_where where;
+};
+
 struct conf {
 	char *file;
 	struct conf_global global;
@@ -179,6 +236,8 @@ struct conf {
 	size_t npools;
 	struct conf_listen *listens;
 	size_t nlistens;
+	struct conf_vrrp *vrrps; /* conf_vrrp.c */
+	size_t nvrrps;
 };
 
 /* Diagnostics collected while parsing: "FILE:LINE:COL: error: ..." lines. */

@@ -10,6 +10,7 @@
 
 struct pool;
 struct pool_server;
+struct ctl_buf;
 
 enum ctl_level {
 	CTL_LEVEL_ADMIN,
@@ -55,6 +56,11 @@ struct ctl_hooks {
 	/* binary upgrade: hand the listening sockets over fd (the client's
 	 * connection), then stop accepting and drain. Fills msg. */
 	int (*takeover)(void *arg, int fd, char *msg, size_t len);
+	/* VRRP: append every instance's state as a complete reply (table or
+	 * JSON); leave or join the election of instance name (fills msg,
+	 * returns 0 or -1). */
+	void (*vrrp_show)(void *arg, bool json, struct ctl_buf *out);
+	int (*vrrp_admin)(void *arg, const char *name, bool leave, char *msg, size_t len);
 };
 
 #endif

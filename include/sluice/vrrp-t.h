@@ -214,6 +214,8 @@ struct vrrp_fsm_config {
 	bool preempt;		   /* Preempt_Mode */
 	uint64_t preempt_delay_ms; /* 0: preempt as soon as the master is late */
 	struct vrrp_addr primary;  /* our source address, breaks priority ties */
+	uint64_t garp_repeat_ms;   /* second GARP burst after a takeover: 0 means
+				    * VRRP_GARP_REPEAT_MS, VRRP_NEVER none */
 };
 
 /* One virtual router's state machine (RFC 9568 section 6.4). Owned by the
@@ -235,6 +237,101 @@ struct vrrp_fsm {
 				       * by the first lower-priority advert; not a
 				       * wake-up, read when the next advert comes */
 	enum vrrp_reason down_reason; /* BACKUP: why Master_Down_Timer would fire */
+};
+
+/* ---- I/O layer (vrrp_io.c): one running virtual router ------------------ */
+
+#define VRRP_NAME_MAX 64
+#define VRRP_IFNAME_MAX 16 /* IF_NAMESIZE */
+#define VRRP_MAX_PEERS 16
+#define VRRP_MAX_TRACKS 16
+
+/* One VIP and where it goes. */
+struct vrrp_vip {
+	struct vrrp_addr addr;
+	uint8_t prefixlen;
+	char dev[VRRP_IFNAME_MAX]; /* empty: the instance's interface */
+};
+
+/* A tracked thing: an interface the instance watches itself, or an
+ * external one (a pool) whose state the caller reports. */
+enum vrrp_track_kind {
+	VRRP_TRACK_INTERFACE,
+	VRRP_TRACK_EXTERNAL,
+};
+
+struct vrrp_track {
+	enum vrrp_track_kind kind;
+	char name[VRRP_NAME_MAX]; /* interface or the caller's name */
+	uint8_t weight;		  /* subtracted from the priority while down */
+};
+
+/* Settings of one instance. Plain data without pointers, zero-filled before
+ * it is set, so memcmp() tells whether a reload changed anything. */
+struct vrrp_instance_config {
+	char name[VRRP_NAME_MAX];
+	char ifname[VRRP_IFNAME_MAX];
+	uint8_t version, vrid, priority;
+	uint16_t adver_int_cs;
+	bool preempt;
+	uint64_t preempt_delay_ms;
+	struct vrrp_vip vips[VRRP_MAX_ADDRS];
+	size_t nvips;
+	struct vrrp_addr peers[VRRP_MAX_PEERS]; /* none: multicast */
+	size_t npeers;
+	struct vrrp_track tracks[VRRP_MAX_TRACKS];
+	size_t ntracks;
+	uint32_t garp_repeat;	  /* announcements per VIP per burst */
+	uint64_t garp_delay_ms;	  /* second burst after takeover; 0: none */
+	uint64_t garp_refresh_ms; /* periodic burst while master; 0: none */
+	char notify[256];	  /* script run with NAME STATE; empty: none */
+	enum vrrp_csum_form csum_form; /* v3 IPv4 sends: RFC or PSEUDO */
+};
+
+/* Drops the I/O layer decides on top of the codec's. */
+enum vrrp_io_drop {
+	VRRP_IODROP_DEST = 0,	/* not to 224.0.0.18 / ff02::12 (multicast mode) or
+				 * not to us (unicast mode) */
+	VRRP_IODROP_PEER,	/* unicast mode: source is not a configured peer */
+	VRRP_IODROP_OWNER,	/* priority 255 from a source that owns no VIP */
+	VRRP_IODROP_SHORT,	/* IP header unreadable */
+	VRRP_IODROP_NR
+};
+
+/* Which checksum form a peer uses, as last seen. */
+struct vrrp_peer_seen {
+	struct vrrp_addr addr;
+	enum vrrp_csum_form form;
+	uint8_t version, priority;
+	uint64_t adverts;
+	uint64_t last_ms; /* monotonic */
+};
+
+/* What `show vrrp` prints. */
+struct vrrp_status {
+	const char *name, *ifname;
+	enum vrrp_state state;
+	bool left; /* `vrrp leave`: out of the election until `vrrp join` */
+	uint8_t version, vrid, base_priority, priority;
+	uint16_t adver_int_cs, master_adver_int_cs;
+	struct vrrp_addr primary, master;
+	uint8_t master_priority;
+	bool multicast;
+	enum vrrp_csum_form csum_form;
+	uint64_t adverts_sent, adverts_rcvd, send_errors, transitions, garps_sent;
+	uint64_t drops[VRRP_DROP_NR];
+	uint64_t io_drops[VRRP_IODROP_NR];
+	uint64_t last_transition_wall_ms; /* 0: never */
+	char last_reason[VRRP_REASON_TEXT_LEN];
+	size_t npeers_seen;
+	struct vrrp_peer_seen peers_seen[VRRP_MAX_PEERS];
+	size_t ntracks;
+	struct {
+		char name[VRRP_NAME_MAX];
+		enum vrrp_track_kind kind;
+		uint8_t weight;
+		bool up;
+	} tracks[VRRP_MAX_TRACKS];
 };
 
 #endif

@@ -115,4 +115,37 @@ const char *vrrp_state_name(enum vrrp_state state);
 /* "SEND_ADVERT", "ADD_VIPS", ... for logs and tests. */
 const char *vrrp_action_name(enum vrrp_action_type type);
 
+/* ---- I/O (vrrp_io.c): the daemon side ------------------------------------ */
+/* Runs in the control thread's libev loop: a raw IP protocol 112 socket, a
+ * link monitor and one timer per instance; performs the state machine's
+ * actions (adverts, VIPs through vip, gratuitous ARPs, notify script). */
+
+struct ev_loop;
+struct vrrp_instance;
+
+/* Drop counter / log names of the I/O layer's reasons. */
+const char *vrrp_io_drop_name(enum vrrp_io_drop reason);
+
+/* Create an instance on loop for cfg (copied): resolves the interface and
+ * its primary address, opens and sets up the socket (multicast group joined
+ * or unicast). Does not start the election. Returns the instance (caller
+ * owns it) or NULL with err set. */
+struct vrrp_instance *vrrp_instance_new(struct ev_loop *loop, const struct vrrp_instance_config *cfg,
+					char *err, size_t errlen);
+/* Start: remove leftover VIPs, go to BACKUP (or MASTER as owner, FAULT
+ * without link) and watch the socket, the links and the timer. */
+void vrrp_instance_start(struct vrrp_instance *vi);
+/* Leave the election cleanly: a master sends priority 0, then removes its
+ * VIPs. Watchers stop; the instance may be freed or started again. */
+void vrrp_instance_shutdown(struct vrrp_instance *vi);
+/* Stop (shutdown first when running), close and free. NULL is allowed. */
+void vrrp_instance_free(struct vrrp_instance *vi);
+/* `vrrp leave` (shutdown, stays out) and `vrrp join` (start again).
+ * Returns 0, or -1 with msg set when already in that state. */
+int vrrp_instance_admin(struct vrrp_instance *vi, bool leave, char *msg, size_t len);
+/* Report the state of external track idx (index in cfg.tracks). */
+void vrrp_instance_track_set(struct vrrp_instance *vi, size_t idx, bool up);
+const struct vrrp_instance_config *vrrp_instance_config(const struct vrrp_instance *vi);
+void vrrp_instance_status(const struct vrrp_instance *vi, struct vrrp_status *out);
+
 #endif

@@ -694,10 +694,16 @@ static int top_listen(struct conf_ctx *ctx, const struct conf_stmt *st, void *ob
 	return 0;
 }
 
+static int top_vrrp(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	return conf_vrrp_block(ctx, st, ((struct parse_state *)obj)->conf);
+}
+
 static const struct conf_keyword top_kw[] = {
 	{ "global", 1, 1, true, top_global, "global { ... }" },
 	{ "pool", 2, 2, true, top_pool, "pool NAME { ... }" },
 	{ "listen", 2, 2, true, top_listen, "listen NAME { ... }" },
+	{ "vrrp", 2, 2, true, top_vrrp, "vrrp NAME { ... }" },
 	{ NULL, 0, 0, false, NULL, NULL },
 };
 
@@ -772,6 +778,7 @@ struct conf *conf_parse(const char *file, const char *text, size_t len, struct c
 	if (root != NULL) {
 		run_block(&ctx, root, top_kw, "the top level", &ps);
 		validate(&ps);
+		conf_vrrp_validate(&ctx, c);
 	}
 	conf_stmt_free(root);
 	free(ps.refs);
@@ -837,6 +844,7 @@ void conf_free(struct conf *c)
 	for (size_t i = 0; i < c->nlistens; i++)
 		free(c->listens[i].binds);
 	free(c->listens);
+	conf_vrrp_free(c);
 	free(c->file);
 	free(c);
 }

@@ -312,6 +312,46 @@ static void diff_global(const struct conf *oc, const struct conf *nc, char *buf,
 		say(buf, len, off, "global: grace %llums", (unsigned long long)n->grace_ms);
 }
 
+static const struct conf_vrrp *find_vrrp(const struct conf *c, const char *name)
+{
+	for (size_t i = 0; i < c->nvrrps; i++)
+		if (strcmp(c->vrrps[i].name, name) == 0)
+			return &c->vrrps[i];
+	return NULL;
+}
+
+static bool vrrp_conf_differs(const struct conf_vrrp *a, const struct conf_vrrp *b)
+{
+	if (strcmp(a->interface, b->interface) != 0 || a->vrid != b->vrid ||
+	    a->priority != b->priority || a->advert_ms != b->advert_ms ||
+	    a->version != b->version || a->preempt != b->preempt ||
+	    a->preempt_delay_ms != b->preempt_delay_ms || a->naddrs != b->naddrs ||
+	    a->npeers != b->npeers)
+		return true;
+	for (size_t i = 0; i < a->npeers; i++)
+		if (!util_addr_equal(&a->peers[i], &b->peers[i]))
+			return true;
+	return memcmp(a->addrs, b->addrs, a->naddrs * sizeof(*a->addrs)) != 0;
+}
+
+/* VRRP instances: the runtime keeps an unchanged one with its state. */
+static void diff_vrrp(const struct conf *oc, const struct conf *nc, char *buf, size_t len,
+		      size_t *off)
+{
+	for (size_t i = 0; i < nc->nvrrps; i++) {
+		const struct conf_vrrp *o = find_vrrp(oc, nc->vrrps[i].name);
+
+		if (o == NULL)
+			say(buf, len, off, "vrrp %s: added", nc->vrrps[i].name);
+		else if (vrrp_conf_differs(o, &nc->vrrps[i]))
+			say(buf, len, off, "vrrp %s: changed (restarts its election)", o->name);
+	}
+	for (size_t i = 0; i < oc->nvrrps; i++)
+		if (find_vrrp(nc, oc->vrrps[i].name) == NULL)
+			say(buf, len, off, "vrrp %s: removed (gives its addresses up)",
+			    oc->vrrps[i].name);
+}
+
 void core_diff(const struct conf *oc, const struct conf *nc, char *buf, size_t len)
 {
 	size_t off = 0;
@@ -320,6 +360,7 @@ void core_diff(const struct conf *oc, const struct conf *nc, char *buf, size_t l
 	diff_global(oc, nc, buf, len, &off);
 	diff_listens(oc, nc, buf, len, &off);
 	diff_pools(oc, nc, buf, len, &off);
+	diff_vrrp(oc, nc, buf, len, &off);
 	if (off == 0)
 		say(buf, len, &off, "no change");
 	else if (off > 0 && buf[off - 1] == '\n')

@@ -14,6 +14,8 @@ struct pool;
 struct proxy_engine;
 struct proxy_frontend;
 struct ctl;
+struct ctl_buf;
+struct core_vrrp;
 
 /* A listening socket inherited from the old process (binary upgrade). */
 struct core_inherited {
@@ -55,6 +57,7 @@ struct core {
 	ev_signal sig_term, sig_int, sig_hup;
 	ev_timer reclaim_timer, drain_timer, grace_timer;
 	struct core_health *health; /* health_glue.c */
+	struct core_vrrp *vrrp; /* vrrp_glue.c */
 };
 
 /* apply.c: make the runtime model match conf (at start-up c->conf is an
@@ -111,5 +114,16 @@ void core_health_stop(struct core *c);
  * server added or deleted at runtime); health states live in the servers
  * and carry over. Returns 0 or -1 with err. */
 int core_health_resync(struct core *c, char *err, size_t errlen);
+/* vrrp_glue.c: make the running VRRP instances match newconf: unchanged
+ * ones keep their state and timers, changed or removed ones give their VIPs
+ * up, new ones start. All or nothing: returns 0, or -1 with err set and the
+ * running instances untouched. Used at start-up and by reload. */
+int core_vrrp_apply(struct core *c, const struct conf *newconf, char *err, size_t len);
+/* SIGTERM: every instance sends priority 0 and removes its VIPs. */
+void core_vrrp_shutdown(struct core *c);
+void core_vrrp_free(struct core *c);
+/* Control socket hooks (arg is the core). */
+void core_vrrp_show(void *arg, bool json, struct ctl_buf *out);
+int core_vrrp_admin(void *arg, const char *name, bool leave, char *msg, size_t len);
 
 #endif

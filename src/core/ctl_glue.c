@@ -112,6 +112,8 @@ int core_ctl_start(struct core *c, char *err, size_t errlen)
 		.takeover = core_takeover_hook,
 		.server_added = hook_server_added,
 		.server_removed = hook_server_removed,
+		.vrrp_show = core_vrrp_show,
+		.vrrp_admin = core_vrrp_admin,
 	};
 
 	c->ctl = ctl_new(c->loop, &hooks, g->state_file);

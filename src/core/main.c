@@ -122,6 +122,7 @@ void core_begin_shutdown(struct core *c, const char *why)
 	}
 	c->stopping = true;
 	core_notify("STOPPING=1");
+	core_vrrp_shutdown(c); /* priority 0 first: the peer takes over during the drain */
 	log_notice("%s: stopping listeners, %u connections open, grace %llums", why,
 		   proxy_engine_active(c->engine), (unsigned long long)c->conf->global.grace_ms);
 	for (size_t i = 0; i < c->nlisteners; i++) {
@@ -219,6 +220,10 @@ static int run(struct core *c)
 		}
 		core_log_listeners(c);
 	}
+	if (core_vrrp_apply(c, c->conf, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		return 1;
+	}
 	if (core_ctl_start(c, err, sizeof(err)) < 0) {
 		log_err("%s", err);
 		return 1;
@@ -308,6 +313,7 @@ int main(int argc, char **argv)
 	c.start_ms = util_now_ms();
 	rc = run(&c);
 	ctl_free(c.ctl);
+	core_vrrp_free(&c);
 	proxy_engine_free(c.engine);
 	core_health_stop(&c);
 	core_model_free(&c);

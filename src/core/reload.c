@@ -78,7 +78,20 @@ int core_reload(struct core *c, bool check_only, char *msg, size_t len)
 		conf_free(nc);
 		return 0;
 	}
+	/* VRRP first: it is all or nothing by itself; if the listeners then
+	 * fail, the instances go back to the running configuration */
+	if (core_vrrp_apply(c, nc, err, sizeof(err)) < 0) {
+		failed(c, err, msg, len);
+		conf_free(nc);
+		core_notify("READY=1");
+		return -1;
+	}
 	if (core_apply(c, nc, err, sizeof(err)) < 0) {
+		char verr[256];
+
+		if (core_vrrp_apply(c, c->conf, verr, sizeof(verr)) < 0)
+			log_err("reload: VRRP could not go back to the running configuration: %s",
+				verr);
 		failed(c, err, msg, len);
 		conf_free(nc);
 		core_notify("READY=1");

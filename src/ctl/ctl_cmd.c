@@ -749,6 +749,33 @@ static void cmd_takeover(struct cmd *x)
 		reply_ok(x, "%s", msg);
 }
 
+/* ---- vrrp ---- */
+
+static void cmd_show_vrrp(struct cmd *x)
+{
+	if (x->ctl->hooks.vrrp_show == NULL) {
+		reply_error(x->out, "vrrp is not available");
+		return;
+	}
+	x->ctl->hooks.vrrp_show(x->ctl->hooks.arg, x->json, x->out);
+}
+
+static void cmd_vrrp_admin(struct cmd *x)
+{
+	char msg[256];
+
+	if (x->ctl->hooks.vrrp_admin == NULL) {
+		reply_error(x->out, "vrrp is not available");
+		return;
+	}
+	msg[0] = '\0';
+	if (x->ctl->hooks.vrrp_admin(x->ctl->hooks.arg, x->argv[2],
+				     strcmp(x->argv[1], "leave") == 0, msg, sizeof(msg)) < 0)
+		reply_error(x->out, "%s", msg);
+	else
+		reply_ok(x, "%s", msg);
+}
+
 static const struct cmd_entry commands[] = {
 	{ "help", NULL, 1, 1, CTL_LEVEL_USER, cmd_help, "help" },
 	{ "show", "info", 2, 2, CTL_LEVEL_USER, cmd_show_info, "show info" },
@@ -773,6 +800,9 @@ static const struct cmd_entry commands[] = {
 	{ "reload", NULL, 1, 2, CTL_LEVEL_ADMIN, cmd_reload, "reload [check]" },
 	{ "takeover", NULL, 1, 1, CTL_LEVEL_ADMIN, cmd_takeover,
 	  "takeover (used by sluice --takeover: binary upgrade)" },
+	{ "show", "vrrp", 2, 2, CTL_LEVEL_USER, cmd_show_vrrp, "show vrrp" },
+	{ "vrrp", "leave", 3, 3, CTL_LEVEL_ADMIN, cmd_vrrp_admin, "vrrp leave NAME" },
+	{ "vrrp", "join", 3, 3, CTL_LEVEL_ADMIN, cmd_vrrp_admin, "vrrp join NAME" },
 	{ NULL, NULL, 0, 0, CTL_LEVEL_USER, NULL, NULL },
 };
 

@@ -88,6 +88,9 @@ static int open_listener(const struct util_addr *a, char *err, size_t errlen)
 		goto fail;
 	if (a->u.sa.sa_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	/* a VRRP backup binds its VIP before it owns the address: a takeover
+	 * then costs only the address move (IP_FREEBIND also covers IPv6) */
+	setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one));
 	/* accepted sockets inherit TCP_NODELAY: one system call less each */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (bind(fd, &a->u.sa, a->len) < 0 || listen(fd, LISTEN_BACKLOG) < 0)

@@ -335,6 +335,30 @@ static void test_master_timer_late_no_burst(void **state)
 	(void)t;
 }
 
+/* garp delay from the configuration: another delay, or none at all. */
+static void test_garp_repeat_configurable(void **state)
+{
+	struct vrrp_fsm_config cfg = config(100, 300, true, 0);
+	struct vrrp_fsm fsm;
+	struct vrrp_actions out;
+	uint64_t t;
+
+	(void)state;
+	cfg.garp_repeat_ms = 1000;
+	setup(&fsm, &cfg);
+	t = make_master(&fsm, &out);
+	assert_int_equal(vrrp_fsm_next_deadline(&fsm), t + 1000);
+	vrrp_fsm_timer(&fsm, t + 1000, &out);
+	assert_string_equal(acts(&out), "SEND_GARP");
+	assert_int_equal(vrrp_fsm_next_deadline(&fsm), t + 3000);
+
+	cfg.garp_repeat_ms = VRRP_NEVER;
+	setup(&fsm, &cfg);
+	t = make_master(&fsm, &out);
+	assert_int_equal(fsm.garp_at_ms, VRRP_NEVER);
+	assert_int_equal(vrrp_fsm_next_deadline(&fsm), t + 3000);
+}
+
 static void test_master_repeats_garp_once(void **state)
 {
 	struct vrrp_fsm_config cfg = config(100, 300, true, 0);
@@ -737,6 +761,7 @@ int main(void)
 	    cmocka_unit_test(test_own_advert_ignored),
 	    cmocka_unit_test(test_master_timer_late_no_burst),
 	    cmocka_unit_test(test_master_repeats_garp_once),
+	    cmocka_unit_test(test_garp_repeat_configurable),
 	    cmocka_unit_test(test_priority0_master_after_skew_only),
 	    cmocka_unit_test(test_priority0_skew_at_100ms),
 	    cmocka_unit_test(test_preempt_on_takes_over_lower_master),
