@@ -202,7 +202,7 @@ def test_failover_sigterm_vs_keepalived(topo, advert):
 
 @pytest.mark.parametrize("advert", ADVERTS)
 def test_failover_link_down_vs_keepalived(topo, advert):
-    ours, theirs = compare(topo, "link", advert, 3)
+    ours, theirs = compare(topo, "link", advert, RUNS)
     assert ours <= theirs * 1.1 + 0.020, (ours, theirs)
 
 
