@@ -264,3 +264,39 @@ def test_notify_script(topo):
     wait_until(lambda: os.path.exists(out) and "front MASTER" in open(out).read(),
                what="notify run for MASTER")
     assert open(out).read().split("\n")[:2] == ["front BACKUP", "front MASTER"]
+
+
+def test_reload_keeps_unchanged_instance(topo):
+    """Reloads that leave the vrrp block alone cause no transition and no
+    missed advertisement; changing the block restarts that instance."""
+    n1, n2 = pair(topo)
+    before1, before2 = n1.status(), n2.status()
+    log_before = len(n1.log())
+    with open(n1.conf) as f:
+        text = f.read()
+    t0 = time.monotonic()
+    for i in range(20):
+        # another pool each time: a real change elsewhere in the file
+        with open(n1.conf, "w") as f:
+            f.write(text + "pool extra%d { server x 192.0.2.99:%d; }\n" % (i, 1000 + i))
+        r = n1.ctl("reload")
+        assert r.returncode == 0 and "pool extra%d: added" % i in r.stdout, r.stdout + r.stderr
+        time.sleep(0.05)  # spread the reloads over about a second of adverts
+    elapsed = time.monotonic() - t0
+    after1, after2 = n1.status(), n2.status()
+    assert after1["state"] == "MASTER" and after2["state"] == "BACKUP"
+    assert after1["transitions"] == before1["transitions"]
+    assert after2["transitions"] == before2["transitions"]
+    # advert 100ms: the backup heard one per interval, none missed
+    heard = after2["adverts_received"] - before2["adverts_received"]
+    assert heard >= int(elapsed / 0.1) - 1, (heard, elapsed)
+    new_log = n1.log()[log_before:]
+    assert new_log.count("reload of") == 20
+    assert not [l for l in new_log.splitlines() if "vrrp front: " in l and " -> " in l], new_log
+    # a changed block is a new instance: priority 90 < 100 lets n2 take over
+    with open(n1.conf, "w") as f:
+        f.write(text.replace("priority 150;", "priority 90;"))
+    r = n1.ctl("reload")
+    assert r.returncode == 0 and "vrrp front: changed" in r.stdout, r.stdout + r.stderr
+    n2.wait_state("MASTER")
+    wait_until(lambda: topo.probe() == "n2", what="client moved to n2")
