@@ -1,10 +1,12 @@
 # VRRP between two sluice nodes in network namespaces: election, failover
 # (SIGKILL, SIGTERM, link down, track pool), preemption, split brain, and
 # invalid / hostile packets from the client namespace.
+import os
 import signal
+import socket
 import time
 
-from conftest import (NODE_IP, VIP, Node, advert_v3, raw_sender, vrrp_block, wait_until)
+from conftest import (NODE_IP, PORT, VIP, Node, advert_v3, raw_sender, vrrp_block, wait_until)
 
 
 def pair(topo, p1=150, p2=100, advert="100ms", extra1="", extra2="", suffix=""):
@@ -300,3 +302,59 @@ def test_reload_keeps_unchanged_instance(topo):
     assert r.returncode == 0 and "vrrp front: changed" in r.stdout, r.stdout + r.stderr
     n2.wait_state("MASTER")
     wait_until(lambda: topo.probe() == "n2", what="client moved to n2")
+
+
+VIP6 = "2001:db8::100"
+
+
+def linklocal_ready(topo, n):
+    out = topo.ip(n, "-6", "addr", "show", "dev", "eth0", "scope", "link").stdout
+    return "inet6 fe80:" in out and "tentative" not in out
+
+
+def probe6(topo, timeout=0.1):
+    """One TCP exchange from the client to the IPv6 VIP: the node that
+    proxied it, or None."""
+    from conftest import Netns
+    with Netns(topo.ns["c"]):
+        s = socket.socket(socket.AF_INET6)
+    try:
+        s.settimeout(timeout)
+        s.connect((VIP6, PORT))
+        data = s.recv(100)
+    except OSError:
+        return None
+    finally:
+        s.close()
+    peer = data.decode(errors="replace").strip().partition("=")[2]
+    return {a: n for n, a in NODE_IP.items()}.get(peer)
+
+
+def test_ipv6_election_and_failover(topo):
+    """VRRPv3 over IPv6: adverts to ff02::12 from the link-local address,
+    the VIP added with unsolicited neighbour advertisements, and a failover
+    the client follows."""
+    topo.ip("c", "-6", "addr", "add", "2001:db8::3/64", "dev", "eth0", "nodad")
+    for n in ("n1", "n2", "c"):
+        wait_until(lambda n=n: linklocal_ready(topo, n), what="link-local address on " + n)
+    block = ("vrrp front {\n interface eth0; vrid 61; priority %d; advert 100ms; version 3;\n"
+             " address %s/64;\n}\n")
+    listen6 = "listen front6 { bind [%s]:%d; pool web; timeout connect 500ms; }\n" % (VIP6, PORT)
+    n1 = Node(topo, "n1", block % (150, VIP6), listen6, name="v6-n1").start()
+    n1.wait_state("MASTER")
+    n2 = Node(topo, "n2", block % (100, VIP6), listen6, name="v6-n2").start()
+    n2.wait_state("BACKUP")
+    wait_until(lambda: n2.status()["adverts_received"] >= 2, what="n2 hears n1 over IPv6")
+    assert n2.status()["master"].startswith("fe80:")
+    held = [n for n in ("n1", "n2")
+            if VIP6 in topo.ip(n, "-6", "addr", "show", "dev", "eth0").stdout]
+    assert held == ["n1"]
+    wait_until(lambda: probe6(topo) == "n1", what="client served through n1 over IPv6")
+    t0 = time.monotonic()
+    os.kill(n1.proc.pid, signal.SIGKILL)
+    wait_until(lambda: probe6(topo, 0.025) == "n2", timeout=10, interval=0.002,
+               what="client served through n2 over IPv6")
+    dt = time.monotonic() - t0
+    assert n2.state() == "MASTER"
+    assert dt < 1.0, dt
+    assert sum(n2.status()["drops"].values()) == 0, n2.status()["drops"]
