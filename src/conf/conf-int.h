@@ -46,6 +46,15 @@ void conf_error_arg(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, 
 
 /* Build the statement tree of text. Returns the root (its kids are the
  * top-level statements) or NULL after reporting errors. */
+/* Value helpers: parse args[i], or report on it (with the missing-';'
+ * rule of conf_error_arg) and return -1. Durations need a unit. */
+int conf_arg_long(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *what,
+		  long min, long max, long *out);
+int conf_arg_u32(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *what,
+		 long min, long max, uint32_t *out);
+int conf_arg_duration(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i,
+		      const char *what, uint64_t min_ms, uint64_t max_ms, uint64_t *out);
+
 struct conf_stmt *conf_lex(struct conf_ctx *ctx, const char *text, size_t len);
 void conf_stmt_free(struct conf_stmt *st);
 

@@ -23,33 +23,12 @@ static const char *const check_type_names[] = {
 
 /* ---- value helpers (same wording as conf_parse.c's) ---- */
 
-static int hc_long(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *what,
-		   long min, long max, long *out)
-{
-	if (util_parse_long(st->args[i].text, min, max, out) == 0)
-		return 0;
-	conf_error_arg(ctx, st, i, "%s '%s' out of range (expected an integer %ld-%ld)", what,
-		       st->args[i].text, min, max);
-	return -1;
-}
-
-static int hc_u32(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *what,
-		  long min, long max, uint32_t *out)
-{
-	long v;
-
-	if (hc_long(ctx, st, i, what, min, max, &v) < 0)
-		return -1;
-	*out = (uint32_t)v;
-	return 0;
-}
-
 static int hc_port(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *what,
 		   uint16_t *out)
 {
 	long v;
 
-	if (hc_long(ctx, st, i, what, 1, 65535, &v) < 0)
+	if (conf_arg_long(ctx, st, i, what, 1, 65535, &v) < 0)
 		return -1;
 	*out = (uint16_t)v;
 	return 0;
@@ -58,14 +37,7 @@ static int hc_port(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, c
 static int hc_duration(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *what,
 		       uint64_t min_ms, uint64_t *out)
 {
-	if (util_parse_duration_ms(st->args[i].text, CHECK_MAX_DURATION_MS, out) == 0 &&
-	    *out >= min_ms)
-		return 0;
-	conf_error_arg(ctx, st, i,
-		       "bad %s '%s' (expected a duration such as 500ms, 2s or 1m, at least "
-		       "%llums and at most 1h)",
-		       what, st->args[i].text, (unsigned long long)min_ms);
-	return -1;
+	return conf_arg_duration(ctx, st, i, what, min_ms, CHECK_MAX_DURATION_MS, out);
 }
 
 /* Copy a string argument (may hold NUL bytes when binary is true). */
@@ -168,12 +140,12 @@ static int ck_timeout(struct conf_ctx *ctx, const struct conf_stmt *st, struct c
 
 static int ck_rise(struct conf_ctx *ctx, const struct conf_stmt *st, struct check_obj *o)
 {
-	return hc_u32(ctx, st, 1, "rise", 1, CHECK_MAX_RISE_FALL, &o->ck->rise);
+	return conf_arg_u32(ctx, st, 1, "rise", 1, CHECK_MAX_RISE_FALL, &o->ck->rise);
 }
 
 static int ck_fall(struct conf_ctx *ctx, const struct conf_stmt *st, struct check_obj *o)
 {
-	return hc_u32(ctx, st, 1, "fall", 1, CHECK_MAX_RISE_FALL, &o->ck->fall);
+	return conf_arg_u32(ctx, st, 1, "fall", 1, CHECK_MAX_RISE_FALL, &o->ck->fall);
 }
 
 static int ck_jitter(struct conf_ctx *ctx, const struct conf_stmt *st, struct check_obj *o)
@@ -487,7 +459,7 @@ int conf_check_kw_observe(struct conf_ctx *ctx, const struct conf_stmt *st, void
 	h->observe_set = true;
 	h->observe_where.line = st->args[0].line;
 	h->observe_where.col = st->args[0].col;
-	return hc_u32(ctx, st, 1, "observe-errors", 0, CHECK_MAX_OBSERVE, &h->observe_errors);
+	return conf_arg_u32(ctx, st, 1, "observe-errors", 0, CHECK_MAX_OBSERVE, &h->observe_errors);
 }
 
 int conf_check_kw_slowstart(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)

@@ -70,8 +70,8 @@ const char *conf_proxy_proto_name(enum conf_proxy_proto p)
 
 /* ---- value helpers: each reports its own error on args[i] ---- */
 
-static int arg_long(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *what,
-		    long min, long max, long *out)
+int conf_arg_long(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *what,
+		  long min, long max, long *out)
 {
 	if (util_parse_long(st->args[i].text, min, max, out) == 0)
 		return 0;
@@ -80,27 +80,43 @@ static int arg_long(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, 
 	return -1;
 }
 
-static int arg_u32(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *what,
-		   long min, long max, uint32_t *out)
+int conf_arg_u32(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *what,
+		 long min, long max, uint32_t *out)
 {
 	long v;
 
-	if (arg_long(ctx, st, i, what, min, max, &v) < 0)
+	if (conf_arg_long(ctx, st, i, what, min, max, &v) < 0)
 		return -1;
 	*out = (uint32_t)v;
 	return 0;
 }
 
-static int arg_duration(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i,
-			const char *what, uint64_t min_ms, uint64_t *out)
+/* "24h", "1h", "10s", "100ms": the largest unit that divides ms. */
+static const char *fmt_ms(uint64_t ms, char *buf, size_t len)
 {
-	if (util_parse_duration_ms(st->args[i].text, CONF_MAX_DURATION_MS, out) == 0 &&
-	    *out >= min_ms)
+	if (ms != 0 && ms % 3600000 == 0)
+		snprintf(buf, len, "%lluh", (unsigned long long)(ms / 3600000));
+	else if (ms != 0 && ms % 60000 == 0)
+		snprintf(buf, len, "%llum", (unsigned long long)(ms / 60000));
+	else if (ms != 0 && ms % 1000 == 0)
+		snprintf(buf, len, "%llus", (unsigned long long)(ms / 1000));
+	else
+		snprintf(buf, len, "%llums", (unsigned long long)ms);
+	return buf;
+}
+
+int conf_arg_duration(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i,
+		      const char *what, uint64_t min_ms, uint64_t max_ms, uint64_t *out)
+{
+	char lo[24], hi[24];
+
+	if (util_parse_duration_ms(st->args[i].text, max_ms, out) == 0 && *out >= min_ms)
 		return 0;
 	conf_error_arg(ctx, st, i,
-		       "bad %s '%s' (expected a duration such as 500ms, 2s, 5m or 1h, "
-		       "at least %llums and at most 24h)",
-		       what, st->args[i].text, (unsigned long long)min_ms);
+		       "bad %s '%s' (expected a duration with a unit such as 500ms, 2s, 5m or 1h, "
+		       "from %s to %s)",
+		       what, st->args[i].text, fmt_ms(min_ms, lo, sizeof(lo)),
+		       fmt_ms(max_ms, hi, sizeof(hi)));
 	return -1;
 }
 
@@ -211,14 +227,14 @@ static int kw_workers(struct conf_ctx *ctx, const struct conf_stmt *st, void *ob
 		g->workers = 0;
 		return 0;
 	}
-	return arg_u32(ctx, st, 1, "workers", 1, 64, &g->workers);
+	return conf_arg_u32(ctx, st, 1, "workers", 1, 64, &g->workers);
 }
 
 static int kw_gmaxconn(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 {
 	struct conf_global *g = obj;
 
-	return arg_u32(ctx, st, 1, "maxconn", 1, 10000000, &g->maxconn);
+	return conf_arg_u32(ctx, st, 1, "maxconn", 1, 10000000, &g->maxconn);
 }
 
 static int kw_log(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
@@ -248,7 +264,8 @@ static int kw_grace(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 {
 	struct conf_global *g = obj;
 
-	return arg_duration(ctx, st, 1, "grace", 0, &g->grace_ms);
+	return conf_arg_duration(ctx, st, 1, "grace", 0,
+					 CONF_MAX_DURATION_MS, &g->grace_ms);
 }
 
 /* control PATH [mode OCTAL] [level admin|user] */
@@ -435,9 +452,9 @@ static int kw_server(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj
 		}
 		i++;
 		if (strcmp(opt, "weight") == 0)
-			rc = arg_u32(ctx, st, i, "weight", 0, CONF_MAX_WEIGHT, &s.weight);
+			rc = conf_arg_u32(ctx, st, i, "weight", 0, CONF_MAX_WEIGHT, &s.weight);
 		else if (strcmp(opt, "maxconn") == 0)
-			rc = arg_u32(ctx, st, i, "maxconn", 0, 1000000, &s.maxconn);
+			rc = conf_arg_u32(ctx, st, i, "maxconn", 0, 1000000, &s.maxconn);
 		else
 			rc = arg_proxy_proto(ctx, st, i, &s.send_proxy);
 	}
@@ -470,7 +487,7 @@ static int kw_queue(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 {
 	struct conf_pool *p = obj;
 
-	return arg_u32(ctx, st, 1, "queue", 0, 1000000, &p->queue_max);
+	return conf_arg_u32(ctx, st, 1, "queue", 0, 1000000, &p->queue_max);
 }
 
 static int kw_pool_timeout(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
@@ -482,7 +499,8 @@ static int kw_pool_timeout(struct conf_ctx *ctx, const struct conf_stmt *st, voi
 			       st->args[1].text);
 		return -1;
 	}
-	return arg_duration(ctx, st, 2, "timeout queue", 1, &p->timeout_queue_ms);
+	return conf_arg_duration(ctx, st, 2, "timeout queue", 1,
+					 CONF_MAX_DURATION_MS, &p->timeout_queue_ms);
 }
 
 static const struct conf_keyword pool_kw[] = {
@@ -545,7 +563,7 @@ static int kw_listen_maxconn(struct conf_ctx *ctx, const struct conf_stmt *st, v
 {
 	struct listen_obj *lo = obj;
 
-	return arg_u32(ctx, st, 1, "maxconn", 1, 10000000, &lo->l->maxconn);
+	return conf_arg_u32(ctx, st, 1, "maxconn", 1, 10000000, &lo->l->maxconn);
 }
 
 static int kw_listen_timeout(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
@@ -554,11 +572,14 @@ static int kw_listen_timeout(struct conf_ctx *ctx, const struct conf_stmt *st, v
 	const char *which = st->args[1].text;
 
 	if (strcmp(which, "connect") == 0)
-		return arg_duration(ctx, st, 2, "timeout connect", 1, &lo->l->timeout_connect_ms);
+		return conf_arg_duration(ctx, st, 2, "timeout connect", 1,
+						 CONF_MAX_DURATION_MS, &lo->l->timeout_connect_ms);
 	if (strcmp(which, "idle") == 0)
-		return arg_duration(ctx, st, 2, "timeout idle", 1, &lo->l->timeout_idle_ms);
+		return conf_arg_duration(ctx, st, 2, "timeout idle", 1,
+						 CONF_MAX_DURATION_MS, &lo->l->timeout_idle_ms);
 	if (strcmp(which, "half-closed") == 0)
-		return arg_duration(ctx, st, 2, "timeout half-closed", 1,
+		return conf_arg_duration(ctx, st, 2, "timeout half-closed", 1,
+					 CONF_MAX_DURATION_MS,
 				    &lo->l->timeout_half_closed_ms);
 	conf_error_arg(ctx, st, 1,
 		       "unknown listen timeout '%s' (expected connect, idle or half-closed)", which);
@@ -569,7 +590,7 @@ static int kw_retries(struct conf_ctx *ctx, const struct conf_stmt *st, void *ob
 {
 	struct listen_obj *lo = obj;
 
-	return arg_u32(ctx, st, 1, "retries", 0, 100, &lo->l->retries);
+	return conf_arg_u32(ctx, st, 1, "retries", 0, 100, &lo->l->retries);
 }
 
 static int kw_accept_proxy(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)

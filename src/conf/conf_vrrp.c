@@ -29,29 +29,10 @@ struct vrrp_seen {
 
 /* ---- value helpers ---- */
 
-static int v_long(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *what,
-		  long min, long max, uint32_t *out)
-{
-	long v;
-
-	if (util_parse_long(st->args[i].text, min, max, &v) == 0) {
-		*out = (uint32_t)v;
-		return 0;
-	}
-	conf_error_arg(ctx, st, i, "%s '%s' out of range (expected an integer %ld-%ld)", what,
-		       st->args[i].text, min, max);
-	return -1;
-}
-
 static int v_duration(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i,
 		      const char *what, uint64_t *out)
 {
-	if (util_parse_duration_ms(st->args[i].text, VRRP_MAX_DURATION_MS, out) == 0)
-		return 0;
-	conf_error_arg(ctx, st, i,
-		       "bad %s '%s' (expected a duration such as 100ms, 1s or 5m, at most 24h)",
-		       what, st->args[i].text);
-	return -1;
+	return conf_arg_duration(ctx, st, i, what, 0, VRRP_MAX_DURATION_MS, out);
 }
 
 static int v_ifname(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, char *out)
@@ -85,12 +66,12 @@ static int kw_interface(struct conf_ctx *ctx, const struct conf_stmt *st, struct
 
 static int kw_vrid(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf_vrrp *v)
 {
-	return v_long(ctx, st, 1, "vrid", 1, 255, &v->vrid);
+	return conf_arg_u32(ctx, st, 1, "vrid", 1, 255, &v->vrid);
 }
 
 static int kw_priority(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf_vrrp *v)
 {
-	return v_long(ctx, st, 1, "priority", 1, 255, &v->priority);
+	return conf_arg_u32(ctx, st, 1, "priority", 1, 255, &v->priority);
 }
 
 static int kw_advert(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf_vrrp *v)
@@ -273,7 +254,7 @@ static int kw_track(struct conf_ctx *ctx, const struct conf_stmt *st, struct con
 			       "expected 'weight N' after the %s name", kind);
 		return -1;
 	}
-	if (v_long(ctx, st, 4, "weight", 1, 254, &t.weight) < 0)
+	if (conf_arg_u32(ctx, st, 4, "weight", 1, 254, &t.weight) < 0)
 		return -1;
 	for (size_t i = 0; i < v->ntracks; i++) {
 		if (v->tracks[i].kind == t.kind && strcmp(v->tracks[i].name, t.name) == 0) {
@@ -312,7 +293,7 @@ static int kw_garp(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf
 			return -1;
 		}
 		if (strcmp(opt, "repeat") == 0) {
-			if (v_long(ctx, st, i + 1, "garp repeat", 1, 100, &v->garp_repeat) < 0)
+			if (conf_arg_u32(ctx, st, i + 1, "garp repeat", 1, 100, &v->garp_repeat) < 0)
 				return -1;
 		} else if (strcmp(opt, "delay") == 0) {
 			if (v_duration(ctx, st, i + 1, "garp delay", &v->garp_delay_ms) < 0)

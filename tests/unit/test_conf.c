@@ -133,8 +133,8 @@ static void test_errors(void **state)
 	expect_error("pool p {\n  server a 127.0.0.1:1;\n",
 		     "bad.conf:1:8: error: unterminated block (expected '}' before end of file)");
 	expect_error("listen l { timeout idle 5; }\n",
-		     "bad.conf:1:25: error: bad timeout idle '5' (expected a duration such as "
-		     "500ms, 2s, 5m or 1h, at least 1ms and at most 24h) (near '5')");
+		     "bad.conf:1:25: error: bad timeout idle '5' (expected a duration with a "
+		     "unit such as 500ms, 2s, 5m or 1h, from 1ms to 24h) (near '5')");
 	expect_error("}\n", "bad.conf:1:1: error: unexpected '}' (no block is open) (near '}')");
 	expect_error("pool p { balance fastest; }\n",
 		     "bad.conf:1:18: error: unknown balance algorithm 'fastest' (expected "
