@@ -1,6 +1,6 @@
 # The state file: admin states, runtime weights and servers added at
 # runtime survive a restart (SIGTERM, then the same configuration again).
-# Reload is not covered here: it is not implemented yet.
+# What survives a reload is covered by test_reload_apply.py.
 import os
 
 from conftest import (Ctl, connect, ctl_global, ctl_servers, free_port, h_name, make_conf,
