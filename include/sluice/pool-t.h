@@ -90,10 +90,10 @@ struct pool_server {
 	char name[POOL_NAME_MAX];
 	struct util_addr addr;
 	uint32_t weight; /* configured or set at runtime, 0-256 */
-	uint32_t maxconn; /* 0: unlimited */
+	_Atomic uint32_t maxconn; /* 0: unlimited; workers read it, a reload may change it */
 	bool backup;
 	bool removed; /* no longer in its pool */
-	enum pool_proxy_proto send_proxy;
+	_Atomic enum pool_proxy_proto send_proxy; /* read by workers at connect */
 	enum pool_admin admin;
 	enum pool_health health;
 	struct pool *pool; /* holds a reference */
