@@ -43,7 +43,6 @@ struct proxy_dir {
 	bool splice; /* bulk seen: move bytes with splice() */
 	bool eof; /* read side saw FIN */
 	bool shut; /* FIN passed on: shutdown(SHUT_WR) done */
-	bool short_read; /* the last read got less than it asked for */
 	uint64_t bytes; /* read */
 	uint64_t sent; /* written */
 };
@@ -96,6 +95,7 @@ struct proxy_session {
 	uint32_t timeout_connect_ms, timeout_idle_ms, timeout_half_closed_ms;
 	uint64_t start_ms, last_ms, deadline_ms;
 	uint64_t kill_at_ms; /* 0, or when to close (server shutdown-sessions) */
+	uint64_t connect_deadline_ms; /* of the current connect attempt */
 	struct proxy_dir c2s, s2c;
 	struct util_addr client;
 	struct util_addr dst; /* from an accept-proxy header; len 0 otherwise */
@@ -186,10 +186,11 @@ void proxy_session_update_io(struct proxy_session *s);
 /* Close s at now + delay_ms (0: at once), if it uses srv. */
 void proxy_session_kill_at(struct proxy_session *s, uint64_t delay_ms);
 
-/* relay.c: move what can move in one direction. Returns 0 when it would
- * block or is done, -1 on a read error of `from` (errno set), -2 on a write
- * error of `to`. */
-int proxy_relay(struct proxy_session *s, struct proxy_dir *d, int from, int to);
+/* relay.c: move what can move in one direction: write what is pending,
+ * pass a FIN on, and read from `from` when may_read (its socket reported
+ * readable). Returns 0 when it would block or is done, -1 on a read error
+ * of `from` (errno set), -2 on a write error of `to`. */
+int proxy_relay(struct proxy_session *s, struct proxy_dir *d, int from, int to, bool may_read);
 void proxy_dir_release(struct proxy_worker *w, struct proxy_dir *d);
 /* Read once into d while its destination is not connected yet. Returns 0,
  * or -1 on a read error (errno set); end of stream sets d->eof. */

@@ -160,6 +160,7 @@ static int relay_read(struct proxy_session *s, struct proxy_dir *d, int from)
 {
 	struct proxy_worker *w = s->w;
 	uint32_t bufsize = w->e->conf.bufsize;
+	bool is_short = false;
 	ssize_t n;
 
 	if (d->splice && d->pipe == NULL)
@@ -169,8 +170,7 @@ static int relay_read(struct proxy_session *s, struct proxy_dir *d, int from)
 			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 		if (n > 0) {
 			d->in_pipe = (uint32_t)n;
-			if (n < PROXY_PIPE_SIZE)
-				d->short_read = true;
+			is_short = n < PROXY_PIPE_SIZE;
 		} else {
 			/* empty pipe back to the pool: idle holds nothing */
 			pipe_put(w, d->pipe, true);
@@ -189,7 +189,7 @@ static int relay_read(struct proxy_session *s, struct proxy_dir *d, int from)
 			if ((uint32_t)n == bufsize)
 				d->splice = true;
 			else
-				d->short_read = true;
+				is_short = true;
 		} else {
 			proxy_buf_put(w, b);
 		}
@@ -197,7 +197,7 @@ static int relay_read(struct proxy_session *s, struct proxy_dir *d, int from)
 	if (n > 0) {
 		d->bytes += (uint64_t)n;
 		s->last_ms = (uint64_t)(ev_now(w->loop) * 1000.0);
-		return d->short_read ? 3 : 1;
+		return is_short ? 3 : 1;
 	}
 	if (n == 0)
 		return 2;
@@ -213,13 +213,12 @@ int proxy_relay_read_only(struct proxy_session *s, struct proxy_dir *d, int from
 	if (d->eof || d->len > 0 || d->in_pipe > 0)
 		return 0;
 	rc = relay_read(s, d, from);
-	d->short_read = false;
 	if (rc == 2)
 		d->eof = true;
 	return rc < 0 ? -1 : 0;
 }
 
-int proxy_relay(struct proxy_session *s, struct proxy_dir *d, int from, int to)
+int proxy_relay(struct proxy_session *s, struct proxy_dir *d, int from, int to, bool may_read)
 {
 	for (int round = 0;; round++) {
 		int rc = relay_flush(s, d, to);
@@ -238,13 +237,12 @@ int proxy_relay(struct proxy_session *s, struct proxy_dir *d, int from, int to)
 			}
 			return 0;
 		}
-		/* after a short read the socket is most likely empty: a read now
-		 * would only say EAGAIN. Level-triggered epoll brings us back
-		 * if more came, so this saves a system call per message. */
-		if (round == RELAY_MAX_ROUNDS || d->short_read) {
-			d->short_read = false;
+		/* read only when the socket said it is readable, and not again
+		 * after a short read: the socket is most likely empty and a
+		 * read would only say EAGAIN. Level-triggered epoll brings us
+		 * back if more came, so this saves a system call per message. */
+		if (!may_read || round == RELAY_MAX_ROUNDS)
 			return 0;
-		}
 		rc = relay_read(s, d, from);
 		if (rc == 0)
 			return 0;
@@ -252,5 +250,7 @@ int proxy_relay(struct proxy_session *s, struct proxy_dir *d, int from, int to)
 			return -1;
 		if (rc == 2)
 			d->eof = true;
+		if (rc == 3)
+			may_read = false;
 	}
 }

@@ -207,10 +207,12 @@ static bool server_confirmed(const struct proxy_session *s)
 	return s->c2s.sent > 0 || s->s2c.bytes > 0 || s->s2c.eof;
 }
 
-/* Relay both directions and decide whether the connection is over. */
-static void relay_both(struct proxy_session *s)
+/* Relay both directions, reading from the sockets that reported readable
+ * (read_c: the client, read_s: the server), and decide whether the
+ * connection is over. */
+static void relay_both(struct proxy_session *s, bool read_c, bool read_s)
 {
-	int rc = proxy_relay(s, &s->c2s, s->cfd, s->sfd);
+	int rc = proxy_relay(s, &s->c2s, s->cfd, s->sfd, read_c);
 
 	if (rc == -2 && !server_confirmed(s)) {
 		/* the connect failed and nothing reached the server: retry */
@@ -225,7 +227,7 @@ static void relay_both(struct proxy_session *s)
 		proxy_session_close(s, PROXY_END_SERVER_RESET);
 		return;
 	}
-	rc = proxy_relay(s, &s->s2c, s->sfd, s->cfd);
+	rc = proxy_relay(s, &s->s2c, s->sfd, s->cfd, read_s);
 	if (rc == -1 && !server_confirmed(s)) {
 		connect_failed(s, strerror(errno));
 		return;
@@ -254,12 +256,20 @@ static void relay_both(struct proxy_session *s)
 	proxy_session_update_io(s);
 }
 
+static bool server_confirmed(const struct proxy_session *s);
+
+/* The next moment the relay timer must look: idle or half-closed timeout,
+ * a pending kill, and the connect timeout while the connect is unproven. */
 static uint64_t idle_deadline(const struct proxy_session *s)
 {
 	bool half = s->c2s.eof || s->s2c.eof;
 	uint64_t d = s->last_ms + (half ? s->timeout_half_closed_ms : s->timeout_idle_ms);
 
-	return s->kill_at_ms != 0 && s->kill_at_ms < d ? s->kill_at_ms : d;
+	if (s->kill_at_ms != 0 && s->kill_at_ms < d)
+		d = s->kill_at_ms;
+	if (!server_confirmed(s) && s->connect_deadline_ms < d)
+		d = s->connect_deadline_ms;
+	return d;
 }
 
 void proxy_session_kill_at(struct proxy_session *s, uint64_t delay_ms)
@@ -329,7 +339,8 @@ static void established(struct proxy_session *s)
 	if (s->srv->send_proxy != POOL_PROXY_NONE)
 		prepend_proxy_header(s);
 	timer_at(s, idle_deadline(s));
-	relay_both(s);
+	/* write what the client sent; reads wait for their events */
+	relay_both(s, false, false);
 }
 
 static void connect_failed(struct proxy_session *s, const char *why)
@@ -397,16 +408,21 @@ static void connect_to(struct proxy_session *s, struct pool_server *srv)
 	s->srv = srv;
 	s->srv_ok_noted = false;
 	s->state = PROXY_ST_CONNECTING;
+	s->connect_deadline_ms = now_ms(s->w) + s->timeout_connect_ms;
 	rc = start_connect(s);
 	if (rc < 0) {
 		connect_failed(s, strerror(errno));
 		return;
 	}
-	if (rc == 1) {
+	/* with the client's first bytes in hand, write them at once: a
+	 * connect that is still in progress says EAGAIN (then we wait for
+	 * writable), one to a nearby server is usually done already, which
+	 * saves a trip through the event loop */
+	if (rc == 1 || dir_pending(&s->c2s)) {
 		established(s);
 		return;
 	}
-	timer_at(s, now_ms(s->w) + s->timeout_connect_ms);
+	timer_at(s, s->connect_deadline_ms);
 	proxy_session_update_io(s);
 }
 
@@ -479,13 +495,12 @@ static void on_server_io(struct ev_loop *loop, ev_io *io, int revents)
 	struct proxy_session *s = UTIL_CONTAINER_OF(io, struct proxy_session, sio);
 
 	(void)loop;
-	(void)revents;
 	/* no getsockopt(SO_ERROR): a failed connect shows at the first write
 	 * or read of the relay, which then retries (see server_confirmed) */
 	if (s->state == PROXY_ST_CONNECTING)
 		established(s);
 	else
-		relay_both(s);
+		relay_both(s, false, (revents & EV_READ) != 0);
 }
 
 /* While connecting: read what the client sent first, without writing. */
@@ -557,11 +572,10 @@ static void on_client_io(struct ev_loop *loop, ev_io *io, int revents)
 	struct proxy_session *s = UTIL_CONTAINER_OF(io, struct proxy_session, cio);
 
 	(void)loop;
-	(void)revents;
 	if (s->state == PROXY_ST_HEADER)
 		read_header(s);
 	else if (s->state == PROXY_ST_RELAY)
-		relay_both(s);
+		relay_both(s, (revents & EV_READ) != 0, false);
 	else if (s->state == PROXY_ST_CONNECTING)
 		prefetch(s);
 }
@@ -586,6 +600,10 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 		connect_failed(s, "timeout");
 		return;
 	case PROXY_ST_RELAY:
+		if (!server_confirmed(s) && now_ms(s->w) + 1 >= s->connect_deadline_ms) {
+			connect_failed(s, "timeout");
+			return;
+		}
 		/* activity only moves last_ms; the timer catches up lazily */
 		deadline = idle_deadline(s);
 		if (deadline > now_ms(s->w) + 1) {
@@ -640,6 +658,12 @@ void proxy_session_start(struct proxy_worker *w, struct proxy_frontend *fe, int 
 		s->state = PROXY_ST_HEADER;
 		timer_at(s, s->start_ms + s->timeout_connect_ms);
 		proxy_session_update_io(s);
+		return;
+	}
+	/* clients usually speak first: take their bytes now, so the first
+	 * write can go out with the connect */
+	if (proxy_relay_read_only(s, &s->c2s, fd) < 0) {
+		proxy_session_close(s, PROXY_END_CLIENT_RESET);
 		return;
 	}
 	connect_next(s);
