@@ -54,6 +54,13 @@ int conf_arg_u32(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, con
 		 long min, long max, uint32_t *out);
 int conf_arg_duration(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i,
 		      const char *what, uint64_t min_ms, uint64_t max_ms, uint64_t *out);
+/* A name: 1-63 letters, digits, '-', '_', '.'; copied to out. */
+int conf_arg_name(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *what,
+		  char *out);
+/* Is the statement's argument count within its keyword's range? Reports
+ * it when not. */
+bool conf_check_arity(struct conf_ctx *ctx, const struct conf_stmt *st, size_t min_args,
+		      size_t max_args, const char *usage);
 
 struct conf_stmt *conf_lex(struct conf_ctx *ctx, const char *text, size_t len);
 void conf_stmt_free(struct conf_stmt *st);

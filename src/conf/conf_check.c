@@ -349,15 +349,8 @@ static void check_block(struct conf_ctx *ctx, const struct conf_stmt *block, str
 				       kw->name, names, check_type_names[o->ck->type]);
 			continue;
 		}
-		if (st->nargs < kw->min_args) {
-			conf_error_arg(ctx, st, st->nargs - 1, "missing argument: %s", kw->usage);
-			continue;
-		}
-		if (st->nargs > kw->max_args) {
-			conf_error_arg(ctx, st, kw->max_args, "too many arguments: %s", kw->usage);
-			continue;
-		}
-		kw->fn(ctx, st, o);
+		if (conf_check_arity(ctx, st, kw->min_args, kw->max_args, kw->usage))
+			kw->fn(ctx, st, o);
 	}
 }
 

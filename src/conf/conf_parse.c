@@ -120,30 +120,35 @@ int conf_arg_duration(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i
 	return -1;
 }
 
-static int arg_name(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *what,
-		    char *out)
+int conf_arg_name(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *what,
+		  char *out)
 {
 	const char *s = st->args[i].text;
 	size_t n = strlen(s);
 
-	if (n == 0 || n >= CONF_NAME_MAX || n != st->args[i].len) {
-		conf_error_arg(ctx, st, i, "bad %s name (expected 1-%d characters)", what,
-			       CONF_NAME_MAX - 1);
+	if (n == 0 || n >= CONF_NAME_MAX || n != st->args[i].len ||
+	    strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != n) {
+		conf_error_arg(ctx, st, i,
+			       "bad %s name '%s' (expected 1-%d letters, digits, '-', '_', '.')", what,
+			       s, CONF_NAME_MAX - 1);
 		return -1;
-	}
-	for (size_t k = 0; k < n; k++) {
-		char c = s[k];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '-' || c == '_' || c == '.')) {
-			conf_error_arg(ctx, st, i,
-				       "bad %s name '%s' (expected letters, digits, '-', '_', '.')",
-				       what, s);
-			return -1;
-		}
 	}
 	memcpy(out, s, n + 1);
 	return 0;
+}
+
+bool conf_check_arity(struct conf_ctx *ctx, const struct conf_stmt *st, size_t min_args,
+		      size_t max_args, const char *usage)
+{
+	if (st->nargs < min_args) {
+		conf_error_arg(ctx, st, st->nargs - 1, "missing argument: %s", usage);
+		return false;
+	}
+	if (st->nargs > max_args) {
+		conf_error_arg(ctx, st, max_args, "too many arguments: %s", usage);
+		return false;
+	}
+	return true;
 }
 
 static int arg_proxy_proto(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i,
@@ -205,15 +210,8 @@ static void run_block(struct conf_ctx *ctx, const struct conf_stmt *block,
 				   kw->name, kw->usage);
 			continue;
 		}
-		if (st->nargs < kw->min_args) {
-			conf_error_arg(ctx, st, st->nargs - 1, "missing argument: %s", kw->usage);
-			continue;
-		}
-		if (st->nargs > kw->max_args) {
-			conf_error_arg(ctx, st, kw->max_args, "too many arguments: %s", kw->usage);
-			continue;
-		}
-		kw->fn(ctx, st, obj);
+		if (conf_check_arity(ctx, st, kw->min_args, kw->max_args, kw->usage))
+			kw->fn(ctx, st, obj);
 	}
 }
 
@@ -418,7 +416,7 @@ static int kw_server(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj
 
 	s.where.line = st->args[1].line;
 	s.where.col = st->args[1].col;
-	if (arg_name(ctx, st, 1, "server", s.name) < 0)
+	if (conf_arg_name(ctx, st, 1, "server", s.name) < 0)
 		return -1;
 	if (util_addr_parse(st->args[2].text, false, &s.addr, err, sizeof(err)) < 0) {
 		conf_error_arg(ctx, st, 2, "%s", err);
@@ -636,7 +634,7 @@ static int top_pool(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 	char name[CONF_NAME_MAX];
 	char where[CONF_NAME_MAX + 16];
 
-	if (arg_name(ctx, st, 1, "pool", name) < 0)
+	if (conf_arg_name(ctx, st, 1, "pool", name) < 0)
 		return -1;
 	for (size_t i = 0; i < c->npools; i++) {
 		if (strcmp(c->pools[i].name, name) == 0) {
@@ -675,7 +673,7 @@ static int top_listen(struct conf_ctx *ctx, const struct conf_stmt *st, void *ob
 	char name[CONF_NAME_MAX];
 	char where[CONF_NAME_MAX + 16];
 
-	if (arg_name(ctx, st, 1, "listen", name) < 0)
+	if (conf_arg_name(ctx, st, 1, "listen", name) < 0)
 		return -1;
 	for (size_t i = 0; i < c->nlistens; i++) {
 		if (strcmp(c->listens[i].name, name) == 0) {

@@ -447,16 +447,10 @@ int conf_vrrp_block(struct conf_ctx *ctx, const struct conf_stmt *st, struct con
 	struct conf_vrrp *arr, *v;
 	struct vrrp_seen seen = { NULL, NULL };
 	char where[CONF_NAME_MAX + 16];
-	const char *s = st->args[1].text;
-	size_t n = strlen(s);
+	char s[CONF_NAME_MAX];
 
-	if (n == 0 || n >= CONF_NAME_MAX || n != st->args[1].len ||
-	    strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != n) {
-		conf_error_arg(ctx, st, 1, "bad vrrp name '%s' (expected 1-%d letters, digits, "
-				      "'-', '_', '.')",
-			       s, CONF_NAME_MAX - 1);
+	if (conf_arg_name(ctx, st, 1, "vrrp", s) < 0)
 		return -1;
-	}
 	for (size_t i = 0; i < c->nvrrps; i++) {
 		if (strcmp(c->vrrps[i].name, s) == 0) {
 			conf_error_arg(ctx, st, 1, "duplicate vrrp '%s' (first defined at line %u)",
@@ -470,7 +464,7 @@ int conf_vrrp_block(struct conf_ctx *ctx, const struct conf_stmt *st, struct con
 	c->vrrps = arr;
 	v = &arr[c->nvrrps++];
 	memset(v, 0, sizeof(*v));
-	memcpy(v->name, s, n + 1);
+	memcpy(v->name, s, sizeof(s));
 	where_of(&st->args[1], &v->where);
 	v->priority = 100;
 	v->advert_ms = 1000;
