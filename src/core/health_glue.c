@@ -391,17 +391,26 @@ nomem:
 	return -1;
 }
 
-int core_health_start(struct core *c, char *err, size_t errlen)
+/* Free every checker and the per-server and per-pool arrays. */
+static void free_checkers(struct core_health *h)
 {
-	struct core_health *h = calloc(1, sizeof(*h));
-	size_t total = 0, nchecks = 0, nagents = 0;
-
-	if (h == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
+	for (size_t i = 0; i < h->nsrvs; i++) {
+		health_checker_free(h->srvs[i].check);
+		health_checker_free(h->srvs[i].agent);
 	}
-	c->health = h;
-	h->c = c;
+	free(h->srvs);
+	free(h->pool_usable);
+	h->srvs = NULL;
+	h->pool_usable = NULL;
+	h->nsrvs = 0;
+}
+
+/* Create the checkers of every running server. Returns 0 or -1 with err. */
+static int build_checkers(struct core_health *h, char *err, size_t errlen)
+{
+	struct core *c = h->c;
+	size_t total = 0;
+
 	for (size_t i = 0; i < c->npools; i++)
 		total += c->pools[i]->nservers;
 	h->srvs = calloc(total ? total : 1, sizeof(*h->srvs));
@@ -413,15 +422,31 @@ int core_health_start(struct core *c, char *err, size_t errlen)
 	for (size_t i = 0; i < c->npools; i++)
 		for (size_t k = 0; k < c->pools[i]->nservers; k++)
 			h->pool_usable[i] |= pool_server_eligible(c->pools[i]->servers[k]);
+	for (size_t i = 0; i < c->npools && i < c->conf->npools; i++)
+		if (start_pool(h, i, err, errlen) < 0)
+			return -1;
+	return 0;
+}
+
+int core_health_start(struct core *c, char *err, size_t errlen)
+{
+	struct core_health *h = calloc(1, sizeof(*h));
+	size_t nchecks = 0, nagents = 0;
+
+	if (h == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	c->health = h;
+	h->c = c;
 	ev_async_init(&h->passive, on_passive);
 	h->passive.data = h;
 	ev_async_start(c->loop, &h->passive);
 	ev_timer_init(&h->slowstart, on_slowstart, SLOWSTART_TICK, SLOWSTART_TICK);
 	h->slowstart.data = h;
 	pool_set_passive_hook(passive_hook, h);
-	for (size_t i = 0; i < c->npools && i < c->conf->npools; i++)
-		if (start_pool(h, i, err, errlen) < 0)
-			return -1;
+	if (build_checkers(h, err, errlen) < 0)
+		return -1;
 	for (size_t i = 0; i < h->nsrvs; i++) {
 		nchecks += h->srvs[i].check != NULL;
 		nagents += h->srvs[i].agent != NULL;
@@ -447,12 +472,7 @@ void core_health_stop(struct core *c)
 		ev_async_stop(c->loop, &h->passive);
 		ev_timer_stop(c->loop, &h->slowstart);
 	}
-	for (size_t i = 0; i < h->nsrvs; i++) {
-		health_checker_free(h->srvs[i].check);
-		health_checker_free(h->srvs[i].agent);
-	}
-	free(h->srvs);
-	free(h->pool_usable);
+	free_checkers(h);
 	free(h);
 	c->health = NULL;
 }
@@ -460,32 +480,11 @@ void core_health_stop(struct core *c)
 int core_health_resync(struct core *c, char *err, size_t errlen)
 {
 	struct core_health *h = c->health;
-	size_t total = 0;
 
 	if (h == NULL)
 		return 0;
 	/* rebuild the checkers only: the async watcher and the passive hook
 	 * stay, since a worker may be calling the hook right now */
-	for (size_t i = 0; i < h->nsrvs; i++) {
-		health_checker_free(h->srvs[i].check);
-		health_checker_free(h->srvs[i].agent);
-	}
-	free(h->srvs);
-	free(h->pool_usable);
-	h->nsrvs = 0;
-	for (size_t i = 0; i < c->npools; i++)
-		total += c->pools[i]->nservers;
-	h->srvs = calloc(total ? total : 1, sizeof(*h->srvs));
-	h->pool_usable = calloc(c->npools ? c->npools : 1, sizeof(*h->pool_usable));
-	if (h->srvs == NULL || h->pool_usable == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	for (size_t i = 0; i < c->npools; i++)
-		for (size_t k = 0; k < c->pools[i]->nservers; k++)
-			h->pool_usable[i] |= pool_server_eligible(c->pools[i]->servers[k]);
-	for (size_t i = 0; i < c->npools && i < c->conf->npools; i++)
-		if (start_pool(h, i, err, errlen) < 0)
-			return -1;
-	return 0;
+	free_checkers(h);
+	return build_checkers(h, err, errlen);
 }
