@@ -95,7 +95,8 @@ static void on_drain_timer(struct ev_loop *loop, ev_timer *t, int revents)
 
 	(void)loop;
 	(void)revents;
-	if (proxy_engine_active(c->engine) == 0) {
+	/* a listener still serving answered handshakes may yet add some */
+	if (proxy_engine_active(c->engine) == 0 && proxy_engine_closing(c->engine) == 0) {
 		log_notice("all connections finished");
 		finish(c);
 	}

@@ -4,7 +4,6 @@
  * the accept path itself takes no lock. */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/filter.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -207,6 +206,8 @@ static void send_cmd_full(struct proxy_worker *w, const struct proxy_cmd *cmd)
 		if (c == NULL) {
 			pthread_mutex_unlock(&w->cmd_lock);
 			log_err("worker %u: out of memory queueing a command", w->id);
+			if (cmd->type == PROXY_CMD_DETACH && cmd->drain)
+				atomic_fetch_sub(&w->e->detaching, 1);
 			return;
 		}
 		w->cmds = c;
@@ -274,6 +275,7 @@ void proxy_engine_unbind(struct proxy_engine *e, struct proxy_frontend *fe,
 			struct proxy_cmd cmd = { .type = PROXY_CMD_DETACH, .fe = fe,
 						 .bind_id = bd->id, .fd = -1, .drain = true };
 
+			atomic_fetch_add(&e->detaching, e->nworkers);
 			for (unsigned i = 0; i < e->nworkers; i++)
 				send_cmd_full(&e->workers[i], &cmd);
 		}
@@ -288,6 +290,8 @@ void proxy_engine_detach(struct proxy_engine *e, struct proxy_frontend *fe, bool
 {
 	struct proxy_cmd cmd = { .type = PROXY_CMD_DETACH, .fe = fe, .fd = -1, .drain = !handover };
 
+	if (cmd.drain)
+		atomic_fetch_add(&e->detaching, e->nworkers);
 	for (unsigned i = 0; i < e->nworkers; i++)
 		send_cmd_full(&e->workers[i], &cmd);
 }
@@ -301,6 +305,15 @@ void proxy_engine_close_all(struct proxy_engine *e)
 uint32_t proxy_engine_active(const struct proxy_engine *e)
 {
 	return atomic_load(&e->cur_conns);
+}
+
+uint32_t proxy_engine_closing(const struct proxy_engine *e)
+{
+	/* in this order: a worker counts its closing listeners before it
+	 * marks the command done */
+	uint32_t detaching = atomic_load(&e->detaching);
+
+	return detaching + atomic_load(&e->closing_listeners);
 }
 
 uint64_t proxy_engine_total(const struct proxy_engine *e)
@@ -508,40 +521,9 @@ static void attach_bind(struct proxy_worker *w, struct proxy_frontend *fe, uint6
 		ev_io_start(w->loop, &wl->io);
 }
 
-/* Stop a listening socket taking new clients without resetting the ones
- * the kernel already accepted for us: a filter that drops every packet
- * makes new SYNs go unanswered (the client retries, then finds the port
- * closed: refused), then the accept queue is served until it is empty.
- * Not for a binary upgrade: the new process shares the socket. */
-static void drain_listener(struct proxy_worker *w, struct proxy_wlistener *wl)
-{
-	struct sock_filter drop_all[] = { BPF_STMT(BPF_RET | BPF_K, 0) };
-	struct sock_fprog prog = { .len = 1, .filter = drop_all };
-
-	if (setsockopt(wl->io.fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) < 0)
-		log_warn("listen %s: cannot stop new clients before closing: %s", wl->fe->name,
-			 strerror(errno));
-	for (int i = 0; i < 100000; i++) {
-		struct util_addr client;
-		int fd;
-
-		client.len = sizeof(client.u);
-		fd = accept4(wl->io.fd, &client.u.sa, &client.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			break;
-		}
-		/* already connected: served even above the limits */
-		atomic_fetch_add(&w->e->cur_conns, 1);
-		atomic_fetch_add(&wl->fe->cur_conns, 1);
-		proxy_session_start(w, wl->fe, fd, &client);
-	}
-}
-
 /* Close this worker's listeners of fe (one bind, or all when bind_id is 0;
- * every listener when fe is NULL), serving their accept queues first when
- * drain is set. */
+ * every listener when fe is NULL); when drain is set, after serving the
+ * clients whose handshake the kernel already answered (lclose.c). */
 static void detach_fe(struct proxy_worker *w, struct proxy_frontend *fe, uint64_t bind_id,
 		      bool drain)
 {
@@ -553,9 +535,11 @@ static void detach_fe(struct proxy_worker *w, struct proxy_frontend *fe, uint64_
 		n = n->next;
 		if (fe != NULL && (wl->fe != fe || (bind_id != 0 && wl->bind_id != bind_id)))
 			continue;
+		if (drain) {
+			proxy_lclose_start(w, wl);
+			continue;
+		}
 		ev_io_stop(w->loop, &wl->io);
-		if (drain)
-			drain_listener(w, wl);
 		close(wl->io.fd);
 		list_del(&wl->link);
 		proxy_frontend_put(wl->fe);
@@ -622,6 +606,8 @@ static void on_async(struct ev_loop *loop, ev_async *a, int revents)
 			break;
 		case PROXY_CMD_DETACH:
 			detach_fe(w, cmds[i].fe, cmds[i].bind_id, cmds[i].drain);
+			if (cmds[i].drain)
+				atomic_fetch_sub(&w->e->detaching, 1);
 			break;
 		case PROXY_CMD_CLOSE_ALL:
 			close_all(w);
@@ -631,6 +617,7 @@ static void on_async(struct ev_loop *loop, ev_async *a, int revents)
 			break;
 		case PROXY_CMD_EXIT:
 			detach_fe(w, NULL, 0, false);
+			proxy_lclose_abort(w);
 			close_all(w);
 			ev_break(loop, EVBREAK_ALL);
 			break;
@@ -704,6 +691,8 @@ struct proxy_engine *proxy_engine_new(const struct proxy_engine_conf *conf, stru
 			w->rng = util_now_us() | 1;
 		pthread_mutex_init(&w->cmd_lock, NULL);
 		list_init(&w->listeners);
+		list_init(&w->closing);
+		ev_timer_init(&w->lclose_timer, NULL, 0.0, 0.0);
 		list_init(&w->sessions);
 		list_init(&w->queue);
 		list_init(&w->dead);
@@ -754,6 +743,7 @@ void proxy_engine_free(struct proxy_engine *e)
 		}
 		free(w->cmds);
 		detach_fe(w, NULL, 0, false);
+		proxy_lclose_abort(w);
 		close_all(w);
 		free_dead(w);
 		proxy_worker_pools_free(w);

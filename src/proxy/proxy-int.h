@@ -109,6 +109,9 @@ struct proxy_wlistener {
 	struct proxy_frontend *fe; /* reference */
 	uint64_t bind_id;
 	bool paused;
+	/* closing (lclose.c): on the worker's closing list */
+	bool syn_quiet; /* no handshake pending at the last look */
+	uint64_t close_deadline_ms;
 };
 
 enum proxy_cmd_type {
@@ -149,6 +152,8 @@ struct proxy_worker {
 	_Atomic uint32_t nqueued;
 	/* owned */
 	struct list_node listeners;
+	struct list_node closing; /* listeners closing: see lclose.c */
+	ev_timer lclose_timer;
 	struct list_node sessions;
 	struct list_node queue;
 	struct list_node dead; /* closed, freed in the next prepare */
@@ -170,11 +175,21 @@ struct proxy_engine {
 	_Atomic uint32_t cur_conns;
 	_Atomic uint64_t total_conns;
 	_Atomic uint64_t paused_workers; /* bit per worker paused at global maxconn */
+	_Atomic uint32_t closing_listeners; /* all workers: still serving handshakes */
+	_Atomic uint32_t detaching; /* DETACH commands with drain not handled yet */
 };
 
 /* engine.c */
 void proxy_worker_slot_freed(struct proxy_worker *w, struct proxy_frontend *fe);
 void proxy_worker_queue_kick(struct proxy_worker *w);
+
+/* lclose.c: stop wl taking new clients (new SYNs are dropped, so they are
+ * refused once the socket closes), keep serving the handshakes the kernel
+ * already answered, and close it when none is left; wl moves from the
+ * worker's listeners to its closing list. */
+void proxy_lclose_start(struct proxy_worker *w, struct proxy_wlistener *wl);
+/* Close every closing listener of w now. */
+void proxy_lclose_abort(struct proxy_worker *w);
 
 /* session.c */
 void proxy_session_start(struct proxy_worker *w, struct proxy_frontend *fe, int fd,

@@ -136,9 +136,10 @@ class Topo:
                 p.wait(5)
         return p.returncode
 
-    def backend(self):
+    def backend(self, src=BACKEND_SRC, port=BACKEND_PORT):
+        """A Python backend (src) in the backend namespace, on port."""
         p = subprocess.Popen(["ip", "netns", "exec", self.ns["be"], "/usr/bin/python3", "-c",
-                              BACKEND_SRC, BACKEND_IP, str(BACKEND_PORT)],
+                              src, BACKEND_IP, str(port)],
                              stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
         self.procs.append((p, None))
         assert p.stdout.readline().strip() == "ready"

@@ -1,0 +1,239 @@
+/* lclose: close a worker's listening socket without resetting a client
+ * whose handshake the kernel already answered. Called by engine.c when a
+ * listener goes away (SIGTERM, reload); the closing listener keeps being
+ * served until its SYN queue and accept queue are both empty. */
+#include <errno.h>
+#include <linux/filter.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "proxy-int.h"
+#include "sluice/log.h"
+#include "sluice/proxy.h"
+#include "sluice/util.h"
+
+/* the second look, then the next ones: a SYN that passed just before the
+ * filter was attached is in the SYN queue well within the first */
+#define LCLOSE_FIRST_S 0.001
+#define LCLOSE_POLL_S 0.005
+/* a handshake whose final ACK is lost waits for the SYN-ACK retransmit
+ * (1 s, then 3 s): beyond this the listener closes anyway */
+#define LCLOSE_MAX_MS 3500
+#define TCPF_SYN_RECV_BIT (1u << 3) /* TCP_SYN_RECV == 3 */
+
+/* Drop segments that open a connection (SYN without ACK) and let all
+ * others through: the last ACK of a handshake already answered, and the
+ * data behind it, still reach the socket. The offsets are from the TCP
+ * header, where a TCP socket filter starts. */
+static int lclose_stop_syns(int fd)
+{
+	struct sock_filter code[] = {
+		BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13), /* flags */
+		BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x12), /* SYN | ACK */
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x02, 0, 1), /* SYN alone? */
+		BPF_STMT(BPF_RET | BPF_K, 0),
+		BPF_STMT(BPF_RET | BPF_K, 0xffffffffu),
+	};
+	struct sock_fprog prog = { .len = sizeof(code) / sizeof(code[0]), .filter = code };
+
+	return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog));
+}
+
+/* Does the sock_diag record m describe a connection to the local address
+ * of the listener at ss (any address when it listens on all)? */
+static bool lclose_matches(const struct inet_diag_msg *m, const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)ss;
+
+		return m->id.idiag_sport == in->sin_port &&
+		       (in->sin_addr.s_addr == htonl(INADDR_ANY) ||
+			memcmp(m->id.idiag_src, &in->sin_addr, 4) == 0);
+	}
+	const struct sockaddr_in6 *in6 = (const void *)ss;
+
+	return m->id.idiag_sport == in6->sin6_port &&
+	       (IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr) ||
+		memcmp(m->id.idiag_src, &in6->sin6_addr, 16) == 0);
+}
+
+/* Count the matching records of one reply batch; returns 1 when the dump
+ * is over, 0 for more, -1 on error. */
+static int lclose_count_batch(const char *buf, ssize_t n, const struct sockaddr_storage *ss,
+			      int *count)
+{
+	for (const struct nlmsghdr *h = (const void *)buf; NLMSG_OK(h, (size_t)n);
+	     h = NLMSG_NEXT(h, n)) {
+		if (h->nlmsg_type == NLMSG_DONE)
+			return 1;
+		if (h->nlmsg_type == NLMSG_ERROR)
+			return -1;
+		if (h->nlmsg_type == SOCK_DIAG_BY_FAMILY &&
+		    h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct inet_diag_msg)) &&
+		    lclose_matches(NLMSG_DATA(h), ss))
+			(*count)++;
+	}
+	return 0;
+}
+
+/* Handshakes the kernel answered (SYN-ACK sent) on the local address of
+ * the listening socket fd and not completed yet: the request sockets in
+ * state SYN_RECV, found through sock_diag. -1 if that cannot be asked. */
+static int lclose_pending(int fd)
+{
+	struct {
+		struct nlmsghdr nh;
+		struct inet_diag_req_v2 r;
+	} req;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct sockaddr_nl nl = { .nl_family = AF_NETLINK };
+	char buf[8192] __attribute__((aligned(NLMSG_ALIGNTO)));
+	int nfd, done = 0, count = 0;
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+		return -1;
+	memset(&req, 0, sizeof(req));
+	req.nh.nlmsg_len = sizeof(req);
+	req.nh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	req.r.sdiag_family = (uint8_t)ss.ss_family;
+	req.r.sdiag_protocol = IPPROTO_TCP;
+	req.r.idiag_states = TCPF_SYN_RECV_BIT;
+	req.r.id.idiag_sport = ((const struct sockaddr_in *)&ss)->sin_port; /* same place in v6 */
+	nfd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (nfd < 0)
+		return -1;
+	if (sendto(nfd, &req, sizeof(req), 0, (struct sockaddr *)&nl, sizeof(nl)) < 0) {
+		close(nfd);
+		return -1;
+	}
+	while (done == 0) {
+		ssize_t n = recv(nfd, buf, sizeof(buf), 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		done = n <= 0 ? -1 : lclose_count_batch(buf, n, &ss, &count);
+	}
+	close(nfd);
+	return done < 0 ? -1 : count;
+}
+
+/* Serve what waits in the accept queue, above the limits: these clients
+ * are connected already. */
+static void lclose_accept_all(struct proxy_worker *w, struct proxy_wlistener *wl)
+{
+	for (int i = 0; i < 100000; i++) {
+		struct util_addr client;
+		int fd;
+
+		client.len = sizeof(client.u);
+		fd = accept4(wl->io.fd, &client.u.sa, &client.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			return;
+		}
+		atomic_fetch_add(&w->e->cur_conns, 1);
+		atomic_fetch_add(&wl->fe->cur_conns, 1);
+		proxy_session_start(w, wl->fe, fd, &client);
+	}
+}
+
+static void lclose_on_accept(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct proxy_wlistener *wl = UTIL_CONTAINER_OF(io, struct proxy_wlistener, io);
+
+	(void)loop;
+	(void)revents;
+	lclose_accept_all(io->data, wl);
+}
+
+static void lclose_finish(struct proxy_worker *w, struct proxy_wlistener *wl)
+{
+	ev_io_stop(w->loop, &wl->io);
+	close(wl->io.fd);
+	list_del(&wl->link);
+	proxy_frontend_put(wl->fe);
+	free(wl);
+	atomic_fetch_sub(&w->e->closing_listeners, 1);
+}
+
+/* Close the listeners whose SYN queue was empty at the previous look and
+ * still is, after serving their accept queue. The SYN queue as sock_diag
+ * shows it holds both the request sockets and the new sockets not yet
+ * established, and a new socket joins the accept queue before it leaves
+ * SYN_RECV: a handshake that is no longer seen there is in the accept
+ * queue, which is served after the look. */
+static void lclose_on_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct proxy_worker *w = UTIL_CONTAINER_OF(t, struct proxy_worker, lclose_timer);
+	uint64_t now = util_now_ms();
+	struct list_node *n = w->closing.next;
+
+	(void)loop;
+	(void)revents;
+	while (n != &w->closing) {
+		struct proxy_wlistener *wl = list_entry(n, struct proxy_wlistener, link);
+		int pending = lclose_pending(wl->io.fd);
+		bool over = now >= wl->close_deadline_ms;
+
+		n = n->next;
+		lclose_accept_all(w, wl);
+		if (pending < 0) {
+			/* no sock_diag: allow the answered handshakes 100 ms */
+			over = over || now >= wl->close_deadline_ms - LCLOSE_MAX_MS + 100;
+			pending = 1;
+		}
+		if ((pending == 0 && wl->syn_quiet) || over) {
+			if (pending > 0)
+				log_warn("listen %s: closing with %d handshakes unfinished after %dms",
+					 wl->fe->name, pending, LCLOSE_MAX_MS);
+			lclose_finish(w, wl);
+			continue;
+		}
+		wl->syn_quiet = pending == 0;
+	}
+	if (list_empty(&w->closing))
+		ev_timer_stop(w->loop, t);
+}
+
+void proxy_lclose_start(struct proxy_worker *w, struct proxy_wlistener *wl)
+{
+	ev_io_stop(w->loop, &wl->io);
+	list_del(&wl->link);
+	list_add_tail(&w->closing, &wl->link);
+	atomic_fetch_add(&w->e->closing_listeners, 1);
+	wl->close_deadline_ms = util_now_ms() + LCLOSE_MAX_MS;
+	if (lclose_stop_syns(wl->io.fd) < 0) {
+		log_warn("listen %s: cannot stop new clients before closing: %s", wl->fe->name,
+			 strerror(errno));
+		lclose_accept_all(w, wl);
+		lclose_finish(w, wl);
+		return;
+	}
+	wl->syn_quiet = lclose_pending(wl->io.fd) == 0;
+	ev_set_cb(&wl->io, lclose_on_accept);
+	ev_io_start(w->loop, &wl->io);
+	lclose_accept_all(w, wl);
+	if (!ev_is_active(&w->lclose_timer)) {
+		ev_timer_init(&w->lclose_timer, lclose_on_timer, LCLOSE_FIRST_S, LCLOSE_POLL_S);
+		ev_timer_start(w->loop, &w->lclose_timer);
+	}
+}
+
+void proxy_lclose_abort(struct proxy_worker *w)
+{
+	while (!list_empty(&w->closing))
+		lclose_finish(w, list_entry(w->closing.next, struct proxy_wlistener, link));
+	if (w->loop != NULL)
+		ev_timer_stop(w->loop, &w->lclose_timer);
+}
