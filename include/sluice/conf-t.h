@@ -105,7 +105,10 @@ struct conf_server_health {
 
 struct conf_server {
 	char name[CONF_NAME_MAX];
-	struct util_addr addr;
+	struct util_addr addr; /* len 0 until a host name is resolved */
+	char host[UTIL_HOST_MAX]; /* written as a host name: "" when numeric */
+	uint16_t port; /* with host */
+	struct conf_where addr_where;
 	uint32_t weight; /* 0-256; 0 takes no new connections */
 	uint32_t maxconn; /* 0: unlimited */
 	bool backup;

@@ -18,6 +18,11 @@ struct conf *conf_load_file(const char *path, struct conf_errors *errs);
 /* Free a conf and everything it owns. NULL is allowed. */
 void conf_free(struct conf *c);
 
+/* Add "FILE:LINE:COL: error: MSG (near 'NEAR')" to errs, for a check made
+ * after parsing (a host name that does not resolve); near may be NULL. */
+void conf_errors_add(struct conf_errors *errs, const char *file, const struct conf_where *w,
+		     const char *near, const char *msg);
+
 /* Release the messages held by errs and reset it. */
 void conf_errors_clear(struct conf_errors *errs);
 

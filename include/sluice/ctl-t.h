@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sluice/util-t.h"
+
 struct pool;
 struct pool_server;
 struct ctl_buf;
@@ -61,6 +63,10 @@ struct ctl_hooks {
 	 * returns 0 or -1). */
 	void (*vrrp_show)(void *arg, bool json, struct ctl_buf *out);
 	int (*vrrp_admin)(void *arg, const char *name, bool leave, char *msg, size_t len);
+	/* `server add` with a host name: resolve it (blocking), as
+	 * util_addr_resolve(); NULL: host names are refused */
+	int (*resolve)(const char *host, uint16_t port, struct util_addr *out, char *err,
+		       size_t errlen);
 };
 
 #endif

@@ -9,6 +9,8 @@
 #include <sys/socket.h>
 
 /* An IPv4 or IPv6 socket address; len is 0 when unset. */
+#define UTIL_HOST_MAX 254 /* a DNS host name and its NUL */
+
 struct util_addr {
 	union {
 		struct sockaddr sa;

@@ -49,6 +49,39 @@ int util_parse_size(const char *s, uint64_t max, uint64_t *out);
 int util_addr_parse(const char *s, bool allow_port0, struct util_addr *out, char *err,
 		    size_t errlen);
 
+/* Parse "NAME:PORT" where NAME is a DNS host name (RFC 1123 labels; the
+ * last label not all digits, so that a mistyped IPv4 address is not taken
+ * for a name). Returns 0, or -1: with a message in err when the part before
+ * the port looks like a name (it holds a letter) but is not a valid one,
+ * with err empty otherwise. */
+int util_addr_parse_name(const char *s, char *host, size_t hostlen, uint16_t *port, char *err,
+			 size_t errlen);
+
+/* One name to resolve: host and port in; rc 0 and addr, or rc -1 and err
+ * out. The name is held by value: a lookup that outlives its caller's
+ * deadline touches nothing of the caller's. */
+struct util_resolve_req {
+	char host[UTIL_HOST_MAX];
+	uint16_t port;
+	struct util_addr addr;
+	int rc;
+	bool done;
+	char err[128];
+};
+
+#define UTIL_RESOLVE_TIMEOUT_MS 2000
+
+/* Resolve n names in parallel through the system resolver (getaddrinfo:
+ * /etc/hosts, DNS; the first TCP address is taken), waiting at most
+ * timeout_ms for them all: a name without an answer by then gets "no
+ * answer within N ms". Blocks the caller for at most about timeout_ms. */
+void util_resolve_all(struct util_resolve_req *reqs, size_t n, uint32_t timeout_ms);
+
+/* One name, as util_resolve_all() with UTIL_RESOLVE_TIMEOUT_MS. Returns 0,
+ * or -1 with the reason in err. */
+int util_addr_resolve(const char *host, uint16_t port, struct util_addr *out, char *err,
+		      size_t errlen);
+
 /* Parse a numeric IPv4 or IPv6 address without port (port set to 0).
  * Returns 0 or -1. */
 int util_addr_parse_host(const char *s, struct util_addr *out);

@@ -57,6 +57,14 @@ void conf_error(struct conf_ctx *ctx, uint32_t line, uint32_t col, const char *n
 		ctx->errs->n++;
 }
 
+void conf_errors_add(struct conf_errors *errs, const char *file, const struct conf_where *w,
+		     const char *near, const char *msg)
+{
+	struct conf_ctx ctx = { .file = file, .errs = errs };
+
+	conf_error(&ctx, w->line, w->col, near, "%s", msg);
+}
+
 void conf_error_arg(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *fmt,
 		    ...)
 {

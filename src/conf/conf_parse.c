@@ -418,9 +418,18 @@ static int kw_server(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj
 	s.where.col = st->args[1].col;
 	if (conf_arg_name(ctx, st, 1, "server", s.name) < 0)
 		return -1;
+	s.addr_where.line = st->args[2].line;
+	s.addr_where.col = st->args[2].col;
 	if (util_addr_parse(st->args[2].text, false, &s.addr, err, sizeof(err)) < 0) {
-		conf_error_arg(ctx, st, 2, "%s", err);
-		return -1;
+		char nerr[sizeof(err) + 200];
+
+		/* a host name: resolved by the caller (core) after parsing */
+		if (util_addr_parse_name(st->args[2].text, s.host, sizeof(s.host), &s.port, nerr,
+					 sizeof(nerr)) < 0) {
+			conf_error_arg(ctx, st, 2, "%s", nerr[0] != '\0' ? nerr : err);
+			return -1;
+		}
+		memset(&s.addr, 0, sizeof(s.addr));
 	}
 	for (i = 3; i < st->nargs && rc == 0; i++) {
 		const char *opt = st->args[i].text;

@@ -114,6 +114,7 @@ int core_ctl_start(struct core *c, char *err, size_t errlen)
 		.server_removed = hook_server_removed,
 		.vrrp_show = core_vrrp_show,
 		.vrrp_admin = core_vrrp_admin,
+		.resolve = util_addr_resolve,
 	};
 
 	c->ctl = ctl_new(c->loop, &hooks, g->state_file);

@@ -298,7 +298,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	c.conf = conf_load_file(c.conf_path, &errs);
+	c.conf = core_load_conf(c.conf_path, &errs);
 	if (c.conf == NULL) {
 		print_errors(&errs);
 		conf_errors_clear(&errs);

@@ -4,6 +4,7 @@
  * invalid file or a failed bind leaves the running configuration exactly
  * as it was, logged with its FILE:LINE:COL and counted. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -47,6 +48,60 @@ static void log_lines(const char *prefix, const char *text)
 	}
 }
 
+struct conf *core_load_conf(const char *path, struct conf_errors *errs)
+{
+	struct conf *nc = conf_load_file(path, errs);
+	struct util_resolve_req *reqs;
+	struct conf_server **who;
+	size_t n = 0, k = 0;
+
+	if (nc == NULL)
+		return NULL;
+	for (size_t p = 0; p < nc->npools; p++)
+		for (size_t i = 0; i < nc->pools[p].nservers; i++)
+			n += nc->pools[p].servers[i].host[0] != '\0';
+	if (n == 0)
+		return nc;
+	reqs = calloc(n, sizeof(*reqs));
+	who = calloc(n, sizeof(*who));
+	if (reqs == NULL || who == NULL) {
+		static const struct conf_where nowhere;
+
+		conf_errors_add(errs, nc->file, &nowhere, NULL, "out of memory resolving names");
+		goto out;
+	}
+	for (size_t p = 0; p < nc->npools; p++) {
+		for (size_t i = 0; i < nc->pools[p].nservers; i++) {
+			struct conf_server *s = &nc->pools[p].servers[i];
+
+			if (s->host[0] == '\0')
+				continue;
+			util_strlcpy(reqs[k].host, s->host, sizeof(reqs[k].host));
+			reqs[k].port = s->port;
+			who[k++] = s;
+		}
+	}
+	util_resolve_all(reqs, n, UTIL_RESOLVE_TIMEOUT_MS);
+	for (k = 0; k < n; k++) {
+		char msg[UTIL_HOST_MAX + 200], near[UTIL_HOST_MAX + 8];
+
+		if (reqs[k].rc == 0) {
+			who[k]->addr = reqs[k].addr;
+			continue;
+		}
+		snprintf(msg, sizeof(msg), "cannot resolve '%s': %s", reqs[k].host, reqs[k].err);
+		snprintf(near, sizeof(near), "%s:%u", reqs[k].host, reqs[k].port);
+		conf_errors_add(errs, nc->file, &who[k]->addr_where, near, msg);
+	}
+out:
+	free(reqs);
+	free(who);
+	if (errs->n == 0)
+		return nc;
+	conf_free(nc);
+	return NULL;
+}
+
 int core_reload(struct core *c, bool check_only, char *msg, size_t len)
 {
 	struct conf_errors errs = { 0 };
@@ -59,7 +114,7 @@ int core_reload(struct core *c, bool check_only, char *msg, size_t len)
 	 * reload, failed ones included */
 	if (!check_only)
 		core_notify_reloading();
-	nc = conf_load_file(c->conf_path, &errs);
+	nc = core_load_conf(c->conf_path, &errs);
 	if (nc == NULL) {
 		for (size_t i = 0; i < errs.n; i++) {
 			log_err("%s", errs.msgs[i]);

@@ -540,7 +540,8 @@ static void cmd_server_add(struct cmd *x)
 	struct pool_server *s;
 	long weight = 1, maxconn = 0;
 	bool backup = false, check = true, ready = false;
-	char err[160];
+	char err[160], host[UTIL_HOST_MAX] = "", abuf[UTIL_ADDR_STRLEN];
+	uint16_t port = 0;
 
 	if (p == NULL) {
 		reply_error(x->out, "no pool '%s'", x->argv[2]);
@@ -556,8 +557,14 @@ static void cmd_server_add(struct cmd *x)
 		return;
 	}
 	if (util_addr_parse(x->argv[4], false, &addr, err, sizeof(err)) < 0) {
-		reply_error(x->out, "bad address '%s': %s", x->argv[4], err);
-		return;
+		char nerr[sizeof(err) + 200];
+
+		if (util_addr_parse_name(x->argv[4], host, sizeof(host), &port, nerr,
+					 sizeof(nerr)) < 0) {
+			reply_error(x->out, "bad address '%s': %s", x->argv[4],
+				    nerr[0] != '\0' ? nerr : err);
+			return;
+		}
 	}
 	for (int i = 5; i < x->argc; i++) {
 		const char *o = x->argv[i];
@@ -583,6 +590,13 @@ static void cmd_server_add(struct cmd *x)
 			return;
 		}
 	}
+	/* a host name: resolved last, once the line is known to be good */
+	if (host[0] != '\0' && (x->ctl->hooks.resolve == NULL ||
+				 x->ctl->hooks.resolve(host, port, &addr, err, sizeof(err)) < 0)) {
+		reply_error(x->out, "cannot resolve '%s': %s", host,
+			    x->ctl->hooks.resolve == NULL ? "no resolver" : err);
+		return;
+	}
 	s = pool_server_new(x->argv[3], &addr);
 	if (s == NULL || pool_add_server(p, s) < 0) {
 		if (s != NULL)
@@ -602,7 +616,9 @@ static void cmd_server_add(struct cmd *x)
 	pool_publish(p);
 	if (x->ctl->hooks.server_added != NULL)
 		x->ctl->hooks.server_added(x->ctl->hooks.arg, s, check);
-	log_notice("server %s/%s added at %s (%s, control socket)", p->name, s->name, x->argv[4],
+	log_notice("server %s/%s added at %s%s%s%s (%s, control socket)", p->name, s->name,
+		   x->argv[4], host[0] ? " (" : "",
+		   host[0] ? util_addr_fmt(&addr, abuf, sizeof(abuf)) : "", host[0] ? ")" : "",
 		   pool_admin_name(s->admin));
 	ctl_changed(x->ctl);
 	reply_ok(x, "server %s/%s added (%s)", p->name, s->name, pool_admin_name(s->admin));
@@ -792,7 +808,7 @@ static const struct cmd_entry commands[] = {
 	{ "server", "shutdown-sessions", 3, 3, CTL_LEVEL_ADMIN, cmd_server_shutdown,
 	  "server shutdown-sessions POOL/SERVER" },
 	{ "server", "add", 5, 14, CTL_LEVEL_ADMIN, cmd_server_add,
-	  "server add POOL NAME ADDRESS:PORT [weight N] [backup] [maxconn N] [check on|off] "
+	  "server add POOL NAME HOST:PORT [weight N] [backup] [maxconn N] [check on|off] "
 	  "[ready]" },
 	{ "server", "del", 3, 4, CTL_LEVEL_ADMIN, cmd_server_del, "server del POOL/SERVER [force]" },
 	{ "wait", "drained", 3, 4, CTL_LEVEL_USER, cmd_wait, "wait drained POOL/SERVER [TIMEOUT]" },

@@ -1,7 +1,8 @@
-/* util/addr: parse, format and compare numeric IPv4/IPv6 socket addresses.
- * Pure; no name resolution (the config is numeric so that parsing never
- * blocks and a check run gives the same answer as a start). */
+/* util/addr: parse, format and compare IPv4/IPv6 socket addresses; check
+ * the syntax of host names. Pure: names are resolved by util/resolve.c, which
+ * core calls after parsing. */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -21,6 +22,67 @@ int util_addr_parse_host(const char *s, struct util_addr *out)
 		return 0;
 	}
 	return -1;
+}
+
+static bool addr_is_hostname(const char *s, size_t n)
+{
+	size_t label = 0;
+	bool digits_only = true;
+
+	if (n == 0 || n > UTIL_HOST_MAX - 1)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (ch == '.') {
+			if (label == 0 || s[i - 1] == '-')
+				return false;
+			label = 0;
+			digits_only = true;
+			continue;
+		}
+		if (!isalnum(ch) && !(ch == '-' && label > 0))
+			return false;
+		if (!isdigit(ch))
+			digits_only = false;
+		if (++label > 63)
+			return false;
+	}
+	/* a trailing dot (fully qualified) is fine; a last label of digits is
+	 * a mistyped IPv4 address */
+	if (s[n - 1] == '.')
+		return n > 1 && !(n >= 2 && s[n - 2] == '-');
+	return s[n - 1] != '-' && !digits_only;
+}
+
+int util_addr_parse_name(const char *s, char *host, size_t hostlen, uint16_t *port, char *err,
+			 size_t errlen)
+{
+	const char *colon = strrchr(s, ':');
+	size_t n = colon != NULL ? (size_t)(colon - s) : 0;
+	bool alpha = false;
+	long p;
+
+	err[0] = '\0';
+	if (colon == NULL || s[0] == '[')
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		alpha = alpha || isalpha((unsigned char)s[i]);
+	if (!alpha)
+		return -1;
+	if (!addr_is_hostname(s, n) || n >= hostlen) {
+		snprintf(err, errlen, "bad host name '%.*s' (expected letters, digits, '-' and '.')",
+			 (int)(n < 300 ? n : 300), s);
+		return -1;
+	}
+	if (util_parse_long(colon + 1, 1, 65535, &p) < 0) {
+		snprintf(err, errlen, "port '%s' out of range (expected 1-65535)", colon + 1);
+		return -1;
+	}
+	memcpy(host, s, n);
+	host[n] = '\0';
+	*port = (uint16_t)p;
+	return 0;
 }
 
 int util_addr_parse(const char *s, bool allow_port0, struct util_addr *out, char *err,

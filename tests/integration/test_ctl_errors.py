@@ -69,7 +69,7 @@ def test_bad_commands_answer_errors_and_change_nothing(daemon):
         assert_error(c, "wait up nopool/a 1s", "no pool 'nopool'")
         # bad addresses
         for addr in ("127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000", "999.1.1.1:80",
-                     "localhost:80", "[::1:80", "127.0.0.1:http", ":80"):
+                     "bad_host:80", "[::1:80", "127.0.0.1:http", ":80"):
             assert_error(c, "server add web n %s" % addr, "bad address '%s'" % addr)
         # bad values and options
         assert_error(c, "server weight web/a 257", "bad weight '257'")
