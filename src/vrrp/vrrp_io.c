@@ -55,6 +55,10 @@ struct vrrp_instance {
 	ev_timer timer;
 	struct vip_linkmon *mon;
 	bool running, left;
+	/* the interface or its address is missing: FAULT until it appears,
+	 * looked for at every link event and every second (wait_timer) */
+	bool waiting, want_start;
+	ev_timer wait_timer;
 	bool track_up[VRRP_MAX_TRACKS];
 	int track_ifindex[VRRP_MAX_TRACKS];
 	uint64_t refresh_at_ms;
@@ -84,6 +88,7 @@ const char *vrrp_io_drop_name(enum vrrp_io_drop reason)
 }
 
 static void rearm(struct vrrp_instance *vi);
+static void wait_try(struct vrrp_instance *vi);
 
 /* ---- logging ------------------------------------------------------------- */
 
@@ -608,6 +613,10 @@ static void on_link(void *arg, int ifindex, const char *ifname, bool up)
 			tracked = true;
 		}
 	}
+	if (vi->waiting) {
+		wait_try(vi);
+		return;
+	}
 	if (ifindex == vi->ifindex) {
 		struct vrrp_actions acts;
 
@@ -733,11 +742,70 @@ static int resolve(struct vrrp_instance *vi, char *err, size_t errlen)
 	return vrrp_addr_from_util(&prim, &vi->primary);
 }
 
+/* Once the interface and its address are known: the state machine and the
+ * socket. */
+static int finish_init(struct vrrp_instance *vi, char *e, size_t elen)
+{
+	const struct vrrp_instance_config *cfg = &vi->cfg;
+	struct vrrp_fsm_config fc;
+
+	memset(&fc, 0, sizeof(fc));
+	fc.version = cfg->version;
+	fc.priority = cfg->priority;
+	fc.adver_int_cs = cfg->adver_int_cs;
+	fc.preempt = cfg->preempt;
+	fc.preempt_delay_ms = cfg->preempt_delay_ms;
+	fc.primary = vi->primary;
+	fc.garp_repeat_ms = cfg->garp_delay_ms != 0 ? cfg->garp_delay_ms : VRRP_NEVER;
+	if (vrrp_fsm_init(&vi->fsm, &fc) < 0) {
+		snprintf(e, elen, "invalid settings (version, priority or interval)");
+		return -1;
+	}
+	if ((vi->primary.family == AF_INET ? open_socket4(vi, e, elen)
+					   : open_socket6(vi, e, elen)) < 0) {
+		if (vi->fd >= 0)
+			close(vi->fd);
+		vi->fd = -1;
+		return -1;
+	}
+	ev_io_init(&vi->io, on_readable, vi->fd, EV_READ);
+	vi->io.data = vi;
+	return 0;
+}
+
+/* Waiting: is the interface there now, with its address? Then take part. */
+static void wait_try(struct vrrp_instance *vi)
+{
+	char e[VIP_ERRLEN];
+	char abuf[UTIL_ADDR_STRLEN];
+
+	if (resolve(vi, e, sizeof(e)) < 0)
+		return;
+	if (finish_init(vi, e, sizeof(e)) < 0) {
+		log_limited(vi, &vi->rl_err, LOGL_ERR, "vrrp %s: %s", vi->cfg.name, e);
+		return;
+	}
+	vi->waiting = false;
+	ev_timer_stop(vi->loop, &vi->wait_timer);
+	log_notice("vrrp %s: %s has address %s: taking part", vi->cfg.name, vi->cfg.ifname,
+		   vrrp_addr_fmt(&vi->primary, abuf, sizeof(abuf)));
+	if (vi->want_start) {
+		ev_io_stop(vi->loop, &vi->link_io);
+		vrrp_instance_start(vi);
+	}
+}
+
+static void on_wait_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	wait_try(w->data);
+}
+
 struct vrrp_instance *vrrp_instance_new(struct ev_loop *loop, const struct vrrp_instance_config *cfg,
 					char *err, size_t errlen)
 {
 	struct vrrp_instance *vi = calloc(1, sizeof(*vi));
-	struct vrrp_fsm_config fc;
 	char e[VIP_ERRLEN];
 
 	if (vi == NULL) {
@@ -751,34 +819,26 @@ struct vrrp_instance *vrrp_instance_new(struct ev_loop *loop, const struct vrrp_
 		snprintf(e, sizeof(e), "no addresses");
 		goto fail;
 	}
-	if (resolve(vi, e, sizeof(e)) < 0)
-		goto fail;
-	memset(&fc, 0, sizeof(fc));
-	fc.version = cfg->version;
-	fc.priority = cfg->priority;
-	fc.adver_int_cs = cfg->adver_int_cs;
-	fc.preempt = cfg->preempt;
-	fc.preempt_delay_ms = cfg->preempt_delay_ms;
-	fc.primary = vi->primary;
-	fc.garp_repeat_ms = cfg->garp_delay_ms != 0 ? cfg->garp_delay_ms : VRRP_NEVER;
-	if (vrrp_fsm_init(&vi->fsm, &fc) < 0) {
-		snprintf(e, sizeof(e), "invalid settings (version, priority or interval)");
-		goto fail;
-	}
-	if ((vi->primary.family == AF_INET ? open_socket4(vi, e, sizeof(e))
-					   : open_socket6(vi, e, sizeof(e))) < 0)
-		goto fail;
 	vi->mon = vip_linkmon_open(on_link, vi, e, sizeof(e));
 	if (vi->mon == NULL)
 		goto fail;
-	ev_io_init(&vi->io, on_readable, vi->fd, EV_READ);
-	vi->io.data = vi;
 	ev_io_init(&vi->link_io, on_link_io, vip_linkmon_fd(vi->mon), EV_READ);
 	vi->link_io.data = vi;
 	ev_init(&vi->timer, on_timer);
 	vi->timer.data = vi;
+	ev_timer_init(&vi->wait_timer, on_wait_timer, 1.0, 1.0);
+	vi->wait_timer.data = vi;
 	for (size_t i = 0; i < cfg->ntracks; i++)
 		vi->track_up[i] = true;
+	if (resolve(vi, e, sizeof(e)) < 0) {
+		/* keepalived's way: FAULT until the interface and address exist */
+		log_warn("vrrp %s: %s: FAULT until it appears", cfg->name, e);
+		util_strlcpy(vi->last_reason, e, sizeof(vi->last_reason));
+		vi->waiting = true;
+		return vi;
+	}
+	if (finish_init(vi, e, sizeof(e)) < 0)
+		goto fail;
 	return vi;
 fail:
 	snprintf(err, errlen, "vrrp %s: %s", cfg->name, e);
@@ -794,6 +854,12 @@ void vrrp_instance_start(struct vrrp_instance *vi)
 
 	if (vi->running)
 		return;
+	if (vi->waiting) {
+		vi->want_start = true;
+		ev_timer_start(vi->loop, &vi->wait_timer);
+		ev_io_start(vi->loop, &vi->link_io);
+		return;
+	}
 	if (vip_linkmon_query(vi->mon, vi->ifindex, &up, err, sizeof(err)) < 0)
 		log_warn("vrrp %s: %s", vi->cfg.name, err);
 	vrrp_fsm_link(&vi->fsm, util_now_ms(), up, &acts); /* INIT: only remembered */
@@ -822,6 +888,12 @@ void vrrp_instance_shutdown(struct vrrp_instance *vi)
 {
 	struct vrrp_actions acts;
 
+	if (vi->waiting) {
+		vi->want_start = false;
+		ev_timer_stop(vi->loop, &vi->wait_timer);
+		ev_io_stop(vi->loop, &vi->link_io);
+		return;
+	}
 	if (!vi->running)
 		return;
 	vrrp_fsm_shutdown(&vi->fsm, util_now_ms(), &acts);
@@ -888,12 +960,12 @@ void vrrp_instance_status(const struct vrrp_instance *vi, struct vrrp_status *ou
 	memset(out, 0, sizeof(*out));
 	out->name = vi->cfg.name;
 	out->ifname = vi->cfg.ifname;
-	out->state = vi->fsm.state;
+	out->state = vi->waiting ? VRRP_STATE_FAULT : vi->fsm.state;
 	out->left = vi->left;
 	out->version = vi->cfg.version;
 	out->vrid = vi->cfg.vrid;
 	out->base_priority = vi->cfg.priority;
-	out->priority = vi->fsm.priority;
+	out->priority = vi->waiting ? vi->cfg.priority : vi->fsm.priority;
 	out->adver_int_cs = vi->cfg.adver_int_cs;
 	out->master_adver_int_cs = vi->fsm.master_adver_int_cs;
 	out->primary = vi->primary;
