@@ -56,9 +56,17 @@ void proxy_frontend_close_sockets(struct proxy_frontend *fe);
 /* Control thread: is addr one of fe's bound addresses? */
 bool proxy_frontend_has_bind(const struct proxy_frontend *fe, const struct util_addr *addr);
 /* Control thread: close fe's sockets for addr, attached or not (the open
- * connections continue). Asynchronous in the workers. */
+ * connections continue). Asynchronous in the workers. drain: the socket
+ * closes, so serve the handshakes it answered first; false when another
+ * frontend shares these sockets (proxy_frontend_dup_fds) and serves them. */
 void proxy_engine_unbind(struct proxy_engine *e, struct proxy_frontend *fe,
-			 const struct util_addr *addr);
+			 const struct util_addr *addr, bool drain);
+/* Control thread: duplicates of fe's sockets for addr (at most max), so
+ * that another frontend can adopt them (a reload that moves an address
+ * from one listener to another keeps its sockets). Returns how many; 0
+ * when fe does not bind addr. */
+int proxy_frontend_dup_fds(const struct proxy_frontend *fe, const struct util_addr *addr,
+			   int *fds, size_t max);
 
 /* Control thread: replace the settings (the frontend takes over s; the old
  * ones are retired through QSBR). */

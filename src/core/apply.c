@@ -13,6 +13,7 @@
 #include "sluice/pool.h"
 #include "sluice/proxy.h"
 #include "sluice/util.h"
+#include "sluice/vip.h"
 
 static enum pool_balance map_balance(enum conf_balance b)
 {
@@ -341,10 +342,19 @@ static void diff_vrrp(const struct conf *oc, const struct conf *nc, char *buf, s
 	for (size_t i = 0; i < nc->nvrrps; i++) {
 		const struct conf_vrrp *o = find_vrrp(oc, nc->vrrps[i].name);
 
+		int ifindex;
+		char e[160];
+
 		if (o == NULL)
 			say(buf, len, off, "vrrp %s: added", nc->vrrps[i].name);
 		else if (vrrp_conf_differs(o, &nc->vrrps[i]))
 			say(buf, len, off, "vrrp %s: changed (restarts its election)", o->name);
+		else
+			continue;
+		/* not an error (it may come later), but an operator should see it */
+		if (vip_ifindex(nc->vrrps[i].interface, &ifindex, e, sizeof(e)) < 0)
+			say(buf, len, off, "vrrp %s: warning: %s: FAULT until it appears",
+			    nc->vrrps[i].name, e);
 	}
 	for (size_t i = 0; i < oc->nvrrps; i++)
 		if (find_vrrp(nc, oc->vrrps[i].name) == NULL)
@@ -414,6 +424,12 @@ static int bind_missing(struct core *c, struct proxy_frontend *fe, const struct 
 		if (proxy_frontend_has_bind(fe, &cl->binds[b]))
 			continue;
 		n = core_takeover_fds(c, &cl->binds[b], false, fds, 64);
+		/* an address another listener had: take its sockets over, so
+		 * that its accept queue and handshakes carry on */
+		for (size_t j = 0; j < c->nlisteners && n == 0; j++)
+			if (c->listeners[j].fe != fe)
+				n = proxy_frontend_dup_fds(c->listeners[j].fe, &cl->binds[b], fds,
+							   64);
 		if (proxy_frontend_adopt(c->engine, fe, &cl->binds[b], fds, (size_t)n, err, errlen) <
 		    0)
 			return -1;
@@ -431,7 +447,7 @@ static void unbind_pending(struct core *c, struct proxy_frontend *fe)
 		}
 		struct util_addr a = fe->binds[b]->addr;
 
-		proxy_engine_unbind(c->engine, fe, &a);
+		proxy_engine_unbind(c->engine, fe, &a, true); /* not attached: no worker has it */
 	}
 }
 
@@ -492,7 +508,17 @@ static void apply_rollback(struct core *c, const struct conf *nc, struct pool **
 
 /* Phase 2 for one listener: new settings, drop addresses it no longer has,
  * start accepting on the new ones. */
-static void commit_listener(struct core *c, struct proxy_frontend *fe,
+/* Does another listener of nc bind a? Then it took this socket over. */
+static bool conf_has_bind(const struct conf *nc, const struct util_addr *a)
+{
+	for (size_t i = 0; i < nc->nlistens; i++)
+		for (size_t k = 0; k < nc->listens[i].nbinds; k++)
+			if (util_addr_equal(&nc->listens[i].binds[k], a))
+				return true;
+	return false;
+}
+
+static void commit_listener(struct core *c, const struct conf *nc, struct proxy_frontend *fe,
 			    const struct conf_listen *cl, struct pool *p)
 {
 	struct proxy_fe_settings *st = build_settings(cl, p);
@@ -512,7 +538,7 @@ static void commit_listener(struct core *c, struct proxy_frontend *fe,
 		}
 		struct util_addr a = fe->binds[b]->addr;
 
-		proxy_engine_unbind(c->engine, fe, &a);
+		proxy_engine_unbind(c->engine, fe, &a, !conf_has_bind(nc, &a));
 	}
 	proxy_engine_attach(c->engine, fe);
 }
@@ -544,11 +570,23 @@ int core_apply(struct core *c, struct conf *nc, char *err, size_t errlen)
 			log_err("pool %s: out of memory applying the new servers", pools[i]->name);
 	}
 	for (size_t i = 0; i < nc->nlistens; i++)
-		commit_listener(c, ls[i].fe, &nc->listens[i], pools[nc->listens[i].pool]);
+		commit_listener(c, nc, ls[i].fe, &nc->listens[i], pools[nc->listens[i].pool]);
 	for (size_t i = 0; i < c->nlisteners; i++) {
 		if (conf_find_listen(nc, c->listeners[i].name) == NULL) {
+			struct proxy_frontend *ofe = c->listeners[i].fe;
+
+			/* addresses another listener took over: just let go */
+			for (size_t b = 0; b < ofe->nbinds;) {
+				struct util_addr a = ofe->binds[b]->addr;
+
+				if (!conf_has_bind(nc, &a)) {
+					b++;
+					continue;
+				}
+				proxy_engine_unbind(c->engine, ofe, &a, false);
+			}
 			/* refuse new clients now; its connections keep the frontend */
-			proxy_engine_detach(c->engine, c->listeners[i].fe, c->handing_over);
+			proxy_engine_detach(c->engine, ofe, c->handing_over);
 			proxy_frontend_close_sockets(c->listeners[i].fe);
 		}
 		proxy_frontend_put(c->listeners[i].fe);

@@ -95,8 +95,10 @@ static void on_drain_timer(struct ev_loop *loop, ev_timer *t, int revents)
 
 	(void)loop;
 	(void)revents;
-	/* a listener still serving answered handshakes may yet add some */
-	if (proxy_engine_active(c->engine) == 0 && proxy_engine_closing(c->engine) == 0) {
+	/* a listener still serving answered handshakes may yet add some; in
+	 * this order: a worker counts a client it accepts before it counts
+	 * its listener closed */
+	if (proxy_engine_closing(c->engine) == 0 && proxy_engine_active(c->engine) == 0) {
 		log_notice("all connections finished");
 		finish(c);
 	}
@@ -298,7 +300,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	c.conf = core_load_conf(c.conf_path, &errs);
+	c.conf = core_load_conf(c.conf_path, NULL, &errs);
 	if (c.conf == NULL) {
 		print_errors(&errs);
 		conf_errors_clear(&errs);

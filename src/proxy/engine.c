@@ -185,6 +185,26 @@ bool proxy_frontend_has_bind(const struct proxy_frontend *fe, const struct util_
 	return false;
 }
 
+int proxy_frontend_dup_fds(const struct proxy_frontend *fe, const struct util_addr *addr,
+			   int *fds, size_t max)
+{
+	for (size_t i = 0; i < fe->nbinds; i++) {
+		const struct proxy_bind *bd = fe->binds[i];
+		int n = 0;
+
+		if (!util_addr_equal(&bd->addr, addr))
+			continue;
+		for (size_t k = 0; k < bd->nfds && (size_t)n < max; k++) {
+			int fd = bd->fds[k] >= 0 ? fcntl(bd->fds[k], F_DUPFD_CLOEXEC, 0) : -1;
+
+			if (fd >= 0)
+				fds[n++] = fd;
+		}
+		return n;
+	}
+	return 0;
+}
+
 void proxy_frontend_set_settings(struct proxy_engine *e, struct proxy_frontend *fe,
 				 struct proxy_fe_settings *s)
 {
@@ -264,7 +284,7 @@ void proxy_engine_attach(struct proxy_engine *e, struct proxy_frontend *fe)
 }
 
 void proxy_engine_unbind(struct proxy_engine *e, struct proxy_frontend *fe,
-			 const struct util_addr *addr)
+			 const struct util_addr *addr, bool drain)
 {
 	for (size_t b = 0; b < fe->nbinds; b++) {
 		struct proxy_bind *bd = fe->binds[b];
@@ -273,9 +293,10 @@ void proxy_engine_unbind(struct proxy_engine *e, struct proxy_frontend *fe,
 			continue;
 		if (bd->attached) {
 			struct proxy_cmd cmd = { .type = PROXY_CMD_DETACH, .fe = fe,
-						 .bind_id = bd->id, .fd = -1, .drain = true };
+						 .bind_id = bd->id, .fd = -1, .drain = drain };
 
-			atomic_fetch_add(&e->detaching, e->nworkers);
+			if (drain)
+				atomic_fetch_add(&e->detaching, e->nworkers);
 			for (unsigned i = 0; i < e->nworkers; i++)
 				send_cmd_full(&e->workers[i], &cmd);
 		}
@@ -610,6 +631,9 @@ static void on_async(struct ev_loop *loop, ev_async *a, int revents)
 				atomic_fetch_sub(&w->e->detaching, 1);
 			break;
 		case PROXY_CMD_CLOSE_ALL:
+			/* now: the listeners still closing too, else they could
+			 * add clients nobody closes */
+			proxy_lclose_abort(w);
 			close_all(w);
 			break;
 		case PROXY_CMD_CLOSE_SERVER:
@@ -680,6 +704,12 @@ struct proxy_engine *proxy_engine_new(const struct proxy_engine_conf *conf, stru
 
 		w->e = e;
 		w->id = i;
+		list_init(&w->listeners);
+		list_init(&w->closing);
+		list_init(&w->sessions);
+		list_init(&w->queue);
+		list_init(&w->dead);
+		pthread_mutex_init(&w->cmd_lock, NULL);
 		w->loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV);
 		if (w->loop == NULL || qsbr_add_reader(q, &w->qs) < 0) {
 			log_err("worker %u: cannot create its event loop", i);
@@ -689,13 +719,7 @@ struct proxy_engine *proxy_engine_new(const struct proxy_engine_conf *conf, stru
 		}
 		if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) || w->rng == 0)
 			w->rng = util_now_us() | 1;
-		pthread_mutex_init(&w->cmd_lock, NULL);
-		list_init(&w->listeners);
-		list_init(&w->closing);
 		ev_timer_init(&w->lclose_timer, NULL, 0.0, 0.0);
-		list_init(&w->sessions);
-		list_init(&w->queue);
-		list_init(&w->dead);
 		ev_async_init(&w->async, on_async);
 		ev_async_start(w->loop, &w->async);
 		ev_prepare_init(&w->prepare, on_prepare);

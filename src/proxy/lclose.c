@@ -67,13 +67,19 @@ static bool lclose_matches(const struct inet_diag_msg *m, const struct sockaddr_
 
 /* Count the matching records of one reply batch; returns 1 when the dump
  * is over, 0 for more, -1 on error. */
-static int lclose_count_batch(const char *buf, ssize_t n, const struct sockaddr_storage *ss,
+static int lclose_count_batch(const char *buf, int len, const struct sockaddr_storage *ss,
 			      int *count)
 {
-	for (const struct nlmsghdr *h = (const void *)buf; NLMSG_OK(h, (size_t)n);
-	     h = NLMSG_NEXT(h, n)) {
-		if (h->nlmsg_type == NLMSG_DONE)
+	/* len stays signed: NLMSG_NEXT may take it below zero */
+	for (const struct nlmsghdr *h = (const void *)buf; NLMSG_OK(h, len);
+	     h = NLMSG_NEXT(h, len)) {
+		if (h->nlmsg_type == NLMSG_DONE) {
+			/* a dump that failed part-way says so here */
+			if (h->nlmsg_len >= NLMSG_LENGTH(sizeof(int)) &&
+			    *(const int *)NLMSG_DATA(h) < 0)
+				return -1;
 			return 1;
+		}
 		if (h->nlmsg_type == NLMSG_ERROR)
 			return -1;
 		if (h->nlmsg_type == SOCK_DIAG_BY_FAMILY &&
@@ -121,7 +127,7 @@ static int lclose_pending(int fd)
 
 		if (n < 0 && errno == EINTR)
 			continue;
-		done = n <= 0 ? -1 : lclose_count_batch(buf, n, &ss, &count);
+		done = n <= 0 ? -1 : lclose_count_batch(buf, (int)n, &ss, &count);
 	}
 	close(nfd);
 	return done < 0 ? -1 : count;
@@ -131,6 +137,7 @@ static int lclose_pending(int fd)
  * are connected already. */
 static void lclose_accept_all(struct proxy_worker *w, struct proxy_wlistener *wl)
 {
+	wl->accept_blocked = false;
 	for (int i = 0; i < 100000; i++) {
 		struct util_addr client;
 		int fd;
@@ -140,6 +147,13 @@ static void lclose_accept_all(struct proxy_worker *w, struct proxy_wlistener *wl
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				/* out of descriptors: the timer tries again, the
+				 * watcher would only spin */
+				wl->accept_blocked = true;
+				ev_io_stop(w->loop, &wl->io);
+			}
 			return;
 		}
 		atomic_fetch_add(&w->e->cur_conns, 1);
@@ -167,6 +181,15 @@ static void lclose_finish(struct proxy_worker *w, struct proxy_wlistener *wl)
 	atomic_fetch_sub(&w->e->closing_listeners, 1);
 }
 
+static void log_limited_diag(const struct proxy_wlistener *wl)
+{
+	static _Atomic bool said;
+
+	if (!atomic_exchange(&said, true))
+		log_notice("listen %s: cannot read its SYN queue through sock_diag: closing 100ms "
+			   "after it stopped taking new clients", wl->fe->name);
+}
+
 /* Close the listeners whose SYN queue was empty at the previous look and
  * still is, after serving their accept queue. The SYN queue as sock_diag
  * shows it holds both the request sockets and the new sockets not yet
@@ -188,15 +211,25 @@ static void lclose_on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 
 		n = n->next;
 		lclose_accept_all(w, wl);
+		if (!wl->accept_blocked && !ev_is_active(&wl->io))
+			ev_io_start(w->loop, &wl->io);
 		if (pending < 0) {
-			/* no sock_diag: allow the answered handshakes 100 ms */
-			over = over || now >= wl->close_deadline_ms - LCLOSE_MAX_MS + 100;
-			pending = 1;
+			/* no sock_diag (no inet_diag in the kernel, or no
+			 * descriptor left): allow answered handshakes 100 ms */
+			if (!over && now < wl->close_deadline_ms - LCLOSE_MAX_MS + 100)
+				continue;
+			if (!wl->accept_blocked) {
+				log_limited_diag(wl);
+				lclose_finish(w, wl);
+				continue;
+			}
 		}
-		if ((pending == 0 && wl->syn_quiet) || over) {
-			if (pending > 0)
-				log_warn("listen %s: closing with %d handshakes unfinished after %dms",
-					 wl->fe->name, pending, LCLOSE_MAX_MS);
+		if ((pending == 0 && wl->syn_quiet && !wl->accept_blocked) || over) {
+			if (pending > 0 || wl->accept_blocked)
+				log_warn("listen %s: closing after %dms with %d handshakes unfinished%s",
+					 wl->fe->name, LCLOSE_MAX_MS, pending > 0 ? pending : 0,
+					 wl->accept_blocked ? " and clients left in its accept queue "
+							      "(out of descriptors)" : "");
 			lclose_finish(w, wl);
 			continue;
 		}

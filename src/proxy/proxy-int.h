@@ -111,6 +111,7 @@ struct proxy_wlistener {
 	bool paused;
 	/* closing (lclose.c): on the worker's closing list */
 	bool syn_quiet; /* no handshake pending at the last look */
+	bool accept_blocked; /* accept4 is out of descriptors */
 	uint64_t close_deadline_ms;
 };
 
