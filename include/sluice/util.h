@@ -63,18 +63,24 @@ int util_addr_parse_name(const char *s, char *host, size_t hostlen, uint16_t *po
 struct util_resolve_req {
 	char host[UTIL_HOST_MAX];
 	uint16_t port;
+	/* the address used so far (len 0: none): kept while it is still one
+	 * of the answers, so that DNS round robin does not move a server */
+	struct util_addr prev;
 	struct util_addr addr;
 	int rc;
-	bool done;
+	bool started, done;
 	char err[128];
 };
 
 #define UTIL_RESOLVE_TIMEOUT_MS 2000
 
 /* Resolve n names in parallel through the system resolver (getaddrinfo:
- * /etc/hosts, DNS; the first TCP address is taken), waiting at most
- * timeout_ms for them all: a name without an answer by then gets "no
- * answer within N ms". Blocks the caller for at most about timeout_ms. */
+ * /etc/hosts, DNS; prev if among the answers, else the first TCP address
+ * in getaddrinfo's order), waiting at most timeout_ms for them all: a name
+ * without an answer by then gets an error saying so. Blocks the caller for
+ * at most about timeout_ms, never longer: lookups run in helper threads
+ * (at most 64 alive, abandoned ones included; beyond that, names fail at
+ * once). */
 void util_resolve_all(struct util_resolve_req *reqs, size_t n, uint32_t timeout_ms);
 
 /* One name, as util_resolve_all() with UTIL_RESOLVE_TIMEOUT_MS. Returns 0,

@@ -80,9 +80,11 @@ int core_ctl_start(struct core *c, char *err, size_t errlen);
  * Fills msg; returns 0 or -1 (the running configuration is then kept). */
 int core_reload(struct core *c, bool check_only, char *msg, size_t len);
 /* Read, parse and validate a file, then resolve the host names of its
- * servers (blocking; an unknown name is an error at its FILE:LINE:COL).
- * Same contract as conf_load_file(). */
-struct conf *core_load_conf(const char *path, struct conf_errors *errs);
+ * servers (blocking, 2 s at most; an unknown name is an error at its
+ * FILE:LINE:COL). A server of old (the running configuration, or NULL)
+ * with the same pool, name and host name keeps its address while the name
+ * still resolves to it. Same contract as conf_load_file(). */
+struct conf *core_load_conf(const char *path, const struct conf *old, struct conf_errors *errs);
 /* The control socket's "reload [check]" hook (arg is the core). */
 int core_reload_hook(void *arg, bool check_only, char *msg, size_t len);
 

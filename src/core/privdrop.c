@@ -1,7 +1,9 @@
 /* privdrop: after everything that needs root is open, become the
  * configured user and group, keeping only CAP_NET_BIND_SERVICE (reloads
  * bind low ports), CAP_NET_ADMIN and CAP_NET_RAW (VRRP and VIPs). Runs
- * before any thread starts, since capabilities are per thread. */
+ * before the workers start, since capabilities are per thread (resolver
+ * helpers of the start-up lookups may still be exiting: they run nothing
+ * more). */
 #include <errno.h>
 #include <grp.h>
 #include <pwd.h>

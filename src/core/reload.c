@@ -48,12 +48,26 @@ static void log_lines(const char *prefix, const char *text)
 	}
 }
 
-struct conf *core_load_conf(const char *path, struct conf_errors *errs)
+/* The address a running server of the same pool and name written with the
+ * same host name has, or NULL. */
+static const struct util_addr *prev_addr(const struct conf *old, const struct conf_pool *p,
+					 const struct conf_server *s)
+{
+	const struct conf_pool *op = old != NULL ? conf_find_pool(old, p->name) : NULL;
+	const struct conf_server *os = op != NULL ? conf_find_server(op, s->name) : NULL;
+
+	if (os == NULL || strcmp(os->host, s->host) != 0 || os->port != s->port)
+		return NULL;
+	return &os->addr;
+}
+
+struct conf *core_load_conf(const char *path, const struct conf *old, struct conf_errors *errs)
 {
 	struct conf *nc = conf_load_file(path, errs);
 	struct util_resolve_req *reqs;
 	struct conf_server **who;
 	size_t n = 0, k = 0;
+	bool failed = false;
 
 	if (nc == NULL)
 		return NULL;
@@ -68,16 +82,20 @@ struct conf *core_load_conf(const char *path, struct conf_errors *errs)
 		static const struct conf_where nowhere;
 
 		conf_errors_add(errs, nc->file, &nowhere, NULL, "out of memory resolving names");
+		failed = true;
 		goto out;
 	}
 	for (size_t p = 0; p < nc->npools; p++) {
 		for (size_t i = 0; i < nc->pools[p].nservers; i++) {
 			struct conf_server *s = &nc->pools[p].servers[i];
+			const struct util_addr *prev = prev_addr(old, &nc->pools[p], s);
 
 			if (s->host[0] == '\0')
 				continue;
 			util_strlcpy(reqs[k].host, s->host, sizeof(reqs[k].host));
 			reqs[k].port = s->port;
+			if (prev != NULL)
+				reqs[k].prev = *prev;
 			who[k++] = s;
 		}
 	}
@@ -89,6 +107,7 @@ struct conf *core_load_conf(const char *path, struct conf_errors *errs)
 			who[k]->addr = reqs[k].addr;
 			continue;
 		}
+		failed = true;
 		snprintf(msg, sizeof(msg), "cannot resolve '%s': %s", reqs[k].host, reqs[k].err);
 		snprintf(near, sizeof(near), "%s:%u", reqs[k].host, reqs[k].port);
 		conf_errors_add(errs, nc->file, &who[k]->addr_where, near, msg);
@@ -96,7 +115,7 @@ struct conf *core_load_conf(const char *path, struct conf_errors *errs)
 out:
 	free(reqs);
 	free(who);
-	if (errs->n == 0)
+	if (!failed)
 		return nc;
 	conf_free(nc);
 	return NULL;
@@ -114,7 +133,7 @@ int core_reload(struct core *c, bool check_only, char *msg, size_t len)
 	 * reload, failed ones included */
 	if (!check_only)
 		core_notify_reloading();
-	nc = core_load_conf(c->conf_path, &errs);
+	nc = core_load_conf(c->conf_path, c->conf, &errs);
 	if (nc == NULL) {
 		for (size_t i = 0; i < errs.n; i++) {
 			log_err("%s", errs.msgs[i]);

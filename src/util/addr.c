@@ -27,7 +27,7 @@ int util_addr_parse_host(const char *s, struct util_addr *out)
 static bool addr_is_hostname(const char *s, size_t n)
 {
 	size_t label = 0;
-	bool digits_only = true;
+	bool digits_only = true, last_digits_only = true;
 
 	if (n == 0 || n > UTIL_HOST_MAX - 1)
 		return false;
@@ -38,6 +38,7 @@ static bool addr_is_hostname(const char *s, size_t n)
 			if (label == 0 || s[i - 1] == '-')
 				return false;
 			label = 0;
+			last_digits_only = digits_only;
 			digits_only = true;
 			continue;
 		}
@@ -51,7 +52,7 @@ static bool addr_is_hostname(const char *s, size_t n)
 	/* a trailing dot (fully qualified) is fine; a last label of digits is
 	 * a mistyped IPv4 address */
 	if (s[n - 1] == '.')
-		return n > 1 && !(n >= 2 && s[n - 2] == '-');
+		return n > 1 && s[n - 2] != '-' && !last_digits_only;
 	return s[n - 1] != '-' && !digits_only;
 }
 
@@ -64,8 +65,8 @@ int util_addr_parse_name(const char *s, char *host, size_t hostlen, uint16_t *po
 	long p;
 
 	err[0] = '\0';
-	if (colon == NULL || s[0] == '[')
-		return -1;
+	if (colon == NULL || s[0] == '[' || memchr(s, ':', n) != NULL || memchr(s, '%', n) != NULL)
+		return -1; /* IPv6 without brackets: the numeric parser says so */
 	for (size_t i = 0; i < n; i++)
 		alpha = alpha || isalpha((unsigned char)s[i]);
 	if (!alpha)

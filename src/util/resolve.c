@@ -6,6 +6,7 @@
  * thread for a bounded time; a lookup still running then finishes unseen. */
 #include <netdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,9 @@
 #include "sluice/util.h"
 
 #define RESOLVE_THREADS 16
+#define RESOLVE_MAX_HELPERS 64 /* alive, in all batches */
+
+static _Atomic unsigned resolve_helpers;
 
 /* Shared by the caller and the helper threads; the last one to let go of
  * it (refs) frees it. */
@@ -27,10 +31,11 @@ struct resolve_batch {
 	struct util_resolve_req reqs[];
 };
 
-static int resolve_one(const char *host, uint16_t port, struct util_addr *out, char *err,
-		       size_t errlen)
+static int resolve_one(const char *host, uint16_t port, const struct util_addr *prev,
+		       struct util_addr *out, char *err, size_t errlen)
 {
 	struct addrinfo hints, *res = NULL;
+	const struct addrinfo *pick;
 	int rc;
 
 	memset(&hints, 0, sizeof(hints));
@@ -44,9 +49,21 @@ static int resolve_one(const char *host, uint16_t port, struct util_addr *out, c
 			freeaddrinfo(res);
 		return -1;
 	}
+	pick = res;
+	for (const struct addrinfo *ai = res; ai != NULL && prev->len != 0; ai = ai->ai_next) {
+		struct util_addr a = { 0 };
+
+		memcpy(&a.u.ss, ai->ai_addr, ai->ai_addrlen);
+		a.len = ai->ai_addrlen;
+		util_addr_set_port(&a, port);
+		if (util_addr_equal(&a, prev)) {
+			pick = ai;
+			break;
+		}
+	}
 	memset(out, 0, sizeof(*out));
-	memcpy(&out->u.ss, res->ai_addr, res->ai_addrlen);
-	out->len = res->ai_addrlen;
+	memcpy(&out->u.ss, pick->ai_addr, pick->ai_addrlen);
+	out->len = pick->ai_addrlen;
 	util_addr_set_port(out, port);
 	freeaddrinfo(res);
 	return 0;
@@ -73,8 +90,9 @@ static void *resolve_thread(void *arg)
 		struct util_resolve_req r = b->reqs[b->next];
 		size_t i = b->next++;
 
+		b->reqs[i].started = true;
 		pthread_mutex_unlock(&b->lock);
-		r.rc = resolve_one(r.host, r.port, &r.addr, r.err, sizeof(r.err));
+		r.rc = resolve_one(r.host, r.port, &r.prev, &r.addr, r.err, sizeof(r.err));
 		pthread_mutex_lock(&b->lock);
 		b->reqs[i] = r;
 		b->reqs[i].done = true;
@@ -82,6 +100,7 @@ static void *resolve_thread(void *arg)
 			pthread_cond_signal(&b->done);
 	}
 	batch_put(b);
+	atomic_fetch_sub(&resolve_helpers, 1);
 	return NULL;
 }
 
@@ -95,7 +114,7 @@ void util_resolve_all(struct util_resolve_req *reqs, size_t n, uint32_t timeout_
 
 	for (size_t i = 0; i < n; i++) {
 		reqs[i].rc = -1;
-		reqs[i].done = false;
+		reqs[i].started = reqs[i].done = false;
 		snprintf(reqs[i].err, sizeof(reqs[i].err), "no answer within %ums", timeout_ms);
 	}
 	if (n == 0)
@@ -117,22 +136,26 @@ void util_resolve_all(struct util_resolve_req *reqs, size_t n, uint32_t timeout_
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_mutex_lock(&b->lock);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
 	for (unsigned t = 0; t < nthreads; t++) {
 		pthread_t tid;
 
+		if (atomic_fetch_add(&resolve_helpers, 1) >= RESOLVE_MAX_HELPERS) {
+			atomic_fetch_sub(&resolve_helpers, 1);
+			break;
+		}
 		b->refs++;
-		if (pthread_create(&tid, &attr, resolve_thread, b) != 0)
+		if (pthread_create(&tid, &attr, resolve_thread, b) != 0) {
 			b->refs--;
+			atomic_fetch_sub(&resolve_helpers, 1);
+		}
 	}
 	pthread_attr_destroy(&attr);
-	if (b->refs == 1) { /* no thread: look up here, without a deadline */
-		pthread_mutex_unlock(&b->lock);
-		for (size_t i = 0; i < n; i++) {
-			reqs[i].rc = resolve_one(reqs[i].host, reqs[i].port, &reqs[i].addr,
-						 reqs[i].err, sizeof(reqs[i].err));
-			reqs[i].done = true;
-		}
-		pthread_mutex_lock(&b->lock);
+	if (b->refs == 1) { /* no helper: never look up here, without a deadline */
+		for (size_t i = 0; i < n; i++)
+			snprintf(reqs[i].err, sizeof(reqs[i].err),
+				 "cannot start a lookup (%u still running)",
+				 atomic_load(&resolve_helpers));
 		batch_put(b);
 		return;
 	}
@@ -148,9 +171,13 @@ void util_resolve_all(struct util_resolve_req *reqs, size_t n, uint32_t timeout_
 			break; /* deadline (or error): what is not done stays unanswered */
 	}
 	b->abandoned = true;
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		if (b->reqs[i].done)
 			reqs[i] = b->reqs[i];
+		else if (!b->reqs[i].started)
+			snprintf(reqs[i].err, sizeof(reqs[i].err),
+				 "not looked up within %ums (too many names)", timeout_ms);
+	}
 	batch_put(b);
 }
 

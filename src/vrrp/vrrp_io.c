@@ -614,7 +614,17 @@ static void on_link(void *arg, int ifindex, const char *ifname, bool up)
 		}
 	}
 	if (vi->waiting) {
-		wait_try(vi);
+		/* the interface (or a VIP's) changed: look at once, from the
+		 * timer, not from inside the monitor's message processing */
+		bool ours = strcmp(ifname, vi->cfg.ifname) == 0;
+
+		for (size_t i = 0; i < vi->cfg.nvips && !ours; i++)
+			ours = strcmp(ifname, vi->cfg.vips[i].dev) == 0;
+		if (ours && vi->want_start) {
+			ev_timer_stop(vi->loop, &vi->wait_timer);
+			ev_timer_set(&vi->wait_timer, 0.0, 1.0);
+			ev_timer_start(vi->loop, &vi->wait_timer);
+		}
 		return;
 	}
 	if (ifindex == vi->ifindex) {
@@ -779,10 +789,15 @@ static void wait_try(struct vrrp_instance *vi)
 	char e[VIP_ERRLEN];
 	char abuf[UTIL_ADDR_STRLEN];
 
-	if (resolve(vi, e, sizeof(e)) < 0)
+	if (resolve(vi, e, sizeof(e)) < 0) {
+		if (strcmp(e, vi->last_reason) != 0) {
+			log_notice("vrrp %s: still waiting: %s", vi->cfg.name, e);
+			util_strlcpy(vi->last_reason, e, sizeof(vi->last_reason));
+		}
 		return;
+	}
 	if (finish_init(vi, e, sizeof(e)) < 0) {
-		log_limited(vi, &vi->rl_err, LOGL_ERR, "vrrp %s: %s", vi->cfg.name, e);
+		log_limited(vi, &vi->rl_err, LOGL_ERR, "%s", e);
 		return;
 	}
 	vi->waiting = false;
@@ -855,6 +870,11 @@ void vrrp_instance_start(struct vrrp_instance *vi)
 	if (vi->running)
 		return;
 	if (vi->waiting) {
+		if (!vi->want_start) {
+			vi->transitions++;
+			vi->last_transition_wall_ms = util_wall_ms();
+			run_notify(vi, VRRP_STATE_FAULT);
+		}
 		vi->want_start = true;
 		ev_timer_start(vi->loop, &vi->wait_timer);
 		ev_io_start(vi->loop, &vi->link_io);

@@ -167,3 +167,39 @@ def test_a_dns_server_that_never_answers_costs_a_bounded_wait(tmp_path):
                        "(near '%s.example:5432')" % (path, line, col, name, name)), errs
     # glibc alone would wait 5 s x 2 attempts per query
     assert 1.9 < out["seconds"] < 4.0, out
+
+
+def test_a_name_with_several_addresses_keeps_its_server_across_reloads(tmp_path, short_dir,
+                                                                        sluice):
+    # the daemon sees a private /etc/hosts (its own mount namespace) where
+    # one name has two addresses; their order changes between reloads, as
+    # with DNS round robin: the server keeps its address (no new identity,
+    # its connections and health carry on) until the address goes away
+    hosts = str(tmp_path / "hosts")
+
+    def write_hosts(*addrs):
+        with open(hosts, "w") as f:  # in place: the bind mount follows the inode
+            f.write("127.0.0.1 localhost\n")
+            for a in addrs:
+                f.write("%s api.test\n" % a)
+
+    port_be = 9  # nothing needs to listen: only the chosen address is checked
+    write_hosts("127.0.0.2", "127.0.0.3")
+    sock = os.path.join(short_dir, "ctl.sock")
+    port = free_port()
+    text = conf(sock, port, ["api api.test:%d" % port_be])
+    d = sluice(text, prefix=["unshare", "-m", "sh", "-c",
+                             'mount --bind "$1" /etc/hosts && shift && exec "$@"', "sh", hosts])
+    ctl = wait_ctl(sock)
+    assert ctl.servers()[("web", "api")]["address"] == "127.0.0.2:%d" % port_be
+    for order in (("127.0.0.3", "127.0.0.2"), ("127.0.0.2", "127.0.0.3"),
+                  ("127.0.0.3", "127.0.0.2")):
+        write_hosts(*order)
+        assert ctl.cmd("reload").startswith("reload done"), order
+        assert ctl.servers()[("web", "api")]["address"] == "127.0.0.2:%d" % port_be, order
+    assert "new identity" not in d.log() and "new address" not in d.log()
+    # the address is gone from the answers: the server moves
+    write_hosts("127.0.0.3")
+    reply = ctl.cmd("reload")
+    assert reply.startswith("reload done"), reply
+    assert ctl.servers()[("web", "api")]["address"] == "127.0.0.3:%d" % port_be

@@ -48,3 +48,18 @@ def test_instance_waits_for_the_interface(topo):
     assert "vrrp front: vl0 has address 192.0.2.50: taking part" in n1.log()
     out = topo.ip("n1", "-4", "addr", "show", "dev", "vl0").stdout
     assert " %s/" % VIP in out, out
+
+
+def test_reload_check_warns_about_a_missing_interface(topo):
+    n1 = Node(topo, "n1", vrrp_block(150)).start()
+    n1.wait_state("MASTER")
+    with open(n1.conf) as f:
+        text = f.read()
+    with open(n1.conf, "w") as f:
+        f.write(text.replace("interface eth0;", "interface eht0;"))
+    r = n1.ctl("reload", "check")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "vrrp front: changed (restarts its election)" in r.stdout, r.stdout
+    assert "vrrp front: warning: " in r.stdout and "FAULT until it appears" in r.stdout, \
+        r.stdout
+    assert n1.status()["state"] == "MASTER"  # a check changes nothing
