@@ -74,6 +74,12 @@ struct util_resolve_req {
 
 #define UTIL_RESOLVE_TIMEOUT_MS 2000
 
+/* A server address: "IPV4:PORT", "[IPV6]:PORT" (addr set, host "") or
+ * "NAME:PORT" (host and port set, addr zeroed: to be resolved). Returns 0,
+ * or -1 with what was expected in err. */
+int util_addr_parse_server(const char *s, struct util_addr *addr, char *host, size_t hostlen,
+			   uint16_t *port, char *err, size_t errlen);
+
 /* Resolve n names in parallel through the system resolver (getaddrinfo:
  * /etc/hosts, DNS; prev if among the answers, else the first TCP address
  * in getaddrinfo's order), waiting at most timeout_ms for them all: a name

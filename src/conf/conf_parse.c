@@ -410,7 +410,7 @@ static int kw_server(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj
 	struct conf_pool *p = obj;
 	struct conf_server s = { .weight = 1, .send_proxy = CONF_PROXY_INHERIT };
 	struct conf_server *arr;
-	char err[160];
+	char err[400];
 	size_t i;
 	int rc = 0;
 
@@ -420,16 +420,11 @@ static int kw_server(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj
 		return -1;
 	s.addr_where.line = st->args[2].line;
 	s.addr_where.col = st->args[2].col;
-	if (util_addr_parse(st->args[2].text, false, &s.addr, err, sizeof(err)) < 0) {
-		char nerr[sizeof(err) + 200];
-
-		/* a host name: resolved by the caller (core) after parsing */
-		if (util_addr_parse_name(st->args[2].text, s.host, sizeof(s.host), &s.port, nerr,
-					 sizeof(nerr)) < 0) {
-			conf_error_arg(ctx, st, 2, "%s", nerr[0] != '\0' ? nerr : err);
-			return -1;
-		}
-		memset(&s.addr, 0, sizeof(s.addr));
+	/* a host name is resolved by the caller (core) after parsing */
+	if (util_addr_parse_server(st->args[2].text, &s.addr, s.host, sizeof(s.host), &s.port, err,
+				   sizeof(err)) < 0) {
+		conf_error_arg(ctx, st, 2, "%s", err);
+		return -1;
 	}
 	for (i = 3; i < st->nargs && rc == 0; i++) {
 		const char *opt = st->args[i].text;

@@ -540,7 +540,7 @@ static void cmd_server_add(struct cmd *x)
 	struct pool_server *s;
 	long weight = 1, maxconn = 0;
 	bool backup = false, check = true, ready = false;
-	char err[160], host[UTIL_HOST_MAX] = "", abuf[UTIL_ADDR_STRLEN];
+	char err[400], host[UTIL_HOST_MAX] = "", abuf[UTIL_ADDR_STRLEN];
 	uint16_t port = 0;
 
 	if (p == NULL) {
@@ -556,15 +556,10 @@ static void cmd_server_add(struct cmd *x)
 		reply_error(x->out, "server '%s' already exists in pool '%s'", x->argv[3], p->name);
 		return;
 	}
-	if (util_addr_parse(x->argv[4], false, &addr, err, sizeof(err)) < 0) {
-		char nerr[sizeof(err) + 200];
-
-		if (util_addr_parse_name(x->argv[4], host, sizeof(host), &port, nerr,
-					 sizeof(nerr)) < 0) {
-			reply_error(x->out, "bad address '%s': %s", x->argv[4],
-				    nerr[0] != '\0' ? nerr : err);
-			return;
-		}
+	if (util_addr_parse_server(x->argv[4], &addr, host, sizeof(host), &port, err,
+				   sizeof(err)) < 0) {
+		reply_error(x->out, "bad address '%s': %s", x->argv[4], err);
+		return;
 	}
 	for (int i = 5; i < x->argc; i++) {
 		const char *o = x->argv[i];

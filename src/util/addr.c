@@ -86,6 +86,23 @@ int util_addr_parse_name(const char *s, char *host, size_t hostlen, uint16_t *po
 	return 0;
 }
 
+int util_addr_parse_server(const char *s, struct util_addr *addr, char *host, size_t hostlen,
+			   uint16_t *port, char *err, size_t errlen)
+{
+	char nerr[400];
+
+	host[0] = '\0';
+	if (util_addr_parse(s, false, addr, err, errlen) == 0)
+		return 0;
+	if (util_addr_parse_name(s, host, hostlen, port, nerr, sizeof(nerr)) < 0) {
+		if (nerr[0] != '\0') /* else the numeric parser's message stands */
+			snprintf(err, errlen, "%s", nerr);
+		return -1;
+	}
+	memset(addr, 0, sizeof(*addr));
+	return 0;
+}
+
 int util_addr_parse(const char *s, bool allow_port0, struct util_addr *out, char *err,
 		    size_t errlen)
 {
