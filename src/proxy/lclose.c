@@ -181,7 +181,7 @@ static void lclose_finish(struct proxy_worker *w, struct proxy_wlistener *wl)
 	atomic_fetch_sub(&w->e->closing_listeners, 1);
 }
 
-static void log_limited_diag(const struct proxy_wlistener *wl)
+static void log_no_diag_once(const struct proxy_wlistener *wl)
 {
 	static _Atomic bool said;
 
@@ -219,7 +219,7 @@ static void lclose_on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 			if (!over && now < wl->close_deadline_ms - LCLOSE_MAX_MS + 100)
 				continue;
 			if (!wl->accept_blocked) {
-				log_limited_diag(wl);
+				log_no_diag_once(wl);
 				lclose_finish(w, wl);
 				continue;
 			}
