@@ -44,8 +44,6 @@ void conf_error(struct conf_ctx *ctx, uint32_t line, uint32_t col, const char *n
 void conf_error_arg(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *fmt,
 		    ...) __attribute__((format(printf, 4, 5)));
 
-/* Build the statement tree of text. Returns the root (its kids are the
- * top-level statements) or NULL after reporting errors. */
 /* Value helpers: parse args[i], or report on it (with the missing-';'
  * rule of conf_error_arg) and return -1. Durations need a unit. */
 int conf_arg_long(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *what,
@@ -62,6 +60,22 @@ int conf_arg_name(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, co
 bool conf_check_arity(struct conf_ctx *ctx, const struct conf_stmt *st, size_t min_args,
 		      size_t max_args, const char *usage);
 
+/* Make room for one more element in arr, which holds n of size bytes and
+ * is grown only through here (its capacity is the next power of two, so
+ * reading N elements costs O(N) copies, not O(N^2)). Returns the array,
+ * perhaps moved, or NULL after reporting "out of memory" at line:col (arr
+ * is then unchanged and still owned by the caller). */
+void *conf_grow(struct conf_ctx *ctx, uint32_t line, uint32_t col, void *arr, size_t n,
+		size_t size);
+/* The same, reported at the keyword of st. */
+static inline void *conf_array_grow(struct conf_ctx *ctx, const struct conf_stmt *st, void *arr,
+				    size_t n, size_t size)
+{
+	return conf_grow(ctx, st->args[0].line, st->args[0].col, arr, n, size);
+}
+
+/* Build the statement tree of text. Returns the root (its kids are the
+ * top-level statements) or NULL after reporting errors. */
 struct conf_stmt *conf_lex(struct conf_ctx *ctx, const char *text, size_t len);
 void conf_stmt_free(struct conf_stmt *st);
 

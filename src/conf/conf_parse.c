@@ -187,6 +187,7 @@ static void run_block(struct conf_ctx *ctx, const struct conf_stmt *block,
 	for (size_t i = 0; i < block->nkids; i++) {
 		const struct conf_stmt *st = &block->kids[i];
 		const struct conf_keyword *kw = NULL;
+		size_t before;
 
 		for (size_t k = 0; table[k].name != NULL; k++) {
 			if (strcmp(table[k].name, st->args[0].text) == 0) {
@@ -210,8 +211,13 @@ static void run_block(struct conf_ctx *ctx, const struct conf_stmt *block,
 				   kw->name, kw->usage);
 			continue;
 		}
-		if (conf_check_arity(ctx, st, kw->min_args, kw->max_args, kw->usage))
-			kw->fn(ctx, st, obj);
+		if (!conf_check_arity(ctx, st, kw->min_args, kw->max_args, kw->usage))
+			continue;
+		before = ctx->errs->n;
+		/* a handler that fails says why; should one not, the file must
+		 * still not pass as valid */
+		if (kw->fn(ctx, st, obj) < 0 && ctx->errs->n == before && !ctx->errs->truncated)
+			conf_error_arg(ctx, st, 0, "'%s' failed (out of memory?)", kw->name);
 	}
 }
 
@@ -320,7 +326,7 @@ static int kw_control(struct conf_ctx *ctx, const struct conf_stmt *st, void *ob
 			return -1;
 		}
 	}
-	arr = realloc(g->controls, (g->ncontrols + 1) * sizeof(*arr));
+	arr = conf_array_grow(ctx, st, g->controls, g->ncontrols, sizeof(*arr));
 	if (arr == NULL)
 		return -1;
 	g->controls = arr;
@@ -470,7 +476,7 @@ static int kw_server(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj
 			return -1;
 		}
 	}
-	arr = realloc(p->servers, (p->nservers + 1) * sizeof(*arr));
+	arr = conf_array_grow(ctx, st, p->servers, p->nservers, sizeof(*arr));
 	if (arr == NULL)
 		return -1;
 	p->servers = arr;
@@ -540,7 +546,7 @@ static int kw_bind(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 		conf_error_arg(ctx, st, 1, "%s", err);
 		return -1;
 	}
-	arr = realloc(lo->l->binds, (lo->l->nbinds + 1) * sizeof(*arr));
+	arr = conf_array_grow(ctx, st, lo->l->binds, lo->l->nbinds, sizeof(*arr));
 	if (arr == NULL)
 		return -1;
 	lo->l->binds = arr;
@@ -647,7 +653,7 @@ static int top_pool(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 			return -1;
 		}
 	}
-	arr = realloc(c->pools, (c->npools + 1) * sizeof(*arr));
+	arr = conf_array_grow(ctx, st, c->pools, c->npools, sizeof(*arr));
 	if (arr == NULL)
 		return -1;
 	c->pools = arr;
@@ -687,11 +693,12 @@ static int top_listen(struct conf_ctx *ctx, const struct conf_stmt *st, void *ob
 			return -1;
 		}
 	}
-	arr = realloc(c->listens, (c->nlistens + 1) * sizeof(*arr));
+	arr = conf_array_grow(ctx, st, c->listens, c->nlistens, sizeof(*arr));
 	if (arr == NULL)
 		return -1;
 	c->listens = arr;
-	refs = realloc(ps->refs, (c->nlistens + 1) * sizeof(*refs));
+	/* refs grow with listens, so they have the same capacity */
+	refs = conf_array_grow(ctx, st, ps->refs, c->nlistens, sizeof(*refs));
 	if (refs == NULL)
 		return -1;
 	ps->refs = refs;
@@ -834,8 +841,11 @@ struct conf *conf_load_file(const char *path, struct conf_errors *errs)
 		goto out;
 	}
 	buf = malloc((size_t)stb.st_size + 1);
-	if (buf == NULL)
+	if (buf == NULL) {
+		conf_error(&ctx, 0, 0, NULL, "out of memory reading %lld bytes",
+			   (long long)stb.st_size);
 		goto out;
+	}
 	while (got < (size_t)stb.st_size) {
 		ssize_t n = read(fd, buf + got, (size_t)stb.st_size - got);
 
