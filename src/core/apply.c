@@ -506,8 +506,6 @@ static void apply_rollback(struct core *c, const struct conf *nc, struct pool **
 	}
 }
 
-/* Phase 2 for one listener: new settings, drop addresses it no longer has,
- * start accepting on the new ones. */
 /* Does another listener of nc bind a? Then it took this socket over. */
 static bool conf_has_bind(const struct conf *nc, const struct util_addr *a)
 {
@@ -518,6 +516,8 @@ static bool conf_has_bind(const struct conf *nc, const struct util_addr *a)
 	return false;
 }
 
+/* Phase 2 for one listener: new settings, drop addresses it no longer has,
+ * start accepting on the new ones. */
 static void commit_listener(struct core *c, const struct conf *nc, struct proxy_frontend *fe,
 			    const struct conf_listen *cl, struct pool *p)
 {
