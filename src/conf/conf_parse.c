@@ -231,7 +231,7 @@ static int kw_workers(struct conf_ctx *ctx, const struct conf_stmt *st, void *ob
 		g->workers = 0;
 		return 0;
 	}
-	return conf_arg_u32(ctx, st, 1, "workers", 1, 64, &g->workers);
+	return conf_arg_u32(ctx, st, 1, "workers", 1, UTIL_MAX_WORKERS, &g->workers);
 }
 
 static int kw_gmaxconn(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)

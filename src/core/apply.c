@@ -419,17 +419,17 @@ static int bind_missing(struct core *c, struct proxy_frontend *fe, const struct 
 			char *err, size_t errlen)
 {
 	for (size_t b = 0; b < cl->nbinds; b++) {
-		int fds[64], n;
+		int fds[UTIL_MAX_WORKERS], n;
 
 		if (proxy_frontend_has_bind(fe, &cl->binds[b]))
 			continue;
-		n = core_takeover_fds(c, &cl->binds[b], false, fds, 64);
+		n = core_takeover_fds(c, &cl->binds[b], false, fds, UTIL_ARRAY_LEN(fds));
 		/* an address another listener had: take its sockets over, so
 		 * that its accept queue and handshakes carry on */
 		for (size_t j = 0; j < c->nlisteners && n == 0; j++)
 			if (c->listeners[j].fe != fe)
 				n = proxy_frontend_dup_fds(c->listeners[j].fe, &cl->binds[b], fds,
-							   64);
+							   UTIL_ARRAY_LEN(fds));
 		if (proxy_frontend_adopt(c->engine, fe, &cl->binds[b], fds, (size_t)n, err, errlen) <
 		    0)
 			return -1;

@@ -20,7 +20,7 @@ struct core_vrrp;
 /* A listening socket inherited from the old process (binary upgrade). */
 struct core_inherited {
 	struct util_addr addr;
-	int fds[64];
+	int fds[UTIL_MAX_WORKERS];
 	size_t nfds;
 	bool metrics;
 	bool used;

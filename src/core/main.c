@@ -183,7 +183,7 @@ static uint32_t worker_count(const struct conf *conf)
 
 	if (conf->global.workers != 0)
 		return conf->global.workers;
-	return (uint32_t)UTIL_MAX(1, UTIL_MIN(n, 64));
+	return (uint32_t)UTIL_MAX(1, UTIL_MIN(n, UTIL_MAX_WORKERS));
 }
 
 static int run(struct core *c)

@@ -21,7 +21,7 @@
 #include "sluice/util.h"
 
 #define REC_LEN 128
-#define REC_MAX_FDS 64
+#define REC_MAX_FDS UTIL_MAX_WORKERS /* one socket per worker */
 
 static int send_record(int fd, const char *text, const int *fds, size_t nfds)
 {
