@@ -9,9 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sluice/srvopt.h"
 #include "sluice/util-t.h"
 
-#define POOL_NAME_MAX 64
+#define POOL_NAME_MAX UTIL_NAME_MAX
 
 enum pool_balance {
 	POOL_BALANCE_ROUNDROBIN,
@@ -108,12 +109,14 @@ struct pool_server {
 	_Atomic uint32_t consecutive_errors;
 
 	/* runtime administration (control thread) */
+	/* the options as its door gave them (file, server add, state file):
+	 * opts.weight is the configured weight, which a reload compares; the
+	 * health checks read check and agent */
+	struct util_srvopts opts;
 	bool runtime_added; /* added through the control socket */
 	bool admin_overridden; /* admin state set at runtime */
 	bool weight_overridden; /* weight set at runtime */
-	uint32_t file_weight; /* the weight the configuration gave */
 	uint64_t admin_since_ms; /* when the admin state last changed */
-	bool no_check; /* added at runtime with "check off" */
 
 	struct pool_server_health hs; /* pool_health.c */
 };
@@ -150,6 +153,7 @@ struct pool {
 	struct pool_server **servers;
 	size_t nservers;
 	bool removed;
+	bool has_check, has_agent; /* servers may have check / agent options */
 
 	/* shared */
 	_Atomic(struct pool_lb *) lb;

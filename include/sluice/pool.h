@@ -17,7 +17,31 @@ void pool_get(struct pool *p);
 /* Drop a reference; the last one frees the pool. Any thread. */
 void pool_put(struct pool *p);
 
-/* Create a server (one reference, the caller's), not yet in a pool. */
+/* Control thread: the one way a server enters the model, whatever its
+ * door (configuration, `server add`, state file): create server name at
+ * addr with options o and append it to p, whose list holds it (the pointer
+ * returned is borrowed). The name and every option obey srvopt.h's rules,
+ * checked here again so that no door can skip one; the name must be new in
+ * p, and check or agent options need p->has_check or p->has_agent. Returns
+ * the server, or NULL with the reason in err and p unchanged. Does not
+ * republish. */
+struct pool_server *pool_server_create(struct pool *p, const char *name,
+				       const struct util_addr *addr, const struct util_srvopts *o,
+				       char *err, size_t errlen);
+/* The checks of pool_server_create() alone, for a door that has more to do
+ * first (resolve a host name). Returns 0, or -1 with the reason in err. */
+int pool_server_check(const struct pool *p, const char *name, const struct util_srvopts *o,
+		      char *err, size_t errlen);
+/* Control thread: take new options o for s (a reload): maxconn, backup, the
+ * PROXY header and the weight, unless a weight set at runtime is in force
+ * and o's weight is the one s was configured with. Does not republish. */
+void pool_server_set_opts(struct pool_server *s, const struct util_srvopts *o);
+/* The PROXY header a server sends: p, or inherit when p is INHERIT. */
+enum pool_proxy_proto pool_proxy_from(enum util_proxy_proto p, enum pool_proxy_proto inherit);
+
+/* Create a bare server (one reference, the caller's), not yet in a pool:
+ * weight 1, no options checked. pool_server_create() is the door for the
+ * model; this is for tests. */
 struct pool_server *pool_server_new(const char *name, const struct util_addr *addr);
 void pool_server_get(struct pool_server *s);
 /* Drop a reference; the last one frees the server (and its pool ref). */

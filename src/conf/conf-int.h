@@ -89,12 +89,6 @@ int conf_check_kw_observe(struct conf_ctx *ctx, const struct conf_stmt *st, void
 int conf_check_kw_slowstart(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
 int conf_check_kw_on_down(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
 
-/* Server option at st->args[*i] (check off|port N, agent off|port N).
- * Returns 1 when it was one (*i then indexes its last word), 0 when not a
- * health option, -1 after reporting an error. */
-int conf_check_server_opt(struct conf_ctx *ctx, const struct conf_stmt *st, size_t *i,
-			  struct conf_server *s);
-
 /* Defaults of a new pool, and the cross-checks once its block is read. */
 void conf_check_pool_init(struct conf_pool *p);
 void conf_check_pool_done(struct conf_ctx *ctx, struct conf_pool *p);

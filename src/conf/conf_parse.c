@@ -13,10 +13,11 @@
 #include "conf-int.h"
 #include "sluice/conf.h"
 #include "sluice/log.h"
+#include "sluice/srvopt.h"
 #include "sluice/util.h"
 
 #define CONF_MAX_FILE (16 * 1024 * 1024)
-#define CONF_MAX_WEIGHT 256
+#define CONF_SERVER_MAX_ARGS 20 /* server NAME ADDRESS and 17 words of options */
 #define CONF_MAX_DURATION_MS (24ull * 3600 * 1000)
 
 typedef int (*conf_handler_fn)(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
@@ -51,21 +52,6 @@ static const char *const balance_names[] = {
 const char *conf_balance_name(enum conf_balance b)
 {
 	return balance_names[b];
-}
-
-const char *conf_proxy_proto_name(enum conf_proxy_proto p)
-{
-	switch (p) {
-	case CONF_PROXY_INHERIT:
-		return "inherit";
-	case CONF_PROXY_NONE:
-		return "none";
-	case CONF_PROXY_V1:
-		return "v1";
-	case CONF_PROXY_V2:
-		return "v2";
-	}
-	return "?";
 }
 
 /* ---- value helpers: each reports its own error on args[i] ---- */
@@ -123,17 +109,14 @@ int conf_arg_duration(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i
 int conf_arg_name(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *what,
 		  char *out)
 {
-	const char *s = st->args[i].text;
-	size_t n = strlen(s);
+	char err[160];
 
-	if (n == 0 || n >= CONF_NAME_MAX || n != st->args[i].len ||
-	    strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != n) {
-		conf_error_arg(ctx, st, i,
-			       "bad %s name '%s' (expected 1-%d letters, digits, '-', '_', '.')", what,
-			       s, CONF_NAME_MAX - 1);
+	/* the rule server add and the state file apply too */
+	if (util_name_check(what, st->args[i].text, st->args[i].len, err, sizeof(err)) < 0) {
+		conf_error_arg(ctx, st, i, "%s", err);
 		return -1;
 	}
-	memcpy(out, s, n + 1);
+	memcpy(out, st->args[i].text, st->args[i].len + 1);
 	return 0;
 }
 
@@ -149,25 +132,6 @@ bool conf_check_arity(struct conf_ctx *ctx, const struct conf_stmt *st, size_t m
 		return false;
 	}
 	return true;
-}
-
-static int arg_proxy_proto(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i,
-			   enum conf_proxy_proto *out)
-{
-	const char *s = st->args[i].text;
-
-	if (strcmp(s, "v1") == 0)
-		*out = CONF_PROXY_V1;
-	else if (strcmp(s, "v2") == 0)
-		*out = CONF_PROXY_V2;
-	else if (strcmp(s, "none") == 0)
-		*out = CONF_PROXY_NONE;
-	else {
-		conf_error_arg(ctx, st, i, "unknown PROXY protocol version '%s' (expected v1, v2 or "
-				      "none)", s);
-		return -1;
-	}
-	return 0;
 }
 
 /* ---- table walking ---- */
@@ -410,15 +374,16 @@ static int kw_balance(struct conf_ctx *ctx, const struct conf_stmt *st, void *ob
 	return -1;
 }
 
-/* server NAME ADDR [weight N] [maxconn N] [backup] [send-proxy v1|v2|none] */
+/* server NAME ADDRESS [OPTION ...]: the options are srvopt.h's table, which
+ * `server add` and the state file read too. */
 static int kw_server(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 {
 	struct conf_pool *p = obj;
-	struct conf_server s = { .weight = 1, .send_proxy = CONF_PROXY_INHERIT };
+	struct conf_server s = { 0 };
 	struct conf_server *arr;
+	const char *words[CONF_SERVER_MAX_ARGS];
 	char err[400];
 	size_t i;
-	int rc = 0;
 
 	s.where.line = st->args[1].line;
 	s.where.col = st->args[1].col;
@@ -432,42 +397,23 @@ static int kw_server(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj
 		conf_error_arg(ctx, st, 2, "%s", err);
 		return -1;
 	}
-	for (i = 3; i < st->nargs && rc == 0; i++) {
-		const char *opt = st->args[i].text;
-		bool has_val = i + 1 < st->nargs;
+	util_srvopts_init(&s.opts);
+	for (i = 0; i < st->nargs; i++)
+		words[i] = st->args[i].text;
+	for (i = 3; i < st->nargs; i++) {
+		size_t at = i;
 
-		if (strcmp(opt, "backup") == 0) {
-			s.backup = true;
-			continue;
-		}
-		rc = conf_check_server_opt(ctx, st, &i, &s); /* check ..., agent ... */
-		if (rc != 0) {
-			rc = rc < 0 ? -1 : 0;
-			continue;
-		}
-		if (strcmp(opt, "weight") != 0 && strcmp(opt, "maxconn") != 0 &&
-		    strcmp(opt, "send-proxy") != 0) {
-			conf_error_arg(ctx, st, i,
-				       "unknown server option '%s' (expected weight N, maxconn N, "
-				       "backup, send-proxy v1|v2|none, check off|port N or agent "
-				       "off|port N)",
-				       opt);
+		if (util_srvopt_parse(words, st->nargs, &i, &s.opts, NULL, err, sizeof(err)) < 0) {
+			conf_error_arg(ctx, st, i, "%s", err);
 			return -1;
 		}
-		if (!has_val) {
-			conf_error_arg(ctx, st, i, "'%s' needs a value", opt);
-			return -1;
+		for (; at <= i; at++) {
+			if (strlen(words[at]) != st->args[at].len) {
+				conf_error_arg(ctx, st, at, "NUL byte in '%s'", words[at]);
+				return -1;
+			}
 		}
-		i++;
-		if (strcmp(opt, "weight") == 0)
-			rc = conf_arg_u32(ctx, st, i, "weight", 0, CONF_MAX_WEIGHT, &s.weight);
-		else if (strcmp(opt, "maxconn") == 0)
-			rc = conf_arg_u32(ctx, st, i, "maxconn", 0, 1000000, &s.maxconn);
-		else
-			rc = arg_proxy_proto(ctx, st, i, &s.send_proxy);
 	}
-	if (rc < 0)
-		return -1;
 	for (i = 0; i < p->nservers; i++) {
 		if (strcmp(p->servers[i].name, s.name) == 0) {
 			conf_error_arg(ctx, st, 1, "duplicate server '%s' in pool '%s' (first "
@@ -487,8 +433,13 @@ static int kw_server(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj
 static int kw_send_proxy(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 {
 	struct conf_pool *p = obj;
+	char err[160];
 
-	return arg_proxy_proto(ctx, st, 1, &p->send_proxy);
+	if (util_proxy_proto_parse(st->args[1].text, &p->send_proxy, err, sizeof(err)) < 0) {
+		conf_error_arg(ctx, st, 1, "%s", err);
+		return -1;
+	}
+	return 0;
 }
 
 static int kw_queue(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
@@ -513,9 +464,9 @@ static int kw_pool_timeout(struct conf_ctx *ctx, const struct conf_stmt *st, voi
 
 static const struct conf_keyword pool_kw[] = {
 	{ "balance", 2, 2, false, kw_balance, "balance roundrobin|leastconn|random|maglev|first;" },
-	{ "server", 3, 20, false, kw_server,
+	{ "server", 3, CONF_SERVER_MAX_ARGS, false, kw_server,
 	  "server NAME ADDRESS:PORT [weight N] [maxconn N] [backup] [send-proxy v1|v2|none] "
-	  "[check off|port N] [agent off|port N];" },
+	  "[check on|off|port N] [agent on|off|port N];" },
 	{ "send-proxy", 2, 2, false, kw_send_proxy, "send-proxy v1|v2|none;" },
 	{ "queue", 2, 2, false, kw_queue, "queue N;" },
 	{ "timeout", 3, 3, false, kw_pool_timeout, "timeout queue DURATION;" },
@@ -661,7 +612,7 @@ static int top_pool(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 	memset(p, 0, sizeof(*p));
 	memcpy(p->name, name, sizeof(name));
 	p->balance = CONF_BALANCE_ROUNDROBIN;
-	p->send_proxy = CONF_PROXY_NONE;
+	p->send_proxy = UTIL_PROXY_NONE;
 	p->queue_max = 1000;
 	p->timeout_queue_ms = 5000;
 	p->where.line = st->args[1].line;

@@ -12,6 +12,7 @@
 #include "sluice/log.h"
 #include "sluice/pool.h"
 #include "sluice/proxy.h"
+#include "sluice/srvopt.h"
 #include "sluice/util.h"
 #include "sluice/vip.h"
 
@@ -32,55 +33,25 @@ static enum pool_balance map_balance(enum conf_balance b)
 	return POOL_BALANCE_ROUNDROBIN;
 }
 
-static enum pool_proxy_proto map_proxy(enum conf_proxy_proto p, enum conf_proxy_proto dflt)
+/* A server of the file enters a pool (prepare, or a reload's commit). */
+static struct pool_server *new_server(struct pool *p, const struct conf_server *cs)
 {
-	if (p == CONF_PROXY_INHERIT)
-		p = dflt;
-	switch (p) {
-	case CONF_PROXY_V1:
-		return POOL_PROXY_V1;
-	case CONF_PROXY_V2:
-		return POOL_PROXY_V2;
-	case CONF_PROXY_INHERIT:
-	case CONF_PROXY_NONE:
-		break;
-	}
-	return POOL_PROXY_NONE;
-}
+	char err[256];
+	struct pool_server *s = pool_server_create(p, cs->name, &cs->addr, &cs->opts, err,
+						   sizeof(err));
 
-/* Settings a server takes from the file (not its identity or admin). */
-static void server_from_conf(struct pool_server *s, const struct conf_server *cs,
-			     const struct conf_pool *cp)
-{
-	s->maxconn = cs->maxconn;
-	s->backup = cs->backup;
-	s->send_proxy = map_proxy(cs->send_proxy, cp->send_proxy);
-	/* a weight set at runtime wins until the file's own value changes */
-	if (!s->weight_overridden || s->file_weight != cs->weight) {
-		s->weight = cs->weight;
-		s->weight_overridden = false;
-	}
-	s->file_weight = cs->weight;
-}
-
-static struct pool_server *new_server(struct pool *p, const struct conf_server *cs,
-				      const struct conf_pool *cp)
-{
-	struct pool_server *s = pool_server_new(cs->name, &cs->addr);
-
-	if (s == NULL || pool_add_server(p, s) < 0) {
-		if (s != NULL)
-			pool_server_put(s);
-		return NULL;
-	}
-	server_from_conf(s, cs, cp);
+	/* conf checked the same rules: only memory can fail here */
+	if (s == NULL)
+		log_err("pool %s: server %s: %s", p->name, cs->name, err);
 	return s;
 }
 
 static void pool_from_conf(struct pool *p, const struct conf_pool *cp)
 {
 	p->balance = map_balance(cp->balance);
-	p->send_proxy = map_proxy(cp->send_proxy, CONF_PROXY_NONE);
+	p->send_proxy = pool_proxy_from(cp->send_proxy, POOL_PROXY_NONE);
+	p->has_check = cp->health.check.type != CONF_CHECK_NONE;
+	p->has_agent = cp->health.agent_port != 0;
 	p->queue_max = cp->queue_max;
 	p->timeout_queue_ms = cp->timeout_queue_ms;
 }
@@ -93,7 +64,7 @@ static struct pool *build_pool(const struct conf_pool *cp)
 		return NULL;
 	pool_from_conf(p, cp);
 	for (size_t i = 0; i < cp->nservers; i++) {
-		if (new_server(p, &cp->servers[i], cp) == NULL) {
+		if (new_server(p, &cp->servers[i]) == NULL) {
 			pool_retire(p);
 			pool_put(p);
 			return NULL;
@@ -193,9 +164,7 @@ static void say(char *buf, size_t len, size_t *off, const char *fmt, ...)
 
 static bool server_conf_differs(const struct conf_server *a, const struct conf_server *b)
 {
-	return !util_addr_equal(&a->addr, &b->addr) || a->weight != b->weight ||
-	       a->maxconn != b->maxconn || a->backup != b->backup ||
-	       a->send_proxy != b->send_proxy;
+	return !util_addr_equal(&a->addr, &b->addr) || !util_srvopts_equal(&a->opts, &b->opts);
 }
 
 static bool listen_conf_differs(const struct conf *oc, const struct conf_listen *a,
@@ -394,12 +363,12 @@ static int update_pool(struct core *c, struct pool *p, const struct conf_pool *c
 			s = NULL;
 		}
 		if (s == NULL) {
-			if (new_server(p, cs, cp) == NULL)
+			if (new_server(p, cs) == NULL)
 				return -1;
 			continue;
 		}
 		s->runtime_added = false; /* the file owns it now */
-		server_from_conf(s, cs, cp);
+		pool_server_set_opts(s, &cs->opts);
 	}
 	for (size_t i = 0; i < p->nservers;) {
 		struct pool_server *s = p->servers[i];

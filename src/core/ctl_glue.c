@@ -89,7 +89,7 @@ static void resync_health(struct core *c)
 static void hook_server_added(void *arg, struct pool_server *s, bool check)
 {
 	(void)s;
-	(void)check; /* the server carries it (no_check) */
+	(void)check; /* the server carries it (s->opts.check) */
 	resync_health(arg);
 }
 

@@ -275,14 +275,14 @@ static void on_slowstart(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 static void fill_check(struct health_conf *hc, const struct conf_pool_health *ph,
-		       const struct conf_server *cs, struct health_tls *tls)
+		       const struct pool_server *s, struct health_tls *tls)
 {
 	const struct conf_check *ck = &ph->check;
-	uint16_t port = cs->health.check_port ? cs->health.check_port : ck->port;
+	uint16_t port = s->opts.check.port ? s->opts.check.port : ck->port;
 
 	memset(hc, 0, sizeof(*hc));
 	hc->type = map_type(ck->type);
-	hc->addr = cs->addr;
+	hc->addr = s->addr;
 	if (port != 0)
 		util_addr_set_port(&hc->addr, port);
 	hc->interval_ms = (uint32_t)ck->interval_ms;
@@ -307,13 +307,12 @@ static void fill_check(struct health_conf *hc, const struct conf_pool_health *ph
 }
 
 static void fill_agent(struct health_conf *hc, const struct conf_pool_health *ph,
-		       const struct conf_server *cs)
+		       const struct pool_server *s)
 {
 	memset(hc, 0, sizeof(*hc));
 	hc->type = HEALTH_AGENT;
-	hc->addr = cs->addr;
-	util_addr_set_port(&hc->addr,
-			   cs->health.agent_port ? cs->health.agent_port : ph->agent_port);
+	hc->addr = s->addr;
+	util_addr_set_port(&hc->addr, s->opts.agent.port ? s->opts.agent.port : ph->agent_port);
 	hc->interval_ms = (uint32_t)ph->agent_interval_ms;
 	hc->timeout_ms = (uint32_t)ph->agent_timeout_ms;
 	hc->rise = hc->fall = 1;
@@ -346,19 +345,13 @@ static int start_pool(struct core_health *h, size_t pi, char *err, size_t errlen
 			return -1;
 		}
 	}
-	/* the running servers, including those added at runtime (they take
-	 * the pool's check; a file server's own check options apply) */
+	/* the running servers, including those added at runtime: each with
+	 * its own check and agent options (s->opts, whatever its door) */
 	for (size_t i = 0; i < p->nservers; i++) {
 		struct pool_server *s = p->servers[i];
-		const struct conf_server *cs = conf_find_server(cp, s->name);
-		struct conf_server runtime = { 0 };
 		struct core_health_srv *hs;
 		struct health_conf hc;
 
-		if (cs == NULL || s->runtime_added) {
-			runtime.health.check_off = runtime.health.agent_off = s->no_check;
-			cs = &runtime;
-		}
 		if (hs_weight_unset(s))
 			s->hs.weight_initial = s->weight;
 		hs = &h->srvs[h->nsrvs];
@@ -366,15 +359,15 @@ static int start_pool(struct core_health *h, size_t pi, char *err, size_t errlen
 		hs->pool = p;
 		hs->srv = s;
 		hs->on_down_shutdown = ph->on_down == CONF_ON_DOWN_SHUTDOWN;
-		if (ph->check.type != CONF_CHECK_NONE && !cs->health.check_off) {
-			fill_check(&hc, ph, cs, tls);
+		if (ph->check.type != CONF_CHECK_NONE && !s->opts.check.off) {
+			fill_check(&hc, ph, s, tls);
 			hs->check = health_checker_new(c->loop, s, &hc, on_result, hs);
 			if (hs->check == NULL)
 				goto nomem;
 			atomic_store(&s->hs.observe_errors, ph->observe_errors);
 		}
-		if (ph->agent_port != 0 && !cs->health.agent_off) {
-			fill_agent(&hc, ph, cs);
+		if (ph->agent_port != 0 && !s->opts.agent.off) {
+			fill_agent(&hc, ph, s);
 			hs->agent = health_checker_new(c->loop, s, &hc, on_result, hs);
 			if (hs->agent == NULL)
 				goto nomem;

@@ -2,12 +2,14 @@
  * pick and release used by workers. Snapshots (struct pool_lb) are rebuilt
  * whole on every change and retired through QSBR; servers and pools are
  * reference counted because connections outlive snapshots. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sluice/balance.h"
 #include "sluice/log.h"
 #include "sluice/pool.h"
+#include "sluice/srvopt.h"
 #include "sluice/util.h"
 
 static struct qsbr *pool_qsbr;
@@ -115,7 +117,8 @@ struct pool_server *pool_server_new(const char *name, const struct util_addr *ad
 		return NULL;
 	util_strlcpy(s->name, name, sizeof(s->name));
 	s->addr = *addr;
-	s->weight = 1;
+	util_srvopts_init(&s->opts);
+	s->weight = s->opts.weight;
 	s->admin = POOL_ADMIN_READY;
 	s->health = POOL_HEALTH_UP;
 	atomic_init(&s->refcnt, 1);
@@ -148,6 +151,77 @@ int pool_add_server(struct pool *p, struct pool_server *s)
 	s->removed = false;
 	pool_get(p);
 	return 0;
+}
+
+enum pool_proxy_proto pool_proxy_from(enum util_proxy_proto p, enum pool_proxy_proto inherit)
+{
+	switch (p) {
+	case UTIL_PROXY_V1:
+		return POOL_PROXY_V1;
+	case UTIL_PROXY_V2:
+		return POOL_PROXY_V2;
+	case UTIL_PROXY_NONE:
+		return POOL_PROXY_NONE;
+	case UTIL_PROXY_INHERIT:
+		break;
+	}
+	return inherit;
+}
+
+void pool_server_set_opts(struct pool_server *s, const struct util_srvopts *o)
+{
+	/* a weight set at runtime wins until the configured one changes */
+	if (!s->weight_overridden || s->opts.weight != o->weight) {
+		s->weight = o->weight;
+		s->weight_overridden = false;
+	}
+	s->opts = *o;
+	atomic_store(&s->maxconn, o->maxconn);
+	s->backup = o->backup;
+	atomic_store(&s->send_proxy, pool_proxy_from(o->send_proxy, s->pool->send_proxy));
+}
+
+int pool_server_check(const struct pool *p, const char *name, const struct util_srvopts *o,
+		      char *err, size_t errlen)
+{
+	if (util_name_check("server", name, strlen(name), err, errlen) < 0 ||
+	    util_srvopts_check(o, err, errlen) < 0)
+		return -1;
+	if (pool_find_server(p, name) != NULL) {
+		snprintf(err, errlen, "duplicate server '%s' in pool '%s'", name, p->name);
+		return -1;
+	}
+	/* conf_check.c says the same of a file's server */
+	if (!p->has_check && (o->check.off || o->check.port != 0)) {
+		snprintf(err, errlen, "server '%s' has check options but pool '%s' has no check block",
+			 name, p->name);
+		return -1;
+	}
+	if (!p->has_agent && (o->agent.off || o->agent.port != 0)) {
+		snprintf(err, errlen, "server '%s' has agent options but pool '%s' has no agent",
+			 name, p->name);
+		return -1;
+	}
+	return 0;
+}
+
+struct pool_server *pool_server_create(struct pool *p, const char *name,
+				       const struct util_addr *addr, const struct util_srvopts *o,
+				       char *err, size_t errlen)
+{
+	struct pool_server *s;
+
+	if (pool_server_check(p, name, o, err, errlen) < 0)
+		return NULL;
+	s = pool_server_new(name, addr);
+	if (s == NULL || pool_add_server(p, s) < 0) {
+		if (s != NULL)
+			pool_server_put(s);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	pool_server_set_opts(s, o);
+	return s;
 }
 
 static void server_put_cb(void *obj)

@@ -84,16 +84,19 @@ static struct pool *make_pool(const char *name, enum pool_balance balance,
 	p->balance = balance;
 	for (size_t i = 0; i < n; i++) {
 		struct util_addr addr;
+		struct util_srvopts o;
 		struct pool_server *s;
 		char name_buf[8];
 
 		if (util_addr_parse(servers[i], false, &addr, err, sizeof(err)) < 0)
 			abort();
 		snprintf(name_buf, sizeof(name_buf), "%c", (char)('a' + i));
-		s = pool_server_new(name_buf, &addr);
-		if (s == NULL || pool_add_server(p, s) < 0)
+		util_srvopts_init(&o);
+		o.weight = (uint32_t)(i + 1);
+		/* the door a configuration file's servers take */
+		s = pool_server_create(p, name_buf, &addr, &o, err, sizeof(err));
+		if (s == NULL)
 			abort();
-		s->weight = s->file_weight = (uint32_t)(i + 1);
 	}
 	if (pool_publish(p) < 0)
 		abort();
