@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sluice/hmap.h"
 #include "sluice/log-t.h"
 #include "sluice/srvopt.h"
 #include "sluice/util-t.h"
@@ -108,6 +109,7 @@ struct conf_pool {
 	uint64_t timeout_queue_ms;
 	struct conf_server *servers;
 	size_t nservers;
+	struct util_hmap server_index; /* name -> position in servers */
 	struct conf_where where;
 	struct conf_pool_health health; /* conf_check.c */
 };
@@ -224,6 +226,9 @@ struct conf {
 	size_t nlistens;
 	struct conf_vrrp *vrrps; /* conf_vrrp.c */
 	size_t nvrrps;
+	/* name -> position: every lookup by name is O(1), so reading and
+	 * comparing files is linear in their size */
+	struct util_hmap pool_index, listen_index;
 };
 
 /* Diagnostics collected while parsing: "FILE:LINE:COL: error: ..." lines. */

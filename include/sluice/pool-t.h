@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sluice/hmap.h"
 #include "sluice/srvopt.h"
 #include "sluice/util-t.h"
 
@@ -151,7 +152,13 @@ struct pool {
 	uint32_t queue_max;
 	uint64_t timeout_queue_ms;
 	struct pool_server **servers;
-	size_t nservers;
+	size_t nservers, cap;
+	struct util_hmap server_index; /* name -> server */
+	/* taken out since the last publish: their list reference is retired
+	 * once a snapshot without them is published (the current one may
+	 * still point at them) */
+	struct pool_server **retiring;
+	size_t nretiring, retiring_cap;
 	bool removed;
 	bool has_check, has_agent; /* servers may have check / agent options */
 

@@ -53,6 +53,15 @@ int pool_add_server(struct pool *p, struct pool_server *s);
 /* Control thread: take s out of p (retired through QSBR). Republishes.
  * Connections already using s keep it alive until they finish. */
 void pool_remove_server(struct pool *p, struct pool_server *s);
+/* Control thread: take out of p, in one pass, every server for which
+ * doomed(arg, s) is true (it may also act on s, e.g. take a reference).
+ * They leave the list and the name index at once and the workers' table at
+ * the next pool_publish(), which the caller makes; their list references
+ * are retired after that publish. Returns how many were taken out, or -1
+ * on no memory (then none was). */
+long pool_remove_if(struct pool *p, bool (*doomed)(void *arg, struct pool_server *s),
+		    void *arg);
+/* The server of p named name, or NULL (O(1)). */
 struct pool_server *pool_find_server(const struct pool *p, const char *name);
 
 /* Control thread: rebuild the balancer snapshot from the model and publish

@@ -20,11 +20,58 @@ static uint32_t gcd32(uint32_t a, uint32_t b)
 	return a;
 }
 
+/* Servers of one weight, for balance_swrr_build(): members[] in index
+ * order, picked so far. */
+struct swrr_class {
+	uint32_t w;
+	size_t first, count; /* in the members array */
+	uint64_t picks;
+};
+
+static int cmp_by_weight(const void *a, const void *b)
+{
+	const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The weights w (n, total > 0) as classes of equal weight: *members gets
+ * the server indices grouped by weight, each group in index order.
+ * Returns the number of classes, or 0 on no memory. */
+static size_t swrr_classes(const uint32_t *w, size_t n, uint32_t **members,
+			   struct swrr_class **classes)
+{
+	uint64_t *key = malloc(n * sizeof(*key));
+	size_t m = 0, nc = 0;
+
+	*members = malloc(n * sizeof(**members));
+	*classes = malloc(n * sizeof(**classes));
+	if (key == NULL || *members == NULL || *classes == NULL) {
+		free(key);
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (w[i] > 0)
+			key[m++] = (uint64_t)w[i] << 32 | (uint64_t)i;
+	qsort(key, m, sizeof(*key), cmp_by_weight);
+	for (size_t k = 0; k < m; k++) {
+		uint32_t wk = (uint32_t)(key[k] >> 32);
+
+		(*members)[k] = (uint32_t)key[k];
+		if (nc == 0 || (*classes)[nc - 1].w != wk)
+			(*classes)[nc++] = (struct swrr_class){ .w = wk, .first = k };
+		(*classes)[nc - 1].count++;
+	}
+	free(key);
+	return nc;
+}
+
 int balance_swrr_build(const uint32_t *weights, size_t n, uint32_t **seq, size_t *len)
 {
 	uint64_t total = 0;
-	uint32_t g = 0, *w, *out;
-	int64_t *cur;
+	uint32_t g = 0, *w, *out, *members = NULL;
+	struct swrr_class *cls = NULL;
+	size_t nc;
 
 	*seq = NULL;
 	*len = 0;
@@ -36,12 +83,8 @@ int balance_swrr_build(const uint32_t *weights, size_t n, uint32_t **seq, size_t
 	if (total == 0)
 		return 0;
 	w = malloc(n * sizeof(*w));
-	cur = calloc(n, sizeof(*cur));
-	if (w == NULL || cur == NULL) {
-		free(w);
-		free(cur);
+	if (w == NULL)
 		return -1;
-	}
 	total = 0;
 	for (size_t i = 0; i < n; i++) {
 		w[i] = weights[i] / g;
@@ -59,24 +102,42 @@ int balance_swrr_build(const uint32_t *weights, size_t n, uint32_t **seq, size_t
 		total = t2;
 	}
 	out = malloc((size_t)total * sizeof(*out));
-	if (out == NULL) {
+	nc = out != NULL ? swrr_classes(w, n, &members, &cls) : 0;
+	if (nc == 0) {
+		free(out);
+		free(members);
+		free(cls);
 		free(w);
-		free(cur);
 		return -1;
 	}
-	for (size_t k = 0; k < total; k++) {
-		size_t best = 0;
+	/* nginx's rule: at step k every current weight grows by its weight and
+	 * the largest (lowest index on a tie) is picked and lowered by the
+	 * total, i.e. cur(i) = k*w(i) - total*picks(i). Among servers of one
+	 * weight the largest is the one picked least, lowest index first: they
+	 * take turns in index order, so one candidate per weight decides and
+	 * a cycle costs O(total x weights), not O(total x servers). */
+	for (uint64_t k = 1; k <= total; k++) {
+		struct swrr_class *best = NULL;
+		int64_t best_cur = 0;
+		uint32_t best_idx = 0;
 
-		for (size_t i = 0; i < n; i++) {
-			cur[i] += w[i];
-			if (w[i] > 0 && (w[best] == 0 || cur[i] > cur[best]))
-				best = i;
+		for (size_t c = 0; c < nc; c++) {
+			struct swrr_class *x = &cls[c];
+			uint32_t idx = members[x->first + x->picks % x->count];
+			int64_t cur = (int64_t)(k * x->w) - (int64_t)(total * (x->picks / x->count));
+
+			if (best == NULL || cur > best_cur || (cur == best_cur && idx < best_idx)) {
+				best = x;
+				best_cur = cur;
+				best_idx = idx;
+			}
 		}
-		cur[best] -= (int64_t)total;
-		out[k] = (uint32_t)best;
+		best->picks++;
+		out[k - 1] = best_idx;
 	}
+	free(members);
+	free(cls);
 	free(w);
-	free(cur);
 	*seq = out;
 	*len = (size_t)total;
 	return 0;

@@ -12,6 +12,7 @@
 
 #include "conf-int.h"
 #include "sluice/conf.h"
+#include "sluice/hmap.h"
 #include "sluice/log.h"
 #include "sluice/srvopt.h"
 #include "sluice/util.h"
@@ -132,6 +133,16 @@ bool conf_check_arity(struct conf_ctx *ctx, const struct conf_stmt *st, size_t m
 		return false;
 	}
 	return true;
+}
+
+/* Index name at position pos, or report no memory on st. */
+static int index_add(struct conf_ctx *ctx, const struct conf_stmt *st, struct util_hmap *ix,
+		     const char *name, size_t pos)
+{
+	if (util_hmap_add(ix, name, pos) == 0)
+		return 0;
+	conf_error_arg(ctx, st, 0, "out of memory");
+	return -1;
 }
 
 /* ---- table walking ---- */
@@ -380,6 +391,7 @@ static int kw_server(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj
 {
 	struct conf_pool *p = obj;
 	struct conf_server s = { 0 };
+	const struct conf_server *first;
 	struct conf_server *arr;
 	const char *words[CONF_SERVER_MAX_ARGS];
 	char err[400];
@@ -414,18 +426,19 @@ static int kw_server(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj
 			}
 		}
 	}
-	for (i = 0; i < p->nservers; i++) {
-		if (strcmp(p->servers[i].name, s.name) == 0) {
-			conf_error_arg(ctx, st, 1, "duplicate server '%s' in pool '%s' (first "
-					      "defined at line %u)",
-				       s.name, p->name, p->servers[i].where.line);
-			return -1;
-		}
+	first = conf_find_server(p, s.name);
+	if (first != NULL) {
+		conf_error_arg(ctx, st, 1, "duplicate server '%s' in pool '%s' (first "
+				      "defined at line %u)",
+			       s.name, p->name, first->where.line);
+		return -1;
 	}
 	arr = conf_array_grow(ctx, st, p->servers, p->nservers, sizeof(*arr));
 	if (arr == NULL)
 		return -1;
 	p->servers = arr;
+	if (index_add(ctx, st, &p->server_index, s.name, p->nservers) < 0)
+		return -1;
 	p->servers[p->nservers++] = s;
 	return 0;
 }
@@ -591,23 +604,25 @@ static int top_pool(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 {
 	struct parse_state *ps = obj;
 	struct conf *c = ps->conf;
+	const struct conf_pool *first;
 	struct conf_pool *arr, *p;
 	char name[CONF_NAME_MAX];
 	char where[CONF_NAME_MAX + 16];
 
 	if (conf_arg_name(ctx, st, 1, "pool", name) < 0)
 		return -1;
-	for (size_t i = 0; i < c->npools; i++) {
-		if (strcmp(c->pools[i].name, name) == 0) {
-			conf_error_arg(ctx, st, 1, "duplicate pool '%s' (first defined at line %u)",
-				       name, c->pools[i].where.line);
-			return -1;
-		}
+	first = conf_find_pool(c, name);
+	if (first != NULL) {
+		conf_error_arg(ctx, st, 1, "duplicate pool '%s' (first defined at line %u)", name,
+			       first->where.line);
+		return -1;
 	}
 	arr = conf_array_grow(ctx, st, c->pools, c->npools, sizeof(*arr));
 	if (arr == NULL)
 		return -1;
 	c->pools = arr;
+	if (index_add(ctx, st, &c->pool_index, name, c->npools) < 0)
+		return -1;
 	p = &arr[c->npools++];
 	memset(p, 0, sizeof(*p));
 	memcpy(p->name, name, sizeof(name));
@@ -628,6 +643,7 @@ static int top_listen(struct conf_ctx *ctx, const struct conf_stmt *st, void *ob
 {
 	struct parse_state *ps = obj;
 	struct conf *c = ps->conf;
+	const struct conf_listen *first;
 	struct conf_listen *arr, *l;
 	struct listen_ref *refs;
 	struct listen_obj lo;
@@ -636,13 +652,11 @@ static int top_listen(struct conf_ctx *ctx, const struct conf_stmt *st, void *ob
 
 	if (conf_arg_name(ctx, st, 1, "listen", name) < 0)
 		return -1;
-	for (size_t i = 0; i < c->nlistens; i++) {
-		if (strcmp(c->listens[i].name, name) == 0) {
-			conf_error_arg(ctx, st, 1,
-				       "duplicate listen '%s' (first defined at line %u)", name,
-				       c->listens[i].where.line);
-			return -1;
-		}
+	first = conf_find_listen(c, name);
+	if (first != NULL) {
+		conf_error_arg(ctx, st, 1, "duplicate listen '%s' (first defined at line %u)", name,
+			       first->where.line);
+		return -1;
 	}
 	arr = conf_array_grow(ctx, st, c->listens, c->nlistens, sizeof(*arr));
 	if (arr == NULL)
@@ -653,6 +667,8 @@ static int top_listen(struct conf_ctx *ctx, const struct conf_stmt *st, void *ob
 	if (refs == NULL)
 		return -1;
 	ps->refs = refs;
+	if (index_add(ctx, st, &c->listen_index, name, c->nlistens) < 0)
+		return -1;
 	l = &arr[c->nlistens];
 	memset(l, 0, sizeof(*l));
 	memset(&refs[c->nlistens], 0, sizeof(*refs));
@@ -822,9 +838,13 @@ void conf_free(struct conf *c)
 	if (c == NULL)
 		return;
 	free(c->global.controls);
-	for (size_t i = 0; i < c->npools; i++)
+	for (size_t i = 0; i < c->npools; i++) {
 		free(c->pools[i].servers);
+		util_hmap_free(&c->pools[i].server_index);
+	}
 	free(c->pools);
+	util_hmap_free(&c->pool_index);
+	util_hmap_free(&c->listen_index);
 	for (size_t i = 0; i < c->nlistens; i++)
 		free(c->listens[i].binds);
 	free(c->listens);
@@ -833,28 +853,42 @@ void conf_free(struct conf *c)
 	free(c);
 }
 
+static const char *pool_key(const void *arg, uintptr_t pos)
+{
+	return ((const struct conf *)arg)->pools[pos].name;
+}
+
+static const char *server_key(const void *arg, uintptr_t pos)
+{
+	return ((const struct conf_pool *)arg)->servers[pos].name;
+}
+
+static const char *listen_key(const void *arg, uintptr_t pos)
+{
+	return ((const struct conf *)arg)->listens[pos].name;
+}
+
 const struct conf_pool *conf_find_pool(const struct conf *c, const char *name)
 {
-	for (size_t i = 0; i < c->npools; i++)
-		if (strcmp(c->pools[i].name, name) == 0)
-			return &c->pools[i];
-	return NULL;
+	uintptr_t pos;
+
+	return util_hmap_get(&c->pool_index, name, pool_key, c, &pos) ? &c->pools[pos] : NULL;
 }
 
 const struct conf_server *conf_find_server(const struct conf_pool *p, const char *name)
 {
-	for (size_t i = 0; i < p->nservers; i++)
-		if (strcmp(p->servers[i].name, name) == 0)
-			return &p->servers[i];
-	return NULL;
+	uintptr_t pos;
+
+	return util_hmap_get(&p->server_index, name, server_key, p, &pos) ? &p->servers[pos]
+									  : NULL;
 }
 
 const struct conf_listen *conf_find_listen(const struct conf *c, const char *name)
 {
-	for (size_t i = 0; i < c->nlistens; i++)
-		if (strcmp(c->listens[i].name, name) == 0)
-			return &c->listens[i];
-	return NULL;
+	uintptr_t pos;
+
+	return util_hmap_get(&c->listen_index, name, listen_key, c, &pos) ? &c->listens[pos]
+									  : NULL;
 }
 
 struct conf *conf_empty(const char *file)

@@ -90,20 +90,20 @@ static struct proxy_fe_settings *build_settings(const struct conf_listen *cl, st
 	return s;
 }
 
-static struct pool *find_pool(struct pool **pools, size_t n, const char *name)
+/* The running pool and listener of a name: c->pools and c->listeners
+ * follow c->conf's pools and listens, whose indexes find a name in O(1). */
+static struct pool *running_pool(const struct core *c, const char *name)
 {
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(pools[i]->name, name) == 0)
-			return pools[i];
-	return NULL;
+	const struct conf_pool *cp = conf_find_pool(c->conf, name);
+
+	return cp != NULL ? c->pools[cp - c->conf->pools] : NULL;
 }
 
 static struct core_listener *find_listener(struct core *c, const char *name)
 {
-	for (size_t i = 0; i < c->nlisteners; i++)
-		if (strcmp(c->listeners[i].name, name) == 0)
-			return &c->listeners[i];
-	return NULL;
+	const struct conf_listen *cl = conf_find_listen(c->conf, name);
+
+	return cl != NULL ? &c->listeners[cl - c->conf->listens] : NULL;
 }
 
 /* ---- removed servers: connections finish, or are closed after grace ---- */
@@ -348,20 +348,39 @@ void core_diff(const struct conf *oc, const struct conf *nc, char *buf, size_t l
 
 /* ---- applying ---- */
 
-/* Update a surviving pool from its new definition; servers matched by name. */
+struct stale_ctx {
+	struct core *c;
+	const struct conf_pool *cp;
+};
+
+/* A running server that the new definition drops (unless added at
+ * runtime), or whose address changed: a new address is a new server, as
+ * workers read addr unlocked. Its connections finish, or are closed after
+ * the grace period. */
+static bool stale_server(void *arg, struct pool_server *s)
+{
+	struct stale_ctx *x = arg;
+	const struct conf_server *cs = conf_find_server(x->cp, s->name);
+
+	if (cs == NULL ? s->runtime_added : util_addr_equal(&s->addr, &cs->addr))
+		return false;
+	close_after_grace(x->c, s);
+	return true;
+}
+
+/* Update a surviving pool from its new definition; servers matched by name
+ * (O(1) each on both sides), one publish at the end. */
 static int update_pool(struct core *c, struct pool *p, const struct conf_pool *cp)
 {
+	struct stale_ctx x = { .c = c, .cp = cp };
+
 	pool_from_conf(p, cp);
+	if (pool_remove_if(p, stale_server, &x) < 0)
+		return -1;
 	for (size_t i = 0; i < cp->nservers; i++) {
 		const struct conf_server *cs = &cp->servers[i];
 		struct pool_server *s = pool_find_server(p, cs->name);
 
-		if (s != NULL && !util_addr_equal(&s->addr, &cs->addr)) {
-			/* a new address is a new server: workers read addr unlocked */
-			close_after_grace(c, s);
-			pool_remove_server(p, s);
-			s = NULL;
-		}
 		if (s == NULL) {
 			if (new_server(p, cs) == NULL)
 				return -1;
@@ -369,16 +388,6 @@ static int update_pool(struct core *c, struct pool *p, const struct conf_pool *c
 		}
 		s->runtime_added = false; /* the file owns it now */
 		pool_server_set_opts(s, &cs->opts);
-	}
-	for (size_t i = 0; i < p->nservers;) {
-		struct pool_server *s = p->servers[i];
-
-		if (conf_find_server(cp, s->name) != NULL || s->runtime_added) {
-			i++;
-			continue;
-		}
-		close_after_grace(c, s);
-		pool_remove_server(p, s); /* shifts the array */
 	}
 	return pool_publish(p);
 }
@@ -426,7 +435,7 @@ static int apply_prepare(struct core *c, const struct conf *nc, struct pool **po
 			 struct core_listener *ls, char *err, size_t errlen)
 {
 	for (size_t i = 0; i < nc->npools; i++) {
-		struct pool *p = find_pool(c->pools, c->npools, nc->pools[i].name);
+		struct pool *p = running_pool(c, nc->pools[i].name);
 
 		if (p != NULL)
 			pool_get(p);
@@ -469,7 +478,7 @@ static void apply_rollback(struct core *c, const struct conf *nc, struct pool **
 	for (size_t k = 0; k < nc->npools; k++) {
 		if (pools[k] == NULL)
 			continue;
-		if (find_pool(c->pools, c->npools, pools[k]->name) == NULL)
+		if (running_pool(c, pools[k]->name) == NULL)
 			pool_retire(pools[k]);
 		pool_put(pools[k]);
 	}
@@ -531,7 +540,7 @@ int core_apply(struct core *c, struct conf *nc, char *err, size_t errlen)
 	}
 	/* phase 2: commit; nothing here fails but for memory, which is logged */
 	for (size_t i = 0; i < nc->npools; i++) {
-		int rc = find_pool(c->pools, c->npools, pools[i]->name) != NULL
+		int rc = running_pool(c, pools[i]->name) != NULL
 				 ? update_pool(c, pools[i], &nc->pools[i])
 				 : pool_publish(pools[i]);
 

@@ -38,6 +38,8 @@ struct core {
 	struct conf *conf; /* the configuration running now */
 	struct qsbr qsbr;
 	struct proxy_engine *engine;
+	/* pools[i] and listeners[i] run conf->pools[i] and conf->listens[i]
+	 * (core_apply sets them, its caller then sets conf) */
 	struct pool **pools; /* references */
 	size_t npools;
 	struct core_listener *listeners;

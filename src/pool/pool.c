@@ -105,7 +105,12 @@ void pool_put(struct pool *p)
 
 	if (lb != NULL)
 		lb_free(lb);
+	/* no snapshot is left to point at them */
+	for (size_t i = 0; i < p->nretiring; i++)
+		pool_server_put(p->retiring[i]);
+	free(p->retiring);
 	free(p->servers);
+	util_hmap_free(&p->server_index);
 	free(p);
 }
 
@@ -139,14 +144,26 @@ void pool_server_put(struct pool_server *s)
 	free(s);
 }
 
+static const char *server_key(const void *arg, uintptr_t val)
+{
+	(void)arg;
+	return ((const struct pool_server *)val)->name;
+}
+
 int pool_add_server(struct pool *p, struct pool_server *s)
 {
-	struct pool_server **a = realloc(p->servers, (p->nservers + 1) * sizeof(*a));
+	if (p->nservers == p->cap) {
+		size_t cap = p->cap ? 2 * p->cap : 8;
+		struct pool_server **a = realloc(p->servers, cap * sizeof(*a));
 
-	if (a == NULL)
+		if (a == NULL)
+			return -1;
+		p->servers = a;
+		p->cap = cap;
+	}
+	if (util_hmap_add(&p->server_index, s->name, (uintptr_t)s) < 0)
 		return -1;
-	p->servers = a;
-	a[p->nservers++] = s;
+	p->servers[p->nservers++] = s;
 	s->pool = p;
 	s->removed = false;
 	pool_get(p);
@@ -229,29 +246,65 @@ static void server_put_cb(void *obj)
 	pool_server_put(obj);
 }
 
+/* The list references of the servers taken out, once the snapshot that
+ * could point at them is no longer the published one. */
+static void retire_taken_out(struct pool *p)
+{
+	for (size_t i = 0; i < p->nretiring; i++)
+		if (qsbr_retire(pool_qsbr, p->retiring[i], server_put_cb) < 0)
+			log_err("pool %s: out of memory retiring server %s", p->name,
+				p->retiring[i]->name);
+	p->nretiring = 0;
+}
+
+static bool is_target(void *arg, struct pool_server *s)
+{
+	return s == arg;
+}
+
 void pool_remove_server(struct pool *p, struct pool_server *s)
 {
-	for (size_t i = 0; i < p->nservers; i++) {
-		if (p->servers[i] != s)
-			continue;
-		memmove(&p->servers[i], &p->servers[i + 1],
-			(p->nservers - i - 1) * sizeof(p->servers[0]));
-		p->nservers--;
-		s->removed = true;
+	if (pool_remove_if(p, is_target, s) > 0)
 		pool_publish(p);
-		/* the old snapshot may still point at s: keep it until then */
-		if (qsbr_retire(pool_qsbr, s, server_put_cb) < 0)
-			log_err("pool %s: out of memory retiring server %s", p->name, s->name);
-		return;
+}
+
+long pool_remove_if(struct pool *p, bool (*doomed)(void *arg, struct pool_server *s), void *arg)
+{
+	size_t keep = 0, n = p->nservers;
+
+	/* room to hold them all first, so that nothing fails half-way */
+	if (p->nretiring + n > p->retiring_cap) {
+		size_t cap = p->nretiring + n;
+		struct pool_server **a = realloc(p->retiring, cap * sizeof(*a));
+
+		if (a == NULL)
+			return -1;
+		p->retiring = a;
+		p->retiring_cap = cap;
 	}
+	/* stable for the servers that stay */
+	for (size_t i = 0; i < n; i++) {
+		struct pool_server *s = p->servers[i];
+
+		if (!doomed(arg, s)) {
+			p->servers[keep++] = s;
+			continue;
+		}
+		util_hmap_del(&p->server_index, s->name, (uintptr_t)s);
+		s->removed = true;
+		p->retiring[p->nretiring++] = s;
+	}
+	p->nservers = keep;
+	return (long)(n - keep);
 }
 
 struct pool_server *pool_find_server(const struct pool *p, const char *name)
 {
-	for (size_t i = 0; i < p->nservers; i++)
-		if (strcmp(p->servers[i]->name, name) == 0)
-			return p->servers[i];
-	return NULL;
+	uintptr_t s;
+
+	return util_hmap_get(&p->server_index, name, server_key, NULL, &s)
+		       ? (struct pool_server *)s
+		       : NULL;
 }
 
 bool pool_server_eligible(const struct pool_server *s)
@@ -326,6 +379,7 @@ int pool_publish(struct pool *p)
 	old = atomic_exchange(&p->lb, lb);
 	if (old != NULL && qsbr_retire(pool_qsbr, old, lb_free) < 0)
 		log_err("pool %s: out of memory retiring a balancer table", p->name);
+	retire_taken_out(p);
 	return 0;
 }
 
@@ -336,12 +390,14 @@ void pool_retire(struct pool *p)
 	p->removed = true;
 	if (old != NULL && qsbr_retire(pool_qsbr, old, lb_free) < 0)
 		log_err("pool %s: out of memory retiring a balancer table", p->name);
+	retire_taken_out(p);
 	for (size_t i = 0; i < p->nservers; i++) {
 		p->servers[i]->removed = true;
 		if (qsbr_retire(pool_qsbr, p->servers[i], server_put_cb) < 0)
 			log_err("pool %s: out of memory retiring a server", p->name);
 	}
 	p->nservers = 0;
+	util_hmap_free(&p->server_index);
 }
 
 /* ---- worker side ---- */
