@@ -28,41 +28,61 @@ struct swrr_class {
 	uint64_t picks;
 };
 
-static int cmp_by_weight(const void *a, const void *b)
-{
-	const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* The weights w (n, total > 0) as classes of equal weight: *members gets
- * the server indices grouped by weight, each group in index order.
- * Returns the number of classes, or 0 on no memory. */
-static size_t swrr_classes(const uint32_t *w, size_t n, uint32_t **members,
+/* The weights w (n of them, total after scaling) as classes of equal
+ * weight: *members gets the server indices grouped by class, each group in
+ * index order (a counting sort, O(n)). Distinct weights are few: d of them
+ * sum to at least d(d+1)/2 <= total, so the table of classes is sized from
+ * the total. Returns the number of classes, or 0 on no memory. */
+static size_t swrr_classes(const uint32_t *w, size_t n, uint64_t total, uint32_t **members,
 			   struct swrr_class **classes)
 {
-	uint64_t *key = malloc(n * sizeof(*key));
-	size_t m = 0, nc = 0;
+	size_t cap = 16, nc = 0, *slot_of = malloc(n * sizeof(*slot_of));
+	int32_t *slots;
 
+	while (cap * cap < 8 * total + 64)
+		cap *= 2; /* at least twice the most classes there can be */
+	slots = malloc(cap * sizeof(*slots));
 	*members = malloc(n * sizeof(**members));
-	*classes = malloc(n * sizeof(**classes));
-	if (key == NULL || *members == NULL || *classes == NULL) {
-		free(key);
+	*classes = malloc(cap / 2 * sizeof(**classes));
+	if (slot_of == NULL || slots == NULL || *members == NULL || *classes == NULL) {
+		free(slot_of);
+		free(slots);
 		return 0;
 	}
-	for (size_t i = 0; i < n; i++)
-		if (w[i] > 0)
-			key[m++] = (uint64_t)w[i] << 32 | (uint64_t)i;
-	qsort(key, m, sizeof(*key), cmp_by_weight);
-	for (size_t k = 0; k < m; k++) {
-		uint32_t wk = (uint32_t)(key[k] >> 32);
+	memset(slots, 0xff, cap * sizeof(*slots)); /* -1: empty */
+	for (size_t i = 0; i < n; i++) {
+		size_t h;
 
-		(*members)[k] = (uint32_t)key[k];
-		if (nc == 0 || (*classes)[nc - 1].w != wk)
-			(*classes)[nc++] = (struct swrr_class){ .w = wk, .first = k };
-		(*classes)[nc - 1].count++;
+		if (w[i] == 0)
+			continue;
+		for (h = (w[i] * 0x9e3779b1u) & (cap - 1); slots[h] >= 0 &&
+							    (*classes)[slots[h]].w != w[i];
+		     h = (h + 1) & (cap - 1))
+			;
+		if (slots[h] < 0) {
+			slots[h] = (int32_t)nc;
+			(*classes)[nc++] = (struct swrr_class){ .w = w[i] };
+		}
+		(*classes)[slots[h]].count++;
+		slot_of[i] = (size_t)slots[h];
 	}
-	free(key);
+	for (size_t c = 0, first = 0; c < nc; c++) {
+		(*classes)[c].first = first;
+		first += (*classes)[c].count;
+		(*classes)[c].picks = 0; /* counts the members placed, below */
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct swrr_class *x;
+
+		if (w[i] == 0)
+			continue;
+		x = &(*classes)[slot_of[i]];
+		(*members)[x->first + x->picks++] = (uint32_t)i;
+	}
+	for (size_t c = 0; c < nc; c++)
+		(*classes)[c].picks = 0;
+	free(slot_of);
+	free(slots);
 	return nc;
 }
 
@@ -102,7 +122,7 @@ int balance_swrr_build(const uint32_t *weights, size_t n, uint32_t **seq, size_t
 		total = t2;
 	}
 	out = malloc((size_t)total * sizeof(*out));
-	nc = out != NULL ? swrr_classes(w, n, &members, &cls) : 0;
+	nc = out != NULL ? swrr_classes(w, n, total, &members, &cls) : 0;
 	if (nc == 0) {
 		free(out);
 		free(members);
