@@ -159,6 +159,7 @@ struct pool {
 	 * still point at them) */
 	struct pool_server **retiring;
 	size_t nretiring, retiring_cap;
+	bool frozen; /* being changed in several steps: publish at the end */
 	bool removed;
 	bool has_check, has_agent; /* servers may have check / agent options */
 
@@ -174,6 +175,11 @@ struct pool {
 	/* health (pool_health.c), control */
 	uint64_t slowstart_ms; /* 0: off */
 	bool ramping; /* some server is in slow start */
+};
+
+/* A removal made in several steps (pool_sweep_step); zeroed to start. */
+struct pool_sweep {
+	size_t seen, kept;
 };
 
 /* Result of a pick. */

@@ -61,6 +61,20 @@ void pool_remove_server(struct pool *p, struct pool_server *s);
  * on no memory (then none was). */
 long pool_remove_if(struct pool *p, bool (*doomed)(void *arg, struct pool_server *s),
 		    void *arg);
+/* The same in steps, for a pool too large to sweep at once: each call
+ * looks at up to max more servers (the list holds them all meanwhile, the
+ * ones to keep first, in their order) and returns true once every server
+ * was seen; pool_sweep_finish() then takes the doomed ones out as
+ * pool_remove_if() does. Nothing may add or remove servers of p between
+ * the first step and the finish, except appending. */
+bool pool_sweep_step(struct pool *p, struct pool_sweep *sw, size_t max,
+		     bool (*doomed)(void *arg, struct pool_server *s), void *arg);
+long pool_sweep_finish(struct pool *p, struct pool_sweep *sw);
+/* Control thread: while p is frozen pool_publish() does nothing, so that a
+ * change made in several steps reaches the workers whole; pool_thaw()
+ * publishes (returns as pool_publish). */
+void pool_freeze(struct pool *p);
+int pool_thaw(struct pool *p);
 /* The server of p named name, or NULL (O(1)). */
 struct pool_server *pool_find_server(const struct pool *p, const char *name);
 

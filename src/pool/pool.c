@@ -268,11 +268,26 @@ void pool_remove_server(struct pool *p, struct pool_server *s)
 		pool_publish(p);
 }
 
-long pool_remove_if(struct pool *p, bool (*doomed)(void *arg, struct pool_server *s), void *arg)
+bool pool_sweep_step(struct pool *p, struct pool_sweep *sw, size_t max,
+		     bool (*doomed)(void *arg, struct pool_server *s), void *arg)
 {
-	size_t keep = 0, n = p->nservers;
+	/* a permutation at every moment: [0, kept) stays, in its order,
+	 * [kept, seen) goes, [seen, nservers) is still to look at */
+	for (; sw->seen < p->nservers && max > 0; sw->seen++, max--) {
+		struct pool_server *s = p->servers[sw->seen];
 
-	/* room to hold them all first, so that nothing fails half-way */
+		if (doomed(arg, s))
+			continue;
+		p->servers[sw->seen] = p->servers[sw->kept];
+		p->servers[sw->kept++] = s;
+	}
+	return sw->seen == p->nservers;
+}
+
+long pool_sweep_finish(struct pool *p, struct pool_sweep *sw)
+{
+	size_t n = p->nservers - sw->kept;
+
 	if (p->nretiring + n > p->retiring_cap) {
 		size_t cap = p->nretiring + n;
 		struct pool_server **a = realloc(p->retiring, cap * sizeof(*a));
@@ -282,20 +297,34 @@ long pool_remove_if(struct pool *p, bool (*doomed)(void *arg, struct pool_server
 		p->retiring = a;
 		p->retiring_cap = cap;
 	}
-	/* stable for the servers that stay */
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = sw->kept; i < p->nservers; i++) {
 		struct pool_server *s = p->servers[i];
 
-		if (!doomed(arg, s)) {
-			p->servers[keep++] = s;
-			continue;
-		}
 		util_hmap_del(&p->server_index, s->name, (uintptr_t)s);
 		s->removed = true;
 		p->retiring[p->nretiring++] = s;
 	}
-	p->nservers = keep;
-	return (long)(n - keep);
+	p->nservers = sw->kept;
+	return (long)n;
+}
+
+long pool_remove_if(struct pool *p, bool (*doomed)(void *arg, struct pool_server *s), void *arg)
+{
+	struct pool_sweep sw = { 0 };
+
+	pool_sweep_step(p, &sw, SIZE_MAX, doomed, arg);
+	return pool_sweep_finish(p, &sw);
+}
+
+void pool_freeze(struct pool *p)
+{
+	p->frozen = true;
+}
+
+int pool_thaw(struct pool *p)
+{
+	p->frozen = false;
+	return pool_publish(p);
 }
 
 struct pool_server *pool_find_server(const struct pool *p, const char *name)
@@ -366,8 +395,11 @@ static int lb_group_build(struct pool *p, struct pool_lb_group *g, bool backup)
 
 int pool_publish(struct pool *p)
 {
-	struct pool_lb *lb = calloc(1, sizeof(*lb)), *old;
+	struct pool_lb *lb, *old;
 
+	if (p->frozen)
+		return 0; /* pool_thaw() publishes */
+	lb = calloc(1, sizeof(*lb));
 	if (lb == NULL)
 		return -1;
 	lb->balance = p->balance;
