@@ -99,6 +99,11 @@ static void hook_server_removed(void *arg, struct pool_server *s)
 	resync_health(arg);
 }
 
+static bool hook_model_busy(void *arg)
+{
+	return core_reload_applying(arg);
+}
+
 int core_ctl_start(struct core *c, char *err, size_t errlen)
 {
 	const struct conf_global *g = &c->conf->global;
@@ -108,7 +113,9 @@ int core_ctl_start(struct core *c, char *err, size_t errlen)
 		.info = hook_info,
 		.listeners = hook_listeners,
 		.close_server = hook_close_server,
-		.reload = core_reload_hook,
+		.reload_start = core_reload_hook_start,
+		.reload_result = core_reload_hook_result,
+		.model_busy = hook_model_busy,
 		.takeover = core_takeover_hook,
 		.server_added = hook_server_added,
 		.server_removed = hook_server_removed,

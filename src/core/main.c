@@ -125,6 +125,7 @@ void core_begin_shutdown(struct core *c, const char *why)
 	}
 	c->stopping = true;
 	core_notify("STOPPING=1");
+	core_reload_stop(c);
 	core_vrrp_shutdown(c); /* priority 0 first: the peer takes over during the drain */
 	log_notice("%s: stopping listeners, %u connections open, grace %llums", why,
 		   proxy_engine_active(c->engine), (unsigned long long)c->conf->global.grace_ms);
@@ -154,17 +155,14 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	case SIGINT:
 		core_begin_shutdown(c, "SIGINT");
 		break;
-	case SIGHUP: {
-		char msg[8192];
-
+	case SIGHUP:
 		if (c->stopping) {
 			log_warn("SIGHUP during shutdown: not reloading");
 			break;
 		}
 		log_notice("SIGHUP: reloading %s", c->conf_path);
-		core_reload(c, false, msg, sizeof(msg));
+		core_reload_request(c, false, "SIGHUP");
 		break;
-	}
 	}
 }
 
@@ -315,6 +313,7 @@ int main(int argc, char **argv)
 	log_set_level(c.conf->global.log_level);
 	c.start_ms = util_now_ms();
 	rc = run(&c);
+	core_reload_free(&c);
 	ctl_free(c.ctl);
 	core_vrrp_free(&c);
 	proxy_engine_free(c.engine);

@@ -1,8 +1,14 @@
 /* reload: configuration reload on SIGHUP or from the control socket. The
- * new file is parsed and validated completely, then applied in place by
- * core_apply() (which binds new addresses before changing anything); an
- * invalid file or a failed bind leaves the running configuration exactly
- * as it was, logged with its FILE:LINE:COL and counted. */
+ * new file is read, parsed, validated and its host names resolved on a
+ * loader thread (conf is pure; the thread only reads the running
+ * configuration, which nothing changes while a reload runs), then applied
+ * on the control loop in steps of about a millisecond (core_apply_step),
+ * so that VRRP adverts and health checks keep their times whatever the
+ * size of the file. An invalid file or a failed bind leaves the running
+ * configuration exactly as it was, logged with its FILE:LINE:COL and
+ * counted. One reload runs at a time; a request that comes meanwhile is
+ * queued (one of each kind; more are merged into it) and logged. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,75 +127,338 @@ out:
 	return NULL;
 }
 
-int core_reload(struct core *c, bool check_only, char *msg, size_t len)
-{
-	struct conf_errors errs = { 0 };
-	char diff[8192], err[512], ts[32];
+/* ---- one reload at a time, in the background ---- */
+
+#define RELOAD_MSG_MAX 8192
+
+/* A reload or check in progress. Owned by the core (c->reload). */
+struct core_reload {
+	struct core *c;
+	uint64_t id;
+	bool check_only;
+	bool abandoned; /* shutdown: drop the result */
+	/* the loader thread's, read by the loop once done fired */
+	pthread_t thread;
+	ev_async done;
 	struct conf *nc;
+	struct conf_errors errs;
+	char diff[RELOAD_MSG_MAX];
+	/* applying */
+	struct core_apply *apply;
+	ev_timer step;
+	uint64_t t0_us, steps, longest_step_us;
+};
+
+static void reload_next(struct core *c);
+
+/* Keep the outcome of a finished reload for whoever waits on its id. */
+static void record(struct core *c, uint64_t id, int rc, const char *msg)
+{
+	struct core_reload_result *r = &c->reload_results[id % CORE_RELOAD_RESULTS];
+
+	r->id = id;
+	r->rc = rc;
+	util_strlcpy(r->msg, msg, sizeof(r->msg));
+}
+
+static void finish(struct core_reload *r, int rc, const char *msg)
+{
+	struct core *c = r->c;
+
+	if (!r->abandoned)
+		record(c, r->id, rc, msg);
+	if (!r->check_only && !c->stopping)
+		core_notify("READY=1");
+	if (r->apply != NULL)
+		core_apply_free(r->apply);
+	if (c->loop != NULL) {
+		ev_async_stop(c->loop, &r->done);
+		ev_timer_stop(c->loop, &r->step);
+	}
+	conf_free(r->nc);
+	conf_errors_clear(&r->errs);
+	free(r);
+	c->reload = NULL;
+	reload_next(c);
+}
+
+static void *loader(void *arg)
+{
+	struct core_reload *r = arg;
+
+	/* no logging here: the loop logs what this found */
+	r->nc = core_load_conf(r->c->conf_path, r->c->conf, &r->errs);
+	if (r->nc != NULL)
+		core_diff(r->c->conf, r->nc, r->diff, sizeof(r->diff));
+	ev_async_send(r->c->loop, &r->done);
+	return NULL;
+}
+
+/* The new configuration is running: what cannot change without a restart
+ * keeps its value, health checks follow, the outcome is logged. */
+static void commit(struct core_reload *r)
+{
+	struct core *c = r->c;
+	struct conf *nc = r->nc;
+	char err[512], ts[32], msg[RELOAD_MSG_MAX];
 	size_t off = 0;
 
-	msg[0] = '\0';
-	/* systemd (notify-reload) wants RELOADING=1 then READY=1 for every
-	 * reload, failed ones included */
-	if (!check_only)
-		core_notify_reloading();
-	nc = core_load_conf(c->conf_path, c->conf, &errs);
-	if (nc == NULL) {
-		for (size_t i = 0; i < errs.n; i++) {
-			log_err("%s", errs.msgs[i]);
-			util_bufprintf(msg, len, &off, "%s%s", i ? "\n" : "", errs.msgs[i]);
-		}
-		if (!check_only) {
-			failed(c, errs.n > 0 ? errs.msgs[0] : "cannot read the file", msg, len);
-			core_notify("READY=1");
-		}
-		conf_errors_clear(&errs);
-		return -1;
-	}
-	core_diff(c->conf, nc, diff, sizeof(diff));
-	if (check_only) {
-		snprintf(msg, len, "%s is valid; a reload would apply:\n%s", c->conf_path, diff);
-		conf_free(nc);
-		return 0;
-	}
-	/* VRRP first: it is all or nothing by itself; if the listeners then
-	 * fail, the instances go back to the running configuration */
-	if (core_vrrp_apply(c, nc, err, sizeof(err)) < 0) {
-		failed(c, err, msg, len);
-		conf_free(nc);
-		core_notify("READY=1");
-		return -1;
-	}
-	if (core_apply(c, nc, err, sizeof(err)) < 0) {
-		char verr[256];
-
-		if (core_vrrp_apply(c, c->conf, verr, sizeof(verr)) < 0)
-			log_err("reload: VRRP could not go back to the running configuration: %s",
-				verr);
-		failed(c, err, msg, len);
-		conf_free(nc);
-		core_notify("READY=1");
-		return -1;
-	}
 	log_set_level(nc->global.log_level);
-	/* what cannot change without a restart keeps its running value */
 	nc->global.workers = c->conf->global.workers;
 	nc->global.maxconn = c->conf->global.maxconn;
 	conf_free(c->conf);
 	c->conf = nc;
+	r->nc = NULL;
 	if (core_health_resync(c, err, sizeof(err)) < 0)
 		log_err("reload: health checks: %s", err);
 	c->reloads_ok++;
 	stamp(ts, sizeof(ts));
 	snprintf(c->last_reload, sizeof(c->last_reload), "ok at %s", ts);
 	log_notice("reload of %s done", c->conf_path);
-	log_lines("reload: ", diff);
-	snprintf(msg, len, "reload done:\n%s", diff);
-	core_notify("READY=1");
+	log_info("reload: applied in %llums, %llu steps, the longest %llums",
+		 (unsigned long long)((util_now_us() - r->t0_us) / 1000), (unsigned long long)r->steps,
+		 (unsigned long long)(r->longest_step_us / 1000));
+	log_lines("reload: ", r->diff);
+	util_bufprintf(msg, sizeof(msg), &off, "reload done:\n%s", r->diff);
+	finish(r, 0, msg);
+}
+
+static void rejected(struct core_reload *r, const char *why)
+{
+	char msg[RELOAD_MSG_MAX];
+
+	msg[0] = '\0';
+	failed(r->c, why, msg, sizeof(msg));
+	finish(r, -1, msg);
+}
+
+/* One bounded step of the apply; the next runs after the loop's other
+ * events. */
+static void on_step(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct core_reload *r = t->data;
+	char err[512], verr[256];
+	uint64_t t0 = util_now_us(), took;
+	int rc;
+
+	(void)revents;
+	err[0] = '\0';
+	rc = core_apply_step(r->apply, CORE_APPLY_STEP_US, err, sizeof(err));
+	took = util_now_us() - t0;
+	r->steps++;
+	if (took > r->longest_step_us)
+		r->longest_step_us = took;
+	if (rc > 0) {
+		ev_timer_set(t, 0.0, 0.0);
+		ev_timer_start(loop, t);
+		return;
+	}
+	if (rc == 0) {
+		commit(r);
+		return;
+	}
+	if (core_vrrp_apply(r->c, r->c->conf, verr, sizeof(verr)) < 0)
+		log_err("reload: VRRP could not go back to the running configuration: %s", verr);
+	rejected(r, err);
+}
+
+/* The loader is done: report a bad file, answer a check, or start
+ * applying. */
+static void on_loaded(struct ev_loop *loop, ev_async *w, int revents)
+{
+	struct core_reload *r = w->data;
+	struct core *c = r->c;
+	char err[512], msg[RELOAD_MSG_MAX];
+	size_t off = 0;
+
+	(void)revents;
+	pthread_join(r->thread, NULL);
+	if (r->abandoned) {
+		finish(r, -1, "abandoned at shutdown");
+		return;
+	}
+	if (r->nc == NULL) {
+		msg[0] = '\0';
+		for (size_t i = 0; i < r->errs.n; i++) {
+			log_err("%s", r->errs.msgs[i]);
+			util_bufprintf(msg, sizeof(msg), &off, "%s%s", i ? "\n" : "", r->errs.msgs[i]);
+		}
+		if (r->check_only) {
+			finish(r, -1, msg);
+			return;
+		}
+		failed(c, r->errs.n > 0 ? r->errs.msgs[0] : "cannot read the file", msg,
+		       sizeof(msg));
+		finish(r, -1, msg);
+		return;
+	}
+	if (r->check_only) {
+		off = 0;
+		util_bufprintf(msg, sizeof(msg), &off, "%s is valid; a reload would apply:\n%s",
+			       c->conf_path, r->diff);
+		finish(r, 0, msg);
+		return;
+	}
+	/* VRRP first: it is all or nothing by itself; if the listeners then
+	 * fail, the instances go back to the running configuration */
+	if (core_vrrp_apply(c, r->nc, err, sizeof(err)) < 0) {
+		rejected(r, err);
+		return;
+	}
+	r->apply = core_apply_begin(c, r->nc);
+	if (r->apply == NULL) {
+		if (core_vrrp_apply(c, c->conf, err, sizeof(err)) < 0)
+			log_err("reload: VRRP could not go back to the running configuration: %s",
+				err);
+		rejected(r, "out of memory");
+		return;
+	}
+	r->t0_us = util_now_us();
+	ev_timer_init(&r->step, on_step, 0.0, 0.0);
+	r->step.data = r;
+	ev_timer_start(loop, &r->step);
+}
+
+static void reload_begin(struct core *c, uint64_t id, bool check_only)
+{
+	struct core_reload *r = calloc(1, sizeof(*r));
+
+	if (r == NULL) {
+		log_err("reload: out of memory");
+		record(c, id, -1, "reload: out of memory");
+		return;
+	}
+	r->c = c;
+	r->id = id;
+	r->check_only = check_only;
+	/* systemd (notify-reload) wants RELOADING=1 then READY=1 for every
+	 * reload, failed ones included */
+	if (!check_only)
+		core_notify_reloading();
+	ev_async_init(&r->done, on_loaded);
+	r->done.data = r;
+	ev_async_start(c->loop, &r->done);
+	c->reload = r;
+	if (pthread_create(&r->thread, NULL, loader, r) != 0) {
+		c->reload = NULL;
+		ev_async_stop(c->loop, &r->done);
+		free(r);
+		log_err("reload: cannot start the loader thread");
+		record(c, id, -1, "reload failed: cannot start the loader thread");
+		if (!check_only)
+			core_notify("READY=1");
+	}
+}
+
+/* The queued request, if any, once the running one is over. */
+static void reload_next(struct core *c)
+{
+	uint64_t id;
+
+	if (c->stopping || c->reload != NULL)
+		return;
+	if (c->reload_queued != 0) {
+		id = c->reload_queued;
+		c->reload_queued = 0;
+		log_notice("reload: running the queued reload of %s", c->conf_path);
+		reload_begin(c, id, false);
+	} else if (c->check_queued != 0) {
+		id = c->check_queued;
+		c->check_queued = 0;
+		reload_begin(c, id, true);
+	}
+}
+
+uint64_t core_reload_request(struct core *c, bool check_only, const char *from)
+{
+	uint64_t *queued = check_only ? &c->check_queued : &c->reload_queued;
+
+	if (c->reload == NULL) {
+		uint64_t id = ++c->reload_seq;
+
+		reload_begin(c, id, check_only);
+		return id;
+	}
+	if (*queued != 0) {
+		log_notice("%s: a %s is already queued behind the running one", from,
+			   check_only ? "reload check" : "reload");
+		return *queued;
+	}
+	*queued = ++c->reload_seq;
+	log_notice("%s while a reload is running: queued (runs when that one ends)", from);
+	return *queued;
+}
+
+int core_reload_result(struct core *c, uint64_t id, char *msg, size_t len)
+{
+	const struct core_reload_result *r = &c->reload_results[id % CORE_RELOAD_RESULTS];
+
+	if (r->id == id) {
+		util_strlcpy(msg, r->msg, len);
+		return r->rc;
+	}
+	if (id > c->reload_seq || (c->reload != NULL && c->reload->id == id) ||
+	    id == c->reload_queued || id == c->check_queued)
+		return 1;
+	snprintf(msg, len, "reload %llu: its result is no longer kept", (unsigned long long)id);
+	return -1;
+}
+
+bool core_reload_applying(const struct core *c)
+{
+	return c->reload != NULL && c->reload->apply != NULL;
+}
+
+void core_reload_stop(struct core *c)
+{
+	struct core_reload *r = c->reload;
+	char err[512];
+	int rc;
+
+	c->reload_queued = c->check_queued = 0;
+	if (r == NULL)
+		return;
+	if (r->apply == NULL) {
+		/* still loading: the thread ends by itself (the resolver is
+		 * bounded); its result is dropped */
+		r->abandoned = true;
+		return;
+	}
+	/* applying: finish now, so that shutdown sees one model */
+	ev_timer_stop(c->loop, &r->step);
+	while ((rc = core_apply_step(r->apply, UINT64_MAX, err, sizeof(err))) > 0)
+		;
+	if (rc == 0)
+		commit(r);
+	else
+		rejected(r, err);
+}
+
+void core_reload_free(struct core *c)
+{
+	struct core_reload *r = c->reload;
+
+	if (r == NULL)
+		return;
+	if (r->apply == NULL)
+		pthread_join(r->thread, NULL);
+	r->abandoned = true;
+	finish(r, -1, "shutdown");
+}
+
+int core_reload_hook_start(void *arg, bool check_only, char *msg, size_t len, uint64_t *id)
+{
+	struct core *c = arg;
+
+	if (c->stopping) {
+		snprintf(msg, len, "shutting down: not reloading");
+		return -1;
+	}
+	*id = core_reload_request(c, check_only, check_only ? "reload check" : "reload command");
 	return 0;
 }
 
-int core_reload_hook(void *arg, bool check_only, char *msg, size_t len)
+int core_reload_hook_result(void *arg, uint64_t id, char *msg, size_t len)
 {
-	return core_reload(arg, check_only, msg, len);
+	return core_reload_result(arg, id, msg, len);
 }

@@ -533,6 +533,17 @@ static void cmd_server_shutdown(struct cmd *x)
 	reply_ok(x, "closing %u connections of %s/%s", n, s->pool->name, s->name);
 }
 
+/* A reload is changing the model in steps: no server may come or go until
+ * it is over. Answers the error and returns true then. */
+static bool model_busy(struct cmd *x)
+{
+	if (x->ctl->hooks.model_busy == NULL || !x->ctl->hooks.model_busy(x->ctl->hooks.arg))
+		return false;
+	reply_error(x->out, "a reload is being applied; servers cannot be added or deleted until "
+			    "it is over (try again)");
+	return true;
+}
+
 /* server add POOL NAME ADDRESS [OPTION ...] [ready]: the options of a
  * configuration file's server line (srvopt.h), checked by the same code;
  * the server starts in maint unless ready. */
@@ -551,6 +562,8 @@ static void cmd_server_add(struct cmd *x)
 		reply_error(x->out, "no pool '%s'", x->argv[2]);
 		return;
 	}
+	if (model_busy(x))
+		return;
 	if (util_addr_parse_server(x->argv[4], &addr, host, sizeof(host), &port, err,
 				   sizeof(err)) < 0) {
 		reply_error(x->out, "bad address '%s': %s", x->argv[4], err);
@@ -610,7 +623,7 @@ static void cmd_server_del(struct cmd *x)
 		return;
 	}
 	s = ctl_find_server(x->ctl, x->argv[2], x->out);
-	if (s == NULL)
+	if (s == NULL || model_busy(x))
 		return;
 	n = atomic_load(&s->cur_conns);
 	if (n > 0 && !force) {
@@ -632,9 +645,31 @@ static void cmd_server_del(struct cmd *x)
 	ctl_changed(x->ctl);
 }
 
-/* ---- waits ---- */
+/* The reply of a finished reload; false while it runs. */
+static bool reload_reply(struct ctl *c, uint64_t id, bool json, struct ctl_buf *out)
+{
+	char msg[8192];
+	int rc;
 
-void ctl_client_wait_start(struct ctl_client *cl);
+	msg[0] = '\0';
+	rc = c->hooks.reload_result(c->hooks.arg, id, msg, sizeof(msg));
+	if (rc > 0)
+		return false;
+	if (rc < 0) {
+		reply_error(out, "%s", msg);
+		return true;
+	}
+	if (json) {
+		ctl_buf_printf(out, "{\"ok\":true,\"message\":");
+		ctl_json_str(out, msg);
+		ctl_buf_printf(out, "}\n\n");
+	} else {
+		ctl_buf_printf(out, "%s\n\n", msg);
+	}
+	return true;
+}
+
+/* ---- waits ---- */
 
 static void cmd_wait(struct cmd *x)
 {
@@ -667,9 +702,17 @@ bool ctl_wait_check(struct ctl *c, struct ctl_client *cl, uint64_t now_ms, struc
 {
 	struct pool_server *s = cl->wait_srv;
 	bool done, drained = cl->wait == CTL_WAIT_DRAINED;
-	uint32_t n = atomic_load(&s->cur_conns);
+	uint32_t n;
 
-	(void)c;
+	if (cl->wait == CTL_WAIT_RELOAD) {
+		/* no deadline: a reload always ends (its name lookups are
+		 * bounded, its steps are) */
+		if (!reload_reply(c, cl->wait_reload, cl->wait_json, out))
+			return false;
+		cl->wait = CTL_WAIT_NONE;
+		return true;
+	}
+	n = atomic_load(&s->cur_conns);
 	done = drained ? n == 0 : s->health == POOL_HEALTH_UP;
 	if (!done && s->removed) {
 		ctl_buf_printf(out, "error: server %s/%s was deleted while waiting\n\n",
@@ -700,26 +743,39 @@ bool ctl_wait_check(struct ctl *c, struct ctl_client *cl, uint64_t now_ms, struc
 
 /* ---- reload ---- */
 
+/* The reload runs in the background (a large file is read on another
+ * thread and applied in steps); the client gets the reply when it is over,
+ * its later commands waiting behind it. */
 static void cmd_reload(struct cmd *x)
 {
-	char msg[8192];
+	char msg[512];
 	bool check = x->argc == 2;
-	int rc;
+	uint64_t id;
 
 	if (check && strcmp(x->argv[1], "check") != 0) {
 		reply_error(x->out, "usage: reload [check]");
 		return;
 	}
-	if (x->ctl->hooks.reload == NULL) {
+	if (x->ctl->hooks.reload_start == NULL || x->ctl->hooks.reload_result == NULL) {
 		reply_error(x->out, "reload is not available");
 		return;
 	}
+	if (x->cl == NULL) {
+		reply_error(x->out, "reload is only available on a control connection");
+		return;
+	}
 	msg[0] = '\0';
-	rc = x->ctl->hooks.reload(x->ctl->hooks.arg, check, msg, sizeof(msg));
-	if (rc < 0)
+	if (x->ctl->hooks.reload_start(x->ctl->hooks.arg, check, msg, sizeof(msg), &id) < 0) {
 		reply_error(x->out, "%s", msg);
+		return;
+	}
+	x->cl->wait = CTL_WAIT_RELOAD;
+	x->cl->wait_json = x->json;
+	x->cl->wait_reload = id;
+	if (reload_reply(x->ctl, id, x->json, x->out))
+		x->cl->wait = CTL_WAIT_NONE;
 	else
-		reply_ok(x, "%s", msg);
+		ctl_client_wait_start(x->cl);
 }
 
 static void cmd_takeover(struct cmd *x)

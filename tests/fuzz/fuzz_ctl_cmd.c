@@ -66,11 +66,20 @@ static void hook_close_server(void *arg, struct pool_server *s, uint32_t spread_
 	(void)spread_ms;
 }
 
-static int hook_reload(void *arg, bool check_only, char *msg, size_t len)
+static int hook_reload_start(void *arg, bool check_only, char *msg, size_t len, uint64_t *id)
 {
 	(void)arg;
-	snprintf(msg, len, "%s", check_only ? "configuration is valid" : "reload refused");
+	*id = 1;
+	snprintf(msg, len, "reload refused");
 	return check_only ? 0 : -1;
+}
+
+static int hook_reload_result(void *arg, uint64_t id, char *msg, size_t len)
+{
+	(void)arg;
+	(void)id;
+	snprintf(msg, len, "configuration is valid");
+	return 0;
 }
 
 static struct pool *make_pool(const char *name, enum pool_balance balance,
@@ -180,7 +189,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.info = hook_info,
 		.listeners = hook_listeners,
 		.close_server = hook_close_server,
-		.reload = hook_reload,
+		.reload_start = hook_reload_start,
+		.reload_result = hook_reload_result,
 	};
 	struct ctl *c;
 	char *text = malloc(size + 1);
