@@ -445,6 +445,7 @@ enum apply_pool_step {
 	POOL_STEP_START,
 	POOL_STEP_SWEEP,
 	POOL_STEP_SERVERS,
+	POOL_STEP_PUBLISH, /* a step of its own: O(servers) in one piece */
 };
 
 struct core_apply {
@@ -553,7 +554,7 @@ static int apply_update(struct core_apply *a)
 				log_err("pool %s: out of memory removing servers", p->name);
 			a->pool_step = POOL_STEP_SERVERS;
 		}
-		for (; a->si < cp->nservers; a->si++) {
+		for (; a->pool_step == POOL_STEP_SERVERS && a->si < cp->nservers; a->si++) {
 			const struct conf_server *cs = &cp->servers[a->si];
 			struct pool_server *s;
 
@@ -566,6 +567,10 @@ static int apply_update(struct core_apply *a)
 			}
 			s->runtime_added = false; /* the file owns it now */
 			pool_server_set_opts(s, &cs->opts);
+		}
+		if (a->pool_step == POOL_STEP_SERVERS && cp->nservers > APPLY_CLOCK_EVERY) {
+			a->pool_step = POOL_STEP_PUBLISH;
+			return 1;
 		}
 		if (pool_thaw(p) < 0)
 			log_err("pool %s: out of memory applying the new servers", p->name);

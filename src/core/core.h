@@ -4,6 +4,7 @@
 #define SLUICE_CORE_H
 
 #include <ev.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "sluice/conf-t.h"
@@ -67,6 +68,7 @@ struct core {
 	/* reload.c: the one running (or NULL), the ones queued behind it (0:
 	 * none) and the outcomes of the last ones, by id */
 	struct core_reload *reload;
+	_Atomic bool reload_loading; /* its loader thread has not sent yet */
 	uint64_t reload_seq, reload_queued, check_queued;
 	struct core_reload_result reload_results[CORE_RELOAD_RESULTS];
 	uint64_t start_ms;

@@ -402,12 +402,8 @@ static int start_pool(struct core_health *h, size_t pi, struct old_checkers *old
 	int rc = 0;
 
 	p->slowstart_ms = ph->slowstart_ms;
-	/* the agent's base weight, checked or not */
-	for (size_t i = 0; i < p->nservers; i++)
-		if (hs_weight_unset(p->servers[i]))
-			p->servers[i]->hs.weight_initial = p->servers[i]->weight;
 	if (ph->check.type == CONF_CHECK_NONE && ph->agent_port == 0)
-		return 0;
+		return 0; /* nothing per server: a resync is O(checked servers) */
 	if (is_tls) {
 		char terr[256];
 
@@ -433,6 +429,8 @@ static int start_pool(struct core_health *h, size_t pi, struct old_checkers *old
 			rc = -1;
 			break;
 		}
+		if (hs_weight_unset(s))
+			s->hs.weight_initial = s->weight; /* the agent's base */
 		hs->h = h;
 		hs->pool = p;
 		hs->srv = s;
@@ -490,8 +488,10 @@ static int build_checkers(struct core_health *h, struct old_checkers *old, char 
 	size_t total = 0;
 	int rc = 0;
 
-	for (size_t i = 0; i < c->npools; i++)
-		total += c->pools[i]->nservers;
+	for (size_t i = 0; i < c->npools && i < c->conf->npools; i++)
+		if (c->conf->pools[i].health.check.type != CONF_CHECK_NONE ||
+		    c->conf->pools[i].health.agent_port != 0)
+			total += c->pools[i]->nservers;
 	h->srvs = calloc(total ? total : 1, sizeof(*h->srvs));
 	h->pool_usable = calloc(c->npools ? c->npools : 1, sizeof(*h->pool_usable));
 	if (h->srvs == NULL || h->pool_usable == NULL) {
@@ -501,8 +501,8 @@ static int build_checkers(struct core_health *h, struct old_checkers *old, char 
 	if (old->n > 0)
 		qsort(old->hs, old->n, sizeof(*old->hs), cmp_by_server);
 	for (size_t i = 0; rc == 0 && i < c->npools; i++)
-		for (size_t k = 0; k < c->pools[i]->nservers; k++)
-			h->pool_usable[i] |= pool_server_eligible(c->pools[i]->servers[k]);
+		for (size_t k = 0; k < c->pools[i]->nservers && !h->pool_usable[i]; k++)
+			h->pool_usable[i] = pool_server_eligible(c->pools[i]->servers[k]);
 	for (size_t i = 0; rc == 0 && i < c->npools && i < c->conf->npools; i++)
 		rc = start_pool(h, i, old, err, errlen);
 	/* what was not kept: servers gone, or no longer checked */

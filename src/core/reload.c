@@ -9,7 +9,10 @@
  * counted. One reload runs at a time; a request that comes meanwhile is
  * queued (one of each kind; more are merged into it) and logged. */
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -130,6 +133,7 @@ out:
 /* ---- one reload at a time, in the background ---- */
 
 #define RELOAD_MSG_MAX 8192
+#define RELOAD_REAP_SERVERS 4096 /* a configuration freed off the loop */
 
 /* A reload or check in progress. Owned by the core (c->reload). */
 struct core_reload {
@@ -138,13 +142,13 @@ struct core_reload {
 	bool check_only;
 	bool abandoned; /* shutdown: drop the result */
 	/* the loader thread's, read by the loop once done fired */
-	pthread_t thread;
 	ev_async done;
 	struct conf *nc;
 	struct conf_errors errs;
 	char diff[RELOAD_MSG_MAX];
 	/* applying */
 	struct core_apply *apply;
+	bool applied; /* the model runs nc: commit at the next step */
 	ev_timer step;
 	uint64_t t0_us, steps, longest_step_us;
 };
@@ -182,16 +186,68 @@ static void finish(struct core_reload *r, int rc, const char *msg)
 	reload_next(c);
 }
 
+/* Run fn(arg) on a detached thread of the lowest priority: background work
+ * that the control loop and the workers preempt, even on one CPU, and that
+ * nobody waits to join. Returns 0 or -1. */
+static int start_background(void *(*fn)(void *), void *arg)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	int rc = -1;
+
+	if (pthread_attr_init(&attr) != 0)
+		return -1;
+	if (pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0 &&
+	    pthread_create(&t, &attr, fn, arg) == 0)
+		rc = 0;
+	pthread_attr_destroy(&attr);
+	return rc;
+}
+
+static void background_priority(void)
+{
+	struct sched_param sp = { .sched_priority = 0 };
+
+	/* batch class at nice 19: preempted by the control loop and the
+	 * workers, yet never starved (SCHED_IDLE would be, on a machine kept
+	 * busy by traffic); should this fail, it competes as an equal */
+	pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+	setpriority(PRIO_PROCESS, (id_t)gettid(), 19);
+}
+
 static void *loader(void *arg)
 {
 	struct core_reload *r = arg;
+	struct core *c = r->c; /* r may be gone once done is sent */
 
+	background_priority();
 	/* no logging here: the loop logs what this found */
-	r->nc = core_load_conf(r->c->conf_path, r->c->conf, &r->errs);
+	r->nc = core_load_conf(c->conf_path, c->conf, &r->errs);
 	if (r->nc != NULL)
-		core_diff(r->c->conf, r->nc, r->diff, sizeof(r->diff));
-	ev_async_send(r->c->loop, &r->done);
+		core_diff(c->conf, r->nc, r->diff, sizeof(r->diff));
+	ev_async_send(c->loop, &r->done);
+	atomic_store(&c->reload_loading, false); /* the last touch of the loop */
 	return NULL;
+}
+
+static void *reaper(void *arg)
+{
+	background_priority();
+	conf_free(arg);
+	return NULL;
+}
+
+/* Free the configuration a reload replaced (nothing points into it any
+ * more). A large one is tens of megabytes that munmap gives back in
+ * milliseconds: off the loop when a thread can be had. */
+static void free_old_conf(struct conf *old)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < old->npools; i++)
+		n += old->pools[i].nservers;
+	if (n < RELOAD_REAP_SERVERS || start_background(reaper, old) < 0)
+		conf_free(old);
 }
 
 /* The new configuration is running: what cannot change without a restart
@@ -203,10 +259,12 @@ static void commit(struct core_reload *r)
 	char err[512], ts[32], msg[RELOAD_MSG_MAX];
 	size_t off = 0;
 
+	uint64_t t0 = util_now_us();
+
 	log_set_level(nc->global.log_level);
 	nc->global.workers = c->conf->global.workers;
 	nc->global.maxconn = c->conf->global.maxconn;
-	conf_free(c->conf);
+	free_old_conf(c->conf);
 	c->conf = nc;
 	r->nc = NULL;
 	if (core_health_resync(c, err, sizeof(err)) < 0)
@@ -215,9 +273,9 @@ static void commit(struct core_reload *r)
 	stamp(ts, sizeof(ts));
 	snprintf(c->last_reload, sizeof(c->last_reload), "ok at %s", ts);
 	log_notice("reload of %s done", c->conf_path);
-	log_info("reload: applied in %llums, %llu steps, the longest %llums",
-		 (unsigned long long)((util_now_us() - r->t0_us) / 1000), (unsigned long long)r->steps,
-		 (unsigned long long)(r->longest_step_us / 1000));
+	log_notice("reload: applied in %llums, %llu steps, the longest %lluus, then %lluus to commit",
+		 (unsigned long long)((t0 - r->t0_us) / 1000), (unsigned long long)r->steps,
+		 (unsigned long long)r->longest_step_us, (unsigned long long)(util_now_us() - t0));
 	log_lines("reload: ", r->diff);
 	util_bufprintf(msg, sizeof(msg), &off, "reload done:\n%s", r->diff);
 	finish(r, 0, msg);
@@ -232,34 +290,44 @@ static void rejected(struct core_reload *r, const char *why)
 	finish(r, -1, msg);
 }
 
+/* Binding or building failed, the model is as it was: VRRP goes back too. */
+static void apply_failed(struct core_reload *r, const char *why)
+{
+	char verr[256];
+
+	if (core_vrrp_apply(r->c, r->c->conf, verr, sizeof(verr)) < 0)
+		log_err("reload: VRRP could not go back to the running configuration: %s", verr);
+	rejected(r, why);
+}
+
 /* One bounded step of the apply; the next runs after the loop's other
  * events. */
 static void on_step(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	struct core_reload *r = t->data;
-	char err[512], verr[256];
+	char err[512];
 	uint64_t t0 = util_now_us(), took;
 	int rc;
 
 	(void)revents;
+	if (r->applied) {
+		commit(r);
+		return;
+	}
 	err[0] = '\0';
 	rc = core_apply_step(r->apply, CORE_APPLY_STEP_US, err, sizeof(err));
 	took = util_now_us() - t0;
 	r->steps++;
 	if (took > r->longest_step_us)
 		r->longest_step_us = took;
-	if (rc > 0) {
+	if (rc >= 0) {
+		/* the commit is a step of its own */
+		r->applied = rc == 0;
 		ev_timer_set(t, 0.0, 0.0);
 		ev_timer_start(loop, t);
 		return;
 	}
-	if (rc == 0) {
-		commit(r);
-		return;
-	}
-	if (core_vrrp_apply(r->c, r->c->conf, verr, sizeof(verr)) < 0)
-		log_err("reload: VRRP could not go back to the running configuration: %s", verr);
-	rejected(r, err);
+	apply_failed(r, err);
 }
 
 /* The loader is done: report a bad file, answer a check, or start
@@ -272,7 +340,6 @@ static void on_loaded(struct ev_loop *loop, ev_async *w, int revents)
 	size_t off = 0;
 
 	(void)revents;
-	pthread_join(r->thread, NULL);
 	if (r->abandoned) {
 		finish(r, -1, "abandoned at shutdown");
 		return;
@@ -339,7 +406,9 @@ static void reload_begin(struct core *c, uint64_t id, bool check_only)
 	r->done.data = r;
 	ev_async_start(c->loop, &r->done);
 	c->reload = r;
-	if (pthread_create(&r->thread, NULL, loader, r) != 0) {
+	atomic_store(&c->reload_loading, true);
+	if (start_background(loader, r) < 0) {
+		atomic_store(&c->reload_loading, false);
 		c->reload = NULL;
 		ev_async_stop(c->loop, &r->done);
 		free(r);
@@ -426,22 +495,29 @@ void core_reload_stop(struct core *c)
 	}
 	/* applying: finish now, so that shutdown sees one model */
 	ev_timer_stop(c->loop, &r->step);
-	while ((rc = core_apply_step(r->apply, UINT64_MAX, err, sizeof(err))) > 0)
+	rc = 0;
+	while (!r->applied && (rc = core_apply_step(r->apply, UINT64_MAX, err, sizeof(err))) > 0)
 		;
 	if (rc == 0)
 		commit(r);
 	else
-		rejected(r, err);
+		apply_failed(r, err);
 }
 
 void core_reload_free(struct core *c)
 {
 	struct core_reload *r = c->reload;
 
+	/* the loader sends on the loop: it must be done before the loop goes
+	 * (its name lookups are bounded; 1 ms between looks, 10 s at most) */
+	for (int i = 0; i < 10000 && atomic_load(&c->reload_loading); i++)
+		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+	if (atomic_load(&c->reload_loading)) {
+		log_err("reload: the loader thread did not end; leaving it");
+		return;
+	}
 	if (r == NULL)
 		return;
-	if (r->apply == NULL)
-		pthread_join(r->thread, NULL);
 	r->abandoned = true;
 	finish(r, -1, "shutdown");
 }

@@ -12,7 +12,7 @@ from conftest import (DEADLINE, SLOW, Ctl, LogTail, ctl_global, free_port, h_hol
                       wait_until, write_atomic)
 
 BIG = 50000
-HUGE = 100000
+HUGE = 200000
 
 
 def big_conf(sock, port, be_addr, n, weight=1, extra_pool=""):
@@ -27,13 +27,13 @@ def big_conf(sock, port, be_addr, n, weight=1, extra_pool=""):
     return "\n".join(lines) + "\n"
 
 
-def start_big(short_dir, sluice, backends, n):
+def start_big(short_dir, sluice, backends, n, prefix=()):
     """A daemon on big_conf(n); returns it, its control client, its log
     tail and a function writing the file again with another weight."""
     be = backends(h_hold, name="a")
     sock = os.path.join(short_dir, "ctl.sock")
     port = free_port()
-    d = sluice(big_conf(sock, port, be.addr, n))
+    d = sluice(big_conf(sock, port, be.addr, n), prefix=prefix)
 
     def rewrite(weight):
         write_atomic(d.conf_path, big_conf(sock, port, be.addr, n, weight=weight))
@@ -42,7 +42,11 @@ def start_big(short_dir, sluice, backends, n):
 
 
 def test_control_loop_serves_during_a_large_reload(short_dir, sluice, backends):
-    d, ctl, tail, rewrite = start_big(short_dir, sluice, backends, HUGE)
+    # the daemon runs in the real-time class so that what is measured is
+    # its own loop, not the other processes of a shared machine (its
+    # loader thread lowers itself to the batch class in any case)
+    d, ctl, tail, rewrite = start_big(short_dir, sluice, backends, HUGE,
+                                      prefix=("chrt", "-f", "10"))
     # every server changes weight: the whole pool is updated
     rewrite(2)
     tail.mark()
@@ -59,16 +63,18 @@ def test_control_loop_serves_during_a_large_reload(short_dir, sluice, backends):
         assert r.startswith("version:"), r
         worst = max(worst, took)
         samples += 1
-        # applied in one piece on this loop, 100 000 servers hold it for
-        # a quarter of a second even in linear time (seconds before that);
-        # in steps, the answer waits for one step (the bound is generous
-        # for a shared machine)
-        assert took < 0.15 * SLOW, "show info took %.3fs during the reload" % took
+        time.sleep(0.002)  # a sampling rate: leave the loader some CPU
+        # applied in one piece on this loop, 200 000 servers hold it for
+        # a quarter of a second even in linear time (minutes before that);
+        # in steps, an answer waits for one step at most (publishing the
+        # pool's table, about 10 ms, is the longest)
+        assert took < 0.1 * SLOW, "show info took %.3fs during the reload" % took
     print("show info during the reload: %d answers, the slowest %.1fms"
           % (samples, worst * 1000))
     assert samples >= 5
-    rows = ctl.json("show servers big")
-    assert len(rows) == HUGE and all(r["weight"] == 2 for r in rows)
+    assert "reload failed" not in tail.new_text()
+    (pool,) = [p for p in ctl.json("show pools") if p["name"] == "big"]
+    assert pool["servers"] == HUGE  # (the new weights: test_sighup_during_a_reload_is_queued)
     ctl.close()
 
 
