@@ -341,29 +341,70 @@ bool pool_server_eligible(const struct pool_server *s)
 	return s->admin == POOL_ADMIN_READY && s->health == POOL_HEALTH_UP && s->weight > 0;
 }
 
-/* Build one group of a snapshot from the eligible servers with the given
- * backup flag. Returns 0 or -1. */
-static int lb_group_build(struct pool *p, struct pool_lb_group *g, bool backup)
+/* Fill both groups of a snapshot with the eligible servers and their
+ * weights, in file order, in one pass over the servers (a pool of 100 000
+ * is tens of megabytes of servers to read): primaries from the front of
+ * one array, backups from its back. Returns 0 or -1. */
+static int lb_collect(struct pool *p, struct pool_lb *lb)
 {
-	uint64_t *keys = NULL;
-	size_t n = 0;
+	size_t n = p->nservers, np = 0, nb = 0;
+	struct pool_server **srv;
+	uint32_t *w;
 
-	for (size_t i = 0; i < p->nservers; i++)
-		n += pool_server_eligible(p->servers[i]) && p->servers[i]->backup == backup;
 	if (n == 0)
 		return 0;
-	g->srv = calloc(n, sizeof(*g->srv));
-	g->weights = calloc(n, sizeof(*g->weights));
-	if (g->srv == NULL || g->weights == NULL)
-		return -1;
-	for (size_t i = 0; i < p->nservers; i++) {
+	srv = malloc(n * sizeof(*srv));
+	w = malloc(n * sizeof(*w));
+	if (srv == NULL || w == NULL)
+		goto nomem;
+	for (size_t i = 0; i < n; i++) {
 		struct pool_server *s = p->servers[i];
+		size_t k;
 
-		if (!pool_server_eligible(s) || s->backup != backup)
+		if (!pool_server_eligible(s))
 			continue;
-		g->srv[g->n] = s;
-		g->weights[g->n++] = pool_server_lb_weight(s);
+		k = s->backup ? n - ++nb : np++;
+		srv[k] = s;
+		w[k] = pool_server_lb_weight(s);
 	}
+	if (nb > 0) {
+		struct pool_lb_group *g = &lb->backup;
+
+		g->srv = malloc(nb * sizeof(*g->srv));
+		g->weights = malloc(nb * sizeof(*g->weights));
+		if (g->srv == NULL || g->weights == NULL)
+			goto nomem;
+		for (size_t k = 0; k < nb; k++) {
+			g->srv[k] = srv[n - 1 - k];
+			g->weights[k] = w[n - 1 - k];
+		}
+		g->n = nb;
+	}
+	if (np == 0)
+		goto none;
+	lb->primary.srv = srv;
+	lb->primary.weights = w;
+	lb->primary.n = np;
+	return 0;
+nomem:
+	free(srv);
+	free(w);
+	return -1;
+none:
+	free(srv);
+	free(w);
+	return 0;
+}
+
+/* The picking table of one group, collected by lb_collect(). Returns 0 or
+ * -1. */
+static int lb_group_build(struct pool *p, struct pool_lb_group *g)
+{
+	uint64_t *keys = NULL;
+	size_t n = g->n;
+
+	if (n == 0)
+		return 0;
 	switch (p->balance) {
 	case POOL_BALANCE_ROUNDROBIN:
 		return balance_swrr_build(g->weights, g->n, &g->seq, &g->seqlen);
@@ -403,7 +444,8 @@ int pool_publish(struct pool *p)
 	if (lb == NULL)
 		return -1;
 	lb->balance = p->balance;
-	if (lb_group_build(p, &lb->primary, false) < 0 || lb_group_build(p, &lb->backup, true) < 0) {
+	if (lb_collect(p, lb) < 0 || lb_group_build(p, &lb->primary) < 0 ||
+	    lb_group_build(p, &lb->backup) < 0) {
 		lb_free(lb);
 		log_err("pool %s: out of memory building the balancer table", p->name);
 		return -1;
