@@ -484,6 +484,11 @@ void core_reload_stop(struct core *c)
 	char err[512];
 	int rc;
 
+	/* a control client may wait on what was queued */
+	if (c->reload_queued != 0)
+		record(c, c->reload_queued, -1, "reload not run: shutting down");
+	if (c->check_queued != 0)
+		record(c, c->check_queued, -1, "reload check not run: shutting down");
 	c->reload_queued = c->check_queued = 0;
 	if (r == NULL)
 		return;

@@ -59,6 +59,11 @@ int core_takeover_hook(void *arg, int fd, char *msg, size_t len)
 		snprintf(msg, len, "this process is already stopping");
 		return -1;
 	}
+	if (c->reload != NULL) {
+		/* its listeners may be changing: hand over a settled set */
+		snprintf(msg, len, "a reload is in progress; try again when it is over");
+		return -1;
+	}
 	fcntl(fd, F_SETFL, flags & ~O_NONBLOCK); /* a few small records */
 	for (size_t i = 0; i < c->nlisteners; i++) {
 		struct proxy_frontend *fe = c->listeners[i].fe;
