@@ -140,7 +140,7 @@ struct core_reload {
 	struct core *c;
 	uint64_t id;
 	bool check_only;
-	bool abandoned; /* shutdown: drop the result */
+	bool abandoned; /* shutdown came while it was loading: drop the file */
 	/* the loader thread's, read by the loop once done fired */
 	ev_async done;
 	struct conf *nc;
@@ -169,8 +169,7 @@ static void finish(struct core_reload *r, int rc, const char *msg)
 {
 	struct core *c = r->c;
 
-	if (!r->abandoned)
-		record(c, r->id, rc, msg);
+	record(c, r->id, rc, msg);
 	if (!r->check_only && !c->stopping)
 		core_notify("READY=1");
 	if (r->apply != NULL)
@@ -341,7 +340,7 @@ static void on_loaded(struct ev_loop *loop, ev_async *w, int revents)
 
 	(void)revents;
 	if (r->abandoned) {
-		finish(r, -1, "abandoned at shutdown");
+		finish(r, -1, "reload not applied: shutting down");
 		return;
 	}
 	if (r->nc == NULL) {
@@ -466,8 +465,8 @@ int core_reload_result(struct core *c, uint64_t id, char *msg, size_t len)
 		util_strlcpy(msg, r->msg, len);
 		return r->rc;
 	}
-	if (id > c->reload_seq || (c->reload != NULL && c->reload->id == id) ||
-	    id == c->reload_queued || id == c->check_queued)
+	if ((c->reload != NULL && c->reload->id == id) || id == c->reload_queued ||
+	    id == c->check_queued)
 		return 1;
 	snprintf(msg, len, "reload %llu: its result is no longer kept", (unsigned long long)id);
 	return -1;
@@ -524,7 +523,7 @@ void core_reload_free(struct core *c)
 	if (r == NULL)
 		return;
 	r->abandoned = true;
-	finish(r, -1, "shutdown");
+	finish(r, -1, "reload not applied: shutting down");
 }
 
 int core_reload_hook_start(void *arg, bool check_only, char *msg, size_t len, uint64_t *id)
