@@ -24,11 +24,11 @@ CPPFLAGS += -Iinclude -D_GNU_SOURCE -DSLUICE_VERSION=\"$(VERSION)\" \
 	    $(shell pkg-config --cflags libnl-3.0 libnl-route-3.0 2>/dev/null)
 CFLAGS += -std=gnu11 $(OPT) $(WARN) -pthread $(SANFLAGS) $(HARDEN_CFLAGS)
 LDFLAGS += -pthread $(SANFLAGS) $(HARDEN_LDFLAGS)
-LIBS = -lev $(shell pkg-config --libs libnl-3.0 libnl-route-3.0 openssl libcap 2>/dev/null) -lm
+LIBS = -lev $(shell pkg-config --libs libnl-3.0 libnl-route-3.0 openssl libcap libcares 2>/dev/null) -lm
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
 
 # Link order: users before what they use.
-MODULES = core ctl health vrrp vip proxy pool balance conf log util
+MODULES = core ctl health vrrp vip resolve proxy pool balance conf log util
 define mod_srcs
 $(wildcard src/$(1)/*.c)
 endef
@@ -105,6 +105,7 @@ FUZZ_SRC_fuzz_vrrp_pkt = src/vrrp/vrrp_pkt.c src/vrrp/vrrp_fsm.c
 FUZZ_SRC_fuzz_health_http = src/health/health_parse.c
 FUZZ_SRC_fuzz_health_expect = src/health/health_parse.c
 FUZZ_SRC_fuzz_health_agent = src/health/health_parse.c
+FUZZ_SRC_fuzz_resolve_dns = src/resolve/resolve_dns.c
 fuzz_srcs = $(or $(FUZZ_SRC_$(1)),$(wildcard src/$(call unit_mod,$(patsubst fuzz_%,test_%,$(1)))/*.c))
 build-fuzz/%: tests/fuzz/%.c $(ALL_SRCS)
 	@mkdir -p build-fuzz
