@@ -33,6 +33,8 @@ const char *conf_balance_name(enum conf_balance b);
 const struct conf_pool *conf_find_pool(const struct conf *c, const char *name);
 const struct conf_server *conf_find_server(const struct conf_pool *p, const char *name);
 const struct conf_listen *conf_find_listen(const struct conf *c, const char *name);
+/* A resolvers block by name ("default" is always there); NULL when absent. */
+const struct conf_resolvers *conf_find_resolvers(const struct conf *c, const char *name);
 /* An empty configuration (no pools, no listeners, defaults). NULL on no memory. */
 struct conf *conf_empty(const char *file);
 

@@ -11,7 +11,7 @@
 
 #include "sluice/util-t.h"
 
-#define RESOLVE_NAME_MAX 256 /* a DNS name as text (at most 253) and its NUL */
+#define RESOLVE_NAME_MAX 256	 /* a DNS name as text (at most 253) and its NUL */
 #define RESOLVE_MAX_RECORDS 4096 /* records read from one answer; more are ignored */
 #define RESOLVE_MAX_NAMESERVERS 8
 #define RESOLVE_BLOCK_NAME_MAX 64
@@ -52,8 +52,8 @@ enum resolve_hold_kind {
 struct resolve_rec {
 	struct util_addr addr;
 	uint16_t priority, weight, port; /* SRV */
-	uint32_t ttl; /* seconds, the least of the chain that led to it */
-	char target[RESOLVE_NAME_MAX]; /* SRV: the target, lower case, no final dot */
+	uint32_t ttl;			 /* seconds, the least of the chain that led to it */
+	char target[RESOLVE_NAME_MAX];	 /* SRV: the target, lower case, no final dot */
 };
 
 /* A `resolvers NAME { ... }` block, or the system's defaults. */
@@ -66,23 +66,23 @@ struct resolve_conf {
 	uint64_t timeout_ms; /* first attempt; c-ares doubles it at each round */
 	uint32_t attempts;
 	uint64_t hold_valid_ms; /* an answer without a TTL (/etc/hosts) is read again after this */
-	uint64_t hold_nx_ms; /* the last good answer outlives NXDOMAIN / no record by this */
-	uint64_t hold_timeout_ms; /* ... and a DNS that does not answer by this */
+	uint64_t hold_nx_ms;	/* the last good answer outlives NXDOMAIN / no record by this */
+	uint64_t hold_timeout_ms;	 /* ... and a DNS that does not answer by this */
 	uint64_t ttl_min_ms, ttl_max_ms; /* accepted-ttl: TTLs are clamped to these */
 };
 
 /* The state of a name being followed. */
 enum resolve_state {
 	RESOLVE_PENDING, /* no answer yet */
-	RESOLVE_OK, /* the last lookup answered */
-	RESOLVE_HELD, /* the last lookups failed: the last good answer is kept */
-	RESOLVE_FAILED, /* no good answer (never, or its hold ran out) */
+	RESOLVE_OK,	 /* the last lookup answered */
+	RESOLVE_HELD,	 /* the last lookups failed: the last good answer is kept */
+	RESOLVE_FAILED,	 /* no good answer (never, or its hold ran out) */
 };
 
 /* Counters of one name or of a whole resolvers block. */
 struct resolve_counters {
-	uint64_t queries; /* DNS queries sent (A and AAAA count as two) */
-	uint64_t answers; /* lookups that gave a usable answer */
+	uint64_t queries;			/* DNS queries sent (A and AAAA count as two) */
+	uint64_t answers;			/* lookups that gave a usable answer */
 	uint64_t failures_nx, failures_timeout; /* lookups that failed, by hold kind */
 	uint64_t changes; /* answers whose records differed from the ones in use */
 	uint64_t expired; /* holds that ran out (the records were given up) */

@@ -39,10 +39,10 @@ struct resolve_dns_glue {
 struct resolve_dns_result {
 	enum resolve_error err; /* NONE: recs holds at least one record */
 	uint16_t rcode;
-	bool truncated; /* TC set */
+	bool truncated;		  /* TC set */
 	struct resolve_rec *recs; /* of the asked type, for the question's name */
 	size_t nrecs;
-	uint32_t ttl; /* the least TTL of recs and of the CNAMEs that led there */
+	uint32_t ttl;		       /* the least TTL of recs and of the CNAMEs that led there */
 	struct resolve_dns_glue *glue; /* SRV replies: A/AAAA records of the reply */
 	size_t nglue;
 	size_t skipped; /* records not used: over max, or names a host cannot have */
@@ -65,9 +65,6 @@ enum resolve_hold_kind resolve_error_hold(enum resolve_error e);
 
 /* ---- settings ---- */
 
-/* The defaults of a block named name: the system's servers, timeout 1s,
- * attempts 2, hold valid 10s, nx 30s, timeout 5m, accepted-ttl 1s 1h. */
-void resolve_conf_init(struct resolve_conf *rc, const char *name);
 bool resolve_conf_equal(const struct resolve_conf *a, const struct resolve_conf *b);
 /* Read /etc/hosts from path instead (tests of this module only). */
 void resolve_set_hosts_path(const char *path);
@@ -98,6 +95,8 @@ struct resolve_watch *resolve_watch(struct resolve *r, enum resolve_type type, c
 				    resolve_fn fn, void *arg);
 void resolve_unwatch(struct resolve_watch *w);
 struct resolve_name *resolve_watch_name(const struct resolve_watch *w);
+/* The name r follows as type, or NULL. */
+struct resolve_name *resolve_find(struct resolve *r, enum resolve_type type, const char *name);
 /* Look the name up again now, unless a lookup of it is running (a reload
  * wants a fresh answer). */
 void resolve_refresh(struct resolve_name *n);
@@ -110,16 +109,16 @@ struct resolve_name_info {
 	const char *name;
 	enum resolve_type type;
 	enum resolve_state state;
-	bool from_hosts; /* the records came from /etc/hosts */
+	bool from_hosts;		/* the records came from /etc/hosts */
 	const struct resolve_rec *recs; /* in use: the last good answer */
 	size_t nrecs;
-	uint32_t ttl_s; /* of that answer, as received */
-	uint64_t answered_ms; /* when it came (monotonic), 0: never */
-	uint64_t expires_ms; /* when its (clamped) TTL runs out */
-	uint64_t held_until_ms; /* HELD: given up then, if the DNS still fails */
-	uint64_t next_ms; /* the next lookup, 0: one is running */
+	uint32_t ttl_s;		       /* of that answer, as received */
+	uint64_t answered_ms;	       /* when it came (monotonic), 0: never */
+	uint64_t expires_ms;	       /* when its (clamped) TTL runs out */
+	uint64_t held_until_ms;	       /* HELD: given up then, if the DNS still fails */
+	uint64_t next_ms;	       /* the next lookup, 0: one is running */
 	enum resolve_error last_error; /* of the last failed lookup */
-	uint32_t failing; /* lookups failed in a row */
+	uint32_t failing;	       /* lookups failed in a row */
 	struct resolve_counters counters;
 };
 void resolve_name_info(const struct resolve_name *n, struct resolve_name_info *out);

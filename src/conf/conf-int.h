@@ -35,6 +35,22 @@ struct conf_ctx {
 	struct conf_errors *errs;
 };
 
+typedef int (*conf_handler_fn)(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
+
+/* One keyword of a block's table (ends with a NULL name). */
+struct conf_keyword {
+	const char *name;
+	size_t min_args, max_args; /* counting the keyword itself */
+	bool block;
+	conf_handler_fn fn;
+	const char *usage;
+};
+
+/* Run every statement of block through table (unknown keywords, block or
+ * not, argument counts are reported here); obj goes to the handlers. */
+void conf_run_block(struct conf_ctx *ctx, const struct conf_stmt *block,
+		    const struct conf_keyword *table, const char *block_name, void *obj);
+
 /* Add "FILE:LINE:COL: error: MSG (near 'TOK')" to ctx->errs; near may be NULL. */
 void conf_error(struct conf_ctx *ctx, uint32_t line, uint32_t col, const char *near,
 		const char *fmt, ...) __attribute__((format(printf, 5, 6)));
@@ -97,5 +113,15 @@ void conf_check_pool_done(struct conf_ctx *ctx, struct conf_pool *p);
 int conf_vrrp_block(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf *c);
 void conf_vrrp_validate(struct conf_ctx *ctx, struct conf *c);
 void conf_vrrp_free(struct conf *c);
+/* conf_resolvers.c: the `resolvers NAME { ... }` block, the pool keywords
+ * `resolvers NAME;` and `servers srv|dns ...;`, the checks that need the
+ * whole file (a pool's resolvers exist; the implicit "default" block is
+ * added), and freeing. */
+int conf_resolvers_block(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf *c);
+int conf_resolvers_kw_pool(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
+int conf_resolvers_kw_servers(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
+void conf_resolvers_pool_done(struct conf_ctx *ctx, struct conf_pool *p);
+void conf_resolvers_validate(struct conf_ctx *ctx, struct conf *c);
+void conf_resolvers_free(struct conf *c);
 
 #endif

@@ -21,16 +21,6 @@
 #define CONF_SERVER_MAX_ARGS 20 /* server NAME ADDRESS and 17 words of options */
 #define CONF_MAX_DURATION_MS (24ull * 3600 * 1000)
 
-typedef int (*conf_handler_fn)(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
-
-struct conf_keyword {
-	const char *name;
-	size_t min_args, max_args; /* counting the keyword itself */
-	bool block;
-	conf_handler_fn fn;
-	const char *usage;
-};
-
 /* Parser state for the listen blocks: pool names are resolved at the end. */
 struct listen_ref {
 	const struct conf_tok *pool_tok;
@@ -156,8 +146,8 @@ static void list_keywords(const struct conf_keyword *kw, char *buf, size_t len)
 		util_bufprintf(buf, len, &off, "%s%s", i ? ", " : "", kw[i].name);
 }
 
-static void run_block(struct conf_ctx *ctx, const struct conf_stmt *block,
-		      const struct conf_keyword *table, const char *block_name, void *obj)
+void conf_run_block(struct conf_ctx *ctx, const struct conf_stmt *block,
+		    const struct conf_keyword *table, const char *block_name, void *obj)
 {
 	for (size_t i = 0; i < block->nkids; i++) {
 		const struct conf_stmt *st = &block->kids[i];
@@ -490,6 +480,11 @@ static const struct conf_keyword pool_kw[] = {
 	{ "observe-errors", 2, 2, false, conf_check_kw_observe, "observe-errors N;" },
 	{ "slowstart", 2, 2, false, conf_check_kw_slowstart, "slowstart DURATION;" },
 	{ "on-down", 2, 2, false, conf_check_kw_on_down, "on-down keep|shutdown;" },
+	/* DNS: conf_resolvers.c */
+	{ "resolvers", 2, 2, false, conf_resolvers_kw_pool, "resolvers NAME;" },
+	{ "servers", 3, CONF_SERVER_MAX_ARGS, false, conf_resolvers_kw_servers,
+	  "servers srv NAME [limit N] [weight-from-srv] [OPTION ...]; or servers dns NAME port N "
+	  "[limit N] [OPTION ...];" },
 	{ NULL, 0, 0, false, NULL, NULL },
 };
 
@@ -596,7 +591,7 @@ static int top_global(struct conf_ctx *ctx, const struct conf_stmt *st, void *ob
 		return -1;
 	}
 	ps->seen_global = true;
-	run_block(ctx, st, global_kw, "global block", &ps->conf->global);
+	conf_run_block(ctx, st, global_kw, "global block", &ps->conf->global);
 	return 0;
 }
 
@@ -634,8 +629,9 @@ static int top_pool(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 	p->where.col = st->args[1].col;
 	snprintf(where, sizeof(where), "pool '%s'", name);
 	conf_check_pool_init(p);
-	run_block(ctx, st, pool_kw, where, p);
+	conf_run_block(ctx, st, pool_kw, where, p);
 	conf_check_pool_done(ctx, p);
+	conf_resolvers_pool_done(ctx, p);
 	return 0;
 }
 
@@ -684,7 +680,7 @@ static int top_listen(struct conf_ctx *ctx, const struct conf_stmt *st, void *ob
 	lo.ref = &refs[c->nlistens - 1];
 	size_t before = ctx->errs->n;
 
-	run_block(ctx, st, listen_kw, where, &lo);
+	conf_run_block(ctx, st, listen_kw, where, &lo);
 	lo.ref->had_errors = ctx->errs->n != before || ctx->errs->truncated;
 	if (l->timeout_half_closed_ms == 0)
 		l->timeout_half_closed_ms = l->timeout_idle_ms;
@@ -696,11 +692,17 @@ static int top_vrrp(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 	return conf_vrrp_block(ctx, st, ((struct parse_state *)obj)->conf);
 }
 
+static int top_resolvers(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	return conf_resolvers_block(ctx, st, ((struct parse_state *)obj)->conf);
+}
+
 static const struct conf_keyword top_kw[] = {
 	{ "global", 1, 1, true, top_global, "global { ... }" },
 	{ "pool", 2, 2, true, top_pool, "pool NAME { ... }" },
 	{ "listen", 2, 2, true, top_listen, "listen NAME { ... }" },
 	{ "vrrp", 2, 2, true, top_vrrp, "vrrp NAME { ... }" },
+	{ "resolvers", 2, 2, true, top_resolvers, "resolvers NAME { ... }" },
 	{ NULL, 0, 0, false, NULL, NULL },
 };
 
@@ -773,9 +775,10 @@ struct conf *conf_parse(const char *file, const char *text, size_t len, struct c
 	ps.conf = c;
 	root = conf_lex(&ctx, text, len);
 	if (root != NULL) {
-		run_block(&ctx, root, top_kw, "the top level", &ps);
+		conf_run_block(&ctx, root, top_kw, "the top level", &ps);
 		validate(&ps);
 		conf_vrrp_validate(&ctx, c);
+		conf_resolvers_validate(&ctx, c);
 	}
 	conf_stmt_free(root);
 	free(ps.refs);
@@ -840,6 +843,7 @@ void conf_free(struct conf *c)
 	free(c->global.controls);
 	for (size_t i = 0; i < c->npools; i++) {
 		free(c->pools[i].servers);
+		free(c->pools[i].discover);
 		util_hmap_free(&c->pools[i].server_index);
 	}
 	free(c->pools);
@@ -849,6 +853,7 @@ void conf_free(struct conf *c)
 		free(c->listens[i].binds);
 	free(c->listens);
 	conf_vrrp_free(c);
+	conf_resolvers_free(c);
 	free(c->file);
 	free(c);
 }

@@ -220,6 +220,7 @@ static int run(struct core *c)
 			return 1;
 		}
 		core_log_listeners(c);
+		core_dns_sync(c); /* servers from the answers so far */
 	}
 	if (core_vrrp_apply(c, c->conf, err, sizeof(err)) < 0) {
 		log_err("%s", err);
@@ -298,15 +299,29 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	/* the loop first: the file's names are looked up on it */
+	c.loop = ev_default_loop(EVFLAG_NOENV);
+	if (c.loop == NULL) {
+		fprintf(stderr, "sluice: cannot create the event loop\n");
+		return 1;
+	}
 	c.conf = core_load_conf(c.conf_path, NULL, &errs);
-	if (c.conf == NULL) {
+	/* a check prints its errors and warnings, nothing of the lookups */
+	if (c.conf != NULL)
+		log_set_level(check_only ? LOGL_WARNING : c.conf->global.log_level);
+	if (c.conf == NULL || core_dns_start(&c, c.conf, &errs) < 0) {
 		print_errors(&errs);
 		conf_errors_clear(&errs);
+		core_dns_free(&c);
+		conf_free(c.conf);
+		ev_loop_destroy(c.loop);
 		return 1;
 	}
 	if (check_only) {
 		printf("%s: configuration is valid\n", c.conf_path);
+		core_dns_free(&c);
 		conf_free(c.conf);
+		ev_loop_destroy(c.loop);
 		return 0;
 	}
 	signal(SIGPIPE, SIG_IGN);
@@ -318,6 +333,7 @@ int main(int argc, char **argv)
 	core_vrrp_free(&c);
 	proxy_engine_free(c.engine);
 	core_health_stop(&c);
+	core_dns_free(&c);
 	core_model_free(&c);
 	qsbr_destroy(&c.qsbr);
 	if (c.loop != NULL)

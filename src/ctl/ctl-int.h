@@ -11,6 +11,8 @@
 #include "sluice/list.h"
 #include "sluice/log-t.h"
 #include "sluice/pool-t.h"
+#include "sluice/srvopt.h"
+#include "sluice/util-t.h"
 
 #define CTL_LINE_MAX 4096
 #define CTL_MAX_CLIENTS 64
@@ -24,7 +26,31 @@ enum ctl_wait_kind {
 	CTL_WAIT_DRAINED,
 	CTL_WAIT_UP,
 	CTL_WAIT_RELOAD, /* reload [check]: until it is over */
+	CTL_WAIT_LOOKUP, /* server add with a host name: until it is looked up */
 };
+
+/* A `server add` whose host name is being looked up. */
+struct ctl_pending_add {
+	uint64_t id; /* the lookup's */
+	char pool[UTIL_NAME_MAX], name[UTIL_NAME_MAX];
+	char host[UTIL_HOST_MAX];
+	char written[UTIL_HOST_MAX + 8]; /* HOST:PORT as the client wrote it */
+	uint16_t port;
+	struct util_srvopts opts;
+	bool ready;
+};
+
+/* A state file line for a server that is not there yet (one DNS makes
+ * later): applied when it appears, written back meanwhile. */
+struct ctl_state_pending {
+	char pool[UTIL_NAME_MAX], name[UTIL_NAME_MAX];
+	struct util_addr addr;
+	enum pool_admin admin;
+	bool weight_set;
+	uint32_t weight;
+};
+
+#define CTL_STATE_PENDING_MAX 4096
 
 struct ctl_listener {
 	ev_io io;
@@ -54,6 +80,7 @@ struct ctl_client {
 	bool wait_json;
 	struct pool_server *wait_srv; /* reference while waiting */
 	uint64_t wait_reload; /* CTL_WAIT_RELOAD: its id */
+	struct ctl_pending_add *wait_add; /* CTL_WAIT_LOOKUP: owned */
 	uint64_t wait_deadline_ms;
 };
 
@@ -74,6 +101,8 @@ struct ctl {
 	struct list_node drains;
 	unsigned nclients;
 	struct log_ratelimit rl;
+	struct ctl_state_pending *pending; /* ctl_state.c */
+	size_t npending;
 };
 
 /* ctl_cmd.c: run one tokenized command. May start a wait on cl (when not
@@ -93,7 +122,5 @@ void ctl_changed(struct ctl *c);
 /* A command made cl wait (ctl_wait_check() polls it). */
 void ctl_client_wait_start(struct ctl_client *cl);
 
-/* JSON string escaping into b. */
-void ctl_json_str(struct ctl_buf *b, const char *s);
 
 #endif

@@ -312,9 +312,17 @@ static uint32_t effective_weight(const struct pool_server *s)
 	return (pool_server_lb_weight(s) + POOL_WEIGHT_SCALE - 1) / POOL_WEIGHT_SCALE;
 }
 
-static void server_json(struct ctl_buf *out, const struct pool_server *s)
+/* What the server's host name stands at ("" when it has none). */
+static void server_dns(struct ctl *c, const struct pool_server *s, char *buf, size_t len)
 {
-	char abuf[UTIL_ADDR_STRLEN];
+	buf[0] = '\0';
+	if (s->host != NULL && c->hooks.server_dns != NULL)
+		c->hooks.server_dns(c->hooks.arg, s, buf, len);
+}
+
+static void server_json(struct ctl *c, struct ctl_buf *out, const struct pool_server *s)
+{
+	char abuf[UTIL_ADDR_STRLEN], dns[POOL_CAUSE_MAX + UTIL_HOST_MAX];
 
 	ctl_buf_printf(out, "{\"pool\":");
 	ctl_json_str(out, s->pool->name);
@@ -339,6 +347,15 @@ static void server_json(struct ctl_buf *out, const struct pool_server *s)
 	ctl_json_str(out, s->hs.last_cause[0] ? s->hs.last_cause : "");
 	ctl_buf_printf(out, ",\"last_change\":");
 	ctl_json_str(out, s->hs.change_cause);
+	ctl_buf_printf(out, ",\"host\":");
+	if (s->host != NULL)
+		ctl_json_str(out, s->host);
+	else
+		ctl_buf_printf(out, "null");
+	server_dns(c, s, dns, sizeof(dns));
+	ctl_buf_printf(out, ",\"discovered\":%s,\"dns\":",
+		       s->dns_origin != POOL_DNS_NONE ? "true" : "false");
+	ctl_json_str(out, dns);
 	ctl_buf_printf(out,
 		       ",\"lb_weight\":%u,\"checks\":%llu,\"checks_failed\":%llu,"
 		       "\"state_changes\":%llu}",
@@ -351,9 +368,9 @@ static void cmd_show_servers(struct cmd *x)
 {
 	size_t n;
 	struct pool **pools = x->ctl->hooks.pools(x->ctl->hooks.arg, &n);
-	struct tbl t = { .ncols = 13 };
+	struct tbl t = { .ncols = 14 };
 	bool first = true;
-	char b[7][24];
+	char b[7][24], dns[POOL_CAUSE_MAX + UTIL_HOST_MAX];
 
 	if (x->argc == 3 && ctl_find_pool(x->ctl, x->argv[2]) == NULL) {
 		reply_error(x->out, "no pool '%s'", x->argv[2]);
@@ -363,7 +380,7 @@ static void cmd_show_servers(struct cmd *x)
 		ctl_buf_printf(x->out, "[");
 	else
 		tbl_row(&t, "pool", "server", "address", "health", "admin", "weight", "eff",
-			"active", "total", "bytes_in", "bytes_out", "errors", "check");
+			"active", "total", "bytes_in", "bytes_out", "errors", "dns", "check");
 	for (size_t i = 0; i < n; i++) {
 		struct pool *p = pools[i];
 
@@ -375,7 +392,7 @@ static void cmd_show_servers(struct cmd *x)
 
 			if (x->json) {
 				ctl_buf_printf(x->out, "%s", first ? "" : ",");
-				server_json(x->out, s);
+				server_json(x->ctl, x->out, s);
 				first = false;
 				continue;
 			}
@@ -388,6 +405,7 @@ static void cmd_show_servers(struct cmd *x)
 				u64s(b[4], atomic_load(&s->bytes_in)),
 				u64s(b[5], atomic_load(&s->bytes_out)),
 				u64s(b[6], atomic_load(&s->connect_errors)),
+				(server_dns(x->ctl, s, dns, sizeof(dns)), dns[0] ? dns : "-"),
 				/* last: the cause has spaces */
 				s->hs.last_cause[0] ? s->hs.last_cause : "-");
 		}
@@ -544,18 +562,62 @@ static bool model_busy(struct cmd *x)
 	return true;
 }
 
+/* The server of `server add` enters its pool (its address known).
+ * Answers the reply. */
+static void add_server(struct cmd *x, const char *pool, const char *name,
+		       const struct util_addr *addr, const struct util_srvopts *o, bool ready,
+		       const char *written, const char *host)
+{
+	struct pool *p = ctl_find_pool(x->ctl, pool);
+	struct pool_server *s;
+	char err[400], abuf[UTIL_ADDR_STRLEN];
+
+	/* a wait for a name ends here: the pool may have gone meanwhile */
+	if (p == NULL) {
+		reply_error(x->out, "no pool '%s'", pool);
+		return;
+	}
+	if (model_busy(x))
+		return;
+	s = pool_server_create(p, name, addr, o, err, sizeof(err));
+	if (s == NULL) {
+		reply_error(x->out, "%s", err);
+		return;
+	}
+	if (host != NULL && pool_server_set_dns(s, POOL_DNS_NONE, host, NULL) < 0) {
+		pool_remove_server(p, s);
+		reply_error(x->out, "out of memory");
+		return;
+	}
+	s->runtime_added = true;
+	s->admin_overridden = true;
+	s->admin = ready ? POOL_ADMIN_READY : POOL_ADMIN_MAINT;
+	s->admin_since_ms = util_now_ms();
+	pool_publish(p);
+	if (x->ctl->hooks.server_added != NULL)
+		x->ctl->hooks.server_added(x->ctl->hooks.arg, s, !o->check.off);
+	log_notice("server %s/%s added at %s%s%s%s (%s, control socket)", p->name, s->name,
+		   written, host != NULL ? " (" : "",
+		   host != NULL ? util_addr_fmt(addr, abuf, sizeof(abuf)) : "",
+		   host != NULL ? ")" : "", pool_admin_name(s->admin));
+	ctl_changed(x->ctl);
+	reply_ok(x, "server %s/%s added (%s)", p->name, s->name, pool_admin_name(s->admin));
+}
+
 /* server add POOL NAME ADDRESS [OPTION ...] [ready]: the options of a
  * configuration file's server line (srvopt.h), checked by the same code;
- * the server starts in maint unless ready. */
+ * the server starts in maint unless ready. A host name is looked up
+ * through the pool's resolvers while the client waits (the loop does
+ * not), and followed at its TTL afterwards. */
 static void cmd_server_add(struct cmd *x)
 {
 	struct pool *p = ctl_find_pool(x->ctl, x->argv[2]);
 	const char *const *words = (const char *const *)x->argv;
+	struct ctl_pending_add *pa;
 	struct util_srvopts o;
 	struct util_addr addr;
-	struct pool_server *s;
 	bool ready = false;
-	char err[400], host[UTIL_HOST_MAX] = "", abuf[UTIL_ADDR_STRLEN];
+	char err[400], host[UTIL_HOST_MAX] = "";
 	uint16_t port = 0;
 
 	if (p == NULL) {
@@ -586,30 +648,67 @@ static void cmd_server_add(struct cmd *x)
 		reply_error(x->out, "%s", err);
 		return;
 	}
-	if (host[0] != '\0' && (x->ctl->hooks.resolve == NULL ||
-				 x->ctl->hooks.resolve(host, port, &addr, err, sizeof(err)) < 0)) {
-		reply_error(x->out, "cannot resolve '%s': %s", host,
-			    x->ctl->hooks.resolve == NULL ? "no resolver" : err);
+	if (host[0] == '\0') {
+		add_server(x, p->name, x->argv[3], &addr, &o, ready, x->argv[4], NULL);
 		return;
 	}
-	s = pool_server_create(p, x->argv[3], &addr, &o, err, sizeof(err));
-	if (s == NULL) {
-		reply_error(x->out, "%s", err);
+	if (x->ctl->hooks.lookup_start == NULL || x->ctl->hooks.lookup_result == NULL) {
+		reply_error(x->out, "cannot resolve '%s': no resolver", host);
 		return;
 	}
-	s->runtime_added = true;
-	s->admin_overridden = true;
-	s->admin = ready ? POOL_ADMIN_READY : POOL_ADMIN_MAINT;
-	s->admin_since_ms = util_now_ms();
-	pool_publish(p);
-	if (x->ctl->hooks.server_added != NULL)
-		x->ctl->hooks.server_added(x->ctl->hooks.arg, s, !o.check.off);
-	log_notice("server %s/%s added at %s%s%s%s (%s, control socket)", p->name, s->name,
-		   x->argv[4], host[0] ? " (" : "",
-		   host[0] ? util_addr_fmt(&addr, abuf, sizeof(abuf)) : "", host[0] ? ")" : "",
-		   pool_admin_name(s->admin));
-	ctl_changed(x->ctl);
-	reply_ok(x, "server %s/%s added (%s)", p->name, s->name, pool_admin_name(s->admin));
+	if (x->cl == NULL) {
+		reply_error(x->out, "server add with a host name is only available on a control "
+				    "connection");
+		return;
+	}
+	pa = calloc(1, sizeof(*pa));
+	if (pa == NULL) {
+		reply_error(x->out, "out of memory");
+		return;
+	}
+	err[0] = '\0';
+	if (x->ctl->hooks.lookup_start(x->ctl->hooks.arg, p->name, host, &pa->id, err,
+				       sizeof(err)) < 0) {
+		free(pa);
+		reply_error(x->out, "cannot resolve '%s': %s", host, err);
+		return;
+	}
+	util_strlcpy(pa->pool, p->name, sizeof(pa->pool));
+	util_strlcpy(pa->name, x->argv[3], sizeof(pa->name));
+	util_strlcpy(pa->host, host, sizeof(pa->host));
+	util_strlcpy(pa->written, x->argv[4], sizeof(pa->written));
+	pa->port = port;
+	pa->opts = o;
+	pa->ready = ready;
+	x->cl->wait = CTL_WAIT_LOOKUP;
+	x->cl->wait_json = x->json;
+	x->cl->wait_add = pa;
+	if (!ctl_wait_check(x->ctl, x->cl, util_now_ms(), x->out))
+		ctl_client_wait_start(x->cl);
+}
+
+/* The lookup of a waiting `server add`: false while it runs. */
+static bool lookup_reply(struct ctl *c, struct ctl_client *cl, struct ctl_buf *out)
+{
+	struct ctl_pending_add *pa = cl->wait_add;
+	struct cmd x = { .ctl = c, .cl = cl, .json = cl->wait_json, .out = out };
+	struct util_addr addr;
+	char msg[256];
+	int rc;
+
+	msg[0] = '\0';
+	rc = c->hooks.lookup_result(c->hooks.arg, pa->id, pa->port, &addr, msg, sizeof(msg));
+	if (rc > 0)
+		return false;
+	if (rc < 0)
+		reply_error(out, "cannot resolve '%s': %s", pa->host, msg);
+	else
+		add_server(&x, pa->pool, pa->name, &addr, &pa->opts, pa->ready, pa->written,
+			   pa->host);
+	free(pa);
+	cl->wait_add = NULL;
+	cl->wait = CTL_WAIT_NONE;
+	return true;
 }
 
 static void cmd_server_del(struct cmd *x)
@@ -625,6 +724,12 @@ static void cmd_server_del(struct cmd *x)
 	s = ctl_find_server(x->ctl, x->argv[2], x->out);
 	if (s == NULL || model_busy(x))
 		return;
+	if (s->dns_origin != POOL_DNS_NONE) {
+		reply_error(x->out, "server %s/%s comes from the DNS answer of %s and goes with it "
+				    "(drain or maint it instead)",
+			    s->pool->name, s->name, s->host != NULL ? s->host : "?");
+		return;
+	}
 	n = atomic_load(&s->cur_conns);
 	if (n > 0 && !force) {
 		reply_error(x->out, "server %s/%s has %u open connections (drain it and wait, or "
@@ -704,6 +809,8 @@ bool ctl_wait_check(struct ctl *c, struct ctl_client *cl, uint64_t now_ms, struc
 	bool done, drained = cl->wait == CTL_WAIT_DRAINED;
 	uint32_t n;
 
+	if (cl->wait == CTL_WAIT_LOOKUP)
+		return lookup_reply(c, cl, out);
 	if (cl->wait == CTL_WAIT_RELOAD) {
 		/* no deadline: a reload always ends (its name lookups are
 		 * bounded, its steps are) */
@@ -807,6 +914,17 @@ static void cmd_show_vrrp(struct cmd *x)
 	x->ctl->hooks.vrrp_show(x->ctl->hooks.arg, x->json, x->out);
 }
 
+/* ---- resolvers ---- */
+
+static void cmd_show_resolvers(struct cmd *x)
+{
+	if (x->ctl->hooks.resolvers_show == NULL) {
+		reply_error(x->out, "resolvers are not available");
+		return;
+	}
+	x->ctl->hooks.resolvers_show(x->ctl->hooks.arg, x->json, x->out);
+}
+
 static void cmd_vrrp_admin(struct cmd *x)
 {
 	char msg[256];
@@ -848,6 +966,7 @@ static const struct cmd_entry commands[] = {
 	{ "takeover", NULL, 1, 1, CTL_LEVEL_ADMIN, cmd_takeover,
 	  "takeover (used by sluice --takeover: binary upgrade)" },
 	{ "show", "vrrp", 2, 2, CTL_LEVEL_USER, cmd_show_vrrp, "show vrrp" },
+	{ "show", "resolvers", 2, 2, CTL_LEVEL_USER, cmd_show_resolvers, "show resolvers" },
 	{ "vrrp", "leave", 3, 3, CTL_LEVEL_ADMIN, cmd_vrrp_admin, "vrrp leave NAME" },
 	{ "vrrp", "join", 3, 3, CTL_LEVEL_ADMIN, cmd_vrrp_admin, "vrrp join NAME" },
 	{ NULL, NULL, 0, 0, CTL_LEVEL_USER, NULL, NULL },

@@ -214,4 +214,6 @@ void ctl_metrics(struct ctl *c, struct ctl_buf *out)
 		       (unsigned long long)in.reloads_failed);
 	listener_metrics(c, out);
 	pool_metrics(out, pools, n);
+	if (c->hooks.metrics_more != NULL)
+		c->hooks.metrics_more(c->hooks.arg, out);
 }

@@ -84,6 +84,7 @@ static void client_free(struct ctl_client *cl)
 	close(cl->io.fd);
 	if (cl->wait_srv != NULL)
 		pool_server_put(cl->wait_srv);
+	free(cl->wait_add);
 	ctl_buf_free(&cl->out);
 	list_del(&cl->link);
 	c->nclients--;
@@ -507,6 +508,11 @@ void ctl_changed(struct ctl *c)
 		log_err("state-file %s: cannot write: %s", c->state_file, strerror(errno));
 }
 
+void ctl_state_changed(struct ctl *c)
+{
+	ctl_changed(c);
+}
+
 struct ctl *ctl_new(struct ev_loop *loop, const struct ctl_hooks *hooks, const char *state_file)
 {
 	struct ctl *c = calloc(1, sizeof(*c));
@@ -533,6 +539,7 @@ void ctl_free(struct ctl *c)
 		drain_free(list_entry(c->drains.next, struct ctl_drain, link));
 	while (!list_empty(&c->listeners))
 		listener_free(list_entry(c->listeners.next, struct ctl_listener, link));
+	free(c->pending);
 	free(c);
 }
 

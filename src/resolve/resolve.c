@@ -25,11 +25,11 @@
 #include "sluice/resolve.h"
 #include "sluice/util.h"
 
-#define RESOLVE_RETRY_MS 1000 /* a failed lookup is tried again after this */
-#define RESOLVE_MIN_NEXT_MS 100 /* never two lookups of a name closer than this */
+#define RESOLVE_RETRY_MS 1000	   /* a failed lookup is tried again after this */
+#define RESOLVE_MIN_NEXT_MS 100	   /* never two lookups of a name closer than this */
 #define RESOLVE_JITTER_MAX_MS 1000 /* lookups due together are spread by up to this */
-#define RESOLVE_HOSTS_MAX 64 /* addresses read from /etc/hosts for one name */
-#define RESOLVE_LOG_RECS 4 /* records named in a log line */
+#define RESOLVE_HOSTS_MAX 64	   /* addresses read from /etc/hosts for one name */
+#define RESOLVE_LOG_RECS 4	   /* records named in a log line */
 
 struct resolve_io {
 	ev_io io;
@@ -62,8 +62,8 @@ struct resolve_name {
 	char key[RESOLVE_NAME_MAX + 2]; /* "a:" or "s:" and the name */
 	struct list_node watches;
 	size_t nwatches;
-	unsigned calling; /* watches' callbacks are running */
-	ev_timer timer; /* the next lookup, or the hold's end */
+	unsigned calling;	   /* watches' callbacks are running */
+	ev_timer timer;		   /* the next lookup, or the hold's end */
 	struct resolve_lookup *lk; /* the lookup running, or NULL */
 	enum resolve_state state;
 	bool from_hosts;
@@ -101,9 +101,9 @@ struct resolve_target {
  * gone) lives until c-ares has called back for every query. */
 struct resolve_lookup {
 	struct resolve *r;
-	struct resolve_name *n; /* NULL: orphan */
-	unsigned pending; /* queries c-ares holds */
-	bool issuing; /* queries are being sent: do not finish yet */
+	struct resolve_name *n;			/* NULL: orphan */
+	unsigned pending;			/* queries c-ares holds */
+	bool issuing;				/* queries are being sent: do not finish yet */
 	enum resolve_error err_timeout, err_nx; /* the first failure of each kind */
 	bool from_hosts;
 	struct resolve_rec *recs; /* ADDR: addresses; SRV: the SRV records */
@@ -121,10 +121,10 @@ struct resolve_query {
 };
 
 static const char *const state_names[] = {
-	[RESOLVE_PENDING] = "pending",
-	[RESOLVE_OK] = "ok",
-	[RESOLVE_HELD] = "held",
-	[RESOLVE_FAILED] = "failed",
+    [RESOLVE_PENDING] = "pending",
+    [RESOLVE_OK] = "ok",
+    [RESOLVE_HELD] = "held",
+    [RESOLVE_FAILED] = "failed",
 };
 
 const char *resolve_state_name(enum resolve_state s)
@@ -135,19 +135,6 @@ const char *resolve_state_name(enum resolve_state s)
 const char *resolve_type_name(enum resolve_type t)
 {
 	return t == RESOLVE_SRV ? "srv" : "addr";
-}
-
-void resolve_conf_init(struct resolve_conf *rc, const char *name)
-{
-	memset(rc, 0, sizeof(*rc));
-	util_strlcpy(rc->name, name, sizeof(rc->name));
-	rc->timeout_ms = 1000;
-	rc->attempts = 2;
-	rc->hold_valid_ms = 10000;
-	rc->hold_nx_ms = 30000;
-	rc->hold_timeout_ms = 300000;
-	rc->ttl_min_ms = 1000;
-	rc->ttl_max_ms = 3600000;
 }
 
 bool resolve_conf_equal(const struct resolve_conf *a, const struct resolve_conf *b)
@@ -330,7 +317,8 @@ void resolve_free(struct resolve *r)
 		struct resolve_name *n = list_entry(r->names.next, struct resolve_name, link);
 
 		while (!list_empty(&n->watches)) {
-			struct resolve_watch *w = list_entry(n->watches.next, struct resolve_watch, link);
+			struct resolve_watch *w =
+			    list_entry(n->watches.next, struct resolve_watch, link);
 
 			list_del(&w->link);
 			free(w);
@@ -414,8 +402,9 @@ static const char *recs_text(const struct resolve_rec *recs, size_t n, char *buf
 		char a[UTIL_ADDR_STRLEN];
 
 		if (recs[i].target[0] != '\0')
-			util_bufprintf(buf, len, &off, "%s%s:%u (%s)", i ? ", " : "", recs[i].target,
-				       recs[i].port, util_addr_fmt_host(&recs[i].addr, a, sizeof(a)));
+			util_bufprintf(buf, len, &off, "%s%s:%u (%s)", i ? ", " : "",
+				       recs[i].target, recs[i].port,
+				       util_addr_fmt_host(&recs[i].addr, a, sizeof(a)));
 		else
 			util_bufprintf(buf, len, &off, "%s%s", i ? ", " : "",
 				       util_addr_fmt_host(&recs[i].addr, a, sizeof(a)));
@@ -435,12 +424,20 @@ static const char *hold_word(enum resolve_error e)
 	return resolve_error_hold(e) == RESOLVE_HOLD_NX ? "nx" : "timeout";
 }
 
+/* "250ms", "30s", "4m59s": a duration as an operator reads it. */
 static void fmt_ms(uint64_t ms, char *buf, size_t len)
 {
-	if (ms % 1000 == 0)
-		snprintf(buf, len, "%llus", (unsigned long long)(ms / 1000));
-	else
+	uint64_t s = (ms + 500) / 1000;
+
+	if (ms < 1000 || (ms < 10000 && ms % 1000 != 0))
 		snprintf(buf, len, "%llums", (unsigned long long)ms);
+	else if (s < 60)
+		snprintf(buf, len, "%llus", (unsigned long long)s);
+	else if (s % 60 == 0)
+		snprintf(buf, len, "%llum", (unsigned long long)(s / 60));
+	else
+		snprintf(buf, len, "%llum%02llus", (unsigned long long)(s / 60),
+			 (unsigned long long)(s % 60));
 }
 
 static void schedule(struct resolve_name *n, uint64_t at_ms, uint64_t now_ms)
@@ -471,8 +468,8 @@ static bool name_answer(struct resolve_name *n, struct resolve_rec *recs, size_t
 		n->counters.changes++;
 		n->r->counters.changes++;
 		log_info("resolvers %s: %s: %s%s (TTL %us)", c->name, n->name,
-			 recs_text(recs, nrecs, buf, sizeof(buf)), from_hosts ? " from /etc/hosts" : "",
-			 ttl_s);
+			 recs_text(recs, nrecs, buf, sizeof(buf)),
+			 from_hosts ? " from /etc/hosts" : "", ttl_s);
 	}
 	free(n->recs);
 	n->recs = recs;
@@ -552,10 +549,11 @@ static bool name_failed(struct resolve_name *n, enum resolve_error e, uint64_t n
 		if (now < n->held_until_ms) {
 			if (n->state == RESOLVE_OK || first) {
 				fmt_ms(n->held_until_ms - now, t, sizeof(t));
-				log_warn("resolvers %s: %s: %s: keeping its last answer (%zu record%s) "
-					 "for %s more (hold %s)",
-					 c->name, n->name, resolve_error_name(e), n->nrecs,
-					 n->nrecs == 1 ? "" : "s", t, hold_word(e));
+				log_warn(
+				    "resolvers %s: %s: %s: keeping its last answer (%zu record%s) "
+				    "for %s more (hold %s)",
+				    c->name, n->name, resolve_error_name(e), n->nrecs,
+				    n->nrecs == 1 ? "" : "s", t, hold_word(e));
 			}
 			n->state = RESOLVE_HELD;
 			schedule(n, UTIL_MIN(now + RESOLVE_RETRY_MS, n->held_until_ms), now);
@@ -565,8 +563,10 @@ static bool name_failed(struct resolve_name *n, enum resolve_error e, uint64_t n
 		return true;
 	case RESOLVE_PENDING:
 	case RESOLVE_FAILED:
+		/* info: whoever waits for the name (a load, a `servers` line)
+		 * says what it means for it */
 		if (first)
-			log_warn("resolvers %s: %s: %s (no answer in use; trying again every %us)",
+			log_info("resolvers %s: %s: %s (no answer in use; trying again every %us)",
 				 c->name, n->name, resolve_error_name(e), RESOLVE_RETRY_MS / 1000);
 		n->state = RESOLVE_FAILED;
 		schedule(n, now + RESOLVE_RETRY_MS, now);
@@ -633,7 +633,7 @@ static int lookup_add(struct resolve_lookup *lk, const struct resolve_rec *rec)
 static void lookup_note_error(struct resolve_lookup *lk, enum resolve_error e)
 {
 	enum resolve_error *slot =
-		resolve_error_hold(e) == RESOLVE_HOLD_NX ? &lk->err_nx : &lk->err_timeout;
+	    resolve_error_hold(e) == RESOLVE_HOLD_NX ? &lk->err_nx : &lk->err_timeout;
 
 	if (*slot == RESOLVE_ERR_NONE)
 		*slot = e;
@@ -733,8 +733,8 @@ static void lookup_done(struct resolve_lookup *lk)
 	} else {
 		free(recs);
 		e = lk->err_timeout != RESOLVE_ERR_NONE ? lk->err_timeout
-			: lk->err_nx != RESOLVE_ERR_NONE ? lk->err_nx
-							 : RESOLVE_ERR_NODATA;
+		    : lk->err_nx != RESOLVE_ERR_NONE	? lk->err_nx
+							: RESOLVE_ERR_NODATA;
 		changed = name_failed(n, e, now);
 	}
 	lookup_free(lk);
@@ -814,8 +814,8 @@ static void srv_answer(struct resolve_lookup *lk, struct resolve_dns_result *res
 
 		if (t->naddrs > 0)
 			continue;
-		if (r->use_hosts && (got = resolve_hosts_lookup(t->name, t->addrs,
-								 RESOLVE_HOSTS_MAX)) > 0) {
+		if (r->use_hosts &&
+		    (got = resolve_hosts_lookup(t->name, t->addrs, RESOLVE_HOSTS_MAX)) > 0) {
 			t->naddrs = (size_t)got;
 			for (int a = 0; a < got; a++)
 				t->ttls[a] = res->ttl;
@@ -924,7 +924,7 @@ static void lookup_start(struct resolve_name *n)
 		int got = resolve_hosts_lookup(n->name, a, RESOLVE_HOSTS_MAX);
 
 		for (int i = 0; i < got; i++) {
-			struct resolve_rec rec = { .addr = a[i] };
+			struct resolve_rec rec = {.addr = a[i]};
 
 			if (lookup_add(lk, &rec) < 0)
 				lookup_note_error(lk, RESOLVE_ERR_NOMEM);
@@ -990,6 +990,28 @@ static void name_free(struct resolve_name *n)
 	free(n);
 }
 
+/* "a:name" or "s:name", lower case: DNS names compare without case. */
+static void make_key(char *key, size_t len, enum resolve_type type, const char *name)
+{
+	size_t i;
+
+	snprintf(key, len, "%c:%s", type == RESOLVE_SRV ? 's' : 'a', name);
+	for (i = 2; key[i] != '\0'; i++)
+		if (key[i] >= 'A' && key[i] <= 'Z')
+			key[i] = (char)(key[i] - 'A' + 'a');
+	if (i > 2 && key[i - 1] == '.')
+		key[i - 1] = '\0'; /* one spelling for a name written with its final dot */
+}
+
+struct resolve_name *resolve_find(struct resolve *r, enum resolve_type type, const char *name)
+{
+	char key[RESOLVE_NAME_MAX + 2];
+	uintptr_t v;
+
+	make_key(key, sizeof(key), type, name);
+	return util_hmap_get(&r->index, key, name_key, NULL, &v) ? (struct resolve_name *)v : NULL;
+}
+
 struct resolve_watch *resolve_watch(struct resolve *r, enum resolve_type type, const char *name,
 				    resolve_fn fn, void *arg)
 {
@@ -1000,7 +1022,7 @@ struct resolve_watch *resolve_watch(struct resolve *r, enum resolve_type type, c
 
 	if (w == NULL)
 		return NULL;
-	snprintf(key, sizeof(key), "%c:%s", type == RESOLVE_SRV ? 's' : 'a', name);
+	make_key(key, sizeof(key), type, name);
 	if (util_hmap_get(&r->index, key, name_key, NULL, &v)) {
 		n = (struct resolve_name *)v;
 	} else {
@@ -1012,7 +1034,7 @@ struct resolve_watch *resolve_watch(struct resolve *r, enum resolve_type type, c
 		}
 		n->r = r;
 		n->type = type;
-		util_strlcpy(n->name, name, sizeof(n->name));
+		util_strlcpy(n->name, key + 2, sizeof(n->name));
 		util_strlcpy(n->key, key, sizeof(n->key));
 		list_init(&n->watches);
 		list_add_tail(&r->names, &n->link);

@@ -273,7 +273,7 @@ static int collect_glue(const struct dns_rr *rrs, size_t n, size_t max,
 int resolve_dns_read(const uint8_t *msg, size_t len, uint16_t qtype, size_t max,
 		     struct resolve_dns_result *out)
 {
-	struct dns_reader r = { .msg = msg, .len = len };
+	struct dns_reader r = {.msg = msg, .len = len};
 	char qname[RESOLVE_NAME_MAX], chain[DNS_MAX_CHAIN + 1][RESOLVE_NAME_MAX];
 	struct dns_rr *rrs = NULL;
 	size_t off = DNS_HDR, nrr = 0, total, nchain = 1;
@@ -336,7 +336,8 @@ int resolve_dns_read(const uint8_t *msg, size_t len, uint16_t qtype, size_t max,
 		bool any = false;
 
 		for (size_t i = 0; i < nrr && !any; i++)
-			any = rrs[i].answer && rrs[i].type == qtype && strcmp(rrs[i].owner, cur) == 0;
+			any =
+			    rrs[i].answer && rrs[i].type == qtype && strcmp(rrs[i].owner, cur) == 0;
 		if (any) {
 			if (collect(rrs, nrr, qtype, cur, chain_ttl, max, out) < 0) {
 				out->err = RESOLVE_ERR_NOMEM;

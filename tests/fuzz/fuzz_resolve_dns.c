@@ -31,7 +31,7 @@ static void check_name(const char *s)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const uint16_t types[] = { RESOLVE_DNS_A, RESOLVE_DNS_AAAA, RESOLVE_DNS_SRV };
+	static const uint16_t types[] = {RESOLVE_DNS_A, RESOLVE_DNS_AAAA, RESOLVE_DNS_SRV};
 	struct resolve_dns_result r;
 	uint16_t qtype;
 	size_t max;
@@ -58,7 +58,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (qtype == RESOLVE_DNS_SRV)
 			check(rec->target[0] != '\0' && rec->addr.len == 0);
 		else
-			check(rec->addr.u.sa.sa_family == (qtype == RESOLVE_DNS_A ? AF_INET : AF_INET6));
+			check(rec->addr.u.sa.sa_family ==
+			      (qtype == RESOLVE_DNS_A ? AF_INET : AF_INET6));
 	}
 	for (size_t i = 0; i < r.nglue; i++) {
 		check_name(r.glue[i].name);

@@ -78,8 +78,7 @@ static void header(struct msg *m, uint16_t flags, uint16_t an, uint16_t ns, uint
 
 #define OK_FLAGS 0x8180 /* reply, RD, RA, NOERROR */
 
-static void rr_head(struct msg *m, const char *owner, uint16_t type, uint32_t ttl,
-		    uint16_t rdlen)
+static void rr_head(struct msg *m, const char *owner, uint16_t type, uint32_t ttl, uint16_t rdlen)
 {
 	put_name(m, owner);
 	put16(m, type);
@@ -245,19 +244,18 @@ static void test_rcodes(void **state)
 		enum resolve_error err;
 		enum resolve_hold_kind hold;
 	} cases[] = {
-		{ 3, RESOLVE_ERR_NXDOMAIN, RESOLVE_HOLD_NX },
-		{ 2, RESOLVE_ERR_SERVFAIL, RESOLVE_HOLD_TIMEOUT },
-		{ 5, RESOLVE_ERR_REFUSED, RESOLVE_HOLD_TIMEOUT },
-		{ 1, RESOLVE_ERR_BADRESP, RESOLVE_HOLD_TIMEOUT },
-		{ 4, RESOLVE_ERR_OTHER, RESOLVE_HOLD_TIMEOUT },
+	    {3, RESOLVE_ERR_NXDOMAIN, RESOLVE_HOLD_NX},
+	    {2, RESOLVE_ERR_SERVFAIL, RESOLVE_HOLD_TIMEOUT},
+	    {5, RESOLVE_ERR_REFUSED, RESOLVE_HOLD_TIMEOUT},
+	    {1, RESOLVE_ERR_BADRESP, RESOLVE_HOLD_TIMEOUT},
+	    {4, RESOLVE_ERR_OTHER, RESOLVE_HOLD_TIMEOUT},
 	};
 	struct msg *m = calloc(1, sizeof(*m));
 	struct resolve_dns_result r;
 
 	(void)state;
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(cases); i++) {
-		header(m, (uint16_t)(0x8180 | cases[i].rcode), 0, 0, 0, "x.example",
-		       RESOLVE_DNS_A);
+		header(m, (uint16_t)(0x8180 | cases[i].rcode), 0, 0, 0, "x.example", RESOLVE_DNS_A);
 		assert_int_equal(resolve_dns_read(m->b, m->n, RESOLVE_DNS_A, 100, &r), 0);
 		assert_int_equal(r.err, cases[i].err);
 		assert_int_equal(resolve_error_hold(r.err), cases[i].hold);
@@ -277,7 +275,7 @@ static void test_srv_with_glue_and_dot_target(void **state)
 	rr_srv(m, "_http._tcp.web.example", 20, 10, 5, 8080, "n1.web.example");
 	rr_srv(m, "_http._tcp.web.example", 15, 20, 0, 8081, "n2.web.example");
 	rr_srv(m, "_http._tcp.web.example", 15, 0, 0, 0, ""); /* "." : not there */
-	rr_a(m, "ns.example", 5, "192.0.2.99"); /* authority section: ignored */
+	rr_a(m, "ns.example", 5, "192.0.2.99");		      /* authority section: ignored */
 	rr_a(m, "n1.web.example", 9, "192.0.2.31");
 	rr_aaaa(m, "n2.web.example", 40, "2001:db8::32");
 	assert_int_equal(resolve_dns_read(m->b, m->n, RESOLVE_DNS_SRV, 100, &r), 0);
@@ -418,16 +416,16 @@ static void test_ttl_above_2_31_is_zero(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_a_records_and_ttl),
-		cmocka_unit_test(test_aaaa_and_other_names_ignored),
-		cmocka_unit_test(test_cname_chain_ttl_is_the_least),
-		cmocka_unit_test(test_cname_loop_and_dead_end),
-		cmocka_unit_test(test_rcodes),
-		cmocka_unit_test(test_srv_with_glue_and_dot_target),
-		cmocka_unit_test(test_compression_pointers),
-		cmocka_unit_test(test_malformed),
-		cmocka_unit_test(test_many_records_are_capped),
-		cmocka_unit_test(test_ttl_above_2_31_is_zero),
+	    cmocka_unit_test(test_a_records_and_ttl),
+	    cmocka_unit_test(test_aaaa_and_other_names_ignored),
+	    cmocka_unit_test(test_cname_chain_ttl_is_the_least),
+	    cmocka_unit_test(test_cname_loop_and_dead_end),
+	    cmocka_unit_test(test_rcodes),
+	    cmocka_unit_test(test_srv_with_glue_and_dot_target),
+	    cmocka_unit_test(test_compression_pointers),
+	    cmocka_unit_test(test_malformed),
+	    cmocka_unit_test(test_many_records_are_capped),
+	    cmocka_unit_test(test_ttl_above_2_31_is_zero),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
