@@ -265,7 +265,12 @@ struct resolve *resolve_new(struct ev_loop *loop, const struct resolve_conf *rc,
 	o.timeout = (int)UTIL_MIN(rc->timeout_ms, 600000);
 	o.tries = (int)rc->attempts;
 	o.lookups = lookups; /* /etc/hosts is read here, every line of a name */
-	mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_LOOKUPS;
+	/* a SERVFAIL or REFUSED reply is the answer, said as such: c-ares
+	 * would otherwise try the next server and, once out of servers,
+	 * report "connection refused" for a server that did answer */
+	o.flags = ARES_FLAG_NOCHECKRESP;
+	mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_LOOKUPS |
+	       ARES_OPT_FLAGS;
 	if (rc->nnameservers > 0) {
 		/* the names of a block with its own servers are taken as written */
 		o.ndomains = 0;
