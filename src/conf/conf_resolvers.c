@@ -184,6 +184,7 @@ static int discover_words(struct conf_ctx *ctx, const struct conf_stmt *st, stru
 	char err[400];
 	size_t n = UTIL_MIN(st->nargs, UTIL_ARRAY_LEN(words));
 	bool weight_seen = false, limit_seen = false;
+	size_t wfs_at = 0;
 
 	for (size_t i = 0; i < n; i++)
 		words[i] = st->args[i].text;
@@ -209,6 +210,7 @@ static int discover_words(struct conf_ctx *ctx, const struct conf_stmt *st, stru
 			*port_seen = true;
 		} else if (strcmp(w, "weight-from-srv") == 0 && d->kind == CONF_DISCOVER_SRV) {
 			d->weight_from_srv = true;
+			wfs_at = i;
 		} else {
 			weight_seen |= strcmp(w, "weight") == 0;
 			if (util_srvopt_parse(words, n, &i, &d->opts,
@@ -222,7 +224,7 @@ static int discover_words(struct conf_ctx *ctx, const struct conf_stmt *st, stru
 		}
 	}
 	if (weight_seen && d->weight_from_srv) {
-		conf_error_arg(ctx, st, 0, "'weight' and 'weight-from-srv' exclude each other");
+		conf_error_arg(ctx, st, wfs_at, "'weight' and 'weight-from-srv' exclude each other");
 		return -1;
 	}
 	return 0;

@@ -351,12 +351,12 @@ static void prep_finish(struct core_dns *d)
 		resolve_name_info(resolve_watch_name(ref->w), &in);
 		if (ref->kind == DNS_REF_SOURCE) {
 			if (in.nrecs == 0)
-				log_warn("pool %s: servers %s %s: %s yet; the pool has none of its "
-					 "servers until it answers",
+				log_warn("pool %s: servers %s %s: no answer yet (%s); the pool has "
+					 "none of its servers until it answers",
 					 ref->pool, ref->type == RESOLVE_SRV ? "srv" : "dns",
 					 ref->host,
 					 in.state == RESOLVE_PENDING
-					     ? "no answer"
+					     ? "still waiting"
 					     : resolve_error_name(in.last_error));
 			continue;
 		}
