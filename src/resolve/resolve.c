@@ -25,11 +25,13 @@
 #include "sluice/resolve.h"
 #include "sluice/util.h"
 
-#define RESOLVE_RETRY_MS 1000	   /* a failed lookup is tried again after this */
-#define RESOLVE_MIN_NEXT_MS 100	   /* never two lookups of a name closer than this */
-#define RESOLVE_JITTER_MAX_MS 1000 /* lookups due together are spread by up to this */
-#define RESOLVE_HOSTS_MAX 64	   /* addresses read from /etc/hosts for one name */
-#define RESOLVE_LOG_RECS 4	   /* records named in a log line */
+#define RESOLVE_RETRY_MS 1000	    /* a failed lookup is tried again after this */
+#define RESOLVE_MIN_NEXT_MS 100	    /* never two lookups of a name closer than this */
+#define RESOLVE_JITTER_MAX_MS 1000  /* lookups due together are spread by up to this */
+#define RESOLVE_HOSTS_MAX 64	    /* addresses read from /etc/hosts for one name */
+#define RESOLVE_LOG_RECS 4	    /* records named in a log line */
+#define RESOLVE_RCVBUF (1 << 20)    /* receive buffer of c-ares sockets */
+#define RESOLVE_STARTS_PER_ROUND 32 /* lookups started in one loop iteration */
 
 struct resolve_io {
 	ev_io io;
@@ -42,6 +44,10 @@ struct resolve {
 	ares_channel ch;
 	bool use_hosts; /* the system's configuration: /etc/hosts first */
 	ev_timer timer; /* c-ares's next timeout */
+	/* names whose lookup is due, started RESOLVE_STARTS_PER_ROUND per
+	 * loop iteration so that the other watchers run in between */
+	struct list_node due;
+	ev_timer start;
 	struct resolve_io **ios;
 	size_t nios, iocap;
 	struct list_node names;
@@ -64,6 +70,7 @@ struct resolve_name {
 	size_t nwatches;
 	unsigned calling;	   /* watches' callbacks are running */
 	ev_timer timer;		   /* the next lookup, or the hold's end */
+	struct list_node due_link; /* in r->due, or self-linked */
 	struct resolve_lookup *lk; /* the lookup running, or NULL */
 	enum resolve_state state;
 	bool from_hosts;
@@ -173,6 +180,7 @@ static void arm_timer(struct resolve *r)
 	ev_timer_set(&r->timer, (double)tvp->tv_sec + (double)tvp->tv_usec / 1e6, 0.0);
 	ev_timer_start(r->loop, &r->timer);
 }
+static void on_start(struct ev_loop *loop, ev_timer *t, int revents);
 
 static void on_ares_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
@@ -257,8 +265,11 @@ struct resolve *resolve_new(struct ev_loop *loop, const struct resolve_conf *rc,
 	r->use_hosts = rc->nnameservers == 0;
 	r->rng = (util_now_us() ^ (uintptr_t)r) | 1;
 	list_init(&r->names);
+	list_init(&r->due);
 	ev_timer_init(&r->timer, on_ares_timer, 0.0, 0.0);
 	r->timer.data = r;
+	ev_timer_init(&r->start, on_start, 0.0, 0.0);
+	r->start.data = r;
 	memset(&o, 0, sizeof(o));
 	o.sock_state_cb = on_sock_state;
 	o.sock_state_cb_data = r;
@@ -269,8 +280,11 @@ struct resolve *resolve_new(struct ev_loop *loop, const struct resolve_conf *rc,
 	 * would otherwise try the next server and, once out of servers,
 	 * report "connection refused" for a server that did answer */
 	o.flags = ARES_FLAG_NOCHECKRESP;
+	/* hundreds of names answered together: room for their replies while
+	 * the loop is busy elsewhere (the kernel caps it at rmem_max) */
+	o.socket_receive_buffer_size = RESOLVE_RCVBUF;
 	mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_LOOKUPS |
-	       ARES_OPT_FLAGS;
+	       ARES_OPT_FLAGS | ARES_OPT_SOCK_RCVBUF;
 	if (rc->nnameservers > 0) {
 		/* the names of a block with its own servers are taken as written */
 		o.ndomains = 0;
@@ -339,6 +353,7 @@ void resolve_free(struct resolve *r)
 	}
 	free(r->ios);
 	ev_timer_stop(r->loop, &r->timer);
+	ev_timer_stop(r->loop, &r->start);
 	util_hmap_free(&r->index);
 	free(r);
 }
@@ -949,8 +964,28 @@ static void lookup_start(struct resolve_name *n)
 		send_query(lk, n->name, RESOLVE_DNS_AAAA, -1);
 	}
 	lk->issuing = false;
-	arm_timer(r);
 	lookup_maybe_done(lk);
+}
+
+/* Start the lookups that are due, a bounded number per loop iteration. */
+static void on_start(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct resolve *r = t->data;
+
+	(void)revents;
+	for (int i = 0; i < RESOLVE_STARTS_PER_ROUND && !list_empty(&r->due); i++) {
+		struct resolve_name *n = list_entry(r->due.next, struct resolve_name, due_link);
+
+		list_del(&n->due_link);
+		if (n->lk == NULL)
+			lookup_start(n); /* may free names, none of r->due's links */
+	}
+	/* once for the round: ares_timeout() walks every query in flight */
+	arm_timer(r);
+	if (!list_empty(&r->due)) {
+		ev_timer_set(t, 0.0, 0.0);
+		ev_timer_start(loop, t);
+	}
 }
 
 /* The name's timer: its hold ran out, or its next lookup is due. */
@@ -973,7 +1008,12 @@ static void on_name_timer(struct ev_loop *loop, ev_timer *t, int revents)
 			return;
 		}
 	}
-	lookup_start(n);
+	if (n->due_link.next == &n->due_link)
+		list_add_tail(&n->r->due, &n->due_link);
+	if (!ev_is_active(&n->r->start)) {
+		ev_timer_set(&n->r->start, 0.0, 0.0);
+		ev_timer_start(n->r->loop, &n->r->start);
+	}
 }
 
 /* ---- names and watches ---- */
@@ -987,6 +1027,7 @@ static const char *name_key(const void *arg, uintptr_t val)
 static void name_free(struct resolve_name *n)
 {
 	ev_timer_stop(n->r->loop, &n->timer);
+	list_del(&n->due_link);
 	if (n->lk != NULL)
 		n->lk->n = NULL; /* c-ares still holds its queries */
 	util_hmap_del(&n->r->index, n->key, (uintptr_t)n);
@@ -1042,6 +1083,7 @@ struct resolve_watch *resolve_watch(struct resolve *r, enum resolve_type type, c
 		util_strlcpy(n->name, key + 2, sizeof(n->name));
 		util_strlcpy(n->key, key, sizeof(n->key));
 		list_init(&n->watches);
+		list_init(&n->due_link);
 		list_add_tail(&r->names, &n->link);
 		ev_timer_init(&n->timer, on_name_timer, 0.0, 0.0);
 		n->timer.data = n;

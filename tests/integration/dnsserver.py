@@ -75,6 +75,9 @@ class DnsServer:
                 if port != 0:
                     raise
         self.tcp.listen(64)
+        # a burst of queries (hundreds of names looked up together) must
+        # not overflow the socket: loss would look like the daemon's fault
+        self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         self.udp.settimeout(0.2)
         self.tcp.settimeout(0.2)
         self.addr = ("[%s]:%d" if ":" in host else "%s:%d") % (host, self.port)
@@ -160,7 +163,17 @@ class DnsServer:
             if self._silent:
                 return None
             mode = self.modes.get(qname)
-            records = {k: list(v) for k, v in self.records.items()}
+            # the names the reply may need: the chain, and SRV targets
+            records = {}
+            cur = qname
+            while cur in self.records and cur not in records:
+                records[cur] = list(self.records[cur])
+                cn = [r for r in records[cur] if r[0] == CNAME]
+                cur = cn[0][2] if cn else None
+            for t, _ttl, d in records.get(qname, []):
+                if t == SRV:
+                    tn = d[3].lower().rstrip(".")
+                    records.setdefault(tn, list(self.records.get(tn, [])))
         rcode = 0
         answers = []
         additional = []
@@ -267,3 +280,38 @@ class DnsServer:
                 pass
         for t in self.threads:
             t.join(2)
+
+
+def main(argv):
+    """python3 dnsserver.py HOST PORT ZONE.json: serve a fixed zone until
+    killed (benchmarks: tools/bench-lateness). The zone maps a name to
+    {"A": [...], "AAAA": [...], "ttl": N}. Prints "ready" once it listens."""
+    import json
+    import signal
+    with open(argv[3]) as f:
+        zone = json.load(f)
+    d = DnsServer(argv[1], int(argv[2]))
+    d.queries = _Counter()
+    for name, rr in zone.items():
+        if rr.get("A"):
+            d.set_a(name, rr["A"], rr.get("ttl", 60))
+        if rr.get("AAAA"):
+            d.set_aaaa(name, rr["AAAA"], rr.get("ttl", 60))
+    print("ready", flush=True)
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    d.close()
+
+
+class _Counter:
+    """A query log that only counts (a benchmark's millions of queries)."""
+
+    def __init__(self):
+        self.n = 0
+
+    def append(self, _q):
+        self.n += 1
+
+
+if __name__ == "__main__":
+    import sys
+    main(sys.argv)
