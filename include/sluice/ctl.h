@@ -63,8 +63,10 @@ void ctl_state_changed(struct ctl *c);
  * it until now is applied (admin state, weight). */
 void ctl_server_appeared(struct ctl *c, struct pool_server *s);
 /* Server s (made by DNS) is being taken out: what the operator set on it
- * is kept, as for a server not there yet, until DNS makes it again. */
-void ctl_server_gone(struct ctl *c, struct pool_server *s);
+ * is kept, as for a server not there yet, until DNS makes it again.
+ * Returns true when something was kept: the caller then saves the state
+ * (ctl_state_changed), once the model is whole again. */
+bool ctl_server_gone(struct ctl *c, const struct pool_server *s);
 
 /* Tokenize a command line into at most max words (in place: line is
  * modified). Returns the count, or -1 when there are more words or bytes

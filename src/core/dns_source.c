@@ -331,22 +331,29 @@ void core_dns_apply_source(struct core_dns *d, struct core_dns_ref *ref)
 		core_dns_resync_health(c);
 }
 
+struct sweep_ctx {
+	struct core *c;
+	bool save; /* the state file keeps what was set on a server taken out */
+};
+
 /* Whether s left its answer and has no connection left. */
 static bool gone_and_idle(void *arg, struct pool_server *s)
 {
-	(void)arg;
+	struct sweep_ctx *x = arg;
+
 	if (!s->dns_gone || atomic_load(&s->cur_conns) != 0)
 		return false;
 	log_notice("server %s/%s removed: it left its DNS answer and its connections are over",
 		   s->pool->name, s->name);
-	if (arg != NULL)
-		ctl_server_gone(arg, s);
+	if (x->c->ctl != NULL && ctl_server_gone(x->c->ctl, s))
+		x->save = true;
 	return true;
 }
 
 void core_dns_sweep_gone(struct core_dns *d)
 {
 	struct core *c = d->c;
+	struct sweep_ctx x = { .c = c };
 	bool any = false;
 
 	for (size_t i = 0; i < c->npools; i++) {
@@ -360,11 +367,13 @@ void core_dns_sweep_gone(struct core_dns *d)
 			    p->servers[k]->dns_gone && atomic_load(&p->servers[k]->cur_conns) == 0;
 		if (!has)
 			continue;
-		if (pool_remove_if(p, gone_and_idle, c->ctl) > 0) {
+		if (pool_remove_if(p, gone_and_idle, &x) > 0) {
 			core_health_publish(c, p);
 			any = true;
 		}
 	}
 	if (any)
 		core_dns_resync_health(c);
+	if (x.save)
+		ctl_state_changed(c->ctl);
 }

@@ -214,13 +214,13 @@ void ctl_server_appeared(struct ctl *c, struct pool_server *s)
 	}
 }
 
-void ctl_server_gone(struct ctl *c, struct pool_server *s)
+bool ctl_server_gone(struct ctl *c, const struct pool_server *s)
 {
 	if (!s->admin_overridden && !s->weight_overridden)
-		return;
+		return false;
 	pending_add(c, s->pool->name, s->name, &s->addr, s->admin, s->weight_overridden,
 		    s->weight);
-	ctl_changed(c);
+	return true;
 }
 
 /* A server added at runtime, back in its pool. NULL after a warning. */
