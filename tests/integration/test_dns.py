@@ -461,3 +461,71 @@ def test_server_add_with_a_name_waits_for_it_without_holding_the_loop(short_dir,
     wait_until(lambda: servers(ctl)["x"]["address"] == "127.0.0.3:%d" % old.port,
                what="server x to follow its name")
     assert servers(ctl)["x"]["admin"] == "ready"
+
+
+# ---------------------------------------------------------------- the system's resolver
+# The same behaviours with no resolvers block: the daemon runs in a mount
+# namespace of its own where /etc/resolv.conf names a DNS server the test
+# runs on port 53 of a loopback address. Such a file is valid for builds
+# older than the resolvers block too, so these show what changed.
+
+SYS_DNS_HOST = "127.0.0.153"
+
+
+@pytest.fixture
+def sys_dns(tmp_path):
+    try:
+        d = DnsServer(SYS_DNS_HOST, 53)
+    except OSError as e:
+        pytest.skip("cannot listen on %s:53: %s" % (SYS_DNS_HOST, e))
+    resolv = str(tmp_path / "resolv.conf")
+    with open(resolv, "w") as f:
+        f.write("nameserver %s\noptions timeout:1 attempts:1\n" % SYS_DNS_HOST)
+    d.prefix = ["unshare", "-m", "sh", "-c",
+                'mount --bind "$1" /etc/resolv.conf && shift && exec "$@"', "sh", resolv]
+    yield d
+    d.close()
+
+
+def sys_conf(sock, port, pool):
+    return ("global { workers 2; log stderr info; grace 5s; control %s; }\n"
+            "pool web {\n%s}\n"
+            "listen www { bind 127.0.0.1:%d; pool web; timeout connect 1s; }\n"
+            % (sock, pool, port))
+
+
+def test_server_add_of_a_name_never_holds_the_control_loop(short_dir, sluice, sys_dns):
+    sock = os.path.join(short_dir, "ctl.sock")
+    port = free_port()
+    sluice(sys_conf(sock, port, "    server s0 127.0.0.2:9;\n"), prefix=sys_dns.prefix)
+    ctl = wait_ctl(sock)
+    other = wait_ctl(sock)
+    sys_dns.silent()
+    th = threading.Thread(target=lambda: ctl.cmd("server add web x slow.test:9 ready"))
+    th.start()
+    time.sleep(0.2)
+    # while the name is looked up, the loop answers, in far less than the
+    # lookup takes
+    took = []
+    for _ in range(5):
+        t = time.monotonic()
+        assert other.cmd("show info").startswith("version:")
+        took.append(time.monotonic() - t)
+        time.sleep(0.1)
+    th.join(DEADLINE)
+    assert max(took) < 0.3, took
+
+
+def test_a_reload_with_a_silent_dns_keeps_the_names_it_knows(short_dir, sluice, sys_dns):
+    sys_dns.set_a("app.test", ["127.0.0.2"], ttl=1)
+    sock = os.path.join(short_dir, "ctl.sock")
+    port = free_port()
+    text = sys_conf(sock, port, "    server app app.test:9;\n")
+    d = sluice(text, prefix=sys_dns.prefix)
+    ctl = wait_ctl(sock)
+    assert servers(ctl)["app"]["address"] == "127.0.0.2:9"
+    sys_dns.silent()
+    write_atomic(d.conf_path, text.replace("grace 5s", "grace 6s"))
+    reply = ctl.cmd("reload")
+    assert reply.startswith("reload done"), reply
+    assert servers(ctl)["app"]["address"] == "127.0.0.2:9"
