@@ -180,6 +180,7 @@ struct pool {
 /* A removal made in several steps (pool_sweep_step); zeroed to start. */
 struct pool_sweep {
 	size_t seen, kept;
+	bool reserved;
 };
 
 /* Result of a pick. */

@@ -63,12 +63,15 @@ long pool_remove_if(struct pool *p, bool (*doomed)(void *arg, struct pool_server
 		    void *arg);
 /* The same in steps, for a pool too large to sweep at once: each call
  * looks at up to max more servers (the list holds them all meanwhile, the
- * ones to keep first, in their order) and returns true once every server
- * was seen; pool_sweep_finish() then takes the doomed ones out as
- * pool_remove_if() does. Nothing may add or remove servers of p between
- * the first step and the finish, except appending. */
-bool pool_sweep_step(struct pool *p, struct pool_sweep *sw, size_t max,
-		     bool (*doomed)(void *arg, struct pool_server *s), void *arg);
+ * ones to keep first, in their order; a doomed one leaves the name index
+ * at once) and returns 1 while some are left, 0 once every server was
+ * seen, -1 on no memory (first call only; nothing done).
+ * pool_sweep_finish() then takes the doomed ones out of the list as
+ * pool_remove_if() does, in O(servers) pointer moves. Nothing may remove
+ * servers of p between the first step and the finish; appended ones are
+ * looked at by the next step, or stay. */
+int pool_sweep_step(struct pool *p, struct pool_sweep *sw, size_t max,
+		    bool (*doomed)(void *arg, struct pool_server *s), void *arg);
 long pool_sweep_finish(struct pool *p, struct pool_sweep *sw);
 /* Control thread: while p is frozen pool_publish() does nothing, so that a
  * change made in several steps reaches the workers whole; pool_thaw()

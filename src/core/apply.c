@@ -547,11 +547,16 @@ static int apply_update(struct core_apply *a)
 			a->pool_step = POOL_STEP_SWEEP;
 		}
 		if (a->pool_step == POOL_STEP_SWEEP) {
-			while (!pool_sweep_step(p, &a->sweep, APPLY_CLOCK_EVERY, stale_server, &x))
+			int rc;
+
+			while ((rc = pool_sweep_step(p, &a->sweep, APPLY_CLOCK_EVERY, stale_server,
+						     &x)) > 0)
 				if (util_now_us() >= a->deadline_us)
 					return 1;
-			if (pool_sweep_finish(p, &a->sweep) < 0)
+			if (rc < 0)
 				log_err("pool %s: out of memory removing servers", p->name);
+			else
+				pool_sweep_finish(p, &a->sweep);
 			a->pool_step = POOL_STEP_SERVERS;
 		}
 		for (; a->pool_step == POOL_STEP_SERVERS && a->si < cp->nservers; a->si++) {

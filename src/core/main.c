@@ -24,6 +24,7 @@
 
 #define FD_RESERVE 64 /* logs, control, checks, epoll and event fds */
 #define PIPES_PER_WORKER 128
+#define RECLAIM_PER_TICK 4096 /* objects freed per 100 ms: about 1 ms of work */
 
 static void usage(FILE *f)
 {
@@ -172,7 +173,8 @@ static void on_reclaim(struct ev_loop *loop, ev_timer *t, int revents)
 
 	(void)loop;
 	(void)revents;
-	qsbr_reclaim(&c->qsbr);
+	/* bounded: a large reload's retired servers go over several ticks */
+	qsbr_reclaim_some(&c->qsbr, RECLAIM_PER_TICK);
 }
 
 static uint32_t worker_count(const struct conf *conf)

@@ -268,43 +268,57 @@ void pool_remove_server(struct pool *p, struct pool_server *s)
 		pool_publish(p);
 }
 
-bool pool_sweep_step(struct pool *p, struct pool_sweep *sw, size_t max,
-		     bool (*doomed)(void *arg, struct pool_server *s), void *arg)
+/* Room in the retiring list for n more. Returns 0 or -1. */
+static int retiring_reserve(struct pool *p, size_t n)
 {
+	struct pool_server **a;
+
+	if (p->nretiring + n <= p->retiring_cap)
+		return 0;
+	a = realloc(p->retiring, (p->nretiring + n) * sizeof(*a));
+	if (a == NULL)
+		return -1;
+	p->retiring = a;
+	p->retiring_cap = p->nretiring + n;
+	return 0;
+}
+
+int pool_sweep_step(struct pool *p, struct pool_sweep *sw, size_t max,
+		    bool (*doomed)(void *arg, struct pool_server *s), void *arg)
+{
+	/* room for all of them first, so that the finish cannot fail */
+	if (!sw->reserved) {
+		if (retiring_reserve(p, p->nservers) < 0)
+			return -1;
+		sw->reserved = true;
+	}
 	/* a permutation at every moment: [0, kept) stays, in its order,
-	 * [kept, seen) goes, [seen, nservers) is still to look at */
+	 * [kept, seen) goes (already out of the name index), [seen,
+	 * nservers) is still to look at */
 	for (; sw->seen < p->nservers && max > 0; sw->seen++, max--) {
 		struct pool_server *s = p->servers[sw->seen];
 
-		if (doomed(arg, s))
+		if (doomed(arg, s)) {
+			util_hmap_del(&p->server_index, s->name, (uintptr_t)s);
+			s->removed = true;
 			continue;
+		}
 		p->servers[sw->seen] = p->servers[sw->kept];
 		p->servers[sw->kept++] = s;
 	}
-	return sw->seen == p->nservers;
+	return sw->seen == p->nservers ? 0 : 1;
 }
 
 long pool_sweep_finish(struct pool *p, struct pool_sweep *sw)
 {
-	size_t n = p->nservers - sw->kept;
+	size_t n = sw->seen - sw->kept; /* room reserved by the first step */
 
-	if (p->nretiring + n > p->retiring_cap) {
-		size_t cap = p->nretiring + n;
-		struct pool_server **a = realloc(p->retiring, cap * sizeof(*a));
-
-		if (a == NULL)
-			return -1;
-		p->retiring = a;
-		p->retiring_cap = cap;
-	}
-	for (size_t i = sw->kept; i < p->nservers; i++) {
-		struct pool_server *s = p->servers[i];
-
-		util_hmap_del(&p->server_index, s->name, (uintptr_t)s);
-		s->removed = true;
-		p->retiring[p->nretiring++] = s;
-	}
-	p->nservers = sw->kept;
+	for (size_t i = 0; i < n; i++)
+		p->retiring[p->nretiring++] = p->servers[sw->kept + i];
+	/* servers appended after the last step stay */
+	memmove(&p->servers[sw->kept], &p->servers[sw->seen],
+		(p->nservers - sw->seen) * sizeof(p->servers[0]));
+	p->nservers -= n;
 	return (long)n;
 }
 
@@ -312,7 +326,8 @@ long pool_remove_if(struct pool *p, bool (*doomed)(void *arg, struct pool_server
 {
 	struct pool_sweep sw = { 0 };
 
-	pool_sweep_step(p, &sw, SIZE_MAX, doomed, arg);
+	if (pool_sweep_step(p, &sw, SIZE_MAX, doomed, arg) < 0)
+		return -1;
 	return pool_sweep_finish(p, &sw);
 }
 
