@@ -47,6 +47,24 @@ static int tun_set_up(const char *name, char *err, size_t errlen)
 	return rc;
 }
 
+/* No IPv6 link-local address on the device: nothing but the announced
+ * addresses should show up there for the routing daemon. Best effort (a
+ * host without IPv6 has no such setting). */
+static void no_link_local(const char *name)
+{
+	char path[96];
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/sys/net/ipv6/conf/%s/addr_gen_mode", name);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (write(fd, "1", 1) != 1) {
+		/* IN6_ADDR_GEN_MODE_NONE refused: a link-local is harmless */
+	}
+	close(fd);
+}
+
 /* The name and flags of the device fd is attached to. Returns 0 or -1. */
 static int tun_info(int fd, char *name, size_t len, short *flags)
 {
@@ -106,6 +124,7 @@ int vip_tun_create(const char *name, int *ifindex_out, char *err, size_t errlen)
 		close(fd);
 		return -1;
 	}
+	no_link_local(name);
 	if (tun_set_up(name, err, errlen) < 0 || vip_ifindex(name, ifindex_out, err, errlen) < 0) {
 		close(fd);
 		return -1;
