@@ -17,12 +17,12 @@ import os
 import re
 import signal
 import socket
-import struct
 import subprocess
 import threading
 import time
 
 from conftest import SANITIZER_MARKS, SLUICE, SLUICECTL, Netns, run, wait_until
+from nlwatch import RouteWatcher
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIRD_NODE_CONF = os.path.join(HERE, "..", "..", "conf", "bird-node.conf")
@@ -83,7 +83,7 @@ while True:
     threading.Thread(target=serve, args=(c, a), daemon=True).start()
 """
 
-# A canary backend: accepts and closes (enough for a tcp check).
+# A canary backend: says hello and closes (enough for a tcp check).
 CANARY_SRC = r"""
 import socket, sys
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -91,6 +91,10 @@ s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(64)
 print("ready", flush=True)
 while True:
     c, a = s.accept()
+    try:
+        c.sendall(b"hello\n")
+    except OSError:
+        pass  # a health check that already left
     c.close()
 """
 
@@ -148,97 +152,6 @@ def router_bird_conf(log, hold_time=9):
         text += "protocol bgp %s from node { neighbor %s as %d; }\n" % (n, addr,
                                                                          65100 + int(n[1:]))
     return text
-
-
-class RouteWatcher:
-    """The router's FIB entry for VIP/32, watched through rtnetlink from a
-    thread: every change as (wall time, frozenset of gateway addresses)."""
-
-    RTMGRP_IPV4_ROUTE = 0x40
-
-    def __init__(self, ns):
-        with Netns(ns):
-            self.s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
-        self.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        self.s.bind((0, self.RTMGRP_IPV4_ROUTE))
-        self.s.settimeout(0.2)
-        self.events = []
-        self.lock = threading.Lock()
-        self.stop = False
-        self.t = threading.Thread(target=self._loop, daemon=True)
-        self.t.start()
-
-    @staticmethod
-    def _attrs(data):
-        out = []
-        while len(data) >= 4:
-            ln, kind = struct.unpack("HH", data[:4])
-            if ln < 4:
-                break
-            out.append((kind, data[4:ln]))
-            data = data[(ln + 3) & ~3:]
-        return out
-
-    def _parse(self, msg, kind):
-        family, dst_len, _, _, table = struct.unpack("BBBBB", msg[:5])
-        if family != socket.AF_INET or dst_len != 32:
-            return None
-        dst, gws = None, set()
-        for k, v in self._attrs(msg[12:]):
-            if k == 1:  # RTA_DST
-                dst = socket.inet_ntoa(v[:4])
-            elif k == 15:  # RTA_TABLE
-                table = struct.unpack("I", v[:4])[0]
-            elif k == 5:  # RTA_GATEWAY
-                gws.add(socket.inet_ntoa(v[:4]))
-            elif k == 9:  # RTA_MULTIPATH: rtnexthop (len, flags, hops, ifindex) + attrs
-                while len(v) >= 8:
-                    ln = struct.unpack("H", v[:2])[0]
-                    for kk, vv in self._attrs(v[8:ln]):
-                        if kk == 5:
-                            gws.add(socket.inet_ntoa(vv[:4]))
-                    v = v[(ln + 3) & ~3:]
-        if dst != VIP or table != 254:
-            return None
-        return frozenset() if kind == 25 else frozenset(gws)
-
-    def _loop(self):
-        while not self.stop:
-            try:
-                data = self.s.recv(1 << 16)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            now = time.time()
-            while len(data) >= 16:
-                ln, kind = struct.unpack("IH", data[:6])
-                if ln < 16:
-                    break
-                if kind in (24, 25):  # RTM_NEWROUTE, RTM_DELROUTE
-                    gws = self._parse(data[16:ln], kind)
-                    if gws is not None:
-                        with self.lock:
-                            self.events.append((now, gws))
-                data = data[(ln + 3) & ~3:]
-
-    def since(self, t):
-        with self.lock:
-            return [e for e in self.events if e[0] >= t]
-
-    def wait_change(self, t, pred, timeout=5.0, what="a FIB change"):
-        """The first event at or after t whose gateway set satisfies pred."""
-        def hit():
-            for e in self.since(t):
-                if pred(e[1]):
-                    return e
-            return None
-        return wait_until(hit, timeout=timeout, interval=0.002, what=what)
-
-    def close(self):
-        self.stop = True
-        self.t.join(2)
-        self.s.close()
 
 
 class Stream:
@@ -460,7 +373,7 @@ class BgpTopo:
                                                               "bird-%s.log" % n)))
         for n in NODES:
             wait_until(lambda: self.bgp_up(n), timeout=20, what="BGP session with " + n)
-        self.watcher = RouteWatcher(self.ns["r"])
+        self.watcher = RouteWatcher(self.ns["r"], VIP)
 
     # ---- sluice ----
 

@@ -67,7 +67,7 @@ def test_sigkill_is_withdrawn_within_50ms(bgp):
     gw = uplink("n1")[0]
     t0 = time.time()
     os.kill(n1.proc.pid, signal.SIGKILL)
-    e = bgp.watcher.wait_change(t0, lambda g: gw not in g, what="n1 leaving the FIB")
+    e = bgp.watcher.wait_event(t0, lambda g: gw not in g, what="n1 leaving the FIB")
     print("SIGKILL -> router FIB: %.1f ms" % ((e[0] - t0) * 1000))
     assert e[0] - t0 < 0.050
     assert e[1] == frozenset(uplink(n)[0] for n in ("n2", "n3"))
@@ -87,7 +87,7 @@ def test_pool_down_withdraws_within_50ms_and_recovers_after_hold_down(bgp):
     gw = uplink("n1")[0]
     t0 = time.time()
     bgp.stop_canary("n1")
-    e = bgp.watcher.wait_change(t0, lambda g: gw not in g, what="n1 leaving the FIB")
+    e = bgp.watcher.wait_event(t0, lambda g: gw not in g, what="n1 leaving the FIB")
     line = wait_until(lambda: find_line(n1.log(), r"warning: server canary/c1 DOWN"),
                       what="the DOWN line")
     down = log_time(line)
@@ -99,7 +99,7 @@ def test_pool_down_withdraws_within_50ms_and_recovers_after_hold_down(bgp):
 
     t1 = time.time()
     bgp.start_canary("n1")
-    e2 = bgp.watcher.wait_change(t1, lambda g: gw in g, what="n1 back in the FIB")
+    e2 = bgp.watcher.wait_event(t1, lambda g: gw in g, what="n1 back in the FIB")
     up = log_time(wait_until(lambda: find_line(n1.log(), r"notice: server canary/c1 UP"),
                              what="the UP line"))
     print("pool up (UP line) -> router FIB: %.1f ms (hold-down 300 ms)" % ((e2[0] - up) * 1000))
@@ -119,7 +119,7 @@ def test_sigterm_under_a_stream(bgp):
     time.sleep(0.5)
     t0 = time.time()
     n1.proc.send_signal(signal.SIGTERM)
-    bgp.watcher.wait_change(t0, lambda g: gw not in g, what="n1 leaving the FIB")
+    bgp.watcher.wait_event(t0, lambda g: gw not in g, what="n1 leaving the FIB")
     assert n1.proc.wait(10) == 0
     time.sleep(0.3)
     res = s.finish()
@@ -158,7 +158,7 @@ def test_binary_upgrade_keeps_the_route(bgp):
     gw = uplink("n1")[0]
     t1 = time.time()
     bgp.stop_canary("n1")
-    bgp.watcher.wait_change(t1, lambda g: gw not in g, what="n1 leaving the FIB")
+    bgp.watcher.wait_event(t1, lambda g: gw not in g, what="n1 leaving the FIB")
 
 
 def hold_on(bgp, n, count, max_tries=2000):
@@ -237,7 +237,7 @@ def test_node_drain_within(bgp):
     assert r.returncode == 0, r.stderr
     waiter = threading.Thread(target=wait_idle, daemon=True)
     waiter.start()
-    e = bgp.watcher.wait_change(t0, lambda g: gw not in g, what="n1 leaving the FIB")
+    e = bgp.watcher.wait_event(t0, lambda g: gw not in g, what="n1 leaving the FIB")
     print("node drain -> router FIB: %.1f ms" % ((e[0] - t0) * 1000))
     reader.join(20)
     waiter.join(20)
@@ -274,7 +274,7 @@ def test_bird_restart_while_unhealthy_does_not_announce(bgp):
     gw = uplink("n1")[0]
     t0 = time.time()
     bgp.stop_canary("n1")
-    bgp.watcher.wait_change(t0, lambda g: gw not in g, what="n1 leaving the FIB")
+    bgp.watcher.wait_event(t0, lambda g: gw not in g, what="n1 leaving the FIB")
     bird, _ = bgp.birds["n1"]
     assert bgp.stop(bird, signal.SIGTERM) == 0
     wait_until(lambda: not bgp.bgp_up("n1"), what="the router noticing n1's BIRD is gone")
@@ -290,7 +290,7 @@ def test_bird_restart_while_unhealthy_does_not_announce(bgp):
     # well before this one.
     t2 = time.time()
     bgp.start_canary("n1")
-    e = bgp.watcher.wait_change(t1, lambda g: gw in g, what="n1 back in the FIB")
+    e = bgp.watcher.wait_event(t1, lambda g: gw in g, what="n1 back in the FIB")
     print("BIRD restarted: n1 first back in the FIB %.0f ms after sluice became healthy "
           "again" % ((e[0] - t2) * 1000))
     assert e[0] - t2 >= 0.45
