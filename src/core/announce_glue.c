@@ -27,8 +27,9 @@
  * (or a copy in another process) is open. */
 struct core_announce_dev {
 	char name[CONF_IFNAME_MAX];
-	int fd;
+	int fd; /* -1 while it cannot be created again (err says why) */
 	int ifindex;
+	char err[VIP_ERRLEN];
 	bool keep;  /* prepare: used by the configuration being applied */
 	bool fresh; /* prepare: opened by it (a rollback closes it) */
 };
@@ -212,6 +213,10 @@ static const char *block_cause(const struct core_announce *ca, const struct core
 	if (ca->drained)
 		return "node drained (node drain)";
 	*op = false;
+	if (b->dev->fd < 0) {
+		util_strlcpy(buf, b->dev->err, len);
+		return buf;
+	}
 	for (size_t i = 0; i < b->naddrs; i++) {
 		const char *why = listener_cause(ca->c, &b->addrs[i].addr, buf, len);
 
@@ -355,11 +360,45 @@ static void eval_all(struct core_announce *ca)
 		schedule(ca, next);
 }
 
+/* A device someone deleted (ip link del) took its addresses with it: make
+ * it again, so that what is announced is announced. One set down is set up
+ * again. Nothing else may own these names. */
+static void check_devs(struct core_announce *ca)
+{
+	for (size_t i = 0; i < ca->ndevs; i++) {
+		struct core_announce_dev *d = ca->devs[i];
+		char err[VIP_ERRLEN];
+		int ifindex = 0;
+
+		if (d->fd >= 0 && vip_tun_adopt(d->fd, d->name, &ifindex, err, sizeof(err)) == 0 &&
+		    ifindex == d->ifindex)
+			continue;
+		if (d->fd >= 0) {
+			log_err("announce: device %s was deleted or replaced: creating it again",
+				d->name);
+			close(d->fd);
+		}
+		for (size_t k = 0; k < ca->n; k++)
+			for (size_t a = 0; ca->blks[k]->dev == d && a < ca->blks[k]->naddrs; a++)
+				ca->blks[k]->addrs[a].present = false;
+		d->fd = vip_tun_create(d->name, &d->ifindex, err, sizeof(err));
+		if (d->fd < 0) {
+			snprintf(d->err, sizeof(d->err), "%s", err);
+			io_error(ca, d->name, err);
+		}
+	}
+}
+
 static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
+	struct core_announce *ca = w->data;
+
 	(void)loop;
 	(void)revents;
-	eval_all(w->data);
+	if (ca->handed_over)
+		return;
+	check_devs(ca);
+	eval_all(ca);
 }
 
 /* The pool observer: a pool changed; look at it from the loop, once the
@@ -748,9 +787,11 @@ size_t core_announce_handover(struct core *c, struct core_announce_fd *out, size
 	struct core_announce *ca = c->announce;
 	size_t n = 0;
 
-	for (size_t i = 0; ca != NULL && i < ca->ndevs && n < max; i++, n++) {
+	for (size_t i = 0; ca != NULL && i < ca->ndevs && n < max; i++) {
+		if (ca->devs[i]->fd < 0)
+			continue; /* gone: the new process creates it */
 		util_strlcpy(out[n].name, ca->devs[i]->name, sizeof(out[n].name));
-		out[n].fd = ca->devs[i]->fd;
+		out[n++].fd = ca->devs[i]->fd;
 	}
 	for (size_t i = 0; ca != NULL && i < ca->n && n < max; i++) {
 		if (!ca->blks[i]->manual)

@@ -425,3 +425,19 @@ def test_node_drain_and_ready(node):
     assert node.ctl("node", "ready").returncode == 0
     node.wait_state("announced")
     assert node.ctl("show", "announce").stdout.startswith("node: serving")
+
+
+def test_a_deleted_device_is_made_again(node):
+    """Someone deletes vip0 (its addresses go with it): within the next
+    second sluice makes it again and puts the announced address back; one
+    set down is set up again."""
+    node.write(block())
+    node.start()
+    node.wait_state("announced")
+    node.ip("link", "del", "vip0")
+    wait_until(lambda: node.addrs("vip0") == [VIP], timeout=3, what="vip0 made again")
+    assert "announce: device vip0 was deleted or replaced: creating it again" in node.log()
+    assert node.show()["state"] == "announced"
+    node.ip("link", "set", "vip0", "down")
+    wait_until(lambda: "UP" in node.ip("link", "show", "dev", "vip0").stdout.split(">")[0],
+               timeout=3, what="vip0 up again")
