@@ -84,6 +84,9 @@ int conf_check_server_opt(struct conf_ctx *ctx, const struct conf_stmt *st, size
 /* Defaults of a new pool, and the cross-checks once its block is read. */
 void conf_check_pool_init(struct conf_pool *p);
 void conf_check_pool_done(struct conf_ctx *ctx, struct conf_pool *p);
+/* conf_log.c: the global `log` keyword; obj is the struct conf_global. */
+int conf_log_kw(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
+
 /* conf_vrrp.c: the `vrrp NAME { ... }` block appended to c->vrrps, the checks
  * that need the whole file (run after every block), and freeing. */
 int conf_vrrp_block(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf *c);

@@ -237,7 +237,7 @@ static int run(struct core *c)
 		log_err("%s", err);
 		return 1;
 	}
-	if (log_start(c->conf->global.log_target == CONF_LOG_STDOUT ? 1 : 2) < 0)
+	if (log_start() < 0)
 		fprintf(stderr, "sluice: cannot start the log thread; logging synchronously\n");
 	if (proxy_engine_start(c->engine) < 0)
 		return 1;
@@ -266,6 +266,7 @@ int main(int argc, char **argv)
 {
 	struct conf_errors errs = { 0 };
 	struct core c = { .exit_code = 0 };
+	char err[256];
 	bool check_only = false;
 	int opt, rc;
 
@@ -312,7 +313,11 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	log_set_level(c.conf->global.log_level);
+	if (log_configure(c.conf->global.logs, c.conf->global.nlogs, err, sizeof(err)) < 0) {
+		fprintf(stderr, "sluice: %s\n", err);
+		conf_free(c.conf);
+		return 1;
+	}
 	c.start_ms = util_now_ms();
 	rc = run(&c);
 	ctl_free(c.ctl);
