@@ -709,6 +709,24 @@ static const struct conf_keyword top_kw[] = {
 	{ NULL, 0, 0, false, NULL, NULL },
 };
 
+static void walk(const struct conf_keyword *t, const char *block, conf_keyword_fn fn, void *arg)
+{
+	for (size_t i = 0; t[i].name != NULL; i++)
+		fn(arg, block, t[i].name, t[i].usage, t[i].block);
+}
+
+/* A new keyword table is listed here too: the manual page test compares
+ * this walk with the tables in the source. */
+void conf_keywords(conf_keyword_fn fn, void *arg)
+{
+	walk(top_kw, "top", fn, arg);
+	walk(global_kw, "global", fn, arg);
+	walk(pool_kw, "pool", fn, arg);
+	conf_check_keywords(fn, arg);
+	walk(listen_kw, "listen", fn, arg);
+	conf_vrrp_keywords(fn, arg);
+}
+
 /* Resolve pool names and check what spans blocks. */
 static void validate(struct parse_state *ps)
 {

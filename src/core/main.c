@@ -33,7 +33,11 @@ static void usage(FILE *f)
 		   "            binary upgrade: take the listening sockets of the sluice\n"
 		   "            running with that control socket, which then drains and exits\n"
 		   "  -c        check the configuration and exit (0: valid, 1: invalid)\n"
-		   "  -v        print the version\n"
+		   "  -v        print the version and the git commit\n"
+		   "  --version, -vv\n"
+		   "            also the compiler, build flags, features and libraries\n"
+		   "  --dump-keywords\n"
+		   "            list every configuration keyword and control command\n"
 		   "  -h        this help\n");
 }
 
@@ -268,10 +272,13 @@ int main(int argc, char **argv)
 	struct core c = { .exit_code = 0 };
 	char err[256];
 	bool check_only = false;
-	int opt, rc;
+	int opt, rc, verbose = 0;
 
 	static const struct option longopts[] = {
 		{ "takeover", required_argument, NULL, 't' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "dump-keywords", no_argument, NULL, 'K' },
+		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 
@@ -287,7 +294,13 @@ int main(int argc, char **argv)
 			check_only = true;
 			break;
 		case 'v':
-			printf("sluice %s\n", SLUICE_VERSION);
+			verbose++;
+			break;
+		case 'V':
+			verbose = 2;
+			break;
+		case 'K':
+			core_dump_keywords(stdout);
 			return 0;
 		case 'h':
 			usage(stdout);
@@ -296,6 +309,10 @@ int main(int argc, char **argv)
 			usage(stderr);
 			return 2;
 		}
+	}
+	if (verbose > 0) {
+		core_print_version(stdout, verbose > 1);
+		return 0;
 	}
 	if (c.conf_path == NULL || optind != argc) {
 		usage(stderr);

@@ -834,6 +834,13 @@ static const struct cmd_entry commands[] = {
 	{ NULL, NULL, 0, 0, CTL_LEVEL_USER, NULL, NULL },
 };
 
+void ctl_commands(ctl_command_fn fn, void *arg)
+{
+	for (size_t i = 0; commands[i].w1 != NULL; i++)
+		fn(arg, commands[i].w1, commands[i].w2, commands[i].usage,
+		   commands[i].level == CTL_LEVEL_ADMIN);
+}
+
 static void cmd_help(struct cmd *x)
 {
 	if (x->json) {
