@@ -192,11 +192,11 @@ man-check: $(BUILD)/sluice
 	cd tests/pkg && SLUICE_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -q \
 		-p no:cacheprovider test_man.py
 
-# make install into a scratch root, the Debian package (built, lintian,
-# installed, removed, purged): tests/pkg, as root.
+# --version, make install into a scratch root, the Debian package (built,
+# lintian, installed, removed, purged: as root): tests/pkg.
 pkg-test: all
 	cd tests/pkg && SLUICE_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -q \
-		-p no:cacheprovider $(PYTEST_ARGS) .
+		-p no:cacheprovider $(PYTEST_ARGS) test_version.py test_install.py test_deb.py
 
 # dpkg-buildpackage writes its results next to the source tree, so the
 # package is built from a copy in build/deb/ (the files git knows, and the
