@@ -204,7 +204,8 @@ pkg-test: all
 DEB_SRC = build/deb/sluice-$(VERSION)
 deb:
 	rm -rf build/deb && mkdir -p $(DEB_SRC)
-	git ls-files -co --exclude-standard | grep -v '^build' | tar -cf - -T - | tar -xf - -C $(DEB_SRC)
+	git ls-files -co --exclude-standard | grep -v '^build' | \
+		tar --ignore-failed-read -cf - -T - | tar -xf - -C $(DEB_SRC)
 	echo "$(GIT_COMMIT)" >$(DEB_SRC)/.git-commit
 	cd $(DEB_SRC) && dpkg-buildpackage -us -uc -b
 	@ls build/deb/*.deb
