@@ -68,11 +68,14 @@ deps:
 	@sh tools/install-deps
 
 # What --version says about the build; rewritten only when it changes, so
-# that only version.o is rebuilt.
+# that only version.o is rebuilt. The build directory stays out of it (the
+# prefix maps name it), so that a package build is reproducible.
+INFO_CFLAGS = $(subst ",,$(strip $(filter-out -I% -DSLUICE_VERSION=%,$(CPPFLAGS)) \
+	$(filter-out -ffile-prefix-map=% -fdebug-prefix-map=%,$(CFLAGS))))
 $(BUILD)/gen/build-info.h: FORCE
 	@mkdir -p $(dir $@)
 	@{ echo '#define SLUICE_GIT_COMMIT "$(GIT_COMMIT)"'; \
-	   echo '#define SLUICE_BUILD_CFLAGS "$(subst ",,$(strip $(filter-out -I% -DSLUICE_VERSION=%,$(CPPFLAGS)) $(CFLAGS)))"'; \
+	   echo '#define SLUICE_BUILD_CFLAGS "$(INFO_CFLAGS)"'; \
 	   echo '#define SLUICE_BUILD_LDFLAGS "$(subst ",,$(strip $(LDFLAGS)))"'; \
 	   echo '#define SLUICE_HAVE_KRELAY $(HAVE_KRELAY)'; \
 	   echo '#define SLUICE_HAVE_BPF $(HAVE_BPF)'; \
