@@ -150,6 +150,8 @@ def test_install_remove_purge(deb, tmp_path):
         assert status() == "deinstall ok config-files"
         left = [f for f in plain if exists(f)]
         assert left == [CONFFILE], left
+        # the enablement is configuration too: deb-systemd-helper drops it on purge
+        assert os.readlink(WANTS) == UNIT
         assert subprocess.run(["getent", "passwd", "sluice"], capture_output=True).returncode == 0
 
         r = dpkg("-P", "sluice")
