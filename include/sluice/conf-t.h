@@ -143,11 +143,6 @@ struct conf_listen {
 	struct conf_where where;
 };
 
-enum conf_log_target {
-	CONF_LOG_STDERR,
-	CONF_LOG_STDOUT,
-};
-
 enum conf_ctl_level {
 	CONF_CTL_ADMIN,
 	CONF_CTL_USER, /* show and wait commands only */
@@ -164,8 +159,10 @@ struct conf_control {
 struct conf_global {
 	uint32_t workers; /* 0: one per CPU */
 	uint32_t maxconn; /* 0: as many as the descriptor limit allows */
-	enum conf_log_target log_target;
-	enum log_level log_level;
+	/* `log` lines (conf_log.c): at least one; none written is stderr info */
+	struct log_target_conf logs[LOG_MAX_TARGETS];
+	struct conf_where log_where[LOG_MAX_TARGETS]; /* line 0: the default */
+	size_t nlogs;
 	uint64_t grace_ms;
 	struct conf_control *controls;
 	size_t ncontrols;

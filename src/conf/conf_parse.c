@@ -235,29 +235,6 @@ static int kw_gmaxconn(struct conf_ctx *ctx, const struct conf_stmt *st, void *o
 	return conf_arg_u32(ctx, st, 1, "maxconn", 1, 10000000, &g->maxconn);
 }
 
-static int kw_log(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
-{
-	struct conf_global *g = obj;
-
-	if (strcmp(st->args[1].text, "stderr") == 0) {
-		g->log_target = CONF_LOG_STDERR;
-	} else if (strcmp(st->args[1].text, "stdout") == 0) {
-		g->log_target = CONF_LOG_STDOUT;
-	} else {
-		conf_error_arg(ctx, st, 1, "unknown log target '%s' (expected stderr or stdout)",
-			       st->args[1].text);
-		return -1;
-	}
-	if (st->nargs > 2 && log_level_parse(st->args[2].text, &g->log_level) < 0) {
-		conf_error_arg(ctx, st, 2,
-			       "unknown log level '%s' (expected error, warning, notice, info or "
-			       "debug)",
-			       st->args[2].text);
-		return -1;
-	}
-	return 0;
-}
-
 static int kw_grace(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 {
 	struct conf_global *g = obj;
@@ -375,7 +352,9 @@ static int kw_user_group(struct conf_ctx *ctx, const struct conf_stmt *st, void 
 static const struct conf_keyword global_kw[] = {
 	{ "workers", 2, 2, false, kw_workers, "workers auto|N;" },
 	{ "maxconn", 2, 2, false, kw_gmaxconn, "maxconn N;" },
-	{ "log", 2, 3, false, kw_log, "log stderr|stdout [LEVEL];" },
+	{ "log", 2, 9, false, conf_log_kw,
+	  "log stderr|stdout [LEVEL]; log syslog [socket PATH] [facility F] [tag T] [LEVEL]; or "
+	  "log udp ADDRESS:PORT [facility F] [tag T] [LEVEL];" },
 	{ "grace", 2, 2, false, kw_grace, "grace DURATION;" },
 	{ "control", 2, 6, false, kw_control, "control PATH [mode 0600] [level admin|user];" },
 	{ "metrics", 2, 2, false, kw_metrics, "metrics ADDRESS:PORT;" },
@@ -730,6 +709,24 @@ static const struct conf_keyword top_kw[] = {
 	{ NULL, 0, 0, false, NULL, NULL },
 };
 
+static void walk(const struct conf_keyword *t, const char *block, conf_keyword_fn fn, void *arg)
+{
+	for (size_t i = 0; t[i].name != NULL; i++)
+		fn(arg, block, t[i].name, t[i].usage, t[i].block);
+}
+
+/* A new keyword table is listed here too: the manual page test compares
+ * this walk with the tables in the source. */
+void conf_keywords(conf_keyword_fn fn, void *arg)
+{
+	walk(top_kw, "top", fn, arg);
+	walk(global_kw, "global", fn, arg);
+	walk(pool_kw, "pool", fn, arg);
+	conf_check_keywords(fn, arg);
+	walk(listen_kw, "listen", fn, arg);
+	conf_vrrp_keywords(fn, arg);
+}
+
 /* Resolve pool names and check what spans blocks. */
 static void validate(struct parse_state *ps)
 {
@@ -793,8 +790,9 @@ struct conf *conf_parse(const char *file, const char *text, size_t len, struct c
 		conf_error(&ctx, 1, 1, NULL, "out of memory");
 		return NULL;
 	}
-	c->global.log_target = CONF_LOG_STDERR;
-	c->global.log_level = LOGL_INFO;
+	c->global.logs[0].kind = LOG_TARGET_STDERR; /* replaced by the first `log` line */
+	c->global.logs[0].level = LOGL_INFO;
+	c->global.nlogs = 1;
 	c->global.grace_ms = 10000;
 	ps.conf = c;
 	root = conf_lex(&ctx, text, len);

@@ -289,6 +289,21 @@ static void diff_pools(const struct conf *oc, const struct conf *nc, char *buf, 
 			say(buf, len, off, "pool %s: removed", oc->pools[k].name);
 }
 
+static bool logs_differ(const struct conf_global *o, const struct conf_global *n)
+{
+	if (o->nlogs != n->nlogs)
+		return true;
+	for (size_t i = 0; i < n->nlogs; i++) {
+		const struct log_target_conf *a = &o->logs[i], *b = &n->logs[i];
+
+		if (a->kind != b->kind || a->level != b->level || a->facility != b->facility ||
+		    strcmp(a->path, b->path) != 0 || strcmp(a->tag, b->tag) != 0 ||
+		    !util_addr_equal(&a->addr, &b->addr))
+			return true;
+	}
+	return false;
+}
+
 static void diff_global(const struct conf *oc, const struct conf *nc, char *buf, size_t len,
 			size_t *off)
 {
@@ -307,8 +322,17 @@ static void diff_global(const struct conf *oc, const struct conf *nc, char *buf,
 	    strcmp(o->state_file, n->state_file) != 0)
 		say(buf, len, off, "global: control, metrics or state-file changed: needs a "
 				   "restart (kept)");
-	if (o->log_level != n->log_level)
-		say(buf, len, off, "global: log level %s", log_level_name(n->log_level));
+	if (logs_differ(o, n)) {
+		char list[LOG_MAX_TARGETS * 140], name[140];
+		size_t loff = 0;
+
+		list[0] = '\0';
+		for (size_t i = 0; i < n->nlogs; i++)
+			util_bufprintf(list, sizeof(list), &loff, "%s%s %s", i ? ", " : "",
+				       log_target_describe(&n->logs[i], name, sizeof(name)),
+				       log_level_name(n->logs[i].level));
+		say(buf, len, off, "global: log %s", list);
+	}
 	if (o->grace_ms != n->grace_ms)
 		say(buf, len, off, "global: grace %llums", (unsigned long long)n->grace_ms);
 }

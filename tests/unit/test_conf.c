@@ -48,7 +48,9 @@ static void test_full(void **state)
 	assert_int_equal(errs.n, 0);
 	assert_int_equal(c->global.workers, 0);
 	assert_int_equal(c->global.maxconn, 100000);
-	assert_int_equal(c->global.log_level, LOGL_DEBUG);
+	assert_int_equal(c->global.nlogs, 1);
+	assert_int_equal(c->global.logs[0].kind, LOG_TARGET_STDERR);
+	assert_int_equal(c->global.logs[0].level, LOGL_DEBUG);
 	assert_int_equal(c->global.grace_ms, 3000);
 	assert_int_equal(c->npools, 1);
 	assert_string_equal(c->pools[0].name, "web");
