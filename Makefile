@@ -62,12 +62,15 @@ $(BUILD)/sluice: $(MOD_LIBS)
 $(BUILD)/%: tools/%.c $(BUILD)/lib/libutil.a $(BUILD)/lib/liblog.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/lib/liblog.a $(BUILD)/lib/libutil.a -lev $(LDFLAGS)
 
-# A unit test test_<mod>[_what].c links only its module, log and util.
+# A unit test test_<mod>[_what].c links only its module, log and util;
+# UNIT_LIBS_<test> lists the modules instead (users before what they use)
+# where a module is tested together with the pure one it is built on.
 unit_mod = $(firstword $(subst _, ,$(patsubst test_%,%,$(1))))
-$(BUILD)/tests/%: tests/unit/%.c $$(BUILD)/lib/lib$$(call unit_mod,$$*).a \
-		$(BUILD)/lib/liblog.a $(BUILD)/lib/libutil.a
+unit_libs = $(foreach m,$(or $(UNIT_LIBS_$(1)),$(call unit_mod,$(1))),$(BUILD)/lib/lib$(m).a)
+UNIT_LIBS_test_pool = pool balance
+$(BUILD)/tests/%: tests/unit/%.c $$(call unit_libs,$$*) $(BUILD)/lib/liblog.a $(BUILD)/lib/libutil.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/lib/lib$(call unit_mod,$*).a \
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(call unit_libs,$*) \
 		$(BUILD)/lib/liblog.a $(BUILD)/lib/libutil.a -lcmocka $(LIBS) $(LDFLAGS)
 
 unit: $(UNIT_BINS)
