@@ -2,7 +2,8 @@
  * (pool linked with balance): backups only when no primary is usable, a
  * server never above its maxconn (also when threads race for the last
  * slot), drain, weight 0, slow start, tried servers and the queue verdict,
- * for every balancing algorithm where the rule is the same. */
+ * for every balancing algorithm where the rule is the same; and Maglev
+ * tables that do not depend on health, file order or reload history. */
 #include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
@@ -489,6 +490,180 @@ static void test_queue_verdict_and_release(void **state)
 	done(p);
 }
 
+/* ---- Maglev: size and order independent of health and history ---- */
+
+/* The name owning each slot of the primaries' table. */
+static const char **maglev_names(struct pool *p, uint32_t *m)
+{
+	struct pool_lb *lb = atomic_load(&p->lb);
+	const struct pool_lb_group *g = &lb->primary;
+	const char **names = calloc(g->maglev_size, sizeof(*names));
+
+	assert_non_null(names);
+	assert_int_equal(lb->balance, POOL_BALANCE_MAGLEV);
+	for (uint32_t j = 0; j < g->maglev_size; j++) {
+		assert_true(g->maglev[j] >= 0 && (size_t)g->maglev[j] < g->n);
+		names[j] = g->srv[g->maglev[j]]->name;
+	}
+	*m = g->maglev_size;
+	return names;
+}
+
+static void assert_same_tables(struct pool *a, struct pool *b)
+{
+	uint32_t ma, mb;
+	const char **na = maglev_names(a, &ma), **nb = maglev_names(b, &mb);
+
+	assert_int_equal(ma, mb);
+	for (uint32_t j = 0; j < ma; j++)
+		assert_string_equal(na[j], nb[j]);
+	free(na);
+	free(nb);
+}
+
+static const char *const srv_names[] = {
+	"web-07", "web-1", "web-10", "db.a", "web-2", "cache_3", "web-11", "x", "web-03", "A1",
+};
+
+/* The same servers listed in different orders (reversed, rotated), some
+ * of them down or drained: identical tables. */
+static void test_maglev_table_ignores_file_order(void **state)
+{
+	const size_t n = UTIL_ARRAY_LEN(srv_names);
+	struct pool *p[3];
+
+	(void)state;
+	for (int v = 0; v < 3; v++) {
+		p[v] = mkpool(POOL_BALANCE_MAGLEV);
+		for (size_t k = 0; k < n; k++) {
+			size_t i = v == 0 ? k : v == 1 ? n - 1 - k : (k + 4) % n;
+
+			add(p[v], srv_names[i], i == 3 ? 3 : 1, 0, false);
+		}
+		assert_int_equal(pool_publish(p[v]), 0);
+	}
+	assert_same_tables(p[0], p[1]);
+	assert_same_tables(p[0], p[2]);
+	for (int v = 0; v < 3; v++) {
+		set_down(pool_find_server(p[v], "web-10"), true);
+		pool_server_operator_admin(pool_find_server(p[v], "x"), POOL_ADMIN_DRAIN, 1000);
+	}
+	assert_same_tables(p[0], p[1]);
+	assert_same_tables(p[0], p[2]);
+	for (int v = 0; v < 3; v++)
+		done(p[v]);
+}
+
+/* A reload that removes a server and adds one (appended to the pool's
+ * list, unlike the file) and a server re-created for a new address give
+ * the table of a fresh start with the new file. */
+static void test_maglev_reload_equals_fresh_start(void **state)
+{
+	struct pool *old = mkpool(POOL_BALANCE_MAGLEV), *fresh = mkpool(POOL_BALANCE_MAGLEV);
+	const char *first[] = { "a", "b", "c", "d", "e" }, *second[] = { "f", "a", "e", "d", "b" };
+
+	(void)state;
+	for (size_t i = 0; i < 5; i++)
+		add(old, first[i], 1, 0, false);
+	assert_int_equal(pool_publish(old), 0);
+	/* as update_pool does: c removed, f added, b has a new address */
+	pool_remove_server(old, pool_find_server(old, "c"));
+	pool_remove_server(old, pool_find_server(old, "b"));
+	add(old, "f", 1, 0, false);
+	add(old, "b", 1, 0, false);
+	assert_int_equal(pool_publish(old), 0);
+	for (size_t i = 0; i < 5; i++)
+		add(fresh, second[i], 1, 0, false);
+	assert_int_equal(pool_publish(fresh), 0);
+	assert_same_tables(old, fresh);
+	done(old);
+	done(fresh);
+}
+
+/* The table has the configured size whatever the health, and is rebuilt
+ * only when the members change. */
+static void test_maglev_size_fixed(void **state)
+{
+	struct pool *p = mkpool(POOL_BALANCE_MAGLEV);
+	struct pool_server *s[12];
+	const int32_t *base;
+
+	(void)state;
+	assert_int_equal(p->maglev_size, 65537);
+	p->maglev_size = 1021;
+	for (int i = 0; i < 12; i++) {
+		char name[8];
+		size_t off = 0;
+
+		util_bufprintf(name, sizeof(name), &off, "s%d", i);
+		s[i] = add(p, name, 1, 0, false);
+	}
+	assert_int_equal(pool_publish(p), 0);
+	base = p->maglev[0].table;
+	for (int down = 0; down < 11; down++) {
+		set_down(s[down], true);
+		pool_publish(p);
+		assert_int_equal(atomic_load(&p->lb)->primary.maglev_size, 1021);
+		assert_int_equal(atomic_load(&p->lb)->primary.n, (size_t)(11 - down));
+	}
+	assert_ptr_equal(p->maglev[0].table, base); /* health: refill only */
+	pool_server_operator_weight(s[11], 2);
+	assert_true(p->maglev[0].table != base); /* weights: a new base */
+	done(p);
+}
+
+/* For every pool size from 2 to 40, one server going down, drained or in
+ * maint moves exactly its own clients; the others keep their server. */
+static void test_maglev_down_moves_only_its_clients(void **state)
+{
+	enum { CLIENTS = 4000 };
+	static struct pool_server *before[CLIENTS];
+
+	(void)state;
+	for (size_t n = 2; n <= 40; n++) {
+		struct pool *p = mkpool(POOL_BALANCE_MAGLEV);
+		struct pool_server *victim = NULL, *s;
+		uint32_t moved = 0, victims = 0;
+
+		for (size_t i = 0; i < n; i++) {
+			char name[16];
+			size_t off = 0;
+
+			util_bufprintf(name, sizeof(name), &off, "srv-%zu", (i * 7) % n);
+			s = add(p, name, 1, 0, false);
+			if (i == n / 2)
+				victim = s;
+		}
+		assert_int_equal(pool_publish(p), 0);
+		for (size_t c = 0; c < CLIENTS; c++) {
+			before[c] = take(p, util_hash64(&c, sizeof(c), 9));
+			pool_server_release(before[c]);
+		}
+		switch (n % 3) {
+		case 0:
+			set_down(victim, true);
+			pool_publish(p);
+			break;
+		case 1:
+			pool_server_operator_admin(victim, POOL_ADMIN_DRAIN, 1000);
+			break;
+		default:
+			pool_server_operator_admin(victim, POOL_ADMIN_MAINT, 1000);
+			break;
+		}
+		for (size_t c = 0; c < CLIENTS; c++) {
+			s = take(p, util_hash64(&c, sizeof(c), 9));
+			pool_server_release(s);
+			assert_ptr_not_equal(s, victim);
+			victims += before[c] == victim;
+			moved += s != before[c];
+		}
+		assert_int_equal(moved, victims);
+		assert_true(victims > 0);
+		done(p);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -501,6 +676,10 @@ int main(void)
 		cmocka_unit_test(test_no_snapshot_no_server),
 		cmocka_unit_test(test_slowstart_ramps_share),
 		cmocka_unit_test(test_queue_verdict_and_release),
+		cmocka_unit_test(test_maglev_table_ignores_file_order),
+		cmocka_unit_test(test_maglev_reload_equals_fresh_start),
+		cmocka_unit_test(test_maglev_size_fixed),
+		cmocka_unit_test(test_maglev_down_moves_only_its_clients),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
