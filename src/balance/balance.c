@@ -298,23 +298,68 @@ static uint32_t slot_at(const struct slot_order *o, uint32_t t)
 	return x;
 }
 
+/* The inverse of slot_mix: products by the inverses of the constants
+ * modulo 2^32 (masked), and x ^= x >> s undone by the same step since
+ * 2s >= k. */
+static uint32_t slot_unmix(uint32_t x, uint32_t mask, unsigned shift)
+{
+	x ^= x >> shift;
+	x = (x * 0x7ed1b41du) & mask; /* 0xc2b2ae35^-1 */
+	x ^= x >> shift;
+	x = (x * 0xa5cb9243u) & mask; /* 0x85ebca6b^-1 */
+	x ^= x >> shift;
+	x = (x * 0x0e8b2f51u) & mask; /* 0x9e3779b1^-1 */
+	return x;
+}
+
+/* Position of slot j in the refill order (slot_at's inverse). */
+static uint32_t slot_pos(const struct slot_order *o, uint32_t j)
+{
+	uint32_t x = slot_unmix(j, o->mask, o->shift);
+
+	while (x >= o->m)
+		x = slot_unmix(x, o->mask, o->shift);
+	return x;
+}
+
+static bool base_kept(const int32_t *base, uint32_t j, const uint64_t *keys, const uint32_t *cur,
+		      const uint32_t *full)
+{
+	return base[j] >= 0 && maglev_keeps(j, keys[base[j]], cur[base[j]], full[base[j]]);
+}
+
 int balance_maglev_refill(const int32_t *base, uint32_t m, const uint64_t *keys,
 			  const uint32_t *cur, const uint32_t *full, int32_t *out)
 {
 	struct slot_order ord;
-	uint32_t last = m;
-	bool any = false;
+	uint32_t last = m, empty = 0;
 	int32_t carry;
 
 	for (uint32_t j = 0; j < m; j++) {
-		int32_t o = base[j];
-
-		out[j] = o >= 0 && maglev_keeps(j, keys[o], cur[o], full[o]) ? o : -1;
-		any |= out[j] >= 0;
+		out[j] = base_kept(base, j, keys, cur, full) ? base[j] : -1;
+		empty += out[j] < 0;
 	}
-	if (!any)
+	if (empty == m)
 		return -1;
 	slot_order_init(&ord, m);
+	if (empty <= m / 8) {
+		/* few empty slots (a server of many down): walk from each to
+		 * the next kept one, about 1 / (kept fraction) steps each,
+		 * instead of putting all m slots in order */
+		for (uint32_t j = 0; j < m; j++) {
+			uint32_t t, k;
+
+			if (out[j] >= 0)
+				continue;
+			t = slot_pos(&ord, j);
+			do {
+				t = (t + 1) % m;
+				k = slot_at(&ord, t);
+			} while (!base_kept(base, k, keys, cur, full));
+			out[j] = base[k];
+		}
+		return 0;
+	}
 	/* the last kept slot in refill order, then backwards once round:
 	 * each empty slot takes the owner of the next kept slot in that order */
 	for (uint32_t t = m; t-- > 0 && last == m;)

@@ -253,15 +253,16 @@ static void test_maglev_down_moves_only_its_slots(void **state)
 	free(out);
 }
 
-/* Two down, one after the other: the second one's slots move, and of the
- * first one's only those the second had taken; with nobody left there is
- * nothing to refill with. */
+/* One down, then three: the newly down ones' slots move, and of the
+ * first one's only those they had taken; with nobody left there is
+ * nothing to refill with. (One down of ten refills slot by slot, three
+ * down in one pass over the whole order: the two ways must agree.) */
 static void test_maglev_refill_is_per_slot(void **state)
 {
 	int32_t *base = maglev_base(10, NULL, MAGLEV_M);
-	int32_t *one = malloc(MAGLEV_M * sizeof(*one)), *two = malloc(MAGLEV_M * sizeof(*two));
+	int32_t *one = malloc(MAGLEV_M * sizeof(*one)), *three = malloc(MAGLEV_M * sizeof(*three));
 	uint64_t keys[10];
-	uint32_t full[10], cur[10];
+	uint32_t full[10], cur[10], moved = 0;
 
 	(void)state;
 	for (size_t i = 0; i < 10; i++) {
@@ -270,20 +271,22 @@ static void test_maglev_refill_is_per_slot(void **state)
 	}
 	cur[3] = 0;
 	assert_int_equal(balance_maglev_refill(base, MAGLEV_M, keys, cur, full, one), 0);
-	cur[7] = 0;
-	assert_int_equal(balance_maglev_refill(base, MAGLEV_M, keys, cur, full, two), 0);
+	cur[7] = cur[8] = 0;
+	assert_int_equal(balance_maglev_refill(base, MAGLEV_M, keys, cur, full, three), 0);
 	for (uint32_t j = 0; j < MAGLEV_M; j++) {
-		if (one[j] != 7)
-			assert_int_equal(two[j], one[j]);
-		assert_true(two[j] != 3 && two[j] != 7);
+		if (one[j] != 7 && one[j] != 8)
+			assert_int_equal(three[j], one[j]);
+		assert_true(three[j] != 3 && three[j] != 7 && three[j] != 8);
+		moved += base[j] == 3 && three[j] != one[j];
 	}
+	assert_true(moved > 0 && moved < MAGLEV_M / 10 / 4); /* about 2/9 of 3's slots */
 	/* all gone: nothing to refill with */
 	memset(cur, 0, sizeof(cur));
-	assert_int_equal(balance_maglev_refill(base, MAGLEV_M, keys, cur, full, two), -1);
-	assert_int_equal(two[0], -1);
+	assert_int_equal(balance_maglev_refill(base, MAGLEV_M, keys, cur, full, three), -1);
+	assert_int_equal(three[0], -1);
 	free(base);
 	free(one);
-	free(two);
+	free(three);
 }
 
 /* A member removed from the configuration (not just down): the base table
