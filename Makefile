@@ -36,7 +36,7 @@ TOOL_SRCS = $(wildcard tools/*.c)
 TOOL_BINS = $(patsubst tools/%.c,$(BUILD)/%,$(TOOL_SRCS))
 
 .PHONY: all deps test unit integration netns conftest fuzz demo demo-stop bench san-test \
-	clean check-layout format-check
+	clean check-layout format-check perf-maglev
 
 all: $(BUILD)/sluice $(TOOL_BINS)
 
@@ -75,6 +75,17 @@ $(BUILD)/tests/%: tests/unit/%.c $$(call unit_libs,$$*) $(BUILD)/lib/liblog.a $(
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+# Measurements (not tests): tests/perf/perf_<mod>_<what>.c links like a
+# unit test. `make perf-maglev PERF_ARGS="65537 11"`: slots, repeats.
+$(BUILD)/perf/perf_pool_maglev: tests/perf/perf_pool_maglev.c $(call unit_libs,test_pool) \
+		$(BUILD)/lib/liblog.a $(BUILD)/lib/libutil.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(call unit_libs,test_pool) \
+		$(BUILD)/lib/liblog.a $(BUILD)/lib/libutil.a $(LIBS) $(LDFLAGS)
+
+perf-maglev: $(BUILD)/perf/perf_pool_maglev
+	$< $(PERF_ARGS)
 
 conftest: $(BUILD)/sluice
 	@sh tests/conf/run.sh $(BUILD)/sluice
