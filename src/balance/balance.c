@@ -9,9 +9,10 @@
 
 #define SWRR_MAX_CYCLE 16384
 /* Table entries a Maglev pick tries before it scans the servers instead:
- * with half of them unusable at pick time, 32 entries miss all usable ones
- * about once in 4 billion picks; beyond, a table of 65537 slots would cost
- * a scan of 65537 entries for every queued client. */
+ * with half of the servers unusable at pick time (full, tried), 32 entries
+ * all hold unusable ones about once in 4 billion picks; without a bound, a
+ * pool whose servers are all full would scan its 65537 entries for every
+ * queued client at every freed slot. */
 #define MAGLEV_PROBES 32
 
 static uint32_t gcd32(uint32_t a, uint32_t b)

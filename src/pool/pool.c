@@ -300,6 +300,7 @@ static int lb_group_build(struct pool *p, struct pool_lb_group *g, bool backup)
 
 	if (p->balance == POOL_BALANCE_MAGLEV)
 		return maglev_group_build(p, g, backup);
+	maglev_base_free(&p->maglev[backup]); /* a reload changed the balance */
 	for (size_t i = 0; i < p->nservers; i++)
 		n += pool_server_eligible(p->servers[i]) && p->servers[i]->backup == backup;
 	if (n == 0)
