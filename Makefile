@@ -57,7 +57,7 @@ TOOL_SRCS = $(wildcard tools/*.c)
 TOOL_BINS = $(patsubst tools/%.c,$(BUILD)/%,$(TOOL_SRCS))
 
 .PHONY: all deps test unit integration netns conftest fuzz demo demo-stop bench san-test \
-	clean check-layout format-check install uninstall man-check pkg-test deb FORCE
+	clean check-layout format-check install uninstall man-check pkg-test deb FORCE perf-maglev
 
 all: $(BUILD)/sluice $(TOOL_BINS)
 
@@ -99,16 +99,30 @@ $(BUILD)/sluice: $(MOD_LIBS)
 $(BUILD)/%: tools/%.c $(BUILD)/lib/libutil.a $(BUILD)/lib/liblog.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/lib/liblog.a $(BUILD)/lib/libutil.a -lev $(LDFLAGS)
 
-# A unit test test_<mod>[_what].c links only its module, log and util.
+# A unit test test_<mod>[_what].c links only its module, log and util;
+# UNIT_LIBS_<test> lists the modules instead (users before what they use)
+# where a module is tested together with the pure one it is built on.
 unit_mod = $(firstword $(subst _, ,$(patsubst test_%,%,$(1))))
-$(BUILD)/tests/%: tests/unit/%.c $$(BUILD)/lib/lib$$(call unit_mod,$$*).a \
-		$(BUILD)/lib/liblog.a $(BUILD)/lib/libutil.a
+unit_libs = $(foreach m,$(or $(UNIT_LIBS_$(1)),$(call unit_mod,$(1))),$(BUILD)/lib/lib$(m).a)
+UNIT_LIBS_test_pool = pool balance
+$(BUILD)/tests/%: tests/unit/%.c $$(call unit_libs,$$*) $(BUILD)/lib/liblog.a $(BUILD)/lib/libutil.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/lib/lib$(call unit_mod,$*).a \
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(call unit_libs,$*) \
 		$(BUILD)/lib/liblog.a $(BUILD)/lib/libutil.a -lcmocka $(LIBS) $(LDFLAGS)
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+# Measurements (not tests): tests/perf/perf_<mod>_<what>.c links like a
+# unit test. `make perf-maglev PERF_ARGS="65537 11"`: slots, repeats.
+$(BUILD)/perf/perf_pool_maglev: tests/perf/perf_pool_maglev.c $(call unit_libs,test_pool) \
+		$(BUILD)/lib/liblog.a $(BUILD)/lib/libutil.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(call unit_libs,test_pool) \
+		$(BUILD)/lib/liblog.a $(BUILD)/lib/libutil.a $(LIBS) $(LDFLAGS)
+
+perf-maglev: $(BUILD)/perf/perf_pool_maglev
+	$< $(PERF_ARGS)
 
 conftest: $(BUILD)/sluice
 	@sh tests/conf/run.sh $(BUILD)/sluice

@@ -13,6 +13,10 @@
 
 #define CONF_NAME_MAX 64
 #define CONF_MAX_ERRORS 20
+/* Maglev table slots: 65537 by default as Envoy, at most Envoy's limit
+ * (20 MB per table of 4-byte slots). */
+#define CONF_MAGLEV_TABLE_DEFAULT 65537
+#define CONF_MAGLEV_TABLE_MAX 5000011
 
 enum conf_balance {
 	CONF_BALANCE_ROUNDROBIN,
@@ -123,6 +127,9 @@ struct conf_pool {
 	enum conf_proxy_proto send_proxy;
 	uint32_t queue_max; /* clients that may wait for a free server slot */
 	uint64_t timeout_queue_ms;
+	uint32_t maglev_table; /* balance maglev: table slots, a prime */
+	bool maglev_table_set; /* written in the file */
+	struct conf_where maglev_where; /* of its value */
 	struct conf_server *servers;
 	size_t nservers;
 	struct conf_where where;

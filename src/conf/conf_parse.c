@@ -484,6 +484,60 @@ static int kw_pool_timeout(struct conf_ctx *ctx, const struct conf_stmt *st, voi
 					 CONF_MAX_DURATION_MS, &p->timeout_queue_ms);
 }
 
+/* maglev-table N: a prime, so that every Maglev permutation (offset + i x
+ * skip, skip in 1..N-1) visits every slot. A non-prime is an error rather
+ * than rounded up: the size decides which backend each client gets, and
+ * nodes that must agree should run the number their file says. */
+static int kw_maglev_table(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct conf_pool *p = obj;
+	uint32_t m;
+
+	if (conf_arg_u32(ctx, st, 1, "maglev-table", 2, CONF_MAGLEV_TABLE_MAX, &m) < 0)
+		return -1;
+	if (!util_is_prime(m)) {
+		conf_error_arg(ctx, st, 1, "maglev-table %u is not a prime (expected a prime such as %u)",
+			       m, util_prime_at_least(m));
+		return -1;
+	}
+	p->maglev_table = m;
+	p->maglev_table_set = true;
+	p->maglev_where.line = st->args[1].line;
+	p->maglev_where.col = st->args[1].col;
+	return 0;
+}
+
+/* What a pool's statements decide together, once all are read. */
+static void pool_done(struct conf_ctx *ctx, const struct conf_pool *p)
+{
+	char near[16];
+	uint32_t want;
+
+	snprintf(near, sizeof(near), "%u", p->maglev_table);
+	if (p->maglev_table_set && p->balance != CONF_BALANCE_MAGLEV) {
+		conf_error(ctx, p->maglev_where.line, p->maglev_where.col, near,
+			   "maglev-table applies to balance maglev only (pool '%s' balances %s)",
+			   p->name, conf_balance_name(p->balance));
+		return;
+	}
+	if (p->balance != CONF_BALANCE_MAGLEV || p->nservers <= p->maglev_table)
+		return;
+	/* Maglev's paper keeps shares within about 1% from 100 slots a server */
+	want = util_prime_at_least((uint32_t)UTIL_MIN((uint64_t)p->nservers * 100,
+						      CONF_MAGLEV_TABLE_MAX));
+	if (p->maglev_table_set)
+		conf_error(ctx, p->maglev_where.line, p->maglev_where.col, near,
+			   "maglev-table %u is smaller than the %zu servers of pool '%s' (expected "
+			   "a prime of at least %zu; with 100 slots a server, such as %u, shares "
+			   "stay within about 1%%)",
+			   p->maglev_table, p->nservers, p->name, p->nservers, want);
+	else
+		conf_error(ctx, p->where.line, p->where.col, p->name,
+			   "pool '%s' has %zu servers, more than the %u slots of its Maglev table "
+			   "(expected 'maglev-table N;' with a prime such as %u)",
+			   p->name, p->nservers, p->maglev_table, want);
+}
+
 static const struct conf_keyword pool_kw[] = {
 	{ "balance", 2, 2, false, kw_balance, "balance roundrobin|leastconn|random|maglev|first;" },
 	{ "server", 3, 20, false, kw_server,
@@ -492,6 +546,7 @@ static const struct conf_keyword pool_kw[] = {
 	{ "send-proxy", 2, 2, false, kw_send_proxy, "send-proxy v1|v2|none;" },
 	{ "queue", 2, 2, false, kw_queue, "queue N;" },
 	{ "timeout", 3, 3, false, kw_pool_timeout, "timeout queue DURATION;" },
+	{ "maglev-table", 2, 2, false, kw_maglev_table, "maglev-table PRIME;" },
 	/* health checks: conf_check.c */
 	{ "check", 2, 2, true, conf_check_kw_check, "check tcp|expect|http|tls|https { ... }" },
 	{ "agent", 3, 7, false, conf_check_kw_agent,
@@ -637,12 +692,14 @@ static int top_pool(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 	p->send_proxy = CONF_PROXY_NONE;
 	p->queue_max = 1000;
 	p->timeout_queue_ms = 5000;
+	p->maglev_table = CONF_MAGLEV_TABLE_DEFAULT;
 	p->where.line = st->args[1].line;
 	p->where.col = st->args[1].col;
 	snprintf(where, sizeof(where), "pool '%s'", name);
 	conf_check_pool_init(p);
 	run_block(ctx, st, pool_kw, where, p);
 	conf_check_pool_done(ctx, p);
+	pool_done(ctx, p);
 	return 0;
 }
 

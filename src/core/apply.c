@@ -83,6 +83,7 @@ static void pool_from_conf(struct pool *p, const struct conf_pool *cp)
 	p->send_proxy = map_proxy(cp->send_proxy, CONF_PROXY_NONE);
 	p->queue_max = cp->queue_max;
 	p->timeout_queue_ms = cp->timeout_queue_ms;
+	p->maglev_size = cp->maglev_table;
 }
 
 static struct pool *build_pool(const struct conf_pool *cp)
@@ -265,7 +266,8 @@ static void diff_pools(const struct conf *oc, const struct conf *nc, char *buf, 
 			continue;
 		}
 		if (op->balance != np->balance || op->send_proxy != np->send_proxy ||
-		    op->queue_max != np->queue_max || op->timeout_queue_ms != np->timeout_queue_ms)
+		    op->queue_max != np->queue_max || op->timeout_queue_ms != np->timeout_queue_ms ||
+		    op->maglev_table != np->maglev_table)
 			say(buf, len, off, "pool %s: settings changed (balance %s)", np->name,
 			    conf_balance_name(np->balance));
 		for (size_t k = 0; k < np->nservers; k++) {

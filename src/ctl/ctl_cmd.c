@@ -573,6 +573,13 @@ static void cmd_server_add(struct cmd *x)
 		reply_error(x->out, "server '%s' already exists in pool '%s'", x->argv[3], p->name);
 		return;
 	}
+	/* as the file: a Maglev table has at least a slot per server */
+	if (p->balance == POOL_BALANCE_MAGLEV && p->nservers >= p->maglev_size) {
+		reply_error(x->out, "pool '%s' has %zu servers, as many as its Maglev table has "
+				    "slots (set a larger maglev-table and reload)",
+			    p->name, p->nservers);
+		return;
+	}
 	if (util_addr_parse_server(x->argv[4], &addr, host, sizeof(host), &port, err,
 				   sizeof(err)) < 0) {
 		reply_error(x->out, "bad address '%s': %s", x->argv[4], err);
