@@ -160,6 +160,12 @@ static const struct conf_keyword announce_kw[] = {
 	{ NULL, 0, 0, false, NULL, NULL },
 };
 
+void conf_announce_keywords(conf_keyword_fn fn, void *arg)
+{
+	for (size_t k = 0; announce_kw[k].name != NULL; k++)
+		fn(arg, "announce", announce_kw[k].name, announce_kw[k].usage, false);
+}
+
 int conf_announce_block(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf *c)
 {
 	struct conf_announce *arr, *an;

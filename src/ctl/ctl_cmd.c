@@ -186,6 +186,8 @@ static void cmd_help(struct cmd *x);
 static void cmd_show_info(struct cmd *x)
 {
 	struct ctl_info in = { 0 };
+	struct log_target_stats ls[LOG_MAX_TARGETS];
+	size_t nls = log_stats(ls, LOG_MAX_TARGETS);
 
 	x->ctl->hooks.info(x->ctl->hooks.arg, &in);
 	if (x->json) {
@@ -199,20 +201,35 @@ static void cmd_show_info(struct cmd *x)
 		ctl_json_str(x->out, in.conf_file);
 		ctl_buf_printf(x->out, ",\"last_reload\":");
 		ctl_json_str(x->out, in.last_reload);
-		ctl_buf_printf(x->out, ",\"reloads_ok\":%llu,\"reloads_failed\":%llu}\n\n",
+		ctl_buf_printf(x->out, ",\"reloads_ok\":%llu,\"reloads_failed\":%llu,\"logs\":[",
 			       (unsigned long long)in.reloads_ok,
 			       (unsigned long long)in.reloads_failed);
+		for (size_t i = 0; i < nls; i++) {
+			ctl_buf_printf(x->out, "%s{\"target\":", i ? "," : "");
+			ctl_json_str(x->out, ls[i].name);
+			ctl_buf_printf(x->out, ",\"sent\":%llu,\"dropped\":%llu}",
+				       (unsigned long long)ls[i].sent,
+				       (unsigned long long)ls[i].dropped);
+		}
+		ctl_buf_printf(x->out, "],\"log_queue_dropped\":%llu}\n\n",
+			       (unsigned long long)log_queue_dropped());
 		return;
 	}
 	ctl_buf_printf(x->out,
 		       "version:           %s\npid:               %d\nuptime:            %llus\n"
 		       "workers:           %u\nmaxconn:           %u\nconnections:       %u\n"
 		       "connections total: %llu\nconfig:            %s\nlast reload:       %s\n"
-		       "reloads:           %llu ok, %llu failed\n\n",
+		       "reloads:           %llu ok, %llu failed\n",
 		       in.version, in.pid, (unsigned long long)(in.uptime_ms / 1000), in.workers,
 		       in.maxconn, in.cur_conns, (unsigned long long)in.total_conns, in.conf_file,
 		       in.last_reload, (unsigned long long)in.reloads_ok,
 		       (unsigned long long)in.reloads_failed);
+	for (size_t i = 0; i < nls; i++)
+		ctl_buf_printf(x->out, "log:               %s: %llu sent, %llu dropped\n",
+			       ls[i].name, (unsigned long long)ls[i].sent,
+			       (unsigned long long)ls[i].dropped);
+	ctl_buf_printf(x->out, "log queue dropped: %llu\n\n",
+		       (unsigned long long)log_queue_dropped());
 }
 
 static void cmd_show_listeners(struct cmd *x)
@@ -554,6 +571,13 @@ static void cmd_server_add(struct cmd *x)
 	}
 	if (pool_find_server(p, x->argv[3]) != NULL) {
 		reply_error(x->out, "server '%s' already exists in pool '%s'", x->argv[3], p->name);
+		return;
+	}
+	/* as the file: a Maglev table has at least a slot per server */
+	if (p->balance == POOL_BALANCE_MAGLEV && p->nservers >= p->maglev_size) {
+		reply_error(x->out, "pool '%s' has %zu servers, as many as its Maglev table has "
+				    "slots (set a larger maglev-table and reload)",
+			    p->name, p->nservers);
 		return;
 	}
 	if (util_addr_parse_server(x->argv[4], &addr, host, sizeof(host), &port, err,
@@ -1029,6 +1053,13 @@ static const struct cmd_entry commands[] = {
 	{ "wait", "idle", 2, 3, CTL_LEVEL_USER, cmd_wait_idle, "wait idle [TIMEOUT]" },
 	{ NULL, NULL, 0, 0, CTL_LEVEL_USER, NULL, NULL },
 };
+
+void ctl_commands(ctl_command_fn fn, void *arg)
+{
+	for (size_t i = 0; commands[i].w1 != NULL; i++)
+		fn(arg, commands[i].w1, commands[i].w2, commands[i].usage,
+		   commands[i].level == CTL_LEVEL_ADMIN);
+}
 
 static void cmd_help(struct cmd *x)
 {

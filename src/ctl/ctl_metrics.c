@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "ctl-int.h"
+#include "sluice/log.h"
 #include "sluice/pool.h"
 #include "sluice/util.h"
 
@@ -235,6 +236,29 @@ static void announce_metrics(struct ctl *c, struct ctl_buf *b)
 	free(rows);
 }
 
+/* Per log target: lines sent and dropped; the queue's drops as target "queue". */
+static void log_metrics(struct ctl_buf *b)
+{
+	struct log_target_stats st[LOG_MAX_TARGETS];
+	size_t n = log_stats(st, LOG_MAX_TARGETS);
+
+	family(b, "sluice_log_lines_total", "counter", "Log lines handed to each log target");
+	for (size_t i = 0; i < n; i++) {
+		ctl_buf_printf(b, "sluice_log_lines_total{target=\"");
+		label(b, st[i].name);
+		ctl_buf_printf(b, "\"} %llu\n", (unsigned long long)st[i].sent);
+	}
+	family(b, "sluice_log_dropped_total", "counter",
+	       "Log lines a target could not take (target \"queue\": a full log queue)");
+	for (size_t i = 0; i < n; i++) {
+		ctl_buf_printf(b, "sluice_log_dropped_total{target=\"");
+		label(b, st[i].name);
+		ctl_buf_printf(b, "\"} %llu\n", (unsigned long long)st[i].dropped);
+	}
+	ctl_buf_printf(b, "sluice_log_dropped_total{target=\"queue\"} %llu\n",
+		       (unsigned long long)log_queue_dropped());
+}
+
 void ctl_metrics(struct ctl *c, struct ctl_buf *out)
 {
 	struct ctl_info in = { 0 };
@@ -259,6 +283,7 @@ void ctl_metrics(struct ctl *c, struct ctl_buf *out)
 		       (unsigned long long)in.reloads_ok);
 	ctl_buf_printf(out, "sluice_reloads_total{result=\"failed\"} %llu\n",
 		       (unsigned long long)in.reloads_failed);
+	log_metrics(out);
 	listener_metrics(c, out);
 	pool_metrics(out, pools, n);
 	announce_metrics(c, out);
