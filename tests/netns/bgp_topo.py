@@ -99,22 +99,23 @@ while True:
 """
 
 
-def sluice_conf(sock, n, extra="", hold_down="300ms", withdraw_delay="1s"):
+def sluice_conf(sock, n, extra="", hold_down="300ms", withdraw_delay="1s", web=None):
     """A node's sluice configuration: the service on VIP:PORT, pool web on
-    the shared backend, and pool canary on the node's own canary backend,
-    both required by the announce block."""
-    return ("global { log stderr info; control %s; workers 1; grace 2s; }\n"
-            "pool web {\n"
-            " check tcp { interval 100ms; timeout 100ms; rise 2; fall 2; }\n"
-            " server b1 %s:%d;\n}\n"
+    the shared backend (or the pool given as web), and pool canary on the
+    node's own canary backend, both required by the announce block."""
+    if web is None:
+        web = ("pool web {\n"
+               " check tcp { interval 100ms; timeout 100ms; rise 2; fall 2; }\n"
+               " server b1 %s:%d;\n}\n" % (BACKEND_IP, BACKEND_PORT))
+    return ("global { log stderr info; control %s; workers 1; grace 2s; }\n%s"
             "pool canary {\n"
             " check tcp { interval 100ms; timeout 100ms; rise 2; fall 2; }\n"
             " server c1 %s:%d;\n}\n"
             "listen front { bind %s:%d; pool web; timeout connect 500ms; }\n"
             "announce front {\n address %s/32;\n device vip0;\n require pool web;\n"
             " require pool canary;\n hold-down %s;\n withdraw-delay %s;\n}\n%s"
-            % (sock, BACKEND_IP, BACKEND_PORT, BACKEND_IP, canary_port(n), VIP, PORT, VIP,
-               hold_down, withdraw_delay, extra))
+            % (sock, web, BACKEND_IP, canary_port(n), VIP, PORT, VIP, hold_down,
+               withdraw_delay, extra))
 
 
 def node_bird_conf(n, log):
