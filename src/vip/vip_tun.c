@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -100,9 +101,11 @@ int vip_tun_create(const char *name, int *ifindex_out, char *err, size_t errlen)
 	}
 	fd = open(TUN_PATH, O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
-		snprintf(err, errlen, "device %s: cannot open %s: %s (announcing needs the kernel's "
-				      "TUN driver)",
-			 name, TUN_PATH, strerror(errno));
+		bool no_driver = errno == ENOENT || errno == ENODEV || errno == ENXIO;
+
+		snprintf(err, errlen, "device %s: cannot open %s: %s%s", name, TUN_PATH,
+			 strerror(errno),
+			 no_driver ? " (announcing needs the kernel's TUN driver)" : "");
 		return -1;
 	}
 	memset(&ifr, 0, sizeof(ifr));
