@@ -238,7 +238,7 @@ def test_reload_keeps_an_unchanged_block_exactly(node):
     assert addr_events(node, t0) == []
     for k in ("state", "since", "announces", "withdraws", "addresses"):
         assert after[k] == before[k], k
-    assert after["since_ms"] >= before["since_ms"] + (time.time() - t0) * 1000 - 20
+    assert after["since_ms"] > before["since_ms"]  # not reset
 
 
 def test_reload_changes_only_what_changed(node):
