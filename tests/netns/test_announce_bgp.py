@@ -103,7 +103,8 @@ def test_pool_down_withdraws_within_50ms_and_recovers_after_hold_down(bgp):
     up = log_time(wait_until(lambda: find_line(n1.log(), r"notice: server canary/c1 UP"),
                              what="the UP line"))
     print("pool up (UP line) -> router FIB: %.1f ms (hold-down 300 ms)" % ((e2[0] - up) * 1000))
-    assert 0.299 <= e2[0] - up < 0.300 + 0.050
+    # not before the hold-down; the upper bound only catches a lost event
+    assert 0.299 <= e2[0] - up < 0.300 + 0.200
     a = n1.announce()
     assert a["state"] == "announced" and a["announces"] == 2 and a["withdraws"] == 1
 
