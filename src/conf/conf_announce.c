@@ -175,6 +175,11 @@ int conf_announce_block(struct conf_ctx *ctx, const struct conf_stmt *st, struct
 
 	if (conf_arg_name(ctx, st, 1, "announce", name) < 0)
 		return -1;
+	if (strcmp(name, "all") == 0) {
+		conf_error_arg(ctx, st, 1, "announce name 'all' is reserved ('announce withdraw all' "
+				      "means every block)");
+		return -1;
+	}
 	for (size_t i = 0; i < c->nannounces; i++) {
 		if (strcmp(c->announces[i].name, name) == 0) {
 			conf_error_arg(ctx, st, 1,

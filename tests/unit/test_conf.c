@@ -256,6 +256,10 @@ static void test_announce(void **state)
 		     "announce a { address 198.51.100.1; device lo; }\n",
 		     "bad.conf:3:43: error: bad device name 'lo' (expected 1-15 letters, digits, "
 		     "'-', '_' or '.', for a TUN device sluice creates) (near 'lo')");
+	expect_error("pool p { }\nlisten l { bind 0.0.0.0:80; pool p; }\n"
+		     "announce all { address 198.51.100.1; }\n",
+		     "bad.conf:3:10: error: announce name 'all' is reserved ('announce withdraw all' "
+		     "means every block) (near 'all')");
 }
 
 int main(void)
