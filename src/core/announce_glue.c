@@ -69,7 +69,7 @@ struct core_announce {
 	int lo_ifindex;
 	bool drained;
 	bool stopping;
-	bool handed_over; /* a binary upgrade: the new process owns the devices */
+	bool handed_over;    /* a binary upgrade: the new process owns the devices */
 	ev_timer eval_timer; /* soon, or at the next hold-down end */
 	ev_timer tick;
 	ev_timer drain_timer; /* node drain within */
@@ -111,8 +111,7 @@ static void addrs_text(const struct core_announce_blk *b, char *buf, size_t len)
 	}
 }
 
-static struct core_announce_blk *find_blk(struct core_announce_blk **v, size_t n,
-					  const char *name)
+static struct core_announce_blk *find_blk(struct core_announce_blk **v, size_t n, const char *name)
 {
 	for (size_t i = 0; i < n; i++)
 		if (v[i] != NULL && strcmp(v[i]->name, name) == 0)
@@ -120,8 +119,7 @@ static struct core_announce_blk *find_blk(struct core_announce_blk **v, size_t n
 	return NULL;
 }
 
-static struct core_announce_dev *find_dev(struct core_announce_dev **v, size_t n,
-					  const char *name)
+static struct core_announce_dev *find_dev(struct core_announce_dev **v, size_t n, const char *name)
 {
 	for (size_t i = 0; i < n; i++)
 		if (strcmp(v[i]->name, name) == 0)
@@ -455,8 +453,8 @@ static struct core_announce *announce_open(struct core *c, char *msg, size_t len
 
 /* Open (or keep, or inherit) the device a block of the new configuration
  * names. Returns it, or NULL with err set. */
-static struct core_announce_dev *prepare_dev(struct core_announce *ca, const char *name,
-					     char *err, size_t len)
+static struct core_announce_dev *prepare_dev(struct core_announce *ca, const char *name, char *err,
+					     size_t len)
 {
 	struct core_announce_dev *d = find_dev(ca->next_devs, ca->nnext_devs, name), **arr;
 	char e[VIP_ERRLEN];
@@ -814,9 +812,8 @@ static const struct conf_announce *find_conf(const struct conf *c, const char *n
 
 static bool conf_differs(const struct conf_announce *a, const struct conf_announce *b)
 {
-	if (strcmp(a->device, b->device) != 0 || a->naddrs != b->naddrs ||
-	    a->npools != b->npools || a->hold_down_ms != b->hold_down_ms ||
-	    a->withdraw_delay_ms != b->withdraw_delay_ms)
+	if (strcmp(a->device, b->device) != 0 || a->naddrs != b->naddrs || a->npools != b->npools ||
+	    a->hold_down_ms != b->hold_down_ms || a->withdraw_delay_ms != b->withdraw_delay_ms)
 		return true;
 	for (size_t i = 0; i < a->naddrs; i++)
 		if (!util_addr_equal(&a->addrs[i].addr, &b->addrs[i].addr))
@@ -834,7 +831,8 @@ void core_announce_diff(const struct conf *oc, const struct conf *nc, char *buf,
 		const struct conf_announce *o = find_conf(oc, nc->announces[i].name);
 
 		if (o == NULL)
-			util_bufprintf(buf, len, off, "announce %s: added\n", nc->announces[i].name);
+			util_bufprintf(buf, len, off, "announce %s: added\n",
+				       nc->announces[i].name);
 		else if (conf_differs(o, &nc->announces[i]))
 			util_bufprintf(buf, len, off,
 				       "announce %s: changed (only what changed is redone)\n",
@@ -842,7 +840,8 @@ void core_announce_diff(const struct conf *oc, const struct conf *nc, char *buf,
 	}
 	for (size_t i = 0; i < oc->nannounces; i++)
 		if (find_conf(nc, oc->announces[i].name) == NULL)
-			util_bufprintf(buf, len, off, "announce %s: removed (withdraws its addresses)\n",
+			util_bufprintf(buf, len, off,
+				       "announce %s: removed (withdraws its addresses)\n",
 				       oc->announces[i].name);
 }
 
@@ -938,8 +937,9 @@ int core_announce_admin(void *arg, const char *name, bool withdraw, char *msg, s
 	if (withdraw)
 		snprintf(msg, len, "announce %s: withdrawn (%zu changed)", name, changed);
 	else
-		snprintf(msg, len, "announce %s: restored (%zu changed); announced again after the "
-				   "hold-down while every condition holds",
+		snprintf(msg, len,
+			 "announce %s: restored (%zu changed); announced again after the "
+			 "hold-down while every condition holds",
 			 name, changed);
 	return 0;
 }
@@ -974,8 +974,9 @@ int core_announce_node(void *arg, bool drain, uint64_t within_ms, char *msg, siz
 			log_notice("node ready (control socket)");
 		ca->drained = false;
 		eval_all(ca);
-		snprintf(msg, len, "node ready: addresses are announced again after the hold-down "
-				   "while every condition holds");
+		snprintf(msg, len,
+			 "node ready: addresses are announced again after the hold-down "
+			 "while every condition holds");
 		return 0;
 	}
 	log_notice("node drain (control socket): withdrawing every address, %u connections open%s",
@@ -987,8 +988,9 @@ int core_announce_node(void *arg, bool drain, uint64_t within_ms, char *msg, siz
 		ca->drain_timer.data = ca;
 		ev_timer_start(c->loop, &ca->drain_timer);
 		ca->drain_deadline_ms = util_now_ms() + within_ms;
-		snprintf(msg, len, "node drained: every address withdrawn; %u connections open, "
-				   "closed if still open in %llums",
+		snprintf(msg, len,
+			 "node drained: every address withdrawn; %u connections open, "
+			 "closed if still open in %llums",
 			 proxy_engine_active(c->engine), (unsigned long long)within_ms);
 	} else {
 		snprintf(msg, len, "node drained: every address withdrawn; %u connections open",

@@ -96,8 +96,7 @@ enum vip_announce_action vip_announce_step(struct vip_announce *a, const char *c
 	return VIP_ANNOUNCE_DO_ADD;
 }
 
-void vip_announce_failed(struct vip_announce *a, const char *err, uint64_t now_ms,
-			 uint64_t wall_ms)
+void vip_announce_failed(struct vip_announce *a, const char *err, uint64_t now_ms, uint64_t wall_ms)
 {
 	/* the step that asked for the add counted it as done: it was not */
 	if (a->state == VIP_ANNOUNCE_ANNOUNCED && a->announces > 0)

@@ -94,8 +94,9 @@ int vip_tun_create(const char *name, int *ifindex_out, char *err, size_t errlen)
 	 * made it: a persistent one outlives us (no dead-man switch), and
 	 * another process's is not ours to announce on. */
 	if (if_nametoindex(name) != 0) {
-		snprintf(err, errlen, "device %s already exists and is not this sluice's TUN device "
-				      "(delete it, or name another 'device')",
+		snprintf(err, errlen,
+			 "device %s already exists and is not this sluice's TUN device "
+			 "(delete it, or name another 'device')",
 			 name);
 		return -1;
 	}
@@ -121,8 +122,9 @@ int vip_tun_create(const char *name, int *ifindex_out, char *err, size_t errlen)
 	/* the name could have appeared between the check and TUNSETIFF */
 	if (tun_info(fd, got, sizeof(got), &flags) < 0 || strcmp(got, name) != 0 ||
 	    (flags & IFF_PERSIST)) {
-		snprintf(err, errlen, "device %s already exists and is not this sluice's TUN device "
-				      "(delete it, or name another 'device')",
+		snprintf(err, errlen,
+			 "device %s already exists and is not this sluice's TUN device "
+			 "(delete it, or name another 'device')",
 			 name);
 		close(fd);
 		return -1;
