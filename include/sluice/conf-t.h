@@ -236,6 +236,38 @@ struct conf_vrrp {
 	struct conf_where where;
 };
 
+/* ---- announce (conf_announce.c): `announce NAME { ... }` ---- */
+
+#define CONF_ANNOUNCE_MAX_ADDRS 64
+#define CONF_ANNOUNCE_MAX_POOLS 16
+
+/* "address A[/32|/128];": one host route per node for the router. */
+struct conf_announce_addr {
+	struct util_addr addr; /* port 0 */
+	struct conf_where where;
+};
+
+/* "require pool NAME;" */
+struct conf_announce_pool {
+	char name[CONF_NAME_MAX];
+	struct conf_where where;
+};
+
+/* One announced group of addresses: put on the TUN device `device` while
+ * the node can serve them, for the routing daemon to export. */
+struct conf_announce {
+	char name[CONF_NAME_MAX];
+	struct conf_announce_addr *addrs;
+	size_t naddrs;
+	char device[CONF_IFNAME_MAX]; /* default vip0 */
+	struct conf_announce_pool *pools;
+	size_t npools;
+	uint64_t hold_down_ms;	    /* default 2s: healthy this long before announcing */
+	uint64_t withdraw_delay_ms; /* default 2s: SIGTERM keeps accepting this long */
+	struct conf_where where;
+	struct conf_where device_where;
+};
+
 struct conf {
 	char *file;
 	struct conf_global global;
@@ -245,6 +277,8 @@ struct conf {
 	size_t nlistens;
 	struct conf_vrrp *vrrps; /* conf_vrrp.c */
 	size_t nvrrps;
+	struct conf_announce *announces; /* conf_announce.c */
+	size_t nannounces;
 };
 
 /* Diagnostics collected while parsing: "FILE:LINE:COL: error: ..." lines. */

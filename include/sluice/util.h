@@ -108,6 +108,11 @@ const char *util_addr_fmt_host(const struct util_addr *a, char *buf, size_t len)
 /* True when both hold the same family, address and port. */
 bool util_addr_equal(const struct util_addr *a, const struct util_addr *b);
 
+/* True when a listening address bound on `bind` receives connections to the
+ * host `host` (port ignored): the same address, or the wildcard (0.0.0.0,
+ * ::) of its family. */
+bool util_addr_serves_host(const struct util_addr *bind, const struct util_addr *host);
+
 /* Port in host order (0 when unset). */
 uint16_t util_addr_port(const struct util_addr *a);
 void util_addr_set_port(struct util_addr *a, uint16_t port);

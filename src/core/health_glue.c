@@ -353,6 +353,8 @@ static int start_pool(struct core_health *h, size_t pi, char *err, size_t errlen
 		struct health_conf hc;
 
 		if (cs == NULL || s->runtime_added) {
+			/* checked where it is, as a file server is */
+			runtime.addr = s->addr;
 			runtime.health.check_off = runtime.health.agent_off = s->no_check;
 			cs = &runtime;
 		}

@@ -118,18 +118,11 @@ static void on_grace_timer(struct ev_loop *loop, ev_timer *t, int revents)
 	proxy_engine_close_all(c->engine);
 }
 
-void core_begin_shutdown(struct core *c, const char *why)
+/* Stop accepting and start the drain: the listeners close now. */
+static void stop_listeners(struct core *c, const char *why)
 {
 	double grace = (double)c->conf->global.grace_ms / 1000.0;
 
-	if (c->stopping) {
-		log_notice("%s again: closing connections now", why);
-		proxy_engine_close_all(c->engine);
-		return;
-	}
-	c->stopping = true;
-	core_notify("STOPPING=1");
-	core_vrrp_shutdown(c); /* priority 0 first: the peer takes over during the drain */
 	log_notice("%s: stopping listeners, %u connections open, grace %llums", why,
 		   proxy_engine_active(c->engine), (unsigned long long)c->conf->global.grace_ms);
 	for (size_t i = 0; i < c->nlisteners; i++) {
@@ -143,6 +136,46 @@ void core_begin_shutdown(struct core *c, const char *why)
 	ev_timer_init(&c->grace_timer, on_grace_timer, grace, 0.0);
 	c->grace_timer.data = c;
 	ev_timer_start(c->loop, &c->grace_timer);
+}
+
+static void on_withdraw_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct core *c = t->data;
+
+	(void)loop;
+	(void)revents;
+	stop_listeners(c, "withdraw delay over");
+}
+
+void core_begin_shutdown(struct core *c, const char *why)
+{
+	uint64_t delay_ms;
+
+	if (c->stopping) {
+		log_notice("%s again: closing connections now", why);
+		if (ev_is_active(&c->withdraw_timer)) {
+			ev_timer_stop(c->loop, &c->withdraw_timer);
+			stop_listeners(c, why);
+		}
+		proxy_engine_close_all(c->engine);
+		return;
+	}
+	c->stopping = true;
+	core_notify("STOPPING=1");
+	core_vrrp_shutdown(c); /* priority 0 first: the peer takes over during the drain */
+	/* withdrawn first; the routers still send new clients here until they
+	 * converge (BFD, the FIB), so those are served for withdraw-delay */
+	delay_ms = core_announce_shutdown(c);
+	if (delay_ms == 0) {
+		stop_listeners(c, why);
+		return;
+	}
+	log_notice("%s: addresses withdrawn, accepting for %llums more (withdraw-delay), %u "
+		   "connections open",
+		   why, (unsigned long long)delay_ms, proxy_engine_active(c->engine));
+	ev_timer_init(&c->withdraw_timer, on_withdraw_timer, (double)delay_ms / 1000.0, 0.0);
+	c->withdraw_timer.data = c;
+	ev_timer_start(c->loop, &c->withdraw_timer);
 }
 
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
@@ -231,6 +264,11 @@ static int run(struct core *c)
 		log_err("%s", err);
 		return 1;
 	}
+	if (core_announce_prepare(c, c->conf, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		return 1;
+	}
+	core_announce_commit(c);
 	if (core_ctl_start(c, err, sizeof(err)) < 0) {
 		log_err("%s", err);
 		return 1;
@@ -339,6 +377,7 @@ int main(int argc, char **argv)
 	rc = run(&c);
 	ctl_free(c.ctl);
 	core_vrrp_free(&c);
+	core_announce_free(&c);
 	proxy_engine_free(c.engine);
 	core_health_stop(&c);
 	core_model_free(&c);

@@ -574,8 +574,9 @@ static void close_all(struct proxy_worker *w)
 	}
 }
 
-/* Close the sessions using srv, each at a random point of the window so
- * that their clients do not all reconnect in the same millisecond. */
+/* Close the sessions using srv (NULL: every session), each at a random
+ * point of the window so that their clients do not all reconnect in the
+ * same millisecond. */
 static void close_server(struct proxy_worker *w, struct pool_server *srv, uint32_t spread_ms)
 {
 	struct list_node *n = w->sessions.next;
@@ -584,7 +585,7 @@ static void close_server(struct proxy_worker *w, struct pool_server *srv, uint32
 		struct proxy_session *s = list_entry(n, struct proxy_session, link);
 
 		n = n->next;
-		if (s->srv != srv)
+		if (srv != NULL && s->srv != srv)
 			continue;
 		proxy_session_kill_at(s, spread_ms ? util_rand64(&w->rng) % spread_ms + 1 : 0);
 	}
