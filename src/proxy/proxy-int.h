@@ -89,7 +89,7 @@ struct proxy_session {
 	enum proxy_state state;
 	enum proxy_end end;
 	bool end_set;
-	bool srv_ok_noted; /* pool told that the connect worked */
+	bool srv_up; /* the server connection is established (pool told) */
 	uint8_t hdr_len; /* PROXY header bytes at the front of c2s, unsent */
 	uint8_t retries_left;
 	uint32_t timeout_connect_ms, timeout_idle_ms, timeout_half_closed_ms;

@@ -89,7 +89,8 @@ void proxy_session_update_io(struct proxy_session *s)
 	case PROXY_ST_RELAY:
 		if (!s->c2s.eof && !dir_pending(&s->c2s))
 			cev |= EV_READ;
-		if (dir_pending(&s->c2s))
+		/* unproven: writability says when the connect ended */
+		if (dir_pending(&s->c2s) || !s->srv_up)
 			sev |= EV_WRITE;
 		if (!s->s2c.eof && !dir_pending(&s->s2c))
 			sev |= EV_READ;
@@ -199,12 +200,42 @@ void proxy_session_free(struct proxy_session *s)
 	free(s);
 }
 
-/* Did the server connection prove itself? Writable after connect() says
- * only that the attempt ended: a refused one shows at the first write or
- * read, and until something went through a retry is still safe. */
+/* Is the server connection established? Decided when the connect
+ * completes (see probe_connect), or earlier by traffic: a write that went
+ * through or a read that got bytes or a FIN proves it too. Never by the
+ * client: a client that stays silent must not make a server look broken.
+ * Until then a failure is a connect failure and a retry is still safe. */
 static bool server_confirmed(const struct proxy_session *s)
 {
-	return s->c2s.sent > 0 || s->s2c.bytes > 0 || s->s2c.eof;
+	return s->srv_up;
+}
+
+/* The connection to s->srv is established: tell the pool once. */
+static void server_up(struct proxy_session *s)
+{
+	if (s->srv_up)
+		return;
+	s->srv_up = true;
+	pool_server_connect_ok(s->srv);
+}
+
+/* The server socket reported writable (or an error, which epoll reports
+ * with it) while nothing is queued for it: the connect attempt has ended,
+ * and SO_ERROR says how. Returns true when it is established; otherwise
+ * the attempt was handled as a failure (the session may have closed). */
+static bool probe_connect(struct proxy_session *s)
+{
+	socklen_t len = sizeof(int);
+	int err = 0;
+
+	if (getsockopt(s->sfd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err != 0) {
+		connect_failed(s, strerror(err));
+		return false;
+	}
+	server_up(s);
+	return true;
 }
 
 /* Relay both directions, reading from the sockets that reported readable
@@ -236,10 +267,8 @@ static void relay_both(struct proxy_session *s, bool read_c, bool read_s)
 		proxy_session_close(s, PROXY_END_SERVER_RESET);
 		return;
 	}
-	if (!s->srv_ok_noted && server_confirmed(s)) {
-		s->srv_ok_noted = true;
-		pool_server_connect_ok(s->srv);
-	}
+	if (!s->srv_up && (s->c2s.sent > 0 || s->s2c.bytes > 0 || s->s2c.eof))
+		server_up(s);
 	if (rc == -2) {
 		proxy_session_close(s, PROXY_END_CLIENT_RESET);
 		return;
@@ -255,8 +284,6 @@ static void relay_both(struct proxy_session *s, bool read_c, bool read_s)
 	}
 	proxy_session_update_io(s);
 }
-
-static bool server_confirmed(const struct proxy_session *s);
 
 /* The next moment the relay timer must look: idle or half-closed timeout,
  * a pending kill, and the connect timeout while the connect is unproven. */
@@ -406,7 +433,7 @@ static void connect_to(struct proxy_session *s, struct pool_server *srv)
 	int rc;
 
 	s->srv = srv;
-	s->srv_ok_noted = false;
+	s->srv_up = false;
 	s->state = PROXY_ST_CONNECTING;
 	s->connect_deadline_ms = now_ms(s->w) + s->timeout_connect_ms;
 	rc = start_connect(s);
@@ -418,6 +445,8 @@ static void connect_to(struct proxy_session *s, struct pool_server *srv)
 	 * connect that is still in progress says EAGAIN (then we wait for
 	 * writable), one to a nearby server is usually done already, which
 	 * saves a trip through the event loop */
+	if (rc == 1)
+		server_up(s);
 	if (rc == 1 || dir_pending(&s->c2s)) {
 		established(s);
 		return;
@@ -495,8 +524,11 @@ static void on_server_io(struct ev_loop *loop, ev_io *io, int revents)
 	struct proxy_session *s = UTIL_CONTAINER_OF(io, struct proxy_session, sio);
 
 	(void)loop;
-	/* no getsockopt(SO_ERROR): a failed connect shows at the first write
-	 * or read of the relay, which then retries (see server_confirmed) */
+	/* with the client's bytes in hand, their write tells whether the
+	 * connect worked (no getsockopt on the common path); with nothing to
+	 * write, SO_ERROR does */
+	if (!s->srv_up && !dir_pending(&s->c2s) && !probe_connect(s))
+		return;
 	if (s->state == PROXY_ST_CONNECTING)
 		established(s);
 	else
