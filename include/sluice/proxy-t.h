@@ -50,6 +50,7 @@ struct proxy_frontend {
 	_Atomic uint64_t paused_workers; /* bit per worker paused at maxconn */
 	_Atomic uint64_t total_conns;
 	_Atomic uint64_t proxy_header_errors;
+	_Atomic uint64_t maxconn_reached; /* times accepting stopped at this maxconn */
 	_Atomic uint64_t bytes_in;
 	_Atomic uint64_t bytes_out;
 };

@@ -118,6 +118,12 @@ uint64_t util_hash64(const void *data, size_t len, uint64_t seed);
 /* Hash of the host part of an address (port ignored), for client affinity. */
 uint64_t util_addr_hash(const struct util_addr *a, uint64_t seed);
 
+/* True when a failed socket(), connect() or accept() says that this host ran
+ * out of something (descriptors, memory, buffers, local ports) rather than
+ * that the peer refused: EMFILE, ENFILE, ENOMEM, ENOBUFS, EADDRNOTAVAIL.
+ * Such an error must never count against a server. */
+bool util_errno_local(int err);
+
 /* xorshift64* pseudo random generator; state must be non-zero. */
 uint64_t util_rand64(uint64_t *state);
 

@@ -35,6 +35,7 @@ static void hook_info(void *arg, struct ctl_info *out)
 	out->maxconn = c->maxconn;
 	out->cur_conns = proxy_engine_active(c->engine);
 	out->total_conns = proxy_engine_total(c->engine);
+	out->maxconn_reached = proxy_engine_maxconn_reached(c->engine);
 	out->conf_file = c->conf_path;
 	out->last_reload = c->last_reload;
 	out->reloads_ok = c->reloads_ok;
@@ -67,6 +68,7 @@ static size_t hook_listeners(void *arg, struct ctl_listener_row *rows, size_t ma
 		r->bytes_in = atomic_load(&fe->bytes_in);
 		r->bytes_out = atomic_load(&fe->bytes_out);
 		r->proxy_header_errors = atomic_load(&fe->proxy_header_errors);
+		r->maxconn_reached = atomic_load(&fe->maxconn_reached);
 	}
 	return n;
 }

@@ -68,6 +68,7 @@ enum proxy_end {
 	PROXY_END_PROXY_HEADER,
 	PROXY_END_SHUTDOWN,
 	PROXY_END_KILLED, /* the operator or on-down closed the server's connections */
+	PROXY_END_LOCAL_ERROR, /* no descriptor, memory or port here to reach a server */
 	PROXY_END_ERROR,
 };
 
@@ -113,6 +114,7 @@ struct proxy_wlistener {
 	bool syn_quiet; /* no handshake pending at the last look */
 	bool accept_blocked; /* accept4 is out of descriptors */
 	uint64_t close_deadline_ms;
+	struct log_ratelimit rl_limit; /* accepting stopped at the listener's maxconn */
 };
 
 enum proxy_cmd_type {
@@ -165,6 +167,8 @@ struct proxy_worker {
 	bool emfile_paused;
 	bool in_queue_retry, queue_retry_again;
 	struct log_ratelimit rl_accept;
+	struct log_ratelimit rl_local; /* connects that failed for a local reason */
+	struct log_ratelimit rl_limit; /* accepting stopped at the global maxconn */
 };
 
 struct proxy_engine {
@@ -175,6 +179,7 @@ struct proxy_engine {
 	bool started;
 	_Atomic uint32_t cur_conns;
 	_Atomic uint64_t total_conns;
+	_Atomic uint64_t maxconn_reached; /* times accepting stopped at the global maxconn */
 	_Atomic uint64_t paused_workers; /* bit per worker paused at global maxconn */
 	_Atomic uint32_t closing_listeners; /* all workers: still serving handshakes */
 	_Atomic uint32_t detaching; /* DETACH commands with drain not handled yet */

@@ -32,11 +32,12 @@ static const char *const end_names[] = {
 	[PROXY_END_PROXY_HEADER] = "bad-proxy-header",
 	[PROXY_END_SHUTDOWN] = "shutdown",
 	[PROXY_END_KILLED] = "killed",
+	[PROXY_END_LOCAL_ERROR] = "local-error",
 	[PROXY_END_ERROR] = "error",
 };
 
 static void connect_next(struct proxy_session *s);
-static void connect_failed(struct proxy_session *s, const char *why);
+static void connect_failed(struct proxy_session *s, int err);
 
 static uint64_t now_ms(const struct proxy_worker *w)
 {
@@ -231,7 +232,7 @@ static bool probe_connect(struct proxy_session *s)
 	if (getsockopt(s->sfd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 		err = errno;
 	if (err != 0) {
-		connect_failed(s, strerror(err));
+		connect_failed(s, err);
 		return false;
 	}
 	server_up(s);
@@ -247,7 +248,7 @@ static void relay_both(struct proxy_session *s, bool read_c, bool read_s)
 
 	if (rc == -2 && !server_confirmed(s)) {
 		/* the connect failed and nothing reached the server: retry */
-		connect_failed(s, strerror(errno));
+		connect_failed(s, errno);
 		return;
 	}
 	if (rc == -1) {
@@ -260,7 +261,7 @@ static void relay_both(struct proxy_session *s, bool read_c, bool read_s)
 	}
 	rc = proxy_relay(s, &s->s2c, s->sfd, s->cfd, read_s);
 	if (rc == -1 && !server_confirmed(s)) {
-		connect_failed(s, strerror(errno));
+		connect_failed(s, errno);
 		return;
 	}
 	if (rc == -1) {
@@ -370,13 +371,35 @@ static void established(struct proxy_session *s)
 	relay_both(s, false, false);
 }
 
-static void connect_failed(struct proxy_session *s, const char *why)
+/* The attempt failed here, not at the server (out of descriptors, memory,
+ * buffers or ports): the server is not blamed, and another server would
+ * fail the same way, so the client is closed with its own end reason. */
+static void connect_local_error(struct proxy_session *s, int err)
 {
+	struct proxy_worker *w = s->w;
+	uint32_t suppressed;
+
+	pool_server_local_error(s->srv);
+	if (log_ratelimit_ok(&w->rl_local, util_now_ms(), 1, &suppressed))
+		log_warn("worker %u: cannot connect to %s/%s: %s (a local error, not the server's; "
+			 "end=local-error; %u similar messages suppressed)",
+			 w->id, s->pool->name, s->srv->name, strerror(err), suppressed);
+	proxy_session_close(s, PROXY_END_LOCAL_ERROR);
+}
+
+/* The connect attempt failed with err (ETIMEDOUT for timeout connect). */
+static void connect_failed(struct proxy_session *s, int err)
+{
+	if (util_errno_local(err)) {
+		connect_local_error(s, err);
+		return;
+	}
 	if (log_enabled(LOGL_DEBUG)) {
 		char abuf[UTIL_ADDR_STRLEN];
 
 		log_debug("connect to %s/%s (%s) failed: %s", s->pool->name, s->srv->name,
-			  util_addr_fmt(&s->srv->addr, abuf, sizeof(abuf)), why);
+			  util_addr_fmt(&s->srv->addr, abuf, sizeof(abuf)),
+			  err == ETIMEDOUT ? "timeout" : strerror(err));
 	}
 	pool_server_connect_failed(s->srv);
 	strip_proxy_header(s);
@@ -438,7 +461,7 @@ static void connect_to(struct proxy_session *s, struct pool_server *srv)
 	s->connect_deadline_ms = now_ms(s->w) + s->timeout_connect_ms;
 	rc = start_connect(s);
 	if (rc < 0) {
-		connect_failed(s, strerror(errno));
+		connect_failed(s, errno);
 		return;
 	}
 	/* with the client's first bytes in hand, write them at once: a
@@ -629,11 +652,11 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 		proxy_session_close(s, PROXY_END_QUEUE_TIMEOUT);
 		return;
 	case PROXY_ST_CONNECTING:
-		connect_failed(s, "timeout");
+		connect_failed(s, ETIMEDOUT);
 		return;
 	case PROXY_ST_RELAY:
 		if (!server_confirmed(s) && now_ms(s->w) + 1 >= s->connect_deadline_ms) {
-			connect_failed(s, "timeout");
+			connect_failed(s, ETIMEDOUT);
 			return;
 		}
 		/* activity only moves last_ms; the timer catches up lazily */

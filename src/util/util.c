@@ -160,6 +160,20 @@ uint64_t util_hash64(const void *data, size_t len, uint64_t seed)
 	return h;
 }
 
+bool util_errno_local(int err)
+{
+	switch (err) {
+	case EMFILE:
+	case ENFILE:
+	case ENOMEM:
+	case ENOBUFS:
+	case EADDRNOTAVAIL: /* no ephemeral port left */
+		return true;
+	default:
+		return false;
+	}
+}
+
 uint64_t util_rand64(uint64_t *state)
 {
 	uint64_t x = *state;

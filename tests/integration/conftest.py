@@ -555,6 +555,20 @@ def h_name(b, c, rec):
     read_to_end(c, rec)
 
 
+def h_request_reply(b, c, rec):
+    """Client-first: wait for a request line, answer "reply to LINE", close.
+    A bare connect that sends nothing (a check) just ends."""
+    line = b""
+    while not line.endswith(b"\n"):
+        d = c.recv(4096)
+        if not d:
+            rec["end"] = "eof-before-request"
+            return
+        line += d
+    c.sendall(b"reply to " + line)
+    rec["end"] = "answered"
+
+
 def h_hold(b, c, rec):
     """Accept and hold: no reply; record how it ended."""
     read_to_end(c, rec)

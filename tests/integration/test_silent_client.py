@@ -8,25 +8,11 @@ served (issue 9 item 1)."""
 import threading
 import time
 
-from conftest import (ctl_global, ctl_servers, connect, free_port, got_nothing, make_conf,
-                      recv_line, wait_until)
+from conftest import (ctl_global, ctl_servers, connect, free_port, got_nothing,
+                      h_request_reply, make_conf, recv_line, wait_until)
 
 SILENT_SRC = "127.0.0.5"
 LEGIT_SRCS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
-
-
-def h_request_reply(b, c, rec):
-    """Client-first: wait for a request line, answer it, close. A check's
-    bare connect (no bytes) just ends."""
-    line = b""
-    while not line.endswith(b"\n"):
-        d = c.recv(4096)
-        if not d:
-            rec["end"] = "eof-before-request"
-            return
-        line += d
-    c.sendall(b"reply to " + line)
-    rec["end"] = "answered"
 
 
 def request(port, src, wait=0.0):
