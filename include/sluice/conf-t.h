@@ -138,6 +138,7 @@ struct conf_listen {
 	uint64_t timeout_connect_ms;
 	uint64_t timeout_idle_ms;
 	uint64_t timeout_half_closed_ms;
+	uint64_t timeout_proxy_header_ms; /* accept-proxy: the whole header within it */
 	uint32_t retries;
 	bool accept_proxy;
 	struct conf_where where;

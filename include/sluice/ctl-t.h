@@ -42,7 +42,7 @@ struct ctl_listener_row {
 	char binds[256];
 	char pool[64];
 	uint32_t cur_conns, maxconn;
-	uint64_t total_conns, bytes_in, bytes_out, proxy_header_errors;
+	uint64_t total_conns, bytes_in, bytes_out, proxy_header_errors, proxy_header_timeouts;
 	uint64_t maxconn_reached; /* times accepting stopped at this maxconn */
 };
 

@@ -68,6 +68,7 @@ static size_t hook_listeners(void *arg, struct ctl_listener_row *rows, size_t ma
 		r->bytes_in = atomic_load(&fe->bytes_in);
 		r->bytes_out = atomic_load(&fe->bytes_out);
 		r->proxy_header_errors = atomic_load(&fe->proxy_header_errors);
+		r->proxy_header_timeouts = atomic_load(&fe->proxy_header_timeouts);
 		r->maxconn_reached = atomic_load(&fe->maxconn_reached);
 	}
 	return n;

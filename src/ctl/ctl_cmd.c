@@ -222,8 +222,8 @@ static void cmd_show_listeners(struct cmd *x)
 {
 	struct ctl_listener_row rows[256];
 	size_t n = x->ctl->hooks.listeners(x->ctl->hooks.arg, rows, UTIL_ARRAY_LEN(rows));
-	struct tbl t = { .ncols = 10 };
-	char b[7][24];
+	struct tbl t = { .ncols = 11 };
+	char b[8][24];
 
 	if (x->json) {
 		ctl_buf_printf(x->out, "[");
@@ -237,25 +237,27 @@ static void cmd_show_listeners(struct cmd *x)
 			ctl_buf_printf(x->out,
 				       ",\"connections\":%u,\"maxconn\":%u,\"connections_total\":%llu,"
 				       "\"bytes_in\":%llu,\"bytes_out\":%llu,"
-				       "\"proxy_header_errors\":%llu,\"maxconn_reached\":%llu}",
+				       "\"proxy_header_errors\":%llu,\"proxy_header_timeouts\":%llu,"
+				       "\"maxconn_reached\":%llu}",
 				       rows[i].cur_conns, rows[i].maxconn,
 				       (unsigned long long)rows[i].total_conns,
 				       (unsigned long long)rows[i].bytes_in,
 				       (unsigned long long)rows[i].bytes_out,
 				       (unsigned long long)rows[i].proxy_header_errors,
+				       (unsigned long long)rows[i].proxy_header_timeouts,
 				       (unsigned long long)rows[i].maxconn_reached);
 		}
 		ctl_buf_printf(x->out, "]\n\n");
 		return;
 	}
 	tbl_row(&t, "listen", "binds", "pool", "active", "maxconn", "total", "bytes_in",
-		"bytes_out", "proxy_errors", "maxconn_reached");
+		"bytes_out", "proxy_errors", "proxy_timeouts", "maxconn_reached");
 	for (size_t i = 0; i < n; i++)
 		tbl_row(&t, rows[i].name, rows[i].binds, rows[i].pool,
 			u64s(b[0], rows[i].cur_conns), u64s(b[1], rows[i].maxconn),
 			u64s(b[2], rows[i].total_conns), u64s(b[3], rows[i].bytes_in),
 			u64s(b[4], rows[i].bytes_out), u64s(b[5], rows[i].proxy_header_errors),
-			u64s(b[6], rows[i].maxconn_reached));
+			u64s(b[6], rows[i].proxy_header_timeouts), u64s(b[7], rows[i].maxconn_reached));
 	tbl_print(&t, x->out);
 }
 

@@ -172,13 +172,16 @@ static void listener_metrics(struct ctl *c, struct ctl_buf *b)
 					     "sluice_listener_received_bytes_total",
 					     "sluice_listener_sent_bytes_total",
 					     "sluice_listener_proxy_header_errors_total",
+					     "sluice_listener_proxy_header_timeouts_total",
 					     "sluice_listener_maxconn_reached_total" };
 	static const char *const helps[] = {
 		"Open client connections",
 		"Client connections accepted",
 		"Bytes received from clients",
 		"Bytes sent to clients",
-		"Connections closed for a bad or missing PROXY header",
+		"Connections closed for a malformed or oversized PROXY header",
+		"Connections closed because their PROXY header did not arrive within timeout "
+		"proxy-header",
 		"Times accepting stopped at the listener's maxconn (clients wait in the listen "
 		"queue)",
 	};
@@ -193,6 +196,7 @@ static void listener_metrics(struct ctl *c, struct ctl_buf *b)
 				     : k == 2 ? rows[i].bytes_in
 				     : k == 3 ? rows[i].bytes_out
 				     : k == 4 ? rows[i].proxy_header_errors
+				     : k == 5 ? rows[i].proxy_header_timeouts
 					      : rows[i].maxconn_reached;
 
 			ctl_buf_printf(b, "%s{listener=\"", names[k]);

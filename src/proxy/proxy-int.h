@@ -66,6 +66,7 @@ enum proxy_end {
 	PROXY_END_QUEUE_TIMEOUT,
 	PROXY_END_QUEUE_FULL,
 	PROXY_END_PROXY_HEADER,
+	PROXY_END_PROXY_HEADER_TIMEOUT,
 	PROXY_END_SHUTDOWN,
 	PROXY_END_KILLED, /* the operator or on-down closed the server's connections */
 	PROXY_END_LOCAL_ERROR, /* no descriptor, memory or port here to reach a server */

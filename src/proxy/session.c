@@ -30,6 +30,7 @@ static const char *const end_names[] = {
 	[PROXY_END_QUEUE_TIMEOUT] = "queue-timeout",
 	[PROXY_END_QUEUE_FULL] = "queue-full",
 	[PROXY_END_PROXY_HEADER] = "bad-proxy-header",
+	[PROXY_END_PROXY_HEADER_TIMEOUT] = "proxy-header-timeout",
 	[PROXY_END_SHUTDOWN] = "shutdown",
 	[PROXY_END_KILLED] = "killed",
 	[PROXY_END_LOCAL_ERROR] = "local-error",
@@ -644,8 +645,8 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 	(void)revents;
 	switch (s->state) {
 	case PROXY_ST_HEADER:
-		atomic_fetch_add_explicit(&s->fe->proxy_header_errors, 1, memory_order_relaxed);
-		proxy_session_close(s, PROXY_END_PROXY_HEADER);
+		atomic_fetch_add_explicit(&s->fe->proxy_header_timeouts, 1, memory_order_relaxed);
+		proxy_session_close(s, PROXY_END_PROXY_HEADER_TIMEOUT);
 		return;
 	case PROXY_ST_QUEUED:
 		atomic_fetch_add_explicit(&s->pool->queue_timeouts, 1, memory_order_relaxed);
@@ -710,8 +711,10 @@ void proxy_session_start(struct proxy_worker *w, struct proxy_frontend *fe, int 
 	atomic_fetch_add_explicit(&w->e->total_conns, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&s->pool->total_conns, 1, memory_order_relaxed);
 	if (st->accept_proxy) {
+		/* a slow header holds a connection slot: it gets its own, short
+		 * deadline (HAProxy's timeout client plays this part) */
 		s->state = PROXY_ST_HEADER;
-		timer_at(s, s->start_ms + s->timeout_connect_ms);
+		timer_at(s, s->start_ms + st->timeout_proxy_header_ms);
 		proxy_session_update_io(s);
 		return;
 	}
