@@ -165,6 +165,7 @@ struct conf_control {
 struct conf_global {
 	uint32_t workers; /* 0: one per CPU */
 	uint32_t maxconn; /* 0: as many as the descriptor limit allows */
+	uint64_t bufmem; /* relay buffers and pipes, bytes; 0: derived from maxconn */
 	enum conf_log_target log_target;
 	enum log_level log_level;
 	uint64_t grace_ms;

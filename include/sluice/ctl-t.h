@@ -32,6 +32,8 @@ struct ctl_info {
 	uint32_t cur_conns;
 	uint64_t total_conns;
 	uint64_t maxconn_reached; /* times accepting stopped at maxconn */
+	uint64_t bufmem_used, bufmem; /* relay buffers and pipes: in use, ceiling (bytes) */
+	uint64_t no_memory; /* connections closed for want of a relay buffer */
 	const char *conf_file;
 	const char *last_reload; /* "none", "ok at ...", "failed at ...: why" */
 	uint64_t reloads_ok, reloads_failed;

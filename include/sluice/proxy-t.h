@@ -63,6 +63,7 @@ struct proxy_engine_conf {
 	uint32_t maxconn;
 	uint32_t bufsize;
 	uint32_t max_pipes_per_worker;
+	uint64_t bufmem; /* ceiling for relay buffers and pipes, bytes, all workers */
 };
 
 #endif

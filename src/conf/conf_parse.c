@@ -235,6 +235,23 @@ static int kw_gmaxconn(struct conf_ctx *ctx, const struct conf_stmt *st, void *o
 	return conf_arg_u32(ctx, st, 1, "maxconn", 1, 10000000, &g->maxconn);
 }
 
+#define CONF_BUFMEM_MIN (64ull * 1024)
+#define CONF_BUFMEM_MAX (1024ull * 1024 * 1024 * 1024)
+
+static int kw_bufmem(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct conf_global *g = obj;
+
+	if (util_parse_size(st->args[1].text, CONF_BUFMEM_MAX, &g->bufmem) == 0 &&
+	    g->bufmem >= CONF_BUFMEM_MIN)
+		return 0;
+	conf_error_arg(ctx, st, 1,
+		       "bad bufmem '%s' (expected a size with k or m, such as 512m, from 64k to "
+		       "1048576m)",
+		       st->args[1].text);
+	return -1;
+}
+
 static int kw_log(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 {
 	struct conf_global *g = obj;
@@ -382,6 +399,7 @@ static const struct conf_keyword global_kw[] = {
 	{ "state-file", 2, 2, false, kw_state_file, "state-file PATH;" },
 	{ "user", 2, 2, false, kw_user_group, "user NAME;" },
 	{ "group", 2, 2, false, kw_user_group, "group NAME;" },
+	{ "bufmem", 2, 2, false, kw_bufmem, "bufmem SIZE;" },
 	{ NULL, 0, 0, false, NULL, NULL },
 };
 

@@ -305,6 +305,8 @@ static void diff_global(const struct conf *oc, const struct conf *nc, char *buf,
 		say(buf, len, off, "global: workers changed: needs a restart (kept %u)", o->workers);
 	if (o->maxconn != n->maxconn)
 		say(buf, len, off, "global: maxconn changed: needs a restart (kept)");
+	if (o->bufmem != n->bufmem)
+		say(buf, len, off, "global: bufmem changed: needs a restart (kept)");
 	if (controls || !util_addr_equal(&o->metrics, &n->metrics) ||
 	    strcmp(o->state_file, n->state_file) != 0)
 		say(buf, len, off, "global: control, metrics or state-file changed: needs a "

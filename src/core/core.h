@@ -44,6 +44,7 @@ struct core {
 	size_t nlisteners;
 	uint32_t maxconn; /* effective global limit */
 	uint32_t fd_reserve_checks; /* descriptors set aside for checks and agents at start */
+	uint64_t bufmem; /* effective relay memory ceiling, bytes */
 	unsigned nworkers;
 	struct ctl *ctl;
 	char last_reload[256];

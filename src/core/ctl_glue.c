@@ -36,6 +36,9 @@ static void hook_info(void *arg, struct ctl_info *out)
 	out->cur_conns = proxy_engine_active(c->engine);
 	out->total_conns = proxy_engine_total(c->engine);
 	out->maxconn_reached = proxy_engine_maxconn_reached(c->engine);
+	out->bufmem_used = proxy_engine_bufmem_used(c->engine);
+	out->bufmem = c->bufmem;
+	out->no_memory = proxy_engine_no_memory(c->engine);
 	out->conf_file = c->conf_path;
 	out->last_reload = c->last_reload;
 	out->reloads_ok = c->reloads_ok;

@@ -26,6 +26,8 @@
 #define FD_PER_WORKER 4 /* epoll, eventfd and slack */
 #define FD_PER_VRRP 4	/* raw socket, link monitor, ARP / NA and address sockets */
 #define PIPES_PER_WORKER 128
+#define BUFSIZE 16384
+#define PIPE_BYTES (256 * 1024) /* the data plane sizes its pipes so */
 
 static void usage(FILE *f)
 {
@@ -115,6 +117,27 @@ static uint32_t size_limits(struct core *c, uint32_t workers)
 	}
 	log_notice("limits: %llu descriptors, maxconn %u", (unsigned long long)rl.rlim_cur, want);
 	return want;
+}
+
+/* The relay memory ceiling: as configured, or by default what the other
+ * limits allow anyway (both directions of every connection holding a
+ * buffer, every worker's pipes full), so that it never binds before them
+ * unless the operator lowers it. */
+static uint64_t bufmem_limit(const struct conf *conf, uint32_t maxconn, uint32_t workers)
+{
+	uint64_t derived = 2ull * maxconn * (BUFSIZE + 256) +
+			   (uint64_t)workers * PIPES_PER_WORKER * PIPE_BYTES;
+
+	if (conf->global.bufmem != 0) {
+		log_notice("bufmem %llu KiB for relay buffers and pipes (the connection limit "
+			   "alone would allow %llu KiB)",
+			   (unsigned long long)(conf->global.bufmem >> 10),
+			   (unsigned long long)(derived >> 10));
+		return conf->global.bufmem;
+	}
+	log_notice("bufmem %llu KiB for relay buffers and pipes (derived from maxconn)",
+		   (unsigned long long)(derived >> 10));
+	return derived;
 }
 
 static void finish(struct core *c)
@@ -221,13 +244,14 @@ static uint32_t worker_count(const struct conf *conf)
 
 static int run(struct core *c)
 {
-	struct proxy_engine_conf ec = { .bufsize = 16384, .max_pipes_per_worker = PIPES_PER_WORKER };
+	struct proxy_engine_conf ec = { .bufsize = BUFSIZE, .max_pipes_per_worker = PIPES_PER_WORKER };
 	char err[256];
 
 	ec.workers = c->nworkers = worker_count(c->conf);
 	util_strlcpy(c->last_reload, "none", sizeof(c->last_reload));
 	c->loop = ev_default_loop(EVFLAG_NOENV);
 	ec.maxconn = c->maxconn = size_limits(c, ec.workers);
+	ec.bufmem = c->bufmem = bufmem_limit(c->conf, c->maxconn, ec.workers);
 	pool_set_qsbr(&c->qsbr);
 	c->engine = proxy_engine_new(&ec, &c->qsbr);
 	if (c->engine == NULL) {
@@ -288,6 +312,11 @@ static int run(struct core *c)
 		log_err("%s", err);
 		return 1;
 	}
+#ifdef SLUICE_FAULT_INJECTION
+	log_warn("built with fault injection (make FAULT=1): for tests only, never for "
+		 "production; SLUICE_FAULT=%s",
+		 getenv("SLUICE_FAULT") != NULL ? getenv("SLUICE_FAULT") : "");
+#endif
 	log_notice("sluice %s ready: pid %d, %u workers, config %s", SLUICE_VERSION, (int)getpid(),
 		   ec.workers, c->conf_path);
 	core_notify("READY=1");

@@ -194,10 +194,13 @@ static void cmd_show_info(struct cmd *x)
 		ctl_buf_printf(x->out,
 			       ",\"pid\":%d,\"uptime_ms\":%llu,\"workers\":%u,\"maxconn\":%u,"
 			       "\"connections\":%u,\"connections_total\":%llu,"
-			       "\"maxconn_reached\":%llu,\"config\":",
+			       "\"maxconn_reached\":%llu,\"bufmem_used\":%llu,\"bufmem\":%llu,"
+			       "\"no_memory\":%llu,\"config\":",
 			       in.pid, (unsigned long long)in.uptime_ms, in.workers, in.maxconn,
 			       in.cur_conns, (unsigned long long)in.total_conns,
-			       (unsigned long long)in.maxconn_reached);
+			       (unsigned long long)in.maxconn_reached,
+			       (unsigned long long)in.bufmem_used, (unsigned long long)in.bufmem,
+			       (unsigned long long)in.no_memory);
 		ctl_json_str(x->out, in.conf_file);
 		ctl_buf_printf(x->out, ",\"last_reload\":");
 		ctl_json_str(x->out, in.last_reload);
@@ -210,11 +213,14 @@ static void cmd_show_info(struct cmd *x)
 		       "version:           %s\npid:               %d\nuptime:            %llus\n"
 		       "workers:           %u\nmaxconn:           %u\nconnections:       %u\n"
 		       "connections total: %llu\nmaxconn reached:   %llu\n"
+		       "bufmem:            %llu of %llu bytes\nno-memory closes:  %llu\n"
 		       "config:            %s\nlast reload:       %s\n"
 		       "reloads:           %llu ok, %llu failed\n\n",
 		       in.version, in.pid, (unsigned long long)(in.uptime_ms / 1000), in.workers,
 		       in.maxconn, in.cur_conns, (unsigned long long)in.total_conns,
-		       (unsigned long long)in.maxconn_reached, in.conf_file, in.last_reload,
+		       (unsigned long long)in.maxconn_reached, (unsigned long long)in.bufmem_used,
+		       (unsigned long long)in.bufmem, (unsigned long long)in.no_memory,
+		       in.conf_file, in.last_reload,
 		       (unsigned long long)in.reloads_ok, (unsigned long long)in.reloads_failed);
 }
 

@@ -229,6 +229,14 @@ void ctl_metrics(struct ctl *c, struct ctl_buf *out)
 	       "Times accepting stopped at the global maxconn (clients wait in the listen queues)");
 	ctl_buf_printf(out, "sluice_maxconn_reached_total %llu\n",
 		       (unsigned long long)in.maxconn_reached);
+	family(out, "sluice_bufmem_bytes", "gauge",
+	       "Relay buffers (cached ones too) and pipes in use, bytes");
+	ctl_buf_printf(out, "sluice_bufmem_bytes %llu\n", (unsigned long long)in.bufmem_used);
+	family(out, "sluice_bufmem_limit_bytes", "gauge", "The bufmem ceiling, bytes");
+	ctl_buf_printf(out, "sluice_bufmem_limit_bytes %llu\n", (unsigned long long)in.bufmem);
+	family(out, "sluice_no_memory_total", "counter",
+	       "Connections closed because no relay buffer could be had (end=no-memory)");
+	ctl_buf_printf(out, "sluice_no_memory_total %llu\n", (unsigned long long)in.no_memory);
 	family(out, "sluice_reloads_total", "counter", "Configuration reloads by result");
 	ctl_buf_printf(out, "sluice_reloads_total{result=\"ok\"} %llu\n",
 		       (unsigned long long)in.reloads_ok);

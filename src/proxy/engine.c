@@ -347,6 +347,16 @@ uint64_t proxy_engine_maxconn_reached(const struct proxy_engine *e)
 	return atomic_load(&e->maxconn_reached);
 }
 
+uint64_t proxy_engine_bufmem_used(const struct proxy_engine *e)
+{
+	return atomic_load(&e->bufmem_used);
+}
+
+uint64_t proxy_engine_no_memory(const struct proxy_engine *e)
+{
+	return atomic_load(&e->no_memory);
+}
+
 /* ---- accept path ---- */
 
 enum limit_hit { LIMIT_NONE, LIMIT_GLOBAL, LIMIT_LISTENER };

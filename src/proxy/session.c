@@ -34,6 +34,7 @@ static const char *const end_names[] = {
 	[PROXY_END_SHUTDOWN] = "shutdown",
 	[PROXY_END_KILLED] = "killed",
 	[PROXY_END_LOCAL_ERROR] = "local-error",
+	[PROXY_END_NO_MEMORY] = "no-memory",
 	[PROXY_END_ERROR] = "error",
 };
 
@@ -240,40 +241,60 @@ static bool probe_connect(struct proxy_session *s)
 	return true;
 }
 
+/* No buffer for bytes that wait (the bufmem ceiling or malloc, which
+ * logged why): the connection ends rather than spin on a readable socket. */
+static void close_no_memory(struct proxy_session *s)
+{
+	atomic_fetch_add_explicit(&s->w->e->no_memory, 1, memory_order_relaxed);
+	proxy_session_close(s, PROXY_END_NO_MEMORY);
+}
+
+/* A relay step failed with rc: end the connection, or retry another
+ * server when the server side failed before it was established. */
+static void relay_failed(struct proxy_session *s, enum proxy_io rc)
+{
+	switch (rc) {
+	case PROXY_IO_SERVER_ERR:
+		if (!server_confirmed(s)) {
+			/* the connect failed and nothing reached the server */
+			connect_failed(s, errno);
+			return;
+		}
+		proxy_session_close(s, PROXY_END_SERVER_RESET);
+		return;
+	case PROXY_IO_CLIENT_ERR:
+		proxy_session_close(s, PROXY_END_CLIENT_RESET);
+		return;
+	case PROXY_IO_NO_MEMORY:
+		close_no_memory(s);
+		return;
+	case PROXY_IO_AGAIN:
+	case PROXY_IO_FULL:
+	case PROXY_IO_SHORT:
+	case PROXY_IO_EOF:
+	case PROXY_IO_FLUSHED:
+		return;
+	}
+}
+
 /* Relay both directions, reading from the sockets that reported readable
  * (read_c: the client, read_s: the server), and decide whether the
  * connection is over. */
 static void relay_both(struct proxy_session *s, bool read_c, bool read_s)
 {
-	int rc = proxy_relay(s, &s->c2s, s->cfd, s->sfd, read_c);
+	struct proxy_dir *dirs[2] = { &s->c2s, &s->s2c };
+	bool may_read[2] = { read_c, read_s };
 
-	if (rc == -2 && !server_confirmed(s)) {
-		/* the connect failed and nothing reached the server: retry */
-		connect_failed(s, errno);
-		return;
-	}
-	if (rc == -1) {
-		proxy_session_close(s, PROXY_END_CLIENT_RESET);
-		return;
-	}
-	if (rc == -2) {
-		proxy_session_close(s, PROXY_END_SERVER_RESET);
-		return;
-	}
-	rc = proxy_relay(s, &s->s2c, s->sfd, s->cfd, read_s);
-	if (rc == -1 && !server_confirmed(s)) {
-		connect_failed(s, errno);
-		return;
-	}
-	if (rc == -1) {
-		proxy_session_close(s, PROXY_END_SERVER_RESET);
-		return;
-	}
-	if (!s->srv_up && (s->c2s.sent > 0 || s->s2c.bytes > 0 || s->s2c.eof))
-		server_up(s);
-	if (rc == -2) {
-		proxy_session_close(s, PROXY_END_CLIENT_RESET);
-		return;
+	for (size_t i = 0; i < 2; i++) {
+		enum proxy_io rc = proxy_relay(s, dirs[i], may_read[i]);
+
+		/* bytes through either way prove the server connection */
+		if (!s->srv_up && (s->c2s.sent > 0 || s->s2c.bytes > 0 || s->s2c.eof))
+			server_up(s);
+		if (rc != PROXY_IO_AGAIN) {
+			relay_failed(s, rc);
+			return;
+		}
 	}
 	if (s->c2s.shut && s->s2c.shut) {
 		proxy_session_close(s, s->end_set ? s->end : PROXY_END_CLIENT_CLOSED);
@@ -315,8 +336,10 @@ void proxy_session_kill_at(struct proxy_session *s, uint64_t delay_ms)
 	timer_at(s, idle_deadline(s));
 }
 
-/* Put the PROXY header the server expects in front of the client's bytes. */
-static void prepend_proxy_header(struct proxy_session *s)
+/* Put the PROXY header the server expects in front of the client's bytes.
+ * Returns false when no buffer could be had: the server must then get
+ * nothing rather than bytes without the header it expects. */
+static bool prepend_proxy_header(struct proxy_session *s)
 {
 	uint8_t hdr[PROXYPROTO_MAX_BUILD];
 	struct util_addr dst = s->dst;
@@ -330,9 +353,9 @@ static void prepend_proxy_header(struct proxy_session *s)
 	}
 	n = proxyproto_build(s->srv->send_proxy == POOL_PROXY_V1 ? 1 : 2, &s->client, &dst, hdr);
 	if (d->buf == NULL) {
-		d->buf = proxy_buf_get(s->w);
+		d->buf = UTIL_FAULT("proxy_header_buf") ? NULL : proxy_buf_get(s->w);
 		if (d->buf == NULL)
-			return;
+			return false;
 		d->off = PROXY_BUF_SLACK;
 		d->len = 0;
 	}
@@ -342,6 +365,7 @@ static void prepend_proxy_header(struct proxy_session *s)
 	d->len += (uint32_t)n;
 	s->hdr_len = (uint8_t)n;
 	memcpy(d->buf->data + d->off, hdr, n);
+	return true;
 }
 
 /* A failed connect takes its PROXY header back: the next server may want
@@ -365,8 +389,10 @@ static void established(struct proxy_session *s)
 {
 	s->state = PROXY_ST_RELAY;
 	s->last_ms = now_ms(s->w);
-	if (s->srv->send_proxy != POOL_PROXY_NONE)
-		prepend_proxy_header(s);
+	if (s->srv->send_proxy != POOL_PROXY_NONE && !prepend_proxy_header(s)) {
+		close_no_memory(s);
+		return;
+	}
 	timer_at(s, idle_deadline(s));
 	/* write what the client sent; reads wait for their events */
 	relay_both(s, false, false);
@@ -559,16 +585,16 @@ static void on_server_io(struct ev_loop *loop, ev_io *io, int revents)
 		relay_both(s, false, (revents & EV_READ) != 0);
 }
 
-/* While connecting: read what the client sent first, without writing. */
-static void prefetch(struct proxy_session *s)
+/* Read what the client sent first, without writing (before and while
+ * connecting). Returns false when the session closed. */
+static bool prefetch(struct proxy_session *s)
 {
-	int rc = proxy_relay_read_only(s, &s->c2s, s->cfd);
+	enum proxy_io rc = proxy_relay_read_only(s, &s->c2s, s->cfd);
 
-	if (rc < 0) {
-		proxy_session_close(s, PROXY_END_CLIENT_RESET);
-		return;
-	}
-	proxy_session_update_io(s);
+	if (rc == PROXY_IO_AGAIN)
+		return true;
+	relay_failed(s, rc);
+	return false;
 }
 
 /* accept-proxy: collect the client's PROXY header in the c2s buffer. */
@@ -582,8 +608,10 @@ static void read_header(struct proxy_session *s)
 
 	if (d->buf == NULL) {
 		d->buf = proxy_buf_get(s->w);
-		if (d->buf == NULL)
+		if (d->buf == NULL) {
+			close_no_memory(s);
 			return;
+		}
 		d->off = PROXY_BUF_SLACK;
 		d->len = 0;
 	}
@@ -632,8 +660,8 @@ static void on_client_io(struct ev_loop *loop, ev_io *io, int revents)
 		read_header(s);
 	else if (s->state == PROXY_ST_RELAY)
 		relay_both(s, (revents & EV_READ) != 0, false);
-	else if (s->state == PROXY_ST_CONNECTING)
-		prefetch(s);
+	else if (s->state == PROXY_ST_CONNECTING && prefetch(s))
+		proxy_session_update_io(s);
 }
 
 static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
@@ -720,9 +748,6 @@ void proxy_session_start(struct proxy_worker *w, struct proxy_frontend *fe, int 
 	}
 	/* clients usually speak first: take their bytes now, so the first
 	 * write can go out with the connect */
-	if (proxy_relay_read_only(s, &s->c2s, fd) < 0) {
-		proxy_session_close(s, PROXY_END_CLIENT_RESET);
-		return;
-	}
-	connect_next(s);
+	if (prefetch(s))
+		connect_next(s);
 }

@@ -160,6 +160,24 @@ uint64_t util_hash64(const void *data, size_t len, uint64_t seed)
 	return h;
 }
 
+#ifdef SLUICE_FAULT_INJECTION
+bool util_fault(const char *site)
+{
+	const char *list = getenv("SLUICE_FAULT");
+	size_t n = strlen(site);
+
+	while (list != NULL && *list != '\0') {
+		const char *end = strchr(list, ',');
+		size_t len = end != NULL ? (size_t)(end - list) : strlen(list);
+
+		if (len == n && memcmp(list, site, n) == 0)
+			return true;
+		list = end != NULL ? end + 1 : NULL;
+	}
+	return false;
+}
+#endif
+
 bool util_errno_local(int err)
 {
 	switch (err) {
