@@ -768,6 +768,7 @@ struct proxy_engine *proxy_engine_new(const struct proxy_engine_conf *conf, stru
 		ev_check_init(&w->check, on_check);
 		ev_check_start(w->loop, &w->check);
 		ev_timer_init(&w->pause_timer, on_pause_timer, 0.0, 0.0);
+		proxy_worker_trim_init(w);
 	}
 	return e;
 }

@@ -180,6 +180,9 @@ struct proxy_worker {
 	uint32_t nfree_bufs;
 	struct proxy_pipe *free_pipes;
 	uint32_t nfree_pipes, pipes_out;
+	/* memory after a burst (relay.c proxy_worker_after_close) */
+	uint32_t nsessions, peak_sessions; /* open now; most since the last trim */
+	ev_timer trim_timer;
 	bool emfile_paused;
 	bool in_queue_retry, queue_retry_again;
 	struct log_ratelimit rl_accept;
@@ -242,5 +245,10 @@ enum proxy_io proxy_relay_read_only(struct proxy_session *s, struct proxy_dir *d
 struct proxy_buf *proxy_buf_get(struct proxy_worker *w);
 void proxy_buf_put(struct proxy_worker *w, struct proxy_buf *b);
 void proxy_worker_pools_free(struct proxy_worker *w);
+/* A session of w closed: when a burst is over (sessions down to an eighth
+ * of their peak), give the cached buffers and pipes and the allocator's
+ * free memory back to the system a second later. */
+void proxy_worker_after_close(struct proxy_worker *w);
+void proxy_worker_trim_init(struct proxy_worker *w);
 
 #endif

@@ -5,6 +5,7 @@
  * reads only when nothing is pending, so a slow receiver stops the sender. */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -16,6 +17,10 @@
 #define RELAY_MAX_ROUNDS 16 /* reads per event before yielding to others */
 #define BUF_CACHE_MAX 256
 #define PIPE_CACHE_MAX 32
+#define TRIM_MIN_PEAK 64 /* sessions: below that a burst leaves little to trim */
+#define TRIM_DELAY_S 1.0 /* quiet time after a burst before trimming */
+#define BUF_CACHE_KEEP 16 /* what a trim leaves cached */
+#define PIPE_CACHE_KEEP 4
 
 /* Take n bytes of the relay memory ceiling (bufmem), exactly across
  * workers. Returns false when that would pass it; says so, rate-limited. */
@@ -156,21 +161,72 @@ void proxy_dir_release(struct proxy_worker *w, struct proxy_dir *d)
 	d->len = d->in_pipe = 0;
 }
 
-void proxy_worker_pools_free(struct proxy_worker *w)
+/* Free cached buffers and pipes beyond keep_bufs / keep_pipes. Returns
+ * how many buffers it freed. */
+static uint32_t cache_trim(struct proxy_worker *w, uint32_t keep_bufs, uint32_t keep_pipes)
 {
-	while (w->free_bufs != NULL) {
+	uint32_t freed = 0;
+
+	while (w->nfree_bufs > keep_bufs) {
 		struct proxy_buf *b = w->free_bufs;
 
 		w->free_bufs = b->next;
+		w->nfree_bufs--;
 		buf_free(w, b);
+		freed++;
 	}
-	while (w->free_pipes != NULL) {
+	while (w->nfree_pipes > keep_pipes) {
 		struct proxy_pipe *p = w->free_pipes;
 
 		w->free_pipes = p->next;
+		w->nfree_pipes--;
 		pipe_destroy(p);
 	}
-	w->nfree_bufs = w->nfree_pipes = 0;
+	return freed;
+}
+
+void proxy_worker_pools_free(struct proxy_worker *w)
+{
+	cache_trim(w, 0, 0);
+}
+
+/* A second after a burst ended: what the burst left in the caches and in
+ * the allocator's free lists goes back to the system, so that a burst does
+ * not leave the process several times its idle size. glibc keeps freed
+ * memory of a thread's arena resident until its top is free, which a
+ * single cached buffer prevents; malloc_trim() returns the free pages of
+ * every arena (MADV_DONTNEED). Runs once per burst, never on the hot path. */
+static void on_trim_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct proxy_worker *w = UTIL_CONTAINER_OF(t, struct proxy_worker, trim_timer);
+	uint32_t peak = w->peak_sessions, freed;
+
+	(void)loop;
+	(void)revents;
+	if (w->nsessions > peak / 8)
+		return; /* busy again: the next quiet moment trims */
+	freed = cache_trim(w, BUF_CACHE_KEEP, PIPE_CACHE_KEEP);
+#ifdef __GLIBC__
+	malloc_trim(0);
+#endif
+	w->peak_sessions = w->nsessions;
+	log_debug("worker %u: burst of %u connections over: %u cached buffers and the "
+		  "allocator's free memory returned",
+		  w->id, peak, freed);
+}
+
+void proxy_worker_trim_init(struct proxy_worker *w)
+{
+	ev_timer_init(&w->trim_timer, on_trim_timer, TRIM_DELAY_S, 0.0);
+}
+
+void proxy_worker_after_close(struct proxy_worker *w)
+{
+	if (w->peak_sessions < TRIM_MIN_PEAK || w->nsessions > w->peak_sessions / 8 ||
+	    ev_is_active(&w->trim_timer))
+		return;
+	ev_timer_set(&w->trim_timer, TRIM_DELAY_S, 0.0);
+	ev_timer_start(w->loop, &w->trim_timer);
 }
 
 static bool would_block(void)

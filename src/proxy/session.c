@@ -194,6 +194,8 @@ void proxy_session_close(struct proxy_session *s, enum proxy_end end)
 	atomic_fetch_sub(&fe->cur_conns, 1);
 	atomic_fetch_sub(&w->e->cur_conns, 1);
 	proxy_worker_slot_freed(w, fe);
+	w->nsessions--;
+	proxy_worker_after_close(w);
 }
 
 void proxy_session_free(struct proxy_session *s)
@@ -732,6 +734,8 @@ void proxy_session_start(struct proxy_worker *w, struct proxy_frontend *fe, int 
 	s->pick.client_hash = util_addr_hash(client, 0);
 	list_init(&s->qlink);
 	list_add_tail(&w->sessions, &s->link);
+	if (++w->nsessions > w->peak_sessions)
+		w->peak_sessions = w->nsessions;
 	ev_io_init(&s->cio, on_client_io, fd, EV_READ);
 	ev_io_init(&s->sio, on_server_io, -1, EV_WRITE);
 	ev_timer_init(&s->timer, on_timer, 0.0, 0.0);
