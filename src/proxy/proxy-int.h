@@ -106,7 +106,8 @@ struct proxy_session {
 	enum proxy_state state;
 	enum proxy_end end;
 	bool end_set;
-	bool srv_up; /* the server connection is established (pool told) */
+	bool srv_up; /* the server connection is established (pool told): by the
+		      * connect's completion or by traffic, never by the client */
 	uint8_t hdr_len; /* PROXY header bytes at the front of c2s, unsent */
 	uint8_t retries_left;
 	uint32_t timeout_connect_ms, timeout_idle_ms, timeout_half_closed_ms;

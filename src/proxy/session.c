@@ -205,17 +205,12 @@ void proxy_session_free(struct proxy_session *s)
 	free(s);
 }
 
-/* Is the server connection established? Decided when the connect
- * completes (see probe_connect), or earlier by traffic: a write that went
- * through or a read that got bytes or a FIN proves it too. Never by the
- * client: a client that stays silent must not make a server look broken.
- * Until then a failure is a connect failure and a retry is still safe. */
-static bool server_confirmed(const struct proxy_session *s)
-{
-	return s->srv_up;
-}
-
-/* The connection to s->srv is established: tell the pool once. */
+/* The connection to s->srv is established: tell the pool once. That is
+ * decided when the connect completes (see probe_connect), or earlier by
+ * traffic: a write that went through or a read that got bytes or a FIN
+ * proves it too. Never by the client: a client that stays silent must not
+ * make a server look broken. Until then a failure is a connect failure and
+ * a retry is still safe. */
 static void server_up(struct proxy_session *s)
 {
 	if (s->srv_up)
@@ -257,7 +252,7 @@ static void relay_failed(struct proxy_session *s, enum proxy_io rc)
 {
 	switch (rc) {
 	case PROXY_IO_SERVER_ERR:
-		if (!server_confirmed(s)) {
+		if (!s->srv_up) {
 			/* the connect failed and nothing reached the server */
 			connect_failed(s, errno);
 			return;
@@ -319,7 +314,7 @@ static uint64_t idle_deadline(const struct proxy_session *s)
 
 	if (s->kill_at_ms != 0 && s->kill_at_ms < d)
 		d = s->kill_at_ms;
-	if (!server_confirmed(s) && s->connect_deadline_ms < d)
+	if (!s->srv_up && s->connect_deadline_ms < d)
 		d = s->connect_deadline_ms;
 	return d;
 }
@@ -387,7 +382,9 @@ static void strip_proxy_header(struct proxy_session *s)
 	}
 }
 
-static void established(struct proxy_session *s)
+/* Start relaying to the server: a connect in progress too, when the
+ * client's first bytes can go out with it (their write tells the result). */
+static void start_relay(struct proxy_session *s)
 {
 	s->state = PROXY_ST_RELAY;
 	s->last_ms = now_ms(s->w);
@@ -500,7 +497,7 @@ static void connect_to(struct proxy_session *s, struct pool_server *srv)
 	if (rc == 1)
 		server_up(s);
 	if (rc == 1 || dir_pending(&s->c2s)) {
-		established(s);
+		start_relay(s);
 		return;
 	}
 	timer_at(s, s->connect_deadline_ms);
@@ -582,7 +579,7 @@ static void on_server_io(struct ev_loop *loop, ev_io *io, int revents)
 	if (!s->srv_up && !dir_pending(&s->c2s) && !probe_connect(s))
 		return;
 	if (s->state == PROXY_ST_CONNECTING)
-		established(s);
+		start_relay(s);
 	else
 		relay_both(s, false, (revents & EV_READ) != 0);
 }
@@ -686,7 +683,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 		connect_failed(s, ETIMEDOUT);
 		return;
 	case PROXY_ST_RELAY:
-		if (!server_confirmed(s) && now_ms(s->w) + 1 >= s->connect_deadline_ms) {
+		if (!s->srv_up && now_ms(s->w) + 1 >= s->connect_deadline_ms) {
 			connect_failed(s, ETIMEDOUT);
 			return;
 		}
