@@ -221,7 +221,11 @@ def test_no_descriptor_left_is_a_local_error(sluice, backends, short_dir):
     for i in range(3):
         c = connect(port, src="127.0.0.%d" % (2 + i))
         c.sendall(b"GET\n")
-        assert recv_line(c) == b"", "a client was served with no descriptor left"
+        try:
+            got = recv_line(c)
+        except ConnectionResetError:  # closed with the request unread
+            got = b""
+        assert got == b"", "a client was served with no descriptor left"
         c.close()
     d.wait_conns(3, end="local-error")
     d.wait_log(r"warning: worker 0: cannot connect to web/[ab]: Too many open files \(a local "
