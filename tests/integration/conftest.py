@@ -271,14 +271,14 @@ def build_proxy_v2(src, dst):
 
 def make_conf(port, servers, host="127.0.0.1", balance="roundrobin", pool_extra="",
               listen_extra="", global_extra="", workers=2, grace="5s", pool="web",
-              listener="www"):
+              listener="www", log="info"):
     """A one-listener, one-pool configuration. servers: lines after 'server'."""
     srv = "".join("    server %s;\n" % s for s in servers)
     return (
-        "global { workers %d; log stderr info; grace %s; %s }\n"
+        "global { workers %d; log stderr %s; grace %s; %s }\n"
         "pool %s {\n    balance %s;\n%s    %s\n}\n"
         "listen %s {\n    bind %s;\n    pool %s;\n    timeout connect 2s;\n    %s\n}\n"
-        % (workers, grace, global_extra, pool, balance, srv, pool_extra, listener,
+        % (workers, log, grace, global_extra, pool, balance, srv, pool_extra, listener,
            fmt_addr(host, port), pool, listen_extra)
     )
 
