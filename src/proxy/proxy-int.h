@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "sluice/list.h"
 #include "sluice/log-t.h"
@@ -131,6 +132,8 @@ struct proxy_wlistener {
 	bool syn_quiet; /* no handshake pending at the last look */
 	bool accept_blocked; /* accept4 is out of descriptors */
 	uint64_t close_deadline_ms;
+	struct sockaddr_storage local; /* its address (family 0: unknown) */
+	int pending; /* handshakes seen at the last look, -1: could not look */
 	struct log_ratelimit rl_limit; /* accepting stopped at the listener's maxconn */
 };
 
