@@ -1,8 +1,9 @@
 /* reload: configuration reload on SIGHUP or from the control socket. The
- * new file is parsed and validated completely, then applied in place by
- * core_apply() (which binds new addresses before changing anything); an
- * invalid file or a failed bind leaves the running configuration exactly
- * as it was, logged with its FILE:LINE:COL and counted. */
+ * new file is parsed and validated completely, then applied in place as one
+ * transaction: VRRP and core_apply() prepare (new instances built, new
+ * addresses bound) before anything changes; an invalid file or a failed
+ * bind leaves the running configuration exactly as it was, VRRP included,
+ * logged with its FILE:LINE:COL and counted. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,6 +126,7 @@ int core_reload(struct core *c, bool check_only, char *msg, size_t len)
 {
 	struct conf_errors errs = { 0 };
 	char diff[8192], err[512], ts[32];
+	struct core_vrrp_txn *vt;
 	struct conf *nc;
 	size_t off = 0;
 
@@ -152,25 +154,25 @@ int core_reload(struct core *c, bool check_only, char *msg, size_t len)
 		conf_free(nc);
 		return 0;
 	}
-	/* VRRP first: it is all or nothing by itself; if the listeners then
-	 * fail, the instances go back to the running configuration */
-	if (core_vrrp_apply(c, nc, err, sizeof(err)) < 0) {
+	/* One transaction: every prepare before any commit. VRRP prepares
+	 * beside the running instances, core_apply() binds and builds before
+	 * it changes anything (it fails only then); VRRP commits last, so a
+	 * rejected reload never sends priority 0 or moves a VIP. */
+	vt = core_vrrp_prepare(c, nc, err, sizeof(err));
+	if (vt == NULL) {
 		failed(c, err, msg, len);
 		conf_free(nc);
 		core_notify("READY=1");
 		return -1;
 	}
 	if (core_apply(c, nc, err, sizeof(err)) < 0) {
-		char verr[256];
-
-		if (core_vrrp_apply(c, c->conf, verr, sizeof(verr)) < 0)
-			log_err("reload: VRRP could not go back to the running configuration: %s",
-				verr);
+		core_vrrp_rollback(c, vt);
 		failed(c, err, msg, len);
 		conf_free(nc);
 		core_notify("READY=1");
 		return -1;
 	}
+	core_vrrp_commit(c, vt);
 	log_set_level(nc->global.log_level);
 	/* what cannot change without a restart keeps its running value */
 	nc->global.workers = c->conf->global.workers;
