@@ -14,6 +14,14 @@ from conftest import (DEADLINE, connect, ctl_global, free_port, got_nothing, h_e
 NOTHING_WAIT = 0.5
 
 
+def recv_or_reset(sock):
+    """What the proxy sent before closing: b"" for a close or a reset."""
+    try:
+        return sock.recv(100)
+    except ConnectionResetError:
+        return b""
+
+
 def held(port):
     s = connect(port)
     line = recv_line(s)
@@ -71,10 +79,7 @@ def test_queue_timeout_closes_the_queued_client(sluice, backends):
     s1, _ = held(port)
     t0 = time.monotonic()
     with connect(port) as s2:
-        try:
-            data = s2.recv(100)
-        except ConnectionResetError:
-            data = b""
+        data = recv_or_reset(s2)
     waited = time.monotonic() - t0
     assert data == b"", "the queued client was served: %r" % data
     assert waited >= 0.25, "closed after %.3fs, before the 300ms queue timeout" % waited
@@ -93,10 +98,7 @@ def test_queue_0_closes_at_once_queue_full(sluice, backends):
     s1, _ = held(port)
     t0 = time.monotonic()
     with connect(port) as s2:
-        try:
-            data = s2.recv(100)
-        except ConnectionResetError:
-            data = b""
+        data = recv_or_reset(s2)
     assert data == b""
     assert time.monotonic() - t0 < 2.0, "queue 0 did not close the client at once"
     (c,) = d.wait_conns(1, end="queue-full")
@@ -161,16 +163,10 @@ def test_reload_changes_the_queue_while_clients_queue(short_dir, sluice, backend
     waiter = connect(port)
     assert got_nothing(waiter, 0.1), "the waiter was served"
     with connect(port) as refused:
-        try:
-            data = refused.recv(100)
-        except ConnectionResetError:
-            data = b""
+        data = recv_or_reset(refused)
     assert data == b""
     d.wait_conns(base_full + 1, end="queue-full")
-    try:
-        data = waiter.recv(100)
-    except ConnectionResetError:
-        data = b""
+    data = recv_or_reset(waiter)
     waited = time.monotonic() - t0
     waiter.close()
     assert data == b"" and waited >= 0.25, "waiter closed after %.3fs" % waited
