@@ -20,10 +20,14 @@
 #include "sluice/proxy.h"
 #include "sluice/util.h"
 
-/* the second look, then the next ones: a SYN that passed just before the
+/* the first look, then the next ones: a SYN that passed just before the
  * filter was attached is in the SYN queue well within the first */
 #define LCLOSE_FIRST_S 0.001
 #define LCLOSE_POLL_S 0.005
+/* a look costs what the kernel takes to walk every TCP socket of the
+ * host (60 ms with 75 000 in TIME_WAIT): the next one waits this many
+ * times as long, so that looking takes at most a fifth of the worker */
+#define LCLOSE_LOOK_SPACING 4
 /* a handshake whose final ACK is lost waits for the SYN-ACK retransmit
  * (1 s, then 3 s): beyond this the listener closes anyway */
 #define LCLOSE_MAX_MS 3500
@@ -65,10 +69,9 @@ static bool lclose_matches(const struct inet_diag_msg *m, const struct sockaddr_
 		memcmp(m->id.idiag_src, &in6->sin6_addr, 16) == 0);
 }
 
-/* Count the matching records of one reply batch; returns 1 when the dump
- * is over, 0 for more, -1 on error. */
-static int lclose_count_batch(const char *buf, int len, const struct sockaddr_storage *ss,
-			      int *count)
+/* Count the records of one reply batch into the closing listeners of w
+ * they match; returns 1 when the dump is over, 0 for more, -1 on error. */
+static int lclose_count_batch(struct proxy_worker *w, const char *buf, int len)
 {
 	/* len stays signed: NLMSG_NEXT may take it below zero */
 	for (const struct nlmsghdr *h = (const void *)buf; NLMSG_OK(h, len);
@@ -82,39 +85,42 @@ static int lclose_count_batch(const char *buf, int len, const struct sockaddr_st
 		}
 		if (h->nlmsg_type == NLMSG_ERROR)
 			return -1;
-		if (h->nlmsg_type == SOCK_DIAG_BY_FAMILY &&
-		    h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct inet_diag_msg)) &&
-		    lclose_matches(NLMSG_DATA(h), ss))
-			(*count)++;
+		if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY ||
+		    h->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg)))
+			continue;
+		for (struct list_node *n = w->closing.next; n != &w->closing; n = n->next) {
+			struct proxy_wlistener *wl = list_entry(n, struct proxy_wlistener, link);
+			const struct inet_diag_msg *m = NLMSG_DATA(h);
+
+			if (wl->pending >= 0 && m->idiag_family == wl->local.ss_family &&
+			    lclose_matches(m, &wl->local))
+				wl->pending++;
+		}
 	}
 	return 0;
 }
 
-/* Handshakes the kernel answered (SYN-ACK sent) on the local address of
- * the listening socket fd and not completed yet: the request sockets in
- * state SYN_RECV, found through sock_diag. -1 if that cannot be asked. */
-static int lclose_pending(int fd)
+/* One sock_diag dump of the TCP sockets of family in state SYN_RECV: the
+ * handshakes the kernel answered (SYN-ACK sent) and not completed yet.
+ * Adds each to the pending count of the closing listeners of w whose
+ * address it is on. Returns 0, or -1 if that cannot be asked. */
+static int lclose_dump(struct proxy_worker *w, sa_family_t family)
 {
 	struct {
 		struct nlmsghdr nh;
 		struct inet_diag_req_v2 r;
 	} req;
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
 	struct sockaddr_nl nl = { .nl_family = AF_NETLINK };
 	char buf[8192] __attribute__((aligned(NLMSG_ALIGNTO)));
-	int nfd, done = 0, count = 0;
+	int nfd, done = 0;
 
-	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
-		return -1;
 	memset(&req, 0, sizeof(req));
 	req.nh.nlmsg_len = sizeof(req);
 	req.nh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
 	req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-	req.r.sdiag_family = (uint8_t)ss.ss_family;
+	req.r.sdiag_family = (uint8_t)family;
 	req.r.sdiag_protocol = IPPROTO_TCP;
 	req.r.idiag_states = TCPF_SYN_RECV_BIT;
-	req.r.id.idiag_sport = ((const struct sockaddr_in *)&ss)->sin_port; /* same place in v6 */
 	nfd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
 	if (nfd < 0)
 		return -1;
@@ -127,10 +133,39 @@ static int lclose_pending(int fd)
 
 		if (n < 0 && errno == EINTR)
 			continue;
-		done = n <= 0 ? -1 : lclose_count_batch(buf, (int)n, &ss, &count);
+		done = n <= 0 ? -1 : lclose_count_batch(w, buf, (int)n);
 	}
 	close(nfd);
-	return done < 0 ? -1 : count;
+	return done < 0 ? -1 : 0;
+}
+
+/* Look at the SYN queues of all the closing listeners of w at once
+ * (wl->pending, -1 when unknown): one dump per address family, however
+ * many listeners close together. */
+static void lclose_look(struct proxy_worker *w)
+{
+	bool fam4 = false, fam6 = false;
+
+	for (struct list_node *n = w->closing.next; n != &w->closing; n = n->next) {
+		struct proxy_wlistener *wl = list_entry(n, struct proxy_wlistener, link);
+
+		if (wl->local.ss_family == AF_INET || wl->local.ss_family == AF_INET6)
+			wl->pending = 0;
+		fam4 |= wl->local.ss_family == AF_INET;
+		fam6 |= wl->local.ss_family == AF_INET6;
+	}
+	for (int f = 0; f < 2; f++) {
+		sa_family_t family = f == 0 ? AF_INET : AF_INET6;
+
+		if (!(f == 0 ? fam4 : fam6) || lclose_dump(w, family) == 0)
+			continue;
+		for (struct list_node *n = w->closing.next; n != &w->closing; n = n->next) {
+			struct proxy_wlistener *wl = list_entry(n, struct proxy_wlistener, link);
+
+			if (wl->local.ss_family == family)
+				wl->pending = -1;
+		}
+	}
 }
 
 /* Serve what waits in the accept queue, above the limits: these clients
@@ -199,14 +234,15 @@ static void log_no_diag_once(const struct proxy_wlistener *wl)
 static void lclose_on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	struct proxy_worker *w = UTIL_CONTAINER_OF(t, struct proxy_worker, lclose_timer);
-	uint64_t now = util_now_ms();
+	uint64_t t0 = util_now_ms(), now;
 	struct list_node *n = w->closing.next;
 
-	(void)loop;
 	(void)revents;
+	lclose_look(w);
+	now = util_now_ms();
 	while (n != &w->closing) {
 		struct proxy_wlistener *wl = list_entry(n, struct proxy_wlistener, link);
-		int pending = lclose_pending(wl->io.fd);
+		int pending = wl->pending;
 		bool over = now >= wl->close_deadline_ms;
 
 		n = n->next;
@@ -235,12 +271,18 @@ static void lclose_on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 		}
 		wl->syn_quiet = pending == 0;
 	}
-	if (list_empty(&w->closing))
+	if (list_empty(&w->closing)) {
 		ev_timer_stop(w->loop, t);
+		return;
+	}
+	t->repeat = UTIL_MAX(LCLOSE_POLL_S, (double)(now - t0) * LCLOSE_LOOK_SPACING / 1000.0);
+	ev_timer_again(loop, t);
 }
 
 void proxy_lclose_start(struct proxy_worker *w, struct proxy_wlistener *wl)
 {
+	socklen_t sl = sizeof(wl->local);
+
 	ev_io_stop(w->loop, &wl->io);
 	list_del(&wl->link);
 	list_add_tail(&w->closing, &wl->link);
@@ -253,7 +295,12 @@ void proxy_lclose_start(struct proxy_worker *w, struct proxy_wlistener *wl)
 		lclose_finish(w, wl);
 		return;
 	}
-	wl->syn_quiet = lclose_pending(wl->io.fd) == 0;
+	/* the first look comes from the timer, with the other closing
+	 * listeners' (one sock_diag dump for all of them) */
+	wl->syn_quiet = false;
+	wl->pending = -1;
+	if (getsockname(wl->io.fd, (struct sockaddr *)&wl->local, &sl) < 0)
+		wl->local.ss_family = AF_UNSPEC; /* no look: handled as without sock_diag */
 	ev_set_cb(&wl->io, lclose_on_accept);
 	ev_io_start(w->loop, &wl->io);
 	lclose_accept_all(w, wl);

@@ -113,6 +113,8 @@ struct proxy_wlistener {
 	bool syn_quiet; /* no handshake pending at the last look */
 	bool accept_blocked; /* accept4 is out of descriptors */
 	uint64_t close_deadline_ms;
+	struct sockaddr_storage local; /* its address, for the SYN queue look */
+	int pending; /* handshakes pending at the last look, -1: unknown */
 };
 
 enum proxy_cmd_type {

@@ -61,10 +61,12 @@ def test_1000_reloads_return_fds_and_memory(short_dir, sluice, backends, monkeyp
         assert reply.startswith("reload done:\n") and "opens" in reply, reply
 
     def settled():
-        # the workers close detached listeners asynchronously, and retired
-        # snapshots are reclaimed by a 100ms timer: a quiet moment passes
+        # the workers close detached listeners asynchronously (two looks at
+        # their SYN queues, spaced by what a look costs: up to a few hundred
+        # ms on a host with many sockets), and retired snapshots are
+        # reclaimed by a 100ms timer: a quiet moment passes
         a = proc_fds(d.pid)
-        time.sleep(0.3)  # between two samples: the level must be steady
+        time.sleep(1.0)  # between two samples: the level must be steady
         return a if proc_fds(d.pid) == a else None
 
     for _ in range(WARMUP):
