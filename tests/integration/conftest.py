@@ -24,6 +24,7 @@ SLUICE = os.path.join(BUILD, "sluice")
 # Deadlines only matter when something is wrong; they are generous so that
 # a sanitizer build (about 3x slower) passes on a loaded 2-core machine.
 SAN = "san" in os.path.basename(BUILD)  # build-san (ASan, UBSan) and build-tsan alike
+TSAN = "tsan" in os.path.basename(BUILD)
 SLOW = float(os.environ.get("SLUICE_TIMEOUT_SCALE", "3" if SAN else "1"))
 DEADLINE = 20.0 * SLOW
 

@@ -4,13 +4,16 @@
 # (/proc/PID/fd) and resident memory (VmRSS) must come back to their
 # starting level, within FD_MARGIN descriptors and RSS_MARGIN_KIB. (The
 # level is steady: 16 000 reloads grow VmRSS by under 1 MiB in the normal
-# build.)
+# build.) Under ThreadSanitizer only the descriptors are checked: VmRSS
+# there includes its shadow and synchronisation metadata and grew about
+# 7.5 MiB over these 1 000 reloads; memory leaks are LeakSanitizer's job
+# in the ASan build, and the bound holds in the normal and ASan builds.
 import os
 import re
 import time
 
-from conftest import (DEADLINE, SAN, echo_transfer, free_port, h_echo, proc_fds, proc_rss_kib,
-                      wait_ctl, wait_until, write_atomic)
+from conftest import (DEADLINE, SAN, TSAN, echo_transfer, free_port, h_echo, proc_fds,
+                      proc_rss_kib, wait_ctl, wait_until, write_atomic)
 
 RELOADS = 1000
 WARMUP = 300
@@ -90,7 +93,7 @@ def test_1000_reloads_return_fds_and_memory(short_dir, sluice, backends, monkeyp
     print("%d reloads in %.1fs (%.1fms each): fds %d -> %d, VmRSS %d -> %d KiB"
           % (RELOADS, took, took * 1000 / RELOADS, fds0, fds1, rss0, rss1))
     assert fds1 <= fds0 + FD_MARGIN
-    assert rss1 <= rss0 + RSS_MARGIN_KIB, "VmRSS grew from %d to %d KiB over %d reloads" % (
+    assert TSAN or rss1 <= rss0 + RSS_MARGIN_KIB, "VmRSS grew from %d to %d KiB over %d reloads" % (
         rss0, rss1, RELOADS)
     info = ctl.ok("show info")
     assert re.search(r"^reloads: +%d ok, 0 failed$" % (WARMUP + RELOADS), info, re.M), info
