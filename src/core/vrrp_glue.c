@@ -124,7 +124,8 @@ static ssize_t find_kept(const struct core_vrrp *cv, const struct core_vrrp_txn 
 			 const struct vrrp_instance_config *cfg)
 {
 	for (size_t i = 0; i < cv->n; i++)
-		if (!t->kept[i] && memcmp(vrrp_instance_config(cv->insts[i]), cfg, sizeof(*cfg)) == 0)
+		if (!t->kept[i] &&
+		    memcmp(vrrp_instance_config(cv->insts[i]), cfg, sizeof(*cfg)) == 0)
 			return (ssize_t)i;
 	return -1;
 }
