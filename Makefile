@@ -4,21 +4,29 @@
 # build-tsan/ with ThreadSanitizer (the two cannot share a build).
 # `make install` (PREFIX, DESTDIR) installs it; `make deb` builds the Debian
 # package into build/deb/.
+# FAULT=1 builds into build-fault/ (build-san-fault/ with SAN=1,
+# build-tsan-fault/ with TSAN=1) with the test-only fault injection sites
+# (UTIL_FAULT, $SLUICE_FAULT); no other build contains them.
 
 CC ?= cc
 ifeq ($(SAN),1)
-BUILD ?= build-san
+BUILD_SUFFIX = -san
 SANFLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 OPT = -O1 -g
 else ifeq ($(TSAN),1)
-BUILD ?= build-tsan
+BUILD_SUFFIX = -tsan
 SANFLAGS = -fsanitize=thread -fno-omit-frame-pointer
 OPT = -O1 -g
 else
-BUILD ?= build
+BUILD_SUFFIX =
 SANFLAGS =
 OPT = -O2 -g
 endif
+ifeq ($(FAULT),1)
+BUILD_SUFFIX := $(BUILD_SUFFIX)-fault
+CPPFLAGS += -DSLUICE_FAULT_INJECTION
+endif
+BUILD ?= build$(BUILD_SUFFIX)
 
 WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
        -Wvla -Wimplicit-fallthrough -Werror
@@ -255,7 +263,7 @@ bench: all
 	/usr/bin/python3 tools/bench $(BENCH_ARGS)
 
 clean:
-	rm -rf build build-san build-tsan build-fuzz
+	rm -rf build build-san build-tsan build-fuzz build-fault build-san-fault build-tsan-fault
 
 FORCE:
 

@@ -145,6 +145,7 @@ struct conf_listen {
 	uint64_t timeout_connect_ms;
 	uint64_t timeout_idle_ms;
 	uint64_t timeout_half_closed_ms;
+	uint64_t timeout_proxy_header_ms; /* accept-proxy: the whole header within it */
 	uint32_t retries;
 	bool accept_proxy;
 	struct conf_where where;
@@ -170,6 +171,7 @@ struct conf_global {
 	struct log_target_conf logs[LOG_MAX_TARGETS];
 	struct conf_where log_where[LOG_MAX_TARGETS]; /* line 0: the default */
 	size_t nlogs;
+	uint64_t bufmem; /* relay buffers and pipes, bytes; 0: derived from maxconn */
 	uint64_t grace_ms;
 	struct conf_control *controls;
 	size_t ncontrols;

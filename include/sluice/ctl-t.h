@@ -14,6 +14,10 @@ struct pool;
 struct pool_server;
 struct ctl_buf;
 
+/* Clients the control sockets and the metrics listener serve at once, all
+ * doors together; core reserves a descriptor for each. */
+#define CTL_MAX_CLIENTS 64
+
 enum ctl_level {
 	CTL_LEVEL_ADMIN,
 	CTL_LEVEL_USER, /* show, wait and help only */
@@ -27,6 +31,9 @@ struct ctl_info {
 	uint32_t maxconn;
 	uint32_t cur_conns;
 	uint64_t total_conns;
+	uint64_t maxconn_reached; /* times accepting stopped at maxconn */
+	uint64_t bufmem_used, bufmem; /* relay buffers and pipes: in use, ceiling (bytes) */
+	uint64_t no_memory; /* connections closed for want of a relay buffer */
 	const char *conf_file;
 	const char *last_reload; /* "none", "ok at ...", "failed at ...: why" */
 	uint64_t reloads_ok, reloads_failed;
@@ -37,7 +44,8 @@ struct ctl_listener_row {
 	char binds[256];
 	char pool[64];
 	uint32_t cur_conns, maxconn;
-	uint64_t total_conns, bytes_in, bytes_out, proxy_header_errors;
+	uint64_t total_conns, bytes_in, bytes_out, proxy_header_errors, proxy_header_timeouts;
+	uint64_t maxconn_reached; /* times accepting stopped at this maxconn */
 };
 
 /* One announce block, for show, metrics and the state file. */

@@ -72,6 +72,10 @@ bool pool_server_release(struct pool_server *s);
 /* Worker: record a connect failure / success of s (passive health). */
 void pool_server_connect_failed(struct pool_server *s);
 void pool_server_connect_ok(struct pool_server *s);
+/* Any thread: a connection or check to s could not be attempted or failed
+ * for a local reason (util_errno_local): counted apart, and neither a
+ * failure nor a success of s. */
+void pool_server_local_error(struct pool_server *s);
 
 /* Control thread (pool_admin.c): operator changes, republished at once.
  * They mark the value as set at runtime, so a reload keeps it. */

@@ -231,6 +231,23 @@ static int kw_gmaxconn(struct conf_ctx *ctx, const struct conf_stmt *st, void *o
 	return conf_arg_u32(ctx, st, 1, "maxconn", 1, 10000000, &g->maxconn);
 }
 
+#define CONF_BUFMEM_MIN (64ull * 1024)
+#define CONF_BUFMEM_MAX (1024ull * 1024 * 1024 * 1024)
+
+static int kw_bufmem(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct conf_global *g = obj;
+
+	if (util_parse_size(st->args[1].text, CONF_BUFMEM_MAX, &g->bufmem) == 0 &&
+	    g->bufmem >= CONF_BUFMEM_MIN)
+		return 0;
+	conf_error_arg(ctx, st, 1,
+		       "bad bufmem '%s' (expected a size with k or m, such as 512m, from 64k to "
+		       "1048576m)",
+		       st->args[1].text);
+	return -1;
+}
+
 static int kw_grace(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 {
 	struct conf_global *g = obj;
@@ -357,6 +374,7 @@ static const struct conf_keyword global_kw[] = {
 	{ "state-file", 2, 2, false, kw_state_file, "state-file PATH;" },
 	{ "user", 2, 2, false, kw_user_group, "user NAME;" },
 	{ "group", 2, 2, false, kw_user_group, "group NAME;" },
+	{ "bufmem", 2, 2, false, kw_bufmem, "bufmem SIZE;" },
 	{ NULL, 0, 0, false, NULL, NULL },
 };
 
@@ -613,8 +631,13 @@ static int kw_listen_timeout(struct conf_ctx *ctx, const struct conf_stmt *st, v
 		return conf_arg_duration(ctx, st, 2, "timeout half-closed", 1,
 					 CONF_MAX_DURATION_MS,
 				    &lo->l->timeout_half_closed_ms);
+	if (strcmp(which, "proxy-header") == 0)
+		return conf_arg_duration(ctx, st, 2, "timeout proxy-header", 1, CONF_MAX_DURATION_MS,
+					 &lo->l->timeout_proxy_header_ms);
 	conf_error_arg(ctx, st, 1,
-		       "unknown listen timeout '%s' (expected connect, idle or half-closed)", which);
+		       "unknown listen timeout '%s' (expected connect, idle, half-closed or "
+		       "proxy-header)",
+		       which);
 	return -1;
 }
 
@@ -639,7 +662,8 @@ static const struct conf_keyword listen_kw[] = {
 	{ "bind", 2, 2, false, kw_bind, "bind ADDRESS:PORT;" },
 	{ "pool", 2, 2, false, kw_listen_pool, "pool NAME;" },
 	{ "maxconn", 2, 2, false, kw_listen_maxconn, "maxconn N;" },
-	{ "timeout", 3, 3, false, kw_listen_timeout, "timeout connect|idle|half-closed DURATION;" },
+	{ "timeout", 3, 3, false, kw_listen_timeout,
+	  "timeout connect|idle|half-closed|proxy-header DURATION;" },
 	{ "retries", 2, 2, false, kw_retries, "retries N;" },
 	{ "accept-proxy", 1, 1, false, kw_accept_proxy, "accept-proxy;" },
 	{ NULL, 0, 0, false, NULL, NULL },
@@ -734,6 +758,7 @@ static int top_listen(struct conf_ctx *ctx, const struct conf_stmt *st, void *ob
 	memcpy(l->name, name, sizeof(name));
 	l->timeout_connect_ms = 5000;
 	l->timeout_idle_ms = 300000;
+	l->timeout_proxy_header_ms = 2000;
 	l->retries = 2;
 	l->where.line = st->args[1].line;
 	l->where.col = st->args[1].col;

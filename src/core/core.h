@@ -52,6 +52,8 @@ struct core {
 	struct core_listener *listeners;
 	size_t nlisteners;
 	uint32_t maxconn; /* effective global limit */
+	uint32_t fd_reserve_checks; /* descriptors set aside for checks and agents at start */
+	uint64_t bufmem; /* effective relay memory ceiling, bytes */
 	unsigned nworkers;
 	struct ctl *ctl;
 	char last_reload[256];
@@ -135,6 +137,9 @@ int core_notify_reloading(void);
 /* health_glue.c: start the health checks of the running model on c->loop
  * and install the passive hook. Returns 0, or -1 with err set. */
 int core_health_start(struct core *c, char *err, size_t errlen);
+/* How many checkers (active checks and agents) conf gives its servers:
+ * each holds one descriptor at most, for the descriptor reserve. */
+uint32_t core_health_checkers(const struct conf *conf);
 /* Stop and free every checker (after the workers stopped). */
 void core_health_stop(struct core *c);
 /* Rebuild the checkers for the model as it is now (after a reload or a

@@ -195,9 +195,14 @@ static void cmd_show_info(struct cmd *x)
 		ctl_json_str(x->out, in.version);
 		ctl_buf_printf(x->out,
 			       ",\"pid\":%d,\"uptime_ms\":%llu,\"workers\":%u,\"maxconn\":%u,"
-			       "\"connections\":%u,\"connections_total\":%llu,\"config\":",
+			       "\"connections\":%u,\"connections_total\":%llu,"
+			       "\"maxconn_reached\":%llu,\"bufmem_used\":%llu,\"bufmem\":%llu,"
+			       "\"no_memory\":%llu,\"config\":",
 			       in.pid, (unsigned long long)in.uptime_ms, in.workers, in.maxconn,
-			       in.cur_conns, (unsigned long long)in.total_conns);
+			       in.cur_conns, (unsigned long long)in.total_conns,
+			       (unsigned long long)in.maxconn_reached,
+			       (unsigned long long)in.bufmem_used, (unsigned long long)in.bufmem,
+			       (unsigned long long)in.no_memory);
 		ctl_json_str(x->out, in.conf_file);
 		ctl_buf_printf(x->out, ",\"last_reload\":");
 		ctl_json_str(x->out, in.last_reload);
@@ -218,12 +223,16 @@ static void cmd_show_info(struct cmd *x)
 	ctl_buf_printf(x->out,
 		       "version:           %s\npid:               %d\nuptime:            %llus\n"
 		       "workers:           %u\nmaxconn:           %u\nconnections:       %u\n"
-		       "connections total: %llu\nconfig:            %s\nlast reload:       %s\n"
+		       "connections total: %llu\nmaxconn reached:   %llu\n"
+		       "bufmem:            %llu of %llu bytes\nno-memory closes:  %llu\n"
+		       "config:            %s\nlast reload:       %s\n"
 		       "reloads:           %llu ok, %llu failed\n",
 		       in.version, in.pid, (unsigned long long)(in.uptime_ms / 1000), in.workers,
-		       in.maxconn, in.cur_conns, (unsigned long long)in.total_conns, in.conf_file,
-		       in.last_reload, (unsigned long long)in.reloads_ok,
-		       (unsigned long long)in.reloads_failed);
+		       in.maxconn, in.cur_conns, (unsigned long long)in.total_conns,
+		       (unsigned long long)in.maxconn_reached, (unsigned long long)in.bufmem_used,
+		       (unsigned long long)in.bufmem, (unsigned long long)in.no_memory,
+		       in.conf_file, in.last_reload,
+		       (unsigned long long)in.reloads_ok, (unsigned long long)in.reloads_failed);
 	for (size_t i = 0; i < nls; i++)
 		ctl_buf_printf(x->out, "log:               %s: %llu sent, %llu dropped\n",
 			       ls[i].name, (unsigned long long)ls[i].sent,
@@ -236,8 +245,8 @@ static void cmd_show_listeners(struct cmd *x)
 {
 	struct ctl_listener_row rows[256];
 	size_t n = x->ctl->hooks.listeners(x->ctl->hooks.arg, rows, UTIL_ARRAY_LEN(rows));
-	struct tbl t = { .ncols = 9 };
-	char b[6][24];
+	struct tbl t = { .ncols = 11 };
+	char b[8][24];
 
 	if (x->json) {
 		ctl_buf_printf(x->out, "[");
@@ -251,23 +260,27 @@ static void cmd_show_listeners(struct cmd *x)
 			ctl_buf_printf(x->out,
 				       ",\"connections\":%u,\"maxconn\":%u,\"connections_total\":%llu,"
 				       "\"bytes_in\":%llu,\"bytes_out\":%llu,"
-				       "\"proxy_header_errors\":%llu}",
+				       "\"proxy_header_errors\":%llu,\"proxy_header_timeouts\":%llu,"
+				       "\"maxconn_reached\":%llu}",
 				       rows[i].cur_conns, rows[i].maxconn,
 				       (unsigned long long)rows[i].total_conns,
 				       (unsigned long long)rows[i].bytes_in,
 				       (unsigned long long)rows[i].bytes_out,
-				       (unsigned long long)rows[i].proxy_header_errors);
+				       (unsigned long long)rows[i].proxy_header_errors,
+				       (unsigned long long)rows[i].proxy_header_timeouts,
+				       (unsigned long long)rows[i].maxconn_reached);
 		}
 		ctl_buf_printf(x->out, "]\n\n");
 		return;
 	}
 	tbl_row(&t, "listen", "binds", "pool", "active", "maxconn", "total", "bytes_in",
-		"bytes_out", "proxy_errors");
+		"bytes_out", "proxy_errors", "proxy_timeouts", "maxconn_reached");
 	for (size_t i = 0; i < n; i++)
 		tbl_row(&t, rows[i].name, rows[i].binds, rows[i].pool,
 			u64s(b[0], rows[i].cur_conns), u64s(b[1], rows[i].maxconn),
 			u64s(b[2], rows[i].total_conns), u64s(b[3], rows[i].bytes_in),
-			u64s(b[4], rows[i].bytes_out), u64s(b[5], rows[i].proxy_header_errors));
+			u64s(b[4], rows[i].bytes_out), u64s(b[5], rows[i].proxy_header_errors),
+			u64s(b[6], rows[i].proxy_header_timeouts), u64s(b[7], rows[i].maxconn_reached));
 	tbl_print(&t, x->out);
 }
 
@@ -342,7 +355,7 @@ static void server_json(struct ctl_buf *out, const struct pool_server *s)
 		       ",\"health\":\"%s\",\"admin\":\"%s\",\"weight\":%u,\"effective_weight\":%u,"
 		       "\"backup\":%s,\"maxconn\":%u,\"active\":%u,\"connections_total\":%llu,"
 		       "\"bytes_in\":%llu,\"bytes_out\":%llu,\"connect_errors\":%llu,"
-		       "\"runtime_added\":%s",
+		       "\"local_errors\":%llu,\"runtime_added\":%s",
 		       pool_health_name(s->health), pool_admin_name(s->admin), s->weight,
 		       pool_server_eligible(s) ? effective_weight(s) : 0, s->backup ? "true" : "false",
 		       s->maxconn, atomic_load(&s->cur_conns),
@@ -350,6 +363,7 @@ static void server_json(struct ctl_buf *out, const struct pool_server *s)
 		       (unsigned long long)atomic_load(&s->bytes_in),
 		       (unsigned long long)atomic_load(&s->bytes_out),
 		       (unsigned long long)atomic_load(&s->connect_errors),
+		       (unsigned long long)atomic_load(&s->local_errors),
 		       s->runtime_added ? "true" : "false");
 	ctl_buf_printf(out, ",\"check\":");
 	ctl_json_str(out, s->hs.last_cause[0] ? s->hs.last_cause : "");
@@ -367,9 +381,9 @@ static void cmd_show_servers(struct cmd *x)
 {
 	size_t n;
 	struct pool **pools = x->ctl->hooks.pools(x->ctl->hooks.arg, &n);
-	struct tbl t = { .ncols = 13 };
+	struct tbl t = { .ncols = 14 };
 	bool first = true;
-	char b[7][24];
+	char b[8][24];
 
 	if (x->argc == 3 && ctl_find_pool(x->ctl, x->argv[2]) == NULL) {
 		reply_error(x->out, "no pool '%s'", x->argv[2]);
@@ -379,7 +393,8 @@ static void cmd_show_servers(struct cmd *x)
 		ctl_buf_printf(x->out, "[");
 	else
 		tbl_row(&t, "pool", "server", "address", "health", "admin", "weight", "eff",
-			"active", "total", "bytes_in", "bytes_out", "errors", "check");
+			"active", "total", "bytes_in", "bytes_out", "errors", "local_errors",
+			"check");
 	for (size_t i = 0; i < n; i++) {
 		struct pool *p = pools[i];
 
@@ -404,6 +419,7 @@ static void cmd_show_servers(struct cmd *x)
 				u64s(b[4], atomic_load(&s->bytes_in)),
 				u64s(b[5], atomic_load(&s->bytes_out)),
 				u64s(b[6], atomic_load(&s->connect_errors)),
+				u64s(b[7], atomic_load(&s->local_errors)),
 				/* last: the cause has spaces */
 				s->hs.last_cause[0] ? s->hs.last_cause : "-");
 		}

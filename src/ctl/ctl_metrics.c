@@ -37,6 +37,7 @@ enum srv_metric {
 	SM_BYTES_IN,
 	SM_BYTES_OUT,
 	SM_ERRORS,
+	SM_LOCAL_ERRORS,
 	SM_CHECKS,
 	SM_CHECKS_FAILED,
 	SM_STATE_CHANGES,
@@ -58,6 +59,9 @@ static const struct {
 			   "Bytes sent to the server" },
 	[SM_ERRORS] = { "sluice_server_connect_errors_total", "counter",
 			"Failed connection attempts to the server" },
+	[SM_LOCAL_ERRORS] = { "sluice_server_local_errors_total", "counter",
+			      "Connections and checks to the server that failed here, not at the "
+			      "server (out of descriptors, memory, buffers or ports)" },
 	[SM_CHECKS] = { "sluice_server_checks_total", "counter", "Health and agent checks done" },
 	[SM_CHECKS_FAILED] = { "sluice_server_checks_failed_total", "counter",
 			       "Health and agent checks that failed" },
@@ -103,6 +107,9 @@ static void server_sample(struct ctl_buf *b, enum srv_metric m, const struct poo
 		break;
 	case SM_ERRORS:
 		v = atomic_load(&s->connect_errors);
+		break;
+	case SM_LOCAL_ERRORS:
+		v = atomic_load(&s->local_errors);
 		break;
 	case SM_CHECKS:
 		v = s->hs.checks;
@@ -166,11 +173,20 @@ static void listener_metrics(struct ctl *c, struct ctl_buf *b)
 					     "sluice_listener_connections_total",
 					     "sluice_listener_received_bytes_total",
 					     "sluice_listener_sent_bytes_total",
-					     "sluice_listener_proxy_header_errors_total" };
-	static const char *const helps[] = { "Open client connections",
-					     "Client connections accepted",
-					     "Bytes received from clients", "Bytes sent to clients",
-					     "Connections closed for a bad or missing PROXY header" };
+					     "sluice_listener_proxy_header_errors_total",
+					     "sluice_listener_proxy_header_timeouts_total",
+					     "sluice_listener_maxconn_reached_total" };
+	static const char *const helps[] = {
+		"Open client connections",
+		"Client connections accepted",
+		"Bytes received from clients",
+		"Bytes sent to clients",
+		"Connections closed for a malformed or oversized PROXY header",
+		"Connections closed because their PROXY header did not arrive within timeout "
+		"proxy-header",
+		"Times accepting stopped at the listener's maxconn (clients wait in the listen "
+		"queue)",
+	};
 	struct ctl_listener_row rows[256];
 	size_t n = c->hooks.listeners(c->hooks.arg, rows, UTIL_ARRAY_LEN(rows));
 
@@ -181,7 +197,9 @@ static void listener_metrics(struct ctl *c, struct ctl_buf *b)
 				     : k == 1 ? rows[i].total_conns
 				     : k == 2 ? rows[i].bytes_in
 				     : k == 3 ? rows[i].bytes_out
-					      : rows[i].proxy_header_errors;
+				     : k == 4 ? rows[i].proxy_header_errors
+				     : k == 5 ? rows[i].proxy_header_timeouts
+					      : rows[i].maxconn_reached;
 
 			ctl_buf_printf(b, "%s{listener=\"", names[k]);
 			label(b, rows[i].name);
@@ -278,6 +296,18 @@ void ctl_metrics(struct ctl *c, struct ctl_buf *out)
 	ctl_buf_printf(out, "sluice_connections_total %llu\n", (unsigned long long)in.total_conns);
 	family(out, "sluice_maxconn", "gauge", "Effective global connection limit");
 	ctl_buf_printf(out, "sluice_maxconn %u\n", in.maxconn);
+	family(out, "sluice_maxconn_reached_total", "counter",
+	       "Times accepting stopped at the global maxconn (clients wait in the listen queues)");
+	ctl_buf_printf(out, "sluice_maxconn_reached_total %llu\n",
+		       (unsigned long long)in.maxconn_reached);
+	family(out, "sluice_bufmem_bytes", "gauge",
+	       "Relay buffers (cached ones too) and pipes in use, bytes");
+	ctl_buf_printf(out, "sluice_bufmem_bytes %llu\n", (unsigned long long)in.bufmem_used);
+	family(out, "sluice_bufmem_limit_bytes", "gauge", "The bufmem ceiling, bytes");
+	ctl_buf_printf(out, "sluice_bufmem_limit_bytes %llu\n", (unsigned long long)in.bufmem);
+	family(out, "sluice_no_memory_total", "counter",
+	       "Connections closed because no relay buffer could be had (end=no-memory)");
+	ctl_buf_printf(out, "sluice_no_memory_total %llu\n", (unsigned long long)in.no_memory);
 	family(out, "sluice_reloads_total", "counter", "Configuration reloads by result");
 	ctl_buf_printf(out, "sluice_reloads_total{result=\"ok\"} %llu\n",
 		       (unsigned long long)in.reloads_ok);

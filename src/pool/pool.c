@@ -526,6 +526,11 @@ void pool_server_connect_failed(struct pool_server *s)
 	pool_health_observe_error(s, n);
 }
 
+void pool_server_local_error(struct pool_server *s)
+{
+	atomic_fetch_add_explicit(&s->local_errors, 1, memory_order_relaxed);
+}
+
 void pool_server_connect_ok(struct pool_server *s)
 {
 	if (atomic_load_explicit(&s->consecutive_errors, memory_order_relaxed) != 0)

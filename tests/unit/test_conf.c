@@ -98,6 +98,8 @@ static void test_defaults(void **state)
 	assert_int_equal(c->pools[0].servers[0].weight, 1);
 	assert_int_equal(c->listens[0].retries, 2);
 	assert_int_equal(c->listens[0].timeout_connect_ms, 5000);
+	assert_int_equal(c->listens[0].timeout_proxy_header_ms, 2000);
+	assert_int_equal(c->global.bufmem, 0);
 	conf_free(c);
 }
 
@@ -119,7 +121,7 @@ static void test_errors(void **state)
 	expect_error("global { wrokers 2; }\n",
 		     "bad.conf:1:10: error: unknown keyword 'wrokers' in global block (expected "
 		     "one of: workers, maxconn, log, grace, control, metrics, state-file, user, "
-		     "group) (near 'wrokers')");
+		     "group, bufmem) (near 'wrokers')");
 	expect_error("pool p {\n    server a 127.0.0.1:1\n    server b 127.0.0.1:2;\n}\n",
 		     "bad.conf:2:25: error: expected ';' after '127.0.0.1:1' (near '127.0.0.1:1')");
 	expect_error("pool p { server a 127.0.0.1:99999; }\n",
