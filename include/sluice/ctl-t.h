@@ -30,6 +30,9 @@ struct ctl_info {
 	const char *conf_file;
 	const char *last_reload; /* "none", "ok at ...", "failed at ...: why" */
 	uint64_t reloads_ok, reloads_failed;
+	/* how late the control loop started health checks and sent VRRP
+	 * adverts after their due time, since start or `clear lateness` */
+	struct util_lathist_summary late_checks, late_adverts;
 };
 
 struct ctl_listener_row {
@@ -67,6 +70,8 @@ struct ctl_hooks {
 	 * util_addr_resolve(); NULL: host names are refused */
 	int (*resolve)(const char *host, uint16_t port, struct util_addr *out, char *err,
 		       size_t errlen);
+	/* `clear lateness`: empty the lateness histograms of show info */
+	void (*clear_lateness)(void *arg);
 };
 
 #endif

@@ -104,6 +104,7 @@ static void note_late(struct core_health *h, struct core_health_srv *hs,
 	uint32_t suppressed = 0;
 
 	h->checks_run++;
+	util_lathist_add(&h->c->late_checks, r->late_us);
 	if (r->late_ms > h->max_late_ms)
 		h->max_late_ms = r->late_ms;
 	if (r->late_ms <= hc->timeout_ms)

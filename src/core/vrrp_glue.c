@@ -143,6 +143,7 @@ int core_vrrp_apply(struct core *c, const struct conf *newconf, char *err, size_
 		struct vrrp_instance_config cfg;
 
 		build_cfg(&newconf->vrrps[i], &cfg);
+		cfg.late_adverts = &c->late_adverts;
 		next[i] = find_kept(cv, &cfg);
 		if (next[i] != NULL)
 			continue;

@@ -183,6 +183,25 @@ static const char *u64s(char *buf, uint64_t v)
 
 static void cmd_help(struct cmd *x);
 
+static void late_json(struct ctl_buf *out, const char *name, const struct util_lathist_summary *s)
+{
+	ctl_buf_printf(out,
+		       "\"%s\":{\"count\":%llu,\"p50_us\":%llu,\"p99_us\":%llu,\"max_us\":%llu}",
+		       name, (unsigned long long)s->n, (unsigned long long)s->p50_us,
+		       (unsigned long long)s->p99_us, (unsigned long long)s->max_us);
+}
+
+static void late_line(struct ctl_buf *out, const char *what, const struct util_lathist_summary *s)
+{
+	ctl_buf_printf(out,
+		       "late %-14sp50 %llu.%03llums  p99 %llu.%03llums  max %llu.%03llums"
+		       "  (%llu)\n",
+		       what, (unsigned long long)(s->p50_us / 1000),
+		       (unsigned long long)(s->p50_us % 1000), (unsigned long long)(s->p99_us / 1000),
+		       (unsigned long long)(s->p99_us % 1000), (unsigned long long)(s->max_us / 1000),
+		       (unsigned long long)(s->max_us % 1000), (unsigned long long)s->n);
+}
+
 static void cmd_show_info(struct cmd *x)
 {
 	struct ctl_info in = { 0 };
@@ -199,20 +218,39 @@ static void cmd_show_info(struct cmd *x)
 		ctl_json_str(x->out, in.conf_file);
 		ctl_buf_printf(x->out, ",\"last_reload\":");
 		ctl_json_str(x->out, in.last_reload);
-		ctl_buf_printf(x->out, ",\"reloads_ok\":%llu,\"reloads_failed\":%llu}\n\n",
+		ctl_buf_printf(x->out,
+			       ",\"reloads_ok\":%llu,\"reloads_failed\":%llu,\"lateness\":{",
 			       (unsigned long long)in.reloads_ok,
 			       (unsigned long long)in.reloads_failed);
+		late_json(x->out, "checks", &in.late_checks);
+		ctl_buf_printf(x->out, ",");
+		late_json(x->out, "adverts", &in.late_adverts);
+		ctl_buf_printf(x->out, "}}\n\n");
 		return;
 	}
 	ctl_buf_printf(x->out,
 		       "version:           %s\npid:               %d\nuptime:            %llus\n"
 		       "workers:           %u\nmaxconn:           %u\nconnections:       %u\n"
 		       "connections total: %llu\nconfig:            %s\nlast reload:       %s\n"
-		       "reloads:           %llu ok, %llu failed\n\n",
+		       "reloads:           %llu ok, %llu failed\n",
 		       in.version, in.pid, (unsigned long long)(in.uptime_ms / 1000), in.workers,
 		       in.maxconn, in.cur_conns, (unsigned long long)in.total_conns, in.conf_file,
 		       in.last_reload, (unsigned long long)in.reloads_ok,
 		       (unsigned long long)in.reloads_failed);
+	late_line(x->out, "checks:", &in.late_checks);
+	late_line(x->out, "adverts:", &in.late_adverts);
+	ctl_buf_printf(x->out, "\n");
+}
+
+static void cmd_clear_lateness(struct cmd *x)
+{
+	if (x->ctl->hooks.clear_lateness == NULL) {
+		reply_error(x->out, "lateness is not measured here");
+		return;
+	}
+	x->ctl->hooks.clear_lateness(x->ctl->hooks.arg);
+	log_notice("lateness histograms cleared (control socket)");
+	reply_ok(x, "lateness histograms cleared");
 }
 
 static void cmd_show_listeners(struct cmd *x)
@@ -814,6 +852,7 @@ static const struct cmd_entry commands[] = {
 	{ "show", "vrrp", 2, 2, CTL_LEVEL_USER, cmd_show_vrrp, "show vrrp" },
 	{ "vrrp", "leave", 3, 3, CTL_LEVEL_ADMIN, cmd_vrrp_admin, "vrrp leave NAME" },
 	{ "vrrp", "join", 3, 3, CTL_LEVEL_ADMIN, cmd_vrrp_admin, "vrrp join NAME" },
+	{ "clear", "lateness", 2, 2, CTL_LEVEL_ADMIN, cmd_clear_lateness, "clear lateness" },
 	{ NULL, NULL, 0, 0, CTL_LEVEL_USER, NULL, NULL },
 };
 

@@ -188,6 +188,38 @@ static void listener_metrics(struct ctl *c, struct ctl_buf *b)
 	}
 }
 
+/* The control loop's lateness: gauges per quantile (1 is the maximum) as
+ * a Prometheus summary would have them, and the number of events. */
+static void lateness_metrics(struct ctl_buf *b, const struct ctl_info *in)
+{
+	static const char *const qs[] = { "0.5", "0.99", "1" };
+	const struct {
+		const char *name;
+		const struct util_lathist_summary *s;
+	} t[] = { { "check", &in->late_checks }, { "advert", &in->late_adverts } };
+
+	family(b, "sluice_lateness_seconds", "gauge",
+	       "How late the control loop started health checks and sent VRRP adverts after "
+	       "their due time, by quantile since start or clear lateness (1: the maximum)");
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(t); i++)
+		for (size_t k = 0; k < UTIL_ARRAY_LEN(qs); k++) {
+			uint64_t us = k == 0   ? t[i].s->p50_us
+				      : k == 1 ? t[i].s->p99_us
+					       : t[i].s->max_us;
+
+			ctl_buf_printf(b,
+				       "sluice_lateness_seconds{timer=\"%s\",quantile=\"%s\"} "
+				       "%llu.%06llu\n",
+				       t[i].name, qs[k], (unsigned long long)(us / 1000000),
+				       (unsigned long long)(us % 1000000));
+		}
+	family(b, "sluice_lateness_events_total", "counter",
+	       "Health checks started and VRRP adverts sent, as counted in sluice_lateness_seconds");
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(t); i++)
+		ctl_buf_printf(b, "sluice_lateness_events_total{timer=\"%s\"} %llu\n", t[i].name,
+			       (unsigned long long)t[i].s->n);
+}
+
 void ctl_metrics(struct ctl *c, struct ctl_buf *out)
 {
 	struct ctl_info in = { 0 };
@@ -212,6 +244,7 @@ void ctl_metrics(struct ctl *c, struct ctl_buf *out)
 		       (unsigned long long)in.reloads_ok);
 	ctl_buf_printf(out, "sluice_reloads_total{result=\"failed\"} %llu\n",
 		       (unsigned long long)in.reloads_failed);
+	lateness_metrics(out, &in);
 	listener_metrics(c, out);
 	pool_metrics(out, pools, n);
 }
