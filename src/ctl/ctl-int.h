@@ -74,6 +74,27 @@ struct ctl {
 	struct log_ratelimit rl;
 };
 
+/* ctl_http.c: what the metrics door answers to the bytes of a request
+ * received so far. */
+enum ctl_http_status {
+	CTL_HTTP_MORE = 0,	   /* a valid beginning: wait for more */
+	CTL_HTTP_OK = 200,	   /* GET or HEAD /metrics, headers complete */
+	CTL_HTTP_BAD = 400,	   /* not HTTP/1.x, a NUL byte, or headers above max */
+	CTL_HTTP_NOT_FOUND = 404,  /* another path */
+	CTL_HTTP_METHOD = 405,	   /* a method other than GET and HEAD */
+};
+
+struct ctl_http_req {
+	bool head;	/* HEAD: headers only */
+	bool method_ok; /* GET or HEAD */
+	bool path_ok;	/* /metrics, with or without a query */
+};
+
+/* Parse buf[0..len) (len <= max; max is the most a request may take).
+ * Fills req as far as known. Never reads past len. */
+enum ctl_http_status ctl_http_parse(const char *buf, size_t len, size_t max,
+				    struct ctl_http_req *req);
+
 /* ctl_cmd.c: run one tokenized command. May start a wait on cl (when not
  * NULL); otherwise appends a complete reply to out. */
 void ctl_cmd_run(struct ctl *c, struct ctl_client *cl, enum ctl_level level, char *line,
