@@ -91,7 +91,8 @@ FUZZ_CFLAGS = -std=gnu11 -g -O1 -Iinclude -D_GNU_SOURCE -fsanitize=fuzzer,addres
 # fuzz_<mod>_<what>.c links the sources of its (pure) module and util/log;
 # FUZZ_SRC_<target> names the files instead where the module is not pure.
 FUZZ_SRC_fuzz_proxy_proto = src/proxy/proxyproto.c
-FUZZ_SRC_fuzz_ctl_cmd = src/ctl/ctl_cmd.c src/ctl/ctl_server.c src/ctl/ctl_metrics.c src/ctl/ctl_state.c src/pool/*.c src/balance/*.c
+FUZZ_SRC_fuzz_ctl_http = src/ctl/ctl_http.c
+FUZZ_SRC_fuzz_ctl_cmd = src/ctl/ctl_cmd.c src/ctl/ctl_server.c src/ctl/ctl_http.c src/ctl/ctl_metrics.c src/ctl/ctl_state.c src/pool/*.c src/balance/*.c
 FUZZ_SRC_fuzz_vrrp_pkt = src/vrrp/vrrp_pkt.c src/vrrp/vrrp_fsm.c
 FUZZ_SRC_fuzz_health_http = src/health/health_parse.c
 FUZZ_SRC_fuzz_health_expect = src/health/health_parse.c

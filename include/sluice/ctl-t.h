@@ -14,6 +14,14 @@ struct pool;
 struct pool_server;
 struct ctl_buf;
 
+/* Clients each door accepts at once: every control socket its own
+ * CTL_CONTROL_CLIENTS_MAX, the metrics port CTL_METRICS_CLIENTS_MAX, so
+ * that no door can take another's slots (64 idle connections to the
+ * metrics port do not lock the operator out). One descriptor each, plus
+ * the door's listening socket: ctl_fds_max() adds them up. */
+#define CTL_CONTROL_CLIENTS_MAX 64
+#define CTL_METRICS_CLIENTS_MAX 64
+
 enum ctl_level {
 	CTL_LEVEL_ADMIN,
 	CTL_LEVEL_USER, /* show, wait and help only */

@@ -2,22 +2,27 @@
  * listeners, pools and servers: each family once, with HELP and TYPE,
  * then its samples. Read-only over the model and the hooks. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ctl-int.h"
 #include "sluice/pool.h"
 #include "sluice/util.h"
 
-/* Label values: escape backslash, quote and newline. */
+/* Label values: escape backslash, quote and newline. Names rarely need
+ * it, so the common case is one copy. */
 static void label(struct ctl_buf *b, const char *s)
 {
-	for (; *s != '\0'; s++) {
+	size_t n = strcspn(s, "\\\"\n");
+
+	ctl_buf_append(b, s, n);
+	for (s += n; *s != '\0'; s++) {
 		if (*s == '\\' || *s == '"')
 			ctl_buf_printf(b, "\\%c", *s);
 		else if (*s == '\n')
 			ctl_buf_printf(b, "\\n");
 		else
-			ctl_buf_printf(b, "%c", *s);
+			ctl_buf_append(b, s, 1);
 	}
 }
 
@@ -63,6 +68,16 @@ static const struct {
 			       "Changes of health between up and down" },
 };
 
+/* name{pool="P",server="S" (the caller closes the braces) */
+static void server_labels(struct ctl_buf *b, const char *name, const struct pool_server *s)
+{
+	ctl_buf_append(b, name, strlen(name));
+	ctl_buf_append(b, "{pool=\"", 7);
+	label(b, s->pool->name);
+	ctl_buf_append(b, "\",server=\"", 10);
+	label(b, s->name);
+}
+
 static void server_sample(struct ctl_buf *b, enum srv_metric m, const struct pool_server *s)
 {
 	static const enum pool_admin admins[] = { POOL_ADMIN_READY, POOL_ADMIN_DRAIN,
@@ -71,10 +86,7 @@ static void server_sample(struct ctl_buf *b, enum srv_metric m, const struct poo
 
 	if (m == SM_ADMIN) {
 		for (size_t i = 0; i < UTIL_ARRAY_LEN(admins); i++) {
-			ctl_buf_printf(b, "%s{pool=\"", srv_metrics[m].name);
-			label(b, s->pool->name);
-			ctl_buf_printf(b, "\",server=\"");
-			label(b, s->name);
+			server_labels(b, srv_metrics[m].name, s);
 			ctl_buf_printf(b, "\",state=\"%s\"} %d\n", pool_admin_name(admins[i]),
 				       s->admin == admins[i]);
 		}
@@ -114,10 +126,7 @@ static void server_sample(struct ctl_buf *b, enum srv_metric m, const struct poo
 	case SM_ADMIN:
 		break;
 	}
-	ctl_buf_printf(b, "%s{pool=\"", srv_metrics[m].name);
-	label(b, s->pool->name);
-	ctl_buf_printf(b, "\",server=\"");
-	label(b, s->name);
+	server_labels(b, srv_metrics[m].name, s);
 	ctl_buf_printf(b, "\"} %llu\n", (unsigned long long)v);
 }
 
@@ -149,12 +158,6 @@ static void pool_metrics(struct ctl_buf *b, struct pool **pools, size_t n)
 			label(b, p->name);
 			ctl_buf_printf(b, "\"} %llu\n", (unsigned long long)v);
 		}
-	}
-	for (size_t m = 0; m < UTIL_ARRAY_LEN(srv_metrics); m++) {
-		family(b, srv_metrics[m].name, srv_metrics[m].type, srv_metrics[m].help);
-		for (size_t i = 0; i < n; i++)
-			for (size_t k = 0; k < pools[i]->nservers; k++)
-				server_sample(b, (enum srv_metric)m, pools[i]->servers[k]);
 	}
 }
 
@@ -220,7 +223,8 @@ static void lateness_metrics(struct ctl_buf *b, const struct ctl_info *in)
 			       (unsigned long long)t[i].s->n);
 }
 
-void ctl_metrics(struct ctl *c, struct ctl_buf *out)
+/* The daemon, lateness, listener and pool families: one part. */
+static void head_metrics(struct ctl *c, struct ctl_buf *out)
 {
 	struct ctl_info in = { 0 };
 	size_t n;
@@ -247,4 +251,94 @@ void ctl_metrics(struct ctl *c, struct ctl_buf *out)
 	lateness_metrics(out, &in);
 	listener_metrics(c, out);
 	pool_metrics(out, pools, n);
+}
+
+/* Server samples per part: about 25 us of work each. */
+#define SAMPLES_PER_PART 256
+
+bool ctl_metrics_step(struct ctl *c, struct ctl_metrics_text *t)
+{
+	size_t n, done = 0;
+	struct pool **pools;
+
+	if (t->done)
+		return true;
+	if (t->section == 0) {
+		head_metrics(c, &t->buf);
+		t->section = 1;
+		return false;
+	}
+	pools = c->hooks.pools(c->hooks.arg, &n);
+	while (t->m < UTIL_ARRAY_LEN(srv_metrics) && done < SAMPLES_PER_PART) {
+		if (t->pi == 0 && t->si == 0)
+			family(&t->buf, srv_metrics[t->m].name, srv_metrics[t->m].type,
+			       srv_metrics[t->m].help);
+		if (t->pi >= n) {
+			t->m++;
+			t->pi = t->si = 0;
+			continue;
+		}
+		if (t->si >= pools[t->pi]->nservers) {
+			t->pi++;
+			t->si = 0;
+			/* keep the family header from repeating at pi 0, si 0 */
+			if (t->pi >= n) {
+				t->m++;
+				t->pi = t->si = 0;
+			}
+			continue;
+		}
+		server_sample(&t->buf, (enum srv_metric)t->m, pools[t->pi]->servers[t->si++]);
+		done++;
+	}
+	t->done = t->m >= UTIL_ARRAY_LEN(srv_metrics);
+	return t->done;
+}
+
+static void text_free(struct ctl *c, struct ctl_metrics_text *t)
+{
+	ctl_buf_free(&t->buf);
+	c->ntexts--;
+	free(t);
+}
+
+struct ctl_metrics_text *ctl_metrics_get(struct ctl *c, uint64_t max_age_ms, uint64_t now_ms)
+{
+	struct ctl_metrics_text *t = c->metrics;
+
+	if (t != NULL && max_age_ms > 0 && now_ms < t->born_ms + max_age_ms) {
+		t->refs++;
+		return t;
+	}
+	if (c->ntexts >= CTL_METRICS_TEXTS_MAX || (t = calloc(1, sizeof(*t))) == NULL)
+		return NULL;
+	c->ntexts++;
+	t->born_ms = now_ms;
+	t->refs = 2; /* the caller's and c->metrics' */
+	if (c->metrics != NULL)
+		ctl_metrics_put(c, c->metrics);
+	c->metrics = t;
+	return t;
+}
+
+void ctl_metrics_put(struct ctl *c, struct ctl_metrics_text *t)
+{
+	if (--t->refs > 0)
+		return;
+	if (c->metrics == t)
+		c->metrics = NULL;
+	text_free(c, t);
+}
+
+void ctl_metrics(struct ctl *c, struct ctl_buf *out)
+{
+	/* a private rendering, all at once (tests and the fuzzer) */
+	struct ctl_metrics_text t = { .refs = 1 };
+
+	while (!ctl_metrics_step(c, &t))
+		;
+	if (t.buf.len > 0)
+		ctl_buf_append(out, t.buf.data, t.buf.len);
+	out->oom |= t.buf.oom;
+	ctl_buf_free(&t.buf);
 }
