@@ -146,6 +146,7 @@ enum ctl_http_status {
 	CTL_HTTP_BAD = 400,	   /* not HTTP/1.x, a NUL byte, or headers above max */
 	CTL_HTTP_NOT_FOUND = 404,  /* another path */
 	CTL_HTTP_METHOD = 405,	   /* a method other than GET and HEAD */
+	CTL_HTTP_TIMEOUT = 408,	   /* (never returned by the parser: the deadline) */
 };
 
 struct ctl_http_req {

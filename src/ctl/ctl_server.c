@@ -94,7 +94,8 @@ static size_t pending(const struct ctl_client *cl)
 {
 	size_t n = cl->out.len - cl->outoff;
 
-	if (cl->body != NULL && cl->body->done)
+	/* a scrape's body goes out once its headers are queued */
+	if (cl->body != NULL && cl->job.kind == CTL_JOB_NONE)
 		n += cl->body->buf.len - cl->bodyoff;
 	return n;
 }
@@ -142,8 +143,8 @@ static bool runnable(const struct ctl_client *cl)
 {
 	if (pending(cl) > 0 && cl->writable)
 		return true;
-	if (cl->body != NULL && !cl->body->done)
-		return true; /* a scrape waits for the rendering it shares */
+	if (cl->http && cl->job.kind == CTL_JOB_METRICS)
+		return true; /* a scrape helps render what it shares */
 	if (!may_produce(cl))
 		return false;
 	return cl->job.kind != CTL_JOB_NONE || (cl->wait == CTL_WAIT_NONE && has_line(cl));
@@ -265,9 +266,13 @@ static void http_error(struct ctl_client *cl, enum ctl_http_status st)
 	static const char body_400[] = "bad request\n";
 	static const char body_404[] = "try GET /metrics here\n";
 	static const char body_405[] = "only GET and HEAD\n";
+	static const char body_408[] = "the request took too long\n";
 	const char *reason = "Bad Request", *body = body_400, *extra = "";
 
-	if (st == CTL_HTTP_NOT_FOUND) {
+	if (st == CTL_HTTP_TIMEOUT) {
+		reason = "Request Timeout";
+		body = body_408;
+	} else if (st == CTL_HTTP_NOT_FOUND) {
 		reason = "Not Found";
 		body = body_404;
 	} else if (st == CTL_HTTP_METHOD) {
@@ -355,7 +360,7 @@ static int client_step(struct ctl_client *cl)
 	if (pending(cl) > 0 && cl->writable)
 		return client_send(cl);
 	if (cl->http) {
-		if (cl->job.kind == CTL_JOB_METRICS || (cl->body != NULL && !cl->body->done))
+		if (cl->job.kind == CTL_JOB_METRICS)
 			scrape_step(cl);
 		return 0;
 	}
@@ -468,6 +473,16 @@ static void on_client_idle(struct ev_loop *loop, ev_timer *t, int revents)
 	(void)revents;
 	if (cl->wait != CTL_WAIT_NONE) {
 		ev_timer_again(cl->ctl->loop, &cl->idle);
+		return;
+	}
+	if (cl->http && !cl->closing && !cl->lingering && cl->job.kind == CTL_JOB_NONE &&
+	    cl->body == NULL) {
+		/* the request is not complete by its deadline: say so, briefly */
+		http_error(cl, CTL_HTTP_TIMEOUT);
+		cl->inlen = 0;
+		ev_timer_set(&cl->idle, CTL_HTTP_LINGER_S, 0.0);
+		ev_timer_start(cl->ctl->loop, &cl->idle);
+		client_update(cl);
 		return;
 	}
 	client_free(cl);

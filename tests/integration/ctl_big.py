@@ -40,16 +40,20 @@ def start_big(tmp_path, sluice, nservers, checked=CHECKED):
             if sum(r["health"] == "up" for r in rows) == nservers:
                 break
             time.sleep(0.05)  # polling the daemon's state, bounded above
-        c.ok("clear lateness")
+        # (an old binary without the instrument fails later, on what it does)
+        c.cmd("clear lateness")
     return d
 
 
 def lateness(admin):
+    """show info's lateness, or None from a binary that does not measure it."""
     with Ctl(admin) as c:
-        return c.json("show info")["lateness"]
+        return c.json("show info").get("lateness")
 
 
 def fmt_late(late):
+    if late is None:
+        return "not measured"
     return ", ".join("%s p50 %.2f ms p99 %.2f ms max %.2f ms (%d)" % (
         k, v["p50_us"] / 1e3, v["p99_us"] / 1e3, v["max_us"] / 1e3, v["count"])
         for k, v in sorted(late.items()))
