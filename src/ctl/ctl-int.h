@@ -25,9 +25,11 @@
  * hold this much unsent output (admin clients always go on). */
 #define CTL_OUT_TOTAL_MAX (16u << 20)
 #define CTL_SEND_MAX (64u << 10) /* one send() */
-/* Control-socket work per loop iteration: after this the loop runs its
- * timers (checks, adverts) before the clients get more. */
+/* Control-socket work per slice: after it the loop runs its timers
+ * (checks, adverts) and the thread rests as long as it worked (at least
+ * CTL_REST_MIN_US) before the clients get more. */
 #define CTL_SLICE_US 1000
+#define CTL_REST_MIN_US 200
 #define CTL_SLICE_STEPS_MAX 4096
 /* Rendered metrics alive at once (each is the whole exposition), and
  * how long a scrape may reuse the last one. */
@@ -131,7 +133,7 @@ struct ctl {
 	struct list_node clients;
 	struct list_node drains;
 	struct list_node runq; /* clients with work, served in turn */
-	ev_idle work;	       /* runs the queue, a slice per iteration */
+	ev_timer work;	       /* runs the queue, a slice at a time */
 	size_t out_bytes;      /* unsent output of all clients, at the slice's start */
 	struct ctl_metrics_text *metrics; /* the newest rendering, reference */
 	unsigned ntexts;		  /* renderings alive */

@@ -190,8 +190,11 @@ static int client_update(struct ctl_client *cl)
 		else
 			list_add_tail(&c->runq, &cl->run);
 		cl->queued = true;
-		if (!ev_is_active(&c->work))
-			ev_idle_start(c->loop, &c->work);
+		if (!ev_is_active(&c->work)) {
+			/* at the next iteration, after what is due now */
+			ev_timer_set(&c->work, 0.0, 0.0);
+			ev_timer_start(c->loop, &c->work);
+		}
 	}
 	return 0;
 }
@@ -383,13 +386,15 @@ static size_t out_total(struct ctl *c)
 }
 
 /* The scheduler: clients with work take turns, one step each, until the
- * queue is empty or the slice is used up; the loop then runs its timers
- * and comes back (an idle watcher at the highest priority runs once per
- * iteration while there is work). */
-static void on_work(struct ev_loop *loop, ev_idle *w, int revents)
+ * queue is empty or the slice is used up. Then the thread rests as long
+ * as it worked before it takes the next slice: the loop runs its timers
+ * in between, and a thread that sleeps half the time is one the kernel
+ * wakes at once for a check or an advert even on a busy machine (a
+ * thread that never sleeps waits behind everyone else's turn). */
+static void on_work(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct ctl *c = UTIL_CONTAINER_OF(w, struct ctl, work);
-	uint64_t t0 = util_now_us();
+	uint64_t t0 = util_now_us(), used;
 
 	(void)revents;
 	c->out_bytes = out_total(c);
@@ -408,7 +413,10 @@ static void on_work(struct ev_loop *loop, ev_idle *w, int revents)
 			break;
 	}
 	if (list_empty(&c->runq))
-		ev_idle_stop(loop, w);
+		return;
+	used = util_now_us() - t0;
+	ev_timer_set(w, (double)UTIL_MAX(used, CTL_REST_MIN_US) / 1e6, 0.0);
+	ev_timer_start(loop, w);
 }
 
 /* Read what the client sent: commands wait in the buffer for the
@@ -804,8 +812,7 @@ struct ctl *ctl_new(struct ev_loop *loop, const struct ctl_hooks *hooks, const c
 	list_init(&c->clients);
 	list_init(&c->drains);
 	list_init(&c->runq);
-	ev_idle_init(&c->work, on_work);
-	ev_set_priority(&c->work, EV_MAXPRI);
+	ev_init(&c->work, on_work);
 	return c;
 }
 
@@ -819,7 +826,7 @@ void ctl_free(struct ctl *c)
 		drain_free(list_entry(c->drains.next, struct ctl_drain, link));
 	while (!list_empty(&c->listeners))
 		listener_free(list_entry(c->listeners.next, struct ctl_listener, link));
-	ev_idle_stop(c->loop, &c->work);
+	ev_timer_stop(c->loop, &c->work);
 	if (c->metrics != NULL)
 		ctl_metrics_put(c, c->metrics);
 	free(c);
