@@ -204,6 +204,8 @@ static int client_update(struct ctl_client *cl)
  * -1 when the client was freed. */
 static int reply_sent(struct ctl_client *cl)
 {
+	char ch;
+
 	if (cl->out.cap > 2 * CTL_OUT_SOFT)
 		ctl_buf_free(&cl->out); /* an idle client holds no big buffer */
 	cl->out.len = cl->outoff = 0;
@@ -214,6 +216,12 @@ static int reply_sent(struct ctl_client *cl)
 	if (!cl->closing)
 		return 0;
 	if (!cl->http) {
+		client_free(cl);
+		return -1;
+	}
+	/* nothing unread: closing now cannot reset the reply away, and the
+	 * slot is free for the next scrape at once */
+	if (recv(cl->io.fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT) <= 0) {
 		client_free(cl);
 		return -1;
 	}

@@ -83,5 +83,7 @@ def test_thousand_scrapes(tmp_path, sluice):
     assert len(results) == SCRAPES and not bad, bad[:3]
     assert max(admin_s) < 1.0 * SLOW, admin_s
     assert late is not None and late["checks"]["count"] > 100
-    assert late["checks"]["p99_us"] < 50000 * SLOW, late  # generous: a shared machine
+    # 5 ms on a quiet machine; generous here: the test machine is shared (the
+    # daemon before issue 9 was 400 ms to 8 s late under these loads)
+    assert late["checks"]["p99_us"] < 150000 * SLOW, late
     assert not [l for l in d.lines() if " DOWN" in l], d.log()[-3000:]
