@@ -65,6 +65,12 @@ struct ctl_metrics_text {
 	uint64_t born_ms;
 	struct ctl_buf buf;
 	size_t section, m, pi, si; /* where the rendering is */
+	/* the same compressed (gzip), for the scrapes that accept it; made
+	 * a part at a time once the text is done */
+	struct ctl_buf gz;
+	struct z_stream_s *zs; /* while compressing */
+	size_t zin;	       /* how much of buf was fed */
+	bool gz_done, gz_failed;
 };
 
 /* A reply rendered a part at a time (show servers, show metrics, a
@@ -104,6 +110,8 @@ struct ctl_client {
 	bool closing;	/* close once the output is written */
 	bool lingering; /* HTTP reply sent: drop input until EOF */
 	bool http_head;
+	bool http_gzip;	/* the scrape accepts gzip */
+	bool body_gz;	/* the body is sent from body->gz */
 	char in[CTL_LINE_MAX + 1];
 	size_t inlen;
 	struct ctl_buf out;
@@ -155,6 +163,7 @@ struct ctl_http_req {
 	bool head;	/* HEAD: headers only */
 	bool method_ok; /* GET or HEAD */
 	bool path_ok;	/* /metrics, with or without a query */
+	bool gzip;	/* Accept-Encoding allows gzip (Prometheus asks for it) */
 };
 
 /* Parse buf[0..len) (len <= max; max is the most a request may take).
@@ -184,6 +193,10 @@ struct ctl_metrics_text *ctl_metrics_get(struct ctl *c, uint64_t max_age_ms, uin
 void ctl_metrics_put(struct ctl *c, struct ctl_metrics_text *t);
 /* Render the next part of t. Returns true when t is complete. */
 bool ctl_metrics_step(struct ctl *c, struct ctl_metrics_text *t);
+/* Compress the next part of a complete t into t->gz. Returns true when
+ * t->gz is complete, or when compression failed (t->gz_failed: serve
+ * the text itself). */
+bool ctl_metrics_gzip_step(struct ctl_metrics_text *t);
 
 /* ctl_server.c */
 void ctl_client_wait_start(struct ctl_client *cl);

@@ -4,6 +4,7 @@
  * that sends garbage is answered at the first byte that cannot start a
  * valid request. Used by ctl_server.c; unit-tested and fuzzed alone. */
 #include <string.h>
+#include <strings.h>
 
 #include "ctl-int.h"
 
@@ -37,6 +38,39 @@ static long line_end(const char *p, size_t len, size_t *next)
 	if (n > 0 && p[n - 1] == '\r')
 		n--;
 	return (long)n;
+}
+
+/* Does an Accept-Encoding value (RFC 9110 12.5.3) accept gzip? A token
+ * "gzip" (or "x-gzip", or "*") whose weight is not zero. */
+static bool accepts_gzip(const char *v, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		size_t s, e, q;
+
+		while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+			i++;
+		for (s = i; i < n && v[i] != ',' && v[i] != ';' && v[i] != ' ' && v[i] != '\t'; i++)
+			;
+		e = i;
+		for (q = i; i < n && v[i] != ','; i++)
+			;
+		/* ";q=0", ";q=0.0", ";q=0.000": refused */
+		bool zero = false;
+		for (size_t k = q; k + 3 <= i; k++)
+			if ((v[k] == 'q' || v[k] == 'Q') && v[k + 1] == '=' && v[k + 2] == '0') {
+				zero = true;
+				for (size_t z = k + 3; z < i && v[z] != ' ' && v[z] != '\t'; z++)
+					if (v[z] != '.' && v[z] != '0')
+						zero = false;
+			}
+		if (!zero && ((e - s == 4 && strncasecmp(v + s, "gzip", 4) == 0) ||
+			      (e - s == 6 && strncasecmp(v + s, "x-gzip", 6) == 0) ||
+			      (e - s == 1 && v[s] == '*')))
+			return true;
+	}
+	return false;
 }
 
 /* The request line: METHOD SP TARGET SP HTTP/1.x, checked as a prefix
@@ -109,9 +143,14 @@ enum ctl_http_status ctl_http_parse(const char *buf, size_t len, size_t max,
 		/* no space before the colon, no obs-fold (RFC 9112 5.1, 5.2) */
 		if (k == 0 || k == (size_t)n || p[k] != ':')
 			return CTL_HTTP_BAD;
+		size_t colon = k;
+
 		for (k++; k < (size_t)n; k++)
 			if (((unsigned char)p[k] < 0x20 && p[k] != '\t') || p[k] == 0x7f)
 				return CTL_HTTP_BAD;
+		if (colon == 15 && strncasecmp(p, "accept-encoding", 15) == 0 &&
+		    accepts_gzip(p + colon + 1, (size_t)n - colon - 1))
+			req->gzip = true;
 		off += next;
 	}
 	if (!req->method_ok)

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "ctl-int.h"
 #include "sluice/pool.h"
@@ -295,8 +296,91 @@ bool ctl_metrics_step(struct ctl *c, struct ctl_metrics_text *t)
 	return t->done;
 }
 
+#define GZIP_PART (64u << 10) /* text compressed per part: about 0.5 ms */
+
+/* Room for at least n more bytes in b. Returns 0 or -1. */
+static int gz_room(struct ctl_buf *b, size_t n)
+{
+	size_t cap;
+	char *d;
+
+	if (b->cap - b->len >= n)
+		return 0;
+	cap = UTIL_MAX(b->cap * 2, b->len + n);
+	d = realloc(b->data, cap);
+	if (d == NULL)
+		return -1;
+	b->data = d;
+	b->cap = cap;
+	return 0;
+}
+
+static void gz_end(struct ctl_metrics_text *t, bool failed)
+{
+	if (t->zs != NULL) {
+		deflateEnd(t->zs);
+		free(t->zs);
+		t->zs = NULL;
+	}
+	t->gz_done = !failed;
+	t->gz_failed = failed;
+	if (failed)
+		ctl_buf_free(&t->gz);
+}
+
+bool ctl_metrics_gzip_step(struct ctl_metrics_text *t)
+{
+	size_t in;
+	int flush;
+
+	if (t->gz_done || t->gz_failed)
+		return true;
+	if (t->zs == NULL) {
+		/* level 1: the text is repetitive, more effort buys little */
+		t->zs = calloc(1, sizeof(*t->zs));
+		if (t->zs == NULL ||
+		    deflateInit2(t->zs, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+			free(t->zs);
+			t->zs = NULL;
+			gz_end(t, true);
+			return true;
+		}
+	}
+	in = UTIL_MIN(t->buf.len - t->zin, GZIP_PART);
+	flush = t->zin + in == t->buf.len ? Z_FINISH : Z_NO_FLUSH;
+	t->zs->next_in = (unsigned char *)t->buf.data + t->zin;
+	t->zs->avail_in = (unsigned)in;
+	for (int i = 0; i < 64; i++) {
+		int rc;
+
+		if (gz_room(&t->gz, 32u << 10) < 0) {
+			gz_end(t, true);
+			return true;
+		}
+		t->zs->next_out = (unsigned char *)t->gz.data + t->gz.len;
+		t->zs->avail_out = (unsigned)(t->gz.cap - t->gz.len);
+		rc = deflate(t->zs, flush);
+		t->gz.len = t->gz.cap - t->zs->avail_out;
+		if (rc == Z_STREAM_END) {
+			gz_end(t, false);
+			return true;
+		}
+		if (rc != Z_OK && rc != Z_BUF_ERROR) {
+			gz_end(t, true);
+			return true;
+		}
+		if (t->zs->avail_in == 0 && flush == Z_NO_FLUSH)
+			break;
+	}
+	t->zin += in - t->zs->avail_in;
+	return false;
+}
+
 static void text_free(struct ctl *c, struct ctl_metrics_text *t)
 {
+	if (t->zs != NULL)
+		gz_end(t, true);
+	ctl_buf_free(&t->gz);
 	ctl_buf_free(&t->buf);
 	c->ntexts--;
 	free(t);

@@ -89,6 +89,12 @@ void ctl_json_str(struct ctl_buf *b, const char *s)
 
 /* ---- clients ---- */
 
+/* A scrape's body: the shared text, or its compressed form. */
+static const struct ctl_buf *body_buf(const struct ctl_client *cl)
+{
+	return cl->body_gz ? &cl->body->gz : &cl->body->buf;
+}
+
 /* Bytes queued for the client and not sent yet. */
 static size_t pending(const struct ctl_client *cl)
 {
@@ -96,7 +102,7 @@ static size_t pending(const struct ctl_client *cl)
 
 	/* a scrape's body goes out once its headers are queued */
 	if (cl->body != NULL && cl->job.kind == CTL_JOB_NONE)
-		n += cl->body->buf.len - cl->bodyoff;
+		n += body_buf(cl)->len - cl->bodyoff;
 	return n;
 }
 
@@ -245,8 +251,8 @@ static int client_send(struct ctl_client *cl)
 		p = cl->out.data + cl->outoff;
 		n = cl->out.len - cl->outoff;
 	} else {
-		p = cl->body->buf.data + cl->bodyoff;
-		n = cl->body->buf.len - cl->bodyoff;
+		p = body_buf(cl)->data + cl->bodyoff;
+		n = body_buf(cl)->len - cl->bodyoff;
 	}
 	w = send(cl->io.fd, p, UTIL_MIN(n, CTL_SEND_MAX), MSG_NOSIGNAL | MSG_DONTWAIT);
 	if (w < 0) {
@@ -312,6 +318,7 @@ static void http_input(struct ctl_client *cl)
 		return;
 	}
 	cl->http_head = req.head;
+	cl->http_gzip = req.gzip;
 	cl->job.kind = CTL_JOB_METRICS; /* the scrape: see scrape_step() */
 	/* the request is in: from now on only a reply without progress ends it */
 	ev_timer_stop(cl->ctl->loop, &cl->idle);
@@ -333,10 +340,15 @@ static void scrape_step(struct ctl_client *cl)
 	}
 	if (!cl->body->done && !ctl_metrics_step(c, cl->body))
 		return;
+	/* compressed once per rendering, for every scrape that accepts it */
+	if (cl->http_gzip && !ctl_metrics_gzip_step(cl->body))
+		return;
+	cl->body_gz = cl->http_gzip && cl->body->gz_done;
 	ctl_buf_printf(&cl->out,
-		       "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+		       "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n%s"
 		       "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-		       cl->body->buf.len);
+		       cl->body_gz ? "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n" : "",
+		       body_buf(cl)->len);
 	if (cl->http_head) {
 		ctl_metrics_put(c, cl->body);
 		cl->body = NULL;

@@ -2,7 +2,9 @@
 client limit and timeouts, and the metrics port speaks strict HTTP: 400
 for garbage (a NUL byte first included) and oversized headers, 408 for a
 request still incomplete at the 5 s deadline, 405 for other methods, 404 for other
-paths, HEAD without a body, Connection: close everywhere."""
+paths, HEAD without a body, gzip when asked, Connection: close
+everywhere."""
+import gzip
 import socket
 import time
 
@@ -46,6 +48,12 @@ def test_metrics_http_answers(tmp_path, sluice, backends):
     st, h, body, _ = exchange(d.mport, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
     assert st == "HTTP/1.1 200 OK" and h["connection"] == "close"
     assert int(h["content-length"]) == len(body) and b"sluice_info" in body
+    # gzip when asked (Prometheus asks): the same text, compressed
+    st, h, zbody, _ = exchange(d.mport, b"GET /metrics HTTP/1.1\r\nAccept-Encoding: gzip\r\n\r\n")
+    assert st == "HTTP/1.1 200 OK" and h["content-encoding"] == "gzip", h
+    assert int(h["content-length"]) == len(zbody) < len(body)
+    text = gzip.decompress(zbody)
+    assert text.split(b"\n")[:3] == body.split(b"\n")[:3] and b"sluice_server_up" in text
     st, h, body, _ = exchange(d.mport, b"HEAD /metrics HTTP/1.1\r\n\r\n")
     assert st == "HTTP/1.1 200 OK" and body == b"" and int(h["content-length"]) > 1000
     cases = [

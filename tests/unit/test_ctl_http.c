@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -106,6 +107,44 @@ static void test_oversized(void **state)
 	assert_int_equal(parse(buf, MAX, &req), CTL_HTTP_BAD);
 }
 
+/* Accept-Encoding: gzip is honoured unless its weight is zero. */
+static void test_accept_gzip(void **state)
+{
+	static const struct {
+		const char *value;
+		bool gzip;
+	} cases[] = {
+		{ "gzip", true },
+		{ "identity, gzip;q=0.5", true },
+		{ "GZIP", true },
+		{ "x-gzip", true },
+		{ "*", true },
+		{ "deflate, br", false },
+		{ "gzip;q=0", false },
+		{ "gzip; q=0.000", false },
+		{ "gzip;q=0.01", true },
+		{ "gzipx", false },
+		{ "", false },
+	};
+	char buf[256];
+	struct ctl_http_req req;
+	int n;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		n = snprintf(buf, sizeof(buf),
+				 "GET /metrics HTTP/1.1\r\nAccept-Encoding: %s\r\n\r\n",
+				 cases[i].value);
+
+		assert_int_equal(parse(buf, (size_t)n, &req), CTL_HTTP_OK);
+		if (req.gzip != cases[i].gzip)
+			fail_msg("Accept-Encoding: %s -> gzip %d", cases[i].value, req.gzip);
+	}
+	n = snprintf(buf, sizeof(buf), "GET /metrics HTTP/1.1\r\nX-Accept-Encoding: gzip\r\n\r\n");
+	assert_int_equal(parse(buf, (size_t)n, &req), CTL_HTTP_OK);
+	assert_false(req.gzip);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -113,6 +152,7 @@ int main(void)
 		cmocka_unit_test(test_method_and_path),
 		cmocka_unit_test(test_garbage_early),
 		cmocka_unit_test(test_oversized),
+		cmocka_unit_test(test_accept_gzip),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
