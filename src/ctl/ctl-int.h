@@ -186,9 +186,10 @@ struct pool *ctl_find_pool(struct ctl *c, const char *name);
 bool ctl_job_step(struct ctl *c, struct ctl_job *j, struct ctl_buf *out);
 
 /* ctl_metrics.c: the rendering to serve now: the newest if it was begun
- * within max_age_ms (0: only one begun after this call), else a new one.
- * Returns a reference, or NULL when CTL_METRICS_TEXTS_MAX are alive or
- * memory is short (try again later). */
+ * within max_age_ms (or, max_age_ms > 0, when CTL_METRICS_TEXTS_MAX are
+ * alive), else a new one (max_age_ms 0: always one begun after this
+ * call). Returns a reference, or NULL when none can be had now (too many
+ * alive, or memory is short: try again later). */
 struct ctl_metrics_text *ctl_metrics_get(struct ctl *c, uint64_t max_age_ms, uint64_t now_ms);
 void ctl_metrics_put(struct ctl *c, struct ctl_metrics_text *t);
 /* Render the next part of t. Returns true when t is complete. */

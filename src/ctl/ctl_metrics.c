@@ -390,7 +390,11 @@ struct ctl_metrics_text *ctl_metrics_get(struct ctl *c, uint64_t max_age_ms, uin
 {
 	struct ctl_metrics_text *t = c->metrics;
 
-	if (t != NULL && max_age_ms > 0 && now_ms < t->born_ms + max_age_ms) {
+	/* a scrape shares the newest when it is young enough, and also when
+	 * slow readers hold as many renderings as may be alive: a little
+	 * staler then, rather than waiting or more memory */
+	if (t != NULL && max_age_ms > 0 &&
+	    (now_ms < t->born_ms + max_age_ms || c->ntexts >= CTL_METRICS_TEXTS_MAX)) {
 		t->refs++;
 		return t;
 	}
