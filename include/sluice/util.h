@@ -128,6 +128,12 @@ uint64_t util_hash64(const void *data, size_t len, uint64_t seed);
 /* Hash of the host part of an address (port ignored), for client affinity. */
 uint64_t util_addr_hash(const struct util_addr *a, uint64_t seed);
 
+/* Is n a prime? Trial division: at most about 65536 steps for any n. */
+bool util_is_prime(uint32_t n);
+
+/* The smallest prime >= n, or 0 when there is none below 2^32. */
+uint32_t util_prime_at_least(uint32_t n);
+
 /* xorshift64* pseudo random generator; state must be non-zero. */
 uint64_t util_rand64(uint64_t *state);
 

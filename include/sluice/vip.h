@@ -17,6 +17,9 @@
 
 /* ---- interfaces (vip_addr.c) ---- */
 
+/* "libnl 3.7.0 (built with 3.7.0)", for sluice --version. Returns buf. */
+const char *vip_libnl_version(char *buf, size_t len);
+
 /* Look up the index of interface ifname. Returns 0 and sets *ifindex_out,
  * or -1 with "interface eth9: No such device" in err. */
 int vip_ifindex(const char *ifname, int *ifindex_out, char *err, size_t errlen);

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "sluice/conf-t.h"
+#include "sluice/conf.h"
 
 /* One word of a statement; text is NUL-terminated, quotes and escapes
  * already resolved (owned by the statement). */
@@ -81,9 +81,16 @@ int conf_check_kw_on_down(struct conf_ctx *ctx, const struct conf_stmt *st, void
 int conf_check_server_opt(struct conf_ctx *ctx, const struct conf_stmt *st, size_t *i,
 			  struct conf_server *s);
 
+/* The keywords of the check block and of the vrrp block, as conf_keywords(). */
+void conf_check_keywords(conf_keyword_fn fn, void *arg);
+void conf_vrrp_keywords(conf_keyword_fn fn, void *arg);
+
 /* Defaults of a new pool, and the cross-checks once its block is read. */
 void conf_check_pool_init(struct conf_pool *p);
 void conf_check_pool_done(struct conf_ctx *ctx, struct conf_pool *p);
+/* conf_log.c: the global `log` keyword; obj is the struct conf_global. */
+int conf_log_kw(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
+
 /* conf_vrrp.c: the `vrrp NAME { ... }` block appended to c->vrrps, the checks
  * that need the whole file (run after every block), and freeing. */
 int conf_vrrp_block(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf *c);

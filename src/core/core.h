@@ -5,6 +5,7 @@
 
 #include <ev.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "sluice/conf-t.h"
 #include "sluice/qsbr.h"
@@ -111,6 +112,12 @@ int core_drop_privileges(const char *user, const char *group, char *err, size_t 
 /* sdnotify.c: tell systemd our state ("READY=1", "STOPPING=1", ...).
  * Does nothing without $NOTIFY_SOCKET. Returns 0 or -1. */
 int core_notify(const char *state);
+
+/* version.c: `sluice -v` (verbose false) and `sluice --version` (true),
+ * and `sluice --dump-keywords` (tab-separated, one keyword or command a
+ * line). */
+void core_print_version(FILE *f, bool verbose);
+void core_dump_keywords(FILE *f);
 /* RELOADING=1 with MONOTONIC_USEC, as Type=notify-reload wants. */
 int core_notify_reloading(void);
 

@@ -101,8 +101,6 @@ static void note_late(struct core_health *h, struct core_health_srv *hs,
 		      const struct health_checker *chk, const struct health_result *r)
 {
 	const struct health_conf *hc = health_checker_conf(chk);
-	uint32_t suppressed = 0;
-
 	h->checks_run++;
 	util_lathist_add(&h->c->late_checks, r->late_us);
 	if (r->late_ms > h->max_late_ms)
@@ -110,12 +108,11 @@ static void note_late(struct core_health *h, struct core_health_srv *hs,
 	if (r->late_ms <= hc->timeout_ms)
 		return;
 	h->late_checks++;
-	if (log_ratelimit_ok(&h->late_rl, util_now_ms(), 5, &suppressed))
-		log_warn("health: %s check of %s/%s started %llums late (more than its %ums "
-			 "timeout)%s",
-			 health_type_name(hc->type), hs->pool->name, hs->srv->name,
-			 (unsigned long long)r->late_ms, hc->timeout_ms,
-			 suppressed ? " (more late checks not shown)" : "");
+	log_ratelimited(&h->late_rl, util_now_ms(), 5, LOGL_WARNING,
+			"health: %s check of %s/%s started %llums late (more than its %ums "
+			"timeout)",
+			health_type_name(hc->type), hs->pool->name, hs->srv->name,
+			(unsigned long long)r->late_ms, hc->timeout_ms);
 }
 
 static enum pool_admin map_admin(enum health_agent_admin a)

@@ -33,7 +33,11 @@ static void usage(FILE *f)
 		   "            binary upgrade: take the listening sockets of the sluice\n"
 		   "            running with that control socket, which then drains and exits\n"
 		   "  -c        check the configuration and exit (0: valid, 1: invalid)\n"
-		   "  -v        print the version\n"
+		   "  -v        print the version and the git commit\n"
+		   "  --version, -vv\n"
+		   "            also the compiler, build flags, features and libraries\n"
+		   "  --dump-keywords\n"
+		   "            list every configuration keyword and control command\n"
 		   "  -h        this help\n");
 }
 
@@ -237,7 +241,7 @@ static int run(struct core *c)
 		log_err("%s", err);
 		return 1;
 	}
-	if (log_start(c->conf->global.log_target == CONF_LOG_STDOUT ? 1 : 2) < 0)
+	if (log_start() < 0)
 		fprintf(stderr, "sluice: cannot start the log thread; logging synchronously\n");
 	if (proxy_engine_start(c->engine) < 0)
 		return 1;
@@ -266,11 +270,15 @@ int main(int argc, char **argv)
 {
 	struct conf_errors errs = { 0 };
 	struct core c = { .exit_code = 0 };
+	char err[256];
 	bool check_only = false;
-	int opt, rc;
+	int opt, rc, verbose = 0;
 
 	static const struct option longopts[] = {
 		{ "takeover", required_argument, NULL, 't' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "dump-keywords", no_argument, NULL, 'K' },
+		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 
@@ -286,7 +294,13 @@ int main(int argc, char **argv)
 			check_only = true;
 			break;
 		case 'v':
-			printf("sluice %s\n", SLUICE_VERSION);
+			verbose++;
+			break;
+		case 'V':
+			verbose = 2;
+			break;
+		case 'K':
+			core_dump_keywords(stdout);
 			return 0;
 		case 'h':
 			usage(stdout);
@@ -295,6 +309,10 @@ int main(int argc, char **argv)
 			usage(stderr);
 			return 2;
 		}
+	}
+	if (verbose > 0) {
+		core_print_version(stdout, verbose > 1);
+		return 0;
 	}
 	if (c.conf_path == NULL || optind != argc) {
 		usage(stderr);
@@ -312,7 +330,11 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	log_set_level(c.conf->global.log_level);
+	if (log_configure(c.conf->global.logs, c.conf->global.nlogs, err, sizeof(err)) < 0) {
+		fprintf(stderr, "sluice: %s\n", err);
+		conf_free(c.conf);
+		return 1;
+	}
 	c.start_ms = util_now_ms();
 	rc = run(&c);
 	ctl_free(c.ctl);

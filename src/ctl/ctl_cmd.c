@@ -205,6 +205,8 @@ static void late_line(struct ctl_buf *out, const char *what, const struct util_l
 static void cmd_show_info(struct cmd *x)
 {
 	struct ctl_info in = { 0 };
+	struct log_target_stats ls[LOG_MAX_TARGETS];
+	size_t nls = log_stats(ls, LOG_MAX_TARGETS);
 
 	x->ctl->hooks.info(x->ctl->hooks.arg, &in);
 	if (x->json) {
@@ -218,10 +220,18 @@ static void cmd_show_info(struct cmd *x)
 		ctl_json_str(x->out, in.conf_file);
 		ctl_buf_printf(x->out, ",\"last_reload\":");
 		ctl_json_str(x->out, in.last_reload);
-		ctl_buf_printf(x->out,
-			       ",\"reloads_ok\":%llu,\"reloads_failed\":%llu,\"lateness\":{",
+		ctl_buf_printf(x->out, ",\"reloads_ok\":%llu,\"reloads_failed\":%llu,\"logs\":[",
 			       (unsigned long long)in.reloads_ok,
 			       (unsigned long long)in.reloads_failed);
+		for (size_t i = 0; i < nls; i++) {
+			ctl_buf_printf(x->out, "%s{\"target\":", i ? "," : "");
+			ctl_json_str(x->out, ls[i].name);
+			ctl_buf_printf(x->out, ",\"sent\":%llu,\"dropped\":%llu}",
+				       (unsigned long long)ls[i].sent,
+				       (unsigned long long)ls[i].dropped);
+		}
+		ctl_buf_printf(x->out, "],\"log_queue_dropped\":%llu,\"lateness\":{",
+			       (unsigned long long)log_queue_dropped());
 		late_json(x->out, "checks", &in.late_checks);
 		ctl_buf_printf(x->out, ",");
 		late_json(x->out, "adverts", &in.late_adverts);
@@ -237,6 +247,12 @@ static void cmd_show_info(struct cmd *x)
 		       in.maxconn, in.cur_conns, (unsigned long long)in.total_conns, in.conf_file,
 		       in.last_reload, (unsigned long long)in.reloads_ok,
 		       (unsigned long long)in.reloads_failed);
+	for (size_t i = 0; i < nls; i++)
+		ctl_buf_printf(x->out, "log:               %s: %llu sent, %llu dropped\n",
+			       ls[i].name, (unsigned long long)ls[i].sent,
+			       (unsigned long long)ls[i].dropped);
+	ctl_buf_printf(x->out, "log queue dropped: %llu\n",
+		       (unsigned long long)log_queue_dropped());
 	late_line(x->out, "checks:", &in.late_checks);
 	late_line(x->out, "adverts:", &in.late_adverts);
 	ctl_buf_printf(x->out, "\n");
@@ -728,6 +744,13 @@ static void cmd_server_add(struct cmd *x)
 		reply_error(x->out, "server '%s' already exists in pool '%s'", x->argv[3], p->name);
 		return;
 	}
+	/* as the file: a Maglev table has at least a slot per server */
+	if (p->balance == POOL_BALANCE_MAGLEV && p->nservers >= p->maglev_size) {
+		reply_error(x->out, "pool '%s' has %zu servers, as many as its Maglev table has "
+				    "slots (set a larger maglev-table and reload)",
+			    p->name, p->nservers);
+		return;
+	}
 	if (util_addr_parse_server(x->argv[4], &addr, host, sizeof(host), &port, err,
 				   sizeof(err)) < 0) {
 		reply_error(x->out, "bad address '%s': %s", x->argv[4], err);
@@ -989,6 +1012,13 @@ static const struct cmd_entry commands[] = {
 	{ "clear", "lateness", 2, 2, CTL_LEVEL_ADMIN, cmd_clear_lateness, "clear lateness" },
 	{ NULL, NULL, 0, 0, CTL_LEVEL_USER, NULL, NULL },
 };
+
+void ctl_commands(ctl_command_fn fn, void *arg)
+{
+	for (size_t i = 0; commands[i].w1 != NULL; i++)
+		fn(arg, commands[i].w1, commands[i].w2, commands[i].usage,
+		   commands[i].level == CTL_LEVEL_ADMIN);
+}
 
 static void cmd_help(struct cmd *x)
 {

@@ -7,6 +7,7 @@
 #include <zlib.h>
 
 #include "ctl-int.h"
+#include "sluice/log.h"
 #include "sluice/pool.h"
 #include "sluice/util.h"
 
@@ -224,7 +225,30 @@ static void lateness_metrics(struct ctl_buf *b, const struct ctl_info *in)
 			       (unsigned long long)t[i].s->n);
 }
 
-/* The daemon, lateness, listener and pool families: one part. */
+/* Per log target: lines sent and dropped; the queue's drops as target "queue". */
+static void log_metrics(struct ctl_buf *b)
+{
+	struct log_target_stats st[LOG_MAX_TARGETS];
+	size_t n = log_stats(st, LOG_MAX_TARGETS);
+
+	family(b, "sluice_log_lines_total", "counter", "Log lines handed to each log target");
+	for (size_t i = 0; i < n; i++) {
+		ctl_buf_printf(b, "sluice_log_lines_total{target=\"");
+		label(b, st[i].name);
+		ctl_buf_printf(b, "\"} %llu\n", (unsigned long long)st[i].sent);
+	}
+	family(b, "sluice_log_dropped_total", "counter",
+	       "Log lines a target could not take (target \"queue\": a full log queue)");
+	for (size_t i = 0; i < n; i++) {
+		ctl_buf_printf(b, "sluice_log_dropped_total{target=\"");
+		label(b, st[i].name);
+		ctl_buf_printf(b, "\"} %llu\n", (unsigned long long)st[i].dropped);
+	}
+	ctl_buf_printf(b, "sluice_log_dropped_total{target=\"queue\"} %llu\n",
+		       (unsigned long long)log_queue_dropped());
+}
+
+/* The daemon, lateness, log, listener and pool families: one part. */
 static void head_metrics(struct ctl *c, struct ctl_buf *out)
 {
 	struct ctl_info in = { 0 };
@@ -250,6 +274,7 @@ static void head_metrics(struct ctl *c, struct ctl_buf *out)
 	ctl_buf_printf(out, "sluice_reloads_total{result=\"failed\"} %llu\n",
 		       (unsigned long long)in.reloads_failed);
 	lateness_metrics(out, &in);
+	log_metrics(out);
 	listener_metrics(c, out);
 	pool_metrics(out, pools, n);
 }

@@ -545,7 +545,6 @@ static void refuse(struct ctl_listener *l, int fd)
 	static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
 				   "Connection: close\r\n\r\n";
 	struct ctl *c = l->ctl;
-	uint32_t sup;
 
 	if (send(fd, l->http ? busy : msg, l->http ? sizeof(busy) - 1 : sizeof(msg) - 1,
 		 MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
@@ -553,10 +552,9 @@ static void refuse(struct ctl_listener *l, int fd)
 	}
 	close(fd);
 	l->refused++;
-	if (log_ratelimit_ok(&c->rl, util_now_ms(), 1, &sup))
-		log_warn("control: refused a client: %u clients already connected to %s, its "
-			 "limit (%u similar messages suppressed)",
-			 l->nclients, l->http ? "the metrics port" : l->path, sup);
+	log_ratelimited(&c->rl, util_now_ms(), 1, LOGL_WARNING,
+			"control: refused a client: %u clients already connected to %s, its limit",
+			l->nclients, l->http ? "the metrics port" : l->path);
 }
 
 static void on_accept(struct ev_loop *loop, ev_io *io, int revents)

@@ -463,12 +463,9 @@ void proxy_worker_queue_kick(struct proxy_worker *w)
 
 static void emfile_pause(struct proxy_worker *w, int err)
 {
-	uint32_t suppressed;
-
-	if (log_ratelimit_ok(&w->rl_accept, util_now_ms(), 1, &suppressed))
-		log_err("worker %u: accept failed: %s; pausing accepts for %dms (%u similar "
-			"messages suppressed)",
-			w->id, strerror(err), (int)(EMFILE_PAUSE_S * 1000), suppressed);
+	log_ratelimited(&w->rl_accept, util_now_ms(), 1, LOGL_ERR,
+			"worker %u: accept failed: %s; pausing accepts for %dms", w->id,
+			strerror(err), (int)(EMFILE_PAUSE_S * 1000));
 	for (struct list_node *n = w->listeners.next; n != &w->listeners; n = n->next)
 		pause_listener(w, list_entry(n, struct proxy_wlistener, link));
 	w->emfile_paused = true;

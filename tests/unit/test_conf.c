@@ -25,6 +25,7 @@ static const char full[] = "global {\n"
 			   "    send-proxy v2;\n"
 			   "    queue 10;\n"
 			   "    timeout queue 250ms;\n"
+			   "    maglev-table 1021;\n"
 			   "}\n"
 			   "listen www {\n"
 			   "    bind 127.0.0.1:8080;\n"
@@ -48,7 +49,9 @@ static void test_full(void **state)
 	assert_int_equal(errs.n, 0);
 	assert_int_equal(c->global.workers, 0);
 	assert_int_equal(c->global.maxconn, 100000);
-	assert_int_equal(c->global.log_level, LOGL_DEBUG);
+	assert_int_equal(c->global.nlogs, 1);
+	assert_int_equal(c->global.logs[0].kind, LOG_TARGET_STDERR);
+	assert_int_equal(c->global.logs[0].level, LOGL_DEBUG);
 	assert_int_equal(c->global.grace_ms, 3000);
 	assert_int_equal(c->npools, 1);
 	assert_string_equal(c->pools[0].name, "web");
@@ -56,6 +59,7 @@ static void test_full(void **state)
 	assert_int_equal(c->pools[0].send_proxy, CONF_PROXY_V2);
 	assert_int_equal(c->pools[0].queue_max, 10);
 	assert_int_equal(c->pools[0].timeout_queue_ms, 250);
+	assert_int_equal(c->pools[0].maglev_table, 1021);
 	assert_int_equal(c->pools[0].nservers, 3);
 	assert_int_equal(c->pools[0].servers[0].weight, 10);
 	assert_int_equal(c->pools[0].servers[1].maxconn, 500);
@@ -90,6 +94,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c->global.maxconn, 0);
 	assert_int_equal(c->global.grace_ms, 10000);
 	assert_int_equal(c->pools[0].balance, CONF_BALANCE_ROUNDROBIN);
+	assert_int_equal(c->pools[0].maglev_table, 65537);
 	assert_int_equal(c->pools[0].servers[0].weight, 1);
 	assert_int_equal(c->listens[0].retries, 2);
 	assert_int_equal(c->listens[0].timeout_connect_ms, 5000);
