@@ -152,3 +152,17 @@ def test_control_flood_does_not_lock_out_metrics_or_admin(tmp_path, sluice, back
     s.close()
     for s in idle:
         s.close()
+
+
+def test_lateness_figures_and_clear(tmp_path, sluice, backends):
+    """show info has the lateness lines; clearing them is for admins only."""
+    d = start(tmp_path, sluice, backends)
+    with Ctl(d.user) as c:
+        info = c.cmd("show info")
+        assert "\nlate checks:       p50 " in info and "\nlate adverts:      p50 " in info
+        assert c.cmd("clear lateness") == "error: permission denied\n"
+        assert set(c.json("show info")["lateness"]) == {"checks", "adverts"}
+    with Ctl(d.admin) as c:
+        assert c.cmd("clear lateness") == "lateness histograms cleared\n"
+        assert c.cmd("clear lateness now").startswith("error: wrong number of arguments")
+    d.wait_log(r"notice: lateness histograms cleared \(control socket\)")
