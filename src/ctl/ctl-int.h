@@ -53,7 +53,6 @@ struct ctl_listener {
 	char path[108];
 	unsigned long long ino, dev; /* of the socket file we created */
 	unsigned nclients, max_clients;
-	uint64_t refused;
 	struct list_node link;
 };
 

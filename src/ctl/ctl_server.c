@@ -551,7 +551,6 @@ static void refuse(struct ctl_listener *l, int fd)
 		/* the client is gone anyway */
 	}
 	close(fd);
-	l->refused++;
 	log_ratelimited(&c->rl, util_now_ms(), 1, LOGL_WARNING,
 			"control: refused a client: %u clients already connected to %s, its limit",
 			l->nclients, l->http ? "the metrics port" : l->path);
