@@ -3,17 +3,25 @@
 # SAN=1 builds into build-san/ with AddressSanitizer and UBSan.
 # `make install` (PREFIX, DESTDIR) installs it; `make deb` builds the Debian
 # package into build/deb/.
+# FAULT=1 builds into build-fault/ (build-san-fault/ with SAN=1) with the
+# test-only fault injection sites (UTIL_FAULT, $SLUICE_FAULT); no other
+# build contains them.
 
 CC ?= cc
 ifeq ($(SAN),1)
-BUILD ?= build-san
+BUILD_SUFFIX = -san
 SANFLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 OPT = -O1 -g
 else
-BUILD ?= build
+BUILD_SUFFIX =
 SANFLAGS =
 OPT = -O2 -g
 endif
+ifeq ($(FAULT),1)
+BUILD_SUFFIX := $(BUILD_SUFFIX)-fault
+CPPFLAGS += -DSLUICE_FAULT_INJECTION
+endif
+BUILD ?= build$(BUILD_SUFFIX)
 
 WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
        -Wvla -Wimplicit-fallthrough -Werror
@@ -193,14 +201,17 @@ install: all
 	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
 		conf/sluice.service.in >$(DESTDIR)$(UNITDIR)/sluice.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/sluice.service
-	install -m 0644 conf/sluice.conf conf/demo.conf $(DESTDIR)$(DOCDIR)/examples/
+	install -m 0644 conf/sluice.conf conf/demo.conf conf/announce-node.conf \
+		conf/bird-node.conf docs/frr-node.conf $(DESTDIR)$(DOCDIR)/examples/
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/sluice $(DESTDIR)$(BINDIR)/sluicectl \
 		$(DESTDIR)$(BINDIR)/rolling-deploy $(DESTDIR)$(MANDIR)/man8/sluice.8 \
 		$(DESTDIR)$(MANDIR)/man8/sluicectl.8 $(DESTDIR)$(MANDIR)/man5/sluice.conf.5 \
 		$(DESTDIR)$(MANDIR)/man1/rolling-deploy.1 $(DESTDIR)$(UNITDIR)/sluice.service \
-		$(DESTDIR)$(DOCDIR)/examples/sluice.conf $(DESTDIR)$(DOCDIR)/examples/demo.conf
+		$(DESTDIR)$(DOCDIR)/examples/sluice.conf $(DESTDIR)$(DOCDIR)/examples/demo.conf \
+		$(DESTDIR)$(DOCDIR)/examples/announce-node.conf \
+		$(DESTDIR)$(DOCDIR)/examples/bird-node.conf $(DESTDIR)$(DOCDIR)/examples/frr-node.conf
 	-rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null
 
 # The pages render without a warning, and name every keyword and command of

@@ -109,6 +109,9 @@ struct pool_server {
 	_Atomic uint64_t bytes_out; /* to the server */
 	_Atomic uint64_t connect_errors;
 	_Atomic uint32_t consecutive_errors;
+	/* connects and checks that failed here, not at the server (out of
+	 * descriptors, memory, buffers, ports): never counted as its errors */
+	_Atomic uint64_t local_errors;
 
 	/* runtime administration (control thread) */
 	bool runtime_added; /* added through the control socket */

@@ -41,6 +41,7 @@ enum ctl_wait_kind {
 	CTL_WAIT_NONE,
 	CTL_WAIT_DRAINED,
 	CTL_WAIT_UP,
+	CTL_WAIT_IDLE, /* no connection left on the node */
 };
 
 /* A door: one listening socket (a control socket or the metrics port)
