@@ -69,6 +69,9 @@ struct core {
 	ev_timer reclaim_timer, drain_timer, grace_timer;
 	struct core_health *health; /* health_glue.c */
 	struct core_vrrp *vrrp; /* vrrp_glue.c */
+	/* how late the control loop started checks and sent adverts after
+	 * their due time (show info, metrics; `clear lateness` empties them) */
+	struct util_lathist late_checks, late_adverts;
 	struct core_announce *announce; /* announce_glue.c */
 	ev_timer withdraw_timer; /* SIGTERM: accepting while the routers converge */
 };
