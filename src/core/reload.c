@@ -2,12 +2,16 @@
  * new file is read, parsed, validated and its host names resolved on a
  * loader thread (conf is pure; the thread only reads the running
  * configuration, which nothing changes while a reload runs), then applied
- * on the control loop in steps of about a millisecond (core_apply_step),
- * so that VRRP adverts and health checks keep their times whatever the
- * size of the file. An invalid file or a failed bind leaves the running
- * configuration exactly as it was, logged with its FILE:LINE:COL and
- * counted. One reload runs at a time; a request that comes meanwhile is
- * queued (one of each kind; more are merged into it) and logged. */
+ * on the control loop as one transaction: log targets, VRRP and announce
+ * prepare (new instances built, devices opened) before the apply's first
+ * step, core_apply_step() binds and builds in steps of about a millisecond
+ * before it changes anything, and VRRP, announce and the log targets
+ * commit after its last step. VRRP adverts and health checks keep their
+ * times whatever the size of the file. An invalid file or a failed bind
+ * leaves the running configuration exactly as it was, VRRP included,
+ * logged with its FILE:LINE:COL and counted. One reload runs at a time; a
+ * request that comes meanwhile is queued (one of each kind; more are
+ * merged into it) and logged. */
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -146,8 +150,12 @@ struct core_reload {
 	struct conf *nc;
 	struct conf_errors errs;
 	char diff[RELOAD_MSG_MAX];
-	/* applying */
+	/* applying: the transaction's other halves, prepared before the
+	 * apply's first step, committed after its last or rolled back */
 	struct core_apply *apply;
+	struct core_vrrp_txn *vrrp;
+	struct log_set *logs;
+	bool announce; /* core_announce_prepare() succeeded */
 	bool applied; /* the model runs nc: commit at the next step */
 	ev_timer step;
 	uint64_t t0_us, steps, longest_step_us;
@@ -165,10 +173,25 @@ static void record(struct core *c, uint64_t id, int rc, const char *msg)
 	util_strlcpy(r->msg, msg, sizeof(r->msg));
 }
 
+/* Undo what the transaction prepared beside the apply; the running VRRP
+ * instances, announce blocks and log targets never noticed. */
+static void rollback(struct core_reload *r)
+{
+	if (r->announce)
+		core_announce_rollback(r->c);
+	if (r->vrrp != NULL)
+		core_vrrp_rollback(r->c, r->vrrp);
+	log_set_free(r->logs);
+	r->announce = false;
+	r->vrrp = NULL;
+	r->logs = NULL;
+}
+
 static void finish(struct core_reload *r, int rc, const char *msg)
 {
 	struct core *c = r->c;
 
+	rollback(r); /* nothing left by a commit */
 	record(c, r->id, rc, msg);
 	if (!r->check_only && !c->stopping)
 		core_notify("READY=1");
@@ -260,7 +283,17 @@ static void commit(struct core_reload *r)
 
 	uint64_t t0 = util_now_us();
 
-	log_set_level(nc->global.log_level);
+	/* the apply's last step is done: VRRP and announce commit now (a
+	 * rejected reload never sends priority 0 or moves a VIP), and the
+	 * new log targets take over from here */
+	core_vrrp_commit(c, r->vrrp);
+	r->vrrp = NULL;
+	if (r->announce)
+		core_announce_commit(c);
+	r->announce = false;
+	log_set_install(r->logs);
+	r->logs = NULL;
+	/* what cannot change without a restart keeps its running value */
 	nc->global.workers = c->conf->global.workers;
 	nc->global.maxconn = c->conf->global.maxconn;
 	free_old_conf(c->conf);
@@ -287,16 +320,6 @@ static void rejected(struct core_reload *r, const char *why)
 	msg[0] = '\0';
 	failed(r->c, why, msg, sizeof(msg));
 	finish(r, -1, msg);
-}
-
-/* Binding or building failed, the model is as it was: VRRP goes back too. */
-static void apply_failed(struct core_reload *r, const char *why)
-{
-	char verr[256];
-
-	if (core_vrrp_apply(r->c, r->c->conf, verr, sizeof(verr)) < 0)
-		log_err("reload: VRRP could not go back to the running configuration: %s", verr);
-	rejected(r, why);
 }
 
 /* One bounded step of the apply; the next runs after the loop's other
@@ -326,7 +349,9 @@ static void on_step(struct ev_loop *loop, ev_timer *t, int revents)
 		ev_timer_start(loop, t);
 		return;
 	}
-	apply_failed(r, err);
+	/* binding or building failed, the model is as it was: finish() drops
+	 * what VRRP, announce and the log targets prepared */
+	rejected(r, err);
 }
 
 /* The loader is done: report a bad file, answer a check, or start
@@ -365,17 +390,27 @@ static void on_loaded(struct ev_loop *loop, ev_async *w, int revents)
 		finish(r, 0, msg);
 		return;
 	}
-	/* VRRP first: it is all or nothing by itself; if the listeners then
-	 * fail, the instances go back to the running configuration */
-	if (core_vrrp_apply(c, r->nc, err, sizeof(err)) < 0) {
-		rejected(r, err);
+	/* Every prepare before the apply's first step, every commit after
+	 * its last (commit()). The new log targets are opened now and
+	 * installed only once the rest is applied, so a failed reload logs
+	 * where it logged before; VRRP prepares beside the running instances
+	 * (no advert changes, no VIP moves); announce prepares what can fail
+	 * (devices, serving addresses). Nothing else adds or removes VRRP
+	 * instances or announce blocks until then: one reload runs at a time,
+	 * takeover waits for it, shutdown finishes it first
+	 * (core_reload_stop). */
+	err[0] = '\0';
+	r->logs = log_set_new(r->nc->global.logs, r->nc->global.nlogs, err, sizeof(err));
+	if (r->logs != NULL)
+		r->vrrp = core_vrrp_prepare(c, r->nc, err, sizeof(err));
+	if (r->vrrp != NULL && core_announce_prepare(c, r->nc, err, sizeof(err)) == 0)
+		r->announce = true;
+	if (!r->announce) {
+		rejected(r, err); /* finish() rolls back what was prepared */
 		return;
 	}
 	r->apply = core_apply_begin(c, r->nc);
 	if (r->apply == NULL) {
-		if (core_vrrp_apply(c, c->conf, err, sizeof(err)) < 0)
-			log_err("reload: VRRP could not go back to the running configuration: %s",
-				err);
 		rejected(r, "out of memory");
 		return;
 	}
@@ -505,7 +540,7 @@ void core_reload_stop(struct core *c)
 	if (rc == 0)
 		commit(r);
 	else
-		apply_failed(r, err);
+		rejected(r, err);
 }
 
 void core_reload_free(struct core *c)
