@@ -398,7 +398,8 @@ static void on_loaded(struct ev_loop *loop, ev_async *w, int revents)
 	 * (devices, serving addresses). Nothing else adds or removes VRRP
 	 * instances or announce blocks until then: one reload runs at a time,
 	 * takeover waits for it, shutdown finishes it first
-	 * (core_reload_stop). */
+	 * (core_reload_stop); what the running announce blocks decide
+	 * meanwhile is taken over at their commit. */
 	err[0] = '\0';
 	r->logs = log_set_new(r->nc->global.logs, r->nc->global.nlogs, err, sizeof(err));
 	if (r->logs != NULL)
