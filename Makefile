@@ -23,7 +23,7 @@ LIBS = -lev $(shell pkg-config --libs libnl-3.0 libnl-route-3.0 openssl libcap 2
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
 
 # Link order: users before what they use.
-MODULES = core ctl health vrrp vip proxy pool balance conf log util
+MODULES = core ctl health vrrp vip proxy tls pool balance conf log util
 define mod_srcs
 $(wildcard src/$(1)/*.c)
 endef
@@ -104,7 +104,8 @@ build-fuzz/%: tests/fuzz/%.c $(ALL_SRCS)
 fuzz: $(FUZZ_BINS)
 	@set -e; for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p build-fuzz/corpus-$$n; \
 	  echo "== $$n ($(FUZZ_SECONDS)s)"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=0 \
+	  ml=$$(case $$n in fuzz_tls_hello) echo 17000;; *) echo 4096;; esac); \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=$$ml -print_final_stats=0 \
 	    build-fuzz/corpus-$$n tests/fuzz/corpus/$${n#fuzz_} 2>&1 | tail -n 3; done
 
 test: deps
