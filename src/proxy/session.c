@@ -32,6 +32,10 @@ static const char *const end_names[] = {
 	[PROXY_END_PROXY_HEADER] = "bad-proxy-header",
 	[PROXY_END_SHUTDOWN] = "shutdown",
 	[PROXY_END_KILLED] = "killed",
+	[PROXY_END_HELLO_TIMEOUT] = "hello-timeout",
+	[PROXY_END_BAD_HELLO] = "bad-hello",
+	[PROXY_END_NOT_TLS] = "not-tls",
+	[PROXY_END_NO_ROUTE] = "no-route",
 	[PROXY_END_ERROR] = "error",
 };
 
@@ -77,6 +81,7 @@ void proxy_session_update_io(struct proxy_session *s)
 
 	switch (s->state) {
 	case PROXY_ST_HEADER:
+	case PROXY_ST_PEEK: /* TLS routes: peek.c */
 		cev = EV_READ;
 		break;
 	case PROXY_ST_CONNECTING:
@@ -118,11 +123,13 @@ static void log_end(struct proxy_session *s)
 	char cbuf[UTIL_ADDR_STRLEN];
 	uint64_t now = now_ms(s->w);
 
-	log_info("conn %s %s -> %s/%s up=%llu down=%llu dur=%llums end=%s", s->fe->name,
-		 util_addr_fmt(&s->client, cbuf, sizeof(cbuf)), s->pool->name,
-		 s->srv != NULL ? s->srv->name : "-", (unsigned long long)s->c2s.bytes,
-		 (unsigned long long)s->s2c.bytes, (unsigned long long)(now - s->start_ms),
-		 end_names[s->end]);
+	/* TLS routes: no pool before one is chosen; sni= alpn= at the end */
+	log_info("conn %s %s -> %s/%s up=%llu down=%llu dur=%llums end=%s%s", s->fe->name,
+		 util_addr_fmt(&s->client, cbuf, sizeof(cbuf)),
+		 s->pool != NULL ? s->pool->name : "-", s->srv != NULL ? s->srv->name : "-",
+		 (unsigned long long)s->c2s.bytes, (unsigned long long)s->s2c.bytes,
+		 (unsigned long long)(now - s->start_ms), end_names[s->end],
+		 proxy_peek_log_tail(s));
 }
 
 /* Give back the server slot; wakes queued clients when there are some. */
@@ -170,6 +177,7 @@ void proxy_session_close(struct proxy_session *s, enum proxy_end end)
 		set_linger0(s->cfd);
 	if (log_enabled(LOGL_INFO))
 		log_end(s);
+	proxy_peek_end(s); /* TLS routes */
 	ev_timer_stop(w->loop, &s->timer);
 	ev_io_stop(w->loop, &s->cio);
 	close_server_fd(s);
@@ -194,7 +202,8 @@ void proxy_session_close(struct proxy_session *s, enum proxy_end end)
 
 void proxy_session_free(struct proxy_session *s)
 {
-	pool_put(s->pool);
+	if (s->pool != NULL)
+		pool_put(s->pool);
 	proxy_frontend_put(s->fe);
 	free(s);
 }
@@ -456,6 +465,12 @@ static void connect_next(struct proxy_session *s)
 	}
 }
 
+void proxy_session_routed(struct proxy_session *s)
+{
+	atomic_fetch_add_explicit(&s->pool->total_conns, 1, memory_order_relaxed);
+	connect_next(s);
+}
+
 void proxy_session_retry_queue(struct proxy_worker *w)
 {
 	/* connecting a queued client can free a slot and come back here:
@@ -564,6 +579,10 @@ static void read_header(struct proxy_session *s)
 		d->buf = NULL;
 	}
 	s->pick.client_hash = util_addr_hash(&s->client, 0);
+	if (s->peek != NULL) { /* TLS routes: the hello comes next */
+		proxy_peek_begin(s);
+		return;
+	}
 	connect_next(s);
 }
 
@@ -574,6 +593,8 @@ static void on_client_io(struct ev_loop *loop, ev_io *io, int revents)
 	(void)loop;
 	if (s->state == PROXY_ST_HEADER)
 		read_header(s);
+	else if (s->state == PROXY_ST_PEEK) /* TLS routes */
+		proxy_peek_read(s);
 	else if (s->state == PROXY_ST_RELAY)
 		relay_both(s, (revents & EV_READ) != 0, false);
 	else if (s->state == PROXY_ST_CONNECTING)
@@ -591,6 +612,9 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 	case PROXY_ST_HEADER:
 		atomic_fetch_add_explicit(&s->fe->proxy_header_errors, 1, memory_order_relaxed);
 		proxy_session_close(s, PROXY_END_PROXY_HEADER);
+		return;
+	case PROXY_ST_PEEK: /* TLS routes */
+		proxy_peek_timeout(s);
 		return;
 	case PROXY_ST_QUEUED:
 		atomic_fetch_add_explicit(&s->pool->queue_timeouts, 1, memory_order_relaxed);
@@ -635,8 +659,6 @@ void proxy_session_start(struct proxy_worker *w, struct proxy_frontend *fe, int 
 	s->w = w;
 	s->fe = fe;
 	proxy_frontend_get(fe);
-	s->pool = st->pool;
-	pool_get(s->pool);
 	s->cfd = fd;
 	s->sfd = -1;
 	s->client = *client;
@@ -653,11 +675,24 @@ void proxy_session_start(struct proxy_worker *w, struct proxy_frontend *fe, int 
 	ev_timer_init(&s->timer, on_timer, 0.0, 0.0);
 	atomic_fetch_add_explicit(&fe->total_conns, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&w->e->total_conns, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&s->pool->total_conns, 1, memory_order_relaxed);
+	if (st->nroutes > 0) { /* TLS routes: the pool comes with the hello (peek.c) */
+		if (proxy_peek_new(s, st) < 0) {
+			proxy_session_close(s, PROXY_END_ERROR);
+			return;
+		}
+	} else {
+		s->pool = st->pool;
+		pool_get(s->pool);
+		atomic_fetch_add_explicit(&s->pool->total_conns, 1, memory_order_relaxed);
+	}
 	if (st->accept_proxy) {
 		s->state = PROXY_ST_HEADER;
 		timer_at(s, s->start_ms + s->timeout_connect_ms);
 		proxy_session_update_io(s);
+		return;
+	}
+	if (s->peek != NULL) {
+		proxy_peek_begin(s);
 		return;
 	}
 	/* clients usually speak first: take their bytes now, so the first
