@@ -258,6 +258,15 @@ static void cmd_show_listeners(struct cmd *x)
 	tbl_print(&t, x->out);
 }
 
+void ctl_route_desc(const struct ctl_route_row *r, char *buf, size_t len)
+{
+	if (strcmp(r->kind, "alpn") == 0)
+		snprintf(buf, len, "alpn %s", r->alpn);
+	else
+		snprintf(buf, len, "%s%s%s%s%s", r->kind, r->sni[0] ? " " : "", r->sni,
+			 r->alpn[0] ? " alpn " : "", r->alpn);
+}
+
 /* TLS routes of every listener (or one): what matches, which pool, and
  * how many connections each took; then the default pool and what was
  * closed before a pool was chosen. */
@@ -326,11 +335,8 @@ static void cmd_show_routes(struct cmd *x)
 		}
 		if (closed)
 			snprintf(what, sizeof(what), "closed: %s", r->reason);
-		else if (strcmp(r->kind, "alpn") == 0)
-			snprintf(what, sizeof(what), "alpn %s", r->alpn);
 		else
-			snprintf(what, sizeof(what), "%s%s%s%s%s", r->kind, r->sni[0] ? " " : "",
-				 r->sni, r->alpn[0] ? " alpn " : "", r->alpn);
+			ctl_route_desc(r, what, sizeof(what));
 		tbl_row(&t, r->listen, what, r->pool, closed ? "-" : u64s(b[0], r->active),
 			u64s(b[1], r->total));
 	}

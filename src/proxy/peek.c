@@ -155,7 +155,7 @@ static void decide(struct proxy_session *s, enum tls_peek_result r, const struct
 	struct pool *pool = rt != NULL ? rt->pool : st->pool;
 	char sni[LOG_SNI_MAX + 1], alpn[LOG_ALPN_MAX + 1];
 
-	if (r == TLS_PEEK_OK)
+	if (r == TLS_PEEK_OK && log_enabled(LOGL_INFO))
 		snprintf(pk->tail, sizeof(pk->tail), " sni=%s alpn=%s",
 			 tls_log_sni(h, sni, sizeof(sni)), tls_log_alpn(h, alpn, sizeof(alpn)));
 	if (st->nroutes == 0) {

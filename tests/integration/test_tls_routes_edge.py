@@ -159,6 +159,15 @@ def test_defined_outcomes(sluice, backends, short_dir):
     assert rows[("t1", ("default", ""))]["connections_total"] == 1
     assert rows[("t2", "no-route")]["connections_total"] == 1
     assert rows[("t2", ("default", ""))]["pool"] is None
+    with Ctl(sock) as ctl:
+        metrics = ctl.cmd("show metrics").splitlines()
+    for line in ('sluice_listener_unrouted_total{listener="t1",reason="bad-hello"} 5',
+                 'sluice_listener_unrouted_total{listener="t2",reason="no-route"} 1',
+                 'sluice_route_connections_total{listener="t1",route="default",pool="rec"} 1',
+                 'sluice_route_connections_total{listener="t1",route="sni a.example.com",'
+                 'pool="rec"} 0',
+                 'sluice_route_connections{listener="t1",route="no-sni",pool="legacy"} 0'):
+        assert line in metrics, "\n".join(m for m in metrics if "route" in m)
 
 
 def test_stalled_hellos_time_out_and_delay_nobody(sluice, sservers, short_dir, pki):
