@@ -62,6 +62,10 @@ $(BUILD)/sluice: $(MOD_LIBS)
 $(BUILD)/%: tools/%.c $(BUILD)/lib/libutil.a $(BUILD)/lib/liblog.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/lib/liblog.a $(BUILD)/lib/libutil.a -lev $(LDFLAGS)
 
+# bench-peek times the pure ClientHello parser: it links tls too.
+$(BUILD)/bench-peek: tools/bench-peek.c $(BUILD)/lib/libtls.a $(BUILD)/lib/libutil.a
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/lib/libtls.a $(BUILD)/lib/libutil.a $(LDFLAGS)
+
 # A unit test test_<mod>[_what].c links only its module, log and util.
 unit_mod = $(firstword $(subst _, ,$(patsubst test_%,%,$(1))))
 $(BUILD)/tests/%: tests/unit/%.c $$(BUILD)/lib/lib$$(call unit_mod,$$*).a \
