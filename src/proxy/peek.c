@@ -70,13 +70,14 @@ static uint64_t now_ms(const struct proxy_session *s)
 
 int proxy_peek_new(struct proxy_session *s, const struct proxy_fe_settings *st)
 {
-	struct proxy_peek *pk = calloc(1, sizeof(*pk));
+	struct proxy_peek *pk = malloc(sizeof(*pk));
 
 	if (pk == NULL)
 		return -1;
 	pk->deadline_ms = s->start_ms + st->timeout_client_hello_ms;
 	pk->need = 1;
-	util_strlcpy(pk->tail, " sni=- alpn=-", sizeof(pk->tail));
+	pk->stats = NULL;
+	pk->tail[0] = '\0'; /* " sni=- alpn=-" until decide() knows better */
 	s->peek = pk;
 	return 0;
 }
@@ -97,7 +98,9 @@ void proxy_peek_end(struct proxy_session *s)
 
 const char *proxy_peek_log_tail(const struct proxy_session *s)
 {
-	return s->peek != NULL ? s->peek->tail : "";
+	if (s->peek == NULL)
+		return "";
+	return s->peek->tail[0] != '\0' ? s->peek->tail : " sni=- alpn=-";
 }
 
 /* The first route that takes this connection (r: tls_peek's verdict). */

@@ -173,22 +173,22 @@ static enum tls_peek_result ext_versions(struct rd *e, struct tls_hello *h)
 static enum tls_peek_result parse_extension(uint16_t type, struct rd *e, unsigned *seen,
 					    struct tls_hello *h)
 {
-	static const struct {
-		uint16_t type;
-		const char *dup;
-	} once[] = {
-		{ EXT_SERVER_NAME, "duplicate server_name extension" },
-		{ EXT_ALPN, "duplicate ALPN extension" },
-		{ EXT_SUPPORTED_VERSIONS, "duplicate supported_versions extension" },
-		{ EXT_ECH, "duplicate encrypted_client_hello extension" },
+	static const char *const dup[] = {
+		"duplicate server_name extension",
+		"duplicate ALPN extension",
+		"duplicate supported_versions extension",
+		"duplicate encrypted_client_hello extension",
 	};
+	int once = type == EXT_SERVER_NAME	  ? 0
+		   : type == EXT_ALPN		  ? 1
+		   : type == EXT_SUPPORTED_VERSIONS ? 2
+		   : type == EXT_ECH		  ? 3
+						  : -1;
 
-	for (unsigned i = 0; i < UTIL_ARRAY_LEN(once); i++) {
-		if (once[i].type != type)
-			continue;
-		if (*seen & (1u << i))
-			return bad(h, once[i].dup);
-		*seen |= 1u << i;
+	if (once >= 0) {
+		if (*seen & (1u << once))
+			return bad(h, dup[once]);
+		*seen |= 1u << once;
 	}
 	switch (type) {
 	case EXT_SERVER_NAME:

@@ -73,9 +73,13 @@ bool util_dns_name_valid(const char *s, size_t n)
 			digits = true;
 			continue;
 		}
-		if (!isalnum(ch) && ch != '-' && ch != '_')
+		/* ASCII ranges, not ctype: this runs per TLS connection and
+		 * must not depend on a locale */
+		bool digit = ch >= '0' && ch <= '9';
+
+		if (!digit && !((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z') && ch != '-' && ch != '_')
 			return false;
-		digits = digits && isdigit(ch);
+		digits = digits && digit;
 		if (++label > 63)
 			return false;
 	}
