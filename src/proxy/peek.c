@@ -214,6 +214,27 @@ static void look(struct proxy_session *s)
 	decide(s, r, &h);
 }
 
+static bool would_block(void)
+{
+	return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+}
+
+/* No buffer for the hello (the bufmem ceiling or malloc): a client whose
+ * bytes wait ends with end=no-memory, as in the relay, rather than keep a
+ * readable socket spinning until timeout client-hello; one that has sent
+ * nothing yet needs no buffer and waits. */
+static void no_buffer(struct proxy_session *s)
+{
+	char c;
+	ssize_t n = recv(s->cfd, &c, 1, MSG_PEEK);
+
+	if (n > 0)
+		proxy_session_no_memory(s);
+	else if (n == 0 || !would_block())
+		refuse(s, &s->fe->peek.client_gone,
+		       n == 0 ? PROXY_END_CLIENT_CLOSED : PROXY_END_CLIENT_RESET);
+}
+
 void proxy_peek_read(struct proxy_session *s)
 {
 	struct proxy_dir *d = &s->c2s;
@@ -221,16 +242,18 @@ void proxy_peek_read(struct proxy_session *s)
 	ssize_t n;
 
 	if (d->buf == NULL) {
-		d->buf = proxy_buf_get(s->w);
-		if (d->buf == NULL)
-			return; /* no memory now: the next event tries again */
+		d->buf = UTIL_FAULT("peek_buf") ? NULL : proxy_buf_get(s->w);
+		if (d->buf == NULL) {
+			no_buffer(s);
+			return;
+		}
 		d->off = PROXY_BUF_SLACK;
 		d->len = 0;
 	}
 	/* look() wants all of the buffer before it calls a hello too large */
 	room = s->w->e->conf.bufsize - d->len;
 	n = recv(s->cfd, d->buf->data + d->off + d->len, room, 0);
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+	if (n < 0 && would_block()) {
 		if (d->len == 0) {
 			/* a client that sent nothing yet holds no buffer */
 			proxy_buf_put(s->w, d->buf);

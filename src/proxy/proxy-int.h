@@ -242,6 +242,9 @@ void proxy_session_kill_at(struct proxy_session *s, uint64_t delay_ms);
 
 /* The pool is chosen (peek.c): count the connection and connect. */
 void proxy_session_routed(struct proxy_session *s);
+/* No buffer for bytes that wait (the bufmem ceiling or malloc, which
+ * logged why): count it and close s with end=no-memory. */
+void proxy_session_no_memory(struct proxy_session *s);
 
 /* peek.c: TLS routing, called from session.c's marked hooks. new: at
  * accept on a listener with routes (settings st), before anything else;

@@ -247,9 +247,8 @@ static bool probe_connect(struct proxy_session *s)
 	return true;
 }
 
-/* No buffer for bytes that wait (the bufmem ceiling or malloc, which
- * logged why): the connection ends rather than spin on a readable socket. */
-static void close_no_memory(struct proxy_session *s)
+/* The connection ends rather than spin on a readable socket. */
+void proxy_session_no_memory(struct proxy_session *s)
 {
 	atomic_fetch_add_explicit(&s->w->e->no_memory, 1, memory_order_relaxed);
 	proxy_session_close(s, PROXY_END_NO_MEMORY);
@@ -272,7 +271,7 @@ static void relay_failed(struct proxy_session *s, enum proxy_io rc)
 		proxy_session_close(s, PROXY_END_CLIENT_RESET);
 		return;
 	case PROXY_IO_NO_MEMORY:
-		close_no_memory(s);
+		proxy_session_no_memory(s);
 		return;
 	case PROXY_IO_AGAIN:
 	case PROXY_IO_FULL:
@@ -398,7 +397,7 @@ static void start_relay(struct proxy_session *s)
 	s->state = PROXY_ST_RELAY;
 	s->last_ms = now_ms(s->w);
 	if (s->srv->send_proxy != POOL_PROXY_NONE && !prepend_proxy_header(s)) {
-		close_no_memory(s);
+		proxy_session_no_memory(s);
 		return;
 	}
 	timer_at(s, idle_deadline(s));
@@ -623,7 +622,7 @@ static void read_header(struct proxy_session *s)
 	if (d->buf == NULL) {
 		d->buf = proxy_buf_get(s->w);
 		if (d->buf == NULL) {
-			close_no_memory(s);
+			proxy_session_no_memory(s);
 			return;
 		}
 		d->off = PROXY_BUF_SLACK;
