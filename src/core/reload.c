@@ -383,6 +383,11 @@ static void on_loaded(struct ev_loop *loop, ev_async *w, int revents)
 		finish(r, -1, msg);
 		return;
 	}
+	/* a route that can never match: say so, as sluice -c does */
+	for (size_t i = 0, doff = strlen(r->diff); i < r->nc->warnings.n; i++) {
+		log_warn("%s", r->nc->warnings.msgs[i]);
+		util_bufprintf(r->diff, sizeof(r->diff), &doff, "\n%s", r->nc->warnings.msgs[i]);
+	}
 	if (r->check_only) {
 		off = 0;
 		util_bufprintf(msg, sizeof(msg), &off, "%s is valid; a reload would apply:\n%s",
