@@ -145,8 +145,11 @@ struct core_reload {
 	uint64_t id;
 	bool check_only;
 	bool abandoned; /* shutdown came while it was loading: drop the file */
-	/* the loader thread's, read by the loop once done fired */
+	/* the loader thread's, read by the loop once done fired and loaded
+	 * is seen set (the release / acquire pair orders them: libev's
+	 * wake-up is no synchronisation a thread sanitizer can see) */
 	ev_async done;
+	_Atomic bool loaded;
 	struct conf *nc;
 	struct conf_errors errs;
 	char diff[RELOAD_MSG_MAX];
@@ -247,6 +250,7 @@ static void *loader(void *arg)
 	r->nc = core_load_conf(c->conf_path, c->conf, &r->errs);
 	if (r->nc != NULL)
 		core_diff(c->conf, r->nc, r->diff, sizeof(r->diff));
+	atomic_store_explicit(&r->loaded, true, memory_order_release);
 	ev_async_send(c->loop, &r->done);
 	atomic_store(&c->reload_loading, false); /* the last touch of the loop */
 	return NULL;
@@ -364,6 +368,8 @@ static void on_loaded(struct ev_loop *loop, ev_async *w, int revents)
 	size_t off = 0;
 
 	(void)revents;
+	if (!atomic_load_explicit(&r->loaded, memory_order_acquire))
+		return; /* not the loader's wake-up */
 	if (r->abandoned) {
 		finish(r, -1, "reload not applied: shutting down");
 		return;
