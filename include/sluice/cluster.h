@@ -54,6 +54,9 @@ size_t cluster_slow_flows(struct cluster *c, uint32_t min_repeats, uint64_t min_
  * (BPF_PROG_TEST_RUN); the handle keeps ownership. */
 int cluster_prog_fd(const struct cluster *c);
 
+/* The kernel's id of the program (bpftool prog show id N), 0 if unknown. */
+uint32_t cluster_prog_id(const struct cluster *c);
+
 /* "libbpf 1.1" for sluice --version. Returns buf. */
 const char *cluster_libbpf_version(char *buf, size_t len);
 

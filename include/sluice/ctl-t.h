@@ -63,6 +63,10 @@ struct ctl_hooks {
 	 * returns 0 or -1). */
 	void (*vrrp_show)(void *arg, bool json, struct ctl_buf *out);
 	int (*vrrp_admin)(void *arg, const char *name, bool leave, char *msg, size_t len);
+	/* second-chance forwarding: `show cluster` as a complete reply, and
+	 * its metric families appended to the metrics (nothing when absent) */
+	void (*cluster_show)(void *arg, bool json, struct ctl_buf *out);
+	void (*cluster_metrics)(void *arg, struct ctl_buf *out);
 	/* `server add` with a host name: resolve it (blocking), as
 	 * util_addr_resolve(); NULL: host names are refused */
 	int (*resolve)(const char *host, uint16_t port, struct util_addr *out, char *err,

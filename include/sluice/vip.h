@@ -109,4 +109,22 @@ int vip_link_hwaddr(int ifindex, uint8_t mac[6], char *err, size_t errlen);
  * and closes its socket on each call. Returns 0 or -1 with err set. */
 int vip_garp_send(int ifindex, const struct util_addr *addr, char *err, size_t errlen);
 
+/* ---- neighbours on a link (vip_neigh.c) ---- */
+
+/* The MAC the kernel's neighbour table holds for addr on ifindex, when it
+ * has a usable one (not being resolved, not failed). Returns 0 with
+ * *found_out set (and mac filled when true), or -1 with err set. */
+int vip_neigh_mac(int ifindex, const struct util_addr *addr, uint8_t mac[6], bool *found_out,
+		  char *err, size_t errlen);
+
+/* Make the kernel resolve addr on ifindex: send it an empty UDP datagram
+ * to the discard port through that link. Needs CAP_NET_RAW for the
+ * binding to the link. Returns 0 or -1 with err set. */
+int vip_neigh_probe(int ifindex, const struct util_addr *addr, char *err, size_t errlen);
+
+/* Is addr inside one of the prefixes configured on ifindex (and not one
+ * of its own addresses)? Returns 0 with *on_out set, or -1 with err. */
+int vip_addr_on_subnet(int ifindex, const struct util_addr *addr, bool *on_out, char *err,
+		       size_t errlen);
+
 #endif

@@ -493,6 +493,17 @@ int cluster_prog_fd(const struct cluster *c)
 	return bpf_program__fd(c->skel->progs.sluice_cluster);
 }
 
+uint32_t cluster_prog_id(const struct cluster *c)
+{
+	struct bpf_prog_info info;
+	uint32_t len = sizeof(info);
+
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(cluster_prog_fd(c), &info, &len) < 0)
+		return 0;
+	return info.id;
+}
+
 const char *cluster_libbpf_version(char *buf, size_t len)
 {
 	snprintf(buf, len, "libbpf %s", libbpf_version_string());

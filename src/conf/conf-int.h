@@ -35,6 +35,23 @@ struct conf_ctx {
 	struct conf_errors *errs;
 };
 
+/* A keyword table entry: a handler for one statement of a block. */
+typedef int (*conf_handler_fn)(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
+
+struct conf_keyword {
+	const char *name;
+	size_t min_args, max_args; /* counting the keyword itself */
+	bool block;
+	conf_handler_fn fn;
+	const char *usage;
+};
+
+/* Dispatch each statement of block through table (NULL-terminated) with
+ * obj; unknown keywords, a block where none belongs and wrong argument
+ * counts are reported with block_name ("cluster block"). */
+void conf_run_block(struct conf_ctx *ctx, const struct conf_stmt *block,
+		    const struct conf_keyword *table, const char *block_name, void *obj);
+
 /* Add "FILE:LINE:COL: error: MSG (near 'TOK')" to ctx->errs; near may be NULL. */
 void conf_error(struct conf_ctx *ctx, uint32_t line, uint32_t col, const char *near,
 		const char *fmt, ...) __attribute__((format(printf, 5, 6)));
@@ -57,6 +74,8 @@ int conf_arg_duration(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i
 /* A name: 1-63 letters, digits, '-', '_', '.'; copied to out. */
 int conf_arg_name(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *what,
 		  char *out);
+/* An interface name: 1-15 characters, no '/' or blank; copied to out. */
+int conf_arg_ifname(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, char *out);
 /* Is the statement's argument count within its keyword's range? Reports
  * it when not. */
 bool conf_check_arity(struct conf_ctx *ctx, const struct conf_stmt *st, size_t min_args,
@@ -96,5 +115,10 @@ int conf_log_kw(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
 int conf_vrrp_block(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf *c);
 void conf_vrrp_validate(struct conf_ctx *ctx, struct conf *c);
 void conf_vrrp_free(struct conf *c);
+
+/* conf_cluster.c: the `cluster { ... }` block into c->cluster, and its
+ * keywords for conf_keywords(). */
+int conf_cluster_block(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf *c);
+void conf_cluster_keywords(conf_keyword_fn fn, void *arg);
 
 #endif

@@ -19,16 +19,6 @@
 #define CONF_MAX_WEIGHT 256
 #define CONF_MAX_DURATION_MS (24ull * 3600 * 1000)
 
-typedef int (*conf_handler_fn)(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
-
-struct conf_keyword {
-	const char *name;
-	size_t min_args, max_args; /* counting the keyword itself */
-	bool block;
-	conf_handler_fn fn;
-	const char *usage;
-};
-
 /* Parser state for the listen blocks: pool names are resolved at the end. */
 struct listen_ref {
 	const struct conf_tok *pool_tok;
@@ -213,6 +203,12 @@ static void run_block(struct conf_ctx *ctx, const struct conf_stmt *block,
 		if (conf_check_arity(ctx, st, kw->min_args, kw->max_args, kw->usage))
 			kw->fn(ctx, st, obj);
 	}
+}
+
+void conf_run_block(struct conf_ctx *ctx, const struct conf_stmt *block,
+		    const struct conf_keyword *table, const char *block_name, void *obj)
+{
+	run_block(ctx, block, table, block_name, obj);
 }
 
 /* ---- global ---- */
@@ -701,11 +697,17 @@ static int top_vrrp(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 	return conf_vrrp_block(ctx, st, ((struct parse_state *)obj)->conf);
 }
 
+static int top_cluster(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	return conf_cluster_block(ctx, st, ((struct parse_state *)obj)->conf);
+}
+
 static const struct conf_keyword top_kw[] = {
 	{ "global", 1, 1, true, top_global, "global { ... }" },
 	{ "pool", 2, 2, true, top_pool, "pool NAME { ... }" },
 	{ "listen", 2, 2, true, top_listen, "listen NAME { ... }" },
 	{ "vrrp", 2, 2, true, top_vrrp, "vrrp NAME { ... }" },
+	{ "cluster", 1, 1, true, top_cluster, "cluster { ... }" },
 	{ NULL, 0, 0, false, NULL, NULL },
 };
 
@@ -725,6 +727,7 @@ void conf_keywords(conf_keyword_fn fn, void *arg)
 	conf_check_keywords(fn, arg);
 	walk(listen_kw, "listen", fn, arg);
 	conf_vrrp_keywords(fn, arg);
+	conf_cluster_keywords(fn, arg);
 }
 
 /* Resolve pool names and check what spans blocks. */

@@ -17,6 +17,7 @@ struct proxy_frontend;
 struct ctl;
 struct ctl_buf;
 struct core_vrrp;
+struct core_cluster;
 
 /* A listening socket inherited from the old process (binary upgrade). */
 struct core_inherited {
@@ -59,6 +60,8 @@ struct core {
 	ev_timer reclaim_timer, drain_timer, grace_timer;
 	struct core_health *health; /* health_glue.c */
 	struct core_vrrp *vrrp; /* vrrp_glue.c */
+	struct core_cluster *cluster; /* cluster_glue.c */
+	bool bpf_allowed; /* CAP_BPF kept: root, or a cluster block at start */
 };
 
 /* apply.c: make the runtime model match conf (at start-up c->conf is an
@@ -103,8 +106,10 @@ void core_takeover_done(struct core *c);
 void core_begin_shutdown(struct core *c, const char *why);
 
 /* privdrop.c: become user/group (either may be empty) keeping only the
- * network capabilities. Call before any thread starts. Returns 0 or -1. */
-int core_drop_privileges(const char *user, const char *group, char *err, size_t errlen);
+ * network capabilities, and CAP_BPF when keep_bpf (a cluster block). Call
+ * before any thread starts. Returns 0 or -1. */
+int core_drop_privileges(const char *user, const char *group, bool keep_bpf, char *err,
+			 size_t errlen);
 
 /* sdnotify.c: tell systemd our state ("READY=1", "STOPPING=1", ...).
  * Does nothing without $NOTIFY_SOCKET. Returns 0 or -1. */
@@ -138,5 +143,19 @@ void core_vrrp_free(struct core *c);
 /* Control socket hooks (arg is the core). */
 void core_vrrp_show(void *arg, bool json, struct ctl_buf *out);
 int core_vrrp_admin(void *arg, const char *name, bool leave, char *msg, size_t len);
+
+/* cluster_glue.c: make second-chance forwarding match newconf's cluster
+ * block: checked against the kernel (interfaces, peers on the segment),
+ * loaded and attached before the running one is let go; an unchanged block
+ * only gets the new served addresses; no block detaches. All or nothing:
+ * returns 0, or -1 with err ("FILE:LINE:COL: error: cluster: ...") and the
+ * running state untouched. Used at start-up (before the privilege drop)
+ * and by reload. */
+int core_cluster_apply(struct core *c, const struct conf *newconf, char *err, size_t len);
+/* Detach and free (at exit). */
+void core_cluster_free(struct core *c);
+/* Control socket hooks (arg is the core): `show cluster`, metrics. */
+void core_cluster_show(void *arg, bool json, struct ctl_buf *out);
+void core_cluster_metrics(void *arg, struct ctl_buf *out);
 
 #endif

@@ -231,16 +231,24 @@ static int run(struct core *c)
 		log_err("%s", err);
 		return 1;
 	}
+	/* BPF programs load before the privilege drop */
+	c->bpf_allowed = true;
+	if (core_cluster_apply(c, c->conf, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		return 1;
+	}
 	if (core_ctl_start(c, err, sizeof(err)) < 0) {
 		log_err("%s", err);
 		return 1;
 	}
 	core_takeover_done(c);
-	if (core_drop_privileges(c->conf->global.user, c->conf->global.group, err, sizeof(err)) <
-	    0) {
+	if (core_drop_privileges(c->conf->global.user, c->conf->global.group,
+				 c->conf->cluster.present, err, sizeof(err)) < 0) {
 		log_err("%s", err);
 		return 1;
 	}
+	if (c->conf->global.user[0] != '\0' || c->conf->global.group[0] != '\0')
+		c->bpf_allowed = c->conf->cluster.present;
 	if (log_start() < 0)
 		fprintf(stderr, "sluice: cannot start the log thread; logging synchronously\n");
 	if (proxy_engine_start(c->engine) < 0)
@@ -339,6 +347,7 @@ int main(int argc, char **argv)
 	rc = run(&c);
 	ctl_free(c.ctl);
 	core_vrrp_free(&c);
+	core_cluster_free(&c);
 	proxy_engine_free(c.engine);
 	core_health_stop(&c);
 	core_model_free(&c);

@@ -121,6 +121,19 @@ out:
 	return NULL;
 }
 
+/* After a failed reload: VRRP (and the cluster, when it was applied) back
+ * to the running configuration. */
+static void go_back(struct core *c, bool cluster)
+{
+	char err[256];
+
+	if (core_vrrp_apply(c, c->conf, err, sizeof(err)) < 0)
+		log_err("reload: VRRP could not go back to the running configuration: %s", err);
+	if (cluster && core_cluster_apply(c, c->conf, err, sizeof(err)) < 0)
+		log_err("reload: the cluster could not go back to the running configuration: %s",
+			err);
+}
+
 int core_reload(struct core *c, bool check_only, char *msg, size_t len)
 {
 	struct conf_errors errs = { 0 };
@@ -165,12 +178,18 @@ int core_reload(struct core *c, bool check_only, char *msg, size_t len)
 		core_notify("READY=1");
 		return -1;
 	}
+	/* the cluster block is all or nothing by itself too; if it or the
+	 * listeners fail, what was applied goes back to the running file */
+	if (core_cluster_apply(c, nc, err, sizeof(err)) < 0) {
+		go_back(c, false);
+		failed(c, err, msg, len);
+		log_set_free(logs);
+		conf_free(nc);
+		core_notify("READY=1");
+		return -1;
+	}
 	if (core_apply(c, nc, err, sizeof(err)) < 0) {
-		char verr[256];
-
-		if (core_vrrp_apply(c, c->conf, verr, sizeof(verr)) < 0)
-			log_err("reload: VRRP could not go back to the running configuration: %s",
-				verr);
+		go_back(c, true);
 		failed(c, err, msg, len);
 		log_set_free(logs);
 		conf_free(nc);

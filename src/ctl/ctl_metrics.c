@@ -239,4 +239,6 @@ void ctl_metrics(struct ctl *c, struct ctl_buf *out)
 	log_metrics(out);
 	listener_metrics(c, out);
 	pool_metrics(out, pools, n);
+	if (c->hooks.cluster_metrics != NULL)
+		c->hooks.cluster_metrics(c->hooks.arg, out);
 }
