@@ -231,7 +231,7 @@ class ClusterTopo:
 class ClusterNode:
     """A sluice daemon in n1..n3, with or without a cluster block."""
 
-    def __init__(self, topo, n, cluster=True, extra_cluster="", extra="", name=None):
+    def __init__(self, topo, n, cluster=True, extra_cluster="", extra="", name=None, glob=""):
         self.topo, self.n = topo, n
         self.k = NODES.index(n) + 1
         self.name = name or ("sluice-" + n)
@@ -244,11 +244,12 @@ class ClusterNode:
             block = "cluster {\n interface eth1;\n uplink eth0;\n%s%s}\n" % (peers,
                                                                               extra_cluster)
         with open(self.conf, "w") as f:
-            f.write("global { log stderr info; control %s; workers 1; grace 2s; }\n"
+            f.write("global { log stderr info; control %s; workers 1; grace 2s; %s}\n"
                     "pool web { server b1 %s:%d; }\n"
                     "listen front { bind %s:%d; bind [%s]:%d; pool web; "
                     "timeout connect 500ms; }\n%s%s"
-                    % (self.sock, BACKEND4, BACKEND_PORT, VIP4, PORT, VIP6, PORT, block, extra))
+                    % (self.sock, glob, BACKEND4, BACKEND_PORT, VIP4, PORT, VIP6, PORT, block,
+                       extra))
         self.proc = None
 
     def start(self, expect_fail=False):
