@@ -122,6 +122,12 @@ int vip_neigh_mac(int ifindex, const struct util_addr *addr, uint8_t mac[6], boo
  * binding to the link. Returns 0 or -1 with err set. */
 int vip_neigh_probe(int ifindex, const struct util_addr *addr, char *err, size_t errlen);
 
+/* Set net.ipv4.conf.IFNAME.KEY (arp_ignore, arp_announce, rp_filter...)
+ * to value; the value it had goes to old (when not NULL). Needs
+ * CAP_NET_ADMIN. Returns 0 or -1 with err set. */
+int vip_if_sysctl(const char *ifname, const char *key, const char *value, char *old,
+		  size_t oldlen, char *err, size_t errlen);
+
 /* Is addr inside one of the prefixes configured on ifindex (and not one
  * of its own addresses)? Returns 0 with *on_out set, or -1 with err. */
 int vip_addr_on_subnet(int ifindex, const struct util_addr *addr, bool *on_out, char *err,

@@ -11,6 +11,7 @@
 #include "sluice/ctl.h"
 #include "sluice/log.h"
 #include "sluice/pool.h"
+#include "sluice/proxy.h"
 #include "sluice/util.h"
 #include "sluice/vrrp.h"
 
@@ -92,8 +93,36 @@ static void on_pool_timer(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)loop;
 	(void)revents;
-	for (size_t i = 0; i < c->vrrp->n; i++)
+	for (size_t i = 0; i < c->vrrp->n; i++) {
 		check_pools(c, c->vrrp->insts[i]);
+		vrrp_instance_park_check(c->vrrp->insts[i]);
+	}
+}
+
+/* Do connections of a listener bound on vip (or on any address of its
+ * family) remain? For keeping VIPs on lo after leaving MASTER. */
+static bool vip_busy(void *arg, const struct util_addr *vip)
+{
+	struct core *c = arg;
+
+	for (size_t i = 0; i < c->nlisteners; i++) {
+		struct proxy_frontend *fe = c->listeners[i].fe;
+		bool bound = false;
+
+		for (size_t b = 0; b < fe->nbinds && !bound; b++) {
+			struct util_addr host = fe->binds[b]->addr;
+			char x[UTIL_ADDR_STRLEN], y[UTIL_ADDR_STRLEN];
+
+			util_addr_fmt_host(&host, x, sizeof(x));
+			util_addr_fmt_host(vip, y, sizeof(y));
+			bound = strcmp(x, y) == 0 ||
+				(host.u.sa.sa_family == vip->u.sa.sa_family &&
+				 (strcmp(x, "0.0.0.0") == 0 || strcmp(x, "::") == 0));
+		}
+		if (bound && atomic_load(&fe->cur_conns) > 0)
+			return true;
+	}
+	return false;
 }
 
 static struct vrrp_instance *find_kept(struct core_vrrp *cv, const struct vrrp_instance_config *cfg)
@@ -179,6 +208,9 @@ int core_vrrp_apply(struct core *c, const struct conf *newconf, char *err, size_
 	for (size_t i = 0; i < n; i++) {
 		const struct vrrp_instance_config *cfg = vrrp_instance_config(next[i]);
 
+		/* with second-chance forwarding, the new master sends us the
+		 * packets of our flows: keep their VIPs while they last */
+		vrrp_instance_set_park(next[i], newconf->cluster.present ? vip_busy : NULL, c);
 		if (!fresh[i])
 			continue;
 		check_pools(c, next[i]);

@@ -159,3 +159,41 @@ int vip_addr_on_subnet(int ifindex, const struct util_addr *addr, bool *on_out, 
 		*on_out = false;
 	return 0;
 }
+
+int vip_if_sysctl(const char *ifname, const char *key, const char *value, char *old,
+		  size_t oldlen, char *err, size_t errlen)
+{
+	char path[128];
+	FILE *f;
+	int n;
+
+	if (strchr(ifname, '/') != NULL || strchr(key, '/') != NULL || strcmp(ifname, ".") == 0 ||
+	    strcmp(ifname, "..") == 0) {
+		snprintf(err, errlen, "sysctl %s of %s: bad name", key, ifname);
+		return -1;
+	}
+	n = snprintf(path, sizeof(path), "/proc/sys/net/ipv4/conf/%s/%s", ifname, key);
+	if (n < 0 || (size_t)n >= sizeof(path)) {
+		snprintf(err, errlen, "sysctl %s of %s: name too long", key, ifname);
+		return -1;
+	}
+	if (old != NULL && oldlen > 0) {
+		f = fopen(path, "re");
+		if (f == NULL || fgets(old, (int)oldlen, f) == NULL) {
+			snprintf(err, errlen, "read %s: %s", path, strerror(errno));
+			if (f != NULL)
+				fclose(f);
+			return -1;
+		}
+		fclose(f);
+		old[strcspn(old, "\n")] = '\0';
+	}
+	f = fopen(path, "we");
+	if (f == NULL || fputs(value, f) < 0 || fclose(f) != 0) {
+		snprintf(err, errlen, "write %s: %s", path, strerror(errno));
+		if (f != NULL)
+			fclose(f);
+		return -1;
+	}
+	return 0;
+}

@@ -309,14 +309,17 @@ class Flows:
     node from the backend's first line; active ones exchange data both ways
     and check every byte of the echo."""
 
-    def __init__(self, topo, count, family=socket.AF_INET, active_every=2):
+    def __init__(self, topo, count, family=socket.AF_INET, active_every=2, vip=None,
+                 node_of=None, client_socket=None):
         self.topo = topo
         self.conns = []
-        vip = VIP4 if family == socket.AF_INET else VIP6
-        node_of = {uplink4(k): n for k, n in enumerate(NODES, 1)}
-        node_of.update({uplink6(k): n for k, n in enumerate(NODES, 1)})
+        vip = vip or (VIP4 if family == socket.AF_INET else VIP6)
+        if node_of is None:
+            node_of = {uplink4(k): n for k, n in enumerate(NODES, 1)}
+            node_of.update({uplink6(k): n for k, n in enumerate(NODES, 1)})
+        client_socket = client_socket or topo.client_socket
         for i in range(count):
-            s = topo.client_socket(family)
+            s = client_socket(family)
             s.settimeout(5)
             s.connect((vip, PORT))
             line = b""
