@@ -111,11 +111,12 @@ int vip_garp_send(int ifindex, const struct util_addr *addr, char *err, size_t e
 
 /* ---- neighbours on a link (vip_neigh.c) ---- */
 
-/* The MAC the kernel's neighbour table holds for addr on ifindex, when it
- * has a usable one (not being resolved, not failed). Returns 0 with
- * *found_out set (and mac filled when true), or -1 with err set. */
-int vip_neigh_mac(int ifindex, const struct util_addr *addr, uint8_t mac[6], bool *found_out,
-		  char *err, size_t errlen);
+/* The MACs the kernel's neighbour table holds for addrs[0..n-1] on
+ * ifindex, where it has a usable one (not being resolved, not failed):
+ * found[i] says whether macs[i] was filled. One table dump. Returns 0, or
+ * -1 with err set. */
+int vip_neigh_macs(int ifindex, const struct util_addr *addrs, size_t n, uint8_t (*macs)[6],
+		   bool *found, char *err, size_t errlen);
 
 /* Make the kernel resolve addr on ifindex: send it an empty UDP datagram
  * to the discard port through that link. Needs CAP_NET_RAW for the

@@ -172,7 +172,9 @@ static int map_set(struct bpf_map *m, const void *key, const void *val)
 				    BPF_ANY);
 }
 
-static int fill_maps(struct cluster *c, const struct cluster_setup *s, char *err, size_t errlen)
+/* Fill the maps; stale_ns as cluster_cfg's (0 for tcx). */
+static int fill_maps(struct cluster *c, const struct cluster_setup *s, uint64_t stale_ns, char *err,
+		     size_t errlen)
 {
 	struct cluster_cfg cfg;
 	struct cluster_iface ifc;
@@ -184,7 +186,7 @@ static int fill_maps(struct cluster *c, const struct cluster_setup *s, char *err
 	cfg.reinject_ifindex = (uint32_t)s->uplinks[0].ifindex;
 	memcpy(cfg.reinject_mac, s->uplinks[0].mac, 6);
 	cfg.npeers = (uint32_t)s->npeers;
-	cfg.stale_ns = c->mode == CLUSTER_ATTACH_TC ? CLUSTER_STALE_NS : 0;
+	cfg.stale_ns = stale_ns;
 	if (map_set(c->skel->maps.cfg, &zero, &cfg) < 0) {
 		fail(err, errlen, "cluster: configuration map", errno);
 		return -1;
@@ -250,12 +252,10 @@ struct cluster *cluster_open(const struct cluster_setup *s, char *err, size_t er
 		goto out;
 	}
 	prog_fd = bpf_program__fd(c->skel->progs.sluice_cluster);
-	/* the maps first, so that the program acts on its first packet */
-	if (s->attach != CLUSTER_ATTACH_TCX && s->attach != CLUSTER_ATTACH_TC)
-		c->mode = CLUSTER_ATTACH_TCX; /* what fill_maps assumes; tc is found below */
-	if (fill_maps(c, s, err, errlen) < 0)
+	/* the maps first, so that the program acts on its first packet; the
+	 * heartbeat only once we know it is attached with tc */
+	if (fill_maps(c, s, s->attach == CLUSTER_ATTACH_TC ? CLUSTER_STALE_NS : 0, err, errlen) < 0)
 		goto out;
-	c->mode = s->attach;
 	for (size_t i = 0; i <= s->nuplinks; i++) {
 		const struct cluster_if *f = i < s->nuplinks ? &s->uplinks[i] : &s->cluster;
 
@@ -264,7 +264,8 @@ struct cluster *cluster_open(const struct cluster_setup *s, char *err, size_t er
 		if (attach_one(c, prog_fd, f->ifindex, f->name, err, errlen) < 0)
 			goto out;
 	}
-	if (c->mode == CLUSTER_ATTACH_TC && fill_maps(c, s, err, errlen) < 0)
+	if (s->attach == CLUSTER_ATTACH_AUTO && c->mode == CLUSTER_ATTACH_TC &&
+	    fill_maps(c, s, CLUSTER_STALE_NS, err, errlen) < 0)
 		goto out;
 	return c;
 out:

@@ -42,28 +42,31 @@ static void mac_fmt(const uint8_t *m, char *buf, size_t len)
  * ones it does not know. Logs every change. */
 static void refresh_peers(struct core_cluster *cc)
 {
+	struct util_addr addrs[CLUSTER_PEERS_MAX];
+	uint8_t macs[CLUSTER_PEERS_MAX][6];
+	bool found[CLUSTER_PEERS_MAX];
 	uint64_t now = util_now_ms();
+	char err[VIP_ERRLEN];
 
+	for (size_t i = 0; i < cc->conf.npeers; i++)
+		addrs[i] = cc->conf.peers[i].addr;
+	if (vip_neigh_macs(cc->cluster_ifindex, addrs, cc->conf.npeers, macs, found, err,
+			   sizeof(err)) < 0) {
+		log_ratelimited(&cc->probe_rl, now, 1, LOGL_WARNING, "cluster: %s", err);
+		return;
+	}
 	for (size_t i = 0; i < cc->conf.npeers; i++) {
 		const struct conf_cluster_peer *p = &cc->conf.peers[i];
-		char err[VIP_ERRLEN], a[UTIL_ADDR_STRLEN], m[24];
-		uint8_t mac[6];
-		bool found = false;
+		char a[UTIL_ADDR_STRLEN], m[24];
 
 		util_addr_fmt_host(&p->addr, a, sizeof(a));
-		if (vip_neigh_mac(cc->cluster_ifindex, &p->addr, mac, &found, err, sizeof(err)) <
-		    0) {
-			log_ratelimited(&cc->probe_rl, now, 1, LOGL_WARNING,
-					"cluster: peer %s %s: %s", p->name, a, err);
-			continue;
-		}
-		if (found && (!cc->peer_known[i] || memcmp(mac, cc->peer_mac[i], 6) != 0)) {
-			mac_fmt(mac, m, sizeof(m));
+		if (found[i] && (!cc->peer_known[i] || memcmp(macs[i], cc->peer_mac[i], 6) != 0)) {
+			mac_fmt(macs[i], m, sizeof(m));
 			log_notice("cluster: peer %s %s is at %s", p->name, a, m);
-			memcpy(cc->peer_mac[i], mac, 6);
+			memcpy(cc->peer_mac[i], macs[i], 6);
 			cc->peer_known[i] = true;
-			cluster_set_peer(cc->cl, i, mac);
-		} else if (!found && cc->peer_known[i]) {
+			cluster_set_peer(cc->cl, i, macs[i]);
+		} else if (!found[i] && cc->peer_known[i]) {
 			log_warn(
 			    "cluster: peer %s %s left the neighbour table: not forwarding to it "
 			    "until it is resolved again",
@@ -71,7 +74,7 @@ static void refresh_peers(struct core_cluster *cc)
 			cc->peer_known[i] = false;
 			cluster_set_peer(cc->cl, i, NULL);
 		}
-		if (!found &&
+		if (!found[i] &&
 		    vip_neigh_probe(cc->cluster_ifindex, &p->addr, err, sizeof(err)) < 0) {
 			cc->probe_errors++;
 			log_ratelimited(&cc->probe_rl, now, 1, LOGL_WARNING,

@@ -32,47 +32,53 @@ static const uint8_t *raw_addr(const struct util_addr *a, size_t *len)
 	return (const uint8_t *)&a->u.in6.sin6_addr;
 }
 
-int vip_neigh_mac(int ifindex, const struct util_addr *addr, uint8_t mac[6], bool *found_out,
-		  char *err, size_t errlen)
+int vip_neigh_macs(int ifindex, const struct util_addr *addrs, size_t n, uint8_t (*macs)[6],
+		   bool *found, char *err, size_t errlen)
 {
 	struct nl_sock *sk;
 	struct nl_cache *cache = NULL;
-	struct nl_addr *dst;
-	struct rtnl_neigh *n;
-	size_t len;
-	const uint8_t *bytes = raw_addr(addr, &len);
 	int rc;
 
-	*found_out = false;
+	for (size_t i = 0; i < n; i++)
+		found[i] = false;
 	sk = vip_nl_route_open(err, errlen);
 	if (sk == NULL)
 		return -1;
+	/* one dump for every peer */
 	rc = rtnl_neigh_alloc_cache(sk, &cache);
 	nl_socket_free(sk);
 	if (rc < 0) {
 		snprintf(err, errlen, "neighbour table: %s", nl_geterror(rc));
 		return -1;
 	}
-	dst = nl_addr_build(addr->u.sa.sa_family, bytes, len);
-	if (dst == NULL) {
-		nl_cache_free(cache);
-		snprintf(err, errlen, "neighbour table: out of memory");
-		return -1;
-	}
-	n = rtnl_neigh_get(cache, ifindex, dst);
-	nl_addr_put(dst);
-	if (n != NULL) {
-		struct nl_addr *ll = rtnl_neigh_get_lladdr(n);
-		int state = rtnl_neigh_get_state(n);
+	for (size_t i = 0; i < n; i++) {
+		size_t len;
+		const uint8_t *bytes = raw_addr(&addrs[i], &len);
+		struct nl_addr *dst = nl_addr_build(addrs[i].u.sa.sa_family, bytes, len);
+		struct rtnl_neigh *ne;
 
-		/* a MAC the kernel still believes in: not being resolved,
-		 * not failed */
-		if (ll != NULL && nl_addr_get_len(ll) == 6 &&
-		    !(state & (NUD_INCOMPLETE | NUD_FAILED | NUD_NOARP))) {
-			memcpy(mac, nl_addr_get_binary_addr(ll), 6);
-			*found_out = true;
+		if (dst == NULL) {
+			nl_cache_free(cache);
+			snprintf(err, errlen, "neighbour table: out of memory");
+			return -1;
 		}
-		rtnl_neigh_put(n);
+		ne = rtnl_neigh_get(cache, ifindex, dst);
+		nl_addr_put(dst);
+		if (ne == NULL)
+			continue;
+		{
+			struct nl_addr *ll = rtnl_neigh_get_lladdr(ne);
+			int state = rtnl_neigh_get_state(ne);
+
+			/* a MAC the kernel still believes in: not being
+			 * resolved, not failed */
+			if (ll != NULL && nl_addr_get_len(ll) == 6 &&
+			    !(state & (NUD_INCOMPLETE | NUD_FAILED | NUD_NOARP))) {
+				memcpy(macs[i], nl_addr_get_binary_addr(ll), 6);
+				found[i] = true;
+			}
+		}
+		rtnl_neigh_put(ne);
 	}
 	nl_cache_free(cache);
 	return 0;
@@ -160,8 +166,8 @@ int vip_addr_on_subnet(int ifindex, const struct util_addr *addr, bool *on_out, 
 	return 0;
 }
 
-int vip_if_sysctl(const char *ifname, const char *key, const char *value, char *old,
-		  size_t oldlen, char *err, size_t errlen)
+int vip_if_sysctl(const char *ifname, const char *key, const char *value, char *old, size_t oldlen,
+		  char *err, size_t errlen)
 {
 	char path[128];
 	FILE *f;
