@@ -310,8 +310,10 @@ void core_cluster_free(struct core *c)
 	if (c->cluster == NULL)
 		return;
 	if (c->cluster->cl != NULL) {
-		stop_running(c, true);
-		log_notice("cluster: programs detached");
+		/* after a takeover the new process's tc filter sits under our
+		 * handle: leave it (our tcx links go with our descriptors) */
+		stop_running(c, !c->handing_over);
+		log_notice(c->handing_over ? "cluster: handed over" : "cluster: programs detached");
 	}
 	free(c->cluster);
 	c->cluster = NULL;

@@ -205,6 +205,13 @@ static int run(struct core *c)
 		log_err("cannot create the workers");
 		return 1;
 	}
+	/* BPF programs load before the privilege drop, and before a takeover
+	 * starts the old process's exit: one program is always attached */
+	c->bpf_allowed = true;
+	if (core_cluster_apply(c, c->conf, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		return 1;
+	}
 	if (c->takeover_path != NULL &&
 	    core_takeover_receive(c, c->takeover_path, err, sizeof(err)) < 0) {
 		log_err("%s", err);
@@ -228,12 +235,6 @@ static int run(struct core *c)
 		core_log_listeners(c);
 	}
 	if (core_vrrp_apply(c, c->conf, err, sizeof(err)) < 0) {
-		log_err("%s", err);
-		return 1;
-	}
-	/* BPF programs load before the privilege drop */
-	c->bpf_allowed = true;
-	if (core_cluster_apply(c, c->conf, err, sizeof(err)) < 0) {
 		log_err("%s", err);
 		return 1;
 	}

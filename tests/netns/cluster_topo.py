@@ -252,13 +252,13 @@ class ClusterNode:
                        extra))
         self.proc = None
 
-    def start(self, expect_fail=False):
-        self.proc = self.topo.spawn(self.n, [SLUICE, "-f", self.conf], self.name)
+    def start(self, expect_fail=False, args=()):
+        self.proc = self.topo.spawn(self.n, [SLUICE, "-f", self.conf] + list(args), self.name)
         if expect_fail:
             self.proc.wait(10)
             return self
-        wait_until(lambda: os.path.exists(self.sock) or self.proc.poll() is not None,
-                   what="control socket of " + self.name)
+        wait_until(lambda: (os.path.exists(self.sock) and "ready: pid" in self.log()) or
+                   self.proc.poll() is not None, what="control socket of " + self.name)
         assert self.proc.poll() is None, self.log()
         return self
 

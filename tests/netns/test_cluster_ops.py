@@ -280,3 +280,29 @@ def privdrop(ctopo, d):
     r = other.ctl("reload")
     assert r.returncode == 1 and "needs CAP_BPF" in r.stderr, r.stdout + r.stderr
     assert other.cluster() is None
+
+
+@pytest.mark.parametrize("mode", ["tcx", "tc"])
+def test_takeover_keeps_program(ctopo, mode):
+    """A binary upgrade: the new process attaches its own program before the
+    old one leaves, and the old one does not take the new one's away."""
+    old = ClusterNode(ctopo, "n1", extra_cluster=" attach %s;\n" % mode).start()
+    new = ClusterNode(ctopo, "n1", extra_cluster=" attach %s;\n" % mode, name="sluice-n1new")
+    new.sock = old.sock
+    with open(old.conf) as f:
+        text = f.read()
+    with open(new.conf, "w") as f:
+        f.write(text)
+    new.start(args=["--takeover", old.sock])
+    old.proc.wait(15)
+    assert "cluster: handed over" in old.log()
+    st = new.cluster()
+    assert st["attached"] == mode and prog_loaded(st["prog_id"])
+    if mode == "tc":
+        assert "sluice_cluster" in tc_filters(ctopo, "n1", "eth0")
+    # it still forwards: route everything to n1 and send unknown ACKs
+    ctopo.set_route(["n1"])
+    send_acks(ctopo, 20, seed=3)
+    wait_until(lambda: new.cluster()["forwarded"] >= 20, what="the new process forwards")
+    assert new.stop() == 0
+    assert "sluice_cluster" not in tc_filters(ctopo, "n1", "eth0")
