@@ -18,7 +18,7 @@ import pytest
 
 from cluster_topo import (CLIENT4, NODES, PORT, VIP4, ClusterNode, ClusterTopo, cluster4,
                           prog_loaded, tc_filters)
-from conftest import Netns, run, wait_until
+from conftest import SLUICE, Netns, run, wait_until
 
 
 @pytest.fixture
@@ -305,4 +305,18 @@ def test_takeover_keeps_program(ctopo, mode):
     send_acks(ctopo, 20, seed=3)
     wait_until(lambda: new.cluster()["forwarded"] >= 20, what="the new process forwards")
     assert new.stop() == 0
+    assert "sluice_cluster" not in tc_filters(ctopo, "n1", "eth0")
+
+
+def test_bpf_unavailable_fails_start(ctopo):
+    """Without CAP_BPF (and CAP_SYS_ADMIN) the program cannot load: the
+    start fails saying so, and nothing is attached."""
+    node = ClusterNode(ctopo, "n1", extra_cluster=" attach tc;\n")
+    node.proc = ctopo.spawn("n1", ["setpriv", "--bounding-set", "-bpf,-sys_admin",
+                                   "--inh-caps", "-bpf,-sys_admin", SLUICE, "-f", node.conf],
+                            node.name)
+    node.proc.wait(10)
+    assert node.proc.returncode == 1, node.log()
+    assert "cluster: cannot load the BPF program (needs CAP_BPF and CAP_NET_ADMIN)" in node.log()
+    assert ("%s:4:1: error:" % node.conf) in node.log()
     assert "sluice_cluster" not in tc_filters(ctopo, "n1", "eth0")
