@@ -62,6 +62,8 @@ static int on_libbpf_print(enum libbpf_print_level level, const char *fmt, va_li
 	if (level == LIBBPF_DEBUG)
 		return 0;
 	vsnprintf(line, sizeof(line), fmt, ap);
+	if (strncmp(line, "libbpf: ", 8) == 0) /* our message says libbpf already */
+		memmove(line, line + 8, strlen(line + 8) + 1);
 	n = strlen(line);
 	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == ' '))
 		line[--n] = '\0';
