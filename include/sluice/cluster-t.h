@@ -38,6 +38,9 @@ struct cluster_setup {
 	size_t nuplinks;
 	size_t npeers; /* peer numbers 0..npeers-1; MACs come with cluster_set_peer() */
 	enum cluster_attach attach;
+	const struct util_addr *served; /* listening addresses (cluster_set_served) */
+	size_t nserved;
+	bool takeover; /* a binary upgrade: the old process's tc filters are ours */
 };
 
 /* Counters since the program was loaded (summed over CPUs). Every TCP

@@ -15,16 +15,21 @@
 
 struct cluster;
 
-/* Load the program and attach it to every interface of s, after removing
- * a tc filter a crashed sluice may have left there. All or nothing: on
- * failure nothing stays attached and err says why (no CAP_BPF, no BPF,
- * verifier log tail...). Peers start unknown: nothing is forwarded until
- * cluster_set_peer() gives a MAC. Returns the handle (caller owns it). */
-struct cluster *cluster_open(const struct cluster_setup *s, char *err, size_t errlen);
+/* Load the program, fill its maps (served addresses included) and attach
+ * it to every interface of s, after removing a tc filter a crashed sluice
+ * may have left there. pred (may be NULL) is the running one this replaces:
+ * its tc filters are replaced in place. All or nothing: on failure nothing
+ * of this one stays attached (pred's filters are put back) and err says why
+ * (no CAP_BPF, no BPF, verifier log tail...). Peers start unknown: nothing
+ * is forwarded until cluster_set_peer() gives a MAC. Returns the handle
+ * (caller owns it). */
+struct cluster *cluster_open(const struct cluster_setup *s, const struct cluster *pred, char *err,
+			     size_t errlen);
 
-/* Detach (when detach; false: a replacement already took its place) and
- * free. NULL is allowed. */
-void cluster_close(struct cluster *c, bool detach);
+/* Detach and free. successor (may be NULL, or c itself after a binary
+ * upgrade) is what replaced c: its tc filters took c's place under the same
+ * handle, so they stay where it is attached. NULL c is allowed. */
+void cluster_close(struct cluster *c, const struct cluster *successor);
 
 /* "tcx" or "tc": how it is attached. */
 const char *cluster_attach_name(const struct cluster *c);

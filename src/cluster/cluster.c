@@ -111,28 +111,42 @@ static int tc_attach(int prog_fd, int ifindex)
 	return bpf_tc_attach(&hook, &opts);
 }
 
-static void detach_all(struct cluster *c)
+/* Is ifindex under a tc filter of successor (which then holds our handle
+ * there)? */
+static bool tc_taken(const struct cluster *successor, int ifindex)
+{
+	if (successor == NULL || successor->mode != CLUSTER_ATTACH_TC)
+		return false;
+	for (size_t i = 0; i < successor->natt; i++)
+		if (successor->att[i].ifindex == ifindex)
+			return true;
+	return false;
+}
+
+static void detach_all(struct cluster *c, const struct cluster *successor)
 {
 	for (size_t i = 0; i < c->natt; i++) {
 		if (c->att[i].link_fd >= 0) {
 			/* closing the only reference destroys a tcx link */
 			close(c->att[i].link_fd);
 			c->att[i].link_fd = -1;
-		} else {
+		} else if (!tc_taken(successor, c->att[i].ifindex)) {
 			tc_remove(c->att[i].ifindex);
 		}
 	}
 	c->natt = 0;
 }
 
-static int attach_one(struct cluster *c, int prog_fd, int ifindex, const char *name, char *err,
-		      size_t errlen)
+static int attach_one(struct cluster *c, const struct cluster *pred, bool takeover, int prog_fd,
+		      int ifindex, const char *name, char *err, size_t errlen)
 {
 	struct cluster_att *a = &c->att[c->natt];
 	char what[64];
 	int fd;
 
-	if (tc_remove(ifindex))
+	/* a running predecessor's filter (ours, or the old process's in a
+	 * binary upgrade) is replaced in place, not removed */
+	if (!takeover && !tc_taken(pred, ifindex) && tc_remove(ifindex))
 		log_warn("cluster: removed a stale sluice tc filter from %s (left by a sluice that "
 			 "did not exit cleanly)",
 			 name);
@@ -221,7 +235,24 @@ static bool attached(const struct cluster *c, int ifindex)
 	return false;
 }
 
-struct cluster *cluster_open(const struct cluster_setup *s, char *err, size_t errlen)
+/* Undo a failed open: where a predecessor's tc filter was replaced, put
+ * its program back. */
+static void undo(struct cluster *c, const struct cluster *pred)
+{
+	for (size_t i = 0; i < c->natt; i++) {
+		if (c->att[i].link_fd >= 0)
+			close(c->att[i].link_fd);
+		else if (tc_taken(pred, c->att[i].ifindex))
+			tc_attach(bpf_program__fd(pred->skel->progs.sluice_cluster),
+				  c->att[i].ifindex);
+		else
+			tc_remove(c->att[i].ifindex);
+	}
+	c->natt = 0;
+}
+
+struct cluster *cluster_open(const struct cluster_setup *s, const struct cluster *pred, char *err,
+			     size_t errlen)
 {
 	struct cluster *c;
 	int prog_fd;
@@ -256,14 +287,16 @@ struct cluster *cluster_open(const struct cluster_setup *s, char *err, size_t er
 	prog_fd = bpf_program__fd(c->skel->progs.sluice_cluster);
 	/* the maps first, so that the program acts on its first packet; the
 	 * heartbeat only once we know it is attached with tc */
-	if (fill_maps(c, s, s->attach == CLUSTER_ATTACH_TC ? CLUSTER_STALE_NS : 0, err, errlen) < 0)
+	if (fill_maps(c, s, s->attach == CLUSTER_ATTACH_TC ? CLUSTER_STALE_NS : 0, err, errlen) <
+		0 ||
+	    cluster_set_served(c, s->served, s->nserved, err, errlen) < 0)
 		goto out;
 	for (size_t i = 0; i <= s->nuplinks; i++) {
 		const struct cluster_if *f = i < s->nuplinks ? &s->uplinks[i] : &s->cluster;
 
 		if (attached(c, f->ifindex))
 			continue;
-		if (attach_one(c, prog_fd, f->ifindex, f->name, err, errlen) < 0)
+		if (attach_one(c, pred, s->takeover, prog_fd, f->ifindex, f->name, err, errlen) < 0)
 			goto out;
 	}
 	if (s->attach == CLUSTER_ATTACH_AUTO && c->mode == CLUSTER_ATTACH_TC &&
@@ -271,21 +304,16 @@ struct cluster *cluster_open(const struct cluster_setup *s, char *err, size_t er
 		goto out;
 	return c;
 out:
-	cluster_close(c, true);
+	undo(c, pred);
+	cluster_close(c, NULL);
 	return NULL;
 }
 
-void cluster_close(struct cluster *c, bool detach)
+void cluster_close(struct cluster *c, const struct cluster *successor)
 {
 	if (c == NULL)
 		return;
-	if (detach) {
-		detach_all(c);
-	} else {
-		for (size_t i = 0; i < c->natt; i++)
-			if (c->att[i].link_fd >= 0)
-				close(c->att[i].link_fd);
-	}
+	detach_all(c, successor);
 	cluster_bpf__destroy(c->skel);
 	free(c->served);
 	free(c);

@@ -225,13 +225,14 @@ static bool same_block(const struct conf_cluster *a, const struct conf_cluster *
 	return true;
 }
 
-static void stop_running(struct core *c, bool detach)
+/* Stop the running program; successor as cluster_close()'s. */
+static void stop_running(struct core *c, const struct cluster *successor)
 {
 	struct core_cluster *cc = c->cluster;
 
 	ev_timer_stop(c->loop, &cc->beat);
 	ev_timer_stop(c->loop, &cc->scan);
-	cluster_close(cc->cl, detach);
+	cluster_close(cc->cl, successor);
 	cc->cl = NULL;
 	memset(cc->peer_known, 0, sizeof(cc->peer_known));
 }
@@ -255,7 +256,7 @@ int core_cluster_apply(struct core *c, const struct conf *nc, char *err, size_t 
 	if (!nc->cluster.present) {
 		if (cc->cl != NULL) {
 			log_notice("cluster: removed by the configuration: programs detached");
-			stop_running(c, true);
+			stop_running(c, NULL);
 		}
 		return 0;
 	}
@@ -273,15 +274,16 @@ int core_cluster_apply(struct core *c, const struct conf *nc, char *err, size_t 
 		    nc->file, nc->cluster.where.line, nc->cluster.where.col);
 		return -1;
 	}
-	/* tc filters share one handle: the old one goes first. tcx links
-	 * stack, so the new program is in place before the old one leaves. */
-	if (cc->cl != NULL && strcmp(cluster_attach_name(cc->cl), "tc") == 0)
-		stop_running(c, true);
-	cl = cluster_open(&s, err, len);
-	if (cl != NULL && set_served(cl, nc, err, len) < 0) {
-		cluster_close(cl, true);
-		cl = NULL;
+	/* the new program is in place before the old one leaves: tcx links
+	 * stack, a tc filter replaces the one under the same handle */
+	s.served = served_of(nc, &s.nserved);
+	if (s.served == NULL) {
+		snprintf(err, len, "cluster: out of memory");
+		return -1;
 	}
+	s.takeover = c->takeover_path != NULL && cc->cl == NULL;
+	cl = cluster_open(&s, cc->cl, err, len);
+	free((void *)s.served);
 	if (cl == NULL) {
 		char e[CLUSTER_ERRLEN];
 
@@ -292,7 +294,7 @@ int core_cluster_apply(struct core *c, const struct conf *nc, char *err, size_t 
 		return -1;
 	}
 	if (cc->cl != NULL)
-		stop_running(c, true);
+		stop_running(c, cl);
 	cc->cl = cl;
 	cc->conf = nc->cluster;
 	cc->cluster_ifindex = s.cluster.ifindex;
@@ -312,7 +314,7 @@ void core_cluster_free(struct core *c)
 	if (c->cluster->cl != NULL) {
 		/* after a takeover the new process's tc filter sits under our
 		 * handle: leave it (our tcx links go with our descriptors) */
-		stop_running(c, !c->handing_over);
+		stop_running(c, c->handing_over ? c->cluster->cl : NULL);
 		log_notice(c->handing_over ? "cluster: handed over" : "cluster: programs detached");
 	}
 	free(c->cluster);

@@ -85,6 +85,26 @@ def test_reload_adds_and_removes_block(ctopo):
     # an unchanged block keeps its program
     r = node.ctl("reload")
     assert r.returncode == 0 and node.cluster()["prog_id"] == st["prog_id"]
+    # a change that cannot be applied leaves the running one as it was
+    rewrite(node, block([("n2", cluster4(2)), ("n3", cluster4(3))],
+                        " attach tc;\n uplink eth9;\n"))
+    r = node.ctl("reload")
+    assert r.returncode == 1 and "interface eth9: No such device" in r.stderr, r.stderr
+    assert node.cluster()["prog_id"] == st["prog_id"]
+    assert "sluice_cluster" in tc_filters(ctopo, "n1", "eth0")
+    # a change replaces the program in place (never a moment without one)
+    rewrite(node, block([("n2", cluster4(2))], " attach tc;\n"))
+    r = node.ctl("reload")
+    assert r.returncode == 0, r.stdout + r.stderr
+    st2 = node.cluster()
+    assert st2["prog_id"] != st["prog_id"] and len(st2["peers"]) == 1
+    assert "sluice_cluster" in tc_filters(ctopo, "n1", "eth0")
+    assert "sluice_cluster" in tc_filters(ctopo, "n1", "eth1")
+    assert "stale" not in node.log()
+    ctopo.set_route(["n1"])
+    send_acks(ctopo, 5, seed=4)
+    wait_until(lambda: node.cluster()["forwarded"] >= 5, what="the new program forwards")
+    st = st2
     # removed: detached
     rewrite(node, "")
     r = node.ctl("reload")
@@ -296,6 +316,7 @@ def test_takeover_keeps_program(ctopo, mode):
     new.start(args=["--takeover", old.sock])
     old.proc.wait(15)
     assert "cluster: handed over" in old.log()
+    assert "stale" not in new.log()
     st = new.cluster()
     assert st["attached"] == mode and prog_loaded(st["prog_id"])
     if mode == "tc":

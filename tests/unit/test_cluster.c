@@ -131,7 +131,7 @@ static int setup(void **state)
 	util_strlcpy(s.uplinks[0].name, "up0", sizeof(s.uplinks[0].name));
 	s.nuplinks = 1;
 	s.npeers = 2;
-	g_cl = cluster_open(&s, err, sizeof(err));
+	g_cl = cluster_open(&s, NULL, err, sizeof(err));
 	if (g_cl == NULL) {
 		static char why[CLUSTER_ERRLEN + 32];
 
@@ -167,7 +167,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	cluster_close(g_cl, true);
+	cluster_close(g_cl, NULL);
 	if (g_cap >= 0)
 		close(g_cap);
 	if (g_lis4 >= 0)
