@@ -3,17 +3,25 @@
 # SAN=1 builds into build-san/ with AddressSanitizer and UBSan.
 # `make install` (PREFIX, DESTDIR) installs it; `make deb` builds the Debian
 # package into build/deb/.
+# FAULT=1 builds into build-fault/ (build-san-fault/ with SAN=1) with the
+# test-only fault injection sites (UTIL_FAULT, $SLUICE_FAULT); no other
+# build contains them.
 
 CC ?= cc
 ifeq ($(SAN),1)
-BUILD ?= build-san
+BUILD_SUFFIX = -san
 SANFLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 OPT = -O1 -g
 else
-BUILD ?= build
+BUILD_SUFFIX =
 SANFLAGS =
 OPT = -O2 -g
 endif
+ifeq ($(FAULT),1)
+BUILD_SUFFIX := $(BUILD_SUFFIX)-fault
+CPPFLAGS += -DSLUICE_FAULT_INJECTION
+endif
+BUILD ?= build$(BUILD_SUFFIX)
 
 WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
        -Wvla -Wimplicit-fallthrough -Werror
@@ -62,7 +70,7 @@ TOOL_SRCS = $(wildcard tools/*.c)
 TOOL_BINS = $(patsubst tools/%.c,$(BUILD)/%,$(TOOL_SRCS))
 
 .PHONY: all deps test unit integration netns conftest fuzz demo demo-stop bench san-test \
-	clean check-layout format-check install uninstall man-check pkg-test deb FORCE
+	clean check-layout format-check install uninstall man-check pkg-test deb FORCE perf-maglev
 
 all: $(BUILD)/sluice $(TOOL_BINS)
 
@@ -111,16 +119,30 @@ $(BUILD)/sluice: $(MOD_LIBS)
 $(BUILD)/%: tools/%.c $(BUILD)/lib/libutil.a $(BUILD)/lib/liblog.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/lib/liblog.a $(BUILD)/lib/libutil.a -lev $(LDFLAGS)
 
-# A unit test test_<mod>[_what].c links only its module, log and util.
+# A unit test test_<mod>[_what].c links only its module, log and util;
+# UNIT_LIBS_<test> lists the modules instead (users before what they use)
+# where a module is tested together with the pure one it is built on.
 unit_mod = $(firstword $(subst _, ,$(patsubst test_%,%,$(1))))
-$(BUILD)/tests/%: tests/unit/%.c $$(BUILD)/lib/lib$$(call unit_mod,$$*).a \
-		$(BUILD)/lib/liblog.a $(BUILD)/lib/libutil.a
+unit_libs = $(foreach m,$(or $(UNIT_LIBS_$(1)),$(call unit_mod,$(1))),$(BUILD)/lib/lib$(m).a)
+UNIT_LIBS_test_pool = pool balance
+$(BUILD)/tests/%: tests/unit/%.c $$(call unit_libs,$$*) $(BUILD)/lib/liblog.a $(BUILD)/lib/libutil.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/lib/lib$(call unit_mod,$*).a \
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(call unit_libs,$*) \
 		$(BUILD)/lib/liblog.a $(BUILD)/lib/libutil.a -lcmocka $(LIBS) $(LDFLAGS)
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+# Measurements (not tests): tests/perf/perf_<mod>_<what>.c links like a
+# unit test. `make perf-maglev PERF_ARGS="65537 11"`: slots, repeats.
+$(BUILD)/perf/perf_pool_maglev: tests/perf/perf_pool_maglev.c $(call unit_libs,test_pool) \
+		$(BUILD)/lib/liblog.a $(BUILD)/lib/libutil.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(call unit_libs,test_pool) \
+		$(BUILD)/lib/liblog.a $(BUILD)/lib/libutil.a $(LIBS) $(LDFLAGS)
+
+perf-maglev: $(BUILD)/perf/perf_pool_maglev
+	$< $(PERF_ARGS)
 
 conftest: $(BUILD)/sluice
 	@sh tests/conf/run.sh $(BUILD)/sluice
@@ -190,14 +212,17 @@ install: all
 	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
 		conf/sluice.service.in >$(DESTDIR)$(UNITDIR)/sluice.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/sluice.service
-	install -m 0644 conf/sluice.conf conf/demo.conf $(DESTDIR)$(DOCDIR)/examples/
+	install -m 0644 conf/sluice.conf conf/demo.conf conf/announce-node.conf \
+		conf/bird-node.conf docs/frr-node.conf $(DESTDIR)$(DOCDIR)/examples/
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/sluice $(DESTDIR)$(BINDIR)/sluicectl \
 		$(DESTDIR)$(BINDIR)/rolling-deploy $(DESTDIR)$(MANDIR)/man8/sluice.8 \
 		$(DESTDIR)$(MANDIR)/man8/sluicectl.8 $(DESTDIR)$(MANDIR)/man5/sluice.conf.5 \
 		$(DESTDIR)$(MANDIR)/man1/rolling-deploy.1 $(DESTDIR)$(UNITDIR)/sluice.service \
-		$(DESTDIR)$(DOCDIR)/examples/sluice.conf $(DESTDIR)$(DOCDIR)/examples/demo.conf
+		$(DESTDIR)$(DOCDIR)/examples/sluice.conf $(DESTDIR)$(DOCDIR)/examples/demo.conf \
+		$(DESTDIR)$(DOCDIR)/examples/announce-node.conf \
+		$(DESTDIR)$(DOCDIR)/examples/bird-node.conf $(DESTDIR)$(DOCDIR)/examples/frr-node.conf
 	-rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null
 
 # The pages render without a warning, and name every keyword and command of

@@ -231,6 +231,23 @@ static int kw_gmaxconn(struct conf_ctx *ctx, const struct conf_stmt *st, void *o
 	return conf_arg_u32(ctx, st, 1, "maxconn", 1, 10000000, &g->maxconn);
 }
 
+#define CONF_BUFMEM_MIN (64ull * 1024)
+#define CONF_BUFMEM_MAX (1024ull * 1024 * 1024 * 1024)
+
+static int kw_bufmem(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct conf_global *g = obj;
+
+	if (util_parse_size(st->args[1].text, CONF_BUFMEM_MAX, &g->bufmem) == 0 &&
+	    g->bufmem >= CONF_BUFMEM_MIN)
+		return 0;
+	conf_error_arg(ctx, st, 1,
+		       "bad bufmem '%s' (expected a size with k or m, such as 512m, from 64k to "
+		       "1048576m)",
+		       st->args[1].text);
+	return -1;
+}
+
 static int kw_grace(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 {
 	struct conf_global *g = obj;
@@ -357,6 +374,7 @@ static const struct conf_keyword global_kw[] = {
 	{ "state-file", 2, 2, false, kw_state_file, "state-file PATH;" },
 	{ "user", 2, 2, false, kw_user_group, "user NAME;" },
 	{ "group", 2, 2, false, kw_user_group, "group NAME;" },
+	{ "bufmem", 2, 2, false, kw_bufmem, "bufmem SIZE;" },
 	{ NULL, 0, 0, false, NULL, NULL },
 };
 
@@ -480,6 +498,60 @@ static int kw_pool_timeout(struct conf_ctx *ctx, const struct conf_stmt *st, voi
 					 CONF_MAX_DURATION_MS, &p->timeout_queue_ms);
 }
 
+/* maglev-table N: a prime, so that every Maglev permutation (offset + i x
+ * skip, skip in 1..N-1) visits every slot. A non-prime is an error rather
+ * than rounded up: the size decides which backend each client gets, and
+ * nodes that must agree should run the number their file says. */
+static int kw_maglev_table(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct conf_pool *p = obj;
+	uint32_t m;
+
+	if (conf_arg_u32(ctx, st, 1, "maglev-table", 2, CONF_MAGLEV_TABLE_MAX, &m) < 0)
+		return -1;
+	if (!util_is_prime(m)) {
+		conf_error_arg(ctx, st, 1, "maglev-table %u is not a prime (expected a prime such as %u)",
+			       m, util_prime_at_least(m));
+		return -1;
+	}
+	p->maglev_table = m;
+	p->maglev_table_set = true;
+	p->maglev_where.line = st->args[1].line;
+	p->maglev_where.col = st->args[1].col;
+	return 0;
+}
+
+/* What a pool's statements decide together, once all are read. */
+static void pool_done(struct conf_ctx *ctx, const struct conf_pool *p)
+{
+	char near[16];
+	uint32_t want;
+
+	snprintf(near, sizeof(near), "%u", p->maglev_table);
+	if (p->maglev_table_set && p->balance != CONF_BALANCE_MAGLEV) {
+		conf_error(ctx, p->maglev_where.line, p->maglev_where.col, near,
+			   "maglev-table applies to balance maglev only (pool '%s' balances %s)",
+			   p->name, conf_balance_name(p->balance));
+		return;
+	}
+	if (p->balance != CONF_BALANCE_MAGLEV || p->nservers <= p->maglev_table)
+		return;
+	/* Maglev's paper keeps shares within about 1% from 100 slots a server */
+	want = util_prime_at_least((uint32_t)UTIL_MIN((uint64_t)p->nservers * 100,
+						      CONF_MAGLEV_TABLE_MAX));
+	if (p->maglev_table_set)
+		conf_error(ctx, p->maglev_where.line, p->maglev_where.col, near,
+			   "maglev-table %u is smaller than the %zu servers of pool '%s' (expected "
+			   "a prime of at least %zu; with 100 slots a server, such as %u, shares "
+			   "stay within about 1%%)",
+			   p->maglev_table, p->nservers, p->name, p->nservers, want);
+	else
+		conf_error(ctx, p->where.line, p->where.col, p->name,
+			   "pool '%s' has %zu servers, more than the %u slots of its Maglev table "
+			   "(expected 'maglev-table N;' with a prime such as %u)",
+			   p->name, p->nservers, p->maglev_table, want);
+}
+
 static const struct conf_keyword pool_kw[] = {
 	{ "balance", 2, 2, false, kw_balance, "balance roundrobin|leastconn|random|maglev|first;" },
 	{ "server", 3, 20, false, kw_server,
@@ -488,6 +560,7 @@ static const struct conf_keyword pool_kw[] = {
 	{ "send-proxy", 2, 2, false, kw_send_proxy, "send-proxy v1|v2|none;" },
 	{ "queue", 2, 2, false, kw_queue, "queue N;" },
 	{ "timeout", 3, 3, false, kw_pool_timeout, "timeout queue DURATION;" },
+	{ "maglev-table", 2, 2, false, kw_maglev_table, "maglev-table PRIME;" },
 	/* health checks: conf_check.c */
 	{ "check", 2, 2, true, conf_check_kw_check, "check tcp|expect|http|tls|https { ... }" },
 	{ "agent", 3, 7, false, conf_check_kw_agent,
@@ -558,8 +631,13 @@ static int kw_listen_timeout(struct conf_ctx *ctx, const struct conf_stmt *st, v
 		return conf_arg_duration(ctx, st, 2, "timeout half-closed", 1,
 					 CONF_MAX_DURATION_MS,
 				    &lo->l->timeout_half_closed_ms);
+	if (strcmp(which, "proxy-header") == 0)
+		return conf_arg_duration(ctx, st, 2, "timeout proxy-header", 1, CONF_MAX_DURATION_MS,
+					 &lo->l->timeout_proxy_header_ms);
 	conf_error_arg(ctx, st, 1,
-		       "unknown listen timeout '%s' (expected connect, idle or half-closed)", which);
+		       "unknown listen timeout '%s' (expected connect, idle, half-closed or "
+		       "proxy-header)",
+		       which);
 	return -1;
 }
 
@@ -584,7 +662,8 @@ static const struct conf_keyword listen_kw[] = {
 	{ "bind", 2, 2, false, kw_bind, "bind ADDRESS:PORT;" },
 	{ "pool", 2, 2, false, kw_listen_pool, "pool NAME;" },
 	{ "maxconn", 2, 2, false, kw_listen_maxconn, "maxconn N;" },
-	{ "timeout", 3, 3, false, kw_listen_timeout, "timeout connect|idle|half-closed DURATION;" },
+	{ "timeout", 3, 3, false, kw_listen_timeout,
+	  "timeout connect|idle|half-closed|proxy-header DURATION;" },
 	{ "retries", 2, 2, false, kw_retries, "retries N;" },
 	{ "accept-proxy", 1, 1, false, kw_accept_proxy, "accept-proxy;" },
 	{ NULL, 0, 0, false, NULL, NULL },
@@ -633,12 +712,14 @@ static int top_pool(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 	p->send_proxy = CONF_PROXY_NONE;
 	p->queue_max = 1000;
 	p->timeout_queue_ms = 5000;
+	p->maglev_table = CONF_MAGLEV_TABLE_DEFAULT;
 	p->where.line = st->args[1].line;
 	p->where.col = st->args[1].col;
 	snprintf(where, sizeof(where), "pool '%s'", name);
 	conf_check_pool_init(p);
 	run_block(ctx, st, pool_kw, where, p);
 	conf_check_pool_done(ctx, p);
+	pool_done(ctx, p);
 	return 0;
 }
 
@@ -677,6 +758,7 @@ static int top_listen(struct conf_ctx *ctx, const struct conf_stmt *st, void *ob
 	memcpy(l->name, name, sizeof(name));
 	l->timeout_connect_ms = 5000;
 	l->timeout_idle_ms = 300000;
+	l->timeout_proxy_header_ms = 2000;
 	l->retries = 2;
 	l->where.line = st->args[1].line;
 	l->where.col = st->args[1].col;
@@ -702,12 +784,18 @@ static int top_cluster(struct conf_ctx *ctx, const struct conf_stmt *st, void *o
 	return conf_cluster_block(ctx, st, ((struct parse_state *)obj)->conf);
 }
 
+static int top_announce(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	return conf_announce_block(ctx, st, ((struct parse_state *)obj)->conf);
+}
+
 static const struct conf_keyword top_kw[] = {
 	{ "global", 1, 1, true, top_global, "global { ... }" },
 	{ "pool", 2, 2, true, top_pool, "pool NAME { ... }" },
 	{ "listen", 2, 2, true, top_listen, "listen NAME { ... }" },
 	{ "vrrp", 2, 2, true, top_vrrp, "vrrp NAME { ... }" },
 	{ "cluster", 1, 1, true, top_cluster, "cluster { ... }" },
+	{ "announce", 2, 2, true, top_announce, "announce NAME { ... }" },
 	{ NULL, 0, 0, false, NULL, NULL },
 };
 
@@ -728,6 +816,7 @@ void conf_keywords(conf_keyword_fn fn, void *arg)
 	walk(listen_kw, "listen", fn, arg);
 	conf_vrrp_keywords(fn, arg);
 	conf_cluster_keywords(fn, arg);
+	conf_announce_keywords(fn, arg);
 }
 
 /* Resolve pool names and check what spans blocks. */
@@ -803,6 +892,7 @@ struct conf *conf_parse(const char *file, const char *text, size_t len, struct c
 		run_block(&ctx, root, top_kw, "the top level", &ps);
 		validate(&ps);
 		conf_vrrp_validate(&ctx, c);
+		conf_announce_validate(&ctx, c);
 	}
 	conf_stmt_free(root);
 	free(ps.refs);
@@ -869,6 +959,7 @@ void conf_free(struct conf *c)
 		free(c->listens[i].binds);
 	free(c->listens);
 	conf_vrrp_free(c);
+	conf_announce_free(c);
 	free(c->file);
 	free(c);
 }

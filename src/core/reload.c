@@ -170,7 +170,9 @@ int core_reload(struct core *c, bool check_only, char *msg, size_t len)
 	 * rest is applied, so a failed reload logs where it logged before */
 	logs = log_set_new(nc->global.logs, nc->global.nlogs, err, sizeof(err));
 	/* VRRP first: it is all or nothing by itself; if the listeners then
-	 * fail, the instances go back to the running configuration */
+	 * fail, the instances go back to the running configuration. Announce
+	 * prepares what can fail (devices, serving addresses) and takes
+	 * effect only once the listeners did. */
 	if (logs == NULL || core_vrrp_apply(c, nc, err, sizeof(err)) < 0) {
 		failed(c, err, msg, len);
 		log_set_free(logs);
@@ -178,8 +180,9 @@ int core_reload(struct core *c, bool check_only, char *msg, size_t len)
 		core_notify("READY=1");
 		return -1;
 	}
-	/* the cluster block is all or nothing by itself too; if it or the
-	 * listeners fail, what was applied goes back to the running file */
+	/* the cluster block is all or nothing by itself too; if it, the
+	 * announce blocks or the listeners fail, what was applied goes back
+	 * to the running file */
 	if (core_cluster_apply(c, nc, err, sizeof(err)) < 0) {
 		go_back(c, false);
 		failed(c, err, msg, len);
@@ -188,7 +191,9 @@ int core_reload(struct core *c, bool check_only, char *msg, size_t len)
 		core_notify("READY=1");
 		return -1;
 	}
-	if (core_apply(c, nc, err, sizeof(err)) < 0) {
+	if (core_announce_prepare(c, nc, err, sizeof(err)) < 0 ||
+	    core_apply(c, nc, err, sizeof(err)) < 0) {
+		core_announce_rollback(c);
 		go_back(c, true);
 		failed(c, err, msg, len);
 		log_set_free(logs);
@@ -196,6 +201,7 @@ int core_reload(struct core *c, bool check_only, char *msg, size_t len)
 		core_notify("READY=1");
 		return -1;
 	}
+	core_announce_commit(c);
 	log_set_install(logs);
 	/* what cannot change without a restart keeps its running value */
 	nc->global.workers = c->conf->global.workers;
