@@ -1,16 +1,21 @@
 # sluice build. `make` builds the daemon and tools; `make test` installs what
 # is missing, builds and runs every test; `make demo` starts a demo setup.
-# SAN=1 builds into build-san/ with AddressSanitizer and UBSan.
+# SAN=1 builds into build-san/ with AddressSanitizer and UBSan, TSAN=1 into
+# build-tsan/ with ThreadSanitizer (the two cannot share a build).
 # `make install` (PREFIX, DESTDIR) installs it; `make deb` builds the Debian
 # package into build/deb/.
-# FAULT=1 builds into build-fault/ (build-san-fault/ with SAN=1) with the
-# test-only fault injection sites (UTIL_FAULT, $SLUICE_FAULT); no other
-# build contains them.
+# FAULT=1 builds into build-fault/ (build-san-fault/ with SAN=1,
+# build-tsan-fault/ with TSAN=1) with the test-only fault injection sites
+# (UTIL_FAULT, $SLUICE_FAULT); no other build contains them.
 
 CC ?= cc
 ifeq ($(SAN),1)
 BUILD_SUFFIX = -san
 SANFLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+OPT = -O1 -g
+else ifeq ($(TSAN),1)
+BUILD_SUFFIX = -tsan
+SANFLAGS = -fsanitize=thread -fno-omit-frame-pointer
 OPT = -O1 -g
 else
 BUILD_SUFFIX =
@@ -70,7 +75,8 @@ TOOL_SRCS = $(wildcard tools/*.c)
 TOOL_BINS = $(patsubst tools/%.c,$(BUILD)/%,$(TOOL_SRCS))
 
 .PHONY: all deps test unit integration netns conftest fuzz demo demo-stop bench san-test \
-	clean check-layout format-check install uninstall man-check pkg-test deb FORCE perf-maglev
+	tsan-test clean check-layout format-check install uninstall man-check pkg-test deb FORCE \
+	perf-maglev
 
 all: $(BUILD)/sluice $(TOOL_BINS)
 
@@ -194,6 +200,15 @@ san-test: deps
 	$(MAKE) SAN=1 unit
 	$(MAKE) SAN=1 integration
 
+# Races between the workers and the control thread. TSAN_OPTIONS: a report
+# fails a unit test (exit code) and an integration test (its daemon log);
+# tools/tsan.supp covers uninstrumented third-party code only.
+TSAN_ENV = TSAN_OPTIONS="suppressions=$(abspath tools/tsan.supp) second_deadlock_stack=1 $(TSAN_OPTIONS)"
+tsan-test: deps
+	$(MAKE) TSAN=1 all
+	$(TSAN_ENV) $(MAKE) TSAN=1 unit
+	$(TSAN_ENV) $(MAKE) TSAN=1 integration
+
 check-layout:
 	@sh tools/check-layout
 
@@ -260,7 +275,7 @@ bench: all
 	/usr/bin/python3 tools/bench $(BENCH_ARGS)
 
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-san build-tsan build-fuzz build-fault build-san-fault build-tsan-fault
 
 FORCE:
 

@@ -463,7 +463,7 @@ static void enqueue(struct proxy_session *s)
 {
 	struct pool *p = s->pool;
 
-	if (atomic_fetch_add(&p->queued, 1) >= p->queue_max) {
+	if (atomic_fetch_add(&p->queued, 1) >= s->pick.queue_max) {
 		atomic_fetch_sub(&p->queued, 1);
 		atomic_fetch_add_explicit(&p->queue_full, 1, memory_order_relaxed);
 		proxy_session_close(s, PROXY_END_QUEUE_FULL);
@@ -473,7 +473,7 @@ static void enqueue(struct proxy_session *s)
 	list_add_tail(&s->w->queue, &s->qlink);
 	atomic_fetch_add(&s->w->nqueued, 1);
 	proxy_session_update_io(s);
-	timer_at(s, now_ms(s->w) + p->timeout_queue_ms);
+	timer_at(s, now_ms(s->w) + s->pick.timeout_queue_ms);
 }
 
 /* Connect to srv (acquired by a pick). */

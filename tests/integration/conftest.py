@@ -23,11 +23,13 @@ SLUICE = os.path.join(BUILD, "sluice")
 
 # Deadlines only matter when something is wrong; they are generous so that
 # a sanitizer build (about 3x slower) passes on a loaded 2-core machine.
-SAN = "san" in os.path.basename(BUILD)
+SAN = "san" in os.path.basename(BUILD)  # build-san (ASan, UBSan) and build-tsan alike
+TSAN = "tsan" in os.path.basename(BUILD)
 SLOW = float(os.environ.get("SLUICE_TIMEOUT_SCALE", "3" if SAN else "1"))
 DEADLINE = 20.0 * SLOW
 
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer",
+                   "WARNING: ThreadSanitizer", "FATAL: ThreadSanitizer")
 
 CONN_RE = re.compile(
     r"info: conn (?P<listener>\S+) (?P<client>\S+) -> (?P<pool>[^/\s]+)/(?P<server>\S+) "
@@ -365,11 +367,12 @@ class Daemon:
         return self.wait_exit(timeout)
 
     def sanitizer_report(self):
+        """The log from a little before its first sanitizer report, or None."""
         text = self.log()
-        for m in SANITIZER_MARKS:
-            if m in text:
-                return text
-        return None
+        at = [text.find(m) for m in SANITIZER_MARKS if m in text]
+        if not at:
+            return None
+        return text[max(0, min(at) - 500):]
 
 
 @pytest.fixture
@@ -405,7 +408,7 @@ def sluice(tmp_path):
         d.logf.close()
         rep = d.sanitizer_report()
         if rep is not None:
-            problems.append("sanitizer report in the log of pid %d:\n%s" % (d.pid, rep[-6000:]))
+            problems.append("sanitizer report in the log of pid %d:\n%s" % (d.pid, rep[:8000]))
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
 

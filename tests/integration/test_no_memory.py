@@ -15,7 +15,7 @@ import threading
 
 import pytest
 
-from conftest import (DEADLINE, SAN, Ctl, connect, ctl_global, echo_transfer, free_port,
+from conftest import (DEADLINE, SAN, TSAN, Ctl, connect, ctl_global, echo_transfer, free_port,
                       h_echo, make_conf, recv_all, wait_until)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -24,9 +24,10 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 @pytest.fixture(scope="module")
 def fault_sluice():
     """The daemon built with fault injection (make FAULT=1), next to the
-    build under test (SAN=1 too when that is a sanitizer build)."""
-    args = ["make", "-C", ROOT, "FAULT=1", "-j2"] + (["SAN=1"] if SAN else [])
-    build = os.path.join(ROOT, "build-san-fault" if SAN else "build-fault")
+    build under test (SAN=1 or TSAN=1 too when that is a sanitizer build)."""
+    kind = "TSAN" if TSAN else "SAN" if SAN else None
+    args = ["make", "-C", ROOT, "FAULT=1", "-j2"] + (["%s=1" % kind] if kind else [])
+    build = os.path.join(ROOT, "build-%s-fault" % kind.lower() if kind else "build-fault")
     r = subprocess.run(args + [os.path.basename(build) + "/sluice"], capture_output=True, text=True,
                        timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
