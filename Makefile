@@ -34,7 +34,8 @@ CPPFLAGS += -Iinclude -I$(BUILD)/gen -D_GNU_SOURCE -DSLUICE_VERSION=\"$(VERSION)
 	    $(shell pkg-config --cflags libnl-3.0 libnl-route-3.0 2>/dev/null)
 CFLAGS += -std=gnu11 $(OPT) $(WARN) -pthread $(SANFLAGS)
 LDFLAGS += -pthread $(SANFLAGS)
-LIBS = -lev $(shell pkg-config --libs libnl-3.0 libnl-route-3.0 openssl libcap libbpf 2>/dev/null) -lm
+LIBS = -lev $(shell pkg-config --libs libnl-3.0 libnl-route-3.0 openssl libcap zlib libbpf 2>/dev/null) \
+       -lm
 # The cluster module's tc program: compiled for BPF and embedded as a
 # bpftool skeleton (build/gen/cluster.skel.h).
 BPF_CLANG ?= clang
@@ -168,7 +169,8 @@ FUZZ_CFLAGS = -std=gnu11 -g -O1 -Iinclude -D_GNU_SOURCE -fsanitize=fuzzer,addres
 # fuzz_<mod>_<what>.c links the sources of its (pure) module and util/log;
 # FUZZ_SRC_<target> names the files instead where the module is not pure.
 FUZZ_SRC_fuzz_proxy_proto = src/proxy/proxyproto.c
-FUZZ_SRC_fuzz_ctl_cmd = src/ctl/ctl_cmd.c src/ctl/ctl_server.c src/ctl/ctl_metrics.c src/ctl/ctl_state.c src/pool/*.c src/balance/*.c
+FUZZ_SRC_fuzz_ctl_http = src/ctl/ctl_http.c
+FUZZ_SRC_fuzz_ctl_cmd = src/ctl/ctl_cmd.c src/ctl/ctl_server.c src/ctl/ctl_http.c src/ctl/ctl_metrics.c src/ctl/ctl_state.c src/pool/*.c src/balance/*.c
 FUZZ_SRC_fuzz_vrrp_pkt = src/vrrp/vrrp_pkt.c src/vrrp/vrrp_fsm.c
 FUZZ_SRC_fuzz_health_http = src/health/health_parse.c
 FUZZ_SRC_fuzz_health_expect = src/health/health_parse.c
@@ -176,7 +178,7 @@ FUZZ_SRC_fuzz_health_agent = src/health/health_parse.c
 fuzz_srcs = $(or $(FUZZ_SRC_$(1)),$(wildcard src/$(call unit_mod,$(patsubst fuzz_%,test_%,$(1)))/*.c))
 build-fuzz/%: tests/fuzz/%.c $(ALL_SRCS)
 	@mkdir -p build-fuzz
-	clang $(FUZZ_CFLAGS) -o $@ $< $(call fuzz_srcs,$*) src/util/*.c src/log/*.c -pthread -lm -lev
+	clang $(FUZZ_CFLAGS) -o $@ $< $(call fuzz_srcs,$*) src/util/*.c src/log/*.c -pthread -lm -lev -lz
 
 fuzz: $(FUZZ_BINS)
 	@set -e; for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p build-fuzz/corpus-$$n; \

@@ -14,9 +14,13 @@ struct pool;
 struct pool_server;
 struct ctl_buf;
 
-/* Clients the control sockets and the metrics listener serve at once, all
- * doors together; core reserves a descriptor for each. */
-#define CTL_MAX_CLIENTS 64
+/* Clients each door accepts at once: every control socket its own
+ * CTL_CONTROL_CLIENTS_MAX, the metrics port CTL_METRICS_CLIENTS_MAX, so
+ * that no door can take another's slots (64 idle connections to the
+ * metrics port do not lock the operator out). One descriptor each, plus
+ * the door's listening socket: ctl_fds_max() adds them up. */
+#define CTL_CONTROL_CLIENTS_MAX 64
+#define CTL_METRICS_CLIENTS_MAX 64
 
 enum ctl_level {
 	CTL_LEVEL_ADMIN,
@@ -37,6 +41,9 @@ struct ctl_info {
 	const char *conf_file;
 	const char *last_reload; /* "none", "ok at ...", "failed at ...: why" */
 	uint64_t reloads_ok, reloads_failed;
+	/* how late the control loop started health checks and sent VRRP
+	 * adverts after their due time, since start or `clear lateness` */
+	struct util_lathist_summary late_checks, late_adverts;
 };
 
 struct ctl_listener_row {
@@ -109,6 +116,8 @@ struct ctl_hooks {
 	 * util_addr_resolve(); NULL: host names are refused */
 	int (*resolve)(const char *host, uint16_t port, struct util_addr *out, char *err,
 		       size_t errlen);
+	/* `clear lateness`: empty the lateness histograms of show info */
+	void (*clear_lateness)(void *arg);
 };
 
 #endif

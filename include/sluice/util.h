@@ -117,6 +117,16 @@ bool util_addr_serves_host(const struct util_addr *bind, const struct util_addr 
 uint16_t util_addr_port(const struct util_addr *a);
 void util_addr_set_port(struct util_addr *a, uint16_t port);
 
+/* Lateness histograms (struct util_lathist in util-t.h). Zero-initialized
+ * memory is an empty histogram; util_lathist_reset() empties it again. */
+void util_lathist_reset(struct util_lathist *h);
+void util_lathist_add(struct util_lathist *h, uint64_t us);
+/* The value at quantile q (0 < q <= 1): the upper bound of the bucket
+ * holding it, never above the recorded maximum; 0 when empty. */
+uint64_t util_lathist_quantile(const struct util_lathist *h, double q);
+/* n, p50, p99, max and sum at once. */
+void util_lathist_summarize(const struct util_lathist *h, struct util_lathist_summary *out);
+
 /* FNV-1a 64-bit hash of a buffer; seedable so Maglev gets two hashes. */
 uint64_t util_hash64(const void *data, size_t len, uint64_t seed);
 

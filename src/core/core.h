@@ -72,6 +72,9 @@ struct core {
 	struct core_vrrp *vrrp; /* vrrp_glue.c */
 	struct core_cluster *cluster; /* cluster_glue.c */
 	bool bpf_allowed; /* CAP_BPF kept: root, or a cluster block at start */
+	/* how late the control loop started checks and sent adverts after
+	 * their due time (show info, metrics; `clear lateness` empties them) */
+	struct util_lathist late_checks, late_adverts;
 	struct core_announce *announce; /* announce_glue.c */
 	ev_timer withdraw_timer; /* SIGTERM: accepting while the routers converge */
 };

@@ -43,6 +43,16 @@ static void hook_info(void *arg, struct ctl_info *out)
 	out->last_reload = c->last_reload;
 	out->reloads_ok = c->reloads_ok;
 	out->reloads_failed = c->reloads_failed;
+	util_lathist_summarize(&c->late_checks, &out->late_checks);
+	util_lathist_summarize(&c->late_adverts, &out->late_adverts);
+}
+
+static void hook_clear_lateness(void *arg)
+{
+	struct core *c = arg;
+
+	util_lathist_reset(&c->late_checks);
+	util_lathist_reset(&c->late_adverts);
 }
 
 static size_t hook_listeners(void *arg, struct ctl_listener_row *rows, size_t max)
@@ -112,6 +122,7 @@ int core_ctl_start(struct core *c, char *err, size_t errlen)
 		.arg = c,
 		.pools = hook_pools,
 		.info = hook_info,
+		.clear_lateness = hook_clear_lateness,
 		.listeners = hook_listeners,
 		.close_server = hook_close_server,
 		.reload = core_reload_hook,

@@ -77,7 +77,8 @@ static uint64_t fd_reserve(const struct conf *conf, uint32_t workers, struct fd_
 	r->listeners = 2ull * workers * count_binds(conf);
 	r->pipes = 2ull * workers * PIPES_PER_WORKER;
 	r->checks = core_health_checkers(conf);
-	r->control = g->ncontrols + (g->metrics.len != 0) + CTL_MAX_CLIENTS;
+	/* each door (control socket, metrics port) has its own clients */
+	r->control = ctl_fds_max(g->ncontrols, g->metrics.len != 0);
 	r->vrrp = (uint64_t)FD_PER_VRRP * conf->nvrrps;
 	return r->daemon + r->listeners + r->pipes + r->checks + r->control + r->vrrp;
 }

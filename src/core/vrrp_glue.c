@@ -210,6 +210,7 @@ struct core_vrrp_txn *core_vrrp_prepare(struct core *c, const struct conf *newco
 		ssize_t k;
 
 		build_cfg(&newconf->vrrps[i], &cfg);
+		cfg.late_adverts = &c->late_adverts;
 		k = find_kept(cv, t, &cfg);
 		if (k >= 0) {
 			t->kept[k] = true;

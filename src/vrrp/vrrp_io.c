@@ -339,11 +339,16 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct vrrp_instance *vi = w->data;
 	struct vrrp_actions acts;
-	uint64_t now = util_now_ms();
+	uint64_t now = util_now_ms(), due = vrrp_fsm_next_deadline(&vi->fsm), now_us = util_now_us();
 
 	(void)loop;
 	(void)revents;
 	vrrp_fsm_timer(&vi->fsm, now, &acts);
+	/* the control loop's own lateness, for an advert that was due */
+	for (unsigned i = 0; i < acts.n && vi->cfg.late_adverts != NULL; i++)
+		if (acts.a[i].type == VRRP_ACT_SEND_ADVERT && due != VRRP_NEVER)
+			util_lathist_add(vi->cfg.late_adverts,
+					 now_us > due * 1000u ? now_us - due * 1000u : 0);
 	perform(vi, &acts);
 	if (vi->fsm.state == VRRP_STATE_MASTER && vi->cfg.garp_refresh_ms != 0 &&
 	    now >= vi->refresh_at_ms) {
