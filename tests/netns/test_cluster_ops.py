@@ -116,6 +116,26 @@ def test_reload_adds_and_removes_block(ctopo):
     assert node.stop() == 0
 
 
+def test_failed_reload_puts_the_cluster_back(ctopo):
+    """The cluster block is applied before announce and the listeners: a
+    reload that changes it and then fails there (an announce device that is
+    another link) is refused, and the running file's block is back (both
+    peers, still attached), with no error about going back."""
+    node = ClusterNode(ctopo, "n1").start()
+    wait_until(node.peers_resolved, timeout=10, what="n1 resolves its peers")
+    st = node.cluster()
+    assert sorted(p["name"] for p in st["peers"]) == ["n2", "n3"]
+    rewrite(node, block([("n2", cluster4(2))]) +
+            "announce front {\n address %s/32;\n device eth1;\n}\n" % VIP4)
+    r = node.ctl("reload")
+    assert r.returncode == 1 and "device eth1 already exists" in r.stderr, r.stdout + r.stderr
+    back = node.cluster()
+    assert back["attached"] == st["attached"] and prog_loaded(back["prog_id"]), back
+    assert sorted(p["name"] for p in back["peers"]) == ["n2", "n3"], back
+    assert "could not go back" not in node.log()
+    assert node.stop() == 0
+
+
 # ---- raw ACKs from the client ----
 
 def csum(data):
