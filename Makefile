@@ -63,7 +63,7 @@ SYSCONFDIR ?= /etc
 MANPAGES = man/sluice.8 man/sluicectl.8 man/sluice.conf.5 man/rolling-deploy.1
 
 # Link order: users before what they use.
-MODULES = core ctl health vrrp vip proxy cluster pool balance conf log util
+MODULES = core ctl health vrrp vip proxy tls cluster pool balance conf log util
 define mod_srcs
 $(wildcard src/$(1)/*.c)
 endef
@@ -126,6 +126,10 @@ $(BUILD)/sluice: $(MOD_LIBS)
 $(BUILD)/%: tools/%.c $(BUILD)/lib/libutil.a $(BUILD)/lib/liblog.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/lib/liblog.a $(BUILD)/lib/libutil.a -lev $(LDFLAGS)
 
+# bench-peek times the pure ClientHello parser: it links tls too.
+$(BUILD)/bench-peek: tools/bench-peek.c $(BUILD)/lib/libtls.a $(BUILD)/lib/libutil.a
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/lib/libtls.a $(BUILD)/lib/libutil.a $(LDFLAGS)
+
 # A unit test test_<mod>[_what].c links only its module, log and util;
 # UNIT_LIBS_<test> lists the modules instead (users before what they use)
 # where a module is tested together with the pure one it is built on.
@@ -183,7 +187,8 @@ build-fuzz/%: tests/fuzz/%.c $(ALL_SRCS)
 fuzz: $(FUZZ_BINS)
 	@set -e; for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p build-fuzz/corpus-$$n; \
 	  echo "== $$n ($(FUZZ_SECONDS)s)"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=0 \
+	  ml=$$(case $$n in fuzz_tls_hello) echo 17000;; *) echo 4096;; esac); \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=$$ml -print_final_stats=0 \
 	    build-fuzz/corpus-$$n tests/fuzz/corpus/$${n#fuzz_} 2>&1 | tail -n 3; done
 
 test: deps

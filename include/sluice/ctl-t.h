@@ -49,10 +49,25 @@ struct ctl_info {
 struct ctl_listener_row {
 	char name[64];
 	char binds[256];
-	char pool[64];
+	char pool[64]; /* "-": none (TLS routes only) */
 	uint32_t cur_conns, maxconn;
 	uint64_t total_conns, bytes_in, bytes_out, proxy_header_errors, proxy_header_timeouts;
 	uint64_t maxconn_reached; /* times accepting stopped at this maxconn */
+	uint32_t nroutes; /* TLS routes */
+};
+
+/* One line of `show routes`: a TLS route of a listener (kind "sni",
+ * "alpn", "no-sni", "not-tls"), its default pool ("default"), or the
+ * connections closed before a pool was chosen ("closed", with reason). */
+struct ctl_route_row {
+	char listen[64];
+	char kind[16];
+	char sni[256]; /* "": none */
+	char alpn[256]; /* "": any */
+	char pool[64]; /* "-": none (closed) */
+	char reason[16]; /* "closed" rows: not-tls, no-route, bad-hello, ... */
+	uint32_t active; /* open connections it routed (not for "closed") */
+	uint64_t total;
 };
 
 /* One announce block, for show, metrics and the state file. */
@@ -83,6 +98,9 @@ struct ctl_hooks {
 	struct pool **(*pools)(void *arg, size_t *n);
 	void (*info)(void *arg, struct ctl_info *out);
 	size_t (*listeners)(void *arg, struct ctl_listener_row *rows, size_t max);
+	/* rows of `show routes` (at most max filled); returns how many
+	 * there are, which may be more than max */
+	size_t (*routes)(void *arg, struct ctl_route_row *rows, size_t max);
 	/* close the connections using s, spread over spread_ms */
 	void (*close_server)(void *arg, struct pool_server *s, uint32_t spread_ms);
 	/* a server was added / is being removed at runtime (health checks) */

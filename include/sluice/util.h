@@ -57,6 +57,19 @@ int util_addr_parse(const char *s, bool allow_port0, struct util_addr *out, char
 int util_addr_parse_name(const char *s, char *host, size_t hostlen, uint16_t *port, char *err,
 			 size_t errlen);
 
+/* Is s[0..n) a server name as TLS carries it (RFC 6066 section 3): 1-253
+ * bytes of dot-separated labels of 1-63 letters, digits, '-' or '_' (seen
+ * in real names), no trailing dot, and a last label that is not all digits
+ * (an IPv4 literal is not a server name)? Bytes above 0x7f make it false:
+ * an internationalised name is written in its A-label form (xn--...). */
+bool util_dns_name_valid(const char *s, size_t n);
+
+/* Does the server name match pattern (both lowercase)? pattern is a name
+ * ("api.example.com") or "*." and a suffix, which matches exactly one
+ * more label in front ("*.example.com" matches "a.example.com", not
+ * "example.com" or "a.b.example.com"), as certificate wildcards do. */
+bool util_dns_name_match(const char *pattern, size_t plen, const char *name, size_t nlen);
+
 /* One name to resolve: host and port in; rc 0 and addr, or rc -1 and err
  * out. The name is held by value: a lookup that outlives its caller's
  * deadline touches nothing of the caller's. */

@@ -162,6 +162,11 @@ int core_reload(struct core *c, bool check_only, char *msg, size_t len)
 		return -1;
 	}
 	core_diff(c->conf, nc, diff, sizeof(diff));
+	/* a route that can never match: say so, as sluice -c does */
+	for (size_t i = 0, doff = strlen(diff); i < nc->warnings.n; i++) {
+		log_warn("%s", nc->warnings.msgs[i]);
+		util_bufprintf(diff, sizeof(diff), &doff, "\n%s", nc->warnings.msgs[i]);
+	}
 	if (check_only) {
 		snprintf(msg, len, "%s is valid; a reload would apply:\n%s", c->conf_path, diff);
 		conf_free(nc);

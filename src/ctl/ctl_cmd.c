@@ -282,8 +282,8 @@ static void cmd_show_listeners(struct cmd *x)
 {
 	struct ctl_listener_row rows[256];
 	size_t n = x->ctl->hooks.listeners(x->ctl->hooks.arg, rows, UTIL_ARRAY_LEN(rows));
-	struct tbl t = { .ncols = 11 };
-	char b[8][24];
+	struct tbl t = { .ncols = 12 };
+	char b[9][24];
 
 	if (x->json) {
 		ctl_buf_printf(x->out, "[");
@@ -293,32 +293,125 @@ static void cmd_show_listeners(struct cmd *x)
 			ctl_buf_printf(x->out, ",\"binds\":");
 			ctl_json_str(x->out, rows[i].binds);
 			ctl_buf_printf(x->out, ",\"pool\":");
-			ctl_json_str(x->out, rows[i].pool);
+			if (strcmp(rows[i].pool, "-") == 0) /* TLS routes only */
+				ctl_buf_printf(x->out, "null");
+			else
+				ctl_json_str(x->out, rows[i].pool);
 			ctl_buf_printf(x->out,
 				       ",\"connections\":%u,\"maxconn\":%u,\"connections_total\":%llu,"
 				       "\"bytes_in\":%llu,\"bytes_out\":%llu,"
 				       "\"proxy_header_errors\":%llu,\"proxy_header_timeouts\":%llu,"
-				       "\"maxconn_reached\":%llu}",
+				       "\"maxconn_reached\":%llu,\"routes\":%u}",
 				       rows[i].cur_conns, rows[i].maxconn,
 				       (unsigned long long)rows[i].total_conns,
 				       (unsigned long long)rows[i].bytes_in,
 				       (unsigned long long)rows[i].bytes_out,
 				       (unsigned long long)rows[i].proxy_header_errors,
 				       (unsigned long long)rows[i].proxy_header_timeouts,
-				       (unsigned long long)rows[i].maxconn_reached);
+				       (unsigned long long)rows[i].maxconn_reached, rows[i].nroutes);
 		}
 		ctl_buf_printf(x->out, "]\n\n");
 		return;
 	}
 	tbl_row(&t, "listen", "binds", "pool", "active", "maxconn", "total", "bytes_in",
-		"bytes_out", "proxy_errors", "proxy_timeouts", "maxconn_reached");
+		"bytes_out", "proxy_errors", "proxy_timeouts", "maxconn_reached", "routes");
 	for (size_t i = 0; i < n; i++)
 		tbl_row(&t, rows[i].name, rows[i].binds, rows[i].pool,
 			u64s(b[0], rows[i].cur_conns), u64s(b[1], rows[i].maxconn),
 			u64s(b[2], rows[i].total_conns), u64s(b[3], rows[i].bytes_in),
 			u64s(b[4], rows[i].bytes_out), u64s(b[5], rows[i].proxy_header_errors),
-			u64s(b[6], rows[i].proxy_header_timeouts), u64s(b[7], rows[i].maxconn_reached));
+			u64s(b[6], rows[i].proxy_header_timeouts), u64s(b[7], rows[i].maxconn_reached),
+			u64s(b[8], rows[i].nroutes));
 	tbl_print(&t, x->out);
+}
+
+void ctl_route_desc(const struct ctl_route_row *r, char *buf, size_t len)
+{
+	if (strcmp(r->kind, "alpn") == 0)
+		snprintf(buf, len, "alpn %s", r->alpn);
+	else
+		snprintf(buf, len, "%s%s%s%s%s", r->kind, r->sni[0] ? " " : "", r->sni,
+			 r->alpn[0] ? " alpn " : "", r->alpn);
+}
+
+/* TLS routes of every listener (or one): what matches, which pool, and
+ * how many connections each took; then the default pool and what was
+ * closed before a pool was chosen. */
+static void cmd_show_routes(struct cmd *x)
+{
+	size_t n = 0, total;
+	struct ctl_route_row *rows = NULL;
+	struct tbl t = { .ncols = 5 };
+	bool first = true;
+	char b[2][24], what[TBL_CELL];
+
+	if (x->ctl->hooks.routes == NULL || x->ctl->hooks.listeners == NULL) {
+		reply_error(x->out, "routes are not available");
+		return;
+	}
+	total = x->ctl->hooks.routes(x->ctl->hooks.arg, NULL, 0);
+	if (total > 0 && (rows = calloc(total, sizeof(*rows))) == NULL) {
+		reply_error(x->out, "out of memory");
+		return;
+	}
+	if (total > 0)
+		n = UTIL_MIN(total, x->ctl->hooks.routes(x->ctl->hooks.arg, rows, total));
+	if (x->argc == 3) {
+		struct ctl_listener_row lrows[256];
+		size_t nl = x->ctl->hooks.listeners(x->ctl->hooks.arg, lrows, UTIL_ARRAY_LEN(lrows));
+		bool found = false;
+
+		for (size_t i = 0; i < nl; i++)
+			found = found || strcmp(lrows[i].name, x->argv[2]) == 0;
+		if (!found) {
+			reply_error(x->out, "no listener '%s'", x->argv[2]);
+			free(rows);
+			return;
+		}
+	}
+	if (x->json)
+		ctl_buf_printf(x->out, "[");
+	else
+		tbl_row(&t, "listen", "route", "pool", "active", "total");
+	for (size_t i = 0; i < n; i++) {
+		const struct ctl_route_row *r = &rows[i];
+		bool closed = strcmp(r->kind, "closed") == 0;
+
+		if (x->argc == 3 && strcmp(r->listen, x->argv[2]) != 0)
+			continue;
+		if (x->json) {
+			ctl_buf_printf(x->out, "%s{\"listen\":", first ? "" : ",");
+			ctl_json_str(x->out, r->listen);
+			ctl_buf_printf(x->out, ",\"kind\":\"%s\",\"sni\":", r->kind);
+			ctl_json_str(x->out, r->sni);
+			ctl_buf_printf(x->out, ",\"alpn\":");
+			ctl_json_str(x->out, r->alpn);
+			ctl_buf_printf(x->out, ",\"pool\":");
+			if (strcmp(r->pool, "-") == 0)
+				ctl_buf_printf(x->out, "null");
+			else
+				ctl_json_str(x->out, r->pool);
+			if (closed)
+				ctl_buf_printf(x->out, ",\"reason\":\"%s\"", r->reason);
+			else
+				ctl_buf_printf(x->out, ",\"active\":%u", r->active);
+			ctl_buf_printf(x->out, ",\"connections_total\":%llu}",
+				       (unsigned long long)r->total);
+			first = false;
+			continue;
+		}
+		if (closed)
+			snprintf(what, sizeof(what), "closed: %s", r->reason);
+		else
+			ctl_route_desc(r, what, sizeof(what));
+		tbl_row(&t, r->listen, what, r->pool, closed ? "-" : u64s(b[0], r->active),
+			u64s(b[1], r->total));
+	}
+	if (x->json)
+		ctl_buf_printf(x->out, "]\n\n");
+	else
+		tbl_print(&t, x->out);
+	free(rows);
 }
 
 static size_t usable_servers(const struct pool *p)
@@ -1217,6 +1310,7 @@ static const struct cmd_entry commands[] = {
 	{ "help", NULL, 1, 1, CTL_LEVEL_USER, cmd_help, "help" },
 	{ "show", "info", 2, 2, CTL_LEVEL_USER, cmd_show_info, "show info" },
 	{ "show", "listeners", 2, 2, CTL_LEVEL_USER, cmd_show_listeners, "show listeners" },
+	{ "show", "routes", 2, 3, CTL_LEVEL_USER, cmd_show_routes, "show routes [LISTEN]" },
 	{ "show", "pools", 2, 2, CTL_LEVEL_USER, cmd_show_pools, "show pools" },
 	{ "show", "servers", 2, 3, CTL_LEVEL_USER, cmd_show_servers, "show servers [POOL]" },
 	{ "show", "metrics", 2, 2, CTL_LEVEL_USER, cmd_show_metrics, "show metrics" },

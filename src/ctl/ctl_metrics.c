@@ -211,6 +211,54 @@ static void listener_metrics(struct ctl *c, struct ctl_buf *b)
 	}
 }
 
+/* TLS routes: connections each route took (open and in all), and those
+ * closed before a pool was chosen, by reason. */
+static void route_metrics(struct ctl *c, struct ctl_buf *b)
+{
+	struct ctl_route_row *rows;
+	size_t n = c->hooks.routes != NULL ? c->hooks.routes(c->hooks.arg, NULL, 0) : 0;
+
+	if (n == 0 || (rows = calloc(n, sizeof(*rows))) == NULL)
+		return;
+	n = UTIL_MIN(n, c->hooks.routes(c->hooks.arg, rows, n));
+	for (int k = 0; k < 3; k++) {
+		static const char *const names[] = { "sluice_route_connections",
+						     "sluice_route_connections_total",
+						     "sluice_listener_unrouted_total" };
+		static const char *const helps[] = {
+			"Open connections a TLS route (or the default pool) took",
+			"Connections a TLS route (or the default pool) took",
+			"Connections of a listener with TLS routes closed before a pool was "
+			"chosen, by reason",
+		};
+
+		family(b, names[k], k == 0 ? "gauge" : "counter", helps[k]);
+		for (size_t i = 0; i < n; i++) {
+			const struct ctl_route_row *r = &rows[i];
+			bool closed = strcmp(r->kind, "closed") == 0;
+			char desc[600];
+
+			if (closed != (k == 2))
+				continue;
+			ctl_buf_printf(b, "%s{listener=\"", names[k]);
+			label(b, r->listen);
+			if (closed) {
+				ctl_buf_printf(b, "\",reason=\"%s\"} %llu\n", r->reason,
+					       (unsigned long long)r->total);
+				continue;
+			}
+			ctl_route_desc(r, desc, sizeof(desc));
+			ctl_buf_printf(b, "\",route=\"");
+			label(b, desc);
+			ctl_buf_printf(b, "\",pool=\"");
+			label(b, r->pool);
+			ctl_buf_printf(b, "\"} %llu\n",
+				       (unsigned long long)(k == 0 ? r->active : r->total));
+		}
+	}
+	free(rows);
+}
+
 /* The control loop's lateness: gauges per quantile (1 is the maximum) as
  * a Prometheus summary would have them, and the number of events. */
 static void lateness_metrics(struct ctl_buf *b, const struct ctl_info *in)
@@ -352,6 +400,7 @@ static void head_metrics(struct ctl *c, struct ctl_buf *out)
 	lateness_metrics(out, &in);
 	log_metrics(out);
 	listener_metrics(c, out);
+	route_metrics(c, out);
 	pool_metrics(out, pools, n);
 	if (c->hooks.cluster_metrics != NULL)
 		c->hooks.cluster_metrics(c->hooks.arg, out);

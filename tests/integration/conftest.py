@@ -33,7 +33,8 @@ SANITIZER_MARKS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer",
 
 CONN_RE = re.compile(
     r"info: conn (?P<listener>\S+) (?P<client>\S+) -> (?P<pool>[^/\s]+)/(?P<server>\S+) "
-    r"up=(?P<up>\d+) down=(?P<down>\d+) dur=(?P<dur>\d+)ms end=(?P<end>\S+)$"
+    r"up=(?P<up>\d+) down=(?P<down>\d+) dur=(?P<dur>\d+)ms end=(?P<end>\S+)"
+    r"(?: sni=(?P<sni>\S+) alpn=(?P<alpn>\S+))?$"  # listeners with TLS routes
 )
 
 MiB = 1024 * 1024
