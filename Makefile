@@ -39,7 +39,13 @@ CPPFLAGS += -Iinclude -I$(BUILD)/gen -D_GNU_SOURCE -DSLUICE_VERSION=\"$(VERSION)
 	    $(shell pkg-config --cflags libnl-3.0 libnl-route-3.0 2>/dev/null)
 CFLAGS += -std=gnu11 $(OPT) $(WARN) -pthread $(SANFLAGS) $(HARDEN_CFLAGS)
 LDFLAGS += -pthread $(SANFLAGS) $(HARDEN_LDFLAGS)
-LIBS = -lev $(shell pkg-config --libs libnl-3.0 libnl-route-3.0 openssl libcap zlib 2>/dev/null) -lm
+LIBS = -lev $(shell pkg-config --libs libnl-3.0 libnl-route-3.0 openssl libcap zlib libbpf 2>/dev/null) \
+       -lm
+# The cluster module's tc program: compiled for BPF and embedded as a
+# bpftool skeleton (build/gen/cluster.skel.h).
+BPF_CLANG ?= clang
+BPFTOOL ?= $(or $(shell command -v bpftool 2>/dev/null),/usr/sbin/bpftool)
+BPF_CFLAGS = -target bpf -O2 -g -Wall -Werror -I/usr/include/$(shell $(CC) -print-multiarch)
 # The release; debian/changelog carries the same number.
 VERSION := 0.1.0
 # A copy without git (make deb) has the commit written in .git-commit.
@@ -62,7 +68,7 @@ SYSCONFDIR ?= /etc
 MANPAGES = man/sluice.8 man/sluicectl.8 man/sluice.conf.5 man/rolling-deploy.1
 
 # Link order: users before what they use.
-MODULES = core ctl health vrrp vip proxy tls pool balance conf log util
+MODULES = core ctl health vrrp vip proxy tls cluster pool balance conf log util
 define mod_srcs
 $(wildcard src/$(1)/*.c)
 endef
@@ -101,6 +107,13 @@ $(BUILD)/gen/build-info.h: FORCE
 	   echo '#define SLUICE_HAVE_CARES $(HAVE_CARES)'; } >$@.tmp
 	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
 $(BUILD)/obj/core/version.o: $(BUILD)/gen/build-info.h
+
+$(BUILD)/gen/cluster.bpf.o: src/cluster/bpf/cluster.bpf.c src/cluster/bpf/cluster_abi.h
+	@mkdir -p $(dir $@)
+	$(BPF_CLANG) $(BPF_CFLAGS) -c $< -o $@
+$(BUILD)/gen/cluster.skel.h: $(BUILD)/gen/cluster.bpf.o
+	$(BPFTOOL) gen skeleton $< name cluster_bpf >$@.tmp && mv $@.tmp $@
+$(BUILD)/obj/cluster/cluster.o: $(BUILD)/gen/cluster.skel.h
 
 $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)

@@ -134,6 +134,18 @@ out:
 	return NULL;
 }
 
+/* After a reload failed once the cluster block was applied: the cluster
+ * back to the running configuration (an unchanged block was kept, so this
+ * changes nothing then). */
+static void cluster_back(struct core *c)
+{
+	char err[256];
+
+	if (core_cluster_apply(c, c->conf, err, sizeof(err)) < 0)
+		log_err("reload: the cluster could not go back to the running configuration: %s",
+			err);
+}
+
 /* ---- one reload at a time, in the background ---- */
 
 #define RELOAD_MSG_MAX 8192
@@ -158,6 +170,7 @@ struct core_reload {
 	struct core_apply *apply;
 	struct core_vrrp_txn *vrrp;
 	struct log_set *logs;
+	bool cluster; /* core_cluster_apply() ran: put back on failure */
 	bool announce; /* core_announce_prepare() succeeded */
 	bool applied; /* the model runs nc: commit at the next step */
 	ev_timer step;
@@ -177,15 +190,18 @@ static void record(struct core *c, uint64_t id, int rc, const char *msg)
 }
 
 /* Undo what the transaction prepared beside the apply; the running VRRP
- * instances, announce blocks and log targets never noticed. */
+ * instances, announce blocks and log targets never noticed. The cluster
+ * block, which has no prepare, goes back to the running configuration. */
 static void rollback(struct core_reload *r)
 {
 	if (r->announce)
 		core_announce_rollback(r->c);
 	if (r->vrrp != NULL)
 		core_vrrp_rollback(r->c, r->vrrp);
+	if (r->cluster)
+		cluster_back(r->c);
 	log_set_free(r->logs);
-	r->announce = false;
+	r->announce = r->cluster = false;
 	r->vrrp = NULL;
 	r->logs = NULL;
 }
@@ -294,7 +310,7 @@ static void commit(struct core_reload *r)
 	r->vrrp = NULL;
 	if (r->announce)
 		core_announce_commit(c);
-	r->announce = false;
+	r->announce = r->cluster = false;
 	log_set_install(r->logs);
 	r->logs = NULL;
 	/* what cannot change without a restart keeps its running value */
@@ -415,7 +431,12 @@ static void on_loaded(struct ev_loop *loop, ev_async *w, int revents)
 	r->logs = log_set_new(r->nc->global.logs, r->nc->global.nlogs, err, sizeof(err));
 	if (r->logs != NULL)
 		r->vrrp = core_vrrp_prepare(c, r->nc, err, sizeof(err));
-	if (r->vrrp != NULL && core_announce_prepare(c, r->nc, err, sizeof(err)) == 0)
+	/* The cluster block is all or nothing by itself, but it has no
+	 * prepare: it is applied (a changed program replaced in place) before
+	 * the apply's first step, and put back if announce or the apply fail. */
+	if (r->vrrp != NULL && core_cluster_apply(c, r->nc, err, sizeof(err)) == 0)
+		r->cluster = true;
+	if (r->cluster && core_announce_prepare(c, r->nc, err, sizeof(err)) == 0)
 		r->announce = true;
 	if (!r->announce) {
 		rejected(r, err); /* finish() rolls back what was prepared */
