@@ -223,11 +223,22 @@ static struct core_listener *find_listener(struct core *c, const char *name)
 
 /* ---- removed servers: connections finish, or are closed after grace ---- */
 
+/* Owned by the core's graces list until its timer fires, or until the
+ * model is freed at exit with the timer still pending. */
 struct grace_close {
 	ev_timer timer;
 	struct core *c;
+	struct list_node link; /* c->graces */
 	struct pool_server *srv; /* reference */
 };
+
+static void grace_free(struct grace_close *g)
+{
+	ev_timer_stop(g->c->loop, &g->timer);
+	list_del(&g->link);
+	pool_server_put(g->srv);
+	free(g);
+}
 
 static void on_grace_close(struct ev_loop *loop, ev_timer *t, int revents)
 {
@@ -242,8 +253,7 @@ static void on_grace_close(struct ev_loop *loop, ev_timer *t, int revents)
 			   g->srv->pool->name, g->srv->name, n);
 		proxy_engine_close_server(g->c->engine, g->srv, 0);
 	}
-	pool_server_put(g->srv);
-	free(g);
+	grace_free(g);
 }
 
 static void close_after_grace(struct core *c, struct pool_server *s)
@@ -258,6 +268,7 @@ static void close_after_grace(struct core *c, struct pool_server *s)
 	g->c = c;
 	g->srv = s;
 	pool_server_get(s);
+	list_add_tail(&c->graces, &g->link);
 	ev_timer_init(&g->timer, on_grace_close, (double)c->conf->global.grace_ms / 1000.0, 0.0);
 	ev_timer_start(c->loop, &g->timer);
 }
@@ -774,6 +785,9 @@ void core_log_listeners(struct core *c)
 
 void core_model_free(struct core *c)
 {
+	/* removed servers whose grace had not run out when we stopped */
+	while (c->graces.next != NULL && !list_empty(&c->graces))
+		grace_free(list_entry(c->graces.next, struct grace_close, link));
 	for (size_t i = 0; i < c->nlisteners; i++)
 		proxy_frontend_put(c->listeners[i].fe);
 	free(c->listeners);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "sluice/conf-t.h"
+#include "sluice/list.h"
 #include "sluice/qsbr.h"
 #include "sluice/util-t.h"
 
@@ -70,6 +71,7 @@ struct core {
 	ev_timer reclaim_timer, drain_timer, grace_timer;
 	struct core_health *health; /* health_glue.c */
 	struct core_vrrp *vrrp; /* vrrp_glue.c */
+	struct list_node graces; /* apply.c: removed servers closed after grace */
 	struct core_cluster *cluster; /* cluster_glue.c */
 	bool bpf_allowed; /* CAP_BPF kept: root, or a cluster block at start */
 	/* how late the control loop started checks and sent adverts after

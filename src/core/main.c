@@ -393,6 +393,8 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 
+	list_init(&c.graces);
+
 	while ((opt = getopt_long(argc, argv, "f:cvh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 't':
