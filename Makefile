@@ -4,6 +4,8 @@
 # FAULT=1 builds into build-fault/ (build-san-fault/ with SAN=1) with the
 # test-only fault injection sites (UTIL_FAULT, $SLUICE_FAULT); no other
 # build contains them.
+# `make install` (PREFIX, DESTDIR) installs it; `make deb` builds the Debian
+# package into build/deb/.
 
 CC ?= cc
 ifeq ($(SAN),1)
@@ -23,12 +25,31 @@ BUILD ?= build$(BUILD_SUFFIX)
 
 WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
        -Wvla -Wimplicit-fallthrough -Werror
-CPPFLAGS += -Iinclude -D_GNU_SOURCE -DSLUICE_VERSION=\"$(VERSION)\" \
+CPPFLAGS += -Iinclude -I$(BUILD)/gen -D_GNU_SOURCE -DSLUICE_VERSION=\"$(VERSION)\" \
 	    $(shell pkg-config --cflags libnl-3.0 libnl-route-3.0 2>/dev/null)
 CFLAGS += -std=gnu11 $(OPT) $(WARN) -pthread $(SANFLAGS)
 LDFLAGS += -pthread $(SANFLAGS)
 LIBS = -lev $(shell pkg-config --libs libnl-3.0 libnl-route-3.0 openssl libcap 2>/dev/null) -lm
-VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
+# The release; debian/changelog carries the same number.
+VERSION := 0.1.0
+# A copy without git (make deb) has the commit written in .git-commit.
+GIT_COMMIT := $(or $(shell cat .git-commit 2>/dev/null),$(shell git rev-parse --short=12 HEAD \
+	2>/dev/null)$(shell git diff --quiet HEAD -- 2>/dev/null || echo -dirty),unknown)
+# Optional parts, listed by `sluice --version`: 1 when compiled in.
+HAVE_KRELAY ?= 0
+HAVE_BPF ?= $(if $(wildcard src/cluster/*.c),1,0)
+HAVE_CARES ?= $(if $(wildcard src/resolve/*.c),1,0)
+
+# Where `make install` puts things: PREFIX for the program, its pages and
+# unit; SYSCONFDIR is where the unit expects sluice/sluice.conf.
+PREFIX ?= /usr/local
+SBINDIR ?= $(PREFIX)/sbin
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+DOCDIR ?= $(PREFIX)/share/doc/sluice
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
+MANPAGES = man/sluice.8 man/sluicectl.8 man/sluice.conf.5 man/rolling-deploy.1
 
 # Link order: users before what they use.
 MODULES = core ctl health vrrp vip proxy pool balance conf log util
@@ -44,7 +65,7 @@ TOOL_SRCS = $(wildcard tools/*.c)
 TOOL_BINS = $(patsubst tools/%.c,$(BUILD)/%,$(TOOL_SRCS))
 
 .PHONY: all deps test unit integration netns conftest fuzz demo demo-stop bench san-test \
-	clean check-layout format-check
+	clean check-layout format-check install uninstall man-check pkg-test deb FORCE perf-maglev
 
 all: $(BUILD)/sluice $(TOOL_BINS)
 
@@ -53,6 +74,22 @@ all: $(BUILD)/sluice $(TOOL_BINS)
 
 deps:
 	@sh tools/install-deps
+
+# What --version says about the build; rewritten only when it changes, so
+# that only version.o is rebuilt. The build directory stays out of it (the
+# prefix maps name it), so that a package build is reproducible.
+INFO_CFLAGS = $(subst ",,$(strip $(filter-out -I% -DSLUICE_VERSION=%,$(CPPFLAGS)) \
+	$(filter-out -ffile-prefix-map=% -fdebug-prefix-map=%,$(CFLAGS))))
+$(BUILD)/gen/build-info.h: FORCE
+	@mkdir -p $(dir $@)
+	@{ echo '#define SLUICE_GIT_COMMIT "$(GIT_COMMIT)"'; \
+	   echo '#define SLUICE_BUILD_CFLAGS "$(INFO_CFLAGS)"'; \
+	   echo '#define SLUICE_BUILD_LDFLAGS "$(subst ",,$(strip $(LDFLAGS)))"'; \
+	   echo '#define SLUICE_HAVE_KRELAY $(HAVE_KRELAY)'; \
+	   echo '#define SLUICE_HAVE_BPF $(HAVE_BPF)'; \
+	   echo '#define SLUICE_HAVE_CARES $(HAVE_CARES)'; } >$@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+$(BUILD)/obj/core/version.o: $(BUILD)/gen/build-info.h
 
 $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
@@ -70,16 +107,30 @@ $(BUILD)/sluice: $(MOD_LIBS)
 $(BUILD)/%: tools/%.c $(BUILD)/lib/libutil.a $(BUILD)/lib/liblog.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/lib/liblog.a $(BUILD)/lib/libutil.a -lev $(LDFLAGS)
 
-# A unit test test_<mod>[_what].c links only its module, log and util.
+# A unit test test_<mod>[_what].c links only its module, log and util;
+# UNIT_LIBS_<test> lists the modules instead (users before what they use)
+# where a module is tested together with the pure one it is built on.
 unit_mod = $(firstword $(subst _, ,$(patsubst test_%,%,$(1))))
-$(BUILD)/tests/%: tests/unit/%.c $$(BUILD)/lib/lib$$(call unit_mod,$$*).a \
-		$(BUILD)/lib/liblog.a $(BUILD)/lib/libutil.a
+unit_libs = $(foreach m,$(or $(UNIT_LIBS_$(1)),$(call unit_mod,$(1))),$(BUILD)/lib/lib$(m).a)
+UNIT_LIBS_test_pool = pool balance
+$(BUILD)/tests/%: tests/unit/%.c $$(call unit_libs,$$*) $(BUILD)/lib/liblog.a $(BUILD)/lib/libutil.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/lib/lib$(call unit_mod,$*).a \
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(call unit_libs,$*) \
 		$(BUILD)/lib/liblog.a $(BUILD)/lib/libutil.a -lcmocka $(LIBS) $(LDFLAGS)
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+# Measurements (not tests): tests/perf/perf_<mod>_<what>.c links like a
+# unit test. `make perf-maglev PERF_ARGS="65537 11"`: slots, repeats.
+$(BUILD)/perf/perf_pool_maglev: tests/perf/perf_pool_maglev.c $(call unit_libs,test_pool) \
+		$(BUILD)/lib/liblog.a $(BUILD)/lib/libutil.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(call unit_libs,test_pool) \
+		$(BUILD)/lib/liblog.a $(BUILD)/lib/libutil.a $(LIBS) $(LDFLAGS)
+
+perf-maglev: $(BUILD)/perf/perf_pool_maglev
+	$< $(PERF_ARGS)
 
 conftest: $(BUILD)/sluice
 	@sh tests/conf/run.sh $(BUILD)/sluice
@@ -123,6 +174,8 @@ test: deps
 	$(MAKE) netns
 	$(MAKE) fuzz
 	$(MAKE) check-layout
+	$(MAKE) man-check
+	$(MAKE) pkg-test
 
 san-test: deps
 	$(MAKE) SAN=1 all
@@ -131,6 +184,59 @@ san-test: deps
 
 check-layout:
 	@sh tools/check-layout
+
+# ---- install, manual pages, Debian package
+
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(DOCDIR)/examples
+	install -m 0755 $(BUILD)/sluice $(DESTDIR)$(SBINDIR)/sluice
+	install -m 0755 $(BUILD)/sluicectl $(DESTDIR)$(BINDIR)/sluicectl
+	install -m 0755 tools/rolling-deploy $(DESTDIR)$(BINDIR)/rolling-deploy
+	install -m 0644 man/sluice.8 man/sluicectl.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 man/sluice.conf.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 man/rolling-deploy.1 $(DESTDIR)$(MANDIR)/man1/
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+		conf/sluice.service.in >$(DESTDIR)$(UNITDIR)/sluice.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/sluice.service
+	install -m 0644 conf/sluice.conf conf/demo.conf conf/announce-node.conf \
+		conf/bird-node.conf docs/frr-node.conf $(DESTDIR)$(DOCDIR)/examples/
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/sluice $(DESTDIR)$(BINDIR)/sluicectl \
+		$(DESTDIR)$(BINDIR)/rolling-deploy $(DESTDIR)$(MANDIR)/man8/sluice.8 \
+		$(DESTDIR)$(MANDIR)/man8/sluicectl.8 $(DESTDIR)$(MANDIR)/man5/sluice.conf.5 \
+		$(DESTDIR)$(MANDIR)/man1/rolling-deploy.1 $(DESTDIR)$(UNITDIR)/sluice.service \
+		$(DESTDIR)$(DOCDIR)/examples/sluice.conf $(DESTDIR)$(DOCDIR)/examples/demo.conf \
+		$(DESTDIR)$(DOCDIR)/examples/announce-node.conf \
+		$(DESTDIR)$(DOCDIR)/examples/bird-node.conf $(DESTDIR)$(DOCDIR)/examples/frr-node.conf
+	-rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null
+
+# The pages render without a warning, and name every keyword and command of
+# the tables (tests/pkg/test_man.py).
+man-check: $(BUILD)/sluice
+	mandoc -T lint -W warning $(MANPAGES)
+	cd tests/pkg && SLUICE_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -q \
+		-p no:cacheprovider test_man.py
+
+# --version, make install into a scratch root, the Debian package (built,
+# lintian, installed, removed, purged: as root): tests/pkg.
+pkg-test: all
+	cd tests/pkg && SLUICE_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -q \
+		-p no:cacheprovider $(PYTEST_ARGS) test_version.py test_install.py test_deb.py
+
+# dpkg-buildpackage writes its results next to the source tree, so the
+# package is built from a copy in build/deb/ (the files git knows, and the
+# commit they are at); build/deb/*.deb is the result.
+DEB_SRC = build/deb/sluice-$(VERSION)
+deb:
+	rm -rf build/deb && mkdir -p $(DEB_SRC)
+	git ls-files -co --exclude-standard | grep -v '^build' | \
+		tar --ignore-failed-read -cf - -T - | tar -xf - -C $(DEB_SRC)
+	echo "$(GIT_COMMIT)" >$(DEB_SRC)/.git-commit
+	cd $(DEB_SRC) && dpkg-buildpackage -us -uc -b
+	@ls build/deb/*.deb
 
 demo: deps all
 	@sh tools/demo start $(BUILD)
@@ -143,5 +249,7 @@ bench: all
 
 clean:
 	rm -rf build build-san build-fuzz
+
+FORCE:
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -13,6 +13,10 @@
 
 #define CONF_NAME_MAX 64
 #define CONF_MAX_ERRORS 20
+/* Maglev table slots: 65537 by default as Envoy, at most Envoy's limit
+ * (20 MB per table of 4-byte slots). */
+#define CONF_MAGLEV_TABLE_DEFAULT 65537
+#define CONF_MAGLEV_TABLE_MAX 5000011
 
 enum conf_balance {
 	CONF_BALANCE_ROUNDROBIN,
@@ -123,6 +127,9 @@ struct conf_pool {
 	enum conf_proxy_proto send_proxy;
 	uint32_t queue_max; /* clients that may wait for a free server slot */
 	uint64_t timeout_queue_ms;
+	uint32_t maglev_table; /* balance maglev: table slots, a prime */
+	bool maglev_table_set; /* written in the file */
+	struct conf_where maglev_where; /* of its value */
 	struct conf_server *servers;
 	size_t nservers;
 	struct conf_where where;
@@ -144,11 +151,6 @@ struct conf_listen {
 	struct conf_where where;
 };
 
-enum conf_log_target {
-	CONF_LOG_STDERR,
-	CONF_LOG_STDOUT,
-};
-
 enum conf_ctl_level {
 	CONF_CTL_ADMIN,
 	CONF_CTL_USER, /* show and wait commands only */
@@ -166,8 +168,10 @@ struct conf_global {
 	uint32_t workers; /* 0: one per CPU */
 	uint32_t maxconn; /* 0: as many as the descriptor limit allows */
 	uint64_t bufmem; /* relay buffers and pipes, bytes; 0: derived from maxconn */
-	enum conf_log_target log_target;
-	enum log_level log_level;
+	/* `log` lines (conf_log.c): at least one; none written is stderr info */
+	struct log_target_conf logs[LOG_MAX_TARGETS];
+	struct conf_where log_where[LOG_MAX_TARGETS]; /* line 0: the default */
+	size_t nlogs;
 	uint64_t grace_ms;
 	struct conf_control *controls;
 	size_t ncontrols;
@@ -234,6 +238,38 @@ struct conf_vrrp {
 	struct conf_where where;
 };
 
+/* ---- announce (conf_announce.c): `announce NAME { ... }` ---- */
+
+#define CONF_ANNOUNCE_MAX_ADDRS 64
+#define CONF_ANNOUNCE_MAX_POOLS 16
+
+/* "address A[/32|/128];": one host route per node for the router. */
+struct conf_announce_addr {
+	struct util_addr addr; /* port 0 */
+	struct conf_where where;
+};
+
+/* "require pool NAME;" */
+struct conf_announce_pool {
+	char name[CONF_NAME_MAX];
+	struct conf_where where;
+};
+
+/* One announced group of addresses: put on the TUN device `device` while
+ * the node can serve them, for the routing daemon to export. */
+struct conf_announce {
+	char name[CONF_NAME_MAX];
+	struct conf_announce_addr *addrs;
+	size_t naddrs;
+	char device[CONF_IFNAME_MAX]; /* default vip0 */
+	struct conf_announce_pool *pools;
+	size_t npools;
+	uint64_t hold_down_ms;	    /* default 2s: healthy this long before announcing */
+	uint64_t withdraw_delay_ms; /* default 2s: SIGTERM keeps accepting this long */
+	struct conf_where where;
+	struct conf_where device_where;
+};
+
 struct conf {
 	char *file;
 	struct conf_global global;
@@ -243,6 +279,8 @@ struct conf {
 	size_t nlistens;
 	struct conf_vrrp *vrrps; /* conf_vrrp.c */
 	size_t nvrrps;
+	struct conf_announce *announces; /* conf_announce.c */
+	size_t nannounces;
 };
 
 /* Diagnostics collected while parsing: "FILE:LINE:COL: error: ..." lines. */

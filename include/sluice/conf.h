@@ -4,6 +4,8 @@
 #ifndef SLUICE_CONF_H
 #define SLUICE_CONF_H
 
+#include <stdbool.h>
+
 #include "sluice/conf-t.h"
 
 /* Parse text (len bytes, need not be NUL-terminated) named `file` in
@@ -25,6 +27,14 @@ void conf_errors_add(struct conf_errors *errs, const char *file, const struct co
 
 /* Release the messages held by errs and reset it. */
 void conf_errors_clear(struct conf_errors *errs);
+
+/* Every keyword of every keyword table, with the block it belongs to
+ * ("top" for the file level, then "global", "pool", "check", "listen",
+ * "vrrp"...), its usage line and whether it opens a block of its own; for
+ * `sluice --dump-keywords`, which the manual page test reads. */
+typedef void (*conf_keyword_fn)(void *arg, const char *block, const char *keyword,
+				const char *usage, bool opens_block);
+void conf_keywords(conf_keyword_fn fn, void *arg);
 
 /* Names for messages and tables. */
 const char *conf_balance_name(enum conf_balance b);

@@ -45,6 +45,13 @@ void ctl_free(struct ctl *c);
  * which ends with an empty line. For tests and the fuzzer. */
 void ctl_execute(struct ctl *c, enum ctl_level level, const char *line, struct ctl_buf *out);
 
+/* Every command of the command table: its first one or two words (w2 NULL
+ * for a one-word command), usage line and whether it needs the admin
+ * level; for `sluice --dump-keywords`, which the manual page test reads. */
+typedef void (*ctl_command_fn)(void *arg, const char *w1, const char *w2, const char *usage,
+			       bool admin);
+void ctl_commands(ctl_command_fn fn, void *arg);
+
 /* Write all pools' Prometheus metrics. */
 void ctl_metrics(struct ctl *c, struct ctl_buf *out);
 

@@ -12,6 +12,9 @@
 #include "sluice/util-t.h"
 
 #define POOL_NAME_MAX 64
+/* Maglev table slots when the configuration says nothing: a prime, as
+ * Envoy's default; 100 slots per server up to 655 servers. */
+#define POOL_MAGLEV_SIZE_DEFAULT 65537
 
 enum pool_balance {
 	POOL_BALANCE_ROUNDROBIN,
@@ -121,7 +124,9 @@ struct pool_server {
 	struct pool_server_health hs; /* pool_health.c */
 };
 
-/* One group (primaries or backups) of an immutable balancer snapshot. */
+/* One group (primaries or backups) of an immutable balancer snapshot: its
+ * servers that may take new connections (for maglev in name order, else in
+ * the pool's order). */
 struct pool_lb_group {
 	size_t n;
 	struct pool_server **srv;
@@ -129,8 +134,21 @@ struct pool_lb_group {
 	uint32_t *seq; /* roundrobin cycle */
 	size_t seqlen;
 	uint64_t *cum; /* random: cumulative weights */
-	int32_t *maglev;
+	int32_t *maglev; /* the base table refilled: indices into srv */
 	uint32_t maglev_size;
+};
+
+/* The Maglev base table of one group (primaries or backups): built from
+ * every member with weight > 0 in name order, whatever its health or admin
+ * state, so identical configurations give identical tables on every node
+ * and after any history of reloads; rebuilt only when the members, their
+ * weights or the size change. Snapshots refill it. Control thread. */
+struct pool_maglev_base {
+	size_t n;
+	uint64_t *keys; /* hashes of the members' names, in name order */
+	uint32_t *weights; /* their snapshot weights at full strength */
+	uint32_t m; /* slots (prime) */
+	int32_t *table; /* m member indices; NULL: not built */
 };
 
 /* Immutable snapshot of who may be picked, published by the control thread
@@ -150,6 +168,8 @@ struct pool {
 	enum pool_proxy_proto send_proxy;
 	uint32_t queue_max;
 	uint64_t timeout_queue_ms;
+	uint32_t maglev_size; /* Maglev table slots, a prime */
+	struct pool_maglev_base maglev[2]; /* [backup]: primaries, backups */
 	struct pool_server **servers;
 	size_t nservers;
 	bool removed;

@@ -44,6 +44,17 @@ void pool_retire(struct pool *p);
 /* True when the server may get new connections per the model (ready,
  * healthy, weight > 0). */
 bool pool_server_eligible(const struct pool_server *s);
+/* Control thread: true when at least one server of p (primary or backup)
+ * may get new connections. */
+bool pool_has_usable(const struct pool *p);
+
+/* Called on the control thread after every pool_publish() (whatever its
+ * result) and pool_retire(): the pool's servers, their health, admin
+ * state or weights, or the pool itself may have changed. Must not publish
+ * or change the model itself; core defers its work to its loop. */
+typedef void (*pool_publish_fn)(struct pool *p, void *arg);
+/* Install the publish observer (NULL to remove). Control thread. */
+void pool_set_publish_hook(pool_publish_fn fn, void *arg);
 
 /* Worker: choose a server for a connection and acquire it (connection count
  * and a reference). Servers in pk->tried are skipped. On POOL_PICK_OK *out

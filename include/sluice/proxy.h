@@ -29,8 +29,9 @@ uint64_t proxy_engine_no_memory(const struct proxy_engine *e);
 uint32_t proxy_engine_closing(const struct proxy_engine *e);
 /* Close every connection now (grace expired). Asynchronous. */
 void proxy_engine_close_all(struct proxy_engine *e);
-/* Close the connections that use srv (connecting or relaying), each at a
- * random moment within spread_ms (0: now). Asynchronous. */
+/* Close the connections that use srv (connecting or relaying; NULL: every
+ * connection, queued ones too), each at a random moment within spread_ms
+ * (0: now). Asynchronous. */
 struct pool_server;
 void proxy_engine_close_server(struct proxy_engine *e, struct pool_server *srv,
 			       uint32_t spread_ms);

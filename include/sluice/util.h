@@ -108,6 +108,11 @@ const char *util_addr_fmt_host(const struct util_addr *a, char *buf, size_t len)
 /* True when both hold the same family, address and port. */
 bool util_addr_equal(const struct util_addr *a, const struct util_addr *b);
 
+/* True when a listening address bound on `bind` receives connections to the
+ * host `host` (port ignored): the same address, or the wildcard (0.0.0.0,
+ * ::) of its family. */
+bool util_addr_serves_host(const struct util_addr *bind, const struct util_addr *host);
+
 /* Port in host order (0 when unset). */
 uint16_t util_addr_port(const struct util_addr *a);
 void util_addr_set_port(struct util_addr *a, uint16_t port);
@@ -135,6 +140,11 @@ bool util_fault(const char *site);
 #else
 #define UTIL_FAULT(site) false
 #endif
+/* Is n a prime? Trial division: at most about 65536 steps for any n. */
+bool util_is_prime(uint32_t n);
+
+/* The smallest prime >= n, or 0 when there is none below 2^32. */
+uint32_t util_prime_at_least(uint32_t n);
 
 /* xorshift64* pseudo random generator; state must be non-zero. */
 uint64_t util_rand64(uint64_t *state);

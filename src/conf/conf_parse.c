@@ -19,16 +19,6 @@
 #define CONF_MAX_WEIGHT 256
 #define CONF_MAX_DURATION_MS (24ull * 3600 * 1000)
 
-typedef int (*conf_handler_fn)(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
-
-struct conf_keyword {
-	const char *name;
-	size_t min_args, max_args; /* counting the keyword itself */
-	bool block;
-	conf_handler_fn fn;
-	const char *usage;
-};
-
 /* Parser state for the listen blocks: pool names are resolved at the end. */
 struct listen_ref {
 	const struct conf_tok *pool_tok;
@@ -215,6 +205,12 @@ static void run_block(struct conf_ctx *ctx, const struct conf_stmt *block,
 	}
 }
 
+void conf_run_block(struct conf_ctx *ctx, const struct conf_stmt *block,
+		    const struct conf_keyword *table, const char *block_name, void *obj)
+{
+	run_block(ctx, block, table, block_name, obj);
+}
+
 /* ---- global ---- */
 
 static int kw_workers(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
@@ -250,29 +246,6 @@ static int kw_bufmem(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj
 		       "1048576m)",
 		       st->args[1].text);
 	return -1;
-}
-
-static int kw_log(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
-{
-	struct conf_global *g = obj;
-
-	if (strcmp(st->args[1].text, "stderr") == 0) {
-		g->log_target = CONF_LOG_STDERR;
-	} else if (strcmp(st->args[1].text, "stdout") == 0) {
-		g->log_target = CONF_LOG_STDOUT;
-	} else {
-		conf_error_arg(ctx, st, 1, "unknown log target '%s' (expected stderr or stdout)",
-			       st->args[1].text);
-		return -1;
-	}
-	if (st->nargs > 2 && log_level_parse(st->args[2].text, &g->log_level) < 0) {
-		conf_error_arg(ctx, st, 2,
-			       "unknown log level '%s' (expected error, warning, notice, info or "
-			       "debug)",
-			       st->args[2].text);
-		return -1;
-	}
-	return 0;
 }
 
 static int kw_grace(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
@@ -392,7 +365,9 @@ static int kw_user_group(struct conf_ctx *ctx, const struct conf_stmt *st, void 
 static const struct conf_keyword global_kw[] = {
 	{ "workers", 2, 2, false, kw_workers, "workers auto|N;" },
 	{ "maxconn", 2, 2, false, kw_gmaxconn, "maxconn N;" },
-	{ "log", 2, 3, false, kw_log, "log stderr|stdout [LEVEL];" },
+	{ "log", 2, 9, false, conf_log_kw,
+	  "log stderr|stdout [LEVEL]; log syslog [socket PATH] [facility F] [tag T] [LEVEL]; or "
+	  "log udp ADDRESS:PORT [facility F] [tag T] [LEVEL];" },
 	{ "grace", 2, 2, false, kw_grace, "grace DURATION;" },
 	{ "control", 2, 6, false, kw_control, "control PATH [mode 0600] [level admin|user];" },
 	{ "metrics", 2, 2, false, kw_metrics, "metrics ADDRESS:PORT;" },
@@ -523,6 +498,60 @@ static int kw_pool_timeout(struct conf_ctx *ctx, const struct conf_stmt *st, voi
 					 CONF_MAX_DURATION_MS, &p->timeout_queue_ms);
 }
 
+/* maglev-table N: a prime, so that every Maglev permutation (offset + i x
+ * skip, skip in 1..N-1) visits every slot. A non-prime is an error rather
+ * than rounded up: the size decides which backend each client gets, and
+ * nodes that must agree should run the number their file says. */
+static int kw_maglev_table(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct conf_pool *p = obj;
+	uint32_t m;
+
+	if (conf_arg_u32(ctx, st, 1, "maglev-table", 2, CONF_MAGLEV_TABLE_MAX, &m) < 0)
+		return -1;
+	if (!util_is_prime(m)) {
+		conf_error_arg(ctx, st, 1, "maglev-table %u is not a prime (expected a prime such as %u)",
+			       m, util_prime_at_least(m));
+		return -1;
+	}
+	p->maglev_table = m;
+	p->maglev_table_set = true;
+	p->maglev_where.line = st->args[1].line;
+	p->maglev_where.col = st->args[1].col;
+	return 0;
+}
+
+/* What a pool's statements decide together, once all are read. */
+static void pool_done(struct conf_ctx *ctx, const struct conf_pool *p)
+{
+	char near[16];
+	uint32_t want;
+
+	snprintf(near, sizeof(near), "%u", p->maglev_table);
+	if (p->maglev_table_set && p->balance != CONF_BALANCE_MAGLEV) {
+		conf_error(ctx, p->maglev_where.line, p->maglev_where.col, near,
+			   "maglev-table applies to balance maglev only (pool '%s' balances %s)",
+			   p->name, conf_balance_name(p->balance));
+		return;
+	}
+	if (p->balance != CONF_BALANCE_MAGLEV || p->nservers <= p->maglev_table)
+		return;
+	/* Maglev's paper keeps shares within about 1% from 100 slots a server */
+	want = util_prime_at_least((uint32_t)UTIL_MIN((uint64_t)p->nservers * 100,
+						      CONF_MAGLEV_TABLE_MAX));
+	if (p->maglev_table_set)
+		conf_error(ctx, p->maglev_where.line, p->maglev_where.col, near,
+			   "maglev-table %u is smaller than the %zu servers of pool '%s' (expected "
+			   "a prime of at least %zu; with 100 slots a server, such as %u, shares "
+			   "stay within about 1%%)",
+			   p->maglev_table, p->nservers, p->name, p->nservers, want);
+	else
+		conf_error(ctx, p->where.line, p->where.col, p->name,
+			   "pool '%s' has %zu servers, more than the %u slots of its Maglev table "
+			   "(expected 'maglev-table N;' with a prime such as %u)",
+			   p->name, p->nservers, p->maglev_table, want);
+}
+
 static const struct conf_keyword pool_kw[] = {
 	{ "balance", 2, 2, false, kw_balance, "balance roundrobin|leastconn|random|maglev|first;" },
 	{ "server", 3, 20, false, kw_server,
@@ -531,6 +560,7 @@ static const struct conf_keyword pool_kw[] = {
 	{ "send-proxy", 2, 2, false, kw_send_proxy, "send-proxy v1|v2|none;" },
 	{ "queue", 2, 2, false, kw_queue, "queue N;" },
 	{ "timeout", 3, 3, false, kw_pool_timeout, "timeout queue DURATION;" },
+	{ "maglev-table", 2, 2, false, kw_maglev_table, "maglev-table PRIME;" },
 	/* health checks: conf_check.c */
 	{ "check", 2, 2, true, conf_check_kw_check, "check tcp|expect|http|tls|https { ... }" },
 	{ "agent", 3, 7, false, conf_check_kw_agent,
@@ -682,12 +712,14 @@ static int top_pool(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 	p->send_proxy = CONF_PROXY_NONE;
 	p->queue_max = 1000;
 	p->timeout_queue_ms = 5000;
+	p->maglev_table = CONF_MAGLEV_TABLE_DEFAULT;
 	p->where.line = st->args[1].line;
 	p->where.col = st->args[1].col;
 	snprintf(where, sizeof(where), "pool '%s'", name);
 	conf_check_pool_init(p);
 	run_block(ctx, st, pool_kw, where, p);
 	conf_check_pool_done(ctx, p);
+	pool_done(ctx, p);
 	return 0;
 }
 
@@ -747,13 +779,38 @@ static int top_vrrp(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 	return conf_vrrp_block(ctx, st, ((struct parse_state *)obj)->conf);
 }
 
+static int top_announce(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	return conf_announce_block(ctx, st, ((struct parse_state *)obj)->conf);
+}
+
 static const struct conf_keyword top_kw[] = {
 	{ "global", 1, 1, true, top_global, "global { ... }" },
 	{ "pool", 2, 2, true, top_pool, "pool NAME { ... }" },
 	{ "listen", 2, 2, true, top_listen, "listen NAME { ... }" },
 	{ "vrrp", 2, 2, true, top_vrrp, "vrrp NAME { ... }" },
+	{ "announce", 2, 2, true, top_announce, "announce NAME { ... }" },
 	{ NULL, 0, 0, false, NULL, NULL },
 };
+
+static void walk(const struct conf_keyword *t, const char *block, conf_keyword_fn fn, void *arg)
+{
+	for (size_t i = 0; t[i].name != NULL; i++)
+		fn(arg, block, t[i].name, t[i].usage, t[i].block);
+}
+
+/* A new keyword table is listed here too: the manual page test compares
+ * this walk with the tables in the source. */
+void conf_keywords(conf_keyword_fn fn, void *arg)
+{
+	walk(top_kw, "top", fn, arg);
+	walk(global_kw, "global", fn, arg);
+	walk(pool_kw, "pool", fn, arg);
+	conf_check_keywords(fn, arg);
+	walk(listen_kw, "listen", fn, arg);
+	conf_vrrp_keywords(fn, arg);
+	conf_announce_keywords(fn, arg);
+}
 
 /* Resolve pool names and check what spans blocks. */
 static void validate(struct parse_state *ps)
@@ -818,8 +875,9 @@ struct conf *conf_parse(const char *file, const char *text, size_t len, struct c
 		conf_error(&ctx, 1, 1, NULL, "out of memory");
 		return NULL;
 	}
-	c->global.log_target = CONF_LOG_STDERR;
-	c->global.log_level = LOGL_INFO;
+	c->global.logs[0].kind = LOG_TARGET_STDERR; /* replaced by the first `log` line */
+	c->global.logs[0].level = LOGL_INFO;
+	c->global.nlogs = 1;
 	c->global.grace_ms = 10000;
 	ps.conf = c;
 	root = conf_lex(&ctx, text, len);
@@ -827,6 +885,7 @@ struct conf *conf_parse(const char *file, const char *text, size_t len, struct c
 		run_block(&ctx, root, top_kw, "the top level", &ps);
 		validate(&ps);
 		conf_vrrp_validate(&ctx, c);
+		conf_announce_validate(&ctx, c);
 	}
 	conf_stmt_free(root);
 	free(ps.refs);
@@ -893,6 +952,7 @@ void conf_free(struct conf *c)
 		free(c->listens[i].binds);
 	free(c->listens);
 	conf_vrrp_free(c);
+	conf_announce_free(c);
 	free(c->file);
 	free(c);
 }

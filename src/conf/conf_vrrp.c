@@ -356,6 +356,12 @@ static const struct vrrp_kw vrrp_kws[] = {
 	{ NULL, 0, 0, NULL, NULL },
 };
 
+void conf_vrrp_keywords(conf_keyword_fn fn, void *arg)
+{
+	for (size_t k = 0; vrrp_kws[k].name != NULL; k++)
+		fn(arg, "vrrp", vrrp_kws[k].name, vrrp_kws[k].usage, false);
+}
+
 /* Dispatch the statements of the block, with the messages of run_block. */
 static void vrrp_run(struct conf_ctx *ctx, const struct conf_stmt *block, const char *where,
 		     struct conf_vrrp *v, struct vrrp_seen *seen)

@@ -83,6 +83,7 @@ static void pool_from_conf(struct pool *p, const struct conf_pool *cp)
 	p->send_proxy = map_proxy(cp->send_proxy, CONF_PROXY_NONE);
 	p->queue_max = cp->queue_max;
 	p->timeout_queue_ms = cp->timeout_queue_ms;
+	p->maglev_size = cp->maglev_table;
 }
 
 static struct pool *build_pool(const struct conf_pool *cp)
@@ -267,7 +268,8 @@ static void diff_pools(const struct conf *oc, const struct conf *nc, char *buf, 
 			continue;
 		}
 		if (op->balance != np->balance || op->send_proxy != np->send_proxy ||
-		    op->queue_max != np->queue_max || op->timeout_queue_ms != np->timeout_queue_ms)
+		    op->queue_max != np->queue_max || op->timeout_queue_ms != np->timeout_queue_ms ||
+		    op->maglev_table != np->maglev_table)
 			say(buf, len, off, "pool %s: settings changed (balance %s)", np->name,
 			    conf_balance_name(np->balance));
 		for (size_t k = 0; k < np->nservers; k++) {
@@ -291,6 +293,21 @@ static void diff_pools(const struct conf *oc, const struct conf *nc, char *buf, 
 			say(buf, len, off, "pool %s: removed", oc->pools[k].name);
 }
 
+static bool logs_differ(const struct conf_global *o, const struct conf_global *n)
+{
+	if (o->nlogs != n->nlogs)
+		return true;
+	for (size_t i = 0; i < n->nlogs; i++) {
+		const struct log_target_conf *a = &o->logs[i], *b = &n->logs[i];
+
+		if (a->kind != b->kind || a->level != b->level || a->facility != b->facility ||
+		    strcmp(a->path, b->path) != 0 || strcmp(a->tag, b->tag) != 0 ||
+		    !util_addr_equal(&a->addr, &b->addr))
+			return true;
+	}
+	return false;
+}
+
 static void diff_global(const struct conf *oc, const struct conf *nc, char *buf, size_t len,
 			size_t *off)
 {
@@ -311,8 +328,17 @@ static void diff_global(const struct conf *oc, const struct conf *nc, char *buf,
 	    strcmp(o->state_file, n->state_file) != 0)
 		say(buf, len, off, "global: control, metrics or state-file changed: needs a "
 				   "restart (kept)");
-	if (o->log_level != n->log_level)
-		say(buf, len, off, "global: log level %s", log_level_name(n->log_level));
+	if (logs_differ(o, n)) {
+		char list[LOG_MAX_TARGETS * 140], name[140];
+		size_t loff = 0;
+
+		list[0] = '\0';
+		for (size_t i = 0; i < n->nlogs; i++)
+			util_bufprintf(list, sizeof(list), &loff, "%s%s %s", i ? ", " : "",
+				       log_target_describe(&n->logs[i], name, sizeof(name)),
+				       log_level_name(n->logs[i].level));
+		say(buf, len, off, "global: log %s", list);
+	}
 	if (o->grace_ms != n->grace_ms)
 		say(buf, len, off, "global: grace %llums", (unsigned long long)n->grace_ms);
 }
@@ -375,6 +401,7 @@ void core_diff(const struct conf *oc, const struct conf *nc, char *buf, size_t l
 	diff_listens(oc, nc, buf, len, &off);
 	diff_pools(oc, nc, buf, len, &off);
 	diff_vrrp(oc, nc, buf, len, &off);
+	core_announce_diff(oc, nc, buf, len, &off);
 	if (off == 0)
 		say(buf, len, &off, "no change");
 	else if (off > 0 && buf[off - 1] == '\n')

@@ -5,6 +5,7 @@
 
 #include <ev.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "sluice/conf-t.h"
 #include "sluice/qsbr.h"
@@ -16,13 +17,20 @@ struct proxy_frontend;
 struct ctl;
 struct ctl_buf;
 struct core_vrrp;
+struct core_announce;
+struct ctl_announce_row;
+struct ctl_node_state;
 
-/* A listening socket inherited from the old process (binary upgrade). */
+/* A listening socket inherited from the old process (binary upgrade), or
+ * an announce device ("tun", one fd), or an announce block its operator
+ * withdrew ("announce-withdrawn", no fd). */
 struct core_inherited {
 	struct util_addr addr;
 	int fds[64];
 	size_t nfds;
 	bool metrics;
+	char tun[CONF_IFNAME_MAX];	    /* a TUN device's name, or "" */
+	char announce_withdrawn[CONF_NAME_MAX]; /* an announce block's name, or "" */
 	bool used;
 };
 
@@ -60,6 +68,8 @@ struct core {
 	ev_timer reclaim_timer, drain_timer, grace_timer;
 	struct core_health *health; /* health_glue.c */
 	struct core_vrrp *vrrp; /* vrrp_glue.c */
+	struct core_announce *announce; /* announce_glue.c */
+	ev_timer withdraw_timer; /* SIGTERM: accepting while the routers converge */
 };
 
 /* apply.c: make the runtime model match conf (at start-up c->conf is an
@@ -100,6 +110,10 @@ int core_takeover_receive(struct core *c, const char *path, char *err, size_t er
 int core_takeover_fds(struct core *c, const struct util_addr *addr, bool metrics, int *fds,
 		      size_t max);
 void core_takeover_done(struct core *c);
+/* The inherited descriptor of TUN device name (the caller owns it now), or
+ * -1; whether the old process's operator withdrew announce block name. */
+int core_takeover_tun(struct core *c, const char *name);
+bool core_takeover_announce_withdrawn(struct core *c, const char *name);
 /* main.c: stop accepting and drain (SIGTERM, takeover). */
 void core_begin_shutdown(struct core *c, const char *why);
 
@@ -110,6 +124,12 @@ int core_drop_privileges(const char *user, const char *group, char *err, size_t 
 /* sdnotify.c: tell systemd our state ("READY=1", "STOPPING=1", ...).
  * Does nothing without $NOTIFY_SOCKET. Returns 0 or -1. */
 int core_notify(const char *state);
+
+/* version.c: `sluice -v` (verbose false) and `sluice --version` (true),
+ * and `sluice --dump-keywords` (tab-separated, one keyword or command a
+ * line). */
+void core_print_version(FILE *f, bool verbose);
+void core_dump_keywords(FILE *f);
 /* RELOADING=1 with MONOTONIC_USEC, as Type=notify-reload wants. */
 int core_notify_reloading(void);
 
@@ -136,5 +156,35 @@ void core_vrrp_free(struct core *c);
 /* Control socket hooks (arg is the core). */
 void core_vrrp_show(void *arg, bool json, struct ctl_buf *out);
 int core_vrrp_admin(void *arg, const char *name, bool leave, char *msg, size_t len);
+
+/* announce_glue.c: the announce blocks. Reload and start-up: prepare
+ * (open or inherit the devices, put the serving addresses on lo: all that
+ * can fail; returns 0, or -1 with err and nothing changed), then after the
+ * listeners are applied either commit (the blocks take effect; unchanged
+ * ones stay exactly as they are) or rollback. */
+int core_announce_prepare(struct core *c, const struct conf *nc, char *err, size_t len);
+void core_announce_commit(struct core *c);
+void core_announce_rollback(struct core *c);
+/* SIGTERM: withdraw everything (nothing on a binary upgrade: the new
+ * process keeps the devices). Returns how long to keep accepting before
+ * closing the listeners (each block's withdraw-delay since it withdrew). */
+uint64_t core_announce_shutdown(struct core *c);
+/* Close the devices (the kernel deletes them) and free everything. */
+void core_announce_free(struct core *c);
+/* Binary upgrade, old side: the devices (name, fd) and the blocks the
+ * operator withdrew (name, fd -1), at most max. Returns the count. */
+struct core_announce_fd {
+	char name[CONF_NAME_MAX];
+	int fd;
+};
+size_t core_announce_handover(struct core *c, struct core_announce_fd *out, size_t max);
+/* "reload check": one line per announce block added, changed or removed. */
+void core_announce_diff(const struct conf *oc, const struct conf *nc, char *buf, size_t len,
+			size_t *off);
+/* Control socket hooks (arg is the core), as struct ctl_hooks says. */
+size_t core_announce_rows(void *arg, struct ctl_announce_row *rows, size_t max,
+			  struct ctl_node_state *node);
+int core_announce_admin(void *arg, const char *name, bool withdraw, char *msg, size_t len);
+int core_announce_node(void *arg, bool drain, uint64_t within_ms, char *msg, size_t len);
 
 #endif

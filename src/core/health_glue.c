@@ -102,20 +102,17 @@ static void note_late(struct core_health *h, struct core_health_srv *hs,
 		      const struct health_checker *chk, const struct health_result *r)
 {
 	const struct health_conf *hc = health_checker_conf(chk);
-	uint32_t suppressed = 0;
-
 	h->checks_run++;
 	if (r->late_ms > h->max_late_ms)
 		h->max_late_ms = r->late_ms;
 	if (r->late_ms <= hc->timeout_ms)
 		return;
 	h->late_checks++;
-	if (log_ratelimit_ok(&h->late_rl, util_now_ms(), 5, &suppressed))
-		log_warn("health: %s check of %s/%s started %llums late (more than its %ums "
-			 "timeout)%s",
-			 health_type_name(hc->type), hs->pool->name, hs->srv->name,
-			 (unsigned long long)r->late_ms, hc->timeout_ms,
-			 suppressed ? " (more late checks not shown)" : "");
+	log_ratelimited(&h->late_rl, util_now_ms(), 5, LOGL_WARNING,
+			"health: %s check of %s/%s started %llums late (more than its %ums "
+			"timeout)",
+			health_type_name(hc->type), hs->pool->name, hs->srv->name,
+			(unsigned long long)r->late_ms, hc->timeout_ms);
 }
 
 /* A check that could not run here (no descriptor, memory, port): counted
@@ -401,6 +398,8 @@ static int start_pool(struct core_health *h, size_t pi, char *err, size_t errlen
 		struct health_conf hc;
 
 		if (cs == NULL || s->runtime_added) {
+			/* checked where it is, as a file server is */
+			runtime.addr = s->addr;
 			runtime.health.check_off = runtime.health.agent_off = s->no_check;
 			cs = &runtime;
 		}

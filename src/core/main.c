@@ -37,7 +37,11 @@ static void usage(FILE *f)
 		   "            binary upgrade: take the listening sockets of the sluice\n"
 		   "            running with that control socket, which then drains and exits\n"
 		   "  -c        check the configuration and exit (0: valid, 1: invalid)\n"
-		   "  -v        print the version\n"
+		   "  -v        print the version and the git commit\n"
+		   "  --version, -vv\n"
+		   "            also the compiler, build flags, features and libraries\n"
+		   "  --dump-keywords\n"
+		   "            list every configuration keyword and control command\n"
 		   "  -h        this help\n");
 }
 
@@ -170,18 +174,11 @@ static void on_grace_timer(struct ev_loop *loop, ev_timer *t, int revents)
 	proxy_engine_close_all(c->engine);
 }
 
-void core_begin_shutdown(struct core *c, const char *why)
+/* Stop accepting and start the drain: the listeners close now. */
+static void stop_listeners(struct core *c, const char *why)
 {
 	double grace = (double)c->conf->global.grace_ms / 1000.0;
 
-	if (c->stopping) {
-		log_notice("%s again: closing connections now", why);
-		proxy_engine_close_all(c->engine);
-		return;
-	}
-	c->stopping = true;
-	core_notify("STOPPING=1");
-	core_vrrp_shutdown(c); /* priority 0 first: the peer takes over during the drain */
 	log_notice("%s: stopping listeners, %u connections open, grace %llums", why,
 		   proxy_engine_active(c->engine), (unsigned long long)c->conf->global.grace_ms);
 	for (size_t i = 0; i < c->nlisteners; i++) {
@@ -195,6 +192,46 @@ void core_begin_shutdown(struct core *c, const char *why)
 	ev_timer_init(&c->grace_timer, on_grace_timer, grace, 0.0);
 	c->grace_timer.data = c;
 	ev_timer_start(c->loop, &c->grace_timer);
+}
+
+static void on_withdraw_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct core *c = t->data;
+
+	(void)loop;
+	(void)revents;
+	stop_listeners(c, "withdraw delay over");
+}
+
+void core_begin_shutdown(struct core *c, const char *why)
+{
+	uint64_t delay_ms;
+
+	if (c->stopping) {
+		log_notice("%s again: closing connections now", why);
+		if (ev_is_active(&c->withdraw_timer)) {
+			ev_timer_stop(c->loop, &c->withdraw_timer);
+			stop_listeners(c, why);
+		}
+		proxy_engine_close_all(c->engine);
+		return;
+	}
+	c->stopping = true;
+	core_notify("STOPPING=1");
+	core_vrrp_shutdown(c); /* priority 0 first: the peer takes over during the drain */
+	/* withdrawn first; the routers still send new clients here until they
+	 * converge (BFD, the FIB), so those are served for withdraw-delay */
+	delay_ms = core_announce_shutdown(c);
+	if (delay_ms == 0) {
+		stop_listeners(c, why);
+		return;
+	}
+	log_notice("%s: addresses withdrawn, accepting for %llums more (withdraw-delay), %u "
+		   "connections open",
+		   why, (unsigned long long)delay_ms, proxy_engine_active(c->engine));
+	ev_timer_init(&c->withdraw_timer, on_withdraw_timer, (double)delay_ms / 1000.0, 0.0);
+	c->withdraw_timer.data = c;
+	ev_timer_start(c->loop, &c->withdraw_timer);
 }
 
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
@@ -284,6 +321,11 @@ static int run(struct core *c)
 		log_err("%s", err);
 		return 1;
 	}
+	if (core_announce_prepare(c, c->conf, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		return 1;
+	}
+	core_announce_commit(c);
 	if (core_ctl_start(c, err, sizeof(err)) < 0) {
 		log_err("%s", err);
 		return 1;
@@ -294,7 +336,7 @@ static int run(struct core *c)
 		log_err("%s", err);
 		return 1;
 	}
-	if (log_start(c->conf->global.log_target == CONF_LOG_STDOUT ? 1 : 2) < 0)
+	if (log_start() < 0)
 		fprintf(stderr, "sluice: cannot start the log thread; logging synchronously\n");
 	if (proxy_engine_start(c->engine) < 0)
 		return 1;
@@ -328,11 +370,15 @@ int main(int argc, char **argv)
 {
 	struct conf_errors errs = { 0 };
 	struct core c = { .exit_code = 0 };
+	char err[256];
 	bool check_only = false;
-	int opt, rc;
+	int opt, rc, verbose = 0;
 
 	static const struct option longopts[] = {
 		{ "takeover", required_argument, NULL, 't' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "dump-keywords", no_argument, NULL, 'K' },
+		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 
@@ -348,7 +394,13 @@ int main(int argc, char **argv)
 			check_only = true;
 			break;
 		case 'v':
-			printf("sluice %s\n", SLUICE_VERSION);
+			verbose++;
+			break;
+		case 'V':
+			verbose = 2;
+			break;
+		case 'K':
+			core_dump_keywords(stdout);
 			return 0;
 		case 'h':
 			usage(stdout);
@@ -357,6 +409,10 @@ int main(int argc, char **argv)
 			usage(stderr);
 			return 2;
 		}
+	}
+	if (verbose > 0) {
+		core_print_version(stdout, verbose > 1);
+		return 0;
 	}
 	if (c.conf_path == NULL || optind != argc) {
 		usage(stderr);
@@ -374,11 +430,16 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	log_set_level(c.conf->global.log_level);
+	if (log_configure(c.conf->global.logs, c.conf->global.nlogs, err, sizeof(err)) < 0) {
+		fprintf(stderr, "sluice: %s\n", err);
+		conf_free(c.conf);
+		return 1;
+	}
 	c.start_ms = util_now_ms();
 	rc = run(&c);
 	ctl_free(c.ctl);
 	core_vrrp_free(&c);
+	core_announce_free(&c);
 	proxy_engine_free(c.engine);
 	core_health_stop(&c);
 	core_model_free(&c);

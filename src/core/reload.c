@@ -125,6 +125,7 @@ int core_reload(struct core *c, bool check_only, char *msg, size_t len)
 {
 	struct conf_errors errs = { 0 };
 	char diff[8192], err[512], ts[32];
+	struct log_set *logs;
 	struct conf *nc;
 	size_t off = 0;
 
@@ -152,26 +153,36 @@ int core_reload(struct core *c, bool check_only, char *msg, size_t len)
 		conf_free(nc);
 		return 0;
 	}
+	/* the new log targets are opened first and installed only once the
+	 * rest is applied, so a failed reload logs where it logged before */
+	logs = log_set_new(nc->global.logs, nc->global.nlogs, err, sizeof(err));
 	/* VRRP first: it is all or nothing by itself; if the listeners then
-	 * fail, the instances go back to the running configuration */
-	if (core_vrrp_apply(c, nc, err, sizeof(err)) < 0) {
+	 * fail, the instances go back to the running configuration. Announce
+	 * prepares what can fail (devices, serving addresses) and takes
+	 * effect only once the listeners did. */
+	if (logs == NULL || core_vrrp_apply(c, nc, err, sizeof(err)) < 0) {
 		failed(c, err, msg, len);
+		log_set_free(logs);
 		conf_free(nc);
 		core_notify("READY=1");
 		return -1;
 	}
-	if (core_apply(c, nc, err, sizeof(err)) < 0) {
+	if (core_announce_prepare(c, nc, err, sizeof(err)) < 0 ||
+	    core_apply(c, nc, err, sizeof(err)) < 0) {
 		char verr[256];
 
+		core_announce_rollback(c);
 		if (core_vrrp_apply(c, c->conf, verr, sizeof(verr)) < 0)
 			log_err("reload: VRRP could not go back to the running configuration: %s",
 				verr);
 		failed(c, err, msg, len);
+		log_set_free(logs);
 		conf_free(nc);
 		core_notify("READY=1");
 		return -1;
 	}
-	log_set_level(nc->global.log_level);
+	core_announce_commit(c);
+	log_set_install(logs);
 	/* what cannot change without a restart keeps its running value */
 	nc->global.workers = c->conf->global.workers;
 	nc->global.maxconn = c->conf->global.maxconn;

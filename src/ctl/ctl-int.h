@@ -22,6 +22,7 @@ enum ctl_wait_kind {
 	CTL_WAIT_NONE,
 	CTL_WAIT_DRAINED,
 	CTL_WAIT_UP,
+	CTL_WAIT_IDLE, /* no connection left on the node */
 };
 
 struct ctl_listener {

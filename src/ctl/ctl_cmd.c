@@ -186,6 +186,8 @@ static void cmd_help(struct cmd *x);
 static void cmd_show_info(struct cmd *x)
 {
 	struct ctl_info in = { 0 };
+	struct log_target_stats ls[LOG_MAX_TARGETS];
+	size_t nls = log_stats(ls, LOG_MAX_TARGETS);
 
 	x->ctl->hooks.info(x->ctl->hooks.arg, &in);
 	if (x->json) {
@@ -204,9 +206,18 @@ static void cmd_show_info(struct cmd *x)
 		ctl_json_str(x->out, in.conf_file);
 		ctl_buf_printf(x->out, ",\"last_reload\":");
 		ctl_json_str(x->out, in.last_reload);
-		ctl_buf_printf(x->out, ",\"reloads_ok\":%llu,\"reloads_failed\":%llu}\n\n",
+		ctl_buf_printf(x->out, ",\"reloads_ok\":%llu,\"reloads_failed\":%llu,\"logs\":[",
 			       (unsigned long long)in.reloads_ok,
 			       (unsigned long long)in.reloads_failed);
+		for (size_t i = 0; i < nls; i++) {
+			ctl_buf_printf(x->out, "%s{\"target\":", i ? "," : "");
+			ctl_json_str(x->out, ls[i].name);
+			ctl_buf_printf(x->out, ",\"sent\":%llu,\"dropped\":%llu}",
+				       (unsigned long long)ls[i].sent,
+				       (unsigned long long)ls[i].dropped);
+		}
+		ctl_buf_printf(x->out, "],\"log_queue_dropped\":%llu}\n\n",
+			       (unsigned long long)log_queue_dropped());
 		return;
 	}
 	ctl_buf_printf(x->out,
@@ -215,13 +226,19 @@ static void cmd_show_info(struct cmd *x)
 		       "connections total: %llu\nmaxconn reached:   %llu\n"
 		       "bufmem:            %llu of %llu bytes\nno-memory closes:  %llu\n"
 		       "config:            %s\nlast reload:       %s\n"
-		       "reloads:           %llu ok, %llu failed\n\n",
+		       "reloads:           %llu ok, %llu failed\n",
 		       in.version, in.pid, (unsigned long long)(in.uptime_ms / 1000), in.workers,
 		       in.maxconn, in.cur_conns, (unsigned long long)in.total_conns,
 		       (unsigned long long)in.maxconn_reached, (unsigned long long)in.bufmem_used,
 		       (unsigned long long)in.bufmem, (unsigned long long)in.no_memory,
 		       in.conf_file, in.last_reload,
 		       (unsigned long long)in.reloads_ok, (unsigned long long)in.reloads_failed);
+	for (size_t i = 0; i < nls; i++)
+		ctl_buf_printf(x->out, "log:               %s: %llu sent, %llu dropped\n",
+			       ls[i].name, (unsigned long long)ls[i].sent,
+			       (unsigned long long)ls[i].dropped);
+	ctl_buf_printf(x->out, "log queue dropped: %llu\n\n",
+		       (unsigned long long)log_queue_dropped());
 }
 
 static void cmd_show_listeners(struct cmd *x)
@@ -572,6 +589,13 @@ static void cmd_server_add(struct cmd *x)
 		reply_error(x->out, "server '%s' already exists in pool '%s'", x->argv[3], p->name);
 		return;
 	}
+	/* as the file: a Maglev table has at least a slot per server */
+	if (p->balance == POOL_BALANCE_MAGLEV && p->nservers >= p->maglev_size) {
+		reply_error(x->out, "pool '%s' has %zu servers, as many as its Maglev table has "
+				    "slots (set a larger maglev-table and reload)",
+			    p->name, p->nservers);
+		return;
+	}
 	if (util_addr_parse_server(x->argv[4], &addr, host, sizeof(host), &port, err,
 				   sizeof(err)) < 0) {
 		reply_error(x->out, "bad address '%s': %s", x->argv[4], err);
@@ -672,20 +696,30 @@ static void cmd_server_del(struct cmd *x)
 
 void ctl_client_wait_start(struct ctl_client *cl);
 
+/* The optional TIMEOUT of a wait command at argv[i]. Returns 0, or -1
+ * after an error reply. */
+static int wait_timeout(struct cmd *x, int i, uint64_t *timeout)
+{
+	*timeout = WAIT_DEFAULT_MS;
+	if (x->cl == NULL) {
+		reply_error(x->out, "wait is only available on a control connection");
+		return -1;
+	}
+	if (x->argc == i + 1 && util_parse_duration_ms(x->argv[i], WAIT_MAX_MS, timeout) < 0) {
+		reply_error(x->out, "bad timeout '%s' (expected e.g. 500ms, 30s, 5m; at most 1h)",
+			    x->argv[i]);
+		return -1;
+	}
+	return 0;
+}
+
 static void cmd_wait(struct cmd *x)
 {
 	struct pool_server *s;
-	uint64_t timeout = WAIT_DEFAULT_MS;
+	uint64_t timeout;
 
-	if (x->cl == NULL) {
-		reply_error(x->out, "wait is only available on a control connection");
+	if (wait_timeout(x, 3, &timeout) < 0)
 		return;
-	}
-	if (x->argc == 4 && util_parse_duration_ms(x->argv[3], WAIT_MAX_MS, &timeout) < 0) {
-		reply_error(x->out, "bad timeout '%s' (expected e.g. 500ms, 30s, 5m; at most 1h)",
-			    x->argv[3]);
-		return;
-	}
 	s = ctl_find_server(x->ctl, x->argv[2], x->out);
 	if (s == NULL)
 		return;
@@ -699,13 +733,36 @@ static void cmd_wait(struct cmd *x)
 		ctl_client_wait_start(x->cl);
 }
 
+/* wait idle: answered when the node has no connection left. */
+static bool wait_idle_check(struct ctl *c, struct ctl_client *cl, uint64_t now_ms,
+			    struct ctl_buf *out)
+{
+	struct ctl_info in = { 0 };
+
+	c->hooks.info(c->hooks.arg, &in);
+	if (in.cur_conns == 0) {
+		if (cl->wait_json)
+			ctl_buf_printf(out, "{\"ok\":true,\"state\":\"idle\"}\n\n");
+		else
+			ctl_buf_printf(out, "node is idle: no connection left\n\n");
+	} else if (now_ms >= cl->wait_deadline_ms) {
+		ctl_buf_printf(out, "error: timeout: %u connections still open\n\n", in.cur_conns);
+	} else {
+		return false;
+	}
+	cl->wait = CTL_WAIT_NONE;
+	return true;
+}
+
 bool ctl_wait_check(struct ctl *c, struct ctl_client *cl, uint64_t now_ms, struct ctl_buf *out)
 {
 	struct pool_server *s = cl->wait_srv;
 	bool done, drained = cl->wait == CTL_WAIT_DRAINED;
-	uint32_t n = atomic_load(&s->cur_conns);
+	uint32_t n;
 
-	(void)c;
+	if (cl->wait == CTL_WAIT_IDLE)
+		return wait_idle_check(c, cl, now_ms, out);
+	n = atomic_load(&s->cur_conns);
 	done = drained ? n == 0 : s->health == POOL_HEALTH_UP;
 	if (!done && s->removed) {
 		ctl_buf_printf(out, "error: server %s/%s was deleted while waiting\n\n",
@@ -732,6 +789,178 @@ bool ctl_wait_check(struct ctl *c, struct ctl_client *cl, uint64_t now_ms, struc
 	cl->wait_srv = NULL;
 	pool_server_put(s);
 	return true;
+}
+
+/* ---- announce and the node ---- */
+
+static void fmt_wall(uint64_t wall_ms, char *buf, size_t len)
+{
+	time_t t = (time_t)(wall_ms / 1000);
+	struct tm tm;
+
+	if (wall_ms == 0 || gmtime_r(&t, &tm) == NULL)
+		util_strlcpy(buf, "-", len);
+	else
+		strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* The rows of every announce block (caller frees), or NULL after an error
+ * reply. */
+static struct ctl_announce_row *announce_rows(struct ctl *c, size_t *n,
+					      struct ctl_node_state *node, struct ctl_buf *out)
+{
+	struct ctl_announce_row *rows;
+
+	if (c->hooks.announces == NULL) {
+		reply_error(out, "announce is not available");
+		return NULL;
+	}
+	*n = c->hooks.announces(c->hooks.arg, NULL, 0, node);
+	rows = calloc(*n + 1, sizeof(*rows));
+	if (rows == NULL) {
+		reply_error(out, "out of memory");
+		return NULL;
+	}
+	*n = UTIL_MIN(*n, c->hooks.announces(c->hooks.arg, rows, *n, node));
+	return rows;
+}
+
+static void announce_json(struct ctl_buf *out, const struct ctl_announce_row *r)
+{
+	char when[32];
+
+	fmt_wall(r->since_wall_ms, when, sizeof(when));
+	ctl_buf_printf(out, "{\"name\":");
+	ctl_json_str(out, r->name);
+	ctl_buf_printf(out, ",\"device\":");
+	ctl_json_str(out, r->device);
+	ctl_buf_printf(out, ",\"addresses\":");
+	ctl_json_str(out, r->addresses);
+	ctl_buf_printf(out, ",\"pools\":");
+	ctl_json_str(out, r->pools);
+	ctl_buf_printf(out, ",\"state\":\"%s\",\"announced\":%s,\"cause\":", r->state,
+		       strcmp(r->state, "announced") == 0 ? "true" : "false");
+	ctl_json_str(out, r->cause);
+	ctl_buf_printf(out,
+		       ",\"withdrawn_by_operator\":%s,\"since\":\"%s\",\"since_ms\":%llu,"
+		       "\"hold_down_ms\":%llu,\"hold_down_left_ms\":%llu,"
+		       "\"withdraw_delay_ms\":%llu,\"announces\":%llu,\"withdraws\":%llu,"
+		       "\"transitions\":%llu,\"errors\":%llu}",
+		       r->manual ? "true" : "false", when, (unsigned long long)r->since_age_ms,
+		       (unsigned long long)r->hold_down_ms, (unsigned long long)r->hold_down_left_ms,
+		       (unsigned long long)r->withdraw_delay_ms, (unsigned long long)r->announces,
+		       (unsigned long long)r->withdraws,
+		       (unsigned long long)(r->announces + r->withdraws),
+		       (unsigned long long)r->errors);
+}
+
+static void cmd_show_announce(struct cmd *x)
+{
+	struct ctl_node_state node;
+	struct tbl t = { .ncols = 8 };
+	size_t n;
+	struct ctl_announce_row *rows = announce_rows(x->ctl, &n, &node, x->out);
+	char b[2][64];
+
+	if (rows == NULL)
+		return;
+	if (x->json) {
+		ctl_buf_printf(x->out,
+			       "{\"node\":{\"drained\":%s,\"stopping\":%s,\"drain_left_ms\":%llu},"
+			       "\"announce\":[",
+			       node.drained ? "true" : "false", node.stopping ? "true" : "false",
+			       (unsigned long long)node.drain_left_ms);
+		for (size_t i = 0; i < n; i++) {
+			ctl_buf_printf(x->out, "%s", i ? "," : "");
+			announce_json(x->out, &rows[i]);
+		}
+		ctl_buf_printf(x->out, "]}\n\n");
+		free(rows);
+		return;
+	}
+	if (node.stopping)
+		ctl_buf_printf(x->out, "node: stopping\n");
+	else if (node.drained && node.drain_left_ms > 0)
+		ctl_buf_printf(x->out, "node: drained (node drain); open connections are closed in "
+				       "%llums\n",
+			       (unsigned long long)node.drain_left_ms);
+	else
+		ctl_buf_printf(x->out, "node: %s\n", node.drained ? "drained (node drain)" : "serving");
+	tbl_row(&t, "announce", "device", "state", "addresses", "pools", "since", "transitions",
+		"cause");
+	for (size_t i = 0; i < n; i++) {
+		const struct ctl_announce_row *r = &rows[i];
+		char when[32];
+
+		fmt_wall(r->since_wall_ms, when, sizeof(when));
+		snprintf(b[0], sizeof(b[0]), "%s (%llus ago)", when,
+			 (unsigned long long)(r->since_age_ms / 1000));
+		tbl_row(&t, r->name, r->device, r->state, r->addresses, r->pools[0] ? r->pools : "-",
+			b[0], u64s(b[1], r->announces + r->withdraws),
+			/* last: the cause has spaces */
+			r->cause[0] ? r->cause : "-");
+	}
+	tbl_print(&t, x->out);
+	free(rows);
+}
+
+static void cmd_announce_admin(struct cmd *x)
+{
+	char msg[512];
+
+	if (x->ctl->hooks.announce_admin == NULL) {
+		reply_error(x->out, "announce is not available");
+		return;
+	}
+	msg[0] = '\0';
+	if (x->ctl->hooks.announce_admin(x->ctl->hooks.arg, x->argv[2],
+					 strcmp(x->argv[1], "withdraw") == 0, msg, sizeof(msg)) < 0) {
+		reply_error(x->out, "%s", msg);
+		return;
+	}
+	ctl_changed(x->ctl); /* an operator's withdraw survives a restart */
+	reply_ok(x, "%s", msg);
+}
+
+/* node drain [within DURATION] | node ready */
+static void cmd_node(struct cmd *x)
+{
+	bool drain = strcmp(x->argv[1], "drain") == 0;
+	uint64_t within_ms = 0;
+	char msg[512];
+
+	if (x->argc != 2 && (!drain || x->argc != 4 || strcmp(x->argv[2], "within") != 0)) {
+		reply_error(x->out, "usage: node drain [within DURATION], or node ready");
+		return;
+	}
+	if (x->argc == 4 &&
+	    (util_parse_duration_ms(x->argv[3], 24ull * 3600 * 1000, &within_ms) < 0 ||
+	     within_ms == 0)) {
+		reply_error(x->out, "bad duration '%s' (expected e.g. 500ms, 30s, 5m)", x->argv[3]);
+		return;
+	}
+	if (x->ctl->hooks.node_drain == NULL) {
+		reply_error(x->out, "node drain is not available");
+		return;
+	}
+	msg[0] = '\0';
+	if (x->ctl->hooks.node_drain(x->ctl->hooks.arg, drain, within_ms, msg, sizeof(msg)) < 0)
+		reply_error(x->out, "%s", msg);
+	else
+		reply_ok(x, "%s", msg);
+}
+
+static void cmd_wait_idle(struct cmd *x)
+{
+	uint64_t timeout;
+
+	if (wait_timeout(x, 2, &timeout) < 0)
+		return;
+	x->cl->wait = CTL_WAIT_IDLE;
+	x->cl->wait_json = x->json;
+	x->cl->wait_deadline_ms = util_now_ms() + timeout;
+	if (!ctl_wait_check(x->ctl, x->cl, util_now_ms(), x->out))
+		ctl_client_wait_start(x->cl);
 }
 
 /* ---- reload ---- */
@@ -830,8 +1059,23 @@ static const struct cmd_entry commands[] = {
 	{ "show", "vrrp", 2, 2, CTL_LEVEL_USER, cmd_show_vrrp, "show vrrp" },
 	{ "vrrp", "leave", 3, 3, CTL_LEVEL_ADMIN, cmd_vrrp_admin, "vrrp leave NAME" },
 	{ "vrrp", "join", 3, 3, CTL_LEVEL_ADMIN, cmd_vrrp_admin, "vrrp join NAME" },
+	{ "show", "announce", 2, 2, CTL_LEVEL_USER, cmd_show_announce, "show announce" },
+	{ "announce", "withdraw", 3, 3, CTL_LEVEL_ADMIN, cmd_announce_admin,
+	  "announce withdraw NAME|all" },
+	{ "announce", "restore", 3, 3, CTL_LEVEL_ADMIN, cmd_announce_admin,
+	  "announce restore NAME|all" },
+	{ "node", "drain", 2, 4, CTL_LEVEL_ADMIN, cmd_node, "node drain [within DURATION]" },
+	{ "node", "ready", 2, 2, CTL_LEVEL_ADMIN, cmd_node, "node ready" },
+	{ "wait", "idle", 2, 3, CTL_LEVEL_USER, cmd_wait_idle, "wait idle [TIMEOUT]" },
 	{ NULL, NULL, 0, 0, CTL_LEVEL_USER, NULL, NULL },
 };
+
+void ctl_commands(ctl_command_fn fn, void *arg)
+{
+	for (size_t i = 0; commands[i].w1 != NULL; i++)
+		fn(arg, commands[i].w1, commands[i].w2, commands[i].usage,
+		   commands[i].level == CTL_LEVEL_ADMIN);
+}
 
 static void cmd_help(struct cmd *x)
 {

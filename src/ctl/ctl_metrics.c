@@ -2,9 +2,11 @@
  * listeners, pools and servers: each family once, with HELP and TYPE,
  * then its samples. Read-only over the model and the hooks. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ctl-int.h"
+#include "sluice/log.h"
 #include "sluice/pool.h"
 #include "sluice/util.h"
 
@@ -206,6 +208,75 @@ static void listener_metrics(struct ctl *c, struct ctl_buf *b)
 	}
 }
 
+static void announce_metrics(struct ctl *c, struct ctl_buf *b)
+{
+	static const char *const names[] = { "sluice_announce_announced",
+					     "sluice_announce_withdrawn_by_operator",
+					     "sluice_announce_announces_total",
+					     "sluice_announce_withdraws_total",
+					     "sluice_announce_errors_total" };
+	static const char *const helps[] = {
+		"1 while the block's addresses are on its device (announced to the routers)",
+		"1 while the operator keeps the block withdrawn (announce withdraw)",
+		"Times the block's addresses were announced",
+		"Times the block's addresses were withdrawn",
+		"Addresses that could not be added to or deleted from the device",
+	};
+	struct ctl_node_state node;
+	struct ctl_announce_row *rows;
+	size_t n;
+
+	if (c->hooks.announces == NULL)
+		return;
+	n = c->hooks.announces(c->hooks.arg, NULL, 0, &node);
+	family(b, "sluice_node_drained", "gauge", "1 while the node is drained (node drain)");
+	ctl_buf_printf(b, "sluice_node_drained %d\n", node.drained);
+	rows = calloc(n + 1, sizeof(*rows));
+	if (rows == NULL)
+		return;
+	n = UTIL_MIN(n, c->hooks.announces(c->hooks.arg, rows, n, &node));
+	/* a family needs samples: none at all without announce blocks */
+	for (size_t k = 0; n > 0 && k < UTIL_ARRAY_LEN(names); k++) {
+		family(b, names[k], k < 2 ? "gauge" : "counter", helps[k]);
+		for (size_t i = 0; i < n; i++) {
+			const struct ctl_announce_row *r = &rows[i];
+			uint64_t v = k == 0   ? strcmp(r->state, "announced") == 0
+				     : k == 1 ? r->manual
+				     : k == 2 ? r->announces
+				     : k == 3 ? r->withdraws
+					      : r->errors;
+
+			ctl_buf_printf(b, "%s{announce=\"", names[k]);
+			label(b, r->name);
+			ctl_buf_printf(b, "\"} %llu\n", (unsigned long long)v);
+		}
+	}
+	free(rows);
+}
+
+/* Per log target: lines sent and dropped; the queue's drops as target "queue". */
+static void log_metrics(struct ctl_buf *b)
+{
+	struct log_target_stats st[LOG_MAX_TARGETS];
+	size_t n = log_stats(st, LOG_MAX_TARGETS);
+
+	family(b, "sluice_log_lines_total", "counter", "Log lines handed to each log target");
+	for (size_t i = 0; i < n; i++) {
+		ctl_buf_printf(b, "sluice_log_lines_total{target=\"");
+		label(b, st[i].name);
+		ctl_buf_printf(b, "\"} %llu\n", (unsigned long long)st[i].sent);
+	}
+	family(b, "sluice_log_dropped_total", "counter",
+	       "Log lines a target could not take (target \"queue\": a full log queue)");
+	for (size_t i = 0; i < n; i++) {
+		ctl_buf_printf(b, "sluice_log_dropped_total{target=\"");
+		label(b, st[i].name);
+		ctl_buf_printf(b, "\"} %llu\n", (unsigned long long)st[i].dropped);
+	}
+	ctl_buf_printf(b, "sluice_log_dropped_total{target=\"queue\"} %llu\n",
+		       (unsigned long long)log_queue_dropped());
+}
+
 void ctl_metrics(struct ctl *c, struct ctl_buf *out)
 {
 	struct ctl_info in = { 0 };
@@ -242,6 +313,8 @@ void ctl_metrics(struct ctl *c, struct ctl_buf *out)
 		       (unsigned long long)in.reloads_ok);
 	ctl_buf_printf(out, "sluice_reloads_total{result=\"failed\"} %llu\n",
 		       (unsigned long long)in.reloads_failed);
+	log_metrics(out);
 	listener_metrics(c, out);
 	pool_metrics(out, pools, n);
+	announce_metrics(c, out);
 }

@@ -270,16 +270,14 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
 			return;
 		if (c->nclients >= CTL_MAX_CLIENTS || (cl = calloc(1, sizeof(*cl))) == NULL) {
 			static const char msg[] = "error: too many control clients\n\n";
-			uint32_t sup;
 
 			if (!l->http && send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL) < 0) {
 				/* the client is gone anyway */
 			}
 			close(fd);
-			if (log_ratelimit_ok(&c->rl, util_now_ms(), 1, &sup))
-				log_warn("control: refused a client: %u clients already connected "
-					 "(%u similar messages suppressed)",
-					 c->nclients, sup);
+			log_ratelimited(&c->rl, util_now_ms(), 1, LOGL_WARNING,
+					"control: refused a client: %u clients already connected",
+					c->nclients);
 			continue;
 		}
 		cl->ctl = c;

@@ -1,6 +1,9 @@
 /* ctl_state: the state file, so that runtime changes survive a restart.
  * One line per server whose state was set at runtime:
  *   server POOL NAME ADDRESS admin STATE [weight N] [added backup=0|1 maxconn=N [nocheck]]
+ * and one per announce block the operator withdrew (a node drain is not
+ * kept: it is the step before stopping a node, whose restart serves again):
+ *   announce NAME withdrawn
  * Written atomically (temporary file + rename) after every change; read at
  * start-up after the configuration is applied. */
 #include <errno.h>
@@ -43,6 +46,22 @@ int ctl_state_save(struct ctl *c)
 			fprintf(f, "\n");
 		}
 	}
+	if (c->hooks.announces != NULL) {
+		struct ctl_node_state node;
+		size_t na = c->hooks.announces(c->hooks.arg, NULL, 0, &node);
+		struct ctl_announce_row *rows = calloc(na + 1, sizeof(*rows));
+
+		if (rows == NULL) {
+			fclose(f);
+			unlink(tmp);
+			return -1;
+		}
+		na = UTIL_MIN(na, c->hooks.announces(c->hooks.arg, rows, na, &node));
+		for (size_t i = 0; i < na; i++)
+			if (rows[i].manual)
+				fprintf(f, "announce %s withdrawn\n", rows[i].name);
+		free(rows);
+	}
 	if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
 		fclose(f);
 		unlink(tmp);
@@ -53,6 +72,7 @@ int ctl_state_save(struct ctl *c)
 }
 
 struct state_line {
+	bool announce; /* "announce NAME withdrawn": only name is set */
 	char pool[POOL_NAME_MAX], name[POOL_NAME_MAX];
 	struct util_addr addr;
 	enum pool_admin admin;
@@ -69,6 +89,13 @@ static int parse_line(char *line, struct state_line *sl)
 
 	if (argc == 0 || (argc > 0 && argv[0][0] == '#'))
 		return 1;
+	sl->announce = false;
+	if (argc == 3 && strcmp(argv[0], "announce") == 0 && strcmp(argv[2], "withdrawn") == 0 &&
+	    strlen(argv[1]) < POOL_NAME_MAX) {
+		sl->announce = true;
+		util_strlcpy(sl->name, argv[1], sizeof(sl->name));
+		return 0;
+	}
 	if (argc < 6 || strcmp(argv[0], "server") != 0 || strlen(argv[1]) >= POOL_NAME_MAX ||
 	    strlen(argv[2]) >= POOL_NAME_MAX || strcmp(argv[4], "admin") != 0 ||
 	    util_addr_parse(argv[3], false, &sl->addr, err, sizeof(err)) < 0 ||
@@ -100,10 +127,29 @@ static int parse_line(char *line, struct state_line *sl)
 	return 0;
 }
 
+static void apply_announce(struct ctl *c, const struct state_line *sl)
+{
+	char msg[256];
+
+	if (c->hooks.announce_admin == NULL ||
+	    c->hooks.announce_admin(c->hooks.arg, sl->name, true, msg, sizeof(msg)) < 0) {
+		log_warn("state-file: announce %s no longer exists; its withdraw is ignored",
+			 sl->name);
+		return;
+	}
+	log_notice("state-file: announce %s restored: withdrawn by the operator", sl->name);
+}
+
 static void apply_line(struct ctl *c, const struct state_line *sl)
 {
-	struct pool *p = ctl_find_pool(c, sl->pool);
+	struct pool *p;
 	struct pool_server *s;
+
+	if (sl->announce) {
+		apply_announce(c, sl);
+		return;
+	}
+	p = ctl_find_pool(c, sl->pool);
 
 	if (p == NULL) {
 		log_warn("state-file: pool %s no longer exists; %s/%s ignored", sl->pool, sl->pool,

@@ -504,12 +504,9 @@ void proxy_worker_queue_kick(struct proxy_worker *w)
 
 static void emfile_pause(struct proxy_worker *w, int err)
 {
-	uint32_t suppressed;
-
-	if (log_ratelimit_ok(&w->rl_accept, util_now_ms(), 1, &suppressed))
-		log_err("worker %u: accept failed: %s; pausing accepts for %dms (%u similar "
-			"messages suppressed)",
-			w->id, strerror(err), (int)(EMFILE_PAUSE_S * 1000), suppressed);
+	log_ratelimited(&w->rl_accept, util_now_ms(), 1, LOGL_ERR,
+			"worker %u: accept failed: %s; pausing accepts for %dms", w->id,
+			strerror(err), (int)(EMFILE_PAUSE_S * 1000));
 	for (struct list_node *n = w->listeners.next; n != &w->listeners; n = n->next)
 		pause_listener(w, list_entry(n, struct proxy_wlistener, link));
 	w->emfile_paused = true;
@@ -618,8 +615,9 @@ static void close_all(struct proxy_worker *w)
 	}
 }
 
-/* Close the sessions using srv, each at a random point of the window so
- * that their clients do not all reconnect in the same millisecond. */
+/* Close the sessions using srv (NULL: every session), each at a random
+ * point of the window so that their clients do not all reconnect in the
+ * same millisecond. */
 static void close_server(struct proxy_worker *w, struct pool_server *srv, uint32_t spread_ms)
 {
 	struct list_node *n = w->sessions.next;
@@ -628,7 +626,7 @@ static void close_server(struct proxy_worker *w, struct pool_server *srv, uint32
 		struct proxy_session *s = list_entry(n, struct proxy_session, link);
 
 		n = n->next;
-		if (s->srv != srv)
+		if (srv != NULL && s->srv != srv)
 			continue;
 		proxy_session_kill_at(s, spread_ms ? util_rand64(&w->rng) % spread_ms + 1 : 0);
 	}

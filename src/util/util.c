@@ -192,6 +192,24 @@ bool util_errno_local(int err)
 	}
 }
 
+bool util_is_prime(uint32_t n)
+{
+	if (n < 2)
+		return false;
+	for (uint32_t d = 2; (uint64_t)d * d <= n; d++)
+		if (n % d == 0)
+			return false;
+	return true;
+}
+
+uint32_t util_prime_at_least(uint32_t n)
+{
+	/* primes are at most a few hundred apart below 2^32 */
+	while (n < UINT32_MAX && !util_is_prime(n))
+		n++;
+	return util_is_prime(n) ? n : 0;
+}
+
 uint64_t util_rand64(uint64_t *state)
 {
 	uint64_t x = *state;

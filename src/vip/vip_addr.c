@@ -13,6 +13,7 @@
 #include <netlink/errno.h>
 #include <netlink/netlink.h>
 #include <netlink/route/addr.h>
+#include <netlink/version.h>
 #include <netlink/socket.h>
 
 #include "sluice/util.h"
@@ -381,4 +382,11 @@ int vip_addr_linklocal6(int ifindex, struct util_addr *out, char *err, size_t er
 {
 	return addr_find(ifindex, AF_INET6, pick_linklocal6, "link-local IPv6 address", out, err,
 			 errlen);
+}
+
+const char *vip_libnl_version(char *buf, size_t len)
+{
+	snprintf(buf, len, "libnl %d.%d.%d (built with %s)", nl_ver_maj, nl_ver_min, nl_ver_mic,
+		 LIBNL_VERSION);
+	return buf;
 }

@@ -97,19 +97,15 @@ static void log_limited(struct vrrp_instance *vi, struct log_ratelimit *rl, enum
 static void log_limited(struct vrrp_instance *vi, struct log_ratelimit *rl, enum log_level lvl,
 			const char *fmt, ...)
 {
-	uint32_t suppressed = 0;
 	char msg[512];
 	va_list ap;
 
-	if (!log_enabled(lvl) || !log_ratelimit_ok(rl, util_now_ms(), 5, &suppressed))
+	if (!log_enabled(lvl))
 		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (suppressed > 0)
-		log_msg(lvl, "vrrp %s: %s (%u more not logged)", vi->cfg.name, msg, suppressed);
-	else
-		log_msg(lvl, "vrrp %s: %s", vi->cfg.name, msg);
+	log_ratelimited(rl, util_now_ms(), 5, lvl, "vrrp %s: %s", vi->cfg.name, msg);
 }
 
 /* ---- sending ------------------------------------------------------------- */

@@ -25,6 +25,7 @@ static const char full[] = "global {\n"
 			   "    send-proxy v2;\n"
 			   "    queue 10;\n"
 			   "    timeout queue 250ms;\n"
+			   "    maglev-table 1021;\n"
 			   "}\n"
 			   "listen www {\n"
 			   "    bind 127.0.0.1:8080;\n"
@@ -48,7 +49,9 @@ static void test_full(void **state)
 	assert_int_equal(errs.n, 0);
 	assert_int_equal(c->global.workers, 0);
 	assert_int_equal(c->global.maxconn, 100000);
-	assert_int_equal(c->global.log_level, LOGL_DEBUG);
+	assert_int_equal(c->global.nlogs, 1);
+	assert_int_equal(c->global.logs[0].kind, LOG_TARGET_STDERR);
+	assert_int_equal(c->global.logs[0].level, LOGL_DEBUG);
 	assert_int_equal(c->global.grace_ms, 3000);
 	assert_int_equal(c->npools, 1);
 	assert_string_equal(c->pools[0].name, "web");
@@ -56,6 +59,7 @@ static void test_full(void **state)
 	assert_int_equal(c->pools[0].send_proxy, CONF_PROXY_V2);
 	assert_int_equal(c->pools[0].queue_max, 10);
 	assert_int_equal(c->pools[0].timeout_queue_ms, 250);
+	assert_int_equal(c->pools[0].maglev_table, 1021);
 	assert_int_equal(c->pools[0].nservers, 3);
 	assert_int_equal(c->pools[0].servers[0].weight, 10);
 	assert_int_equal(c->pools[0].servers[1].maxconn, 500);
@@ -90,6 +94,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c->global.maxconn, 0);
 	assert_int_equal(c->global.grace_ms, 10000);
 	assert_int_equal(c->pools[0].balance, CONF_BALANCE_ROUNDROBIN);
+	assert_int_equal(c->pools[0].maglev_table, 65537);
 	assert_int_equal(c->pools[0].servers[0].weight, 1);
 	assert_int_equal(c->listens[0].retries, 2);
 	assert_int_equal(c->listens[0].timeout_connect_ms, 5000);
@@ -199,12 +204,73 @@ static void test_escapes_and_nul(void **state)
 	}
 }
 
+/* announce: values, defaults, and that a vrrp block may sit beside it. */
+static void test_announce(void **state)
+{
+	static const char txt[] = "pool web { server a 192.0.2.1:80; }\n"
+				  "pool api { server a 192.0.2.2:80; }\n"
+				  "listen l { bind 0.0.0.0:80; bind [::]:80; pool web; }\n"
+				  "announce front {\n"
+				  "  address 198.51.100.10/32;\n"
+				  "  address 2001:db8::10;\n"
+				  "  require pool web;\n"
+				  "  require pool api;\n"
+				  "}\n"
+				  "announce b { address 198.51.100.11; device vip1; hold-down 0s;\n"
+				  "  withdraw-delay 500ms; }\n"
+				  "vrrp v { interface eth0; vrid 1; address 198.51.100.12/24; }\n";
+	struct conf_errors errs = { 0 };
+	struct conf *c = conf_parse("a.conf", txt, strlen(txt), &errs);
+	char buf[UTIL_ADDR_STRLEN];
+
+	(void)state;
+	assert_non_null(c);
+	assert_int_equal(c->nannounces, 2);
+	assert_string_equal(c->announces[0].name, "front");
+	assert_int_equal(c->announces[0].naddrs, 2);
+	assert_string_equal(util_addr_fmt_host(&c->announces[0].addrs[1].addr, buf, sizeof(buf)),
+			    "2001:db8::10");
+	assert_int_equal(c->announces[0].addrs[1].where.line, 6);
+	assert_string_equal(c->announces[0].device, "vip0");
+	assert_int_equal(c->announces[0].npools, 2);
+	assert_string_equal(c->announces[0].pools[1].name, "api");
+	assert_int_equal(c->announces[0].hold_down_ms, 2000);
+	assert_int_equal(c->announces[0].withdraw_delay_ms, 2000);
+	assert_string_equal(c->announces[1].device, "vip1");
+	assert_int_equal(c->announces[1].hold_down_ms, 0);
+	assert_int_equal(c->announces[1].withdraw_delay_ms, 500);
+	assert_int_equal(c->nvrrps, 1);
+	conf_free(c);
+	expect_error("pool p { }\nlisten l { bind 0.0.0.0:80; pool p; }\n"
+		     "announce a { address 198.51.100.1/31; }\n",
+		     "bad.conf:3:22: error: announced prefix '198.51.100.1/31' must be a single "
+		     "address (/32 for IPv4) (near '198.51.100.1/31')");
+	expect_error("pool p { }\nlisten l { bind [::1]:80; pool p; }\n"
+		     "announce a { address 198.51.100.1; }\n",
+		     "bad.conf:3:22: error: no listener serves 198.51.100.1 (expected a listen "
+		     "block with 'bind 198.51.100.1:PORT;' or a wildcard bind) (near "
+		     "'198.51.100.1')");
+	expect_error("pool p { }\nlisten l { bind 0.0.0.0:80; pool p; }\n"
+		     "announce a { address 198.51.100.1; require service web; }\n",
+		     "bad.conf:3:44: error: unknown requirement 'service' (expected pool NAME) (near "
+		     "'service')");
+	expect_error("pool p { }\nlisten l { bind 0.0.0.0:80; pool p; }\n"
+		     "announce a { address 198.51.100.1; device lo; }\n",
+		     "bad.conf:3:43: error: bad device name 'lo' (expected 1-15 letters, digits, "
+		     "'-', '_' or '.', for a TUN device sluice creates) (near 'lo')");
+	expect_error("pool p { }\nlisten l { bind 0.0.0.0:80; pool p; }\n"
+		     "announce all { address 198.51.100.1; }\n",
+		     "bad.conf:3:10: error: announce name 'all' is reserved ('announce withdraw all' "
+		     "means every block) (near 'all')");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_full),	       cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_errors),	       cmocka_unit_test(test_several_errors),
 		cmocka_unit_test(test_duplicate_bind), cmocka_unit_test(test_escapes_and_nul),
+		cmocka_unit_test(test_announce),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

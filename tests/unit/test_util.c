@@ -169,6 +169,23 @@ static void test_strings(void **state)
 	assert_int_equal(util_parse_long("", 0, 100, &l), -1);
 }
 
+static void test_primes(void **state)
+{
+	const uint32_t primes[] = { 2, 3, 5, 1021, 2039, 65521, 65537, 5000011, 4294967291u };
+	const uint32_t others[] = { 0, 1, 4, 9, 1023, 65535, 65536, 5000001, 4294967295u };
+
+	(void)state;
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(primes); i++)
+		assert_true(util_is_prime(primes[i]));
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(others); i++)
+		assert_false(util_is_prime(others[i]));
+	assert_int_equal(util_prime_at_least(0), 2);
+	assert_int_equal(util_prime_at_least(65522), 65537);
+	assert_int_equal(util_prime_at_least(65537), 65537);
+	assert_int_equal(util_prime_at_least(1200), 1201);
+	assert_int_equal(util_prime_at_least(4294967292u), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -177,6 +194,7 @@ int main(void)
 		cmocka_unit_test(test_durations),
 		cmocka_unit_test(test_sizes),		  cmocka_unit_test(test_strings),
 		cmocka_unit_test(test_errno_local),
+		cmocka_unit_test(test_primes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
