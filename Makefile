@@ -29,15 +29,20 @@ CPPFLAGS += -Iinclude -I$(BUILD)/gen -D_GNU_SOURCE -DSLUICE_VERSION=\"$(VERSION)
 	    $(shell pkg-config --cflags libnl-3.0 libnl-route-3.0 2>/dev/null)
 CFLAGS += -std=gnu11 $(OPT) $(WARN) -pthread $(SANFLAGS)
 LDFLAGS += -pthread $(SANFLAGS)
-LIBS = -lev $(shell pkg-config --libs libnl-3.0 libnl-route-3.0 openssl libcap 2>/dev/null) -lm
+LIBS = -lev $(shell pkg-config --libs libnl-3.0 libnl-route-3.0 openssl libcap libbpf 2>/dev/null) -lm
+# BPF programs of the cluster module: compiled for BPF and embedded as
+# bpftool skeletons (build/gen/*.skel.h).
+BPF_CLANG ?= clang
+BPFTOOL ?= $(or $(shell command -v bpftool 2>/dev/null),/usr/sbin/bpftool)
+BPF_CFLAGS = -target bpf -O2 -g -Wall -Werror -I/usr/include/$(shell $(CC) -print-multiarch)
 # The release; debian/changelog carries the same number.
 VERSION := 0.1.0
 # A copy without git (make deb) has the commit written in .git-commit.
 GIT_COMMIT := $(or $(shell cat .git-commit 2>/dev/null),$(shell git rev-parse --short=12 HEAD \
 	2>/dev/null)$(shell git diff --quiet HEAD -- 2>/dev/null || echo -dirty),unknown)
 # Optional parts, listed by `sluice --version`: 1 when compiled in.
-HAVE_KRELAY ?= 0
-HAVE_BPF ?= $(if $(wildcard src/cluster/*.c),1,0)
+HAVE_KRELAY ?= $(if $(wildcard src/cluster/krelay.c),1,0)
+HAVE_BPF ?= $(if $(wildcard src/cluster/cluster.c),1,0)
 HAVE_CARES ?= $(if $(wildcard src/resolve/*.c),1,0)
 
 # Where `make install` puts things: PREFIX for the program, its pages and
@@ -52,7 +57,7 @@ SYSCONFDIR ?= /etc
 MANPAGES = man/sluice.8 man/sluicectl.8 man/sluice.conf.5 man/rolling-deploy.1
 
 # Link order: users before what they use.
-MODULES = core ctl health vrrp vip proxy pool balance conf log util
+MODULES = core ctl health vrrp vip proxy cluster pool balance conf log util
 define mod_srcs
 $(wildcard src/$(1)/*.c)
 endef
@@ -90,6 +95,14 @@ $(BUILD)/gen/build-info.h: FORCE
 	   echo '#define SLUICE_HAVE_CARES $(HAVE_CARES)'; } >$@.tmp
 	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
 $(BUILD)/obj/core/version.o: $(BUILD)/gen/build-info.h
+
+# The kernel relay's stream-verdict program (src/cluster/bpf/krelay.bpf.c).
+$(BUILD)/gen/krelay.bpf.o: src/cluster/bpf/krelay.bpf.c src/cluster/bpf/krelay_abi.h
+	@mkdir -p $(dir $@)
+	$(BPF_CLANG) $(BPF_CFLAGS) -c $< -o $@
+$(BUILD)/gen/krelay.skel.h: $(BUILD)/gen/krelay.bpf.o
+	$(BPFTOOL) gen skeleton $< name krelay_bpf >$@.tmp && mv $@.tmp $@
+$(BUILD)/obj/cluster/krelay.o: $(BUILD)/gen/krelay.skel.h
 
 $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
