@@ -50,8 +50,8 @@ int krelay_pair_add(struct krelay *k, int fd0, int fd1, uint64_t cap, struct kre
  * when the connection ends anyway. */
 void krelay_pair_del(struct krelay *k, const struct krelay_pair *p);
 
-/* Let both directions redirect (order and cap still apply). */
-void krelay_release(struct krelay *k, const struct krelay_pair *p);
+/* Let direction i redirect (order and cap still apply). */
+void krelay_release(struct krelay *k, const struct krelay_pair *p, int i);
 
 /* Direction i's counters. */
 void krelay_count(const struct krelay *k, const struct krelay_pair *p, int i,

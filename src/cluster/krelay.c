@@ -219,10 +219,9 @@ void krelay_pair_del(struct krelay *k, const struct krelay_pair *p)
 	}
 }
 
-void krelay_release(struct krelay *k, const struct krelay_pair *p)
+void krelay_release(struct krelay *k, const struct krelay_pair *p, int i)
 {
-	for (int i = 0; i < 2; i++)
-		__atomic_store_n(&k->dirs[p->slot[i]].hold, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&k->dirs[p->slot[i]].hold, 0, __ATOMIC_RELEASE);
 }
 
 void krelay_count(const struct krelay *k, const struct krelay_pair *p, int i,

@@ -331,8 +331,8 @@ static int run(struct core *c)
 		return 1;
 	}
 	core_takeover_done(c);
-	if (core_drop_privileges(c->conf->global.user, c->conf->global.group, err, sizeof(err)) <
-	    0) {
+	if (core_drop_privileges(c->conf->global.user, c->conf->global.group,
+				 core_krelay_used(c->conf), err, sizeof(err)) < 0) {
 		log_err("%s", err);
 		return 1;
 	}
@@ -440,7 +440,13 @@ int main(int argc, char **argv)
 	ctl_free(c.ctl);
 	core_vrrp_free(&c);
 	core_announce_free(&c);
+	if (c.krelay != NULL)
+		log_notice("kernel relay: %llu connections relayed in the kernel, %llu stayed in "
+			   "user space",
+			   (unsigned long long)proxy_engine_krelay_conns(c.engine),
+			   (unsigned long long)proxy_engine_krelay_fallbacks(c.engine));
 	proxy_engine_free(c.engine);
+	core_krelay_free(&c);
 	core_health_stop(&c);
 	core_model_free(&c);
 	qsbr_destroy(&c.qsbr);

@@ -1,6 +1,8 @@
 /* privdrop: after everything that needs root is open, become the
  * configured user and group, keeping only CAP_NET_BIND_SERVICE (reloads
- * bind low ports), CAP_NET_ADMIN and CAP_NET_RAW (VRRP and VIPs). Runs
+ * bind low ports), CAP_NET_ADMIN and CAP_NET_RAW (VRRP and VIPs), and
+ * CAP_BPF when the configuration uses the kernel relay (a reload may need
+ * to load its program again after a failure). Runs
  * before the workers start, since capabilities are per thread (resolver
  * helpers of the start-up lookups may still be exiting: they run nothing
  * more). */
@@ -16,17 +18,25 @@
 #include "core.h"
 #include "sluice/log.h"
 
-static const cap_value_t keep[] = { CAP_NET_BIND_SERVICE, CAP_NET_ADMIN, CAP_NET_RAW };
+/* CAP_BPF (Linux 5.8) by number: older libcap headers lack the name */
+#define PRIVDROP_CAP_BPF 39
+
+static const cap_value_t keep[] = { CAP_NET_BIND_SERVICE, CAP_NET_ADMIN, CAP_NET_RAW,
+				    PRIVDROP_CAP_BPF };
+
+/* How many of keep[] stay: the last only with keep_bpf. */
+static size_t nkeep;
 
 static bool kept(cap_value_t v)
 {
-	for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
+	for (size_t i = 0; i < nkeep; i++)
 		if (keep[i] == v)
 			return true;
 	return false;
 }
 
-int core_drop_privileges(const char *user, const char *group, char *err, size_t errlen)
+int core_drop_privileges(const char *user, const char *group, bool keep_bpf, char *err,
+			 size_t errlen)
 {
 	struct passwd *pw = NULL;
 	struct group *gr = NULL;
@@ -36,6 +46,7 @@ int core_drop_privileges(const char *user, const char *group, char *err, size_t 
 
 	if (user[0] == '\0' && group[0] == '\0')
 		return 0;
+	nkeep = keep_bpf ? 4 : 3;
 	if (user[0] != '\0' && (pw = getpwnam(user)) == NULL) {
 		snprintf(err, errlen, "user '%s' does not exist", user);
 		return -1;
@@ -60,8 +71,9 @@ int core_drop_privileges(const char *user, const char *group, char *err, size_t 
 		return -1;
 	}
 	caps = cap_init();
-	if (caps == NULL || cap_set_flag(caps, CAP_PERMITTED, 3, keep, CAP_SET) < 0 ||
-	    cap_set_flag(caps, CAP_EFFECTIVE, 3, keep, CAP_SET) < 0 || cap_set_proc(caps) < 0) {
+	if (caps == NULL || cap_set_flag(caps, CAP_PERMITTED, (int)nkeep, keep, CAP_SET) < 0 ||
+	    cap_set_flag(caps, CAP_EFFECTIVE, (int)nkeep, keep, CAP_SET) < 0 ||
+	    cap_set_proc(caps) < 0) {
 		snprintf(err, errlen, "cannot keep the network capabilities: %s", strerror(errno));
 		if (caps != NULL)
 			cap_free(caps);
@@ -69,7 +81,7 @@ int core_drop_privileges(const char *user, const char *group, char *err, size_t 
 	}
 	cap_free(caps);
 	prctl(PR_SET_KEEPCAPS, 0);
-	log_notice("running as uid %u gid %u with CAP_NET_BIND_SERVICE, CAP_NET_ADMIN, CAP_NET_RAW",
-		   (unsigned)uid, (unsigned)gid);
+	log_notice("running as uid %u gid %u with CAP_NET_BIND_SERVICE, CAP_NET_ADMIN, CAP_NET_RAW%s",
+		   (unsigned)uid, (unsigned)gid, keep_bpf ? ", CAP_BPF (kernel relay)" : "");
 	return 0;
 }

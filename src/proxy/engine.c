@@ -357,6 +357,21 @@ uint64_t proxy_engine_no_memory(const struct proxy_engine *e)
 	return atomic_load(&e->no_memory);
 }
 
+void proxy_engine_set_krelay(struct proxy_engine *e, struct krelay *k)
+{
+	atomic_store_explicit(&e->krelay, k, memory_order_release);
+}
+
+uint64_t proxy_engine_krelay_conns(const struct proxy_engine *e)
+{
+	return atomic_load(&e->krelay_conns);
+}
+
+uint64_t proxy_engine_krelay_fallbacks(const struct proxy_engine *e)
+{
+	return atomic_load(&e->krelay_fallbacks);
+}
+
 /* ---- accept path ---- */
 
 enum limit_hit { LIMIT_NONE, LIMIT_GLOBAL, LIMIT_LISTENER };

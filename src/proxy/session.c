@@ -92,12 +92,14 @@ void proxy_session_update_io(struct proxy_session *s)
 	case PROXY_ST_RELAY:
 		if (!s->c2s.eof && !dir_pending(&s->c2s))
 			cev |= EV_READ;
-		/* unproven: writability says when the connect ended */
-		if (dir_pending(&s->c2s) || !s->srv_up)
+		/* unproven: writability says when the connect ended; a
+		 * kernel-relay direction waiting for its destination to take the
+		 * redirected bytes is woken by its timer instead */
+		if ((dir_pending(&s->c2s) && !s->c2s.kwait) || !s->srv_up)
 			sev |= EV_WRITE;
 		if (!s->s2c.eof && !dir_pending(&s->s2c))
 			sev |= EV_READ;
-		if (dir_pending(&s->s2c))
+		if (dir_pending(&s->s2c) && !s->s2c.kwait)
 			cev |= EV_WRITE;
 		break;
 	case PROXY_ST_QUEUED:
@@ -172,6 +174,8 @@ void proxy_session_close(struct proxy_session *s, enum proxy_end end)
 		set_linger0(s->sfd);
 	else if (end == PROXY_END_SERVER_RESET)
 		set_linger0(s->cfd);
+	/* before the log line: it counts the kernel's bytes */
+	proxy_krelay_end(s);
 	if (log_enabled(LOGL_INFO))
 		log_end(s);
 	ev_timer_stop(w->loop, &s->timer);
@@ -293,6 +297,8 @@ static void relay_both(struct proxy_session *s, bool read_c, bool read_s)
 			return;
 		}
 	}
+	if (s->kernel)
+		proxy_krelay_wrote(s);
 	if (s->c2s.shut && s->s2c.shut) {
 		proxy_session_close(s, s->end_set ? s->end : PROXY_END_CLIENT_CLOSED);
 		return;
@@ -303,6 +309,14 @@ static void relay_both(struct proxy_session *s, bool read_c, bool read_s)
 		s->end_set = true;
 	}
 	proxy_session_update_io(s);
+	if (s->kwant && !s->kernel)
+		proxy_krelay_try(s);
+}
+
+void proxy_session_relay(struct proxy_session *s)
+{
+	if (s->state == PROXY_ST_RELAY)
+		relay_both(s, false, false);
 }
 
 /* The next moment the relay timer must look: idle or half-closed timeout,
@@ -687,7 +701,10 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 			connect_failed(s, ETIMEDOUT);
 			return;
 		}
-		/* activity only moves last_ms; the timer catches up lazily */
+		/* activity only moves last_ms; the timer catches up lazily.
+		 * Bytes the kernel relay moved count as activity too. */
+		if (s->kernel && proxy_krelay_active(s))
+			s->last_ms = now_ms(s->w);
 		deadline = idle_deadline(s);
 		if (deadline > now_ms(s->w) + 1) {
 			timer_at(s, deadline);
@@ -736,6 +753,7 @@ void proxy_session_start(struct proxy_worker *w, struct proxy_frontend *fe, int 
 	ev_io_init(&s->cio, on_client_io, fd, EV_READ);
 	ev_io_init(&s->sio, on_server_io, -1, EV_WRITE);
 	ev_timer_init(&s->timer, on_timer, 0.0, 0.0);
+	proxy_krelay_init(s);
 	atomic_fetch_add_explicit(&fe->total_conns, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&w->e->total_conns, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&s->pool->total_conns, 1, memory_order_relaxed);

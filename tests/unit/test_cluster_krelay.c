@@ -104,7 +104,8 @@ static void test_redirect_both_ways(void **state)
 	REQUIRE_KRELAY();
 	conn_open(&c);
 	assert_int_equal(krelay_pair_add(g_k, c.p, c.q, 1 << 20, &kp), 0);
-	krelay_release(g_k, &kp);
+	krelay_release(g_k, &kp, 0);
+	krelay_release(g_k, &kp, 1);
 	send_all(c.a, "hello", 5);
 	read_exact(c.b, buf, 5);
 	assert_memory_equal(buf, "hello", 5);
@@ -142,7 +143,8 @@ static void test_hold_passes(void **state)
 	assert_int_equal(c0.fwd, 0);
 	/* released, but a passed byte not written on yet keeps the order:
 	 * later bytes are passed too */
-	krelay_release(g_k, &kp);
+	krelay_release(g_k, &kp, 0);
+	krelay_release(g_k, &kp, 1);
 	send_all(c.a, "late", 4);
 	read_exact(c.p, buf, 4);
 	assert_memory_equal(buf, "late", 4);
@@ -171,7 +173,8 @@ static void test_cap_passes(void **state)
 	REQUIRE_KRELAY();
 	conn_open(&c);
 	assert_int_equal(krelay_pair_add(g_k, c.p, c.q, 4096, &kp), 0);
-	krelay_release(g_k, &kp);
+	krelay_release(g_k, &kp, 0);
+	krelay_release(g_k, &kp, 1);
 	send_all(c.a, big, 4096);
 	/* wait until the program saw them: b gets them */
 	read_exact(c.b, big, 4096);
@@ -198,7 +201,8 @@ static void test_fin_stays(void **state)
 	REQUIRE_KRELAY();
 	conn_open(&c);
 	assert_int_equal(krelay_pair_add(g_k, c.p, c.q, 1 << 20, &kp), 0);
-	krelay_release(g_k, &kp);
+	krelay_release(g_k, &kp, 0);
+	krelay_release(g_k, &kp, 1);
 	send_all(c.a, "x", 1);
 	read_exact(c.b, buf, 1);
 	shutdown(c.a, SHUT_WR);

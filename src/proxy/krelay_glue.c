@@ -1,0 +1,228 @@
+/* krelay_glue: a session's side of the kernel relay (sluice/krelay.h).
+ * Once a session is established and quiet (nothing buffered, no FIN
+ * either way), both sockets go into the sockhash and the kernel moves the
+ * bytes. The session keeps its watchers and its relay code: it still sees
+ * a FIN (recv() == 0), a reset, and the bytes the program passes up (after
+ * the insert, and over the in-flight cap), and relays those itself. Two
+ * rules keep the stream exact: user space writes nothing to a destination
+ * until its TCP has taken every byte the program redirected (else later
+ * bytes would overtake them), and the program redirects nothing while
+ * passed bytes are still on their way through user space. */
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+#include <linux/sockios.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include "proxy-int.h"
+#include "sluice/krelay.h"
+#include "sluice/log.h"
+#include "sluice/util.h"
+
+#define KRELAY_POLL_S 0.001 /* how often a lagging destination is looked at */
+
+static void on_ktimer(struct ev_loop *loop, ev_timer *t, int revents);
+
+static struct krelay *engine_krelay(const struct proxy_session *s)
+{
+	return atomic_load_explicit(&s->w->e->krelay, memory_order_acquire);
+}
+
+static int dir_index(const struct proxy_session *s, const struct proxy_dir *d)
+{
+	return d == &s->c2s ? 0 : 1;
+}
+
+static struct proxy_dir *dir_of(struct proxy_session *s, int i)
+{
+	return i == 0 ? &s->c2s : &s->s2c;
+}
+
+/* Direction i writes to the server (0) or the client (1). */
+static int dst_fd(const struct proxy_session *s, int i)
+{
+	return i == 0 ? s->sfd : s->cfd;
+}
+
+static bool pending(const struct proxy_dir *d)
+{
+	return d->len > 0 || d->in_pipe > 0;
+}
+
+/* Bytes the far end acknowledged on fd (0 when unknown). */
+static uint64_t bytes_acked(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
+	    len < offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof(ti.tcpi_bytes_acked))
+		return 0;
+	return ti.tcpi_bytes_acked;
+}
+
+static uint64_t ioctl_count(int fd, unsigned long req)
+{
+	int n = 0;
+
+	return ioctl(fd, req, &n) == 0 && n > 0 ? (uint64_t)n : 0;
+}
+
+/* Bytes written to direction i's destination since the insert that its TCP
+ * holds or has delivered. Read acked before the queue: what is acked in
+ * between then counts once too few, never twice, so this never overstates. */
+static uint64_t dst_taken(const struct proxy_session *s, int i)
+{
+	const struct proxy_kdir *k = &s->kd[i];
+	uint64_t acked = bytes_acked(dst_fd(s, i));
+	uint64_t outq = ioctl_count(dst_fd(s, i), SIOCOUTQ);
+	uint64_t base = k->acked0 + k->outq0;
+
+	return acked + outq > base ? acked + outq - base : 0;
+}
+
+void proxy_krelay_init(struct proxy_session *s)
+{
+	struct proxy_fe_settings *st = atomic_load_explicit(&s->fe->settings, memory_order_acquire);
+
+	s->kwant = st->relay == PROXY_RELAY_KERNEL && engine_krelay(s) != NULL;
+	s->kinflight = st->relay_inflight;
+	ev_timer_init(&s->ktimer, on_ktimer, KRELAY_POLL_S, 0.0);
+}
+
+void proxy_krelay_try(struct proxy_session *s)
+{
+	struct proxy_engine *e = s->w->e;
+	struct krelay *k;
+
+	if (!s->kwant || s->kernel || s->state != PROXY_ST_RELAY || !s->srv_up ||
+	    pending(&s->c2s) || pending(&s->s2c) || s->c2s.eof || s->s2c.eof)
+		return;
+	/* Both receive queues must be empty: the program takes a queued skb
+	 * whole, so the part of it user space already read would go out a
+	 * second time. Bytes that come in after this look arrive whole and
+	 * are passed up (the pair starts holding). Not now: the next quiet
+	 * moment tries again. */
+	if (ioctl_count(s->cfd, SIOCINQ) != 0 || ioctl_count(s->sfd, SIOCINQ) != 0)
+		return;
+	k = engine_krelay(s);
+	for (int i = 0; i < 2; i++) {
+		struct proxy_kdir *kd = &s->kd[i];
+
+		/* the queue before the acked count: see dst_taken */
+		kd->outq0 = ioctl_count(dst_fd(s, i), SIOCOUTQ);
+		kd->acked0 = bytes_acked(dst_fd(s, i));
+		kd->sent0 = dir_of(s, i)->sent;
+		kd->fwd_ok = kd->taken = 0;
+	}
+	if (krelay_pair_add(k, s->cfd, s->sfd, s->kinflight, &s->kp) < 0) {
+		/* a FIN or reset came in (EOPNOTSUPP), or the maps are full:
+		 * this connection stays in user space */
+		s->kwant = false;
+		atomic_fetch_add_explicit(&e->krelay_fallbacks, 1, memory_order_relaxed);
+		log_debug("kernel relay: %s connection stays in user space: %s", s->fe->name,
+			  strerror(errno));
+		return;
+	}
+	s->kernel = true;
+	atomic_fetch_add_explicit(&e->krelay_conns, 1, memory_order_relaxed);
+	/* splice() reads the socket's queue behind the program's back */
+	s->c2s.splice = s->s2c.splice = false;
+	/* From here on a read returns only what the program passed up
+	 * (recvmsg of a sockhash member with a verdict program reads the
+	 * passed queue alone), so every byte user space writes from now on
+	 * is a passed byte: counting from sent0 keeps passed and taken equal
+	 * exactly when none is on its way. The hold only covered the moment
+	 * when one socket was in the sockhash and its peer not yet. */
+	krelay_release(k, &s->kp, 0);
+	krelay_release(k, &s->kp, 1);
+}
+
+static void on_ktimer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct proxy_session *s = UTIL_CONTAINER_OF(t, struct proxy_session, ktimer);
+
+	(void)loop;
+	(void)revents;
+	proxy_session_relay(s);
+}
+
+bool proxy_krelay_may_write(struct proxy_session *s, struct proxy_dir *d)
+{
+	int i = dir_index(s, d);
+	struct proxy_kdir *kd = &s->kd[i];
+	struct krelay_count c;
+
+	krelay_count(engine_krelay(s), &s->kp, i, &c);
+	if (c.fwd != kd->fwd_ok &&
+	    dst_taken(s, i) < c.fwd + (d->sent - kd->sent0)) {
+		d->kwait = true;
+		if (!ev_is_active(&s->ktimer)) {
+			ev_timer_set(&s->ktimer, KRELAY_POLL_S, 0.0);
+			ev_timer_start(s->w->loop, &s->ktimer);
+		}
+		return false;
+	}
+	kd->fwd_ok = c.fwd;
+	d->kwait = false;
+	return true;
+}
+
+void proxy_krelay_wrote(struct proxy_session *s)
+{
+	struct krelay *k = engine_krelay(s);
+
+	for (int i = 0; i < 2; i++) {
+		struct proxy_kdir *kd = &s->kd[i];
+		struct proxy_dir *d = dir_of(s, i);
+		uint64_t taken, acked;
+
+		taken = d->sent - kd->sent0;
+		if (taken == kd->taken)
+			continue;
+		/* the program counts fwd + taken - acked in flight: acked counts
+		 * from the insert, after what was queued before it */
+		acked = bytes_acked(dst_fd(s, i));
+		acked = acked > kd->acked0 + kd->outq0 ? acked - kd->acked0 - kd->outq0 : 0;
+		kd->taken = taken;
+		krelay_steer(k, &s->kp, i, taken, acked);
+	}
+}
+
+bool proxy_krelay_active(struct proxy_session *s)
+{
+	struct krelay *k = engine_krelay(s);
+	struct krelay_count c0, c1;
+	uint64_t seen;
+
+	krelay_count(k, &s->kp, 0, &c0);
+	krelay_count(k, &s->kp, 1, &c1);
+	seen = c0.fwd + c0.passed + c1.fwd + c1.passed;
+	if (seen == s->kseen)
+		return false;
+	s->kseen = seen;
+	return true;
+}
+
+void proxy_krelay_end(struct proxy_session *s)
+{
+	struct krelay *k = engine_krelay(s);
+
+	if (!s->kernel)
+		return;
+	ev_timer_stop(s->w->loop, &s->ktimer);
+	for (int i = 0; i < 2; i++) {
+		struct proxy_dir *d = dir_of(s, i);
+		struct krelay_count c;
+
+		/* passed bytes went through d already */
+		krelay_count(k, &s->kp, i, &c);
+		d->bytes += c.fwd;
+		d->sent += c.fwd;
+	}
+	krelay_pair_del(k, &s->kp);
+	s->kernel = false;
+}
