@@ -406,6 +406,10 @@ def with_relay(conf_text, mode):
     return "global { relay %s; }\n" % mode + conf_text
 
 
+# The relay mode of the running test, for configurations written later.
+RELAY_NOW = ["user"]
+
+
 def krelay_counts(d):
     """(relayed in the kernel, stayed in user space) from the exit notice of
     a stopped daemon, or None."""
@@ -418,6 +422,7 @@ def sluice(tmp_path, relay_mode):
     """Factory: sluice(conf_text) starts a daemon and waits until it is ready.
     Teardown: SIGTERM, exit status 0 required, no sanitizer report."""
     started = []
+    RELAY_NOW[0] = relay_mode
 
     def start(conf_text, ready=True, name=None, args=(), prefix=(), binary=None):
         conf_text = with_relay(conf_text, relay_mode)
@@ -453,6 +458,7 @@ def sluice(tmp_path, relay_mode):
         rep = d.sanitizer_report()
         if rep is not None:
             problems.append("sanitizer report in the log of pid %d:\n%s" % (d.pid, rep[-6000:]))
+    RELAY_NOW[0] = "user"
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
 
@@ -772,7 +778,10 @@ def short_dir():
 
 def write_atomic(path, text):
     """Replace a file in one step (rename), so that a reload never reads a
-    half-written file; world-readable."""
+    half-written file; world-readable. A configuration keeps the relay
+    mode of the test (see RELAY_SUITE)."""
+    if path.endswith(".conf"):
+        text = with_relay(text, RELAY_NOW[0])
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         f.write(text)
