@@ -16,7 +16,8 @@ struct proxy_engine;
 /* How established connections are relayed. */
 enum proxy_relay {
 	PROXY_RELAY_USER, /* buffers and splice() in the worker */
-	PROXY_RELAY_KERNEL, /* sockmap when the engine has it and the connection qualifies */
+	PROXY_RELAY_KERNEL, /* sockmap when the engine has it */
+	PROXY_RELAY_AUTO, /* sockmap, except for connections that start as bulk (splice) */
 };
 
 /* Per-listener settings; published as a whole and retired through QSBR.

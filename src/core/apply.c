@@ -118,7 +118,9 @@ static struct proxy_fe_settings *build_settings(const struct conf_listen *cl, st
 	s->timeout_half_closed_ms = (uint32_t)UTIL_MIN(cl->timeout_half_closed_ms, UINT32_MAX);
 	s->timeout_proxy_header_ms = (uint32_t)UTIL_MIN(cl->timeout_proxy_header_ms, UINT32_MAX);
 	s->accept_proxy = cl->accept_proxy;
-	s->relay = cl->relay == CONF_RELAY_USER ? PROXY_RELAY_USER : PROXY_RELAY_KERNEL;
+	s->relay = cl->relay == CONF_RELAY_USER	    ? PROXY_RELAY_USER
+		   : cl->relay == CONF_RELAY_KERNEL ? PROXY_RELAY_KERNEL
+						    : PROXY_RELAY_AUTO;
 	s->relay_inflight = cl->relay_inflight;
 	return s;
 }

@@ -88,7 +88,8 @@ void proxy_krelay_init(struct proxy_session *s)
 {
 	struct proxy_fe_settings *st = atomic_load_explicit(&s->fe->settings, memory_order_acquire);
 
-	s->kwant = st->relay == PROXY_RELAY_KERNEL && engine_krelay(s) != NULL;
+	s->kwant = st->relay != PROXY_RELAY_USER && engine_krelay(s) != NULL;
+	s->kauto = st->relay == PROXY_RELAY_AUTO;
 	s->kinflight = st->relay_inflight;
 	ev_timer_init(&s->ktimer, on_ktimer, KRELAY_POLL_S, 0.0);
 }
@@ -108,6 +109,13 @@ void proxy_krelay_try(struct proxy_session *s)
 	 * moment tries again. */
 	if (ioctl_count(s->cfd, SIOCINQ) != 0 || ioctl_count(s->sfd, SIOCINQ) != 0)
 		return;
+	/* relay auto: a connection whose first bytes filled a whole buffer is
+	 * bulk, and bulk moves with less CPU through splice() than through
+	 * the kernel relay with a bounded cap (measured: docs/BENCH.md) */
+	if (s->kauto && (s->c2s.splice || s->s2c.splice)) {
+		s->kwant = false;
+		return;
+	}
 	k = engine_krelay(s);
 	for (int i = 0; i < 2; i++) {
 		struct proxy_kdir *kd = &s->kd[i];

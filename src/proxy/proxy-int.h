@@ -121,6 +121,7 @@ struct proxy_session {
 	bool srv_up; /* the server connection is established (pool told): by the
 		      * connect's completion or by traffic, never by the client */
 	bool kwant; /* the listener asks for the kernel relay and the engine has it */
+	bool kauto; /* relay auto: a connection that starts as bulk keeps splice() */
 	bool kernel; /* both sockets are in the kernel relay (kp valid) */
 	uint8_t hdr_len; /* PROXY header bytes at the front of c2s, unsent */
 	uint8_t retries_left;
