@@ -22,7 +22,10 @@
 #include "sluice/log.h"
 #include "sluice/util.h"
 
-#define KRELAY_POLL_S 0.001 /* how often a lagging destination is looked at */
+/* How often a lagging destination is looked at: from 1 ms, doubling while
+ * it stays behind (a reader that stopped reading), up to 64 ms. */
+#define KRELAY_POLL_MIN_S 0.001
+#define KRELAY_POLL_MAX_S 0.064
 
 static void on_ktimer(struct ev_loop *loop, ev_timer *t, int revents);
 
@@ -91,7 +94,8 @@ void proxy_krelay_init(struct proxy_session *s)
 	s->kwant = st->relay != PROXY_RELAY_USER && engine_krelay(s) != NULL;
 	s->kauto = st->relay == PROXY_RELAY_AUTO;
 	s->kinflight = st->relay_inflight;
-	ev_timer_init(&s->ktimer, on_ktimer, KRELAY_POLL_S, 0.0);
+	ev_timer_init(&s->ktimer, on_ktimer, KRELAY_POLL_MIN_S, 0.0);
+	s->kpoll_s = KRELAY_POLL_MIN_S;
 }
 
 void proxy_krelay_try(struct proxy_session *s)
@@ -169,11 +173,13 @@ bool proxy_krelay_may_write(struct proxy_session *s, struct proxy_dir *d)
 	    dst_taken(s, i) < c.fwd + (d->sent - kd->sent0)) {
 		d->kwait = true;
 		if (!ev_is_active(&s->ktimer)) {
-			ev_timer_set(&s->ktimer, KRELAY_POLL_S, 0.0);
+			ev_timer_set(&s->ktimer, s->kpoll_s, 0.0);
 			ev_timer_start(s->w->loop, &s->ktimer);
+			s->kpoll_s = UTIL_MIN(s->kpoll_s * 2, KRELAY_POLL_MAX_S);
 		}
 		return false;
 	}
+	s->kpoll_s = KRELAY_POLL_MIN_S;
 	kd->fwd_ok = c.fwd;
 	d->kwait = false;
 	return true;

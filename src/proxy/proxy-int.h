@@ -136,6 +136,7 @@ struct proxy_session {
 	uint64_t kseen; /* the program's byte counts at the last idle look */
 	uint64_t kinflight; /* the listener's cap */
 	ev_timer ktimer; /* polls a destination that has not taken everything */
+	double kpoll_s; /* its next interval */
 	struct util_addr client;
 	struct util_addr dst; /* from an accept-proxy header; len 0 otherwise */
 	struct pool_pick pick;
