@@ -782,6 +782,7 @@ struct proxy_engine *proxy_engine_new(const struct proxy_engine_conf *conf, stru
 		ev_check_start(w->loop, &w->check);
 		ev_timer_init(&w->pause_timer, on_pause_timer, 0.0, 0.0);
 		proxy_worker_trim_init(w);
+		proxy_krelay_worker_init(w);
 	}
 	return e;
 }
@@ -826,6 +827,7 @@ void proxy_engine_free(struct proxy_engine *e)
 		close_all(w);
 		free_dead(w);
 		proxy_worker_pools_free(w);
+		proxy_krelay_worker_free(w);
 		ev_loop_destroy(w->loop);
 		pthread_mutex_destroy(&w->cmd_lock);
 	}

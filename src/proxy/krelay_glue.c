@@ -1,7 +1,7 @@
 /* krelay_glue: a session's side of the kernel relay (sluice/krelay.h).
  * Once a session is established and quiet (nothing buffered, no FIN
- * either way), both sockets go into the sockhash and the kernel moves the
- * bytes. The session keeps its watchers and its relay code: it still sees
+ * either way, both receive queues empty), both sockets go into the
+ * sockhash and the kernel moves the bytes. The session keeps its watchers and its relay code: it still sees
  * a FIN (recv() == 0), a reset, and the bytes the program passes up (after
  * the insert, and over the in-flight cap), and relays those itself. Two
  * rules keep the stream exact: user space writes nothing to a destination
@@ -14,8 +14,10 @@
 #include <linux/sockios.h>
 #include <linux/tcp.h>
 #include <netinet/in.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "proxy-int.h"
 #include "sluice/krelay.h"
@@ -26,6 +28,8 @@
  * it stays behind (a reader that stopped reading), up to 64 ms. */
 #define KRELAY_POLL_MIN_S 0.001
 #define KRELAY_POLL_MAX_S 0.064
+#define KEP_BATCH 64 /* events per epoll_wait of the kernel relay's set */
+#define KEP_ROUNDS 16 /* batches per turn before yielding to the loop */
 
 static void on_ktimer(struct ev_loop *loop, ev_timer *t, int revents);
 
@@ -98,6 +102,80 @@ void proxy_krelay_init(struct proxy_session *s)
 	s->kpoll_s = KRELAY_POLL_MIN_S;
 }
 
+/* The kernel relay's sockets are watched edge-triggered, in a set of the
+ * worker's own: a socket whose bytes the kernel is still forwarding reads
+ * as readable until they left (its copied_seq lags), so level-triggered
+ * it would wake the worker over and over for nothing. An edge comes with
+ * each segment, FIN, reset and with each byte the program passes up. */
+static void on_kep(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct proxy_worker *w = UTIL_CONTAINER_OF(io, struct proxy_worker, kep_io);
+	struct epoll_event evs[KEP_BATCH];
+	int n = KEP_BATCH;
+
+	(void)loop;
+	(void)revents;
+	for (int round = 0; round < KEP_ROUNDS && n == KEP_BATCH; round++) {
+		n = epoll_wait(w->kep, evs, KEP_BATCH, 0);
+		for (int i = 0; i < n; i++) {
+			struct proxy_session *s =
+				(struct proxy_session *)(uintptr_t)(evs[i].data.u64 & ~1ull);
+
+			/* a session closed by an earlier event of this batch is
+			 * still allocated (freed after this loop iteration) */
+			if (s->kernel)
+				proxy_session_relay(s);
+		}
+	}
+}
+
+void proxy_krelay_worker_init(struct proxy_worker *w)
+{
+	w->kep = -1;
+	ev_io_init(&w->kep_io, on_kep, -1, EV_READ);
+}
+
+void proxy_krelay_worker_free(struct proxy_worker *w)
+{
+	if (w->kep < 0)
+		return;
+	ev_io_stop(w->loop, &w->kep_io);
+	close(w->kep);
+	w->kep = -1;
+}
+
+/* Watch s's sockets in the worker's edge-triggered set. Returns 0 or -1. */
+static int kep_add(struct proxy_session *s)
+{
+	struct proxy_worker *w = s->w;
+	int fds[2] = { s->cfd, s->sfd };
+
+	if (w->kep < 0) {
+		w->kep = epoll_create1(EPOLL_CLOEXEC);
+		if (w->kep < 0)
+			return -1;
+		ev_io_set(&w->kep_io, w->kep, EV_READ);
+		ev_io_start(w->loop, &w->kep_io);
+	}
+	for (int i = 0; i < 2; i++) {
+		struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLET,
+					  .data.u64 = (uintptr_t)s | (uint64_t)i };
+
+		if (epoll_ctl(w->kep, EPOLL_CTL_ADD, fds[i], &ev) < 0) {
+			if (i == 1)
+				epoll_ctl(w->kep, EPOLL_CTL_DEL, fds[0], NULL);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void kep_del(struct proxy_session *s)
+{
+	epoll_ctl(s->w->kep, EPOLL_CTL_DEL, s->cfd, NULL);
+	epoll_ctl(s->w->kep, EPOLL_CTL_DEL, s->sfd, NULL);
+}
+
 void proxy_krelay_try(struct proxy_session *s)
 {
 	struct proxy_engine *e = s->w->e;
@@ -106,6 +184,18 @@ void proxy_krelay_try(struct proxy_session *s)
 	if (!s->kwant || s->kernel || s->state != PROXY_ST_RELAY || !s->srv_up ||
 	    pending(&s->c2s) || pending(&s->s2c) || s->c2s.eof || s->s2c.eof)
 		return;
+	/* relay auto: a connection whose first bytes filled a whole buffer is
+	 * bulk, and bulk moves with less CPU through splice() than through
+	 * the kernel relay with a bounded cap (README, Benchmark); so auto
+	 * decides after the first exchange, when bytes went both ways */
+	if (s->kauto) {
+		if (s->c2s.splice || s->s2c.splice) {
+			s->kwant = false;
+			return;
+		}
+		if (s->c2s.bytes == 0 || s->s2c.bytes == 0)
+			return;
+	}
 	/* Both receive queues must be empty: the program takes a queued skb
 	 * whole, so the part of it user space already read would go out a
 	 * second time. Bytes that come in after this look arrive whole and
@@ -113,13 +203,6 @@ void proxy_krelay_try(struct proxy_session *s)
 	 * moment tries again. */
 	if (ioctl_count(s->cfd, SIOCINQ) != 0 || ioctl_count(s->sfd, SIOCINQ) != 0)
 		return;
-	/* relay auto: a connection whose first bytes filled a whole buffer is
-	 * bulk, and bulk moves with less CPU through splice() than through
-	 * the kernel relay with a bounded cap (measured: docs/BENCH.md) */
-	if (s->kauto && (s->c2s.splice || s->s2c.splice)) {
-		s->kwant = false;
-		return;
-	}
 	k = engine_krelay(s);
 	for (int i = 0; i < 2; i++) {
 		struct proxy_kdir *kd = &s->kd[i];
@@ -130,9 +213,12 @@ void proxy_krelay_try(struct proxy_session *s)
 		kd->sent0 = dir_of(s, i)->sent;
 		kd->fwd_ok = kd->taken = 0;
 	}
-	if (krelay_pair_add(k, s->cfd, s->sfd, s->kinflight, &s->kp) < 0) {
-		/* a FIN or reset came in (EOPNOTSUPP), or the maps are full:
-		 * this connection stays in user space */
+	/* watched first: once in the sockhash, an event must not be missed */
+	if (kep_add(s) < 0 || krelay_pair_add(k, s->cfd, s->sfd, s->kinflight, &s->kp) < 0) {
+		/* a FIN or reset came in (EOPNOTSUPP), the maps are full, or no
+		 * memory for the watch: this connection stays in user space */
+		if (s->w->kep >= 0)
+			kep_del(s);
 		s->kwant = false;
 		atomic_fetch_add_explicit(&e->krelay_fallbacks, 1, memory_order_relaxed);
 		log_debug("kernel relay: %s connection stays in user space: %s", s->fe->name,
@@ -151,6 +237,8 @@ void proxy_krelay_try(struct proxy_session *s)
 	 * when one socket was in the sockhash and its peer not yet. */
 	krelay_release(k, &s->kp, 0);
 	krelay_release(k, &s->kp, 1);
+	/* readability from the edge-triggered set from now on */
+	proxy_session_update_io(s);
 }
 
 static void on_ktimer(struct ev_loop *loop, ev_timer *t, int revents)
@@ -160,6 +248,15 @@ static void on_ktimer(struct ev_loop *loop, ev_timer *t, int revents)
 	(void)loop;
 	(void)revents;
 	proxy_session_relay(s);
+}
+
+void proxy_krelay_again(struct proxy_session *s)
+{
+	if (ev_is_active(&s->ktimer) && ev_timer_remaining(s->w->loop, &s->ktimer) <= 0.0)
+		return;
+	ev_timer_stop(s->w->loop, &s->ktimer);
+	ev_timer_set(&s->ktimer, 0.0, 0.0);
+	ev_timer_start(s->w->loop, &s->ktimer);
 }
 
 bool proxy_krelay_may_write(struct proxy_session *s, struct proxy_dir *d)
@@ -238,5 +335,6 @@ void proxy_krelay_end(struct proxy_session *s)
 		d->sent += c.fwd;
 	}
 	krelay_pair_del(k, &s->kp);
+	kep_del(s);
 	s->kernel = false;
 }

@@ -212,6 +212,10 @@ struct proxy_worker {
 	struct log_ratelimit rl_local; /* connects that failed for a local reason */
 	struct log_ratelimit rl_limit; /* accepting stopped at the global maxconn */
 	struct log_ratelimit rl_bufmem; /* the relay memory ceiling refused */
+	/* kernel relay (krelay_glue.c): an epoll set of the sockets in the
+	 * kernel relay, edge-triggered, watched by kep_io; -1 until the first */
+	int kep;
+	ev_io kep_io;
 };
 
 struct proxy_engine {
@@ -295,5 +299,9 @@ bool proxy_krelay_active(struct proxy_session *s);
  * the pair out. */
 void proxy_krelay_end(struct proxy_session *s);
 void proxy_krelay_init(struct proxy_session *s);
+/* Come back to s at the next loop iteration (bytes were left unread). */
+void proxy_krelay_again(struct proxy_session *s);
+void proxy_krelay_worker_init(struct proxy_worker *w);
+void proxy_krelay_worker_free(struct proxy_worker *w);
 
 #endif

@@ -407,8 +407,15 @@ enum proxy_io proxy_relay(struct proxy_session *s, struct proxy_dir *d, bool may
 		 * after a short read: the socket is most likely empty and a
 		 * read would only say EAGAIN. Level-triggered epoll brings us
 		 * back if more came, so this saves a system call per message. */
-		if (!may_read || round == RELAY_MAX_ROUNDS)
+		if (!may_read)
 			return PROXY_IO_AGAIN;
+		if (round == RELAY_MAX_ROUNDS) {
+			/* edge-triggered in the kernel relay: no event brings us
+			 * back for what is left, a timer's turn does */
+			if (s->kernel)
+				proxy_krelay_again(s);
+			return PROXY_IO_AGAIN;
+		}
 		rc = relay_read(s, d, from);
 		switch (rc) {
 		case PROXY_IO_AGAIN:
@@ -417,7 +424,8 @@ enum proxy_io proxy_relay(struct proxy_session *s, struct proxy_dir *d, bool may
 			d->eof = true;
 			break;
 		case PROXY_IO_SHORT:
-			may_read = false;
+			/* edge-triggered in the kernel relay: read to EAGAIN */
+			may_read = s->kernel;
 			break;
 		case PROXY_IO_FULL:
 		case PROXY_IO_FLUSHED:

@@ -106,6 +106,13 @@ void proxy_session_update_io(struct proxy_session *s)
 	case PROXY_ST_CLOSED:
 		break;
 	}
+	/* in the kernel relay, readability comes from the worker's
+	 * edge-triggered set (krelay_glue.c): level-triggered, a socket whose
+	 * bytes the kernel is still forwarding reads as readable and spins */
+	if (s->kernel) {
+		cev &= ~EV_READ;
+		sev &= ~EV_READ;
+	}
 	set_io(s->w->loop, &s->cio, cev);
 	if (s->sfd >= 0)
 		set_io(s->w->loop, &s->sio, sev);
@@ -284,7 +291,8 @@ static void relay_failed(struct proxy_session *s, enum proxy_io rc)
 static void relay_both(struct proxy_session *s, bool read_c, bool read_s)
 {
 	struct proxy_dir *dirs[2] = { &s->c2s, &s->s2c };
-	bool may_read[2] = { read_c, read_s };
+	/* kernel relay: an edge comes once, so every turn reads to EAGAIN */
+	bool may_read[2] = { read_c || s->kernel, read_s || s->kernel };
 
 	for (size_t i = 0; i < 2; i++) {
 		enum proxy_io rc = proxy_relay(s, dirs[i], may_read[i]);

@@ -377,7 +377,7 @@ class Daemon:
 # `relay kernel` (sockmap) as the global default.
 RELAY_SUITE = {"test_relay.py", "test_proxyproto.py", "test_silent_client.py",
                "test_ctl_drain.py", "test_takeover.py", "test_reload_apply.py",
-               "test_lifecycle_sigterm.py", "test_krelay.py"}
+               "test_lifecycle_sigterm.py", "test_krelay.py", "test_ipv6.py"}
 KRELAY_DONE_RE = re.compile(r"notice: kernel relay: (\d+) connections relayed in the kernel, "
                             r"(\d+) stayed in user space")
 
