@@ -27,11 +27,25 @@ struct krelay_count {
 	uint64_t passed; /* passed up to user space (hold, order, cap) */
 };
 
-/* Load and attach the program with room for max_pairs connections. Needs
- * CAP_BPF and CAP_NET_ADMIN (or root). Returns the handle (caller owns it),
- * or NULL with err saying why (no capability, a kernel without sockmap,
- * the verifier's words). */
-struct krelay *krelay_open(uint32_t max_pairs, char *err, size_t errlen);
+/* Load and attach the program with room for max_pairs connections and
+ * nrings note rings (one per worker, at most 64). Needs CAP_BPF and
+ * CAP_NET_ADMIN (or root). Returns the handle (caller owns it), or NULL
+ * with err saying why (no capability, a kernel without sockmap, the
+ * verifier's words). */
+struct krelay *krelay_open(uint32_t max_pairs, unsigned nrings, char *err, size_t errlen);
+
+/* Direction slots: krelay_pair.slot[] is below this. */
+uint32_t krelay_nslots(const struct krelay *k);
+
+/* Ring `ring` hears of the directions of the pairs added with it: the
+ * program writes a note (the direction's slot) when it starts passing bytes
+ * up to a direction that had none on their way, so the caller need not
+ * watch the sockets for input. krelay_ring_fd() is readable when notes
+ * wait; krelay_ring_drain() calls fn(arg, slot) for each. One thread per
+ * ring. */
+typedef void (*krelay_note_fn)(void *arg, uint32_t slot);
+int krelay_ring_fd(const struct krelay *k, unsigned ring);
+void krelay_ring_drain(struct krelay *k, unsigned ring, krelay_note_fn fn, void *arg);
 
 /* Free everything; the workers no longer use k. NULL is allowed. */
 void krelay_close(struct krelay *k);
@@ -43,7 +57,8 @@ void krelay_close(struct krelay *k);
  * acknowledged by the far end). Returns 0, or -1 with errno: EOPNOTSUPP for
  * a socket that is not ESTABLISHED (a FIN came in, or a reset), ENOSPC when
  * max_pairs are in use; nothing stays inserted then. */
-int krelay_pair_add(struct krelay *k, int fd0, int fd1, uint64_t cap, struct krelay_pair *p);
+int krelay_pair_add(struct krelay *k, int fd0, int fd1, uint64_t cap, unsigned ring,
+		    struct krelay_pair *p);
 
 /* Take the pair out (before its sockets close). Bytes still queued inside
  * the relay are discarded: call it once both directions are drained, or

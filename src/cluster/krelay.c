@@ -33,6 +33,16 @@ struct krelay {
 	pthread_mutex_t lock; /* free slot stack */
 	uint32_t *free_slots;
 	uint32_t nfree;
+	struct krelay_ring *rings;
+	unsigned nrings;
+};
+
+/* A note ring: the kernel's ring buffer map and libbpf's reader of it. */
+struct krelay_ring {
+	int map_fd;
+	struct ring_buffer *rb;
+	krelay_note_fn fn; /* set for the length of a drain */
+	void *arg;
 };
 
 static char libbpf_last[256];
@@ -59,7 +69,50 @@ static void fail(char *err, size_t errlen, const char *what, int e)
 		 libbpf_last[0] ? " (libbpf: " : "", libbpf_last, libbpf_last[0] ? ")" : "");
 }
 
-struct krelay *krelay_open(uint32_t max_pairs, char *err, size_t errlen)
+static int on_note(void *ctx, void *data, size_t size)
+{
+	struct krelay_ring *r = ctx;
+	const struct krelay_note *n = data;
+
+	if (size >= sizeof(*n))
+		r->fn(r->arg, n->slot);
+	return 0;
+}
+
+/* Create the note rings and put them in the program's rings map. */
+static int rings_open(struct krelay *k, unsigned nrings, char *err, size_t errlen)
+{
+	int outer = bpf_map__fd(k->skel->maps.rings);
+
+	k->rings = calloc(nrings, sizeof(*k->rings));
+	if (k->rings == NULL) {
+		fail(err, errlen, "rings", ENOMEM);
+		return -1;
+	}
+	for (unsigned i = 0; i < nrings; i++) {
+		struct krelay_ring *r = &k->rings[i];
+
+		r->map_fd = bpf_map_create(BPF_MAP_TYPE_RINGBUF, "krelay_ring", 0, 0,
+					   KRELAY_RING_BYTES, NULL);
+		if (r->map_fd < 0) {
+			fail(err, errlen, "cannot create a note ring", errno);
+			return -1;
+		}
+		k->nrings = i + 1;
+		if (bpf_map_update_elem(outer, &i, &r->map_fd, BPF_ANY) < 0) {
+			fail(err, errlen, "cannot install a note ring", errno);
+			return -1;
+		}
+		r->rb = ring_buffer__new(r->map_fd, on_note, r, NULL);
+		if (r->rb == NULL) {
+			fail(err, errlen, "cannot read a note ring", errno);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+struct krelay *krelay_open(uint32_t max_pairs, unsigned nrings, char *err, size_t errlen)
 {
 	struct krelay *k = calloc(1, sizeof(*k));
 	uint32_t nslots = max_pairs * 2;
@@ -67,8 +120,9 @@ struct krelay *krelay_open(uint32_t max_pairs, char *err, size_t errlen)
 	int rc, prog_fd;
 
 	libbpf_last[0] = '\0';
-	if (k == NULL || max_pairs == 0 || max_pairs > (1u << 24)) {
-		snprintf(err, errlen, "kernel relay: bad size %u", max_pairs);
+	if (k == NULL || max_pairs == 0 || max_pairs > (1u << 24) || nrings == 0 ||
+	    nrings > KRELAY_MAX_RINGS) {
+		snprintf(err, errlen, "kernel relay: bad size %u or %u rings", max_pairs, nrings);
 		free(k);
 		return NULL;
 	}
@@ -114,6 +168,8 @@ struct krelay *krelay_open(uint32_t max_pairs, char *err, size_t errlen)
 		fail(err, errlen, "cannot map the counters", errno);
 		goto out;
 	}
+	if (rings_open(k, nrings, err, errlen) < 0)
+		goto out;
 	return k;
 out:
 	krelay_close(k);
@@ -124,6 +180,11 @@ void krelay_close(struct krelay *k)
 {
 	if (k == NULL)
 		return;
+	for (unsigned i = 0; i < k->nrings; i++) {
+		ring_buffer__free(k->rings[i].rb);
+		close(k->rings[i].map_fd);
+	}
+	free(k->rings);
 	if (k->dirs != NULL)
 		munmap(k->dirs, k->map_len);
 	/* the sockhash goes with the object; its sockets are ours and closed */
@@ -160,7 +221,27 @@ static int cookie_of(int fd, uint64_t *cookie)
 	return getsockopt(fd, SOL_SOCKET, SO_COOKIE, cookie, &len);
 }
 
-int krelay_pair_add(struct krelay *k, int fd0, int fd1, uint64_t cap, struct krelay_pair *p)
+uint32_t krelay_nslots(const struct krelay *k)
+{
+	return k->nslots;
+}
+
+int krelay_ring_fd(const struct krelay *k, unsigned ring)
+{
+	return ring_buffer__epoll_fd(k->rings[ring].rb);
+}
+
+void krelay_ring_drain(struct krelay *k, unsigned ring, krelay_note_fn fn, void *arg)
+{
+	struct krelay_ring *r = &k->rings[ring];
+
+	r->fn = fn;
+	r->arg = arg;
+	ring_buffer__consume(r->rb);
+}
+
+int krelay_pair_add(struct krelay *k, int fd0, int fd1, uint64_t cap, unsigned ring,
+		    struct krelay_pair *p)
 {
 	int fds[2] = { fd0, fd1 }, i, e;
 	int inserted = 0, linked = 0, slots = 0;
@@ -179,6 +260,7 @@ int krelay_pair_add(struct krelay *k, int fd0, int fd1, uint64_t cap, struct kre
 
 		memset(d, 0, sizeof(*d));
 		d->cap = cap;
+		d->ring = ring < k->nrings ? ring : 0;
 		__atomic_store_n(&d->hold, 1, __ATOMIC_RELEASE);
 	}
 	for (; linked < 2; linked++) {

@@ -10,6 +10,7 @@
  * passed bytes are still on their way through user space. */
 #include <errno.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <linux/sockios.h>
 #include <linux/tcp.h>
@@ -129,36 +130,102 @@ static void on_kep(struct ev_loop *loop, ev_io *io, int revents)
 	}
 }
 
+/* What the set watches on a relayed socket: always a FIN (EPOLLRDHUP) and
+ * errors; input only while the program passes bytes up (kin), or every
+ * redirected segment would wake the worker. */
+static uint32_t kep_events(bool kin)
+{
+	return EPOLLRDHUP | EPOLLET | (kin ? EPOLLIN : 0);
+}
+
+/* Watch s's sockets for input too, or no more. Changing the watch looks
+ * at the socket again, so bytes already waiting raise an event. */
+static void kin_set(struct proxy_session *s, bool kin)
+{
+	int fds[2] = { s->cfd, s->sfd };
+
+	if (s->kin == kin)
+		return;
+	s->kin = kin;
+	for (int i = 0; i < 2; i++) {
+		struct epoll_event ev = { .events = kep_events(kin),
+					  .data.u64 = (uintptr_t)s | (uint64_t)i };
+
+		epoll_ctl(s->w->kep, EPOLL_CTL_MOD, fds[i], &ev);
+	}
+}
+
+/* A note from the program: it started passing bytes up to slot. */
+static void on_note(void *arg, uint32_t slot)
+{
+	struct proxy_worker *w = arg;
+	struct proxy_session *s = w->kslots[slot];
+
+	if (s != NULL && s->kernel)
+		kin_set(s, true);
+}
+
+static void on_kring(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct proxy_worker *w = UTIL_CONTAINER_OF(io, struct proxy_worker, kring_io);
+
+	(void)loop;
+	(void)revents;
+	krelay_ring_drain(atomic_load(&w->e->krelay), w->id, on_note, w);
+}
+
 void proxy_krelay_worker_init(struct proxy_worker *w)
 {
 	w->kep = -1;
 	ev_io_init(&w->kep_io, on_kep, -1, EV_READ);
+	ev_io_init(&w->kring_io, on_kring, -1, EV_READ);
 }
 
 void proxy_krelay_worker_free(struct proxy_worker *w)
 {
+	free(w->kslots);
+	w->kslots = NULL;
 	if (w->kep < 0)
 		return;
 	ev_io_stop(w->loop, &w->kep_io);
+	ev_io_stop(w->loop, &w->kring_io);
 	close(w->kep);
 	w->kep = -1;
 }
 
-/* Watch s's sockets in the worker's edge-triggered set. Returns 0 or -1. */
-static int kep_add(struct proxy_session *s)
+/* The worker's set, its note ring watch and slot table, on first use. */
+static int kep_open(struct proxy_worker *w, struct krelay *k)
+{
+	if (w->kep >= 0)
+		return 0;
+	w->kslots = calloc(krelay_nslots(k), sizeof(*w->kslots));
+	if (w->kslots == NULL)
+		return -1;
+	w->kep = epoll_create1(EPOLL_CLOEXEC);
+	if (w->kep < 0) {
+		free(w->kslots);
+		w->kslots = NULL;
+		return -1;
+	}
+	ev_io_set(&w->kep_io, w->kep, EV_READ);
+	ev_io_start(w->loop, &w->kep_io);
+	ev_io_set(&w->kring_io, krelay_ring_fd(k, w->id), EV_READ);
+	ev_io_start(w->loop, &w->kring_io);
+	return 0;
+}
+
+/* Watch s's sockets in the worker's edge-triggered set, input included
+ * (the pair starts holding). Returns 0 or -1. */
+static int kep_add(struct proxy_session *s, struct krelay *k)
 {
 	struct proxy_worker *w = s->w;
 	int fds[2] = { s->cfd, s->sfd };
 
-	if (w->kep < 0) {
-		w->kep = epoll_create1(EPOLL_CLOEXEC);
-		if (w->kep < 0)
-			return -1;
-		ev_io_set(&w->kep_io, w->kep, EV_READ);
-		ev_io_start(w->loop, &w->kep_io);
-	}
+	if (kep_open(w, k) < 0)
+		return -1;
+	s->kin = true;
 	for (int i = 0; i < 2; i++) {
-		struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLET,
+		struct epoll_event ev = { .events = kep_events(true),
 					  .data.u64 = (uintptr_t)s | (uint64_t)i };
 
 		if (epoll_ctl(w->kep, EPOLL_CTL_ADD, fds[i], &ev) < 0) {
@@ -214,7 +281,8 @@ void proxy_krelay_try(struct proxy_session *s)
 		kd->fwd_ok = kd->taken = 0;
 	}
 	/* watched first: once in the sockhash, an event must not be missed */
-	if (kep_add(s) < 0 || krelay_pair_add(k, s->cfd, s->sfd, s->kinflight, &s->kp) < 0) {
+	if (kep_add(s, k) < 0 ||
+	    krelay_pair_add(k, s->cfd, s->sfd, s->kinflight, s->w->id, &s->kp) < 0) {
 		/* a FIN or reset came in (EOPNOTSUPP), the maps are full, or no
 		 * memory for the watch: this connection stays in user space */
 		if (s->w->kep >= 0)
@@ -226,6 +294,7 @@ void proxy_krelay_try(struct proxy_session *s)
 		return;
 	}
 	s->kernel = true;
+	s->w->kslots[s->kp.slot[0]] = s->w->kslots[s->kp.slot[1]] = s;
 	atomic_fetch_add_explicit(&e->krelay_conns, 1, memory_order_relaxed);
 	/* splice() reads the socket's queue behind the program's back */
 	s->c2s.splice = s->s2c.splice = false;
@@ -285,6 +354,7 @@ bool proxy_krelay_may_write(struct proxy_session *s, struct proxy_dir *d)
 void proxy_krelay_wrote(struct proxy_session *s)
 {
 	struct krelay *k = engine_krelay(s);
+	bool kin = false;
 
 	for (int i = 0; i < 2; i++) {
 		struct proxy_kdir *kd = &s->kd[i];
@@ -301,6 +371,17 @@ void proxy_krelay_wrote(struct proxy_session *s)
 		kd->taken = taken;
 		krelay_steer(k, &s->kp, i, taken, acked);
 	}
+	/* input matters while passed bytes are still to be read: read the
+	 * counts after steering, so a pass after this look finds passed ==
+	 * taken and writes a note that turns the watch on again */
+	for (int i = 0; i < 2; i++) {
+		struct krelay_count c;
+
+		krelay_count(k, &s->kp, i, &c);
+		if (c.passed != s->kd[i].taken)
+			kin = true;
+	}
+	kin_set(s, kin);
 }
 
 bool proxy_krelay_active(struct proxy_session *s)
@@ -336,5 +417,6 @@ void proxy_krelay_end(struct proxy_session *s)
 	}
 	krelay_pair_del(k, &s->kp);
 	kep_del(s);
+	s->w->kslots[s->kp.slot[0]] = s->w->kslots[s->kp.slot[1]] = NULL;
 	s->kernel = false;
 }

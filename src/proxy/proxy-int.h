@@ -123,6 +123,7 @@ struct proxy_session {
 	bool kwant; /* the listener asks for the kernel relay and the engine has it */
 	bool kauto; /* relay auto: a connection that starts as bulk keeps splice() */
 	bool kernel; /* both sockets are in the kernel relay (kp valid) */
+	bool kin; /* its sockets are watched for input too (bytes passed up) */
 	uint8_t hdr_len; /* PROXY header bytes at the front of c2s, unsent */
 	uint8_t retries_left;
 	uint32_t timeout_connect_ms, timeout_idle_ms, timeout_half_closed_ms;
@@ -216,6 +217,8 @@ struct proxy_worker {
 	 * kernel relay, edge-triggered, watched by kep_io; -1 until the first */
 	int kep;
 	ev_io kep_io;
+	ev_io kring_io; /* this worker's note ring (sluice/krelay.h) */
+	struct proxy_session **kslots; /* direction slot -> session, this worker's */
 };
 
 struct proxy_engine {

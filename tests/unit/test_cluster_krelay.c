@@ -22,6 +22,18 @@
 #include "sluice/util.h"
 
 static struct krelay *g_k;
+
+static void drop_note(void *arg, uint32_t slot)
+{
+	(void)arg;
+	(void)slot;
+}
+
+/* Forget the notes earlier tests left in the ring. */
+static void krelay_drain_all(void)
+{
+	krelay_ring_drain(g_k, 0, drop_note, NULL);
+}
 static char g_why[256] = "not loaded";
 
 #define REQUIRE_KRELAY()                                         \
@@ -103,7 +115,7 @@ static void test_redirect_both_ways(void **state)
 	(void)state;
 	REQUIRE_KRELAY();
 	conn_open(&c);
-	assert_int_equal(krelay_pair_add(g_k, c.p, c.q, 1 << 20, &kp), 0);
+	assert_int_equal(krelay_pair_add(g_k, c.p, c.q, 1 << 20, 0, &kp), 0);
 	krelay_release(g_k, &kp, 0);
 	krelay_release(g_k, &kp, 1);
 	send_all(c.a, "hello", 5);
@@ -134,7 +146,7 @@ static void test_hold_passes(void **state)
 	(void)state;
 	REQUIRE_KRELAY();
 	conn_open(&c);
-	assert_int_equal(krelay_pair_add(g_k, c.p, c.q, 1 << 20, &kp), 0);
+	assert_int_equal(krelay_pair_add(g_k, c.p, c.q, 1 << 20, 0, &kp), 0);
 	send_all(c.a, "early", 5);
 	read_exact(c.p, buf, 5);
 	assert_memory_equal(buf, "early", 5);
@@ -161,6 +173,46 @@ static void test_hold_passes(void **state)
 	conn_close(&c);
 }
 
+static void on_note(void *arg, uint32_t slot)
+{
+	uint32_t *got = arg;
+
+	got[got[0] + 1] = slot;
+	got[0]++;
+}
+
+/* The ring hears when passing starts for a direction with nothing on its
+ * way, once per episode: the worker watches no input on relayed sockets. */
+static void test_note_when_passing_starts(void **state)
+{
+	struct krelay_pair kp;
+	struct conn c;
+	uint32_t got[8] = { 0 };
+	char buf[8];
+	struct pollfd pfd;
+
+	(void)state;
+	REQUIRE_KRELAY();
+	conn_open(&c);
+	assert_int_equal(krelay_pair_add(g_k, c.p, c.q, 1 << 20, 0, &kp), 0);
+	krelay_drain_all();
+	send_all(c.a, "ab", 2);
+	pfd.fd = krelay_ring_fd(g_k, 0);
+	pfd.events = POLLIN;
+	assert_int_equal(poll(&pfd, 1, 5000), 1);
+	krelay_ring_drain(g_k, 0, on_note, got);
+	assert_int_equal(got[0], 1);
+	assert_int_equal(got[1], kp.slot[0]);
+	/* more bytes of the same episode (passed, not yet taken): no note */
+	read_exact(c.p, buf, 2);
+	send_all(c.a, "cd", 2);
+	read_exact(c.p, buf, 2);
+	krelay_ring_drain(g_k, 0, on_note, got);
+	assert_int_equal(got[0], 1);
+	krelay_pair_del(g_k, &kp);
+	conn_close(&c);
+}
+
 /* Once the bytes in flight reach the cap, the next ones are passed up. */
 static void test_cap_passes(void **state)
 {
@@ -172,7 +224,7 @@ static void test_cap_passes(void **state)
 	(void)state;
 	REQUIRE_KRELAY();
 	conn_open(&c);
-	assert_int_equal(krelay_pair_add(g_k, c.p, c.q, 4096, &kp), 0);
+	assert_int_equal(krelay_pair_add(g_k, c.p, c.q, 4096, 0, &kp), 0);
 	krelay_release(g_k, &kp, 0);
 	krelay_release(g_k, &kp, 1);
 	send_all(c.a, big, 4096);
@@ -200,7 +252,7 @@ static void test_fin_stays(void **state)
 	(void)state;
 	REQUIRE_KRELAY();
 	conn_open(&c);
-	assert_int_equal(krelay_pair_add(g_k, c.p, c.q, 1 << 20, &kp), 0);
+	assert_int_equal(krelay_pair_add(g_k, c.p, c.q, 1 << 20, 0, &kp), 0);
 	krelay_release(g_k, &kp, 0);
 	krelay_release(g_k, &kp, 1);
 	send_all(c.a, "x", 1);
@@ -231,12 +283,12 @@ static void test_insert_after_fin_fails(void **state)
 	shutdown(c.a, SHUT_WR);
 	assert_true(wait_readable(c.p, 5000));
 	assert_int_equal(recv(c.p, buf, sizeof(buf), 0), 0);
-	assert_int_equal(krelay_pair_add(g_k, c.p, c.q, 1 << 20, &kp), -1);
+	assert_int_equal(krelay_pair_add(g_k, c.p, c.q, 1 << 20, 0, &kp), -1);
 	assert_int_equal(errno, EOPNOTSUPP);
 	/* both slots went back: a new pair of the others still works */
 	conn_close(&c);
 	conn_open(&c);
-	assert_int_equal(krelay_pair_add(g_k, c.p, c.q, 1 << 20, &kp), 0);
+	assert_int_equal(krelay_pair_add(g_k, c.p, c.q, 1 << 20, 0, &kp), 0);
 	krelay_pair_del(g_k, &kp);
 	conn_close(&c);
 }
@@ -252,10 +304,10 @@ static void test_full(void **state)
 	REQUIRE_KRELAY();
 	for (i = 0; i < 4; i++) {
 		conn_open(&c[i]);
-		assert_int_equal(krelay_pair_add(g_k, c[i].p, c[i].q, 1 << 20, &kp[i]), 0);
+		assert_int_equal(krelay_pair_add(g_k, c[i].p, c[i].q, 1 << 20, 0, &kp[i]), 0);
 	}
 	conn_open(&c[4]);
-	assert_int_equal(krelay_pair_add(g_k, c[4].p, c[4].q, 1 << 20, &kp[4]), -1);
+	assert_int_equal(krelay_pair_add(g_k, c[4].p, c[4].q, 1 << 20, 0, &kp[4]), -1);
 	assert_int_equal(errno, ENOSPC);
 	for (i = 0; i < 4; i++) {
 		krelay_pair_del(g_k, &kp[i]);
@@ -268,12 +320,12 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_redirect_both_ways), cmocka_unit_test(test_hold_passes),
-		cmocka_unit_test(test_cap_passes),	   cmocka_unit_test(test_fin_stays),
+		cmocka_unit_test(test_cap_passes), cmocka_unit_test(test_note_when_passing_starts),	   cmocka_unit_test(test_fin_stays),
 		cmocka_unit_test(test_insert_after_fin_fails), cmocka_unit_test(test_full),
 	};
 	int rc;
 
-	g_k = krelay_open(4, g_why, sizeof(g_why));
+	g_k = krelay_open(4, 1, g_why, sizeof(g_why));
 	rc = cmocka_run_group_tests(tests, NULL, NULL);
 	krelay_close(g_k);
 	return rc;

@@ -34,6 +34,31 @@ struct {
 	__type(value, struct krelay_dir);
 } dirs SEC(".maps");
 
+struct krelay_ring {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, KRELAY_RING_BYTES);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, KRELAY_MAX_RINGS);
+	__type(key, __u32);
+	__array(values, struct krelay_ring);
+} rings SEC(".maps");
+
+/* Tell the direction's worker that bytes now wait in the socket: it watches
+ * the relayed sockets for a FIN or an error only, not for input, or every
+ * redirected segment would wake it. */
+static void note(struct krelay_dir *d, __u32 slot)
+{
+	struct krelay_note n = { .slot = slot };
+	__u32 ring = d->ring;
+	void *rb = bpf_map_lookup_elem(&rings, &ring);
+
+	if (rb != NULL)
+		bpf_ringbuf_output(rb, &n, sizeof(n), 0);
+}
+
 SEC("sk_skb/stream_verdict")
 int krelay_verdict(struct __sk_buff *skb)
 {
@@ -55,6 +80,9 @@ int krelay_verdict(struct __sk_buff *skb)
 	if (d == NULL)
 		return SK_PASS;
 	if (d->hold || d->passed != d->taken || d->fwd + d->taken - d->acked >= d->cap) {
+		/* the first bytes of an episode: none was on its way */
+		if (d->passed == d->taken)
+			note(d, l->slot);
 		__sync_fetch_and_add(&d->passed, len);
 		return SK_PASS;
 	}

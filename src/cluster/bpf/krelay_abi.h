@@ -25,8 +25,19 @@ struct krelay_dir {
 	__u64 acked; /* bytes the peer's remote end acknowledged since insert */
 	__u64 cap; /* redirect only while fwd + taken - acked is below it */
 	__u32 hold; /* nonzero: pass everything (until user space releases it) */
-	__u32 pad;
+	__u32 ring; /* the rings entry that hears of this direction */
 	__u64 spare[2];
+};
+
+/* rings: one ring buffer per worker. The program writes a record when it
+ * starts passing bytes up to a direction that had none on their way, so a
+ * worker that does not watch its sockets for input learns of them. */
+#define KRELAY_MAX_RINGS 64
+#define KRELAY_RING_BYTES (256 * 1024)
+
+struct krelay_note {
+	__u32 slot; /* the direction */
+	__u32 pad;
 };
 
 #endif
