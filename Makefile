@@ -1,16 +1,21 @@
 # sluice build. `make` builds the daemon and tools; `make test` installs what
 # is missing, builds and runs every test; `make demo` starts a demo setup.
-# SAN=1 builds into build-san/ with AddressSanitizer and UBSan.
-# FAULT=1 builds into build-fault/ (build-san-fault/ with SAN=1) with the
-# test-only fault injection sites (UTIL_FAULT, $SLUICE_FAULT); no other
-# build contains them.
+# SAN=1 builds into build-san/ with AddressSanitizer and UBSan, TSAN=1 into
+# build-tsan/ with ThreadSanitizer (the two cannot share a build).
 # `make install` (PREFIX, DESTDIR) installs it; `make deb` builds the Debian
 # package into build/deb/.
+# FAULT=1 builds into build-fault/ (build-san-fault/ with SAN=1,
+# build-tsan-fault/ with TSAN=1) with the test-only fault injection sites
+# (UTIL_FAULT, $SLUICE_FAULT); no other build contains them.
 
 CC ?= cc
 ifeq ($(SAN),1)
 BUILD_SUFFIX = -san
 SANFLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+OPT = -O1 -g
+else ifeq ($(TSAN),1)
+BUILD_SUFFIX = -tsan
+SANFLAGS = -fsanitize=thread -fno-omit-frame-pointer
 OPT = -O1 -g
 else
 BUILD_SUFFIX =
@@ -29,7 +34,7 @@ CPPFLAGS += -Iinclude -I$(BUILD)/gen -D_GNU_SOURCE -DSLUICE_VERSION=\"$(VERSION)
 	    $(shell pkg-config --cflags libnl-3.0 libnl-route-3.0 2>/dev/null)
 CFLAGS += -std=gnu11 $(OPT) $(WARN) -pthread $(SANFLAGS)
 LDFLAGS += -pthread $(SANFLAGS)
-LIBS = -lev $(shell pkg-config --libs libnl-3.0 libnl-route-3.0 openssl libcap libbpf 2>/dev/null) -lm
+LIBS = -lev $(shell pkg-config --libs libnl-3.0 libnl-route-3.0 openssl libcap zlib libbpf 2>/dev/null) -lm
 # BPF programs of the cluster module: compiled for BPF and embedded as
 # bpftool skeletons (build/gen/*.skel.h).
 BPF_CLANG ?= clang
@@ -57,7 +62,7 @@ SYSCONFDIR ?= /etc
 MANPAGES = man/sluice.8 man/sluicectl.8 man/sluice.conf.5 man/rolling-deploy.1
 
 # Link order: users before what they use.
-MODULES = core ctl health vrrp vip proxy cluster pool balance conf log util
+MODULES = core ctl health vrrp vip proxy tls cluster pool balance conf log util
 define mod_srcs
 $(wildcard src/$(1)/*.c)
 endef
@@ -70,7 +75,8 @@ TOOL_SRCS = $(wildcard tools/*.c)
 TOOL_BINS = $(patsubst tools/%.c,$(BUILD)/%,$(TOOL_SRCS))
 
 .PHONY: all deps test unit integration netns conftest fuzz demo demo-stop bench san-test \
-	clean check-layout format-check install uninstall man-check pkg-test deb FORCE perf-maglev
+	tsan-test clean check-layout format-check install uninstall man-check pkg-test deb FORCE \
+	perf-maglev
 
 all: $(BUILD)/sluice $(TOOL_BINS)
 
@@ -120,6 +126,10 @@ $(BUILD)/sluice: $(MOD_LIBS)
 $(BUILD)/%: tools/%.c $(BUILD)/lib/libutil.a $(BUILD)/lib/liblog.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/lib/liblog.a $(BUILD)/lib/libutil.a -lev $(LDFLAGS)
 
+# bench-peek times the pure ClientHello parser: it links tls too.
+$(BUILD)/bench-peek: tools/bench-peek.c $(BUILD)/lib/libtls.a $(BUILD)/lib/libutil.a
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/lib/libtls.a $(BUILD)/lib/libutil.a $(LDFLAGS)
+
 # A unit test test_<mod>[_what].c links only its module, log and util;
 # UNIT_LIBS_<test> lists the modules instead (users before what they use)
 # where a module is tested together with the pure one it is built on.
@@ -163,7 +173,8 @@ FUZZ_CFLAGS = -std=gnu11 -g -O1 -Iinclude -D_GNU_SOURCE -fsanitize=fuzzer,addres
 # fuzz_<mod>_<what>.c links the sources of its (pure) module and util/log;
 # FUZZ_SRC_<target> names the files instead where the module is not pure.
 FUZZ_SRC_fuzz_proxy_proto = src/proxy/proxyproto.c
-FUZZ_SRC_fuzz_ctl_cmd = src/ctl/ctl_cmd.c src/ctl/ctl_server.c src/ctl/ctl_metrics.c src/ctl/ctl_state.c src/pool/*.c src/balance/*.c
+FUZZ_SRC_fuzz_ctl_http = src/ctl/ctl_http.c
+FUZZ_SRC_fuzz_ctl_cmd = src/ctl/ctl_cmd.c src/ctl/ctl_server.c src/ctl/ctl_http.c src/ctl/ctl_metrics.c src/ctl/ctl_state.c src/pool/*.c src/balance/*.c
 FUZZ_SRC_fuzz_vrrp_pkt = src/vrrp/vrrp_pkt.c src/vrrp/vrrp_fsm.c
 FUZZ_SRC_fuzz_health_http = src/health/health_parse.c
 FUZZ_SRC_fuzz_health_expect = src/health/health_parse.c
@@ -171,12 +182,13 @@ FUZZ_SRC_fuzz_health_agent = src/health/health_parse.c
 fuzz_srcs = $(or $(FUZZ_SRC_$(1)),$(wildcard src/$(call unit_mod,$(patsubst fuzz_%,test_%,$(1)))/*.c))
 build-fuzz/%: tests/fuzz/%.c $(ALL_SRCS)
 	@mkdir -p build-fuzz
-	clang $(FUZZ_CFLAGS) -o $@ $< $(call fuzz_srcs,$*) src/util/*.c src/log/*.c -pthread -lm -lev
+	clang $(FUZZ_CFLAGS) -o $@ $< $(call fuzz_srcs,$*) src/util/*.c src/log/*.c -pthread -lm -lev -lz
 
 fuzz: $(FUZZ_BINS)
 	@set -e; for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p build-fuzz/corpus-$$n; \
 	  echo "== $$n ($(FUZZ_SECONDS)s)"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=0 \
+	  ml=$$(case $$n in fuzz_tls_hello) echo 17000;; *) echo 4096;; esac); \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=$$ml -print_final_stats=0 \
 	    build-fuzz/corpus-$$n tests/fuzz/corpus/$${n#fuzz_} 2>&1 | tail -n 3; done
 
 test: deps
@@ -194,6 +206,15 @@ san-test: deps
 	$(MAKE) SAN=1 all
 	$(MAKE) SAN=1 unit
 	$(MAKE) SAN=1 integration
+
+# Races between the workers and the control thread. TSAN_OPTIONS: a report
+# fails a unit test (exit code) and an integration test (its daemon log);
+# tools/tsan.supp covers uninstrumented third-party code only.
+TSAN_ENV = TSAN_OPTIONS="suppressions=$(abspath tools/tsan.supp) second_deadlock_stack=1 $(TSAN_OPTIONS)"
+tsan-test: deps
+	$(MAKE) TSAN=1 all
+	$(TSAN_ENV) $(MAKE) TSAN=1 unit
+	$(TSAN_ENV) $(MAKE) TSAN=1 integration
 
 check-layout:
 	@sh tools/check-layout
@@ -261,7 +282,7 @@ bench: all
 	/usr/bin/python3 tools/bench $(BENCH_ARGS)
 
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-san build-tsan build-fuzz build-fault build-san-fault build-tsan-fault
 
 FORCE:
 

@@ -136,7 +136,30 @@ struct conf_pool {
 	struct conf_pool_health health; /* conf_check.c */
 };
 
-/* How a connection's established stream is relayed ("relay" keyword). */
+/* ---- TLS routes of a listener (conf_route.c) ---- */
+
+#define CONF_ROUTE_NAME_MAX 256 /* a server name (253), or "*." and one */
+#define CONF_ALPN_MAX 256 /* an ALPN protocol id: 1-255 bytes */
+#define CONF_MAX_ROUTES 1024 /* per listener: they are tried in order */
+
+enum conf_route_kind {
+	CONF_ROUTE_SNI, /* route sni NAME [alpn PROTO] pool POOL; */
+	CONF_ROUTE_ALPN, /* route alpn PROTO pool POOL; */
+	CONF_ROUTE_NO_SNI, /* route no-sni pool POOL; a ClientHello without a name */
+	CONF_ROUTE_NOT_TLS, /* route not-tls pool POOL; the first bytes are not TLS */
+};
+
+/* One `route` line: the first that matches a connection picks its pool. */
+struct conf_route {
+	enum conf_route_kind kind;
+	char sni[CONF_ROUTE_NAME_MAX]; /* SNI: lowercase; "*.example.com" a wildcard */
+	char alpn[CONF_ALPN_MAX]; /* "": any (or none) */
+	char pool_name[CONF_NAME_MAX];
+	size_t pool; /* index into conf.pools, once validated */
+	struct conf_where where; /* the keyword */
+	struct conf_where pool_where;
+};
+
 /* Default cap of a kernel-relayed direction's bytes in flight. */
 #define CONF_RELAY_INFLIGHT (4ull * 1024 * 1024)
 
@@ -151,7 +174,11 @@ struct conf_listen {
 	char name[CONF_NAME_MAX];
 	struct util_addr *binds;
 	size_t nbinds;
-	size_t pool; /* index into conf.pools */
+	size_t pool; /* index into conf.pools, when has_pool */
+	bool has_pool; /* with routes the default pool is optional */
+	struct conf_route *routes; /* conf_route.c */
+	size_t nroutes;
+	uint64_t timeout_client_hello_ms; /* with routes: wait this long for a ClientHello */
 	uint32_t maxconn; /* 0: only the global limit */
 	uint64_t timeout_connect_ms;
 	uint64_t timeout_idle_ms;
@@ -181,13 +208,13 @@ struct conf_control {
 struct conf_global {
 	uint32_t workers; /* 0: one per CPU */
 	uint32_t maxconn; /* 0: as many as the descriptor limit allows */
-	uint64_t bufmem; /* relay buffers and pipes, bytes; 0: derived from maxconn */
 	enum conf_relay relay; /* the listeners' default: user unless written */
 	uint64_t relay_inflight; /* their default cap, bytes; 0: CONF_RELAY_INFLIGHT */
 	/* `log` lines (conf_log.c): at least one; none written is stderr info */
 	struct log_target_conf logs[LOG_MAX_TARGETS];
 	struct conf_where log_where[LOG_MAX_TARGETS]; /* line 0: the default */
 	size_t nlogs;
+	uint64_t bufmem; /* relay buffers and pipes, bytes; 0: derived from maxconn */
 	uint64_t grace_ms;
 	struct conf_control *controls;
 	size_t ncontrols;
@@ -286,6 +313,13 @@ struct conf_announce {
 	struct conf_where device_where;
 };
 
+/* Diagnostics collected while parsing: "FILE:LINE:COL: error: ..." lines. */
+struct conf_errors {
+	char *msgs[CONF_MAX_ERRORS];
+	size_t n;
+	bool truncated; /* more errors than CONF_MAX_ERRORS */
+};
+
 struct conf {
 	char *file;
 	struct conf_global global;
@@ -297,13 +331,9 @@ struct conf {
 	size_t nvrrps;
 	struct conf_announce *announces; /* conf_announce.c */
 	size_t nannounces;
-};
-
-/* Diagnostics collected while parsing: "FILE:LINE:COL: error: ..." lines. */
-struct conf_errors {
-	char *msgs[CONF_MAX_ERRORS];
-	size_t n;
-	bool truncated; /* more errors than CONF_MAX_ERRORS */
+	/* "FILE:LINE:COL: warning: ..." lines: valid, but likely not meant
+	 * (a route that can never match); shown by sluice -c and logged */
+	struct conf_errors warnings;
 };
 
 #endif

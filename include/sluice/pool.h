@@ -58,8 +58,9 @@ void pool_set_publish_hook(pool_publish_fn fn, void *arg);
 
 /* Worker: choose a server for a connection and acquire it (connection count
  * and a reference). Servers in pk->tried are skipped. On POOL_PICK_OK *out
- * is set and must be released with pool_server_release(). Call only while
- * the worker is QSBR-online. */
+ * is set and must be released with pool_server_release(); on
+ * POOL_PICK_FULL pk->queue_max and pk->timeout_queue_ms say how the client
+ * may wait. Call only while the worker is QSBR-online. */
 enum pool_pick_result pool_pick(struct pool *p, struct pool_pick *pk, uint64_t *rng,
 				struct pool_server **out);
 

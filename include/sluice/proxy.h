@@ -93,6 +93,12 @@ void proxy_frontend_set_settings(struct proxy_engine *e, struct proxy_frontend *
 /* Free settings and their pool reference (also the QSBR free function). */
 void proxy_fe_settings_free(void *s);
 
+/* TLS route counters (peek.c): a new object with one reference, or NULL;
+ * take and drop references (any thread; the last put frees). */
+struct proxy_route_stats *proxy_route_stats_new(void);
+void proxy_route_stats_get(struct proxy_route_stats *rs);
+void proxy_route_stats_put(struct proxy_route_stats *rs);
+
 /* Control thread: start accepting on fe's binds that are not accepting yet,
  * in every worker. */
 void proxy_engine_attach(struct proxy_engine *e, struct proxy_frontend *fe);

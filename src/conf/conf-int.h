@@ -39,6 +39,11 @@ struct conf_ctx {
 void conf_error(struct conf_ctx *ctx, uint32_t line, uint32_t col, const char *near,
 		const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+/* Add "FILE:LINE:COL: warning: MSG (near 'TOK')" to c->warnings: the file
+ * is valid, but something in it is likely not what was meant. */
+void conf_warning(struct conf_ctx *ctx, struct conf *c, uint32_t line, uint32_t col,
+		  const char *near, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
 /* Report an error about args[i] of st. When the statement runs over a line
  * break before args[i], the real problem is a missing ';': say that instead. */
 void conf_error_arg(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *fmt,
@@ -106,6 +111,13 @@ void conf_announce_keywords(conf_keyword_fn fn, void *arg);
 /* Defaults of a new pool, and the cross-checks once its block is read. */
 void conf_check_pool_init(struct conf_pool *p);
 void conf_check_pool_done(struct conf_ctx *ctx, struct conf_pool *p);
+/* conf_route.c: `route ...;` in a listen block (appended to l->routes);
+ * the checks that need the pools and the whole listener (pool names, the
+ * default client-hello timeout, warnings for routes that never match), run
+ * after every block; freeing. */
+int conf_route_kw(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf_listen *l);
+void conf_route_validate(struct conf_ctx *ctx, struct conf *c);
+
 /* conf_log.c: the global `log` keyword; obj is the struct conf_global. */
 int conf_log_kw(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
 

@@ -686,9 +686,12 @@ static int kw_listen_timeout(struct conf_ctx *ctx, const struct conf_stmt *st, v
 	if (strcmp(which, "proxy-header") == 0)
 		return conf_arg_duration(ctx, st, 2, "timeout proxy-header", 1, CONF_MAX_DURATION_MS,
 					 &lo->l->timeout_proxy_header_ms);
+	if (strcmp(which, "client-hello") == 0) /* TLS routes: conf_route.c */
+		return conf_arg_duration(ctx, st, 2, "timeout client-hello", 1,
+					 CONF_MAX_DURATION_MS, &lo->l->timeout_client_hello_ms);
 	conf_error_arg(ctx, st, 1,
-		       "unknown listen timeout '%s' (expected connect, idle, half-closed or "
-		       "proxy-header)",
+		       "unknown listen timeout '%s' (expected connect, idle, half-closed, "
+		       "proxy-header or client-hello)",
 		       which);
 	return -1;
 }
@@ -710,6 +713,11 @@ static int kw_accept_proxy(struct conf_ctx *ctx, const struct conf_stmt *st, voi
 	return 0;
 }
 
+static int kw_route(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	return conf_route_kw(ctx, st, ((struct listen_obj *)obj)->l);
+}
+
 static int kw_lrelay(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 {
 	struct listen_obj *lo = obj;
@@ -724,9 +732,13 @@ static const struct conf_keyword listen_kw[] = {
 	{ "pool", 2, 2, false, kw_listen_pool, "pool NAME;" },
 	{ "maxconn", 2, 2, false, kw_listen_maxconn, "maxconn N;" },
 	{ "timeout", 3, 3, false, kw_listen_timeout,
-	  "timeout connect|idle|half-closed|proxy-header DURATION;" },
+	  "timeout connect|idle|half-closed|proxy-header|client-hello DURATION;" },
 	{ "retries", 2, 2, false, kw_retries, "retries N;" },
 	{ "accept-proxy", 1, 1, false, kw_accept_proxy, "accept-proxy;" },
+	/* TLS routes: conf_route.c */
+	{ "route", 4, 7, false, kw_route,
+	  "route sni NAME [alpn PROTO] pool POOL; route alpn PROTO pool POOL; "
+	  "route no-sni|not-tls pool POOL;" },
 	{ "relay", 2, 4, false, kw_lrelay, "relay user|kernel|auto [inflight SIZE];" },
 	{ NULL, 0, 0, false, NULL, NULL },
 };
@@ -900,16 +912,18 @@ static void validate(struct parse_state *ps)
 			conf_error(ctx, l->where.line, l->where.col, l->name,
 				   "listen '%s' has no bind (expected 'bind ADDRESS:PORT;')",
 				   l->name);
-		if (t == NULL) {
+		if (t == NULL && l->nroutes == 0) {
 			conf_error(ctx, l->where.line, l->where.col, l->name,
-				   "listen '%s' has no pool (expected 'pool NAME;')", l->name);
+				   "listen '%s' has no pool (expected 'pool NAME;' or routes)", l->name);
 			continue;
 		}
-		p = conf_find_pool(c, t->text);
-		if (p == NULL)
+		/* with routes, `pool` is the default when none matches */
+		p = t != NULL ? conf_find_pool(c, t->text) : NULL;
+		if (t != NULL && p == NULL)
 			conf_error(ctx, t->line, t->col, t->text, "pool '%s' does not exist",
 				   t->text);
-		else
+		l->has_pool = p != NULL;
+		if (p != NULL)
 			l->pool = (size_t)(p - c->pools);
 		for (size_t b = 0; b < l->nbinds; b++) {
 			for (size_t j = 0; j <= i; j++) {
@@ -955,6 +969,7 @@ struct conf *conf_parse(const char *file, const char *text, size_t len, struct c
 	if (root != NULL) {
 		run_block(&ctx, root, top_kw, "the top level", &ps);
 		validate(&ps);
+		conf_route_validate(&ctx, c);
 		conf_vrrp_validate(&ctx, c);
 		conf_announce_validate(&ctx, c);
 	}
@@ -1019,11 +1034,14 @@ void conf_free(struct conf *c)
 	for (size_t i = 0; i < c->npools; i++)
 		free(c->pools[i].servers);
 	free(c->pools);
-	for (size_t i = 0; i < c->nlistens; i++)
+	for (size_t i = 0; i < c->nlistens; i++) {
 		free(c->listens[i].binds);
+		free(c->listens[i].routes);
+	}
 	free(c->listens);
 	conf_vrrp_free(c);
 	conf_announce_free(c);
+	conf_errors_clear(&c->warnings);
 	free(c->file);
 	free(c);
 }

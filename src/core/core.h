@@ -18,6 +18,7 @@ struct proxy_frontend;
 struct ctl;
 struct ctl_buf;
 struct core_vrrp;
+struct core_vrrp_txn;
 struct core_announce;
 struct ctl_announce_row;
 struct ctl_node_state;
@@ -70,6 +71,9 @@ struct core {
 	ev_timer reclaim_timer, drain_timer, grace_timer;
 	struct core_health *health; /* health_glue.c */
 	struct core_vrrp *vrrp; /* vrrp_glue.c */
+	/* how late the control loop started checks and sent adverts after
+	 * their due time (show info, metrics; `clear lateness` empties them) */
+	struct util_lathist late_checks, late_adverts;
 	struct core_announce *announce; /* announce_glue.c */
 	ev_timer withdraw_timer; /* SIGTERM: accepting while the routers converge */
 };
@@ -160,10 +164,21 @@ void core_health_stop(struct core *c);
  * server added or deleted at runtime); health states live in the servers
  * and carry over. Returns 0 or -1 with err. */
 int core_health_resync(struct core *c, char *err, size_t errlen);
-/* vrrp_glue.c: make the running VRRP instances match newconf: unchanged
- * ones keep their state and timers, changed or removed ones give their VIPs
- * up, new ones start. All or nothing: returns 0, or -1 with err set and the
- * running instances untouched. Used at start-up and by reload. */
+/* vrrp_glue.c: make the running VRRP instances match newconf, as a
+ * transaction. Prepare creates (does not start) an instance for each new or
+ * changed block and touches nothing that runs: no advert changes, no VIP
+ * moves. Returns the prepared change (the caller owns it), or NULL with err
+ * set. Exactly one of commit or rollback must follow, with nothing else
+ * changing the VRRP instances in between; both free it. */
+struct core_vrrp_txn *core_vrrp_prepare(struct core *c, const struct conf *newconf, char *err,
+					size_t len);
+/* Cannot fail: changed or removed instances give their VIPs up (a master
+ * sends priority 0), unchanged ones keep their state and timers, new ones
+ * start (tracking the pools of the model as it is now). */
+void core_vrrp_commit(struct core *c, struct core_vrrp_txn *t);
+/* Free what prepare created; the running instances never noticed. */
+void core_vrrp_rollback(struct core *c, struct core_vrrp_txn *t);
+/* Prepare and commit at once (start-up). Returns 0 or -1 with err set. */
 int core_vrrp_apply(struct core *c, const struct conf *newconf, char *err, size_t len);
 /* SIGTERM: every instance sends priority 0 and removes its VIPs. */
 void core_vrrp_shutdown(struct core *c);

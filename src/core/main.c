@@ -45,12 +45,13 @@ static void usage(FILE *f)
 		   "  -h        this help\n");
 }
 
-static void print_errors(const struct conf_errors *errs)
+/* what: "errors" or "warnings" */
+static void print_errors(const struct conf_errors *errs, const char *what)
 {
 	for (size_t i = 0; i < errs->n; i++)
 		fprintf(stderr, "%s\n", errs->msgs[i]);
 	if (errs->truncated)
-		fprintf(stderr, "(more errors not shown)\n");
+		fprintf(stderr, "(more %s not shown)\n", what);
 }
 
 static uint32_t count_binds(const struct conf *conf)
@@ -77,7 +78,8 @@ static uint64_t fd_reserve(const struct conf *conf, uint32_t workers, struct fd_
 	r->listeners = 2ull * workers * count_binds(conf);
 	r->pipes = 2ull * workers * PIPES_PER_WORKER;
 	r->checks = core_health_checkers(conf);
-	r->control = g->ncontrols + (g->metrics.len != 0) + CTL_MAX_CLIENTS;
+	/* each door (control socket, metrics port) has its own clients */
+	r->control = ctl_fds_max(g->ncontrols, g->metrics.len != 0);
 	r->vrrp = (uint64_t)FD_PER_VRRP * conf->nvrrps;
 	return r->daemon + r->listeners + r->pipes + r->checks + r->control + r->vrrp;
 }
@@ -420,11 +422,12 @@ int main(int argc, char **argv)
 	}
 	c.conf = core_load_conf(c.conf_path, NULL, &errs);
 	if (c.conf == NULL) {
-		print_errors(&errs);
+		print_errors(&errs, "errors");
 		conf_errors_clear(&errs);
 		return 1;
 	}
 	if (check_only) {
+		print_errors(&c.conf->warnings, "warnings");
 		printf("%s: configuration is valid\n", c.conf_path);
 		conf_free(c.conf);
 		return 0;
@@ -435,6 +438,8 @@ int main(int argc, char **argv)
 		conf_free(c.conf);
 		return 1;
 	}
+	for (size_t i = 0; i < c.conf->warnings.n; i++)
+		log_warn("%s", c.conf->warnings.msgs[i]);
 	c.start_ms = util_now_ms();
 	rc = run(&c);
 	ctl_free(c.ctl);

@@ -364,6 +364,8 @@ int pool_publish(struct pool *p)
 	if (lb == NULL)
 		return -1;
 	lb->balance = p->balance;
+	lb->queue_max = p->queue_max;
+	lb->timeout_queue_ms = p->timeout_queue_ms;
 	if (lb_group_build(p, &lb->primary, false) < 0 || lb_group_build(p, &lb->backup, true) < 0) {
 		lb_free(lb);
 		log_err("pool %s: out of memory building the balancer table", p->name);
@@ -497,8 +499,11 @@ enum pool_pick_result pool_pick(struct pool *p, struct pool_pick *pk, uint64_t *
 		}
 		saw_full |= a.saw_full;
 		/* backups only when no primary is usable at all, not when busy */
-		if (saw_full)
+		if (saw_full) {
+			pk->queue_max = lb->queue_max;
+			pk->timeout_queue_ms = lb->timeout_queue_ms;
 			return POOL_PICK_FULL;
+		}
 	}
 	return POOL_PICK_NONE;
 }

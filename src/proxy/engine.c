@@ -71,6 +71,7 @@ void proxy_fe_settings_free(void *obj)
 		return;
 	if (s->pool != NULL)
 		pool_put(s->pool);
+	proxy_peek_settings_free(s); /* TLS routes */
 	free(s);
 }
 

@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "sluice/krelay.h"
 #include "sluice/list.h"
@@ -66,6 +67,7 @@ struct proxy_dir {
 
 enum proxy_state {
 	PROXY_ST_HEADER, /* accept-proxy: reading the client's PROXY header */
+	PROXY_ST_PEEK, /* routes: reading the ClientHello to pick the pool (peek.c) */
 	PROXY_ST_QUEUED, /* waiting for a server slot */
 	PROXY_ST_CONNECTING,
 	PROXY_ST_RELAY,
@@ -88,10 +90,15 @@ enum proxy_end {
 	PROXY_END_KILLED, /* the operator or on-down closed the server's connections */
 	PROXY_END_LOCAL_ERROR, /* no descriptor, memory or port here to reach a server */
 	PROXY_END_NO_MEMORY, /* no relay buffer: the bufmem ceiling or malloc */
+	PROXY_END_HELLO_TIMEOUT, /* peek.c: no whole ClientHello in time */
+	PROXY_END_BAD_HELLO, /* peek.c: a malformed ClientHello */
+	PROXY_END_NOT_TLS, /* peek.c: not TLS, and no not-tls route */
+	PROXY_END_NO_ROUTE, /* peek.c: no route matched, no default pool */
 	PROXY_END_ERROR,
 };
 
 struct proxy_worker;
+struct proxy_peek;
 
 /* Kernel relay state of one direction (krelay_glue.c). */
 struct proxy_kdir {
@@ -110,7 +117,8 @@ struct proxy_session {
 	struct list_node link; /* worker's sessions */
 	struct list_node qlink; /* worker's queue while queued */
 	struct proxy_frontend *fe; /* reference */
-	struct pool *pool; /* reference */
+	struct pool *pool; /* reference; NULL while a TLS route is not chosen yet */
+	struct proxy_peek *peek; /* owned, on a listener with routes (peek.c) */
 	struct pool_server *srv; /* acquired while connecting or relaying */
 	ev_io cio, sio;
 	ev_timer timer;
@@ -154,6 +162,8 @@ struct proxy_wlistener {
 	bool syn_quiet; /* no handshake pending at the last look */
 	bool accept_blocked; /* accept4 is out of descriptors */
 	uint64_t close_deadline_ms;
+	struct sockaddr_storage local; /* its address (family 0: unknown) */
+	int pending; /* handshakes seen at the last look, -1: could not look */
 	struct log_ratelimit rl_limit; /* accepting stopped at the listener's maxconn */
 };
 
@@ -263,6 +273,28 @@ void proxy_session_update_io(struct proxy_session *s);
 void proxy_session_relay(struct proxy_session *s);
 /* Close s at now + delay_ms (0: at once), if it uses srv. */
 void proxy_session_kill_at(struct proxy_session *s, uint64_t delay_ms);
+
+/* The pool is chosen (peek.c): count the connection and connect. */
+void proxy_session_routed(struct proxy_session *s);
+/* No buffer for bytes that wait (the bufmem ceiling or malloc, which
+ * logged why): count it and close s with end=no-memory. */
+void proxy_session_no_memory(struct proxy_session *s);
+
+/* peek.c: TLS routing, called from session.c's marked hooks. new: at
+ * accept on a listener with routes (settings st), before anything else;
+ * returns -1 on no memory. begin: start waiting for the ClientHello (after
+ * a PROXY header, if any). read: the client is readable in PROXY_ST_PEEK.
+ * timeout: its timer fired in PROXY_ST_PEEK. end: the session closes
+ * (after its log line). log_tail: " sni=... alpn=..." for the log line, or
+ * "" on a listener without routes. read and timeout may close s. */
+int proxy_peek_new(struct proxy_session *s, const struct proxy_fe_settings *st);
+void proxy_peek_begin(struct proxy_session *s);
+void proxy_peek_read(struct proxy_session *s);
+void proxy_peek_timeout(struct proxy_session *s);
+void proxy_peek_end(struct proxy_session *s);
+const char *proxy_peek_log_tail(const struct proxy_session *s);
+/* engine.c frees settings: their routes' references (peek.c). */
+void proxy_peek_settings_free(struct proxy_fe_settings *st);
 
 /* relay.c: move what can move in direction d (c2s or s2c of s): write what
  * is pending, pass a FIN on, and read when may_read (the source socket

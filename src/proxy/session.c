@@ -35,6 +35,10 @@ static const char *const end_names[] = {
 	[PROXY_END_KILLED] = "killed",
 	[PROXY_END_LOCAL_ERROR] = "local-error",
 	[PROXY_END_NO_MEMORY] = "no-memory",
+	[PROXY_END_HELLO_TIMEOUT] = "hello-timeout",
+	[PROXY_END_BAD_HELLO] = "bad-hello",
+	[PROXY_END_NOT_TLS] = "not-tls",
+	[PROXY_END_NO_ROUTE] = "no-route",
 	[PROXY_END_ERROR] = "error",
 };
 
@@ -80,6 +84,7 @@ void proxy_session_update_io(struct proxy_session *s)
 
 	switch (s->state) {
 	case PROXY_ST_HEADER:
+	case PROXY_ST_PEEK: /* TLS routes: peek.c */
 		cev = EV_READ;
 		break;
 	case PROXY_ST_CONNECTING:
@@ -131,11 +136,13 @@ static void log_end(struct proxy_session *s)
 	char cbuf[UTIL_ADDR_STRLEN];
 	uint64_t now = now_ms(s->w);
 
-	log_info("conn %s %s -> %s/%s up=%llu down=%llu dur=%llums end=%s", s->fe->name,
-		 util_addr_fmt(&s->client, cbuf, sizeof(cbuf)), s->pool->name,
-		 s->srv != NULL ? s->srv->name : "-", (unsigned long long)s->c2s.bytes,
-		 (unsigned long long)s->s2c.bytes, (unsigned long long)(now - s->start_ms),
-		 end_names[s->end]);
+	/* TLS routes: no pool before one is chosen; sni= alpn= at the end */
+	log_info("conn %s %s -> %s/%s up=%llu down=%llu dur=%llums end=%s%s", s->fe->name,
+		 util_addr_fmt(&s->client, cbuf, sizeof(cbuf)),
+		 s->pool != NULL ? s->pool->name : "-", s->srv != NULL ? s->srv->name : "-",
+		 (unsigned long long)s->c2s.bytes, (unsigned long long)s->s2c.bytes,
+		 (unsigned long long)(now - s->start_ms), end_names[s->end],
+		 proxy_peek_log_tail(s));
 }
 
 /* Give back the server slot; wakes queued clients when there are some. */
@@ -185,6 +192,7 @@ void proxy_session_close(struct proxy_session *s, enum proxy_end end)
 	proxy_krelay_end(s);
 	if (log_enabled(LOGL_INFO))
 		log_end(s);
+	proxy_peek_end(s); /* TLS routes */
 	ev_timer_stop(w->loop, &s->timer);
 	ev_io_stop(w->loop, &s->cio);
 	close_server_fd(s);
@@ -211,7 +219,8 @@ void proxy_session_close(struct proxy_session *s, enum proxy_end end)
 
 void proxy_session_free(struct proxy_session *s)
 {
-	pool_put(s->pool);
+	if (s->pool != NULL)
+		pool_put(s->pool);
 	proxy_frontend_put(s->fe);
 	free(s);
 }
@@ -249,9 +258,8 @@ static bool probe_connect(struct proxy_session *s)
 	return true;
 }
 
-/* No buffer for bytes that wait (the bufmem ceiling or malloc, which
- * logged why): the connection ends rather than spin on a readable socket. */
-static void close_no_memory(struct proxy_session *s)
+/* The connection ends rather than spin on a readable socket. */
+void proxy_session_no_memory(struct proxy_session *s)
 {
 	atomic_fetch_add_explicit(&s->w->e->no_memory, 1, memory_order_relaxed);
 	proxy_session_close(s, PROXY_END_NO_MEMORY);
@@ -274,7 +282,7 @@ static void relay_failed(struct proxy_session *s, enum proxy_io rc)
 		proxy_session_close(s, PROXY_END_CLIENT_RESET);
 		return;
 	case PROXY_IO_NO_MEMORY:
-		close_no_memory(s);
+		proxy_session_no_memory(s);
 		return;
 	case PROXY_IO_AGAIN:
 	case PROXY_IO_FULL:
@@ -411,7 +419,7 @@ static void start_relay(struct proxy_session *s)
 	s->state = PROXY_ST_RELAY;
 	s->last_ms = now_ms(s->w);
 	if (s->srv->send_proxy != POOL_PROXY_NONE && !prepend_proxy_header(s)) {
-		close_no_memory(s);
+		proxy_session_no_memory(s);
 		return;
 	}
 	timer_at(s, idle_deadline(s));
@@ -485,7 +493,7 @@ static void enqueue(struct proxy_session *s)
 {
 	struct pool *p = s->pool;
 
-	if (atomic_fetch_add(&p->queued, 1) >= p->queue_max) {
+	if (atomic_fetch_add(&p->queued, 1) >= s->pick.queue_max) {
 		atomic_fetch_sub(&p->queued, 1);
 		atomic_fetch_add_explicit(&p->queue_full, 1, memory_order_relaxed);
 		proxy_session_close(s, PROXY_END_QUEUE_FULL);
@@ -495,7 +503,7 @@ static void enqueue(struct proxy_session *s)
 	list_add_tail(&s->w->queue, &s->qlink);
 	atomic_fetch_add(&s->w->nqueued, 1);
 	proxy_session_update_io(s);
-	timer_at(s, now_ms(s->w) + p->timeout_queue_ms);
+	timer_at(s, now_ms(s->w) + s->pick.timeout_queue_ms);
 }
 
 /* Connect to srv (acquired by a pick). */
@@ -554,6 +562,12 @@ static void connect_next(struct proxy_session *s)
 		connect_to(s, srv);
 		return;
 	}
+}
+
+void proxy_session_routed(struct proxy_session *s)
+{
+	atomic_fetch_add_explicit(&s->pool->total_conns, 1, memory_order_relaxed);
+	connect_next(s);
 }
 
 void proxy_session_retry_queue(struct proxy_worker *w)
@@ -630,7 +644,7 @@ static void read_header(struct proxy_session *s)
 	if (d->buf == NULL) {
 		d->buf = proxy_buf_get(s->w);
 		if (d->buf == NULL) {
-			close_no_memory(s);
+			proxy_session_no_memory(s);
 			return;
 		}
 		d->off = PROXY_BUF_SLACK;
@@ -669,6 +683,10 @@ static void read_header(struct proxy_session *s)
 		d->buf = NULL;
 	}
 	s->pick.client_hash = util_addr_hash(&s->client, 0);
+	if (s->peek != NULL) { /* TLS routes: the hello comes next */
+		proxy_peek_begin(s);
+		return;
+	}
 	connect_next(s);
 }
 
@@ -679,6 +697,8 @@ static void on_client_io(struct ev_loop *loop, ev_io *io, int revents)
 	(void)loop;
 	if (s->state == PROXY_ST_HEADER)
 		read_header(s);
+	else if (s->state == PROXY_ST_PEEK) /* TLS routes */
+		proxy_peek_read(s);
 	else if (s->state == PROXY_ST_RELAY)
 		relay_both(s, (revents & EV_READ) != 0, false);
 	else if (s->state == PROXY_ST_CONNECTING && prefetch(s))
@@ -696,6 +716,9 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 	case PROXY_ST_HEADER:
 		atomic_fetch_add_explicit(&s->fe->proxy_header_timeouts, 1, memory_order_relaxed);
 		proxy_session_close(s, PROXY_END_PROXY_HEADER_TIMEOUT);
+		return;
+	case PROXY_ST_PEEK: /* TLS routes */
+		proxy_peek_timeout(s);
 		return;
 	case PROXY_ST_QUEUED:
 		atomic_fetch_add_explicit(&s->pool->queue_timeouts, 1, memory_order_relaxed);
@@ -743,8 +766,6 @@ void proxy_session_start(struct proxy_worker *w, struct proxy_frontend *fe, int 
 	s->w = w;
 	s->fe = fe;
 	proxy_frontend_get(fe);
-	s->pool = st->pool;
-	pool_get(s->pool);
 	s->cfd = fd;
 	s->sfd = -1;
 	s->client = *client;
@@ -764,13 +785,26 @@ void proxy_session_start(struct proxy_worker *w, struct proxy_frontend *fe, int 
 	proxy_krelay_init(s);
 	atomic_fetch_add_explicit(&fe->total_conns, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&w->e->total_conns, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&s->pool->total_conns, 1, memory_order_relaxed);
+	if (st->nroutes > 0) { /* TLS routes: the pool comes with the hello (peek.c) */
+		if (proxy_peek_new(s, st) < 0) {
+			proxy_session_close(s, PROXY_END_ERROR);
+			return;
+		}
+	} else {
+		s->pool = st->pool;
+		pool_get(s->pool);
+		atomic_fetch_add_explicit(&s->pool->total_conns, 1, memory_order_relaxed);
+	}
 	if (st->accept_proxy) {
 		/* a slow header holds a connection slot: it gets its own, short
 		 * deadline (HAProxy's timeout client plays this part) */
 		s->state = PROXY_ST_HEADER;
 		timer_at(s, s->start_ms + st->timeout_proxy_header_ms);
 		proxy_session_update_io(s);
+		return;
+	}
+	if (s->peek != NULL) {
+		proxy_peek_begin(s);
 		return;
 	}
 	/* clients usually speak first: take their bytes now, so the first

@@ -160,6 +160,24 @@ uint64_t util_hash64(const void *data, size_t len, uint64_t seed)
 	return h;
 }
 
+bool util_is_prime(uint32_t n)
+{
+	if (n < 2)
+		return false;
+	for (uint32_t d = 2; (uint64_t)d * d <= n; d++)
+		if (n % d == 0)
+			return false;
+	return true;
+}
+
+uint32_t util_prime_at_least(uint32_t n)
+{
+	/* primes are at most a few hundred apart below 2^32 */
+	while (n < UINT32_MAX && !util_is_prime(n))
+		n++;
+	return util_is_prime(n) ? n : 0;
+}
+
 #ifdef SLUICE_FAULT_INJECTION
 bool util_fault(const char *site)
 {
@@ -190,24 +208,6 @@ bool util_errno_local(int err)
 	default:
 		return false;
 	}
-}
-
-bool util_is_prime(uint32_t n)
-{
-	if (n < 2)
-		return false;
-	for (uint32_t d = 2; (uint64_t)d * d <= n; d++)
-		if (n % d == 0)
-			return false;
-	return true;
-}
-
-uint32_t util_prime_at_least(uint32_t n)
-{
-	/* primes are at most a few hundred apart below 2^32 */
-	while (n < UINT32_MAX && !util_is_prime(n))
-		n++;
-	return util_is_prime(n) ? n : 0;
 }
 
 uint64_t util_rand64(uint64_t *state)

@@ -23,15 +23,18 @@ SLUICE = os.path.join(BUILD, "sluice")
 
 # Deadlines only matter when something is wrong; they are generous so that
 # a sanitizer build (about 3x slower) passes on a loaded 2-core machine.
-SAN = "san" in os.path.basename(BUILD)
+SAN = "san" in os.path.basename(BUILD)  # build-san (ASan, UBSan) and build-tsan alike
+TSAN = "tsan" in os.path.basename(BUILD)
 SLOW = float(os.environ.get("SLUICE_TIMEOUT_SCALE", "3" if SAN else "1"))
 DEADLINE = 20.0 * SLOW
 
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer",
+                   "WARNING: ThreadSanitizer", "FATAL: ThreadSanitizer")
 
 CONN_RE = re.compile(
     r"info: conn (?P<listener>\S+) (?P<client>\S+) -> (?P<pool>[^/\s]+)/(?P<server>\S+) "
-    r"up=(?P<up>\d+) down=(?P<down>\d+) dur=(?P<dur>\d+)ms end=(?P<end>\S+)$"
+    r"up=(?P<up>\d+) down=(?P<down>\d+) dur=(?P<dur>\d+)ms end=(?P<end>\S+)"
+    r"(?: sni=(?P<sni>\S+) alpn=(?P<alpn>\S+))?$"  # listeners with TLS routes
 )
 
 MiB = 1024 * 1024
@@ -271,14 +274,14 @@ def build_proxy_v2(src, dst):
 
 def make_conf(port, servers, host="127.0.0.1", balance="roundrobin", pool_extra="",
               listen_extra="", global_extra="", workers=2, grace="5s", pool="web",
-              listener="www"):
+              listener="www", log="info"):
     """A one-listener, one-pool configuration. servers: lines after 'server'."""
     srv = "".join("    server %s;\n" % s for s in servers)
     return (
-        "global { workers %d; log stderr info; grace %s; %s }\n"
+        "global { workers %d; log stderr %s; grace %s; %s }\n"
         "pool %s {\n    balance %s;\n%s    %s\n}\n"
         "listen %s {\n    bind %s;\n    pool %s;\n    timeout connect 2s;\n    %s\n}\n"
-        % (workers, grace, global_extra, pool, balance, srv, pool_extra, listener,
+        % (workers, log, grace, global_extra, pool, balance, srv, pool_extra, listener,
            fmt_addr(host, port), pool, listen_extra)
     )
 
@@ -365,11 +368,12 @@ class Daemon:
         return self.wait_exit(timeout)
 
     def sanitizer_report(self):
+        """The log from a little before its first sanitizer report, or None."""
         text = self.log()
-        for m in SANITIZER_MARKS:
-            if m in text:
-                return text
-        return None
+        at = [text.find(m) for m in SANITIZER_MARKS if m in text]
+        if not at:
+            return None
+        return text[max(0, min(at) - 500):]
 
 
 # The relay suite runs in both relay modes: each test of these files that
@@ -377,7 +381,8 @@ class Daemon:
 # `relay kernel` (sockmap) as the global default.
 RELAY_SUITE = {"test_relay.py", "test_proxyproto.py", "test_silent_client.py",
                "test_ctl_drain.py", "test_takeover.py", "test_reload_apply.py",
-               "test_lifecycle_sigterm.py", "test_krelay.py", "test_ipv6.py"}
+               "test_lifecycle_sigterm.py", "test_krelay.py", "test_ipv6.py",
+               "test_tls_routes.py"}
 KRELAY_DONE_RE = re.compile(r"notice: kernel relay: (\d+) connections relayed in the kernel, "
                             r"(\d+) stayed in user space")
 
@@ -457,7 +462,7 @@ def sluice(tmp_path, relay_mode):
             print("krelay counts of pid %d: %r" % (d.pid, krelay_counts(d)))
         rep = d.sanitizer_report()
         if rep is not None:
-            problems.append("sanitizer report in the log of pid %d:\n%s" % (d.pid, rep[-6000:]))
+            problems.append("sanitizer report in the log of pid %d:\n%s" % (d.pid, rep[:8000]))
     RELAY_NOW[0] = "user"
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)

@@ -4,6 +4,8 @@
   header's buffer cannot be had (an allocation failure injected at that
   call, in the fault-injection build only), the connection ends with
   end=no-memory and the server gets nothing.
+- Likewise the buffer of a TLS route's ClientHello: a client whose hello
+  waits ends with end=no-memory at once, not at timeout client-hello.
 - The fault site does nothing in a normal build, whatever the environment.
 - `global { bufmem SIZE; }` caps relay buffers and pipes across workers:
   slow readers drive it to the ceiling, what needs a buffer then ends with
@@ -15,7 +17,7 @@ import threading
 
 import pytest
 
-from conftest import (DEADLINE, SAN, Ctl, connect, ctl_global, echo_transfer, free_port,
+from conftest import (DEADLINE, SAN, TSAN, Ctl, connect, ctl_global, echo_transfer, free_port,
                       h_echo, make_conf, recv_all, wait_until)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -24,9 +26,10 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 @pytest.fixture(scope="module")
 def fault_sluice():
     """The daemon built with fault injection (make FAULT=1), next to the
-    build under test (SAN=1 too when that is a sanitizer build)."""
-    args = ["make", "-C", ROOT, "FAULT=1", "-j2"] + (["SAN=1"] if SAN else [])
-    build = os.path.join(ROOT, "build-san-fault" if SAN else "build-fault")
+    build under test (SAN=1 or TSAN=1 too when that is a sanitizer build)."""
+    kind = "TSAN" if TSAN else "SAN" if SAN else None
+    args = ["make", "-C", ROOT, "FAULT=1", "-j2"] + (["%s=1" % kind] if kind else [])
+    build = os.path.join(ROOT, "build-%s-fault" % kind.lower() if kind else "build-fault")
     r = subprocess.run(args + [os.path.basename(build) + "/sluice"], capture_output=True, text=True,
                        timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -69,6 +72,39 @@ def test_proxy_header_buffer_failure_ends_with_no_memory(sluice, backends, fault
     d.wait_conns(1, end="no-memory")
     with Ctl(sock) as c:
         assert c.json("show info")["no_memory"] == 1
+
+
+def test_client_hello_buffer_failure_ends_with_no_memory(sluice, backends, fault_sluice,
+                                                         short_dir):
+    """A listener with TLS routes reads the ClientHello into a relay buffer.
+    When none can be had (fault injected at that call), a client whose hello
+    waits ends at once with end=no-memory, counted, rather than keep its
+    readable socket spinning until timeout client-hello; a client that has
+    sent nothing needs no buffer and is closed by its hello timeout."""
+    be = backends(h_record)
+    long_port, short_port = free_port(), free_port()
+    sock = short_dir + "/ctl.sock"
+    conf = ("global { workers 1; log stderr info; %s }\n"
+            "pool web { server a %s; }\n"
+            "listen long { bind 127.0.0.1:%d; route sni a.example.com pool web; pool web;\n"
+            "    timeout client-hello 1h; }\n"
+            "listen short { bind 127.0.0.1:%d; route sni a.example.com pool web; pool web;\n"
+            "    timeout client-hello 300ms; }\n"
+            % (ctl_global(sock), be.addr, long_port, short_port))
+    d = sluice(conf, binary=fault_sluice, prefix=["env", "SLUICE_FAULT=peek_buf"])
+    with connect(short_port) as silent:
+        d.wait_conns(1, listener="short", end="hello-timeout")
+        assert silent.recv(1) == b""
+    with connect(long_port) as s:
+        s.sendall(b"\x16\x03\x01\x00\x05hello")
+        d.wait_conns(1, listener="long", end="no-memory")
+        try:
+            assert s.recv(1) == b""
+        except ConnectionResetError:
+            pass
+    with Ctl(sock) as c:
+        assert c.json("show info")["no_memory"] == 1
+    assert be.total == 0, "a server was contacted without the client's hello"
 
 
 def test_fault_site_is_inert_in_a_normal_build(sluice, backends):
