@@ -155,6 +155,24 @@ static void kin_set(struct proxy_session *s, bool kin)
 	}
 }
 
+/* Input matters while passed bytes are still to be read. Called after the
+ * steer: a pass after this look finds passed == taken and writes a note
+ * that turns the watch on again. Watching input with nothing passed would
+ * wake the worker for every redirected segment, with nothing to read. */
+static void kin_update(struct proxy_session *s, struct krelay *k)
+{
+	bool kin = false;
+
+	for (int i = 0; i < 2; i++) {
+		struct krelay_count c;
+
+		krelay_count(k, &s->kp, i, &c);
+		if (c.passed != s->kd[i].taken)
+			kin = true;
+	}
+	kin_set(s, kin);
+}
+
 /* A note from the program: it started passing bytes up to slot. */
 static void on_note(void *arg, uint32_t slot)
 {
@@ -294,6 +312,7 @@ void proxy_krelay_try(struct proxy_session *s)
 		return;
 	}
 	s->kernel = true;
+	s->kunwatch_c = s->kunwatch_s = true;
 	s->w->kslots[s->kp.slot[0]] = s->w->kslots[s->kp.slot[1]] = s;
 	atomic_fetch_add_explicit(&e->krelay_conns, 1, memory_order_relaxed);
 	/* splice() reads the socket's queue behind the program's back */
@@ -306,8 +325,10 @@ void proxy_krelay_try(struct proxy_session *s)
 	 * when one socket was in the sockhash and its peer not yet. */
 	krelay_release(k, &s->kp, 0);
 	krelay_release(k, &s->kp, 1);
-	/* readability from the edge-triggered set from now on */
+	/* readability from the edge-triggered set from now on, input only if
+	 * the hold passed bytes up */
 	proxy_session_update_io(s);
+	kin_update(s, k);
 }
 
 static void on_ktimer(struct ev_loop *loop, ev_timer *t, int revents)
@@ -354,7 +375,6 @@ bool proxy_krelay_may_write(struct proxy_session *s, struct proxy_dir *d)
 void proxy_krelay_wrote(struct proxy_session *s)
 {
 	struct krelay *k = engine_krelay(s);
-	bool kin = false;
 
 	for (int i = 0; i < 2; i++) {
 		struct proxy_kdir *kd = &s->kd[i];
@@ -371,17 +391,7 @@ void proxy_krelay_wrote(struct proxy_session *s)
 		kd->taken = taken;
 		krelay_steer(k, &s->kp, i, taken, acked);
 	}
-	/* input matters while passed bytes are still to be read: read the
-	 * counts after steering, so a pass after this look finds passed ==
-	 * taken and writes a note that turns the watch on again */
-	for (int i = 0; i < 2; i++) {
-		struct krelay_count c;
-
-		krelay_count(k, &s->kp, i, &c);
-		if (c.passed != s->kd[i].taken)
-			kin = true;
-	}
-	kin_set(s, kin);
+	kin_update(s, k);
 }
 
 bool proxy_krelay_active(struct proxy_session *s)

@@ -132,6 +132,7 @@ struct proxy_session {
 	bool kauto; /* relay auto: a connection that starts as bulk keeps splice() */
 	bool kernel; /* both sockets are in the kernel relay (kp valid) */
 	bool kin; /* its sockets are watched for input too (bytes passed up) */
+	bool kunwatch_c, kunwatch_s; /* until libev dropped the fd: see update_io */
 	uint8_t hdr_len; /* PROXY header bytes at the front of c2s, unsent */
 	uint8_t retries_left;
 	uint32_t timeout_connect_ms, timeout_idle_ms, timeout_half_closed_ms;

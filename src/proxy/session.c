@@ -117,6 +117,16 @@ void proxy_session_update_io(struct proxy_session *s)
 	if (s->kernel) {
 		cev &= ~EV_READ;
 		sev &= ~EV_READ;
+		/* libev keeps a stopped watcher's fd in its epoll set until an
+		 * event for it comes back, and a socket whose bytes the kernel
+		 * took is never reported readable: it would wake the loop for
+		 * every segment, found nothing each time. Asking once for
+		 * writability (always true) gets an event, after which libev
+		 * drops the fd. */
+		if (s->kunwatch_c)
+			cev |= EV_WRITE;
+		if (s->kunwatch_s)
+			sev |= EV_WRITE;
 	}
 	set_io(s->w->loop, &s->cio, cev);
 	if (s->sfd >= 0)
@@ -614,6 +624,8 @@ static void on_server_io(struct ev_loop *loop, ev_io *io, int revents)
 	 * write, SO_ERROR does */
 	if (!s->srv_up && !dir_pending(&s->c2s) && !probe_connect(s))
 		return;
+	if (revents & EV_WRITE)
+		s->kunwatch_s = false;
 	if (s->state == PROXY_ST_CONNECTING)
 		start_relay(s);
 	else
@@ -695,6 +707,8 @@ static void on_client_io(struct ev_loop *loop, ev_io *io, int revents)
 	struct proxy_session *s = UTIL_CONTAINER_OF(io, struct proxy_session, cio);
 
 	(void)loop;
+	if (revents & EV_WRITE)
+		s->kunwatch_c = false;
 	if (s->state == PROXY_ST_HEADER)
 		read_header(s);
 	else if (s->state == PROXY_ST_PEEK) /* TLS routes */
