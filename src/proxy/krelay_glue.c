@@ -269,16 +269,21 @@ void proxy_krelay_try(struct proxy_session *s)
 	if (!s->kwant || s->kernel || s->state != PROXY_ST_RELAY || !s->srv_up ||
 	    pending(&s->c2s) || pending(&s->s2c) || s->c2s.eof || s->s2c.eof)
 		return;
-	/* relay auto: a connection whose first bytes filled a whole buffer is
-	 * bulk, and bulk moves with less CPU through splice() than through
-	 * the kernel relay with a bounded cap (README, Benchmark); so auto
-	 * decides after the first exchange, when bytes went both ways */
+	/* relay auto: a connection whose reads filled a whole buffer is bulk,
+	 * and bulk moves with less CPU through splice() than through the
+	 * kernel relay with a bounded cap; a connection of one request and
+	 * one reply ends before the insert pays off (README, Benchmark). So
+	 * auto waits for the client to speak again after the first reply. */
 	if (s->kauto) {
 		if (s->c2s.splice || s->s2c.splice) {
 			s->kwant = false;
 			return;
 		}
-		if (s->c2s.bytes == 0 || s->s2c.bytes == 0)
+		if (s->s2c.bytes == 0)
+			return;
+		if (s->kreply_at == 0)
+			s->kreply_at = s->c2s.bytes + 1;
+		if (s->c2s.bytes + 1 <= s->kreply_at)
 			return;
 	}
 	/* Both receive queues must be empty: the program takes a queued skb

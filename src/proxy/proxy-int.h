@@ -130,6 +130,7 @@ struct proxy_session {
 		      * connect's completion or by traffic, never by the client */
 	bool kwant; /* the listener asks for the kernel relay and the engine has it */
 	bool kauto; /* relay auto: a connection that starts as bulk keeps splice() */
+	uint64_t kreply_at; /* relay auto: c2s bytes + 1 when the first reply came */
 	bool kernel; /* both sockets are in the kernel relay (kp valid) */
 	bool kin; /* its sockets are watched for input too (bytes passed up) */
 	bool kunwatch_c, kunwatch_s; /* until libev dropped the fd: see update_io */
