@@ -34,9 +34,11 @@ CPPFLAGS += -Iinclude -I$(BUILD)/gen -D_GNU_SOURCE -DSLUICE_VERSION=\"$(VERSION)
 	    $(shell pkg-config --cflags libnl-3.0 libnl-route-3.0 2>/dev/null)
 CFLAGS += -std=gnu11 $(OPT) $(WARN) -pthread $(SANFLAGS)
 LDFLAGS += -pthread $(SANFLAGS)
-LIBS = -lev $(shell pkg-config --libs libnl-3.0 libnl-route-3.0 openssl libcap zlib libbpf 2>/dev/null) -lm
-# BPF programs of the cluster module: compiled for BPF and embedded as
-# bpftool skeletons (build/gen/*.skel.h).
+LIBS = -lev $(shell pkg-config --libs libnl-3.0 libnl-route-3.0 openssl libcap zlib libbpf 2>/dev/null) \
+       -lm
+# BPF programs of the cluster module (second chance's tc program, the
+# kernel relay's stream verdict): compiled for BPF and embedded as bpftool
+# skeletons (build/gen/*.skel.h).
 BPF_CLANG ?= clang
 BPFTOOL ?= $(or $(shell command -v bpftool 2>/dev/null),/usr/sbin/bpftool)
 BPF_CFLAGS = -target bpf -O2 -g -Wall -Werror -I/usr/include/$(shell $(CC) -print-multiarch)
@@ -102,6 +104,12 @@ $(BUILD)/gen/build-info.h: FORCE
 	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
 $(BUILD)/obj/core/version.o: $(BUILD)/gen/build-info.h
 
+$(BUILD)/gen/cluster.bpf.o: src/cluster/bpf/cluster.bpf.c src/cluster/bpf/cluster_abi.h
+	@mkdir -p $(dir $@)
+	$(BPF_CLANG) $(BPF_CFLAGS) -c $< -o $@
+$(BUILD)/gen/cluster.skel.h: $(BUILD)/gen/cluster.bpf.o
+	$(BPFTOOL) gen skeleton $< name cluster_bpf >$@.tmp && mv $@.tmp $@
+$(BUILD)/obj/cluster/cluster.o: $(BUILD)/gen/cluster.skel.h
 # The kernel relay's stream-verdict program (src/cluster/bpf/krelay.bpf.c).
 $(BUILD)/gen/krelay.bpf.o: src/cluster/bpf/krelay.bpf.c src/cluster/bpf/krelay_abi.h
 	@mkdir -p $(dir $@)

@@ -281,6 +281,37 @@ struct conf_vrrp {
 	struct conf_where where;
 };
 
+/* ---- cluster (conf_cluster.c): `cluster { ... }`, at most one ---- */
+
+#define CONF_CLUSTER_MAX_PEERS 16  /* as CLUSTER_PEERS_MAX */
+#define CONF_CLUSTER_MAX_UPLINKS 8 /* as CLUSTER_UPLINKS_MAX */
+
+enum conf_cluster_attach {
+	CONF_CLUSTER_ATTACH_AUTO, /* tcx where the kernel has it, else tc */
+	CONF_CLUSTER_ATTACH_TCX,
+	CONF_CLUSTER_ATTACH_TC,
+};
+
+/* "peer NAME ADDRESS;" */
+struct conf_cluster_peer {
+	char name[CONF_NAME_MAX];
+	struct util_addr addr; /* port 0 */
+	struct conf_where where; /* of the address */
+};
+
+struct conf_cluster {
+	bool present;
+	char interface[CONF_IFNAME_MAX]; /* the segment shared with the peers */
+	struct conf_where interface_where;
+	char uplinks[CONF_CLUSTER_MAX_UPLINKS][CONF_IFNAME_MAX]; /* may include interface */
+	struct conf_where uplink_where[CONF_CLUSTER_MAX_UPLINKS];
+	size_t nuplinks;
+	struct conf_cluster_peer peers[CONF_CLUSTER_MAX_PEERS];
+	size_t npeers;
+	enum conf_cluster_attach attach;
+	struct conf_where where;
+};
+
 /* ---- announce (conf_announce.c): `announce NAME { ... }` ---- */
 
 #define CONF_ANNOUNCE_MAX_ADDRS 64
@@ -329,6 +360,7 @@ struct conf {
 	size_t nlistens;
 	struct conf_vrrp *vrrps; /* conf_vrrp.c */
 	size_t nvrrps;
+	struct conf_cluster cluster; /* conf_cluster.c */
 	struct conf_announce *announces; /* conf_announce.c */
 	size_t nannounces;
 	/* "FILE:LINE:COL: warning: ..." lines: valid, but likely not meant

@@ -120,6 +120,10 @@ struct ctl_hooks {
 	 * returns 0 or -1). */
 	void (*vrrp_show)(void *arg, bool json, struct ctl_buf *out);
 	int (*vrrp_admin)(void *arg, const char *name, bool leave, char *msg, size_t len);
+	/* second-chance forwarding: `show cluster` as a complete reply, and
+	 * its metric families appended to the metrics (nothing when absent) */
+	void (*cluster_show)(void *arg, bool json, struct ctl_buf *out);
+	void (*cluster_metrics)(void *arg, struct ctl_buf *out);
 	/* announce: fill at most max rows (rows may be NULL) and the node's
 	 * state; returns how many blocks there are. Withdraw or restore one
 	 * block or "all"; drain the node (withdraw everything, keep serving,

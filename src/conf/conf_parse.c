@@ -853,6 +853,11 @@ static int top_vrrp(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 	return conf_vrrp_block(ctx, st, ((struct parse_state *)obj)->conf);
 }
 
+static int top_cluster(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	return conf_cluster_block(ctx, st, ((struct parse_state *)obj)->conf);
+}
+
 static int top_announce(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 {
 	return conf_announce_block(ctx, st, ((struct parse_state *)obj)->conf);
@@ -863,6 +868,7 @@ static const struct conf_keyword top_kw[] = {
 	{ "pool", 2, 2, true, top_pool, "pool NAME { ... }" },
 	{ "listen", 2, 2, true, top_listen, "listen NAME { ... }" },
 	{ "vrrp", 2, 2, true, top_vrrp, "vrrp NAME { ... }" },
+	{ "cluster", 1, 1, true, top_cluster, "cluster { ... }" },
 	{ "announce", 2, 2, true, top_announce, "announce NAME { ... }" },
 	{ NULL, 0, 0, false, NULL, NULL },
 };
@@ -883,6 +889,7 @@ void conf_keywords(conf_keyword_fn fn, void *arg)
 	conf_check_keywords(fn, arg);
 	walk(listen_kw, "listen", fn, arg);
 	conf_vrrp_keywords(fn, arg);
+	conf_cluster_keywords(fn, arg);
 	conf_announce_keywords(fn, arg);
 }
 

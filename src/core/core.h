@@ -18,6 +18,7 @@ struct proxy_frontend;
 struct ctl;
 struct ctl_buf;
 struct core_vrrp;
+struct core_cluster;
 struct core_vrrp_txn;
 struct core_announce;
 struct ctl_announce_row;
@@ -71,6 +72,8 @@ struct core {
 	ev_timer reclaim_timer, drain_timer, grace_timer;
 	struct core_health *health; /* health_glue.c */
 	struct core_vrrp *vrrp; /* vrrp_glue.c */
+	struct core_cluster *cluster; /* cluster_glue.c */
+	bool bpf_allowed; /* CAP_BPF kept: root, or a cluster block or kernel relay at start */
 	/* how late the control loop started checks and sent adverts after
 	 * their due time (show info, metrics; `clear lateness` empties them) */
 	struct util_lathist late_checks, late_adverts;
@@ -124,8 +127,9 @@ bool core_takeover_announce_withdrawn(struct core *c, const char *name);
 void core_begin_shutdown(struct core *c, const char *why);
 
 /* privdrop.c: become user/group (either may be empty) keeping only the
- * network capabilities, and CAP_BPF when keep_bpf. Call before any thread
- * starts. Returns 0 or -1. */
+ * network capabilities, and CAP_BPF when keep_bpf (a cluster block, the
+ * kernel relay). Call
+ * before any thread starts. Returns 0 or -1. */
 int core_drop_privileges(const char *user, const char *group, bool keep_bpf, char *err,
 			 size_t errlen);
 
@@ -187,6 +191,19 @@ void core_vrrp_free(struct core *c);
 void core_vrrp_show(void *arg, bool json, struct ctl_buf *out);
 int core_vrrp_admin(void *arg, const char *name, bool leave, char *msg, size_t len);
 
+/* cluster_glue.c: make second-chance forwarding match newconf's cluster
+ * block: checked against the kernel (interfaces, peers on the segment),
+ * loaded and attached before the running one is let go; an unchanged block
+ * only gets the new served addresses; no block detaches. All or nothing:
+ * returns 0, or -1 with err ("FILE:LINE:COL: error: cluster: ...") and the
+ * running state untouched. Used at start-up (before the privilege drop)
+ * and by reload. */
+int core_cluster_apply(struct core *c, const struct conf *newconf, char *err, size_t len);
+/* Detach and free (at exit). */
+void core_cluster_free(struct core *c);
+/* Control socket hooks (arg is the core): `show cluster`, metrics. */
+void core_cluster_show(void *arg, bool json, struct ctl_buf *out);
+void core_cluster_metrics(void *arg, struct ctl_buf *out);
 /* announce_glue.c: the announce blocks. Reload and start-up: prepare
  * (open or inherit the devices, put the serving addresses on lo: all that
  * can fail; returns 0, or -1 with err and nothing changed), then after the

@@ -207,6 +207,8 @@ int core_ctl_start(struct core *c, char *err, size_t errlen)
 		.server_removed = hook_server_removed,
 		.vrrp_show = core_vrrp_show,
 		.vrrp_admin = core_vrrp_admin,
+		.cluster_show = core_cluster_show,
+		.cluster_metrics = core_cluster_metrics,
 		.announces = core_announce_rows,
 		.announce_admin = core_announce_admin,
 		.node_drain = core_announce_node,

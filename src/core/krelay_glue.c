@@ -25,7 +25,12 @@ int core_krelay_prepare(struct core *c, const struct conf *nc, char *err, size_t
 
 	if (c->krelay != NULL || !core_krelay_used(nc))
 		return 0;
-	c->krelay = krelay_open(c->maxconn, c->nworkers, why, sizeof(why));
+	if (!c->bpf_allowed)
+		snprintf(why, sizeof(why),
+			 "kernel relay: CAP_BPF was dropped at start (the configuration then used "
+			 "neither the kernel relay nor a cluster block): restart to use it");
+	else
+		c->krelay = krelay_open(c->maxconn, c->nworkers, why, sizeof(why));
 	if (c->krelay != NULL) {
 		proxy_engine_set_krelay(c->engine, c->krelay);
 		log_notice("kernel relay loaded: room for %u connections", c->maxconn);

@@ -297,6 +297,13 @@ static int run(struct core *c)
 		log_err("cannot create the workers");
 		return 1;
 	}
+	/* BPF programs load before the privilege drop, and before a takeover
+	 * starts the old process's exit: one program is always attached */
+	c->bpf_allowed = true;
+	if (core_cluster_apply(c, c->conf, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		return 1;
+	}
 	if (c->takeover_path != NULL &&
 	    core_takeover_receive(c, c->takeover_path, err, sizeof(err)) < 0) {
 		log_err("%s", err);
@@ -334,10 +341,13 @@ static int run(struct core *c)
 	}
 	core_takeover_done(c);
 	if (core_drop_privileges(c->conf->global.user, c->conf->global.group,
-				 core_krelay_used(c->conf), err, sizeof(err)) < 0) {
+				 c->conf->cluster.present || core_krelay_used(c->conf), err,
+				 sizeof(err)) < 0) {
 		log_err("%s", err);
 		return 1;
 	}
+	if (c->conf->global.user[0] != '\0' || c->conf->global.group[0] != '\0')
+		c->bpf_allowed = c->conf->cluster.present || core_krelay_used(c->conf);
 	if (log_start() < 0)
 		fprintf(stderr, "sluice: cannot start the log thread; logging synchronously\n");
 	if (proxy_engine_start(c->engine) < 0)
@@ -444,6 +454,7 @@ int main(int argc, char **argv)
 	rc = run(&c);
 	ctl_free(c.ctl);
 	core_vrrp_free(&c);
+	core_cluster_free(&c);
 	core_announce_free(&c);
 	if (c.krelay != NULL)
 		log_notice("kernel relay: %llu connections relayed in the kernel, %llu stayed in "

@@ -122,6 +122,18 @@ out:
 	return NULL;
 }
 
+/* After a reload failed once the cluster block was applied: the cluster
+ * back to the running configuration (an unchanged block was kept, so this
+ * changes nothing then). */
+static void cluster_back(struct core *c)
+{
+	char err[256];
+
+	if (core_cluster_apply(c, c->conf, err, sizeof(err)) < 0)
+		log_err("reload: the cluster could not go back to the running configuration: %s",
+			err);
+}
+
 int core_reload(struct core *c, bool check_only, char *msg, size_t len)
 {
 	struct conf_errors errs = { 0 };
@@ -177,10 +189,22 @@ int core_reload(struct core *c, bool check_only, char *msg, size_t len)
 		core_notify("READY=1");
 		return -1;
 	}
+	/* The cluster block is all or nothing by itself, but it has no
+	 * prepare: it is applied (a changed program replaced in place) before
+	 * the listeners, and put back if they or announce fail. */
+	if (core_cluster_apply(c, nc, err, sizeof(err)) < 0) {
+		core_vrrp_rollback(c, vt);
+		failed(c, err, msg, len);
+		log_set_free(logs);
+		conf_free(nc);
+		core_notify("READY=1");
+		return -1;
+	}
 	if (core_announce_prepare(c, nc, err, sizeof(err)) < 0 ||
 	    core_apply(c, nc, err, sizeof(err)) < 0) {
 		core_announce_rollback(c);
 		core_vrrp_rollback(c, vt);
+		cluster_back(c);
 		failed(c, err, msg, len);
 		log_set_free(logs);
 		conf_free(nc);

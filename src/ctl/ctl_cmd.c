@@ -1304,6 +1304,17 @@ static void cmd_vrrp_admin(struct cmd *x)
 		reply_ok(x, "%s", msg);
 }
 
+/* ---- cluster ---- */
+
+static void cmd_show_cluster(struct cmd *x)
+{
+	if (x->ctl->hooks.cluster_show == NULL) {
+		reply_error(x->out, "cluster is not available");
+		return;
+	}
+	x->ctl->hooks.cluster_show(x->ctl->hooks.arg, x->json, x->out);
+}
+
 static const struct cmd_entry commands[] = {
 	{ "help", NULL, 1, 1, CTL_LEVEL_USER, cmd_help, "help" },
 	{ "show", "info", 2, 2, CTL_LEVEL_USER, cmd_show_info, "show info" },
@@ -1332,6 +1343,7 @@ static const struct cmd_entry commands[] = {
 	{ "show", "vrrp", 2, 2, CTL_LEVEL_USER, cmd_show_vrrp, "show vrrp" },
 	{ "vrrp", "leave", 3, 3, CTL_LEVEL_ADMIN, cmd_vrrp_admin, "vrrp leave NAME" },
 	{ "vrrp", "join", 3, 3, CTL_LEVEL_ADMIN, cmd_vrrp_admin, "vrrp join NAME" },
+	{ "show", "cluster", 2, 2, CTL_LEVEL_USER, cmd_show_cluster, "show cluster" },
 	{ "clear", "lateness", 2, 2, CTL_LEVEL_ADMIN, cmd_clear_lateness, "clear lateness" },
 	{ "show", "announce", 2, 2, CTL_LEVEL_USER, cmd_show_announce, "show announce" },
 	{ "announce", "withdraw", 3, 3, CTL_LEVEL_ADMIN, cmd_announce_admin,

@@ -410,6 +410,8 @@ static void head_metrics(struct ctl *c, struct ctl_buf *out)
 	listener_metrics(c, out);
 	route_metrics(c, out);
 	pool_metrics(out, pools, n);
+	if (c->hooks.cluster_metrics != NULL)
+		c->hooks.cluster_metrics(c->hooks.arg, out);
 	announce_metrics(c, out);
 }
 
