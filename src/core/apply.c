@@ -202,6 +202,10 @@ static struct proxy_fe_settings *build_settings(const struct conf_listen *cl, st
 	s->timeout_half_closed_ms = (uint32_t)UTIL_MIN(cl->timeout_half_closed_ms, UINT32_MAX);
 	s->timeout_proxy_header_ms = (uint32_t)UTIL_MIN(cl->timeout_proxy_header_ms, UINT32_MAX);
 	s->accept_proxy = cl->accept_proxy;
+	s->relay = cl->relay == CONF_RELAY_USER	    ? PROXY_RELAY_USER
+		   : cl->relay == CONF_RELAY_KERNEL ? PROXY_RELAY_KERNEL
+						    : PROXY_RELAY_AUTO;
+	s->relay_inflight = cl->relay_inflight;
 	return s;
 }
 
@@ -325,7 +329,8 @@ static bool listen_conf_differs(const struct conf *oc, const struct conf_listen 
 	       a->timeout_idle_ms != b->timeout_idle_ms ||
 	       a->timeout_half_closed_ms != b->timeout_half_closed_ms ||
 	       a->timeout_proxy_header_ms != b->timeout_proxy_header_ms || a->retries != b->retries ||
-	       a->accept_proxy != b->accept_proxy;
+	       a->accept_proxy != b->accept_proxy || a->relay != b->relay ||
+	       a->relay_inflight != b->relay_inflight;
 }
 
 static void diff_listens(const struct conf *oc, const struct conf *nc, char *buf, size_t len,
@@ -608,6 +613,8 @@ static void unbind_pending(struct core *c, struct proxy_frontend *fe)
 static int apply_prepare(struct core *c, const struct conf *nc, struct pool **pools,
 			 struct core_listener *ls, char *err, size_t errlen)
 {
+	if (core_krelay_prepare(c, nc, err, errlen) < 0)
+		return -1;
 	for (size_t i = 0; i < nc->npools; i++) {
 		struct pool *p = find_pool(c->pools, c->npools, nc->pools[i].name);
 
