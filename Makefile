@@ -41,8 +41,9 @@ CFLAGS += -std=gnu11 $(OPT) $(WARN) -pthread $(SANFLAGS) $(HARDEN_CFLAGS)
 LDFLAGS += -pthread $(SANFLAGS) $(HARDEN_LDFLAGS)
 LIBS = -lev $(shell pkg-config --libs libnl-3.0 libnl-route-3.0 openssl libcap zlib libbpf 2>/dev/null) \
        -lm
-# The cluster module's tc program: compiled for BPF and embedded as a
-# bpftool skeleton (build/gen/cluster.skel.h).
+# BPF programs of the cluster module (second chance's tc program, the
+# kernel relay's stream verdict): compiled for BPF and embedded as bpftool
+# skeletons (build/gen/*.skel.h).
 BPF_CLANG ?= clang
 BPFTOOL ?= $(or $(shell command -v bpftool 2>/dev/null),/usr/sbin/bpftool)
 BPF_CFLAGS = -target bpf -O2 -g -Wall -Werror -I/usr/include/$(shell $(CC) -print-multiarch)
@@ -52,8 +53,8 @@ VERSION := 0.1.0
 GIT_COMMIT := $(or $(shell cat .git-commit 2>/dev/null),$(shell git rev-parse --short=12 HEAD \
 	2>/dev/null)$(shell git diff --quiet HEAD -- 2>/dev/null || echo -dirty),unknown)
 # Optional parts, listed by `sluice --version`: 1 when compiled in.
-HAVE_KRELAY ?= 0
-HAVE_BPF ?= $(if $(wildcard src/cluster/*.c),1,0)
+HAVE_KRELAY ?= $(if $(wildcard src/cluster/krelay.c),1,0)
+HAVE_BPF ?= $(if $(wildcard src/cluster/cluster.c),1,0)
 HAVE_CARES ?= $(if $(wildcard src/resolve/*.c),1,0)
 
 # Where `make install` puts things: PREFIX for the program, its pages and
@@ -114,6 +115,13 @@ $(BUILD)/gen/cluster.bpf.o: src/cluster/bpf/cluster.bpf.c src/cluster/bpf/cluste
 $(BUILD)/gen/cluster.skel.h: $(BUILD)/gen/cluster.bpf.o
 	$(BPFTOOL) gen skeleton $< name cluster_bpf >$@.tmp && mv $@.tmp $@
 $(BUILD)/obj/cluster/cluster.o: $(BUILD)/gen/cluster.skel.h
+# The kernel relay's stream-verdict program (src/cluster/bpf/krelay.bpf.c).
+$(BUILD)/gen/krelay.bpf.o: src/cluster/bpf/krelay.bpf.c src/cluster/bpf/krelay_abi.h
+	@mkdir -p $(dir $@)
+	$(BPF_CLANG) $(BPF_CFLAGS) -c $< -o $@
+$(BUILD)/gen/krelay.skel.h: $(BUILD)/gen/krelay.bpf.o
+	$(BPFTOOL) gen skeleton $< name krelay_bpf >$@.tmp && mv $@.tmp $@
+$(BUILD)/obj/cluster/krelay.o: $(BUILD)/gen/krelay.skel.h
 
 $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)

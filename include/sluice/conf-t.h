@@ -145,6 +145,16 @@ struct conf_route {
 	struct conf_where pool_where;
 };
 
+/* Default cap of a kernel-relayed direction's bytes in flight. */
+#define CONF_RELAY_INFLIGHT (4ull * 1024 * 1024)
+
+enum conf_relay {
+	CONF_RELAY_UNSET, /* listen: as in global */
+	CONF_RELAY_USER, /* buffers and splice() in the workers */
+	CONF_RELAY_KERNEL, /* sockmap; BPF must load or start/reload fails */
+	CONF_RELAY_AUTO, /* sockmap when BPF loads and the connection qualifies */
+};
+
 struct conf_listen {
 	char name[CONF_NAME_MAX];
 	struct util_addr *binds;
@@ -161,6 +171,9 @@ struct conf_listen {
 	uint64_t timeout_proxy_header_ms; /* accept-proxy: the whole header within it */
 	uint32_t retries;
 	bool accept_proxy;
+	enum conf_relay relay; /* resolved: never UNSET after parsing */
+	uint64_t relay_inflight; /* kernel relay cap per direction, bytes; resolved */
+	struct conf_where relay_where; /* of the relay line (line 0: from global) */
 	struct conf_where where;
 };
 
@@ -180,6 +193,8 @@ struct conf_control {
 struct conf_global {
 	uint32_t workers; /* 0: one per CPU */
 	uint32_t maxconn; /* 0: as many as the descriptor limit allows */
+	enum conf_relay relay; /* the listeners' default: user unless written */
+	uint64_t relay_inflight; /* their default cap, bytes; 0: CONF_RELAY_INFLIGHT */
 	/* `log` lines (conf_log.c): at least one; none written is stderr info */
 	struct log_target_conf logs[LOG_MAX_TARGETS];
 	struct conf_where log_where[LOG_MAX_TARGETS]; /* line 0: the default */

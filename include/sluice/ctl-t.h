@@ -38,6 +38,9 @@ struct ctl_info {
 	uint64_t maxconn_reached; /* times accepting stopped at maxconn */
 	uint64_t bufmem_used, bufmem; /* relay buffers and pipes: in use, ceiling (bytes) */
 	uint64_t no_memory; /* connections closed for want of a relay buffer */
+	bool krelay; /* the kernel relay is loaded */
+	uint64_t krelay_conns; /* connections it took */
+	uint64_t krelay_fallbacks; /* asked for, stayed in user space */
 	const char *conf_file;
 	const char *last_reload; /* "none", "ok at ...", "failed at ...: why" */
 	uint64_t reloads_ok, reloads_failed;

@@ -55,6 +55,13 @@ struct proxy_peek_counters {
 	_Atomic uint64_t client_gone; /* closed or reset by the client before */
 };
 
+/* How established connections are relayed. */
+enum proxy_relay {
+	PROXY_RELAY_USER, /* buffers and splice() in the worker */
+	PROXY_RELAY_KERNEL, /* sockmap when the engine has it */
+	PROXY_RELAY_AUTO, /* sockmap, except for connections that start as bulk (splice) */
+};
+
 /* Per-listener settings; published as a whole and retired through QSBR.
  * Holds a reference to its pool and to its routes' pools. */
 struct proxy_fe_settings {
@@ -74,6 +81,8 @@ struct proxy_fe_settings {
 	uint32_t timeout_half_closed_ms;
 	uint32_t timeout_proxy_header_ms; /* accept_proxy: the whole header within it */
 	bool accept_proxy;
+	enum proxy_relay relay;
+	uint64_t relay_inflight; /* kernel relay: cap of one direction's bytes in flight */
 };
 
 /* One bound address of a frontend: listening sockets (SO_REUSEPORT), at

@@ -39,6 +39,16 @@ void proxy_engine_close_server(struct proxy_engine *e, struct pool_server *srv,
  * are detached and their sockets closed. */
 void proxy_engine_free(struct proxy_engine *e);
 
+/* Give the workers the kernel relay (sluice/krelay.h; core keeps
+ * ownership and frees it after proxy_engine_free). Set once. */
+struct krelay;
+void proxy_engine_set_krelay(struct proxy_engine *e, struct krelay *k);
+/* Connections the kernel relay took, and those it could not take (the
+ * socket was no longer established, the maps were full, bytes came before
+ * the insert): counters since start. */
+uint64_t proxy_engine_krelay_conns(const struct proxy_engine *e);
+uint64_t proxy_engine_krelay_fallbacks(const struct proxy_engine *e);
+
 /* Create a frontend with its settings (the frontend takes them over) and
  * no address yet. One reference, the caller's. */
 struct proxy_frontend *proxy_frontend_new(const char *name, struct proxy_fe_settings *settings);

@@ -343,6 +343,57 @@ static int kw_user_group(struct conf_ctx *ctx, const struct conf_stmt *st, void 
 	return 0;
 }
 
+#define CONF_INFLIGHT_MIN (64ull * 1024)
+#define CONF_INFLIGHT_MAX (1024ull * 1024 * 1024)
+
+/* relay user|kernel|auto [inflight SIZE]; in global and listen. */
+static int parse_relay(struct conf_ctx *ctx, const struct conf_stmt *st, enum conf_relay *mode,
+		       uint64_t *inflight)
+{
+	static const char *const names[] = { [CONF_RELAY_USER] = "user",
+					     [CONF_RELAY_KERNEL] = "kernel",
+					     [CONF_RELAY_AUTO] = "auto" };
+	enum conf_relay m = CONF_RELAY_UNSET;
+
+	for (size_t i = CONF_RELAY_USER; i < UTIL_ARRAY_LEN(names); i++)
+		if (strcmp(st->args[1].text, names[i]) == 0)
+			m = (enum conf_relay)i;
+	if (m == CONF_RELAY_UNSET) {
+		conf_error_arg(ctx, st, 1, "unknown relay '%s' (expected user, kernel or auto)",
+			       st->args[1].text);
+		return -1;
+	}
+	if (st->nargs == 3 || (st->nargs == 4 && strcmp(st->args[2].text, "inflight") != 0)) {
+		conf_error_arg(ctx, st, 2, "unexpected '%s' (expected inflight SIZE)",
+			       st->args[2].text);
+		return -1;
+	}
+	if (st->nargs == 4) {
+		if (m == CONF_RELAY_USER) {
+			conf_error_arg(ctx, st, 2,
+				       "inflight applies to the kernel relay (relay kernel or auto)");
+			return -1;
+		}
+		if (util_parse_size(st->args[3].text, CONF_INFLIGHT_MAX, inflight) < 0 ||
+		    *inflight < CONF_INFLIGHT_MIN) {
+			conf_error_arg(ctx, st, 3,
+				       "bad inflight '%s' (expected a size with k or m, such as 4m, "
+				       "from 64k to 1024m)",
+				       st->args[3].text);
+			return -1;
+		}
+	}
+	*mode = m;
+	return 0;
+}
+
+static int kw_grelay(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct conf_global *g = obj;
+
+	return parse_relay(ctx, st, &g->relay, &g->relay_inflight);
+}
+
 static const struct conf_keyword global_kw[] = {
 	{ "workers", 2, 2, false, kw_workers, "workers auto|N;" },
 	{ "maxconn", 2, 2, false, kw_gmaxconn, "maxconn N;" },
@@ -356,6 +407,7 @@ static const struct conf_keyword global_kw[] = {
 	{ "user", 2, 2, false, kw_user_group, "user NAME;" },
 	{ "group", 2, 2, false, kw_user_group, "group NAME;" },
 	{ "bufmem", 2, 2, false, kw_bufmem, "bufmem SIZE;" },
+	{ "relay", 2, 4, false, kw_grelay, "relay user|kernel|auto [inflight SIZE];" },
 	{ NULL, 0, 0, false, NULL, NULL },
 };
 
@@ -636,6 +688,15 @@ static int kw_route(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 	return conf_route_kw(ctx, st, ((struct listen_obj *)obj)->l);
 }
 
+static int kw_lrelay(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct listen_obj *lo = obj;
+
+	lo->l->relay_where.line = st->args[0].line;
+	lo->l->relay_where.col = st->args[0].col;
+	return parse_relay(ctx, st, &lo->l->relay, &lo->l->relay_inflight);
+}
+
 static const struct conf_keyword listen_kw[] = {
 	{ "bind", 2, 2, false, kw_bind, "bind ADDRESS:PORT;" },
 	{ "pool", 2, 2, false, kw_listen_pool, "pool NAME;" },
@@ -648,6 +709,7 @@ static const struct conf_keyword listen_kw[] = {
 	{ "route", 4, 7, false, kw_route,
 	  "route sni NAME [alpn PROTO] pool POOL; route alpn PROTO pool POOL; "
 	  "route no-sni|not-tls pool POOL;" },
+	{ "relay", 2, 4, false, kw_lrelay, "relay user|kernel|auto [inflight SIZE];" },
 	{ NULL, 0, 0, false, NULL, NULL },
 };
 
@@ -811,11 +873,20 @@ static void validate(struct parse_state *ps)
 	struct conf_ctx *ctx = ps->ctx;
 	struct conf *c = ps->conf;
 
+	if (c->global.relay == CONF_RELAY_UNSET)
+		c->global.relay = CONF_RELAY_USER;
+	if (c->global.relay_inflight == 0)
+		c->global.relay_inflight = CONF_RELAY_INFLIGHT;
 	for (size_t i = 0; i < c->nlistens; i++) {
 		struct conf_listen *l = &c->listens[i];
 		const struct conf_tok *t = ps->refs[i].pool_tok;
 		const struct conf_pool *p;
 
+		/* the global block may come after the listeners */
+		if (l->relay == CONF_RELAY_UNSET)
+			l->relay = c->global.relay;
+		if (l->relay_inflight == 0)
+			l->relay_inflight = c->global.relay_inflight;
 		if (ps->refs[i].had_errors)
 			continue;
 		if (l->nbinds == 0)

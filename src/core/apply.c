@@ -156,6 +156,10 @@ static struct proxy_fe_settings *build_settings(const struct conf_listen *cl, st
 	s->timeout_half_closed_ms = (uint32_t)UTIL_MIN(cl->timeout_half_closed_ms, UINT32_MAX);
 	s->timeout_proxy_header_ms = (uint32_t)UTIL_MIN(cl->timeout_proxy_header_ms, UINT32_MAX);
 	s->accept_proxy = cl->accept_proxy;
+	s->relay = cl->relay == CONF_RELAY_USER	    ? PROXY_RELAY_USER
+		   : cl->relay == CONF_RELAY_KERNEL ? PROXY_RELAY_KERNEL
+						    : PROXY_RELAY_AUTO;
+	s->relay_inflight = cl->relay_inflight;
 	return s;
 }
 
@@ -177,11 +181,22 @@ static struct core_listener *find_listener(struct core *c, const char *name)
 
 /* ---- removed servers: connections finish, or are closed after grace ---- */
 
+/* Owned by the core's graces list until its timer fires, or until the
+ * model is freed at exit with the timer still pending. */
 struct grace_close {
 	ev_timer timer;
 	struct core *c;
+	struct list_node link; /* c->graces */
 	struct pool_server *srv; /* reference */
 };
+
+static void grace_free(struct grace_close *g)
+{
+	ev_timer_stop(g->c->loop, &g->timer);
+	list_del(&g->link);
+	pool_server_put(g->srv);
+	free(g);
+}
 
 static void on_grace_close(struct ev_loop *loop, ev_timer *t, int revents)
 {
@@ -196,8 +211,7 @@ static void on_grace_close(struct ev_loop *loop, ev_timer *t, int revents)
 			   g->srv->pool->name, g->srv->name, n);
 		proxy_engine_close_server(g->c->engine, g->srv, 0);
 	}
-	pool_server_put(g->srv);
-	free(g);
+	grace_free(g);
 }
 
 static void close_after_grace(struct core *c, struct pool_server *s)
@@ -212,6 +226,7 @@ static void close_after_grace(struct core *c, struct pool_server *s)
 	g->c = c;
 	g->srv = s;
 	pool_server_get(s);
+	list_add_tail(&c->graces, &g->link);
 	ev_timer_init(&g->timer, on_grace_close, (double)c->conf->global.grace_ms / 1000.0, 0.0);
 	ev_timer_start(c->loop, &g->timer);
 }
@@ -266,7 +281,8 @@ static bool listen_conf_differs(const struct conf *oc, const struct conf_listen 
 	       a->timeout_idle_ms != b->timeout_idle_ms ||
 	       a->timeout_half_closed_ms != b->timeout_half_closed_ms ||
 	       a->timeout_proxy_header_ms != b->timeout_proxy_header_ms || a->retries != b->retries ||
-	       a->accept_proxy != b->accept_proxy;
+	       a->accept_proxy != b->accept_proxy || a->relay != b->relay ||
+	       a->relay_inflight != b->relay_inflight;
 }
 
 static void diff_listens(const struct conf *oc, const struct conf *nc, char *buf, size_t len,
@@ -610,9 +626,13 @@ static bool step_over(struct core_apply *a)
 	return util_now_us() >= a->deadline_us;
 }
 
-/* Frontends for every listener, and the addresses they do not have yet. */
+/* The kernel relay when the file first asks for it (loaded once; a
+ * reload that fails later leaves it loaded and unused), frontends for
+ * every listener, and the addresses they do not have yet. */
 static int apply_bind(struct core_apply *a, char *err, size_t errlen)
 {
+	if (core_krelay_prepare(a->c, a->nc, err, errlen) < 0)
+		return -1;
 	for (size_t i = 0; i < a->nc->nlistens; i++) {
 		const struct conf_listen *cl = &a->nc->listens[i];
 		struct core_listener *old = find_listener(a->c, cl->name);
@@ -891,6 +911,9 @@ void core_log_listeners(struct core *c)
 
 void core_model_free(struct core *c)
 {
+	/* removed servers whose grace had not run out when we stopped */
+	while (c->graces.next != NULL && !list_empty(&c->graces))
+		grace_free(list_entry(c->graces.next, struct grace_close, link));
 	for (size_t i = 0; i < c->nlisteners; i++)
 		proxy_frontend_put(c->listeners[i].fe);
 	free(c->listeners);

@@ -9,9 +9,11 @@
 #include <stdio.h>
 
 #include "sluice/conf-t.h"
+#include "sluice/list.h"
 #include "sluice/qsbr.h"
 #include "sluice/util-t.h"
 
+struct krelay;
 struct pool;
 struct proxy_engine;
 struct proxy_frontend;
@@ -61,6 +63,7 @@ struct core {
 	struct conf *conf; /* the configuration running now */
 	struct qsbr qsbr;
 	struct proxy_engine *engine;
+	struct krelay *krelay; /* the kernel relay, once loaded; NULL otherwise */
 	/* pools[i] and listeners[i] run conf->pools[i] and conf->listens[i]
 	 * (core_apply sets them, its caller then sets conf) */
 	struct pool **pools; /* references */
@@ -91,8 +94,9 @@ struct core {
 	ev_timer reclaim_timer, drain_timer, grace_timer;
 	struct core_health *health; /* health_glue.c */
 	struct core_vrrp *vrrp; /* vrrp_glue.c */
+	struct list_node graces; /* apply.c: removed servers closed after grace */
 	struct core_cluster *cluster; /* cluster_glue.c */
-	bool bpf_allowed; /* CAP_BPF kept: root, or a cluster block at start */
+	bool bpf_allowed; /* CAP_BPF kept: root, or a cluster block or kernel relay at start */
 	/* how late the control loop started checks and sent adverts after
 	 * their due time (show info, metrics; `clear lateness` empties them) */
 	struct util_lathist late_checks, late_adverts;
@@ -172,10 +176,22 @@ bool core_takeover_announce_withdrawn(struct core *c, const char *name);
 void core_begin_shutdown(struct core *c, const char *why);
 
 /* privdrop.c: become user/group (either may be empty) keeping only the
- * network capabilities, and CAP_BPF when keep_bpf (a cluster block). Call
+ * network capabilities, and CAP_BPF when keep_bpf (a cluster block, the
+ * kernel relay). Call
  * before any thread starts. Returns 0 or -1. */
 int core_drop_privileges(const char *user, const char *group, bool keep_bpf, char *err,
 			 size_t errlen);
+
+/* krelay_glue.c: the kernel relay. Before the listeners of nc are
+ * applied (start and reload): load the program when a listener asks for
+ * relay kernel or auto and it is not loaded yet. Fails (err) only when a
+ * listener says kernel and it cannot load; auto then falls back to the
+ * user-space relay with a warning. */
+int core_krelay_prepare(struct core *c, const struct conf *nc, char *err, size_t errlen);
+/* Does nc use the kernel relay (kernel or auto anywhere)? */
+bool core_krelay_used(const struct conf *nc);
+/* After the engine is freed. */
+void core_krelay_free(struct core *c);
 
 /* sdnotify.c: tell systemd our state ("READY=1", "STOPPING=1", ...).
  * Does nothing without $NOTIFY_SOCKET. Returns 0 or -1. */

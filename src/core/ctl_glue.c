@@ -39,6 +39,9 @@ static void hook_info(void *arg, struct ctl_info *out)
 	out->bufmem_used = proxy_engine_bufmem_used(c->engine);
 	out->bufmem = c->bufmem;
 	out->no_memory = proxy_engine_no_memory(c->engine);
+	out->krelay = c->krelay != NULL;
+	out->krelay_conns = proxy_engine_krelay_conns(c->engine);
+	out->krelay_fallbacks = proxy_engine_krelay_fallbacks(c->engine);
 	out->conf_file = c->conf_path;
 	out->last_reload = c->last_reload;
 	out->reloads_ok = c->reloads_ok;

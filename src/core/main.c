@@ -343,12 +343,13 @@ static int run(struct core *c)
 	}
 	core_takeover_done(c);
 	if (core_drop_privileges(c->conf->global.user, c->conf->global.group,
-				 c->conf->cluster.present, err, sizeof(err)) < 0) {
+				 c->conf->cluster.present || core_krelay_used(c->conf), err,
+				 sizeof(err)) < 0) {
 		log_err("%s", err);
 		return 1;
 	}
 	if (c->conf->global.user[0] != '\0' || c->conf->global.group[0] != '\0')
-		c->bpf_allowed = c->conf->cluster.present;
+		c->bpf_allowed = c->conf->cluster.present || core_krelay_used(c->conf);
 	if (log_start() < 0)
 		fprintf(stderr, "sluice: cannot start the log thread; logging synchronously\n");
 	if (proxy_engine_start(c->engine) < 0)
@@ -394,6 +395,8 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
+
+	list_init(&c.graces);
 
 	while ((opt = getopt_long(argc, argv, "f:cvh", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -458,7 +461,13 @@ int main(int argc, char **argv)
 	core_vrrp_free(&c);
 	core_cluster_free(&c);
 	core_announce_free(&c);
+	if (c.krelay != NULL)
+		log_notice("kernel relay: %llu connections relayed in the kernel, %llu stayed in "
+			   "user space",
+			   (unsigned long long)proxy_engine_krelay_conns(c.engine),
+			   (unsigned long long)proxy_engine_krelay_fallbacks(c.engine));
 	proxy_engine_free(c.engine);
+	core_krelay_free(&c);
 	core_health_stop(&c);
 	core_model_free(&c);
 	qsbr_destroy(&c.qsbr);

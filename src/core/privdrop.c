@@ -1,8 +1,8 @@
 /* privdrop: after everything that needs root is open, become the
  * configured user and group, keeping only CAP_NET_BIND_SERVICE (reloads
  * bind low ports), CAP_NET_ADMIN and CAP_NET_RAW (VRRP and VIPs), and
- * CAP_BPF when the configuration has a cluster block (a reload may load
- * the program again). Runs
+ * CAP_BPF when the configuration has a cluster block or uses the kernel
+ * relay (a reload may load a program again). Runs
  * before the workers start, since capabilities are per thread (resolver
  * helpers of the start-up lookups may still be exiting: they run nothing
  * more). */

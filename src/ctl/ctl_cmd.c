@@ -217,12 +217,15 @@ static void cmd_show_info(struct cmd *x)
 			       ",\"pid\":%d,\"uptime_ms\":%llu,\"workers\":%u,\"maxconn\":%u,"
 			       "\"connections\":%u,\"connections_total\":%llu,"
 			       "\"maxconn_reached\":%llu,\"bufmem_used\":%llu,\"bufmem\":%llu,"
-			       "\"no_memory\":%llu,\"config\":",
+			       "\"no_memory\":%llu,\"kernel_relay\":%s,\"kernel_relay_conns\":%llu,"
+			       "\"kernel_relay_fallbacks\":%llu,\"config\":",
 			       in.pid, (unsigned long long)in.uptime_ms, in.workers, in.maxconn,
 			       in.cur_conns, (unsigned long long)in.total_conns,
 			       (unsigned long long)in.maxconn_reached,
 			       (unsigned long long)in.bufmem_used, (unsigned long long)in.bufmem,
-			       (unsigned long long)in.no_memory);
+			       (unsigned long long)in.no_memory, in.krelay ? "true" : "false",
+			       (unsigned long long)in.krelay_conns,
+			       (unsigned long long)in.krelay_fallbacks);
 		ctl_json_str(x->out, in.conf_file);
 		ctl_buf_printf(x->out, ",\"last_reload\":");
 		ctl_json_str(x->out, in.last_reload);
@@ -257,6 +260,12 @@ static void cmd_show_info(struct cmd *x)
 		       (unsigned long long)in.bufmem, (unsigned long long)in.no_memory,
 		       in.conf_file, in.last_reload,
 		       (unsigned long long)in.reloads_ok, (unsigned long long)in.reloads_failed);
+	if (in.krelay)
+		ctl_buf_printf(x->out, "kernel relay:      %llu connections, %llu stayed in user space\n",
+			       (unsigned long long)in.krelay_conns,
+			       (unsigned long long)in.krelay_fallbacks);
+	else
+		ctl_buf_printf(x->out, "kernel relay:      not loaded\n");
 	for (size_t i = 0; i < nls; i++)
 		ctl_buf_printf(x->out, "log:               %s: %llu sent, %llu dropped\n",
 			       ls[i].name, (unsigned long long)ls[i].sent,

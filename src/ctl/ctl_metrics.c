@@ -392,6 +392,14 @@ static void head_metrics(struct ctl *c, struct ctl_buf *out)
 	family(out, "sluice_no_memory_total", "counter",
 	       "Connections closed because no relay buffer could be had (end=no-memory)");
 	ctl_buf_printf(out, "sluice_no_memory_total %llu\n", (unsigned long long)in.no_memory);
+	family(out, "sluice_kernel_relay_connections_total", "counter",
+	       "Connections relayed in the kernel (sockmap)");
+	ctl_buf_printf(out, "sluice_kernel_relay_connections_total %llu\n",
+		       (unsigned long long)in.krelay_conns);
+	family(out, "sluice_kernel_relay_fallbacks_total", "counter",
+	       "Connections that asked for the kernel relay and stayed in user space");
+	ctl_buf_printf(out, "sluice_kernel_relay_fallbacks_total %llu\n",
+		       (unsigned long long)in.krelay_fallbacks);
 	family(out, "sluice_reloads_total", "counter", "Configuration reloads by result");
 	ctl_buf_printf(out, "sluice_reloads_total{result=\"ok\"} %llu\n",
 		       (unsigned long long)in.reloads_ok);

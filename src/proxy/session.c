@@ -97,17 +97,36 @@ void proxy_session_update_io(struct proxy_session *s)
 	case PROXY_ST_RELAY:
 		if (!s->c2s.eof && !dir_pending(&s->c2s))
 			cev |= EV_READ;
-		/* unproven: writability says when the connect ended */
-		if (dir_pending(&s->c2s) || !s->srv_up)
+		/* unproven: writability says when the connect ended; a
+		 * kernel-relay direction waiting for its destination to take the
+		 * redirected bytes is woken by its timer instead */
+		if ((dir_pending(&s->c2s) && !s->c2s.kwait) || !s->srv_up)
 			sev |= EV_WRITE;
 		if (!s->s2c.eof && !dir_pending(&s->s2c))
 			sev |= EV_READ;
-		if (dir_pending(&s->s2c))
+		if (dir_pending(&s->s2c) && !s->s2c.kwait)
 			cev |= EV_WRITE;
 		break;
 	case PROXY_ST_QUEUED:
 	case PROXY_ST_CLOSED:
 		break;
+	}
+	/* in the kernel relay, readability comes from the worker's
+	 * edge-triggered set (krelay_glue.c): level-triggered, a socket whose
+	 * bytes the kernel is still forwarding reads as readable and spins */
+	if (s->kernel) {
+		cev &= ~EV_READ;
+		sev &= ~EV_READ;
+		/* libev keeps a stopped watcher's fd in its epoll set until an
+		 * event for it comes back, and a socket whose bytes the kernel
+		 * took is never reported readable: it would wake the loop for
+		 * every segment, found nothing each time. Asking once for
+		 * writability (always true) gets an event, after which libev
+		 * drops the fd. */
+		if (s->kunwatch_c)
+			cev |= EV_WRITE;
+		if (s->kunwatch_s)
+			sev |= EV_WRITE;
 	}
 	set_io(s->w->loop, &s->cio, cev);
 	if (s->sfd >= 0)
@@ -179,6 +198,8 @@ void proxy_session_close(struct proxy_session *s, enum proxy_end end)
 		set_linger0(s->sfd);
 	else if (end == PROXY_END_SERVER_RESET)
 		set_linger0(s->cfd);
+	/* before the log line: it counts the kernel's bytes */
+	proxy_krelay_end(s);
 	if (log_enabled(LOGL_INFO))
 		log_end(s);
 	proxy_peek_end(s); /* TLS routes */
@@ -288,7 +309,8 @@ static void relay_failed(struct proxy_session *s, enum proxy_io rc)
 static void relay_both(struct proxy_session *s, bool read_c, bool read_s)
 {
 	struct proxy_dir *dirs[2] = { &s->c2s, &s->s2c };
-	bool may_read[2] = { read_c, read_s };
+	/* kernel relay: an edge comes once, so every turn reads to EAGAIN */
+	bool may_read[2] = { read_c || s->kernel, read_s || s->kernel };
 
 	for (size_t i = 0; i < 2; i++) {
 		enum proxy_io rc = proxy_relay(s, dirs[i], may_read[i]);
@@ -301,6 +323,8 @@ static void relay_both(struct proxy_session *s, bool read_c, bool read_s)
 			return;
 		}
 	}
+	if (s->kernel)
+		proxy_krelay_wrote(s);
 	if (s->c2s.shut && s->s2c.shut) {
 		proxy_session_close(s, s->end_set ? s->end : PROXY_END_CLIENT_CLOSED);
 		return;
@@ -311,6 +335,14 @@ static void relay_both(struct proxy_session *s, bool read_c, bool read_s)
 		s->end_set = true;
 	}
 	proxy_session_update_io(s);
+	if (s->kwant && !s->kernel)
+		proxy_krelay_try(s);
+}
+
+void proxy_session_relay(struct proxy_session *s)
+{
+	if (s->state == PROXY_ST_RELAY)
+		relay_both(s, false, false);
 }
 
 /* The next moment the relay timer must look: idle or half-closed timeout,
@@ -592,6 +624,8 @@ static void on_server_io(struct ev_loop *loop, ev_io *io, int revents)
 	 * write, SO_ERROR does */
 	if (!s->srv_up && !dir_pending(&s->c2s) && !probe_connect(s))
 		return;
+	if (revents & EV_WRITE)
+		s->kunwatch_s = false;
 	if (s->state == PROXY_ST_CONNECTING)
 		start_relay(s);
 	else
@@ -673,6 +707,8 @@ static void on_client_io(struct ev_loop *loop, ev_io *io, int revents)
 	struct proxy_session *s = UTIL_CONTAINER_OF(io, struct proxy_session, cio);
 
 	(void)loop;
+	if (revents & EV_WRITE)
+		s->kunwatch_c = false;
 	if (s->state == PROXY_ST_HEADER)
 		read_header(s);
 	else if (s->state == PROXY_ST_PEEK) /* TLS routes */
@@ -710,7 +746,10 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 			connect_failed(s, ETIMEDOUT);
 			return;
 		}
-		/* activity only moves last_ms; the timer catches up lazily */
+		/* activity only moves last_ms; the timer catches up lazily.
+		 * Bytes the kernel relay moved count as activity too. */
+		if (s->kernel && proxy_krelay_active(s))
+			s->last_ms = now_ms(s->w);
 		deadline = idle_deadline(s);
 		if (deadline > now_ms(s->w) + 1) {
 			timer_at(s, deadline);
@@ -757,6 +796,7 @@ void proxy_session_start(struct proxy_worker *w, struct proxy_frontend *fe, int 
 	ev_io_init(&s->cio, on_client_io, fd, EV_READ);
 	ev_io_init(&s->sio, on_server_io, -1, EV_WRITE);
 	ev_timer_init(&s->timer, on_timer, 0.0, 0.0);
+	proxy_krelay_init(s);
 	atomic_fetch_add_explicit(&fe->total_conns, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&w->e->total_conns, 1, memory_order_relaxed);
 	if (st->nroutes > 0) { /* TLS routes: the pool comes with the hello (peek.c) */

@@ -100,6 +100,31 @@ static void test_defaults(void **state)
 	assert_int_equal(c->listens[0].timeout_connect_ms, 5000);
 	assert_int_equal(c->listens[0].timeout_proxy_header_ms, 2000);
 	assert_int_equal(c->global.bufmem, 0);
+	assert_int_equal(c->global.relay, CONF_RELAY_USER);
+	assert_int_equal(c->listens[0].relay, CONF_RELAY_USER);
+	assert_int_equal(c->listens[0].relay_inflight, CONF_RELAY_INFLIGHT);
+	conf_free(c);
+}
+
+/* A listener without a relay line takes the global one, even when the
+ * global block comes later; its own line wins. */
+static void test_relay_inherit(void **state)
+{
+	const char *txt = "pool p { server a 127.0.0.1:1; }\n"
+			  "listen a { bind 127.0.0.1:2; pool p; }\n"
+			  "listen b { bind 127.0.0.1:3; pool p; relay user; }\n"
+			  "listen c { bind 127.0.0.1:4; pool p; relay kernel inflight 128k; }\n"
+			  "global { relay auto inflight 1m; }\n";
+	struct conf_errors errs = { 0 };
+	struct conf *c = conf_parse("r.conf", txt, strlen(txt), &errs);
+
+	(void)state;
+	assert_non_null(c);
+	assert_int_equal(c->listens[0].relay, CONF_RELAY_AUTO);
+	assert_int_equal(c->listens[0].relay_inflight, 1024 * 1024);
+	assert_int_equal(c->listens[1].relay, CONF_RELAY_USER);
+	assert_int_equal(c->listens[2].relay, CONF_RELAY_KERNEL);
+	assert_int_equal(c->listens[2].relay_inflight, 128 * 1024);
 	conf_free(c);
 }
 
@@ -121,7 +146,7 @@ static void test_errors(void **state)
 	expect_error("global { wrokers 2; }\n",
 		     "bad.conf:1:10: error: unknown keyword 'wrokers' in global block (expected "
 		     "one of: workers, maxconn, log, grace, control, metrics, state-file, user, "
-		     "group, bufmem) (near 'wrokers')");
+		     "group, bufmem, relay) (near 'wrokers')");
 	expect_error("pool p {\n    server a 127.0.0.1:1\n    server b 127.0.0.1:2;\n}\n",
 		     "bad.conf:2:25: error: expected ';' after '127.0.0.1:1' (near '127.0.0.1:1')");
 	expect_error("pool p { server a 127.0.0.1:99999; }\n",
@@ -326,7 +351,7 @@ static void test_announce(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_full),	       cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_full),	       cmocka_unit_test(test_defaults), cmocka_unit_test(test_relay_inherit),
 		cmocka_unit_test(test_errors),	       cmocka_unit_test(test_several_errors),
 		cmocka_unit_test(test_duplicate_bind), cmocka_unit_test(test_escapes_and_nul),
 		cmocka_unit_test(test_routes),
