@@ -4,6 +4,7 @@
 #define SLUICE_CORE_H
 
 #include <ev.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 
@@ -19,18 +20,30 @@ struct proxy_frontend;
 struct ctl;
 struct ctl_buf;
 struct core_vrrp;
+struct core_apply;
+struct core_reload;
 struct core_cluster;
 struct core_vrrp_txn;
 struct core_announce;
 struct ctl_announce_row;
 struct ctl_node_state;
 
+#define CORE_RELOAD_RESULTS 8 /* finished reloads whose outcome is kept */
+#define CORE_APPLY_STEP_US 1000 /* one step of a reload's apply */
+
+/* The outcome of a finished reload, for the control client waiting on it. */
+struct core_reload_result {
+	uint64_t id;
+	int rc; /* 0 done, -1 failed */
+	char msg[8192];
+};
+
 /* A listening socket inherited from the old process (binary upgrade), or
  * an announce device ("tun", one fd), or an announce block its operator
  * withdrew ("announce-withdrawn", no fd). */
 struct core_inherited {
 	struct util_addr addr;
-	int fds[64];
+	int fds[UTIL_MAX_WORKERS];
 	size_t nfds;
 	bool metrics;
 	char tun[CONF_IFNAME_MAX];	    /* a TUN device's name, or "" */
@@ -51,6 +64,8 @@ struct core {
 	struct qsbr qsbr;
 	struct proxy_engine *engine;
 	struct krelay *krelay; /* the kernel relay, once loaded; NULL otherwise */
+	/* pools[i] and listeners[i] run conf->pools[i] and conf->listens[i]
+	 * (core_apply sets them, its caller then sets conf) */
 	struct pool **pools; /* references */
 	size_t npools;
 	struct core_listener *listeners;
@@ -65,6 +80,12 @@ struct core {
 	struct core_inherited *inherited;
 	size_t ninherited;
 	uint64_t reloads_ok, reloads_failed;
+	/* reload.c: the one running (or NULL), the ones queued behind it (0:
+	 * none) and the outcomes of the last ones, by id */
+	struct core_reload *reload;
+	_Atomic bool reload_loading; /* its loader thread has not sent yet */
+	uint64_t reload_seq, reload_queued, check_queued;
+	struct core_reload_result reload_results[CORE_RELOAD_RESULTS];
 	uint64_t start_ms;
 	bool stopping;
 	bool handing_over; /* a takeover: the new process shares our sockets */
@@ -89,6 +110,18 @@ struct core {
  * err says why. Listeners keep the sockets of addresses they keep; pools
  * and servers are matched by name. The caller swaps c->conf after. */
 int core_apply(struct core *c, struct conf *nc, char *err, size_t errlen);
+/* The same in bounded steps (a reload): core_apply_begin() (NULL on no
+ * memory), then core_apply_step() until it returns 0 (applied: c->pools
+ * and c->listeners run nc; the caller makes nc c->conf) or -1 (err says
+ * why, the model is as it was: only the first steps, binding and building
+ * new pools, can fail). 1: call again, after the loop's other events;
+ * each call works for about budget_us (UINT64_MAX: to the end). Between
+ * steps a surviving pool may be half updated but frozen (the workers keep
+ * its old table), and servers must not be added or deleted (the control
+ * socket asks core_reload_applying()). core_apply_free() after the last. */
+struct core_apply *core_apply_begin(struct core *c, struct conf *nc);
+int core_apply_step(struct core_apply *a, uint64_t budget_us, char *err, size_t errlen);
+void core_apply_free(struct core_apply *a);
 /* Describe what applying nc over oc would change, one line each. */
 void core_diff(const struct conf *oc, const struct conf *nc, char *buf, size_t len);
 void core_log_listeners(struct core *c);
@@ -99,17 +132,31 @@ void core_model_free(struct core *c);
  * Returns 0 or -1 with err. */
 int core_ctl_start(struct core *c, char *err, size_t errlen);
 
-/* reload.c: reload the file (or only check it and describe the diff).
- * Fills msg; returns 0 or -1 (the running configuration is then kept). */
-int core_reload(struct core *c, bool check_only, char *msg, size_t len);
+/* reload.c: reload the file, or only check it and describe the diff, in
+ * the background (from is who asked, for the log). Returns the id whose
+ * outcome core_reload_result() gives: 1 while running, then 0 (done) or -1
+ * (the running configuration is kept), with msg. A request made while
+ * another runs is queued behind it, one of each kind: a later one gets
+ * the queued one's id. */
+uint64_t core_reload_request(struct core *c, bool check_only, const char *from);
+int core_reload_result(struct core *c, uint64_t id, char *msg, size_t len);
+/* Is a reload changing the model now (servers must not be added or
+ * deleted meanwhile)? */
+bool core_reload_applying(const struct core *c);
+/* Shutdown begins: drop what is queued, finish applying now, or let a
+ * load end unseen. */
+void core_reload_stop(struct core *c);
+/* Before the loop is destroyed: wait for a loader thread, free. */
+void core_reload_free(struct core *c);
 /* Read, parse and validate a file, then resolve the host names of its
  * servers (blocking, 2 s at most; an unknown name is an error at its
  * FILE:LINE:COL). A server of old (the running configuration, or NULL)
  * with the same pool, name and host name keeps its address while the name
  * still resolves to it. Same contract as conf_load_file(). */
 struct conf *core_load_conf(const char *path, const struct conf *old, struct conf_errors *errs);
-/* The control socket's "reload [check]" hook (arg is the core). */
-int core_reload_hook(void *arg, bool check_only, char *msg, size_t len);
+/* The control socket's "reload [check]" hooks (arg is the core). */
+int core_reload_hook_start(void *arg, bool check_only, char *msg, size_t len, uint64_t *id);
+int core_reload_hook_result(void *arg, uint64_t id, char *msg, size_t len);
 
 /* takeover.c: binary upgrade. The old side's control-socket hook sends
  * the sockets and starts the drain; the new side receives them into

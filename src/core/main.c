@@ -26,6 +26,7 @@
 #define FD_PER_WORKER 4 /* epoll, eventfd and slack */
 #define FD_PER_VRRP 4	/* raw socket, link monitor, ARP / NA and address sockets */
 #define PIPES_PER_WORKER 128
+#define RECLAIM_PER_TICK 4096 /* objects freed per 100 ms: about 1 ms of work */
 #define BUFSIZE 16384
 #define PIPE_BYTES (256 * 1024) /* the data plane sizes its pipes so */
 
@@ -220,6 +221,9 @@ void core_begin_shutdown(struct core *c, const char *why)
 	}
 	c->stopping = true;
 	core_notify("STOPPING=1");
+	/* a reload being applied finishes first (its VRRP and announce
+	 * halves commit), so that what shuts down is one model */
+	core_reload_stop(c);
 	core_vrrp_shutdown(c); /* priority 0 first: the peer takes over during the drain */
 	/* withdrawn first; the routers still send new clients here until they
 	 * converge (BFD, the FIB), so those are served for withdraw-delay */
@@ -249,17 +253,14 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	case SIGINT:
 		core_begin_shutdown(c, "SIGINT");
 		break;
-	case SIGHUP: {
-		char msg[8192];
-
+	case SIGHUP:
 		if (c->stopping) {
 			log_warn("SIGHUP during shutdown: not reloading");
 			break;
 		}
 		log_notice("SIGHUP: reloading %s", c->conf_path);
-		core_reload(c, false, msg, sizeof(msg));
+		core_reload_request(c, false, "SIGHUP");
 		break;
-	}
 	}
 }
 
@@ -269,7 +270,8 @@ static void on_reclaim(struct ev_loop *loop, ev_timer *t, int revents)
 
 	(void)loop;
 	(void)revents;
-	qsbr_reclaim(&c->qsbr);
+	/* bounded: a large reload's retired servers go over several ticks */
+	qsbr_reclaim_some(&c->qsbr, RECLAIM_PER_TICK);
 }
 
 static uint32_t worker_count(const struct conf *conf)
@@ -278,7 +280,7 @@ static uint32_t worker_count(const struct conf *conf)
 
 	if (conf->global.workers != 0)
 		return conf->global.workers;
-	return (uint32_t)UTIL_MAX(1, UTIL_MIN(n, 64));
+	return (uint32_t)UTIL_MAX(1, UTIL_MIN(n, UTIL_MAX_WORKERS));
 }
 
 static int run(struct core *c)
@@ -454,6 +456,7 @@ int main(int argc, char **argv)
 		log_warn("%s", c.conf->warnings.msgs[i]);
 	c.start_ms = util_now_ms();
 	rc = run(&c);
+	core_reload_free(&c);
 	ctl_free(c.ctl);
 	core_vrrp_free(&c);
 	core_cluster_free(&c);
