@@ -45,21 +45,42 @@ uint64_t balance_cumulative(const uint32_t *weights, size_t n, uint64_t *cum);
 size_t balance_pick_p2c(const uint64_t *cum, const uint32_t *weights, size_t n, uint64_t *rng,
 			balance_load_fn load, balance_usable_fn usable, void *arg);
 
-/* Maglev lookup table size for n servers: a prime of at least 100 x n
- * (at least 1021, at most 65521). */
-uint32_t balance_maglev_size(size_t n);
+/* Maglev (Eisenbud et al., NSDI 2016, section 3.4) in two steps, so that a
+ * table depends on the configuration and not on health:
+ * - balance_maglev_build() fills the base table from every configured
+ *   member, in a stable order, whatever its state;
+ * - balance_maglev_refill() hands the slots of the members that cannot take
+ *   new connections now to the ones that can.
+ * A member that goes down then moves only its own clients. */
 
-/* Fill table[0..m-1] with server indices using Maglev's permutations
- * (keys: stable per-server hashes, e.g. of the name, so a server keeps its
- * slots when others come and go); a server's share follows its weight.
- * Weight-0 servers get no slot. m must be prime. Returns 0, or -1 when no
- * server has weight (table filled with -1). */
+/* Fill table[0..m-1] with member indices using Maglev's permutations
+ * (keys: stable per-member hashes, e.g. of the name, so a member keeps its
+ * slots when others come and go); a member's share follows its weight.
+ * Weight-0 members get no slot; with n > m the members after the m-th get
+ * none either. The result depends on the order of the members: callers
+ * pass them in a stable order (by name). m must be prime. Returns 0, or -1
+ * when no member has weight or no memory (table filled with -1). */
 int balance_maglev_build(const uint64_t *keys, const uint32_t *weights, size_t n, uint32_t m,
 			 int32_t *table);
 
-/* Server for hash h: table[h % m], or when that one is unusable the next
- * usable entry of the table, so the fallback is stable too. */
-size_t balance_pick_maglev(const int32_t *table, uint32_t m, uint64_t h, balance_usable_fn usable,
-			   void *arg);
+/* Refill a base table for the members present now. Member i keeps the
+ * fraction cur[i] / full[i] of its base slots (all of them when cur[i] >=
+ * full[i], none when cur[i] is 0: down, drained; in between during slow
+ * start), chosen by a hash of the slot and keys[i] so that a growing
+ * fraction only adds slots. Every other slot goes to the owner of the next
+ * kept slot after it in a fixed pseudo-random order of the slots (wrapping):
+ * a function of that slot and the members present only, so a member leaving
+ * moves its own clients and nobody else's, and the others take them in
+ * proportion to their shares. Writes out[0..m-1] (may not be base).
+ * Returns 0, or -1 when no member keeps a slot (out filled with -1). */
+int balance_maglev_refill(const int32_t *base, uint32_t m, const uint64_t *keys,
+			  const uint32_t *cur, const uint32_t *full, int32_t *out);
+
+/* Server for hash h: table[h % m], or when that one is unusable now (full,
+ * already tried) the next usable entry of the table, so the fallback is
+ * stable too; after MAGLEV_PROBES entries without one, the first usable of
+ * the n servers from h % n. Returns the server index or BALANCE_NONE. */
+size_t balance_pick_maglev(const int32_t *table, uint32_t m, size_t n, uint64_t h,
+			   balance_usable_fn usable, void *arg);
 
 #endif

@@ -15,6 +15,10 @@
 
 #define CONF_NAME_MAX UTIL_NAME_MAX
 #define CONF_MAX_ERRORS 20
+/* Maglev table slots: 65537 by default as Envoy, at most Envoy's limit
+ * (20 MB per table of 4-byte slots). */
+#define CONF_MAGLEV_TABLE_DEFAULT 65537
+#define CONF_MAGLEV_TABLE_MAX 5000011
 
 enum conf_balance {
 	CONF_BALANCE_ROUNDROBIN,
@@ -146,6 +150,9 @@ struct conf_pool {
 	enum util_proxy_proto send_proxy; /* never INHERIT */
 	uint32_t queue_max; /* clients that may wait for a free server slot */
 	uint64_t timeout_queue_ms;
+	uint32_t maglev_table; /* balance maglev: table slots, a prime */
+	bool maglev_table_set; /* written in the file */
+	struct conf_where maglev_where; /* of its value */
 	struct conf_server *servers;
 	size_t nservers;
 	struct util_hmap server_index; /* name -> position in servers */
@@ -157,23 +164,60 @@ struct conf_pool {
 	size_t ndiscover;
 };
 
+/* ---- TLS routes of a listener (conf_route.c) ---- */
+
+#define CONF_ROUTE_NAME_MAX 256 /* a server name (253), or "*." and one */
+#define CONF_ALPN_MAX 256 /* an ALPN protocol id: 1-255 bytes */
+#define CONF_MAX_ROUTES 1024 /* per listener: they are tried in order */
+
+enum conf_route_kind {
+	CONF_ROUTE_SNI, /* route sni NAME [alpn PROTO] pool POOL; */
+	CONF_ROUTE_ALPN, /* route alpn PROTO pool POOL; */
+	CONF_ROUTE_NO_SNI, /* route no-sni pool POOL; a ClientHello without a name */
+	CONF_ROUTE_NOT_TLS, /* route not-tls pool POOL; the first bytes are not TLS */
+};
+
+/* One `route` line: the first that matches a connection picks its pool. */
+struct conf_route {
+	enum conf_route_kind kind;
+	char sni[CONF_ROUTE_NAME_MAX]; /* SNI: lowercase; "*.example.com" a wildcard */
+	char alpn[CONF_ALPN_MAX]; /* "": any (or none) */
+	char pool_name[CONF_NAME_MAX];
+	size_t pool; /* index into conf.pools, once validated */
+	struct conf_where where; /* the keyword */
+	struct conf_where pool_where;
+};
+
+/* Default cap of a kernel-relayed direction's bytes in flight. */
+#define CONF_RELAY_INFLIGHT (4ull * 1024 * 1024)
+
+enum conf_relay {
+	CONF_RELAY_UNSET, /* listen: as in global */
+	CONF_RELAY_USER, /* buffers and splice() in the workers */
+	CONF_RELAY_KERNEL, /* sockmap; BPF must load or start/reload fails */
+	CONF_RELAY_AUTO, /* sockmap when BPF loads and the connection qualifies */
+};
+
 struct conf_listen {
 	char name[CONF_NAME_MAX];
 	struct util_addr *binds;
 	size_t nbinds;
-	size_t pool; /* index into conf.pools */
+	size_t pool; /* index into conf.pools, when has_pool */
+	bool has_pool; /* with routes the default pool is optional */
+	struct conf_route *routes; /* conf_route.c */
+	size_t nroutes;
+	uint64_t timeout_client_hello_ms; /* with routes: wait this long for a ClientHello */
 	uint32_t maxconn; /* 0: only the global limit */
 	uint64_t timeout_connect_ms;
 	uint64_t timeout_idle_ms;
 	uint64_t timeout_half_closed_ms;
+	uint64_t timeout_proxy_header_ms; /* accept-proxy: the whole header within it */
 	uint32_t retries;
 	bool accept_proxy;
+	enum conf_relay relay; /* resolved: never UNSET after parsing */
+	uint64_t relay_inflight; /* kernel relay cap per direction, bytes; resolved */
+	struct conf_where relay_where; /* of the relay line (line 0: from global) */
 	struct conf_where where;
-};
-
-enum conf_log_target {
-	CONF_LOG_STDERR,
-	CONF_LOG_STDOUT,
 };
 
 enum conf_ctl_level {
@@ -192,8 +236,13 @@ struct conf_control {
 struct conf_global {
 	uint32_t workers; /* 0: one per CPU */
 	uint32_t maxconn; /* 0: as many as the descriptor limit allows */
-	enum conf_log_target log_target;
-	enum log_level log_level;
+	enum conf_relay relay; /* the listeners' default: user unless written */
+	uint64_t relay_inflight; /* their default cap, bytes; 0: CONF_RELAY_INFLIGHT */
+	/* `log` lines (conf_log.c): at least one; none written is stderr info */
+	struct log_target_conf logs[LOG_MAX_TARGETS];
+	struct conf_where log_where[LOG_MAX_TARGETS]; /* line 0: the default */
+	size_t nlogs;
+	uint64_t bufmem; /* relay buffers and pipes, bytes; 0: derived from maxconn */
 	uint64_t grace_ms;
 	struct conf_control *controls;
 	size_t ncontrols;
@@ -260,6 +309,76 @@ struct conf_vrrp {
 	struct conf_where where;
 };
 
+/* ---- cluster (conf_cluster.c): `cluster { ... }`, at most one ---- */
+
+#define CONF_CLUSTER_MAX_PEERS 16  /* as CLUSTER_PEERS_MAX */
+#define CONF_CLUSTER_MAX_UPLINKS 8 /* as CLUSTER_UPLINKS_MAX */
+
+enum conf_cluster_attach {
+	CONF_CLUSTER_ATTACH_AUTO, /* tcx where the kernel has it, else tc */
+	CONF_CLUSTER_ATTACH_TCX,
+	CONF_CLUSTER_ATTACH_TC,
+};
+
+/* "peer NAME ADDRESS;" */
+struct conf_cluster_peer {
+	char name[CONF_NAME_MAX];
+	struct util_addr addr; /* port 0 */
+	struct conf_where where; /* of the address */
+};
+
+struct conf_cluster {
+	bool present;
+	char interface[CONF_IFNAME_MAX]; /* the segment shared with the peers */
+	struct conf_where interface_where;
+	char uplinks[CONF_CLUSTER_MAX_UPLINKS][CONF_IFNAME_MAX]; /* may include interface */
+	struct conf_where uplink_where[CONF_CLUSTER_MAX_UPLINKS];
+	size_t nuplinks;
+	struct conf_cluster_peer peers[CONF_CLUSTER_MAX_PEERS];
+	size_t npeers;
+	enum conf_cluster_attach attach;
+	struct conf_where where;
+};
+
+/* ---- announce (conf_announce.c): `announce NAME { ... }` ---- */
+
+#define CONF_ANNOUNCE_MAX_ADDRS 64
+#define CONF_ANNOUNCE_MAX_POOLS 16
+
+/* "address A[/32|/128];": one host route per node for the router. */
+struct conf_announce_addr {
+	struct util_addr addr; /* port 0 */
+	struct conf_where where;
+};
+
+/* "require pool NAME;" */
+struct conf_announce_pool {
+	char name[CONF_NAME_MAX];
+	struct conf_where where;
+};
+
+/* One announced group of addresses: put on the TUN device `device` while
+ * the node can serve them, for the routing daemon to export. */
+struct conf_announce {
+	char name[CONF_NAME_MAX];
+	struct conf_announce_addr *addrs;
+	size_t naddrs;
+	char device[CONF_IFNAME_MAX]; /* default vip0 */
+	struct conf_announce_pool *pools;
+	size_t npools;
+	uint64_t hold_down_ms;	    /* default 2s: healthy this long before announcing */
+	uint64_t withdraw_delay_ms; /* default 2s: SIGTERM keeps accepting this long */
+	struct conf_where where;
+	struct conf_where device_where;
+};
+
+/* Diagnostics collected while parsing: "FILE:LINE:COL: error: ..." lines. */
+struct conf_errors {
+	char *msgs[CONF_MAX_ERRORS];
+	size_t n;
+	bool truncated; /* more errors than CONF_MAX_ERRORS */
+};
+
 struct conf {
 	char *file;
 	struct conf_global global;
@@ -274,13 +393,12 @@ struct conf {
 	/* name -> position: every lookup by name is O(1), so reading and
 	 * comparing files is linear in their size */
 	struct util_hmap pool_index, listen_index;
-};
-
-/* Diagnostics collected while parsing: "FILE:LINE:COL: error: ..." lines. */
-struct conf_errors {
-	char *msgs[CONF_MAX_ERRORS];
-	size_t n;
-	bool truncated; /* more errors than CONF_MAX_ERRORS */
+	struct conf_cluster cluster; /* conf_cluster.c */
+	struct conf_announce *announces; /* conf_announce.c */
+	size_t nannounces;
+	/* "FILE:LINE:COL: warning: ..." lines: valid, but likely not meant
+	 * (a route that can never match); shown by sluice -c and logged */
+	struct conf_errors warnings;
 };
 
 #endif

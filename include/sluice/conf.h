@@ -4,6 +4,8 @@
 #ifndef SLUICE_CONF_H
 #define SLUICE_CONF_H
 
+#include <stdbool.h>
+
 #include "sluice/conf-t.h"
 
 /* Parse text (len bytes, need not be NUL-terminated) named `file` in
@@ -23,8 +25,21 @@ void conf_free(struct conf *c);
 void conf_errors_add(struct conf_errors *errs, const char *file, const struct conf_where *w,
 		     const char *near, const char *msg);
 
+/* Add "FILE:LINE:COL: warning: MSG (near 'NEAR')" to c->warnings, for a
+ * check made after parsing (a servers line whose name did not answer). */
+void conf_warnings_add(struct conf *c, const struct conf_where *w, const char *near,
+		       const char *msg);
+
 /* Release the messages held by errs and reset it. */
 void conf_errors_clear(struct conf_errors *errs);
+
+/* Every keyword of every keyword table, with the block it belongs to
+ * ("top" for the file level, then "global", "pool", "check", "listen",
+ * "vrrp"...), its usage line and whether it opens a block of its own; for
+ * `sluice --dump-keywords`, which the manual page test reads. */
+typedef void (*conf_keyword_fn)(void *arg, const char *block, const char *keyword,
+				const char *usage, bool opens_block);
+void conf_keywords(conf_keyword_fn fn, void *arg);
 
 /* Names for messages and tables. */
 const char *conf_balance_name(enum conf_balance b);

@@ -14,6 +14,14 @@ struct pool;
 struct pool_server;
 struct ctl_buf;
 
+/* Clients each door accepts at once: every control socket its own
+ * CTL_CONTROL_CLIENTS_MAX, the metrics port CTL_METRICS_CLIENTS_MAX, so
+ * that no door can take another's slots (64 idle connections to the
+ * metrics port do not lock the operator out). One descriptor each, plus
+ * the door's listening socket: ctl_fds_max() adds them up. */
+#define CTL_CONTROL_CLIENTS_MAX 64
+#define CTL_METRICS_CLIENTS_MAX 64
+
 enum ctl_level {
 	CTL_LEVEL_ADMIN,
 	CTL_LEVEL_USER, /* show, wait and help only */
@@ -27,17 +35,63 @@ struct ctl_info {
 	uint32_t maxconn;
 	uint32_t cur_conns;
 	uint64_t total_conns;
+	uint64_t maxconn_reached; /* times accepting stopped at maxconn */
+	uint64_t bufmem_used, bufmem; /* relay buffers and pipes: in use, ceiling (bytes) */
+	uint64_t no_memory; /* connections closed for want of a relay buffer */
+	bool krelay; /* the kernel relay is loaded */
+	uint64_t krelay_conns; /* connections it took */
+	uint64_t krelay_fallbacks; /* asked for, stayed in user space */
 	const char *conf_file;
 	const char *last_reload; /* "none", "ok at ...", "failed at ...: why" */
 	uint64_t reloads_ok, reloads_failed;
+	/* how late the control loop started health checks and sent VRRP
+	 * adverts after their due time, since start or `clear lateness` */
+	struct util_lathist_summary late_checks, late_adverts;
 };
 
 struct ctl_listener_row {
 	char name[64];
 	char binds[256];
-	char pool[64];
+	char pool[64]; /* "-": none (TLS routes only) */
 	uint32_t cur_conns, maxconn;
-	uint64_t total_conns, bytes_in, bytes_out, proxy_header_errors;
+	uint64_t total_conns, bytes_in, bytes_out, proxy_header_errors, proxy_header_timeouts;
+	uint64_t maxconn_reached; /* times accepting stopped at this maxconn */
+	uint32_t nroutes; /* TLS routes */
+};
+
+/* One line of `show routes`: a TLS route of a listener (kind "sni",
+ * "alpn", "no-sni", "not-tls"), its default pool ("default"), or the
+ * connections closed before a pool was chosen ("closed", with reason). */
+struct ctl_route_row {
+	char listen[64];
+	char kind[16];
+	char sni[256]; /* "": none */
+	char alpn[256]; /* "": any */
+	char pool[64]; /* "-": none (closed) */
+	char reason[16]; /* "closed" rows: not-tls, no-route, bad-hello, ... */
+	uint32_t active; /* open connections it routed (not for "closed") */
+	uint64_t total;
+};
+
+/* One announce block, for show, metrics and the state file. */
+struct ctl_announce_row {
+	char name[64];
+	char device[16];
+	char addresses[1024]; /* "198.51.100.10/32 2001:db8::10/128" (cut with "...") */
+	char pools[512];      /* required pools: "web:usable api:none" */
+	char state[16];	      /* announced, hold-down, withdrawn */
+	char cause[192];      /* why it is not announced; "" when it is */
+	bool manual;	      /* withdrawn by the operator (announce withdraw) */
+	uint64_t since_wall_ms, since_age_ms; /* last change of state */
+	uint64_t hold_down_ms, hold_down_left_ms, withdraw_delay_ms;
+	uint64_t announces, withdraws, errors;
+};
+
+/* The node as a whole (node drain). */
+struct ctl_node_state {
+	bool drained;
+	bool stopping;
+	uint64_t drain_left_ms; /* until open connections are closed; 0: no deadline */
 };
 
 /* Provided by core; arg is passed back to every hook. Hooks may be NULL
@@ -47,6 +101,9 @@ struct ctl_hooks {
 	struct pool **(*pools)(void *arg, size_t *n);
 	void (*info)(void *arg, struct ctl_info *out);
 	size_t (*listeners)(void *arg, struct ctl_listener_row *rows, size_t max);
+	/* rows of `show routes` (at most max filled); returns how many
+	 * there are, which may be more than max */
+	size_t (*routes)(void *arg, struct ctl_route_row *rows, size_t max);
 	/* close the connections using s, spread over spread_ms */
 	void (*close_server)(void *arg, struct pool_server *s, uint32_t spread_ms);
 	/* a server was added / is being removed at runtime (health checks) */
@@ -70,6 +127,21 @@ struct ctl_hooks {
 	 * returns 0 or -1). */
 	void (*vrrp_show)(void *arg, bool json, struct ctl_buf *out);
 	int (*vrrp_admin)(void *arg, const char *name, bool leave, char *msg, size_t len);
+	/* second-chance forwarding: `show cluster` as a complete reply, and
+	 * its metric families appended to the metrics (nothing when absent) */
+	void (*cluster_show)(void *arg, bool json, struct ctl_buf *out);
+	void (*cluster_metrics)(void *arg, struct ctl_buf *out);
+	/* announce: fill at most max rows (rows may be NULL) and the node's
+	 * state; returns how many blocks there are. Withdraw or restore one
+	 * block or "all"; drain the node (withdraw everything, keep serving,
+	 * close what is left after within_ms unless 0) or make it ready again.
+	 * The changing ones fill msg and return 0 or -1 (nothing changed). */
+	size_t (*announces)(void *arg, struct ctl_announce_row *rows, size_t max,
+			    struct ctl_node_state *node);
+	int (*announce_admin)(void *arg, const char *name, bool withdraw, char *msg, size_t len);
+	int (*node_drain)(void *arg, bool drain, uint64_t within_ms, char *msg, size_t len);
+	/* `clear lateness`: empty the lateness histograms of show info */
+	void (*clear_lateness)(void *arg);
 	/* DNS: append every name the resolvers follow as a complete reply
 	 * (table or JSON); append more Prometheus families to the metrics;
 	 * write what a server's host name stands at into buf ("" when it has

@@ -21,6 +21,8 @@ struct ctl_buf {
 };
 
 void ctl_buf_printf(struct ctl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Append n bytes of s (no formatting: the cheap path for long output). */
+void ctl_buf_append(struct ctl_buf *b, const char *s, size_t n);
 void ctl_buf_free(struct ctl_buf *b);
 /* Append s as a JSON string (quoted, escaped) to b. */
 void ctl_json_str(struct ctl_buf *b, const char *s);
@@ -40,12 +42,23 @@ int ctl_listen_metrics(struct ctl *c, const struct util_addr *addr, int fd, char
 int ctl_metrics_fd(const struct ctl *c);
 /* Stop serving metrics (binary upgrade: the new process has the socket). */
 void ctl_close_metrics(struct ctl *c);
+/* The most descriptors the control side can hold with ncontrol control
+ * sockets and, when metrics, the metrics port: each door's listening
+ * socket and its clients (for the daemon's descriptor reserve). */
+unsigned ctl_fds_max(size_t ncontrol, bool metrics);
 /* Close every socket and client; unlink the socket files. */
 void ctl_free(struct ctl *c);
 
 /* Run one command line now (no waiting commands) and append its reply,
  * which ends with an empty line. For tests and the fuzzer. */
 void ctl_execute(struct ctl *c, enum ctl_level level, const char *line, struct ctl_buf *out);
+
+/* Every command of the command table: its first one or two words (w2 NULL
+ * for a one-word command), usage line and whether it needs the admin
+ * level; for `sluice --dump-keywords`, which the manual page test reads. */
+typedef void (*ctl_command_fn)(void *arg, const char *w1, const char *w2, const char *usage,
+			       bool admin);
+void ctl_commands(ctl_command_fn fn, void *arg);
 
 /* Write all pools' Prometheus metrics. */
 void ctl_metrics(struct ctl *c, struct ctl_buf *out);

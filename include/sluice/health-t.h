@@ -93,11 +93,13 @@ struct health_agent_reply {
 /* Outcome of one check, handed to the owner's callback. */
 struct health_result {
 	bool ok;
+	bool local; /* could not run here (util_errno_local): no verdict, retried soon */
 	char cause[HEALTH_CAUSE_MAX];		/* "connect refused", "HTTP 503", ... */
 	enum health_rf_event event;		/* active checks: a state change now */
 	uint32_t count, of;			/* e.g. 3 of fall 3, for "(3/3)" */
 	const struct health_agent_reply *agent; /* agent checks with a valid reply */
 	uint64_t late_ms;			/* how late the check started after its due time */
+	uint64_t late_us;			/* the same in microseconds */
 };
 
 struct health_checker;

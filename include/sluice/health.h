@@ -14,6 +14,10 @@
 struct ev_loop;
 struct pool_server;
 
+/* "OpenSSL 3.0.x (built with OpenSSL 3.0.y)": the library the TLS checks
+ * run with, for sluice --version. Returns buf. */
+const char *health_tls_version(char *buf, size_t len);
+
 /* ---- pure parsers (health_parse.c): input is untrusted backend bytes ---- */
 
 /* Parse the status line at the start of buf ("HTTP/1.x NNN ..."). Returns

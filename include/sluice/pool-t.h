@@ -14,6 +14,9 @@
 #include "sluice/util-t.h"
 
 #define POOL_NAME_MAX UTIL_NAME_MAX
+/* Maglev table slots when the configuration says nothing: a prime, as
+ * Envoy's default; 100 slots per server up to 655 servers. */
+#define POOL_MAGLEV_SIZE_DEFAULT 65537
 
 enum pool_balance {
 	POOL_BALANCE_ROUNDROBIN,
@@ -117,6 +120,9 @@ struct pool_server {
 	_Atomic uint64_t bytes_out; /* to the server */
 	_Atomic uint64_t connect_errors;
 	_Atomic uint32_t consecutive_errors;
+	/* connects and checks that failed here, not at the server (out of
+	 * descriptors, memory, buffers, ports): never counted as its errors */
+	_Atomic uint64_t local_errors;
 
 	/* runtime administration (control thread) */
 	/* the options as its door gave them (file, server add, state file):
@@ -138,7 +144,9 @@ struct pool_server {
 	struct pool_server_health hs; /* pool_health.c */
 };
 
-/* One group (primaries or backups) of an immutable balancer snapshot. */
+/* One group (primaries or backups) of an immutable balancer snapshot: its
+ * servers that may take new connections (for maglev in name order, else in
+ * the pool's order). */
 struct pool_lb_group {
 	size_t n;
 	struct pool_server **srv;
@@ -146,14 +154,31 @@ struct pool_lb_group {
 	uint32_t *seq; /* roundrobin cycle */
 	size_t seqlen;
 	uint64_t *cum; /* random: cumulative weights */
-	int32_t *maglev;
+	int32_t *maglev; /* the base table refilled: indices into srv */
 	uint32_t maglev_size;
 };
 
+/* The Maglev base table of one group (primaries or backups): built from
+ * every member with weight > 0 in name order, whatever its health or admin
+ * state, so identical configurations give identical tables on every node
+ * and after any history of reloads; rebuilt only when the members, their
+ * weights or the size change. Snapshots refill it. Control thread. */
+struct pool_maglev_base {
+	size_t n;
+	uint64_t *keys; /* hashes of the members' names, in name order */
+	uint32_t *weights; /* their snapshot weights at full strength */
+	uint32_t m; /* slots (prime) */
+	int32_t *table; /* m member indices; NULL: not built */
+};
+
 /* Immutable snapshot of who may be picked, published by the control thread
- * and freed through QSBR. Only the cursor changes after publication. */
+ * and freed through QSBR. Only the cursor changes after publication. The
+ * pool settings workers need travel in it: a reload writes the pool's
+ * fields while workers run, a snapshot is never written once published. */
 struct pool_lb {
 	enum pool_balance balance;
+	uint32_t queue_max; /* the pool's, when this snapshot was published */
+	uint64_t timeout_queue_ms;
 	struct pool_lb_group primary, backup;
 	_Atomic uint32_t cursor;
 };
@@ -165,8 +190,10 @@ struct pool {
 	char name[POOL_NAME_MAX];
 	enum pool_balance balance;
 	enum pool_proxy_proto send_proxy;
-	uint32_t queue_max;
+	uint32_t queue_max; /* workers read the copy in lb, never these */
 	uint64_t timeout_queue_ms;
+	uint32_t maglev_size; /* Maglev table slots, a prime */
+	struct pool_maglev_base maglev[2]; /* [backup]: primaries, backups */
 	struct pool_server **servers;
 	size_t nservers, cap;
 	struct util_hmap server_index; /* name -> server */
@@ -197,6 +224,7 @@ struct pool {
 /* A removal made in several steps (pool_sweep_step); zeroed to start. */
 struct pool_sweep {
 	size_t seen, kept;
+	bool reserved;
 };
 
 /* Result of a pick. */
@@ -213,6 +241,10 @@ struct pool_pick {
 	uint64_t client_hash;
 	struct pool_server *tried[POOL_PICK_MAX_TRIED];
 	size_t ntried;
+	/* set by a pick that returns POOL_PICK_FULL: the queue settings of the
+	 * snapshot it looked at, for the worker that queues the client */
+	uint32_t queue_max;
+	uint64_t timeout_queue_ms;
 };
 
 #endif

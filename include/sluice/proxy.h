@@ -18,19 +18,36 @@ int proxy_engine_start(struct proxy_engine *e);
 /* Connections open now, all workers. */
 uint32_t proxy_engine_active(const struct proxy_engine *e);
 uint64_t proxy_engine_total(const struct proxy_engine *e);
+/* Times a worker stopped accepting at the global maxconn. */
+uint64_t proxy_engine_maxconn_reached(const struct proxy_engine *e);
+/* Bytes of relay buffers (cached ones too) and pipes in use, all workers,
+ * against the bufmem ceiling; connections closed for want of a buffer. */
+uint64_t proxy_engine_bufmem_used(const struct proxy_engine *e);
+uint64_t proxy_engine_no_memory(const struct proxy_engine *e);
 /* Listening sockets, all workers, that stopped taking new clients and
  * still serve handshakes the kernel answered before (closed within 4 s). */
 uint32_t proxy_engine_closing(const struct proxy_engine *e);
 /* Close every connection now (grace expired). Asynchronous. */
 void proxy_engine_close_all(struct proxy_engine *e);
-/* Close the connections that use srv (connecting or relaying), each at a
- * random moment within spread_ms (0: now). Asynchronous. */
+/* Close the connections that use srv (connecting or relaying; NULL: every
+ * connection, queued ones too), each at a random moment within spread_ms
+ * (0: now). Asynchronous. */
 struct pool_server;
 void proxy_engine_close_server(struct proxy_engine *e, struct pool_server *srv,
 			       uint32_t spread_ms);
 /* Stop workers, join threads, free the engine. Frontends still attached
  * are detached and their sockets closed. */
 void proxy_engine_free(struct proxy_engine *e);
+
+/* Give the workers the kernel relay (sluice/krelay.h; core keeps
+ * ownership and frees it after proxy_engine_free). Set once. */
+struct krelay;
+void proxy_engine_set_krelay(struct proxy_engine *e, struct krelay *k);
+/* Connections the kernel relay took, and those it could not take (the
+ * socket was no longer established, the maps were full, bytes came before
+ * the insert): counters since start. */
+uint64_t proxy_engine_krelay_conns(const struct proxy_engine *e);
+uint64_t proxy_engine_krelay_fallbacks(const struct proxy_engine *e);
 
 /* Create a frontend with its settings (the frontend takes them over) and
  * no address yet. One reference, the caller's. */
@@ -75,6 +92,12 @@ void proxy_frontend_set_settings(struct proxy_engine *e, struct proxy_frontend *
 
 /* Free settings and their pool reference (also the QSBR free function). */
 void proxy_fe_settings_free(void *s);
+
+/* TLS route counters (peek.c): a new object with one reference, or NULL;
+ * take and drop references (any thread; the last put frees). */
+struct proxy_route_stats *proxy_route_stats_new(void);
+void proxy_route_stats_get(struct proxy_route_stats *rs);
+void proxy_route_stats_put(struct proxy_route_stats *rs);
 
 /* Control thread: start accepting on fe's binds that are not accepting yet,
  * in every worker. */

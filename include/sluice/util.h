@@ -61,6 +61,20 @@ int util_addr_parse_name(const char *s, char *host, size_t hostlen, uint16_t *po
  * '-', the last not all digits, at most 253 bytes (a final dot allowed)? */
 bool util_is_host_name(const char *s, size_t n);
 
+/* Is s[0..n) a server name as TLS carries it (RFC 6066 section 3): 1-253
+ * bytes of dot-separated labels of 1-63 letters, digits, '-' or '_' (seen
+ * in real names), no trailing dot, and a last label that is not all digits
+ * (an IPv4 literal is not a server name)? Bytes above 0x7f make it false:
+ * an internationalised name is written in its A-label form (xn--...). */
+bool util_dns_name_valid(const char *s, size_t n);
+
+/* Does the server name match pattern (both lowercase)? pattern is a name
+ * ("api.example.com") or "*." and a suffix, which matches exactly one
+ * more label in front ("*.example.com" matches "a.example.com", not
+ * "example.com" or "a.b.example.com"), as certificate wildcards do. */
+bool util_dns_name_match(const char *pattern, size_t plen, const char *name, size_t nlen);
+
+
 /* Is s (n bytes) an SRV name: one or more labels "_" + letters, digits or
  * '-' (the service and protocol, RFC 2782 / 6335), then a host name? The
  * only place '_' is accepted in a name. Returns 0, or -1 with what was
@@ -87,15 +101,53 @@ const char *util_addr_fmt_host(const struct util_addr *a, char *buf, size_t len)
 /* True when both hold the same family, address and port. */
 bool util_addr_equal(const struct util_addr *a, const struct util_addr *b);
 
+/* True when a listening address bound on `bind` receives connections to the
+ * host `host` (port ignored): the same address, or the wildcard (0.0.0.0,
+ * ::) of its family. */
+bool util_addr_serves_host(const struct util_addr *bind, const struct util_addr *host);
+
 /* Port in host order (0 when unset). */
 uint16_t util_addr_port(const struct util_addr *a);
 void util_addr_set_port(struct util_addr *a, uint16_t port);
+
+/* Lateness histograms (struct util_lathist in util-t.h). Zero-initialized
+ * memory is an empty histogram; util_lathist_reset() empties it again. */
+void util_lathist_reset(struct util_lathist *h);
+void util_lathist_add(struct util_lathist *h, uint64_t us);
+/* The value at quantile q (0 < q <= 1): the upper bound of the bucket
+ * holding it, never above the recorded maximum; 0 when empty. */
+uint64_t util_lathist_quantile(const struct util_lathist *h, double q);
+/* n, p50, p99, max and sum at once. */
+void util_lathist_summarize(const struct util_lathist *h, struct util_lathist_summary *out);
 
 /* FNV-1a 64-bit hash of a buffer; seedable so Maglev gets two hashes. */
 uint64_t util_hash64(const void *data, size_t len, uint64_t seed);
 
 /* Hash of the host part of an address (port ignored), for client affinity. */
 uint64_t util_addr_hash(const struct util_addr *a, uint64_t seed);
+
+/* Is n a prime? Trial division: at most about 65536 steps for any n. */
+bool util_is_prime(uint32_t n);
+
+/* The smallest prime >= n, or 0 when there is none below 2^32. */
+uint32_t util_prime_at_least(uint32_t n);
+/* True when a failed socket(), connect() or accept() says that this host ran
+ * out of something (descriptors, memory, buffers, local ports) rather than
+ * that the peer refused: EMFILE, ENFILE, ENOMEM, ENOBUFS, EADDRNOTAVAIL.
+ * Such an error must never count against a server. */
+bool util_errno_local(int err);
+
+/* Fault injection for tests. UTIL_FAULT("site") is true when the daemon
+ * was built with -DSLUICE_FAULT_INJECTION (make FAULT=1, into its own
+ * build-fault/ directory) and $SLUICE_FAULT lists the site (comma
+ * separated). In every other build it is the constant false, so the sites
+ * compile to nothing and no environment can trigger them. */
+#ifdef SLUICE_FAULT_INJECTION
+bool util_fault(const char *site);
+#define UTIL_FAULT(site) util_fault(site)
+#else
+#define UTIL_FAULT(site) false
+#endif
 
 /* xorshift64* pseudo random generator; state must be non-zero. */
 uint64_t util_rand64(uint64_t *state);

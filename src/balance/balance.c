@@ -8,6 +8,12 @@
 #include "sluice/util.h"
 
 #define SWRR_MAX_CYCLE 16384
+/* Table entries a Maglev pick tries before it scans the servers instead:
+ * with half of the servers unusable at pick time (full, tried), 32 entries
+ * all hold unusable ones about once in 4 billion picks; without a bound, a
+ * pool whose servers are all full would scan its 65537 entries for every
+ * queued client at every freed slot. */
+#define MAGLEV_PROBES 32
 
 static uint32_t gcd32(uint32_t a, uint32_t b)
 {
@@ -265,16 +271,6 @@ size_t balance_pick_p2c(const uint64_t *cum, const uint32_t *weights, size_t n, 
 				      arg);
 }
 
-uint32_t balance_maglev_size(size_t n)
-{
-	static const uint32_t primes[] = { 1021, 2039, 4093, 8191, 16381, 32749, 65521 };
-
-	for (size_t i = 0; i < UTIL_ARRAY_LEN(primes); i++)
-		if (primes[i] >= 100 * n)
-			return primes[i];
-	return primes[UTIL_ARRAY_LEN(primes) - 1];
-}
-
 int balance_maglev_build(const uint64_t *keys, const uint32_t *weights, size_t n, uint32_t m,
 			 int32_t *table)
 {
@@ -327,18 +323,164 @@ int balance_maglev_build(const uint64_t *keys, const uint32_t *weights, size_t n
 	return 0;
 }
 
-size_t balance_pick_maglev(const int32_t *table, uint32_t m, uint64_t h, balance_usable_fn usable,
-			   void *arg)
+/* Does member i keep base slot j? Its share of slots, chosen by a hash of
+ * the slot seeded by the member: a larger cur keeps a superset. */
+static bool maglev_keeps(uint32_t j, uint64_t key, uint32_t cur, uint32_t full)
+{
+	if (cur == 0)
+		return false;
+	if (cur >= full)
+		return true;
+	return util_hash64(&j, sizeof(j), key) % full < cur;
+}
+
+/* A fixed pseudo-random bijection of [0, 2^k) (mask = 2^k - 1): products
+ * by odd constants and xor-shifts are each invertible on k bits. It breaks
+ * the arithmetic structure of Maglev's permutations (a member's slots are
+ * offset + i x skip), which the plain next slot (j + 1) would keep: with
+ * it, one member of 6 leaving left another 10% below its fair share of the
+ * table; in this order every remaining share stays within 1.5% of fair
+ * (2 to 40 members of 65537 slots), random variation. */
+static uint32_t slot_mix(uint32_t x, uint32_t mask, unsigned shift)
+{
+	x = (x * 0x9e3779b1u) & mask;
+	x ^= x >> shift;
+	x = (x * 0x85ebca6bu) & mask;
+	x ^= x >> shift;
+	x = (x * 0xc2b2ae35u) & mask;
+	x ^= x >> shift;
+	return x;
+}
+
+/* The refill order of m slots: a permutation of [0, m) by cycle walking
+ * (apply the bijection of [0, 2^k) again until the value is below m; at
+ * most 2^k - m steps, about 2 on average since 2^k < 2m). */
+struct slot_order {
+	uint32_t m, mask;
+	unsigned shift;
+};
+
+static void slot_order_init(struct slot_order *o, uint32_t m)
+{
+	unsigned k = 1;
+
+	while (k < 32 && (1u << k) < m)
+		k++;
+	o->m = m;
+	o->mask = k == 32 ? UINT32_MAX : (1u << k) - 1;
+	o->shift = (k + 1) / 2;
+}
+
+static uint32_t slot_at(const struct slot_order *o, uint32_t t)
+{
+	uint32_t x = slot_mix(t, o->mask, o->shift);
+
+	while (x >= o->m)
+		x = slot_mix(x, o->mask, o->shift);
+	return x;
+}
+
+/* The inverse of slot_mix: products by the inverses of the constants
+ * modulo 2^32 (masked), and x ^= x >> s undone by the same step since
+ * 2s >= k. */
+static uint32_t slot_unmix(uint32_t x, uint32_t mask, unsigned shift)
+{
+	x ^= x >> shift;
+	x = (x * 0x7ed1b41du) & mask; /* 0xc2b2ae35^-1 */
+	x ^= x >> shift;
+	x = (x * 0xa5cb9243u) & mask; /* 0x85ebca6b^-1 */
+	x ^= x >> shift;
+	x = (x * 0x0e8b2f51u) & mask; /* 0x9e3779b1^-1 */
+	return x;
+}
+
+/* Position of slot j in the refill order (slot_at's inverse). */
+static uint32_t slot_pos(const struct slot_order *o, uint32_t j)
+{
+	uint32_t x = slot_unmix(j, o->mask, o->shift);
+
+	while (x >= o->m)
+		x = slot_unmix(x, o->mask, o->shift);
+	return x;
+}
+
+static bool base_kept(const int32_t *base, uint32_t j, const uint64_t *keys, const uint32_t *cur,
+		      const uint32_t *full)
+{
+	return base[j] >= 0 && maglev_keeps(j, keys[base[j]], cur[base[j]], full[base[j]]);
+}
+
+int balance_maglev_refill(const int32_t *base, uint32_t m, const uint64_t *keys,
+			  const uint32_t *cur, const uint32_t *full, int32_t *out)
+{
+	struct slot_order ord;
+	uint32_t last = m, empty = 0;
+	int32_t carry;
+
+	for (uint32_t j = 0; j < m; j++) {
+		out[j] = base_kept(base, j, keys, cur, full) ? base[j] : -1;
+		empty += out[j] < 0;
+	}
+	if (empty == m)
+		return -1;
+	slot_order_init(&ord, m);
+	if (empty <= m / 8) {
+		/* few empty slots (a server of many down): walk from each to
+		 * the next kept one, about 1 / (kept fraction) steps each,
+		 * instead of putting all m slots in order */
+		for (uint32_t j = 0; j < m; j++) {
+			uint32_t t, k;
+
+			if (out[j] >= 0)
+				continue;
+			t = slot_pos(&ord, j);
+			do {
+				t = (t + 1) % m;
+				k = slot_at(&ord, t);
+			} while (!base_kept(base, k, keys, cur, full));
+			out[j] = base[k];
+		}
+		return 0;
+	}
+	/* the last kept slot in refill order, then backwards once round:
+	 * each empty slot takes the owner of the next kept slot in that order */
+	for (uint32_t t = m; t-- > 0 && last == m;)
+		if (out[slot_at(&ord, t)] >= 0)
+			last = t;
+	carry = out[slot_at(&ord, last)];
+	for (uint32_t k = 1; k < m; k++) {
+		uint32_t j = slot_at(&ord, (last + m - k) % m);
+
+		if (out[j] < 0)
+			out[j] = carry;
+		else
+			carry = out[j];
+	}
+	return 0;
+}
+
+size_t balance_pick_maglev(const int32_t *table, uint32_t m, size_t n, uint64_t h,
+			   balance_usable_fn usable, void *arg)
 {
 	uint32_t start = (uint32_t)(h % m);
+	int32_t prev = -1;
 
-	for (uint32_t k = 0; k < m; k++) {
+	for (uint32_t k = 0; k < UTIL_MIN(m, MAGLEV_PROBES); k++) {
 		int32_t idx = table[(start + k) % m];
 
-		if (idx >= 0 && usable(arg, (size_t)idx))
+		if (idx == prev || idx < 0)
+			continue;
+		if (usable(arg, (size_t)idx))
 			return (size_t)idx;
-		/* after a full scan of distinct servers nothing is usable; the
-		 * loop bound keeps a fully unusable table to one pass */
+		prev = idx;
+	}
+	/* mostly unusable (all full: the queue case): one pass over the
+	 * servers instead of the whole table */
+	for (size_t k = 0; k < n; k++) {
+		size_t idx = (size_t)((h + k) % n);
+
+		if (usable(arg, idx))
+			return idx;
 	}
 	return BALANCE_NONE;
 }

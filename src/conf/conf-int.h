@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "sluice/conf-t.h"
+#include "sluice/conf.h"
 
 /* One word of a statement; text is NUL-terminated, quotes and escapes
  * already resolved (owned by the statement). */
@@ -35,25 +35,14 @@ struct conf_ctx {
 	struct conf_errors *errs;
 };
 
-typedef int (*conf_handler_fn)(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
-
-/* One keyword of a block's table (ends with a NULL name). */
-struct conf_keyword {
-	const char *name;
-	size_t min_args, max_args; /* counting the keyword itself */
-	bool block;
-	conf_handler_fn fn;
-	const char *usage;
-};
-
-/* Run every statement of block through table (unknown keywords, block or
- * not, argument counts are reported here); obj goes to the handlers. */
-void conf_run_block(struct conf_ctx *ctx, const struct conf_stmt *block,
-		    const struct conf_keyword *table, const char *block_name, void *obj);
-
 /* Add "FILE:LINE:COL: error: MSG (near 'TOK')" to ctx->errs; near may be NULL. */
 void conf_error(struct conf_ctx *ctx, uint32_t line, uint32_t col, const char *near,
 		const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* Add "FILE:LINE:COL: warning: MSG (near 'TOK')" to c->warnings: the file
+ * is valid, but something in it is likely not what was meant. */
+void conf_warning(struct conf_ctx *ctx, struct conf *c, uint32_t line, uint32_t col,
+		  const char *near, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
 /* Report an error about args[i] of st. When the statement runs over a line
  * break before args[i], the real problem is a missing ';': say that instead. */
@@ -71,6 +60,8 @@ int conf_arg_duration(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i
 /* A name: 1-63 letters, digits, '-', '_', '.'; copied to out. */
 int conf_arg_name(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *what,
 		  char *out);
+/* An interface name: 1-15 characters, no '/' or blank; copied to out. */
+int conf_arg_ifname(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, char *out);
 /* Is the statement's argument count within its keyword's range? Reports
  * it when not. */
 bool conf_check_arity(struct conf_ctx *ctx, const struct conf_stmt *st, size_t min_args,
@@ -90,6 +81,23 @@ static inline void *conf_array_grow(struct conf_ctx *ctx, const struct conf_stmt
 	return conf_grow(ctx, st->args[0].line, st->args[0].col, arr, n, size);
 }
 
+/* A keyword table: handlers report their own errors and return 0 or -1. */
+typedef int (*conf_handler_fn)(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
+
+struct conf_keyword {
+	const char *name;
+	size_t min_args, max_args; /* counting the keyword itself */
+	bool block;
+	conf_handler_fn fn;
+	const char *usage;
+};
+
+/* Dispatch each statement of block through table (NULL-terminated) on
+ * obj, reporting unknown keywords, block mismatches and argument counts
+ * with block_name ("pool 'web'", "cluster block"). */
+void conf_run_block(struct conf_ctx *ctx, const struct conf_stmt *block,
+		    const struct conf_keyword *table, const char *block_name, void *obj);
+
 /* Build the statement tree of text. Returns the root (its kids are the
  * top-level statements) or NULL after reporting errors. */
 struct conf_stmt *conf_lex(struct conf_ctx *ctx, const char *text, size_t len);
@@ -105,14 +113,40 @@ int conf_check_kw_observe(struct conf_ctx *ctx, const struct conf_stmt *st, void
 int conf_check_kw_slowstart(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
 int conf_check_kw_on_down(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
 
+/* The keywords of the check, vrrp and announce blocks, as conf_keywords(). */
+void conf_check_keywords(conf_keyword_fn fn, void *arg);
+void conf_vrrp_keywords(conf_keyword_fn fn, void *arg);
+void conf_announce_keywords(conf_keyword_fn fn, void *arg);
+
 /* Defaults of a new pool, and the cross-checks once its block is read. */
 void conf_check_pool_init(struct conf_pool *p);
 void conf_check_pool_done(struct conf_ctx *ctx, struct conf_pool *p);
+/* conf_route.c: `route ...;` in a listen block (appended to l->routes);
+ * the checks that need the pools and the whole listener (pool names, the
+ * default client-hello timeout, warnings for routes that never match), run
+ * after every block; freeing. */
+int conf_route_kw(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf_listen *l);
+void conf_route_validate(struct conf_ctx *ctx, struct conf *c);
+
+/* conf_log.c: the global `log` keyword; obj is the struct conf_global. */
+int conf_log_kw(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
+
 /* conf_vrrp.c: the `vrrp NAME { ... }` block appended to c->vrrps, the checks
  * that need the whole file (run after every block), and freeing. */
 int conf_vrrp_block(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf *c);
 void conf_vrrp_validate(struct conf_ctx *ctx, struct conf *c);
 void conf_vrrp_free(struct conf *c);
+/* conf_announce.c: the `announce NAME { ... }` block, its cross-checks
+ * (pools, listeners, VRRP addresses; run after conf_vrrp_validate) and
+ * freeing. */
+int conf_announce_block(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf *c);
+void conf_announce_validate(struct conf_ctx *ctx, struct conf *c);
+void conf_announce_free(struct conf *c);
+
+/* conf_cluster.c: the `cluster { ... }` block into c->cluster, and its
+ * keywords for conf_keywords(). */
+int conf_cluster_block(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf *c);
+void conf_cluster_keywords(conf_keyword_fn fn, void *arg);
 /* conf_resolvers.c: the `resolvers NAME { ... }` block, the pool keywords
  * `resolvers NAME;` and `servers srv|dns ...;`, the checks that need the
  * whole file (a pool's resolvers exist; the implicit "default" block is
@@ -123,5 +157,6 @@ int conf_resolvers_kw_servers(struct conf_ctx *ctx, const struct conf_stmt *st, 
 void conf_resolvers_pool_done(struct conf_ctx *ctx, struct conf_pool *p);
 void conf_resolvers_validate(struct conf_ctx *ctx, struct conf *c);
 void conf_resolvers_free(struct conf *c);
+void conf_resolvers_keywords(conf_keyword_fn fn, void *arg);
 
 #endif

@@ -293,6 +293,12 @@ static const struct hc_keyword check_kw[] = {
     {NULL, 0, 0, 0, NULL, NULL},
 };
 
+void conf_check_keywords(conf_keyword_fn fn, void *arg)
+{
+	for (size_t k = 0; check_kw[k].name != NULL; k++)
+		fn(arg, "check", check_kw[k].name, check_kw[k].usage, false);
+}
+
 static void types_of(unsigned mask, char *buf, size_t len)
 {
 	size_t off = 0, k = 0, n = 0;

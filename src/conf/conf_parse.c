@@ -206,27 +206,21 @@ static int kw_gmaxconn(struct conf_ctx *ctx, const struct conf_stmt *st, void *o
 	return conf_arg_u32(ctx, st, 1, "maxconn", 1, 10000000, &g->maxconn);
 }
 
-static int kw_log(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+#define CONF_BUFMEM_MIN (64ull * 1024)
+#define CONF_BUFMEM_MAX (1024ull * 1024 * 1024 * 1024)
+
+static int kw_bufmem(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 {
 	struct conf_global *g = obj;
 
-	if (strcmp(st->args[1].text, "stderr") == 0) {
-		g->log_target = CONF_LOG_STDERR;
-	} else if (strcmp(st->args[1].text, "stdout") == 0) {
-		g->log_target = CONF_LOG_STDOUT;
-	} else {
-		conf_error_arg(ctx, st, 1, "unknown log target '%s' (expected stderr or stdout)",
-			       st->args[1].text);
-		return -1;
-	}
-	if (st->nargs > 2 && log_level_parse(st->args[2].text, &g->log_level) < 0) {
-		conf_error_arg(ctx, st, 2,
-			       "unknown log level '%s' (expected error, warning, notice, info or "
-			       "debug)",
-			       st->args[2].text);
-		return -1;
-	}
-	return 0;
+	if (util_parse_size(st->args[1].text, CONF_BUFMEM_MAX, &g->bufmem) == 0 &&
+	    g->bufmem >= CONF_BUFMEM_MIN)
+		return 0;
+	conf_error_arg(ctx, st, 1,
+		       "bad bufmem '%s' (expected a size with k or m, such as 512m, from 64k to "
+		       "1048576m)",
+		       st->args[1].text);
+	return -1;
 }
 
 static int kw_grace(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
@@ -343,16 +337,71 @@ static int kw_user_group(struct conf_ctx *ctx, const struct conf_stmt *st, void 
 	return 0;
 }
 
+#define CONF_INFLIGHT_MIN (64ull * 1024)
+#define CONF_INFLIGHT_MAX (1024ull * 1024 * 1024)
+
+/* relay user|kernel|auto [inflight SIZE]; in global and listen. */
+static int parse_relay(struct conf_ctx *ctx, const struct conf_stmt *st, enum conf_relay *mode,
+		       uint64_t *inflight)
+{
+	static const char *const names[] = { [CONF_RELAY_USER] = "user",
+					     [CONF_RELAY_KERNEL] = "kernel",
+					     [CONF_RELAY_AUTO] = "auto" };
+	enum conf_relay m = CONF_RELAY_UNSET;
+
+	for (size_t i = CONF_RELAY_USER; i < UTIL_ARRAY_LEN(names); i++)
+		if (strcmp(st->args[1].text, names[i]) == 0)
+			m = (enum conf_relay)i;
+	if (m == CONF_RELAY_UNSET) {
+		conf_error_arg(ctx, st, 1, "unknown relay '%s' (expected user, kernel or auto)",
+			       st->args[1].text);
+		return -1;
+	}
+	if (st->nargs == 3 || (st->nargs == 4 && strcmp(st->args[2].text, "inflight") != 0)) {
+		conf_error_arg(ctx, st, 2, "unexpected '%s' (expected inflight SIZE)",
+			       st->args[2].text);
+		return -1;
+	}
+	if (st->nargs == 4) {
+		if (m == CONF_RELAY_USER) {
+			conf_error_arg(ctx, st, 2,
+				       "inflight applies to the kernel relay (relay kernel or auto)");
+			return -1;
+		}
+		if (util_parse_size(st->args[3].text, CONF_INFLIGHT_MAX, inflight) < 0 ||
+		    *inflight < CONF_INFLIGHT_MIN) {
+			conf_error_arg(ctx, st, 3,
+				       "bad inflight '%s' (expected a size with k or m, such as 4m, "
+				       "from 64k to 1024m)",
+				       st->args[3].text);
+			return -1;
+		}
+	}
+	*mode = m;
+	return 0;
+}
+
+static int kw_grelay(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct conf_global *g = obj;
+
+	return parse_relay(ctx, st, &g->relay, &g->relay_inflight);
+}
+
 static const struct conf_keyword global_kw[] = {
 	{ "workers", 2, 2, false, kw_workers, "workers auto|N;" },
 	{ "maxconn", 2, 2, false, kw_gmaxconn, "maxconn N;" },
-	{ "log", 2, 3, false, kw_log, "log stderr|stdout [LEVEL];" },
+	{ "log", 2, 9, false, conf_log_kw,
+	  "log stderr|stdout [LEVEL]; log syslog [socket PATH] [facility F] [tag T] [LEVEL]; or "
+	  "log udp ADDRESS:PORT [facility F] [tag T] [LEVEL];" },
 	{ "grace", 2, 2, false, kw_grace, "grace DURATION;" },
 	{ "control", 2, 6, false, kw_control, "control PATH [mode 0600] [level admin|user];" },
 	{ "metrics", 2, 2, false, kw_metrics, "metrics ADDRESS:PORT;" },
 	{ "state-file", 2, 2, false, kw_state_file, "state-file PATH;" },
 	{ "user", 2, 2, false, kw_user_group, "user NAME;" },
 	{ "group", 2, 2, false, kw_user_group, "group NAME;" },
+	{ "bufmem", 2, 2, false, kw_bufmem, "bufmem SIZE;" },
+	{ "relay", 2, 4, false, kw_grelay, "relay user|kernel|auto [inflight SIZE];" },
 	{ NULL, 0, 0, false, NULL, NULL },
 };
 
@@ -465,6 +514,60 @@ static int kw_pool_timeout(struct conf_ctx *ctx, const struct conf_stmt *st, voi
 					 CONF_MAX_DURATION_MS, &p->timeout_queue_ms);
 }
 
+/* maglev-table N: a prime, so that every Maglev permutation (offset + i x
+ * skip, skip in 1..N-1) visits every slot. A non-prime is an error rather
+ * than rounded up: the size decides which backend each client gets, and
+ * nodes that must agree should run the number their file says. */
+static int kw_maglev_table(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct conf_pool *p = obj;
+	uint32_t m;
+
+	if (conf_arg_u32(ctx, st, 1, "maglev-table", 2, CONF_MAGLEV_TABLE_MAX, &m) < 0)
+		return -1;
+	if (!util_is_prime(m)) {
+		conf_error_arg(ctx, st, 1, "maglev-table %u is not a prime (expected a prime such as %u)",
+			       m, util_prime_at_least(m));
+		return -1;
+	}
+	p->maglev_table = m;
+	p->maglev_table_set = true;
+	p->maglev_where.line = st->args[1].line;
+	p->maglev_where.col = st->args[1].col;
+	return 0;
+}
+
+/* What a pool's statements decide together, once all are read. */
+static void pool_done(struct conf_ctx *ctx, const struct conf_pool *p)
+{
+	char near[16];
+	uint32_t want;
+
+	snprintf(near, sizeof(near), "%u", p->maglev_table);
+	if (p->maglev_table_set && p->balance != CONF_BALANCE_MAGLEV) {
+		conf_error(ctx, p->maglev_where.line, p->maglev_where.col, near,
+			   "maglev-table applies to balance maglev only (pool '%s' balances %s)",
+			   p->name, conf_balance_name(p->balance));
+		return;
+	}
+	if (p->balance != CONF_BALANCE_MAGLEV || p->nservers <= p->maglev_table)
+		return;
+	/* Maglev's paper keeps shares within about 1% from 100 slots a server */
+	want = util_prime_at_least((uint32_t)UTIL_MIN((uint64_t)p->nservers * 100,
+						      CONF_MAGLEV_TABLE_MAX));
+	if (p->maglev_table_set)
+		conf_error(ctx, p->maglev_where.line, p->maglev_where.col, near,
+			   "maglev-table %u is smaller than the %zu servers of pool '%s' (expected "
+			   "a prime of at least %zu; with 100 slots a server, such as %u, shares "
+			   "stay within about 1%%)",
+			   p->maglev_table, p->nservers, p->name, p->nservers, want);
+	else
+		conf_error(ctx, p->where.line, p->where.col, p->name,
+			   "pool '%s' has %zu servers, more than the %u slots of its Maglev table "
+			   "(expected 'maglev-table N;' with a prime such as %u)",
+			   p->name, p->nservers, p->maglev_table, want);
+}
+
 static const struct conf_keyword pool_kw[] = {
 	{ "balance", 2, 2, false, kw_balance, "balance roundrobin|leastconn|random|maglev|first;" },
 	{ "server", 3, CONF_SERVER_MAX_ARGS, false, kw_server,
@@ -473,6 +576,7 @@ static const struct conf_keyword pool_kw[] = {
 	{ "send-proxy", 2, 2, false, kw_send_proxy, "send-proxy v1|v2|none;" },
 	{ "queue", 2, 2, false, kw_queue, "queue N;" },
 	{ "timeout", 3, 3, false, kw_pool_timeout, "timeout queue DURATION;" },
+	{ "maglev-table", 2, 2, false, kw_maglev_table, "maglev-table PRIME;" },
 	/* health checks: conf_check.c */
 	{ "check", 2, 2, true, conf_check_kw_check, "check tcp|expect|http|tls|https { ... }" },
 	{ "agent", 3, 7, false, conf_check_kw_agent,
@@ -548,8 +652,16 @@ static int kw_listen_timeout(struct conf_ctx *ctx, const struct conf_stmt *st, v
 		return conf_arg_duration(ctx, st, 2, "timeout half-closed", 1,
 					 CONF_MAX_DURATION_MS,
 				    &lo->l->timeout_half_closed_ms);
+	if (strcmp(which, "proxy-header") == 0)
+		return conf_arg_duration(ctx, st, 2, "timeout proxy-header", 1, CONF_MAX_DURATION_MS,
+					 &lo->l->timeout_proxy_header_ms);
+	if (strcmp(which, "client-hello") == 0) /* TLS routes: conf_route.c */
+		return conf_arg_duration(ctx, st, 2, "timeout client-hello", 1,
+					 CONF_MAX_DURATION_MS, &lo->l->timeout_client_hello_ms);
 	conf_error_arg(ctx, st, 1,
-		       "unknown listen timeout '%s' (expected connect, idle or half-closed)", which);
+		       "unknown listen timeout '%s' (expected connect, idle, half-closed, "
+		       "proxy-header or client-hello)",
+		       which);
 	return -1;
 }
 
@@ -570,13 +682,33 @@ static int kw_accept_proxy(struct conf_ctx *ctx, const struct conf_stmt *st, voi
 	return 0;
 }
 
+static int kw_route(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	return conf_route_kw(ctx, st, ((struct listen_obj *)obj)->l);
+}
+
+static int kw_lrelay(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct listen_obj *lo = obj;
+
+	lo->l->relay_where.line = st->args[0].line;
+	lo->l->relay_where.col = st->args[0].col;
+	return parse_relay(ctx, st, &lo->l->relay, &lo->l->relay_inflight);
+}
+
 static const struct conf_keyword listen_kw[] = {
 	{ "bind", 2, 2, false, kw_bind, "bind ADDRESS:PORT;" },
 	{ "pool", 2, 2, false, kw_listen_pool, "pool NAME;" },
 	{ "maxconn", 2, 2, false, kw_listen_maxconn, "maxconn N;" },
-	{ "timeout", 3, 3, false, kw_listen_timeout, "timeout connect|idle|half-closed DURATION;" },
+	{ "timeout", 3, 3, false, kw_listen_timeout,
+	  "timeout connect|idle|half-closed|proxy-header|client-hello DURATION;" },
 	{ "retries", 2, 2, false, kw_retries, "retries N;" },
 	{ "accept-proxy", 1, 1, false, kw_accept_proxy, "accept-proxy;" },
+	/* TLS routes: conf_route.c */
+	{ "route", 4, 7, false, kw_route,
+	  "route sni NAME [alpn PROTO] pool POOL; route alpn PROTO pool POOL; "
+	  "route no-sni|not-tls pool POOL;" },
+	{ "relay", 2, 4, false, kw_lrelay, "relay user|kernel|auto [inflight SIZE];" },
 	{ NULL, 0, 0, false, NULL, NULL },
 };
 
@@ -625,12 +757,14 @@ static int top_pool(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 	p->send_proxy = UTIL_PROXY_NONE;
 	p->queue_max = 1000;
 	p->timeout_queue_ms = 5000;
+	p->maglev_table = CONF_MAGLEV_TABLE_DEFAULT;
 	p->where.line = st->args[1].line;
 	p->where.col = st->args[1].col;
 	snprintf(where, sizeof(where), "pool '%s'", name);
 	conf_check_pool_init(p);
 	conf_run_block(ctx, st, pool_kw, where, p);
 	conf_check_pool_done(ctx, p);
+	pool_done(ctx, p);
 	conf_resolvers_pool_done(ctx, p);
 	return 0;
 }
@@ -672,6 +806,7 @@ static int top_listen(struct conf_ctx *ctx, const struct conf_stmt *st, void *ob
 	memcpy(l->name, name, sizeof(name));
 	l->timeout_connect_ms = 5000;
 	l->timeout_idle_ms = 300000;
+	l->timeout_proxy_header_ms = 2000;
 	l->retries = 2;
 	l->where.line = st->args[1].line;
 	l->where.col = st->args[1].col;
@@ -692,6 +827,16 @@ static int top_vrrp(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 	return conf_vrrp_block(ctx, st, ((struct parse_state *)obj)->conf);
 }
 
+static int top_cluster(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	return conf_cluster_block(ctx, st, ((struct parse_state *)obj)->conf);
+}
+
+static int top_announce(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	return conf_announce_block(ctx, st, ((struct parse_state *)obj)->conf);
+}
+
 static int top_resolvers(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 {
 	return conf_resolvers_block(ctx, st, ((struct parse_state *)obj)->conf);
@@ -702,9 +847,32 @@ static const struct conf_keyword top_kw[] = {
 	{ "pool", 2, 2, true, top_pool, "pool NAME { ... }" },
 	{ "listen", 2, 2, true, top_listen, "listen NAME { ... }" },
 	{ "vrrp", 2, 2, true, top_vrrp, "vrrp NAME { ... }" },
+	{ "cluster", 1, 1, true, top_cluster, "cluster { ... }" },
+	{ "announce", 2, 2, true, top_announce, "announce NAME { ... }" },
 	{ "resolvers", 2, 2, true, top_resolvers, "resolvers NAME { ... }" },
 	{ NULL, 0, 0, false, NULL, NULL },
 };
+
+static void walk(const struct conf_keyword *t, const char *block, conf_keyword_fn fn, void *arg)
+{
+	for (size_t i = 0; t[i].name != NULL; i++)
+		fn(arg, block, t[i].name, t[i].usage, t[i].block);
+}
+
+/* A new keyword table is listed here too: the manual page test compares
+ * this walk with the tables in the source. */
+void conf_keywords(conf_keyword_fn fn, void *arg)
+{
+	walk(top_kw, "top", fn, arg);
+	walk(global_kw, "global", fn, arg);
+	walk(pool_kw, "pool", fn, arg);
+	conf_check_keywords(fn, arg);
+	walk(listen_kw, "listen", fn, arg);
+	conf_vrrp_keywords(fn, arg);
+	conf_cluster_keywords(fn, arg);
+	conf_announce_keywords(fn, arg);
+	conf_resolvers_keywords(fn, arg);
+}
 
 /* Resolve pool names and check what spans blocks. */
 static void validate(struct parse_state *ps)
@@ -712,27 +880,38 @@ static void validate(struct parse_state *ps)
 	struct conf_ctx *ctx = ps->ctx;
 	struct conf *c = ps->conf;
 
+	if (c->global.relay == CONF_RELAY_UNSET)
+		c->global.relay = CONF_RELAY_USER;
+	if (c->global.relay_inflight == 0)
+		c->global.relay_inflight = CONF_RELAY_INFLIGHT;
 	for (size_t i = 0; i < c->nlistens; i++) {
 		struct conf_listen *l = &c->listens[i];
 		const struct conf_tok *t = ps->refs[i].pool_tok;
 		const struct conf_pool *p;
 
+		/* the global block may come after the listeners */
+		if (l->relay == CONF_RELAY_UNSET)
+			l->relay = c->global.relay;
+		if (l->relay_inflight == 0)
+			l->relay_inflight = c->global.relay_inflight;
 		if (ps->refs[i].had_errors)
 			continue;
 		if (l->nbinds == 0)
 			conf_error(ctx, l->where.line, l->where.col, l->name,
 				   "listen '%s' has no bind (expected 'bind ADDRESS:PORT;')",
 				   l->name);
-		if (t == NULL) {
+		if (t == NULL && l->nroutes == 0) {
 			conf_error(ctx, l->where.line, l->where.col, l->name,
-				   "listen '%s' has no pool (expected 'pool NAME;')", l->name);
+				   "listen '%s' has no pool (expected 'pool NAME;' or routes)", l->name);
 			continue;
 		}
-		p = conf_find_pool(c, t->text);
-		if (p == NULL)
+		/* with routes, `pool` is the default when none matches */
+		p = t != NULL ? conf_find_pool(c, t->text) : NULL;
+		if (t != NULL && p == NULL)
 			conf_error(ctx, t->line, t->col, t->text, "pool '%s' does not exist",
 				   t->text);
-		else
+		l->has_pool = p != NULL;
+		if (p != NULL)
 			l->pool = (size_t)(p - c->pools);
 		for (size_t b = 0; b < l->nbinds; b++) {
 			for (size_t j = 0; j <= i; j++) {
@@ -769,16 +948,19 @@ struct conf *conf_parse(const char *file, const char *text, size_t len, struct c
 		conf_error(&ctx, 1, 1, NULL, "out of memory");
 		return NULL;
 	}
-	c->global.log_target = CONF_LOG_STDERR;
-	c->global.log_level = LOGL_INFO;
+	c->global.logs[0].kind = LOG_TARGET_STDERR; /* replaced by the first `log` line */
+	c->global.logs[0].level = LOGL_INFO;
+	c->global.nlogs = 1;
 	c->global.grace_ms = 10000;
 	ps.conf = c;
 	root = conf_lex(&ctx, text, len);
 	if (root != NULL) {
 		conf_run_block(&ctx, root, top_kw, "the top level", &ps);
 		validate(&ps);
+		conf_route_validate(&ctx, c);
 		conf_vrrp_validate(&ctx, c);
 		conf_resolvers_validate(&ctx, c);
+		conf_announce_validate(&ctx, c);
 	}
 	conf_stmt_free(root);
 	free(ps.refs);
@@ -849,11 +1031,15 @@ void conf_free(struct conf *c)
 	free(c->pools);
 	util_hmap_free(&c->pool_index);
 	util_hmap_free(&c->listen_index);
-	for (size_t i = 0; i < c->nlistens; i++)
+	for (size_t i = 0; i < c->nlistens; i++) {
 		free(c->listens[i].binds);
+		free(c->listens[i].routes);
+	}
 	free(c->listens);
 	conf_vrrp_free(c);
 	conf_resolvers_free(c);
+	conf_announce_free(c);
+	conf_errors_clear(&c->warnings);
 	free(c->file);
 	free(c);
 }

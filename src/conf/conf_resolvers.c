@@ -127,6 +127,21 @@ static const struct conf_keyword resolvers_kw[] = {
     {NULL, 0, 0, false, NULL, NULL},
 };
 
+void conf_warnings_add(struct conf *c, const struct conf_where *w, const char *near,
+		       const char *msg)
+{
+	struct conf_ctx ctx = { .file = c->file, .errs = NULL };
+
+	conf_warning(&ctx, c, w->line, w->col, near, "%s", msg);
+}
+
+void conf_resolvers_keywords(conf_keyword_fn fn, void *arg)
+{
+	for (size_t i = 0; resolvers_kw[i].name != NULL; i++)
+		fn(arg, "resolvers", resolvers_kw[i].name, resolvers_kw[i].usage,
+		   resolvers_kw[i].block);
+}
+
 const struct conf_resolvers *conf_find_resolvers(const struct conf *c, const char *name)
 {
 	for (size_t i = 0; i < c->nresolvers; i++)

@@ -60,22 +60,112 @@ static void pool_from_conf(struct pool *p, const struct conf_pool *cp)
 	p->discovers = cp->ndiscover > 0;
 	p->queue_max = cp->queue_max;
 	p->timeout_queue_ms = cp->timeout_queue_ms;
+	p->maglev_size = cp->maglev_table;
 }
 
-static struct proxy_fe_settings *build_settings(const struct conf_listen *cl, struct pool *p)
+/* ---- TLS routes ---- */
+
+static enum proxy_route_kind map_route(enum conf_route_kind k)
+{
+	switch (k) {
+	case CONF_ROUTE_SNI:
+		return PROXY_ROUTE_SNI;
+	case CONF_ROUTE_ALPN:
+		return PROXY_ROUTE_ALPN;
+	case CONF_ROUTE_NO_SNI:
+		return PROXY_ROUTE_NO_SNI;
+	case CONF_ROUTE_NOT_TLS:
+		break;
+	}
+	return PROXY_ROUTE_NOT_TLS;
+}
+
+/* The counters of a route of the running settings that the new one
+ * repeats exactly (match and pool), not taken by another new route yet:
+ * a reload keeps them. NULL: none. */
+static struct proxy_route_stats *old_route_stats(const struct proxy_fe_settings *old,
+						 const struct proxy_route *nr, bool *taken)
+{
+	for (size_t i = 0; old != NULL && i < old->nroutes; i++) {
+		const struct proxy_route *o = &old->routes[i];
+
+		if (taken[i] || o->kind != nr->kind || o->pool != nr->pool ||
+		    o->sni_len != nr->sni_len || memcmp(o->sni, nr->sni, nr->sni_len) != 0 ||
+		    o->alpn_len != nr->alpn_len || memcmp(o->alpn, nr->alpn, nr->alpn_len) != 0)
+			continue;
+		taken[i] = true;
+		proxy_route_stats_get(o->stats);
+		return o->stats;
+	}
+	return proxy_route_stats_new();
+}
+
+/* Fill s's routes from cl (pools: the new model's, by conf index); old:
+ * the settings running now, or NULL. Returns 0 or -1 (no memory; what was
+ * built is freed with s). */
+static int build_routes(struct proxy_fe_settings *s, const struct conf_listen *cl,
+			struct pool **pools, const struct proxy_fe_settings *old)
+{
+	bool *taken = calloc((old != NULL ? old->nroutes : 0) + 1, sizeof(*taken));
+
+	s->timeout_client_hello_ms = (uint32_t)UTIL_MIN(cl->timeout_client_hello_ms, UINT32_MAX);
+	s->routes = calloc(cl->nroutes, sizeof(*s->routes));
+	if (taken == NULL || s->routes == NULL) {
+		free(taken);
+		return -1;
+	}
+	for (size_t i = 0; i < cl->nroutes; i++) {
+		const struct conf_route *cr = &cl->routes[i];
+		struct proxy_route *r = &s->routes[i];
+
+		r->kind = map_route(cr->kind);
+		r->sni_len = (uint16_t)util_strlcpy(r->sni, cr->sni, sizeof(r->sni));
+		r->alpn_len = (uint16_t)util_strlcpy(r->alpn, cr->alpn, sizeof(r->alpn));
+		r->pool = pools[cr->pool];
+		pool_get(r->pool);
+		s->nroutes++;
+		r->stats = old_route_stats(old, r, taken);
+		if (r->stats == NULL)
+			break;
+	}
+	free(taken);
+	/* the default keeps its counters while it stays the same pool */
+	if (old != NULL && old->default_stats != NULL && old->pool == s->pool) {
+		s->default_stats = old->default_stats;
+		proxy_route_stats_get(s->default_stats);
+	} else {
+		s->default_stats = proxy_route_stats_new();
+	}
+	return s->default_stats != NULL && s->routes[s->nroutes - 1].stats != NULL ? 0 : -1;
+}
+
+/* Settings of a listener; p its default pool (NULL with routes only). */
+static struct proxy_fe_settings *build_settings(const struct conf_listen *cl, struct pool *p,
+						struct pool **pools,
+						const struct proxy_fe_settings *old)
 {
 	struct proxy_fe_settings *s = calloc(1, sizeof(*s));
 
 	if (s == NULL)
 		return NULL;
 	s->pool = p;
-	pool_get(p);
+	if (p != NULL)
+		pool_get(p);
+	if (cl->nroutes > 0 && build_routes(s, cl, pools, old) < 0) {
+		proxy_fe_settings_free(s);
+		return NULL;
+	}
 	s->maxconn = cl->maxconn;
 	s->retries = cl->retries;
 	s->timeout_connect_ms = (uint32_t)UTIL_MIN(cl->timeout_connect_ms, UINT32_MAX);
 	s->timeout_idle_ms = (uint32_t)UTIL_MIN(cl->timeout_idle_ms, UINT32_MAX);
 	s->timeout_half_closed_ms = (uint32_t)UTIL_MIN(cl->timeout_half_closed_ms, UINT32_MAX);
+	s->timeout_proxy_header_ms = (uint32_t)UTIL_MIN(cl->timeout_proxy_header_ms, UINT32_MAX);
 	s->accept_proxy = cl->accept_proxy;
+	s->relay = cl->relay == CONF_RELAY_USER	    ? PROXY_RELAY_USER
+		   : cl->relay == CONF_RELAY_KERNEL ? PROXY_RELAY_KERNEL
+						    : PROXY_RELAY_AUTO;
+	s->relay_inflight = cl->relay_inflight;
 	return s;
 }
 
@@ -97,11 +187,22 @@ static struct core_listener *find_listener(struct core *c, const char *name)
 
 /* ---- removed servers: connections finish, or are closed after grace ---- */
 
+/* Owned by the core's graces list until its timer fires, or until the
+ * model is freed at exit with the timer still pending. */
 struct grace_close {
 	ev_timer timer;
 	struct core *c;
+	struct list_node link; /* c->graces */
 	struct pool_server *srv; /* reference */
 };
+
+static void grace_free(struct grace_close *g)
+{
+	ev_timer_stop(g->c->loop, &g->timer);
+	list_del(&g->link);
+	pool_server_put(g->srv);
+	free(g);
+}
 
 static void on_grace_close(struct ev_loop *loop, ev_timer *t, int revents)
 {
@@ -116,8 +217,7 @@ static void on_grace_close(struct ev_loop *loop, ev_timer *t, int revents)
 			   g->srv->pool->name, g->srv->name, n);
 		proxy_engine_close_server(g->c->engine, g->srv, 0);
 	}
-	pool_server_put(g->srv);
-	free(g);
+	grace_free(g);
 }
 
 static void close_after_grace(struct core *c, struct pool_server *s)
@@ -132,6 +232,7 @@ static void close_after_grace(struct core *c, struct pool_server *s)
 	g->c = c;
 	g->srv = s;
 	pool_server_get(s);
+	list_add_tail(&c->graces, &g->link);
 	ev_timer_init(&g->timer, on_grace_close, (double)c->conf->global.grace_ms / 1000.0, 0.0);
 	ev_timer_start(c->loop, &g->timer);
 }
@@ -156,14 +257,38 @@ static bool server_conf_differs(const struct conf_server *a, const struct conf_s
 	return !util_addr_equal(&a->addr, &b->addr) || !util_srvopts_equal(&a->opts, &b->opts);
 }
 
+/* The listener's default pool: "-" when it has routes only. */
+static const char *listen_pool(const struct conf *c, const struct conf_listen *l)
+{
+	return l->has_pool ? c->pools[l->pool].name : "-";
+}
+
+static bool routes_differ(const struct conf *oc, const struct conf_listen *a,
+			  const struct conf *nc, const struct conf_listen *b)
+{
+	if (a->nroutes != b->nroutes || a->timeout_client_hello_ms != b->timeout_client_hello_ms)
+		return true;
+	for (size_t i = 0; i < a->nroutes; i++) {
+		const struct conf_route *x = &a->routes[i], *y = &b->routes[i];
+
+		if (x->kind != y->kind || strcmp(x->sni, y->sni) != 0 ||
+		    strcmp(x->alpn, y->alpn) != 0 ||
+		    strcmp(oc->pools[x->pool].name, nc->pools[y->pool].name) != 0)
+			return true;
+	}
+	return false;
+}
+
 static bool listen_conf_differs(const struct conf *oc, const struct conf_listen *a,
 				const struct conf *nc, const struct conf_listen *b)
 {
-	return strcmp(oc->pools[a->pool].name, nc->pools[b->pool].name) != 0 ||
+	return strcmp(listen_pool(oc, a), listen_pool(nc, b)) != 0 ||
 	       a->maxconn != b->maxconn || a->timeout_connect_ms != b->timeout_connect_ms ||
 	       a->timeout_idle_ms != b->timeout_idle_ms ||
-	       a->timeout_half_closed_ms != b->timeout_half_closed_ms || a->retries != b->retries ||
-	       a->accept_proxy != b->accept_proxy;
+	       a->timeout_half_closed_ms != b->timeout_half_closed_ms ||
+	       a->timeout_proxy_header_ms != b->timeout_proxy_header_ms || a->retries != b->retries ||
+	       a->accept_proxy != b->accept_proxy || a->relay != b->relay ||
+	       a->relay_inflight != b->relay_inflight;
 }
 
 static void diff_listens(const struct conf *oc, const struct conf *nc, char *buf, size_t len,
@@ -203,7 +328,11 @@ static void diff_listens(const struct conf *oc, const struct conf *nc, char *buf
 		}
 		if (listen_conf_differs(oc, ol, nc, nl))
 			say(buf, len, off, "listen %s: settings changed (pool %s)", nl->name,
-			    nc->pools[nl->pool].name);
+			    listen_pool(nc, nl));
+		if (routes_differ(oc, ol, nc, nl))
+			say(buf, len, off, "listen %s: routes changed (%zu routes; open connections "
+					   "keep their pool)",
+			    nl->name, nl->nroutes);
 	}
 	for (size_t k = 0; k < oc->nlistens; k++)
 		if (conf_find_listen(nc, oc->listens[k].name) == NULL)
@@ -223,7 +352,8 @@ static void diff_pools(const struct conf *oc, const struct conf *nc, char *buf, 
 			continue;
 		}
 		if (op->balance != np->balance || op->send_proxy != np->send_proxy ||
-		    op->queue_max != np->queue_max || op->timeout_queue_ms != np->timeout_queue_ms)
+		    op->queue_max != np->queue_max || op->timeout_queue_ms != np->timeout_queue_ms ||
+		    op->maglev_table != np->maglev_table)
 			say(buf, len, off, "pool %s: settings changed (balance %s)", np->name,
 			    conf_balance_name(np->balance));
 		for (size_t k = 0; k < np->nservers; k++) {
@@ -247,6 +377,21 @@ static void diff_pools(const struct conf *oc, const struct conf *nc, char *buf, 
 			say(buf, len, off, "pool %s: removed", oc->pools[k].name);
 }
 
+static bool logs_differ(const struct conf_global *o, const struct conf_global *n)
+{
+	if (o->nlogs != n->nlogs)
+		return true;
+	for (size_t i = 0; i < n->nlogs; i++) {
+		const struct log_target_conf *a = &o->logs[i], *b = &n->logs[i];
+
+		if (a->kind != b->kind || a->level != b->level || a->facility != b->facility ||
+		    strcmp(a->path, b->path) != 0 || strcmp(a->tag, b->tag) != 0 ||
+		    !util_addr_equal(&a->addr, &b->addr))
+			return true;
+	}
+	return false;
+}
+
 static void diff_global(const struct conf *oc, const struct conf *nc, char *buf, size_t len,
 			size_t *off)
 {
@@ -261,12 +406,23 @@ static void diff_global(const struct conf *oc, const struct conf *nc, char *buf,
 		say(buf, len, off, "global: workers changed: needs a restart (kept %u)", o->workers);
 	if (o->maxconn != n->maxconn)
 		say(buf, len, off, "global: maxconn changed: needs a restart (kept)");
+	if (o->bufmem != n->bufmem)
+		say(buf, len, off, "global: bufmem changed: needs a restart (kept)");
 	if (controls || !util_addr_equal(&o->metrics, &n->metrics) ||
 	    strcmp(o->state_file, n->state_file) != 0)
 		say(buf, len, off, "global: control, metrics or state-file changed: needs a "
 				   "restart (kept)");
-	if (o->log_level != n->log_level)
-		say(buf, len, off, "global: log level %s", log_level_name(n->log_level));
+	if (logs_differ(o, n)) {
+		char list[LOG_MAX_TARGETS * 140], name[140];
+		size_t loff = 0;
+
+		list[0] = '\0';
+		for (size_t i = 0; i < n->nlogs; i++)
+			util_bufprintf(list, sizeof(list), &loff, "%s%s %s", i ? ", " : "",
+				       log_target_describe(&n->logs[i], name, sizeof(name)),
+				       log_level_name(n->logs[i].level));
+		say(buf, len, off, "global: log %s", list);
+	}
 	if (o->grace_ms != n->grace_ms)
 		say(buf, len, off, "global: grace %llums", (unsigned long long)n->grace_ms);
 }
@@ -329,6 +485,7 @@ void core_diff(const struct conf *oc, const struct conf *nc, char *buf, size_t l
 	diff_listens(oc, nc, buf, len, &off);
 	diff_pools(oc, nc, buf, len, &off);
 	diff_vrrp(oc, nc, buf, len, &off);
+	core_announce_diff(oc, nc, buf, len, &off);
 	core_dns_diff(oc, nc, buf, len, &off);
 	if (off == 0)
 		say(buf, len, &off, "no change");
@@ -413,9 +570,10 @@ static bool conf_has_bind(const struct conf *nc, const struct util_addr *a)
 /* Phase 2 for one listener: new settings, drop addresses it no longer has,
  * start accepting on the new ones. */
 static void commit_listener(struct core *c, const struct conf *nc, struct proxy_frontend *fe,
-			    const struct conf_listen *cl, struct pool *p)
+			    const struct conf_listen *cl, struct pool **pools)
 {
-	struct proxy_fe_settings *st = build_settings(cl, p);
+	struct proxy_fe_settings *st = build_settings(cl, cl->has_pool ? pools[cl->pool] : NULL,
+						      pools, atomic_load(&fe->settings));
 
 	if (st != NULL)
 		proxy_frontend_set_settings(c->engine, fe, st);
@@ -480,9 +638,13 @@ static bool step_over(struct core_apply *a)
 	return util_now_us() >= a->deadline_us;
 }
 
-/* Frontends for every listener, and the addresses they do not have yet. */
+/* The kernel relay when the file first asks for it (loaded once; a
+ * reload that fails later leaves it loaded and unused), frontends for
+ * every listener, and the addresses they do not have yet. */
 static int apply_bind(struct core_apply *a, char *err, size_t errlen)
 {
+	if (core_krelay_prepare(a->c, a->nc, err, errlen) < 0)
+		return -1;
 	for (size_t i = 0; i < a->nc->nlistens; i++) {
 		const struct conf_listen *cl = &a->nc->listens[i];
 		struct core_listener *old = find_listener(a->c, cl->name);
@@ -559,11 +721,16 @@ static int apply_update(struct core_apply *a)
 			a->pool_step = POOL_STEP_SWEEP;
 		}
 		if (a->pool_step == POOL_STEP_SWEEP) {
-			while (!pool_sweep_step(p, &a->sweep, APPLY_CLOCK_EVERY, stale_server, &x))
+			int rc;
+
+			while ((rc = pool_sweep_step(p, &a->sweep, APPLY_CLOCK_EVERY, stale_server,
+						     &x)) > 0)
 				if (util_now_us() >= a->deadline_us)
 					return 1;
-			if (pool_sweep_finish(p, &a->sweep) < 0)
+			if (rc < 0)
 				log_err("pool %s: out of memory removing servers", p->name);
+			else
+				pool_sweep_finish(p, &a->sweep);
 			a->pool_step = POOL_STEP_SERVERS;
 		}
 		for (; a->pool_step == POOL_STEP_SERVERS && a->si < cp->nservers; a->si++) {
@@ -602,8 +769,7 @@ static void apply_switch(struct core_apply *a)
 	const struct conf *nc = a->nc;
 
 	for (size_t i = 0; i < nc->nlistens; i++)
-		commit_listener(c, nc, a->ls[i].fe, &nc->listens[i],
-				a->pools[nc->listens[i].pool]);
+		commit_listener(c, nc, a->ls[i].fe, &nc->listens[i], a->pools);
 	for (size_t i = 0; i < c->nlisteners; i++) {
 		if (conf_find_listen(nc, c->listeners[i].name) == NULL) {
 			struct proxy_frontend *ofe = c->listeners[i].fe;
@@ -746,15 +912,24 @@ void core_log_listeners(struct core *c)
 		for (size_t b = 0; b < fe->nbinds; b++) {
 			char abuf[UTIL_ADDR_STRLEN];
 
-			log_notice("listen %s on %s -> pool %s", fe->name,
-				   util_addr_fmt(&fe->binds[b]->addr, abuf, sizeof(abuf)),
-				   st->pool->name);
+			if (st->nroutes > 0)
+				log_notice("listen %s on %s -> %zu TLS routes, default pool %s",
+					   fe->name,
+					   util_addr_fmt(&fe->binds[b]->addr, abuf, sizeof(abuf)),
+					   st->nroutes, st->pool != NULL ? st->pool->name : "none");
+			else
+				log_notice("listen %s on %s -> pool %s", fe->name,
+					   util_addr_fmt(&fe->binds[b]->addr, abuf, sizeof(abuf)),
+					   st->pool->name);
 		}
 	}
 }
 
 void core_model_free(struct core *c)
 {
+	/* removed servers whose grace had not run out when we stopped */
+	while (c->graces.next != NULL && !list_empty(&c->graces))
+		grace_free(list_entry(c->graces.next, struct grace_close, link));
 	for (size_t i = 0; i < c->nlisteners; i++)
 		proxy_frontend_put(c->listeners[i].fe);
 	free(c->listeners);

@@ -6,11 +6,14 @@
 #include <ev.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "sluice/conf-t.h"
+#include "sluice/list.h"
 #include "sluice/qsbr.h"
 #include "sluice/util-t.h"
 
+struct krelay;
 struct pool;
 struct proxy_engine;
 struct proxy_frontend;
@@ -19,6 +22,11 @@ struct ctl_buf;
 struct core_vrrp;
 struct core_apply;
 struct core_reload;
+struct core_cluster;
+struct core_vrrp_txn;
+struct core_announce;
+struct ctl_announce_row;
+struct ctl_node_state;
 struct core_dns;
 struct pool_server;
 
@@ -32,12 +40,16 @@ struct core_reload_result {
 	char msg[8192];
 };
 
-/* A listening socket inherited from the old process (binary upgrade). */
+/* A listening socket inherited from the old process (binary upgrade), or
+ * an announce device ("tun", one fd), or an announce block its operator
+ * withdrew ("announce-withdrawn", no fd). */
 struct core_inherited {
 	struct util_addr addr;
 	int fds[UTIL_MAX_WORKERS];
 	size_t nfds;
 	bool metrics;
+	char tun[CONF_IFNAME_MAX];	    /* a TUN device's name, or "" */
+	char announce_withdrawn[CONF_NAME_MAX]; /* an announce block's name, or "" */
 	bool used;
 };
 
@@ -53,6 +65,7 @@ struct core {
 	struct conf *conf; /* the configuration running now */
 	struct qsbr qsbr;
 	struct proxy_engine *engine;
+	struct krelay *krelay; /* the kernel relay, once loaded; NULL otherwise */
 	/* pools[i] and listeners[i] run conf->pools[i] and conf->listens[i]
 	 * (core_apply sets them, its caller then sets conf) */
 	struct pool **pools; /* references */
@@ -60,6 +73,8 @@ struct core {
 	struct core_listener *listeners;
 	size_t nlisteners;
 	uint32_t maxconn; /* effective global limit */
+	uint32_t fd_reserve_checks; /* descriptors set aside for checks and agents at start */
+	uint64_t bufmem; /* effective relay memory ceiling, bytes */
 	unsigned nworkers;
 	struct ctl *ctl;
 	char last_reload[256];
@@ -81,6 +96,14 @@ struct core {
 	ev_timer reclaim_timer, drain_timer, grace_timer;
 	struct core_health *health; /* health_glue.c */
 	struct core_vrrp *vrrp; /* vrrp_glue.c */
+	struct list_node graces; /* apply.c: removed servers closed after grace */
+	struct core_cluster *cluster; /* cluster_glue.c */
+	bool bpf_allowed; /* CAP_BPF kept: root, or a cluster block or kernel relay at start */
+	/* how late the control loop started checks and sent adverts after
+	 * their due time (show info, metrics; `clear lateness` empties them) */
+	struct util_lathist late_checks, late_adverts;
+	struct core_announce *announce; /* announce_glue.c */
+	ev_timer withdraw_timer; /* SIGTERM: accepting while the routers converge */
 	struct core_dns *dns; /* dns_glue.c */
 };
 
@@ -148,22 +171,49 @@ int core_takeover_receive(struct core *c, const char *path, char *err, size_t er
 int core_takeover_fds(struct core *c, const struct util_addr *addr, bool metrics, int *fds,
 		      size_t max);
 void core_takeover_done(struct core *c);
+/* The inherited descriptor of TUN device name (the caller owns it now), or
+ * -1; whether the old process's operator withdrew announce block name. */
+int core_takeover_tun(struct core *c, const char *name);
+bool core_takeover_announce_withdrawn(struct core *c, const char *name);
 /* main.c: stop accepting and drain (SIGTERM, takeover). */
 void core_begin_shutdown(struct core *c, const char *why);
 
 /* privdrop.c: become user/group (either may be empty) keeping only the
- * network capabilities. Call before any thread starts. Returns 0 or -1. */
-int core_drop_privileges(const char *user, const char *group, char *err, size_t errlen);
+ * network capabilities, and CAP_BPF when keep_bpf (a cluster block, the
+ * kernel relay). Call
+ * before any thread starts. Returns 0 or -1. */
+int core_drop_privileges(const char *user, const char *group, bool keep_bpf, char *err,
+			 size_t errlen);
+
+/* krelay_glue.c: the kernel relay. Before the listeners of nc are
+ * applied (start and reload): load the program when a listener asks for
+ * relay kernel or auto and it is not loaded yet. Fails (err) only when a
+ * listener says kernel and it cannot load; auto then falls back to the
+ * user-space relay with a warning. */
+int core_krelay_prepare(struct core *c, const struct conf *nc, char *err, size_t errlen);
+/* Does nc use the kernel relay (kernel or auto anywhere)? */
+bool core_krelay_used(const struct conf *nc);
+/* After the engine is freed. */
+void core_krelay_free(struct core *c);
 
 /* sdnotify.c: tell systemd our state ("READY=1", "STOPPING=1", ...).
  * Does nothing without $NOTIFY_SOCKET. Returns 0 or -1. */
 int core_notify(const char *state);
+
+/* version.c: `sluice -v` (verbose false) and `sluice --version` (true),
+ * and `sluice --dump-keywords` (tab-separated, one keyword or command a
+ * line). */
+void core_print_version(FILE *f, bool verbose);
+void core_dump_keywords(FILE *f);
 /* RELOADING=1 with MONOTONIC_USEC, as Type=notify-reload wants. */
 int core_notify_reloading(void);
 
 /* health_glue.c: start the health checks of the running model on c->loop
  * and install the passive hook. Returns 0, or -1 with err set. */
 int core_health_start(struct core *c, char *err, size_t errlen);
+/* How many checkers (active checks and agents) conf gives its servers:
+ * each holds one descriptor at most, for the descriptor reserve. */
+uint32_t core_health_checkers(const struct conf *conf);
 /* Publish p after a change made outside the checks (DNS), saying when it
  * loses or regains its last usable server. */
 void core_health_publish(struct core *c, struct pool *p);
@@ -211,10 +261,21 @@ int core_dns_lookup_start(void *arg, const char *pool, const char *host, uint64_
 int core_dns_lookup_result(void *arg, uint64_t id, uint16_t port, struct util_addr *out,
 			   char *msg, size_t len);
 
-/* vrrp_glue.c: make the running VRRP instances match newconf: unchanged
- * ones keep their state and timers, changed or removed ones give their VIPs
- * up, new ones start. All or nothing: returns 0, or -1 with err set and the
- * running instances untouched. Used at start-up and by reload. */
+/* vrrp_glue.c: make the running VRRP instances match newconf, as a
+ * transaction. Prepare creates (does not start) an instance for each new or
+ * changed block and touches nothing that runs: no advert changes, no VIP
+ * moves. Returns the prepared change (the caller owns it), or NULL with err
+ * set. Exactly one of commit or rollback must follow, with nothing else
+ * changing the VRRP instances in between; both free it. */
+struct core_vrrp_txn *core_vrrp_prepare(struct core *c, const struct conf *newconf, char *err,
+					size_t len);
+/* Cannot fail: changed or removed instances give their VIPs up (a master
+ * sends priority 0), unchanged ones keep their state and timers, new ones
+ * start (tracking the pools of the model as it is now). */
+void core_vrrp_commit(struct core *c, struct core_vrrp_txn *t);
+/* Free what prepare created; the running instances never noticed. */
+void core_vrrp_rollback(struct core *c, struct core_vrrp_txn *t);
+/* Prepare and commit at once (start-up). Returns 0 or -1 with err set. */
 int core_vrrp_apply(struct core *c, const struct conf *newconf, char *err, size_t len);
 /* SIGTERM: every instance sends priority 0 and removes its VIPs. */
 void core_vrrp_shutdown(struct core *c);
@@ -222,5 +283,48 @@ void core_vrrp_free(struct core *c);
 /* Control socket hooks (arg is the core). */
 void core_vrrp_show(void *arg, bool json, struct ctl_buf *out);
 int core_vrrp_admin(void *arg, const char *name, bool leave, char *msg, size_t len);
+
+/* cluster_glue.c: make second-chance forwarding match newconf's cluster
+ * block: checked against the kernel (interfaces, peers on the segment),
+ * loaded and attached before the running one is let go; an unchanged block
+ * only gets the new served addresses; no block detaches. All or nothing:
+ * returns 0, or -1 with err ("FILE:LINE:COL: error: cluster: ...") and the
+ * running state untouched. Used at start-up (before the privilege drop)
+ * and by reload. */
+int core_cluster_apply(struct core *c, const struct conf *newconf, char *err, size_t len);
+/* Detach and free (at exit). */
+void core_cluster_free(struct core *c);
+/* Control socket hooks (arg is the core): `show cluster`, metrics. */
+void core_cluster_show(void *arg, bool json, struct ctl_buf *out);
+void core_cluster_metrics(void *arg, struct ctl_buf *out);
+/* announce_glue.c: the announce blocks. Reload and start-up: prepare
+ * (open or inherit the devices, put the serving addresses on lo: all that
+ * can fail; returns 0, or -1 with err and nothing changed), then after the
+ * listeners are applied either commit (the blocks take effect; unchanged
+ * ones stay exactly as they are) or rollback. */
+int core_announce_prepare(struct core *c, const struct conf *nc, char *err, size_t len);
+void core_announce_commit(struct core *c);
+void core_announce_rollback(struct core *c);
+/* SIGTERM: withdraw everything (nothing on a binary upgrade: the new
+ * process keeps the devices). Returns how long to keep accepting before
+ * closing the listeners (each block's withdraw-delay since it withdrew). */
+uint64_t core_announce_shutdown(struct core *c);
+/* Close the devices (the kernel deletes them) and free everything. */
+void core_announce_free(struct core *c);
+/* Binary upgrade, old side: the devices (name, fd) and the blocks the
+ * operator withdrew (name, fd -1), at most max. Returns the count. */
+struct core_announce_fd {
+	char name[CONF_NAME_MAX];
+	int fd;
+};
+size_t core_announce_handover(struct core *c, struct core_announce_fd *out, size_t max);
+/* "reload check": one line per announce block added, changed or removed. */
+void core_announce_diff(const struct conf *oc, const struct conf *nc, char *buf, size_t len,
+			size_t *off);
+/* Control socket hooks (arg is the core), as struct ctl_hooks says. */
+size_t core_announce_rows(void *arg, struct ctl_announce_row *rows, size_t max,
+			  struct ctl_node_state *node);
+int core_announce_admin(void *arg, const char *name, bool withdraw, char *msg, size_t len);
+int core_announce_node(void *arg, bool drain, uint64_t within_ms, char *msg, size_t len);
 
 #endif

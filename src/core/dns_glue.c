@@ -350,14 +350,15 @@ static void prep_finish(struct core_dns *d)
 
 		resolve_name_info(resolve_watch_name(ref->w), &in);
 		if (ref->kind == DNS_REF_SOURCE) {
-			if (in.nrecs == 0)
-				log_warn("pool %s: servers %s %s: no answer yet (%s); the pool has "
-					 "none of its servers until it answers",
-					 ref->pool, ref->type == RESOLVE_SRV ? "srv" : "dns",
-					 ref->host,
-					 in.state == RESOLVE_PENDING
-					     ? "still waiting"
-					     : resolve_error_name(in.last_error));
+			/* not an error: discovery starts from nothing, the
+			 * resolver's log says why (the file and -c say that) */
+			if (in.nrecs == 0) {
+				snprintf(msg, sizeof(msg),
+					 "servers %s %s: no answer yet: the pool starts without "
+					 "its servers, which come when DNS answers",
+					 ref->type == RESOLVE_SRV ? "srv" : "dns", ref->host);
+				conf_warnings_add(p->nc, &ref->src.where, "servers", msg);
+			}
 			continue;
 		}
 		before = cs->addr;

@@ -40,6 +40,7 @@ struct core_health {
 	ev_async passive;
 	ev_timer slowstart;
 	struct log_ratelimit late_rl;
+	struct log_ratelimit local_rl; /* checks that could not run here */
 	uint64_t late_checks, max_late_ms, checks_run;
 };
 
@@ -113,20 +114,33 @@ static void note_late(struct core_health *h, struct core_health_srv *hs,
 		      const struct health_checker *chk, const struct health_result *r)
 {
 	const struct health_conf *hc = health_checker_conf(chk);
-	uint32_t suppressed = 0;
-
 	h->checks_run++;
+	util_lathist_add(&h->c->late_checks, r->late_us);
 	if (r->late_ms > h->max_late_ms)
 		h->max_late_ms = r->late_ms;
 	if (r->late_ms <= hc->timeout_ms)
 		return;
 	h->late_checks++;
-	if (log_ratelimit_ok(&h->late_rl, util_now_ms(), 5, &suppressed))
-		log_warn("health: %s check of %s/%s started %llums late (more than its %ums "
-			 "timeout)%s",
-			 health_type_name(hc->type), hs->pool->name, hs->srv->name,
-			 (unsigned long long)r->late_ms, hc->timeout_ms,
-			 suppressed ? " (more late checks not shown)" : "");
+	log_ratelimited(&h->late_rl, util_now_ms(), 5, LOGL_WARNING,
+			"health: %s check of %s/%s started %llums late (more than its %ums "
+			"timeout)",
+			health_type_name(hc->type), hs->pool->name, hs->srv->name,
+			(unsigned long long)r->late_ms, hc->timeout_ms);
+}
+
+/* A check that could not run here (no descriptor, memory, port): counted
+ * apart and logged, never a verdict on the server; the checker retries. */
+static void note_local(struct core_health_srv *hs, const struct health_checker *chk,
+		       const struct health_result *r, uint64_t now)
+{
+	uint32_t suppressed = 0;
+
+	pool_server_local_error(hs->srv);
+	if (log_ratelimit_ok(&hs->h->local_rl, now, 1, &suppressed))
+		log_warn("health: %s check of %s/%s could not run: %s (a local error, not the "
+			 "server's; retrying)%s",
+			 health_type_name(health_checker_conf(chk)->type), hs->pool->name,
+			 hs->srv->name, r->cause, suppressed ? " (more not shown)" : "");
 }
 
 static enum pool_admin map_admin(enum health_agent_admin a)
@@ -196,6 +210,10 @@ static void on_result(void *arg, struct health_checker *chk, const struct health
 	const char *pn = hs->pool->name;
 	uint64_t now = util_now_ms();
 
+	if (r->local) {
+		note_local(hs, chk, r, now);
+		return;
+	}
 	pool_server_note_check(s, r->ok, r->cause, now);
 	note_late(hs->h, hs, chk, r);
 	if (chk == hs->agent) {
@@ -338,6 +356,32 @@ static bool hs_weight_unset(const struct pool_server *s)
 	return s->hs.agent_pct == 0 || s->hs.weight_initial == 0;
 }
 
+/* Does a server with options o get an active check / an agent check
+ * under ph? */
+static bool gets_check(const struct conf_pool_health *ph, const struct util_srvopts *o)
+{
+	return ph->check.type != CONF_CHECK_NONE && !o->check.off;
+}
+
+static bool gets_agent(const struct conf_pool_health *ph, const struct util_srvopts *o)
+{
+	return ph->agent_port != 0 && !o->agent.off;
+}
+
+uint32_t core_health_checkers(const struct conf *conf)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < conf->npools; i++) {
+		const struct conf_pool *cp = &conf->pools[i];
+
+		for (size_t k = 0; k < cp->nservers; k++)
+			n += gets_check(&cp->health, &cp->servers[k].opts) +
+			     gets_agent(&cp->health, &cp->servers[k].opts);
+	}
+	return (uint32_t)UTIL_MIN(n, UINT32_MAX);
+}
+
 /* The checkers of the previous build, by server, for a resync to keep
  * what did not change. */
 struct old_checkers {
@@ -430,8 +474,8 @@ static int start_pool(struct core_health *h, size_t pi, struct old_checkers *old
 		struct core_health_srv *hs = take_old(old, p, s);
 		bool from_old = hs != NULL;
 		struct health_conf hc, ha;
-		bool check = ph->check.type != CONF_CHECK_NONE && !s->opts.check.off;
-		bool agent = ph->agent_port != 0 && !s->opts.agent.off;
+		bool check = gets_check(ph, &s->opts);
+		bool agent = gets_agent(ph, &s->opts);
 
 		if (!check && !agent && hs == NULL)
 			continue;
@@ -576,10 +620,21 @@ void core_health_stop(struct core *c)
 	c->health = NULL;
 }
 
+/* Checkers running now (each holds at most one descriptor). */
+static size_t count_checkers(const struct core_health *h)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < h->nsrvs; i++)
+		n += (h->srvs[i]->check != NULL) + (h->srvs[i]->agent != NULL);
+	return n;
+}
+
 int core_health_resync(struct core *c, char *err, size_t errlen)
 {
 	struct core_health *h = c->health;
 	struct old_checkers old;
+	size_t n;
 
 	if (h == NULL)
 		return 0;
@@ -592,5 +647,14 @@ int core_health_resync(struct core *c, char *err, size_t errlen)
 	h->srvs = NULL;
 	h->pool_usable = NULL;
 	h->nsrvs = 0;
-	return build_checkers(h, &old, err, errlen);
+	if (build_checkers(h, &old, err, errlen) < 0)
+		return -1;
+	/* the descriptor reserve was sized at start (maxconn needs a restart) */
+	n = count_checkers(h);
+	if (n > c->fd_reserve_checks)
+		log_warn("health: %zu checks and agents now, %u descriptors reserved for them at "
+			 "start: at the connection limit some may not run (counted as local "
+			 "errors, never against the server); a restart resizes the reserve",
+			 n, c->fd_reserve_checks);
+	return 0;
 }

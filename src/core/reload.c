@@ -2,13 +2,18 @@
  * new file is read, parsed and validated on a loader thread (conf is
  * pure; the thread only reads the running configuration, which nothing
  * changes while a reload runs), its host names looked up on the loop
- * through c-ares (core_dns_prepare: 2 s at most, the loop runs on), then applied
- * on the control loop in steps of about a millisecond (core_apply_step),
- * so that VRRP adverts and health checks keep their times whatever the
- * size of the file. An invalid file or a failed bind leaves the running
- * configuration exactly as it was, logged with its FILE:LINE:COL and
- * counted. One reload runs at a time; a request that comes meanwhile is
- * queued (one of each kind; more are merged into it) and logged. */
+ * through c-ares (core_dns_prepare: 2 s at most, the loop runs on), then
+ * applied on the control loop as one transaction: log targets, VRRP and
+ * announce prepare (new instances built, devices opened) before the
+ * apply's first step, core_apply_step() binds and builds in steps of
+ * about a millisecond before it changes anything, and VRRP, announce, the
+ * log targets and the resolvers commit after its last step. VRRP adverts
+ * and health checks keep their times whatever the size of the file. An
+ * invalid file, a name without an address or a failed bind leaves the
+ * running configuration exactly as it was, VRRP included, logged with its
+ * FILE:LINE:COL and counted. One reload runs at a time; a request that
+ * comes meanwhile is queued (one of each kind; more are merged into it)
+ * and logged. */
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -91,6 +96,18 @@ struct conf *core_load_conf(const char *path, const struct conf *old, struct con
 	return nc;
 }
 
+/* After a reload failed once the cluster block was applied: the cluster
+ * back to the running configuration (an unchanged block was kept, so this
+ * changes nothing then). */
+static void cluster_back(struct core *c)
+{
+	char err[256];
+
+	if (core_cluster_apply(c, c->conf, err, sizeof(err)) < 0)
+		log_err("reload: the cluster could not go back to the running configuration: %s",
+			err);
+}
+
 /* ---- one reload at a time, in the background ---- */
 
 #define RELOAD_MSG_MAX 8192
@@ -103,13 +120,21 @@ struct core_reload {
 	bool check_only;
 	bool abandoned; /* shutdown came while it was loading: drop the file */
 	bool resolving; /* its names are being looked up (core_dns_prepare) */
-	/* the loader thread's, read by the loop once done fired */
+	/* the loader thread's, read by the loop once done fired and loaded
+	 * is seen set (the release / acquire pair orders them: libev's
+	 * wake-up is no synchronisation a thread sanitizer can see) */
 	ev_async done;
+	_Atomic bool loaded;
 	struct conf *nc;
 	struct conf_errors errs;
 	char diff[RELOAD_MSG_MAX];
-	/* applying */
+	/* applying: the transaction's other halves, prepared before the
+	 * apply's first step, committed after its last or rolled back */
 	struct core_apply *apply;
+	struct core_vrrp_txn *vrrp;
+	struct log_set *logs;
+	bool cluster; /* core_cluster_apply() ran: put back on failure */
+	bool announce; /* core_announce_prepare() succeeded */
 	bool applied; /* the model runs nc: commit at the next step */
 	ev_timer step;
 	uint64_t t0_us, steps, longest_step_us;
@@ -127,10 +152,28 @@ static void record(struct core *c, uint64_t id, int rc, const char *msg)
 	util_strlcpy(r->msg, msg, sizeof(r->msg));
 }
 
+/* Undo what the transaction prepared beside the apply; the running VRRP
+ * instances, announce blocks and log targets never noticed. The cluster
+ * block, which has no prepare, goes back to the running configuration. */
+static void rollback(struct core_reload *r)
+{
+	if (r->announce)
+		core_announce_rollback(r->c);
+	if (r->vrrp != NULL)
+		core_vrrp_rollback(r->c, r->vrrp);
+	if (r->cluster)
+		cluster_back(r->c);
+	log_set_free(r->logs);
+	r->announce = r->cluster = false;
+	r->vrrp = NULL;
+	r->logs = NULL;
+}
+
 static void finish(struct core_reload *r, int rc, const char *msg)
 {
 	struct core *c = r->c;
 
+	rollback(r); /* nothing left by a commit */
 	record(c, r->id, rc, msg);
 	if (!r->check_only && !c->stopping)
 		core_notify("READY=1");
@@ -188,6 +231,7 @@ static void *loader(void *arg)
 	r->nc = core_load_conf(c->conf_path, c->conf, &r->errs);
 	if (r->nc != NULL)
 		core_diff(c->conf, r->nc, r->diff, sizeof(r->diff));
+	atomic_store_explicit(&r->loaded, true, memory_order_release);
 	ev_async_send(c->loop, &r->done);
 	atomic_store(&c->reload_loading, false); /* the last touch of the loop */
 	return NULL;
@@ -224,7 +268,17 @@ static void commit(struct core_reload *r)
 
 	uint64_t t0 = util_now_us();
 
-	log_set_level(nc->global.log_level);
+	/* the apply's last step is done: VRRP and announce commit now (a
+	 * rejected reload never sends priority 0 or moves a VIP), and the
+	 * new log targets take over from here */
+	core_vrrp_commit(c, r->vrrp);
+	r->vrrp = NULL;
+	if (r->announce)
+		core_announce_commit(c);
+	r->announce = r->cluster = false;
+	log_set_install(r->logs);
+	r->logs = NULL;
+	/* what cannot change without a restart keeps its running value */
 	nc->global.workers = c->conf->global.workers;
 	nc->global.maxconn = c->conf->global.maxconn;
 	free_old_conf(c->conf);
@@ -255,16 +309,6 @@ static void rejected(struct core_reload *r, const char *why)
 	finish(r, -1, msg);
 }
 
-/* Binding or building failed, the model is as it was: VRRP goes back too. */
-static void apply_failed(struct core_reload *r, const char *why)
-{
-	char verr[256];
-
-	if (core_vrrp_apply(r->c, r->c->conf, verr, sizeof(verr)) < 0)
-		log_err("reload: VRRP could not go back to the running configuration: %s", verr);
-	rejected(r, why);
-}
-
 /* One bounded step of the apply; the next runs after the loop's other
  * events. */
 static void on_step(struct ev_loop *loop, ev_timer *t, int revents)
@@ -292,7 +336,9 @@ static void on_step(struct ev_loop *loop, ev_timer *t, int revents)
 		ev_timer_start(loop, t);
 		return;
 	}
-	apply_failed(r, err);
+	/* binding or building failed, the model is as it was: finish() drops
+	 * what VRRP, announce and the log targets prepared */
+	rejected(r, err);
 }
 
 /* The file could not be used: report it (a check answers it too). */
@@ -339,6 +385,11 @@ static void on_resolved(void *arg)
 		bad_file(r);
 		return;
 	}
+	/* a route that can never match: say so, as sluice -c does */
+	for (size_t i = 0, doff = strlen(r->diff); i < r->nc->warnings.n; i++) {
+		log_warn("%s", r->nc->warnings.msgs[i]);
+		util_bufprintf(r->diff, sizeof(r->diff), &doff, "\n%s", r->nc->warnings.msgs[i]);
+	}
 	if (r->check_only) {
 		off = 0;
 		util_bufprintf(msg, sizeof(msg), &off, "%s is valid; a reload would apply:\n%s",
@@ -346,17 +397,33 @@ static void on_resolved(void *arg)
 		finish(r, 0, msg);
 		return;
 	}
-	/* VRRP first: it is all or nothing by itself; if the listeners then
-	 * fail, the instances go back to the running configuration */
-	if (core_vrrp_apply(c, r->nc, err, sizeof(err)) < 0) {
-		rejected(r, err);
+	/* Every prepare before the apply's first step, every commit after
+	 * its last (commit()). The new log targets are opened now and
+	 * installed only once the rest is applied, so a failed reload logs
+	 * where it logged before; VRRP prepares beside the running instances
+	 * (no advert changes, no VIP moves); announce prepares what can fail
+	 * (devices, serving addresses). Nothing else adds or removes VRRP
+	 * instances or announce blocks until then: one reload runs at a time,
+	 * takeover waits for it, shutdown finishes it first
+	 * (core_reload_stop); what the running announce blocks decide
+	 * meanwhile is taken over at their commit. */
+	err[0] = '\0';
+	r->logs = log_set_new(r->nc->global.logs, r->nc->global.nlogs, err, sizeof(err));
+	if (r->logs != NULL)
+		r->vrrp = core_vrrp_prepare(c, r->nc, err, sizeof(err));
+	/* The cluster block is all or nothing by itself, but it has no
+	 * prepare: it is applied (a changed program replaced in place) before
+	 * the apply's first step, and put back if announce or the apply fail. */
+	if (r->vrrp != NULL && core_cluster_apply(c, r->nc, err, sizeof(err)) == 0)
+		r->cluster = true;
+	if (r->cluster && core_announce_prepare(c, r->nc, err, sizeof(err)) == 0)
+		r->announce = true;
+	if (!r->announce) {
+		rejected(r, err); /* finish() rolls back what was prepared */
 		return;
 	}
 	r->apply = core_apply_begin(c, r->nc);
 	if (r->apply == NULL) {
-		if (core_vrrp_apply(c, c->conf, err, sizeof(err)) < 0)
-			log_err("reload: VRRP could not go back to the running configuration: %s",
-				err);
 		rejected(r, "out of memory");
 		return;
 	}
@@ -374,6 +441,8 @@ static void on_loaded(struct ev_loop *loop, ev_async *w, int revents)
 
 	(void)loop;
 	(void)revents;
+	if (!atomic_load_explicit(&r->loaded, memory_order_acquire))
+		return; /* not the loader's wake-up */
 	if (r->abandoned) {
 		finish(r, -1, "reload not applied: shutting down");
 		return;
@@ -510,7 +579,7 @@ void core_reload_stop(struct core *c)
 	if (rc == 0)
 		commit(r);
 	else
-		apply_failed(r, err);
+		rejected(r, err);
 }
 
 void core_reload_free(struct core *c)

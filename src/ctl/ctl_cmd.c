@@ -184,9 +184,30 @@ static const char *u64s(char *buf, uint64_t v)
 
 static void cmd_help(struct cmd *x);
 
+static void late_json(struct ctl_buf *out, const char *name, const struct util_lathist_summary *s)
+{
+	ctl_buf_printf(out,
+		       "\"%s\":{\"count\":%llu,\"p50_us\":%llu,\"p99_us\":%llu,\"max_us\":%llu}",
+		       name, (unsigned long long)s->n, (unsigned long long)s->p50_us,
+		       (unsigned long long)s->p99_us, (unsigned long long)s->max_us);
+}
+
+static void late_line(struct ctl_buf *out, const char *what, const struct util_lathist_summary *s)
+{
+	ctl_buf_printf(out,
+		       "late %-14sp50 %llu.%03llums  p99 %llu.%03llums  max %llu.%03llums"
+		       "  (%llu)\n",
+		       what, (unsigned long long)(s->p50_us / 1000),
+		       (unsigned long long)(s->p50_us % 1000), (unsigned long long)(s->p99_us / 1000),
+		       (unsigned long long)(s->p99_us % 1000), (unsigned long long)(s->max_us / 1000),
+		       (unsigned long long)(s->max_us % 1000), (unsigned long long)s->n);
+}
+
 static void cmd_show_info(struct cmd *x)
 {
 	struct ctl_info in = { 0 };
+	struct log_target_stats ls[LOG_MAX_TARGETS];
+	size_t nls = log_stats(ls, LOG_MAX_TARGETS);
 
 	x->ctl->hooks.info(x->ctl->hooks.arg, &in);
 	if (x->json) {
@@ -194,34 +215,85 @@ static void cmd_show_info(struct cmd *x)
 		ctl_json_str(x->out, in.version);
 		ctl_buf_printf(x->out,
 			       ",\"pid\":%d,\"uptime_ms\":%llu,\"workers\":%u,\"maxconn\":%u,"
-			       "\"connections\":%u,\"connections_total\":%llu,\"config\":",
+			       "\"connections\":%u,\"connections_total\":%llu,"
+			       "\"maxconn_reached\":%llu,\"bufmem_used\":%llu,\"bufmem\":%llu,"
+			       "\"no_memory\":%llu,\"kernel_relay\":%s,\"kernel_relay_conns\":%llu,"
+			       "\"kernel_relay_fallbacks\":%llu,\"config\":",
 			       in.pid, (unsigned long long)in.uptime_ms, in.workers, in.maxconn,
-			       in.cur_conns, (unsigned long long)in.total_conns);
+			       in.cur_conns, (unsigned long long)in.total_conns,
+			       (unsigned long long)in.maxconn_reached,
+			       (unsigned long long)in.bufmem_used, (unsigned long long)in.bufmem,
+			       (unsigned long long)in.no_memory, in.krelay ? "true" : "false",
+			       (unsigned long long)in.krelay_conns,
+			       (unsigned long long)in.krelay_fallbacks);
 		ctl_json_str(x->out, in.conf_file);
 		ctl_buf_printf(x->out, ",\"last_reload\":");
 		ctl_json_str(x->out, in.last_reload);
-		ctl_buf_printf(x->out, ",\"reloads_ok\":%llu,\"reloads_failed\":%llu}\n\n",
+		ctl_buf_printf(x->out, ",\"reloads_ok\":%llu,\"reloads_failed\":%llu,\"logs\":[",
 			       (unsigned long long)in.reloads_ok,
 			       (unsigned long long)in.reloads_failed);
+		for (size_t i = 0; i < nls; i++) {
+			ctl_buf_printf(x->out, "%s{\"target\":", i ? "," : "");
+			ctl_json_str(x->out, ls[i].name);
+			ctl_buf_printf(x->out, ",\"sent\":%llu,\"dropped\":%llu}",
+				       (unsigned long long)ls[i].sent,
+				       (unsigned long long)ls[i].dropped);
+		}
+		ctl_buf_printf(x->out, "],\"log_queue_dropped\":%llu,\"lateness\":{",
+			       (unsigned long long)log_queue_dropped());
+		late_json(x->out, "checks", &in.late_checks);
+		ctl_buf_printf(x->out, ",");
+		late_json(x->out, "adverts", &in.late_adverts);
+		ctl_buf_printf(x->out, "}}\n\n");
 		return;
 	}
 	ctl_buf_printf(x->out,
 		       "version:           %s\npid:               %d\nuptime:            %llus\n"
 		       "workers:           %u\nmaxconn:           %u\nconnections:       %u\n"
-		       "connections total: %llu\nconfig:            %s\nlast reload:       %s\n"
-		       "reloads:           %llu ok, %llu failed\n\n",
+		       "connections total: %llu\nmaxconn reached:   %llu\n"
+		       "bufmem:            %llu of %llu bytes\nno-memory closes:  %llu\n"
+		       "config:            %s\nlast reload:       %s\n"
+		       "reloads:           %llu ok, %llu failed\n",
 		       in.version, in.pid, (unsigned long long)(in.uptime_ms / 1000), in.workers,
-		       in.maxconn, in.cur_conns, (unsigned long long)in.total_conns, in.conf_file,
-		       in.last_reload, (unsigned long long)in.reloads_ok,
-		       (unsigned long long)in.reloads_failed);
+		       in.maxconn, in.cur_conns, (unsigned long long)in.total_conns,
+		       (unsigned long long)in.maxconn_reached, (unsigned long long)in.bufmem_used,
+		       (unsigned long long)in.bufmem, (unsigned long long)in.no_memory,
+		       in.conf_file, in.last_reload,
+		       (unsigned long long)in.reloads_ok, (unsigned long long)in.reloads_failed);
+	if (in.krelay)
+		ctl_buf_printf(x->out, "kernel relay:      %llu connections, %llu stayed in user space\n",
+			       (unsigned long long)in.krelay_conns,
+			       (unsigned long long)in.krelay_fallbacks);
+	else
+		ctl_buf_printf(x->out, "kernel relay:      not loaded\n");
+	for (size_t i = 0; i < nls; i++)
+		ctl_buf_printf(x->out, "log:               %s: %llu sent, %llu dropped\n",
+			       ls[i].name, (unsigned long long)ls[i].sent,
+			       (unsigned long long)ls[i].dropped);
+	ctl_buf_printf(x->out, "log queue dropped: %llu\n",
+		       (unsigned long long)log_queue_dropped());
+	late_line(x->out, "checks:", &in.late_checks);
+	late_line(x->out, "adverts:", &in.late_adverts);
+	ctl_buf_printf(x->out, "\n");
+}
+
+static void cmd_clear_lateness(struct cmd *x)
+{
+	if (x->ctl->hooks.clear_lateness == NULL) {
+		reply_error(x->out, "lateness is not measured here");
+		return;
+	}
+	x->ctl->hooks.clear_lateness(x->ctl->hooks.arg);
+	log_notice("lateness histograms cleared (control socket)");
+	reply_ok(x, "lateness histograms cleared");
 }
 
 static void cmd_show_listeners(struct cmd *x)
 {
 	struct ctl_listener_row rows[256];
 	size_t n = x->ctl->hooks.listeners(x->ctl->hooks.arg, rows, UTIL_ARRAY_LEN(rows));
-	struct tbl t = { .ncols = 9 };
-	char b[6][24];
+	struct tbl t = { .ncols = 12 };
+	char b[9][24];
 
 	if (x->json) {
 		ctl_buf_printf(x->out, "[");
@@ -231,28 +303,125 @@ static void cmd_show_listeners(struct cmd *x)
 			ctl_buf_printf(x->out, ",\"binds\":");
 			ctl_json_str(x->out, rows[i].binds);
 			ctl_buf_printf(x->out, ",\"pool\":");
-			ctl_json_str(x->out, rows[i].pool);
+			if (strcmp(rows[i].pool, "-") == 0) /* TLS routes only */
+				ctl_buf_printf(x->out, "null");
+			else
+				ctl_json_str(x->out, rows[i].pool);
 			ctl_buf_printf(x->out,
 				       ",\"connections\":%u,\"maxconn\":%u,\"connections_total\":%llu,"
 				       "\"bytes_in\":%llu,\"bytes_out\":%llu,"
-				       "\"proxy_header_errors\":%llu}",
+				       "\"proxy_header_errors\":%llu,\"proxy_header_timeouts\":%llu,"
+				       "\"maxconn_reached\":%llu,\"routes\":%u}",
 				       rows[i].cur_conns, rows[i].maxconn,
 				       (unsigned long long)rows[i].total_conns,
 				       (unsigned long long)rows[i].bytes_in,
 				       (unsigned long long)rows[i].bytes_out,
-				       (unsigned long long)rows[i].proxy_header_errors);
+				       (unsigned long long)rows[i].proxy_header_errors,
+				       (unsigned long long)rows[i].proxy_header_timeouts,
+				       (unsigned long long)rows[i].maxconn_reached, rows[i].nroutes);
 		}
 		ctl_buf_printf(x->out, "]\n\n");
 		return;
 	}
 	tbl_row(&t, "listen", "binds", "pool", "active", "maxconn", "total", "bytes_in",
-		"bytes_out", "proxy_errors");
+		"bytes_out", "proxy_errors", "proxy_timeouts", "maxconn_reached", "routes");
 	for (size_t i = 0; i < n; i++)
 		tbl_row(&t, rows[i].name, rows[i].binds, rows[i].pool,
 			u64s(b[0], rows[i].cur_conns), u64s(b[1], rows[i].maxconn),
 			u64s(b[2], rows[i].total_conns), u64s(b[3], rows[i].bytes_in),
-			u64s(b[4], rows[i].bytes_out), u64s(b[5], rows[i].proxy_header_errors));
+			u64s(b[4], rows[i].bytes_out), u64s(b[5], rows[i].proxy_header_errors),
+			u64s(b[6], rows[i].proxy_header_timeouts), u64s(b[7], rows[i].maxconn_reached),
+			u64s(b[8], rows[i].nroutes));
 	tbl_print(&t, x->out);
+}
+
+void ctl_route_desc(const struct ctl_route_row *r, char *buf, size_t len)
+{
+	if (strcmp(r->kind, "alpn") == 0)
+		snprintf(buf, len, "alpn %s", r->alpn);
+	else
+		snprintf(buf, len, "%s%s%s%s%s", r->kind, r->sni[0] ? " " : "", r->sni,
+			 r->alpn[0] ? " alpn " : "", r->alpn);
+}
+
+/* TLS routes of every listener (or one): what matches, which pool, and
+ * how many connections each took; then the default pool and what was
+ * closed before a pool was chosen. */
+static void cmd_show_routes(struct cmd *x)
+{
+	size_t n = 0, total;
+	struct ctl_route_row *rows = NULL;
+	struct tbl t = { .ncols = 5 };
+	bool first = true;
+	char b[2][24], what[TBL_CELL];
+
+	if (x->ctl->hooks.routes == NULL || x->ctl->hooks.listeners == NULL) {
+		reply_error(x->out, "routes are not available");
+		return;
+	}
+	total = x->ctl->hooks.routes(x->ctl->hooks.arg, NULL, 0);
+	if (total > 0 && (rows = calloc(total, sizeof(*rows))) == NULL) {
+		reply_error(x->out, "out of memory");
+		return;
+	}
+	if (total > 0)
+		n = UTIL_MIN(total, x->ctl->hooks.routes(x->ctl->hooks.arg, rows, total));
+	if (x->argc == 3) {
+		struct ctl_listener_row lrows[256];
+		size_t nl = x->ctl->hooks.listeners(x->ctl->hooks.arg, lrows, UTIL_ARRAY_LEN(lrows));
+		bool found = false;
+
+		for (size_t i = 0; i < nl; i++)
+			found = found || strcmp(lrows[i].name, x->argv[2]) == 0;
+		if (!found) {
+			reply_error(x->out, "no listener '%s'", x->argv[2]);
+			free(rows);
+			return;
+		}
+	}
+	if (x->json)
+		ctl_buf_printf(x->out, "[");
+	else
+		tbl_row(&t, "listen", "route", "pool", "active", "total");
+	for (size_t i = 0; i < n; i++) {
+		const struct ctl_route_row *r = &rows[i];
+		bool closed = strcmp(r->kind, "closed") == 0;
+
+		if (x->argc == 3 && strcmp(r->listen, x->argv[2]) != 0)
+			continue;
+		if (x->json) {
+			ctl_buf_printf(x->out, "%s{\"listen\":", first ? "" : ",");
+			ctl_json_str(x->out, r->listen);
+			ctl_buf_printf(x->out, ",\"kind\":\"%s\",\"sni\":", r->kind);
+			ctl_json_str(x->out, r->sni);
+			ctl_buf_printf(x->out, ",\"alpn\":");
+			ctl_json_str(x->out, r->alpn);
+			ctl_buf_printf(x->out, ",\"pool\":");
+			if (strcmp(r->pool, "-") == 0)
+				ctl_buf_printf(x->out, "null");
+			else
+				ctl_json_str(x->out, r->pool);
+			if (closed)
+				ctl_buf_printf(x->out, ",\"reason\":\"%s\"", r->reason);
+			else
+				ctl_buf_printf(x->out, ",\"active\":%u", r->active);
+			ctl_buf_printf(x->out, ",\"connections_total\":%llu}",
+				       (unsigned long long)r->total);
+			first = false;
+			continue;
+		}
+		if (closed)
+			snprintf(what, sizeof(what), "closed: %s", r->reason);
+		else
+			ctl_route_desc(r, what, sizeof(what));
+		tbl_row(&t, r->listen, what, r->pool, closed ? "-" : u64s(b[0], r->active),
+			u64s(b[1], r->total));
+	}
+	if (x->json)
+		ctl_buf_printf(x->out, "]\n\n");
+	else
+		tbl_print(&t, x->out);
+	free(rows);
 }
 
 static size_t usable_servers(const struct pool *p)
@@ -334,7 +503,7 @@ static void server_json(struct ctl *c, struct ctl_buf *out, const struct pool_se
 		       ",\"health\":\"%s\",\"admin\":\"%s\",\"weight\":%u,\"effective_weight\":%u,"
 		       "\"backup\":%s,\"maxconn\":%u,\"active\":%u,\"connections_total\":%llu,"
 		       "\"bytes_in\":%llu,\"bytes_out\":%llu,\"connect_errors\":%llu,"
-		       "\"runtime_added\":%s",
+		       "\"local_errors\":%llu,\"runtime_added\":%s",
 		       pool_health_name(s->health), pool_admin_name(s->admin), s->weight,
 		       pool_server_eligible(s) ? effective_weight(s) : 0, s->backup ? "true" : "false",
 		       s->maxconn, atomic_load(&s->cur_conns),
@@ -342,6 +511,7 @@ static void server_json(struct ctl *c, struct ctl_buf *out, const struct pool_se
 		       (unsigned long long)atomic_load(&s->bytes_in),
 		       (unsigned long long)atomic_load(&s->bytes_out),
 		       (unsigned long long)atomic_load(&s->connect_errors),
+		       (unsigned long long)atomic_load(&s->local_errors),
 		       s->runtime_added ? "true" : "false");
 	ctl_buf_printf(out, ",\"check\":");
 	ctl_json_str(out, s->hs.last_cause[0] ? s->hs.last_cause : "");
@@ -364,66 +534,154 @@ static void server_json(struct ctl *c, struct ctl_buf *out, const struct pool_se
 		       (unsigned long long)s->hs.state_changes);
 }
 
-static void cmd_show_servers(struct cmd *x)
+#define SERVER_COLS 15
+#define SERVERS_PER_PART 64 /* rows of show servers per part */
+
+static const char *const server_head[SERVER_COLS] = {
+	"pool",	     "server",	 "address",   "health", "admin",	"weight", "eff", "active",
+	"total",     "bytes_in", "bytes_out", "errors", "local_errors", "dns",	  "check",
+};
+
+/* One row of the show servers table. */
+static void server_cells(struct ctl *c, const struct pool_server *s,
+			 char cells[SERVER_COLS][TBL_CELL])
+{
+	char abuf[UTIL_ADDR_STRLEN], dns[POOL_CAUSE_MAX + UTIL_HOST_MAX];
+
+	util_strlcpy(cells[0], s->pool->name, TBL_CELL);
+	util_strlcpy(cells[1], s->name, TBL_CELL);
+	util_strlcpy(cells[2], util_addr_fmt(&s->addr, abuf, sizeof(abuf)), TBL_CELL);
+	util_strlcpy(cells[3], pool_health_name(s->health), TBL_CELL);
+	util_strlcpy(cells[4], pool_admin_name(s->admin), TBL_CELL);
+	u64s(cells[5], s->weight);
+	u64s(cells[6], pool_server_eligible(s) ? effective_weight(s) : 0);
+	u64s(cells[7], atomic_load(&s->cur_conns));
+	u64s(cells[8], atomic_load(&s->total_conns));
+	u64s(cells[9], atomic_load(&s->bytes_in));
+	u64s(cells[10], atomic_load(&s->bytes_out));
+	u64s(cells[11], atomic_load(&s->connect_errors));
+	u64s(cells[12], atomic_load(&s->local_errors));
+	server_dns(c, s, dns, sizeof(dns));
+	util_strlcpy(cells[13], dns[0] ? dns : "-", TBL_CELL);
+	/* last: the cause has spaces */
+	util_strlcpy(cells[14], s->hs.last_cause[0] ? s->hs.last_cause : "-", TBL_CELL);
+}
+
+/* Print one row padded to the job's column widths. */
+static void row_print(const struct ctl_job *j, const char *const *cells, struct ctl_buf *out)
+{
+	static const char spaces[TBL_CELL + 2] = { [0 ... TBL_CELL] = ' ' };
+
+	for (size_t i = 0; i < SERVER_COLS; i++) {
+		size_t n = strlen(cells[i]);
+
+		ctl_buf_append(out, cells[i], n);
+		if (i + 1 < SERVER_COLS)
+			ctl_buf_append(out, spaces, (j->w[i] > n ? j->w[i] - n : 0) + 2);
+	}
+	ctl_buf_append(out, "\n", 1);
+}
+
+/* The next server of the job's walk (by index: see struct ctl_job). */
+static struct pool_server *job_next_server(struct ctl *c, struct ctl_job *j)
 {
 	size_t n;
-	struct pool **pools = x->ctl->hooks.pools(x->ctl->hooks.arg, &n);
-	struct tbl t = { .ncols = 14 };
-	bool first = true;
-	char b[7][24], dns[POOL_CAUSE_MAX + UTIL_HOST_MAX];
+	struct pool **pools = c->hooks.pools(c->hooks.arg, &n);
+
+	while (j->pi < n) {
+		struct pool *p = pools[j->pi];
+
+		if ((j->pool[0] != '\0' && strcmp(p->name, j->pool) != 0) || j->si >= p->nservers) {
+			j->pi++;
+			j->si = 0;
+			continue;
+		}
+		return p->servers[j->si++];
+	}
+	return NULL;
+}
+
+/* show servers, a part: in JSON at once; as a table, first a pass that
+ * measures the columns, then one that prints (a counter that grows in
+ * between only widens its own row). Returns true when complete. */
+static bool servers_step(struct ctl *c, struct ctl_job *j, struct ctl_buf *out)
+{
+	char cells[SERVER_COLS][TBL_CELL];
+	const char *row[SERVER_COLS];
+	struct pool_server *s = NULL;
+
+	for (size_t i = 0; i < SERVER_COLS; i++)
+		row[i] = cells[i];
+	if (j->pass == 0 && j->pi == 0 && j->si == 0) {
+		if (j->json)
+			ctl_buf_append(out, "[", 1);
+		for (size_t i = 0; i < SERVER_COLS; i++)
+			j->w[i] = strlen(server_head[i]);
+	}
+	for (int k = 0; k < SERVERS_PER_PART && (s = job_next_server(c, j)) != NULL; k++) {
+		if (j->json) {
+			if (!j->first)
+				ctl_buf_append(out, ",", 1);
+			server_json(c, out, s);
+			j->first = false;
+			continue;
+		}
+		server_cells(c, s, cells);
+		for (size_t i = 0; i < SERVER_COLS; i++) {
+			if (j->pass == 0)
+				j->w[i] = UTIL_MAX(j->w[i], strlen(cells[i]));
+		}
+		if (j->pass == 1)
+			row_print(j, row, out);
+	}
+	if (s != NULL)
+		return false;
+	if (j->json) {
+		ctl_buf_append(out, "]\n\n", 3);
+		return true;
+	}
+	if (j->pass == 0) {
+		j->pass = 1;
+		j->pi = j->si = 0;
+		row_print(j, server_head, out);
+		return false;
+	}
+	ctl_buf_append(out, "\n", 1);
+	return true;
+}
+
+/* Start an incremental reply: on a connection the scheduler runs it a
+ * part at a time; without one (ctl_execute) it runs to the end now. */
+static void job_start(struct cmd *x, struct ctl_job *j)
+{
+	if (x->cl != NULL) {
+		x->cl->job = *j;
+		return;
+	}
+	while (!ctl_job_step(x->ctl, j, x->out))
+		;
+}
+
+static void cmd_show_servers(struct cmd *x)
+{
+	struct ctl_job j = { .kind = CTL_JOB_SERVERS, .json = x->json, .first = true };
 
 	if (x->argc == 3 && ctl_find_pool(x->ctl, x->argv[2]) == NULL) {
 		reply_error(x->out, "no pool '%s'", x->argv[2]);
 		return;
 	}
-	if (x->json)
-		ctl_buf_printf(x->out, "[");
-	else
-		tbl_row(&t, "pool", "server", "address", "health", "admin", "weight", "eff",
-			"active", "total", "bytes_in", "bytes_out", "errors", "dns", "check");
-	for (size_t i = 0; i < n; i++) {
-		struct pool *p = pools[i];
-
-		if (x->argc == 3 && strcmp(p->name, x->argv[2]) != 0)
-			continue;
-		for (size_t k = 0; k < p->nservers; k++) {
-			struct pool_server *s = p->servers[k];
-			char abuf[UTIL_ADDR_STRLEN];
-
-			if (x->json) {
-				ctl_buf_printf(x->out, "%s", first ? "" : ",");
-				server_json(x->ctl, x->out, s);
-				first = false;
-				continue;
-			}
-			tbl_row(&t, p->name, s->name, util_addr_fmt(&s->addr, abuf, sizeof(abuf)),
-				pool_health_name(s->health), pool_admin_name(s->admin),
-				u64s(b[0], s->weight),
-				u64s(b[1], pool_server_eligible(s) ? effective_weight(s) : 0),
-				u64s(b[2], atomic_load(&s->cur_conns)),
-				u64s(b[3], atomic_load(&s->total_conns)),
-				u64s(b[4], atomic_load(&s->bytes_in)),
-				u64s(b[5], atomic_load(&s->bytes_out)),
-				u64s(b[6], atomic_load(&s->connect_errors)),
-				(server_dns(x->ctl, s, dns, sizeof(dns)), dns[0] ? dns : "-"),
-				/* last: the cause has spaces */
-				s->hs.last_cause[0] ? s->hs.last_cause : "-");
-		}
-	}
-	if (x->json)
-		ctl_buf_printf(x->out, "]\n\n");
-	else
-		tbl_print(&t, x->out);
+	if (x->argc == 3)
+		util_strlcpy(j.pool, x->argv[2], sizeof(j.pool));
+	job_start(x, &j);
 }
 
-/* Prometheus text to JSON: [{"name":..,"labels":{..},"value":..}, ...].
- * The text is our own (ctl_metrics), so its shape is known. */
-static void metrics_json(const struct ctl_buf *text, struct ctl_buf *out)
+/* Prometheus text to JSON: {"name":..,"labels":{..},"value":..} per
+ * sample line of p[0..len) (whole lines). The text is our own
+ * (ctl_metrics), so its shape is known. */
+static void metrics_json(const char *p, size_t len, bool *first, struct ctl_buf *out)
 {
-	const char *p = text->data, *end = text->data + text->len;
-	bool first = true;
+	const char *end = p + len;
 
-	ctl_buf_printf(out, "[");
 	while (p != NULL && p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		const char *le = nl != NULL ? nl : end, *sp = le;
@@ -434,9 +692,9 @@ static void metrics_json(const struct ctl_buf *text, struct ctl_buf *out)
 			const char *brace = memchr(p, '{', (size_t)(sp - p));
 			const char *name_end = brace != NULL ? brace : sp - 1;
 
-			ctl_buf_printf(out, "%s{\"name\":\"%.*s\",\"labels\":{", first ? "" : ",",
+			ctl_buf_printf(out, "%s{\"name\":\"%.*s\",\"labels\":{", *first ? "" : ",",
 				       (int)(name_end - p), p);
-			first = false;
+			*first = false;
 			for (const char *q = brace != NULL ? brace + 1 : sp; q < sp - 2;) {
 				const char *eq = memchr(q, '=', (size_t)(sp - q));
 				const char *v, *ve;
@@ -455,21 +713,70 @@ static void metrics_json(const struct ctl_buf *text, struct ctl_buf *out)
 		}
 		p = nl != NULL ? nl + 1 : NULL;
 	}
-	ctl_buf_printf(out, "]\n\n");
+}
+
+#define METRICS_COPY_PART (32u << 10) /* bytes of show metrics per part */
+
+/* show metrics, a part: help render a fresh text, then copy it out a
+ * part at a time (JSON: converted line by line). */
+static bool metrics_step(struct ctl *c, struct ctl_job *j, struct ctl_buf *out)
+{
+	const struct ctl_buf *b;
+	size_t n;
+	const char *nl;
+
+	if (j->text == NULL) {
+		j->text = ctl_metrics_get(c, 0, util_now_ms());
+		if (j->text == NULL)
+			return false; /* CTL_METRICS_TEXTS_MAX alive: next time */
+		if (j->json)
+			ctl_buf_append(out, "[", 1);
+	}
+	if (!ctl_metrics_step(c, j->text))
+		return false;
+	b = &j->text->buf;
+	n = UTIL_MIN(b->len - j->off, METRICS_COPY_PART);
+	/* whole lines: the JSON conversion works a line at a time */
+	nl = n > 0 ? memrchr(b->data + j->off, '\n', n) : NULL;
+	if (nl != NULL && j->off + n < b->len)
+		n = (size_t)(nl - (b->data + j->off)) + 1;
+	if (j->json)
+		metrics_json(b->data + j->off, n, &j->first, out);
+	else
+		ctl_buf_append(out, b->data + j->off, n);
+	j->off += n;
+	if (j->off < b->len)
+		return false;
+	ctl_buf_append(out, j->json ? "]\n\n" : "\n", j->json ? 3 : 1);
+	ctl_metrics_put(c, j->text);
+	j->text = NULL;
+	return true;
 }
 
 static void cmd_show_metrics(struct cmd *x)
 {
-	struct ctl_buf text = { 0 };
+	struct ctl_job j = { .kind = CTL_JOB_METRICS, .json = x->json, .first = true };
 
-	if (!x->json) {
-		ctl_metrics(x->ctl, x->out);
-		ctl_buf_printf(x->out, "\n");
-		return;
+	job_start(x, &j);
+}
+
+bool ctl_job_step(struct ctl *c, struct ctl_job *j, struct ctl_buf *out)
+{
+	bool done = true;
+
+	switch (j->kind) {
+	case CTL_JOB_SERVERS:
+		done = servers_step(c, j, out);
+		break;
+	case CTL_JOB_METRICS:
+		done = metrics_step(c, j, out);
+		break;
+	case CTL_JOB_NONE:
+		break;
 	}
-	ctl_metrics(x->ctl, &text);
-	metrics_json(&text, x->out);
-	ctl_buf_free(&text);
+	if (done)
+		j->kind = CTL_JOB_NONE;
+	return done;
 }
 
 /* ---- server changes ---- */
@@ -562,6 +869,18 @@ static bool model_busy(struct cmd *x)
 	return true;
 }
 
+/* As the file: a Maglev table has at least a slot per server. Answers
+ * the error and returns true when p has no room left. */
+static bool maglev_full(struct cmd *x, const struct pool *p)
+{
+	if (p->balance != POOL_BALANCE_MAGLEV || p->nservers < p->maglev_size)
+		return false;
+	reply_error(x->out, "pool '%s' has %zu servers, as many as its Maglev table has slots "
+			    "(set a larger maglev-table and reload)",
+		    p->name, p->nservers);
+	return true;
+}
+
 /* The server of `server add` enters its pool (its address known).
  * Answers the reply. */
 static void add_server(struct cmd *x, const char *pool, const char *name,
@@ -577,7 +896,7 @@ static void add_server(struct cmd *x, const char *pool, const char *name,
 		reply_error(x->out, "no pool '%s'", pool);
 		return;
 	}
-	if (model_busy(x))
+	if (model_busy(x) || maglev_full(x, p))
 		return;
 	s = pool_server_create(p, name, addr, o, err, sizeof(err));
 	if (s == NULL) {
@@ -648,6 +967,8 @@ static void cmd_server_add(struct cmd *x)
 		reply_error(x->out, "%s", err);
 		return;
 	}
+	if (maglev_full(x, p))
+		return;
 	if (host[0] == '\0') {
 		add_server(x, p->name, x->argv[3], &addr, &o, ready, x->argv[4], NULL);
 		return;
@@ -776,20 +1097,30 @@ static bool reload_reply(struct ctl *c, uint64_t id, bool json, struct ctl_buf *
 
 /* ---- waits ---- */
 
+/* The optional TIMEOUT of a wait command at argv[i]. Returns 0, or -1
+ * after an error reply. */
+static int wait_timeout(struct cmd *x, int i, uint64_t *timeout)
+{
+	*timeout = WAIT_DEFAULT_MS;
+	if (x->cl == NULL) {
+		reply_error(x->out, "wait is only available on a control connection");
+		return -1;
+	}
+	if (x->argc == i + 1 && util_parse_duration_ms(x->argv[i], WAIT_MAX_MS, timeout) < 0) {
+		reply_error(x->out, "bad timeout '%s' (expected e.g. 500ms, 30s, 5m; at most 1h)",
+			    x->argv[i]);
+		return -1;
+	}
+	return 0;
+}
+
 static void cmd_wait(struct cmd *x)
 {
 	struct pool_server *s;
-	uint64_t timeout = WAIT_DEFAULT_MS;
+	uint64_t timeout;
 
-	if (x->cl == NULL) {
-		reply_error(x->out, "wait is only available on a control connection");
+	if (wait_timeout(x, 3, &timeout) < 0)
 		return;
-	}
-	if (x->argc == 4 && util_parse_duration_ms(x->argv[3], WAIT_MAX_MS, &timeout) < 0) {
-		reply_error(x->out, "bad timeout '%s' (expected e.g. 500ms, 30s, 5m; at most 1h)",
-			    x->argv[3]);
-		return;
-	}
 	s = ctl_find_server(x->ctl, x->argv[2], x->out);
 	if (s == NULL)
 		return;
@@ -801,6 +1132,27 @@ static void cmd_wait(struct cmd *x)
 	/* answer at once when it is already true */
 	if (!ctl_wait_check(x->ctl, x->cl, util_now_ms(), x->out))
 		ctl_client_wait_start(x->cl);
+}
+
+/* wait idle: answered when the node has no connection left. */
+static bool wait_idle_check(struct ctl *c, struct ctl_client *cl, uint64_t now_ms,
+			    struct ctl_buf *out)
+{
+	struct ctl_info in = { 0 };
+
+	c->hooks.info(c->hooks.arg, &in);
+	if (in.cur_conns == 0) {
+		if (cl->wait_json)
+			ctl_buf_printf(out, "{\"ok\":true,\"state\":\"idle\"}\n\n");
+		else
+			ctl_buf_printf(out, "node is idle: no connection left\n\n");
+	} else if (now_ms >= cl->wait_deadline_ms) {
+		ctl_buf_printf(out, "error: timeout: %u connections still open\n\n", in.cur_conns);
+	} else {
+		return false;
+	}
+	cl->wait = CTL_WAIT_NONE;
+	return true;
 }
 
 bool ctl_wait_check(struct ctl *c, struct ctl_client *cl, uint64_t now_ms, struct ctl_buf *out)
@@ -819,6 +1171,8 @@ bool ctl_wait_check(struct ctl *c, struct ctl_client *cl, uint64_t now_ms, struc
 		cl->wait = CTL_WAIT_NONE;
 		return true;
 	}
+	if (cl->wait == CTL_WAIT_IDLE)
+		return wait_idle_check(c, cl, now_ms, out);
 	n = atomic_load(&s->cur_conns);
 	done = drained ? n == 0 : s->health == POOL_HEALTH_UP;
 	if (!done && s->removed) {
@@ -846,6 +1200,178 @@ bool ctl_wait_check(struct ctl *c, struct ctl_client *cl, uint64_t now_ms, struc
 	cl->wait_srv = NULL;
 	pool_server_put(s);
 	return true;
+}
+
+/* ---- announce and the node ---- */
+
+static void fmt_wall(uint64_t wall_ms, char *buf, size_t len)
+{
+	time_t t = (time_t)(wall_ms / 1000);
+	struct tm tm;
+
+	if (wall_ms == 0 || gmtime_r(&t, &tm) == NULL)
+		util_strlcpy(buf, "-", len);
+	else
+		strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* The rows of every announce block (caller frees), or NULL after an error
+ * reply. */
+static struct ctl_announce_row *announce_rows(struct ctl *c, size_t *n,
+					      struct ctl_node_state *node, struct ctl_buf *out)
+{
+	struct ctl_announce_row *rows;
+
+	if (c->hooks.announces == NULL) {
+		reply_error(out, "announce is not available");
+		return NULL;
+	}
+	*n = c->hooks.announces(c->hooks.arg, NULL, 0, node);
+	rows = calloc(*n + 1, sizeof(*rows));
+	if (rows == NULL) {
+		reply_error(out, "out of memory");
+		return NULL;
+	}
+	*n = UTIL_MIN(*n, c->hooks.announces(c->hooks.arg, rows, *n, node));
+	return rows;
+}
+
+static void announce_json(struct ctl_buf *out, const struct ctl_announce_row *r)
+{
+	char when[32];
+
+	fmt_wall(r->since_wall_ms, when, sizeof(when));
+	ctl_buf_printf(out, "{\"name\":");
+	ctl_json_str(out, r->name);
+	ctl_buf_printf(out, ",\"device\":");
+	ctl_json_str(out, r->device);
+	ctl_buf_printf(out, ",\"addresses\":");
+	ctl_json_str(out, r->addresses);
+	ctl_buf_printf(out, ",\"pools\":");
+	ctl_json_str(out, r->pools);
+	ctl_buf_printf(out, ",\"state\":\"%s\",\"announced\":%s,\"cause\":", r->state,
+		       strcmp(r->state, "announced") == 0 ? "true" : "false");
+	ctl_json_str(out, r->cause);
+	ctl_buf_printf(out,
+		       ",\"withdrawn_by_operator\":%s,\"since\":\"%s\",\"since_ms\":%llu,"
+		       "\"hold_down_ms\":%llu,\"hold_down_left_ms\":%llu,"
+		       "\"withdraw_delay_ms\":%llu,\"announces\":%llu,\"withdraws\":%llu,"
+		       "\"transitions\":%llu,\"errors\":%llu}",
+		       r->manual ? "true" : "false", when, (unsigned long long)r->since_age_ms,
+		       (unsigned long long)r->hold_down_ms, (unsigned long long)r->hold_down_left_ms,
+		       (unsigned long long)r->withdraw_delay_ms, (unsigned long long)r->announces,
+		       (unsigned long long)r->withdraws,
+		       (unsigned long long)(r->announces + r->withdraws),
+		       (unsigned long long)r->errors);
+}
+
+static void cmd_show_announce(struct cmd *x)
+{
+	struct ctl_node_state node;
+	struct tbl t = { .ncols = 8 };
+	size_t n;
+	struct ctl_announce_row *rows = announce_rows(x->ctl, &n, &node, x->out);
+	char b[2][64];
+
+	if (rows == NULL)
+		return;
+	if (x->json) {
+		ctl_buf_printf(x->out,
+			       "{\"node\":{\"drained\":%s,\"stopping\":%s,\"drain_left_ms\":%llu},"
+			       "\"announce\":[",
+			       node.drained ? "true" : "false", node.stopping ? "true" : "false",
+			       (unsigned long long)node.drain_left_ms);
+		for (size_t i = 0; i < n; i++) {
+			ctl_buf_printf(x->out, "%s", i ? "," : "");
+			announce_json(x->out, &rows[i]);
+		}
+		ctl_buf_printf(x->out, "]}\n\n");
+		free(rows);
+		return;
+	}
+	if (node.stopping)
+		ctl_buf_printf(x->out, "node: stopping\n");
+	else if (node.drained && node.drain_left_ms > 0)
+		ctl_buf_printf(x->out, "node: drained (node drain); open connections are closed in "
+				       "%llums\n",
+			       (unsigned long long)node.drain_left_ms);
+	else
+		ctl_buf_printf(x->out, "node: %s\n", node.drained ? "drained (node drain)" : "serving");
+	tbl_row(&t, "announce", "device", "state", "addresses", "pools", "since", "transitions",
+		"cause");
+	for (size_t i = 0; i < n; i++) {
+		const struct ctl_announce_row *r = &rows[i];
+		char when[32];
+
+		fmt_wall(r->since_wall_ms, when, sizeof(when));
+		snprintf(b[0], sizeof(b[0]), "%s (%llus ago)", when,
+			 (unsigned long long)(r->since_age_ms / 1000));
+		tbl_row(&t, r->name, r->device, r->state, r->addresses, r->pools[0] ? r->pools : "-",
+			b[0], u64s(b[1], r->announces + r->withdraws),
+			/* last: the cause has spaces */
+			r->cause[0] ? r->cause : "-");
+	}
+	tbl_print(&t, x->out);
+	free(rows);
+}
+
+static void cmd_announce_admin(struct cmd *x)
+{
+	char msg[512];
+
+	if (x->ctl->hooks.announce_admin == NULL) {
+		reply_error(x->out, "announce is not available");
+		return;
+	}
+	msg[0] = '\0';
+	if (x->ctl->hooks.announce_admin(x->ctl->hooks.arg, x->argv[2],
+					 strcmp(x->argv[1], "withdraw") == 0, msg, sizeof(msg)) < 0) {
+		reply_error(x->out, "%s", msg);
+		return;
+	}
+	ctl_changed(x->ctl); /* an operator's withdraw survives a restart */
+	reply_ok(x, "%s", msg);
+}
+
+/* node drain [within DURATION] | node ready */
+static void cmd_node(struct cmd *x)
+{
+	bool drain = strcmp(x->argv[1], "drain") == 0;
+	uint64_t within_ms = 0;
+	char msg[512];
+
+	if (x->argc != 2 && (!drain || x->argc != 4 || strcmp(x->argv[2], "within") != 0)) {
+		reply_error(x->out, "usage: node drain [within DURATION], or node ready");
+		return;
+	}
+	if (x->argc == 4 &&
+	    (util_parse_duration_ms(x->argv[3], 24ull * 3600 * 1000, &within_ms) < 0 ||
+	     within_ms == 0)) {
+		reply_error(x->out, "bad duration '%s' (expected e.g. 500ms, 30s, 5m)", x->argv[3]);
+		return;
+	}
+	if (x->ctl->hooks.node_drain == NULL) {
+		reply_error(x->out, "node drain is not available");
+		return;
+	}
+	msg[0] = '\0';
+	if (x->ctl->hooks.node_drain(x->ctl->hooks.arg, drain, within_ms, msg, sizeof(msg)) < 0)
+		reply_error(x->out, "%s", msg);
+	else
+		reply_ok(x, "%s", msg);
+}
+
+static void cmd_wait_idle(struct cmd *x)
+{
+	uint64_t timeout;
+
+	if (wait_timeout(x, 2, &timeout) < 0)
+		return;
+	x->cl->wait = CTL_WAIT_IDLE;
+	x->cl->wait_json = x->json;
+	x->cl->wait_deadline_ms = util_now_ms() + timeout;
+	if (!ctl_wait_check(x->ctl, x->cl, util_now_ms(), x->out))
+		ctl_client_wait_start(x->cl);
 }
 
 /* ---- reload ---- */
@@ -941,10 +1467,22 @@ static void cmd_vrrp_admin(struct cmd *x)
 		reply_ok(x, "%s", msg);
 }
 
+/* ---- cluster ---- */
+
+static void cmd_show_cluster(struct cmd *x)
+{
+	if (x->ctl->hooks.cluster_show == NULL) {
+		reply_error(x->out, "cluster is not available");
+		return;
+	}
+	x->ctl->hooks.cluster_show(x->ctl->hooks.arg, x->json, x->out);
+}
+
 static const struct cmd_entry commands[] = {
 	{ "help", NULL, 1, 1, CTL_LEVEL_USER, cmd_help, "help" },
 	{ "show", "info", 2, 2, CTL_LEVEL_USER, cmd_show_info, "show info" },
 	{ "show", "listeners", 2, 2, CTL_LEVEL_USER, cmd_show_listeners, "show listeners" },
+	{ "show", "routes", 2, 3, CTL_LEVEL_USER, cmd_show_routes, "show routes [LISTEN]" },
 	{ "show", "pools", 2, 2, CTL_LEVEL_USER, cmd_show_pools, "show pools" },
 	{ "show", "servers", 2, 3, CTL_LEVEL_USER, cmd_show_servers, "show servers [POOL]" },
 	{ "show", "metrics", 2, 2, CTL_LEVEL_USER, cmd_show_metrics, "show metrics" },
@@ -969,8 +1507,25 @@ static const struct cmd_entry commands[] = {
 	{ "show", "resolvers", 2, 2, CTL_LEVEL_USER, cmd_show_resolvers, "show resolvers" },
 	{ "vrrp", "leave", 3, 3, CTL_LEVEL_ADMIN, cmd_vrrp_admin, "vrrp leave NAME" },
 	{ "vrrp", "join", 3, 3, CTL_LEVEL_ADMIN, cmd_vrrp_admin, "vrrp join NAME" },
+	{ "show", "cluster", 2, 2, CTL_LEVEL_USER, cmd_show_cluster, "show cluster" },
+	{ "clear", "lateness", 2, 2, CTL_LEVEL_ADMIN, cmd_clear_lateness, "clear lateness" },
+	{ "show", "announce", 2, 2, CTL_LEVEL_USER, cmd_show_announce, "show announce" },
+	{ "announce", "withdraw", 3, 3, CTL_LEVEL_ADMIN, cmd_announce_admin,
+	  "announce withdraw NAME|all" },
+	{ "announce", "restore", 3, 3, CTL_LEVEL_ADMIN, cmd_announce_admin,
+	  "announce restore NAME|all" },
+	{ "node", "drain", 2, 4, CTL_LEVEL_ADMIN, cmd_node, "node drain [within DURATION]" },
+	{ "node", "ready", 2, 2, CTL_LEVEL_ADMIN, cmd_node, "node ready" },
+	{ "wait", "idle", 2, 3, CTL_LEVEL_USER, cmd_wait_idle, "wait idle [TIMEOUT]" },
 	{ NULL, NULL, 0, 0, CTL_LEVEL_USER, NULL, NULL },
 };
+
+void ctl_commands(ctl_command_fn fn, void *arg)
+{
+	for (size_t i = 0; commands[i].w1 != NULL; i++)
+		fn(arg, commands[i].w1, commands[i].w2, commands[i].usage,
+		   commands[i].level == CTL_LEVEL_ADMIN);
+}
 
 static void cmd_help(struct cmd *x)
 {

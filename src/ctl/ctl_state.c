@@ -5,13 +5,16 @@
  * where a server added at runtime keeps its options in the words of a
  * configuration file's server line (srvopt.h: the same table and rules as
  * the file and `server add`). Lines written before that table
- * (backup=0|1, maxconn=N, nocheck) are still read. Written atomically
- * (temporary file + rename) after every change; read at start-up after
- * the configuration is applied. A line for a server that is not there
- * yet, in a pool whose servers DNS makes, is kept (and written back)
- * until DNS makes it; so is the line of such a server that DNS took
- * away. A server added with a host name keeps it (host NAME), so that it
- * is followed again after a restart. */
+ * (backup=0|1, maxconn=N, nocheck) are still read. And one line per
+ * announce block the operator withdrew (a node drain is not kept: it is
+ * the step before stopping a node, whose restart serves again):
+ *   announce NAME withdrawn
+ * Written atomically (temporary file + rename) after every change; read at
+ * start-up after the configuration is applied. A line for a server that
+ * is not there yet, in a pool whose servers DNS makes, is kept (and
+ * written back) until DNS makes it; so is the line of such a server that
+ * DNS took away. A server added with a host name keeps it (host NAME), so
+ * that it is followed again after a restart. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +76,22 @@ int ctl_state_save(struct ctl *c)
 			fprintf(f, " weight %u", sp->weight);
 		fprintf(f, "\n");
 	}
+	if (c->hooks.announces != NULL) {
+		struct ctl_node_state node;
+		size_t na = c->hooks.announces(c->hooks.arg, NULL, 0, &node);
+		struct ctl_announce_row *rows = calloc(na + 1, sizeof(*rows));
+
+		if (rows == NULL) {
+			fclose(f);
+			unlink(tmp);
+			return -1;
+		}
+		na = UTIL_MIN(na, c->hooks.announces(c->hooks.arg, rows, na, &node));
+		for (size_t i = 0; i < na; i++)
+			if (rows[i].manual)
+				fprintf(f, "announce %s withdrawn\n", rows[i].name);
+		free(rows);
+	}
 	if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
 		fclose(f);
 		unlink(tmp);
@@ -83,6 +102,7 @@ int ctl_state_save(struct ctl *c)
 }
 
 struct state_line {
+	bool announce; /* "announce NAME withdrawn": only name is set */
 	char pool[UTIL_NAME_MAX], name[UTIL_NAME_MAX];
 	struct util_addr addr;
 	enum pool_admin admin;
@@ -139,6 +159,12 @@ static int parse_line(char *line, struct state_line *sl, char *err, size_t errle
 		return 1;
 	memset(sl, 0, sizeof(*sl));
 	util_srvopts_init(&sl->opts);
+	if (argc == 3 && strcmp(argv[0], "announce") == 0 && strcmp(argv[2], "withdrawn") == 0 &&
+	    strlen(argv[1]) < UTIL_NAME_MAX) {
+		sl->announce = true;
+		util_strlcpy(sl->name, argv[1], sizeof(sl->name));
+		return 0;
+	}
 	if (argc < 6 || strcmp(argv[0], "server") != 0 || strcmp(argv[4], "admin") != 0) {
 		snprintf(err, errlen, "expected 'server POOL NAME ADDRESS admin STATE ...'");
 		return -1;
@@ -247,11 +273,29 @@ static struct pool_server *restore_added(struct ctl *c, struct pool *p, struct s
 	return s;
 }
 
+static void apply_announce(struct ctl *c, const struct state_line *sl)
+{
+	char msg[256];
+
+	if (c->hooks.announce_admin == NULL ||
+	    c->hooks.announce_admin(c->hooks.arg, sl->name, true, msg, sizeof(msg)) < 0) {
+		log_warn("state-file: announce %s no longer exists; its withdraw is ignored",
+			 sl->name);
+		return;
+	}
+	log_notice("state-file: announce %s restored: withdrawn by the operator", sl->name);
+}
+
 static void apply_line(struct ctl *c, struct state_line *sl)
 {
-	struct pool *p = ctl_find_pool(c, sl->pool);
+	struct pool *p;
 	struct pool_server *s;
 
+	if (sl->announce) {
+		apply_announce(c, sl);
+		return;
+	}
+	p = ctl_find_pool(c, sl->pool);
 	if (p == NULL) {
 		log_warn("state-file: pool %s no longer exists; %s/%s ignored", sl->pool, sl->pool,
 			 sl->name);

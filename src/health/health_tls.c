@@ -212,3 +212,10 @@ void health_tls_end(struct health_checker *chk)
 	chk->ssl = NULL;
 	ERR_clear_error();
 }
+
+const char *health_tls_version(char *buf, size_t len)
+{
+	snprintf(buf, len, "%s (built with %s)", OpenSSL_version(OPENSSL_VERSION),
+		 OPENSSL_VERSION_TEXT);
+	return buf;
+}

@@ -13,10 +13,25 @@
 #include "sluice/util.h"
 
 static struct qsbr *pool_qsbr;
+/* control thread only, like every publish */
+static pool_publish_fn publish_fn;
+static void *publish_arg;
 
 void pool_set_qsbr(struct qsbr *q)
 {
 	pool_qsbr = q;
+}
+
+void pool_set_publish_hook(pool_publish_fn fn, void *arg)
+{
+	publish_fn = fn;
+	publish_arg = arg;
+}
+
+static void published(struct pool *p)
+{
+	if (publish_fn != NULL)
+		publish_fn(p, publish_arg);
 }
 
 const char *pool_balance_name(enum pool_balance b)
@@ -69,6 +84,7 @@ struct pool *pool_new(const char *name)
 	util_strlcpy(p->name, name, sizeof(p->name));
 	p->queue_max = 1000;
 	p->timeout_queue_ms = 5000;
+	p->maglev_size = POOL_MAGLEV_SIZE_DEFAULT;
 	atomic_init(&p->refcnt, 1);
 	return p;
 }
@@ -96,6 +112,14 @@ static void lb_free(void *obj)
 	free(lb);
 }
 
+static void maglev_base_free(struct pool_maglev_base *mb)
+{
+	free(mb->keys);
+	free(mb->weights);
+	free(mb->table);
+	memset(mb, 0, sizeof(*mb));
+}
+
 void pool_put(struct pool *p)
 {
 	if (atomic_fetch_sub_explicit(&p->refcnt, 1, memory_order_acq_rel) != 1)
@@ -109,6 +133,8 @@ void pool_put(struct pool *p)
 	for (size_t i = 0; i < p->nretiring; i++)
 		pool_server_put(p->retiring[i]);
 	free(p->retiring);
+	maglev_base_free(&p->maglev[0]);
+	maglev_base_free(&p->maglev[1]);
 	free(p->servers);
 	util_hmap_free(&p->server_index);
 	free(p);
@@ -288,43 +314,57 @@ void pool_remove_server(struct pool *p, struct pool_server *s)
 		pool_publish(p);
 }
 
-bool pool_sweep_step(struct pool *p, struct pool_sweep *sw, size_t max,
-		     bool (*doomed)(void *arg, struct pool_server *s), void *arg)
+/* Room in the retiring list for n more. Returns 0 or -1. */
+static int retiring_reserve(struct pool *p, size_t n)
 {
+	struct pool_server **a;
+
+	if (p->nretiring + n <= p->retiring_cap)
+		return 0;
+	a = realloc(p->retiring, (p->nretiring + n) * sizeof(*a));
+	if (a == NULL)
+		return -1;
+	p->retiring = a;
+	p->retiring_cap = p->nretiring + n;
+	return 0;
+}
+
+int pool_sweep_step(struct pool *p, struct pool_sweep *sw, size_t max,
+		    bool (*doomed)(void *arg, struct pool_server *s), void *arg)
+{
+	/* room for all of them first, so that the finish cannot fail */
+	if (!sw->reserved) {
+		if (retiring_reserve(p, p->nservers) < 0)
+			return -1;
+		sw->reserved = true;
+	}
 	/* a permutation at every moment: [0, kept) stays, in its order,
-	 * [kept, seen) goes, [seen, nservers) is still to look at */
+	 * [kept, seen) goes (already out of the name index), [seen,
+	 * nservers) is still to look at */
 	for (; sw->seen < p->nservers && max > 0; sw->seen++, max--) {
 		struct pool_server *s = p->servers[sw->seen];
 
-		if (doomed(arg, s))
+		if (doomed(arg, s)) {
+			util_hmap_del(&p->server_index, s->name, (uintptr_t)s);
+			s->removed = true;
 			continue;
+		}
 		p->servers[sw->seen] = p->servers[sw->kept];
 		p->servers[sw->kept++] = s;
 	}
-	return sw->seen == p->nservers;
+	return sw->seen == p->nservers ? 0 : 1;
 }
 
 long pool_sweep_finish(struct pool *p, struct pool_sweep *sw)
 {
-	size_t n = p->nservers - sw->kept;
+	size_t n = sw->seen - sw->kept; /* room reserved by the first step */
 
-	if (p->nretiring + n > p->retiring_cap) {
-		size_t cap = p->nretiring + n;
-		struct pool_server **a = realloc(p->retiring, cap * sizeof(*a));
-
-		if (a == NULL)
-			return -1;
-		p->retiring = a;
-		p->retiring_cap = cap;
-	}
-	for (size_t i = sw->kept; i < p->nservers; i++) {
-		struct pool_server *s = p->servers[i];
-
-		util_hmap_del(&p->server_index, s->name, (uintptr_t)s);
-		s->removed = true;
-		p->retiring[p->nretiring++] = s;
-	}
-	p->nservers = sw->kept;
+	for (size_t i = 0; i < n; i++)
+		p->retiring[p->nretiring++] = p->servers[sw->kept + i];
+	/* servers appended after the last step stay */
+	memmove(&p->servers[sw->kept], &p->servers[sw->seen],
+		(p->nservers - sw->seen) * sizeof(p->servers[0]));
+	p->nservers -= n;
 	return (long)n;
 }
 
@@ -332,7 +372,8 @@ long pool_remove_if(struct pool *p, bool (*doomed)(void *arg, struct pool_server
 {
 	struct pool_sweep sw = { 0 };
 
-	pool_sweep_step(p, &sw, SIZE_MAX, doomed, arg);
+	if (pool_sweep_step(p, &sw, SIZE_MAX, doomed, arg) < 0)
+		return -1;
 	return pool_sweep_finish(p, &sw);
 }
 
@@ -360,6 +401,110 @@ bool pool_server_eligible(const struct pool_server *s)
 {
 	return s->admin == POOL_ADMIN_READY && s->health == POOL_HEALTH_UP && s->weight > 0 &&
 	       !s->dns_gone;
+}
+
+bool pool_has_usable(const struct pool *p)
+{
+	for (size_t i = 0; i < p->nservers; i++)
+		if (!p->servers[i]->removed && pool_server_eligible(p->servers[i]))
+			return true;
+	return false;
+}
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp((*(struct pool_server *const *)a)->name,
+		      (*(struct pool_server *const *)b)->name);
+}
+
+/* Make mb the base table of these members (keys, weights in name order)
+ * with m slots, rebuilding it only when one of them changed. The arrays are
+ * copied. Returns 0 or -1 (no memory; mb unchanged). */
+static int maglev_base_update(struct pool_maglev_base *mb, const uint64_t *keys,
+			      const uint32_t *weights, size_t n, uint32_t m)
+{
+	struct pool_maglev_base nb = { .n = n, .m = m };
+
+	if (mb->table != NULL && mb->m == m && mb->n == n &&
+	    memcmp(mb->keys, keys, n * sizeof(*keys)) == 0 &&
+	    memcmp(mb->weights, weights, n * sizeof(*weights)) == 0)
+		return 0;
+	nb.keys = malloc(n * sizeof(*keys));
+	nb.weights = malloc(n * sizeof(*weights));
+	nb.table = malloc((size_t)m * sizeof(*nb.table));
+	if (nb.keys == NULL || nb.weights == NULL || nb.table == NULL ||
+	    balance_maglev_build(keys, weights, n, m, nb.table) < 0) {
+		maglev_base_free(&nb);
+		return -1;
+	}
+	memcpy(nb.keys, keys, n * sizeof(*keys));
+	memcpy(nb.weights, weights, n * sizeof(*weights));
+	maglev_base_free(mb);
+	*mb = nb;
+	return 0;
+}
+
+/* The maglev group: members are the servers of the group with weight > 0,
+ * in name order; the base table holds them all, the snapshot's table is
+ * the base refilled for those eligible now, renumbered to g->srv. */
+static int maglev_group_build(struct pool *p, struct pool_lb_group *g, bool backup)
+{
+	struct pool_server **mem = calloc(p->nservers + 1, sizeof(*mem));
+	uint64_t *keys = calloc(p->nservers + 1, sizeof(*keys));
+	uint32_t *full = calloc(p->nservers + 1, sizeof(*full));
+	uint32_t *cur = calloc(p->nservers + 1, sizeof(*cur));
+	int32_t *to_srv = calloc(p->nservers + 1, sizeof(*to_srv));
+	size_t n = 0, ne = 0;
+	int rc = -1;
+
+	if (mem == NULL || keys == NULL || full == NULL || cur == NULL || to_srv == NULL)
+		goto out;
+	for (size_t i = 0; i < p->nservers; i++) {
+		struct pool_server *s = p->servers[i];
+
+		if (s->backup == backup && s->weight > 0) {
+			mem[n++] = s;
+			ne += pool_server_eligible(s);
+		}
+	}
+	rc = 0;
+	if (ne == 0)
+		goto out;
+	rc = -1;
+	qsort(mem, n, sizeof(*mem), by_name);
+	g->srv = calloc(ne, sizeof(*g->srv));
+	g->weights = calloc(ne, sizeof(*g->weights));
+	g->maglev = malloc((size_t)p->maglev_size * sizeof(*g->maglev));
+	if (g->srv == NULL || g->weights == NULL || g->maglev == NULL)
+		goto out;
+	g->maglev_size = p->maglev_size;
+	for (size_t i = 0; i < n; i++) {
+		keys[i] = util_hash64(mem[i]->name, strlen(mem[i]->name), 0);
+		full[i] = mem[i]->weight * POOL_WEIGHT_SCALE;
+		to_srv[i] = -1;
+		if (pool_server_eligible(mem[i])) {
+			cur[i] = pool_server_lb_weight(mem[i]);
+			to_srv[i] = (int32_t)g->n;
+			g->srv[g->n] = mem[i];
+			g->weights[g->n++] = cur[i];
+		}
+	}
+	if (maglev_base_update(&p->maglev[backup], keys, full, n, p->maglev_size) < 0)
+		goto out;
+	/* -1 when the eligible members kept no slot (more members than
+	 * slots, or a ramp's first share of none): picks then scan g->srv */
+	balance_maglev_refill(p->maglev[backup].table, g->maglev_size, keys, cur, full, g->maglev);
+	for (uint32_t j = 0; j < g->maglev_size; j++)
+		if (g->maglev[j] >= 0)
+			g->maglev[j] = to_srv[g->maglev[j]];
+	rc = 0;
+out:
+	free(mem);
+	free(keys);
+	free(full);
+	free(cur);
+	free(to_srv);
+	return rc;
 }
 
 /* Fill both groups of a snapshot with the eligible servers and their
@@ -421,7 +566,6 @@ none:
  * -1. */
 static int lb_group_build(struct pool *p, struct pool_lb_group *g)
 {
-	uint64_t *keys = NULL;
 	size_t n = g->n;
 
 	if (n == 0)
@@ -435,23 +579,31 @@ static int lb_group_build(struct pool *p, struct pool_lb_group *g)
 			return -1;
 		balance_cumulative(g->weights, n, g->cum);
 		return 0;
-	case POOL_BALANCE_MAGLEV:
-		g->maglev_size = balance_maglev_size(n);
-		g->maglev = calloc(g->maglev_size, sizeof(*g->maglev));
-		keys = calloc(n, sizeof(*keys));
-		if (g->maglev == NULL || keys == NULL) {
-			free(keys);
-			return -1;
-		}
-		for (size_t i = 0; i < n; i++)
-			keys[i] = util_hash64(g->srv[i]->name, strlen(g->srv[i]->name), 0);
-		balance_maglev_build(keys, g->weights, n, g->maglev_size, g->maglev);
-		free(keys);
-		return 0;
+	case POOL_BALANCE_MAGLEV: /* maglev_group_build() */
 	case POOL_BALANCE_LEASTCONN:
 	case POOL_BALANCE_FIRST:
 		return 0;
 	}
+	return 0;
+}
+
+/* Both groups of a snapshot: Maglev builds each from its members in name
+ * order (maglev_group_build), the others take the eligible servers of both
+ * in one pass (lb_collect). Returns 0 or -1. */
+static int lb_build(struct pool *p, struct pool_lb *lb)
+{
+	if (p->balance == POOL_BALANCE_MAGLEV) {
+		if (maglev_group_build(p, &lb->primary, false) < 0 ||
+		    maglev_group_build(p, &lb->backup, true) < 0)
+			return -1;
+		return 0;
+	}
+	/* not (or no longer, after a reload) Maglev: no base tables */
+	maglev_base_free(&p->maglev[0]);
+	maglev_base_free(&p->maglev[1]);
+	if (lb_collect(p, lb) < 0 || lb_group_build(p, &lb->primary) < 0 ||
+	    lb_group_build(p, &lb->backup) < 0)
+		return -1;
 	return 0;
 }
 
@@ -465,16 +617,19 @@ int pool_publish(struct pool *p)
 	if (lb == NULL)
 		return -1;
 	lb->balance = p->balance;
-	if (lb_collect(p, lb) < 0 || lb_group_build(p, &lb->primary) < 0 ||
-	    lb_group_build(p, &lb->backup) < 0) {
+	lb->queue_max = p->queue_max;
+	lb->timeout_queue_ms = p->timeout_queue_ms;
+	if (lb_build(p, lb) < 0) {
 		lb_free(lb);
 		log_err("pool %s: out of memory building the balancer table", p->name);
+		published(p); /* the model changed all the same */
 		return -1;
 	}
 	old = atomic_exchange(&p->lb, lb);
 	if (old != NULL && qsbr_retire(pool_qsbr, old, lb_free) < 0)
 		log_err("pool %s: out of memory retiring a balancer table", p->name);
 	retire_taken_out(p);
+	published(p);
 	return 0;
 }
 
@@ -493,6 +648,7 @@ void pool_retire(struct pool *p)
 	}
 	p->nservers = 0;
 	util_hmap_free(&p->server_index);
+	published(p);
 }
 
 /* ---- worker side ---- */
@@ -564,7 +720,7 @@ static size_t group_pick(struct pool_lb *lb, struct pick_arg *a, uint64_t h, uin
 	case POOL_BALANCE_RANDOM:
 		return balance_pick_p2c(g->cum, g->weights, g->n, rng, load_cb, usable_cb, a);
 	case POOL_BALANCE_MAGLEV:
-		return balance_pick_maglev(g->maglev, g->maglev_size, h, usable_cb, a);
+		return balance_pick_maglev(g->maglev, g->maglev_size, g->n, h, usable_cb, a);
 	case POOL_BALANCE_FIRST:
 		return balance_pick_first(g->n, usable_cb, a);
 	}
@@ -599,8 +755,11 @@ enum pool_pick_result pool_pick(struct pool *p, struct pool_pick *pk, uint64_t *
 		}
 		saw_full |= a.saw_full;
 		/* backups only when no primary is usable at all, not when busy */
-		if (saw_full)
+		if (saw_full) {
+			pk->queue_max = lb->queue_max;
+			pk->timeout_queue_ms = lb->timeout_queue_ms;
 			return POOL_PICK_FULL;
+		}
 	}
 	return POOL_PICK_NONE;
 }
@@ -621,6 +780,11 @@ void pool_server_connect_failed(struct pool_server *s)
 	atomic_fetch_add_explicit(&s->connect_errors, 1, memory_order_relaxed);
 	n = atomic_fetch_add_explicit(&s->consecutive_errors, 1, memory_order_relaxed) + 1;
 	pool_health_observe_error(s, n);
+}
+
+void pool_server_local_error(struct pool_server *s)
+{
+	atomic_fetch_add_explicit(&s->local_errors, 1, memory_order_relaxed);
 }
 
 void pool_server_connect_ok(struct pool_server *s)

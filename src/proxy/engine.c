@@ -71,6 +71,7 @@ void proxy_fe_settings_free(void *obj)
 		return;
 	if (s->pool != NULL)
 		pool_put(s->pool);
+	proxy_peek_settings_free(s); /* TLS routes */
 	free(s);
 }
 
@@ -342,6 +343,36 @@ uint64_t proxy_engine_total(const struct proxy_engine *e)
 	return atomic_load(&e->total_conns);
 }
 
+uint64_t proxy_engine_maxconn_reached(const struct proxy_engine *e)
+{
+	return atomic_load(&e->maxconn_reached);
+}
+
+uint64_t proxy_engine_bufmem_used(const struct proxy_engine *e)
+{
+	return atomic_load(&e->bufmem_used);
+}
+
+uint64_t proxy_engine_no_memory(const struct proxy_engine *e)
+{
+	return atomic_load(&e->no_memory);
+}
+
+void proxy_engine_set_krelay(struct proxy_engine *e, struct krelay *k)
+{
+	atomic_store_explicit(&e->krelay, k, memory_order_release);
+}
+
+uint64_t proxy_engine_krelay_conns(const struct proxy_engine *e)
+{
+	return atomic_load(&e->krelay_conns);
+}
+
+uint64_t proxy_engine_krelay_fallbacks(const struct proxy_engine *e)
+{
+	return atomic_load(&e->krelay_fallbacks);
+}
+
 /* ---- accept path ---- */
 
 enum limit_hit { LIMIT_NONE, LIMIT_GLOBAL, LIMIT_LISTENER };
@@ -397,6 +428,31 @@ static void resume_listeners(struct proxy_worker *w, struct proxy_frontend *fe)
 	}
 }
 
+/* A limit stopped accepting: count it and say so (rate-limited), since the
+ * clients it holds back only wait in the kernel's listen queue. */
+static void note_limit(struct proxy_worker *w, struct proxy_wlistener *wl, enum limit_hit hit,
+		       uint32_t fe_max)
+{
+	struct proxy_engine *e = w->e;
+	uint32_t suppressed;
+
+	if (hit == LIMIT_GLOBAL)
+		atomic_fetch_add_explicit(&e->maxconn_reached, 1, memory_order_relaxed);
+	else
+		atomic_fetch_add_explicit(&wl->fe->maxconn_reached, 1, memory_order_relaxed);
+	if (!log_ratelimit_ok(hit == LIMIT_GLOBAL ? &w->rl_limit : &wl->rl_limit, util_now_ms(), 1,
+			      &suppressed))
+		return;
+	if (hit == LIMIT_GLOBAL)
+		log_warn("global maxconn reached (%u of %u connections): new clients wait in the "
+			 "listen queues (%u similar messages suppressed)",
+			 atomic_load(&e->cur_conns), e->conf.maxconn, suppressed);
+	else
+		log_warn("listen %s: maxconn reached (%u of %u connections): new clients wait "
+			 "in the listen queue (%u similar messages suppressed)",
+			 wl->fe->name, atomic_load(&wl->fe->cur_conns), fe_max, suppressed);
+}
+
 /* Stop accepting at a limit. The bit says "wake me when a slot frees"; the
  * second check closes the race with a slot that freed before the bit was
  * visible. */
@@ -406,6 +462,7 @@ static void pause_at_limit(struct proxy_worker *w, struct proxy_wlistener *wl,
 	struct proxy_engine *e = w->e;
 	uint64_t bit = 1ull << w->id;
 
+	note_limit(w, wl, hit, fe_max);
 	if (hit == LIMIT_GLOBAL) {
 		for (struct list_node *n = w->listeners.next; n != &w->listeners; n = n->next)
 			pause_listener(w, list_entry(n, struct proxy_wlistener, link));
@@ -463,12 +520,9 @@ void proxy_worker_queue_kick(struct proxy_worker *w)
 
 static void emfile_pause(struct proxy_worker *w, int err)
 {
-	uint32_t suppressed;
-
-	if (log_ratelimit_ok(&w->rl_accept, util_now_ms(), 1, &suppressed))
-		log_err("worker %u: accept failed: %s; pausing accepts for %dms (%u similar "
-			"messages suppressed)",
-			w->id, strerror(err), (int)(EMFILE_PAUSE_S * 1000), suppressed);
+	log_ratelimited(&w->rl_accept, util_now_ms(), 1, LOGL_ERR,
+			"worker %u: accept failed: %s; pausing accepts for %dms", w->id,
+			strerror(err), (int)(EMFILE_PAUSE_S * 1000));
 	for (struct list_node *n = w->listeners.next; n != &w->listeners; n = n->next)
 		pause_listener(w, list_entry(n, struct proxy_wlistener, link));
 	w->emfile_paused = true;
@@ -577,8 +631,9 @@ static void close_all(struct proxy_worker *w)
 	}
 }
 
-/* Close the sessions using srv, each at a random point of the window so
- * that their clients do not all reconnect in the same millisecond. */
+/* Close the sessions using srv (NULL: every session), each at a random
+ * point of the window so that their clients do not all reconnect in the
+ * same millisecond. */
 static void close_server(struct proxy_worker *w, struct pool_server *srv, uint32_t spread_ms)
 {
 	struct list_node *n = w->sessions.next;
@@ -587,7 +642,7 @@ static void close_server(struct proxy_worker *w, struct pool_server *srv, uint32
 		struct proxy_session *s = list_entry(n, struct proxy_session, link);
 
 		n = n->next;
-		if (s->srv != srv)
+		if (srv != NULL && s->srv != srv)
 			continue;
 		proxy_session_kill_at(s, spread_ms ? util_rand64(&w->rng) % spread_ms + 1 : 0);
 	}
@@ -729,6 +784,8 @@ struct proxy_engine *proxy_engine_new(const struct proxy_engine_conf *conf, stru
 		ev_check_init(&w->check, on_check);
 		ev_check_start(w->loop, &w->check);
 		ev_timer_init(&w->pause_timer, on_pause_timer, 0.0, 0.0);
+		proxy_worker_trim_init(w);
+		proxy_krelay_worker_init(w);
 	}
 	return e;
 }
@@ -773,6 +830,7 @@ void proxy_engine_free(struct proxy_engine *e)
 		close_all(w);
 		free_dead(w);
 		proxy_worker_pools_free(w);
+		proxy_krelay_worker_free(w);
 		ev_loop_destroy(w->loop);
 		pthread_mutex_destroy(&w->cmd_lock);
 	}

@@ -82,6 +82,48 @@ int util_service_name_check(const char *s, size_t n, char *err, size_t errlen)
 	return 0;
 }
 
+bool util_dns_name_valid(const char *s, size_t n)
+{
+	size_t label = 0;
+	bool digits = true;
+
+	if (n == 0 || n > 253)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (ch == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+			digits = true;
+			continue;
+		}
+		/* ASCII ranges, not ctype: this runs per TLS connection and
+		 * must not depend on a locale */
+		bool digit = ch >= '0' && ch <= '9';
+
+		if (!digit && !((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z') && ch != '-' && ch != '_')
+			return false;
+		digits = digits && digit;
+		if (++label > 63)
+			return false;
+	}
+	return label > 0 && !digits;
+}
+
+bool util_dns_name_match(const char *pattern, size_t plen, const char *name, size_t nlen)
+{
+	if (plen >= 2 && pattern[0] == '*' && pattern[1] == '.') {
+		const char *suffix = pattern + 1; /* ".example.com" */
+		size_t slen = plen - 1;
+
+		return nlen > slen && memcmp(name + nlen - slen, suffix, slen) == 0 &&
+		       memchr(name, '.', nlen - slen) == NULL;
+	}
+	return plen == nlen && memcmp(pattern, name, nlen) == 0;
+}
+
 int util_addr_parse_name(const char *s, char *host, size_t hostlen, uint16_t *port, char *err,
 			 size_t errlen)
 {
@@ -223,6 +265,19 @@ bool util_addr_equal(const struct util_addr *a, const struct util_addr *b)
 		return memcmp(&a->u.in6.sin6_addr, &b->u.in6.sin6_addr, 16) == 0 &&
 		       a->u.in6.sin6_port == b->u.in6.sin6_port;
 	return a->len == b->len;
+}
+
+bool util_addr_serves_host(const struct util_addr *bind, const struct util_addr *host)
+{
+	if (bind->u.sa.sa_family != host->u.sa.sa_family)
+		return false;
+	if (bind->u.sa.sa_family == AF_INET)
+		return bind->u.in4.sin_addr.s_addr == INADDR_ANY ||
+		       bind->u.in4.sin_addr.s_addr == host->u.in4.sin_addr.s_addr;
+	if (bind->u.sa.sa_family == AF_INET6)
+		return IN6_IS_ADDR_UNSPECIFIED(&bind->u.in6.sin6_addr) ||
+		       memcmp(&bind->u.in6.sin6_addr, &host->u.in6.sin6_addr, 16) == 0;
+	return false;
 }
 
 uint16_t util_addr_port(const struct util_addr *a)

@@ -39,6 +39,11 @@ int qsbr_retire(struct qsbr *q, void *obj, qsbr_free_fn free_fn)
 
 size_t qsbr_reclaim(struct qsbr *q)
 {
+	return qsbr_reclaim_some(q, SIZE_MAX);
+}
+
+size_t qsbr_reclaim_some(struct qsbr *q, size_t max)
+{
 	uint64_t min = QSBR_OFFLINE;
 	size_t keep = 0;
 
@@ -49,10 +54,12 @@ size_t qsbr_reclaim(struct qsbr *q)
 			min = s;
 	}
 	for (size_t i = 0; i < q->npending; i++) {
-		if (q->pending[i].epoch <= min)
+		if (q->pending[i].epoch <= min && max > 0) {
 			q->pending[i].free_fn(q->pending[i].obj);
-		else
+			max--;
+		} else {
 			q->pending[keep++] = q->pending[i];
+		}
 	}
 	q->npending = keep;
 	return keep;

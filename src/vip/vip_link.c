@@ -308,15 +308,8 @@ int vip_linkmon_fd(const struct vip_linkmon *mon)
 
 static void linkmon_log_overrun(struct vip_linkmon *mon)
 {
-	uint32_t suppressed = 0;
-
-	if (!log_ratelimit_ok(&mon->rl, util_now_ms(), 1, &suppressed))
-		return;
-	if (suppressed > 0)
-		log_warn("link monitor: netlink overrun, re-reading all links (%u more not logged)",
-			 suppressed);
-	else
-		log_warn("link monitor: netlink overrun, re-reading all links");
+	log_ratelimited(&mon->rl, util_now_ms(), 1, LOGL_WARNING,
+			"link monitor: netlink overrun, re-reading all links");
 }
 
 int vip_linkmon_process(struct vip_linkmon *mon, char *err, size_t errlen)

@@ -23,15 +23,18 @@ SLUICE = os.path.join(BUILD, "sluice")
 
 # Deadlines only matter when something is wrong; they are generous so that
 # a sanitizer build (about 3x slower) passes on a loaded 2-core machine.
-SAN = "san" in os.path.basename(BUILD)
+SAN = "san" in os.path.basename(BUILD)  # build-san (ASan, UBSan) and build-tsan alike
+TSAN = "tsan" in os.path.basename(BUILD)
 SLOW = float(os.environ.get("SLUICE_TIMEOUT_SCALE", "3" if SAN else "1"))
 DEADLINE = 20.0 * SLOW
 
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer",
+                   "WARNING: ThreadSanitizer", "FATAL: ThreadSanitizer")
 
 CONN_RE = re.compile(
     r"info: conn (?P<listener>\S+) (?P<client>\S+) -> (?P<pool>[^/\s]+)/(?P<server>\S+) "
-    r"up=(?P<up>\d+) down=(?P<down>\d+) dur=(?P<dur>\d+)ms end=(?P<end>\S+)$"
+    r"up=(?P<up>\d+) down=(?P<down>\d+) dur=(?P<dur>\d+)ms end=(?P<end>\S+)"
+    r"(?: sni=(?P<sni>\S+) alpn=(?P<alpn>\S+))?$"  # listeners with TLS routes
 )
 
 MiB = 1024 * 1024
@@ -271,14 +274,14 @@ def build_proxy_v2(src, dst):
 
 def make_conf(port, servers, host="127.0.0.1", balance="roundrobin", pool_extra="",
               listen_extra="", global_extra="", workers=2, grace="5s", pool="web",
-              listener="www"):
+              listener="www", log="info"):
     """A one-listener, one-pool configuration. servers: lines after 'server'."""
     srv = "".join("    server %s;\n" % s for s in servers)
     return (
-        "global { workers %d; log stderr info; grace %s; %s }\n"
+        "global { workers %d; log stderr %s; grace %s; %s }\n"
         "pool %s {\n    balance %s;\n%s    %s\n}\n"
         "listen %s {\n    bind %s;\n    pool %s;\n    timeout connect 2s;\n    %s\n}\n"
-        % (workers, grace, global_extra, pool, balance, srv, pool_extra, listener,
+        % (workers, log, grace, global_extra, pool, balance, srv, pool_extra, listener,
            fmt_addr(host, port), pool, listen_extra)
     )
 
@@ -289,14 +292,15 @@ def make_conf(port, servers, host="127.0.0.1", balance="roundrobin", pool_extra=
 class Daemon:
     """A running sluice. stderr and stdout go to a log file polled by tests."""
 
-    def __init__(self, tmp_path, conf_text, name="sluice", args=(), prefix=()):
+    def __init__(self, tmp_path, conf_text, name="sluice", args=(), prefix=(), binary=None):
         self.conf_path = str(tmp_path / ("%s.conf" % name))
         self.log_path = str(tmp_path / ("%s.log" % name))
         with open(self.conf_path, "w") as f:
             f.write(conf_text)
         self.logf = open(self.log_path, "wb")
         # prefix: a command that execs sluice in place (same pid), e.g. unshare
-        self.proc = subprocess.Popen(list(prefix) + [SLUICE, "-f", self.conf_path] + list(args),
+        self.proc = subprocess.Popen(list(prefix) + [binary or SLUICE, "-f", self.conf_path]
+                                     + list(args),
                                      stdin=subprocess.DEVNULL, stdout=self.logf,
                                      stderr=self.logf)
         self.pid = self.proc.pid
@@ -364,21 +368,70 @@ class Daemon:
         return self.wait_exit(timeout)
 
     def sanitizer_report(self):
+        """The log from a little before its first sanitizer report, or None."""
         text = self.log()
-        for m in SANITIZER_MARKS:
-            if m in text:
-                return text
-        return None
+        at = [text.find(m) for m in SANITIZER_MARKS if m in text]
+        if not at:
+            return None
+        return text[max(0, min(at) - 500):]
+
+
+# The relay suite runs in both relay modes: each test of these files that
+# starts sluice runs once with the user-space relay and once with
+# `relay kernel` (sockmap) as the global default.
+RELAY_SUITE = {"test_relay.py", "test_proxyproto.py", "test_silent_client.py",
+               "test_ctl_drain.py", "test_takeover.py", "test_reload_apply.py",
+               "test_lifecycle_sigterm.py", "test_krelay.py", "test_ipv6.py",
+               "test_tls_routes.py"}
+KRELAY_DONE_RE = re.compile(r"notice: kernel relay: (\d+) connections relayed in the kernel, "
+                            r"(\d+) stayed in user space")
+
+
+def pytest_generate_tests(metafunc):
+    if ("relay_mode" in metafunc.fixturenames
+            and os.path.basename(str(metafunc.module.__file__)) in RELAY_SUITE
+            and "relay_mode" not in getattr(metafunc.function, "pytestmark_names", ())):
+        metafunc.parametrize("relay_mode", ["user", "kernel"])
 
 
 @pytest.fixture
-def sluice(tmp_path):
+def relay_mode():
+    """The relay the daemons of a test use by default: "user" outside the
+    relay suite (pytest_generate_tests gives the suite both)."""
+    return "user"
+
+
+def with_relay(conf_text, mode):
+    """conf_text with `relay MODE;` as the global default, unless it says
+    relay itself."""
+    if mode == "user" or re.search(r"(^|[{;\s])relay\s", conf_text):
+        return conf_text
+    if re.search(r"(^|\n)\s*global\s*\{", conf_text):
+        return re.sub(r"(^|\n)(\s*global\s*\{)", r"\1\2 relay %s;" % mode, conf_text, count=1)
+    return "global { relay %s; }\n" % mode + conf_text
+
+
+# The relay mode of the running test, for configurations written later.
+RELAY_NOW = ["user"]
+
+
+def krelay_counts(d):
+    """(relayed in the kernel, stayed in user space) from the exit notice of
+    a stopped daemon, or None."""
+    m = KRELAY_DONE_RE.search(d.log())
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+@pytest.fixture
+def sluice(tmp_path, relay_mode):
     """Factory: sluice(conf_text) starts a daemon and waits until it is ready.
     Teardown: SIGTERM, exit status 0 required, no sanitizer report."""
     started = []
+    RELAY_NOW[0] = relay_mode
 
-    def start(conf_text, ready=True, name=None, args=(), prefix=()):
-        d = Daemon(tmp_path, conf_text, name or "sluice%d" % len(started), args, prefix)
+    def start(conf_text, ready=True, name=None, args=(), prefix=(), binary=None):
+        conf_text = with_relay(conf_text, relay_mode)
+        d = Daemon(tmp_path, conf_text, name or "sluice%d" % len(started), args, prefix, binary)
         started.append(d)
         if ready:
             d.wait_ready()
@@ -402,9 +455,15 @@ def sluice(tmp_path):
             if d.rc != 0:
                 problems.append("sluice pid %d exited %d" % (d.pid, d.rc))
         d.logf.close()
+        if relay_mode != "user" and "notice: kernel relay loaded" not in d.log():
+            problems.append("sluice pid %d ran without the kernel relay in relay %s mode"
+                            % (d.pid, relay_mode))
+        if os.environ.get("SLUICE_KRELAY_REPORT"):
+            print("krelay counts of pid %d: %r" % (d.pid, krelay_counts(d)))
         rep = d.sanitizer_report()
         if rep is not None:
-            problems.append("sanitizer report in the log of pid %d:\n%s" % (d.pid, rep[-6000:]))
+            problems.append("sanitizer report in the log of pid %d:\n%s" % (d.pid, rep[:8000]))
+    RELAY_NOW[0] = "user"
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
 
@@ -553,6 +612,20 @@ def h_name(b, c, rec):
     """Say the backend's name, then hold until the client closes."""
     c.sendall(b.name.encode() + b"\n")
     read_to_end(c, rec)
+
+
+def h_request_reply(b, c, rec):
+    """Client-first: wait for a request line, answer "reply to LINE", close.
+    A bare connect that sends nothing (a check) just ends."""
+    line = b""
+    while not line.endswith(b"\n"):
+        d = c.recv(4096)
+        if not d:
+            rec["end"] = "eof-before-request"
+            return
+        line += d
+    c.sendall(b"reply to " + line)
+    rec["end"] = "answered"
 
 
 def h_hold(b, c, rec):
@@ -710,7 +783,10 @@ def short_dir():
 
 def write_atomic(path, text):
     """Replace a file in one step (rename), so that a reload never reads a
-    half-written file; world-readable."""
+    half-written file; world-readable. A configuration keeps the relay
+    mode of the test (see RELAY_SUITE)."""
+    if path.endswith(".conf"):
+        text = with_relay(text, RELAY_NOW[0])
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         f.write(text)

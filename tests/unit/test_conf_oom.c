@@ -60,6 +60,9 @@ char *__wrap_strdup(const char *s)
 static const char text[] = "global {\n"
 			   "    control /run/a.sock;\n"
 			   "    control /run/b.sock mode 0666 level user;\n"
+			   "    log stderr notice;\n"
+			   "    log syslog facility local0 tag edge info;\n"
+			   "    log udp 192.0.2.10:514 info;\n"
 			   "}\n"
 			   "pool web {\n"
 			   "    server a 127.0.0.1:9001 weight 10;\n"
@@ -78,6 +81,22 @@ static const char text[] = "global {\n"
 			   "}\n"
 			   "listen side { bind 127.0.0.1:8090; pool aux; }\n"
 			   "listen third { bind 127.0.0.1:8091; pool more; }\n"
+			   "listen tls {\n"
+			   "    bind 127.0.0.1:8443;\n"
+			   "    route sni api.example.com pool aux;\n"
+			   "    route sni *.example.com alpn h2 pool more;\n"
+			   "    route no-sni pool web;\n"
+			   "    pool web;\n"
+			   "}\n"
+			   "listen any { bind 0.0.0.0:8444; bind [::]:8444; pool web; }\n"
+			   "announce front {\n"
+			   "    address 198.51.100.30/32;\n"
+			   "    address 198.51.100.31/32;\n"
+			   "    address 2001:db8::30/128;\n"
+			   "    require pool web;\n"
+			   "    require pool aux;\n"
+			   "}\n"
+			   "announce back { address 198.51.100.40; device vip1; }\n"
 			   "vrrp front {\n"
 			   "    interface eth0; vrid 51;\n"
 			   "    address 198.51.100.10/24;\n"
@@ -95,12 +114,15 @@ static const char text[] = "global {\n"
 /* What the file holds, counted. */
 static size_t count(const struct conf *c)
 {
-	size_t n = c->global.ncontrols + c->npools + c->nlistens + c->nvrrps;
+	size_t n = c->global.ncontrols + c->global.nlogs + c->npools + c->nlistens + c->nvrrps +
+		   c->nannounces;
 
 	for (size_t i = 0; i < c->npools; i++)
 		n += c->pools[i].nservers;
 	for (size_t i = 0; i < c->nlistens; i++)
-		n += c->listens[i].nbinds;
+		n += c->listens[i].nbinds + c->listens[i].nroutes;
+	for (size_t i = 0; i < c->nannounces; i++)
+		n += c->announces[i].naddrs + c->announces[i].npools;
 	for (size_t i = 0; i < c->nvrrps; i++)
 		n += c->vrrps[i].naddrs + c->vrrps[i].npeers + c->vrrps[i].ntracks;
 	return n;
@@ -115,7 +137,10 @@ static void test_every_allocation_failure(void **state)
 	(void)state;
 	assert_non_null(c);
 	want = count(c);
-	assert_int_equal(want, 5 + 2 + 1 + 3 + 1 + 1 + 3 + 1 + 3 + 3 + 3 + 3 + 3);
+	/* controls, logs; pools, servers; listens, binds, routes; vrrp blocks,
+	 * their addresses, peers, tracks; announce blocks, their addresses and
+	 * pools */
+	assert_int_equal(want, 2 + 3 + 3 + 7 + 5 + 8 + 3 + 2 + 4 + 3 + 3 + 2 + 4 + 2);
 	conf_free(c);
 	for (fail_at = 0; fail_at < 100000; fail_at++) {
 		nallocs = 0;
