@@ -284,6 +284,7 @@ static uint32_t worker_count(const struct conf *conf)
 static int run(struct core *c)
 {
 	struct proxy_engine_conf ec = { .bufsize = BUFSIZE, .max_pipes_per_worker = PIPES_PER_WORKER };
+	struct core_cluster_txn *ct;
 	char err[256];
 
 	ec.workers = c->nworkers = worker_count(c->conf);
@@ -298,29 +299,38 @@ static int run(struct core *c)
 		return 1;
 	}
 	/* BPF programs load before the privilege drop, and before a takeover
-	 * starts the old process's exit: one program is always attached */
+	 * starts the old process's exit; they are attached once the listeners
+	 * are, so a failed takeover leaves the old process's program alone.
+	 * One program is always attached: the old process's stays until it
+	 * exits, after the new one took its place. */
 	c->bpf_allowed = true;
-	if (core_cluster_apply(c, c->conf, err, sizeof(err)) < 0) {
+	ct = core_cluster_prepare(c, c->conf, err, sizeof(err));
+	if (ct == NULL) {
 		log_err("%s", err);
 		return 1;
 	}
 	if (c->takeover_path != NULL &&
 	    core_takeover_receive(c, c->takeover_path, err, sizeof(err)) < 0) {
+		core_cluster_rollback(c, ct);
 		log_err("%s", err);
 		return 1;
 	}
 	{
 		/* start-up is a reload from an empty configuration */
 		struct conf *loaded = c->conf, *empty = conf_empty(c->conf_path);
-		int rc;
+		int rc = -1;
 
-		if (empty == NULL)
-			return 1;
-		c->conf = empty;
-		rc = core_apply(c, loaded, err, sizeof(err));
-		c->conf = loaded;
-		conf_free(empty);
-		if (rc < 0) {
+		if (empty != NULL) {
+			c->conf = empty;
+			rc = core_apply(c, loaded, err, sizeof(err));
+			c->conf = loaded;
+			conf_free(empty);
+		} else {
+			snprintf(err, sizeof(err), "out of memory");
+		}
+		if (rc < 0 || core_cluster_commit(c, ct, err, sizeof(err)) < 0) {
+			if (rc < 0)
+				core_cluster_rollback(c, ct);
 			log_err("%s", err);
 			return 1;
 		}

@@ -122,22 +122,11 @@ out:
 	return NULL;
 }
 
-/* After a reload failed once the cluster block was applied: the cluster
- * back to the running configuration (an unchanged block was kept, so this
- * changes nothing then). */
-static void cluster_back(struct core *c)
-{
-	char err[256];
-
-	if (core_cluster_apply(c, c->conf, err, sizeof(err)) < 0)
-		log_err("reload: the cluster could not go back to the running configuration: %s",
-			err);
-}
-
 int core_reload(struct core *c, bool check_only, char *msg, size_t len)
 {
 	struct conf_errors errs = { 0 };
-	char diff[8192], err[512], ts[32];
+	char diff[8192], err[512], cerr[256] = "", ts[32];
+	struct core_cluster_txn *ct;
 	struct core_vrrp_txn *vt;
 	struct log_set *logs;
 	struct conf *nc;
@@ -175,25 +164,18 @@ int core_reload(struct core *c, bool check_only, char *msg, size_t len)
 	/* One transaction: every prepare before any commit. The new log
 	 * targets are opened first and installed only once the rest is
 	 * applied, so a failed reload logs where it logged before. VRRP
-	 * prepares beside the running instances, announce prepares what can
+	 * prepares beside the running instances, the cluster block loads a
+	 * changed program without attaching it, announce prepares what can
 	 * fail (devices, serving addresses), core_apply() binds and builds
-	 * before it changes anything (it fails only then); VRRP and announce
-	 * commit last, so a rejected reload never sends priority 0 or moves a
-	 * VIP. */
+	 * before it changes anything (it fails only then); the cluster, VRRP
+	 * and announce commit last, so a rejected reload never touches the
+	 * running program, sends priority 0 or moves a VIP. */
 	logs = log_set_new(nc->global.logs, nc->global.nlogs, err, sizeof(err));
 	vt = logs != NULL ? core_vrrp_prepare(c, nc, err, sizeof(err)) : NULL;
-	if (vt == NULL) {
-		failed(c, err, msg, len);
-		log_set_free(logs);
-		conf_free(nc);
-		core_notify("READY=1");
-		return -1;
-	}
-	/* The cluster block is all or nothing by itself, but it has no
-	 * prepare: it is applied (a changed program replaced in place) before
-	 * the listeners, and put back if they or announce fail. */
-	if (core_cluster_apply(c, nc, err, sizeof(err)) < 0) {
-		core_vrrp_rollback(c, vt);
+	ct = vt != NULL ? core_cluster_prepare(c, nc, err, sizeof(err)) : NULL;
+	if (ct == NULL) {
+		if (vt != NULL)
+			core_vrrp_rollback(c, vt);
 		failed(c, err, msg, len);
 		log_set_free(logs);
 		conf_free(nc);
@@ -203,14 +185,20 @@ int core_reload(struct core *c, bool check_only, char *msg, size_t len)
 	if (core_announce_prepare(c, nc, err, sizeof(err)) < 0 ||
 	    core_apply(c, nc, err, sizeof(err)) < 0) {
 		core_announce_rollback(c);
+		core_cluster_rollback(c, ct);
 		core_vrrp_rollback(c, vt);
-		cluster_back(c);
 		failed(c, err, msg, len);
 		log_set_free(logs);
 		conf_free(nc);
 		core_notify("READY=1");
 		return -1;
 	}
+	/* fails only if the kernel now refuses an attach that prepare's
+	 * checks allowed: the running program is kept, the rest stands */
+	if (core_cluster_commit(c, ct, cerr, sizeof(cerr)) < 0)
+		log_err(
+		    "reload: the cluster block was not applied, the running program is kept: %s",
+		    cerr);
 	core_vrrp_commit(c, vt);
 	core_announce_commit(c);
 	log_set_install(logs);
@@ -227,6 +215,14 @@ int core_reload(struct core *c, bool check_only, char *msg, size_t len)
 	log_notice("reload of %s done", c->conf_path);
 	log_lines("reload: ", diff);
 	snprintf(msg, len, "reload done:\n%s", diff);
+	if (cerr[0] != '\0') {
+		size_t moff = strlen(msg);
+
+		util_bufprintf(msg, len, &moff,
+			       "\nbut the cluster block was not applied, the running program is "
+			       "kept: %s",
+			       cerr);
+	}
 	core_notify("READY=1");
 	return 0;
 }

@@ -1,0 +1,121 @@
+# Second-chance forwarding and transactions: the cluster block is prepared
+# (program loaded and verified, maps filled) with the rest of a reload and
+# attached only once nothing else can fail, so a rejected reload and a
+# failed binary upgrade leave the running program exactly as it was: the
+# same program id on the same interfaces, the same peers, no re-attach.
+import socket
+
+import pytest
+
+from cluster_topo import PORT, VIP4, ClusterNode, ClusterTopo, cluster4, run, tc_filters
+from conftest import Netns, wait_until
+
+
+@pytest.fixture
+def ctopo(tmp_path):
+    t = ClusterTopo(tmp_path)
+    t.backend()
+    yield t
+    errors = t.close()
+    assert not errors, errors
+
+
+def rewrite(node, tail):
+    with open(node.conf) as f:
+        text = f.read()
+    with open(node.conf, "w") as f:
+        f.write(text.split("cluster {")[0] + tail)
+
+
+def block(peers, attach):
+    return "cluster {\n interface eth1;\n uplink eth0;\n attach %s;\n%s}\n" % (
+        attach, "".join(" peer %s %s;\n" % p for p in peers))
+
+
+def tcx_links(prog_id):
+    """How many tcx links hold this program (links carry no namespace in
+    bpftool 7.1, but a program id is unique on the host)."""
+    out = run("bpftool", "-j", "link", "show").stdout
+    import json
+    return sum(1 for l in json.loads(out or "[]") if l.get("prog_id") == prog_id)
+
+
+def attached_where(topo, node, st):
+    """The interfaces of n1 where the running program sits, as the kernel
+    says: tc filters name the program id; tcx links are counted by it."""
+    if st["attached"] == "tc":
+        return sorted(dev for dev in ("eth0", "eth1")
+                      if (" id %d " % st["prog_id"]) in tc_filters(topo, node.n, dev))
+    return tcx_links(st["prog_id"])
+
+
+def peers(st):
+    return sorted((p["name"], p["address"], p["mac"]) for p in st["peers"])
+
+
+@pytest.mark.parametrize("attach", ["tcx", "tc"])
+@pytest.mark.parametrize("how", ["bind", "announce"])
+def test_failed_reload_keeps_the_running_program(ctopo, attach, how):
+    node = ClusterNode(ctopo, "n1", cluster=False,
+                       extra=block([("n2", cluster4(2)), ("n3", cluster4(3))], attach)).start()
+    wait_until(node.peers_resolved, timeout=10, what="n1 resolves its peers")
+    st = node.cluster()
+    where = attached_where(ctopo, node, st)
+    assert where == (["eth0", "eth1"] if attach == "tc" else 2), (where, st)
+    # the block changes (n3 goes) and then something after it fails
+    changed = block([("n2", cluster4(2))], attach)
+    if how == "announce":
+        rewrite(node, changed + "announce front {\n address %s/32;\n device eth1;\n}\n" % VIP4)
+        why = "device eth1 already exists"
+    else:
+        rewrite(node, changed + "listen other { bind %s:%d; pool web; }\n" % (VIP4, PORT + 1))
+        why = "%s:%d" % (VIP4, PORT + 1)
+    with Netns(ctopo.ns["n1"]):
+        squat = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    squat.bind((VIP4, PORT + 1))  # no SO_REUSEPORT: sluice's bind fails
+    try:
+        r = node.ctl("reload")
+    finally:
+        squat.close()
+    assert r.returncode == 1 and why in r.stderr, r.stdout + r.stderr
+    back = node.cluster()
+    assert back["prog_id"] == st["prog_id"], "the running program was replaced: %r" % back
+    assert back["attached"] == st["attached"] and peers(back) == peers(st), back
+    assert attached_where(ctopo, node, back) == where
+    log = node.log()
+    assert log.count("cluster: attached") == 1, log
+    assert "programs detached" not in log and "could not go back" not in log, log
+    # the same change without the failure goes through: one program for another
+    rewrite(node, changed)
+    r = node.ctl("reload")
+    assert r.returncode == 0, r.stdout + r.stderr
+    new = node.cluster()
+    assert new["prog_id"] != st["prog_id"] and [p["name"] for p in new["peers"]] == ["n2"]
+    assert attached_where(ctopo, node, new) == where
+    if attach == "tc":
+        assert tcx_links(st["prog_id"]) == 0
+    else:
+        wait_until(lambda: tcx_links(st["prog_id"]) == 0, timeout=5, what="old links gone")
+    assert node.stop() == 0
+
+
+@pytest.mark.parametrize("attach", ["tcx", "tc"])
+def test_failed_takeover_leaves_the_old_program(ctopo, attach):
+    """A new process whose takeover fails (here: no process at that
+    socket) exits without touching the running one's program: in tc mode
+    it would otherwise have replaced the old filter in place and then
+    removed it on its way out."""
+    old = ClusterNode(ctopo, "n1", cluster=False,
+                      extra=block([("n2", cluster4(2)), ("n3", cluster4(3))], attach)).start()
+    wait_until(old.peers_resolved, timeout=10, what="n1 resolves its peers")
+    st = old.cluster()
+    where = attached_where(ctopo, old, st)
+    new = ClusterNode(ctopo, "n1", cluster=False, name="sluice-n1-new",
+                      extra=block([("n2", cluster4(2)), ("n3", cluster4(3))], attach))
+    new.start(expect_fail=True, args=["--takeover", old.sock + ".nobody"])
+    assert new.proc.returncode == 1, new.log()
+    assert "takeover: cannot connect" in new.log(), new.log()
+    after = old.cluster()
+    assert after["prog_id"] == st["prog_id"] and peers(after) == peers(st), after
+    assert attached_where(ctopo, old, after) == where, (where, new.log())
+    assert old.stop() == 0
