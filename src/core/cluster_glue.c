@@ -418,14 +418,15 @@ static bool running(const struct core *c, struct cluster_stats *st)
 static void show_json(const struct core_cluster *cc, const struct cluster_stats *st,
 		      struct ctl_buf *out)
 {
+	ctl_buf_printf(out, "{\"attached\":\"%s\",\"prog_id\":%u,\"interface\":",
+		       cluster_attach_name(cc->cl), cluster_prog_id(cc->cl));
+	ctl_json_str(out, cc->conf.interface); /* Linux allows '"' in a name */
 	ctl_buf_printf(out,
-		       "{\"attached\":\"%s\",\"prog_id\":%u,\"interface\":\"%s\","
-		       "\"passed\":{\"syn\":%llu,"
+		       ",\"passed\":{\"syn\":%llu,"
 		       "\"socket\":%llu,\"cookie\":%llu,\"reinjected\":%llu,\"inactive\":%llu,"
 		       "\"no_peer\":%llu,\"malformed\":%llu},\"forwarded\":%llu,\"delivered\":%llu,"
 		       "\"dropped\":{\"no_owner\":%llu,\"not_peer\":%llu,\"malformed\":%llu},"
 		       "\"peers\":[",
-		       cluster_attach_name(cc->cl), cluster_prog_id(cc->cl), cc->conf.interface,
 		       (unsigned long long)st->pass_syn, (unsigned long long)st->pass_socket,
 		       (unsigned long long)st->pass_cookie, (unsigned long long)st->pass_reinjected,
 		       (unsigned long long)st->pass_inactive, (unsigned long long)st->pass_no_peer,

@@ -205,9 +205,6 @@ void ctl_drain_schedule(struct ctl *c, struct pool_server *s, uint64_t delay_ms)
 void ctl_drain_cancel(struct ctl *c, struct pool_server *s);
 void ctl_changed(struct ctl *c);
 
-/* JSON string escaping into b. */
-void ctl_json_str(struct ctl_buf *b, const char *s);
-
 /* ctl_cmd.c: a TLS route as `show routes` and the metrics name it:
  * "sni api.example.com alpn h2", "alpn acme-tls/1", "no-sni", "default". */
 void ctl_route_desc(const struct ctl_route_row *r, char *buf, size_t len);

@@ -119,3 +119,18 @@ def test_failed_takeover_leaves_the_old_program(ctopo, attach):
     assert after["prog_id"] == st["prog_id"] and peers(after) == peers(st), after
     assert attached_where(ctopo, old, after) == where, (where, new.log())
     assert old.stop() == 0
+
+
+def test_json_escapes_the_cluster_interface(ctopo):
+    """Linux takes '"' and '\\' in an interface name: `json show cluster`
+    is still JSON and names it exactly."""
+    name, ns = 'c"1\\', ctopo.ns["n1"]
+    run("ip", "-n", ns, "link", "set", "eth1", "down")
+    run("ip", "-n", ns, "link", "set", "eth1", "name", name)
+    run("ip", "-n", ns, "link", "set", name, "up")
+    node = ClusterNode(ctopo, "n1", cluster=False,
+                       extra='cluster {\n interface "c\\"1\\\\";\n uplink eth0;\n'
+                             ' peer n2 %s;\n}\n' % cluster4(2)).start()
+    st = node.cluster()
+    assert st["interface"] == name and [p["name"] for p in st["peers"]] == ["n2"], st
+    assert node.stop() == 0
