@@ -281,6 +281,30 @@ static uint32_t worker_count(const struct conf *conf)
 	return (uint32_t)UTIL_MAX(1, UTIL_MIN(n, 64));
 }
 
+/* Start-up is a reload from an empty configuration: the listeners and
+ * pools, then the cluster program prepared in ct (freed either way).
+ * Returns 0 or -1 with err. */
+static int apply_start(struct core *c, struct core_cluster_txn *ct, char *err, size_t len)
+{
+	struct conf *loaded = c->conf, *empty = conf_empty(c->conf_path);
+	int rc;
+
+	if (empty == NULL) {
+		core_cluster_rollback(c, ct);
+		snprintf(err, len, "out of memory");
+		return -1;
+	}
+	c->conf = empty;
+	rc = core_apply(c, loaded, err, len);
+	c->conf = loaded;
+	conf_free(empty);
+	if (rc < 0) {
+		core_cluster_rollback(c, ct);
+		return -1;
+	}
+	return core_cluster_commit(c, ct, err, len);
+}
+
 static int run(struct core *c)
 {
 	struct proxy_engine_conf ec = { .bufsize = BUFSIZE, .max_pipes_per_worker = PIPES_PER_WORKER };
@@ -315,27 +339,11 @@ static int run(struct core *c)
 		log_err("%s", err);
 		return 1;
 	}
-	{
-		/* start-up is a reload from an empty configuration */
-		struct conf *loaded = c->conf, *empty = conf_empty(c->conf_path);
-		int rc = -1;
-
-		if (empty != NULL) {
-			c->conf = empty;
-			rc = core_apply(c, loaded, err, sizeof(err));
-			c->conf = loaded;
-			conf_free(empty);
-		} else {
-			snprintf(err, sizeof(err), "out of memory");
-		}
-		if (rc < 0 || core_cluster_commit(c, ct, err, sizeof(err)) < 0) {
-			if (rc < 0)
-				core_cluster_rollback(c, ct);
-			log_err("%s", err);
-			return 1;
-		}
-		core_log_listeners(c);
+	if (apply_start(c, ct, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		return 1;
 	}
+	core_log_listeners(c);
 	if (core_vrrp_apply(c, c->conf, err, sizeof(err)) < 0) {
 		log_err("%s", err);
 		return 1;

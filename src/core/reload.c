@@ -122,6 +122,19 @@ out:
 	return NULL;
 }
 
+/* A reload done but for its cluster block (cerr, "" when it was
+ * applied): say so after the diff. */
+static void cluster_not_applied(char *msg, size_t len, const char *cerr)
+{
+	size_t off = strlen(msg);
+
+	if (cerr[0] != '\0')
+		util_bufprintf(msg, len, &off,
+			       "\nbut the cluster block was not applied, the running program is "
+			       "kept: %s",
+			       cerr);
+}
+
 int core_reload(struct core *c, bool check_only, char *msg, size_t len)
 {
 	struct conf_errors errs = { 0 };
@@ -215,14 +228,7 @@ int core_reload(struct core *c, bool check_only, char *msg, size_t len)
 	log_notice("reload of %s done", c->conf_path);
 	log_lines("reload: ", diff);
 	snprintf(msg, len, "reload done:\n%s", diff);
-	if (cerr[0] != '\0') {
-		size_t moff = strlen(msg);
-
-		util_bufprintf(msg, len, &moff,
-			       "\nbut the cluster block was not applied, the running program is "
-			       "kept: %s",
-			       cerr);
-	}
+	cluster_not_applied(msg, len, cerr);
 	core_notify("READY=1");
 	return 0;
 }
