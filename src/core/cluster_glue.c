@@ -328,6 +328,11 @@ struct core_cluster_txn *core_cluster_prepare(struct core *c, const struct conf 
 	return NULL;
 }
 
+bool core_cluster_stacks(const struct core_cluster_txn *t)
+{
+	return t->cl != NULL && strcmp(cluster_attach_name(t->cl), "tcx") == 0;
+}
+
 void core_cluster_rollback(struct core *c, struct core_cluster_txn *t)
 {
 	/* the running program was never touched; t->cl was never attached */

@@ -187,8 +187,8 @@ int core_vrrp_admin(void *arg, const char *name, bool leave, char *msg, size_t l
  * ("FILE:LINE:COL: error: cluster: ...") and nothing changed. Call it
  * before the privilege drop and, at start-up, before a takeover. Exactly
  * one of commit or rollback follows; both free it. */
-struct core_cluster_txn *core_cluster_prepare(struct core *c, const struct conf *newconf,
-					      char *err, size_t len);
+struct core_cluster_txn *core_cluster_prepare(struct core *c, const struct conf *newconf, char *err,
+					      size_t len);
 /* Commit, once nothing else of the change can fail: the new program is
  * attached before the running one is let go (tc filters replaced in
  * place, tcx links stacked), an unchanged block gets the new served
@@ -199,6 +199,9 @@ struct core_cluster_txn *core_cluster_prepare(struct core *c, const struct conf 
 int core_cluster_commit(struct core *c, struct core_cluster_txn *t, char *err, size_t len);
 /* Free what prepare loaded (it was never attached). */
 void core_cluster_rollback(struct core *c, struct core_cluster_txn *t);
+/* Will t's program hang on tcx links (which stack with another process's
+ * and die with ours), rather than replace a tc filter in place? */
+bool core_cluster_stacks(const struct core_cluster_txn *t);
 /* Detach and free (at exit). */
 void core_cluster_free(struct core *c);
 /* Control socket hooks (arg is the core): `show cluster`, metrics. */
