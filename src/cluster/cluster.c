@@ -100,8 +100,13 @@ static bool tc_remove(int ifindex)
 	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
 	DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = CLUSTER_TC_HANDLE,
 			    .priority = CLUSTER_TC_PRIO);
+	size_t had = strlen(libbpf_tail);
+	bool removed = bpf_tc_detach(&hook, &opts) == 0;
 
-	return bpf_tc_detach(&hook, &opts) == 0;
+	/* nothing there is the usual answer ("Parent Qdisc doesn't
+	 * exists"): not a reason to give in a later error */
+	libbpf_tail[had] = '\0';
+	return removed;
 }
 
 static int tc_attach(int prog_fd, int ifindex)
@@ -435,19 +440,28 @@ int cluster_set_served(struct cluster *c, const struct util_addr *addrs, size_t 
 		if (!served_has(next, nn, &k))
 			next[nn++] = k;
 	}
-	/* add before removing: an address kept never leaves the map */
-	for (size_t i = 0; i < nn; i++) {
-		if (map_set(c->skel->maps.served, &next[i], &one) < 0) {
-			fail(err, errlen, "cluster: served address map", errno);
-			free(next);
-			return -1;
-		}
-	}
+	/* the addresses that go leave first, so that old and new together
+	 * never need more room than the map has (an address kept is neither
+	 * removed nor added: it never leaves the map) */
+	libbpf_tail[0] = '\0';
 	for (size_t i = 0; i < c->nserved; i++)
 		if (!served_has(next, nn, &c->served[i]))
 			bpf_map__delete_elem(c->skel->maps.served, &c->served[i],
 					     sizeof(c->served[i]), 0);
 	free(c->served);
+	c->served = NULL;
+	c->nserved = 0;
+	for (size_t i = 0; i < nn; i++) {
+		if (map_set(c->skel->maps.served, &next[i], &one) < 0) {
+			fail(err, errlen, "cluster: served address map", errno);
+			/* the map holds part of next: count all of it as
+			 * there, so that the next call removes what it must
+			 * (deleting an absent key does nothing) */
+			c->served = next;
+			c->nserved = nn;
+			return -1;
+		}
+	}
 	c->served = next;
 	c->nserved = nn;
 	return 0;
