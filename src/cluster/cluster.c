@@ -357,6 +357,13 @@ int cluster_attach(struct cluster *c, const struct cluster *pred, char *err, siz
 
 		if (attached(c, f->ifindex))
 			continue;
+		/* tests: the kernel refuses a replacement half-way (make FAULT=1) */
+		if (c->natt == 1 && pred != NULL && UTIL_FAULT("cluster_replace")) {
+			snprintf(err, errlen, "attach to %s: injected failure (cluster_replace)",
+				 f->name);
+			undo(c, pred);
+			return -1;
+		}
 		if (attach_one(c, pred, s->takeover, prog_fd, f->ifindex, f->name, err, errlen) <
 		    0) {
 			undo(c, pred);

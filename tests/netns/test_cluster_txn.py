@@ -3,12 +3,29 @@
 # attached only once nothing else can fail, so a rejected reload and a
 # failed binary upgrade leave the running program exactly as it was: the
 # same program id on the same interfaces, the same peers, no re-attach.
+import os
 import socket
+import subprocess
 
 import pytest
 
 from cluster_topo import PORT, VIP4, ClusterNode, ClusterTopo, cluster4, run, tc_filters
-from conftest import Netns, wait_until
+from conftest import BUILD, Netns, wait_until
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+@pytest.fixture(scope="module")
+def fault_sluice():
+    """The daemon built with fault injection (make FAULT=1), next to the
+    build under test (SAN=1 too when that is a sanitizer build)."""
+    san = "san" in os.path.basename(BUILD)
+    build = os.path.join(ROOT, "build-san-fault" if san else "build-fault")
+    r = subprocess.run(["make", "-C", ROOT, "FAULT=1", "-j2"] + (["SAN=1"] if san else []) +
+                       [os.path.basename(build) + "/sluice"], capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return os.path.join(build, "sluice")
 
 
 @pytest.fixture
@@ -133,4 +150,38 @@ def test_json_escapes_the_cluster_interface(ctopo):
                              ' peer n2 %s;\n}\n' % cluster4(2)).start()
     st = node.cluster()
     assert st["interface"] == name and [p["name"] for p in st["peers"]] == ["n2"], st
+    assert node.stop() == 0
+
+
+@pytest.mark.parametrize("attach", ["tcx", "tc"])
+def test_replacement_refused_at_commit_keeps_the_running_program(ctopo, fault_sluice, attach):
+    """The one commit that can fail: the kernel refuses to attach the new
+    program half-way (an interface deleted between prepare and commit;
+    injected here on the second interface). The rest of the reload
+    stands (a new listener), the running program stays exactly as it was
+    (its tc filter put back where the new one had replaced it), and the
+    reply and the log say so."""
+    node = ClusterNode(ctopo, "n1", cluster=False,
+                       extra=block([("n2", cluster4(2)), ("n3", cluster4(3))], attach))
+    node.proc = ctopo.spawn("n1", ["env", "SLUICE_FAULT=cluster_replace", fault_sluice, "-f",
+                                   node.conf], node.name)
+    wait_until(lambda: "ready: pid" in node.log() or node.proc.poll() is not None,
+               what="n1 ready")
+    assert node.proc.poll() is None, node.log()
+    wait_until(node.peers_resolved, timeout=10, what="n1 resolves its peers")
+    st = node.cluster()
+    where = attached_where(ctopo, node, st)
+    rewrite(node, block([("n2", cluster4(2))], attach) +
+            "listen other { bind %s:%d; pool web; }\n" % (VIP4, PORT + 1))
+    r = node.ctl("reload")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "but the cluster block was not applied, the running program is kept" in r.stdout, \
+        r.stdout
+    assert "injected failure (cluster_replace)" in r.stdout
+    back = node.cluster()
+    assert back["prog_id"] == st["prog_id"] and peers(back) == peers(st), back
+    assert attached_where(ctopo, node, back) == where
+    assert "reload: the cluster block was not applied" in node.log()
+    listeners = node.ctl("show", "listeners", json_out=True)
+    assert "other" in listeners.stdout, listeners.stdout
     assert node.stop() == 0
