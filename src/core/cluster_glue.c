@@ -398,6 +398,22 @@ int core_cluster_commit(struct core *c, struct core_cluster_txn *t, char *err, s
 	return rc;
 }
 
+void core_cluster_diff(const struct conf *oc, const struct conf *nc, char *buf, size_t len,
+		       size_t *off)
+{
+	const struct conf_cluster *o = &oc->cluster, *n = &nc->cluster;
+
+	if (!o->present && n->present)
+		util_bufprintf(buf, len, off,
+			       "cluster: added (attaches the program to %s and %zu uplink(s))\n",
+			       n->interface, n->nuplinks);
+	else if (o->present && !n->present)
+		util_bufprintf(buf, len, off, "cluster: removed (detaches the program)\n");
+	else if (o->present && !same_block(o, n))
+		util_bufprintf(buf, len, off,
+			       "cluster: changed (a new program replaces the running one)\n");
+}
+
 void core_cluster_free(struct core *c)
 {
 	if (c->cluster == NULL)

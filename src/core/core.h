@@ -199,6 +199,10 @@ struct core_cluster_txn *core_cluster_prepare(struct core *c, const struct conf 
 int core_cluster_commit(struct core *c, struct core_cluster_txn *t, char *err, size_t len);
 /* Free what prepare loaded (it was never attached). */
 void core_cluster_rollback(struct core *c, struct core_cluster_txn *t);
+/* "reload check": a line when the cluster block is added, changed or
+ * removed. */
+void core_cluster_diff(const struct conf *oc, const struct conf *nc, char *buf, size_t len,
+		       size_t *off);
 /* Will t's program hang on tcx links (which stack with another process's
  * and die with ours), rather than replace a tc filter in place? */
 bool core_cluster_stacks(const struct core_cluster_txn *t);

@@ -185,3 +185,21 @@ def test_replacement_refused_at_commit_keeps_the_running_program(ctopo, fault_sl
     listeners = node.ctl("show", "listeners", json_out=True)
     assert "other" in listeners.stdout, listeners.stdout
     assert node.stop() == 0
+
+
+def test_reload_check_names_the_cluster_block(ctopo):
+    """`reload check` and the reload's own report list what a reload
+    would change: the cluster block too (added, changed, removed)."""
+    node = ClusterNode(ctopo, "n1", cluster=False).start()
+    steps = [(block([("n2", cluster4(2)), ("n3", cluster4(3))], "auto"), "cluster: added"),
+             (block([("n2", cluster4(2))], "auto"), "cluster: changed"),
+             (block([("n2", cluster4(2))], "auto"), "no change"),
+             ("", "cluster: removed")]
+    for text, said in steps:
+        rewrite(node, text)
+        r = node.ctl("reload", "check")
+        assert r.returncode == 0 and said in r.stdout, (said, r.stdout + r.stderr)
+        r = node.ctl("reload")
+        assert r.returncode == 0 and said in r.stdout, (said, r.stdout + r.stderr)
+    assert "reload: cluster: removed" in node.log()
+    assert node.stop() == 0
