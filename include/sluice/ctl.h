@@ -27,6 +27,11 @@ void ctl_json_str(struct ctl_buf *b, const char *s);
 /* Append n bytes of s (no formatting: the cheap path for long output). */
 void ctl_buf_append(struct ctl_buf *b, const char *s, size_t n);
 void ctl_buf_free(struct ctl_buf *b);
+/* For metric families written outside ctl (a hook): "# HELP" and "# TYPE"
+ * of a family, and a label value escaped (backslash, quote, newline). */
+void ctl_metrics_family(struct ctl_buf *b, const char *name, const char *type, const char *help);
+void ctl_metrics_label(struct ctl_buf *b, const char *s);
+
 /* Append s as a JSON string (quoted, escaped) to b. */
 void ctl_json_str(struct ctl_buf *b, const char *s);
 

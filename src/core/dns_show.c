@@ -154,18 +154,6 @@ void core_dns_show(void *arg, bool json, struct ctl_buf *out)
 
 /* ---- metrics ---- */
 
-static void label(struct ctl_buf *b, const char *s)
-{
-	for (; *s != '\0'; s++) {
-		if (*s == '\\' || *s == '"')
-			ctl_buf_printf(b, "\\%c", *s);
-		else if (*s == '\n')
-			ctl_buf_printf(b, "\\n");
-		else
-			ctl_buf_printf(b, "%c", *s);
-	}
-}
-
 struct metric_ctx {
 	struct ctl_buf *out;
 	const char *block;
@@ -218,9 +206,9 @@ static void name_sample(void *arg, const struct resolve_name *n)
 		break;
 	}
 	ctl_buf_printf(x->out, "%s{resolvers=\"", name_metrics[x->which].name);
-	label(x->out, x->block);
+	ctl_metrics_label(x->out, x->block);
 	ctl_buf_printf(x->out, "\",name=\"");
-	label(x->out, in.name);
+	ctl_metrics_label(x->out, in.name);
 	ctl_buf_printf(x->out, "\",type=\"%s\"} %llu\n", resolve_type_name(in.type),
 		       (unsigned long long)v);
 }
@@ -229,11 +217,6 @@ static void count_name(void *arg, const struct resolve_name *n)
 {
 	(void)n;
 	(*(size_t *)arg)++;
-}
-
-static void family(struct ctl_buf *b, const char *name, const char *type, const char *help)
-{
-	ctl_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 void core_dns_metrics(void *arg, struct ctl_buf *out)
@@ -257,24 +240,24 @@ void core_dns_metrics(void *arg, struct ctl_buf *out)
 	if (d == NULL)
 		return;
 	for (size_t k = 0; k < UTIL_ARRAY_LEN(names); k++) {
-		family(out, names[k], "counter", helps[k]);
+		ctl_metrics_family(out, names[k], "counter", helps[k]);
 		for (size_t i = 0; i < d->nblocks; i++) {
 			const struct resolve_counters *rc = resolve_counters_of(d->blocks[i]->r);
 			const char *b = d->blocks[i]->rc.name;
 
 			if (k == 2) {
 				ctl_buf_printf(out, "%s{resolvers=\"", names[k]);
-				label(out, b);
+				ctl_metrics_label(out, b);
 				ctl_buf_printf(out, "\",kind=\"nx\"} %llu\n",
 					       (unsigned long long)rc->failures_nx);
 				ctl_buf_printf(out, "%s{resolvers=\"", names[k]);
-				label(out, b);
+				ctl_metrics_label(out, b);
 				ctl_buf_printf(out, "\",kind=\"timeout\"} %llu\n",
 					       (unsigned long long)rc->failures_timeout);
 				continue;
 			}
 			ctl_buf_printf(out, "%s{resolvers=\"", names[k]);
-			label(out, b);
+			ctl_metrics_label(out, b);
 			ctl_buf_printf(out, "\"} %llu\n",
 				       (unsigned long long)(k == 0   ? rc->queries
 							    : k == 1 ? rc->answers
@@ -287,7 +270,8 @@ void core_dns_metrics(void *arg, struct ctl_buf *out)
 	for (int m = 0; m < (int)UTIL_ARRAY_LEN(name_metrics) && nnames > 0; m++) {
 		struct metric_ctx x = {.out = out, .which = m};
 
-		family(out, name_metrics[m].name, name_metrics[m].type, name_metrics[m].help);
+		ctl_metrics_family(out, name_metrics[m].name, name_metrics[m].type,
+				   name_metrics[m].help);
 		for (size_t i = 0; i < d->nblocks; i++) {
 			x.block = d->blocks[i]->rc.name;
 			resolve_foreach(d->blocks[i]->r, name_sample, &x);

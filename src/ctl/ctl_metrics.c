@@ -593,3 +593,13 @@ void ctl_metrics(struct ctl *c, struct ctl_buf *out)
 	out->oom |= t.buf.oom;
 	ctl_buf_free(&t.buf);
 }
+
+void ctl_metrics_family(struct ctl_buf *b, const char *name, const char *type, const char *help)
+{
+	family(b, name, type, help);
+}
+
+void ctl_metrics_label(struct ctl_buf *b, const char *s)
+{
+	label(b, s);
+}
