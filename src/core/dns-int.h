@@ -74,6 +74,7 @@ struct dns_prep {
 /* A `server add` with a host name waiting for its answer. */
 struct dns_lookup {
 	uint64_t id; /* 0: free */
+	struct core_dns_block *blk; /* the block w is on */
 	struct resolve_watch *w;
 	uint64_t lookups0, start_ms;
 };
@@ -110,6 +111,9 @@ void core_dns_sweep_gone(struct core_dns *d);
 
 /* dns_show.c */
 void core_dns_lookups_expire(struct core_dns *d);
+/* Drop the lookups whose block a reload is about to free (their client
+ * gets an error). */
+void core_dns_lookups_drop_block(struct core_dns *d, const struct core_dns_block *blk);
 void core_dns_lookups_free(struct core_dns *d);
 
 #endif

@@ -461,8 +461,12 @@ void core_dns_commit(struct core *c)
 		ref_free(r);
 	}
 	free(old.refs);
-	for (size_t i = 0; i < d->nblocks; i++)
+	for (size_t i = 0; i < d->nblocks; i++) {
+		/* a block the new file does not keep goes with its names */
+		if (d->blocks[i]->refs == 1)
+			core_dns_lookups_drop_block(d, d->blocks[i]);
 		block_put(d->blocks[i]);
+	}
 	free(d->blocks);
 	d->blocks = p->blocks;
 	d->nblocks = p->nblocks;

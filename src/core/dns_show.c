@@ -364,6 +364,7 @@ int core_dns_lookup_start(void *arg, const char *pool, const char *host, uint64_
 		return -1;
 	}
 	l->id = ++d->lookup_seq;
+	l->blk = blk;
 	l->lookups0 = resolve_name_lookups(resolve_watch_name(l->w));
 	l->start_ms = util_now_ms();
 	*id = l->id;
@@ -412,6 +413,13 @@ void core_dns_lookups_expire(struct core_dns *d)
 	/* a client that went away leaves its lookup: dropped after 10 s */
 	for (size_t i = 0; i < DNS_LOOKUPS_MAX; i++)
 		if (d->lookups[i].id != 0 && now - d->lookups[i].start_ms > 10000)
+			lookup_release(&d->lookups[i]);
+}
+
+void core_dns_lookups_drop_block(struct core_dns *d, const struct core_dns_block *blk)
+{
+	for (size_t i = 0; i < DNS_LOOKUPS_MAX; i++)
+		if (d->lookups[i].id != 0 && d->lookups[i].blk == blk)
 			lookup_release(&d->lookups[i]);
 }
 

@@ -529,3 +529,57 @@ def test_a_reload_with_a_silent_dns_keeps_the_names_it_knows(short_dir, sluice, 
     reply = ctl.cmd("reload")
     assert reply.startswith("reload done"), reply
     assert servers(ctl)["app"]["address"] == "127.0.0.2:9"
+
+
+def test_discovered_servers_are_checked_drained_and_counted_like_others(short_dir, sluice,
+                                                                       backends, dns):
+    live = backends(h_name, name="n1")
+    dead_port = free_port()  # nothing listens there: its check fails
+    dns.set_a("n1.svc.test", ["127.0.0.1"])
+    dns.set_a("n2.svc.test", ["127.0.0.1"])
+    dns.set_srv("_app._tcp.svc.test", [(10, 1, live.port, "n1.svc.test"),
+                                       (10, 1, dead_port, "n2.svc.test")], ttl=1)
+    sock = os.path.join(short_dir, "ctl.sock")
+    port = free_port()
+    d = sluice(conf(sock, port, dns,
+                    "    check tcp { interval 200ms; timeout 200ms; rise 1; fall 1; }\n"
+                    "    slowstart 1s;\n"
+                    "    servers srv _app._tcp.svc.test;\n"))
+    ctl = wait_ctl(sock)
+    d.wait_log(r"warning: server web/n2\.svc\.test DOWN: connect refused")
+    assert ctl.cmd("wait up web/n1.svc.test 5s") == "server web/n1.svc.test is up"
+    assert metric(ctl, "sluice_server_up", server="n1.svc.test") == 1
+    assert metric(ctl, "sluice_server_up", server="n2.svc.test") == 0
+    assert get_name(port) == "n1"
+    # drained by the operator: its connection finishes, wait drained answers
+    c = connect(port)
+    assert recv_line(c).strip() == b"n1"
+    ctl.ok("server drain web/n1.svc.test")
+    assert servers(ctl)["n1.svc.test"]["admin"] == "drain"
+    c.close()
+    assert ctl.cmd("wait drained web/n1.svc.test 5s") == "server web/n1.svc.test is drained"
+    assert metric(ctl, "sluice_server_connections_total", server="n1.svc.test") == 2
+
+
+def test_a_server_added_with_a_name_is_followed_again_after_a_restart(short_dir, tmp_path,
+                                                                      sluice, dns):
+    state = str(tmp_path / "state")
+    dns.set_a("app.test", ["127.0.0.2"], ttl=1)
+    sock = os.path.join(short_dir, "ctl.sock")
+    port = free_port()
+    text = conf(sock, port, dns, "    server s0 127.0.0.9:9;\n",
+                global_extra="state-file %s;" % state)
+    d = sluice(text)
+    ctl = wait_ctl(sock)
+    ctl.ok("server add web x app.test:9 ready")
+    with open(state) as f:
+        assert "server web x 127.0.0.2:9 admin ready added host app.test\n" in f.read()
+    assert d.stop() == 0
+    dns.set_a("app.test", ["127.0.0.3"], ttl=1)
+    sluice(text)
+    ctl = wait_ctl(sock)
+    # restored at its last address, then moved by its name's answer
+    wait_until(lambda: servers(ctl)["x"]["address"] == "127.0.0.3:9",
+               what="the restored server to follow its name")
+    assert servers(ctl)["x"]["host"] == "app.test"
+    assert servers(ctl)["x"]["runtime_added"]
