@@ -490,7 +490,8 @@ void core_diff(const struct conf *oc, const struct conf *nc, char *buf, size_t l
 	core_dns_diff(oc, nc, buf, len, &off);
 	if (off == 0)
 		say(buf, len, &off, "no change");
-	else if (off > 0 && buf[off - 1] == '\n')
+	/* a reply ends at its first empty line: no trailing newline here */
+	if (off > 0 && buf[off - 1] == '\n')
 		buf[off - 1] = '\0';
 }
 

@@ -583,3 +583,25 @@ def test_a_server_added_with_a_name_is_followed_again_after_a_restart(short_dir,
                what="the restored server to follow its name")
     assert servers(ctl)["x"]["host"] == "app.test"
     assert servers(ctl)["x"]["runtime_added"]
+
+
+def test_reloads_that_change_the_resolvers_leave_no_descriptor_behind(short_dir, sluice, dns):
+    from conftest import proc_fds
+    dns.set_a("app.test", ["127.0.0.2"], ttl=1)
+    dns.set_a("n1.svc.test", ["127.0.0.1"])
+    dns.set_srv("_app._tcp.svc.test", [(10, 1, 9001, "n1.svc.test")], ttl=1)
+    sock = os.path.join(short_dir, "ctl.sock")
+    port = free_port()
+    pool = "    server app app.test:9;\n    servers srv _app._tcp.svc.test;\n"
+    d = sluice(conf(sock, port, dns, pool))
+    ctl = wait_ctl(sock)
+    before = proc_fds(d.pid)
+    for i in range(20):
+        # a new block each time (its timeout changes): the old one's
+        # c-ares sockets must go with it
+        write_atomic(d.conf_path, conf(sock, port, dns, pool).replace(
+            "timeout 300ms", "timeout %dms" % (300 + i % 2)))
+        assert ctl.cmd("reload").startswith("reload done")
+    assert sorted(servers(ctl)) == ["app", "n1.svc.test"]
+    wait_until(lambda: proc_fds(d.pid) <= before + 2, timeout=5,
+               what="descriptors back to %d (now %d)" % (before, proc_fds(d.pid)))
