@@ -24,4 +24,16 @@ struct util_addr {
 /* Enough for "[ffff:...:ffff%ifname]:65535". */
 #define UTIL_ADDR_STRLEN 80
 
+/* An IPv4 or IPv6 prefix (cidr.c): family AF_INET or AF_INET6, the address
+ * in network byte order (4 or 16 bytes used, the rest zero) with every bit
+ * past plen zero. */
+struct util_cidr {
+	uint8_t addr[16];
+	uint8_t plen; /* 0-32 or 0-128 */
+	uint8_t family;
+};
+
+/* Enough for "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255/128". */
+#define UTIL_CIDR_STRLEN 56
+
 #endif
