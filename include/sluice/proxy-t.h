@@ -10,6 +10,7 @@
 
 #include "sluice/util-t.h"
 
+struct guard;
 struct pool;
 struct proxy_engine;
 
@@ -52,6 +53,9 @@ struct proxy_frontend {
 	_Atomic uint64_t proxy_header_errors;
 	_Atomic uint64_t bytes_in;
 	_Atomic uint64_t bytes_out;
+	/* who may connect and how much (guard); set by its creator before the
+	 * first accept, freed with the frontend */
+	struct guard *guard;
 };
 
 /* Engine-wide settings fixed at start. */

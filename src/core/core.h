@@ -16,7 +16,11 @@ struct proxy_engine;
 struct proxy_frontend;
 struct ctl;
 struct ctl_buf;
+struct ctl_hooks;
+struct ctl_listener_row;
 struct core_vrrp;
+struct core_guard_load;
+struct core_reload_pending;
 
 /* A listening socket inherited from the old process (binary upgrade). */
 struct core_inherited {
@@ -59,6 +63,14 @@ struct core {
 	ev_timer reclaim_timer, drain_timer, grace_timer;
 	struct core_health *health; /* health_glue.c */
 	struct core_vrrp *vrrp; /* vrrp_glue.c */
+	/* guard_glue.c: the allow/deny file tables of the configuration being
+	 * applied (read by core_apply), the loader thread's wake-up, and a
+	 * reload that waits for its files */
+	struct core_guard_load *guard_load;
+	ev_async guard_async;
+	struct core_reload_pending *pending;
+	int reload_rc; /* the last reload that finished: 0 or -1, and its reply */
+	char reload_msg[8192];
 };
 
 /* apply.c: make the runtime model match conf (at start-up c->conf is an
@@ -86,8 +98,50 @@ int core_reload(struct core *c, bool check_only, char *msg, size_t len);
  * with the same pool, name and host name keeps its address while the name
  * still resolves to it. Same contract as conf_load_file(). */
 struct conf *core_load_conf(const char *path, const struct conf *old, struct conf_errors *errs);
-/* The control socket's "reload [check]" hook (arg is the core). */
+/* The control socket's "reload [check]" hook (arg is the core). Returns 1
+ * when the reload waits for allow/deny files (see core_reload_poll). */
 int core_reload_hook(void *arg, bool check_only, char *msg, size_t len);
+/* The control socket's reload_poll hook: 1 while a reload waits for its
+ * files, else the outcome and reply of the last reload. */
+int core_reload_poll(void *arg, char *msg, size_t len);
+/* The loader thread finished: apply (or only check) the waiting reload. */
+void core_reload_files_read(struct core *c);
+/* Shutdown: give up a reload that waits for its files. */
+void core_reload_abandon(struct core *c);
+
+/* guard_glue.c: source ACLs and per-source limits. Read and build the
+ * allow/deny files of nc's listeners whose files changed since c's running
+ * model (c NULL: every one), in place. Returns the tables for
+ * c->guard_load, or NULL with FILE:LINE:COL messages in errs. */
+struct core_guard_load *core_guard_load(struct core *c, const struct conf *nc,
+					struct conf_errors *errs);
+/* The same on a loader thread, into c->guard_load: returns how many
+ * listeners' files it reads (core_reload_files_read follows on the control
+ * loop), 0 when none changed (read nothing), -1 on no memory. nc must live
+ * until then. */
+int core_guard_load_start(struct core *c, const struct conf *nc);
+/* Wait for the loader and log its errors into msg. True when there is none. */
+bool core_guard_load_report(struct core *c, char *msg, size_t len);
+/* Append a line to buf (a diff) for each listener whose files were read. */
+void core_guard_load_describe(const struct core *c, char *buf, size_t len);
+/* Drop c->guard_load (stopping its thread). */
+void core_guard_load_discard(struct core *c);
+void core_guard_load_free(struct core_guard_load *l);
+/* Give fe's guard the ACL and limits of cl, nc->listens[idx] of the
+ * configuration being applied (its file table from c->guard_load, or the one
+ * in use when its files did not change). */
+void core_guard_commit(struct core *c, struct proxy_frontend *fe, const struct conf_listen *cl,
+		       size_t idx);
+/* Start and stop the loader's wake-up on c->loop (stop also abandons a
+ * waiting reload). */
+void core_guard_start(struct core *c);
+void core_guard_stop(struct core *c);
+/* Every 100 ms: forget expired runtime entries (saving the state file),
+ * free limit tables whose connections all closed. */
+void core_guard_tick(struct core *c);
+/* The control socket's guard hooks, and a listener's guard figures. */
+void core_guard_hooks(struct ctl_hooks *h);
+void core_guard_row(struct proxy_frontend *fe, struct ctl_listener_row *r);
 
 /* takeover.c: binary upgrade. The old side's control-socket hook sends
  * the sockets and starts the drain; the new side receives them into

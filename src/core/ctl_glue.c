@@ -67,6 +67,7 @@ static size_t hook_listeners(void *arg, struct ctl_listener_row *rows, size_t ma
 		r->bytes_in = atomic_load(&fe->bytes_in);
 		r->bytes_out = atomic_load(&fe->bytes_out);
 		r->proxy_header_errors = atomic_load(&fe->proxy_header_errors);
+		core_guard_row(fe, r);
 	}
 	return n;
 }
@@ -115,8 +116,10 @@ int core_ctl_start(struct core *c, char *err, size_t errlen)
 		.vrrp_show = core_vrrp_show,
 		.vrrp_admin = core_vrrp_admin,
 		.resolve = util_addr_resolve,
+		.reload_poll = core_reload_poll,
 	};
 
+	core_guard_hooks(&hooks);
 	c->ctl = ctl_new(c->loop, &hooks, g->state_file);
 	if (c->ctl == NULL) {
 		snprintf(err, errlen, "out of memory");

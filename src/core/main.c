@@ -178,6 +178,7 @@ static void on_reclaim(struct ev_loop *loop, ev_timer *t, int revents)
 
 	(void)loop;
 	(void)revents;
+	core_guard_tick(c);
 	qsbr_reclaim(&c->qsbr);
 }
 
@@ -198,6 +199,7 @@ static int run(struct core *c)
 	ec.workers = c->nworkers = worker_count(c->conf);
 	util_strlcpy(c->last_reload, "none", sizeof(c->last_reload));
 	c->loop = ev_default_loop(EVFLAG_NOENV);
+	core_guard_start(c);
 	ec.maxconn = c->maxconn = size_limits(c->conf, ec.workers);
 	pool_set_qsbr(&c->qsbr);
 	c->engine = proxy_engine_new(&ec, &c->qsbr);
@@ -221,6 +223,7 @@ static int run(struct core *c)
 		rc = core_apply(c, loaded, err, sizeof(err));
 		c->conf = loaded;
 		conf_free(empty);
+		core_guard_load_discard(c); /* the guards hold the file tables now */
 		if (rc < 0) {
 			log_err("%s", err);
 			return 1;
@@ -324,19 +327,30 @@ int main(int argc, char **argv)
 		conf_errors_clear(&errs);
 		return 1;
 	}
+	/* allow/deny files: read here, before anything starts */
+	c.guard_load = core_guard_load(NULL, c.conf, &errs);
+	if (c.guard_load == NULL) {
+		print_errors(&errs);
+		conf_errors_clear(&errs);
+		conf_free(c.conf);
+		return 1;
+	}
 	if (check_only) {
 		printf("%s: configuration is valid\n", c.conf_path);
+		core_guard_load_discard(&c);
 		conf_free(c.conf);
 		return 0;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	if (log_configure(c.conf->global.logs, c.conf->global.nlogs, err, sizeof(err)) < 0) {
 		fprintf(stderr, "sluice: %s\n", err);
+		core_guard_load_discard(&c);
 		conf_free(c.conf);
 		return 1;
 	}
 	c.start_ms = util_now_ms();
 	rc = run(&c);
+	core_guard_stop(&c);
 	ctl_free(c.ctl);
 	core_vrrp_free(&c);
 	proxy_engine_free(c.engine);

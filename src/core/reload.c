@@ -121,35 +121,47 @@ out:
 	return NULL;
 }
 
-int core_reload(struct core *c, bool check_only, char *msg, size_t len)
+/* A reload that waits for the loader thread to read allow/deny files. */
+struct core_reload_pending {
+	struct conf *nc;
+	bool check_only;
+};
+
+static void remember(struct core *c, int rc, const char *msg)
 {
-	struct conf_errors errs = { 0 };
+	c->reload_rc = rc;
+	util_strlcpy(c->reload_msg, msg, sizeof(c->reload_msg));
+}
+
+/* The rest of a reload once nc's allow/deny files are read
+ * (c->guard_load): check or apply. Takes nc. */
+static int reload_apply(struct core *c, struct conf *nc, bool check_only, char *msg, size_t len)
+{
 	char diff[8192], err[512], ts[32];
 	struct log_set *logs;
-	struct conf *nc;
-	size_t off = 0;
 
-	msg[0] = '\0';
-	/* systemd (notify-reload) wants RELOADING=1 then READY=1 for every
-	 * reload, failed ones included */
-	if (!check_only)
-		core_notify_reloading();
-	nc = core_load_conf(c->conf_path, c->conf, &errs);
-	if (nc == NULL) {
-		for (size_t i = 0; i < errs.n; i++) {
-			log_err("%s", errs.msgs[i]);
-			util_bufprintf(msg, len, &off, "%s%s", i ? "\n" : "", errs.msgs[i]);
-		}
+	if (!core_guard_load_report(c, msg, len)) {
 		if (!check_only) {
-			failed(c, errs.n > 0 ? errs.msgs[0] : "cannot read the file", msg, len);
+			char first[512];
+
+			util_strlcpy(first, msg, sizeof(first));
+			first[strcspn(first, "\n")] = '\0';
+			failed(c, first, msg, len);
 			core_notify("READY=1");
 		}
-		conf_errors_clear(&errs);
+		core_guard_load_discard(c);
+		conf_free(nc);
 		return -1;
 	}
 	core_diff(c->conf, nc, diff, sizeof(diff));
+	if (strncmp(diff, "no change", 9) == 0 && c->guard_load != NULL)
+		diff[0] = '\0';
+	core_guard_load_describe(c, diff, sizeof(diff));
+	if (diff[0] == '\0')
+		util_strlcpy(diff, "no change", sizeof(diff));
 	if (check_only) {
 		snprintf(msg, len, "%s is valid; a reload would apply:\n%s", c->conf_path, diff);
+		core_guard_load_discard(c);
 		conf_free(nc);
 		return 0;
 	}
@@ -161,6 +173,7 @@ int core_reload(struct core *c, bool check_only, char *msg, size_t len)
 	if (logs == NULL || core_vrrp_apply(c, nc, err, sizeof(err)) < 0) {
 		failed(c, err, msg, len);
 		log_set_free(logs);
+		core_guard_load_discard(c);
 		conf_free(nc);
 		core_notify("READY=1");
 		return -1;
@@ -173,10 +186,12 @@ int core_reload(struct core *c, bool check_only, char *msg, size_t len)
 				verr);
 		failed(c, err, msg, len);
 		log_set_free(logs);
+		core_guard_load_discard(c);
 		conf_free(nc);
 		core_notify("READY=1");
 		return -1;
 	}
+	core_guard_load_discard(c);
 	log_set_install(logs);
 	/* what cannot change without a restart keeps its running value */
 	nc->global.workers = c->conf->global.workers;
@@ -193,6 +208,108 @@ int core_reload(struct core *c, bool check_only, char *msg, size_t len)
 	snprintf(msg, len, "reload done:\n%s", diff);
 	core_notify("READY=1");
 	return 0;
+}
+
+int core_reload(struct core *c, bool check_only, char *msg, size_t len)
+{
+	struct conf_errors errs = { 0 };
+	struct conf *nc;
+	size_t off = 0;
+	int rc;
+
+	msg[0] = '\0';
+	if (c->pending != NULL) {
+		snprintf(msg, len, "a reload is in progress (reading allow/deny files)");
+		return -1;
+	}
+	/* systemd (notify-reload) wants RELOADING=1 then READY=1 for every
+	 * reload, failed ones included */
+	if (!check_only)
+		core_notify_reloading();
+	nc = core_load_conf(c->conf_path, c->conf, &errs);
+	if (nc == NULL) {
+		for (size_t i = 0; i < errs.n; i++) {
+			log_err("%s", errs.msgs[i]);
+			util_bufprintf(msg, len, &off, "%s%s", i ? "\n" : "", errs.msgs[i]);
+		}
+		if (!check_only) {
+			failed(c, errs.n > 0 ? errs.msgs[0] : "cannot read the file", msg, len);
+			core_notify("READY=1");
+		}
+		conf_errors_clear(&errs);
+		remember(c, -1, msg);
+		return -1;
+	}
+	/* allow/deny files that changed are read off the control loop */
+	rc = core_guard_load_start(c, nc);
+	if (rc > 0) {
+		c->pending = malloc(sizeof(*c->pending));
+		if (c->pending != NULL) {
+			c->pending->nc = nc;
+			c->pending->check_only = check_only;
+			log_notice("reload: reading the allow/deny files of %d listener%s on a loader "
+				   "thread",
+				   rc, rc > 1 ? "s" : "");
+			snprintf(msg, len, "reading allow/deny files");
+			return 1;
+		}
+		core_guard_load_discard(c);
+		rc = -1;
+	}
+	if (rc < 0) {
+		if (!check_only) {
+			failed(c, "out of memory reading allow/deny files", msg, len);
+			core_notify("READY=1");
+		}
+		conf_free(nc);
+		remember(c, -1, msg);
+		return -1;
+	}
+	rc = reload_apply(c, nc, check_only, msg, len);
+	remember(c, rc, msg);
+	return rc;
+}
+
+void core_reload_files_read(struct core *c)
+{
+	struct core_reload_pending *p = c->pending;
+	char msg[8192];
+	int rc;
+
+	if (p == NULL)
+		return;
+	if (c->stopping) {
+		core_reload_abandon(c);
+		return;
+	}
+	c->pending = NULL;
+	msg[0] = '\0';
+	rc = reload_apply(c, p->nc, p->check_only, msg, sizeof(msg));
+	remember(c, rc, msg);
+	free(p);
+}
+
+void core_reload_abandon(struct core *c)
+{
+	struct core_reload_pending *p = c->pending;
+
+	core_guard_load_discard(c);
+	if (p == NULL)
+		return;
+	c->pending = NULL;
+	conf_free(p->nc);
+	free(p);
+	remember(c, -1, "reload abandoned: shutting down");
+}
+
+int core_reload_poll(void *arg, char *msg, size_t len)
+{
+	struct core *c = arg;
+
+	if (c->pending != NULL)
+		return 1;
+	util_strlcpy(msg, c->reload_msg, len);
+	return c->reload_rc;
 }
 
 int core_reload_hook(void *arg, bool check_only, char *msg, size_t len)

@@ -23,6 +23,7 @@ enum ctl_wait_kind {
 	CTL_WAIT_NONE,
 	CTL_WAIT_DRAINED,
 	CTL_WAIT_UP,
+	CTL_WAIT_RELOAD, /* a reload reading allow/deny files */
 };
 
 struct ctl_listener {
@@ -88,6 +89,9 @@ struct pool *ctl_find_pool(struct ctl *c, const char *name);
 void ctl_drain_schedule(struct ctl *c, struct pool_server *s, uint64_t delay_ms);
 void ctl_drain_cancel(struct ctl *c, struct pool_server *s);
 void ctl_changed(struct ctl *c);
+
+/* Names of enum ctl_refusal ("acl", "conns", "rate", "table-full"). */
+extern const char *const ctl_refusal_names[CTL_NREFUSALS];
 
 /* JSON string escaping into b. */
 void ctl_json_str(struct ctl_buf *b, const char *s);

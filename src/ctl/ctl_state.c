@@ -1,6 +1,8 @@
 /* ctl_state: the state file, so that runtime changes survive a restart.
  * One line per server whose state was set at runtime:
  *   server POOL NAME ADDRESS admin STATE [weight N] [added backup=0|1 maxconn=N [nocheck]]
+ * and one per runtime ACL entry (until: its expiry, wall clock in ms):
+ *   acl LISTENER deny|allow CIDR [until MS]
  * Written atomically (temporary file + rename) after every change; read at
  * start-up after the configuration is applied. */
 #include <errno.h>
@@ -13,6 +15,18 @@
 #include "sluice/log.h"
 #include "sluice/pool.h"
 #include "sluice/util.h"
+
+static void save_acl(void *arg, const char *listener, bool deny, const struct util_cidr *cidr,
+		     uint64_t until_wall_ms)
+{
+	char buf[UTIL_CIDR_STRLEN];
+
+	fprintf(arg, "acl %s %s %s", listener, deny ? "deny" : "allow",
+		util_cidr_fmt(cidr, buf, sizeof(buf)));
+	if (until_wall_ms != 0)
+		fprintf(arg, " until %llu", (unsigned long long)until_wall_ms);
+	fprintf(arg, "\n");
+}
 
 int ctl_state_save(struct ctl *c)
 {
@@ -43,6 +57,8 @@ int ctl_state_save(struct ctl *c)
 			fprintf(f, "\n");
 		}
 	}
+	if (c->hooks.acl_each != NULL)
+		c->hooks.acl_each(c->hooks.arg, save_acl, f);
 	if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
 		fclose(f);
 		unlink(tmp);
@@ -53,6 +69,10 @@ int ctl_state_save(struct ctl *c)
 }
 
 struct state_line {
+	bool acl; /* an "acl" line: pool holds the listener's name */
+	struct util_cidr cidr;
+	bool deny;
+	uint64_t until_wall_ms;
 	char pool[POOL_NAME_MAX], name[POOL_NAME_MAX];
 	struct util_addr addr;
 	enum pool_admin admin;
@@ -60,6 +80,31 @@ struct state_line {
 	bool added, backup, nocheck;
 	long maxconn;
 };
+
+/* acl LISTENER deny|allow CIDR [until MS] */
+static int parse_acl(char **argv, int argc, struct state_line *sl)
+{
+	char err[200];
+	long long until = 0;
+	char *end;
+
+	if ((argc != 4 && argc != 6) || strlen(argv[1]) >= sizeof(sl->pool) ||
+	    (strcmp(argv[2], "deny") != 0 && strcmp(argv[2], "allow") != 0) ||
+	    util_cidr_parse(argv[3], strlen(argv[3]), &sl->cidr, err, sizeof(err)) < 0)
+		return -1;
+	if (argc == 6) {
+		if (strcmp(argv[4], "until") != 0 || argv[5][0] < '1' || argv[5][0] > '9')
+			return -1;
+		until = strtoll(argv[5], &end, 10);
+		if (*end != '\0' || until <= 0)
+			return -1;
+	}
+	sl->acl = true;
+	util_strlcpy(sl->pool, argv[1], sizeof(sl->pool));
+	sl->deny = strcmp(argv[2], "deny") == 0;
+	sl->until_wall_ms = (uint64_t)until;
+	return 0;
+}
 
 /* Parse one line. Returns 0, 1 for a blank/comment line, -1 when malformed. */
 static int parse_line(char *line, struct state_line *sl)
@@ -69,6 +114,9 @@ static int parse_line(char *line, struct state_line *sl)
 
 	if (argc == 0 || (argc > 0 && argv[0][0] == '#'))
 		return 1;
+	sl->acl = false;
+	if (argc > 0 && strcmp(argv[0], "acl") == 0)
+		return parse_acl(argv, argc, sl);
 	if (argc < 6 || strcmp(argv[0], "server") != 0 || strlen(argv[1]) >= POOL_NAME_MAX ||
 	    strlen(argv[2]) >= POOL_NAME_MAX || strcmp(argv[4], "admin") != 0 ||
 	    util_addr_parse(argv[3], false, &sl->addr, err, sizeof(err)) < 0 ||
@@ -100,11 +148,34 @@ static int parse_line(char *line, struct state_line *sl)
 	return 0;
 }
 
+static void apply_acl(struct ctl *c, const struct state_line *sl)
+{
+	char msg[512], buf[UTIL_CIDR_STRLEN];
+	int rc;
+
+	util_cidr_fmt(&sl->cidr, buf, sizeof(buf));
+	if (c->hooks.acl_restore == NULL)
+		return;
+	rc = c->hooks.acl_restore(c->hooks.arg, sl->pool, sl->deny, &sl->cidr, sl->until_wall_ms,
+				  msg, sizeof(msg));
+	if (rc == 0)
+		log_notice("state-file: acl %s %s %s restored", sl->pool,
+			   sl->deny ? "deny" : "allow", buf);
+	else
+		log_warn("state-file: acl %s %s %s ignored: %s", sl->pool,
+			 sl->deny ? "deny" : "allow", buf, msg);
+}
+
 static void apply_line(struct ctl *c, const struct state_line *sl)
 {
-	struct pool *p = ctl_find_pool(c, sl->pool);
+	struct pool *p;
 	struct pool_server *s;
 
+	if (sl->acl) {
+		apply_acl(c, sl);
+		return;
+	}
+	p = ctl_find_pool(c, sl->pool);
 	if (p == NULL) {
 		log_warn("state-file: pool %s no longer exists; %s/%s ignored", sl->pool, sl->pool,
 			 sl->name);

@@ -392,6 +392,12 @@ static enum guard_action decide(const struct guard_acl *acl, const struct util_a
 	return lf >= 0 ? fa : acl->dflt;
 }
 
+bool guard_active(const struct guard *g)
+{
+	return atomic_load_explicit(&g->acl, memory_order_relaxed) != NULL ||
+	       atomic_load_explicit(&g->lim, memory_order_relaxed) != NULL;
+}
+
 enum guard_verdict guard_admit(struct guard *g, const struct util_addr *a, uint64_t now_us,
 			       struct guard_ticket *t)
 {

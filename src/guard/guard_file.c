@@ -41,6 +41,11 @@ long guard_file_parse(struct guard_lpm_builder *b, const char *name, const char 
 		if (te > tok) {
 			const char *rest = te;
 
+			if (util_cidr_parse(tok, (size_t)(te - tok), &r.cidr, why, sizeof(why)) < 0) {
+				snprintf(err, errlen, "%s:%lu:%zu: error: %s (near '%.*s')", name, line,
+					 (size_t)(tok - p) + 1, why, (int)UTIL_MIN(te - tok, 64), tok);
+				return -1;
+			}
 			while (rest < le && blank(*rest))
 				rest++;
 			if (rest < le && *rest != '#') {
@@ -52,11 +57,6 @@ long guard_file_parse(struct guard_lpm_builder *b, const char *name, const char 
 					 "(near '%.*s')",
 					 name, line, (size_t)(rest - p) + 1, (int)UTIL_MIN(te - rest, 64),
 					 rest);
-				return -1;
-			}
-			if (util_cidr_parse(tok, (size_t)(te - tok), &r.cidr, why, sizeof(why)) < 0) {
-				snprintf(err, errlen, "%s:%lu:%zu: error: %s (near '%.*s')", name, line,
-					 (size_t)(tok - p) + 1, why, (int)UTIL_MIN(te - tok, 64), tok);
 				return -1;
 			}
 			if (guard_lpm_builder_add(b, &r) < 0) {
