@@ -100,7 +100,8 @@ static int read_file(struct core_guard_load *l, const struct conf_acl_file *f,
 		     struct guard_lpm_builder *b, char *id, size_t idlen, size_t *idoff)
 {
 	const char *what = f->action == CONF_ACL_DENY ? "deny" : "allow";
-	int fd = open(f->path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO given by mistake must not hang the loader */
+	int fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	char err[CONF_PATH_MAX + 300];
 	size_t got = 0;
 	struct stat st;
@@ -403,7 +404,7 @@ void core_guard_stop(struct core *c)
 void core_guard_tick(struct core *c)
 {
 	uint64_t now = util_now_ms();
-	bool changed = false;
+	size_t expired[64] = { 0 }, total = 0;
 
 	for (size_t i = 0; i < c->nlisteners; i++) {
 		struct guard *g = c->listeners[i].fe->guard;
@@ -414,14 +415,19 @@ void core_guard_tick(struct core *c)
 		if (next == 0 || next > now)
 			continue;
 		n = guard_acl_expire(g, now);
-		if (n > 0) {
-			log_notice("acl %s: %zu runtime entries expired", c->listeners[i].name, n);
-			changed = true;
-		}
+		total += n;
+		if (i < UTIL_ARRAY_LEN(expired))
+			expired[i] = n;
 	}
-	if (changed && c->ctl != NULL && c->conf->global.state_file[0] != '\0' &&
-	    ctl_state_save(c->ctl) < 0)
+	if (total == 0)
+		return;
+	/* saved first: whoever reads the log line finds the file up to date */
+	if (c->ctl != NULL && c->conf->global.state_file[0] != '\0' && ctl_state_save(c->ctl) < 0)
 		log_err("state-file: cannot write it: %s", strerror(errno));
+	for (size_t i = 0; i < c->nlisteners && i < UTIL_ARRAY_LEN(expired); i++)
+		if (expired[i] > 0)
+			log_notice("acl %s: %zu runtime entr%s expired", c->listeners[i].name,
+				   expired[i], expired[i] == 1 ? "y" : "ies");
 }
 
 /* ---- control socket hooks ---- */

@@ -879,7 +879,7 @@ static void cmd_acl_add(struct cmd *x)
 	const char *act = x->argv[3];
 	struct util_cidr cidr;
 	uint64_t for_ms = 0;
-	char msg[512];
+	char msg[512] = "ok";
 
 	if ((strcmp(act, "deny") != 0 && strcmp(act, "allow") != 0) ||
 	    (x->argc == 7 && strcmp(x->argv[5], "for") != 0) || x->argc == 6) {
@@ -906,7 +906,7 @@ static void cmd_acl_add(struct cmd *x)
 static void cmd_acl_del(struct cmd *x)
 {
 	struct util_cidr cidr;
-	char msg[512];
+	char msg[512] = "ok";
 
 	if (!arg_cidr(x, 3, &cidr) || !guard_hooks(x))
 		return;
@@ -930,7 +930,7 @@ static void cmd_show_acl(struct cmd *x)
 {
 	struct ctl_acl_view v;
 	struct tbl t = { .ncols = 4 };
-	char msg[512], pfx[UTIL_CIDR_STRLEN], exp[32];
+	char msg[512] = "failed", pfx[UTIL_CIDR_STRLEN], exp[32];
 
 	if (!guard_hooks(x))
 		return;
@@ -983,7 +983,7 @@ static void cmd_show_sources(struct cmd *x)
 	struct ctl_sources_view v;
 	struct tbl t = { .ncols = 5 };
 	long top = SOURCES_TOP_DEFAULT;
-	char msg[512], pfx[UTIL_CIDR_STRLEN], b[4][24];
+	char msg[512] = "failed", pfx[UTIL_CIDR_STRLEN], b[4][24];
 
 	if (x->argc != 3 && (x->argc != 5 || strcmp(x->argv[3], "top") != 0 ||
 			     util_parse_long(x->argv[4], 1, SOURCES_TOP_MAX, &top) < 0)) {
@@ -1035,7 +1035,7 @@ static void cmd_show_sources(struct cmd *x)
 static void cmd_sources_kill(struct cmd *x)
 {
 	struct util_cidr cidr;
-	char msg[512];
+	char msg[512] = "ok";
 
 	if (!arg_cidr(x, 3, &cidr) || !guard_hooks(x))
 		return;
