@@ -1,19 +1,32 @@
 # sluice build. `make` builds the daemon and tools; `make test` installs what
 # is missing, builds and runs every test; `make demo` starts a demo setup.
-# SAN=1 builds into build-san/ with AddressSanitizer and UBSan.
+# SAN=1 builds into build-san/ with AddressSanitizer and UBSan, TSAN=1 into
+# build-tsan/ with ThreadSanitizer (the two cannot share a build).
 # `make install` (PREFIX, DESTDIR) installs it; `make deb` builds the Debian
 # package into build/deb/.
+# FAULT=1 builds into build-fault/ (build-san-fault/ with SAN=1,
+# build-tsan-fault/ with TSAN=1) with the test-only fault injection sites
+# (UTIL_FAULT, $SLUICE_FAULT); no other build contains them.
 
 CC ?= cc
 ifeq ($(SAN),1)
-BUILD ?= build-san
+BUILD_SUFFIX = -san
 SANFLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 OPT = -O1 -g
+else ifeq ($(TSAN),1)
+BUILD_SUFFIX = -tsan
+SANFLAGS = -fsanitize=thread -fno-omit-frame-pointer
+OPT = -O1 -g
 else
-BUILD ?= build
+BUILD_SUFFIX =
 SANFLAGS =
 OPT = -O2 -g
 endif
+ifeq ($(FAULT),1)
+BUILD_SUFFIX := $(BUILD_SUFFIX)-fault
+CPPFLAGS += -DSLUICE_FAULT_INJECTION
+endif
+BUILD ?= build$(BUILD_SUFFIX)
 
 WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
        -Wvla -Wimplicit-fallthrough -Werror
@@ -57,8 +70,8 @@ TOOL_SRCS = $(wildcard tools/*.c)
 TOOL_BINS = $(patsubst tools/%.c,$(BUILD)/%,$(TOOL_SRCS))
 
 .PHONY: all deps test unit integration netns conftest fuzz demo demo-stop bench san-test \
-	clean check-layout format-check install uninstall man-check pkg-test deb FORCE perf-maglev \
-	perf-guard
+	tsan-test clean check-layout format-check install uninstall man-check pkg-test deb FORCE \
+	perf-maglev perf-guard
 
 all: $(BUILD)/sluice $(TOOL_BINS)
 
@@ -185,6 +198,15 @@ san-test: deps
 	$(MAKE) SAN=1 unit
 	$(MAKE) SAN=1 integration
 
+# Races between the workers and the control thread. TSAN_OPTIONS: a report
+# fails a unit test (exit code) and an integration test (its daemon log);
+# tools/tsan.supp covers uninstrumented third-party code only.
+TSAN_ENV = TSAN_OPTIONS="suppressions=$(abspath tools/tsan.supp) second_deadlock_stack=1 $(TSAN_OPTIONS)"
+tsan-test: deps
+	$(MAKE) TSAN=1 all
+	$(TSAN_ENV) $(MAKE) TSAN=1 unit
+	$(TSAN_ENV) $(MAKE) TSAN=1 integration
+
 check-layout:
 	@sh tools/check-layout
 
@@ -203,14 +225,17 @@ install: all
 	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
 		conf/sluice.service.in >$(DESTDIR)$(UNITDIR)/sluice.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/sluice.service
-	install -m 0644 conf/sluice.conf conf/demo.conf $(DESTDIR)$(DOCDIR)/examples/
+	install -m 0644 conf/sluice.conf conf/demo.conf conf/announce-node.conf \
+		conf/bird-node.conf docs/frr-node.conf $(DESTDIR)$(DOCDIR)/examples/
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/sluice $(DESTDIR)$(BINDIR)/sluicectl \
 		$(DESTDIR)$(BINDIR)/rolling-deploy $(DESTDIR)$(MANDIR)/man8/sluice.8 \
 		$(DESTDIR)$(MANDIR)/man8/sluicectl.8 $(DESTDIR)$(MANDIR)/man5/sluice.conf.5 \
 		$(DESTDIR)$(MANDIR)/man1/rolling-deploy.1 $(DESTDIR)$(UNITDIR)/sluice.service \
-		$(DESTDIR)$(DOCDIR)/examples/sluice.conf $(DESTDIR)$(DOCDIR)/examples/demo.conf
+		$(DESTDIR)$(DOCDIR)/examples/sluice.conf $(DESTDIR)$(DOCDIR)/examples/demo.conf \
+		$(DESTDIR)$(DOCDIR)/examples/announce-node.conf \
+		$(DESTDIR)$(DOCDIR)/examples/bird-node.conf $(DESTDIR)$(DOCDIR)/examples/frr-node.conf
 	-rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null
 
 # The pages render without a warning, and name every keyword and command of
@@ -248,7 +273,7 @@ bench: all
 	/usr/bin/python3 tools/bench $(BENCH_ARGS)
 
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-san build-tsan build-fuzz build-fault build-san-fault build-tsan-fault
 
 FORCE:
 

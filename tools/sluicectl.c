@@ -29,6 +29,8 @@ static void usage(FILE *f)
 		"[ready]\n"
 		"  server del POOL/SERVER [force]\n"
 		"  wait drained POOL/SERVER [TIMEOUT] | wait up POOL/SERVER [TIMEOUT]\n"
+		"  show announce | announce withdraw|restore NAME|all\n"
+		"  node drain [within DURATION] | node ready | wait idle [TIMEOUT]\n"
 		"  reload [check] | help\n");
 }
 

@@ -188,6 +188,7 @@ struct conf_listen {
 	uint64_t timeout_connect_ms;
 	uint64_t timeout_idle_ms;
 	uint64_t timeout_half_closed_ms;
+	uint64_t timeout_proxy_header_ms; /* accept-proxy: the whole header within it */
 	uint32_t retries;
 	bool accept_proxy;
 	struct conf_where where;
@@ -214,6 +215,7 @@ struct conf_global {
 	struct log_target_conf logs[LOG_MAX_TARGETS];
 	struct conf_where log_where[LOG_MAX_TARGETS]; /* line 0: the default */
 	size_t nlogs;
+	uint64_t bufmem; /* relay buffers and pipes, bytes; 0: derived from maxconn */
 	uint64_t grace_ms;
 	struct conf_control *controls;
 	size_t ncontrols;
@@ -280,6 +282,38 @@ struct conf_vrrp {
 	struct conf_where where;
 };
 
+/* ---- announce (conf_announce.c): `announce NAME { ... }` ---- */
+
+#define CONF_ANNOUNCE_MAX_ADDRS 64
+#define CONF_ANNOUNCE_MAX_POOLS 16
+
+/* "address A[/32|/128];": one host route per node for the router. */
+struct conf_announce_addr {
+	struct util_addr addr; /* port 0 */
+	struct conf_where where;
+};
+
+/* "require pool NAME;" */
+struct conf_announce_pool {
+	char name[CONF_NAME_MAX];
+	struct conf_where where;
+};
+
+/* One announced group of addresses: put on the TUN device `device` while
+ * the node can serve them, for the routing daemon to export. */
+struct conf_announce {
+	char name[CONF_NAME_MAX];
+	struct conf_announce_addr *addrs;
+	size_t naddrs;
+	char device[CONF_IFNAME_MAX]; /* default vip0 */
+	struct conf_announce_pool *pools;
+	size_t npools;
+	uint64_t hold_down_ms;	    /* default 2s: healthy this long before announcing */
+	uint64_t withdraw_delay_ms; /* default 2s: SIGTERM keeps accepting this long */
+	struct conf_where where;
+	struct conf_where device_where;
+};
+
 struct conf {
 	char *file;
 	struct conf_global global;
@@ -289,6 +323,8 @@ struct conf {
 	size_t nlistens;
 	struct conf_vrrp *vrrps; /* conf_vrrp.c */
 	size_t nvrrps;
+	struct conf_announce *announces; /* conf_announce.c */
+	size_t nannounces;
 };
 
 /* Diagnostics collected while parsing: "FILE:LINE:COL: error: ..." lines. */

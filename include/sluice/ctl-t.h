@@ -14,6 +14,10 @@ struct pool;
 struct pool_server;
 struct ctl_buf;
 
+/* Clients the control sockets and the metrics listener serve at once, all
+ * doors together; core reserves a descriptor for each. */
+#define CTL_MAX_CLIENTS 64
+
 enum ctl_level {
 	CTL_LEVEL_ADMIN,
 	CTL_LEVEL_USER, /* show, wait and help only */
@@ -27,6 +31,9 @@ struct ctl_info {
 	uint32_t maxconn;
 	uint32_t cur_conns;
 	uint64_t total_conns;
+	uint64_t maxconn_reached; /* times accepting stopped at maxconn */
+	uint64_t bufmem_used, bufmem; /* relay buffers and pipes: in use, ceiling (bytes) */
+	uint64_t no_memory; /* connections closed for want of a relay buffer */
 	const char *conf_file;
 	const char *last_reload; /* "none", "ok at ...", "failed at ...: why" */
 	uint64_t reloads_ok, reloads_failed;
@@ -46,11 +53,33 @@ struct ctl_listener_row {
 	char binds[256];
 	char pool[64];
 	uint32_t cur_conns, maxconn;
-	uint64_t total_conns, bytes_in, bytes_out, proxy_header_errors;
+	uint64_t total_conns, bytes_in, bytes_out, proxy_header_errors, proxy_header_timeouts;
+	uint64_t maxconn_reached; /* times accepting stopped at this maxconn */
 	/* source ACLs and per-source limits */
 	uint64_t refused[CTL_NREFUSALS];
 	uint64_t sources, sources_capacity, sources_memory_bytes, source_evictions;
 	uint64_t acl_file_entries, acl_config_entries, acl_runtime_entries;
+};
+
+/* One announce block, for show, metrics and the state file. */
+struct ctl_announce_row {
+	char name[64];
+	char device[16];
+	char addresses[1024]; /* "198.51.100.10/32 2001:db8::10/128" (cut with "...") */
+	char pools[512];      /* required pools: "web:usable api:none" */
+	char state[16];	      /* announced, hold-down, withdrawn */
+	char cause[192];      /* why it is not announced; "" when it is */
+	bool manual;	      /* withdrawn by the operator (announce withdraw) */
+	uint64_t since_wall_ms, since_age_ms; /* last change of state */
+	uint64_t hold_down_ms, hold_down_left_ms, withdraw_delay_ms;
+	uint64_t announces, withdraws, errors;
+};
+
+/* The node as a whole (node drain). */
+struct ctl_node_state {
+	bool drained;
+	bool stopping;
+	uint64_t drain_left_ms; /* until open connections are closed; 0: no deadline */
 };
 
 /* A listener's ACL for show acl; the arrays are the caller's to free. */
@@ -120,6 +149,15 @@ struct ctl_hooks {
 	 * returns 0 or -1). */
 	void (*vrrp_show)(void *arg, bool json, struct ctl_buf *out);
 	int (*vrrp_admin)(void *arg, const char *name, bool leave, char *msg, size_t len);
+	/* announce: fill at most max rows (rows may be NULL) and the node's
+	 * state; returns how many blocks there are. Withdraw or restore one
+	 * block or "all"; drain the node (withdraw everything, keep serving,
+	 * close what is left after within_ms unless 0) or make it ready again.
+	 * The changing ones fill msg and return 0 or -1 (nothing changed). */
+	size_t (*announces)(void *arg, struct ctl_announce_row *rows, size_t max,
+			    struct ctl_node_state *node);
+	int (*announce_admin)(void *arg, const char *name, bool withdraw, char *msg, size_t len);
+	int (*node_drain)(void *arg, bool drain, uint64_t within_ms, char *msg, size_t len);
 	/* `server add` with a host name: resolve it (blocking), as
 	 * util_addr_resolve(); NULL: host names are refused */
 	int (*resolve)(const char *host, uint16_t port, struct util_addr *out, char *err,

@@ -93,6 +93,7 @@ struct health_agent_reply {
 /* Outcome of one check, handed to the owner's callback. */
 struct health_result {
 	bool ok;
+	bool local; /* could not run here (util_errno_local): no verdict, retried soon */
 	char cause[HEALTH_CAUSE_MAX];		/* "connect refused", "HTTP 503", ... */
 	enum health_rf_event event;		/* active checks: a state change now */
 	uint32_t count, of;			/* e.g. 3 of fall 3, for "(3/3)" */

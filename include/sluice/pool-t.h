@@ -109,6 +109,9 @@ struct pool_server {
 	_Atomic uint64_t bytes_out; /* to the server */
 	_Atomic uint64_t connect_errors;
 	_Atomic uint32_t consecutive_errors;
+	/* connects and checks that failed here, not at the server (out of
+	 * descriptors, memory, buffers, ports): never counted as its errors */
+	_Atomic uint64_t local_errors;
 
 	/* runtime administration (control thread) */
 	bool runtime_added; /* added through the control socket */
@@ -149,9 +152,13 @@ struct pool_maglev_base {
 };
 
 /* Immutable snapshot of who may be picked, published by the control thread
- * and freed through QSBR. Only the cursor changes after publication. */
+ * and freed through QSBR. Only the cursor changes after publication. The
+ * pool settings workers need travel in it: a reload writes the pool's
+ * fields while workers run, a snapshot is never written once published. */
 struct pool_lb {
 	enum pool_balance balance;
+	uint32_t queue_max; /* the pool's, when this snapshot was published */
+	uint64_t timeout_queue_ms;
 	struct pool_lb_group primary, backup;
 	_Atomic uint32_t cursor;
 };
@@ -163,7 +170,7 @@ struct pool {
 	char name[POOL_NAME_MAX];
 	enum pool_balance balance;
 	enum pool_proxy_proto send_proxy;
-	uint32_t queue_max;
+	uint32_t queue_max; /* workers read the copy in lb, never these */
 	uint64_t timeout_queue_ms;
 	uint32_t maglev_size; /* Maglev table slots, a prime */
 	struct pool_maglev_base maglev[2]; /* [backup]: primaries, backups */
@@ -199,6 +206,10 @@ struct pool_pick {
 	uint64_t client_hash;
 	struct pool_server *tried[POOL_PICK_MAX_TRIED];
 	size_t ntried;
+	/* set by a pick that returns POOL_PICK_FULL: the queue settings of the
+	 * snapshot it looked at, for the worker that queues the client */
+	uint32_t queue_max;
+	uint64_t timeout_queue_ms;
 };
 
 #endif

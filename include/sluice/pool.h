@@ -44,11 +44,23 @@ void pool_retire(struct pool *p);
 /* True when the server may get new connections per the model (ready,
  * healthy, weight > 0). */
 bool pool_server_eligible(const struct pool_server *s);
+/* Control thread: true when at least one server of p (primary or backup)
+ * may get new connections. */
+bool pool_has_usable(const struct pool *p);
+
+/* Called on the control thread after every pool_publish() (whatever its
+ * result) and pool_retire(): the pool's servers, their health, admin
+ * state or weights, or the pool itself may have changed. Must not publish
+ * or change the model itself; core defers its work to its loop. */
+typedef void (*pool_publish_fn)(struct pool *p, void *arg);
+/* Install the publish observer (NULL to remove). Control thread. */
+void pool_set_publish_hook(pool_publish_fn fn, void *arg);
 
 /* Worker: choose a server for a connection and acquire it (connection count
  * and a reference). Servers in pk->tried are skipped. On POOL_PICK_OK *out
- * is set and must be released with pool_server_release(). Call only while
- * the worker is QSBR-online. */
+ * is set and must be released with pool_server_release(); on
+ * POOL_PICK_FULL pk->queue_max and pk->timeout_queue_ms say how the client
+ * may wait. Call only while the worker is QSBR-online. */
 enum pool_pick_result pool_pick(struct pool *p, struct pool_pick *pk, uint64_t *rng,
 				struct pool_server **out);
 
@@ -60,6 +72,10 @@ bool pool_server_release(struct pool_server *s);
 /* Worker: record a connect failure / success of s (passive health). */
 void pool_server_connect_failed(struct pool_server *s);
 void pool_server_connect_ok(struct pool_server *s);
+/* Any thread: a connection or check to s could not be attempted or failed
+ * for a local reason (util_errno_local): counted apart, and neither a
+ * failure nor a success of s. */
+void pool_server_local_error(struct pool_server *s);
 
 /* Control thread (pool_admin.c): operator changes, republished at once.
  * They mark the value as set at runtime, so a reload keeps it. */

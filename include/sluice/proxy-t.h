@@ -23,6 +23,7 @@ struct proxy_fe_settings {
 	uint32_t timeout_connect_ms;
 	uint32_t timeout_idle_ms;
 	uint32_t timeout_half_closed_ms;
+	uint32_t timeout_proxy_header_ms; /* accept_proxy: the whole header within it */
 	bool accept_proxy;
 };
 
@@ -50,7 +51,9 @@ struct proxy_frontend {
 	_Atomic uint32_t cur_conns;
 	_Atomic uint64_t paused_workers; /* bit per worker paused at maxconn */
 	_Atomic uint64_t total_conns;
-	_Atomic uint64_t proxy_header_errors;
+	_Atomic uint64_t proxy_header_errors; /* malformed or oversized */
+	_Atomic uint64_t proxy_header_timeouts; /* not complete within its timeout */
+	_Atomic uint64_t maxconn_reached; /* times accepting stopped at this maxconn */
 	_Atomic uint64_t bytes_in;
 	_Atomic uint64_t bytes_out;
 	/* who may connect and how much (guard); set by its creator before the
@@ -64,6 +67,7 @@ struct proxy_engine_conf {
 	uint32_t maxconn;
 	uint32_t bufsize;
 	uint32_t max_pipes_per_worker;
+	uint64_t bufmem; /* ceiling for relay buffers and pipes, bytes, all workers */
 };
 
 #endif

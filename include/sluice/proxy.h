@@ -18,13 +18,20 @@ int proxy_engine_start(struct proxy_engine *e);
 /* Connections open now, all workers. */
 uint32_t proxy_engine_active(const struct proxy_engine *e);
 uint64_t proxy_engine_total(const struct proxy_engine *e);
+/* Times a worker stopped accepting at the global maxconn. */
+uint64_t proxy_engine_maxconn_reached(const struct proxy_engine *e);
+/* Bytes of relay buffers (cached ones too) and pipes in use, all workers,
+ * against the bufmem ceiling; connections closed for want of a buffer. */
+uint64_t proxy_engine_bufmem_used(const struct proxy_engine *e);
+uint64_t proxy_engine_no_memory(const struct proxy_engine *e);
 /* Listening sockets, all workers, that stopped taking new clients and
  * still serve handshakes the kernel answered before (closed within 4 s). */
 uint32_t proxy_engine_closing(const struct proxy_engine *e);
 /* Close every connection now (grace expired). Asynchronous. */
 void proxy_engine_close_all(struct proxy_engine *e);
-/* Close the connections that use srv (connecting or relaying), each at a
- * random moment within spread_ms (0: now). Asynchronous. */
+/* Close the connections that use srv (connecting or relaying; NULL: every
+ * connection, queued ones too), each at a random moment within spread_ms
+ * (0: now). Asynchronous. */
 struct pool_server;
 void proxy_engine_close_server(struct proxy_engine *e, struct pool_server *srv,
 			       uint32_t spread_ms);

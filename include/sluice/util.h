@@ -108,6 +108,11 @@ const char *util_addr_fmt_host(const struct util_addr *a, char *buf, size_t len)
 /* True when both hold the same family, address and port. */
 bool util_addr_equal(const struct util_addr *a, const struct util_addr *b);
 
+/* True when a listening address bound on `bind` receives connections to the
+ * host `host` (port ignored): the same address, or the wildcard (0.0.0.0,
+ * ::) of its family. */
+bool util_addr_serves_host(const struct util_addr *bind, const struct util_addr *host);
+
 /* Port in host order (0 when unset). */
 uint16_t util_addr_port(const struct util_addr *a);
 void util_addr_set_port(struct util_addr *a, uint16_t port);
@@ -123,6 +128,23 @@ bool util_is_prime(uint32_t n);
 
 /* The smallest prime >= n, or 0 when there is none below 2^32. */
 uint32_t util_prime_at_least(uint32_t n);
+/* True when a failed socket(), connect() or accept() says that this host ran
+ * out of something (descriptors, memory, buffers, local ports) rather than
+ * that the peer refused: EMFILE, ENFILE, ENOMEM, ENOBUFS, EADDRNOTAVAIL.
+ * Such an error must never count against a server. */
+bool util_errno_local(int err);
+
+/* Fault injection for tests. UTIL_FAULT("site") is true when the daemon
+ * was built with -DSLUICE_FAULT_INJECTION (make FAULT=1, into its own
+ * build-fault/ directory) and $SLUICE_FAULT lists the site (comma
+ * separated). In every other build it is the constant false, so the sites
+ * compile to nothing and no environment can trigger them. */
+#ifdef SLUICE_FAULT_INJECTION
+bool util_fault(const char *site);
+#define UTIL_FAULT(site) util_fault(site)
+#else
+#define UTIL_FAULT(site) false
+#endif
 
 /* xorshift64* pseudo random generator; state must be non-zero. */
 uint64_t util_rand64(uint64_t *state);

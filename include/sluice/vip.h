@@ -109,4 +109,53 @@ int vip_link_hwaddr(int ifindex, uint8_t mac[6], char *err, size_t errlen);
  * and closes its socket on each call. Returns 0 or -1 with err set. */
 int vip_garp_send(int ifindex, const struct util_addr *addr, char *err, size_t errlen);
 
+/* ---- TUN announce device (vip_tun.c) ---- */
+
+/* Create the TUN device name (IFF_TUN, no packet information) attached to
+ * a new descriptor of /dev/net/tun and set it up. The device lives exactly
+ * as long as that descriptor (and its duplicates, e.g. in a process that
+ * took it over): when the process dies in any way the kernel deletes the
+ * device and its addresses, so the routing daemon withdraws them. A name
+ * that already exists is refused (another program's device, or a
+ * persistent one that would outlive us). Returns the descriptor (the
+ * caller owns it) and sets *ifindex_out, or -1 with err set. */
+int vip_tun_create(const char *name, int *ifindex_out, char *err, size_t errlen);
+
+/* Check that fd (inherited through a binary upgrade) is attached to the
+ * TUN device name and set it up. Returns 0 and sets *ifindex_out, or -1
+ * with err set. The caller keeps fd. */
+int vip_tun_adopt(int fd, const char *name, int *ifindex_out, char *err, size_t errlen);
+
+/* ---- announce decision (vip_announce.c, pure) ---- */
+
+/* Start a block's state at now_ms. announced: its addresses are already
+ * on the device (inherited through a binary upgrade) and stay there
+ * without a new hold-down while the conditions hold; otherwise it starts
+ * withdrawn with cause "starting". */
+void vip_announce_init(struct vip_announce *a, uint64_t hold_down_ms, bool announced,
+		       uint64_t now_ms, uint64_t wall_ms);
+
+/* Feed the conditions at now_ms: cause NULL when every condition holds,
+ * otherwise the first that fails ("pool web has no usable server"; copied).
+ * A failing condition withdraws at once; once every condition holds, the
+ * addresses are announced after hold-down (and not before a retry time).
+ * Returns what the caller must do to the kernel, and sets *next_ms to the
+ * latest time to call again (UINT64_MAX: only when a condition changes).
+ * The caller logs the change (state before / after and a->cause). */
+enum vip_announce_action vip_announce_step(struct vip_announce *a, const char *cause,
+					   uint64_t now_ms, uint64_t wall_ms, uint64_t *next_ms);
+
+/* The caller could not add the addresses (err says why): back to
+ * WITHDRAWN with cause "error: ERR", counted, and no new attempt before
+ * VIP_ANNOUNCE_RETRY_MS. */
+void vip_announce_failed(struct vip_announce *a, const char *err, uint64_t now_ms,
+			 uint64_t wall_ms);
+
+/* Change the hold-down (reload); a block waiting in HOLD_DOWN waits for the
+ * new one from when it became healthy. */
+void vip_announce_set_hold_down(struct vip_announce *a, uint64_t hold_down_ms);
+
+/* "withdrawn", "hold-down", "announced". */
+const char *vip_announce_state_name(enum vip_announce_state s);
+
 #endif

@@ -62,6 +62,23 @@ int conf_arg_name(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, co
 bool conf_check_arity(struct conf_ctx *ctx, const struct conf_stmt *st, size_t min_args,
 		      size_t max_args, const char *usage);
 
+/* A keyword table: handlers report their own errors and return 0 or -1. */
+typedef int (*conf_handler_fn)(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
+
+struct conf_keyword {
+	const char *name;
+	size_t min_args, max_args; /* counting the keyword itself */
+	bool block;
+	conf_handler_fn fn;
+	const char *usage;
+};
+
+/* Dispatch each statement of block through table (NULL-terminated) on
+ * obj, reporting unknown keywords, block mismatches and argument counts
+ * with block_name ("pool 'web'"). */
+void conf_run_block(struct conf_ctx *ctx, const struct conf_stmt *block,
+		    const struct conf_keyword *table, const char *block_name, void *obj);
+
 struct conf_stmt *conf_lex(struct conf_ctx *ctx, const char *text, size_t len);
 void conf_stmt_free(struct conf_stmt *st);
 
@@ -84,6 +101,7 @@ int conf_check_server_opt(struct conf_ctx *ctx, const struct conf_stmt *st, size
 /* The keywords of the check block and of the vrrp block, as conf_keywords(). */
 void conf_check_keywords(conf_keyword_fn fn, void *arg);
 void conf_vrrp_keywords(conf_keyword_fn fn, void *arg);
+void conf_announce_keywords(conf_keyword_fn fn, void *arg);
 
 /* Defaults of a new pool, and the cross-checks once its block is read. */
 void conf_check_pool_init(struct conf_pool *p);
@@ -107,5 +125,11 @@ int conf_log_kw(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
 int conf_vrrp_block(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf *c);
 void conf_vrrp_validate(struct conf_ctx *ctx, struct conf *c);
 void conf_vrrp_free(struct conf *c);
+/* conf_announce.c: the `announce NAME { ... }` block, its cross-checks
+ * (pools, listeners, VRRP addresses; run after conf_vrrp_validate) and
+ * freeing. */
+int conf_announce_block(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf *c);
+void conf_announce_validate(struct conf_ctx *ctx, struct conf *c);
+void conf_announce_free(struct conf *c);
 
 #endif

@@ -19,16 +19,6 @@
 #define CONF_MAX_WEIGHT 256
 #define CONF_MAX_DURATION_MS (24ull * 3600 * 1000)
 
-typedef int (*conf_handler_fn)(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
-
-struct conf_keyword {
-	const char *name;
-	size_t min_args, max_args; /* counting the keyword itself */
-	bool block;
-	conf_handler_fn fn;
-	const char *usage;
-};
-
 /* Parser state for the listen blocks: pool names are resolved at the end. */
 struct listen_ref {
 	const struct conf_tok *pool_tok;
@@ -215,6 +205,12 @@ static void run_block(struct conf_ctx *ctx, const struct conf_stmt *block,
 	}
 }
 
+void conf_run_block(struct conf_ctx *ctx, const struct conf_stmt *block,
+		    const struct conf_keyword *table, const char *block_name, void *obj)
+{
+	run_block(ctx, block, table, block_name, obj);
+}
+
 /* ---- global ---- */
 
 static int kw_workers(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
@@ -233,6 +229,23 @@ static int kw_gmaxconn(struct conf_ctx *ctx, const struct conf_stmt *st, void *o
 	struct conf_global *g = obj;
 
 	return conf_arg_u32(ctx, st, 1, "maxconn", 1, 10000000, &g->maxconn);
+}
+
+#define CONF_BUFMEM_MIN (64ull * 1024)
+#define CONF_BUFMEM_MAX (1024ull * 1024 * 1024 * 1024)
+
+static int kw_bufmem(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct conf_global *g = obj;
+
+	if (util_parse_size(st->args[1].text, CONF_BUFMEM_MAX, &g->bufmem) == 0 &&
+	    g->bufmem >= CONF_BUFMEM_MIN)
+		return 0;
+	conf_error_arg(ctx, st, 1,
+		       "bad bufmem '%s' (expected a size with k or m, such as 512m, from 64k to "
+		       "1048576m)",
+		       st->args[1].text);
+	return -1;
 }
 
 static int kw_grace(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
@@ -361,6 +374,7 @@ static const struct conf_keyword global_kw[] = {
 	{ "state-file", 2, 2, false, kw_state_file, "state-file PATH;" },
 	{ "user", 2, 2, false, kw_user_group, "user NAME;" },
 	{ "group", 2, 2, false, kw_user_group, "group NAME;" },
+	{ "bufmem", 2, 2, false, kw_bufmem, "bufmem SIZE;" },
 	{ NULL, 0, 0, false, NULL, NULL },
 };
 
@@ -617,8 +631,13 @@ static int kw_listen_timeout(struct conf_ctx *ctx, const struct conf_stmt *st, v
 		return conf_arg_duration(ctx, st, 2, "timeout half-closed", 1,
 					 CONF_MAX_DURATION_MS,
 				    &lo->l->timeout_half_closed_ms);
+	if (strcmp(which, "proxy-header") == 0)
+		return conf_arg_duration(ctx, st, 2, "timeout proxy-header", 1, CONF_MAX_DURATION_MS,
+					 &lo->l->timeout_proxy_header_ms);
 	conf_error_arg(ctx, st, 1,
-		       "unknown listen timeout '%s' (expected connect, idle or half-closed)", which);
+		       "unknown listen timeout '%s' (expected connect, idle, half-closed or "
+		       "proxy-header)",
+		       which);
 	return -1;
 }
 
@@ -643,7 +662,8 @@ static const struct conf_keyword listen_kw[] = {
 	{ "bind", 2, 2, false, kw_bind, "bind ADDRESS:PORT;" },
 	{ "pool", 2, 2, false, kw_listen_pool, "pool NAME;" },
 	{ "maxconn", 2, 2, false, kw_listen_maxconn, "maxconn N;" },
-	{ "timeout", 3, 3, false, kw_listen_timeout, "timeout connect|idle|half-closed DURATION;" },
+	{ "timeout", 3, 3, false, kw_listen_timeout,
+	  "timeout connect|idle|half-closed|proxy-header DURATION;" },
 	{ "retries", 2, 2, false, kw_retries, "retries N;" },
 	{ "accept-proxy", 1, 1, false, kw_accept_proxy, "accept-proxy;" },
 	/* source ACLs and per-source limits: conf_guard.c */
@@ -745,6 +765,7 @@ static int top_listen(struct conf_ctx *ctx, const struct conf_stmt *st, void *ob
 	memcpy(l->name, name, sizeof(name));
 	l->timeout_connect_ms = 5000;
 	l->timeout_idle_ms = 300000;
+	l->timeout_proxy_header_ms = 2000;
 	l->retries = 2;
 	l->where.line = st->args[1].line;
 	l->where.col = st->args[1].col;
@@ -767,11 +788,17 @@ static int top_vrrp(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 	return conf_vrrp_block(ctx, st, ((struct parse_state *)obj)->conf);
 }
 
+static int top_announce(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	return conf_announce_block(ctx, st, ((struct parse_state *)obj)->conf);
+}
+
 static const struct conf_keyword top_kw[] = {
 	{ "global", 1, 1, true, top_global, "global { ... }" },
 	{ "pool", 2, 2, true, top_pool, "pool NAME { ... }" },
 	{ "listen", 2, 2, true, top_listen, "listen NAME { ... }" },
 	{ "vrrp", 2, 2, true, top_vrrp, "vrrp NAME { ... }" },
+	{ "announce", 2, 2, true, top_announce, "announce NAME { ... }" },
 	{ NULL, 0, 0, false, NULL, NULL },
 };
 
@@ -791,6 +818,7 @@ void conf_keywords(conf_keyword_fn fn, void *arg)
 	conf_check_keywords(fn, arg);
 	walk(listen_kw, "listen", fn, arg);
 	conf_vrrp_keywords(fn, arg);
+	conf_announce_keywords(fn, arg);
 }
 
 /* Resolve pool names and check what spans blocks. */
@@ -866,6 +894,7 @@ struct conf *conf_parse(const char *file, const char *text, size_t len, struct c
 		run_block(&ctx, root, top_kw, "the top level", &ps);
 		validate(&ps);
 		conf_vrrp_validate(&ctx, c);
+		conf_announce_validate(&ctx, c);
 	}
 	conf_stmt_free(root);
 	free(ps.refs);
@@ -934,6 +963,7 @@ void conf_free(struct conf *c)
 	}
 	free(c->listens);
 	conf_vrrp_free(c);
+	conf_announce_free(c);
 	free(c->file);
 	free(c);
 }

@@ -117,6 +117,7 @@ static struct proxy_fe_settings *build_settings(const struct conf_listen *cl, st
 	s->timeout_connect_ms = (uint32_t)UTIL_MIN(cl->timeout_connect_ms, UINT32_MAX);
 	s->timeout_idle_ms = (uint32_t)UTIL_MIN(cl->timeout_idle_ms, UINT32_MAX);
 	s->timeout_half_closed_ms = (uint32_t)UTIL_MIN(cl->timeout_half_closed_ms, UINT32_MAX);
+	s->timeout_proxy_header_ms = (uint32_t)UTIL_MIN(cl->timeout_proxy_header_ms, UINT32_MAX);
 	s->accept_proxy = cl->accept_proxy;
 	return s;
 }
@@ -206,7 +207,8 @@ static bool listen_conf_differs(const struct conf *oc, const struct conf_listen 
 	return strcmp(oc->pools[a->pool].name, nc->pools[b->pool].name) != 0 ||
 	       a->maxconn != b->maxconn || a->timeout_connect_ms != b->timeout_connect_ms ||
 	       a->timeout_idle_ms != b->timeout_idle_ms ||
-	       a->timeout_half_closed_ms != b->timeout_half_closed_ms || a->retries != b->retries ||
+	       a->timeout_half_closed_ms != b->timeout_half_closed_ms ||
+	       a->timeout_proxy_header_ms != b->timeout_proxy_header_ms || a->retries != b->retries ||
 	       a->accept_proxy != b->accept_proxy;
 }
 
@@ -343,6 +345,8 @@ static void diff_global(const struct conf *oc, const struct conf *nc, char *buf,
 		say(buf, len, off, "global: workers changed: needs a restart (kept %u)", o->workers);
 	if (o->maxconn != n->maxconn)
 		say(buf, len, off, "global: maxconn changed: needs a restart (kept)");
+	if (o->bufmem != n->bufmem)
+		say(buf, len, off, "global: bufmem changed: needs a restart (kept)");
 	if (controls || !util_addr_equal(&o->metrics, &n->metrics) ||
 	    strcmp(o->state_file, n->state_file) != 0)
 		say(buf, len, off, "global: control, metrics or state-file changed: needs a "
@@ -420,6 +424,7 @@ void core_diff(const struct conf *oc, const struct conf *nc, char *buf, size_t l
 	diff_listens(oc, nc, buf, len, &off);
 	diff_pools(oc, nc, buf, len, &off);
 	diff_vrrp(oc, nc, buf, len, &off);
+	core_announce_diff(oc, nc, buf, len, &off);
 	if (off == 0)
 		say(buf, len, &off, "no change");
 	else if (off > 0 && buf[off - 1] == '\n')

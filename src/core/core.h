@@ -21,13 +21,21 @@ struct ctl_listener_row;
 struct core_vrrp;
 struct core_guard_load;
 struct core_reload_pending;
+struct core_vrrp_txn;
+struct core_announce;
+struct ctl_announce_row;
+struct ctl_node_state;
 
-/* A listening socket inherited from the old process (binary upgrade). */
+/* A listening socket inherited from the old process (binary upgrade), or
+ * an announce device ("tun", one fd), or an announce block its operator
+ * withdrew ("announce-withdrawn", no fd). */
 struct core_inherited {
 	struct util_addr addr;
 	int fds[64];
 	size_t nfds;
 	bool metrics;
+	char tun[CONF_IFNAME_MAX];	    /* a TUN device's name, or "" */
+	char announce_withdrawn[CONF_NAME_MAX]; /* an announce block's name, or "" */
 	bool used;
 };
 
@@ -48,6 +56,8 @@ struct core {
 	struct core_listener *listeners;
 	size_t nlisteners;
 	uint32_t maxconn; /* effective global limit */
+	uint32_t fd_reserve_checks; /* descriptors set aside for checks and agents at start */
+	uint64_t bufmem; /* effective relay memory ceiling, bytes */
 	unsigned nworkers;
 	struct ctl *ctl;
 	char last_reload[256];
@@ -71,6 +81,8 @@ struct core {
 	struct core_reload_pending *pending;
 	int reload_rc; /* the last reload that finished: 0 or -1, and its reply */
 	char reload_msg[8192];
+	struct core_announce *announce; /* announce_glue.c */
+	ev_timer withdraw_timer; /* SIGTERM: accepting while the routers converge */
 };
 
 /* apply.c: make the runtime model match conf (at start-up c->conf is an
@@ -153,6 +165,10 @@ int core_takeover_receive(struct core *c, const char *path, char *err, size_t er
 int core_takeover_fds(struct core *c, const struct util_addr *addr, bool metrics, int *fds,
 		      size_t max);
 void core_takeover_done(struct core *c);
+/* The inherited descriptor of TUN device name (the caller owns it now), or
+ * -1; whether the old process's operator withdrew announce block name. */
+int core_takeover_tun(struct core *c, const char *name);
+bool core_takeover_announce_withdrawn(struct core *c, const char *name);
 /* main.c: stop accepting and drain (SIGTERM, takeover). */
 void core_begin_shutdown(struct core *c, const char *why);
 
@@ -175,16 +191,30 @@ int core_notify_reloading(void);
 /* health_glue.c: start the health checks of the running model on c->loop
  * and install the passive hook. Returns 0, or -1 with err set. */
 int core_health_start(struct core *c, char *err, size_t errlen);
+/* How many checkers (active checks and agents) conf gives its servers:
+ * each holds one descriptor at most, for the descriptor reserve. */
+uint32_t core_health_checkers(const struct conf *conf);
 /* Stop and free every checker (after the workers stopped). */
 void core_health_stop(struct core *c);
 /* Rebuild the checkers for the model as it is now (after a reload or a
  * server added or deleted at runtime); health states live in the servers
  * and carry over. Returns 0 or -1 with err. */
 int core_health_resync(struct core *c, char *err, size_t errlen);
-/* vrrp_glue.c: make the running VRRP instances match newconf: unchanged
- * ones keep their state and timers, changed or removed ones give their VIPs
- * up, new ones start. All or nothing: returns 0, or -1 with err set and the
- * running instances untouched. Used at start-up and by reload. */
+/* vrrp_glue.c: make the running VRRP instances match newconf, as a
+ * transaction. Prepare creates (does not start) an instance for each new or
+ * changed block and touches nothing that runs: no advert changes, no VIP
+ * moves. Returns the prepared change (the caller owns it), or NULL with err
+ * set. Exactly one of commit or rollback must follow, with nothing else
+ * changing the VRRP instances in between; both free it. */
+struct core_vrrp_txn *core_vrrp_prepare(struct core *c, const struct conf *newconf, char *err,
+					size_t len);
+/* Cannot fail: changed or removed instances give their VIPs up (a master
+ * sends priority 0), unchanged ones keep their state and timers, new ones
+ * start (tracking the pools of the model as it is now). */
+void core_vrrp_commit(struct core *c, struct core_vrrp_txn *t);
+/* Free what prepare created; the running instances never noticed. */
+void core_vrrp_rollback(struct core *c, struct core_vrrp_txn *t);
+/* Prepare and commit at once (start-up). Returns 0 or -1 with err set. */
 int core_vrrp_apply(struct core *c, const struct conf *newconf, char *err, size_t len);
 /* SIGTERM: every instance sends priority 0 and removes its VIPs. */
 void core_vrrp_shutdown(struct core *c);
@@ -192,5 +222,35 @@ void core_vrrp_free(struct core *c);
 /* Control socket hooks (arg is the core). */
 void core_vrrp_show(void *arg, bool json, struct ctl_buf *out);
 int core_vrrp_admin(void *arg, const char *name, bool leave, char *msg, size_t len);
+
+/* announce_glue.c: the announce blocks. Reload and start-up: prepare
+ * (open or inherit the devices, put the serving addresses on lo: all that
+ * can fail; returns 0, or -1 with err and nothing changed), then after the
+ * listeners are applied either commit (the blocks take effect; unchanged
+ * ones stay exactly as they are) or rollback. */
+int core_announce_prepare(struct core *c, const struct conf *nc, char *err, size_t len);
+void core_announce_commit(struct core *c);
+void core_announce_rollback(struct core *c);
+/* SIGTERM: withdraw everything (nothing on a binary upgrade: the new
+ * process keeps the devices). Returns how long to keep accepting before
+ * closing the listeners (each block's withdraw-delay since it withdrew). */
+uint64_t core_announce_shutdown(struct core *c);
+/* Close the devices (the kernel deletes them) and free everything. */
+void core_announce_free(struct core *c);
+/* Binary upgrade, old side: the devices (name, fd) and the blocks the
+ * operator withdrew (name, fd -1), at most max. Returns the count. */
+struct core_announce_fd {
+	char name[CONF_NAME_MAX];
+	int fd;
+};
+size_t core_announce_handover(struct core *c, struct core_announce_fd *out, size_t max);
+/* "reload check": one line per announce block added, changed or removed. */
+void core_announce_diff(const struct conf *oc, const struct conf *nc, char *buf, size_t len,
+			size_t *off);
+/* Control socket hooks (arg is the core), as struct ctl_hooks says. */
+size_t core_announce_rows(void *arg, struct ctl_announce_row *rows, size_t max,
+			  struct ctl_node_state *node);
+int core_announce_admin(void *arg, const char *name, bool withdraw, char *msg, size_t len);
+int core_announce_node(void *arg, bool drain, uint64_t within_ms, char *msg, size_t len);
 
 #endif

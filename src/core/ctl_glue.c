@@ -35,6 +35,10 @@ static void hook_info(void *arg, struct ctl_info *out)
 	out->maxconn = c->maxconn;
 	out->cur_conns = proxy_engine_active(c->engine);
 	out->total_conns = proxy_engine_total(c->engine);
+	out->maxconn_reached = proxy_engine_maxconn_reached(c->engine);
+	out->bufmem_used = proxy_engine_bufmem_used(c->engine);
+	out->bufmem = c->bufmem;
+	out->no_memory = proxy_engine_no_memory(c->engine);
 	out->conf_file = c->conf_path;
 	out->last_reload = c->last_reload;
 	out->reloads_ok = c->reloads_ok;
@@ -67,6 +71,8 @@ static size_t hook_listeners(void *arg, struct ctl_listener_row *rows, size_t ma
 		r->bytes_in = atomic_load(&fe->bytes_in);
 		r->bytes_out = atomic_load(&fe->bytes_out);
 		r->proxy_header_errors = atomic_load(&fe->proxy_header_errors);
+		r->proxy_header_timeouts = atomic_load(&fe->proxy_header_timeouts);
+		r->maxconn_reached = atomic_load(&fe->maxconn_reached);
 		core_guard_row(fe, r);
 	}
 	return n;
@@ -115,6 +121,9 @@ int core_ctl_start(struct core *c, char *err, size_t errlen)
 		.server_removed = hook_server_removed,
 		.vrrp_show = core_vrrp_show,
 		.vrrp_admin = core_vrrp_admin,
+		.announces = core_announce_rows,
+		.announce_admin = core_announce_admin,
+		.node_drain = core_announce_node,
 		.resolve = util_addr_resolve,
 		.reload_poll = core_reload_poll,
 	};

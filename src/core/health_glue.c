@@ -37,6 +37,7 @@ struct core_health {
 	ev_async passive;
 	ev_timer slowstart;
 	struct log_ratelimit late_rl;
+	struct log_ratelimit local_rl; /* checks that could not run here */
 	uint64_t late_checks, max_late_ms, checks_run;
 };
 
@@ -114,6 +115,21 @@ static void note_late(struct core_health *h, struct core_health_srv *hs,
 			(unsigned long long)r->late_ms, hc->timeout_ms);
 }
 
+/* A check that could not run here (no descriptor, memory, port): counted
+ * apart and logged, never a verdict on the server; the checker retries. */
+static void note_local(struct core_health_srv *hs, const struct health_checker *chk,
+		       const struct health_result *r, uint64_t now)
+{
+	uint32_t suppressed = 0;
+
+	pool_server_local_error(hs->srv);
+	if (log_ratelimit_ok(&hs->h->local_rl, now, 1, &suppressed))
+		log_warn("health: %s check of %s/%s could not run: %s (a local error, not the "
+			 "server's; retrying)%s",
+			 health_type_name(health_checker_conf(chk)->type), hs->pool->name,
+			 hs->srv->name, r->cause, suppressed ? " (more not shown)" : "");
+}
+
 static enum pool_admin map_admin(enum health_agent_admin a)
 {
 	switch (a) {
@@ -181,6 +197,10 @@ static void on_result(void *arg, struct health_checker *chk, const struct health
 	const char *pn = hs->pool->name;
 	uint64_t now = util_now_ms();
 
+	if (r->local) {
+		note_local(hs, chk, r, now);
+		return;
+	}
 	pool_server_note_check(s, r->ok, r->cause, now);
 	note_late(hs->h, hs, chk, r);
 	if (chk == hs->agent) {
@@ -323,6 +343,31 @@ static bool hs_weight_unset(const struct pool_server *s)
 	return s->hs.agent_pct == 0 || s->hs.weight_initial == 0;
 }
 
+/* Does a server get an active check / an agent check under ph? */
+static bool gets_check(const struct conf_pool_health *ph, const struct conf_server *cs)
+{
+	return ph->check.type != CONF_CHECK_NONE && !cs->health.check_off;
+}
+
+static bool gets_agent(const struct conf_pool_health *ph, const struct conf_server *cs)
+{
+	return ph->agent_port != 0 && !cs->health.agent_off;
+}
+
+uint32_t core_health_checkers(const struct conf *conf)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < conf->npools; i++) {
+		const struct conf_pool *cp = &conf->pools[i];
+
+		for (size_t k = 0; k < cp->nservers; k++)
+			n += gets_check(&cp->health, &cp->servers[k]) +
+			     gets_agent(&cp->health, &cp->servers[k]);
+	}
+	return (uint32_t)UTIL_MIN(n, UINT32_MAX);
+}
+
 /* Create the checkers of pool i. Returns 0 or -1 with err set. */
 static int start_pool(struct core_health *h, size_t pi, char *err, size_t errlen)
 {
@@ -353,6 +398,8 @@ static int start_pool(struct core_health *h, size_t pi, char *err, size_t errlen
 		struct health_conf hc;
 
 		if (cs == NULL || s->runtime_added) {
+			/* checked where it is, as a file server is */
+			runtime.addr = s->addr;
 			runtime.health.check_off = runtime.health.agent_off = s->no_check;
 			cs = &runtime;
 		}
@@ -363,14 +410,14 @@ static int start_pool(struct core_health *h, size_t pi, char *err, size_t errlen
 		hs->pool = p;
 		hs->srv = s;
 		hs->on_down_shutdown = ph->on_down == CONF_ON_DOWN_SHUTDOWN;
-		if (ph->check.type != CONF_CHECK_NONE && !cs->health.check_off) {
+		if (gets_check(ph, cs)) {
 			fill_check(&hc, ph, cs, tls);
 			hs->check = health_checker_new(c->loop, s, &hc, on_result, hs);
 			if (hs->check == NULL)
 				goto nomem;
 			atomic_store(&s->hs.observe_errors, ph->observe_errors);
 		}
-		if (ph->agent_port != 0 && !cs->health.agent_off) {
+		if (gets_agent(ph, cs)) {
 			fill_agent(&hc, ph, cs);
 			hs->agent = health_checker_new(c->loop, s, &hc, on_result, hs);
 			if (hs->agent == NULL)
@@ -474,14 +521,34 @@ void core_health_stop(struct core *c)
 	c->health = NULL;
 }
 
+/* Checkers running now (each holds at most one descriptor). */
+static size_t count_checkers(const struct core_health *h)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < h->nsrvs; i++)
+		n += (h->srvs[i].check != NULL) + (h->srvs[i].agent != NULL);
+	return n;
+}
+
 int core_health_resync(struct core *c, char *err, size_t errlen)
 {
 	struct core_health *h = c->health;
+	size_t n;
 
 	if (h == NULL)
 		return 0;
 	/* rebuild the checkers only: the async watcher and the passive hook
 	 * stay, since a worker may be calling the hook right now */
 	free_checkers(h);
-	return build_checkers(h, err, errlen);
+	if (build_checkers(h, err, errlen) < 0)
+		return -1;
+	/* the descriptor reserve was sized at start (maxconn needs a restart) */
+	n = count_checkers(h);
+	if (n > c->fd_reserve_checks)
+		log_warn("health: %zu checks and agents now, %u descriptors reserved for them at "
+			 "start: at the connection limit some may not run (counted as local "
+			 "errors, never against the server); a restart resizes the reserve",
+			 n, c->fd_reserve_checks);
+	return 0;
 }

@@ -22,8 +22,12 @@
 #define SLUICE_VERSION "0.1"
 #endif
 
-#define FD_RESERVE 64 /* logs, control, checks, epoll and event fds */
+#define FD_DAEMON 64	/* stdio, log, control loop, state file, netlink, resolver, takeover */
+#define FD_PER_WORKER 4 /* epoll, eventfd and slack */
+#define FD_PER_VRRP 4	/* raw socket, link monitor, ARP / NA and address sockets */
 #define PIPES_PER_WORKER 128
+#define BUFSIZE 16384
+#define PIPE_BYTES (256 * 1024) /* the data plane sizes its pipes so */
 
 static void usage(FILE *f)
 {
@@ -58,10 +62,34 @@ static uint32_t count_binds(const struct conf *conf)
 	return n;
 }
 
-/* Raise the descriptor limit as far as allowed and derive the maxconn it
- * can honour: two descriptors per connection after the fixed reserve. */
-static uint32_t size_limits(const struct conf *conf, uint32_t workers)
+/* Descriptors the daemon holds besides its connections, each term the
+ * most that part of the configuration can hold at once. */
+struct fd_reserve {
+	uint64_t daemon, listeners, pipes, checks, control, vrrp;
+};
+
+static uint64_t fd_reserve(const struct conf *conf, uint32_t workers, struct fd_reserve *r)
 {
+	const struct conf_global *g = &conf->global;
+
+	r->daemon = FD_DAEMON + (uint64_t)workers * FD_PER_WORKER;
+	/* a socket per worker and bind, and the worker's duplicate of it */
+	r->listeners = 2ull * workers * count_binds(conf);
+	r->pipes = 2ull * workers * PIPES_PER_WORKER;
+	r->checks = core_health_checkers(conf);
+	r->control = g->ncontrols + (g->metrics.len != 0) + CTL_MAX_CLIENTS;
+	r->vrrp = (uint64_t)FD_PER_VRRP * conf->nvrrps;
+	return r->daemon + r->listeners + r->pipes + r->checks + r->control + r->vrrp;
+}
+
+/* Raise the descriptor limit as far as allowed and derive the maxconn it
+ * can honour: two descriptors per connection after the reserve, so that
+ * at the connection limit health checks, control clients and pipes still
+ * get theirs. Sets c->fd_reserve_checks. */
+static uint32_t size_limits(struct core *c, uint32_t workers)
+{
+	const struct conf *conf = c->conf;
+	struct fd_reserve r;
 	struct rlimit rl;
 	uint64_t fixed, usable;
 	uint32_t want = conf->global.maxconn, can;
@@ -73,9 +101,16 @@ static uint32_t size_limits(const struct conf *conf, uint32_t workers)
 				 (unsigned long long)rl.rlim_max, strerror(errno));
 		getrlimit(RLIMIT_NOFILE, &rl);
 	}
-	fixed = FD_RESERVE + (uint64_t)workers * (count_binds(conf) + 2 * PIPES_PER_WORKER + 4);
+	fixed = fd_reserve(conf, workers, &r);
+	c->fd_reserve_checks = (uint32_t)r.checks;
 	usable = rl.rlim_cur > fixed ? (rl.rlim_cur - fixed) / 2 : 1;
 	can = (uint32_t)UTIL_MIN(usable, 10000000);
+	log_notice("descriptor reserve %llu: %llu daemon, %llu listeners, %llu pipes, %llu "
+		   "checks, %llu control, %llu vrrp",
+		   (unsigned long long)fixed, (unsigned long long)r.daemon,
+		   (unsigned long long)r.listeners, (unsigned long long)r.pipes,
+		   (unsigned long long)r.checks, (unsigned long long)r.control,
+		   (unsigned long long)r.vrrp);
 	if (want == 0) {
 		want = can;
 	} else if (want > can) {
@@ -86,6 +121,27 @@ static uint32_t size_limits(const struct conf *conf, uint32_t workers)
 	}
 	log_notice("limits: %llu descriptors, maxconn %u", (unsigned long long)rl.rlim_cur, want);
 	return want;
+}
+
+/* The relay memory ceiling: as configured, or by default what the other
+ * limits allow anyway (both directions of every connection holding a
+ * buffer, every worker's pipes full), so that it never binds before them
+ * unless the operator lowers it. */
+static uint64_t bufmem_limit(const struct conf *conf, uint32_t maxconn, uint32_t workers)
+{
+	uint64_t derived = 2ull * maxconn * (BUFSIZE + 256) +
+			   (uint64_t)workers * PIPES_PER_WORKER * PIPE_BYTES;
+
+	if (conf->global.bufmem != 0) {
+		log_notice("bufmem %llu KiB for relay buffers and pipes (the connection limit "
+			   "alone would allow %llu KiB)",
+			   (unsigned long long)(conf->global.bufmem >> 10),
+			   (unsigned long long)(derived >> 10));
+		return conf->global.bufmem;
+	}
+	log_notice("bufmem %llu KiB for relay buffers and pipes (derived from maxconn)",
+		   (unsigned long long)(derived >> 10));
+	return derived;
 }
 
 static void finish(struct core *c)
@@ -118,18 +174,11 @@ static void on_grace_timer(struct ev_loop *loop, ev_timer *t, int revents)
 	proxy_engine_close_all(c->engine);
 }
 
-void core_begin_shutdown(struct core *c, const char *why)
+/* Stop accepting and start the drain: the listeners close now. */
+static void stop_listeners(struct core *c, const char *why)
 {
 	double grace = (double)c->conf->global.grace_ms / 1000.0;
 
-	if (c->stopping) {
-		log_notice("%s again: closing connections now", why);
-		proxy_engine_close_all(c->engine);
-		return;
-	}
-	c->stopping = true;
-	core_notify("STOPPING=1");
-	core_vrrp_shutdown(c); /* priority 0 first: the peer takes over during the drain */
 	log_notice("%s: stopping listeners, %u connections open, grace %llums", why,
 		   proxy_engine_active(c->engine), (unsigned long long)c->conf->global.grace_ms);
 	for (size_t i = 0; i < c->nlisteners; i++) {
@@ -143,6 +192,46 @@ void core_begin_shutdown(struct core *c, const char *why)
 	ev_timer_init(&c->grace_timer, on_grace_timer, grace, 0.0);
 	c->grace_timer.data = c;
 	ev_timer_start(c->loop, &c->grace_timer);
+}
+
+static void on_withdraw_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct core *c = t->data;
+
+	(void)loop;
+	(void)revents;
+	stop_listeners(c, "withdraw delay over");
+}
+
+void core_begin_shutdown(struct core *c, const char *why)
+{
+	uint64_t delay_ms;
+
+	if (c->stopping) {
+		log_notice("%s again: closing connections now", why);
+		if (ev_is_active(&c->withdraw_timer)) {
+			ev_timer_stop(c->loop, &c->withdraw_timer);
+			stop_listeners(c, why);
+		}
+		proxy_engine_close_all(c->engine);
+		return;
+	}
+	c->stopping = true;
+	core_notify("STOPPING=1");
+	core_vrrp_shutdown(c); /* priority 0 first: the peer takes over during the drain */
+	/* withdrawn first; the routers still send new clients here until they
+	 * converge (BFD, the FIB), so those are served for withdraw-delay */
+	delay_ms = core_announce_shutdown(c);
+	if (delay_ms == 0) {
+		stop_listeners(c, why);
+		return;
+	}
+	log_notice("%s: addresses withdrawn, accepting for %llums more (withdraw-delay), %u "
+		   "connections open",
+		   why, (unsigned long long)delay_ms, proxy_engine_active(c->engine));
+	ev_timer_init(&c->withdraw_timer, on_withdraw_timer, (double)delay_ms / 1000.0, 0.0);
+	c->withdraw_timer.data = c;
+	ev_timer_start(c->loop, &c->withdraw_timer);
 }
 
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
@@ -193,14 +282,15 @@ static uint32_t worker_count(const struct conf *conf)
 
 static int run(struct core *c)
 {
-	struct proxy_engine_conf ec = { .bufsize = 16384, .max_pipes_per_worker = PIPES_PER_WORKER };
+	struct proxy_engine_conf ec = { .bufsize = BUFSIZE, .max_pipes_per_worker = PIPES_PER_WORKER };
 	char err[256];
 
 	ec.workers = c->nworkers = worker_count(c->conf);
 	util_strlcpy(c->last_reload, "none", sizeof(c->last_reload));
 	c->loop = ev_default_loop(EVFLAG_NOENV);
 	core_guard_start(c);
-	ec.maxconn = c->maxconn = size_limits(c->conf, ec.workers);
+	ec.maxconn = c->maxconn = size_limits(c, ec.workers);
+	ec.bufmem = c->bufmem = bufmem_limit(c->conf, c->maxconn, ec.workers);
 	pool_set_qsbr(&c->qsbr);
 	c->engine = proxy_engine_new(&ec, &c->qsbr);
 	if (c->engine == NULL) {
@@ -234,6 +324,11 @@ static int run(struct core *c)
 		log_err("%s", err);
 		return 1;
 	}
+	if (core_announce_prepare(c, c->conf, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		return 1;
+	}
+	core_announce_commit(c);
 	if (core_ctl_start(c, err, sizeof(err)) < 0) {
 		log_err("%s", err);
 		return 1;
@@ -262,6 +357,11 @@ static int run(struct core *c)
 		log_err("%s", err);
 		return 1;
 	}
+#ifdef SLUICE_FAULT_INJECTION
+	log_warn("built with fault injection (make FAULT=1): for tests only, never for "
+		 "production; SLUICE_FAULT=%s",
+		 getenv("SLUICE_FAULT") != NULL ? getenv("SLUICE_FAULT") : "");
+#endif
 	log_notice("sluice %s ready: pid %d, %u workers, config %s", SLUICE_VERSION, (int)getpid(),
 		   ec.workers, c->conf_path);
 	core_notify("READY=1");
@@ -353,6 +453,7 @@ int main(int argc, char **argv)
 	core_guard_stop(&c);
 	ctl_free(c.ctl);
 	core_vrrp_free(&c);
+	core_announce_free(&c);
 	proxy_engine_free(c.engine);
 	core_health_stop(&c);
 	core_model_free(&c);

@@ -1,8 +1,9 @@
 /* reload: configuration reload on SIGHUP or from the control socket. The
- * new file is parsed and validated completely, then applied in place by
- * core_apply() (which binds new addresses before changing anything); an
+ * new file is parsed and validated completely, then applied in place as one
+ * transaction: log targets, VRRP, announce and core_apply() prepare (new
+ * instances built, new addresses bound) before anything changes; an
  * invalid file or a failed bind leaves the running configuration exactly
- * as it was, logged with its FILE:LINE:COL and counted. */
+ * as it was, VRRP included, logged with its FILE:LINE:COL and counted. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,6 +139,7 @@ static void remember(struct core *c, int rc, const char *msg)
 static int reload_apply(struct core *c, struct conf *nc, bool check_only, char *msg, size_t len)
 {
 	char diff[8192], err[512], ts[32];
+	struct core_vrrp_txn *vt;
 	struct log_set *logs;
 
 	if (!core_guard_load_report(c, msg, len)) {
@@ -165,12 +167,17 @@ static int reload_apply(struct core *c, struct conf *nc, bool check_only, char *
 		conf_free(nc);
 		return 0;
 	}
-	/* the new log targets are opened first and installed only once the
-	 * rest is applied, so a failed reload logs where it logged before */
+	/* One transaction: every prepare before any commit. The new log
+	 * targets are opened first and installed only once the rest is
+	 * applied, so a failed reload logs where it logged before. VRRP
+	 * prepares beside the running instances, announce prepares what can
+	 * fail (devices, serving addresses), core_apply() binds and builds
+	 * before it changes anything (it fails only then); VRRP and announce
+	 * commit last, so a rejected reload never sends priority 0 or moves a
+	 * VIP. */
 	logs = log_set_new(nc->global.logs, nc->global.nlogs, err, sizeof(err));
-	/* VRRP first: it is all or nothing by itself; if the listeners then
-	 * fail, the instances go back to the running configuration */
-	if (logs == NULL || core_vrrp_apply(c, nc, err, sizeof(err)) < 0) {
+	vt = logs != NULL ? core_vrrp_prepare(c, nc, err, sizeof(err)) : NULL;
+	if (vt == NULL) {
 		failed(c, err, msg, len);
 		log_set_free(logs);
 		core_guard_load_discard(c);
@@ -178,12 +185,10 @@ static int reload_apply(struct core *c, struct conf *nc, bool check_only, char *
 		core_notify("READY=1");
 		return -1;
 	}
-	if (core_apply(c, nc, err, sizeof(err)) < 0) {
-		char verr[256];
-
-		if (core_vrrp_apply(c, c->conf, verr, sizeof(verr)) < 0)
-			log_err("reload: VRRP could not go back to the running configuration: %s",
-				verr);
+	if (core_announce_prepare(c, nc, err, sizeof(err)) < 0 ||
+	    core_apply(c, nc, err, sizeof(err)) < 0) {
+		core_announce_rollback(c);
+		core_vrrp_rollback(c, vt);
 		failed(c, err, msg, len);
 		log_set_free(logs);
 		core_guard_load_discard(c);
@@ -192,6 +197,8 @@ static int reload_apply(struct core *c, struct conf *nc, bool check_only, char *
 		return -1;
 	}
 	core_guard_load_discard(c);
+	core_vrrp_commit(c, vt);
+	core_announce_commit(c);
 	log_set_install(logs);
 	/* what cannot change without a restart keeps its running value */
 	nc->global.workers = c->conf->global.workers;

@@ -3,8 +3,13 @@
  * the old one sends every listening socket with SCM_RIGHTS, then stops
  * accepting and drains its connections. Since both processes hold the same
  * sockets in between, no connection is refused during the hand-over.
- * Wire format: fixed 128-byte records "bind ADDR" / "metrics ADDR" (with
- * the descriptors attached) and "end", then the usual text reply. */
+ * Announce devices go along ("tun NAME" with its descriptor: the device
+ * and its addresses live on in the new process, so no route flaps), and
+ * so do the announce blocks the operator withdrew ("announce-withdrawn
+ * NAME").
+ * Wire format: fixed 128-byte records "bind ADDR" / "metrics ADDR" / "tun
+ * NAME" (with the descriptors attached), "announce-withdrawn NAME" and
+ * "end", then the usual text reply. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -87,6 +92,23 @@ int core_takeover_hook(void *arg, int fd, char *msg, size_t len)
 		if (mfd >= 0 && send_record(fd, rec, &mfd, 1) < 0)
 			goto fail;
 	}
+	{
+		struct core_announce_fd an[64];
+		size_t nan = core_announce_handover(c, an, UTIL_ARRAY_LEN(an));
+
+		for (size_t i = 0; i < nan; i++) {
+			char rec[REC_LEN];
+
+			snprintf(rec, sizeof(rec), "%s %s",
+				 an[i].fd >= 0 ? "tun" : "announce-withdrawn", an[i].name);
+			if (send_record(fd, rec, &an[i].fd, an[i].fd >= 0 ? 1 : 0) < 0)
+				goto fail;
+			if (an[i].fd >= 0)
+				log_notice("takeover: announce device %s handed over with its "
+					   "addresses",
+					   an[i].name);
+		}
+	}
 	if (send_record(fd, "end", NULL, 0) < 0)
 		goto fail;
 	fcntl(fd, F_SETFL, flags);
@@ -119,6 +141,16 @@ static int add_inherited(struct core *c, const char *what, const char *addr, con
 	c->inherited = a;
 	in = &a[c->ninherited];
 	memset(in, 0, sizeof(*in));
+	if (strcmp(what, "tun") == 0 || strcmp(what, "announce-withdrawn") == 0) {
+		if (what[0] == 't')
+			util_strlcpy(in->tun, addr, sizeof(in->tun));
+		else
+			util_strlcpy(in->announce_withdrawn, addr, sizeof(in->announce_withdrawn));
+		memcpy(in->fds, fds, n * sizeof(int));
+		in->nfds = n;
+		c->ninherited++;
+		return 0;
+	}
 	if (util_addr_parse(addr, false, &in->addr, perr, sizeof(perr)) < 0) {
 		snprintf(err, errlen, "takeover: bad address '%s' from the old process", addr);
 		return -1;
@@ -216,7 +248,8 @@ int core_takeover_fds(struct core *c, const struct util_addr *addr, bool metrics
 		struct core_inherited *in = &c->inherited[i];
 		size_t n;
 
-		if (in->used || in->metrics != metrics || !util_addr_equal(&in->addr, addr))
+		if (in->used || in->metrics != metrics || in->tun[0] != '\0' ||
+		    in->announce_withdrawn[0] != '\0' || !util_addr_equal(&in->addr, addr))
 			continue;
 		n = UTIL_MIN(in->nfds, max);
 		memcpy(fds, in->fds, n * sizeof(int));
@@ -224,6 +257,27 @@ int core_takeover_fds(struct core *c, const struct util_addr *addr, bool metrics
 		return (int)n;
 	}
 	return 0;
+}
+
+int core_takeover_tun(struct core *c, const char *name)
+{
+	for (size_t i = 0; i < c->ninherited; i++) {
+		struct core_inherited *in = &c->inherited[i];
+
+		if (in->used || in->nfds != 1 || strcmp(in->tun, name) != 0)
+			continue;
+		in->used = true;
+		return in->fds[0];
+	}
+	return -1;
+}
+
+bool core_takeover_announce_withdrawn(struct core *c, const char *name)
+{
+	for (size_t i = 0; i < c->ninherited; i++)
+		if (strcmp(c->inherited[i].announce_withdrawn, name) == 0)
+			return true;
+	return false;
 }
 
 void core_takeover_done(struct core *c)

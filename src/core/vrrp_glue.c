@@ -1,10 +1,13 @@
 /* vrrp_glue: creates the VRRP instances from the configuration, keeps the
- * unchanged ones (state and timers) across a reload, reports pool health
+ * unchanged ones (state and timers) across a reload, which is a transaction
+ * (prepare builds the new instances beside the running ones, commit swaps,
+ * rollback frees what prepare built), reports pool health
  * to "track pool" (vrrp never sees a pool), gives the VIPs up on shutdown,
  * and answers the control socket's `show vrrp` and `vrrp leave|join`. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "core.h"
@@ -96,31 +99,46 @@ static void on_pool_timer(struct ev_loop *loop, ev_timer *w, int revents)
 		check_pools(c, c->vrrp->insts[i]);
 }
 
-static struct vrrp_instance *find_kept(struct core_vrrp *cv, const struct vrrp_instance_config *cfg)
-{
-	for (size_t i = 0; i < cv->n; i++) {
-		struct vrrp_instance *vi = cv->insts[i];
+/* A reload's VRRP half between prepare and commit. The running list is
+ * not touched until commit: kept instances stay where they run, fresh ones
+ * exist (socket open, not started: they send nothing and hold no VIP).
+ * Owned by the caller of core_vrrp_prepare() until commit or rollback. */
+struct core_vrrp_txn {
+	struct vrrp_instance **next; /* the new list (n); becomes cv->insts */
+	bool *fresh;		     /* n: created by prepare, not started */
+	bool *kept;		     /* one per running instance: reused in next */
+	size_t n;
+};
 
-		if (vi != NULL && memcmp(vrrp_instance_config(vi), cfg, sizeof(*cfg)) == 0) {
-			cv->insts[i] = NULL;
-			return vi;
-		}
-	}
-	return NULL;
+static void txn_free(struct core_vrrp_txn *t)
+{
+	free(t->next);
+	free(t->fresh);
+	free(t->kept);
+	free(t);
 }
 
-int core_vrrp_apply(struct core *c, const struct conf *newconf, char *err, size_t len)
+/* The running instance with exactly this configuration that no entry of
+ * the new list took yet (its index), or -1. */
+static ssize_t find_kept(const struct core_vrrp *cv, const struct core_vrrp_txn *t,
+			 const struct vrrp_instance_config *cfg)
+{
+	for (size_t i = 0; i < cv->n; i++)
+		if (!t->kept[i] &&
+		    memcmp(vrrp_instance_config(cv->insts[i]), cfg, sizeof(*cfg)) == 0)
+			return (ssize_t)i;
+	return -1;
+}
+
+static struct core_vrrp *vrrp_state(struct core *c, char *err, size_t len)
 {
 	struct core_vrrp *cv = c->vrrp;
-	struct vrrp_instance **next;
-	bool *fresh;
-	size_t n = newconf->nvrrps;
 
 	if (cv == NULL) {
 		cv = c->vrrp = calloc(1, sizeof(*cv));
 		if (cv == NULL) {
 			snprintf(err, len, "out of memory");
-			return -1;
+			return NULL;
 		}
 		ev_timer_init(&cv->pool_timer, on_pool_timer, CORE_VRRP_POOL_CHECK_S,
 			      CORE_VRRP_POOL_CHECK_S);
@@ -128,71 +146,105 @@ int core_vrrp_apply(struct core *c, const struct conf *newconf, char *err, size_
 	}
 	if (cv->stopped) {
 		snprintf(err, len, "shutting down");
-		return -1;
+		return NULL;
 	}
-	next = calloc(n ? n : 1, sizeof(*next));
-	fresh = calloc(n ? n : 1, sizeof(*fresh));
-	if (next == NULL || fresh == NULL) {
-		free(next);
-		free(fresh);
+	return cv;
+}
+
+struct core_vrrp_txn *core_vrrp_prepare(struct core *c, const struct conf *newconf, char *err,
+					size_t len)
+{
+	struct core_vrrp *cv = vrrp_state(c, err, len);
+	struct core_vrrp_txn *t;
+	size_t n = newconf->nvrrps;
+
+	if (cv == NULL)
+		return NULL;
+	t = calloc(1, sizeof(*t));
+	if (t == NULL) {
 		snprintf(err, len, "out of memory");
-		return -1;
+		return NULL;
 	}
-	/* Build everything new before touching what runs: all or nothing. */
+	t->next = calloc(n ? n : 1, sizeof(*t->next));
+	t->fresh = calloc(n ? n : 1, sizeof(*t->fresh));
+	t->kept = calloc(cv->n ? cv->n : 1, sizeof(*t->kept));
+	if (t->next == NULL || t->fresh == NULL || t->kept == NULL) {
+		txn_free(t);
+		snprintf(err, len, "out of memory");
+		return NULL;
+	}
+	t->n = n;
 	for (size_t i = 0; i < n; i++) {
 		struct vrrp_instance_config cfg;
+		ssize_t k;
 
 		build_cfg(&newconf->vrrps[i], &cfg);
-		next[i] = find_kept(cv, &cfg);
-		if (next[i] != NULL)
+		k = find_kept(cv, t, &cfg);
+		if (k >= 0) {
+			t->kept[k] = true;
+			t->next[i] = cv->insts[k];
 			continue;
-		next[i] = vrrp_instance_new(c->loop, &cfg, err, len);
-		if (next[i] == NULL) {
-			for (size_t k = 0; k < i; k++) {
-				if (fresh[k]) {
-					vrrp_instance_free(next[k]);
-				} else { /* give the kept one back */
-					for (size_t j = 0; j < cv->n; j++) {
-						if (cv->insts[j] == NULL) {
-							cv->insts[j] = next[k];
-							break;
-						}
-					}
-				}
-			}
-			free(next);
-			free(fresh);
-			return -1;
 		}
-		fresh[i] = true;
+		t->next[i] = vrrp_instance_new(c->loop, &cfg, err, len);
+		if (t->next[i] == NULL) {
+			core_vrrp_rollback(c, t);
+			return NULL;
+		}
+		t->fresh[i] = true;
 	}
+	return t;
+}
+
+void core_vrrp_rollback(struct core *c, struct core_vrrp_txn *t)
+{
+	(void)c; /* the running instances were never touched */
+	for (size_t i = 0; i < t->n; i++)
+		if (t->fresh[i]) /* never started: freeing it sends nothing */
+			vrrp_instance_free(t->next[i]);
+	txn_free(t);
+}
+
+void core_vrrp_commit(struct core *c, struct core_vrrp_txn *t)
+{
+	struct core_vrrp *cv = c->vrrp;
+
 	for (size_t i = 0; i < cv->n; i++) {
-		if (cv->insts[i] != NULL) {
-			log_notice("vrrp %s: removed or changed by the configuration",
-				   vrrp_instance_config(cv->insts[i])->name);
-			vrrp_instance_free(cv->insts[i]);
-		}
+		if (t->kept[i])
+			continue;
+		log_notice("vrrp %s: removed or changed by the configuration",
+			   vrrp_instance_config(cv->insts[i])->name);
+		vrrp_instance_free(cv->insts[i]); /* a master sends priority 0 */
 	}
 	free(cv->insts);
-	cv->insts = next;
-	cv->n = n;
-	for (size_t i = 0; i < n; i++) {
-		const struct vrrp_instance_config *cfg = vrrp_instance_config(next[i]);
+	cv->insts = t->next;
+	cv->n = t->n;
+	t->next = NULL;
+	for (size_t i = 0; i < cv->n; i++) {
+		const struct vrrp_instance_config *cfg = vrrp_instance_config(cv->insts[i]);
 
-		if (!fresh[i])
+		if (!t->fresh[i])
 			continue;
-		check_pools(c, next[i]);
+		check_pools(c, cv->insts[i]);
 		log_notice("vrrp %s: interface %s vrid %u priority %u advert %ums version %u (%s)",
 			   cfg->name, cfg->ifname, cfg->vrid, cfg->priority,
 			   (unsigned)cfg->adver_int_cs * 10, cfg->version,
 			   cfg->npeers ? "unicast" : "multicast");
-		vrrp_instance_start(next[i]);
+		vrrp_instance_start(cv->insts[i]);
 	}
-	free(fresh);
-	if (n > 0)
+	txn_free(t);
+	if (cv->n > 0)
 		ev_timer_start(c->loop, &cv->pool_timer);
 	else
 		ev_timer_stop(c->loop, &cv->pool_timer);
+}
+
+int core_vrrp_apply(struct core *c, const struct conf *newconf, char *err, size_t len)
+{
+	struct core_vrrp_txn *t = core_vrrp_prepare(c, newconf, err, len);
+
+	if (t == NULL)
+		return -1;
+	core_vrrp_commit(c, t);
 	return 0;
 }
 

@@ -13,7 +13,6 @@
 #include "sluice/pool-t.h"
 
 #define CTL_LINE_MAX 4096
-#define CTL_MAX_CLIENTS 64
 #define CTL_IDLE_TIMEOUT_S 60.0
 #define CTL_MAX_ARGS 32
 #define CTL_OUT_MAX (8u << 20) /* stop reading a client that does not read */
@@ -24,6 +23,7 @@ enum ctl_wait_kind {
 	CTL_WAIT_DRAINED,
 	CTL_WAIT_UP,
 	CTL_WAIT_RELOAD, /* a reload reading allow/deny files */
+	CTL_WAIT_IDLE, /* no connection left on the node */
 };
 
 struct ctl_listener {

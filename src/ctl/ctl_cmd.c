@@ -195,9 +195,14 @@ static void cmd_show_info(struct cmd *x)
 		ctl_json_str(x->out, in.version);
 		ctl_buf_printf(x->out,
 			       ",\"pid\":%d,\"uptime_ms\":%llu,\"workers\":%u,\"maxconn\":%u,"
-			       "\"connections\":%u,\"connections_total\":%llu,\"config\":",
+			       "\"connections\":%u,\"connections_total\":%llu,"
+			       "\"maxconn_reached\":%llu,\"bufmem_used\":%llu,\"bufmem\":%llu,"
+			       "\"no_memory\":%llu,\"config\":",
 			       in.pid, (unsigned long long)in.uptime_ms, in.workers, in.maxconn,
-			       in.cur_conns, (unsigned long long)in.total_conns);
+			       in.cur_conns, (unsigned long long)in.total_conns,
+			       (unsigned long long)in.maxconn_reached,
+			       (unsigned long long)in.bufmem_used, (unsigned long long)in.bufmem,
+			       (unsigned long long)in.no_memory);
 		ctl_json_str(x->out, in.conf_file);
 		ctl_buf_printf(x->out, ",\"last_reload\":");
 		ctl_json_str(x->out, in.last_reload);
@@ -218,12 +223,16 @@ static void cmd_show_info(struct cmd *x)
 	ctl_buf_printf(x->out,
 		       "version:           %s\npid:               %d\nuptime:            %llus\n"
 		       "workers:           %u\nmaxconn:           %u\nconnections:       %u\n"
-		       "connections total: %llu\nconfig:            %s\nlast reload:       %s\n"
+		       "connections total: %llu\nmaxconn reached:   %llu\n"
+		       "bufmem:            %llu of %llu bytes\nno-memory closes:  %llu\n"
+		       "config:            %s\nlast reload:       %s\n"
 		       "reloads:           %llu ok, %llu failed\n",
 		       in.version, in.pid, (unsigned long long)(in.uptime_ms / 1000), in.workers,
-		       in.maxconn, in.cur_conns, (unsigned long long)in.total_conns, in.conf_file,
-		       in.last_reload, (unsigned long long)in.reloads_ok,
-		       (unsigned long long)in.reloads_failed);
+		       in.maxconn, in.cur_conns, (unsigned long long)in.total_conns,
+		       (unsigned long long)in.maxconn_reached, (unsigned long long)in.bufmem_used,
+		       (unsigned long long)in.bufmem, (unsigned long long)in.no_memory,
+		       in.conf_file, in.last_reload,
+		       (unsigned long long)in.reloads_ok, (unsigned long long)in.reloads_failed);
 	for (size_t i = 0; i < nls; i++)
 		ctl_buf_printf(x->out, "log:               %s: %llu sent, %llu dropped\n",
 			       ls[i].name, (unsigned long long)ls[i].sent,
@@ -252,10 +261,12 @@ static void listener_json(struct ctl_buf *out, const struct ctl_listener_row *r)
 	ctl_buf_printf(out,
 		       ",\"connections\":%u,\"maxconn\":%u,\"connections_total\":%llu,"
 		       "\"bytes_in\":%llu,\"bytes_out\":%llu,\"proxy_header_errors\":%llu,"
-		       "\"refused\":{",
+		       "\"proxy_header_timeouts\":%llu,\"maxconn_reached\":%llu,\"refused\":{",
 		       r->cur_conns, r->maxconn, (unsigned long long)r->total_conns,
 		       (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out,
-		       (unsigned long long)r->proxy_header_errors);
+		       (unsigned long long)r->proxy_header_errors,
+		       (unsigned long long)r->proxy_header_timeouts,
+		       (unsigned long long)r->maxconn_reached);
 	for (int k = 0; k < CTL_NREFUSALS; k++)
 		ctl_buf_printf(out, "%s\"%s\":%llu", k ? "," : "", ctl_refusal_names[k],
 			       (unsigned long long)r->refused[k]);
@@ -275,8 +286,8 @@ static void cmd_show_listeners(struct cmd *x)
 {
 	struct ctl_listener_row rows[256];
 	size_t n = x->ctl->hooks.listeners(x->ctl->hooks.arg, rows, UTIL_ARRAY_LEN(rows));
-	struct tbl t = { .ncols = 10 };
-	char b[7][24];
+	struct tbl t = { .ncols = 12 };
+	char b[9][24];
 
 	if (x->json) {
 		ctl_buf_printf(x->out, "[");
@@ -288,13 +299,14 @@ static void cmd_show_listeners(struct cmd *x)
 		return;
 	}
 	tbl_row(&t, "listen", "binds", "pool", "active", "maxconn", "total", "bytes_in",
-		"bytes_out", "proxy_errors", "refused");
+		"bytes_out", "proxy_errors", "proxy_timeouts", "maxconn_reached", "refused");
 	for (size_t i = 0; i < n; i++)
 		tbl_row(&t, rows[i].name, rows[i].binds, rows[i].pool,
 			u64s(b[0], rows[i].cur_conns), u64s(b[1], rows[i].maxconn),
 			u64s(b[2], rows[i].total_conns), u64s(b[3], rows[i].bytes_in),
 			u64s(b[4], rows[i].bytes_out), u64s(b[5], rows[i].proxy_header_errors),
-			u64s(b[6], refused_sum(&rows[i])));
+			u64s(b[6], rows[i].proxy_header_timeouts), u64s(b[7], rows[i].maxconn_reached),
+			u64s(b[8], refused_sum(&rows[i])));
 	tbl_print(&t, x->out);
 }
 
@@ -369,7 +381,7 @@ static void server_json(struct ctl_buf *out, const struct pool_server *s)
 		       ",\"health\":\"%s\",\"admin\":\"%s\",\"weight\":%u,\"effective_weight\":%u,"
 		       "\"backup\":%s,\"maxconn\":%u,\"active\":%u,\"connections_total\":%llu,"
 		       "\"bytes_in\":%llu,\"bytes_out\":%llu,\"connect_errors\":%llu,"
-		       "\"runtime_added\":%s",
+		       "\"local_errors\":%llu,\"runtime_added\":%s",
 		       pool_health_name(s->health), pool_admin_name(s->admin), s->weight,
 		       pool_server_eligible(s) ? effective_weight(s) : 0, s->backup ? "true" : "false",
 		       s->maxconn, atomic_load(&s->cur_conns),
@@ -377,6 +389,7 @@ static void server_json(struct ctl_buf *out, const struct pool_server *s)
 		       (unsigned long long)atomic_load(&s->bytes_in),
 		       (unsigned long long)atomic_load(&s->bytes_out),
 		       (unsigned long long)atomic_load(&s->connect_errors),
+		       (unsigned long long)atomic_load(&s->local_errors),
 		       s->runtime_added ? "true" : "false");
 	ctl_buf_printf(out, ",\"check\":");
 	ctl_json_str(out, s->hs.last_cause[0] ? s->hs.last_cause : "");
@@ -394,9 +407,9 @@ static void cmd_show_servers(struct cmd *x)
 {
 	size_t n;
 	struct pool **pools = x->ctl->hooks.pools(x->ctl->hooks.arg, &n);
-	struct tbl t = { .ncols = 13 };
+	struct tbl t = { .ncols = 14 };
 	bool first = true;
-	char b[7][24];
+	char b[8][24];
 
 	if (x->argc == 3 && ctl_find_pool(x->ctl, x->argv[2]) == NULL) {
 		reply_error(x->out, "no pool '%s'", x->argv[2]);
@@ -406,7 +419,8 @@ static void cmd_show_servers(struct cmd *x)
 		ctl_buf_printf(x->out, "[");
 	else
 		tbl_row(&t, "pool", "server", "address", "health", "admin", "weight", "eff",
-			"active", "total", "bytes_in", "bytes_out", "errors", "check");
+			"active", "total", "bytes_in", "bytes_out", "errors", "local_errors",
+			"check");
 	for (size_t i = 0; i < n; i++) {
 		struct pool *p = pools[i];
 
@@ -431,6 +445,7 @@ static void cmd_show_servers(struct cmd *x)
 				u64s(b[4], atomic_load(&s->bytes_in)),
 				u64s(b[5], atomic_load(&s->bytes_out)),
 				u64s(b[6], atomic_load(&s->connect_errors)),
+				u64s(b[7], atomic_load(&s->local_errors)),
 				/* last: the cause has spaces */
 				s->hs.last_cause[0] ? s->hs.last_cause : "-");
 		}
@@ -707,20 +722,30 @@ static void cmd_server_del(struct cmd *x)
 
 void ctl_client_wait_start(struct ctl_client *cl);
 
+/* The optional TIMEOUT of a wait command at argv[i]. Returns 0, or -1
+ * after an error reply. */
+static int wait_timeout(struct cmd *x, int i, uint64_t *timeout)
+{
+	*timeout = WAIT_DEFAULT_MS;
+	if (x->cl == NULL) {
+		reply_error(x->out, "wait is only available on a control connection");
+		return -1;
+	}
+	if (x->argc == i + 1 && util_parse_duration_ms(x->argv[i], WAIT_MAX_MS, timeout) < 0) {
+		reply_error(x->out, "bad timeout '%s' (expected e.g. 500ms, 30s, 5m; at most 1h)",
+			    x->argv[i]);
+		return -1;
+	}
+	return 0;
+}
+
 static void cmd_wait(struct cmd *x)
 {
 	struct pool_server *s;
-	uint64_t timeout = WAIT_DEFAULT_MS;
+	uint64_t timeout;
 
-	if (x->cl == NULL) {
-		reply_error(x->out, "wait is only available on a control connection");
+	if (wait_timeout(x, 3, &timeout) < 0)
 		return;
-	}
-	if (x->argc == 4 && util_parse_duration_ms(x->argv[3], WAIT_MAX_MS, &timeout) < 0) {
-		reply_error(x->out, "bad timeout '%s' (expected e.g. 500ms, 30s, 5m; at most 1h)",
-			    x->argv[3]);
-		return;
-	}
 	s = ctl_find_server(x->ctl, x->argv[2], x->out);
 	if (s == NULL)
 		return;
@@ -734,6 +759,26 @@ static void cmd_wait(struct cmd *x)
 		ctl_client_wait_start(x->cl);
 }
 
+/* wait idle: answered when the node has no connection left. */
+static bool wait_idle_check(struct ctl *c, struct ctl_client *cl, uint64_t now_ms,
+			    struct ctl_buf *out)
+{
+	struct ctl_info in = { 0 };
+
+	c->hooks.info(c->hooks.arg, &in);
+	if (in.cur_conns == 0) {
+		if (cl->wait_json)
+			ctl_buf_printf(out, "{\"ok\":true,\"state\":\"idle\"}\n\n");
+		else
+			ctl_buf_printf(out, "node is idle: no connection left\n\n");
+	} else if (now_ms >= cl->wait_deadline_ms) {
+		ctl_buf_printf(out, "error: timeout: %u connections still open\n\n", in.cur_conns);
+	} else {
+		return false;
+	}
+	cl->wait = CTL_WAIT_NONE;
+	return true;
+}
 static bool reload_wait_check(struct ctl *c, struct ctl_client *cl, struct ctl_buf *out);
 
 bool ctl_wait_check(struct ctl *c, struct ctl_client *cl, uint64_t now_ms, struct ctl_buf *out)
@@ -742,6 +787,8 @@ bool ctl_wait_check(struct ctl *c, struct ctl_client *cl, uint64_t now_ms, struc
 	bool done, drained = cl->wait == CTL_WAIT_DRAINED;
 	uint32_t n;
 
+	if (cl->wait == CTL_WAIT_IDLE)
+		return wait_idle_check(c, cl, now_ms, out);
 	if (cl->wait == CTL_WAIT_RELOAD)
 		return reload_wait_check(c, cl, out);
 	n = atomic_load(&s->cur_conns);
@@ -771,6 +818,178 @@ bool ctl_wait_check(struct ctl *c, struct ctl_client *cl, uint64_t now_ms, struc
 	cl->wait_srv = NULL;
 	pool_server_put(s);
 	return true;
+}
+
+/* ---- announce and the node ---- */
+
+static void fmt_wall(uint64_t wall_ms, char *buf, size_t len)
+{
+	time_t t = (time_t)(wall_ms / 1000);
+	struct tm tm;
+
+	if (wall_ms == 0 || gmtime_r(&t, &tm) == NULL)
+		util_strlcpy(buf, "-", len);
+	else
+		strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* The rows of every announce block (caller frees), or NULL after an error
+ * reply. */
+static struct ctl_announce_row *announce_rows(struct ctl *c, size_t *n,
+					      struct ctl_node_state *node, struct ctl_buf *out)
+{
+	struct ctl_announce_row *rows;
+
+	if (c->hooks.announces == NULL) {
+		reply_error(out, "announce is not available");
+		return NULL;
+	}
+	*n = c->hooks.announces(c->hooks.arg, NULL, 0, node);
+	rows = calloc(*n + 1, sizeof(*rows));
+	if (rows == NULL) {
+		reply_error(out, "out of memory");
+		return NULL;
+	}
+	*n = UTIL_MIN(*n, c->hooks.announces(c->hooks.arg, rows, *n, node));
+	return rows;
+}
+
+static void announce_json(struct ctl_buf *out, const struct ctl_announce_row *r)
+{
+	char when[32];
+
+	fmt_wall(r->since_wall_ms, when, sizeof(when));
+	ctl_buf_printf(out, "{\"name\":");
+	ctl_json_str(out, r->name);
+	ctl_buf_printf(out, ",\"device\":");
+	ctl_json_str(out, r->device);
+	ctl_buf_printf(out, ",\"addresses\":");
+	ctl_json_str(out, r->addresses);
+	ctl_buf_printf(out, ",\"pools\":");
+	ctl_json_str(out, r->pools);
+	ctl_buf_printf(out, ",\"state\":\"%s\",\"announced\":%s,\"cause\":", r->state,
+		       strcmp(r->state, "announced") == 0 ? "true" : "false");
+	ctl_json_str(out, r->cause);
+	ctl_buf_printf(out,
+		       ",\"withdrawn_by_operator\":%s,\"since\":\"%s\",\"since_ms\":%llu,"
+		       "\"hold_down_ms\":%llu,\"hold_down_left_ms\":%llu,"
+		       "\"withdraw_delay_ms\":%llu,\"announces\":%llu,\"withdraws\":%llu,"
+		       "\"transitions\":%llu,\"errors\":%llu}",
+		       r->manual ? "true" : "false", when, (unsigned long long)r->since_age_ms,
+		       (unsigned long long)r->hold_down_ms, (unsigned long long)r->hold_down_left_ms,
+		       (unsigned long long)r->withdraw_delay_ms, (unsigned long long)r->announces,
+		       (unsigned long long)r->withdraws,
+		       (unsigned long long)(r->announces + r->withdraws),
+		       (unsigned long long)r->errors);
+}
+
+static void cmd_show_announce(struct cmd *x)
+{
+	struct ctl_node_state node;
+	struct tbl t = { .ncols = 8 };
+	size_t n;
+	struct ctl_announce_row *rows = announce_rows(x->ctl, &n, &node, x->out);
+	char b[2][64];
+
+	if (rows == NULL)
+		return;
+	if (x->json) {
+		ctl_buf_printf(x->out,
+			       "{\"node\":{\"drained\":%s,\"stopping\":%s,\"drain_left_ms\":%llu},"
+			       "\"announce\":[",
+			       node.drained ? "true" : "false", node.stopping ? "true" : "false",
+			       (unsigned long long)node.drain_left_ms);
+		for (size_t i = 0; i < n; i++) {
+			ctl_buf_printf(x->out, "%s", i ? "," : "");
+			announce_json(x->out, &rows[i]);
+		}
+		ctl_buf_printf(x->out, "]}\n\n");
+		free(rows);
+		return;
+	}
+	if (node.stopping)
+		ctl_buf_printf(x->out, "node: stopping\n");
+	else if (node.drained && node.drain_left_ms > 0)
+		ctl_buf_printf(x->out, "node: drained (node drain); open connections are closed in "
+				       "%llums\n",
+			       (unsigned long long)node.drain_left_ms);
+	else
+		ctl_buf_printf(x->out, "node: %s\n", node.drained ? "drained (node drain)" : "serving");
+	tbl_row(&t, "announce", "device", "state", "addresses", "pools", "since", "transitions",
+		"cause");
+	for (size_t i = 0; i < n; i++) {
+		const struct ctl_announce_row *r = &rows[i];
+		char when[32];
+
+		fmt_wall(r->since_wall_ms, when, sizeof(when));
+		snprintf(b[0], sizeof(b[0]), "%s (%llus ago)", when,
+			 (unsigned long long)(r->since_age_ms / 1000));
+		tbl_row(&t, r->name, r->device, r->state, r->addresses, r->pools[0] ? r->pools : "-",
+			b[0], u64s(b[1], r->announces + r->withdraws),
+			/* last: the cause has spaces */
+			r->cause[0] ? r->cause : "-");
+	}
+	tbl_print(&t, x->out);
+	free(rows);
+}
+
+static void cmd_announce_admin(struct cmd *x)
+{
+	char msg[512];
+
+	if (x->ctl->hooks.announce_admin == NULL) {
+		reply_error(x->out, "announce is not available");
+		return;
+	}
+	msg[0] = '\0';
+	if (x->ctl->hooks.announce_admin(x->ctl->hooks.arg, x->argv[2],
+					 strcmp(x->argv[1], "withdraw") == 0, msg, sizeof(msg)) < 0) {
+		reply_error(x->out, "%s", msg);
+		return;
+	}
+	ctl_changed(x->ctl); /* an operator's withdraw survives a restart */
+	reply_ok(x, "%s", msg);
+}
+
+/* node drain [within DURATION] | node ready */
+static void cmd_node(struct cmd *x)
+{
+	bool drain = strcmp(x->argv[1], "drain") == 0;
+	uint64_t within_ms = 0;
+	char msg[512];
+
+	if (x->argc != 2 && (!drain || x->argc != 4 || strcmp(x->argv[2], "within") != 0)) {
+		reply_error(x->out, "usage: node drain [within DURATION], or node ready");
+		return;
+	}
+	if (x->argc == 4 &&
+	    (util_parse_duration_ms(x->argv[3], 24ull * 3600 * 1000, &within_ms) < 0 ||
+	     within_ms == 0)) {
+		reply_error(x->out, "bad duration '%s' (expected e.g. 500ms, 30s, 5m)", x->argv[3]);
+		return;
+	}
+	if (x->ctl->hooks.node_drain == NULL) {
+		reply_error(x->out, "node drain is not available");
+		return;
+	}
+	msg[0] = '\0';
+	if (x->ctl->hooks.node_drain(x->ctl->hooks.arg, drain, within_ms, msg, sizeof(msg)) < 0)
+		reply_error(x->out, "%s", msg);
+	else
+		reply_ok(x, "%s", msg);
+}
+
+static void cmd_wait_idle(struct cmd *x)
+{
+	uint64_t timeout;
+
+	if (wait_timeout(x, 2, &timeout) < 0)
+		return;
+	x->cl->wait = CTL_WAIT_IDLE;
+	x->cl->wait_json = x->json;
+	x->cl->wait_deadline_ms = util_now_ms() + timeout;
+	if (!ctl_wait_check(x->ctl, x->cl, util_now_ms(), x->out))
+		ctl_client_wait_start(x->cl);
 }
 
 /* ---- reload ---- */
@@ -1099,6 +1318,14 @@ static const struct cmd_entry commands[] = {
 	{ "show", "vrrp", 2, 2, CTL_LEVEL_USER, cmd_show_vrrp, "show vrrp" },
 	{ "vrrp", "leave", 3, 3, CTL_LEVEL_ADMIN, cmd_vrrp_admin, "vrrp leave NAME" },
 	{ "vrrp", "join", 3, 3, CTL_LEVEL_ADMIN, cmd_vrrp_admin, "vrrp join NAME" },
+	{ "show", "announce", 2, 2, CTL_LEVEL_USER, cmd_show_announce, "show announce" },
+	{ "announce", "withdraw", 3, 3, CTL_LEVEL_ADMIN, cmd_announce_admin,
+	  "announce withdraw NAME|all" },
+	{ "announce", "restore", 3, 3, CTL_LEVEL_ADMIN, cmd_announce_admin,
+	  "announce restore NAME|all" },
+	{ "node", "drain", 2, 4, CTL_LEVEL_ADMIN, cmd_node, "node drain [within DURATION]" },
+	{ "node", "ready", 2, 2, CTL_LEVEL_ADMIN, cmd_node, "node ready" },
+	{ "wait", "idle", 2, 3, CTL_LEVEL_USER, cmd_wait_idle, "wait idle [TIMEOUT]" },
 	/* source ACLs and per-source limits */
 	{ "acl", "add", 5, 7, CTL_LEVEL_ADMIN, cmd_acl_add,
 	  "acl add LISTENER deny|allow CIDR [for DURATION]" },

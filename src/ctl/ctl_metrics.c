@@ -2,6 +2,7 @@
  * listeners, pools and servers: each family once, with HELP and TYPE,
  * then its samples. Read-only over the model and the hooks. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ctl-int.h"
@@ -36,6 +37,7 @@ enum srv_metric {
 	SM_BYTES_IN,
 	SM_BYTES_OUT,
 	SM_ERRORS,
+	SM_LOCAL_ERRORS,
 	SM_CHECKS,
 	SM_CHECKS_FAILED,
 	SM_STATE_CHANGES,
@@ -57,6 +59,9 @@ static const struct {
 			   "Bytes sent to the server" },
 	[SM_ERRORS] = { "sluice_server_connect_errors_total", "counter",
 			"Failed connection attempts to the server" },
+	[SM_LOCAL_ERRORS] = { "sluice_server_local_errors_total", "counter",
+			      "Connections and checks to the server that failed here, not at the "
+			      "server (out of descriptors, memory, buffers or ports)" },
 	[SM_CHECKS] = { "sluice_server_checks_total", "counter", "Health and agent checks done" },
 	[SM_CHECKS_FAILED] = { "sluice_server_checks_failed_total", "counter",
 			       "Health and agent checks that failed" },
@@ -102,6 +107,9 @@ static void server_sample(struct ctl_buf *b, enum srv_metric m, const struct poo
 		break;
 	case SM_ERRORS:
 		v = atomic_load(&s->connect_errors);
+		break;
+	case SM_LOCAL_ERRORS:
+		v = atomic_load(&s->local_errors);
 		break;
 	case SM_CHECKS:
 		v = s->hs.checks;
@@ -219,11 +227,20 @@ static void listener_metrics(struct ctl *c, struct ctl_buf *b)
 					     "sluice_listener_connections_total",
 					     "sluice_listener_received_bytes_total",
 					     "sluice_listener_sent_bytes_total",
-					     "sluice_listener_proxy_header_errors_total" };
-	static const char *const helps[] = { "Open client connections",
-					     "Client connections accepted",
-					     "Bytes received from clients", "Bytes sent to clients",
-					     "Connections closed for a bad or missing PROXY header" };
+					     "sluice_listener_proxy_header_errors_total",
+					     "sluice_listener_proxy_header_timeouts_total",
+					     "sluice_listener_maxconn_reached_total" };
+	static const char *const helps[] = {
+		"Open client connections",
+		"Client connections accepted",
+		"Bytes received from clients",
+		"Bytes sent to clients",
+		"Connections closed for a malformed or oversized PROXY header",
+		"Connections closed because their PROXY header did not arrive within timeout "
+		"proxy-header",
+		"Times accepting stopped at the listener's maxconn (clients wait in the listen "
+		"queue)",
+	};
 	struct ctl_listener_row rows[256];
 	size_t n = c->hooks.listeners(c->hooks.arg, rows, UTIL_ARRAY_LEN(rows));
 
@@ -234,7 +251,9 @@ static void listener_metrics(struct ctl *c, struct ctl_buf *b)
 				     : k == 1 ? rows[i].total_conns
 				     : k == 2 ? rows[i].bytes_in
 				     : k == 3 ? rows[i].bytes_out
-					      : rows[i].proxy_header_errors;
+				     : k == 4 ? rows[i].proxy_header_errors
+				     : k == 5 ? rows[i].proxy_header_timeouts
+					      : rows[i].maxconn_reached;
 
 			ctl_buf_printf(b, "%s{listener=\"", names[k]);
 			label(b, rows[i].name);
@@ -242,6 +261,52 @@ static void listener_metrics(struct ctl *c, struct ctl_buf *b)
 		}
 	}
 	guard_metrics(b, rows, n);
+}
+
+static void announce_metrics(struct ctl *c, struct ctl_buf *b)
+{
+	static const char *const names[] = { "sluice_announce_announced",
+					     "sluice_announce_withdrawn_by_operator",
+					     "sluice_announce_announces_total",
+					     "sluice_announce_withdraws_total",
+					     "sluice_announce_errors_total" };
+	static const char *const helps[] = {
+		"1 while the block's addresses are on its device (announced to the routers)",
+		"1 while the operator keeps the block withdrawn (announce withdraw)",
+		"Times the block's addresses were announced",
+		"Times the block's addresses were withdrawn",
+		"Addresses that could not be added to or deleted from the device",
+	};
+	struct ctl_node_state node;
+	struct ctl_announce_row *rows;
+	size_t n;
+
+	if (c->hooks.announces == NULL)
+		return;
+	n = c->hooks.announces(c->hooks.arg, NULL, 0, &node);
+	family(b, "sluice_node_drained", "gauge", "1 while the node is drained (node drain)");
+	ctl_buf_printf(b, "sluice_node_drained %d\n", node.drained);
+	rows = calloc(n + 1, sizeof(*rows));
+	if (rows == NULL)
+		return;
+	n = UTIL_MIN(n, c->hooks.announces(c->hooks.arg, rows, n, &node));
+	/* a family needs samples: none at all without announce blocks */
+	for (size_t k = 0; n > 0 && k < UTIL_ARRAY_LEN(names); k++) {
+		family(b, names[k], k < 2 ? "gauge" : "counter", helps[k]);
+		for (size_t i = 0; i < n; i++) {
+			const struct ctl_announce_row *r = &rows[i];
+			uint64_t v = k == 0   ? strcmp(r->state, "announced") == 0
+				     : k == 1 ? r->manual
+				     : k == 2 ? r->announces
+				     : k == 3 ? r->withdraws
+					      : r->errors;
+
+			ctl_buf_printf(b, "%s{announce=\"", names[k]);
+			label(b, r->name);
+			ctl_buf_printf(b, "\"} %llu\n", (unsigned long long)v);
+		}
+	}
+	free(rows);
 }
 
 /* Per log target: lines sent and dropped; the queue's drops as target "queue". */
@@ -286,6 +351,18 @@ void ctl_metrics(struct ctl *c, struct ctl_buf *out)
 	ctl_buf_printf(out, "sluice_connections_total %llu\n", (unsigned long long)in.total_conns);
 	family(out, "sluice_maxconn", "gauge", "Effective global connection limit");
 	ctl_buf_printf(out, "sluice_maxconn %u\n", in.maxconn);
+	family(out, "sluice_maxconn_reached_total", "counter",
+	       "Times accepting stopped at the global maxconn (clients wait in the listen queues)");
+	ctl_buf_printf(out, "sluice_maxconn_reached_total %llu\n",
+		       (unsigned long long)in.maxconn_reached);
+	family(out, "sluice_bufmem_bytes", "gauge",
+	       "Relay buffers (cached ones too) and pipes in use, bytes");
+	ctl_buf_printf(out, "sluice_bufmem_bytes %llu\n", (unsigned long long)in.bufmem_used);
+	family(out, "sluice_bufmem_limit_bytes", "gauge", "The bufmem ceiling, bytes");
+	ctl_buf_printf(out, "sluice_bufmem_limit_bytes %llu\n", (unsigned long long)in.bufmem);
+	family(out, "sluice_no_memory_total", "counter",
+	       "Connections closed because no relay buffer could be had (end=no-memory)");
+	ctl_buf_printf(out, "sluice_no_memory_total %llu\n", (unsigned long long)in.no_memory);
 	family(out, "sluice_reloads_total", "counter", "Configuration reloads by result");
 	ctl_buf_printf(out, "sluice_reloads_total{result=\"ok\"} %llu\n",
 		       (unsigned long long)in.reloads_ok);
@@ -294,4 +371,5 @@ void ctl_metrics(struct ctl *c, struct ctl_buf *out)
 	log_metrics(out);
 	listener_metrics(c, out);
 	pool_metrics(out, pools, n);
+	announce_metrics(c, out);
 }

@@ -1,6 +1,9 @@
 /* ctl_state: the state file, so that runtime changes survive a restart.
  * One line per server whose state was set at runtime:
  *   server POOL NAME ADDRESS admin STATE [weight N] [added backup=0|1 maxconn=N [nocheck]]
+ * one per announce block the operator withdrew (a node drain is not
+ * kept: it is the step before stopping a node, whose restart serves again):
+ *   announce NAME withdrawn
  * and one per runtime ACL entry (until: its expiry, wall clock in ms):
  *   acl LISTENER deny|allow CIDR [until MS]
  * Written atomically (temporary file + rename) after every change; read at
@@ -57,6 +60,22 @@ int ctl_state_save(struct ctl *c)
 			fprintf(f, "\n");
 		}
 	}
+	if (c->hooks.announces != NULL) {
+		struct ctl_node_state node;
+		size_t na = c->hooks.announces(c->hooks.arg, NULL, 0, &node);
+		struct ctl_announce_row *rows = calloc(na + 1, sizeof(*rows));
+
+		if (rows == NULL) {
+			fclose(f);
+			unlink(tmp);
+			return -1;
+		}
+		na = UTIL_MIN(na, c->hooks.announces(c->hooks.arg, rows, na, &node));
+		for (size_t i = 0; i < na; i++)
+			if (rows[i].manual)
+				fprintf(f, "announce %s withdrawn\n", rows[i].name);
+		free(rows);
+	}
 	if (c->hooks.acl_each != NULL)
 		c->hooks.acl_each(c->hooks.arg, save_acl, f);
 	if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
@@ -69,6 +88,7 @@ int ctl_state_save(struct ctl *c)
 }
 
 struct state_line {
+	bool announce; /* "announce NAME withdrawn": only name is set */
 	bool acl; /* an "acl" line: pool holds the listener's name */
 	struct util_cidr cidr;
 	bool deny;
@@ -114,7 +134,14 @@ static int parse_line(char *line, struct state_line *sl)
 
 	if (argc == 0 || (argc > 0 && argv[0][0] == '#'))
 		return 1;
+	sl->announce = false;
 	sl->acl = false;
+	if (argc == 3 && strcmp(argv[0], "announce") == 0 && strcmp(argv[2], "withdrawn") == 0 &&
+	    strlen(argv[1]) < POOL_NAME_MAX) {
+		sl->announce = true;
+		util_strlcpy(sl->name, argv[1], sizeof(sl->name));
+		return 0;
+	}
 	if (argc > 0 && strcmp(argv[0], "acl") == 0)
 		return parse_acl(argv, argc, sl);
 	if (argc < 6 || strcmp(argv[0], "server") != 0 || strlen(argv[1]) >= POOL_NAME_MAX ||
@@ -166,16 +193,34 @@ static void apply_acl(struct ctl *c, const struct state_line *sl)
 			 sl->deny ? "deny" : "allow", buf, msg);
 }
 
+static void apply_announce(struct ctl *c, const struct state_line *sl)
+{
+	char msg[256];
+
+	if (c->hooks.announce_admin == NULL ||
+	    c->hooks.announce_admin(c->hooks.arg, sl->name, true, msg, sizeof(msg)) < 0) {
+		log_warn("state-file: announce %s no longer exists; its withdraw is ignored",
+			 sl->name);
+		return;
+	}
+	log_notice("state-file: announce %s restored: withdrawn by the operator", sl->name);
+}
+
 static void apply_line(struct ctl *c, const struct state_line *sl)
 {
 	struct pool *p;
 	struct pool_server *s;
 
+	if (sl->announce) {
+		apply_announce(c, sl);
+		return;
+	}
 	if (sl->acl) {
 		apply_acl(c, sl);
 		return;
 	}
 	p = ctl_find_pool(c, sl->pool);
+
 	if (p == NULL) {
 		log_warn("state-file: pool %s no longer exists; %s/%s ignored", sl->pool, sl->pool,
 			 sl->name);

@@ -21,12 +21,25 @@
 #include "sluice/pool.h"
 #include "sluice/util.h"
 
+#define HEALTH_LOCAL_RETRY_MS 100 /* first retry after a local error */
+
 static void finish_reply(struct health_checker *chk, bool ok, const char *cause,
 			 const struct health_agent_reply *reply);
 
 static void finish(struct health_checker *chk, bool ok, const char *cause)
 {
 	finish_reply(chk, ok, cause, NULL);
+}
+
+static void finish_local(struct health_checker *chk, const char *cause);
+
+/* The connect step failed with err: a local error is no verdict. */
+static void finish_conn_error(struct health_checker *chk, int err, const char *cause)
+{
+	if (util_errno_local(err))
+		finish_local(chk, cause);
+	else
+		finish(chk, false, cause);
 }
 
 static void arm(struct health_checker *chk, uint64_t at_ms, uint64_t now_ms)
@@ -335,7 +348,7 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents)
 			err = errno;
 		if (err != 0) {
 			conn_cause(err, cause, sizeof(cause));
-			finish(chk, false, cause);
+			finish_conn_error(chk, err, cause);
 			return;
 		}
 		after_connect(chk);
@@ -373,8 +386,10 @@ static void start_check(struct health_checker *chk)
 	arm(chk, now + chk->conf.timeout_ms, now);
 	chk->fd = socket(a->u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (chk->fd < 0) {
-		snprintf(cause, sizeof(cause), "socket failed: %s", strerror(errno));
-		finish(chk, false, cause);
+		int err = errno;
+
+		snprintf(cause, sizeof(cause), "socket failed: %s", strerror(err));
+		finish_conn_error(chk, err, cause);
 		return;
 	}
 	setsockopt(chk->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -384,8 +399,10 @@ static void start_check(struct health_checker *chk)
 		return;
 	}
 	if (errno != EINPROGRESS) {
-		conn_cause(errno, cause, sizeof(cause));
-		finish(chk, false, cause);
+		int err = errno;
+
+		conn_cause(err, cause, sizeof(cause));
+		finish_conn_error(chk, err, cause);
 		return;
 	}
 	health_want(chk, EV_WRITE);
@@ -406,6 +423,28 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	finish(chk, false, cause);
 }
 
+/* The check could not run for a local reason (out of descriptors, memory,
+ * buffers or ports): that says nothing about the server, so rise/fall is
+ * left alone and the check runs again soon, backing off from
+ * HEALTH_LOCAL_RETRY_MS up to its interval while the errors last. */
+static void finish_local(struct health_checker *chk, const char *cause)
+{
+	struct health_result r = {.local = true};
+	uint64_t now = util_now_ms();
+	uint64_t first = UTIL_MIN(HEALTH_LOCAL_RETRY_MS, chk->conf.interval_ms);
+
+	close_conn(chk);
+	util_strlcpy(r.cause, cause, sizeof(r.cause));
+	r.late_ms = chk->started_ms > chk->due_ms ? chk->started_ms - chk->due_ms : 0;
+	chk->local_retry_ms = chk->local_retry_ms == 0
+				      ? first
+				      : UTIL_MIN(chk->local_retry_ms * 2, chk->conf.interval_ms);
+	chk->phase = HEALTH_PH_IDLE;
+	chk->due_ms = now + chk->local_retry_ms;
+	arm(chk, chk->due_ms, now);
+	chk->cb(chk->cb_arg, chk, &r);
+}
+
 /* End the current check: close, count, schedule the next, report. */
 static void finish_reply(struct health_checker *chk, bool ok, const char *cause,
 			 const struct health_agent_reply *reply)
@@ -414,6 +453,7 @@ static void finish_reply(struct health_checker *chk, bool ok, const char *cause,
 	uint64_t now = util_now_ms();
 
 	close_conn(chk);
+	chk->local_retry_ms = 0;
 	util_strlcpy(r.cause, cause, sizeof(r.cause));
 	r.late_ms = chk->started_ms > chk->due_ms ? chk->started_ms - chk->due_ms : 0;
 	if (chk->conf.type != HEALTH_AGENT) {

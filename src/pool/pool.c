@@ -11,10 +11,25 @@
 #include "sluice/util.h"
 
 static struct qsbr *pool_qsbr;
+/* control thread only, like every publish */
+static pool_publish_fn publish_fn;
+static void *publish_arg;
 
 void pool_set_qsbr(struct qsbr *q)
 {
 	pool_qsbr = q;
+}
+
+void pool_set_publish_hook(pool_publish_fn fn, void *arg)
+{
+	publish_fn = fn;
+	publish_arg = arg;
+}
+
+static void published(struct pool *p)
+{
+	if (publish_fn != NULL)
+		publish_fn(p, publish_arg);
 }
 
 const char *pool_balance_name(enum pool_balance b)
@@ -196,6 +211,14 @@ bool pool_server_eligible(const struct pool_server *s)
 	return s->admin == POOL_ADMIN_READY && s->health == POOL_HEALTH_UP && s->weight > 0;
 }
 
+bool pool_has_usable(const struct pool *p)
+{
+	for (size_t i = 0; i < p->nservers; i++)
+		if (!p->servers[i]->removed && pool_server_eligible(p->servers[i]))
+			return true;
+	return false;
+}
+
 static int by_name(const void *a, const void *b)
 {
 	return strcmp((*(struct pool_server *const *)a)->name,
@@ -341,14 +364,18 @@ int pool_publish(struct pool *p)
 	if (lb == NULL)
 		return -1;
 	lb->balance = p->balance;
+	lb->queue_max = p->queue_max;
+	lb->timeout_queue_ms = p->timeout_queue_ms;
 	if (lb_group_build(p, &lb->primary, false) < 0 || lb_group_build(p, &lb->backup, true) < 0) {
 		lb_free(lb);
 		log_err("pool %s: out of memory building the balancer table", p->name);
+		published(p); /* the model changed all the same */
 		return -1;
 	}
 	old = atomic_exchange(&p->lb, lb);
 	if (old != NULL && qsbr_retire(pool_qsbr, old, lb_free) < 0)
 		log_err("pool %s: out of memory retiring a balancer table", p->name);
+	published(p);
 	return 0;
 }
 
@@ -365,6 +392,7 @@ void pool_retire(struct pool *p)
 			log_err("pool %s: out of memory retiring a server", p->name);
 	}
 	p->nservers = 0;
+	published(p);
 }
 
 /* ---- worker side ---- */
@@ -471,8 +499,11 @@ enum pool_pick_result pool_pick(struct pool *p, struct pool_pick *pk, uint64_t *
 		}
 		saw_full |= a.saw_full;
 		/* backups only when no primary is usable at all, not when busy */
-		if (saw_full)
+		if (saw_full) {
+			pk->queue_max = lb->queue_max;
+			pk->timeout_queue_ms = lb->timeout_queue_ms;
 			return POOL_PICK_FULL;
+		}
 	}
 	return POOL_PICK_NONE;
 }
@@ -493,6 +524,11 @@ void pool_server_connect_failed(struct pool_server *s)
 	atomic_fetch_add_explicit(&s->connect_errors, 1, memory_order_relaxed);
 	n = atomic_fetch_add_explicit(&s->consecutive_errors, 1, memory_order_relaxed) + 1;
 	pool_health_observe_error(s, n);
+}
+
+void pool_server_local_error(struct pool_server *s)
+{
+	atomic_fetch_add_explicit(&s->local_errors, 1, memory_order_relaxed);
 }
 
 void pool_server_connect_ok(struct pool_server *s)

@@ -353,6 +353,21 @@ uint64_t proxy_engine_total(const struct proxy_engine *e)
 	return atomic_load(&e->total_conns);
 }
 
+uint64_t proxy_engine_maxconn_reached(const struct proxy_engine *e)
+{
+	return atomic_load(&e->maxconn_reached);
+}
+
+uint64_t proxy_engine_bufmem_used(const struct proxy_engine *e)
+{
+	return atomic_load(&e->bufmem_used);
+}
+
+uint64_t proxy_engine_no_memory(const struct proxy_engine *e)
+{
+	return atomic_load(&e->no_memory);
+}
+
 /* ---- accept path ---- */
 
 enum limit_hit { LIMIT_NONE, LIMIT_GLOBAL, LIMIT_LISTENER };
@@ -408,6 +423,31 @@ static void resume_listeners(struct proxy_worker *w, struct proxy_frontend *fe)
 	}
 }
 
+/* A limit stopped accepting: count it and say so (rate-limited), since the
+ * clients it holds back only wait in the kernel's listen queue. */
+static void note_limit(struct proxy_worker *w, struct proxy_wlistener *wl, enum limit_hit hit,
+		       uint32_t fe_max)
+{
+	struct proxy_engine *e = w->e;
+	uint32_t suppressed;
+
+	if (hit == LIMIT_GLOBAL)
+		atomic_fetch_add_explicit(&e->maxconn_reached, 1, memory_order_relaxed);
+	else
+		atomic_fetch_add_explicit(&wl->fe->maxconn_reached, 1, memory_order_relaxed);
+	if (!log_ratelimit_ok(hit == LIMIT_GLOBAL ? &w->rl_limit : &wl->rl_limit, util_now_ms(), 1,
+			      &suppressed))
+		return;
+	if (hit == LIMIT_GLOBAL)
+		log_warn("global maxconn reached (%u of %u connections): new clients wait in the "
+			 "listen queues (%u similar messages suppressed)",
+			 atomic_load(&e->cur_conns), e->conf.maxconn, suppressed);
+	else
+		log_warn("listen %s: maxconn reached (%u of %u connections): new clients wait "
+			 "in the listen queue (%u similar messages suppressed)",
+			 wl->fe->name, atomic_load(&wl->fe->cur_conns), fe_max, suppressed);
+}
+
 /* Stop accepting at a limit. The bit says "wake me when a slot frees"; the
  * second check closes the race with a slot that freed before the bit was
  * visible. */
@@ -417,6 +457,7 @@ static void pause_at_limit(struct proxy_worker *w, struct proxy_wlistener *wl,
 	struct proxy_engine *e = w->e;
 	uint64_t bit = 1ull << w->id;
 
+	note_limit(w, wl, hit, fe_max);
 	if (hit == LIMIT_GLOBAL) {
 		for (struct list_node *n = w->listeners.next; n != &w->listeners; n = n->next)
 			pause_listener(w, list_entry(n, struct proxy_wlistener, link));
@@ -625,8 +666,9 @@ static void close_all(struct proxy_worker *w)
 	}
 }
 
-/* Close the sessions using srv, each at a random point of the window so
- * that their clients do not all reconnect in the same millisecond. */
+/* Close the sessions using srv (NULL: every session), each at a random
+ * point of the window so that their clients do not all reconnect in the
+ * same millisecond. */
 static void close_server(struct proxy_worker *w, struct pool_server *srv, uint32_t spread_ms)
 {
 	struct list_node *n = w->sessions.next;
@@ -635,7 +677,7 @@ static void close_server(struct proxy_worker *w, struct pool_server *srv, uint32
 		struct proxy_session *s = list_entry(n, struct proxy_session, link);
 
 		n = n->next;
-		if (s->srv != srv)
+		if (srv != NULL && s->srv != srv)
 			continue;
 		proxy_session_kill_at(s, spread_ms ? util_rand64(&w->rng) % spread_ms + 1 : 0);
 	}
@@ -801,6 +843,7 @@ struct proxy_engine *proxy_engine_new(const struct proxy_engine_conf *conf, stru
 		ev_check_init(&w->check, on_check);
 		ev_check_start(w->loop, &w->check);
 		ev_timer_init(&w->pause_timer, on_pause_timer, 0.0, 0.0);
+		proxy_worker_trim_init(w);
 	}
 	return e;
 }

@@ -25,6 +25,7 @@
  * filter was attached is in the SYN queue well within the first */
 #define LCLOSE_FIRST_S 0.001
 #define LCLOSE_POLL_S 0.005
+#define LCLOSE_POLL_MAX_S 0.25
 /* a handshake whose final ACK is lost waits for the SYN-ACK retransmit
  * (1 s, then 3 s): beyond this the listener closes anyway */
 #define LCLOSE_MAX_MS 3500
@@ -66,10 +67,10 @@ static bool lclose_matches(const struct inet_diag_msg *m, const struct sockaddr_
 		memcmp(m->id.idiag_src, &in6->sin6_addr, 16) == 0);
 }
 
-/* Count the matching records of one reply batch; returns 1 when the dump
- * is over, 0 for more, -1 on error. */
-static int lclose_count_batch(const char *buf, int len, const struct sockaddr_storage *ss,
-			      int *count)
+/* Count the matching records of one reply batch into the pending count of
+ * every closing listener of w they belong to; returns 1 when the dump is
+ * over, 0 for more, -1 on error. */
+static int lclose_count_batch(struct proxy_worker *w, const char *buf, int len)
 {
 	/* len stays signed: NLMSG_NEXT may take it below zero */
 	for (const struct nlmsghdr *h = (const void *)buf; NLMSG_OK(h, len);
@@ -83,39 +84,46 @@ static int lclose_count_batch(const char *buf, int len, const struct sockaddr_st
 		}
 		if (h->nlmsg_type == NLMSG_ERROR)
 			return -1;
-		if (h->nlmsg_type == SOCK_DIAG_BY_FAMILY &&
-		    h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct inet_diag_msg)) &&
-		    lclose_matches(NLMSG_DATA(h), ss))
-			(*count)++;
+		if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY ||
+		    h->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg)))
+			continue;
+		const struct inet_diag_msg *m = NLMSG_DATA(h);
+
+		for (struct list_node *n = w->closing.next; n != &w->closing; n = n->next) {
+			struct proxy_wlistener *wl = list_entry(n, struct proxy_wlistener, link);
+
+			if (wl->local.ss_family == m->idiag_family && wl->pending >= 0 &&
+			    lclose_matches(m, &wl->local))
+				wl->pending++;
+		}
 	}
 	return 0;
 }
 
-/* Handshakes the kernel answered (SYN-ACK sent) on the local address of
- * the listening socket fd and not completed yet: the request sockets in
- * state SYN_RECV, found through sock_diag. -1 if that cannot be asked. */
-static int lclose_pending(int fd)
+/* One sock_diag dump of the handshakes the kernel answered (SYN-ACK sent)
+ * and that are not completed yet, in one address family: the request
+ * sockets in state SYN_RECV. Each record is counted for the closing
+ * listeners of w on its local address. The kernel walks every TCP socket
+ * of the host for a dump (tens of thousands of TIME_WAIT ones on a busy
+ * front door), so a worker makes one dump per family and look, never one
+ * per closing listener. Returns 0, or -1 if that cannot be asked. */
+static int lclose_dump(struct proxy_worker *w, int family)
 {
 	struct {
 		struct nlmsghdr nh;
 		struct inet_diag_req_v2 r;
 	} req;
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
 	struct sockaddr_nl nl = { .nl_family = AF_NETLINK };
 	char buf[8192] __attribute__((aligned(NLMSG_ALIGNTO)));
-	int nfd, done = 0, count = 0;
+	int nfd, done = 0;
 
-	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
-		return -1;
 	memset(&req, 0, sizeof(req));
 	req.nh.nlmsg_len = sizeof(req);
 	req.nh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
 	req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-	req.r.sdiag_family = (uint8_t)ss.ss_family;
+	req.r.sdiag_family = (uint8_t)family;
 	req.r.sdiag_protocol = IPPROTO_TCP;
 	req.r.idiag_states = TCPF_SYN_RECV_BIT;
-	req.r.id.idiag_sport = ((const struct sockaddr_in *)&ss)->sin_port; /* same place in v6 */
 	nfd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
 	if (nfd < 0)
 		return -1;
@@ -128,10 +136,41 @@ static int lclose_pending(int fd)
 
 		if (n < 0 && errno == EINTR)
 			continue;
-		done = n <= 0 ? -1 : lclose_count_batch(buf, (int)n, &ss, &count);
+		done = n <= 0 ? -1 : lclose_count_batch(w, buf, (int)n);
 	}
 	close(nfd);
-	return done < 0 ? -1 : count;
+	return done < 0 ? -1 : 0;
+}
+
+/* Look at the SYN queues of every closing listener of w: sets each one's
+ * pending count (-1 when it could not be read). Returns how long the look
+ * took, in seconds. */
+static double lclose_look(struct proxy_worker *w)
+{
+	static const int families[] = { AF_INET, AF_INET6 };
+	uint64_t t0 = util_now_us();
+
+	for (size_t f = 0; f < sizeof(families) / sizeof(families[0]); f++) {
+		bool any = false;
+
+		for (struct list_node *n = w->closing.next; n != &w->closing; n = n->next) {
+			struct proxy_wlistener *wl = list_entry(n, struct proxy_wlistener, link);
+
+			if (wl->local.ss_family != families[f])
+				continue;
+			wl->pending = 0;
+			any = true;
+		}
+		if (!any || lclose_dump(w, families[f]) == 0)
+			continue;
+		for (struct list_node *n = w->closing.next; n != &w->closing; n = n->next) {
+			struct proxy_wlistener *wl = list_entry(n, struct proxy_wlistener, link);
+
+			if (wl->local.ss_family == families[f])
+				wl->pending = -1;
+		}
+	}
+	return (double)(util_now_us() - t0) / 1e6;
 }
 
 /* Serve what waits in the accept queue, above the limits: these clients
@@ -209,6 +248,7 @@ static void log_no_diag_once(const struct proxy_wlistener *wl)
 static void lclose_on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	struct proxy_worker *w = UTIL_CONTAINER_OF(t, struct proxy_worker, lclose_timer);
+	double took = lclose_look(w), every;
 	uint64_t now = util_now_ms();
 	struct list_node *n = w->closing.next;
 
@@ -216,7 +256,7 @@ static void lclose_on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 	(void)revents;
 	while (n != &w->closing) {
 		struct proxy_wlistener *wl = list_entry(n, struct proxy_wlistener, link);
-		int pending = lclose_pending(wl->io.fd);
+		int pending = wl->local.ss_family != 0 ? wl->pending : -1;
 		bool over = now >= wl->close_deadline_ms;
 
 		n = n->next;
@@ -245,8 +285,18 @@ static void lclose_on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 		}
 		wl->syn_quiet = pending == 0;
 	}
-	if (list_empty(&w->closing))
+	if (list_empty(&w->closing)) {
 		ev_timer_stop(w->loop, t);
+		return;
+	}
+	/* a look costs what the host's socket tables cost to walk: keep it
+	 * under a fifth of the worker's time, whatever the host holds */
+	every = UTIL_MIN(LCLOSE_POLL_MAX_S, UTIL_MAX(LCLOSE_POLL_S, 4.0 * took));
+	if (every != t->repeat) {
+		ev_timer_stop(w->loop, t);
+		ev_timer_set(t, every, every);
+		ev_timer_start(w->loop, t);
+	}
 }
 
 void proxy_lclose_start(struct proxy_worker *w, struct proxy_wlistener *wl)
@@ -263,7 +313,16 @@ void proxy_lclose_start(struct proxy_worker *w, struct proxy_wlistener *wl)
 		lclose_finish(w, wl);
 		return;
 	}
-	wl->syn_quiet = lclose_pending(wl->io.fd) == 0;
+	{
+		socklen_t sl = sizeof(wl->local);
+
+		if (getsockname(wl->io.fd, (struct sockaddr *)&wl->local, &sl) < 0 ||
+		    (wl->local.ss_family != AF_INET && wl->local.ss_family != AF_INET6))
+			wl->local.ss_family = 0;
+	}
+	/* the timer's first look comes within LCLOSE_FIRST_S; two quiet looks
+	 * close the listener */
+	wl->syn_quiet = false;
 	ev_set_cb(&wl->io, lclose_on_accept);
 	ev_io_start(w->loop, &wl->io);
 	lclose_accept_all(w, wl);

@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "sluice/guard-t.h"
 #include "sluice/list.h"
@@ -32,6 +33,20 @@ struct proxy_buf {
 struct proxy_pipe {
 	struct proxy_pipe *next;
 	int fd[2];
+	uint32_t size; /* capacity: what it counts against bufmem while out */
+};
+
+/* What a relay step did. An error names the side whose socket failed, so
+ * it means the same whichever direction the step was moving. */
+enum proxy_io {
+	PROXY_IO_AGAIN, /* nothing more now: would block, or done for this event */
+	PROXY_IO_FULL, /* a read filled the space it had: more may be waiting */
+	PROXY_IO_SHORT, /* a read got less: the socket is most likely drained */
+	PROXY_IO_EOF, /* a read saw the end of the stream */
+	PROXY_IO_FLUSHED, /* everything pending was written */
+	PROXY_IO_CLIENT_ERR, /* the client's socket failed (errno set) */
+	PROXY_IO_SERVER_ERR, /* the server's socket failed (errno set) */
+	PROXY_IO_NO_MEMORY, /* bytes wait and there is no buffer: bufmem or malloc */
 };
 
 /* One direction of a connection: bytes read from one fd, to be written to
@@ -67,9 +82,12 @@ enum proxy_end {
 	PROXY_END_QUEUE_TIMEOUT,
 	PROXY_END_QUEUE_FULL,
 	PROXY_END_PROXY_HEADER,
+	PROXY_END_PROXY_HEADER_TIMEOUT,
 	PROXY_END_SHUTDOWN,
 	PROXY_END_KILLED, /* the operator or on-down closed the server's connections */
 	PROXY_END_REFUSED, /* the guard refused the client its PROXY header named */
+	PROXY_END_LOCAL_ERROR, /* no descriptor, memory or port here to reach a server */
+	PROXY_END_NO_MEMORY, /* no relay buffer: the bufmem ceiling or malloc */
 	PROXY_END_ERROR,
 };
 
@@ -91,7 +109,8 @@ struct proxy_session {
 	enum proxy_state state;
 	enum proxy_end end;
 	bool end_set;
-	bool srv_ok_noted; /* pool told that the connect worked */
+	bool srv_up; /* the server connection is established (pool told): by the
+		      * connect's completion or by traffic, never by the client */
 	uint8_t hdr_len; /* PROXY header bytes at the front of c2s, unsent */
 	uint8_t retries_left;
 	uint32_t timeout_connect_ms, timeout_idle_ms, timeout_half_closed_ms;
@@ -116,6 +135,9 @@ struct proxy_wlistener {
 	bool syn_quiet; /* no handshake pending at the last look */
 	bool accept_blocked; /* accept4 is out of descriptors */
 	uint64_t close_deadline_ms;
+	struct sockaddr_storage local; /* its address (family 0: unknown) */
+	int pending; /* handshakes seen at the last look, -1: could not look */
+	struct log_ratelimit rl_limit; /* accepting stopped at the listener's maxconn */
 };
 
 enum proxy_cmd_type {
@@ -167,10 +189,16 @@ struct proxy_worker {
 	uint32_t nfree_bufs;
 	struct proxy_pipe *free_pipes;
 	uint32_t nfree_pipes, pipes_out;
+	/* memory after a burst (relay.c proxy_worker_after_close) */
+	uint32_t nsessions, peak_sessions; /* open now; most since the last trim */
+	ev_timer trim_timer;
 	bool emfile_paused;
 	bool in_queue_retry, queue_retry_again;
 	struct log_ratelimit rl_accept;
 	struct log_ratelimit rl_refused; /* guard refusals */
+	struct log_ratelimit rl_local; /* connects that failed for a local reason */
+	struct log_ratelimit rl_limit; /* accepting stopped at the global maxconn */
+	struct log_ratelimit rl_bufmem; /* the relay memory ceiling refused */
 };
 
 struct proxy_engine {
@@ -181,6 +209,9 @@ struct proxy_engine {
 	bool started;
 	_Atomic uint32_t cur_conns;
 	_Atomic uint64_t total_conns;
+	_Atomic uint64_t maxconn_reached; /* times accepting stopped at the global maxconn */
+	_Atomic uint64_t bufmem_used; /* relay buffers (cached too) and pipes out, bytes */
+	_Atomic uint64_t no_memory; /* connections closed with end=no-memory */
 	_Atomic uint64_t paused_workers; /* bit per worker paused at global maxconn */
 	_Atomic uint32_t closing_listeners; /* all workers: still serving handshakes */
 	_Atomic uint32_t detaching; /* DETACH commands with drain not handled yet */
@@ -215,17 +246,26 @@ void proxy_session_update_io(struct proxy_session *s);
 /* Close s at now + delay_ms (0: at once), if it uses srv. */
 void proxy_session_kill_at(struct proxy_session *s, uint64_t delay_ms);
 
-/* relay.c: move what can move in one direction: write what is pending,
- * pass a FIN on, and read from `from` when may_read (its socket reported
- * readable). Returns 0 when it would block or is done, -1 on a read error
- * of `from` (errno set), -2 on a write error of `to`. */
-int proxy_relay(struct proxy_session *s, struct proxy_dir *d, int from, int to, bool may_read);
+/* relay.c: move what can move in direction d (c2s or s2c of s): write what
+ * is pending, pass a FIN on, and read when may_read (the source socket
+ * reported readable). Returns PROXY_IO_AGAIN when it would block or is
+ * done, PROXY_IO_CLIENT_ERR / PROXY_IO_SERVER_ERR when that side's socket
+ * failed (errno set), PROXY_IO_NO_MEMORY when bytes wait and no buffer can
+ * be had. */
+enum proxy_io proxy_relay(struct proxy_session *s, struct proxy_dir *d, bool may_read);
 void proxy_dir_release(struct proxy_worker *w, struct proxy_dir *d);
-/* Read once into d while its destination is not connected yet. Returns 0,
- * or -1 on a read error (errno set); end of stream sets d->eof. */
-int proxy_relay_read_only(struct proxy_session *s, struct proxy_dir *d, int from);
+/* Read once into d while its destination is not connected yet. Returns
+ * PROXY_IO_AGAIN (end of stream sets d->eof), the side's error (errno set)
+ * or PROXY_IO_NO_MEMORY. */
+enum proxy_io proxy_relay_read_only(struct proxy_session *s, struct proxy_dir *d, int from);
+/* A relay buffer, or NULL when bufmem or malloc says no. */
 struct proxy_buf *proxy_buf_get(struct proxy_worker *w);
 void proxy_buf_put(struct proxy_worker *w, struct proxy_buf *b);
 void proxy_worker_pools_free(struct proxy_worker *w);
+/* A session of w closed: when a burst is over (sessions down to an eighth
+ * of their peak), give the cached buffers and pipes and the allocator's
+ * free memory back to the system a second later. */
+void proxy_worker_after_close(struct proxy_worker *w);
+void proxy_worker_trim_init(struct proxy_worker *w);
 
 #endif

@@ -5,33 +5,87 @@
  * reads only when nothing is pending, so a slow receiver stops the sender. */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "proxy-int.h"
+#include "sluice/log.h"
 #include "sluice/util.h"
 
 #define RELAY_MAX_ROUNDS 16 /* reads per event before yielding to others */
 #define BUF_CACHE_MAX 256
 #define PIPE_CACHE_MAX 32
+#define TRIM_MIN_PEAK 64 /* sessions: below that a burst leaves little to trim */
+#define TRIM_DELAY_S 1.0 /* quiet time after a burst before trimming */
+#define BUF_CACHE_KEEP 16 /* what a trim leaves cached */
+#define PIPE_CACHE_KEEP 4
+
+/* Take n bytes of the relay memory ceiling (bufmem), exactly across
+ * workers. Returns false when that would pass it; says so, rate-limited. */
+static bool bufmem_take(struct proxy_worker *w, uint64_t n)
+{
+	struct proxy_engine *e = w->e;
+	uint64_t used = atomic_load_explicit(&e->bufmem_used, memory_order_relaxed);
+	uint32_t suppressed;
+
+	do {
+		if (used + n > e->conf.bufmem)
+			goto refused;
+	} while (!atomic_compare_exchange_weak(&e->bufmem_used, &used, used + n));
+	return true;
+refused:
+	if (log_ratelimit_ok(&w->rl_bufmem, util_now_ms(), 1, &suppressed))
+		log_warn("worker %u: relay memory ceiling reached (bufmem: %llu of %llu bytes in "
+			 "use): connections that need a buffer now are closed (end=no-memory; "
+			 "%u similar messages suppressed)",
+			 w->id, (unsigned long long)used, (unsigned long long)e->conf.bufmem,
+			 suppressed);
+	return false;
+}
+
+static void bufmem_give(struct proxy_worker *w, uint64_t n)
+{
+	atomic_fetch_sub_explicit(&w->e->bufmem_used, n, memory_order_relaxed);
+}
+
+static size_t buf_alloc_size(const struct proxy_worker *w)
+{
+	return sizeof(struct proxy_buf) + PROXY_BUF_SLACK + w->e->conf.bufsize;
+}
 
 struct proxy_buf *proxy_buf_get(struct proxy_worker *w)
 {
 	struct proxy_buf *b = w->free_bufs;
+	size_t size = buf_alloc_size(w);
 
 	if (b != NULL) {
 		w->free_bufs = b->next;
 		w->nfree_bufs--;
 		return b;
 	}
-	return malloc(sizeof(*b) + PROXY_BUF_SLACK + w->e->conf.bufsize);
+	/* a cached buffer is already counted: only new memory asks bufmem */
+	if (!bufmem_take(w, size))
+		return NULL;
+	b = malloc(size);
+	if (b == NULL) {
+		bufmem_give(w, size);
+		return NULL;
+	}
+	return b;
+}
+
+static void buf_free(struct proxy_worker *w, struct proxy_buf *b)
+{
+	free(b);
+	bufmem_give(w, buf_alloc_size(w));
 }
 
 void proxy_buf_put(struct proxy_worker *w, struct proxy_buf *b)
 {
 	if (w->nfree_bufs >= BUF_CACHE_MAX) {
-		free(b);
+		buf_free(w, b);
 		return;
 	}
 	b->next = w->free_bufs;
@@ -39,28 +93,38 @@ void proxy_buf_put(struct proxy_worker *w, struct proxy_buf *b)
 	w->nfree_bufs++;
 }
 
+/* A pipe's bytes are kernel memory, counted against bufmem while a
+ * direction holds it (an empty cached pipe holds no pages). */
 static struct proxy_pipe *pipe_get(struct proxy_worker *w)
 {
 	struct proxy_pipe *p = w->free_pipes;
+	int size;
 
+	if (w->pipes_out >= w->e->conf.max_pipes_per_worker)
+		return NULL;
 	if (p != NULL) {
+		if (!bufmem_take(w, p->size))
+			return NULL;
 		w->free_pipes = p->next;
 		w->nfree_pipes--;
 		w->pipes_out++;
 		return p;
 	}
-	if (w->pipes_out >= w->e->conf.max_pipes_per_worker)
+	if (!bufmem_take(w, PROXY_PIPE_SIZE))
 		return NULL;
 	p = malloc(sizeof(*p));
-	if (p == NULL)
-		return NULL;
-	if (pipe2(p->fd, O_NONBLOCK | O_CLOEXEC) < 0) {
+	if (p == NULL || pipe2(p->fd, O_NONBLOCK | O_CLOEXEC) < 0) {
 		free(p);
+		bufmem_give(w, PROXY_PIPE_SIZE);
 		return NULL;
 	}
 	/* a larger pipe moves more per splice pair; the default 64 KiB is
 	 * kept when the per-user pipe budget says no */
-	(void)fcntl(p->fd[0], F_SETPIPE_SZ, PROXY_PIPE_SIZE);
+	size = fcntl(p->fd[0], F_SETPIPE_SZ, PROXY_PIPE_SIZE);
+	if (size <= 0)
+		size = fcntl(p->fd[0], F_GETPIPE_SZ);
+	p->size = size > 0 && size <= PROXY_PIPE_SIZE ? (uint32_t)size : PROXY_PIPE_SIZE;
+	bufmem_give(w, PROXY_PIPE_SIZE - p->size);
 	w->pipes_out++;
 	return p;
 }
@@ -76,6 +140,7 @@ static void pipe_destroy(struct proxy_pipe *p)
 static void pipe_put(struct proxy_worker *w, struct proxy_pipe *p, bool empty)
 {
 	w->pipes_out--;
+	bufmem_give(w, p->size);
 	if (!empty || w->nfree_pipes >= PIPE_CACHE_MAX) {
 		pipe_destroy(p);
 		return;
@@ -96,21 +161,72 @@ void proxy_dir_release(struct proxy_worker *w, struct proxy_dir *d)
 	d->len = d->in_pipe = 0;
 }
 
-void proxy_worker_pools_free(struct proxy_worker *w)
+/* Free cached buffers and pipes beyond keep_bufs / keep_pipes. Returns
+ * how many buffers it freed. */
+static uint32_t cache_trim(struct proxy_worker *w, uint32_t keep_bufs, uint32_t keep_pipes)
 {
-	while (w->free_bufs != NULL) {
+	uint32_t freed = 0;
+
+	while (w->nfree_bufs > keep_bufs) {
 		struct proxy_buf *b = w->free_bufs;
 
 		w->free_bufs = b->next;
-		free(b);
+		w->nfree_bufs--;
+		buf_free(w, b);
+		freed++;
 	}
-	while (w->free_pipes != NULL) {
+	while (w->nfree_pipes > keep_pipes) {
 		struct proxy_pipe *p = w->free_pipes;
 
 		w->free_pipes = p->next;
+		w->nfree_pipes--;
 		pipe_destroy(p);
 	}
-	w->nfree_bufs = w->nfree_pipes = 0;
+	return freed;
+}
+
+void proxy_worker_pools_free(struct proxy_worker *w)
+{
+	cache_trim(w, 0, 0);
+}
+
+/* A second after a burst ended: what the burst left in the caches and in
+ * the allocator's free lists goes back to the system, so that a burst does
+ * not leave the process several times its idle size. glibc keeps freed
+ * memory of a thread's arena resident until its top is free, which a
+ * single cached buffer prevents; malloc_trim() returns the free pages of
+ * every arena (MADV_DONTNEED). Runs once per burst, never on the hot path. */
+static void on_trim_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct proxy_worker *w = UTIL_CONTAINER_OF(t, struct proxy_worker, trim_timer);
+	uint32_t peak = w->peak_sessions, freed;
+
+	(void)loop;
+	(void)revents;
+	if (w->nsessions > peak / 8)
+		return; /* busy again: the next quiet moment trims */
+	freed = cache_trim(w, BUF_CACHE_KEEP, PIPE_CACHE_KEEP);
+#ifdef __GLIBC__
+	malloc_trim(0);
+#endif
+	w->peak_sessions = w->nsessions;
+	log_debug("worker %u: burst of %u connections over: %u cached buffers and the "
+		  "allocator's free memory returned",
+		  w->id, peak, freed);
+}
+
+void proxy_worker_trim_init(struct proxy_worker *w)
+{
+	ev_timer_init(&w->trim_timer, on_trim_timer, TRIM_DELAY_S, 0.0);
+}
+
+void proxy_worker_after_close(struct proxy_worker *w)
+{
+	if (w->peak_sessions < TRIM_MIN_PEAK || w->nsessions > w->peak_sessions / 8 ||
+	    ev_is_active(&w->trim_timer))
+		return;
+	ev_timer_set(&w->trim_timer, TRIM_DELAY_S, 0.0);
+	ev_timer_start(w->loop, &w->trim_timer);
 }
 
 static bool would_block(void)
@@ -118,9 +234,15 @@ static bool would_block(void)
 	return errno == EAGAIN || errno == EWOULDBLOCK;
 }
 
-/* Write what is pending. Returns 1 when all is written, 0 when the peer's
- * window is full, -2 on a write error. */
-static int relay_flush(struct proxy_session *s, struct proxy_dir *d, int to)
+/* The error of a system call on fd, named by its side. */
+static enum proxy_io side_err(const struct proxy_session *s, int fd)
+{
+	return fd == s->cfd ? PROXY_IO_CLIENT_ERR : PROXY_IO_SERVER_ERR;
+}
+
+/* Write what is pending. Returns PROXY_IO_FLUSHED when all is written,
+ * PROXY_IO_AGAIN when the peer's window is full, or the side's error. */
+static enum proxy_io relay_flush(struct proxy_session *s, struct proxy_dir *d, int to)
 {
 	while (d->len > 0) {
 		ssize_t n = send(to, d->buf->data + d->off, d->len, MSG_NOSIGNAL);
@@ -128,7 +250,7 @@ static int relay_flush(struct proxy_session *s, struct proxy_dir *d, int to)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return would_block() ? 0 : -2;
+			return would_block() ? PROXY_IO_AGAIN : side_err(s, to);
 		}
 		d->off += (uint32_t)n;
 		d->len -= (uint32_t)n;
@@ -145,18 +267,34 @@ static int relay_flush(struct proxy_session *s, struct proxy_dir *d, int to)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return would_block() ? 0 : -2;
+			return would_block() ? PROXY_IO_AGAIN : side_err(s, to);
 		}
 		d->in_pipe -= (uint32_t)n;
 		d->sent += (uint64_t)n;
 	}
-	return 1;
+	return PROXY_IO_FLUSHED;
 }
 
-/* Read once into the pipe or a buffer. Returns 1 when the read filled the
- * space it had, 3 when it got less (the socket is most likely drained), 0
- * when nothing is there, 2 at end of stream, -1 on error. */
-static int relay_read(struct proxy_session *s, struct proxy_dir *d, int from)
+/* No buffer to read into: only a socket that has bytes needs one. A peek
+ * of one byte says whether the connection must end for want of memory or
+ * can wait (nothing there yet, or the end of its stream). */
+static enum proxy_io read_without_memory(struct proxy_session *s, int from)
+{
+	char c;
+	ssize_t n = recv(from, &c, 1, MSG_PEEK);
+
+	if (n > 0)
+		return PROXY_IO_NO_MEMORY;
+	if (n == 0)
+		return PROXY_IO_EOF;
+	return errno == EINTR || would_block() ? PROXY_IO_AGAIN : side_err(s, from);
+}
+
+/* Read once into the pipe or a buffer: PROXY_IO_FULL when the read filled
+ * the space it had, PROXY_IO_SHORT when it got less (the socket is most
+ * likely drained), PROXY_IO_AGAIN when nothing is there, PROXY_IO_EOF,
+ * PROXY_IO_NO_MEMORY or the side's error. */
+static enum proxy_io relay_read(struct proxy_session *s, struct proxy_dir *d, int from)
 {
 	struct proxy_worker *w = s->w;
 	uint32_t bufsize = w->e->conf.bufsize;
@@ -180,7 +318,7 @@ static int relay_read(struct proxy_session *s, struct proxy_dir *d, int from)
 		struct proxy_buf *b = proxy_buf_get(w);
 
 		if (b == NULL)
-			return 0; /* no memory: try again on the next event */
+			return read_without_memory(s, from);
 		n = recv(from, b->data + PROXY_BUF_SLACK, bufsize, 0);
 		if (n > 0) {
 			d->buf = b;
@@ -197,60 +335,90 @@ static int relay_read(struct proxy_session *s, struct proxy_dir *d, int from)
 	if (n > 0) {
 		d->bytes += (uint64_t)n;
 		s->last_ms = (uint64_t)(ev_now(w->loop) * 1000.0);
-		return is_short ? 3 : 1;
+		return is_short ? PROXY_IO_SHORT : PROXY_IO_FULL;
 	}
 	if (n == 0)
-		return 2;
+		return PROXY_IO_EOF;
 	if (errno == EINTR || would_block())
-		return 0;
-	return -1;
+		return PROXY_IO_AGAIN;
+	return side_err(s, from);
 }
 
-int proxy_relay_read_only(struct proxy_session *s, struct proxy_dir *d, int from)
+enum proxy_io proxy_relay_read_only(struct proxy_session *s, struct proxy_dir *d, int from)
 {
-	int rc;
+	enum proxy_io rc;
 
 	if (d->eof || d->len > 0 || d->in_pipe > 0)
-		return 0;
+		return PROXY_IO_AGAIN;
 	rc = relay_read(s, d, from);
-	if (rc == 2)
+	switch (rc) {
+	case PROXY_IO_EOF:
 		d->eof = true;
-	return rc < 0 ? -1 : 0;
+		return PROXY_IO_AGAIN;
+	case PROXY_IO_FULL:
+	case PROXY_IO_SHORT:
+	case PROXY_IO_AGAIN:
+	case PROXY_IO_FLUSHED:
+		return PROXY_IO_AGAIN;
+	case PROXY_IO_CLIENT_ERR:
+	case PROXY_IO_SERVER_ERR:
+	case PROXY_IO_NO_MEMORY:
+		break;
+	}
+	return rc;
 }
 
-int proxy_relay(struct proxy_session *s, struct proxy_dir *d, int from, int to, bool may_read)
+/* Pass d's FIN on once everything before it went out. */
+static void relay_shut(struct proxy_session *s, struct proxy_dir *d, int to)
 {
-	for (int round = 0;; round++) {
-		int rc = relay_flush(s, d, to);
+	/* when the other way is finished too the session closes now and
+	 * close() sends this FIN */
+	struct proxy_dir *o = d == &s->c2s ? &s->s2c : &s->c2s;
 
-		if (rc <= 0)
+	if (d->shut)
+		return;
+	if (!(o->eof && o->shut))
+		shutdown(to, SHUT_WR);
+	d->shut = true;
+}
+
+enum proxy_io proxy_relay(struct proxy_session *s, struct proxy_dir *d, bool may_read)
+{
+	int from = d == &s->c2s ? s->cfd : s->sfd;
+	int to = d == &s->c2s ? s->sfd : s->cfd;
+
+	for (int round = 0;; round++) {
+		enum proxy_io rc = relay_flush(s, d, to);
+
+		if (rc != PROXY_IO_FLUSHED)
 			return rc;
 		if (d->eof) {
-			if (!d->shut) {
-				/* when the other way is finished too the session
-				 * closes now and close() sends this FIN */
-				struct proxy_dir *o = d == &s->c2s ? &s->s2c : &s->c2s;
-
-				if (!(o->eof && o->shut))
-					shutdown(to, SHUT_WR);
-				d->shut = true;
-			}
-			return 0;
+			relay_shut(s, d, to);
+			return PROXY_IO_AGAIN;
 		}
 		/* read only when the socket said it is readable, and not again
 		 * after a short read: the socket is most likely empty and a
 		 * read would only say EAGAIN. Level-triggered epoll brings us
 		 * back if more came, so this saves a system call per message. */
 		if (!may_read || round == RELAY_MAX_ROUNDS)
-			return 0;
+			return PROXY_IO_AGAIN;
 		rc = relay_read(s, d, from);
-		if (rc == 0)
-			return 0;
-		if (rc < 0)
-			return -1;
-		if (rc == 2)
+		switch (rc) {
+		case PROXY_IO_AGAIN:
+			return PROXY_IO_AGAIN;
+		case PROXY_IO_EOF:
 			d->eof = true;
-		if (rc == 3)
+			break;
+		case PROXY_IO_SHORT:
 			may_read = false;
+			break;
+		case PROXY_IO_FULL:
+		case PROXY_IO_FLUSHED:
+			break;
+		case PROXY_IO_CLIENT_ERR:
+		case PROXY_IO_SERVER_ERR:
+		case PROXY_IO_NO_MEMORY:
+			return rc;
+		}
 	}
 }

@@ -31,14 +31,17 @@ static const char *const end_names[] = {
 	[PROXY_END_QUEUE_TIMEOUT] = "queue-timeout",
 	[PROXY_END_QUEUE_FULL] = "queue-full",
 	[PROXY_END_PROXY_HEADER] = "bad-proxy-header",
+	[PROXY_END_PROXY_HEADER_TIMEOUT] = "proxy-header-timeout",
 	[PROXY_END_SHUTDOWN] = "shutdown",
 	[PROXY_END_KILLED] = "killed",
 	[PROXY_END_REFUSED] = "refused",
+	[PROXY_END_LOCAL_ERROR] = "local-error",
+	[PROXY_END_NO_MEMORY] = "no-memory",
 	[PROXY_END_ERROR] = "error",
 };
 
 static void connect_next(struct proxy_session *s);
-static void connect_failed(struct proxy_session *s, const char *why);
+static void connect_failed(struct proxy_session *s, int err);
 
 static uint64_t now_ms(const struct proxy_worker *w)
 {
@@ -91,7 +94,8 @@ void proxy_session_update_io(struct proxy_session *s)
 	case PROXY_ST_RELAY:
 		if (!s->c2s.eof && !dir_pending(&s->c2s))
 			cev |= EV_READ;
-		if (dir_pending(&s->c2s))
+		/* unproven: writability says when the connect ended */
+		if (dir_pending(&s->c2s) || !s->srv_up)
 			sev |= EV_WRITE;
 		if (!s->s2c.eof && !dir_pending(&s->s2c))
 			sev |= EV_READ;
@@ -195,6 +199,8 @@ void proxy_session_close(struct proxy_session *s, enum proxy_end end)
 	atomic_fetch_sub(&fe->cur_conns, 1);
 	atomic_fetch_sub(&w->e->cur_conns, 1);
 	proxy_worker_slot_freed(w, fe);
+	w->nsessions--;
+	proxy_worker_after_close(w);
 }
 
 void proxy_session_free(struct proxy_session *s)
@@ -204,12 +210,73 @@ void proxy_session_free(struct proxy_session *s)
 	free(s);
 }
 
-/* Did the server connection prove itself? Writable after connect() says
- * only that the attempt ended: a refused one shows at the first write or
- * read, and until something went through a retry is still safe. */
-static bool server_confirmed(const struct proxy_session *s)
+/* The connection to s->srv is established: tell the pool once. That is
+ * decided when the connect completes (see probe_connect), or earlier by
+ * traffic: a write that went through or a read that got bytes or a FIN
+ * proves it too. Never by the client: a client that stays silent must not
+ * make a server look broken. Until then a failure is a connect failure and
+ * a retry is still safe. */
+static void server_up(struct proxy_session *s)
 {
-	return s->c2s.sent > 0 || s->s2c.bytes > 0 || s->s2c.eof;
+	if (s->srv_up)
+		return;
+	s->srv_up = true;
+	pool_server_connect_ok(s->srv);
+}
+
+/* The server socket reported writable (or an error, which epoll reports
+ * with it) while nothing is queued for it: the connect attempt has ended,
+ * and SO_ERROR says how. Returns true when it is established; otherwise
+ * the attempt was handled as a failure (the session may have closed). */
+static bool probe_connect(struct proxy_session *s)
+{
+	socklen_t len = sizeof(int);
+	int err = 0;
+
+	if (getsockopt(s->sfd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err != 0) {
+		connect_failed(s, err);
+		return false;
+	}
+	server_up(s);
+	return true;
+}
+
+/* No buffer for bytes that wait (the bufmem ceiling or malloc, which
+ * logged why): the connection ends rather than spin on a readable socket. */
+static void close_no_memory(struct proxy_session *s)
+{
+	atomic_fetch_add_explicit(&s->w->e->no_memory, 1, memory_order_relaxed);
+	proxy_session_close(s, PROXY_END_NO_MEMORY);
+}
+
+/* A relay step failed with rc: end the connection, or retry another
+ * server when the server side failed before it was established. */
+static void relay_failed(struct proxy_session *s, enum proxy_io rc)
+{
+	switch (rc) {
+	case PROXY_IO_SERVER_ERR:
+		if (!s->srv_up) {
+			/* the connect failed and nothing reached the server */
+			connect_failed(s, errno);
+			return;
+		}
+		proxy_session_close(s, PROXY_END_SERVER_RESET);
+		return;
+	case PROXY_IO_CLIENT_ERR:
+		proxy_session_close(s, PROXY_END_CLIENT_RESET);
+		return;
+	case PROXY_IO_NO_MEMORY:
+		close_no_memory(s);
+		return;
+	case PROXY_IO_AGAIN:
+	case PROXY_IO_FULL:
+	case PROXY_IO_SHORT:
+	case PROXY_IO_EOF:
+	case PROXY_IO_FLUSHED:
+		return;
+	}
 }
 
 /* Relay both directions, reading from the sockets that reported readable
@@ -217,37 +284,19 @@ static bool server_confirmed(const struct proxy_session *s)
  * connection is over. */
 static void relay_both(struct proxy_session *s, bool read_c, bool read_s)
 {
-	int rc = proxy_relay(s, &s->c2s, s->cfd, s->sfd, read_c);
+	struct proxy_dir *dirs[2] = { &s->c2s, &s->s2c };
+	bool may_read[2] = { read_c, read_s };
 
-	if (rc == -2 && !server_confirmed(s)) {
-		/* the connect failed and nothing reached the server: retry */
-		connect_failed(s, strerror(errno));
-		return;
-	}
-	if (rc == -1) {
-		proxy_session_close(s, PROXY_END_CLIENT_RESET);
-		return;
-	}
-	if (rc == -2) {
-		proxy_session_close(s, PROXY_END_SERVER_RESET);
-		return;
-	}
-	rc = proxy_relay(s, &s->s2c, s->sfd, s->cfd, read_s);
-	if (rc == -1 && !server_confirmed(s)) {
-		connect_failed(s, strerror(errno));
-		return;
-	}
-	if (rc == -1) {
-		proxy_session_close(s, PROXY_END_SERVER_RESET);
-		return;
-	}
-	if (!s->srv_ok_noted && server_confirmed(s)) {
-		s->srv_ok_noted = true;
-		pool_server_connect_ok(s->srv);
-	}
-	if (rc == -2) {
-		proxy_session_close(s, PROXY_END_CLIENT_RESET);
-		return;
+	for (size_t i = 0; i < 2; i++) {
+		enum proxy_io rc = proxy_relay(s, dirs[i], may_read[i]);
+
+		/* bytes through either way prove the server connection */
+		if (!s->srv_up && (s->c2s.sent > 0 || s->s2c.bytes > 0 || s->s2c.eof))
+			server_up(s);
+		if (rc != PROXY_IO_AGAIN) {
+			relay_failed(s, rc);
+			return;
+		}
 	}
 	if (s->c2s.shut && s->s2c.shut) {
 		proxy_session_close(s, s->end_set ? s->end : PROXY_END_CLIENT_CLOSED);
@@ -261,8 +310,6 @@ static void relay_both(struct proxy_session *s, bool read_c, bool read_s)
 	proxy_session_update_io(s);
 }
 
-static bool server_confirmed(const struct proxy_session *s);
-
 /* The next moment the relay timer must look: idle or half-closed timeout,
  * a pending kill, and the connect timeout while the connect is unproven. */
 static uint64_t idle_deadline(const struct proxy_session *s)
@@ -272,7 +319,7 @@ static uint64_t idle_deadline(const struct proxy_session *s)
 
 	if (s->kill_at_ms != 0 && s->kill_at_ms < d)
 		d = s->kill_at_ms;
-	if (!server_confirmed(s) && s->connect_deadline_ms < d)
+	if (!s->srv_up && s->connect_deadline_ms < d)
 		d = s->connect_deadline_ms;
 	return d;
 }
@@ -291,8 +338,10 @@ void proxy_session_kill_at(struct proxy_session *s, uint64_t delay_ms)
 	timer_at(s, idle_deadline(s));
 }
 
-/* Put the PROXY header the server expects in front of the client's bytes. */
-static void prepend_proxy_header(struct proxy_session *s)
+/* Put the PROXY header the server expects in front of the client's bytes.
+ * Returns false when no buffer could be had: the server must then get
+ * nothing rather than bytes without the header it expects. */
+static bool prepend_proxy_header(struct proxy_session *s)
 {
 	uint8_t hdr[PROXYPROTO_MAX_BUILD];
 	struct util_addr dst = s->dst;
@@ -306,9 +355,9 @@ static void prepend_proxy_header(struct proxy_session *s)
 	}
 	n = proxyproto_build(s->srv->send_proxy == POOL_PROXY_V1 ? 1 : 2, &s->client, &dst, hdr);
 	if (d->buf == NULL) {
-		d->buf = proxy_buf_get(s->w);
+		d->buf = UTIL_FAULT("proxy_header_buf") ? NULL : proxy_buf_get(s->w);
 		if (d->buf == NULL)
-			return;
+			return false;
 		d->off = PROXY_BUF_SLACK;
 		d->len = 0;
 	}
@@ -318,6 +367,7 @@ static void prepend_proxy_header(struct proxy_session *s)
 	d->len += (uint32_t)n;
 	s->hdr_len = (uint8_t)n;
 	memcpy(d->buf->data + d->off, hdr, n);
+	return true;
 }
 
 /* A failed connect takes its PROXY header back: the next server may want
@@ -337,24 +387,50 @@ static void strip_proxy_header(struct proxy_session *s)
 	}
 }
 
-static void established(struct proxy_session *s)
+/* Start relaying to the server: a connect in progress too, when the
+ * client's first bytes can go out with it (their write tells the result). */
+static void start_relay(struct proxy_session *s)
 {
 	s->state = PROXY_ST_RELAY;
 	s->last_ms = now_ms(s->w);
-	if (s->srv->send_proxy != POOL_PROXY_NONE)
-		prepend_proxy_header(s);
+	if (s->srv->send_proxy != POOL_PROXY_NONE && !prepend_proxy_header(s)) {
+		close_no_memory(s);
+		return;
+	}
 	timer_at(s, idle_deadline(s));
 	/* write what the client sent; reads wait for their events */
 	relay_both(s, false, false);
 }
 
-static void connect_failed(struct proxy_session *s, const char *why)
+/* The attempt failed here, not at the server (out of descriptors, memory,
+ * buffers or ports): the server is not blamed, and another server would
+ * fail the same way, so the client is closed with its own end reason. */
+static void connect_local_error(struct proxy_session *s, int err)
 {
+	struct proxy_worker *w = s->w;
+	uint32_t suppressed;
+
+	pool_server_local_error(s->srv);
+	if (log_ratelimit_ok(&w->rl_local, util_now_ms(), 1, &suppressed))
+		log_warn("worker %u: cannot connect to %s/%s: %s (a local error, not the server's; "
+			 "end=local-error; %u similar messages suppressed)",
+			 w->id, s->pool->name, s->srv->name, strerror(err), suppressed);
+	proxy_session_close(s, PROXY_END_LOCAL_ERROR);
+}
+
+/* The connect attempt failed with err (ETIMEDOUT for timeout connect). */
+static void connect_failed(struct proxy_session *s, int err)
+{
+	if (util_errno_local(err)) {
+		connect_local_error(s, err);
+		return;
+	}
 	if (log_enabled(LOGL_DEBUG)) {
 		char abuf[UTIL_ADDR_STRLEN];
 
 		log_debug("connect to %s/%s (%s) failed: %s", s->pool->name, s->srv->name,
-			  util_addr_fmt(&s->srv->addr, abuf, sizeof(abuf)), why);
+			  util_addr_fmt(&s->srv->addr, abuf, sizeof(abuf)),
+			  err == ETIMEDOUT ? "timeout" : strerror(err));
 	}
 	pool_server_connect_failed(s->srv);
 	strip_proxy_header(s);
@@ -392,7 +468,7 @@ static void enqueue(struct proxy_session *s)
 {
 	struct pool *p = s->pool;
 
-	if (atomic_fetch_add(&p->queued, 1) >= p->queue_max) {
+	if (atomic_fetch_add(&p->queued, 1) >= s->pick.queue_max) {
 		atomic_fetch_sub(&p->queued, 1);
 		atomic_fetch_add_explicit(&p->queue_full, 1, memory_order_relaxed);
 		proxy_session_close(s, PROXY_END_QUEUE_FULL);
@@ -402,7 +478,7 @@ static void enqueue(struct proxy_session *s)
 	list_add_tail(&s->w->queue, &s->qlink);
 	atomic_fetch_add(&s->w->nqueued, 1);
 	proxy_session_update_io(s);
-	timer_at(s, now_ms(s->w) + p->timeout_queue_ms);
+	timer_at(s, now_ms(s->w) + s->pick.timeout_queue_ms);
 }
 
 /* Connect to srv (acquired by a pick). */
@@ -411,20 +487,22 @@ static void connect_to(struct proxy_session *s, struct pool_server *srv)
 	int rc;
 
 	s->srv = srv;
-	s->srv_ok_noted = false;
+	s->srv_up = false;
 	s->state = PROXY_ST_CONNECTING;
 	s->connect_deadline_ms = now_ms(s->w) + s->timeout_connect_ms;
 	rc = start_connect(s);
 	if (rc < 0) {
-		connect_failed(s, strerror(errno));
+		connect_failed(s, errno);
 		return;
 	}
 	/* with the client's first bytes in hand, write them at once: a
 	 * connect that is still in progress says EAGAIN (then we wait for
 	 * writable), one to a nearby server is usually done already, which
 	 * saves a trip through the event loop */
+	if (rc == 1)
+		server_up(s);
 	if (rc == 1 || dir_pending(&s->c2s)) {
-		established(s);
+		start_relay(s);
 		return;
 	}
 	timer_at(s, s->connect_deadline_ms);
@@ -500,24 +578,27 @@ static void on_server_io(struct ev_loop *loop, ev_io *io, int revents)
 	struct proxy_session *s = UTIL_CONTAINER_OF(io, struct proxy_session, sio);
 
 	(void)loop;
-	/* no getsockopt(SO_ERROR): a failed connect shows at the first write
-	 * or read of the relay, which then retries (see server_confirmed) */
+	/* with the client's bytes in hand, their write tells whether the
+	 * connect worked (no getsockopt on the common path); with nothing to
+	 * write, SO_ERROR does */
+	if (!s->srv_up && !dir_pending(&s->c2s) && !probe_connect(s))
+		return;
 	if (s->state == PROXY_ST_CONNECTING)
-		established(s);
+		start_relay(s);
 	else
 		relay_both(s, false, (revents & EV_READ) != 0);
 }
 
-/* While connecting: read what the client sent first, without writing. */
-static void prefetch(struct proxy_session *s)
+/* Read what the client sent first, without writing (before and while
+ * connecting). Returns false when the session closed. */
+static bool prefetch(struct proxy_session *s)
 {
-	int rc = proxy_relay_read_only(s, &s->c2s, s->cfd);
+	enum proxy_io rc = proxy_relay_read_only(s, &s->c2s, s->cfd);
 
-	if (rc < 0) {
-		proxy_session_close(s, PROXY_END_CLIENT_RESET);
-		return;
-	}
-	proxy_session_update_io(s);
+	if (rc == PROXY_IO_AGAIN)
+		return true;
+	relay_failed(s, rc);
+	return false;
 }
 
 /* accept-proxy: collect the client's PROXY header in the c2s buffer. */
@@ -531,8 +612,10 @@ static void read_header(struct proxy_session *s)
 
 	if (d->buf == NULL) {
 		d->buf = proxy_buf_get(s->w);
-		if (d->buf == NULL)
+		if (d->buf == NULL) {
+			close_no_memory(s);
 			return;
+		}
 		d->off = PROXY_BUF_SLACK;
 		d->len = 0;
 	}
@@ -586,8 +669,8 @@ static void on_client_io(struct ev_loop *loop, ev_io *io, int revents)
 		read_header(s);
 	else if (s->state == PROXY_ST_RELAY)
 		relay_both(s, (revents & EV_READ) != 0, false);
-	else if (s->state == PROXY_ST_CONNECTING)
-		prefetch(s);
+	else if (s->state == PROXY_ST_CONNECTING && prefetch(s))
+		proxy_session_update_io(s);
 }
 
 static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
@@ -599,19 +682,19 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 	(void)revents;
 	switch (s->state) {
 	case PROXY_ST_HEADER:
-		atomic_fetch_add_explicit(&s->fe->proxy_header_errors, 1, memory_order_relaxed);
-		proxy_session_close(s, PROXY_END_PROXY_HEADER);
+		atomic_fetch_add_explicit(&s->fe->proxy_header_timeouts, 1, memory_order_relaxed);
+		proxy_session_close(s, PROXY_END_PROXY_HEADER_TIMEOUT);
 		return;
 	case PROXY_ST_QUEUED:
 		atomic_fetch_add_explicit(&s->pool->queue_timeouts, 1, memory_order_relaxed);
 		proxy_session_close(s, PROXY_END_QUEUE_TIMEOUT);
 		return;
 	case PROXY_ST_CONNECTING:
-		connect_failed(s, "timeout");
+		connect_failed(s, ETIMEDOUT);
 		return;
 	case PROXY_ST_RELAY:
-		if (!server_confirmed(s) && now_ms(s->w) + 1 >= s->connect_deadline_ms) {
-			connect_failed(s, "timeout");
+		if (!s->srv_up && now_ms(s->w) + 1 >= s->connect_deadline_ms) {
+			connect_failed(s, ETIMEDOUT);
 			return;
 		}
 		/* activity only moves last_ms; the timer catches up lazily */
@@ -662,6 +745,8 @@ void proxy_session_start(struct proxy_worker *w, struct proxy_frontend *fe, int 
 	s->pick.client_hash = util_addr_hash(client, 0);
 	list_init(&s->qlink);
 	list_add_tail(&w->sessions, &s->link);
+	if (++w->nsessions > w->peak_sessions)
+		w->peak_sessions = w->nsessions;
 	ev_io_init(&s->cio, on_client_io, fd, EV_READ);
 	ev_io_init(&s->sio, on_server_io, -1, EV_WRITE);
 	ev_timer_init(&s->timer, on_timer, 0.0, 0.0);
@@ -669,16 +754,15 @@ void proxy_session_start(struct proxy_worker *w, struct proxy_frontend *fe, int 
 	atomic_fetch_add_explicit(&w->e->total_conns, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&s->pool->total_conns, 1, memory_order_relaxed);
 	if (st->accept_proxy) {
+		/* a slow header holds a connection slot: it gets its own, short
+		 * deadline (HAProxy's timeout client plays this part) */
 		s->state = PROXY_ST_HEADER;
-		timer_at(s, s->start_ms + s->timeout_connect_ms);
+		timer_at(s, s->start_ms + st->timeout_proxy_header_ms);
 		proxy_session_update_io(s);
 		return;
 	}
 	/* clients usually speak first: take their bytes now, so the first
 	 * write can go out with the connect */
-	if (proxy_relay_read_only(s, &s->c2s, fd) < 0) {
-		proxy_session_close(s, PROXY_END_CLIENT_RESET);
-		return;
-	}
-	connect_next(s);
+	if (prefetch(s))
+		connect_next(s);
 }

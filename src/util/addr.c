@@ -199,6 +199,19 @@ bool util_addr_equal(const struct util_addr *a, const struct util_addr *b)
 	return a->len == b->len;
 }
 
+bool util_addr_serves_host(const struct util_addr *bind, const struct util_addr *host)
+{
+	if (bind->u.sa.sa_family != host->u.sa.sa_family)
+		return false;
+	if (bind->u.sa.sa_family == AF_INET)
+		return bind->u.in4.sin_addr.s_addr == INADDR_ANY ||
+		       bind->u.in4.sin_addr.s_addr == host->u.in4.sin_addr.s_addr;
+	if (bind->u.sa.sa_family == AF_INET6)
+		return IN6_IS_ADDR_UNSPECIFIED(&bind->u.in6.sin6_addr) ||
+		       memcmp(&bind->u.in6.sin6_addr, &host->u.in6.sin6_addr, 16) == 0;
+	return false;
+}
+
 uint16_t util_addr_port(const struct util_addr *a)
 {
 	if (a->u.sa.sa_family == AF_INET)

@@ -178,6 +178,38 @@ uint32_t util_prime_at_least(uint32_t n)
 	return util_is_prime(n) ? n : 0;
 }
 
+#ifdef SLUICE_FAULT_INJECTION
+bool util_fault(const char *site)
+{
+	const char *list = getenv("SLUICE_FAULT");
+	size_t n = strlen(site);
+
+	while (list != NULL && *list != '\0') {
+		const char *end = strchr(list, ',');
+		size_t len = end != NULL ? (size_t)(end - list) : strlen(list);
+
+		if (len == n && memcmp(list, site, n) == 0)
+			return true;
+		list = end != NULL ? end + 1 : NULL;
+	}
+	return false;
+}
+#endif
+
+bool util_errno_local(int err)
+{
+	switch (err) {
+	case EMFILE:
+	case ENFILE:
+	case ENOMEM:
+	case ENOBUFS:
+	case EADDRNOTAVAIL: /* no ephemeral port left */
+		return true;
+	default:
+		return false;
+	}
+}
+
 uint64_t util_rand64(uint64_t *state)
 {
 	uint64_t x = *state;

@@ -1,23 +1,15 @@
 /* vrrp_io: one running virtual router in the control thread's libev loop.
- * Owns a raw IP protocol 112 socket (multicast group joined on the
- * interface, or unicast peers), a link monitor and one timer driven by
- * vrrp_fsm_next_deadline(); feeds the pure codec and state machine and
- * performs their actions (adverts, VIPs and announcements through vip,
- * notify script). Invariant: receiving never moves the advert timer. */
+ * Owns a raw IP protocol 112 socket (vrrp_sock.c), a link monitor and one
+ * timer driven by vrrp_fsm_next_deadline(); feeds the pure codec and state
+ * machine and performs their actions (adverts, VIPs and announcements
+ * through vip, notify script through vrrp_notify.c). Invariant: receiving
+ * never moves the advert timer. */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <net/if.h>
-#include <netinet/in.h>
-#include <netinet/ip.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -26,52 +18,7 @@
 #include "sluice/util.h"
 #include "sluice/vip.h"
 #include "sluice/vrrp.h"
-
-#define VRRP_RX_BUDGET 256 /* packets read per readiness event */
-#define VRRP_RX_BUF 2048
-#define VRRP_IP_TOS 0xc0 /* network control, as keepalived */
-#define VRRP_MAX_CHILDREN 16
-
-extern char **environ;
-
-/* A notify script that has not exited yet. */
-struct vrrp_child {
-	ev_child w;
-	struct vrrp_instance *vi; /* NULL once the instance is gone */
-	bool used;
-};
-
-/* Owned by its creator (core); owns its socket, monitor and watchers. */
-struct vrrp_instance {
-	struct ev_loop *loop;
-	struct vrrp_instance_config cfg;
-	struct vrrp_fsm fsm;
-	int ifindex;
-	int vip_ifindex[VRRP_MAX_ADDRS];
-	struct vrrp_addr vips[VRRP_MAX_ADDRS];
-	struct vrrp_addr primary, group;
-	int fd;
-	ev_io io, link_io;
-	ev_timer timer;
-	struct vip_linkmon *mon;
-	bool running, left;
-	/* the interface or its address is missing: FAULT until it appears,
-	 * looked for at every link event and every second (wait_timer) */
-	bool waiting, want_start;
-	ev_timer wait_timer;
-	bool track_up[VRRP_MAX_TRACKS];
-	int track_ifindex[VRRP_MAX_TRACKS];
-	uint64_t refresh_at_ms;
-	uint64_t adverts_sent, adverts_rcvd, send_errors, transitions, garps_sent;
-	uint64_t drops[VRRP_DROP_NR];
-	uint64_t io_drops[VRRP_IODROP_NR];
-	uint64_t last_transition_wall_ms;
-	char last_reason[VRRP_REASON_TEXT_LEN];
-	struct vrrp_peer_seen peers_seen[VRRP_MAX_PEERS];
-	size_t npeers_seen;
-	struct vrrp_child children[VRRP_MAX_CHILDREN];
-	struct log_ratelimit rl_drop, rl_err;
-};
+#include "vrrp-int.h"
 
 static const char *const io_drop_names[VRRP_IODROP_NR] = {
 	[VRRP_IODROP_DEST] = "destination",
@@ -108,48 +55,6 @@ static void log_limited(struct vrrp_instance *vi, struct log_ratelimit *rl, enum
 	log_ratelimited(rl, util_now_ms(), 5, lvl, "vrrp %s: %s", vi->cfg.name, msg);
 }
 
-/* ---- sending ------------------------------------------------------------- */
-
-/* Send one encoded advert to dst. Returns 0 or -1 (errno). */
-static int send_to(struct vrrp_instance *vi, const uint8_t *buf, size_t len,
-		   const struct vrrp_addr *dst)
-{
-	union {
-		char b[CMSG_SPACE(sizeof(struct in6_pktinfo))];
-		struct cmsghdr align;
-	} ctl;
-	struct util_addr to;
-	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b };
-	struct cmsghdr *cm;
-
-	memset(&ctl, 0, sizeof(ctl));
-	vrrp_addr_to_util(dst, &to);
-	mh.msg_name = &to.u.sa;
-	mh.msg_namelen = to.len;
-	cm = (struct cmsghdr *)ctl.b;
-	if (dst->family == AF_INET) {
-		struct in_pktinfo pi = { .ipi_ifindex = vi->ifindex, .ipi_spec_dst = vi->primary.u.in4 };
-
-		cm->cmsg_level = IPPROTO_IP;
-		cm->cmsg_type = IP_PKTINFO;
-		cm->cmsg_len = CMSG_LEN(sizeof(pi));
-		memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
-		mh.msg_controllen = CMSG_SPACE(sizeof(pi));
-	} else {
-		struct in6_pktinfo pi = { .ipi6_addr = vi->primary.u.in6,
-					  .ipi6_ifindex = (unsigned)vi->ifindex };
-
-		to.u.in6.sin6_scope_id = (uint32_t)vi->ifindex;
-		cm->cmsg_level = IPPROTO_IPV6;
-		cm->cmsg_type = IPV6_PKTINFO;
-		cm->cmsg_len = CMSG_LEN(sizeof(pi));
-		memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
-		mh.msg_controllen = CMSG_SPACE(sizeof(pi));
-	}
-	return sendmsg(vi->fd, &mh, MSG_DONTWAIT) == (ssize_t)len ? 0 : -1;
-}
-
 static void send_advert(struct vrrp_instance *vi, uint8_t priority)
 {
 	struct vrrp_advert adv;
@@ -169,7 +74,7 @@ static void send_advert(struct vrrp_instance *vi, uint8_t priority)
 		int n = vrrp_pkt_encode(buf, sizeof(buf), &adv, vi->cfg.csum_form, &vi->primary, dst);
 		char host[INET6_ADDRSTRLEN];
 
-		if (n < 0 || send_to(vi, buf, (size_t)n, dst) < 0) {
+		if (n < 0 || vrrp_sock_send(vi, buf, (size_t)n, dst) < 0) {
 			vi->send_errors++;
 			log_limited(vi, &vi->rl_err, LOGL_WARNING, "cannot send advert to %s: %s",
 				    vrrp_addr_fmt(dst, host, sizeof(host)),
@@ -220,63 +125,14 @@ static void garp_burst(struct vrrp_instance *vi)
 
 /* ---- notify script -------------------------------------------------------- */
 
-static void on_child(struct ev_loop *loop, ev_child *w, int revents)
-{
-	struct vrrp_child *ch = (struct vrrp_child *)w;
-
-	(void)revents;
-	ev_child_stop(loop, w);
-	ch->used = false;
-	if (ch->vi != NULL && !(WIFEXITED(w->rstatus) && WEXITSTATUS(w->rstatus) == 0))
-		log_warn("vrrp %s: notify %s exited with status %d", ch->vi->cfg.name,
-			 ch->vi->cfg.notify,
-			 WIFEXITED(w->rstatus) ? WEXITSTATUS(w->rstatus) : 128 + WTERMSIG(w->rstatus));
-}
-
-/* Run "notify NAME STATE" without waiting; the loop reaps it. */
+/* Start the notify script for a new state; a failure is logged, never
+ * fatal. */
 static void run_notify(struct vrrp_instance *vi, enum vrrp_state state)
 {
-	char *argv[4];
-	posix_spawnattr_t attr;
-	sigset_t none, dfl;
-	struct vrrp_child *ch = NULL;
-	pid_t pid;
-	int rc;
+	char err[256];
 
-	if (vi->cfg.notify[0] == '\0')
-		return;
-	for (size_t i = 0; i < VRRP_MAX_CHILDREN && ch == NULL; i++)
-		if (!vi->children[i].used)
-			ch = &vi->children[i];
-	if (ch == NULL) {
-		log_limited(vi, &vi->rl_err, LOGL_WARNING,
-			    "notify %s: %d scripts still running, not starting another",
-			    vi->cfg.notify, VRRP_MAX_CHILDREN);
-		return;
-	}
-	argv[0] = vi->cfg.notify;
-	argv[1] = vi->cfg.name;
-	argv[2] = (char *)vrrp_state_name(state);
-	argv[3] = NULL;
-	sigemptyset(&none);
-	sigemptyset(&dfl);
-	sigaddset(&dfl, SIGPIPE);
-	sigaddset(&dfl, SIGCHLD);
-	posix_spawnattr_init(&attr);
-	posix_spawnattr_setsigmask(&attr, &none);
-	posix_spawnattr_setsigdefault(&attr, &dfl);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-	rc = posix_spawn(&pid, vi->cfg.notify, NULL, &attr, argv, environ);
-	posix_spawnattr_destroy(&attr);
-	if (rc != 0) {
-		log_limited(vi, &vi->rl_err, LOGL_WARNING, "notify %s: %s", vi->cfg.notify,
-			    strerror(rc));
-		return;
-	}
-	ch->used = true;
-	ch->vi = vi;
-	ev_child_init(&ch->w, on_child, pid, 0);
-	ev_child_start(vi->loop, &ch->w);
+	if (vrrp_notify_run(vi, state, err, sizeof(err)) < 0)
+		log_limited(vi, &vi->rl_err, LOGL_WARNING, "%s", err);
 }
 
 /* ---- actions --------------------------------------------------------------- */
@@ -404,8 +260,8 @@ static enum vrrp_io_drop io_check(const struct vrrp_instance *vi, const struct v
 	return VRRP_IODROP_PEER;
 }
 
-static void handle_packet(struct vrrp_instance *vi, const uint8_t *msg, size_t len,
-			  const struct vrrp_rx_info *rx)
+void vrrp_io_rx(struct vrrp_instance *vi, const uint8_t *msg, size_t len,
+		const struct vrrp_rx_info *rx)
 {
 	struct vrrp_pkt_expect exp = {
 		.version = vi->cfg.version,
@@ -444,112 +300,13 @@ static void handle_packet(struct vrrp_instance *vi, const uint8_t *msg, size_t l
 	perform(vi, &acts);
 }
 
-/* IPv4 raw sockets deliver the IP header: read TTL, addresses, length.
- * Returns the offset of the payload and sets *plen, or -1. */
-static int parse_ip4(const uint8_t *buf, size_t n, struct vrrp_rx_info *rx, size_t *plen)
-{
-	size_t ihl, tot;
-
-	if (n < 20 || (buf[0] >> 4) != 4)
-		return -1;
-	ihl = (size_t)(buf[0] & 0x0f) * 4;
-	tot = (size_t)buf[2] << 8 | buf[3];
-	if (ihl < 20 || ihl > n || tot < ihl)
-		return -1;
-	if (tot > n)
-		tot = n; /* the codec reports the truncation */
-	memset(rx, 0, sizeof(*rx));
-	rx->family = AF_INET;
-	rx->ttl = buf[8];
-	rx->src.family = rx->dst.family = AF_INET;
-	memcpy(&rx->src.u.in4, buf + 12, 4);
-	memcpy(&rx->dst.u.in4, buf + 16, 4);
-	*plen = tot - ihl;
-	return (int)ihl;
-}
-
-static void read_v4(struct vrrp_instance *vi)
-{
-	uint8_t buf[VRRP_RX_BUF];
-
-	for (int k = 0; k < VRRP_RX_BUDGET; k++) {
-		ssize_t n = recv(vi->fd, buf, sizeof(buf), MSG_DONTWAIT);
-		struct vrrp_rx_info rx;
-		size_t plen;
-		int off;
-
-		if (n < 0)
-			return;
-		off = parse_ip4(buf, (size_t)n, &rx, &plen);
-		if (off < 0) {
-			vi->io_drops[VRRP_IODROP_SHORT]++;
-			continue;
-		}
-		handle_packet(vi, buf + off, plen, &rx);
-	}
-}
-
-static void read_v6(struct vrrp_instance *vi)
-{
-	uint8_t buf[VRRP_RX_BUF];
-	union {
-		char b[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} ctl;
-
-	for (int k = 0; k < VRRP_RX_BUDGET; k++) {
-		struct sockaddr_in6 from;
-		struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
-		struct msghdr mh = { .msg_name = &from, .msg_namelen = sizeof(from),
-				     .msg_iov = &iov, .msg_iovlen = 1,
-				     .msg_control = ctl.b, .msg_controllen = sizeof(ctl.b) };
-		struct vrrp_rx_info rx;
-		bool have_dst = false, have_hops = false;
-		ssize_t n = recvmsg(vi->fd, &mh, MSG_DONTWAIT);
-
-		if (n < 0)
-			return;
-		memset(&rx, 0, sizeof(rx));
-		rx.family = AF_INET6;
-		rx.src.family = rx.dst.family = AF_INET6;
-		rx.src.u.in6 = from.sin6_addr;
-		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm)) {
-			if (cm->cmsg_level != IPPROTO_IPV6)
-				continue;
-			if (cm->cmsg_type == IPV6_PKTINFO &&
-			    cm->cmsg_len >= CMSG_LEN(sizeof(struct in6_pktinfo))) {
-				struct in6_pktinfo pi;
-
-				memcpy(&pi, CMSG_DATA(cm), sizeof(pi));
-				rx.dst.u.in6 = pi.ipi6_addr;
-				have_dst = true;
-			} else if (cm->cmsg_type == IPV6_HOPLIMIT &&
-				   cm->cmsg_len >= CMSG_LEN(sizeof(int))) {
-				int hops;
-
-				memcpy(&hops, CMSG_DATA(cm), sizeof(hops));
-				rx.ttl = (uint8_t)hops;
-				have_hops = true;
-			}
-		}
-		if (!have_dst || !have_hops) {
-			vi->io_drops[VRRP_IODROP_SHORT]++;
-			continue;
-		}
-		handle_packet(vi, buf, (size_t)n, &rx);
-	}
-}
-
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct vrrp_instance *vi = w->data;
 
 	(void)loop;
 	(void)revents;
-	if (vi->primary.family == AF_INET)
-		read_v4(vi);
-	else
-		read_v6(vi);
+	vrrp_sock_read(vi);
 	rearm(vi);
 }
 
@@ -647,72 +404,6 @@ static void on_link_io(struct ev_loop *loop, ev_io *w, int revents)
 		log_limited(vi, &vi->rl_err, LOGL_ERR, "%s", err);
 }
 
-/* ---- socket setup -------------------------------------------------------------- */
-
-static int sockopt(int fd, int level, int name, int val)
-{
-	return setsockopt(fd, level, name, &val, sizeof(val));
-}
-
-static int open_socket4(struct vrrp_instance *vi, char *err, size_t errlen)
-{
-	struct ip_mreqn mr;
-	int fd = socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, VRRP_IPPROTO);
-
-	if (fd < 0) {
-		snprintf(err, errlen, "raw socket: %s", strerror(errno));
-		return -1;
-	}
-	vi->fd = fd;
-	memset(&mr, 0, sizeof(mr));
-	mr.imr_multiaddr = vi->group.u.in4;
-	mr.imr_ifindex = vi->ifindex;
-	if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, vi->cfg.ifname, strlen(vi->cfg.ifname)) <
-		    0 ||
-	    sockopt(fd, IPPROTO_IP, IP_TTL, VRRP_TTL) < 0 ||
-	    sockopt(fd, IPPROTO_IP, IP_MULTICAST_TTL, VRRP_TTL) < 0 ||
-	    sockopt(fd, IPPROTO_IP, IP_TOS, VRRP_IP_TOS) < 0 ||
-	    sockopt(fd, IPPROTO_IP, IP_MULTICAST_LOOP, 0) < 0 ||
-	    sockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT) < 0 ||
-	    setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &mr, sizeof(mr)) < 0 ||
-	    (vi->cfg.npeers == 0 &&
-	     setsockopt(fd, IPPROTO_IP, IP_ADD_MEMBERSHIP, &mr, sizeof(mr)) < 0)) {
-		snprintf(err, errlen, "raw socket on %s: %s", vi->cfg.ifname, strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
-static int open_socket6(struct vrrp_instance *vi, char *err, size_t errlen)
-{
-	struct ipv6_mreq mr;
-	int fd = socket(AF_INET6, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, VRRP_IPPROTO);
-
-	if (fd < 0) {
-		snprintf(err, errlen, "raw socket: %s", strerror(errno));
-		return -1;
-	}
-	vi->fd = fd;
-	memset(&mr, 0, sizeof(mr));
-	mr.ipv6mr_multiaddr = vi->group.u.in6;
-	mr.ipv6mr_interface = (unsigned)vi->ifindex;
-	if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, vi->cfg.ifname, strlen(vi->cfg.ifname)) <
-		    0 ||
-	    sockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, VRRP_TTL) < 0 ||
-	    sockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, VRRP_TTL) < 0 ||
-	    sockopt(fd, IPPROTO_IPV6, IPV6_TCLASS, VRRP_IP_TOS) < 0 ||
-	    sockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_LOOP, 0) < 0 ||
-	    sockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, vi->ifindex) < 0 ||
-	    sockopt(fd, IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1) < 0 ||
-	    sockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, 1) < 0 ||
-	    (vi->cfg.npeers == 0 &&
-	     setsockopt(fd, IPPROTO_IPV6, IPV6_ADD_MEMBERSHIP, &mr, sizeof(mr)) < 0)) {
-		snprintf(err, errlen, "raw socket on %s: %s", vi->cfg.ifname, strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
 /* ---- lifecycle ------------------------------------------------------------------ */
 
 static int resolve(struct vrrp_instance *vi, char *err, size_t errlen)
@@ -767,13 +458,8 @@ static int finish_init(struct vrrp_instance *vi, char *e, size_t elen)
 		snprintf(e, elen, "invalid settings (version, priority or interval)");
 		return -1;
 	}
-	if ((vi->primary.family == AF_INET ? open_socket4(vi, e, elen)
-					   : open_socket6(vi, e, elen)) < 0) {
-		if (vi->fd >= 0)
-			close(vi->fd);
-		vi->fd = -1;
+	if (vrrp_sock_open(vi, e, elen) < 0)
 		return -1;
-	}
 	ev_io_init(&vi->io, on_readable, vi->fd, EV_READ);
 	vi->io.data = vi;
 	return 0;
@@ -925,11 +611,7 @@ void vrrp_instance_free(struct vrrp_instance *vi)
 	if (vi == NULL)
 		return;
 	vrrp_instance_shutdown(vi);
-	for (size_t i = 0; i < VRRP_MAX_CHILDREN; i++) {
-		/* The loop still reaps the child; nobody is told. */
-		if (vi->children[i].used)
-			ev_child_stop(vi->loop, &vi->children[i].w);
-	}
+	vrrp_notify_detach(vi);
 	vip_linkmon_close(vi->mon);
 	if (vi->fd >= 0)
 		close(vi->fd);

@@ -6,6 +6,7 @@ set -u
 bin=${1:-build/sluice}
 fail=0; pass=0
 for f in tests/conf/good/*.conf conf/*.conf; do
+	case "$f" in conf/bird-*.conf) continue ;; esac # BIRD's, for an announcing node
 	if out=$("$bin" -c -f "$f" 2>&1); then
 		pass=$((pass + 1))
 	else

@@ -23,11 +23,13 @@ SLUICE = os.path.join(BUILD, "sluice")
 
 # Deadlines only matter when something is wrong; they are generous so that
 # a sanitizer build (about 3x slower) passes on a loaded 2-core machine.
-SAN = "san" in os.path.basename(BUILD)
+SAN = "san" in os.path.basename(BUILD)  # build-san (ASan, UBSan) and build-tsan alike
+TSAN = "tsan" in os.path.basename(BUILD)
 SLOW = float(os.environ.get("SLUICE_TIMEOUT_SCALE", "3" if SAN else "1"))
 DEADLINE = 20.0 * SLOW
 
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer",
+                   "WARNING: ThreadSanitizer", "FATAL: ThreadSanitizer")
 
 CONN_RE = re.compile(
     r"info: conn (?P<listener>\S+) (?P<client>\S+) -> (?P<pool>[^/\s]+)/(?P<server>\S+) "
@@ -271,14 +273,14 @@ def build_proxy_v2(src, dst):
 
 def make_conf(port, servers, host="127.0.0.1", balance="roundrobin", pool_extra="",
               listen_extra="", global_extra="", workers=2, grace="5s", pool="web",
-              listener="www"):
+              listener="www", log="info"):
     """A one-listener, one-pool configuration. servers: lines after 'server'."""
     srv = "".join("    server %s;\n" % s for s in servers)
     return (
-        "global { workers %d; log stderr info; grace %s; %s }\n"
+        "global { workers %d; log stderr %s; grace %s; %s }\n"
         "pool %s {\n    balance %s;\n%s    %s\n}\n"
         "listen %s {\n    bind %s;\n    pool %s;\n    timeout connect 2s;\n    %s\n}\n"
-        % (workers, grace, global_extra, pool, balance, srv, pool_extra, listener,
+        % (workers, log, grace, global_extra, pool, balance, srv, pool_extra, listener,
            fmt_addr(host, port), pool, listen_extra)
     )
 
@@ -289,14 +291,15 @@ def make_conf(port, servers, host="127.0.0.1", balance="roundrobin", pool_extra=
 class Daemon:
     """A running sluice. stderr and stdout go to a log file polled by tests."""
 
-    def __init__(self, tmp_path, conf_text, name="sluice", args=(), prefix=()):
+    def __init__(self, tmp_path, conf_text, name="sluice", args=(), prefix=(), binary=None):
         self.conf_path = str(tmp_path / ("%s.conf" % name))
         self.log_path = str(tmp_path / ("%s.log" % name))
         with open(self.conf_path, "w") as f:
             f.write(conf_text)
         self.logf = open(self.log_path, "wb")
         # prefix: a command that execs sluice in place (same pid), e.g. unshare
-        self.proc = subprocess.Popen(list(prefix) + [SLUICE, "-f", self.conf_path] + list(args),
+        self.proc = subprocess.Popen(list(prefix) + [binary or SLUICE, "-f", self.conf_path]
+                                     + list(args),
                                      stdin=subprocess.DEVNULL, stdout=self.logf,
                                      stderr=self.logf)
         self.pid = self.proc.pid
@@ -364,11 +367,12 @@ class Daemon:
         return self.wait_exit(timeout)
 
     def sanitizer_report(self):
+        """The log from a little before its first sanitizer report, or None."""
         text = self.log()
-        for m in SANITIZER_MARKS:
-            if m in text:
-                return text
-        return None
+        at = [text.find(m) for m in SANITIZER_MARKS if m in text]
+        if not at:
+            return None
+        return text[max(0, min(at) - 500):]
 
 
 @pytest.fixture
@@ -377,8 +381,8 @@ def sluice(tmp_path):
     Teardown: SIGTERM, exit status 0 required, no sanitizer report."""
     started = []
 
-    def start(conf_text, ready=True, name=None, args=(), prefix=()):
-        d = Daemon(tmp_path, conf_text, name or "sluice%d" % len(started), args, prefix)
+    def start(conf_text, ready=True, name=None, args=(), prefix=(), binary=None):
+        d = Daemon(tmp_path, conf_text, name or "sluice%d" % len(started), args, prefix, binary)
         started.append(d)
         if ready:
             d.wait_ready()
@@ -404,7 +408,7 @@ def sluice(tmp_path):
         d.logf.close()
         rep = d.sanitizer_report()
         if rep is not None:
-            problems.append("sanitizer report in the log of pid %d:\n%s" % (d.pid, rep[-6000:]))
+            problems.append("sanitizer report in the log of pid %d:\n%s" % (d.pid, rep[:8000]))
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
 
@@ -553,6 +557,20 @@ def h_name(b, c, rec):
     """Say the backend's name, then hold until the client closes."""
     c.sendall(b.name.encode() + b"\n")
     read_to_end(c, rec)
+
+
+def h_request_reply(b, c, rec):
+    """Client-first: wait for a request line, answer "reply to LINE", close.
+    A bare connect that sends nothing (a check) just ends."""
+    line = b""
+    while not line.endswith(b"\n"):
+        d = c.recv(4096)
+        if not d:
+            rec["end"] = "eof-before-request"
+            return
+        line += d
+    c.sendall(b"reply to " + line)
+    rec["end"] = "answered"
 
 
 def h_hold(b, c, rec):

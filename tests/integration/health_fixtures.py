@@ -20,7 +20,8 @@ import pytest
 BUILD = os.environ.get("SLUICE_BUILD", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 SLOW = 3 if "san" in os.path.basename(os.path.normpath(BUILD)) else 1
 SAN_PATTERNS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                "ERROR: ThreadSanitizer", "SUMMARY: UndefinedBehaviorSanitizer")
+                "WARNING: ThreadSanitizer", "FATAL: ThreadSanitizer",
+                "SUMMARY: UndefinedBehaviorSanitizer")
 LOG_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z ")
 
 

@@ -30,7 +30,7 @@ def test_connect_timeout_moves_to_another_server(sluice, backends):
     port = free_port()
     d = sluice(make_conf(port, ["a 127.0.0.1:%d" % hole.getsockname()[1], "b %s" % b.addr],
                          balance="first", listen_extra="timeout connect 300ms; retries 1;",
-                         global_extra="log stderr debug;"))
+                         log="debug"))
     for speak_first in (True, False):
         t0 = time.monotonic()
         c = connect(port)

@@ -1,15 +1,25 @@
 # Limits: listener maxconn (stop accepting, resume below the limit), server
-# maxconn with the pool queue, queue timeout and a full queue, and the idle
-# timeout.
+# maxconn with the pool queue, queue timeout and a full queue, queue
+# settings changed by reloads while clients queue, and the idle timeout.
+import os
 import socket
+import threading
 import time
 
-from conftest import (DEADLINE, connect, free_port, got_nothing, h_echo, h_name, make_conf,
-                      recv_exact, recv_line)
+from conftest import (DEADLINE, connect, ctl_global, free_port, got_nothing, h_echo, h_name,
+                      make_conf, recv_exact, recv_line, wait_ctl, write_atomic)
 
 # How long a client must see nothing to count as "not served". Short enough
 # to keep the suite fast, far above a served connection's latency here.
 NOTHING_WAIT = 0.5
+
+
+def recv_or_reset(sock):
+    """What the proxy sent before closing: b"" for a close or a reset."""
+    try:
+        return sock.recv(100)
+    except ConnectionResetError:
+        return b""
 
 
 def held(port):
@@ -69,10 +79,7 @@ def test_queue_timeout_closes_the_queued_client(sluice, backends):
     s1, _ = held(port)
     t0 = time.monotonic()
     with connect(port) as s2:
-        try:
-            data = s2.recv(100)
-        except ConnectionResetError:
-            data = b""
+        data = recv_or_reset(s2)
     waited = time.monotonic() - t0
     assert data == b"", "the queued client was served: %r" % data
     assert waited >= 0.25, "closed after %.3fs, before the 300ms queue timeout" % waited
@@ -91,16 +98,91 @@ def test_queue_0_closes_at_once_queue_full(sluice, backends):
     s1, _ = held(port)
     t0 = time.monotonic()
     with connect(port) as s2:
-        try:
-            data = s2.recv(100)
-        except ConnectionResetError:
-            data = b""
+        data = recv_or_reset(s2)
     assert data == b""
     assert time.monotonic() - t0 < 2.0, "queue 0 did not close the client at once"
     (c,) = d.wait_conns(1, end="queue-full")
     assert c["server"] == "-"
     assert a.total == 1
     s1.close()
+
+
+def test_reload_changes_the_queue_while_clients_queue(short_dir, sluice, backends):
+    """Reloads change queue and timeout queue while the workers queue and
+    refuse clients: each client obeys the settings of the moment. The
+    workers read them from the pool's published snapshot, which a reload
+    never writes (make tsan-test reported the shared fields they read
+    before as a data race)."""
+    a = backends(h_name, name="a")
+    port = free_port()
+    sock = os.path.join(short_dir, "ctl.sock")
+
+    def conf(queue, timeout):
+        return make_conf(port, ["a %s maxconn 1" % a.addr], global_extra=ctl_global(sock),
+                         pool_extra="queue %d; timeout queue %s;" % (queue, timeout))
+
+    d = sluice(conf(0, "20s"))
+    ctl = wait_ctl(sock)
+    s1, _ = held(port)  # a's only slot: every other client queues or is refused
+    stop = threading.Event()
+    churned = []
+
+    def churn():
+        end = time.monotonic() + DEADLINE
+        while not stop.is_set() and time.monotonic() < end:
+            with connect(port) as c:
+                try:
+                    churned.append(c.recv(100))
+                except OSError as e:  # reset when refused
+                    churned.append(e)
+
+    t = threading.Thread(target=churn)
+    t.start()
+    reloads = 0
+    try:
+        end = time.monotonic() + DEADLINE
+        while (len(churned) < 50 or reloads < 20) and time.monotonic() < end:
+            write_atomic(d.conf_path, conf(reloads % 2, "%dms" % (20 + reloads % 20)))
+            ctl.ok("reload")
+            reloads += 1
+    finally:
+        stop.set()
+        t.join()
+    assert len(churned) >= 50, "only %d clients during the reloads" % len(churned)
+    assert all(not r for r in churned if isinstance(r, bytes)), "a churn client was served"
+
+    logged = d.wait_conns(len(churned))  # every churn client, queued or refused
+    assert {c["end"] for c in logged} <= {"queue-full", "queue-timeout"}, logged
+
+    # queue 1: the first waiter times out after 300ms, the second is refused
+    write_atomic(d.conf_path, conf(1, "300ms"))
+    ctl.ok("reload")
+    base_timeouts = len([c for c in logged if c["end"] == "queue-timeout"])
+    base_full = len([c for c in logged if c["end"] == "queue-full"])
+    t0 = time.monotonic()
+    waiter = connect(port)
+    assert got_nothing(waiter, 0.1), "the waiter was served"
+    with connect(port) as refused:
+        data = recv_or_reset(refused)
+    assert data == b""
+    d.wait_conns(base_full + 1, end="queue-full")
+    data = recv_or_reset(waiter)
+    waited = time.monotonic() - t0
+    waiter.close()
+    assert data == b"" and waited >= 0.25, "waiter closed after %.3fs" % waited
+    d.wait_conns(base_timeouts + 1, end="queue-timeout")
+
+    # queue 5, timeout 20s: a queued client is served once the slot frees
+    write_atomic(d.conf_path, conf(5, "20s"))
+    ctl.ok("reload")
+    late = connect(port)
+    assert got_nothing(late, 0.3), "served above maxconn 1"
+    s1.close()
+    late.settimeout(DEADLINE)
+    assert recv_line(late) == b"a\n"
+    late.close()
+    ctl.close()
+    assert a.max_active == 1
 
 
 def test_idle_timeout_closes_idle_keeps_active(sluice, backends):

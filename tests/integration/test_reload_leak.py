@@ -4,13 +4,16 @@
 # (/proc/PID/fd) and resident memory (VmRSS) must come back to their
 # starting level, within FD_MARGIN descriptors and RSS_MARGIN_KIB. (The
 # level is steady: 16 000 reloads grow VmRSS by under 1 MiB in the normal
-# build.)
+# build.) Under ThreadSanitizer only the descriptors are checked: VmRSS
+# there includes its shadow and synchronisation metadata and grew about
+# 7.5 MiB over these 1 000 reloads; memory leaks are LeakSanitizer's job
+# in the ASan build, and the bound holds in the normal and ASan builds.
 import os
 import re
 import time
 
-from conftest import (DEADLINE, SAN, echo_transfer, free_port, h_echo, proc_fds, proc_rss_kib,
-                      wait_ctl, wait_until, write_atomic)
+from conftest import (DEADLINE, SAN, TSAN, echo_transfer, free_port, h_echo, proc_fds,
+                      proc_rss_kib, wait_ctl, wait_until, write_atomic)
 
 RELOADS = 1000
 WARMUP = 300
@@ -61,10 +64,12 @@ def test_1000_reloads_return_fds_and_memory(short_dir, sluice, backends, monkeyp
         assert reply.startswith("reload done:\n") and "opens" in reply, reply
 
     def settled():
-        # the workers close detached listeners asynchronously, and retired
-        # snapshots are reclaimed by a 100ms timer: a quiet moment passes
+        # the workers close detached listeners asynchronously (two looks at
+        # their SYN queues, spaced by what a look costs: up to a few hundred
+        # ms on a host with many sockets), and retired snapshots are
+        # reclaimed by a 100ms timer: a quiet moment passes
         a = proc_fds(d.pid)
-        time.sleep(0.3)  # between two samples: the level must be steady
+        time.sleep(1.0)  # between two samples: the level must be steady
         return a if proc_fds(d.pid) == a else None
 
     for _ in range(WARMUP):
@@ -88,7 +93,7 @@ def test_1000_reloads_return_fds_and_memory(short_dir, sluice, backends, monkeyp
     print("%d reloads in %.1fs (%.1fms each): fds %d -> %d, VmRSS %d -> %d KiB"
           % (RELOADS, took, took * 1000 / RELOADS, fds0, fds1, rss0, rss1))
     assert fds1 <= fds0 + FD_MARGIN
-    assert rss1 <= rss0 + RSS_MARGIN_KIB, "VmRSS grew from %d to %d KiB over %d reloads" % (
+    assert TSAN or rss1 <= rss0 + RSS_MARGIN_KIB, "VmRSS grew from %d to %d KiB over %d reloads" % (
         rss0, rss1, RELOADS)
     info = ctl.ok("show info")
     assert re.search(r"^reloads: +%d ok, 0 failed$" % (WARMUP + RELOADS), info, re.M), info

@@ -19,7 +19,8 @@ BUILD = os.path.abspath(os.environ.get("SLUICE_BUILD") or os.path.join(HERE, "..
 SLUICE = os.path.join(BUILD, "sluice")
 SLUICECTL = os.path.join(BUILD, "sluicectl")
 SAN = "san" in os.path.basename(BUILD)
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer",
+                   "WARNING: ThreadSanitizer", "FATAL: ThreadSanitizer")
 
 VIP = "198.51.100.10"
 PORT = 8080

@@ -22,6 +22,9 @@ EXPECTED = {
     "lib/systemd/system/sluice.service": 0o644,
     "share/doc/sluice/examples/sluice.conf": 0o644,
     "share/doc/sluice/examples/demo.conf": 0o644,
+    "share/doc/sluice/examples/announce-node.conf": 0o644,
+    "share/doc/sluice/examples/bird-node.conf": 0o644,
+    "share/doc/sluice/examples/frr-node.conf": 0o644,
 }
 
 

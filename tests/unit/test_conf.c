@@ -98,6 +98,8 @@ static void test_defaults(void **state)
 	assert_int_equal(c->pools[0].servers[0].weight, 1);
 	assert_int_equal(c->listens[0].retries, 2);
 	assert_int_equal(c->listens[0].timeout_connect_ms, 5000);
+	assert_int_equal(c->listens[0].timeout_proxy_header_ms, 2000);
+	assert_int_equal(c->global.bufmem, 0);
 	conf_free(c);
 }
 
@@ -119,7 +121,7 @@ static void test_errors(void **state)
 	expect_error("global { wrokers 2; }\n",
 		     "bad.conf:1:10: error: unknown keyword 'wrokers' in global block (expected "
 		     "one of: workers, maxconn, log, grace, control, metrics, state-file, user, "
-		     "group) (near 'wrokers')");
+		     "group, bufmem) (near 'wrokers')");
 	expect_error("pool p {\n    server a 127.0.0.1:1\n    server b 127.0.0.1:2;\n}\n",
 		     "bad.conf:2:25: error: expected ';' after '127.0.0.1:1' (near '127.0.0.1:1')");
 	expect_error("pool p { server a 127.0.0.1:99999; }\n",
@@ -202,12 +204,73 @@ static void test_escapes_and_nul(void **state)
 	}
 }
 
+/* announce: values, defaults, and that a vrrp block may sit beside it. */
+static void test_announce(void **state)
+{
+	static const char txt[] = "pool web { server a 192.0.2.1:80; }\n"
+				  "pool api { server a 192.0.2.2:80; }\n"
+				  "listen l { bind 0.0.0.0:80; bind [::]:80; pool web; }\n"
+				  "announce front {\n"
+				  "  address 198.51.100.10/32;\n"
+				  "  address 2001:db8::10;\n"
+				  "  require pool web;\n"
+				  "  require pool api;\n"
+				  "}\n"
+				  "announce b { address 198.51.100.11; device vip1; hold-down 0s;\n"
+				  "  withdraw-delay 500ms; }\n"
+				  "vrrp v { interface eth0; vrid 1; address 198.51.100.12/24; }\n";
+	struct conf_errors errs = { 0 };
+	struct conf *c = conf_parse("a.conf", txt, strlen(txt), &errs);
+	char buf[UTIL_ADDR_STRLEN];
+
+	(void)state;
+	assert_non_null(c);
+	assert_int_equal(c->nannounces, 2);
+	assert_string_equal(c->announces[0].name, "front");
+	assert_int_equal(c->announces[0].naddrs, 2);
+	assert_string_equal(util_addr_fmt_host(&c->announces[0].addrs[1].addr, buf, sizeof(buf)),
+			    "2001:db8::10");
+	assert_int_equal(c->announces[0].addrs[1].where.line, 6);
+	assert_string_equal(c->announces[0].device, "vip0");
+	assert_int_equal(c->announces[0].npools, 2);
+	assert_string_equal(c->announces[0].pools[1].name, "api");
+	assert_int_equal(c->announces[0].hold_down_ms, 2000);
+	assert_int_equal(c->announces[0].withdraw_delay_ms, 2000);
+	assert_string_equal(c->announces[1].device, "vip1");
+	assert_int_equal(c->announces[1].hold_down_ms, 0);
+	assert_int_equal(c->announces[1].withdraw_delay_ms, 500);
+	assert_int_equal(c->nvrrps, 1);
+	conf_free(c);
+	expect_error("pool p { }\nlisten l { bind 0.0.0.0:80; pool p; }\n"
+		     "announce a { address 198.51.100.1/31; }\n",
+		     "bad.conf:3:22: error: announced prefix '198.51.100.1/31' must be a single "
+		     "address (/32 for IPv4) (near '198.51.100.1/31')");
+	expect_error("pool p { }\nlisten l { bind [::1]:80; pool p; }\n"
+		     "announce a { address 198.51.100.1; }\n",
+		     "bad.conf:3:22: error: no listener serves 198.51.100.1 (expected a listen "
+		     "block with 'bind 198.51.100.1:PORT;' or a wildcard bind) (near "
+		     "'198.51.100.1')");
+	expect_error("pool p { }\nlisten l { bind 0.0.0.0:80; pool p; }\n"
+		     "announce a { address 198.51.100.1; require service web; }\n",
+		     "bad.conf:3:44: error: unknown requirement 'service' (expected pool NAME) (near "
+		     "'service')");
+	expect_error("pool p { }\nlisten l { bind 0.0.0.0:80; pool p; }\n"
+		     "announce a { address 198.51.100.1; device lo; }\n",
+		     "bad.conf:3:43: error: bad device name 'lo' (expected 1-15 letters, digits, "
+		     "'-', '_' or '.', for a TUN device sluice creates) (near 'lo')");
+	expect_error("pool p { }\nlisten l { bind 0.0.0.0:80; pool p; }\n"
+		     "announce all { address 198.51.100.1; }\n",
+		     "bad.conf:3:10: error: announce name 'all' is reserved ('announce withdraw all' "
+		     "means every block) (near 'all')");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_full),	       cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_errors),	       cmocka_unit_test(test_several_errors),
 		cmocka_unit_test(test_duplicate_bind), cmocka_unit_test(test_escapes_and_nul),
+		cmocka_unit_test(test_announce),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,5 @@
 /* Unit tests for util: addresses, durations, sizes, strings. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -131,6 +132,23 @@ static void test_sizes(void **state)
 	assert_int_equal(util_parse_size("2k", 2047, &v), -1);
 }
 
+static void test_errno_local(void **state)
+{
+	(void)state;
+	assert_true(util_errno_local(EMFILE));
+	assert_true(util_errno_local(ENFILE));
+	assert_true(util_errno_local(ENOMEM));
+	assert_true(util_errno_local(ENOBUFS));
+	assert_true(util_errno_local(EADDRNOTAVAIL));
+	/* the server's answers */
+	assert_false(util_errno_local(ECONNREFUSED));
+	assert_false(util_errno_local(ETIMEDOUT));
+	assert_false(util_errno_local(EHOSTUNREACH));
+	assert_false(util_errno_local(ENETUNREACH));
+	assert_false(util_errno_local(ECONNRESET));
+	assert_false(util_errno_local(0));
+}
+
 static void test_strings(void **state)
 {
 	char buf[8];
@@ -176,6 +194,7 @@ int main(void)
 		cmocka_unit_test(test_durations),
 		cmocka_unit_test(test_sizes),		  cmocka_unit_test(test_strings),
 		cmocka_unit_test(test_primes),
+		cmocka_unit_test(test_errno_local),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
