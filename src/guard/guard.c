@@ -46,6 +46,7 @@ struct guard {
 	size_t nrt;
 	struct guard_table *table; /* current; NULL without limits */
 	struct guard_table **old; /* superseded, newest first, chained */
+	uint64_t *old_mark; /* QSBR mark of each one's superseding */
 	size_t nold;
 	uint64_t evictions_gone; /* of tables freed since */
 };
@@ -100,6 +101,7 @@ void guard_free(struct guard *g)
 	for (size_t i = 0; i < g->nold; i++)
 		guard_table_free(g->old[i]);
 	free(g->old);
+	free(g->old_mark);
 	guard_lpm_put(g->file);
 	free(g->file_id);
 	free(g->lines);
@@ -307,19 +309,29 @@ void guard_acl_each(const struct guard *g, guard_rule_fn fn, void *arg)
 
 /* ---- limits ---- */
 
-/* The current table is superseded: it joins the old ones, newest first. */
+/* The current table is superseded: it joins the old ones, newest first.
+ * A worker that loaded the limits before they changed may still admit into
+ * it (and hold a ticket), so it may go only once every worker passed the
+ * mark taken when the new limits are published (guard_reclaim). */
 static int supersede(struct guard *g)
 {
 	struct guard_table **arr;
+	uint64_t *marks;
 
 	if (g->table == NULL)
 		return 0;
 	arr = realloc(g->old, (g->nold + 1) * sizeof(*arr));
-	if (arr == NULL)
+	if (arr != NULL)
+		g->old = arr;
+	marks = realloc(g->old_mark, (g->nold + 1) * sizeof(*marks));
+	if (marks != NULL)
+		g->old_mark = marks;
+	if (arr == NULL || marks == NULL)
 		return -1;
-	g->old = arr;
 	memmove(&arr[1], &arr[0], g->nold * sizeof(*arr));
+	memmove(&marks[1], &marks[0], g->nold * sizeof(*marks));
 	arr[0] = g->table; /* its older link already points to arr[1] */
+	marks[0] = UINT64_MAX; /* set once the new limits are published */
 	g->nold++;
 	g->table = NULL;
 	return 0;
@@ -354,6 +366,8 @@ int guard_set_limits(struct guard *g, const struct guard_limits_conf *lc)
 	}
 	g->table = nl != NULL ? nt : NULL;
 	old = atomic_exchange_explicit(&g->lim, nl, memory_order_acq_rel);
+	if (g->nold > 0 && g->old_mark[0] == UINT64_MAX)
+		g->old_mark[0] = qsbr_mark(g->qsbr);
 	if (old != NULL)
 		qsbr_retire(g->qsbr, old, free);
 	return 0;
@@ -364,12 +378,16 @@ void guard_reclaim(struct guard *g)
 	for (size_t k = g->nold; k-- > 0;) {
 		struct guard_table *t = g->old[k], *prev = k > 0 ? g->old[k - 1] : g->table;
 
-		if (!guard_table_drained(t))
+		/* no worker admits into it any more, and none of its
+		 * connections is open */
+		if (!qsbr_passed(g->qsbr, g->old_mark[k]) || !guard_table_drained(t))
 			continue;
 		if (prev != NULL)
 			guard_table_set_older(prev, guard_table_older(t));
 		g->evictions_gone += guard_table_evictions(t);
 		memmove(&g->old[k], &g->old[k + 1], (g->nold - k - 1) * sizeof(*g->old));
+		memmove(&g->old_mark[k], &g->old_mark[k + 1],
+			(g->nold - k - 1) * sizeof(*g->old_mark));
 		g->nold--;
 		if (qsbr_retire(g->qsbr, t, table_free) < 0)
 			continue; /* leaked rather than freed under a reader */

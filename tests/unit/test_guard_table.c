@@ -230,6 +230,33 @@ static void test_new_shape_keeps_counting(void **state)
 	teardown_guard(g);
 }
 
+/* A superseded table stays while a worker that loaded the old limits may
+ * still admit into it, even with no connection open. */
+static void test_old_table_waits_for_readers(void **state)
+{
+	struct guard *g = with_limits(2, 0, 0, 100, 32, 64);
+	struct guard_limits_conf bigger = { .conns = 2, .group4 = 32, .group6 = 64, .table = 500 };
+	struct qsbr_reader worker;
+	struct guard_stats st;
+	uint64_t both;
+
+	(void)state;
+	assert_int_equal(qsbr_add_reader(&q, &worker), 0);
+	qsbr_online(&q, &worker); /* it may hold the old limits */
+	assert_int_equal(guard_set_limits(g, &bigger), 0);
+	guard_stats(g, &st);
+	both = st.memory_bytes;
+	guard_reclaim(g);
+	guard_stats(g, &st);
+	assert_int_equal(st.memory_bytes, both); /* drained, but not passed */
+	qsbr_offline(&worker);
+	guard_reclaim(g);
+	guard_stats(g, &st);
+	assert_true(st.memory_bytes < both);
+	teardown_guard(g);
+	/* the reader stays registered but offline: it holds nothing */
+}
+
 static struct guard_rule rule(const char *cidr, enum guard_action a)
 {
 	struct guard_rule r = { .action = a, .origin = GUARD_ORIGIN_CONFIG };
@@ -366,6 +393,7 @@ int main(void)
 		cmocka_unit_test(test_table_full_and_eviction),
 		cmocka_unit_test(test_busy_source_keeps_its_count),
 		cmocka_unit_test(test_new_shape_keeps_counting),
+		cmocka_unit_test(test_old_table_waits_for_readers),
 		cmocka_unit_test(test_acl_before_limits),
 		cmocka_unit_test(test_threads_never_exceed),
 	};
