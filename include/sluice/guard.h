@@ -113,8 +113,8 @@ void guard_acl_each(const struct guard *g, guard_rule_fn fn, void *arg);
  * nothing changed. */
 int guard_set_limits(struct guard *g, const struct guard_limits_conf *lc);
 
-/* Worker: does g decide anything (an ACL or limits)? When not, every
- * client is admitted and guard_admit() need not be asked. */
+/* Worker: does g decide anything (an ACL or limits)? When not (or g is
+ * NULL), every client is admitted and guard_admit() need not be asked. */
 bool guard_active(const struct guard *g);
 /* Worker (QSBR online): may a client from a connect now (now_us, monotonic
  * microseconds)? On GUARD_OK, t is what to give back with guard_release()

@@ -227,6 +227,7 @@ int core_reload(struct core *c, bool check_only, char *msg, size_t len)
 	msg[0] = '\0';
 	if (c->pending != NULL) {
 		snprintf(msg, len, "a reload is in progress (reading allow/deny files)");
+		log_warn("reload not started: %s", msg);
 		return -1;
 	}
 	/* systemd (notify-reload) wants RELOADING=1 then READY=1 for every

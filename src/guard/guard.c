@@ -412,8 +412,8 @@ static enum guard_action decide(const struct guard_acl *acl, const struct util_a
 
 bool guard_active(const struct guard *g)
 {
-	return atomic_load_explicit(&g->acl, memory_order_relaxed) != NULL ||
-	       atomic_load_explicit(&g->lim, memory_order_relaxed) != NULL;
+	return g != NULL && (atomic_load_explicit(&g->acl, memory_order_relaxed) != NULL ||
+	       atomic_load_explicit(&g->lim, memory_order_relaxed) != NULL);
 }
 
 enum guard_verdict guard_admit(struct guard *g, const struct util_addr *a, uint64_t now_us,
