@@ -84,7 +84,7 @@ static void bs_reset_close(int fd)
 int main(int argc, char **argv)
 {
 	uint64_t total = 1000000, conc = 256, next = 0, done = 0, served = 0, refused = 0,
-		 failed = 0, worst_ns = 0, *per_s;
+		 failed = 0, worst_ns = 0, over_1s = 0, *per_s;
 	struct sockaddr_in dst = { .sin_family = AF_INET };
 	bool v6 = false;
 	struct bs_slot *slots;
@@ -222,6 +222,7 @@ usage:
 				uint64_t took = now - s->start_ns, sec = (now - t0) / 1000000000ULL;
 
 				worst_ns = UTIL_MAX(worst_ns, took);
+				over_1s += took >= 1000000000ULL; /* a SYN sent again, or a stall */
 				if (sec < BS_MAX_SECONDS)
 					per_s[sec]++;
 				epoll_ctl(ep, EPOLL_CTL_DEL, s->fd, NULL);
@@ -247,16 +248,19 @@ usage:
 	}
 	{
 		double secs = (double)(bs_now_ns() - t0) / 1e9;
-		uint64_t least = UINT64_MAX;
+		uint64_t least = UINT64_MAX, empty = 0;
 
 		/* whole seconds only: the last one is partial */
-		for (uint64_t s = 0; s < last_sec && s < BS_MAX_SECONDS; s++)
+		for (uint64_t s = 0; s < last_sec && s < BS_MAX_SECONDS; s++) {
 			least = UTIL_MIN(least, per_s[s]);
+			empty += per_s[s] == 0;
+		}
 		printf("{\"connections\":%" PRIu64 ",\"served\":%" PRIu64 ",\"refused\":%" PRIu64
 		       ",\"failed\":%" PRIu64 ",\"seconds\":%.2f,\"per_second\":%.0f,"
-		       "\"slowest_ms\":%.1f,\"least_in_a_second\":%" PRIu64 "}\n",
+		       "\"slowest_ms\":%.1f,\"over_1s\":%" PRIu64 ",\"least_in_a_second\":%" PRIu64
+		       ",\"empty_seconds\":%" PRIu64 "}\n",
 		       done, served, refused, failed, secs, (double)done / secs,
-		       (double)worst_ns / 1e6, least == UINT64_MAX ? 0 : least);
+		       (double)worst_ns / 1e6, over_1s, least == UINT64_MAX ? 0 : least, empty);
 	}
 	return 0;
 }

@@ -27,6 +27,14 @@
 struct guard_lpm_builder;
 
 struct guard_lpm_builder *guard_lpm_builder_new(void);
+/* A loader thread that shares a CPU with the control loop gives way: fn is
+ * called after about every GUARD_PAUSE_WORK units of work (some 50 ns
+ * each: a few hundred microseconds) while b is filled and built. */
+typedef void (*guard_pause_fn)(void *arg);
+#define GUARD_PAUSE_WORK 4096
+void guard_lpm_builder_set_pause(struct guard_lpm_builder *b, guard_pause_fn fn, void *arg);
+/* Count units of work done for b (the ACL file parser: one a line). */
+void guard_lpm_builder_step(struct guard_lpm_builder *b, uint32_t units);
 /* Add r (its prefix, action, origin, expiry). Returns 0 or -1 (no memory,
  * or more than 16 million prefixes). */
 int guard_lpm_builder_add(struct guard_lpm_builder *b, const struct guard_rule *r);

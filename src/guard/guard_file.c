@@ -28,6 +28,7 @@ long guard_file_parse(struct guard_lpm_builder *b, const char *name, const char 
 		const char *le = eol != NULL ? eol : end, *tok, *te;
 
 		line++;
+		guard_lpm_builder_step(b, 1);
 		if ((line & 0xffff) == 0 && stop != NULL && atomic_load(stop)) {
 			snprintf(err, errlen, "%s: loading abandoned", name);
 			return -1;

@@ -49,7 +49,32 @@ struct guard_lpm_builder {
 	size_t n6, cap6;
 	struct lpm_val *vals;
 	size_t nvals, capvals;
+	guard_pause_fn pause; /* every few hundred microseconds of work */
+	void *pause_arg;
+	uint32_t work;
 };
+
+/* A pause point: units of work (about 50 ns each) done since the last. */
+static void work_done(struct guard_lpm_builder *b, uint32_t units)
+{
+	b->work += units;
+	if (b->work < GUARD_PAUSE_WORK)
+		return;
+	b->work = 0;
+	if (b->pause != NULL)
+		b->pause(b->pause_arg);
+}
+
+void guard_lpm_builder_set_pause(struct guard_lpm_builder *b, guard_pause_fn fn, void *arg)
+{
+	b->pause = fn;
+	b->pause_arg = arg;
+}
+
+void guard_lpm_builder_step(struct guard_lpm_builder *b, uint32_t units)
+{
+	work_done(b, units);
+}
 
 /* meta = plen << 24 | value index (NODE_NOVAL: a branch). */
 struct node4 {
@@ -157,9 +182,19 @@ int guard_lpm_builder_add(struct guard_lpm_builder *b, const struct guard_rule *
 
 /* ---- sorting and deduplication ---- */
 
+/* The end of a sort that moved between v and a scratch copy: the result is
+ * in src (one of the two); it must end in v. */
+static int sorted(void *v, void *src, void *scratch, size_t bytes)
+{
+	if (src != v)
+		memcpy(v, src, bytes);
+	free(scratch);
+	return 0;
+}
+
 /* LSD radix sort of 64-bit words, a byte at a time; passes where every
  * word has the same byte are skipped. Returns 0 or -1 (no memory). */
-static int radix_sort64(uint64_t *v, size_t n)
+static int radix_sort64(struct guard_lpm_builder *b, uint64_t *v, size_t n)
 {
 	uint64_t *tmp = malloc(n * sizeof(*tmp)), *src = v, *dst = tmp;
 
@@ -168,8 +203,11 @@ static int radix_sort64(uint64_t *v, size_t n)
 	for (unsigned shift = 0; shift < 64; shift += 8) {
 		size_t count[256] = { 0 }, pos = 0;
 
-		for (size_t i = 0; i < n; i++)
+		for (size_t i = 0; i < n; i++) {
 			count[(src[i] >> shift) & 0xff]++;
+			if ((i & 0xffff) == 0)
+				work_done(b, 2048);
+		}
 		if (count[(src[0] >> shift) & 0xff] == n)
 			continue;
 		for (size_t d = 0; d < 256; d++) {
@@ -178,28 +216,55 @@ static int radix_sort64(uint64_t *v, size_t n)
 			count[d] = pos;
 			pos += c;
 		}
-		for (size_t i = 0; i < n; i++)
+		for (size_t i = 0; i < n; i++) {
 			dst[count[(src[i] >> shift) & 0xff]++] = src[i];
+			if ((i & 0xffff) == 0)
+				work_done(b, 4096);
+		}
 		uint64_t *s = src;
 
 		src = dst;
 		dst = s;
 	}
-	if (src != v)
-		memcpy(v, src, n * sizeof(*v));
-	free(tmp);
-	return 0;
+	return sorted(v, src, tmp, n * sizeof(*v));
 }
 
-static int cmp6(const void *a, const void *b)
+static bool less6(const struct pfx6 *x, const struct pfx6 *y)
 {
-	const struct pfx6 *x = a, *y = b;
-
 	if (x->hi != y->hi)
-		return x->hi < y->hi ? -1 : 1;
+		return x->hi < y->hi;
 	if (x->lo != y->lo)
-		return x->lo < y->lo ? -1 : 1;
-	return x->meta < y->meta ? -1 : x->meta > y->meta;
+		return x->lo < y->lo;
+	return x->meta < y->meta;
+}
+
+/* Bottom-up merge sort of IPv6 prefixes (stable, O(n log n), with pause
+ * points, which qsort would not give). Returns 0 or -1 (no memory). */
+static int merge_sort6(struct guard_lpm_builder *b, struct pfx6 *v, size_t n)
+{
+	struct pfx6 *tmp = malloc(n * sizeof(*tmp)), *src = v, *dst = tmp;
+
+	if (tmp == NULL)
+		return -1;
+	for (size_t width = 1; width < n; width *= 2) {
+		for (size_t lo = 0; lo < n; lo += 2 * width) {
+			size_t mid = UTIL_MIN(lo + width, n), hi = UTIL_MIN(lo + 2 * width, n);
+			size_t i = lo, j = mid, k = lo;
+
+			while (i < mid && j < hi)
+				dst[k++] = less6(&src[j], &src[i]) ? src[j++] : src[i++];
+			while (i < mid)
+				dst[k++] = src[i++];
+			while (j < hi)
+				dst[k++] = src[j++];
+			work_done(b, (uint32_t)UTIL_MIN(hi - lo, 1u << 20) / 4 + 1);
+		}
+		struct pfx6 *s = src;
+
+		src = dst;
+		dst = s;
+	}
+	return sorted(v, src, tmp, n * sizeof(*v));
 }
 
 /* Keep one value per prefix: the last of a run of equal prefixes has the
@@ -210,11 +275,13 @@ static void chain_shadow(struct lpm_val *vals, uint32_t winner, uint32_t hidden)
 		vals[winner].shadow = hidden;
 }
 
-static size_t dedup4(uint64_t *v, size_t n, struct lpm_val *vals)
+static size_t dedup4(struct guard_lpm_builder *b, uint64_t *v, size_t n, struct lpm_val *vals)
 {
 	size_t out = 0;
 
 	for (size_t i = 0; i < n; i++) {
+		if ((i & 0xffff) == 0)
+			work_done(b, 4096);
 		if (out > 0 && (v[out - 1] >> 26) == (v[i] >> 26)) {
 			chain_shadow(vals, (uint32_t)v[i] & VAL_MASK, (uint32_t)v[out - 1] & VAL_MASK);
 			v[out - 1] = v[i];
@@ -225,11 +292,13 @@ static size_t dedup4(uint64_t *v, size_t n, struct lpm_val *vals)
 	return out;
 }
 
-static size_t dedup6(struct pfx6 *v, size_t n, struct lpm_val *vals)
+static size_t dedup6(struct guard_lpm_builder *b, struct pfx6 *v, size_t n, struct lpm_val *vals)
 {
 	size_t out = 0;
 
 	for (size_t i = 0; i < n; i++) {
+		if ((i & 0xffff) == 0)
+			work_done(b, 4096);
 		if (out > 0 && v[out - 1].hi == v[i].hi && v[out - 1].lo == v[i].lo &&
 		    (v[out - 1].meta >> 24) == (v[i].meta >> 24)) {
 			chain_shadow(vals, v[i].meta & VAL_MASK, v[out - 1].meta & VAL_MASK);
@@ -255,6 +324,7 @@ struct bctx {
 	const uint64_t *w4;
 	const struct pfx6 *w6;
 	struct guard_lpm *t;
+	struct guard_lpm_builder *b;
 };
 
 static u128 mask128(unsigned plen)
@@ -298,6 +368,7 @@ static uint32_t emit(struct bctx *b, u128 key, unsigned plen, uint32_t val)
 {
 	struct guard_lpm *t = b->t;
 
+	work_done(b->b, 1);
 	key &= mask128(plen);
 	if (b->v6) {
 		t->n6[t->nn6] = (struct node6){ .hi = (uint64_t)(key >> 64), .lo = (uint64_t)key,
@@ -362,15 +433,14 @@ static uint32_t build(struct bctx *b, size_t lo, size_t hi)
 struct guard_lpm *guard_lpm_build(struct guard_lpm_builder *b)
 {
 	struct guard_lpm *t = calloc(1, sizeof(*t));
-	struct bctx bc = { .t = t };
+	struct bctx bc = { .t = t, .b = b };
 	size_t n4, n6;
 
-	if (t == NULL || (b->n4 > 0 && radix_sort64(b->v4, b->n4) < 0))
+	if (t == NULL || (b->n4 > 0 && radix_sort64(b, b->v4, b->n4) < 0) ||
+	    (b->n6 > 0 && merge_sort6(b, b->v6, b->n6) < 0))
 		goto fail;
-	if (b->n6 > 0)
-		qsort(b->v6, b->n6, sizeof(*b->v6), cmp6);
-	n4 = dedup4(b->v4, b->n4, b->vals);
-	n6 = dedup6(b->v6, b->n6, b->vals);
+	n4 = dedup4(b, b->v4, b->n4, b->vals);
+	n6 = dedup6(b, b->v6, b->n6, b->vals);
 	t->n4 = n4 ? malloc((2 * n4 - 1) * sizeof(*t->n4)) : NULL;
 	t->n6 = n6 ? malloc((2 * n6 - 1) * sizeof(*t->n6)) : NULL;
 	if ((n4 && t->n4 == NULL) || (n6 && t->n6 == NULL))

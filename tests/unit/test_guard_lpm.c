@@ -336,6 +336,44 @@ static void test_file_errors(void **state)
 	assert_null(t);
 }
 
+/* A loader gives way: the pause is called all along a large parse and
+ * build (IPv4 and IPv6), never in long stretches without it. */
+static int pauses;
+
+static void count_pause(void *arg)
+{
+	(void)arg;
+	pauses++;
+}
+
+static void test_pause_points(void **state)
+{
+	enum { N = 200000 };
+	char *text = malloc((size_t)N * 32);
+	struct guard_lpm_builder *b = guard_lpm_builder_new();
+	struct guard_lpm *t;
+	size_t off = 0;
+	char err[200];
+	int after_parse;
+
+	(void)state;
+	assert_non_null(text);
+	for (int i = 0; i < N; i++)
+		off += (size_t)snprintf(text + off, 32, i % 2 ? "10.%d.%d.0/24\n" : "2001:db8:%x:%x::/64\n",
+					(i >> 8) & 255, i & 255);
+	guard_lpm_builder_set_pause(b, count_pause, NULL);
+	pauses = 0;
+	assert_int_equal(guard_file_parse(b, "p", text, off, GUARD_DENY, NULL, err, sizeof(err)), N);
+	after_parse = pauses;
+	assert_true(after_parse >= N / GUARD_PAUSE_WORK);
+	t = guard_lpm_build(b);
+	assert_non_null(t);
+	/* sorting, deduplication and the trie: more pauses, in proportion */
+	assert_true(pauses - after_parse >= N / GUARD_PAUSE_WORK);
+	guard_lpm_put(t);
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -347,6 +385,7 @@ int main(void)
 		cmocka_unit_test(test_random_against_linear_scan),
 		cmocka_unit_test(test_file_parse),
 		cmocka_unit_test(test_file_errors),
+		cmocka_unit_test(test_pause_points),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
