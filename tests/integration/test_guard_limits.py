@@ -97,6 +97,7 @@ def test_one_source_holding_9000_does_not_starve_others(guarded):
     g = guarded(proc=True, global_extra="maxconn 9000;",
                 listen_extra="limit per-source conns 100;")
     kept, failures = attack_and_others(g.port, g.sock, 9000, 1000)
+    print("attacker kept %d of 9000; others: %d failures of 1000" % (kept, len(failures)))
     assert kept == 100
     assert failures == []
     assert refused(g.sock)["conns"] >= 8900
@@ -128,6 +129,8 @@ def test_rate_limit_holds_a_fast_source_to_its_rate(guarded):
     stop.set()
     t.join(DEADLINE)
     rate = (served - 10) / el
+    print("fast source: %d tries, %d served in %.2fs: %.1f/s after the burst; other source: "
+          "%r" % (tried, served, el, rate, polite))
     assert tried > 5 * served, "the source did not try fast enough (%d tries)" % tried
     assert 45 <= rate <= 55, "%.1f/s after the burst (%d served in %.2fs)" % (rate, served, el)
     assert polite["other"] == 0 and polite["served"] > 20
