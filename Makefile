@@ -34,15 +34,22 @@ CPPFLAGS += -Iinclude -I$(BUILD)/gen -D_GNU_SOURCE -DSLUICE_VERSION=\"$(VERSION)
 	    $(shell pkg-config --cflags libnl-3.0 libnl-route-3.0 2>/dev/null)
 CFLAGS += -std=gnu11 $(OPT) $(WARN) -pthread $(SANFLAGS)
 LDFLAGS += -pthread $(SANFLAGS)
-LIBS = -lev $(shell pkg-config --libs libnl-3.0 libnl-route-3.0 openssl libcap 2>/dev/null) -lm
+LIBS = -lev $(shell pkg-config --libs libnl-3.0 libnl-route-3.0 openssl libcap zlib libbpf 2>/dev/null) \
+       -lm
+# BPF programs of the cluster module (second chance's tc program, the
+# kernel relay's stream verdict): compiled for BPF and embedded as bpftool
+# skeletons (build/gen/*.skel.h).
+BPF_CLANG ?= clang
+BPFTOOL ?= $(or $(shell command -v bpftool 2>/dev/null),/usr/sbin/bpftool)
+BPF_CFLAGS = -target bpf -O2 -g -Wall -Werror -I/usr/include/$(shell $(CC) -print-multiarch)
 # The release; debian/changelog carries the same number.
 VERSION := 0.1.0
 # A copy without git (make deb) has the commit written in .git-commit.
 GIT_COMMIT := $(or $(shell cat .git-commit 2>/dev/null),$(shell git rev-parse --short=12 HEAD \
 	2>/dev/null)$(shell git diff --quiet HEAD -- 2>/dev/null || echo -dirty),unknown)
 # Optional parts, listed by `sluice --version`: 1 when compiled in.
-HAVE_KRELAY ?= 0
-HAVE_BPF ?= $(if $(wildcard src/cluster/*.c),1,0)
+HAVE_KRELAY ?= $(if $(wildcard src/cluster/krelay.c),1,0)
+HAVE_BPF ?= $(if $(wildcard src/cluster/cluster.c),1,0)
 HAVE_CARES ?= $(if $(wildcard src/resolve/*.c),1,0)
 
 # Where `make install` puts things: PREFIX for the program, its pages and
@@ -57,7 +64,7 @@ SYSCONFDIR ?= /etc
 MANPAGES = man/sluice.8 man/sluicectl.8 man/sluice.conf.5 man/rolling-deploy.1
 
 # Link order: users before what they use.
-MODULES = core ctl health vrrp vip proxy guard pool balance conf log util
+MODULES = core ctl health vrrp vip proxy guard tls cluster pool balance conf log util
 define mod_srcs
 $(wildcard src/$(1)/*.c)
 endef
@@ -97,6 +104,20 @@ $(BUILD)/gen/build-info.h: FORCE
 	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
 $(BUILD)/obj/core/version.o: $(BUILD)/gen/build-info.h
 
+$(BUILD)/gen/cluster.bpf.o: src/cluster/bpf/cluster.bpf.c src/cluster/bpf/cluster_abi.h
+	@mkdir -p $(dir $@)
+	$(BPF_CLANG) $(BPF_CFLAGS) -c $< -o $@
+$(BUILD)/gen/cluster.skel.h: $(BUILD)/gen/cluster.bpf.o
+	$(BPFTOOL) gen skeleton $< name cluster_bpf >$@.tmp && mv $@.tmp $@
+$(BUILD)/obj/cluster/cluster.o: $(BUILD)/gen/cluster.skel.h
+# The kernel relay's stream-verdict program (src/cluster/bpf/krelay.bpf.c).
+$(BUILD)/gen/krelay.bpf.o: src/cluster/bpf/krelay.bpf.c src/cluster/bpf/krelay_abi.h
+	@mkdir -p $(dir $@)
+	$(BPF_CLANG) $(BPF_CFLAGS) -c $< -o $@
+$(BUILD)/gen/krelay.skel.h: $(BUILD)/gen/krelay.bpf.o
+	$(BPFTOOL) gen skeleton $< name krelay_bpf >$@.tmp && mv $@.tmp $@
+$(BUILD)/obj/cluster/krelay.o: $(BUILD)/gen/krelay.skel.h
+
 $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
@@ -112,6 +133,10 @@ $(BUILD)/sluice: $(MOD_LIBS)
 # Tools link util and log only (and libs), never the daemon's modules.
 $(BUILD)/%: tools/%.c $(BUILD)/lib/libutil.a $(BUILD)/lib/liblog.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/lib/liblog.a $(BUILD)/lib/libutil.a -lev $(LDFLAGS)
+
+# bench-peek times the pure ClientHello parser: it links tls too.
+$(BUILD)/bench-peek: tools/bench-peek.c $(BUILD)/lib/libtls.a $(BUILD)/lib/libutil.a
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/lib/libtls.a $(BUILD)/lib/libutil.a $(LDFLAGS)
 
 # A unit test test_<mod>[_what].c links only its module, log and util;
 # UNIT_LIBS_<test> lists the modules instead (users before what they use)
@@ -166,7 +191,8 @@ FUZZ_CFLAGS = -std=gnu11 -g -O1 -Iinclude -D_GNU_SOURCE -fsanitize=fuzzer,addres
 # fuzz_<mod>_<what>.c links the sources of its (pure) module and util/log;
 # FUZZ_SRC_<target> names the files instead where the module is not pure.
 FUZZ_SRC_fuzz_proxy_proto = src/proxy/proxyproto.c
-FUZZ_SRC_fuzz_ctl_cmd = src/ctl/ctl_cmd.c src/ctl/ctl_server.c src/ctl/ctl_metrics.c src/ctl/ctl_state.c src/pool/*.c src/balance/*.c
+FUZZ_SRC_fuzz_ctl_http = src/ctl/ctl_http.c
+FUZZ_SRC_fuzz_ctl_cmd = src/ctl/ctl_cmd.c src/ctl/ctl_server.c src/ctl/ctl_http.c src/ctl/ctl_metrics.c src/ctl/ctl_state.c src/pool/*.c src/balance/*.c
 FUZZ_SRC_fuzz_vrrp_pkt = src/vrrp/vrrp_pkt.c src/vrrp/vrrp_fsm.c
 FUZZ_SRC_fuzz_health_http = src/health/health_parse.c
 FUZZ_SRC_fuzz_health_expect = src/health/health_parse.c
@@ -174,12 +200,13 @@ FUZZ_SRC_fuzz_health_agent = src/health/health_parse.c
 fuzz_srcs = $(or $(FUZZ_SRC_$(1)),$(wildcard src/$(call unit_mod,$(patsubst fuzz_%,test_%,$(1)))/*.c))
 build-fuzz/%: tests/fuzz/%.c $(ALL_SRCS)
 	@mkdir -p build-fuzz
-	clang $(FUZZ_CFLAGS) -o $@ $< $(call fuzz_srcs,$*) src/util/*.c src/log/*.c -pthread -lm -lev
+	clang $(FUZZ_CFLAGS) -o $@ $< $(call fuzz_srcs,$*) src/util/*.c src/log/*.c -pthread -lm -lev -lz
 
 fuzz: $(FUZZ_BINS)
 	@set -e; for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p build-fuzz/corpus-$$n; \
 	  echo "== $$n ($(FUZZ_SECONDS)s)"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=0 \
+	  ml=$$(case $$n in fuzz_tls_hello) echo 17000;; *) echo 4096;; esac); \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=$$ml -print_final_stats=0 \
 	    build-fuzz/corpus-$$n tests/fuzz/corpus/$${n#fuzz_} 2>&1 | tail -n 3; done
 
 test: deps

@@ -1,7 +1,9 @@
 /* bench-conn: open-loop fresh-connection latency at a fixed rate, for
  * tools/bench. Connection i is due at start + i/rate; its latency runs from
  * that scheduled time (not from when we got round to it, so a stall is
- * charged in full: no coordinated omission) to the last byte of the reply. */
+ * charged in full: no coordinated omission) to the last byte of the reply.
+ * The request is an HTTP GET, or with -x the bytes of a file (a captured
+ * TLS ClientHello) that an echo backend sends back whole. */
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -82,8 +84,29 @@ static bool bc_parse_head(struct bc_slot *s)
 static void bc_usage(void)
 {
 	fprintf(stderr, "usage: bench-conn [-r RATE] [-d SECONDS] [-w WARMUP_S] [-t TIMEOUT_MS] "
-			"[-m MAX_INFLIGHT] [-p PATH] ADDR:PORT\n"
-			"prints one JSON line: counts and latency percentiles in microseconds\n");
+			"[-m MAX_INFLIGHT] [-p PATH | -x FILE] ADDR:PORT\n"
+			"prints one JSON line: counts and latency percentiles in microseconds\n"
+			"  -x FILE  send FILE's bytes (at most 64 KiB) instead of an HTTP request and\n"
+			"           wait for as many back (an echo backend)\n");
+}
+
+/* The bytes of path (at most max) into a new buffer; exits on error. */
+static char *bc_slurp(const char *path, size_t max, size_t *len)
+{
+	char *buf = malloc(max + 1);
+	FILE *f = fopen(path, "rb");
+
+	if (buf == NULL || f == NULL) {
+		fprintf(stderr, "bench-conn: %s: %s\n", path, strerror(errno));
+		exit(2);
+	}
+	*len = fread(buf, 1, max + 1, f);
+	fclose(f);
+	if (*len == 0 || *len > max) {
+		fprintf(stderr, "bench-conn: %s: empty or larger than %zu bytes\n", path, max);
+		exit(2);
+	}
+	return buf;
 }
 
 static long bc_opt(const char *s, long min, long max)
@@ -100,9 +123,9 @@ static long bc_opt(const char *s, long min, long max)
 int main(int argc, char **argv)
 {
 	long rate = 2000, dur_s = 10, warm_s = 1, timeout_ms = 2000, max_inflight = 1000;
-	const char *path = "/";
+	const char *path = "/", *payload = NULL;
 	struct util_addr addr;
-	char err[128], req[512];
+	char err[128], reqbuf[512], *req = reqbuf;
 	size_t reqlen, total, warm, next = 0, ok = 0, nlat = 0, inflight = 0;
 	size_t errors = 0, timeouts = 0, dropped = 0;
 	uint64_t t0, step_ns, timeout_ns, last_scan = 0, deadline;
@@ -111,7 +134,7 @@ int main(int argc, char **argv)
 	int opt, ep, tfd;
 	double sum = 0;
 
-	while ((opt = getopt(argc, argv, "r:d:w:t:m:p:h")) != -1) {
+	while ((opt = getopt(argc, argv, "r:d:w:t:m:p:x:h")) != -1) {
 		switch (opt) {
 		case 'r': rate = bc_opt(optarg, 1, 1000000); break;
 		case 'd': dur_s = bc_opt(optarg, 1, 3600); break;
@@ -119,6 +142,7 @@ int main(int argc, char **argv)
 		case 't': timeout_ms = bc_opt(optarg, 1, 60000); break;
 		case 'm': max_inflight = bc_opt(optarg, 1, 15000); break;
 		case 'p': path = optarg; break;
+		case 'x': payload = optarg; break;
 		default: bc_usage(); return 2;
 		}
 	}
@@ -139,9 +163,13 @@ int main(int argc, char **argv)
 			setrlimit(RLIMIT_NOFILE, &rl);
 		}
 	}
-	reqlen = (size_t)snprintf(req, sizeof(req),
-				  "GET %s HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n", path);
-	if (reqlen >= sizeof(req)) {
+	if (payload != NULL)
+		req = bc_slurp(payload, 65536, &reqlen);
+	else
+		reqlen = (size_t)snprintf(req, sizeof(reqbuf),
+					  "GET %s HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n",
+					  path);
+	if (reqlen >= sizeof(reqbuf) && payload == NULL) {
 		fprintf(stderr, "bench-conn: path too long\n");
 		return 2;
 	}
@@ -259,12 +287,20 @@ int main(int argc, char **argv)
 			} else if (s->state == BC_READING) {
 				char sink[65536];
 				ssize_t r;
-				char *dst = s->got < BC_RESP_MAX - 1 && s->want == 0 ? s->head + s->got
-										       : sink;
+				char *dst = s->got < BC_RESP_MAX - 1 && s->want == 0 && payload == NULL
+						    ? s->head + s->got
+						    : sink;
 				size_t room = dst == sink ? sizeof(sink) : BC_RESP_MAX - 1 - s->got;
 
 				r = recv(s->fd, dst, room, 0);
-				if (r > 0) {
+				if (r > 0 && payload != NULL) {
+					/* the echo of the payload, whole */
+					s->got += (size_t)r;
+					if (s->got > reqlen)
+						fail = true;
+					else if (s->got == reqlen)
+						done = true;
+				} else if (r > 0) {
 					s->got += (size_t)r;
 					if (s->want == 0 && !bc_parse_head(s))
 						fail = true;
@@ -305,5 +341,7 @@ int main(int argc, char **argv)
 	       bc_pct(lat, nlat, 99.9), nlat ? lat[nlat - 1] : 0);
 	free(lat);
 	free(slots);
+	if (req != reqbuf)
+		free(req);
 	return 0;
 }

@@ -179,11 +179,49 @@ struct conf_guard {
 	struct conf_where conns_where, rate_where, group_where, table_where;
 };
 
+/* ---- TLS routes of a listener (conf_route.c) ---- */
+
+#define CONF_ROUTE_NAME_MAX 256 /* a server name (253), or "*." and one */
+#define CONF_ALPN_MAX 256 /* an ALPN protocol id: 1-255 bytes */
+#define CONF_MAX_ROUTES 1024 /* per listener: they are tried in order */
+
+enum conf_route_kind {
+	CONF_ROUTE_SNI, /* route sni NAME [alpn PROTO] pool POOL; */
+	CONF_ROUTE_ALPN, /* route alpn PROTO pool POOL; */
+	CONF_ROUTE_NO_SNI, /* route no-sni pool POOL; a ClientHello without a name */
+	CONF_ROUTE_NOT_TLS, /* route not-tls pool POOL; the first bytes are not TLS */
+};
+
+/* One `route` line: the first that matches a connection picks its pool. */
+struct conf_route {
+	enum conf_route_kind kind;
+	char sni[CONF_ROUTE_NAME_MAX]; /* SNI: lowercase; "*.example.com" a wildcard */
+	char alpn[CONF_ALPN_MAX]; /* "": any (or none) */
+	char pool_name[CONF_NAME_MAX];
+	size_t pool; /* index into conf.pools, once validated */
+	struct conf_where where; /* the keyword */
+	struct conf_where pool_where;
+};
+
+/* Default cap of a kernel-relayed direction's bytes in flight. */
+#define CONF_RELAY_INFLIGHT (4ull * 1024 * 1024)
+
+enum conf_relay {
+	CONF_RELAY_UNSET, /* listen: as in global */
+	CONF_RELAY_USER, /* buffers and splice() in the workers */
+	CONF_RELAY_KERNEL, /* sockmap; BPF must load or start/reload fails */
+	CONF_RELAY_AUTO, /* sockmap when BPF loads and the connection qualifies */
+};
+
 struct conf_listen {
 	char name[CONF_NAME_MAX];
 	struct util_addr *binds;
 	size_t nbinds;
-	size_t pool; /* index into conf.pools */
+	size_t pool; /* index into conf.pools, when has_pool */
+	bool has_pool; /* with routes the default pool is optional */
+	struct conf_route *routes; /* conf_route.c */
+	size_t nroutes;
+	uint64_t timeout_client_hello_ms; /* with routes: wait this long for a ClientHello */
 	uint32_t maxconn; /* 0: only the global limit */
 	uint64_t timeout_connect_ms;
 	uint64_t timeout_idle_ms;
@@ -191,6 +229,9 @@ struct conf_listen {
 	uint64_t timeout_proxy_header_ms; /* accept-proxy: the whole header within it */
 	uint32_t retries;
 	bool accept_proxy;
+	enum conf_relay relay; /* resolved: never UNSET after parsing */
+	uint64_t relay_inflight; /* kernel relay cap per direction, bytes; resolved */
+	struct conf_where relay_where; /* of the relay line (line 0: from global) */
 	struct conf_where where;
 	struct conf_guard guard; /* conf_guard.c */
 };
@@ -211,6 +252,8 @@ struct conf_control {
 struct conf_global {
 	uint32_t workers; /* 0: one per CPU */
 	uint32_t maxconn; /* 0: as many as the descriptor limit allows */
+	enum conf_relay relay; /* the listeners' default: user unless written */
+	uint64_t relay_inflight; /* their default cap, bytes; 0: CONF_RELAY_INFLIGHT */
 	/* `log` lines (conf_log.c): at least one; none written is stderr info */
 	struct log_target_conf logs[LOG_MAX_TARGETS];
 	struct conf_where log_where[LOG_MAX_TARGETS]; /* line 0: the default */
@@ -282,6 +325,37 @@ struct conf_vrrp {
 	struct conf_where where;
 };
 
+/* ---- cluster (conf_cluster.c): `cluster { ... }`, at most one ---- */
+
+#define CONF_CLUSTER_MAX_PEERS 16  /* as CLUSTER_PEERS_MAX */
+#define CONF_CLUSTER_MAX_UPLINKS 8 /* as CLUSTER_UPLINKS_MAX */
+
+enum conf_cluster_attach {
+	CONF_CLUSTER_ATTACH_AUTO, /* tcx where the kernel has it, else tc */
+	CONF_CLUSTER_ATTACH_TCX,
+	CONF_CLUSTER_ATTACH_TC,
+};
+
+/* "peer NAME ADDRESS;" */
+struct conf_cluster_peer {
+	char name[CONF_NAME_MAX];
+	struct util_addr addr; /* port 0 */
+	struct conf_where where; /* of the address */
+};
+
+struct conf_cluster {
+	bool present;
+	char interface[CONF_IFNAME_MAX]; /* the segment shared with the peers */
+	struct conf_where interface_where;
+	char uplinks[CONF_CLUSTER_MAX_UPLINKS][CONF_IFNAME_MAX]; /* may include interface */
+	struct conf_where uplink_where[CONF_CLUSTER_MAX_UPLINKS];
+	size_t nuplinks;
+	struct conf_cluster_peer peers[CONF_CLUSTER_MAX_PEERS];
+	size_t npeers;
+	enum conf_cluster_attach attach;
+	struct conf_where where;
+};
+
 /* ---- announce (conf_announce.c): `announce NAME { ... }` ---- */
 
 #define CONF_ANNOUNCE_MAX_ADDRS 64
@@ -314,6 +388,13 @@ struct conf_announce {
 	struct conf_where device_where;
 };
 
+/* Diagnostics collected while parsing: "FILE:LINE:COL: error: ..." lines. */
+struct conf_errors {
+	char *msgs[CONF_MAX_ERRORS];
+	size_t n;
+	bool truncated; /* more errors than CONF_MAX_ERRORS */
+};
+
 struct conf {
 	char *file;
 	struct conf_global global;
@@ -323,15 +404,12 @@ struct conf {
 	size_t nlistens;
 	struct conf_vrrp *vrrps; /* conf_vrrp.c */
 	size_t nvrrps;
+	struct conf_cluster cluster; /* conf_cluster.c */
 	struct conf_announce *announces; /* conf_announce.c */
 	size_t nannounces;
-};
-
-/* Diagnostics collected while parsing: "FILE:LINE:COL: error: ..." lines. */
-struct conf_errors {
-	char *msgs[CONF_MAX_ERRORS];
-	size_t n;
-	bool truncated; /* more errors than CONF_MAX_ERRORS */
+	/* "FILE:LINE:COL: warning: ..." lines: valid, but likely not meant
+	 * (a route that can never match); shown by sluice -c and logged */
+	struct conf_errors warnings;
 };
 
 #endif

@@ -14,9 +14,13 @@ struct pool;
 struct pool_server;
 struct ctl_buf;
 
-/* Clients the control sockets and the metrics listener serve at once, all
- * doors together; core reserves a descriptor for each. */
-#define CTL_MAX_CLIENTS 64
+/* Clients each door accepts at once: every control socket its own
+ * CTL_CONTROL_CLIENTS_MAX, the metrics port CTL_METRICS_CLIENTS_MAX, so
+ * that no door can take another's slots (64 idle connections to the
+ * metrics port do not lock the operator out). One descriptor each, plus
+ * the door's listening socket: ctl_fds_max() adds them up. */
+#define CTL_CONTROL_CLIENTS_MAX 64
+#define CTL_METRICS_CLIENTS_MAX 64
 
 enum ctl_level {
 	CTL_LEVEL_ADMIN,
@@ -34,9 +38,15 @@ struct ctl_info {
 	uint64_t maxconn_reached; /* times accepting stopped at maxconn */
 	uint64_t bufmem_used, bufmem; /* relay buffers and pipes: in use, ceiling (bytes) */
 	uint64_t no_memory; /* connections closed for want of a relay buffer */
+	bool krelay; /* the kernel relay is loaded */
+	uint64_t krelay_conns; /* connections it took */
+	uint64_t krelay_fallbacks; /* asked for, stayed in user space */
 	const char *conf_file;
 	const char *last_reload; /* "none", "ok at ...", "failed at ...: why" */
 	uint64_t reloads_ok, reloads_failed;
+	/* how late the control loop started health checks and sent VRRP
+	 * adverts after their due time, since start or `clear lateness` */
+	struct util_lathist_summary late_checks, late_adverts;
 };
 
 /* Why the guard refused a client (as ctl_refusal_names). */
@@ -51,7 +61,7 @@ enum ctl_refusal {
 struct ctl_listener_row {
 	char name[64];
 	char binds[256];
-	char pool[64];
+	char pool[64]; /* "-": none (TLS routes only) */
 	uint32_t cur_conns, maxconn;
 	uint64_t total_conns, bytes_in, bytes_out, proxy_header_errors, proxy_header_timeouts;
 	uint64_t maxconn_reached; /* times accepting stopped at this maxconn */
@@ -59,6 +69,21 @@ struct ctl_listener_row {
 	uint64_t refused[CTL_NREFUSALS];
 	uint64_t sources, sources_capacity, sources_memory_bytes, source_evictions;
 	uint64_t acl_file_entries, acl_config_entries, acl_runtime_entries;
+	uint32_t nroutes; /* TLS routes */
+};
+
+/* One line of `show routes`: a TLS route of a listener (kind "sni",
+ * "alpn", "no-sni", "not-tls"), its default pool ("default"), or the
+ * connections closed before a pool was chosen ("closed", with reason). */
+struct ctl_route_row {
+	char listen[64];
+	char kind[16];
+	char sni[256]; /* "": none */
+	char alpn[256]; /* "": any */
+	char pool[64]; /* "-": none (closed) */
+	char reason[16]; /* "closed" rows: not-tls, no-route, bad-hello, ... */
+	uint32_t active; /* open connections it routed (not for "closed") */
+	uint64_t total;
 };
 
 /* One announce block, for show, metrics and the state file. */
@@ -133,6 +158,9 @@ struct ctl_hooks {
 	struct pool **(*pools)(void *arg, size_t *n);
 	void (*info)(void *arg, struct ctl_info *out);
 	size_t (*listeners)(void *arg, struct ctl_listener_row *rows, size_t max);
+	/* rows of `show routes` (at most max filled); returns how many
+	 * there are, which may be more than max */
+	size_t (*routes)(void *arg, struct ctl_route_row *rows, size_t max);
 	/* close the connections using s, spread over spread_ms */
 	void (*close_server)(void *arg, struct pool_server *s, uint32_t spread_ms);
 	/* a server was added / is being removed at runtime (health checks) */
@@ -149,6 +177,10 @@ struct ctl_hooks {
 	 * returns 0 or -1). */
 	void (*vrrp_show)(void *arg, bool json, struct ctl_buf *out);
 	int (*vrrp_admin)(void *arg, const char *name, bool leave, char *msg, size_t len);
+	/* second-chance forwarding: `show cluster` as a complete reply, and
+	 * its metric families appended to the metrics (nothing when absent) */
+	void (*cluster_show)(void *arg, bool json, struct ctl_buf *out);
+	void (*cluster_metrics)(void *arg, struct ctl_buf *out);
 	/* announce: fill at most max rows (rows may be NULL) and the node's
 	 * state; returns how many blocks there are. Withdraw or restore one
 	 * block or "all"; drain the node (withdraw everything, keep serving,
@@ -187,6 +219,8 @@ struct ctl_hooks {
 	int (*acl_restore)(void *arg, const char *listener, bool deny,
 			   const struct util_cidr *cidr, uint64_t until_wall_ms, char *msg,
 			   size_t len);
+	/* `clear lateness`: empty the lateness histograms of show info */
+	void (*clear_lateness)(void *arg);
 };
 
 #endif

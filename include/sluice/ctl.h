@@ -21,6 +21,8 @@ struct ctl_buf {
 };
 
 void ctl_buf_printf(struct ctl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Append n bytes of s (no formatting: the cheap path for long output). */
+void ctl_buf_append(struct ctl_buf *b, const char *s, size_t n);
 void ctl_buf_free(struct ctl_buf *b);
 
 /* Create the control server; state_file may be NULL or "". Copies hooks. */
@@ -38,6 +40,10 @@ int ctl_listen_metrics(struct ctl *c, const struct util_addr *addr, int fd, char
 int ctl_metrics_fd(const struct ctl *c);
 /* Stop serving metrics (binary upgrade: the new process has the socket). */
 void ctl_close_metrics(struct ctl *c);
+/* The most descriptors the control side can hold with ncontrol control
+ * sockets and, when metrics, the metrics port: each door's listening
+ * socket and its clients (for the daemon's descriptor reserve). */
+unsigned ctl_fds_max(size_t ncontrol, bool metrics);
 /* Close every socket and client; unlink the socket files. */
 void ctl_free(struct ctl *c);
 

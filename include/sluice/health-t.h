@@ -99,6 +99,7 @@ struct health_result {
 	uint32_t count, of;			/* e.g. 3 of fall 3, for "(3/3)" */
 	const struct health_agent_reply *agent; /* agent checks with a valid reply */
 	uint64_t late_ms;			/* how late the check started after its due time */
+	uint64_t late_us;			/* the same in microseconds */
 };
 
 struct health_checker;

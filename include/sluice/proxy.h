@@ -44,6 +44,16 @@ void proxy_engine_close_sources(struct proxy_engine *e, struct proxy_frontend *f
  * are detached and their sockets closed. */
 void proxy_engine_free(struct proxy_engine *e);
 
+/* Give the workers the kernel relay (sluice/krelay.h; core keeps
+ * ownership and frees it after proxy_engine_free). Set once. */
+struct krelay;
+void proxy_engine_set_krelay(struct proxy_engine *e, struct krelay *k);
+/* Connections the kernel relay took, and those it could not take (the
+ * socket was no longer established, the maps were full, bytes came before
+ * the insert): counters since start. */
+uint64_t proxy_engine_krelay_conns(const struct proxy_engine *e);
+uint64_t proxy_engine_krelay_fallbacks(const struct proxy_engine *e);
+
 /* Create a frontend with its settings (the frontend takes them over) and
  * no address yet. One reference, the caller's. The caller may give it a
  * guard (fe->guard) before attaching it; the frontend frees it. */
@@ -88,6 +98,12 @@ void proxy_frontend_set_settings(struct proxy_engine *e, struct proxy_frontend *
 
 /* Free settings and their pool reference (also the QSBR free function). */
 void proxy_fe_settings_free(void *s);
+
+/* TLS route counters (peek.c): a new object with one reference, or NULL;
+ * take and drop references (any thread; the last put frees). */
+struct proxy_route_stats *proxy_route_stats_new(void);
+void proxy_route_stats_get(struct proxy_route_stats *rs);
+void proxy_route_stats_put(struct proxy_route_stats *rs);
 
 /* Control thread: start accepting on fe's binds that are not accepting yet,
  * in every worker. */

@@ -36,4 +36,23 @@ struct util_cidr {
 /* Enough for "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255/128". */
 #define UTIL_CIDR_STRLEN 56
 
+/* A histogram of lateness (or any duration) in microseconds, log-linear:
+ * UTIL_LATHIST_SUB buckets per power of two, so a quantile is within
+ * 1/UTIL_LATHIST_SUB (12.5 %) of the truth; values below UTIL_LATHIST_SUB
+ * are exact. Fixed size (no allocation), so recording never fails. The
+ * exact maximum is kept beside the buckets. */
+#define UTIL_LATHIST_SUB 8
+#define UTIL_LATHIST_OCTAVES 40 /* up to 2^40 us, about 12 days */
+#define UTIL_LATHIST_BUCKETS (UTIL_LATHIST_SUB * UTIL_LATHIST_OCTAVES)
+
+struct util_lathist {
+	uint64_t count[UTIL_LATHIST_BUCKETS];
+	uint64_t n, sum_us, max_us;
+};
+
+/* What show info and the metrics print of one histogram. */
+struct util_lathist_summary {
+	uint64_t n, p50_us, p99_us, max_us, sum_us;
+};
+
 #endif

@@ -57,6 +57,19 @@ int util_addr_parse(const char *s, bool allow_port0, struct util_addr *out, char
 int util_addr_parse_name(const char *s, char *host, size_t hostlen, uint16_t *port, char *err,
 			 size_t errlen);
 
+/* Is s[0..n) a server name as TLS carries it (RFC 6066 section 3): 1-253
+ * bytes of dot-separated labels of 1-63 letters, digits, '-' or '_' (seen
+ * in real names), no trailing dot, and a last label that is not all digits
+ * (an IPv4 literal is not a server name)? Bytes above 0x7f make it false:
+ * an internationalised name is written in its A-label form (xn--...). */
+bool util_dns_name_valid(const char *s, size_t n);
+
+/* Does the server name match pattern (both lowercase)? pattern is a name
+ * ("api.example.com") or "*." and a suffix, which matches exactly one
+ * more label in front ("*.example.com" matches "a.example.com", not
+ * "example.com" or "a.b.example.com"), as certificate wildcards do. */
+bool util_dns_name_match(const char *pattern, size_t plen, const char *name, size_t nlen);
+
 /* One name to resolve: host and port in; rc 0 and addr, or rc -1 and err
  * out. The name is held by value: a lookup that outlives its caller's
  * deadline touches nothing of the caller's. */
@@ -116,6 +129,16 @@ bool util_addr_serves_host(const struct util_addr *bind, const struct util_addr 
 /* Port in host order (0 when unset). */
 uint16_t util_addr_port(const struct util_addr *a);
 void util_addr_set_port(struct util_addr *a, uint16_t port);
+
+/* Lateness histograms (struct util_lathist in util-t.h). Zero-initialized
+ * memory is an empty histogram; util_lathist_reset() empties it again. */
+void util_lathist_reset(struct util_lathist *h);
+void util_lathist_add(struct util_lathist *h, uint64_t us);
+/* The value at quantile q (0 < q <= 1): the upper bound of the bucket
+ * holding it, never above the recorded maximum; 0 when empty. */
+uint64_t util_lathist_quantile(const struct util_lathist *h, double q);
+/* n, p50, p99, max and sum at once. */
+void util_lathist_summarize(const struct util_lathist *h, struct util_lathist_summary *out);
 
 /* FNV-1a 64-bit hash of a buffer; seedable so Maglev gets two hashes. */
 uint64_t util_hash64(const void *data, size_t len, uint64_t seed);

@@ -109,6 +109,30 @@ int vip_link_hwaddr(int ifindex, uint8_t mac[6], char *err, size_t errlen);
  * and closes its socket on each call. Returns 0 or -1 with err set. */
 int vip_garp_send(int ifindex, const struct util_addr *addr, char *err, size_t errlen);
 
+/* ---- neighbours on a link (vip_neigh.c) ---- */
+
+/* The MACs the kernel's neighbour table holds for addrs[0..n-1] on
+ * ifindex, where it has a usable one (not being resolved, not failed):
+ * found[i] says whether macs[i] was filled. One table dump. Returns 0, or
+ * -1 with err set. */
+int vip_neigh_macs(int ifindex, const struct util_addr *addrs, size_t n, uint8_t (*macs)[6],
+		   bool *found, char *err, size_t errlen);
+
+/* Make the kernel resolve addr on ifindex: send it an empty UDP datagram
+ * to the discard port through that link. Needs CAP_NET_RAW for the
+ * binding to the link. Returns 0 or -1 with err set. */
+int vip_neigh_probe(int ifindex, const struct util_addr *addr, char *err, size_t errlen);
+
+/* Set net.ipv4.conf.IFNAME.KEY (arp_ignore, arp_announce, rp_filter...)
+ * to value; the value it had goes to old (when not NULL). Needs
+ * CAP_NET_ADMIN. Returns 0 or -1 with err set. */
+int vip_if_sysctl(const char *ifname, const char *key, const char *value, char *old,
+		  size_t oldlen, char *err, size_t errlen);
+
+/* Is addr inside one of the prefixes configured on ifindex (and not one
+ * of its own addresses)? Returns 0 with *on_out set, or -1 with err. */
+int vip_addr_on_subnet(int ifindex, const struct util_addr *addr, bool *on_out, char *err,
+		       size_t errlen);
 /* ---- TUN announce device (vip_tun.c) ---- */
 
 /* Create the TUN device name (IFF_TUN, no packet information) attached to

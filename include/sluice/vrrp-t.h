@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "sluice/util-t.h"
+
 /* ---- wire ---------------------------------------------------------------- */
 
 #define VRRP_IPPROTO 112	   /* RFC 9568 section 5.1.1.4 / 5.1.2.3 */
@@ -286,6 +288,9 @@ struct vrrp_instance_config {
 	uint64_t garp_refresh_ms; /* periodic burst while master; 0: none */
 	char notify[256];	  /* script run with NAME STATE; empty: none */
 	enum vrrp_csum_form csum_form; /* v3 IPv4 sends: RFC or PSEUDO */
+	/* where to count how late each advert is sent after its due time
+	 * (owned by the caller, outlives the instance); NULL: nowhere */
+	struct util_lathist *late_adverts;
 };
 
 /* Drops the I/O layer decides on top of the codec's. */

@@ -123,6 +123,9 @@ const char *vrrp_action_name(enum vrrp_action_type type);
 struct ev_loop;
 struct vrrp_instance;
 
+/* Do open connections use this VIP (the host part of vip)? */
+typedef bool vrrp_vip_busy_fn(void *arg, const struct util_addr *vip);
+
 /* Drop counter / log names of the I/O layer's reasons. */
 const char *vrrp_io_drop_name(enum vrrp_io_drop reason);
 
@@ -146,6 +149,15 @@ int vrrp_instance_admin(struct vrrp_instance *vi, bool leave, char *msg, size_t 
 /* Report the state of external track idx (index in cfg.tracks). */
 void vrrp_instance_track_set(struct vrrp_instance *vi, size_t idx, bool up);
 const struct vrrp_instance_config *vrrp_instance_config(const struct vrrp_instance *vi);
+/* Keep VIPs for open connections (with second-chance forwarding, the new
+ * master sends this node the packets of its flows): when the instance
+ * gives its VIPs up while busy(arg, vip) says connections use one, it is
+ * kept on lo, never answered to ARP on the interface, until
+ * vrrp_instance_park_check() finds it idle. busy NULL turns it off (kept
+ * VIPs are released). */
+void vrrp_instance_set_park(struct vrrp_instance *vi, vrrp_vip_busy_fn *busy, void *arg);
+/* Release the kept VIPs no connection uses any more; call periodically. */
+void vrrp_instance_park_check(struct vrrp_instance *vi);
 void vrrp_instance_status(const struct vrrp_instance *vi, struct vrrp_status *out);
 
 #endif

@@ -39,6 +39,11 @@ struct conf_ctx {
 void conf_error(struct conf_ctx *ctx, uint32_t line, uint32_t col, const char *near,
 		const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+/* Add "FILE:LINE:COL: warning: MSG (near 'TOK')" to c->warnings: the file
+ * is valid, but something in it is likely not what was meant. */
+void conf_warning(struct conf_ctx *ctx, struct conf *c, uint32_t line, uint32_t col,
+		  const char *near, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
 /* Report an error about args[i] of st. When the statement runs over a line
  * break before args[i], the real problem is a missing ';': say that instead. */
 void conf_error_arg(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *fmt,
@@ -57,6 +62,8 @@ int conf_arg_duration(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i
 /* A name: 1-63 letters, digits, '-', '_', '.'; copied to out. */
 int conf_arg_name(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *what,
 		  char *out);
+/* An interface name: 1-15 characters, no '/' or blank; copied to out. */
+int conf_arg_ifname(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, char *out);
 /* Is the statement's argument count within its keyword's range? Reports
  * it when not. */
 bool conf_check_arity(struct conf_ctx *ctx, const struct conf_stmt *st, size_t min_args,
@@ -75,7 +82,7 @@ struct conf_keyword {
 
 /* Dispatch each statement of block through table (NULL-terminated) on
  * obj, reporting unknown keywords, block mismatches and argument counts
- * with block_name ("pool 'web'"). */
+ * with block_name ("pool 'web'", "cluster block"). */
 void conf_run_block(struct conf_ctx *ctx, const struct conf_stmt *block,
 		    const struct conf_keyword *table, const char *block_name, void *obj);
 
@@ -98,7 +105,7 @@ int conf_check_kw_on_down(struct conf_ctx *ctx, const struct conf_stmt *st, void
 int conf_check_server_opt(struct conf_ctx *ctx, const struct conf_stmt *st, size_t *i,
 			  struct conf_server *s);
 
-/* The keywords of the check block and of the vrrp block, as conf_keywords(). */
+/* The keywords of the check, vrrp and announce blocks, as conf_keywords(). */
 void conf_check_keywords(conf_keyword_fn fn, void *arg);
 void conf_vrrp_keywords(conf_keyword_fn fn, void *arg);
 void conf_announce_keywords(conf_keyword_fn fn, void *arg);
@@ -116,6 +123,12 @@ int conf_guard_kw_limit(struct conf_ctx *ctx, const struct conf_stmt *st, void *
 void conf_guard_listen_init(struct conf_listen *l);
 void conf_guard_listen_done(struct conf_ctx *ctx, struct conf_listen *l);
 void conf_guard_free(struct conf_listen *l);
+/* conf_route.c: `route ...;` in a listen block (appended to l->routes);
+ * the checks that need the pools and the whole listener (pool names, the
+ * default client-hello timeout, warnings for routes that never match), run
+ * after every block; freeing. */
+int conf_route_kw(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf_listen *l);
+void conf_route_validate(struct conf_ctx *ctx, struct conf *c);
 
 /* conf_log.c: the global `log` keyword; obj is the struct conf_global. */
 int conf_log_kw(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
@@ -131,5 +144,10 @@ void conf_vrrp_free(struct conf *c);
 int conf_announce_block(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf *c);
 void conf_announce_validate(struct conf_ctx *ctx, struct conf *c);
 void conf_announce_free(struct conf *c);
+
+/* conf_cluster.c: the `cluster { ... }` block into c->cluster, and its
+ * keywords for conf_keywords(). */
+int conf_cluster_block(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf *c);
+void conf_cluster_keywords(conf_keyword_fn fn, void *arg);
 
 #endif

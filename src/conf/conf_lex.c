@@ -21,25 +21,26 @@ struct lexer {
 	bool failed;
 };
 
-void conf_error(struct conf_ctx *ctx, uint32_t line, uint32_t col, const char *near,
-		const char *fmt, ...)
+/* Append "FILE:LINE:COL: KIND: MSG (near 'TOK')" to list. */
+static void add_msg(struct conf_errors *list, const char *file, const char *kind, uint32_t line,
+		    uint32_t col, const char *near, const char *fmt, va_list ap)
+	__attribute__((format(printf, 7, 0)));
+static void add_msg(struct conf_errors *list, const char *file, const char *kind, uint32_t line,
+		    uint32_t col, const char *near, const char *fmt, va_list ap)
 {
 	char msg[512], full[1024];
-	va_list ap;
 	size_t off = 0;
 
-	if (ctx->errs->n >= CONF_MAX_ERRORS) {
-		ctx->errs->truncated = true;
+	if (list->n >= CONF_MAX_ERRORS) {
+		list->truncated = true;
 		return;
 	}
-	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	if (line == 0) /* about the file as a whole */
-		util_bufprintf(full, sizeof(full), &off, "%s: error: %s", ctx->file, msg);
+		util_bufprintf(full, sizeof(full), &off, "%s: %s: %s", file, kind, msg);
 	else
-		util_bufprintf(full, sizeof(full), &off, "%s:%u:%u: error: %s", ctx->file, line,
-			       col, msg);
+		util_bufprintf(full, sizeof(full), &off, "%s:%u:%u: %s: %s", file, line, col, kind,
+			       msg);
 	if (near != NULL) {
 		char shown[48];
 		size_t i;
@@ -52,9 +53,29 @@ void conf_error(struct conf_ctx *ctx, uint32_t line, uint32_t col, const char *n
 			util_strlcpy(shown + i, "...", sizeof(shown) - i);
 		util_bufprintf(full, sizeof(full), &off, " (near '%s')", shown);
 	}
-	ctx->errs->msgs[ctx->errs->n] = strdup(full);
-	if (ctx->errs->msgs[ctx->errs->n] != NULL)
-		ctx->errs->n++;
+	list->msgs[list->n] = strdup(full);
+	if (list->msgs[list->n] != NULL)
+		list->n++;
+}
+
+void conf_error(struct conf_ctx *ctx, uint32_t line, uint32_t col, const char *near,
+		const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	add_msg(ctx->errs, ctx->file, "error", line, col, near, fmt, ap);
+	va_end(ap);
+}
+
+void conf_warning(struct conf_ctx *ctx, struct conf *c, uint32_t line, uint32_t col,
+		  const char *near, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	add_msg(&c->warnings, ctx->file, "warning", line, col, near, fmt, ap);
+	va_end(ap);
 }
 
 void conf_errors_add(struct conf_errors *errs, const char *file, const struct conf_where *w,

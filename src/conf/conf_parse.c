@@ -362,6 +362,57 @@ static int kw_user_group(struct conf_ctx *ctx, const struct conf_stmt *st, void 
 	return 0;
 }
 
+#define CONF_INFLIGHT_MIN (64ull * 1024)
+#define CONF_INFLIGHT_MAX (1024ull * 1024 * 1024)
+
+/* relay user|kernel|auto [inflight SIZE]; in global and listen. */
+static int parse_relay(struct conf_ctx *ctx, const struct conf_stmt *st, enum conf_relay *mode,
+		       uint64_t *inflight)
+{
+	static const char *const names[] = { [CONF_RELAY_USER] = "user",
+					     [CONF_RELAY_KERNEL] = "kernel",
+					     [CONF_RELAY_AUTO] = "auto" };
+	enum conf_relay m = CONF_RELAY_UNSET;
+
+	for (size_t i = CONF_RELAY_USER; i < UTIL_ARRAY_LEN(names); i++)
+		if (strcmp(st->args[1].text, names[i]) == 0)
+			m = (enum conf_relay)i;
+	if (m == CONF_RELAY_UNSET) {
+		conf_error_arg(ctx, st, 1, "unknown relay '%s' (expected user, kernel or auto)",
+			       st->args[1].text);
+		return -1;
+	}
+	if (st->nargs == 3 || (st->nargs == 4 && strcmp(st->args[2].text, "inflight") != 0)) {
+		conf_error_arg(ctx, st, 2, "unexpected '%s' (expected inflight SIZE)",
+			       st->args[2].text);
+		return -1;
+	}
+	if (st->nargs == 4) {
+		if (m == CONF_RELAY_USER) {
+			conf_error_arg(ctx, st, 2,
+				       "inflight applies to the kernel relay (relay kernel or auto)");
+			return -1;
+		}
+		if (util_parse_size(st->args[3].text, CONF_INFLIGHT_MAX, inflight) < 0 ||
+		    *inflight < CONF_INFLIGHT_MIN) {
+			conf_error_arg(ctx, st, 3,
+				       "bad inflight '%s' (expected a size with k or m, such as 4m, "
+				       "from 64k to 1024m)",
+				       st->args[3].text);
+			return -1;
+		}
+	}
+	*mode = m;
+	return 0;
+}
+
+static int kw_grelay(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct conf_global *g = obj;
+
+	return parse_relay(ctx, st, &g->relay, &g->relay_inflight);
+}
+
 static const struct conf_keyword global_kw[] = {
 	{ "workers", 2, 2, false, kw_workers, "workers auto|N;" },
 	{ "maxconn", 2, 2, false, kw_gmaxconn, "maxconn N;" },
@@ -375,6 +426,7 @@ static const struct conf_keyword global_kw[] = {
 	{ "user", 2, 2, false, kw_user_group, "user NAME;" },
 	{ "group", 2, 2, false, kw_user_group, "group NAME;" },
 	{ "bufmem", 2, 2, false, kw_bufmem, "bufmem SIZE;" },
+	{ "relay", 2, 4, false, kw_grelay, "relay user|kernel|auto [inflight SIZE];" },
 	{ NULL, 0, 0, false, NULL, NULL },
 };
 
@@ -634,9 +686,12 @@ static int kw_listen_timeout(struct conf_ctx *ctx, const struct conf_stmt *st, v
 	if (strcmp(which, "proxy-header") == 0)
 		return conf_arg_duration(ctx, st, 2, "timeout proxy-header", 1, CONF_MAX_DURATION_MS,
 					 &lo->l->timeout_proxy_header_ms);
+	if (strcmp(which, "client-hello") == 0) /* TLS routes: conf_route.c */
+		return conf_arg_duration(ctx, st, 2, "timeout client-hello", 1,
+					 CONF_MAX_DURATION_MS, &lo->l->timeout_client_hello_ms);
 	conf_error_arg(ctx, st, 1,
-		       "unknown listen timeout '%s' (expected connect, idle, half-closed or "
-		       "proxy-header)",
+		       "unknown listen timeout '%s' (expected connect, idle, half-closed, "
+		       "proxy-header or client-hello)",
 		       which);
 	return -1;
 }
@@ -658,12 +713,26 @@ static int kw_accept_proxy(struct conf_ctx *ctx, const struct conf_stmt *st, voi
 	return 0;
 }
 
+static int kw_route(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	return conf_route_kw(ctx, st, ((struct listen_obj *)obj)->l);
+}
+
+static int kw_lrelay(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	struct listen_obj *lo = obj;
+
+	lo->l->relay_where.line = st->args[0].line;
+	lo->l->relay_where.col = st->args[0].col;
+	return parse_relay(ctx, st, &lo->l->relay, &lo->l->relay_inflight);
+}
+
 static const struct conf_keyword listen_kw[] = {
 	{ "bind", 2, 2, false, kw_bind, "bind ADDRESS:PORT;" },
 	{ "pool", 2, 2, false, kw_listen_pool, "pool NAME;" },
 	{ "maxconn", 2, 2, false, kw_listen_maxconn, "maxconn N;" },
 	{ "timeout", 3, 3, false, kw_listen_timeout,
-	  "timeout connect|idle|half-closed|proxy-header DURATION;" },
+	  "timeout connect|idle|half-closed|proxy-header|client-hello DURATION;" },
 	{ "retries", 2, 2, false, kw_retries, "retries N;" },
 	{ "accept-proxy", 1, 1, false, kw_accept_proxy, "accept-proxy;" },
 	/* source ACLs and per-source limits: conf_guard.c */
@@ -673,6 +742,11 @@ static const struct conf_keyword listen_kw[] = {
 	{ "limit", 3, 7, false, conf_guard_kw_limit,
 	  "limit per-source conns N; limit per-source rate N/s [burst M]; "
 	  "limit per-source group v4 /N [v6 /M]; or limit table N entries;" },
+	/* TLS routes: conf_route.c */
+	{ "route", 4, 7, false, kw_route,
+	  "route sni NAME [alpn PROTO] pool POOL; route alpn PROTO pool POOL; "
+	  "route no-sni|not-tls pool POOL;" },
+	{ "relay", 2, 4, false, kw_lrelay, "relay user|kernel|auto [inflight SIZE];" },
 	{ NULL, 0, 0, false, NULL, NULL },
 };
 
@@ -788,6 +862,11 @@ static int top_vrrp(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 	return conf_vrrp_block(ctx, st, ((struct parse_state *)obj)->conf);
 }
 
+static int top_cluster(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	return conf_cluster_block(ctx, st, ((struct parse_state *)obj)->conf);
+}
+
 static int top_announce(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 {
 	return conf_announce_block(ctx, st, ((struct parse_state *)obj)->conf);
@@ -798,6 +877,7 @@ static const struct conf_keyword top_kw[] = {
 	{ "pool", 2, 2, true, top_pool, "pool NAME { ... }" },
 	{ "listen", 2, 2, true, top_listen, "listen NAME { ... }" },
 	{ "vrrp", 2, 2, true, top_vrrp, "vrrp NAME { ... }" },
+	{ "cluster", 1, 1, true, top_cluster, "cluster { ... }" },
 	{ "announce", 2, 2, true, top_announce, "announce NAME { ... }" },
 	{ NULL, 0, 0, false, NULL, NULL },
 };
@@ -818,6 +898,7 @@ void conf_keywords(conf_keyword_fn fn, void *arg)
 	conf_check_keywords(fn, arg);
 	walk(listen_kw, "listen", fn, arg);
 	conf_vrrp_keywords(fn, arg);
+	conf_cluster_keywords(fn, arg);
 	conf_announce_keywords(fn, arg);
 }
 
@@ -827,27 +908,38 @@ static void validate(struct parse_state *ps)
 	struct conf_ctx *ctx = ps->ctx;
 	struct conf *c = ps->conf;
 
+	if (c->global.relay == CONF_RELAY_UNSET)
+		c->global.relay = CONF_RELAY_USER;
+	if (c->global.relay_inflight == 0)
+		c->global.relay_inflight = CONF_RELAY_INFLIGHT;
 	for (size_t i = 0; i < c->nlistens; i++) {
 		struct conf_listen *l = &c->listens[i];
 		const struct conf_tok *t = ps->refs[i].pool_tok;
 		const struct conf_pool *p;
 
+		/* the global block may come after the listeners */
+		if (l->relay == CONF_RELAY_UNSET)
+			l->relay = c->global.relay;
+		if (l->relay_inflight == 0)
+			l->relay_inflight = c->global.relay_inflight;
 		if (ps->refs[i].had_errors)
 			continue;
 		if (l->nbinds == 0)
 			conf_error(ctx, l->where.line, l->where.col, l->name,
 				   "listen '%s' has no bind (expected 'bind ADDRESS:PORT;')",
 				   l->name);
-		if (t == NULL) {
+		if (t == NULL && l->nroutes == 0) {
 			conf_error(ctx, l->where.line, l->where.col, l->name,
-				   "listen '%s' has no pool (expected 'pool NAME;')", l->name);
+				   "listen '%s' has no pool (expected 'pool NAME;' or routes)", l->name);
 			continue;
 		}
-		p = conf_find_pool(c, t->text);
-		if (p == NULL)
+		/* with routes, `pool` is the default when none matches */
+		p = t != NULL ? conf_find_pool(c, t->text) : NULL;
+		if (t != NULL && p == NULL)
 			conf_error(ctx, t->line, t->col, t->text, "pool '%s' does not exist",
 				   t->text);
-		else
+		l->has_pool = p != NULL;
+		if (p != NULL)
 			l->pool = (size_t)(p - c->pools);
 		for (size_t b = 0; b < l->nbinds; b++) {
 			for (size_t j = 0; j <= i; j++) {
@@ -893,6 +985,7 @@ struct conf *conf_parse(const char *file, const char *text, size_t len, struct c
 	if (root != NULL) {
 		run_block(&ctx, root, top_kw, "the top level", &ps);
 		validate(&ps);
+		conf_route_validate(&ctx, c);
 		conf_vrrp_validate(&ctx, c);
 		conf_announce_validate(&ctx, c);
 	}
@@ -960,10 +1053,12 @@ void conf_free(struct conf *c)
 	for (size_t i = 0; i < c->nlistens; i++) {
 		free(c->listens[i].binds);
 		conf_guard_free(&c->listens[i]);
+		free(c->listens[i].routes);
 	}
 	free(c->listens);
 	conf_vrrp_free(c);
 	conf_announce_free(c);
+	conf_errors_clear(&c->warnings);
 	free(c->file);
 	free(c);
 }

@@ -35,22 +35,6 @@ static int v_duration(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i
 	return conf_arg_duration(ctx, st, i, what, 0, VRRP_MAX_DURATION_MS, out);
 }
 
-static int v_ifname(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, char *out)
-{
-	const char *s = st->args[i].text;
-	size_t n = strlen(s);
-
-	if (n == 0 || n >= CONF_IFNAME_MAX || n != st->args[i].len || strchr(s, '/') != NULL ||
-	    strpbrk(s, " \t") != NULL) {
-		conf_error_arg(ctx, st, i, "bad interface name '%s' (expected 1-%d characters, no "
-				      "'/' or space)",
-			       s, CONF_IFNAME_MAX - 1);
-		return -1;
-	}
-	memcpy(out, s, n + 1);
-	return 0;
-}
-
 static void where_of(const struct conf_tok *t, struct conf_where *w)
 {
 	w->line = t->line;
@@ -61,7 +45,7 @@ static void where_of(const struct conf_tok *t, struct conf_where *w)
 
 static int kw_interface(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf_vrrp *v)
 {
-	return v_ifname(ctx, st, 1, v->interface);
+	return conf_arg_ifname(ctx, st, 1, v->interface);
 }
 
 static int kw_vrid(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf_vrrp *v)
@@ -167,7 +151,7 @@ static int kw_address(struct conf_ctx *ctx, const struct conf_stmt *st, struct c
 			       st->args[2].text);
 		return -1;
 	}
-	if (st->nargs == 4 && v_ifname(ctx, st, 3, a.dev) < 0)
+	if (st->nargs == 4 && conf_arg_ifname(ctx, st, 3, a.dev) < 0)
 		return -1;
 	if (v->naddrs > 0 && v->addrs[0].addr.u.sa.sa_family != a.addr.u.sa.sa_family) {
 		conf_error_arg(ctx, st, 1, "address '%s' is not of the same family as the first "
@@ -234,7 +218,7 @@ static int kw_track(struct conf_ctx *ctx, const struct conf_stmt *st, struct con
 	memset(&t, 0, sizeof(t));
 	if (strcmp(kind, "interface") == 0) {
 		t.kind = CONF_VRRP_TRACK_INTERFACE;
-		if (v_ifname(ctx, st, 2, t.name) < 0)
+		if (conf_arg_ifname(ctx, st, 2, t.name) < 0)
 			return -1;
 	} else if (strcmp(kind, "pool") == 0) {
 		t.kind = CONF_VRRP_TRACK_POOL;

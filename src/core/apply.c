@@ -104,14 +104,98 @@ static struct pool *build_pool(const struct conf_pool *cp)
 	return p;
 }
 
-static struct proxy_fe_settings *build_settings(const struct conf_listen *cl, struct pool *p)
+/* ---- TLS routes ---- */
+
+static enum proxy_route_kind map_route(enum conf_route_kind k)
+{
+	switch (k) {
+	case CONF_ROUTE_SNI:
+		return PROXY_ROUTE_SNI;
+	case CONF_ROUTE_ALPN:
+		return PROXY_ROUTE_ALPN;
+	case CONF_ROUTE_NO_SNI:
+		return PROXY_ROUTE_NO_SNI;
+	case CONF_ROUTE_NOT_TLS:
+		break;
+	}
+	return PROXY_ROUTE_NOT_TLS;
+}
+
+/* The counters of a route of the running settings that the new one
+ * repeats exactly (match and pool), not taken by another new route yet:
+ * a reload keeps them. NULL: none. */
+static struct proxy_route_stats *old_route_stats(const struct proxy_fe_settings *old,
+						 const struct proxy_route *nr, bool *taken)
+{
+	for (size_t i = 0; old != NULL && i < old->nroutes; i++) {
+		const struct proxy_route *o = &old->routes[i];
+
+		if (taken[i] || o->kind != nr->kind || o->pool != nr->pool ||
+		    o->sni_len != nr->sni_len || memcmp(o->sni, nr->sni, nr->sni_len) != 0 ||
+		    o->alpn_len != nr->alpn_len || memcmp(o->alpn, nr->alpn, nr->alpn_len) != 0)
+			continue;
+		taken[i] = true;
+		proxy_route_stats_get(o->stats);
+		return o->stats;
+	}
+	return proxy_route_stats_new();
+}
+
+/* Fill s's routes from cl (pools: the new model's, by conf index); old:
+ * the settings running now, or NULL. Returns 0 or -1 (no memory; what was
+ * built is freed with s). */
+static int build_routes(struct proxy_fe_settings *s, const struct conf_listen *cl,
+			struct pool **pools, const struct proxy_fe_settings *old)
+{
+	bool *taken = calloc((old != NULL ? old->nroutes : 0) + 1, sizeof(*taken));
+
+	s->timeout_client_hello_ms = (uint32_t)UTIL_MIN(cl->timeout_client_hello_ms, UINT32_MAX);
+	s->routes = calloc(cl->nroutes, sizeof(*s->routes));
+	if (taken == NULL || s->routes == NULL) {
+		free(taken);
+		return -1;
+	}
+	for (size_t i = 0; i < cl->nroutes; i++) {
+		const struct conf_route *cr = &cl->routes[i];
+		struct proxy_route *r = &s->routes[i];
+
+		r->kind = map_route(cr->kind);
+		r->sni_len = (uint16_t)util_strlcpy(r->sni, cr->sni, sizeof(r->sni));
+		r->alpn_len = (uint16_t)util_strlcpy(r->alpn, cr->alpn, sizeof(r->alpn));
+		r->pool = pools[cr->pool];
+		pool_get(r->pool);
+		s->nroutes++;
+		r->stats = old_route_stats(old, r, taken);
+		if (r->stats == NULL)
+			break;
+	}
+	free(taken);
+	/* the default keeps its counters while it stays the same pool */
+	if (old != NULL && old->default_stats != NULL && old->pool == s->pool) {
+		s->default_stats = old->default_stats;
+		proxy_route_stats_get(s->default_stats);
+	} else {
+		s->default_stats = proxy_route_stats_new();
+	}
+	return s->default_stats != NULL && s->routes[s->nroutes - 1].stats != NULL ? 0 : -1;
+}
+
+/* Settings of a listener; p its default pool (NULL with routes only). */
+static struct proxy_fe_settings *build_settings(const struct conf_listen *cl, struct pool *p,
+						struct pool **pools,
+						const struct proxy_fe_settings *old)
 {
 	struct proxy_fe_settings *s = calloc(1, sizeof(*s));
 
 	if (s == NULL)
 		return NULL;
 	s->pool = p;
-	pool_get(p);
+	if (p != NULL)
+		pool_get(p);
+	if (cl->nroutes > 0 && build_routes(s, cl, pools, old) < 0) {
+		proxy_fe_settings_free(s);
+		return NULL;
+	}
 	s->maxconn = cl->maxconn;
 	s->retries = cl->retries;
 	s->timeout_connect_ms = (uint32_t)UTIL_MIN(cl->timeout_connect_ms, UINT32_MAX);
@@ -119,6 +203,10 @@ static struct proxy_fe_settings *build_settings(const struct conf_listen *cl, st
 	s->timeout_half_closed_ms = (uint32_t)UTIL_MIN(cl->timeout_half_closed_ms, UINT32_MAX);
 	s->timeout_proxy_header_ms = (uint32_t)UTIL_MIN(cl->timeout_proxy_header_ms, UINT32_MAX);
 	s->accept_proxy = cl->accept_proxy;
+	s->relay = cl->relay == CONF_RELAY_USER	    ? PROXY_RELAY_USER
+		   : cl->relay == CONF_RELAY_KERNEL ? PROXY_RELAY_KERNEL
+						    : PROXY_RELAY_AUTO;
+	s->relay_inflight = cl->relay_inflight;
 	return s;
 }
 
@@ -140,11 +228,22 @@ static struct core_listener *find_listener(struct core *c, const char *name)
 
 /* ---- removed servers: connections finish, or are closed after grace ---- */
 
+/* Owned by the core's graces list until its timer fires, or until the
+ * model is freed at exit with the timer still pending. */
 struct grace_close {
 	ev_timer timer;
 	struct core *c;
+	struct list_node link; /* c->graces */
 	struct pool_server *srv; /* reference */
 };
+
+static void grace_free(struct grace_close *g)
+{
+	ev_timer_stop(g->c->loop, &g->timer);
+	list_del(&g->link);
+	pool_server_put(g->srv);
+	free(g);
+}
 
 static void on_grace_close(struct ev_loop *loop, ev_timer *t, int revents)
 {
@@ -159,8 +258,7 @@ static void on_grace_close(struct ev_loop *loop, ev_timer *t, int revents)
 			   g->srv->pool->name, g->srv->name, n);
 		proxy_engine_close_server(g->c->engine, g->srv, 0);
 	}
-	pool_server_put(g->srv);
-	free(g);
+	grace_free(g);
 }
 
 static void close_after_grace(struct core *c, struct pool_server *s)
@@ -175,6 +273,7 @@ static void close_after_grace(struct core *c, struct pool_server *s)
 	g->c = c;
 	g->srv = s;
 	pool_server_get(s);
+	list_add_tail(&c->graces, &g->link);
 	ev_timer_init(&g->timer, on_grace_close, (double)c->conf->global.grace_ms / 1000.0, 0.0);
 	ev_timer_start(c->loop, &g->timer);
 }
@@ -201,15 +300,38 @@ static bool server_conf_differs(const struct conf_server *a, const struct conf_s
 	       a->send_proxy != b->send_proxy;
 }
 
+/* The listener's default pool: "-" when it has routes only. */
+static const char *listen_pool(const struct conf *c, const struct conf_listen *l)
+{
+	return l->has_pool ? c->pools[l->pool].name : "-";
+}
+
+static bool routes_differ(const struct conf *oc, const struct conf_listen *a,
+			  const struct conf *nc, const struct conf_listen *b)
+{
+	if (a->nroutes != b->nroutes || a->timeout_client_hello_ms != b->timeout_client_hello_ms)
+		return true;
+	for (size_t i = 0; i < a->nroutes; i++) {
+		const struct conf_route *x = &a->routes[i], *y = &b->routes[i];
+
+		if (x->kind != y->kind || strcmp(x->sni, y->sni) != 0 ||
+		    strcmp(x->alpn, y->alpn) != 0 ||
+		    strcmp(oc->pools[x->pool].name, nc->pools[y->pool].name) != 0)
+			return true;
+	}
+	return false;
+}
+
 static bool listen_conf_differs(const struct conf *oc, const struct conf_listen *a,
 				const struct conf *nc, const struct conf_listen *b)
 {
-	return strcmp(oc->pools[a->pool].name, nc->pools[b->pool].name) != 0 ||
+	return strcmp(listen_pool(oc, a), listen_pool(nc, b)) != 0 ||
 	       a->maxconn != b->maxconn || a->timeout_connect_ms != b->timeout_connect_ms ||
 	       a->timeout_idle_ms != b->timeout_idle_ms ||
 	       a->timeout_half_closed_ms != b->timeout_half_closed_ms ||
 	       a->timeout_proxy_header_ms != b->timeout_proxy_header_ms || a->retries != b->retries ||
-	       a->accept_proxy != b->accept_proxy;
+	       a->accept_proxy != b->accept_proxy || a->relay != b->relay ||
+	       a->relay_inflight != b->relay_inflight;
 }
 
 /* The ACL lines, files and limits of a listener (a file's contents are
@@ -269,7 +391,11 @@ static void diff_listens(const struct conf *oc, const struct conf *nc, char *buf
 		}
 		if (listen_conf_differs(oc, ol, nc, nl))
 			say(buf, len, off, "listen %s: settings changed (pool %s)", nl->name,
-			    nc->pools[nl->pool].name);
+			    listen_pool(nc, nl));
+		if (routes_differ(oc, ol, nc, nl))
+			say(buf, len, off, "listen %s: routes changed (%zu routes; open connections "
+					   "keep their pool)",
+			    nl->name, nl->nroutes);
 		if (guard_conf_differs(&ol->guard, &nl->guard))
 			say(buf, len, off, "listen %s: ACL or per-source limits changed", nl->name);
 	}
@@ -510,6 +636,8 @@ static void unbind_pending(struct core *c, struct proxy_frontend *fe)
 static int apply_prepare(struct core *c, const struct conf *nc, struct pool **pools,
 			 struct core_listener *ls, char *err, size_t errlen)
 {
+	if (core_krelay_prepare(c, nc, err, errlen) < 0)
+		return -1;
 	for (size_t i = 0; i < nc->npools; i++) {
 		struct pool *p = find_pool(c->pools, c->npools, nc->pools[i].name);
 
@@ -577,9 +705,10 @@ static bool conf_has_bind(const struct conf *nc, const struct util_addr *a)
 }
 
 static void commit_listener(struct core *c, const struct conf *nc, struct proxy_frontend *fe,
-			    const struct conf_listen *cl, struct pool *p)
+			    const struct conf_listen *cl, struct pool **pools)
 {
-	struct proxy_fe_settings *st = build_settings(cl, p);
+	struct proxy_fe_settings *st = build_settings(cl, cl->has_pool ? pools[cl->pool] : NULL,
+						      pools, atomic_load(&fe->settings));
 
 	if (st != NULL)
 		proxy_frontend_set_settings(c->engine, fe, st);
@@ -629,7 +758,7 @@ int core_apply(struct core *c, struct conf *nc, char *err, size_t errlen)
 			log_err("pool %s: out of memory applying the new servers", pools[i]->name);
 	}
 	for (size_t i = 0; i < nc->nlistens; i++)
-		commit_listener(c, nc, ls[i].fe, &nc->listens[i], pools[nc->listens[i].pool]);
+		commit_listener(c, nc, ls[i].fe, &nc->listens[i], pools);
 	for (size_t i = 0; i < c->nlisteners; i++) {
 		if (conf_find_listen(nc, c->listeners[i].name) == NULL) {
 			struct proxy_frontend *ofe = c->listeners[i].fe;
@@ -676,15 +805,24 @@ void core_log_listeners(struct core *c)
 		for (size_t b = 0; b < fe->nbinds; b++) {
 			char abuf[UTIL_ADDR_STRLEN];
 
-			log_notice("listen %s on %s -> pool %s", fe->name,
-				   util_addr_fmt(&fe->binds[b]->addr, abuf, sizeof(abuf)),
-				   st->pool->name);
+			if (st->nroutes > 0)
+				log_notice("listen %s on %s -> %zu TLS routes, default pool %s",
+					   fe->name,
+					   util_addr_fmt(&fe->binds[b]->addr, abuf, sizeof(abuf)),
+					   st->nroutes, st->pool != NULL ? st->pool->name : "none");
+			else
+				log_notice("listen %s on %s -> pool %s", fe->name,
+					   util_addr_fmt(&fe->binds[b]->addr, abuf, sizeof(abuf)),
+					   st->pool->name);
 		}
 	}
 }
 
 void core_model_free(struct core *c)
 {
+	/* removed servers whose grace had not run out when we stopped */
+	while (c->graces.next != NULL && !list_empty(&c->graces))
+		grace_free(list_entry(c->graces.next, struct grace_close, link));
 	for (size_t i = 0; i < c->nlisteners; i++)
 		proxy_frontend_put(c->listeners[i].fe);
 	free(c->listeners);

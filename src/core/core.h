@@ -8,9 +8,11 @@
 #include <stdio.h>
 
 #include "sluice/conf-t.h"
+#include "sluice/list.h"
 #include "sluice/qsbr.h"
 #include "sluice/util-t.h"
 
+struct krelay;
 struct pool;
 struct proxy_engine;
 struct proxy_frontend;
@@ -21,6 +23,7 @@ struct ctl_listener_row;
 struct core_vrrp;
 struct core_guard_load;
 struct core_reload_pending;
+struct core_cluster;
 struct core_vrrp_txn;
 struct core_announce;
 struct ctl_announce_row;
@@ -51,6 +54,7 @@ struct core {
 	struct conf *conf; /* the configuration running now */
 	struct qsbr qsbr;
 	struct proxy_engine *engine;
+	struct krelay *krelay; /* the kernel relay, once loaded; NULL otherwise */
 	struct pool **pools; /* references */
 	size_t npools;
 	struct core_listener *listeners;
@@ -81,6 +85,12 @@ struct core {
 	struct core_reload_pending *pending;
 	int reload_rc; /* the last reload that finished: 0 or -1, and its reply */
 	char reload_msg[8192];
+	struct list_node graces; /* apply.c: removed servers closed after grace */
+	struct core_cluster *cluster; /* cluster_glue.c */
+	bool bpf_allowed; /* CAP_BPF kept: root, or a cluster block or kernel relay at start */
+	/* how late the control loop started checks and sent adverts after
+	 * their due time (show info, metrics; `clear lateness` empties them) */
+	struct util_lathist late_checks, late_adverts;
 	struct core_announce *announce; /* announce_glue.c */
 	ev_timer withdraw_timer; /* SIGTERM: accepting while the routers converge */
 };
@@ -173,8 +183,22 @@ bool core_takeover_announce_withdrawn(struct core *c, const char *name);
 void core_begin_shutdown(struct core *c, const char *why);
 
 /* privdrop.c: become user/group (either may be empty) keeping only the
- * network capabilities. Call before any thread starts. Returns 0 or -1. */
-int core_drop_privileges(const char *user, const char *group, char *err, size_t errlen);
+ * network capabilities, and CAP_BPF when keep_bpf (a cluster block, the
+ * kernel relay). Call
+ * before any thread starts. Returns 0 or -1. */
+int core_drop_privileges(const char *user, const char *group, bool keep_bpf, char *err,
+			 size_t errlen);
+
+/* krelay_glue.c: the kernel relay. Before the listeners of nc are
+ * applied (start and reload): load the program when a listener asks for
+ * relay kernel or auto and it is not loaded yet. Fails (err) only when a
+ * listener says kernel and it cannot load; auto then falls back to the
+ * user-space relay with a warning. */
+int core_krelay_prepare(struct core *c, const struct conf *nc, char *err, size_t errlen);
+/* Does nc use the kernel relay (kernel or auto anywhere)? */
+bool core_krelay_used(const struct conf *nc);
+/* After the engine is freed. */
+void core_krelay_free(struct core *c);
 
 /* sdnotify.c: tell systemd our state ("READY=1", "STOPPING=1", ...).
  * Does nothing without $NOTIFY_SOCKET. Returns 0 or -1. */
@@ -223,6 +247,19 @@ void core_vrrp_free(struct core *c);
 void core_vrrp_show(void *arg, bool json, struct ctl_buf *out);
 int core_vrrp_admin(void *arg, const char *name, bool leave, char *msg, size_t len);
 
+/* cluster_glue.c: make second-chance forwarding match newconf's cluster
+ * block: checked against the kernel (interfaces, peers on the segment),
+ * loaded and attached before the running one is let go; an unchanged block
+ * only gets the new served addresses; no block detaches. All or nothing:
+ * returns 0, or -1 with err ("FILE:LINE:COL: error: cluster: ...") and the
+ * running state untouched. Used at start-up (before the privilege drop)
+ * and by reload. */
+int core_cluster_apply(struct core *c, const struct conf *newconf, char *err, size_t len);
+/* Detach and free (at exit). */
+void core_cluster_free(struct core *c);
+/* Control socket hooks (arg is the core): `show cluster`, metrics. */
+void core_cluster_show(void *arg, bool json, struct ctl_buf *out);
+void core_cluster_metrics(void *arg, struct ctl_buf *out);
 /* announce_glue.c: the announce blocks. Reload and start-up: prepare
  * (open or inherit the devices, put the serving addresses on lo: all that
  * can fail; returns 0, or -1 with err and nothing changed), then after the

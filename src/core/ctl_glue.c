@@ -39,10 +39,23 @@ static void hook_info(void *arg, struct ctl_info *out)
 	out->bufmem_used = proxy_engine_bufmem_used(c->engine);
 	out->bufmem = c->bufmem;
 	out->no_memory = proxy_engine_no_memory(c->engine);
+	out->krelay = c->krelay != NULL;
+	out->krelay_conns = proxy_engine_krelay_conns(c->engine);
+	out->krelay_fallbacks = proxy_engine_krelay_fallbacks(c->engine);
 	out->conf_file = c->conf_path;
 	out->last_reload = c->last_reload;
 	out->reloads_ok = c->reloads_ok;
 	out->reloads_failed = c->reloads_failed;
+	util_lathist_summarize(&c->late_checks, &out->late_checks);
+	util_lathist_summarize(&c->late_adverts, &out->late_adverts);
+}
+
+static void hook_clear_lateness(void *arg)
+{
+	struct core *c = arg;
+
+	util_lathist_reset(&c->late_checks);
+	util_lathist_reset(&c->late_adverts);
 }
 
 static size_t hook_listeners(void *arg, struct ctl_listener_row *rows, size_t max)
@@ -64,7 +77,8 @@ static size_t hook_listeners(void *arg, struct ctl_listener_row *rows, size_t ma
 			util_bufprintf(r->binds, sizeof(r->binds), &off, "%s%s", b ? "," : "",
 				       util_addr_fmt(&fe->binds[b]->addr, abuf, sizeof(abuf)));
 		}
-		util_strlcpy(r->pool, st->pool->name, sizeof(r->pool));
+		util_strlcpy(r->pool, st->pool != NULL ? st->pool->name : "-", sizeof(r->pool));
+		r->nroutes = (uint32_t)st->nroutes;
 		r->cur_conns = atomic_load(&fe->cur_conns);
 		r->maxconn = st->maxconn;
 		r->total_conns = atomic_load(&fe->total_conns);
@@ -74,6 +88,77 @@ static size_t hook_listeners(void *arg, struct ctl_listener_row *rows, size_t ma
 		r->proxy_header_timeouts = atomic_load(&fe->proxy_header_timeouts);
 		r->maxconn_reached = atomic_load(&fe->maxconn_reached);
 		core_guard_row(fe, r);
+	}
+	return n;
+}
+
+static const char *const route_kinds[] = {
+	[PROXY_ROUTE_SNI] = "sni",
+	[PROXY_ROUTE_ALPN] = "alpn",
+	[PROXY_ROUTE_NO_SNI] = "no-sni",
+	[PROXY_ROUTE_NOT_TLS] = "not-tls",
+};
+
+/* Add a row when there is room; count it anyway. */
+static struct ctl_route_row *route_row(struct ctl_route_row *rows, size_t max, size_t *n,
+				       const char *listen, const char *kind, const struct pool *p)
+{
+	struct ctl_route_row *r = *n < max ? &rows[*n] : NULL;
+
+	(*n)++;
+	if (r == NULL)
+		return NULL;
+	memset(r, 0, sizeof(*r));
+	util_strlcpy(r->listen, listen, sizeof(r->listen));
+	util_strlcpy(r->kind, kind, sizeof(r->kind));
+	util_strlcpy(r->pool, p != NULL ? p->name : "-", sizeof(r->pool));
+	return r;
+}
+
+static size_t hook_routes(void *arg, struct ctl_route_row *rows, size_t max)
+{
+	struct core *c = arg;
+	size_t n = 0;
+
+	for (size_t i = 0; i < c->nlisteners; i++) {
+		struct proxy_frontend *fe = c->listeners[i].fe;
+		struct proxy_fe_settings *st = atomic_load(&fe->settings);
+		struct proxy_peek_counters *pc = &fe->peek;
+		const struct {
+			const char *reason;
+			_Atomic uint64_t *count;
+		} closed[] = {
+			{ "not-tls", &pc->not_tls },	 { "no-route", &pc->no_route },
+			{ "bad-hello", &pc->bad_hello }, { "hello-timeout", &pc->timeouts },
+			{ "client-gone", &pc->client_gone },
+		};
+		struct ctl_route_row *r;
+
+		if (st->nroutes == 0)
+			continue;
+		for (size_t k = 0; k < st->nroutes; k++) {
+			const struct proxy_route *rt = &st->routes[k];
+
+			r = route_row(rows, max, &n, fe->name, route_kinds[rt->kind], rt->pool);
+			if (r == NULL)
+				continue;
+			util_strlcpy(r->sni, rt->sni, sizeof(r->sni));
+			util_strlcpy(r->alpn, rt->alpn, sizeof(r->alpn));
+			r->active = atomic_load(&rt->stats->active);
+			r->total = atomic_load(&rt->stats->total);
+		}
+		r = route_row(rows, max, &n, fe->name, "default", st->pool);
+		if (r != NULL && st->default_stats != NULL) {
+			r->active = atomic_load(&st->default_stats->active);
+			r->total = atomic_load(&st->default_stats->total);
+		}
+		for (size_t k = 0; k < UTIL_ARRAY_LEN(closed); k++) {
+			r = route_row(rows, max, &n, fe->name, "closed", NULL);
+			if (r == NULL)
+				continue;
+			util_strlcpy(r->reason, closed[k].reason, sizeof(r->reason));
+			r->total = atomic_load(closed[k].count);
+		}
 	}
 	return n;
 }
@@ -113,7 +198,9 @@ int core_ctl_start(struct core *c, char *err, size_t errlen)
 		.arg = c,
 		.pools = hook_pools,
 		.info = hook_info,
+		.clear_lateness = hook_clear_lateness,
 		.listeners = hook_listeners,
+		.routes = hook_routes,
 		.close_server = hook_close_server,
 		.reload = core_reload_hook,
 		.takeover = core_takeover_hook,
@@ -121,6 +208,8 @@ int core_ctl_start(struct core *c, char *err, size_t errlen)
 		.server_removed = hook_server_removed,
 		.vrrp_show = core_vrrp_show,
 		.vrrp_admin = core_vrrp_admin,
+		.cluster_show = core_cluster_show,
+		.cluster_metrics = core_cluster_metrics,
 		.announces = core_announce_rows,
 		.announce_admin = core_announce_admin,
 		.node_drain = core_announce_node,

@@ -103,6 +103,7 @@ static void note_late(struct core_health *h, struct core_health_srv *hs,
 {
 	const struct health_conf *hc = health_checker_conf(chk);
 	h->checks_run++;
+	util_lathist_add(&h->c->late_checks, r->late_us);
 	if (r->late_ms > h->max_late_ms)
 		h->max_late_ms = r->late_ms;
 	if (r->late_ms <= hc->timeout_ms)

@@ -45,12 +45,13 @@ static void usage(FILE *f)
 		   "  -h        this help\n");
 }
 
-static void print_errors(const struct conf_errors *errs)
+/* what: "errors" or "warnings" */
+static void print_errors(const struct conf_errors *errs, const char *what)
 {
 	for (size_t i = 0; i < errs->n; i++)
 		fprintf(stderr, "%s\n", errs->msgs[i]);
 	if (errs->truncated)
-		fprintf(stderr, "(more errors not shown)\n");
+		fprintf(stderr, "(more %s not shown)\n", what);
 }
 
 static uint32_t count_binds(const struct conf *conf)
@@ -77,7 +78,8 @@ static uint64_t fd_reserve(const struct conf *conf, uint32_t workers, struct fd_
 	r->listeners = 2ull * workers * count_binds(conf);
 	r->pipes = 2ull * workers * PIPES_PER_WORKER;
 	r->checks = core_health_checkers(conf);
-	r->control = g->ncontrols + (g->metrics.len != 0) + CTL_MAX_CLIENTS;
+	/* each door (control socket, metrics port) has its own clients */
+	r->control = ctl_fds_max(g->ncontrols, g->metrics.len != 0);
 	r->vrrp = (uint64_t)FD_PER_VRRP * conf->nvrrps;
 	return r->daemon + r->listeners + r->pipes + r->checks + r->control + r->vrrp;
 }
@@ -297,6 +299,13 @@ static int run(struct core *c)
 		log_err("cannot create the workers");
 		return 1;
 	}
+	/* BPF programs load before the privilege drop, and before a takeover
+	 * starts the old process's exit: one program is always attached */
+	c->bpf_allowed = true;
+	if (core_cluster_apply(c, c->conf, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		return 1;
+	}
 	if (c->takeover_path != NULL &&
 	    core_takeover_receive(c, c->takeover_path, err, sizeof(err)) < 0) {
 		log_err("%s", err);
@@ -334,11 +343,14 @@ static int run(struct core *c)
 		return 1;
 	}
 	core_takeover_done(c);
-	if (core_drop_privileges(c->conf->global.user, c->conf->global.group, err, sizeof(err)) <
-	    0) {
+	if (core_drop_privileges(c->conf->global.user, c->conf->global.group,
+				 c->conf->cluster.present || core_krelay_used(c->conf), err,
+				 sizeof(err)) < 0) {
 		log_err("%s", err);
 		return 1;
 	}
+	if (c->conf->global.user[0] != '\0' || c->conf->global.group[0] != '\0')
+		c->bpf_allowed = c->conf->cluster.present || core_krelay_used(c->conf);
 	if (log_start() < 0)
 		fprintf(stderr, "sluice: cannot start the log thread; logging synchronously\n");
 	if (proxy_engine_start(c->engine) < 0)
@@ -385,6 +397,8 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 
+	list_init(&c.graces);
+
 	while ((opt = getopt_long(argc, argv, "f:cvh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 't':
@@ -423,19 +437,20 @@ int main(int argc, char **argv)
 	}
 	c.conf = core_load_conf(c.conf_path, NULL, &errs);
 	if (c.conf == NULL) {
-		print_errors(&errs);
+		print_errors(&errs, "errors");
 		conf_errors_clear(&errs);
 		return 1;
 	}
 	/* allow/deny files: read here, before anything starts */
 	c.guard_load = core_guard_load(NULL, c.conf, &errs);
 	if (c.guard_load == NULL) {
-		print_errors(&errs);
+		print_errors(&errs, "errors");
 		conf_errors_clear(&errs);
 		conf_free(c.conf);
 		return 1;
 	}
 	if (check_only) {
+		print_errors(&c.conf->warnings, "warnings");
 		printf("%s: configuration is valid\n", c.conf_path);
 		core_guard_load_discard(&c);
 		conf_free(c.conf);
@@ -448,13 +463,22 @@ int main(int argc, char **argv)
 		conf_free(c.conf);
 		return 1;
 	}
+	for (size_t i = 0; i < c.conf->warnings.n; i++)
+		log_warn("%s", c.conf->warnings.msgs[i]);
 	c.start_ms = util_now_ms();
 	rc = run(&c);
 	core_guard_stop(&c);
 	ctl_free(c.ctl);
 	core_vrrp_free(&c);
+	core_cluster_free(&c);
 	core_announce_free(&c);
+	if (c.krelay != NULL)
+		log_notice("kernel relay: %llu connections relayed in the kernel, %llu stayed in "
+			   "user space",
+			   (unsigned long long)proxy_engine_krelay_conns(c.engine),
+			   (unsigned long long)proxy_engine_krelay_fallbacks(c.engine));
 	proxy_engine_free(c.engine);
+	core_krelay_free(&c);
 	core_health_stop(&c);
 	core_model_free(&c);
 	qsbr_destroy(&c.qsbr);

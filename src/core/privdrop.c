@@ -1,6 +1,8 @@
 /* privdrop: after everything that needs root is open, become the
  * configured user and group, keeping only CAP_NET_BIND_SERVICE (reloads
- * bind low ports), CAP_NET_ADMIN and CAP_NET_RAW (VRRP and VIPs). Runs
+ * bind low ports), CAP_NET_ADMIN and CAP_NET_RAW (VRRP and VIPs), and
+ * CAP_BPF when the configuration has a cluster block or uses the kernel
+ * relay (a reload may load a program again). Runs
  * before the workers start, since capabilities are per thread (resolver
  * helpers of the start-up lookups may still be exiting: they run nothing
  * more). */
@@ -16,18 +18,20 @@
 #include "core.h"
 #include "sluice/log.h"
 
-static const cap_value_t keep[] = { CAP_NET_BIND_SERVICE, CAP_NET_ADMIN, CAP_NET_RAW };
+static const cap_value_t keep[] = { CAP_NET_BIND_SERVICE, CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF };
 
-static bool kept(cap_value_t v)
+static bool kept(cap_value_t v, int nkeep)
 {
-	for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++)
+	for (int i = 0; i < nkeep; i++)
 		if (keep[i] == v)
 			return true;
 	return false;
 }
 
-int core_drop_privileges(const char *user, const char *group, char *err, size_t errlen)
+int core_drop_privileges(const char *user, const char *group, bool keep_bpf, char *err,
+			 size_t errlen)
 {
+	int nkeep = keep_bpf ? 4 : 3;
 	struct passwd *pw = NULL;
 	struct group *gr = NULL;
 	uid_t uid;
@@ -48,7 +52,7 @@ int core_drop_privileges(const char *user, const char *group, char *err, size_t 
 	gid = gr ? gr->gr_gid : (pw ? pw->pw_gid : getgid());
 	/* nothing dropped from the bounding set can come back */
 	for (cap_value_t v = 0; v <= CAP_LAST_CAP; v++)
-		if (!kept(v) && cap_drop_bound(v) < 0 && errno != EINVAL) {
+		if (!kept(v, nkeep) && cap_drop_bound(v) < 0 && errno != EINVAL) {
 			snprintf(err, errlen, "cannot drop capability %d: %s", (int)v,
 				 strerror(errno));
 			return -1;
@@ -60,8 +64,8 @@ int core_drop_privileges(const char *user, const char *group, char *err, size_t 
 		return -1;
 	}
 	caps = cap_init();
-	if (caps == NULL || cap_set_flag(caps, CAP_PERMITTED, 3, keep, CAP_SET) < 0 ||
-	    cap_set_flag(caps, CAP_EFFECTIVE, 3, keep, CAP_SET) < 0 || cap_set_proc(caps) < 0) {
+	if (caps == NULL || cap_set_flag(caps, CAP_PERMITTED, nkeep, keep, CAP_SET) < 0 ||
+	    cap_set_flag(caps, CAP_EFFECTIVE, nkeep, keep, CAP_SET) < 0 || cap_set_proc(caps) < 0) {
 		snprintf(err, errlen, "cannot keep the network capabilities: %s", strerror(errno));
 		if (caps != NULL)
 			cap_free(caps);
@@ -69,7 +73,7 @@ int core_drop_privileges(const char *user, const char *group, char *err, size_t 
 	}
 	cap_free(caps);
 	prctl(PR_SET_KEEPCAPS, 0);
-	log_notice("running as uid %u gid %u with CAP_NET_BIND_SERVICE, CAP_NET_ADMIN, CAP_NET_RAW",
-		   (unsigned)uid, (unsigned)gid);
+	log_notice("running as uid %u gid %u with CAP_NET_BIND_SERVICE, CAP_NET_ADMIN, CAP_NET_RAW%s",
+		   (unsigned)uid, (unsigned)gid, keep_bpf ? ", CAP_BPF" : "");
 	return 0;
 }

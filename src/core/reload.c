@@ -134,6 +134,18 @@ static void remember(struct core *c, int rc, const char *msg)
 	util_strlcpy(c->reload_msg, msg, sizeof(c->reload_msg));
 }
 
+/* After a reload failed once the cluster block was applied: the cluster
+ * back to the running configuration (an unchanged block was kept, so this
+ * changes nothing then). */
+static void cluster_back(struct core *c)
+{
+	char err[256];
+
+	if (core_cluster_apply(c, c->conf, err, sizeof(err)) < 0)
+		log_err("reload: the cluster could not go back to the running configuration: %s",
+			err);
+}
+
 /* The rest of a reload once nc's allow/deny files are read
  * (c->guard_load): check or apply. Takes nc. */
 static int reload_apply(struct core *c, struct conf *nc, bool check_only, char *msg, size_t len)
@@ -161,6 +173,11 @@ static int reload_apply(struct core *c, struct conf *nc, bool check_only, char *
 	core_guard_load_describe(c, diff, sizeof(diff));
 	if (diff[0] == '\0')
 		util_strlcpy(diff, "no change", sizeof(diff));
+	/* a route that can never match: say so, as sluice -c does */
+	for (size_t i = 0, doff = strlen(diff); i < nc->warnings.n; i++) {
+		log_warn("%s", nc->warnings.msgs[i]);
+		util_bufprintf(diff, sizeof(diff), &doff, "\n%s", nc->warnings.msgs[i]);
+	}
 	if (check_only) {
 		snprintf(msg, len, "%s is valid; a reload would apply:\n%s", c->conf_path, diff);
 		core_guard_load_discard(c);
@@ -185,10 +202,23 @@ static int reload_apply(struct core *c, struct conf *nc, bool check_only, char *
 		core_notify("READY=1");
 		return -1;
 	}
+	/* The cluster block is all or nothing by itself, but it has no
+	 * prepare: it is applied (a changed program replaced in place) before
+	 * the listeners, and put back if they or announce fail. */
+	if (core_cluster_apply(c, nc, err, sizeof(err)) < 0) {
+		core_vrrp_rollback(c, vt);
+		failed(c, err, msg, len);
+		log_set_free(logs);
+		core_guard_load_discard(c);
+		conf_free(nc);
+		core_notify("READY=1");
+		return -1;
+	}
 	if (core_announce_prepare(c, nc, err, sizeof(err)) < 0 ||
 	    core_apply(c, nc, err, sizeof(err)) < 0) {
 		core_announce_rollback(c);
 		core_vrrp_rollback(c, vt);
+		cluster_back(c);
 		failed(c, err, msg, len);
 		log_set_free(logs);
 		core_guard_load_discard(c);

@@ -14,6 +14,7 @@
 #include "sluice/ctl.h"
 #include "sluice/log.h"
 #include "sluice/pool.h"
+#include "sluice/proxy.h"
 #include "sluice/util.h"
 #include "sluice/vrrp.h"
 
@@ -95,8 +96,36 @@ static void on_pool_timer(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)loop;
 	(void)revents;
-	for (size_t i = 0; i < c->vrrp->n; i++)
+	for (size_t i = 0; i < c->vrrp->n; i++) {
 		check_pools(c, c->vrrp->insts[i]);
+		vrrp_instance_park_check(c->vrrp->insts[i]);
+	}
+}
+
+/* Do connections of a listener bound on vip (or on any address of its
+ * family) remain? For keeping VIPs on lo after leaving MASTER. */
+static bool vip_busy(void *arg, const struct util_addr *vip)
+{
+	struct core *c = arg;
+
+	for (size_t i = 0; i < c->nlisteners; i++) {
+		struct proxy_frontend *fe = c->listeners[i].fe;
+		bool bound = false;
+
+		for (size_t b = 0; b < fe->nbinds && !bound; b++) {
+			struct util_addr host = fe->binds[b]->addr;
+			char x[UTIL_ADDR_STRLEN], y[UTIL_ADDR_STRLEN];
+
+			util_addr_fmt_host(&host, x, sizeof(x));
+			util_addr_fmt_host(vip, y, sizeof(y));
+			bound = strcmp(x, y) == 0 ||
+				(host.u.sa.sa_family == vip->u.sa.sa_family &&
+				 (strcmp(x, "0.0.0.0") == 0 || strcmp(x, "::") == 0));
+		}
+		if (bound && atomic_load(&fe->cur_conns) > 0)
+			return true;
+	}
+	return false;
 }
 
 /* A reload's VRRP half between prepare and commit. The running list is
@@ -108,6 +137,7 @@ struct core_vrrp_txn {
 	bool *fresh;		     /* n: created by prepare, not started */
 	bool *kept;		     /* one per running instance: reused in next */
 	size_t n;
+	bool park; /* a cluster block: VIPs given up stay on lo while in use */
 };
 
 static void txn_free(struct core_vrrp_txn *t)
@@ -174,11 +204,13 @@ struct core_vrrp_txn *core_vrrp_prepare(struct core *c, const struct conf *newco
 		return NULL;
 	}
 	t->n = n;
+	t->park = newconf->cluster.present;
 	for (size_t i = 0; i < n; i++) {
 		struct vrrp_instance_config cfg;
 		ssize_t k;
 
 		build_cfg(&newconf->vrrps[i], &cfg);
+		cfg.late_adverts = &c->late_adverts;
 		k = find_kept(cv, t, &cfg);
 		if (k >= 0) {
 			t->kept[k] = true;
@@ -222,6 +254,9 @@ void core_vrrp_commit(struct core *c, struct core_vrrp_txn *t)
 	for (size_t i = 0; i < cv->n; i++) {
 		const struct vrrp_instance_config *cfg = vrrp_instance_config(cv->insts[i]);
 
+		/* with second-chance forwarding, the new master sends us the
+		 * packets of our flows: keep their VIPs while they last */
+		vrrp_instance_set_park(cv->insts[i], t->park ? vip_busy : NULL, c);
 		if (!t->fresh[i])
 			continue;
 		check_pools(c, cv->insts[i]);

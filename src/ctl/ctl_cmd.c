@@ -183,6 +183,25 @@ static const char *u64s(char *buf, uint64_t v)
 
 static void cmd_help(struct cmd *x);
 
+static void late_json(struct ctl_buf *out, const char *name, const struct util_lathist_summary *s)
+{
+	ctl_buf_printf(out,
+		       "\"%s\":{\"count\":%llu,\"p50_us\":%llu,\"p99_us\":%llu,\"max_us\":%llu}",
+		       name, (unsigned long long)s->n, (unsigned long long)s->p50_us,
+		       (unsigned long long)s->p99_us, (unsigned long long)s->max_us);
+}
+
+static void late_line(struct ctl_buf *out, const char *what, const struct util_lathist_summary *s)
+{
+	ctl_buf_printf(out,
+		       "late %-14sp50 %llu.%03llums  p99 %llu.%03llums  max %llu.%03llums"
+		       "  (%llu)\n",
+		       what, (unsigned long long)(s->p50_us / 1000),
+		       (unsigned long long)(s->p50_us % 1000), (unsigned long long)(s->p99_us / 1000),
+		       (unsigned long long)(s->p99_us % 1000), (unsigned long long)(s->max_us / 1000),
+		       (unsigned long long)(s->max_us % 1000), (unsigned long long)s->n);
+}
+
 static void cmd_show_info(struct cmd *x)
 {
 	struct ctl_info in = { 0 };
@@ -197,12 +216,15 @@ static void cmd_show_info(struct cmd *x)
 			       ",\"pid\":%d,\"uptime_ms\":%llu,\"workers\":%u,\"maxconn\":%u,"
 			       "\"connections\":%u,\"connections_total\":%llu,"
 			       "\"maxconn_reached\":%llu,\"bufmem_used\":%llu,\"bufmem\":%llu,"
-			       "\"no_memory\":%llu,\"config\":",
+			       "\"no_memory\":%llu,\"kernel_relay\":%s,\"kernel_relay_conns\":%llu,"
+			       "\"kernel_relay_fallbacks\":%llu,\"config\":",
 			       in.pid, (unsigned long long)in.uptime_ms, in.workers, in.maxconn,
 			       in.cur_conns, (unsigned long long)in.total_conns,
 			       (unsigned long long)in.maxconn_reached,
 			       (unsigned long long)in.bufmem_used, (unsigned long long)in.bufmem,
-			       (unsigned long long)in.no_memory);
+			       (unsigned long long)in.no_memory, in.krelay ? "true" : "false",
+			       (unsigned long long)in.krelay_conns,
+			       (unsigned long long)in.krelay_fallbacks);
 		ctl_json_str(x->out, in.conf_file);
 		ctl_buf_printf(x->out, ",\"last_reload\":");
 		ctl_json_str(x->out, in.last_reload);
@@ -216,8 +238,12 @@ static void cmd_show_info(struct cmd *x)
 				       (unsigned long long)ls[i].sent,
 				       (unsigned long long)ls[i].dropped);
 		}
-		ctl_buf_printf(x->out, "],\"log_queue_dropped\":%llu}\n\n",
+		ctl_buf_printf(x->out, "],\"log_queue_dropped\":%llu,\"lateness\":{",
 			       (unsigned long long)log_queue_dropped());
+		late_json(x->out, "checks", &in.late_checks);
+		ctl_buf_printf(x->out, ",");
+		late_json(x->out, "adverts", &in.late_adverts);
+		ctl_buf_printf(x->out, "}}\n\n");
 		return;
 	}
 	ctl_buf_printf(x->out,
@@ -233,12 +259,32 @@ static void cmd_show_info(struct cmd *x)
 		       (unsigned long long)in.bufmem, (unsigned long long)in.no_memory,
 		       in.conf_file, in.last_reload,
 		       (unsigned long long)in.reloads_ok, (unsigned long long)in.reloads_failed);
+	if (in.krelay)
+		ctl_buf_printf(x->out, "kernel relay:      %llu connections, %llu stayed in user space\n",
+			       (unsigned long long)in.krelay_conns,
+			       (unsigned long long)in.krelay_fallbacks);
+	else
+		ctl_buf_printf(x->out, "kernel relay:      not loaded\n");
 	for (size_t i = 0; i < nls; i++)
 		ctl_buf_printf(x->out, "log:               %s: %llu sent, %llu dropped\n",
 			       ls[i].name, (unsigned long long)ls[i].sent,
 			       (unsigned long long)ls[i].dropped);
-	ctl_buf_printf(x->out, "log queue dropped: %llu\n\n",
+	ctl_buf_printf(x->out, "log queue dropped: %llu\n",
 		       (unsigned long long)log_queue_dropped());
+	late_line(x->out, "checks:", &in.late_checks);
+	late_line(x->out, "adverts:", &in.late_adverts);
+	ctl_buf_printf(x->out, "\n");
+}
+
+static void cmd_clear_lateness(struct cmd *x)
+{
+	if (x->ctl->hooks.clear_lateness == NULL) {
+		reply_error(x->out, "lateness is not measured here");
+		return;
+	}
+	x->ctl->hooks.clear_lateness(x->ctl->hooks.arg);
+	log_notice("lateness histograms cleared (control socket)");
+	reply_ok(x, "lateness histograms cleared");
 }
 
 static uint64_t refused_sum(const struct ctl_listener_row *r)
@@ -257,16 +303,20 @@ static void listener_json(struct ctl_buf *out, const struct ctl_listener_row *r)
 	ctl_buf_printf(out, ",\"binds\":");
 	ctl_json_str(out, r->binds);
 	ctl_buf_printf(out, ",\"pool\":");
-	ctl_json_str(out, r->pool);
+	if (strcmp(r->pool, "-") == 0) /* TLS routes only */
+		ctl_buf_printf(out, "null");
+	else
+		ctl_json_str(out, r->pool);
 	ctl_buf_printf(out,
 		       ",\"connections\":%u,\"maxconn\":%u,\"connections_total\":%llu,"
 		       "\"bytes_in\":%llu,\"bytes_out\":%llu,\"proxy_header_errors\":%llu,"
-		       "\"proxy_header_timeouts\":%llu,\"maxconn_reached\":%llu,\"refused\":{",
+		       "\"proxy_header_timeouts\":%llu,\"maxconn_reached\":%llu,\"routes\":%u,"
+		       "\"refused\":{",
 		       r->cur_conns, r->maxconn, (unsigned long long)r->total_conns,
 		       (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out,
 		       (unsigned long long)r->proxy_header_errors,
 		       (unsigned long long)r->proxy_header_timeouts,
-		       (unsigned long long)r->maxconn_reached);
+		       (unsigned long long)r->maxconn_reached, r->nroutes);
 	for (int k = 0; k < CTL_NREFUSALS; k++)
 		ctl_buf_printf(out, "%s\"%s\":%llu", k ? "," : "", ctl_refusal_names[k],
 			       (unsigned long long)r->refused[k]);
@@ -286,8 +336,8 @@ static void cmd_show_listeners(struct cmd *x)
 {
 	struct ctl_listener_row rows[256];
 	size_t n = x->ctl->hooks.listeners(x->ctl->hooks.arg, rows, UTIL_ARRAY_LEN(rows));
-	struct tbl t = { .ncols = 12 };
-	char b[9][24];
+	struct tbl t = { .ncols = 13 };
+	char b[10][24];
 
 	if (x->json) {
 		ctl_buf_printf(x->out, "[");
@@ -299,15 +349,105 @@ static void cmd_show_listeners(struct cmd *x)
 		return;
 	}
 	tbl_row(&t, "listen", "binds", "pool", "active", "maxconn", "total", "bytes_in",
-		"bytes_out", "proxy_errors", "proxy_timeouts", "maxconn_reached", "refused");
+		"bytes_out", "proxy_errors", "proxy_timeouts", "maxconn_reached", "routes",
+		"refused");
 	for (size_t i = 0; i < n; i++)
 		tbl_row(&t, rows[i].name, rows[i].binds, rows[i].pool,
 			u64s(b[0], rows[i].cur_conns), u64s(b[1], rows[i].maxconn),
 			u64s(b[2], rows[i].total_conns), u64s(b[3], rows[i].bytes_in),
 			u64s(b[4], rows[i].bytes_out), u64s(b[5], rows[i].proxy_header_errors),
 			u64s(b[6], rows[i].proxy_header_timeouts), u64s(b[7], rows[i].maxconn_reached),
-			u64s(b[8], refused_sum(&rows[i])));
+			u64s(b[8], rows[i].nroutes), u64s(b[9], refused_sum(&rows[i])));
 	tbl_print(&t, x->out);
+}
+
+void ctl_route_desc(const struct ctl_route_row *r, char *buf, size_t len)
+{
+	if (strcmp(r->kind, "alpn") == 0)
+		snprintf(buf, len, "alpn %s", r->alpn);
+	else
+		snprintf(buf, len, "%s%s%s%s%s", r->kind, r->sni[0] ? " " : "", r->sni,
+			 r->alpn[0] ? " alpn " : "", r->alpn);
+}
+
+/* TLS routes of every listener (or one): what matches, which pool, and
+ * how many connections each took; then the default pool and what was
+ * closed before a pool was chosen. */
+static void cmd_show_routes(struct cmd *x)
+{
+	size_t n = 0, total;
+	struct ctl_route_row *rows = NULL;
+	struct tbl t = { .ncols = 5 };
+	bool first = true;
+	char b[2][24], what[TBL_CELL];
+
+	if (x->ctl->hooks.routes == NULL || x->ctl->hooks.listeners == NULL) {
+		reply_error(x->out, "routes are not available");
+		return;
+	}
+	total = x->ctl->hooks.routes(x->ctl->hooks.arg, NULL, 0);
+	if (total > 0 && (rows = calloc(total, sizeof(*rows))) == NULL) {
+		reply_error(x->out, "out of memory");
+		return;
+	}
+	if (total > 0)
+		n = UTIL_MIN(total, x->ctl->hooks.routes(x->ctl->hooks.arg, rows, total));
+	if (x->argc == 3) {
+		struct ctl_listener_row lrows[256];
+		size_t nl = x->ctl->hooks.listeners(x->ctl->hooks.arg, lrows, UTIL_ARRAY_LEN(lrows));
+		bool found = false;
+
+		for (size_t i = 0; i < nl; i++)
+			found = found || strcmp(lrows[i].name, x->argv[2]) == 0;
+		if (!found) {
+			reply_error(x->out, "no listener '%s'", x->argv[2]);
+			free(rows);
+			return;
+		}
+	}
+	if (x->json)
+		ctl_buf_printf(x->out, "[");
+	else
+		tbl_row(&t, "listen", "route", "pool", "active", "total");
+	for (size_t i = 0; i < n; i++) {
+		const struct ctl_route_row *r = &rows[i];
+		bool closed = strcmp(r->kind, "closed") == 0;
+
+		if (x->argc == 3 && strcmp(r->listen, x->argv[2]) != 0)
+			continue;
+		if (x->json) {
+			ctl_buf_printf(x->out, "%s{\"listen\":", first ? "" : ",");
+			ctl_json_str(x->out, r->listen);
+			ctl_buf_printf(x->out, ",\"kind\":\"%s\",\"sni\":", r->kind);
+			ctl_json_str(x->out, r->sni);
+			ctl_buf_printf(x->out, ",\"alpn\":");
+			ctl_json_str(x->out, r->alpn);
+			ctl_buf_printf(x->out, ",\"pool\":");
+			if (strcmp(r->pool, "-") == 0)
+				ctl_buf_printf(x->out, "null");
+			else
+				ctl_json_str(x->out, r->pool);
+			if (closed)
+				ctl_buf_printf(x->out, ",\"reason\":\"%s\"", r->reason);
+			else
+				ctl_buf_printf(x->out, ",\"active\":%u", r->active);
+			ctl_buf_printf(x->out, ",\"connections_total\":%llu}",
+				       (unsigned long long)r->total);
+			first = false;
+			continue;
+		}
+		if (closed)
+			snprintf(what, sizeof(what), "closed: %s", r->reason);
+		else
+			ctl_route_desc(r, what, sizeof(what));
+		tbl_row(&t, r->listen, what, r->pool, closed ? "-" : u64s(b[0], r->active),
+			u64s(b[1], r->total));
+	}
+	if (x->json)
+		ctl_buf_printf(x->out, "]\n\n");
+	else
+		tbl_print(&t, x->out);
+	free(rows);
 }
 
 static size_t usable_servers(const struct pool *p)
@@ -403,67 +543,151 @@ static void server_json(struct ctl_buf *out, const struct pool_server *s)
 		       (unsigned long long)s->hs.state_changes);
 }
 
-static void cmd_show_servers(struct cmd *x)
+#define SERVER_COLS 14
+#define SERVERS_PER_PART 64 /* rows of show servers per part */
+
+static const char *const server_head[SERVER_COLS] = {
+	"pool", "server", "address", "health", "admin", "weight", "eff",
+	"active", "total", "bytes_in", "bytes_out", "errors", "local_errors", "check",
+};
+
+/* One row of the show servers table. */
+static void server_cells(const struct pool_server *s, char cells[SERVER_COLS][TBL_CELL])
+{
+	char abuf[UTIL_ADDR_STRLEN];
+
+	util_strlcpy(cells[0], s->pool->name, TBL_CELL);
+	util_strlcpy(cells[1], s->name, TBL_CELL);
+	util_strlcpy(cells[2], util_addr_fmt(&s->addr, abuf, sizeof(abuf)), TBL_CELL);
+	util_strlcpy(cells[3], pool_health_name(s->health), TBL_CELL);
+	util_strlcpy(cells[4], pool_admin_name(s->admin), TBL_CELL);
+	u64s(cells[5], s->weight);
+	u64s(cells[6], pool_server_eligible(s) ? effective_weight(s) : 0);
+	u64s(cells[7], atomic_load(&s->cur_conns));
+	u64s(cells[8], atomic_load(&s->total_conns));
+	u64s(cells[9], atomic_load(&s->bytes_in));
+	u64s(cells[10], atomic_load(&s->bytes_out));
+	u64s(cells[11], atomic_load(&s->connect_errors));
+	u64s(cells[12], atomic_load(&s->local_errors));
+	/* last: the cause has spaces */
+	util_strlcpy(cells[13], s->hs.last_cause[0] ? s->hs.last_cause : "-", TBL_CELL);
+}
+
+/* Print one row padded to the job's column widths. */
+static void row_print(const struct ctl_job *j, const char *const *cells, struct ctl_buf *out)
+{
+	static const char spaces[TBL_CELL + 2] = { [0 ... TBL_CELL] = ' ' };
+
+	for (size_t i = 0; i < SERVER_COLS; i++) {
+		size_t n = strlen(cells[i]);
+
+		ctl_buf_append(out, cells[i], n);
+		if (i + 1 < SERVER_COLS)
+			ctl_buf_append(out, spaces, (j->w[i] > n ? j->w[i] - n : 0) + 2);
+	}
+	ctl_buf_append(out, "\n", 1);
+}
+
+/* The next server of the job's walk (by index: see struct ctl_job). */
+static struct pool_server *job_next_server(struct ctl *c, struct ctl_job *j)
 {
 	size_t n;
-	struct pool **pools = x->ctl->hooks.pools(x->ctl->hooks.arg, &n);
-	struct tbl t = { .ncols = 14 };
-	bool first = true;
-	char b[8][24];
+	struct pool **pools = c->hooks.pools(c->hooks.arg, &n);
+
+	while (j->pi < n) {
+		struct pool *p = pools[j->pi];
+
+		if ((j->pool[0] != '\0' && strcmp(p->name, j->pool) != 0) || j->si >= p->nservers) {
+			j->pi++;
+			j->si = 0;
+			continue;
+		}
+		return p->servers[j->si++];
+	}
+	return NULL;
+}
+
+/* show servers, a part: in JSON at once; as a table, first a pass that
+ * measures the columns, then one that prints (a counter that grows in
+ * between only widens its own row). Returns true when complete. */
+static bool servers_step(struct ctl *c, struct ctl_job *j, struct ctl_buf *out)
+{
+	char cells[SERVER_COLS][TBL_CELL];
+	const char *row[SERVER_COLS];
+	struct pool_server *s = NULL;
+
+	for (size_t i = 0; i < SERVER_COLS; i++)
+		row[i] = cells[i];
+	if (j->pass == 0 && j->pi == 0 && j->si == 0) {
+		if (j->json)
+			ctl_buf_append(out, "[", 1);
+		for (size_t i = 0; i < SERVER_COLS; i++)
+			j->w[i] = strlen(server_head[i]);
+	}
+	for (int k = 0; k < SERVERS_PER_PART && (s = job_next_server(c, j)) != NULL; k++) {
+		if (j->json) {
+			if (!j->first)
+				ctl_buf_append(out, ",", 1);
+			server_json(out, s);
+			j->first = false;
+			continue;
+		}
+		server_cells(s, cells);
+		for (size_t i = 0; i < SERVER_COLS; i++) {
+			if (j->pass == 0)
+				j->w[i] = UTIL_MAX(j->w[i], strlen(cells[i]));
+		}
+		if (j->pass == 1)
+			row_print(j, row, out);
+	}
+	if (s != NULL)
+		return false;
+	if (j->json) {
+		ctl_buf_append(out, "]\n\n", 3);
+		return true;
+	}
+	if (j->pass == 0) {
+		j->pass = 1;
+		j->pi = j->si = 0;
+		row_print(j, server_head, out);
+		return false;
+	}
+	ctl_buf_append(out, "\n", 1);
+	return true;
+}
+
+/* Start an incremental reply: on a connection the scheduler runs it a
+ * part at a time; without one (ctl_execute) it runs to the end now. */
+static void job_start(struct cmd *x, struct ctl_job *j)
+{
+	if (x->cl != NULL) {
+		x->cl->job = *j;
+		return;
+	}
+	while (!ctl_job_step(x->ctl, j, x->out))
+		;
+}
+
+static void cmd_show_servers(struct cmd *x)
+{
+	struct ctl_job j = { .kind = CTL_JOB_SERVERS, .json = x->json, .first = true };
 
 	if (x->argc == 3 && ctl_find_pool(x->ctl, x->argv[2]) == NULL) {
 		reply_error(x->out, "no pool '%s'", x->argv[2]);
 		return;
 	}
-	if (x->json)
-		ctl_buf_printf(x->out, "[");
-	else
-		tbl_row(&t, "pool", "server", "address", "health", "admin", "weight", "eff",
-			"active", "total", "bytes_in", "bytes_out", "errors", "local_errors",
-			"check");
-	for (size_t i = 0; i < n; i++) {
-		struct pool *p = pools[i];
-
-		if (x->argc == 3 && strcmp(p->name, x->argv[2]) != 0)
-			continue;
-		for (size_t k = 0; k < p->nservers; k++) {
-			struct pool_server *s = p->servers[k];
-			char abuf[UTIL_ADDR_STRLEN];
-
-			if (x->json) {
-				ctl_buf_printf(x->out, "%s", first ? "" : ",");
-				server_json(x->out, s);
-				first = false;
-				continue;
-			}
-			tbl_row(&t, p->name, s->name, util_addr_fmt(&s->addr, abuf, sizeof(abuf)),
-				pool_health_name(s->health), pool_admin_name(s->admin),
-				u64s(b[0], s->weight),
-				u64s(b[1], pool_server_eligible(s) ? effective_weight(s) : 0),
-				u64s(b[2], atomic_load(&s->cur_conns)),
-				u64s(b[3], atomic_load(&s->total_conns)),
-				u64s(b[4], atomic_load(&s->bytes_in)),
-				u64s(b[5], atomic_load(&s->bytes_out)),
-				u64s(b[6], atomic_load(&s->connect_errors)),
-				u64s(b[7], atomic_load(&s->local_errors)),
-				/* last: the cause has spaces */
-				s->hs.last_cause[0] ? s->hs.last_cause : "-");
-		}
-	}
-	if (x->json)
-		ctl_buf_printf(x->out, "]\n\n");
-	else
-		tbl_print(&t, x->out);
+	if (x->argc == 3)
+		util_strlcpy(j.pool, x->argv[2], sizeof(j.pool));
+	job_start(x, &j);
 }
 
-/* Prometheus text to JSON: [{"name":..,"labels":{..},"value":..}, ...].
- * The text is our own (ctl_metrics), so its shape is known. */
-static void metrics_json(const struct ctl_buf *text, struct ctl_buf *out)
+/* Prometheus text to JSON: {"name":..,"labels":{..},"value":..} per
+ * sample line of p[0..len) (whole lines). The text is our own
+ * (ctl_metrics), so its shape is known. */
+static void metrics_json(const char *p, size_t len, bool *first, struct ctl_buf *out)
 {
-	const char *p = text->data, *end = text->data + text->len;
-	bool first = true;
+	const char *end = p + len;
 
-	ctl_buf_printf(out, "[");
 	while (p != NULL && p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		const char *le = nl != NULL ? nl : end, *sp = le;
@@ -474,9 +698,9 @@ static void metrics_json(const struct ctl_buf *text, struct ctl_buf *out)
 			const char *brace = memchr(p, '{', (size_t)(sp - p));
 			const char *name_end = brace != NULL ? brace : sp - 1;
 
-			ctl_buf_printf(out, "%s{\"name\":\"%.*s\",\"labels\":{", first ? "" : ",",
+			ctl_buf_printf(out, "%s{\"name\":\"%.*s\",\"labels\":{", *first ? "" : ",",
 				       (int)(name_end - p), p);
-			first = false;
+			*first = false;
 			for (const char *q = brace != NULL ? brace + 1 : sp; q < sp - 2;) {
 				const char *eq = memchr(q, '=', (size_t)(sp - q));
 				const char *v, *ve;
@@ -495,21 +719,70 @@ static void metrics_json(const struct ctl_buf *text, struct ctl_buf *out)
 		}
 		p = nl != NULL ? nl + 1 : NULL;
 	}
-	ctl_buf_printf(out, "]\n\n");
+}
+
+#define METRICS_COPY_PART (32u << 10) /* bytes of show metrics per part */
+
+/* show metrics, a part: help render a fresh text, then copy it out a
+ * part at a time (JSON: converted line by line). */
+static bool metrics_step(struct ctl *c, struct ctl_job *j, struct ctl_buf *out)
+{
+	const struct ctl_buf *b;
+	size_t n;
+	const char *nl;
+
+	if (j->text == NULL) {
+		j->text = ctl_metrics_get(c, 0, util_now_ms());
+		if (j->text == NULL)
+			return false; /* CTL_METRICS_TEXTS_MAX alive: next time */
+		if (j->json)
+			ctl_buf_append(out, "[", 1);
+	}
+	if (!ctl_metrics_step(c, j->text))
+		return false;
+	b = &j->text->buf;
+	n = UTIL_MIN(b->len - j->off, METRICS_COPY_PART);
+	/* whole lines: the JSON conversion works a line at a time */
+	nl = n > 0 ? memrchr(b->data + j->off, '\n', n) : NULL;
+	if (nl != NULL && j->off + n < b->len)
+		n = (size_t)(nl - (b->data + j->off)) + 1;
+	if (j->json)
+		metrics_json(b->data + j->off, n, &j->first, out);
+	else
+		ctl_buf_append(out, b->data + j->off, n);
+	j->off += n;
+	if (j->off < b->len)
+		return false;
+	ctl_buf_append(out, j->json ? "]\n\n" : "\n", j->json ? 3 : 1);
+	ctl_metrics_put(c, j->text);
+	j->text = NULL;
+	return true;
 }
 
 static void cmd_show_metrics(struct cmd *x)
 {
-	struct ctl_buf text = { 0 };
+	struct ctl_job j = { .kind = CTL_JOB_METRICS, .json = x->json, .first = true };
 
-	if (!x->json) {
-		ctl_metrics(x->ctl, x->out);
-		ctl_buf_printf(x->out, "\n");
-		return;
+	job_start(x, &j);
+}
+
+bool ctl_job_step(struct ctl *c, struct ctl_job *j, struct ctl_buf *out)
+{
+	bool done = true;
+
+	switch (j->kind) {
+	case CTL_JOB_SERVERS:
+		done = servers_step(c, j, out);
+		break;
+	case CTL_JOB_METRICS:
+		done = metrics_step(c, j, out);
+		break;
+	case CTL_JOB_NONE:
+		break;
 	}
-	ctl_metrics(x->ctl, &text);
-	metrics_json(&text, x->out);
-	ctl_buf_free(&text);
+	if (done)
+		j->kind = CTL_JOB_NONE;
+	return done;
 }
 
 /* ---- server changes ---- */
@@ -1291,10 +1564,22 @@ static void cmd_vrrp_admin(struct cmd *x)
 		reply_ok(x, "%s", msg);
 }
 
+/* ---- cluster ---- */
+
+static void cmd_show_cluster(struct cmd *x)
+{
+	if (x->ctl->hooks.cluster_show == NULL) {
+		reply_error(x->out, "cluster is not available");
+		return;
+	}
+	x->ctl->hooks.cluster_show(x->ctl->hooks.arg, x->json, x->out);
+}
+
 static const struct cmd_entry commands[] = {
 	{ "help", NULL, 1, 1, CTL_LEVEL_USER, cmd_help, "help" },
 	{ "show", "info", 2, 2, CTL_LEVEL_USER, cmd_show_info, "show info" },
 	{ "show", "listeners", 2, 2, CTL_LEVEL_USER, cmd_show_listeners, "show listeners" },
+	{ "show", "routes", 2, 3, CTL_LEVEL_USER, cmd_show_routes, "show routes [LISTEN]" },
 	{ "show", "pools", 2, 2, CTL_LEVEL_USER, cmd_show_pools, "show pools" },
 	{ "show", "servers", 2, 3, CTL_LEVEL_USER, cmd_show_servers, "show servers [POOL]" },
 	{ "show", "metrics", 2, 2, CTL_LEVEL_USER, cmd_show_metrics, "show metrics" },
@@ -1318,6 +1603,8 @@ static const struct cmd_entry commands[] = {
 	{ "show", "vrrp", 2, 2, CTL_LEVEL_USER, cmd_show_vrrp, "show vrrp" },
 	{ "vrrp", "leave", 3, 3, CTL_LEVEL_ADMIN, cmd_vrrp_admin, "vrrp leave NAME" },
 	{ "vrrp", "join", 3, 3, CTL_LEVEL_ADMIN, cmd_vrrp_admin, "vrrp join NAME" },
+	{ "show", "cluster", 2, 2, CTL_LEVEL_USER, cmd_show_cluster, "show cluster" },
+	{ "clear", "lateness", 2, 2, CTL_LEVEL_ADMIN, cmd_clear_lateness, "clear lateness" },
 	{ "show", "announce", 2, 2, CTL_LEVEL_USER, cmd_show_announce, "show announce" },
 	{ "announce", "withdraw", 3, 3, CTL_LEVEL_ADMIN, cmd_announce_admin,
 	  "announce withdraw NAME|all" },

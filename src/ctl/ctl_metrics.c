@@ -4,22 +4,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "ctl-int.h"
 #include "sluice/log.h"
 #include "sluice/pool.h"
 #include "sluice/util.h"
 
-/* Label values: escape backslash, quote and newline. */
+/* Label values: escape backslash, quote and newline. Names rarely need
+ * it, so the common case is one copy. */
 static void label(struct ctl_buf *b, const char *s)
 {
-	for (; *s != '\0'; s++) {
+	size_t n = strcspn(s, "\\\"\n");
+
+	ctl_buf_append(b, s, n);
+	for (s += n; *s != '\0'; s++) {
 		if (*s == '\\' || *s == '"')
 			ctl_buf_printf(b, "\\%c", *s);
 		else if (*s == '\n')
 			ctl_buf_printf(b, "\\n");
 		else
-			ctl_buf_printf(b, "%c", *s);
+			ctl_buf_append(b, s, 1);
 	}
 }
 
@@ -69,6 +74,16 @@ static const struct {
 			       "Changes of health between up and down" },
 };
 
+/* name{pool="P",server="S" (the caller closes the braces) */
+static void server_labels(struct ctl_buf *b, const char *name, const struct pool_server *s)
+{
+	ctl_buf_append(b, name, strlen(name));
+	ctl_buf_append(b, "{pool=\"", 7);
+	label(b, s->pool->name);
+	ctl_buf_append(b, "\",server=\"", 10);
+	label(b, s->name);
+}
+
 static void server_sample(struct ctl_buf *b, enum srv_metric m, const struct pool_server *s)
 {
 	static const enum pool_admin admins[] = { POOL_ADMIN_READY, POOL_ADMIN_DRAIN,
@@ -77,10 +92,7 @@ static void server_sample(struct ctl_buf *b, enum srv_metric m, const struct poo
 
 	if (m == SM_ADMIN) {
 		for (size_t i = 0; i < UTIL_ARRAY_LEN(admins); i++) {
-			ctl_buf_printf(b, "%s{pool=\"", srv_metrics[m].name);
-			label(b, s->pool->name);
-			ctl_buf_printf(b, "\",server=\"");
-			label(b, s->name);
+			server_labels(b, srv_metrics[m].name, s);
 			ctl_buf_printf(b, "\",state=\"%s\"} %d\n", pool_admin_name(admins[i]),
 				       s->admin == admins[i]);
 		}
@@ -123,10 +135,7 @@ static void server_sample(struct ctl_buf *b, enum srv_metric m, const struct poo
 	case SM_ADMIN:
 		break;
 	}
-	ctl_buf_printf(b, "%s{pool=\"", srv_metrics[m].name);
-	label(b, s->pool->name);
-	ctl_buf_printf(b, "\",server=\"");
-	label(b, s->name);
+	server_labels(b, srv_metrics[m].name, s);
 	ctl_buf_printf(b, "\"} %llu\n", (unsigned long long)v);
 }
 
@@ -158,12 +167,6 @@ static void pool_metrics(struct ctl_buf *b, struct pool **pools, size_t n)
 			label(b, p->name);
 			ctl_buf_printf(b, "\"} %llu\n", (unsigned long long)v);
 		}
-	}
-	for (size_t m = 0; m < UTIL_ARRAY_LEN(srv_metrics); m++) {
-		family(b, srv_metrics[m].name, srv_metrics[m].type, srv_metrics[m].help);
-		for (size_t i = 0; i < n; i++)
-			for (size_t k = 0; k < pools[i]->nservers; k++)
-				server_sample(b, (enum srv_metric)m, pools[i]->servers[k]);
 	}
 }
 
@@ -263,6 +266,86 @@ static void listener_metrics(struct ctl *c, struct ctl_buf *b)
 	guard_metrics(b, rows, n);
 }
 
+/* TLS routes: connections each route took (open and in all), and those
+ * closed before a pool was chosen, by reason. */
+static void route_metrics(struct ctl *c, struct ctl_buf *b)
+{
+	struct ctl_route_row *rows;
+	size_t n = c->hooks.routes != NULL ? c->hooks.routes(c->hooks.arg, NULL, 0) : 0;
+
+	if (n == 0 || (rows = calloc(n, sizeof(*rows))) == NULL)
+		return;
+	n = UTIL_MIN(n, c->hooks.routes(c->hooks.arg, rows, n));
+	for (int k = 0; k < 3; k++) {
+		static const char *const names[] = { "sluice_route_connections",
+						     "sluice_route_connections_total",
+						     "sluice_listener_unrouted_total" };
+		static const char *const helps[] = {
+			"Open connections a TLS route (or the default pool) took",
+			"Connections a TLS route (or the default pool) took",
+			"Connections of a listener with TLS routes closed before a pool was "
+			"chosen, by reason",
+		};
+
+		family(b, names[k], k == 0 ? "gauge" : "counter", helps[k]);
+		for (size_t i = 0; i < n; i++) {
+			const struct ctl_route_row *r = &rows[i];
+			bool closed = strcmp(r->kind, "closed") == 0;
+			char desc[600];
+
+			if (closed != (k == 2))
+				continue;
+			ctl_buf_printf(b, "%s{listener=\"", names[k]);
+			label(b, r->listen);
+			if (closed) {
+				ctl_buf_printf(b, "\",reason=\"%s\"} %llu\n", r->reason,
+					       (unsigned long long)r->total);
+				continue;
+			}
+			ctl_route_desc(r, desc, sizeof(desc));
+			ctl_buf_printf(b, "\",route=\"");
+			label(b, desc);
+			ctl_buf_printf(b, "\",pool=\"");
+			label(b, r->pool);
+			ctl_buf_printf(b, "\"} %llu\n",
+				       (unsigned long long)(k == 0 ? r->active : r->total));
+		}
+	}
+	free(rows);
+}
+
+/* The control loop's lateness: gauges per quantile (1 is the maximum) as
+ * a Prometheus summary would have them, and the number of events. */
+static void lateness_metrics(struct ctl_buf *b, const struct ctl_info *in)
+{
+	static const char *const qs[] = { "0.5", "0.99", "1" };
+	const struct {
+		const char *name;
+		const struct util_lathist_summary *s;
+	} t[] = { { "check", &in->late_checks }, { "advert", &in->late_adverts } };
+
+	family(b, "sluice_lateness_seconds", "gauge",
+	       "How late the control loop started health checks and sent VRRP adverts after "
+	       "their due time, by quantile since start or clear lateness (1: the maximum)");
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(t); i++)
+		for (size_t k = 0; k < UTIL_ARRAY_LEN(qs); k++) {
+			uint64_t us = k == 0   ? t[i].s->p50_us
+				      : k == 1 ? t[i].s->p99_us
+					       : t[i].s->max_us;
+
+			ctl_buf_printf(b,
+				       "sluice_lateness_seconds{timer=\"%s\",quantile=\"%s\"} "
+				       "%llu.%06llu\n",
+				       t[i].name, qs[k], (unsigned long long)(us / 1000000),
+				       (unsigned long long)(us % 1000000));
+		}
+	family(b, "sluice_lateness_events_total", "counter",
+	       "Health checks started and VRRP adverts sent, as counted in sluice_lateness_seconds");
+	for (size_t i = 0; i < UTIL_ARRAY_LEN(t); i++)
+		ctl_buf_printf(b, "sluice_lateness_events_total{timer=\"%s\"} %llu\n", t[i].name,
+			       (unsigned long long)t[i].s->n);
+}
+
 static void announce_metrics(struct ctl *c, struct ctl_buf *b)
 {
 	static const char *const names[] = { "sluice_announce_announced",
@@ -332,7 +415,8 @@ static void log_metrics(struct ctl_buf *b)
 		       (unsigned long long)log_queue_dropped());
 }
 
-void ctl_metrics(struct ctl *c, struct ctl_buf *out)
+/* The daemon, lateness, log, listener and pool families: one part. */
+static void head_metrics(struct ctl *c, struct ctl_buf *out)
 {
 	struct ctl_info in = { 0 };
 	size_t n;
@@ -363,13 +447,202 @@ void ctl_metrics(struct ctl *c, struct ctl_buf *out)
 	family(out, "sluice_no_memory_total", "counter",
 	       "Connections closed because no relay buffer could be had (end=no-memory)");
 	ctl_buf_printf(out, "sluice_no_memory_total %llu\n", (unsigned long long)in.no_memory);
+	family(out, "sluice_kernel_relay_connections_total", "counter",
+	       "Connections relayed in the kernel (sockmap)");
+	ctl_buf_printf(out, "sluice_kernel_relay_connections_total %llu\n",
+		       (unsigned long long)in.krelay_conns);
+	family(out, "sluice_kernel_relay_fallbacks_total", "counter",
+	       "Connections that asked for the kernel relay and stayed in user space");
+	ctl_buf_printf(out, "sluice_kernel_relay_fallbacks_total %llu\n",
+		       (unsigned long long)in.krelay_fallbacks);
 	family(out, "sluice_reloads_total", "counter", "Configuration reloads by result");
 	ctl_buf_printf(out, "sluice_reloads_total{result=\"ok\"} %llu\n",
 		       (unsigned long long)in.reloads_ok);
 	ctl_buf_printf(out, "sluice_reloads_total{result=\"failed\"} %llu\n",
 		       (unsigned long long)in.reloads_failed);
+	lateness_metrics(out, &in);
 	log_metrics(out);
 	listener_metrics(c, out);
+	route_metrics(c, out);
 	pool_metrics(out, pools, n);
+	if (c->hooks.cluster_metrics != NULL)
+		c->hooks.cluster_metrics(c->hooks.arg, out);
 	announce_metrics(c, out);
+}
+
+/* Server samples per part: about 25 us of work each. */
+#define SAMPLES_PER_PART 256
+
+bool ctl_metrics_step(struct ctl *c, struct ctl_metrics_text *t)
+{
+	size_t n, done = 0;
+	struct pool **pools;
+
+	if (t->done)
+		return true;
+	if (t->section == 0) {
+		head_metrics(c, &t->buf);
+		t->section = 1;
+		return false;
+	}
+	pools = c->hooks.pools(c->hooks.arg, &n);
+	while (t->m < UTIL_ARRAY_LEN(srv_metrics) && done < SAMPLES_PER_PART) {
+		if (t->pi == 0 && t->si == 0)
+			family(&t->buf, srv_metrics[t->m].name, srv_metrics[t->m].type,
+			       srv_metrics[t->m].help);
+		if (t->pi >= n) {
+			t->m++;
+			t->pi = t->si = 0;
+			continue;
+		}
+		if (t->si >= pools[t->pi]->nservers) {
+			t->pi++;
+			t->si = 0;
+			/* keep the family header from repeating at pi 0, si 0 */
+			if (t->pi >= n) {
+				t->m++;
+				t->pi = t->si = 0;
+			}
+			continue;
+		}
+		server_sample(&t->buf, (enum srv_metric)t->m, pools[t->pi]->servers[t->si++]);
+		done++;
+	}
+	t->done = t->m >= UTIL_ARRAY_LEN(srv_metrics);
+	return t->done;
+}
+
+#define GZIP_PART (64u << 10) /* text compressed per part: about 0.5 ms */
+
+/* Room for at least n more bytes in b. Returns 0 or -1. */
+static int gz_room(struct ctl_buf *b, size_t n)
+{
+	size_t cap;
+	char *d;
+
+	if (b->cap - b->len >= n)
+		return 0;
+	cap = UTIL_MAX(b->cap * 2, b->len + n);
+	d = realloc(b->data, cap);
+	if (d == NULL)
+		return -1;
+	b->data = d;
+	b->cap = cap;
+	return 0;
+}
+
+static void gz_end(struct ctl_metrics_text *t, bool failed)
+{
+	if (t->zs != NULL) {
+		deflateEnd(t->zs);
+		free(t->zs);
+		t->zs = NULL;
+	}
+	t->gz_done = !failed;
+	t->gz_failed = failed;
+	if (failed)
+		ctl_buf_free(&t->gz);
+}
+
+bool ctl_metrics_gzip_step(struct ctl_metrics_text *t)
+{
+	size_t in;
+	int flush;
+
+	if (t->gz_done || t->gz_failed)
+		return true;
+	if (t->zs == NULL) {
+		/* level 1: the text is repetitive, more effort buys little */
+		t->zs = calloc(1, sizeof(*t->zs));
+		if (t->zs == NULL ||
+		    deflateInit2(t->zs, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+			free(t->zs);
+			t->zs = NULL;
+			gz_end(t, true);
+			return true;
+		}
+	}
+	in = UTIL_MIN(t->buf.len - t->zin, GZIP_PART);
+	flush = t->zin + in == t->buf.len ? Z_FINISH : Z_NO_FLUSH;
+	t->zs->next_in = (unsigned char *)t->buf.data + t->zin;
+	t->zs->avail_in = (unsigned)in;
+	for (int i = 0; i < 64; i++) {
+		int rc;
+
+		if (gz_room(&t->gz, 32u << 10) < 0) {
+			gz_end(t, true);
+			return true;
+		}
+		t->zs->next_out = (unsigned char *)t->gz.data + t->gz.len;
+		t->zs->avail_out = (unsigned)(t->gz.cap - t->gz.len);
+		rc = deflate(t->zs, flush);
+		t->gz.len = t->gz.cap - t->zs->avail_out;
+		if (rc == Z_STREAM_END) {
+			gz_end(t, false);
+			return true;
+		}
+		if (rc != Z_OK && rc != Z_BUF_ERROR) {
+			gz_end(t, true);
+			return true;
+		}
+		if (t->zs->avail_in == 0 && flush == Z_NO_FLUSH)
+			break;
+	}
+	t->zin += in - t->zs->avail_in;
+	return false;
+}
+
+static void text_free(struct ctl *c, struct ctl_metrics_text *t)
+{
+	if (t->zs != NULL)
+		gz_end(t, true);
+	ctl_buf_free(&t->gz);
+	ctl_buf_free(&t->buf);
+	c->ntexts--;
+	free(t);
+}
+
+struct ctl_metrics_text *ctl_metrics_get(struct ctl *c, uint64_t max_age_ms, uint64_t now_ms)
+{
+	struct ctl_metrics_text *t = c->metrics;
+
+	/* a scrape shares the newest when it is young enough, and also when
+	 * slow readers hold as many renderings as may be alive: a little
+	 * staler then, rather than waiting or more memory */
+	if (t != NULL && max_age_ms > 0 &&
+	    (now_ms < t->born_ms + max_age_ms || c->ntexts >= CTL_METRICS_TEXTS_MAX)) {
+		t->refs++;
+		return t;
+	}
+	if (c->ntexts >= CTL_METRICS_TEXTS_MAX || (t = calloc(1, sizeof(*t))) == NULL)
+		return NULL;
+	c->ntexts++;
+	t->born_ms = now_ms;
+	t->refs = 2; /* the caller's and c->metrics' */
+	if (c->metrics != NULL)
+		ctl_metrics_put(c, c->metrics);
+	c->metrics = t;
+	return t;
+}
+
+void ctl_metrics_put(struct ctl *c, struct ctl_metrics_text *t)
+{
+	if (--t->refs > 0)
+		return;
+	if (c->metrics == t)
+		c->metrics = NULL;
+	text_free(c, t);
+}
+
+void ctl_metrics(struct ctl *c, struct ctl_buf *out)
+{
+	/* a private rendering, all at once (tests and the fuzzer) */
+	struct ctl_metrics_text t = { .refs = 1 };
+
+	while (!ctl_metrics_step(c, &t))
+		;
+	if (t.buf.len > 0)
+		ctl_buf_append(out, t.buf.data, t.buf.len);
+	out->oom |= t.buf.oom;
+	ctl_buf_free(&t.buf);
 }

@@ -381,6 +381,7 @@ static void start_check(struct health_checker *chk)
 		return;
 	}
 	chk->started_ms = now;
+	chk->started_us = util_now_us();
 	chk->rlen = 0;
 	chk->reqlen = chk->reqoff = 0;
 	arm(chk, now + chk->conf.timeout_ms, now);
@@ -456,6 +457,8 @@ static void finish_reply(struct health_checker *chk, bool ok, const char *cause,
 	chk->local_retry_ms = 0;
 	util_strlcpy(r.cause, cause, sizeof(r.cause));
 	r.late_ms = chk->started_ms > chk->due_ms ? chk->started_ms - chk->due_ms : 0;
+	r.late_us = chk->started_us > chk->due_ms * 1000u ? chk->started_us - chk->due_ms * 1000u
+							  : 0;
 	if (chk->conf.type != HEALTH_AGENT) {
 		r.event = health_rf_update(&chk->rf, ok);
 		if (chk->rf.up) {

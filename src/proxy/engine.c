@@ -73,6 +73,7 @@ void proxy_fe_settings_free(void *obj)
 		return;
 	if (s->pool != NULL)
 		pool_put(s->pool);
+	proxy_peek_settings_free(s); /* TLS routes */
 	free(s);
 }
 
@@ -366,6 +367,21 @@ uint64_t proxy_engine_bufmem_used(const struct proxy_engine *e)
 uint64_t proxy_engine_no_memory(const struct proxy_engine *e)
 {
 	return atomic_load(&e->no_memory);
+}
+
+void proxy_engine_set_krelay(struct proxy_engine *e, struct krelay *k)
+{
+	atomic_store_explicit(&e->krelay, k, memory_order_release);
+}
+
+uint64_t proxy_engine_krelay_conns(const struct proxy_engine *e)
+{
+	return atomic_load(&e->krelay_conns);
+}
+
+uint64_t proxy_engine_krelay_fallbacks(const struct proxy_engine *e)
+{
+	return atomic_load(&e->krelay_fallbacks);
 }
 
 /* ---- accept path ---- */
@@ -844,6 +860,7 @@ struct proxy_engine *proxy_engine_new(const struct proxy_engine_conf *conf, stru
 		ev_check_start(w->loop, &w->check);
 		ev_timer_init(&w->pause_timer, on_pause_timer, 0.0, 0.0);
 		proxy_worker_trim_init(w);
+		proxy_krelay_worker_init(w);
 	}
 	return e;
 }
@@ -888,6 +905,7 @@ void proxy_engine_free(struct proxy_engine *e)
 		close_all(w);
 		free_dead(w);
 		proxy_worker_pools_free(w);
+		proxy_krelay_worker_free(w);
 		ev_loop_destroy(w->loop);
 		pthread_mutex_destroy(&w->cmd_lock);
 	}

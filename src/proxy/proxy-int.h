@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "sluice/guard-t.h"
+#include "sluice/krelay.h"
 #include "sluice/list.h"
 #include "sluice/log-t.h"
 #include "sluice/pool-t.h"
@@ -59,12 +60,15 @@ struct proxy_dir {
 	bool splice; /* bulk seen: move bytes with splice() */
 	bool eof; /* read side saw FIN */
 	bool shut; /* FIN passed on: shutdown(SHUT_WR) done */
+	bool kwait; /* kernel relay: the destination has not taken every
+		     * redirected byte yet; nothing is written until it has */
 	uint64_t bytes; /* read */
 	uint64_t sent; /* written */
 };
 
 enum proxy_state {
 	PROXY_ST_HEADER, /* accept-proxy: reading the client's PROXY header */
+	PROXY_ST_PEEK, /* routes: reading the ClientHello to pick the pool (peek.c) */
 	PROXY_ST_QUEUED, /* waiting for a server slot */
 	PROXY_ST_CONNECTING,
 	PROXY_ST_RELAY,
@@ -88,10 +92,24 @@ enum proxy_end {
 	PROXY_END_REFUSED, /* the guard refused the client its PROXY header named */
 	PROXY_END_LOCAL_ERROR, /* no descriptor, memory or port here to reach a server */
 	PROXY_END_NO_MEMORY, /* no relay buffer: the bufmem ceiling or malloc */
+	PROXY_END_HELLO_TIMEOUT, /* peek.c: no whole ClientHello in time */
+	PROXY_END_BAD_HELLO, /* peek.c: a malformed ClientHello */
+	PROXY_END_NOT_TLS, /* peek.c: not TLS, and no not-tls route */
+	PROXY_END_NO_ROUTE, /* peek.c: no route matched, no default pool */
 	PROXY_END_ERROR,
 };
 
 struct proxy_worker;
+struct proxy_peek;
+
+/* Kernel relay state of one direction (krelay_glue.c). */
+struct proxy_kdir {
+	uint64_t sent0; /* the direction's sent at insert: later writes are passed bytes */
+	uint64_t acked0; /* the destination's tcpi_bytes_acked at insert */
+	uint64_t outq0; /* the destination's unacknowledged bytes at insert */
+	uint64_t fwd_ok; /* redirected bytes the destination is known to have taken */
+	uint64_t taken; /* passed bytes written, as last told to the program */
+};
 
 /* A client connection and its server side. Owner: the worker that accepted
  * it; no other thread touches it. Embeds its watchers; freed after the loop
@@ -101,7 +119,8 @@ struct proxy_session {
 	struct list_node link; /* worker's sessions */
 	struct list_node qlink; /* worker's queue while queued */
 	struct proxy_frontend *fe; /* reference */
-	struct pool *pool; /* reference */
+	struct pool *pool; /* reference; NULL while a TLS route is not chosen yet */
+	struct proxy_peek *peek; /* owned, on a listener with routes (peek.c) */
 	struct pool_server *srv; /* acquired while connecting or relaying */
 	ev_io cio, sio;
 	ev_timer timer;
@@ -111,6 +130,12 @@ struct proxy_session {
 	bool end_set;
 	bool srv_up; /* the server connection is established (pool told): by the
 		      * connect's completion or by traffic, never by the client */
+	bool kwant; /* the listener asks for the kernel relay and the engine has it */
+	bool kauto; /* relay auto: a connection that starts as bulk keeps splice() */
+	uint64_t kreply_at; /* relay auto: c2s bytes + 1 when the first reply came */
+	bool kernel; /* both sockets are in the kernel relay (kp valid) */
+	bool kin; /* its sockets are watched for input too (bytes passed up) */
+	bool kunwatch_c, kunwatch_s; /* until libev dropped the fd: see update_io */
 	uint8_t hdr_len; /* PROXY header bytes at the front of c2s, unsent */
 	uint8_t retries_left;
 	uint32_t timeout_connect_ms, timeout_idle_ms, timeout_half_closed_ms;
@@ -118,6 +143,13 @@ struct proxy_session {
 	uint64_t kill_at_ms; /* 0, or when to close (server shutdown-sessions) */
 	uint64_t connect_deadline_ms; /* of the current connect attempt */
 	struct proxy_dir c2s, s2c;
+	/* kernel relay (krelay_glue.c): direction 0 is c2s, 1 is s2c */
+	struct krelay_pair kp;
+	struct proxy_kdir kd[2];
+	uint64_t kseen; /* the program's byte counts at the last idle look */
+	uint64_t kinflight; /* the listener's cap */
+	ev_timer ktimer; /* polls a destination that has not taken everything */
+	double kpoll_s; /* its next interval */
 	struct util_addr client;
 	struct util_addr dst; /* from an accept-proxy header; len 0 otherwise */
 	struct pool_pick pick;
@@ -199,6 +231,12 @@ struct proxy_worker {
 	struct log_ratelimit rl_local; /* connects that failed for a local reason */
 	struct log_ratelimit rl_limit; /* accepting stopped at the global maxconn */
 	struct log_ratelimit rl_bufmem; /* the relay memory ceiling refused */
+	/* kernel relay (krelay_glue.c): an epoll set of the sockets in the
+	 * kernel relay, edge-triggered, watched by kep_io; -1 until the first */
+	int kep;
+	ev_io kep_io;
+	ev_io kring_io; /* this worker's note ring (sluice/krelay.h) */
+	struct proxy_session **kslots; /* direction slot -> session, this worker's */
 };
 
 struct proxy_engine {
@@ -215,6 +253,9 @@ struct proxy_engine {
 	_Atomic uint64_t paused_workers; /* bit per worker paused at global maxconn */
 	_Atomic uint32_t closing_listeners; /* all workers: still serving handshakes */
 	_Atomic uint32_t detaching; /* DETACH commands with drain not handled yet */
+	struct krelay *_Atomic krelay; /* kernel relay; NULL until core loads it */
+	_Atomic uint64_t krelay_conns; /* connections put in the kernel relay */
+	_Atomic uint64_t krelay_fallbacks; /* asked for it, stayed in user space */
 };
 
 /* engine.c */
@@ -243,8 +284,32 @@ void proxy_session_close(struct proxy_session *s, enum proxy_end end);
 void proxy_session_retry_queue(struct proxy_worker *w);
 void proxy_session_free(struct proxy_session *s);
 void proxy_session_update_io(struct proxy_session *s);
+/* Relay what can move now with no socket event (a timer's turn). */
+void proxy_session_relay(struct proxy_session *s);
 /* Close s at now + delay_ms (0: at once), if it uses srv. */
 void proxy_session_kill_at(struct proxy_session *s, uint64_t delay_ms);
+
+/* The pool is chosen (peek.c): count the connection and connect. */
+void proxy_session_routed(struct proxy_session *s);
+/* No buffer for bytes that wait (the bufmem ceiling or malloc, which
+ * logged why): count it and close s with end=no-memory. */
+void proxy_session_no_memory(struct proxy_session *s);
+
+/* peek.c: TLS routing, called from session.c's marked hooks. new: at
+ * accept on a listener with routes (settings st), before anything else;
+ * returns -1 on no memory. begin: start waiting for the ClientHello (after
+ * a PROXY header, if any). read: the client is readable in PROXY_ST_PEEK.
+ * timeout: its timer fired in PROXY_ST_PEEK. end: the session closes
+ * (after its log line). log_tail: " sni=... alpn=..." for the log line, or
+ * "" on a listener without routes. read and timeout may close s. */
+int proxy_peek_new(struct proxy_session *s, const struct proxy_fe_settings *st);
+void proxy_peek_begin(struct proxy_session *s);
+void proxy_peek_read(struct proxy_session *s);
+void proxy_peek_timeout(struct proxy_session *s);
+void proxy_peek_end(struct proxy_session *s);
+const char *proxy_peek_log_tail(const struct proxy_session *s);
+/* engine.c frees settings: their routes' references (peek.c). */
+void proxy_peek_settings_free(struct proxy_fe_settings *st);
 
 /* relay.c: move what can move in direction d (c2s or s2c of s): write what
  * is pending, pass a FIN on, and read when may_read (the source socket
@@ -267,5 +332,26 @@ void proxy_worker_pools_free(struct proxy_worker *w);
  * free memory back to the system a second later. */
 void proxy_worker_after_close(struct proxy_worker *w);
 void proxy_worker_trim_init(struct proxy_worker *w);
+
+/* krelay_glue.c: the kernel relay of one session (struct proxy_kdir).
+ * Try to move an established, quiet session into the kernel relay; on
+ * failure it stays in user space for good. */
+void proxy_krelay_try(struct proxy_session *s);
+/* May d write (or pass its FIN on) now? False while the destination has
+ * not taken every byte the program redirected: user-space bytes written
+ * earlier would overtake them; a 1 ms timer looks again. */
+bool proxy_krelay_may_write(struct proxy_session *s, struct proxy_dir *d);
+/* After user space wrote passed bytes: tell the program (order, cap). */
+void proxy_krelay_wrote(struct proxy_session *s);
+/* Idle timer: true when the program moved bytes since the last look. */
+bool proxy_krelay_active(struct proxy_session *s);
+/* The session closes: count the program's bytes into c2s / s2c and take
+ * the pair out. */
+void proxy_krelay_end(struct proxy_session *s);
+void proxy_krelay_init(struct proxy_session *s);
+/* Come back to s at the next loop iteration (bytes were left unread). */
+void proxy_krelay_again(struct proxy_session *s);
+void proxy_krelay_worker_init(struct proxy_worker *w);
+void proxy_krelay_worker_free(struct proxy_worker *w);
 
 #endif

@@ -324,7 +324,9 @@ static enum proxy_io relay_read(struct proxy_session *s, struct proxy_dir *d, in
 			d->buf = b;
 			d->off = PROXY_BUF_SLACK;
 			d->len = (uint32_t)n;
-			if ((uint32_t)n == bufsize)
+			/* not in the kernel relay: splice() would read the
+			 * socket's queue behind the program's back */
+			if ((uint32_t)n == bufsize && !s->kernel)
 				d->splice = true;
 			else
 				is_short = true;
@@ -388,8 +390,13 @@ enum proxy_io proxy_relay(struct proxy_session *s, struct proxy_dir *d, bool may
 	int to = d == &s->c2s ? s->sfd : s->cfd;
 
 	for (int round = 0;; round++) {
-		enum proxy_io rc = relay_flush(s, d, to);
+		enum proxy_io rc;
 
+		/* kernel relay: redirected bytes go out first */
+		if (s->kernel && (d->len > 0 || d->in_pipe > 0 || (d->eof && !d->shut)) &&
+		    !proxy_krelay_may_write(s, d))
+			return PROXY_IO_AGAIN;
+		rc = relay_flush(s, d, to);
 		if (rc != PROXY_IO_FLUSHED)
 			return rc;
 		if (d->eof) {
@@ -400,8 +407,15 @@ enum proxy_io proxy_relay(struct proxy_session *s, struct proxy_dir *d, bool may
 		 * after a short read: the socket is most likely empty and a
 		 * read would only say EAGAIN. Level-triggered epoll brings us
 		 * back if more came, so this saves a system call per message. */
-		if (!may_read || round == RELAY_MAX_ROUNDS)
+		if (!may_read)
 			return PROXY_IO_AGAIN;
+		if (round == RELAY_MAX_ROUNDS) {
+			/* edge-triggered in the kernel relay: no event brings us
+			 * back for what is left, a timer's turn does */
+			if (s->kernel)
+				proxy_krelay_again(s);
+			return PROXY_IO_AGAIN;
+		}
 		rc = relay_read(s, d, from);
 		switch (rc) {
 		case PROXY_IO_AGAIN:
@@ -410,7 +424,8 @@ enum proxy_io proxy_relay(struct proxy_session *s, struct proxy_dir *d, bool may
 			d->eof = true;
 			break;
 		case PROXY_IO_SHORT:
-			may_read = false;
+			/* edge-triggered in the kernel relay: read to EAGAIN */
+			may_read = s->kernel;
 			break;
 		case PROXY_IO_FULL:
 		case PROXY_IO_FLUSHED:

@@ -37,6 +37,10 @@ static const char *const end_names[] = {
 	[PROXY_END_REFUSED] = "refused",
 	[PROXY_END_LOCAL_ERROR] = "local-error",
 	[PROXY_END_NO_MEMORY] = "no-memory",
+	[PROXY_END_HELLO_TIMEOUT] = "hello-timeout",
+	[PROXY_END_BAD_HELLO] = "bad-hello",
+	[PROXY_END_NOT_TLS] = "not-tls",
+	[PROXY_END_NO_ROUTE] = "no-route",
 	[PROXY_END_ERROR] = "error",
 };
 
@@ -82,6 +86,7 @@ void proxy_session_update_io(struct proxy_session *s)
 
 	switch (s->state) {
 	case PROXY_ST_HEADER:
+	case PROXY_ST_PEEK: /* TLS routes: peek.c */
 		cev = EV_READ;
 		break;
 	case PROXY_ST_CONNECTING:
@@ -94,17 +99,36 @@ void proxy_session_update_io(struct proxy_session *s)
 	case PROXY_ST_RELAY:
 		if (!s->c2s.eof && !dir_pending(&s->c2s))
 			cev |= EV_READ;
-		/* unproven: writability says when the connect ended */
-		if (dir_pending(&s->c2s) || !s->srv_up)
+		/* unproven: writability says when the connect ended; a
+		 * kernel-relay direction waiting for its destination to take the
+		 * redirected bytes is woken by its timer instead */
+		if ((dir_pending(&s->c2s) && !s->c2s.kwait) || !s->srv_up)
 			sev |= EV_WRITE;
 		if (!s->s2c.eof && !dir_pending(&s->s2c))
 			sev |= EV_READ;
-		if (dir_pending(&s->s2c))
+		if (dir_pending(&s->s2c) && !s->s2c.kwait)
 			cev |= EV_WRITE;
 		break;
 	case PROXY_ST_QUEUED:
 	case PROXY_ST_CLOSED:
 		break;
+	}
+	/* in the kernel relay, readability comes from the worker's
+	 * edge-triggered set (krelay_glue.c): level-triggered, a socket whose
+	 * bytes the kernel is still forwarding reads as readable and spins */
+	if (s->kernel) {
+		cev &= ~EV_READ;
+		sev &= ~EV_READ;
+		/* libev keeps a stopped watcher's fd in its epoll set until an
+		 * event for it comes back, and a socket whose bytes the kernel
+		 * took is never reported readable: it would wake the loop for
+		 * every segment, found nothing each time. Asking once for
+		 * writability (always true) gets an event, after which libev
+		 * drops the fd. */
+		if (s->kunwatch_c)
+			cev |= EV_WRITE;
+		if (s->kunwatch_s)
+			sev |= EV_WRITE;
 	}
 	set_io(s->w->loop, &s->cio, cev);
 	if (s->sfd >= 0)
@@ -124,11 +148,13 @@ static void log_end(struct proxy_session *s)
 	char cbuf[UTIL_ADDR_STRLEN];
 	uint64_t now = now_ms(s->w);
 
-	log_info("conn %s %s -> %s/%s up=%llu down=%llu dur=%llums end=%s", s->fe->name,
-		 util_addr_fmt(&s->client, cbuf, sizeof(cbuf)), s->pool->name,
-		 s->srv != NULL ? s->srv->name : "-", (unsigned long long)s->c2s.bytes,
-		 (unsigned long long)s->s2c.bytes, (unsigned long long)(now - s->start_ms),
-		 end_names[s->end]);
+	/* TLS routes: no pool before one is chosen; sni= alpn= at the end */
+	log_info("conn %s %s -> %s/%s up=%llu down=%llu dur=%llums end=%s%s", s->fe->name,
+		 util_addr_fmt(&s->client, cbuf, sizeof(cbuf)),
+		 s->pool != NULL ? s->pool->name : "-", s->srv != NULL ? s->srv->name : "-",
+		 (unsigned long long)s->c2s.bytes, (unsigned long long)s->s2c.bytes,
+		 (unsigned long long)(now - s->start_ms), end_names[s->end],
+		 proxy_peek_log_tail(s));
 }
 
 /* Give back the server slot; wakes queued clients when there are some. */
@@ -174,9 +200,12 @@ void proxy_session_close(struct proxy_session *s, enum proxy_end end)
 		set_linger0(s->sfd);
 	else if (end == PROXY_END_SERVER_RESET || end == PROXY_END_REFUSED)
 		set_linger0(s->cfd);
+	/* before the log line: it counts the kernel's bytes */
+	proxy_krelay_end(s);
 	/* a refusal was logged, rate-limited, where it was decided */
 	if (log_enabled(LOGL_INFO) && end != PROXY_END_REFUSED)
 		log_end(s);
+	proxy_peek_end(s); /* TLS routes */
 	ev_timer_stop(w->loop, &s->timer);
 	ev_io_stop(w->loop, &s->cio);
 	close_server_fd(s);
@@ -205,7 +234,8 @@ void proxy_session_close(struct proxy_session *s, enum proxy_end end)
 
 void proxy_session_free(struct proxy_session *s)
 {
-	pool_put(s->pool);
+	if (s->pool != NULL)
+		pool_put(s->pool);
 	proxy_frontend_put(s->fe);
 	free(s);
 }
@@ -243,9 +273,8 @@ static bool probe_connect(struct proxy_session *s)
 	return true;
 }
 
-/* No buffer for bytes that wait (the bufmem ceiling or malloc, which
- * logged why): the connection ends rather than spin on a readable socket. */
-static void close_no_memory(struct proxy_session *s)
+/* The connection ends rather than spin on a readable socket. */
+void proxy_session_no_memory(struct proxy_session *s)
 {
 	atomic_fetch_add_explicit(&s->w->e->no_memory, 1, memory_order_relaxed);
 	proxy_session_close(s, PROXY_END_NO_MEMORY);
@@ -268,7 +297,7 @@ static void relay_failed(struct proxy_session *s, enum proxy_io rc)
 		proxy_session_close(s, PROXY_END_CLIENT_RESET);
 		return;
 	case PROXY_IO_NO_MEMORY:
-		close_no_memory(s);
+		proxy_session_no_memory(s);
 		return;
 	case PROXY_IO_AGAIN:
 	case PROXY_IO_FULL:
@@ -285,7 +314,8 @@ static void relay_failed(struct proxy_session *s, enum proxy_io rc)
 static void relay_both(struct proxy_session *s, bool read_c, bool read_s)
 {
 	struct proxy_dir *dirs[2] = { &s->c2s, &s->s2c };
-	bool may_read[2] = { read_c, read_s };
+	/* kernel relay: an edge comes once, so every turn reads to EAGAIN */
+	bool may_read[2] = { read_c || s->kernel, read_s || s->kernel };
 
 	for (size_t i = 0; i < 2; i++) {
 		enum proxy_io rc = proxy_relay(s, dirs[i], may_read[i]);
@@ -298,6 +328,8 @@ static void relay_both(struct proxy_session *s, bool read_c, bool read_s)
 			return;
 		}
 	}
+	if (s->kernel)
+		proxy_krelay_wrote(s);
 	if (s->c2s.shut && s->s2c.shut) {
 		proxy_session_close(s, s->end_set ? s->end : PROXY_END_CLIENT_CLOSED);
 		return;
@@ -308,6 +340,14 @@ static void relay_both(struct proxy_session *s, bool read_c, bool read_s)
 		s->end_set = true;
 	}
 	proxy_session_update_io(s);
+	if (s->kwant && !s->kernel)
+		proxy_krelay_try(s);
+}
+
+void proxy_session_relay(struct proxy_session *s)
+{
+	if (s->state == PROXY_ST_RELAY)
+		relay_both(s, false, false);
 }
 
 /* The next moment the relay timer must look: idle or half-closed timeout,
@@ -394,7 +434,7 @@ static void start_relay(struct proxy_session *s)
 	s->state = PROXY_ST_RELAY;
 	s->last_ms = now_ms(s->w);
 	if (s->srv->send_proxy != POOL_PROXY_NONE && !prepend_proxy_header(s)) {
-		close_no_memory(s);
+		proxy_session_no_memory(s);
 		return;
 	}
 	timer_at(s, idle_deadline(s));
@@ -539,6 +579,12 @@ static void connect_next(struct proxy_session *s)
 	}
 }
 
+void proxy_session_routed(struct proxy_session *s)
+{
+	atomic_fetch_add_explicit(&s->pool->total_conns, 1, memory_order_relaxed);
+	connect_next(s);
+}
+
 void proxy_session_retry_queue(struct proxy_worker *w)
 {
 	/* connecting a queued client can free a slot and come back here:
@@ -583,6 +629,8 @@ static void on_server_io(struct ev_loop *loop, ev_io *io, int revents)
 	 * write, SO_ERROR does */
 	if (!s->srv_up && !dir_pending(&s->c2s) && !probe_connect(s))
 		return;
+	if (revents & EV_WRITE)
+		s->kunwatch_s = false;
 	if (s->state == PROXY_ST_CONNECTING)
 		start_relay(s);
 	else
@@ -613,7 +661,7 @@ static void read_header(struct proxy_session *s)
 	if (d->buf == NULL) {
 		d->buf = proxy_buf_get(s->w);
 		if (d->buf == NULL) {
-			close_no_memory(s);
+			proxy_session_no_memory(s);
 			return;
 		}
 		d->off = PROXY_BUF_SLACK;
@@ -657,6 +705,10 @@ static void read_header(struct proxy_session *s)
 		d->buf = NULL;
 	}
 	s->pick.client_hash = util_addr_hash(&s->client, 0);
+	if (s->peek != NULL) { /* TLS routes: the hello comes next */
+		proxy_peek_begin(s);
+		return;
+	}
 	connect_next(s);
 }
 
@@ -665,8 +717,12 @@ static void on_client_io(struct ev_loop *loop, ev_io *io, int revents)
 	struct proxy_session *s = UTIL_CONTAINER_OF(io, struct proxy_session, cio);
 
 	(void)loop;
+	if (revents & EV_WRITE)
+		s->kunwatch_c = false;
 	if (s->state == PROXY_ST_HEADER)
 		read_header(s);
+	else if (s->state == PROXY_ST_PEEK) /* TLS routes */
+		proxy_peek_read(s);
 	else if (s->state == PROXY_ST_RELAY)
 		relay_both(s, (revents & EV_READ) != 0, false);
 	else if (s->state == PROXY_ST_CONNECTING && prefetch(s))
@@ -685,6 +741,9 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 		atomic_fetch_add_explicit(&s->fe->proxy_header_timeouts, 1, memory_order_relaxed);
 		proxy_session_close(s, PROXY_END_PROXY_HEADER_TIMEOUT);
 		return;
+	case PROXY_ST_PEEK: /* TLS routes */
+		proxy_peek_timeout(s);
+		return;
 	case PROXY_ST_QUEUED:
 		atomic_fetch_add_explicit(&s->pool->queue_timeouts, 1, memory_order_relaxed);
 		proxy_session_close(s, PROXY_END_QUEUE_TIMEOUT);
@@ -697,7 +756,10 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 			connect_failed(s, ETIMEDOUT);
 			return;
 		}
-		/* activity only moves last_ms; the timer catches up lazily */
+		/* activity only moves last_ms; the timer catches up lazily.
+		 * Bytes the kernel relay moved count as activity too. */
+		if (s->kernel && proxy_krelay_active(s))
+			s->last_ms = now_ms(s->w);
 		deadline = idle_deadline(s);
 		if (deadline > now_ms(s->w) + 1) {
 			timer_at(s, deadline);
@@ -731,8 +793,6 @@ void proxy_session_start(struct proxy_worker *w, struct proxy_frontend *fe, int 
 	s->w = w;
 	s->fe = fe;
 	proxy_frontend_get(fe);
-	s->pool = st->pool;
-	pool_get(s->pool);
 	s->cfd = fd;
 	s->sfd = -1;
 	s->client = *client;
@@ -750,15 +810,29 @@ void proxy_session_start(struct proxy_worker *w, struct proxy_frontend *fe, int 
 	ev_io_init(&s->cio, on_client_io, fd, EV_READ);
 	ev_io_init(&s->sio, on_server_io, -1, EV_WRITE);
 	ev_timer_init(&s->timer, on_timer, 0.0, 0.0);
+	proxy_krelay_init(s);
 	atomic_fetch_add_explicit(&fe->total_conns, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&w->e->total_conns, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&s->pool->total_conns, 1, memory_order_relaxed);
+	if (st->nroutes > 0) { /* TLS routes: the pool comes with the hello (peek.c) */
+		if (proxy_peek_new(s, st) < 0) {
+			proxy_session_close(s, PROXY_END_ERROR);
+			return;
+		}
+	} else {
+		s->pool = st->pool;
+		pool_get(s->pool);
+		atomic_fetch_add_explicit(&s->pool->total_conns, 1, memory_order_relaxed);
+	}
 	if (st->accept_proxy) {
 		/* a slow header holds a connection slot: it gets its own, short
 		 * deadline (HAProxy's timeout client plays this part) */
 		s->state = PROXY_ST_HEADER;
 		timer_at(s, s->start_ms + st->timeout_proxy_header_ms);
 		proxy_session_update_io(s);
+		return;
+	}
+	if (s->peek != NULL) {
+		proxy_peek_begin(s);
 		return;
 	}
 	/* clients usually speak first: take their bytes now, so the first

@@ -56,6 +56,48 @@ static bool addr_is_hostname(const char *s, size_t n)
 	return s[n - 1] != '-' && !digits_only;
 }
 
+bool util_dns_name_valid(const char *s, size_t n)
+{
+	size_t label = 0;
+	bool digits = true;
+
+	if (n == 0 || n > 253)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (ch == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+			digits = true;
+			continue;
+		}
+		/* ASCII ranges, not ctype: this runs per TLS connection and
+		 * must not depend on a locale */
+		bool digit = ch >= '0' && ch <= '9';
+
+		if (!digit && !((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z') && ch != '-' && ch != '_')
+			return false;
+		digits = digits && digit;
+		if (++label > 63)
+			return false;
+	}
+	return label > 0 && !digits;
+}
+
+bool util_dns_name_match(const char *pattern, size_t plen, const char *name, size_t nlen)
+{
+	if (plen >= 2 && pattern[0] == '*' && pattern[1] == '.') {
+		const char *suffix = pattern + 1; /* ".example.com" */
+		size_t slen = plen - 1;
+
+		return nlen > slen && memcmp(name + nlen - slen, suffix, slen) == 0 &&
+		       memchr(name, '.', nlen - slen) == NULL;
+	}
+	return plen == nlen && memcmp(pattern, name, nlen) == 0;
+}
+
 int util_addr_parse_name(const char *s, char *host, size_t hostlen, uint16_t *port, char *err,
 			 size_t errlen)
 {

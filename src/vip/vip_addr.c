@@ -18,6 +18,7 @@
 
 #include "sluice/util.h"
 #include "sluice/vip.h"
+#include "vip-int.h"
 
 int vip_ifindex(const char *ifname, int *ifindex_out, char *err, size_t errlen)
 {
@@ -47,8 +48,7 @@ const char *vip_ifname_fmt(int ifindex, char *buf, size_t len)
 	return buf;
 }
 
-/* Open a connected NETLINK_ROUTE socket. NULL with err set on failure. */
-static struct nl_sock *addr_nl_open(char *err, size_t errlen)
+struct nl_sock *vip_nl_route_open(char *err, size_t errlen)
 {
 	struct nl_sock *sk = nl_socket_alloc();
 	int rc;
@@ -160,7 +160,7 @@ int vip_addr_add(int ifindex, const struct util_addr *addr, unsigned int prefixl
 	 * DAD would only delay the takeover by a second or more. */
 	if (addr->u.sa.sa_family == AF_INET6)
 		rtnl_addr_set_flags(ra, IFA_F_NODAD);
-	sk = addr_nl_open(err, errlen);
+	sk = vip_nl_route_open(err, errlen);
 	if (sk == NULL) {
 		rtnl_addr_put(ra);
 		return -1;
@@ -220,7 +220,7 @@ int vip_addr_del(int ifindex, const struct util_addr *addr, char *err, size_t er
 		 vip_ifname_fmt(ifindex, ifn, sizeof(ifn)));
 	if (addr_check(ifindex, addr, 0, what, err, errlen) < 0)
 		return -1;
-	sk = addr_nl_open(err, errlen);
+	sk = vip_nl_route_open(err, errlen);
 	if (sk == NULL)
 		return -1;
 	if (addr_dump(sk, &cache, what, err, errlen) < 0) {
@@ -269,7 +269,7 @@ int vip_addr_present(int ifindex, const struct util_addr *addr, bool *present_ou
 		 vip_ifname_fmt(ifindex, ifn, sizeof(ifn)));
 	if (addr_check(ifindex, addr, 0, what, err, errlen) < 0)
 		return -1;
-	sk = addr_nl_open(err, errlen);
+	sk = vip_nl_route_open(err, errlen);
 	if (sk == NULL)
 		return -1;
 	if (addr_dump(sk, &cache, what, err, errlen) < 0) {
@@ -328,7 +328,7 @@ static int addr_find(int ifindex, int family, addr_pick_fn *pick, const char *wh
 	int ret = -1;
 
 	snprintf(ctx, sizeof(ctx), "%s on %s", what, vip_ifname_fmt(ifindex, ifn, sizeof(ifn)));
-	sk = addr_nl_open(err, errlen);
+	sk = vip_nl_route_open(err, errlen);
 	if (sk == NULL)
 		return -1;
 	if (addr_dump(sk, &cache, ctx, err, errlen) < 0) {

@@ -24,6 +24,8 @@ struct vrrp_child {
 	bool used;
 };
 
+struct vrrp_park; /* vrrp_park.c */
+
 /* Owned by its creator (core); owns its socket, monitor and watchers. */
 struct vrrp_instance {
 	struct ev_loop *loop;
@@ -54,6 +56,7 @@ struct vrrp_instance {
 	size_t npeers_seen;
 	struct vrrp_child children[VRRP_MAX_CHILDREN];
 	struct log_ratelimit rl_drop, rl_err;
+	struct vrrp_park *park; /* NULL: VIPs given up are removed at once */
 };
 
 /* ---- vrrp_sock.c: the raw IP protocol 112 socket ---- */

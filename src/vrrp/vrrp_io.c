@@ -19,6 +19,7 @@
 #include "sluice/vip.h"
 #include "sluice/vrrp.h"
 #include "vrrp-int.h"
+#include "vrrp-park.h"
 
 static const char *const io_drop_names[VRRP_IODROP_NR] = {
 	[VRRP_IODROP_DEST] = "destination",
@@ -98,11 +99,17 @@ static void vips_change(struct vrrp_instance *vi, bool add)
 		int rc;
 
 		vrrp_addr_to_util(&vi->vips[i], &a);
+		/* a VIP connections still use stays on lo (added before it
+		 * leaves the interface, so it is never missing) */
+		if (!add && vi->park != NULL)
+			vrrp_park_hold(vi->park, i, &a);
 		rc = add ? vip_addr_add(vi->vip_ifindex[i], &a, vi->cfg.vips[i].prefixlen, err,
 					sizeof(err))
 			 : vip_addr_del(vi->vip_ifindex[i], &a, err, sizeof(err));
 		if (rc < 0)
 			log_limited(vi, &vi->rl_err, LOGL_ERR, "%s", err);
+		if (add && vi->park != NULL)
+			vrrp_park_unpark(vi->park, i);
 	}
 }
 
@@ -332,11 +339,16 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct vrrp_instance *vi = w->data;
 	struct vrrp_actions acts;
-	uint64_t now = util_now_ms();
+	uint64_t now = util_now_ms(), due = vrrp_fsm_next_deadline(&vi->fsm), now_us = util_now_us();
 
 	(void)loop;
 	(void)revents;
 	vrrp_fsm_timer(&vi->fsm, now, &acts);
+	/* the control loop's own lateness, for an advert that was due */
+	for (unsigned i = 0; i < acts.n && vi->cfg.late_adverts != NULL; i++)
+		if (acts.a[i].type == VRRP_ACT_SEND_ADVERT && due != VRRP_NEVER)
+			util_lathist_add(vi->cfg.late_adverts,
+					 now_us > due * 1000u ? now_us - due * 1000u : 0);
 	perform(vi, &acts);
 	if (vi->fsm.state == VRRP_STATE_MASTER && vi->cfg.garp_refresh_ms != 0 &&
 	    now >= vi->refresh_at_ms) {
@@ -612,10 +624,29 @@ void vrrp_instance_free(struct vrrp_instance *vi)
 		return;
 	vrrp_instance_shutdown(vi);
 	vrrp_notify_detach(vi);
+	vrrp_park_free(vi->park);
 	vip_linkmon_close(vi->mon);
 	if (vi->fd >= 0)
 		close(vi->fd);
 	free(vi);
+}
+
+void vrrp_instance_set_park(struct vrrp_instance *vi, vrrp_vip_busy_fn *busy, void *arg)
+{
+	if ((busy != NULL) == (vi->park != NULL))
+		return;
+	if (busy == NULL) {
+		vrrp_park_free(vi->park);
+		vi->park = NULL;
+		return;
+	}
+	vi->park = vrrp_park_new(vi->cfg.name, vi->cfg.ifname, busy, arg);
+}
+
+void vrrp_instance_park_check(struct vrrp_instance *vi)
+{
+	if (vi->park != NULL)
+		vrrp_park_check(vi->park);
 }
 
 int vrrp_instance_admin(struct vrrp_instance *vi, bool leave, char *msg, size_t len)

@@ -33,7 +33,8 @@ SANITIZER_MARKS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer",
 
 CONN_RE = re.compile(
     r"info: conn (?P<listener>\S+) (?P<client>\S+) -> (?P<pool>[^/\s]+)/(?P<server>\S+) "
-    r"up=(?P<up>\d+) down=(?P<down>\d+) dur=(?P<dur>\d+)ms end=(?P<end>\S+)$"
+    r"up=(?P<up>\d+) down=(?P<down>\d+) dur=(?P<dur>\d+)ms end=(?P<end>\S+)"
+    r"(?: sni=(?P<sni>\S+) alpn=(?P<alpn>\S+))?$"  # listeners with TLS routes
 )
 
 MiB = 1024 * 1024
@@ -375,13 +376,61 @@ class Daemon:
         return text[max(0, min(at) - 500):]
 
 
+# The relay suite runs in both relay modes: each test of these files that
+# starts sluice runs once with the user-space relay and once with
+# `relay kernel` (sockmap) as the global default.
+RELAY_SUITE = {"test_relay.py", "test_proxyproto.py", "test_silent_client.py",
+               "test_ctl_drain.py", "test_takeover.py", "test_reload_apply.py",
+               "test_lifecycle_sigterm.py", "test_krelay.py", "test_ipv6.py",
+               "test_tls_routes.py"}
+KRELAY_DONE_RE = re.compile(r"notice: kernel relay: (\d+) connections relayed in the kernel, "
+                            r"(\d+) stayed in user space")
+
+
+def pytest_generate_tests(metafunc):
+    if ("relay_mode" in metafunc.fixturenames
+            and os.path.basename(str(metafunc.module.__file__)) in RELAY_SUITE
+            and "relay_mode" not in getattr(metafunc.function, "pytestmark_names", ())):
+        metafunc.parametrize("relay_mode", ["user", "kernel"])
+
+
 @pytest.fixture
-def sluice(tmp_path):
+def relay_mode():
+    """The relay the daemons of a test use by default: "user" outside the
+    relay suite (pytest_generate_tests gives the suite both)."""
+    return "user"
+
+
+def with_relay(conf_text, mode):
+    """conf_text with `relay MODE;` as the global default, unless it says
+    relay itself."""
+    if mode == "user" or re.search(r"(^|[{;\s])relay\s", conf_text):
+        return conf_text
+    if re.search(r"(^|\n)\s*global\s*\{", conf_text):
+        return re.sub(r"(^|\n)(\s*global\s*\{)", r"\1\2 relay %s;" % mode, conf_text, count=1)
+    return "global { relay %s; }\n" % mode + conf_text
+
+
+# The relay mode of the running test, for configurations written later.
+RELAY_NOW = ["user"]
+
+
+def krelay_counts(d):
+    """(relayed in the kernel, stayed in user space) from the exit notice of
+    a stopped daemon, or None."""
+    m = KRELAY_DONE_RE.search(d.log())
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+@pytest.fixture
+def sluice(tmp_path, relay_mode):
     """Factory: sluice(conf_text) starts a daemon and waits until it is ready.
     Teardown: SIGTERM, exit status 0 required, no sanitizer report."""
     started = []
+    RELAY_NOW[0] = relay_mode
 
     def start(conf_text, ready=True, name=None, args=(), prefix=(), binary=None):
+        conf_text = with_relay(conf_text, relay_mode)
         d = Daemon(tmp_path, conf_text, name or "sluice%d" % len(started), args, prefix, binary)
         started.append(d)
         if ready:
@@ -406,9 +455,15 @@ def sluice(tmp_path):
             if d.rc != 0:
                 problems.append("sluice pid %d exited %d" % (d.pid, d.rc))
         d.logf.close()
+        if relay_mode != "user" and "notice: kernel relay loaded" not in d.log():
+            problems.append("sluice pid %d ran without the kernel relay in relay %s mode"
+                            % (d.pid, relay_mode))
+        if os.environ.get("SLUICE_KRELAY_REPORT"):
+            print("krelay counts of pid %d: %r" % (d.pid, krelay_counts(d)))
         rep = d.sanitizer_report()
         if rep is not None:
             problems.append("sanitizer report in the log of pid %d:\n%s" % (d.pid, rep[:8000]))
+    RELAY_NOW[0] = "user"
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
 
@@ -728,7 +783,10 @@ def short_dir():
 
 def write_atomic(path, text):
     """Replace a file in one step (rename), so that a reload never reads a
-    half-written file; world-readable."""
+    half-written file; world-readable. A configuration keeps the relay
+    mode of the test (see RELAY_SUITE)."""
+    if path.endswith(".conf"):
+        text = with_relay(text, RELAY_NOW[0])
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         f.write(text)

@@ -4,6 +4,8 @@
   header's buffer cannot be had (an allocation failure injected at that
   call, in the fault-injection build only), the connection ends with
   end=no-memory and the server gets nothing.
+- Likewise the buffer of a TLS route's ClientHello: a client whose hello
+  waits ends with end=no-memory at once, not at timeout client-hello.
 - The fault site does nothing in a normal build, whatever the environment.
 - `global { bufmem SIZE; }` caps relay buffers and pipes across workers:
   slow readers drive it to the ceiling, what needs a buffer then ends with
@@ -70,6 +72,39 @@ def test_proxy_header_buffer_failure_ends_with_no_memory(sluice, backends, fault
     d.wait_conns(1, end="no-memory")
     with Ctl(sock) as c:
         assert c.json("show info")["no_memory"] == 1
+
+
+def test_client_hello_buffer_failure_ends_with_no_memory(sluice, backends, fault_sluice,
+                                                         short_dir):
+    """A listener with TLS routes reads the ClientHello into a relay buffer.
+    When none can be had (fault injected at that call), a client whose hello
+    waits ends at once with end=no-memory, counted, rather than keep its
+    readable socket spinning until timeout client-hello; a client that has
+    sent nothing needs no buffer and is closed by its hello timeout."""
+    be = backends(h_record)
+    long_port, short_port = free_port(), free_port()
+    sock = short_dir + "/ctl.sock"
+    conf = ("global { workers 1; log stderr info; %s }\n"
+            "pool web { server a %s; }\n"
+            "listen long { bind 127.0.0.1:%d; route sni a.example.com pool web; pool web;\n"
+            "    timeout client-hello 1h; }\n"
+            "listen short { bind 127.0.0.1:%d; route sni a.example.com pool web; pool web;\n"
+            "    timeout client-hello 300ms; }\n"
+            % (ctl_global(sock), be.addr, long_port, short_port))
+    d = sluice(conf, binary=fault_sluice, prefix=["env", "SLUICE_FAULT=peek_buf"])
+    with connect(short_port) as silent:
+        d.wait_conns(1, listener="short", end="hello-timeout")
+        assert silent.recv(1) == b""
+    with connect(long_port) as s:
+        s.sendall(b"\x16\x03\x01\x00\x05hello")
+        d.wait_conns(1, listener="long", end="no-memory")
+        try:
+            assert s.recv(1) == b""
+        except ConnectionResetError:
+            pass
+    with Ctl(sock) as c:
+        assert c.json("show info")["no_memory"] == 1
+    assert be.total == 0, "a server was contacted without the client's hello"
 
 
 def test_fault_site_is_inert_in_a_normal_build(sluice, backends):

@@ -263,3 +263,27 @@ def test_runtime_state_and_counters_survive_reload(short_dir, sluice, backends):
     srv2 = ctl.servers()
     assert srv2[("web", "b")]["weight"] == 4 and srv2[("web", "a")]["admin"] == "drain"
     ctl.close()
+
+
+def test_exit_with_a_removed_server_still_in_its_grace(short_dir, sluice, backends):
+    """A server a reload removed while a connection used it waits out
+    `grace` on a timer; a daemon that stops before that timer runs frees it
+    (the ASan build's leak check at exit fails the test otherwise)."""
+    a, b = backends(h_echo), backends(h_name, name="b")
+    sock = os.path.join(short_dir, "ctl.sock")
+    p = free_port()
+    glob = "global { workers 1; log stderr info; grace 30s; control %s; }\n" % sock
+    both = glob + ("pool web { balance first; server b %s; server a %s; }\n"
+                   "listen www { bind 127.0.0.1:%d; pool web; }\n" % (b.addr, a.addr, p))
+    only_a = glob + ("pool web { balance first; server a %s; }\n"
+                     "listen www { bind 127.0.0.1:%d; pool web; }\n" % (a.addr, p))
+    d = sluice(both)
+    ctl = wait_ctl(sock)
+    held = connect(p)
+    assert recv_line(held) == b"b\n"  # on b, which the reload removes
+    write_atomic(d.conf_path, only_a)
+    assert "server b removed" in ctl.ok("reload")
+    ctl.close()
+    d.signal(signal.SIGTERM)
+    held.close()  # the last connection ends: the daemon exits, 30 s early
+    assert d.wait_exit() == 0

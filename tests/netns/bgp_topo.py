@@ -8,6 +8,8 @@
 #   r 198.18.K.1/24 -- nK uplink 198.18.K.2/24 (AS 6510K; the router is AS 65000)
 #   nK eth1 192.0.2.13K/25 -- bridge in "be" -- backends 192.0.2.200/25
 #   service address 198.51.100.10/32: on each node's vip0 while announced
+#   nK eth2 198.18.100.K/24 -- bridge in "sw" (add_cluster_segment(): the
+#   cluster segment of second-chance forwarding)
 #
 # Every process is started and stopped by PID; the namespaces are deleted
 # at the end. Runs as root with /usr/bin/python3.
@@ -45,6 +47,10 @@ def uplink(n):
 
 def node_be_ip(n):
     return "192.0.2.13%d" % int(n[1:])
+
+
+def cluster_addr(n):
+    return "198.18.100.%d" % int(n[1:])
 
 
 def canary_port(n):
@@ -289,6 +295,28 @@ class BgpTopo:
             self.ip(n, "addr", "add", node_be_ip(n) + "/25", "dev", "eth1")
         self.sysctl("r", "net.ipv4.ip_forward", "1")
         self.sysctl("r", "net.ipv4.fib_multipath_hash_policy", "1")
+
+    def add_cluster_segment(self):
+        """A bridge between the nodes' eth2 (198.18.100.K/24): the segment of
+        second-chance forwarding (a `cluster` block). The nodes then run
+        strict reverse-path filtering, which a forwarded packet must pass;
+        the router's node-facing links are loose, since a drained node
+        answers its own flows from the service address that the router no
+        longer routes to it."""
+        name = self.tag + "sw"
+        run("ip", "netns", "add", name)
+        self.created.append(name)
+        self.ns["sw"] = name
+        self.ip("sw", "link", "set", "lo", "up")
+        self.ip("sw", "link", "add", "br0", "type", "bridge")
+        self.ip("sw", "link", "set", "br0", "up")
+        for n in NODES:
+            self._veth(n, "eth2", "sw", "s" + n)
+            self.ip("sw", "link", "set", "s" + n, "master", "br0")
+            self.ip(n, "addr", "add", cluster_addr(n) + "/24", "dev", "eth2")
+            self.sysctl(n, "net.ipv4.conf.all.rp_filter", "1")
+            self.sysctl(n, "net.ipv4.conf.default.rp_filter", "1")
+            self.sysctl("r", "net.ipv4.conf.d%s.rp_filter" % n, "2")
 
     def _veth(self, a, an, b, bn):
         run("ip", "link", "add", an, "netns", self.ns[a], "type", "veth", "peer", "name", bn,

@@ -50,7 +50,11 @@ def test_long_version_lists_build_features_and_libraries():
         assert re.search(r"^  %s +%s:" % (n, "yes" if names[n] == "+" else "no "), out,
                          re.M), (n, out)
     # what this build has: the parts of the optional features that exist
-    assert names["BPF"] == ("+" if os.path.isdir(os.path.join(ROOT, "src", "cluster")) else "-")
+    # src/cluster holds both BPF parts: second chance (cluster.c) and the
+    # kernel relay (krelay.c)
+    cl = os.path.join(ROOT, "src", "cluster")
+    assert names["BPF"] == ("+" if os.path.exists(os.path.join(cl, "cluster.c")) else "-")
+    assert names["KERNEL-RELAY"] == ("+" if os.path.exists(os.path.join(cl, "krelay.c")) else "-")
     assert names["CARES"] == ("+" if os.path.isdir(os.path.join(ROOT, "src", "resolve")) else "-")
     assert names["VRRP"] == "+" and names["SYSLOG"] == "+"
     assert re.search(r"^  libev \d+\.\d+ \(built with \d+\.\d+\)$", out, re.M), out

@@ -100,6 +100,31 @@ static void test_defaults(void **state)
 	assert_int_equal(c->listens[0].timeout_connect_ms, 5000);
 	assert_int_equal(c->listens[0].timeout_proxy_header_ms, 2000);
 	assert_int_equal(c->global.bufmem, 0);
+	assert_int_equal(c->global.relay, CONF_RELAY_USER);
+	assert_int_equal(c->listens[0].relay, CONF_RELAY_USER);
+	assert_int_equal(c->listens[0].relay_inflight, CONF_RELAY_INFLIGHT);
+	conf_free(c);
+}
+
+/* A listener without a relay line takes the global one, even when the
+ * global block comes later; its own line wins. */
+static void test_relay_inherit(void **state)
+{
+	const char *txt = "pool p { server a 127.0.0.1:1; }\n"
+			  "listen a { bind 127.0.0.1:2; pool p; }\n"
+			  "listen b { bind 127.0.0.1:3; pool p; relay user; }\n"
+			  "listen c { bind 127.0.0.1:4; pool p; relay kernel inflight 128k; }\n"
+			  "global { relay auto inflight 1m; }\n";
+	struct conf_errors errs = { 0 };
+	struct conf *c = conf_parse("r.conf", txt, strlen(txt), &errs);
+
+	(void)state;
+	assert_non_null(c);
+	assert_int_equal(c->listens[0].relay, CONF_RELAY_AUTO);
+	assert_int_equal(c->listens[0].relay_inflight, 1024 * 1024);
+	assert_int_equal(c->listens[1].relay, CONF_RELAY_USER);
+	assert_int_equal(c->listens[2].relay, CONF_RELAY_KERNEL);
+	assert_int_equal(c->listens[2].relay_inflight, 128 * 1024);
 	conf_free(c);
 }
 
@@ -121,7 +146,7 @@ static void test_errors(void **state)
 	expect_error("global { wrokers 2; }\n",
 		     "bad.conf:1:10: error: unknown keyword 'wrokers' in global block (expected "
 		     "one of: workers, maxconn, log, grace, control, metrics, state-file, user, "
-		     "group, bufmem) (near 'wrokers')");
+		     "group, bufmem, relay) (near 'wrokers')");
 	expect_error("pool p {\n    server a 127.0.0.1:1\n    server b 127.0.0.1:2;\n}\n",
 		     "bad.conf:2:25: error: expected ';' after '127.0.0.1:1' (near '127.0.0.1:1')");
 	expect_error("pool p { server a 127.0.0.1:99999; }\n",
@@ -204,6 +229,65 @@ static void test_escapes_and_nul(void **state)
 	}
 }
 
+/* TLS routes: parsed values, defaults, the optional default pool, and a
+ * warning (not an error) for a route that an earlier one shadows. */
+static void test_routes(void **state)
+{
+	static const char text[] = "pool a { server a 127.0.0.1:1; }\n"
+				   "pool b { server b 127.0.0.1:2; }\n"
+				   "listen t {\n"
+				   "    bind 127.0.0.1:8443;\n"
+				   "    route sni API.Example.COM. pool a;\n"
+				   "    route sni *.example.com alpn h2 pool b;\n"
+				   "    route alpn acme-tls/1 pool b;\n"
+				   "    route no-sni pool a;\n"
+				   "    route not-tls pool b;\n"
+				   "    route sni www.example.com alpn h2 pool a;\n"
+				   "}\n"
+				   "listen u {\n"
+				   "    bind 127.0.0.1:8444;\n"
+				   "    route no-sni pool b;\n"
+				   "    pool a;\n"
+				   "    timeout client-hello 250ms;\n"
+				   "}\n"
+				   "listen v { bind 127.0.0.1:8445; pool b; }\n";
+	struct conf_errors errs = { 0 };
+	struct conf *c = conf_parse("t.conf", text, strlen(text), &errs);
+	const struct conf_listen *t, *u, *v;
+
+	(void)state;
+	assert_non_null(c);
+	t = &c->listens[0];
+	u = &c->listens[1];
+	v = &c->listens[2];
+	assert_false(t->has_pool);
+	assert_int_equal(t->nroutes, 6);
+	assert_int_equal(t->timeout_client_hello_ms, 5000);
+	assert_int_equal(t->routes[0].kind, CONF_ROUTE_SNI);
+	assert_string_equal(t->routes[0].sni, "api.example.com");
+	assert_string_equal(t->routes[0].alpn, "");
+	assert_string_equal(c->pools[t->routes[0].pool].name, "a");
+	assert_string_equal(t->routes[1].sni, "*.example.com");
+	assert_string_equal(t->routes[1].alpn, "h2");
+	assert_string_equal(c->pools[t->routes[1].pool].name, "b");
+	assert_int_equal(t->routes[2].kind, CONF_ROUTE_ALPN);
+	assert_string_equal(t->routes[2].alpn, "acme-tls/1");
+	assert_int_equal(t->routes[3].kind, CONF_ROUTE_NO_SNI);
+	assert_int_equal(t->routes[4].kind, CONF_ROUTE_NOT_TLS);
+	assert_int_equal(t->routes[4].where.line, 9);
+	assert_true(u->has_pool);
+	assert_string_equal(c->pools[u->pool].name, "a");
+	assert_int_equal(u->timeout_client_hello_ms, 250);
+	assert_int_equal(v->nroutes, 0);
+	assert_true(v->has_pool);
+	assert_int_equal(c->warnings.n, 1);
+	assert_string_equal(c->warnings.msgs[0],
+			    "t.conf:10:5: warning: route sni www.example.com alpn h2 can never "
+			    "match: route sni *.example.com alpn h2 at line 6 comes first and takes "
+			    "all its connections");
+	conf_free(c);
+}
+
 /* announce: values, defaults, and that a vrrp block may sit beside it. */
 static void test_announce(void **state)
 {
@@ -267,9 +351,10 @@ static void test_announce(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_full),	       cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_full),	       cmocka_unit_test(test_defaults), cmocka_unit_test(test_relay_inherit),
 		cmocka_unit_test(test_errors),	       cmocka_unit_test(test_several_errors),
 		cmocka_unit_test(test_duplicate_bind), cmocka_unit_test(test_escapes_and_nul),
+		cmocka_unit_test(test_routes),
 		cmocka_unit_test(test_announce),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -169,6 +169,56 @@ static void test_strings(void **state)
 	assert_int_equal(util_parse_long("", 0, 100, &l), -1);
 }
 
+/* Server names as TLS routes see them (util_dns_name_valid). */
+static void test_dns_names(void **state)
+{
+#define V(s) util_dns_name_valid(s, sizeof(s) - 1)
+	char long_label[70], long_name[260];
+
+	(void)state;
+	assert_true(V("example.com"));
+	assert_true(V("a"));
+	assert_true(V("xn--bcher-kva.example"));
+	assert_true(V("my_host.example-1.com"));
+	assert_true(V("1a.2b.3c"));
+	assert_false(V(""));
+	assert_false(V("example.com."));
+	assert_false(V(".example.com"));
+	assert_false(V("a..b"));
+	assert_false(V("192.0.2.1"));
+	assert_false(V("b\xc3\xbc" "cher.example"));
+	assert_false(V("a b.example"));
+	assert_false(V("a\0b"));
+	assert_false(V("*.example.com"));
+	memset(long_label, 'a', sizeof(long_label));
+	assert_true(util_dns_name_valid(long_label, 63));
+	assert_false(util_dns_name_valid(long_label, 64));
+	memset(long_name, 'a', sizeof(long_name));
+	for (size_t i = 60; i < sizeof(long_name); i += 61)
+		long_name[i] = '.';
+	assert_true(util_dns_name_valid(long_name, 253));
+	assert_false(util_dns_name_valid(long_name, 254));
+#undef V
+}
+
+static void test_dns_name_match(void **state)
+{
+#define M(p, n) util_dns_name_match(p, strlen(p), n, strlen(n))
+	(void)state;
+	assert_true(M("api.example.com", "api.example.com"));
+	assert_false(M("api.example.com", "api.example.co"));
+	assert_false(M("api.example.com", "xapi.example.com"));
+	assert_true(M("*.example.com", "a.example.com"));
+	assert_true(M("*.example.com", "xn--bcher-kva.example.com"));
+	assert_true(M("*.example.com", "*.example.com"));
+	assert_false(M("*.example.com", "example.com"));
+	assert_false(M("*.example.com", ".example.com"));
+	assert_false(M("*.example.com", "a.b.example.com"));
+	assert_false(M("*.example.com", "aexample.com"));
+	assert_false(M("*.example.com", "a.example.net"));
+#undef M
+}
+
 static void test_primes(void **state)
 {
 	const uint32_t primes[] = { 2, 3, 5, 1021, 2039, 65521, 65537, 5000011, 4294967291u };
@@ -193,6 +243,7 @@ int main(void)
 		cmocka_unit_test(test_addr_parse_errors), cmocka_unit_test(test_addr_parse_name),
 		cmocka_unit_test(test_durations),
 		cmocka_unit_test(test_sizes),		  cmocka_unit_test(test_strings),
+		cmocka_unit_test(test_dns_names),	  cmocka_unit_test(test_dns_name_match),
 		cmocka_unit_test(test_primes),
 		cmocka_unit_test(test_errno_local),
 	};
