@@ -8,10 +8,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sluice/hmap.h"
 #include "sluice/log-t.h"
+#include "sluice/srvopt.h"
 #include "sluice/util-t.h"
 
-#define CONF_NAME_MAX 64
+#define CONF_NAME_MAX UTIL_NAME_MAX
 #define CONF_MAX_ERRORS 20
 /* Maglev table slots: 65537 by default as Envoy, at most Envoy's limit
  * (20 MB per table of 4-byte slots). */
@@ -24,13 +26,6 @@ enum conf_balance {
 	CONF_BALANCE_RANDOM,
 	CONF_BALANCE_MAGLEV,
 	CONF_BALANCE_FIRST,
-};
-
-enum conf_proxy_proto {
-	CONF_PROXY_INHERIT, /* server: use the pool's setting */
-	CONF_PROXY_NONE,
-	CONF_PROXY_V1,
-	CONF_PROXY_V2,
 };
 
 /* Where a statement came from, for messages about it after parsing. */
@@ -98,33 +93,22 @@ struct conf_pool_health {
 	enum conf_on_down on_down;
 };
 
-/* Per-server overrides: `check off`, `check port N`, `agent off`,
- * `agent-port N`. */
-struct conf_server_health {
-	bool check_off;
-	uint16_t check_port; /* 0: the pool's */
-	bool agent_off;
-	uint16_t agent_port; /* 0: the pool's */
-};
-
 struct conf_server {
 	char name[CONF_NAME_MAX];
 	struct util_addr addr; /* len 0 until a host name is resolved */
 	char host[UTIL_HOST_MAX]; /* written as a host name: "" when numeric */
 	uint16_t port; /* with host */
 	struct conf_where addr_where;
-	uint32_t weight; /* 0-256; 0 takes no new connections */
-	uint32_t maxconn; /* 0: unlimited */
-	bool backup;
-	enum conf_proxy_proto send_proxy;
+	/* weight, maxconn, backup, send-proxy, check and agent: the table
+	 * that `server add` and the state file use too (srvopt.h) */
+	struct util_srvopts opts;
 	struct conf_where where;
-	struct conf_server_health health; /* conf_check.c */
 };
 
 struct conf_pool {
 	char name[CONF_NAME_MAX];
 	enum conf_balance balance;
-	enum conf_proxy_proto send_proxy;
+	enum util_proxy_proto send_proxy; /* never INHERIT */
 	uint32_t queue_max; /* clients that may wait for a free server slot */
 	uint64_t timeout_queue_ms;
 	uint32_t maglev_table; /* balance maglev: table slots, a prime */
@@ -132,6 +116,7 @@ struct conf_pool {
 	struct conf_where maglev_where; /* of its value */
 	struct conf_server *servers;
 	size_t nservers;
+	struct util_hmap server_index; /* name -> position in servers */
 	struct conf_where where;
 	struct conf_pool_health health; /* conf_check.c */
 };
@@ -404,6 +389,9 @@ struct conf {
 	size_t nlistens;
 	struct conf_vrrp *vrrps; /* conf_vrrp.c */
 	size_t nvrrps;
+	/* name -> position: every lookup by name is O(1), so reading and
+	 * comparing files is linear in their size */
+	struct util_hmap pool_index, listen_index;
 	struct conf_cluster cluster; /* conf_cluster.c */
 	struct conf_announce *announces; /* conf_announce.c */
 	size_t nannounces;

@@ -42,7 +42,6 @@ void conf_keywords(conf_keyword_fn fn, void *arg);
 
 /* Names for messages and tables. */
 const char *conf_balance_name(enum conf_balance b);
-const char *conf_proxy_proto_name(enum conf_proxy_proto p);
 
 /* Find a pool or listener by name; NULL when absent. */
 const struct conf_pool *conf_find_pool(const struct conf *c, const char *name);

@@ -166,9 +166,16 @@ struct ctl_hooks {
 	/* a server was added / is being removed at runtime (health checks) */
 	void (*server_added)(void *arg, struct pool_server *s, bool check);
 	void (*server_removed)(void *arg, struct pool_server *s);
-	/* reload the configuration, or only check it and describe the diff;
-	 * fills msg (several lines allowed). Returns 0 or -1. */
-	int (*reload)(void *arg, bool check_only, char *msg, size_t len);
+	/* reload the configuration, or only check it and describe the diff:
+	 * it runs in the background; returns 0 with the id to ask about, or
+	 * -1 with msg (refused) */
+	int (*reload_start)(void *arg, bool check_only, char *msg, size_t len, uint64_t *id);
+	/* the outcome of reload id: 1 while it runs, then 0 (done) or -1
+	 * (failed), with msg (several lines allowed) */
+	int (*reload_result)(void *arg, uint64_t id, char *msg, size_t len);
+	/* servers cannot be added or deleted while this is true (a reload is
+	 * changing the model) */
+	bool (*model_busy)(void *arg);
 	/* binary upgrade: hand the listening sockets over fd (the client's
 	 * connection), then stop accepting and drain. Fills msg. */
 	int (*takeover)(void *arg, int fd, char *msg, size_t len);
@@ -194,9 +201,6 @@ struct ctl_hooks {
 	 * util_addr_resolve(); NULL: host names are refused */
 	int (*resolve)(const char *host, uint16_t port, struct util_addr *out, char *err,
 		       size_t errlen);
-	/* a reload that returned 1 (still reading files): 1 while it runs,
-	 * then the outcome of the last reload (0 or -1) with its message */
-	int (*reload_poll)(void *arg, char *msg, size_t len);
 	/* ---- source ACLs and per-source limits (guard) ----
 	 * Each returns 0, or -1 with msg saying why and nothing changed. */
 	/* a runtime entry for cidr (replacing one of the same prefix), for

@@ -9,9 +9,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sluice/hmap.h"
+#include "sluice/srvopt.h"
 #include "sluice/util-t.h"
 
-#define POOL_NAME_MAX 64
+#define POOL_NAME_MAX UTIL_NAME_MAX
 /* Maglev table slots when the configuration says nothing: a prime, as
  * Envoy's default; 100 slots per server up to 655 servers. */
 #define POOL_MAGLEV_SIZE_DEFAULT 65537
@@ -114,12 +116,14 @@ struct pool_server {
 	_Atomic uint64_t local_errors;
 
 	/* runtime administration (control thread) */
+	/* the options as its door gave them (file, server add, state file):
+	 * opts.weight is the configured weight, which a reload compares; the
+	 * health checks read check and agent */
+	struct util_srvopts opts;
 	bool runtime_added; /* added through the control socket */
 	bool admin_overridden; /* admin state set at runtime */
 	bool weight_overridden; /* weight set at runtime */
-	uint32_t file_weight; /* the weight the configuration gave */
 	uint64_t admin_since_ms; /* when the admin state last changed */
-	bool no_check; /* added at runtime with "check off" */
 
 	struct pool_server_health hs; /* pool_health.c */
 };
@@ -175,8 +179,16 @@ struct pool {
 	uint32_t maglev_size; /* Maglev table slots, a prime */
 	struct pool_maglev_base maglev[2]; /* [backup]: primaries, backups */
 	struct pool_server **servers;
-	size_t nservers;
+	size_t nservers, cap;
+	struct util_hmap server_index; /* name -> server */
+	/* taken out since the last publish: their list reference is retired
+	 * once a snapshot without them is published (the current one may
+	 * still point at them) */
+	struct pool_server **retiring;
+	size_t nretiring, retiring_cap;
+	bool frozen; /* being changed in several steps: publish at the end */
 	bool removed;
+	bool has_check, has_agent; /* servers may have check / agent options */
 
 	/* shared */
 	_Atomic(struct pool_lb *) lb;
@@ -190,6 +202,12 @@ struct pool {
 	/* health (pool_health.c), control */
 	uint64_t slowstart_ms; /* 0: off */
 	bool ramping; /* some server is in slow start */
+};
+
+/* A removal made in several steps (pool_sweep_step); zeroed to start. */
+struct pool_sweep {
+	size_t seen, kept;
+	bool reserved;
 };
 
 /* Result of a pick. */

@@ -17,7 +17,31 @@ void pool_get(struct pool *p);
 /* Drop a reference; the last one frees the pool. Any thread. */
 void pool_put(struct pool *p);
 
-/* Create a server (one reference, the caller's), not yet in a pool. */
+/* Control thread: the one way a server enters the model, whatever its
+ * door (configuration, `server add`, state file): create server name at
+ * addr with options o and append it to p, whose list holds it (the pointer
+ * returned is borrowed). The name and every option obey srvopt.h's rules,
+ * checked here again so that no door can skip one; the name must be new in
+ * p, and check or agent options need p->has_check or p->has_agent. Returns
+ * the server, or NULL with the reason in err and p unchanged. Does not
+ * republish. */
+struct pool_server *pool_server_create(struct pool *p, const char *name,
+				       const struct util_addr *addr, const struct util_srvopts *o,
+				       char *err, size_t errlen);
+/* The checks of pool_server_create() alone, for a door that has more to do
+ * first (resolve a host name). Returns 0, or -1 with the reason in err. */
+int pool_server_check(const struct pool *p, const char *name, const struct util_srvopts *o,
+		      char *err, size_t errlen);
+/* Control thread: take new options o for s (a reload): maxconn, backup, the
+ * PROXY header and the weight, unless a weight set at runtime is in force
+ * and o's weight is the one s was configured with. Does not republish. */
+void pool_server_set_opts(struct pool_server *s, const struct util_srvopts *o);
+/* The PROXY header a server sends: p, or inherit when p is INHERIT. */
+enum pool_proxy_proto pool_proxy_from(enum util_proxy_proto p, enum pool_proxy_proto inherit);
+
+/* Create a bare server (one reference, the caller's), not yet in a pool:
+ * weight 1, no options checked. pool_server_create() is the door for the
+ * model; this is for tests. */
 struct pool_server *pool_server_new(const char *name, const struct util_addr *addr);
 void pool_server_get(struct pool_server *s);
 /* Drop a reference; the last one frees the server (and its pool ref). */
@@ -29,6 +53,32 @@ int pool_add_server(struct pool *p, struct pool_server *s);
 /* Control thread: take s out of p (retired through QSBR). Republishes.
  * Connections already using s keep it alive until they finish. */
 void pool_remove_server(struct pool *p, struct pool_server *s);
+/* Control thread: take out of p, in one pass, every server for which
+ * doomed(arg, s) is true (it may also act on s, e.g. take a reference).
+ * They leave the list and the name index at once and the workers' table at
+ * the next pool_publish(), which the caller makes; their list references
+ * are retired after that publish. Returns how many were taken out, or -1
+ * on no memory (then none was). */
+long pool_remove_if(struct pool *p, bool (*doomed)(void *arg, struct pool_server *s),
+		    void *arg);
+/* The same in steps, for a pool too large to sweep at once: each call
+ * looks at up to max more servers (the list holds them all meanwhile, the
+ * ones to keep first, in their order; a doomed one leaves the name index
+ * at once) and returns 1 while some are left, 0 once every server was
+ * seen, -1 on no memory (first call only; nothing done).
+ * pool_sweep_finish() then takes the doomed ones out of the list as
+ * pool_remove_if() does, in O(servers) pointer moves. Nothing may remove
+ * servers of p between the first step and the finish; appended ones are
+ * looked at by the next step, or stay. */
+int pool_sweep_step(struct pool *p, struct pool_sweep *sw, size_t max,
+		    bool (*doomed)(void *arg, struct pool_server *s), void *arg);
+long pool_sweep_finish(struct pool *p, struct pool_sweep *sw);
+/* Control thread: while p is frozen pool_publish() does nothing, so that a
+ * change made in several steps reaches the workers whole; pool_thaw()
+ * publishes (returns as pool_publish). */
+void pool_freeze(struct pool *p);
+int pool_thaw(struct pool *p);
+/* The server of p named name, or NULL (O(1)). */
 struct pool_server *pool_find_server(const struct pool *p, const char *name);
 
 /* Control thread: rebuild the balancer snapshot from the model and publish

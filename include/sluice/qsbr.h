@@ -65,6 +65,10 @@ bool qsbr_passed(const struct qsbr *q, uint64_t mark);
 
 /* Control thread: free what is safe now. Returns how many remain pending. */
 size_t qsbr_reclaim(struct qsbr *q);
+/* The same, freeing at most max objects (the oldest first), so that a
+ * reload that retired 100 000 servers is freed over several calls rather
+ * than in one piece of the control loop. */
+size_t qsbr_reclaim_some(struct qsbr *q, size_t max);
 
 /* Free everything pending without checking readers (all readers stopped). */
 void qsbr_destroy(struct qsbr *q);

@@ -21,6 +21,11 @@ struct util_addr {
 	socklen_t len;
 };
 
+/* Most worker threads. The data plane keeps a 64-bit mask of paused
+ * workers, and a listening address has one socket per worker: the arrays of
+ * its descriptors and a takeover's SCM_RIGHTS message are sized by it. */
+#define UTIL_MAX_WORKERS 64
+
 /* Enough for "[ffff:...:ffff%ifname]:65535". */
 #define UTIL_ADDR_STRLEN 80
 

@@ -26,11 +26,78 @@ static uint32_t gcd32(uint32_t a, uint32_t b)
 	return a;
 }
 
+/* Servers of one weight, for balance_swrr_build(): members[] in index
+ * order, picked so far. */
+struct swrr_class {
+	uint32_t w;
+	size_t first, count; /* in the members array */
+	uint64_t picks;
+};
+
+/* The weights w (n of them, total after scaling) as classes of equal
+ * weight: *members gets the server indices grouped by class, each group in
+ * index order (a counting sort, O(n)). Distinct weights are few: d of them
+ * sum to at least d(d+1)/2 <= total, so the table of classes is sized from
+ * the total. Returns the number of classes, or 0 on no memory. */
+static size_t swrr_classes(const uint32_t *w, size_t n, uint64_t total, uint32_t **members,
+			   struct swrr_class **classes)
+{
+	size_t cap = 16, nc = 0, *slot_of = malloc(n * sizeof(*slot_of));
+	int32_t *slots;
+
+	while (cap * cap < 8 * total + 64)
+		cap *= 2; /* at least twice the most classes there can be */
+	slots = malloc(cap * sizeof(*slots));
+	*members = malloc(n * sizeof(**members));
+	*classes = malloc(cap / 2 * sizeof(**classes));
+	if (slot_of == NULL || slots == NULL || *members == NULL || *classes == NULL) {
+		free(slot_of);
+		free(slots);
+		return 0;
+	}
+	memset(slots, 0xff, cap * sizeof(*slots)); /* -1: empty */
+	for (size_t i = 0; i < n; i++) {
+		size_t h;
+
+		if (w[i] == 0)
+			continue;
+		for (h = (w[i] * 0x9e3779b1u) & (cap - 1); slots[h] >= 0 &&
+							    (*classes)[slots[h]].w != w[i];
+		     h = (h + 1) & (cap - 1))
+			;
+		if (slots[h] < 0) {
+			slots[h] = (int32_t)nc;
+			(*classes)[nc++] = (struct swrr_class){ .w = w[i] };
+		}
+		(*classes)[slots[h]].count++;
+		slot_of[i] = (size_t)slots[h];
+	}
+	for (size_t c = 0, first = 0; c < nc; c++) {
+		(*classes)[c].first = first;
+		first += (*classes)[c].count;
+		(*classes)[c].picks = 0; /* counts the members placed, below */
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct swrr_class *x;
+
+		if (w[i] == 0)
+			continue;
+		x = &(*classes)[slot_of[i]];
+		(*members)[x->first + x->picks++] = (uint32_t)i;
+	}
+	for (size_t c = 0; c < nc; c++)
+		(*classes)[c].picks = 0;
+	free(slot_of);
+	free(slots);
+	return nc;
+}
+
 int balance_swrr_build(const uint32_t *weights, size_t n, uint32_t **seq, size_t *len)
 {
 	uint64_t total = 0;
-	uint32_t g = 0, *w, *out;
-	int64_t *cur;
+	uint32_t g = 0, *w, *out, *members = NULL;
+	struct swrr_class *cls = NULL;
+	size_t nc;
 
 	*seq = NULL;
 	*len = 0;
@@ -42,12 +109,8 @@ int balance_swrr_build(const uint32_t *weights, size_t n, uint32_t **seq, size_t
 	if (total == 0)
 		return 0;
 	w = malloc(n * sizeof(*w));
-	cur = calloc(n, sizeof(*cur));
-	if (w == NULL || cur == NULL) {
-		free(w);
-		free(cur);
+	if (w == NULL)
 		return -1;
-	}
 	total = 0;
 	for (size_t i = 0; i < n; i++) {
 		w[i] = weights[i] / g;
@@ -65,24 +128,42 @@ int balance_swrr_build(const uint32_t *weights, size_t n, uint32_t **seq, size_t
 		total = t2;
 	}
 	out = malloc((size_t)total * sizeof(*out));
-	if (out == NULL) {
+	nc = out != NULL ? swrr_classes(w, n, total, &members, &cls) : 0;
+	if (nc == 0) {
+		free(out);
+		free(members);
+		free(cls);
 		free(w);
-		free(cur);
 		return -1;
 	}
-	for (size_t k = 0; k < total; k++) {
-		size_t best = 0;
+	/* nginx's rule: at step k every current weight grows by its weight and
+	 * the largest (lowest index on a tie) is picked and lowered by the
+	 * total, i.e. cur(i) = k*w(i) - total*picks(i). Among servers of one
+	 * weight the largest is the one picked least, lowest index first: they
+	 * take turns in index order, so one candidate per weight decides and
+	 * a cycle costs O(total x weights), not O(total x servers). */
+	for (uint64_t k = 1; k <= total; k++) {
+		struct swrr_class *best = NULL;
+		int64_t best_cur = 0;
+		uint32_t best_idx = 0;
 
-		for (size_t i = 0; i < n; i++) {
-			cur[i] += w[i];
-			if (w[i] > 0 && (w[best] == 0 || cur[i] > cur[best]))
-				best = i;
+		for (size_t c = 0; c < nc; c++) {
+			struct swrr_class *x = &cls[c];
+			uint32_t idx = members[x->first + x->picks % x->count];
+			int64_t cur = (int64_t)(k * x->w) - (int64_t)(total * (x->picks / x->count));
+
+			if (best == NULL || cur > best_cur || (cur == best_cur && idx < best_idx)) {
+				best = x;
+				best_cur = cur;
+				best_idx = idx;
+			}
 		}
-		cur[best] -= (int64_t)total;
-		out[k] = (uint32_t)best;
+		best->picks++;
+		out[k - 1] = best_idx;
 	}
+	free(members);
+	free(cls);
 	free(w);
-	free(cur);
 	*seq = out;
 	*len = (size_t)total;
 	return 0;

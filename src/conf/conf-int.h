@@ -49,8 +49,6 @@ void conf_warning(struct conf_ctx *ctx, struct conf *c, uint32_t line, uint32_t 
 void conf_error_arg(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *fmt,
 		    ...) __attribute__((format(printf, 4, 5)));
 
-/* Build the statement tree of text. Returns the root (its kids are the
- * top-level statements) or NULL after reporting errors. */
 /* Value helpers: parse args[i], or report on it (with the missing-';'
  * rule of conf_error_arg) and return -1. Durations need a unit. */
 int conf_arg_long(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *what,
@@ -69,6 +67,20 @@ int conf_arg_ifname(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, 
 bool conf_check_arity(struct conf_ctx *ctx, const struct conf_stmt *st, size_t min_args,
 		      size_t max_args, const char *usage);
 
+/* Make room for one more element in arr, which holds n of size bytes and
+ * is grown only through here (its capacity is the next power of two, so
+ * reading N elements costs O(N) copies, not O(N^2)). Returns the array,
+ * perhaps moved, or NULL after reporting "out of memory" at line:col (arr
+ * is then unchanged and still owned by the caller). */
+void *conf_grow(struct conf_ctx *ctx, uint32_t line, uint32_t col, void *arr, size_t n,
+		size_t size);
+/* The same, reported at the keyword of st. */
+static inline void *conf_array_grow(struct conf_ctx *ctx, const struct conf_stmt *st, void *arr,
+				    size_t n, size_t size)
+{
+	return conf_grow(ctx, st->args[0].line, st->args[0].col, arr, n, size);
+}
+
 /* A keyword table: handlers report their own errors and return 0 or -1. */
 typedef int (*conf_handler_fn)(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
 
@@ -86,6 +98,8 @@ struct conf_keyword {
 void conf_run_block(struct conf_ctx *ctx, const struct conf_stmt *block,
 		    const struct conf_keyword *table, const char *block_name, void *obj);
 
+/* Build the statement tree of text. Returns the root (its kids are the
+ * top-level statements) or NULL after reporting errors. */
 struct conf_stmt *conf_lex(struct conf_ctx *ctx, const char *text, size_t len);
 void conf_stmt_free(struct conf_stmt *st);
 
@@ -98,12 +112,6 @@ int conf_check_kw_agent(struct conf_ctx *ctx, const struct conf_stmt *st, void *
 int conf_check_kw_observe(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
 int conf_check_kw_slowstart(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
 int conf_check_kw_on_down(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
-
-/* Server option at st->args[*i] (check off|port N, agent off|port N).
- * Returns 1 when it was one (*i then indexes its last word), 0 when not a
- * health option, -1 after reporting an error. */
-int conf_check_server_opt(struct conf_ctx *ctx, const struct conf_stmt *st, size_t *i,
-			  struct conf_server *s);
 
 /* The keywords of the check, vrrp and announce blocks, as conf_keywords(). */
 void conf_check_keywords(conf_keyword_fn fn, void *arg);

@@ -1,7 +1,8 @@
 /* conf_check: the health keywords of a pool (`check TYPE { ... }`, `agent`,
- * `observe-errors`, `slowstart`, `on-down`) and the server options `check`
- * and `agent`. Called from conf_parse.c's pool table; pure like the rest of
- * conf: values are validated here, nothing is opened or resolved. */
+ * `observe-errors`, `slowstart`, `on-down`) and whether its servers' `check`
+ * and `agent` options have a block to refer to. Called from conf_parse.c's
+ * pool table; pure like the rest of conf: values are validated here,
+ * nothing is opened or resolved. */
 #include <stdio.h>
 #include <string.h>
 
@@ -485,41 +486,6 @@ int conf_check_kw_on_down(struct conf_ctx *ctx, const struct conf_stmt *st, void
 	return 0;
 }
 
-int conf_check_server_opt(struct conf_ctx *ctx, const struct conf_stmt *st, size_t *i,
-			  struct conf_server *s)
-{
-	const char *opt = st->args[*i].text;
-	bool is_check = strcmp(opt, "check") == 0;
-	uint16_t *port;
-	bool *off;
-
-	if (!is_check && strcmp(opt, "agent") != 0)
-		return 0;
-	port = is_check ? &s->health.check_port : &s->health.agent_port;
-	off = is_check ? &s->health.check_off : &s->health.agent_off;
-	if (*i + 1 >= st->nargs) {
-		conf_error_arg(ctx, st, *i, "'%s' needs a value (expected %s off or %s port N)",
-			       opt, opt, opt);
-		return -1;
-	}
-	(*i)++;
-	if (strcmp(st->args[*i].text, "off") == 0) {
-		*off = true;
-		return 1;
-	}
-	if (strcmp(st->args[*i].text, "port") != 0) {
-		conf_error_arg(ctx, st, *i, "unknown %s option '%s' (expected off or port N)", opt,
-			       st->args[*i].text);
-		return -1;
-	}
-	if (*i + 1 >= st->nargs) {
-		conf_error_arg(ctx, st, *i, "'%s port' needs a value", opt);
-		return -1;
-	}
-	(*i)++;
-	return hc_port(ctx, st, *i, is_check ? "check port" : "agent port", port) < 0 ? -1 : 1;
-}
-
 void conf_check_pool_init(struct conf_pool *p)
 {
 	struct conf_pool_health *h = &p->health;
@@ -550,12 +516,12 @@ void conf_check_pool_done(struct conf_ctx *ctx, struct conf_pool *p)
 		const struct conf_server *s = &p->servers[i];
 
 		if (h->check.type == CONF_CHECK_NONE &&
-		    (s->health.check_port || s->health.check_off))
+		    (s->opts.check.port || s->opts.check.off))
 			conf_error(ctx, s->where.line, s->where.col, s->name,
 				   "server '%s' has check options but pool '%s' has no check "
 				   "block",
 				   s->name, p->name);
-		if (h->agent_port == 0 && (s->health.agent_port || s->health.agent_off))
+		if (h->agent_port == 0 && (s->opts.agent.port || s->opts.agent.off))
 			conf_error(ctx, s->where.line, s->where.col, s->name,
 				   "server '%s' has agent options but pool '%s' has no agent",
 				   s->name, p->name);

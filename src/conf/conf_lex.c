@@ -118,6 +118,18 @@ void conf_error_arg(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, 
 	conf_error(ctx, st->args[i].line, st->args[i].col, st->args[i].text, "%s", msg);
 }
 
+void *conf_grow(struct conf_ctx *ctx, uint32_t line, uint32_t col, void *arr, size_t n, size_t size)
+{
+	void *a;
+
+	if (n != 0 && (n & (n - 1)) != 0)
+		return arr; /* not a power of two: there is room */
+	a = n <= SIZE_MAX / 2 / size ? realloc(arr, (n == 0 ? 1 : 2 * n) * size) : NULL;
+	if (a == NULL)
+		conf_error(ctx, line, col, NULL, "out of memory");
+	return a;
+}
+
 void conf_errors_clear(struct conf_errors *errs)
 {
 	for (size_t i = 0; i < errs->n; i++)
@@ -259,16 +271,19 @@ static int lex_token(struct lexer *lx, struct conf_tok *tok)
 		buf[n] = '\0';
 	}
 	tok->text = malloc((size_t)n + 1);
-	if (tok->text == NULL)
+	if (tok->text == NULL) {
+		conf_error(lx->ctx, tok->line, tok->col, NULL, "out of memory");
 		return -1;
+	}
 	memcpy(tok->text, buf, (size_t)n + 1);
 	tok->len = (size_t)n;
 	return 0;
 }
 
-static int stmt_push_arg(struct conf_stmt *st, const struct conf_tok *tok)
+static int stmt_push_arg(struct lexer *lx, struct conf_stmt *st, const struct conf_tok *tok)
 {
-	struct conf_tok *a = realloc(st->args, (st->nargs + 1) * sizeof(*a));
+	struct conf_tok *a =
+	    conf_grow(lx->ctx, tok->line, tok->col, st->args, st->nargs, sizeof(*a));
 
 	if (a == NULL)
 		return -1;
@@ -279,9 +294,10 @@ static int stmt_push_arg(struct conf_stmt *st, const struct conf_tok *tok)
 	return 0;
 }
 
-static struct conf_stmt *stmt_push_kid(struct conf_stmt *parent)
+static struct conf_stmt *stmt_push_kid(struct lexer *lx, struct conf_stmt *parent)
 {
-	struct conf_stmt *k = realloc(parent->kids, (parent->nkids + 1) * sizeof(*k));
+	struct conf_stmt *k =
+	    conf_grow(lx->ctx, lx->line, lx->col, parent->kids, parent->nkids, sizeof(*k));
 
 	if (k == NULL)
 		return NULL;
@@ -322,7 +338,7 @@ static int lex_block(struct lexer *lx, struct conf_stmt *parent, int depth,
 				   *lx->p);
 			return -1;
 		}
-		st = stmt_push_kid(parent);
+		st = stmt_push_kid(lx, parent);
 		if (st == NULL)
 			return -1;
 		for (;;) {
@@ -364,7 +380,7 @@ static int lex_block(struct lexer *lx, struct conf_stmt *parent, int depth,
 					   "expected ';' after '%s'", last->text);
 				return -1;
 			}
-			if (lex_token(lx, &tok) < 0 || stmt_push_arg(st, &tok) < 0) {
+			if (lex_token(lx, &tok) < 0 || stmt_push_arg(lx, st, &tok) < 0) {
 				free(tok.text);
 				return -1;
 			}
@@ -396,8 +412,10 @@ struct conf_stmt *conf_lex(struct conf_ctx *ctx, const char *text, size_t len)
 	struct lexer lx = { .ctx = ctx, .p = text, .end = text + len, .line = 1, .col = 1 };
 	struct conf_stmt *root = calloc(1, sizeof(*root));
 
-	if (root == NULL)
+	if (root == NULL) {
+		conf_error(ctx, 1, 1, NULL, "out of memory");
 		return NULL;
+	}
 	if (memchr(text, '\0', len) != NULL) {
 		const char *z = memchr(text, '\0', len);
 		uint32_t line = 1;

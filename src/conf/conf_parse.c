@@ -12,11 +12,13 @@
 
 #include "conf-int.h"
 #include "sluice/conf.h"
+#include "sluice/hmap.h"
 #include "sluice/log.h"
+#include "sluice/srvopt.h"
 #include "sluice/util.h"
 
 #define CONF_MAX_FILE (16 * 1024 * 1024)
-#define CONF_MAX_WEIGHT 256
+#define CONF_SERVER_MAX_ARGS 20 /* server NAME ADDRESS and 17 words of options */
 #define CONF_MAX_DURATION_MS (24ull * 3600 * 1000)
 
 /* Parser state for the listen blocks: pool names are resolved at the end. */
@@ -41,21 +43,6 @@ static const char *const balance_names[] = {
 const char *conf_balance_name(enum conf_balance b)
 {
 	return balance_names[b];
-}
-
-const char *conf_proxy_proto_name(enum conf_proxy_proto p)
-{
-	switch (p) {
-	case CONF_PROXY_INHERIT:
-		return "inherit";
-	case CONF_PROXY_NONE:
-		return "none";
-	case CONF_PROXY_V1:
-		return "v1";
-	case CONF_PROXY_V2:
-		return "v2";
-	}
-	return "?";
 }
 
 /* ---- value helpers: each reports its own error on args[i] ---- */
@@ -113,17 +100,14 @@ int conf_arg_duration(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i
 int conf_arg_name(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *what,
 		  char *out)
 {
-	const char *s = st->args[i].text;
-	size_t n = strlen(s);
+	char err[160];
 
-	if (n == 0 || n >= CONF_NAME_MAX || n != st->args[i].len ||
-	    strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != n) {
-		conf_error_arg(ctx, st, i,
-			       "bad %s name '%s' (expected 1-%d letters, digits, '-', '_', '.')", what,
-			       s, CONF_NAME_MAX - 1);
+	/* the rule server add and the state file apply too */
+	if (util_name_check(what, st->args[i].text, st->args[i].len, err, sizeof(err)) < 0) {
+		conf_error_arg(ctx, st, i, "%s", err);
 		return -1;
 	}
-	memcpy(out, s, n + 1);
+	memcpy(out, st->args[i].text, st->args[i].len + 1);
 	return 0;
 }
 
@@ -141,23 +125,14 @@ bool conf_check_arity(struct conf_ctx *ctx, const struct conf_stmt *st, size_t m
 	return true;
 }
 
-static int arg_proxy_proto(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i,
-			   enum conf_proxy_proto *out)
+/* Index name at position pos, or report no memory on st. */
+static int index_add(struct conf_ctx *ctx, const struct conf_stmt *st, struct util_hmap *ix,
+		     const char *name, size_t pos)
 {
-	const char *s = st->args[i].text;
-
-	if (strcmp(s, "v1") == 0)
-		*out = CONF_PROXY_V1;
-	else if (strcmp(s, "v2") == 0)
-		*out = CONF_PROXY_V2;
-	else if (strcmp(s, "none") == 0)
-		*out = CONF_PROXY_NONE;
-	else {
-		conf_error_arg(ctx, st, i, "unknown PROXY protocol version '%s' (expected v1, v2 or "
-				      "none)", s);
-		return -1;
-	}
-	return 0;
+	if (util_hmap_add(ix, name, pos) == 0)
+		return 0;
+	conf_error_arg(ctx, st, 0, "out of memory");
+	return -1;
 }
 
 /* ---- table walking ---- */
@@ -177,6 +152,7 @@ static void run_block(struct conf_ctx *ctx, const struct conf_stmt *block,
 	for (size_t i = 0; i < block->nkids; i++) {
 		const struct conf_stmt *st = &block->kids[i];
 		const struct conf_keyword *kw = NULL;
+		size_t before;
 
 		for (size_t k = 0; table[k].name != NULL; k++) {
 			if (strcmp(table[k].name, st->args[0].text) == 0) {
@@ -200,8 +176,13 @@ static void run_block(struct conf_ctx *ctx, const struct conf_stmt *block,
 				   kw->name, kw->usage);
 			continue;
 		}
-		if (conf_check_arity(ctx, st, kw->min_args, kw->max_args, kw->usage))
-			kw->fn(ctx, st, obj);
+		if (!conf_check_arity(ctx, st, kw->min_args, kw->max_args, kw->usage))
+			continue;
+		before = ctx->errs->n;
+		/* a handler that fails says why; should one not, the file must
+		 * still not pass as valid */
+		if (kw->fn(ctx, st, obj) < 0 && ctx->errs->n == before && !ctx->errs->truncated)
+			conf_error_arg(ctx, st, 0, "'%s' failed (out of memory?)", kw->name);
 	}
 }
 
@@ -221,7 +202,7 @@ static int kw_workers(struct conf_ctx *ctx, const struct conf_stmt *st, void *ob
 		g->workers = 0;
 		return 0;
 	}
-	return conf_arg_u32(ctx, st, 1, "workers", 1, 64, &g->workers);
+	return conf_arg_u32(ctx, st, 1, "workers", 1, UTIL_MAX_WORKERS, &g->workers);
 }
 
 static int kw_gmaxconn(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
@@ -310,7 +291,7 @@ static int kw_control(struct conf_ctx *ctx, const struct conf_stmt *st, void *ob
 			return -1;
 		}
 	}
-	arr = realloc(g->controls, (g->ncontrols + 1) * sizeof(*arr));
+	arr = conf_array_grow(ctx, st, g->controls, g->ncontrols, sizeof(*arr));
 	if (arr == NULL)
 		return -1;
 	g->controls = arr;
@@ -449,15 +430,17 @@ static int kw_balance(struct conf_ctx *ctx, const struct conf_stmt *st, void *ob
 	return -1;
 }
 
-/* server NAME ADDR [weight N] [maxconn N] [backup] [send-proxy v1|v2|none] */
+/* server NAME ADDRESS [OPTION ...]: the options are srvopt.h's table, which
+ * `server add` and the state file read too. */
 static int kw_server(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 {
 	struct conf_pool *p = obj;
-	struct conf_server s = { .weight = 1, .send_proxy = CONF_PROXY_INHERIT };
+	struct conf_server s = { 0 };
+	const struct conf_server *first;
 	struct conf_server *arr;
+	const char *words[CONF_SERVER_MAX_ARGS];
 	char err[400];
 	size_t i;
-	int rc = 0;
 
 	s.where.line = st->args[1].line;
 	s.where.col = st->args[1].col;
@@ -471,54 +454,36 @@ static int kw_server(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj
 		conf_error_arg(ctx, st, 2, "%s", err);
 		return -1;
 	}
-	for (i = 3; i < st->nargs && rc == 0; i++) {
-		const char *opt = st->args[i].text;
-		bool has_val = i + 1 < st->nargs;
+	util_srvopts_init(&s.opts);
+	for (i = 0; i < st->nargs; i++)
+		words[i] = st->args[i].text;
+	for (i = 3; i < st->nargs; i++) {
+		size_t at = i;
 
-		if (strcmp(opt, "backup") == 0) {
-			s.backup = true;
-			continue;
-		}
-		rc = conf_check_server_opt(ctx, st, &i, &s); /* check ..., agent ... */
-		if (rc != 0) {
-			rc = rc < 0 ? -1 : 0;
-			continue;
-		}
-		if (strcmp(opt, "weight") != 0 && strcmp(opt, "maxconn") != 0 &&
-		    strcmp(opt, "send-proxy") != 0) {
-			conf_error_arg(ctx, st, i,
-				       "unknown server option '%s' (expected weight N, maxconn N, "
-				       "backup, send-proxy v1|v2|none, check off|port N or agent "
-				       "off|port N)",
-				       opt);
+		if (util_srvopt_parse(words, st->nargs, &i, &s.opts, NULL, err, sizeof(err)) < 0) {
+			conf_error_arg(ctx, st, i, "%s", err);
 			return -1;
 		}
-		if (!has_val) {
-			conf_error_arg(ctx, st, i, "'%s' needs a value", opt);
-			return -1;
+		for (; at <= i; at++) {
+			if (strlen(words[at]) != st->args[at].len) {
+				conf_error_arg(ctx, st, at, "NUL byte in '%s'", words[at]);
+				return -1;
+			}
 		}
-		i++;
-		if (strcmp(opt, "weight") == 0)
-			rc = conf_arg_u32(ctx, st, i, "weight", 0, CONF_MAX_WEIGHT, &s.weight);
-		else if (strcmp(opt, "maxconn") == 0)
-			rc = conf_arg_u32(ctx, st, i, "maxconn", 0, 1000000, &s.maxconn);
-		else
-			rc = arg_proxy_proto(ctx, st, i, &s.send_proxy);
 	}
-	if (rc < 0)
+	first = conf_find_server(p, s.name);
+	if (first != NULL) {
+		conf_error_arg(ctx, st, 1, "duplicate server '%s' in pool '%s' (first "
+				      "defined at line %u)",
+			       s.name, p->name, first->where.line);
 		return -1;
-	for (i = 0; i < p->nservers; i++) {
-		if (strcmp(p->servers[i].name, s.name) == 0) {
-			conf_error_arg(ctx, st, 1, "duplicate server '%s' in pool '%s' (first "
-					      "defined at line %u)",
-				       s.name, p->name, p->servers[i].where.line);
-			return -1;
-		}
 	}
-	arr = realloc(p->servers, (p->nservers + 1) * sizeof(*arr));
+	arr = conf_array_grow(ctx, st, p->servers, p->nservers, sizeof(*arr));
 	if (arr == NULL)
 		return -1;
 	p->servers = arr;
+	if (index_add(ctx, st, &p->server_index, s.name, p->nservers) < 0)
+		return -1;
 	p->servers[p->nservers++] = s;
 	return 0;
 }
@@ -526,8 +491,13 @@ static int kw_server(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj
 static int kw_send_proxy(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 {
 	struct conf_pool *p = obj;
+	char err[160];
 
-	return arg_proxy_proto(ctx, st, 1, &p->send_proxy);
+	if (util_proxy_proto_parse(st->args[1].text, &p->send_proxy, err, sizeof(err)) < 0) {
+		conf_error_arg(ctx, st, 1, "%s", err);
+		return -1;
+	}
+	return 0;
 }
 
 static int kw_queue(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
@@ -606,9 +576,9 @@ static void pool_done(struct conf_ctx *ctx, const struct conf_pool *p)
 
 static const struct conf_keyword pool_kw[] = {
 	{ "balance", 2, 2, false, kw_balance, "balance roundrobin|leastconn|random|maglev|first;" },
-	{ "server", 3, 20, false, kw_server,
+	{ "server", 3, CONF_SERVER_MAX_ARGS, false, kw_server,
 	  "server NAME ADDRESS:PORT [weight N] [maxconn N] [backup] [send-proxy v1|v2|none] "
-	  "[check off|port N] [agent off|port N];" },
+	  "[check on|off|port N] [agent on|off|port N];" },
 	{ "send-proxy", 2, 2, false, kw_send_proxy, "send-proxy v1|v2|none;" },
 	{ "queue", 2, 2, false, kw_queue, "queue N;" },
 	{ "timeout", 3, 3, false, kw_pool_timeout, "timeout queue DURATION;" },
@@ -640,7 +610,7 @@ static int kw_bind(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 		conf_error_arg(ctx, st, 1, "%s", err);
 		return -1;
 	}
-	arr = realloc(lo->l->binds, (lo->l->nbinds + 1) * sizeof(*arr));
+	arr = conf_array_grow(ctx, st, lo->l->binds, lo->l->nbinds, sizeof(*arr));
 	if (arr == NULL)
 		return -1;
 	lo->l->binds = arr;
@@ -769,28 +739,30 @@ static int top_pool(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 {
 	struct parse_state *ps = obj;
 	struct conf *c = ps->conf;
+	const struct conf_pool *first;
 	struct conf_pool *arr, *p;
 	char name[CONF_NAME_MAX];
 	char where[CONF_NAME_MAX + 16];
 
 	if (conf_arg_name(ctx, st, 1, "pool", name) < 0)
 		return -1;
-	for (size_t i = 0; i < c->npools; i++) {
-		if (strcmp(c->pools[i].name, name) == 0) {
-			conf_error_arg(ctx, st, 1, "duplicate pool '%s' (first defined at line %u)",
-				       name, c->pools[i].where.line);
-			return -1;
-		}
+	first = conf_find_pool(c, name);
+	if (first != NULL) {
+		conf_error_arg(ctx, st, 1, "duplicate pool '%s' (first defined at line %u)", name,
+			       first->where.line);
+		return -1;
 	}
-	arr = realloc(c->pools, (c->npools + 1) * sizeof(*arr));
+	arr = conf_array_grow(ctx, st, c->pools, c->npools, sizeof(*arr));
 	if (arr == NULL)
 		return -1;
 	c->pools = arr;
+	if (index_add(ctx, st, &c->pool_index, name, c->npools) < 0)
+		return -1;
 	p = &arr[c->npools++];
 	memset(p, 0, sizeof(*p));
 	memcpy(p->name, name, sizeof(name));
 	p->balance = CONF_BALANCE_ROUNDROBIN;
-	p->send_proxy = CONF_PROXY_NONE;
+	p->send_proxy = UTIL_PROXY_NONE;
 	p->queue_max = 1000;
 	p->timeout_queue_ms = 5000;
 	p->maglev_table = CONF_MAGLEV_TABLE_DEFAULT;
@@ -808,6 +780,7 @@ static int top_listen(struct conf_ctx *ctx, const struct conf_stmt *st, void *ob
 {
 	struct parse_state *ps = obj;
 	struct conf *c = ps->conf;
+	const struct conf_listen *first;
 	struct conf_listen *arr, *l;
 	struct listen_ref *refs;
 	struct listen_obj lo;
@@ -816,22 +789,23 @@ static int top_listen(struct conf_ctx *ctx, const struct conf_stmt *st, void *ob
 
 	if (conf_arg_name(ctx, st, 1, "listen", name) < 0)
 		return -1;
-	for (size_t i = 0; i < c->nlistens; i++) {
-		if (strcmp(c->listens[i].name, name) == 0) {
-			conf_error_arg(ctx, st, 1,
-				       "duplicate listen '%s' (first defined at line %u)", name,
-				       c->listens[i].where.line);
-			return -1;
-		}
+	first = conf_find_listen(c, name);
+	if (first != NULL) {
+		conf_error_arg(ctx, st, 1, "duplicate listen '%s' (first defined at line %u)", name,
+			       first->where.line);
+		return -1;
 	}
-	arr = realloc(c->listens, (c->nlistens + 1) * sizeof(*arr));
+	arr = conf_array_grow(ctx, st, c->listens, c->nlistens, sizeof(*arr));
 	if (arr == NULL)
 		return -1;
 	c->listens = arr;
-	refs = realloc(ps->refs, (c->nlistens + 1) * sizeof(*refs));
+	/* refs grow with listens, so they have the same capacity */
+	refs = conf_array_grow(ctx, st, ps->refs, c->nlistens, sizeof(*refs));
 	if (refs == NULL)
 		return -1;
 	ps->refs = refs;
+	if (index_add(ctx, st, &c->listen_index, name, c->nlistens) < 0)
+		return -1;
 	l = &arr[c->nlistens];
 	memset(l, 0, sizeof(*l));
 	memset(&refs[c->nlistens], 0, sizeof(*refs));
@@ -1020,8 +994,11 @@ struct conf *conf_load_file(const char *path, struct conf_errors *errs)
 		goto out;
 	}
 	buf = malloc((size_t)stb.st_size + 1);
-	if (buf == NULL)
+	if (buf == NULL) {
+		conf_error(&ctx, 0, 0, NULL, "out of memory reading %lld bytes",
+			   (long long)stb.st_size);
 		goto out;
+	}
 	while (got < (size_t)stb.st_size) {
 		ssize_t n = read(fd, buf + got, (size_t)stb.st_size - got);
 
@@ -1047,9 +1024,13 @@ void conf_free(struct conf *c)
 	if (c == NULL)
 		return;
 	free(c->global.controls);
-	for (size_t i = 0; i < c->npools; i++)
+	for (size_t i = 0; i < c->npools; i++) {
 		free(c->pools[i].servers);
+		util_hmap_free(&c->pools[i].server_index);
+	}
 	free(c->pools);
+	util_hmap_free(&c->pool_index);
+	util_hmap_free(&c->listen_index);
 	for (size_t i = 0; i < c->nlistens; i++) {
 		free(c->listens[i].binds);
 		conf_guard_free(&c->listens[i]);
@@ -1063,28 +1044,42 @@ void conf_free(struct conf *c)
 	free(c);
 }
 
+static const char *pool_key(const void *arg, uintptr_t pos)
+{
+	return ((const struct conf *)arg)->pools[pos].name;
+}
+
+static const char *server_key(const void *arg, uintptr_t pos)
+{
+	return ((const struct conf_pool *)arg)->servers[pos].name;
+}
+
+static const char *listen_key(const void *arg, uintptr_t pos)
+{
+	return ((const struct conf *)arg)->listens[pos].name;
+}
+
 const struct conf_pool *conf_find_pool(const struct conf *c, const char *name)
 {
-	for (size_t i = 0; i < c->npools; i++)
-		if (strcmp(c->pools[i].name, name) == 0)
-			return &c->pools[i];
-	return NULL;
+	uintptr_t pos;
+
+	return util_hmap_get(&c->pool_index, name, pool_key, c, &pos) ? &c->pools[pos] : NULL;
 }
 
 const struct conf_server *conf_find_server(const struct conf_pool *p, const char *name)
 {
-	for (size_t i = 0; i < p->nservers; i++)
-		if (strcmp(p->servers[i].name, name) == 0)
-			return &p->servers[i];
-	return NULL;
+	uintptr_t pos;
+
+	return util_hmap_get(&p->server_index, name, server_key, p, &pos) ? &p->servers[pos]
+									  : NULL;
 }
 
 const struct conf_listen *conf_find_listen(const struct conf *c, const char *name)
 {
-	for (size_t i = 0; i < c->nlistens; i++)
-		if (strcmp(c->listens[i].name, name) == 0)
-			return &c->listens[i];
-	return NULL;
+	uintptr_t pos;
+
+	return util_hmap_get(&c->listen_index, name, listen_key, c, &pos) ? &c->listens[pos]
+									  : NULL;
 }
 
 struct conf *conf_empty(const char *file)

@@ -173,7 +173,7 @@ static int kw_address(struct conf_ctx *ctx, const struct conf_stmt *st, struct c
 			       CONF_VRRP_MAX_ADDRS);
 		return -1;
 	}
-	arr = realloc(v->addrs, (v->naddrs + 1) * sizeof(*arr));
+	arr = conf_array_grow(ctx, st, v->addrs, v->naddrs, sizeof(*arr));
 	if (arr == NULL)
 		return -1;
 	v->addrs = arr;
@@ -201,7 +201,7 @@ static int kw_peer(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf
 		conf_error_arg(ctx, st, 1, "too many peers (at most %d)", CONF_VRRP_MAX_PEERS);
 		return -1;
 	}
-	arr = realloc(v->peers, (v->npeers + 1) * sizeof(*arr));
+	arr = conf_array_grow(ctx, st, v->peers, v->npeers, sizeof(*arr));
 	if (arr == NULL)
 		return -1;
 	v->peers = arr;
@@ -251,7 +251,7 @@ static int kw_track(struct conf_ctx *ctx, const struct conf_stmt *st, struct con
 		conf_error_arg(ctx, st, 1, "too many tracks (at most %d)", CONF_VRRP_MAX_TRACKS);
 		return -1;
 	}
-	arr = realloc(v->tracks, (v->ntracks + 1) * sizeof(*arr));
+	arr = conf_array_grow(ctx, st, v->tracks, v->ntracks, sizeof(*arr));
 	if (arr == NULL)
 		return -1;
 	v->tracks = arr;
@@ -448,7 +448,7 @@ int conf_vrrp_block(struct conf_ctx *ctx, const struct conf_stmt *st, struct con
 			return -1;
 		}
 	}
-	arr = realloc(c->vrrps, (c->nvrrps + 1) * sizeof(*arr));
+	arr = conf_array_grow(ctx, st, c->vrrps, c->nvrrps, sizeof(*arr));
 	if (arr == NULL)
 		return -1;
 	c->vrrps = arr;

@@ -536,9 +536,25 @@ static int prepare_lo(struct core_announce *ca, const struct util_addr *a, char 
 	return 0;
 }
 
+/* What a block of the new configuration takes over from the running block
+ * of its name: the decision's state (with the new hold-down), an
+ * operator's withdraw, which addresses are on the device. */
+static void carry_over(struct core_announce_blk *b, const struct core_announce_blk *old,
+		       uint64_t hold_down_ms)
+{
+	b->st = old->st;
+	vip_announce_set_hold_down(&b->st, hold_down_ms);
+	b->manual = old->manual;
+	for (size_t i = 0; i < b->naddrs; i++) {
+		b->addrs[i].present = false;
+		for (size_t k = 0; k < old->naddrs && old->dev == b->dev; k++)
+			if (util_addr_equal(&old->addrs[k].addr, &b->addrs[i].addr))
+				b->addrs[i].present = old->addrs[k].present;
+	}
+}
+
 /* The next state of one block: its configuration, and what carries over
- * from the running block of the same name (decision state, operator
- * withdraw, which addresses are on the device). */
+ * from the running block of the same name. */
 static struct core_announce_blk *prepare_blk(struct core_announce *ca,
 					     const struct conf_announce *cf, char *err, size_t len)
 {
@@ -570,13 +586,7 @@ static struct core_announce_blk *prepare_blk(struct core_announce *ca,
 	}
 	old = find_blk(ca->blks, ca->n, cf->name);
 	if (old != NULL) {
-		b->st = old->st;
-		vip_announce_set_hold_down(&b->st, cf->hold_down_ms);
-		b->manual = old->manual;
-		for (size_t i = 0; i < b->naddrs && old->dev == b->dev; i++)
-			for (size_t k = 0; k < old->naddrs; k++)
-				if (util_addr_equal(&old->addrs[k].addr, &b->addrs[i].addr))
-					b->addrs[i].present = old->addrs[k].present;
+		carry_over(b, old, cf->hold_down_ms);
 		return b;
 	}
 	/* a device inherited through a binary upgrade may hold them already */
@@ -677,6 +687,15 @@ void core_announce_commit(struct core *c)
 
 	if (ca == NULL)
 		return;
+	/* a reload applied in steps runs the loop between prepare and
+	 * commit: take over the running blocks' state as it is now (an
+	 * operator's withdraw or a decision made meanwhile) */
+	for (size_t i = 0; i < ca->nnext; i++) {
+		const struct core_announce_blk *old = find_blk(ca->blks, ca->n, ca->next[i]->name);
+
+		if (old != NULL)
+			carry_over(ca->next[i], old, ca->next[i]->st.hold_down_ms);
+	}
 	/* what the new configuration no longer announces there leaves now */
 	for (size_t i = 0; i < ca->n; i++) {
 		struct core_announce_blk *b = ca->blks[i];

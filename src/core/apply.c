@@ -13,6 +13,7 @@
 #include "sluice/log.h"
 #include "sluice/pool.h"
 #include "sluice/proxy.h"
+#include "sluice/srvopt.h"
 #include "sluice/util.h"
 #include "sluice/vip.h"
 
@@ -33,75 +34,28 @@ static enum pool_balance map_balance(enum conf_balance b)
 	return POOL_BALANCE_ROUNDROBIN;
 }
 
-static enum pool_proxy_proto map_proxy(enum conf_proxy_proto p, enum conf_proxy_proto dflt)
+/* A server of the file enters a pool (prepare, or a reload's commit). */
+static struct pool_server *new_server(struct pool *p, const struct conf_server *cs)
 {
-	if (p == CONF_PROXY_INHERIT)
-		p = dflt;
-	switch (p) {
-	case CONF_PROXY_V1:
-		return POOL_PROXY_V1;
-	case CONF_PROXY_V2:
-		return POOL_PROXY_V2;
-	case CONF_PROXY_INHERIT:
-	case CONF_PROXY_NONE:
-		break;
-	}
-	return POOL_PROXY_NONE;
-}
+	char err[256];
+	struct pool_server *s = pool_server_create(p, cs->name, &cs->addr, &cs->opts, err,
+						   sizeof(err));
 
-/* Settings a server takes from the file (not its identity or admin). */
-static void server_from_conf(struct pool_server *s, const struct conf_server *cs,
-			     const struct conf_pool *cp)
-{
-	s->maxconn = cs->maxconn;
-	s->backup = cs->backup;
-	s->send_proxy = map_proxy(cs->send_proxy, cp->send_proxy);
-	/* a weight set at runtime wins until the file's own value changes */
-	if (!s->weight_overridden || s->file_weight != cs->weight) {
-		s->weight = cs->weight;
-		s->weight_overridden = false;
-	}
-	s->file_weight = cs->weight;
-}
-
-static struct pool_server *new_server(struct pool *p, const struct conf_server *cs,
-				      const struct conf_pool *cp)
-{
-	struct pool_server *s = pool_server_new(cs->name, &cs->addr);
-
-	if (s == NULL || pool_add_server(p, s) < 0) {
-		if (s != NULL)
-			pool_server_put(s);
-		return NULL;
-	}
-	server_from_conf(s, cs, cp);
+	/* conf checked the same rules: only memory can fail here */
+	if (s == NULL)
+		log_err("pool %s: server %s: %s", p->name, cs->name, err);
 	return s;
 }
 
 static void pool_from_conf(struct pool *p, const struct conf_pool *cp)
 {
 	p->balance = map_balance(cp->balance);
-	p->send_proxy = map_proxy(cp->send_proxy, CONF_PROXY_NONE);
+	p->send_proxy = pool_proxy_from(cp->send_proxy, POOL_PROXY_NONE);
+	p->has_check = cp->health.check.type != CONF_CHECK_NONE;
+	p->has_agent = cp->health.agent_port != 0;
 	p->queue_max = cp->queue_max;
 	p->timeout_queue_ms = cp->timeout_queue_ms;
 	p->maglev_size = cp->maglev_table;
-}
-
-static struct pool *build_pool(const struct conf_pool *cp)
-{
-	struct pool *p = pool_new(cp->name);
-
-	if (p == NULL)
-		return NULL;
-	pool_from_conf(p, cp);
-	for (size_t i = 0; i < cp->nservers; i++) {
-		if (new_server(p, &cp->servers[i], cp) == NULL) {
-			pool_retire(p);
-			pool_put(p);
-			return NULL;
-		}
-	}
-	return p;
 }
 
 /* ---- TLS routes ---- */
@@ -210,20 +164,20 @@ static struct proxy_fe_settings *build_settings(const struct conf_listen *cl, st
 	return s;
 }
 
-static struct pool *find_pool(struct pool **pools, size_t n, const char *name)
+/* The running pool and listener of a name: c->pools and c->listeners
+ * follow c->conf's pools and listens, whose indexes find a name in O(1). */
+static struct pool *running_pool(const struct core *c, const char *name)
 {
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(pools[i]->name, name) == 0)
-			return pools[i];
-	return NULL;
+	const struct conf_pool *cp = conf_find_pool(c->conf, name);
+
+	return cp != NULL ? c->pools[cp - c->conf->pools] : NULL;
 }
 
 static struct core_listener *find_listener(struct core *c, const char *name)
 {
-	for (size_t i = 0; i < c->nlisteners; i++)
-		if (strcmp(c->listeners[i].name, name) == 0)
-			return &c->listeners[i];
-	return NULL;
+	const struct conf_listen *cl = conf_find_listen(c->conf, name);
+
+	return cl != NULL ? &c->listeners[cl - c->conf->listens] : NULL;
 }
 
 /* ---- removed servers: connections finish, or are closed after grace ---- */
@@ -295,15 +249,33 @@ static void say(char *buf, size_t len, size_t *off, const char *fmt, ...)
 
 static bool server_conf_differs(const struct conf_server *a, const struct conf_server *b)
 {
-	return !util_addr_equal(&a->addr, &b->addr) || a->weight != b->weight ||
-	       a->maxconn != b->maxconn || a->backup != b->backup ||
-	       a->send_proxy != b->send_proxy;
+	return !util_addr_equal(&a->addr, &b->addr) || !util_srvopts_equal(&a->opts, &b->opts);
 }
 
 /* The listener's default pool: "-" when it has routes only. */
 static const char *listen_pool(const struct conf *c, const struct conf_listen *l)
 {
 	return l->has_pool ? c->pools[l->pool].name : "-";
+}
+
+/* The ACL lines, files and limits of a listener (a file's contents are
+ * compared when it is read). */
+static bool guard_conf_differs(const struct conf_guard *a, const struct conf_guard *b)
+{
+	if (a->nrules != b->nrules || a->nfiles != b->nfiles || a->dflt != b->dflt ||
+	    a->conns != b->conns || a->rate != b->rate || a->rate_period_ms != b->rate_period_ms ||
+	    a->burst != b->burst || a->group4 != b->group4 || a->group6 != b->group6 ||
+	    a->table != b->table)
+		return true;
+	for (size_t i = 0; i < a->nrules; i++)
+		if (!util_cidr_equal(&a->rules[i].cidr, &b->rules[i].cidr) ||
+		    a->rules[i].action != b->rules[i].action)
+			return true;
+	for (size_t i = 0; i < a->nfiles; i++)
+		if (strcmp(a->files[i].path, b->files[i].path) != 0 ||
+		    a->files[i].action != b->files[i].action)
+			return true;
+	return false;
 }
 
 static bool routes_differ(const struct conf *oc, const struct conf_listen *a,
@@ -332,26 +304,6 @@ static bool listen_conf_differs(const struct conf *oc, const struct conf_listen 
 	       a->timeout_proxy_header_ms != b->timeout_proxy_header_ms || a->retries != b->retries ||
 	       a->accept_proxy != b->accept_proxy || a->relay != b->relay ||
 	       a->relay_inflight != b->relay_inflight;
-}
-
-/* The ACL lines, files and limits of a listener (a file's contents are
- * compared when it is read). */
-static bool guard_conf_differs(const struct conf_guard *a, const struct conf_guard *b)
-{
-	if (a->nrules != b->nrules || a->nfiles != b->nfiles || a->dflt != b->dflt ||
-	    a->conns != b->conns || a->rate != b->rate || a->rate_period_ms != b->rate_period_ms ||
-	    a->burst != b->burst || a->group4 != b->group4 || a->group6 != b->group6 ||
-	    a->table != b->table)
-		return true;
-	for (size_t i = 0; i < a->nrules; i++)
-		if (!util_cidr_equal(&a->rules[i].cidr, &b->rules[i].cidr) ||
-		    a->rules[i].action != b->rules[i].action)
-			return true;
-	for (size_t i = 0; i < a->nfiles; i++)
-		if (strcmp(a->files[i].path, b->files[i].path) != 0 ||
-		    a->files[i].action != b->files[i].action)
-			return true;
-	return false;
 }
 
 static void diff_listens(const struct conf *oc, const struct conf *nc, char *buf, size_t len,
@@ -559,39 +511,24 @@ void core_diff(const struct conf *oc, const struct conf *nc, char *buf, size_t l
 
 /* ---- applying ---- */
 
-/* Update a surviving pool from its new definition; servers matched by name. */
-static int update_pool(struct core *c, struct pool *p, const struct conf_pool *cp)
+struct stale_ctx {
+	struct core *c;
+	const struct conf_pool *cp;
+};
+
+/* A running server that the new definition drops (unless added at
+ * runtime), or whose address changed: a new address is a new server, as
+ * workers read addr unlocked. Its connections finish, or are closed after
+ * the grace period. */
+static bool stale_server(void *arg, struct pool_server *s)
 {
-	pool_from_conf(p, cp);
-	for (size_t i = 0; i < cp->nservers; i++) {
-		const struct conf_server *cs = &cp->servers[i];
-		struct pool_server *s = pool_find_server(p, cs->name);
+	struct stale_ctx *x = arg;
+	const struct conf_server *cs = conf_find_server(x->cp, s->name);
 
-		if (s != NULL && !util_addr_equal(&s->addr, &cs->addr)) {
-			/* a new address is a new server: workers read addr unlocked */
-			close_after_grace(c, s);
-			pool_remove_server(p, s);
-			s = NULL;
-		}
-		if (s == NULL) {
-			if (new_server(p, cs, cp) == NULL)
-				return -1;
-			continue;
-		}
-		s->runtime_added = false; /* the file owns it now */
-		server_from_conf(s, cs, cp);
-	}
-	for (size_t i = 0; i < p->nservers;) {
-		struct pool_server *s = p->servers[i];
-
-		if (conf_find_server(cp, s->name) != NULL || s->runtime_added) {
-			i++;
-			continue;
-		}
-		close_after_grace(c, s);
-		pool_remove_server(p, s); /* shifts the array */
-	}
-	return pool_publish(p);
+	if (cs == NULL ? s->runtime_added : util_addr_equal(&s->addr, &cs->addr))
+		return false;
+	close_after_grace(x->c, s);
+	return true;
 }
 
 /* Bind what a listener needs that it does not have yet. Returns 0 or -1. */
@@ -599,17 +536,17 @@ static int bind_missing(struct core *c, struct proxy_frontend *fe, const struct 
 			char *err, size_t errlen)
 {
 	for (size_t b = 0; b < cl->nbinds; b++) {
-		int fds[64], n;
+		int fds[UTIL_MAX_WORKERS], n;
 
 		if (proxy_frontend_has_bind(fe, &cl->binds[b]))
 			continue;
-		n = core_takeover_fds(c, &cl->binds[b], false, fds, 64);
+		n = core_takeover_fds(c, &cl->binds[b], false, fds, UTIL_ARRAY_LEN(fds));
 		/* an address another listener had: take its sockets over, so
 		 * that its accept queue and handshakes carry on */
 		for (size_t j = 0; j < c->nlisteners && n == 0; j++)
 			if (c->listeners[j].fe != fe)
 				n = proxy_frontend_dup_fds(c->listeners[j].fe, &cl->binds[b], fds,
-							   64);
+							   UTIL_ARRAY_LEN(fds));
 		if (proxy_frontend_adopt(c->engine, fe, &cl->binds[b], fds, (size_t)n, err, errlen) <
 		    0)
 			return -1;
@@ -631,69 +568,6 @@ static void unbind_pending(struct core *c, struct proxy_frontend *fe)
 	}
 }
 
-/* Phase 1: everything that can fail, invisible to the workers: build new
- * pools, create new frontends, bind new addresses. Returns 0 or -1. */
-static int apply_prepare(struct core *c, const struct conf *nc, struct pool **pools,
-			 struct core_listener *ls, char *err, size_t errlen)
-{
-	if (core_krelay_prepare(c, nc, err, errlen) < 0)
-		return -1;
-	for (size_t i = 0; i < nc->npools; i++) {
-		struct pool *p = find_pool(c->pools, c->npools, nc->pools[i].name);
-
-		if (p != NULL)
-			pool_get(p);
-		else
-			p = build_pool(&nc->pools[i]);
-		pools[i] = p;
-		if (p == NULL) {
-			snprintf(err, errlen, "out of memory building pool %s", nc->pools[i].name);
-			return -1;
-		}
-	}
-	for (size_t i = 0; i < nc->nlistens; i++) {
-		const struct conf_listen *cl = &nc->listens[i];
-		struct core_listener *old = find_listener(c, cl->name);
-
-		util_strlcpy(ls[i].name, cl->name, sizeof(ls[i].name));
-		ls[i].fe = old != NULL ? old->fe : proxy_frontend_new(cl->name, NULL);
-		if (ls[i].fe == NULL) {
-			snprintf(err, errlen, "out of memory building listen %s", cl->name);
-			return -1;
-		}
-		if (old != NULL)
-			proxy_frontend_get(old->fe);
-		else if ((ls[i].fe->guard = guard_new(&c->qsbr)) == NULL) {
-			snprintf(err, errlen, "out of memory building listen %s", cl->name);
-			return -1;
-		}
-		if (bind_missing(c, ls[i].fe, cl, err, errlen) < 0)
-			return -1;
-	}
-	return 0;
-}
-
-/* Phase 1 failed: drop what it built, leave the running model as it was. */
-static void apply_rollback(struct core *c, const struct conf *nc, struct pool **pools,
-			   struct core_listener *ls)
-{
-	for (size_t k = 0; k < nc->nlistens; k++) {
-		if (ls[k].fe == NULL)
-			continue;
-		unbind_pending(c, ls[k].fe);
-		proxy_frontend_put(ls[k].fe);
-	}
-	for (size_t k = 0; k < nc->npools; k++) {
-		if (pools[k] == NULL)
-			continue;
-		if (find_pool(c->pools, c->npools, pools[k]->name) == NULL)
-			pool_retire(pools[k]);
-		pool_put(pools[k]);
-	}
-}
-
-/* Phase 2 for one listener: new settings, drop addresses it no longer has,
- * start accepting on the new ones. */
 /* Does another listener of nc bind a? Then it took this socket over. */
 static bool conf_has_bind(const struct conf *nc, const struct util_addr *a)
 {
@@ -704,6 +578,8 @@ static bool conf_has_bind(const struct conf *nc, const struct util_addr *a)
 	return false;
 }
 
+/* Phase 2 for one listener: new settings, drop addresses it no longer has,
+ * start accepting on the new ones. */
 static void commit_listener(struct core *c, const struct conf *nc, struct proxy_frontend *fe,
 			    const struct conf_listen *cl, struct pool **pools)
 {
@@ -731,47 +607,194 @@ static void commit_listener(struct core *c, const struct conf *nc, struct proxy_
 	proxy_engine_attach(c->engine, fe);
 }
 
-int core_apply(struct core *c, struct conf *nc, char *err, size_t errlen)
+/* ---- applying, in bounded steps ---- */
+
+/* One step works for about its budget (the clock is read every
+ * APPLY_CLOCK_EVERY servers); the control loop runs its other events, VRRP
+ * adverts and health checks among them, between two steps. */
+#define APPLY_CLOCK_EVERY 128
+
+enum apply_phase {
+	APPLY_BIND, /* frontends, new addresses: may fail */
+	APPLY_BUILD, /* new pools and their servers: may fail (memory) */
+	APPLY_UPDATE, /* surviving pools: sweep stale servers, add, update */
+	APPLY_SWITCH, /* listeners to their pools, removed ones closed */
+	APPLY_DONE,
+};
+
+/* Where a surviving pool's update is. */
+enum apply_pool_step {
+	POOL_STEP_START,
+	POOL_STEP_SWEEP,
+	POOL_STEP_SERVERS,
+	POOL_STEP_PUBLISH, /* a step of its own: O(servers) in one piece */
+};
+
+struct core_apply {
+	struct core *c;
+	struct conf *nc;
+	struct pool **pools; /* per pool of nc: a reference */
+	struct core_listener *ls; /* per listener of nc */
+	enum apply_phase phase;
+	size_t pi, si; /* pool of nc, server of its definition */
+	enum apply_pool_step pool_step;
+	struct pool_sweep sweep;
+	uint64_t deadline_us;
+	unsigned ticks;
+};
+
+static bool step_over(struct core_apply *a)
 {
-	struct pool **pools = calloc(nc->npools + 1, sizeof(*pools));
-	struct core_listener *ls = calloc(nc->nlistens + 1, sizeof(*ls));
+	if (++a->ticks % APPLY_CLOCK_EVERY != 0)
+		return false;
+	return util_now_us() >= a->deadline_us;
+}
 
-	if (pools == NULL || ls == NULL) {
-		free(pools);
-		free(ls);
-		snprintf(err, errlen, "out of memory");
+/* The kernel relay when the file first asks for it (loaded once; a
+ * reload that fails later leaves it loaded and unused), frontends for
+ * every listener, and the addresses they do not have yet. */
+static int apply_bind(struct core_apply *a, char *err, size_t errlen)
+{
+	if (core_krelay_prepare(a->c, a->nc, err, errlen) < 0)
 		return -1;
-	}
-	if (apply_prepare(c, nc, pools, ls, err, errlen) < 0) {
-		apply_rollback(c, nc, pools, ls);
-		free(pools);
-		free(ls);
-		return -1;
-	}
-	/* phase 2: commit; nothing here fails but for memory, which is logged */
-	for (size_t i = 0; i < nc->npools; i++) {
-		int rc = find_pool(c->pools, c->npools, pools[i]->name) != NULL
-				 ? update_pool(c, pools[i], &nc->pools[i])
-				 : pool_publish(pools[i]);
+	for (size_t i = 0; i < a->nc->nlistens; i++) {
+		const struct conf_listen *cl = &a->nc->listens[i];
+		struct core_listener *old = find_listener(a->c, cl->name);
+		struct core_listener *ls = &a->ls[i];
 
-		if (rc < 0)
-			log_err("pool %s: out of memory applying the new servers", pools[i]->name);
+		util_strlcpy(ls->name, cl->name, sizeof(ls->name));
+		ls->fe = old != NULL ? old->fe : proxy_frontend_new(cl->name, NULL);
+		if (ls->fe == NULL) {
+			snprintf(err, errlen, "out of memory building listen %s", cl->name);
+			return -1;
+		}
+		if (old != NULL)
+			proxy_frontend_get(old->fe);
+		else if ((ls->fe->guard = guard_new(&a->c->qsbr)) == NULL) {
+			snprintf(err, errlen, "out of memory building listen %s", cl->name);
+			return -1;
+		}
+		if (bind_missing(a->c, ls->fe, cl, err, errlen) < 0)
+			return -1;
 	}
+	return 0;
+}
+
+/* New pools with their servers, invisible until the listeners switch.
+ * Returns 1 when the step is over, 0 when done, -1 with err. */
+static int apply_build(struct core_apply *a, char *err, size_t errlen)
+{
+	for (; a->pi < a->nc->npools; a->pi++, a->si = 0) {
+		const struct conf_pool *cp = &a->nc->pools[a->pi];
+		struct pool *p = a->pools[a->pi];
+
+		if (p == NULL) {
+			p = running_pool(a->c, cp->name);
+			if (p != NULL) {
+				pool_get(p); /* updated in APPLY_UPDATE */
+				a->pools[a->pi] = p;
+				continue;
+			}
+			p = a->pools[a->pi] = pool_new(cp->name);
+			if (p == NULL) {
+				snprintf(err, errlen, "out of memory building pool %s", cp->name);
+				return -1;
+			}
+			pool_from_conf(p, cp);
+		}
+		for (; a->si < cp->nservers; a->si++) {
+			if (step_over(a))
+				return 1;
+			if (new_server(p, &cp->servers[a->si]) == NULL) {
+				snprintf(err, errlen, "out of memory building pool %s", cp->name);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+/* Surviving pools: frozen (the workers keep the old table) while stale
+ * servers are swept and the others added or updated, then published
+ * whole. New pools are published here too. Nothing fails but for memory,
+ * which is logged. Returns 1 when the step is over, 0 when done. */
+static int apply_update(struct core_apply *a)
+{
+	for (; a->pi < a->nc->npools; a->pi++, a->si = 0, a->pool_step = POOL_STEP_START) {
+		const struct conf_pool *cp = &a->nc->pools[a->pi];
+		struct pool *p = a->pools[a->pi];
+		struct stale_ctx x = { .c = a->c, .cp = cp };
+
+		if (a->pool_step == POOL_STEP_START) {
+			if (running_pool(a->c, cp->name) != p) {
+				if (pool_publish(p) < 0)
+					log_err("pool %s: out of memory publishing it", p->name);
+				continue;
+			}
+			pool_from_conf(p, cp);
+			pool_freeze(p);
+			memset(&a->sweep, 0, sizeof(a->sweep));
+			a->pool_step = POOL_STEP_SWEEP;
+		}
+		if (a->pool_step == POOL_STEP_SWEEP) {
+			int rc;
+
+			while ((rc = pool_sweep_step(p, &a->sweep, APPLY_CLOCK_EVERY, stale_server,
+						     &x)) > 0)
+				if (util_now_us() >= a->deadline_us)
+					return 1;
+			if (rc < 0)
+				log_err("pool %s: out of memory removing servers", p->name);
+			else
+				pool_sweep_finish(p, &a->sweep);
+			a->pool_step = POOL_STEP_SERVERS;
+		}
+		for (; a->pool_step == POOL_STEP_SERVERS && a->si < cp->nservers; a->si++) {
+			const struct conf_server *cs = &cp->servers[a->si];
+			struct pool_server *s;
+
+			if (step_over(a))
+				return 1;
+			s = pool_find_server(p, cs->name);
+			if (s == NULL) {
+				new_server(p, cs); /* logs a failure */
+				continue;
+			}
+			s->runtime_added = false; /* the file owns it now */
+			pool_server_set_opts(s, &cs->opts);
+		}
+		if (a->pool_step == POOL_STEP_SERVERS && cp->nservers > APPLY_CLOCK_EVERY) {
+			a->pool_step = POOL_STEP_PUBLISH;
+			return 1;
+		}
+		if (pool_thaw(p) < 0)
+			log_err("pool %s: out of memory applying the new servers", p->name);
+	}
+	return 0;
+}
+
+/* Listeners to their new settings and pools, removed listeners closed,
+ * removed pools retired; then the model is the new one. */
+static void apply_switch(struct core_apply *a)
+{
+	struct core *c = a->c;
+	const struct conf *nc = a->nc;
+
 	for (size_t i = 0; i < nc->nlistens; i++)
-		commit_listener(c, nc, ls[i].fe, &nc->listens[i], pools);
+		commit_listener(c, nc, a->ls[i].fe, &nc->listens[i], a->pools);
 	for (size_t i = 0; i < c->nlisteners; i++) {
 		if (conf_find_listen(nc, c->listeners[i].name) == NULL) {
 			struct proxy_frontend *ofe = c->listeners[i].fe;
 
 			/* addresses another listener took over: just let go */
 			for (size_t b = 0; b < ofe->nbinds;) {
-				struct util_addr a = ofe->binds[b]->addr;
+				struct util_addr addr = ofe->binds[b]->addr;
 
-				if (!conf_has_bind(nc, &a)) {
+				if (!conf_has_bind(nc, &addr)) {
 					b++;
 					continue;
 				}
-				proxy_engine_unbind(c->engine, ofe, &a, false);
+				proxy_engine_unbind(c->engine, ofe, &addr, false);
 			}
 			/* refuse new clients now; its connections keep the frontend */
 			proxy_engine_detach(c->engine, ofe, c->handing_over);
@@ -789,11 +812,107 @@ int core_apply(struct core *c, struct conf *nc, char *err, size_t errlen)
 	}
 	free(c->pools);
 	free(c->listeners);
-	c->pools = pools;
+	c->pools = a->pools;
 	c->npools = nc->npools;
-	c->listeners = ls;
+	c->listeners = a->ls;
 	c->nlisteners = nc->nlistens;
+	a->pools = NULL;
+	a->ls = NULL;
+}
+
+/* BIND or BUILD failed: drop what they made, the running model is as it
+ * was. */
+static void apply_rollback(struct core_apply *a)
+{
+	for (size_t k = 0; k < a->nc->nlistens; k++) {
+		if (a->ls[k].fe == NULL)
+			continue;
+		unbind_pending(a->c, a->ls[k].fe);
+		proxy_frontend_put(a->ls[k].fe);
+	}
+	for (size_t k = 0; k < a->nc->npools; k++) {
+		if (a->pools[k] == NULL)
+			continue;
+		if (running_pool(a->c, a->pools[k]->name) != a->pools[k])
+			pool_retire(a->pools[k]);
+		pool_put(a->pools[k]);
+	}
+}
+
+struct core_apply *core_apply_begin(struct core *c, struct conf *nc)
+{
+	struct core_apply *a = calloc(1, sizeof(*a));
+
+	if (a == NULL)
+		return NULL;
+	a->c = c;
+	a->nc = nc;
+	a->pools = calloc(nc->npools + 1, sizeof(*a->pools));
+	a->ls = calloc(nc->nlistens + 1, sizeof(*a->ls));
+	if (a->pools == NULL || a->ls == NULL) {
+		core_apply_free(a);
+		return NULL;
+	}
+	return a;
+}
+
+int core_apply_step(struct core_apply *a, uint64_t budget_us, char *err, size_t errlen)
+{
+	int rc = 0;
+
+	a->deadline_us = budget_us == UINT64_MAX ? UINT64_MAX : util_now_us() + budget_us;
+	if (a->phase == APPLY_BIND) {
+		if (apply_bind(a, err, errlen) < 0)
+			goto failed;
+		a->phase = APPLY_BUILD;
+	}
+	if (a->phase == APPLY_BUILD) {
+		rc = apply_build(a, err, errlen);
+		if (rc < 0)
+			goto failed;
+		if (rc > 0)
+			return 1;
+		a->phase = APPLY_UPDATE;
+		a->pi = a->si = 0;
+	}
+	if (a->phase == APPLY_UPDATE) {
+		if (apply_update(a) > 0)
+			return 1;
+		a->phase = APPLY_SWITCH;
+	}
+	if (a->phase == APPLY_SWITCH) {
+		apply_switch(a);
+		a->phase = APPLY_DONE;
+	}
 	return 0;
+failed:
+	apply_rollback(a);
+	a->phase = APPLY_DONE;
+	return -1;
+}
+
+void core_apply_free(struct core_apply *a)
+{
+	if (a == NULL)
+		return;
+	free(a->pools);
+	free(a->ls);
+	free(a);
+}
+
+int core_apply(struct core *c, struct conf *nc, char *err, size_t errlen)
+{
+	struct core_apply *a = core_apply_begin(c, nc);
+	int rc;
+
+	if (a == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	while ((rc = core_apply_step(a, UINT64_MAX, err, errlen)) > 0)
+		;
+	core_apply_free(a);
+	return rc;
 }
 
 void core_log_listeners(struct core *c)

@@ -4,6 +4,7 @@
 #define SLUICE_CORE_H
 
 #include <ev.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 
@@ -22,19 +23,30 @@ struct ctl_hooks;
 struct ctl_listener_row;
 struct core_vrrp;
 struct core_guard_load;
-struct core_reload_pending;
+struct core_apply;
+struct core_reload;
 struct core_cluster;
 struct core_vrrp_txn;
 struct core_announce;
 struct ctl_announce_row;
 struct ctl_node_state;
 
+#define CORE_RELOAD_RESULTS 8 /* finished reloads whose outcome is kept */
+#define CORE_APPLY_STEP_US 1000 /* one step of a reload's apply */
+
+/* The outcome of a finished reload, for the control client waiting on it. */
+struct core_reload_result {
+	uint64_t id;
+	int rc; /* 0 done, -1 failed */
+	char msg[8192];
+};
+
 /* A listening socket inherited from the old process (binary upgrade), or
  * an announce device ("tun", one fd), or an announce block its operator
  * withdrew ("announce-withdrawn", no fd). */
 struct core_inherited {
 	struct util_addr addr;
-	int fds[64];
+	int fds[UTIL_MAX_WORKERS];
 	size_t nfds;
 	bool metrics;
 	char tun[CONF_IFNAME_MAX];	    /* a TUN device's name, or "" */
@@ -55,6 +67,8 @@ struct core {
 	struct qsbr qsbr;
 	struct proxy_engine *engine;
 	struct krelay *krelay; /* the kernel relay, once loaded; NULL otherwise */
+	/* pools[i] and listeners[i] run conf->pools[i] and conf->listens[i]
+	 * (core_apply sets them, its caller then sets conf) */
 	struct pool **pools; /* references */
 	size_t npools;
 	struct core_listener *listeners;
@@ -69,6 +83,12 @@ struct core {
 	struct core_inherited *inherited;
 	size_t ninherited;
 	uint64_t reloads_ok, reloads_failed;
+	/* reload.c: the one running (or NULL), the ones queued behind it (0:
+	 * none) and the outcomes of the last ones, by id */
+	struct core_reload *reload;
+	_Atomic bool reload_loading; /* its loader thread has not sent yet */
+	uint64_t reload_seq, reload_queued, check_queued;
+	struct core_reload_result reload_results[CORE_RELOAD_RESULTS];
 	uint64_t start_ms;
 	bool stopping;
 	bool handing_over; /* a takeover: the new process shares our sockets */
@@ -78,13 +98,8 @@ struct core {
 	struct core_health *health; /* health_glue.c */
 	struct core_vrrp *vrrp; /* vrrp_glue.c */
 	/* guard_glue.c: the allow/deny file tables of the configuration being
-	 * applied (read by core_apply), the loader thread's wake-up, and a
-	 * reload that waits for its files */
+	 * applied (core_apply's listeners take them over) */
 	struct core_guard_load *guard_load;
-	ev_async guard_async;
-	struct core_reload_pending *pending;
-	int reload_rc; /* the last reload that finished: 0 or -1, and its reply */
-	char reload_msg[8192];
 	struct list_node graces; /* apply.c: removed servers closed after grace */
 	struct core_cluster *cluster; /* cluster_glue.c */
 	bool bpf_allowed; /* CAP_BPF kept: root, or a cluster block or kernel relay at start */
@@ -101,6 +116,18 @@ struct core {
  * err says why. Listeners keep the sockets of addresses they keep; pools
  * and servers are matched by name. The caller swaps c->conf after. */
 int core_apply(struct core *c, struct conf *nc, char *err, size_t errlen);
+/* The same in bounded steps (a reload): core_apply_begin() (NULL on no
+ * memory), then core_apply_step() until it returns 0 (applied: c->pools
+ * and c->listeners run nc; the caller makes nc c->conf) or -1 (err says
+ * why, the model is as it was: only the first steps, binding and building
+ * new pools, can fail). 1: call again, after the loop's other events;
+ * each call works for about budget_us (UINT64_MAX: to the end). Between
+ * steps a surviving pool may be half updated but frozen (the workers keep
+ * its old table), and servers must not be added or deleted (the control
+ * socket asks core_reload_applying()). core_apply_free() after the last. */
+struct core_apply *core_apply_begin(struct core *c, struct conf *nc);
+int core_apply_step(struct core_apply *a, uint64_t budget_us, char *err, size_t errlen);
+void core_apply_free(struct core_apply *a);
 /* Describe what applying nc over oc would change, one line each. */
 void core_diff(const struct conf *oc, const struct conf *nc, char *buf, size_t len);
 void core_log_listeners(struct core *c);
@@ -111,53 +138,49 @@ void core_model_free(struct core *c);
  * Returns 0 or -1 with err. */
 int core_ctl_start(struct core *c, char *err, size_t errlen);
 
-/* reload.c: reload the file (or only check it and describe the diff).
- * Fills msg; returns 0 or -1 (the running configuration is then kept). */
-int core_reload(struct core *c, bool check_only, char *msg, size_t len);
+/* reload.c: reload the file, or only check it and describe the diff, in
+ * the background (from is who asked, for the log). Returns the id whose
+ * outcome core_reload_result() gives: 1 while running, then 0 (done) or -1
+ * (the running configuration is kept), with msg. A request made while
+ * another runs is queued behind it, one of each kind: a later one gets
+ * the queued one's id. */
+uint64_t core_reload_request(struct core *c, bool check_only, const char *from);
+int core_reload_result(struct core *c, uint64_t id, char *msg, size_t len);
+/* Is a reload changing the model now (servers must not be added or
+ * deleted meanwhile)? */
+bool core_reload_applying(const struct core *c);
+/* Shutdown begins: drop what is queued, finish applying now, or let a
+ * load end unseen. */
+void core_reload_stop(struct core *c);
+/* Before the loop is destroyed: wait for a loader thread, free. */
+void core_reload_free(struct core *c);
 /* Read, parse and validate a file, then resolve the host names of its
  * servers (blocking, 2 s at most; an unknown name is an error at its
  * FILE:LINE:COL). A server of old (the running configuration, or NULL)
  * with the same pool, name and host name keeps its address while the name
  * still resolves to it. Same contract as conf_load_file(). */
 struct conf *core_load_conf(const char *path, const struct conf *old, struct conf_errors *errs);
-/* The control socket's "reload [check]" hook (arg is the core). Returns 1
- * when the reload waits for allow/deny files (see core_reload_poll). */
-int core_reload_hook(void *arg, bool check_only, char *msg, size_t len);
-/* The control socket's reload_poll hook: 1 while a reload waits for its
- * files, else the outcome and reply of the last reload. */
-int core_reload_poll(void *arg, char *msg, size_t len);
-/* The loader thread finished: apply (or only check) the waiting reload. */
-void core_reload_files_read(struct core *c);
-/* Shutdown: give up a reload that waits for its files. */
-void core_reload_abandon(struct core *c);
+/* The control socket's "reload [check]" hooks (arg is the core). */
+int core_reload_hook_start(void *arg, bool check_only, char *msg, size_t len, uint64_t *id);
+int core_reload_hook_result(void *arg, uint64_t id, char *msg, size_t len);
 
 /* guard_glue.c: source ACLs and per-source limits. Read and build the
  * allow/deny files of nc's listeners whose files changed since c's running
- * model (c NULL: every one), in place. Returns the tables for
- * c->guard_load, or NULL with FILE:LINE:COL messages in errs. */
+ * model (c NULL: every one). On the reload's loader thread (background
+ * true: it gives way to the control loop every few hundred microseconds;
+ * it reads c's listeners, which nothing changes while a reload runs), or
+ * in place at start-up and for -c. Returns the tables, for c->guard_load
+ * when nc is applied, or NULL with FILE:LINE:COL messages in errs. */
 struct core_guard_load *core_guard_load(struct core *c, const struct conf *nc,
-					struct conf_errors *errs);
-/* The same on a loader thread, into c->guard_load: returns how many
- * listeners' files it reads (core_reload_files_read follows on the control
- * loop), 0 when none changed (read nothing), -1 on no memory. nc must live
- * until then. */
-int core_guard_load_start(struct core *c, const struct conf *nc);
-/* Wait for the loader and log its errors into msg. True when there is none. */
-bool core_guard_load_report(struct core *c, char *msg, size_t len);
-/* Append a line to buf (a diff) for each listener whose files were read. */
-void core_guard_load_describe(const struct core *c, char *buf, size_t len);
-/* Drop c->guard_load (stopping its thread). */
-void core_guard_load_discard(struct core *c);
+					struct conf_errors *errs, bool background);
+/* Append a line to diff for each listener whose files l read. */
+void core_guard_load_describe(const struct core_guard_load *l, char *diff, size_t len);
 void core_guard_load_free(struct core_guard_load *l);
 /* Give fe's guard the ACL and limits of cl, nc->listens[idx] of the
- * configuration being applied (its file table from c->guard_load, or the one
- * in use when its files did not change). */
+ * configuration being applied (its file table from c->guard_load, or the
+ * one in use when its files did not change). */
 void core_guard_commit(struct core *c, struct proxy_frontend *fe, const struct conf_listen *cl,
 		       size_t idx);
-/* Start and stop the loader's wake-up on c->loop (stop also abandons a
- * waiting reload). */
-void core_guard_start(struct core *c);
-void core_guard_stop(struct core *c);
 /* Every 100 ms: forget expired runtime entries (saving the state file),
  * free limit tables whose connections all closed. */
 void core_guard_tick(struct core *c);

@@ -181,7 +181,7 @@ static void resync_health(struct core *c)
 static void hook_server_added(void *arg, struct pool_server *s, bool check)
 {
 	(void)s;
-	(void)check; /* the server carries it (no_check) */
+	(void)check; /* the server carries it (s->opts.check) */
 	resync_health(arg);
 }
 
@@ -189,6 +189,11 @@ static void hook_server_removed(void *arg, struct pool_server *s)
 {
 	(void)s;
 	resync_health(arg);
+}
+
+static bool hook_model_busy(void *arg)
+{
+	return core_reload_applying(arg);
 }
 
 int core_ctl_start(struct core *c, char *err, size_t errlen)
@@ -202,7 +207,9 @@ int core_ctl_start(struct core *c, char *err, size_t errlen)
 		.listeners = hook_listeners,
 		.routes = hook_routes,
 		.close_server = hook_close_server,
-		.reload = core_reload_hook,
+		.reload_start = core_reload_hook_start,
+		.reload_result = core_reload_hook_result,
+		.model_busy = hook_model_busy,
 		.takeover = core_takeover_hook,
 		.server_added = hook_server_added,
 		.server_removed = hook_server_removed,
@@ -214,7 +221,6 @@ int core_ctl_start(struct core *c, char *err, size_t errlen)
 		.announce_admin = core_announce_admin,
 		.node_drain = core_announce_node,
 		.resolve = util_addr_resolve,
-		.reload_poll = core_reload_poll,
 	};
 
 	core_guard_hooks(&hooks);

@@ -1,19 +1,17 @@
 /* guard_glue: the edge policy from the configuration to each listener's
  * guard, and the control socket's view of it. Allow/deny files can hold a
- * million prefixes: at a reload they are read and their table built on a
- * loader thread, so that the control loop keeps sending adverts and
- * running checks; the reload is applied when the thread is done. A file
- * that did not change (same path, inode, size and modification time) keeps
- * its table. At start-up and for -c the files are read in place. */
+ * million prefixes: at a reload they are read and their table built on the
+ * reload's loader thread with the rest of the file, so that the control
+ * loop keeps sending adverts and running checks. A file that did not
+ * change (same path, inode, size and modification time) keeps its table.
+ * At start-up and for -c the files are read in place. */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,7 +24,6 @@
 #include "sluice/util.h"
 
 #define FILE_MAX_BYTES (1ull << 30)
-#define LOADER_NICE 10 /* the control thread comes first */
 
 /* The file table one listener needs. */
 struct guard_job {
@@ -36,14 +33,11 @@ struct guard_job {
 };
 
 struct core_guard_load {
-	struct core *c; /* told when a thread is done; NULL: no thread */
 	const struct conf *nc; /* outlives the load */
 	struct guard_job *jobs; /* by listener index of nc; cl NULL: nothing to read */
 	size_t njobs;
 	struct conf_errors errs;
-	pthread_t thread;
-	bool thread_started;
-	_Atomic bool stop;
+	bool background; /* on the loader thread: give way to the control loop */
 };
 
 /* ---- what a file table is built from ---- */
@@ -138,7 +132,7 @@ static int read_file(struct core_guard_load *l, const struct conf_acl_file *f,
 	/* what was read, not what a stat said before */
 	id_add(id, idlen, idoff, f, &st);
 	n = guard_file_parse(b, f->path, buf, got,
-			     f->action == CONF_ACL_DENY ? GUARD_DENY : GUARD_ALLOW, &l->stop, err,
+			     f->action == CONF_ACL_DENY ? GUARD_DENY : GUARD_ALLOW, NULL, err,
 			     sizeof(err));
 	if (n < 0)
 		conf_errors_add_text(&l->errs, err);
@@ -150,9 +144,9 @@ out:
 }
 
 /* The loader gives the control loop its CPU back every few hundred
- * microseconds: a nice value alone did not make the kernel preempt it
- * promptly enough when both share a CPU (measured: the control thread
- * waited about 2-5 ms each time it woke during a load). */
+ * microseconds besides its low priority, so that a control loop sharing
+ * its CPU never waits for a whole time slice while a million lines are
+ * parsed and built. */
 static void loader_pause(void *arg)
 {
 	(void)arg;
@@ -165,7 +159,7 @@ static void run_job(struct core_guard_load *l, struct guard_job *j)
 	size_t idlen = j->cl->guard.nfiles * (CONF_PATH_MAX + 80) + 1, off = 0;
 	struct guard_lpm_builder *b = guard_lpm_builder_new();
 
-	if (b != NULL && l->c != NULL)
+	if (b != NULL && l->background)
 		guard_lpm_builder_set_pause(b, loader_pause, NULL);
 	free(j->id);
 	j->id = malloc(idlen);
@@ -186,33 +180,10 @@ static void run_job(struct core_guard_load *l, struct guard_job *j)
 		load_error(l, &j->cl->guard.files[0], "out of memory building the table");
 }
 
-static void run_jobs(struct core_guard_load *l)
-{
-	for (size_t i = 0; i < l->njobs && !atomic_load(&l->stop); i++)
-		if (l->jobs[i].cl != NULL)
-			run_job(l, &l->jobs[i]);
-}
-
-static void *loader_main(void *arg)
-{
-	struct core_guard_load *l = arg;
-
-	/* the control loop's adverts and checks come first */
-	if (setpriority(PRIO_PROCESS, (id_t)gettid(), LOADER_NICE) < 0)
-		log_debug("ACL loader: cannot lower its priority: %s", strerror(errno));
-	run_jobs(l);
-	ev_async_send(l->c->loop, &l->c->guard_async);
-	return NULL;
-}
-
 void core_guard_load_free(struct core_guard_load *l)
 {
 	if (l == NULL)
 		return;
-	if (l->thread_started) {
-		atomic_store(&l->stop, true);
-		pthread_join(l->thread, NULL);
-	}
 	for (size_t i = 0; i < l->njobs; i++) {
 		free(l->jobs[i].id);
 		guard_lpm_put(l->jobs[i].table);
@@ -263,17 +234,19 @@ static long plan(struct core *c, struct core_guard_load *l)
 }
 
 struct core_guard_load *core_guard_load(struct core *c, const struct conf *nc,
-					struct conf_errors *errs)
+					struct conf_errors *errs, bool background)
 {
 	struct core_guard_load *l = calloc(1, sizeof(*l));
 	static const struct conf_where nowhere;
 
-	if (l == NULL || (l->nc = nc, plan(c, l) < 0)) {
+	if (l == NULL || (l->nc = nc, l->background = background, plan(c, l) < 0)) {
 		core_guard_load_free(l);
 		conf_errors_add(errs, nc->file, &nowhere, NULL, "out of memory reading ACL files");
 		return NULL;
 	}
-	run_jobs(l);
+	for (size_t i = 0; i < l->njobs; i++)
+		if (l->jobs[i].cl != NULL)
+			run_job(l, &l->jobs[i]);
 	if (l->errs.n == 0 && !l->errs.truncated)
 		return l;
 	for (size_t i = 0; i < l->errs.n; i++)
@@ -282,66 +255,23 @@ struct core_guard_load *core_guard_load(struct core *c, const struct conf *nc,
 	return NULL;
 }
 
-int core_guard_load_start(struct core *c, const struct conf *nc)
+void core_guard_load_describe(const struct core_guard_load *l, char *diff, size_t len)
 {
-	struct core_guard_load *l = calloc(1, sizeof(*l));
-	long n;
+	size_t off = strlen(diff);
+	bool none = strncmp(diff, "no change", 9) == 0;
 
-	if (l == NULL)
-		return -1;
-	l->nc = nc;
-	l->c = c;
-	n = plan(c, l);
-	if (n <= 0) {
-		core_guard_load_free(l);
-		return n < 0 ? -1 : 0;
+	for (size_t i = 0; l != NULL && i < l->njobs; i++) {
+		if (l->jobs[i].table == NULL)
+			continue;
+		if (none) { /* files changed: that is a change */
+			diff[0] = '\0';
+			off = 0;
+			none = false;
+		}
+		util_bufprintf(diff, len, &off, "%slisten %s: allow/deny files read (%zu prefixes)",
+			       off > 0 ? "\n" : "", l->jobs[i].cl->name,
+			       guard_lpm_count(l->jobs[i].table));
 	}
-	if (pthread_create(&l->thread, NULL, loader_main, l) != 0) {
-		log_warn("cannot start the ACL loader thread (%s): reading the files in place",
-			 strerror(errno));
-		run_jobs(l);
-		c->guard_load = l;
-		return 0;
-	}
-	l->thread_started = true;
-	c->guard_load = l;
-	return (int)n;
-}
-
-bool core_guard_load_report(struct core *c, char *msg, size_t len)
-{
-	struct core_guard_load *l = c->guard_load;
-	size_t off = 0;
-
-	if (l == NULL)
-		return true;
-	if (l->thread_started) {
-		pthread_join(l->thread, NULL);
-		l->thread_started = false;
-	}
-	for (size_t i = 0; i < l->errs.n; i++) {
-		log_err("%s", l->errs.msgs[i]);
-		util_bufprintf(msg, len, &off, "%s%s", i ? "\n" : "", l->errs.msgs[i]);
-	}
-	return l->errs.n == 0 && !l->errs.truncated;
-}
-
-void core_guard_load_describe(const struct core *c, char *buf, size_t len)
-{
-	const struct core_guard_load *l = c->guard_load;
-	size_t off = strlen(buf);
-
-	for (size_t i = 0; l != NULL && i < l->njobs; i++)
-		if (l->jobs[i].table != NULL)
-			util_bufprintf(buf, len, &off, "%slisten %s: allow/deny files read (%zu prefixes)",
-				       off > 0 ? "\n" : "", l->jobs[i].cl->name,
-				       guard_lpm_count(l->jobs[i].table));
-}
-
-void core_guard_load_discard(struct core *c)
-{
-	core_guard_load_free(c->guard_load);
-	c->guard_load = NULL;
 }
 
 /* ---- applying a configuration ---- */
@@ -390,29 +320,6 @@ void core_guard_commit(struct core *c, struct proxy_frontend *fe, const struct c
 }
 
 /* ---- the control loop's housekeeping ---- */
-
-static void on_loaded(struct ev_loop *loop, ev_async *a, int revents)
-{
-	struct core *c = UTIL_CONTAINER_OF(a, struct core, guard_async);
-
-	(void)loop;
-	(void)revents;
-	if (c->guard_load != NULL && c->guard_load->thread_started)
-		core_reload_files_read(c);
-}
-
-void core_guard_start(struct core *c)
-{
-	ev_async_init(&c->guard_async, on_loaded);
-	ev_async_start(c->loop, &c->guard_async);
-}
-
-void core_guard_stop(struct core *c)
-{
-	core_reload_abandon(c);
-	if (c->loop != NULL)
-		ev_async_stop(c->loop, &c->guard_async);
-}
 
 void core_guard_tick(struct core *c)
 {

@@ -20,18 +20,21 @@
 
 struct core_health;
 
-/* One server's checkers. Owned by struct core_health. */
+/* One server's checkers. Owned by struct core_health; allocated one by
+ * one, because it is the checkers' callback argument and a resync keeps
+ * the checkers whose settings did not change. */
 struct core_health_srv {
 	struct core_health *h;
 	struct pool *pool;	 /* core's pools hold the reference */
 	struct pool_server *srv; /* the checkers hold references */
 	struct health_checker *check, *agent;
 	bool on_down_shutdown;
+	bool taken; /* a resync kept it */
 };
 
 struct core_health {
 	struct core *c;
-	struct core_health_srv *srvs;
+	struct core_health_srv **srvs;
 	size_t nsrvs;
 	bool *pool_usable; /* per pool: had a usable server at the last publish */
 	ev_async passive;
@@ -255,7 +258,7 @@ static void on_passive(struct ev_loop *loop, ev_async *w, int revents)
 	(void)loop;
 	(void)revents;
 	for (size_t i = 0; i < h->nsrvs; i++) {
-		struct core_health_srv *hs = &h->srvs[i];
+		struct core_health_srv *hs = h->srvs[i];
 		struct pool_server *s = hs->srv;
 		char cause[64];
 
@@ -293,14 +296,14 @@ static void on_slowstart(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 static void fill_check(struct health_conf *hc, const struct conf_pool_health *ph,
-		       const struct conf_server *cs, struct health_tls *tls)
+		       const struct pool_server *s, struct health_tls *tls)
 {
 	const struct conf_check *ck = &ph->check;
-	uint16_t port = cs->health.check_port ? cs->health.check_port : ck->port;
+	uint16_t port = s->opts.check.port ? s->opts.check.port : ck->port;
 
 	memset(hc, 0, sizeof(*hc));
 	hc->type = map_type(ck->type);
-	hc->addr = cs->addr;
+	hc->addr = s->addr;
 	if (port != 0)
 		util_addr_set_port(&hc->addr, port);
 	hc->interval_ms = (uint32_t)ck->interval_ms;
@@ -325,13 +328,12 @@ static void fill_check(struct health_conf *hc, const struct conf_pool_health *ph
 }
 
 static void fill_agent(struct health_conf *hc, const struct conf_pool_health *ph,
-		       const struct conf_server *cs)
+		       const struct pool_server *s)
 {
 	memset(hc, 0, sizeof(*hc));
 	hc->type = HEALTH_AGENT;
-	hc->addr = cs->addr;
-	util_addr_set_port(&hc->addr,
-			   cs->health.agent_port ? cs->health.agent_port : ph->agent_port);
+	hc->addr = s->addr;
+	util_addr_set_port(&hc->addr, s->opts.agent.port ? s->opts.agent.port : ph->agent_port);
 	hc->interval_ms = (uint32_t)ph->agent_interval_ms;
 	hc->timeout_ms = (uint32_t)ph->agent_timeout_ms;
 	hc->rise = hc->fall = 1;
@@ -344,15 +346,16 @@ static bool hs_weight_unset(const struct pool_server *s)
 	return s->hs.agent_pct == 0 || s->hs.weight_initial == 0;
 }
 
-/* Does a server get an active check / an agent check under ph? */
-static bool gets_check(const struct conf_pool_health *ph, const struct conf_server *cs)
+/* Does a server with options o get an active check / an agent check
+ * under ph? */
+static bool gets_check(const struct conf_pool_health *ph, const struct util_srvopts *o)
 {
-	return ph->check.type != CONF_CHECK_NONE && !cs->health.check_off;
+	return ph->check.type != CONF_CHECK_NONE && !o->check.off;
 }
 
-static bool gets_agent(const struct conf_pool_health *ph, const struct conf_server *cs)
+static bool gets_agent(const struct conf_pool_health *ph, const struct util_srvopts *o)
 {
-	return ph->agent_port != 0 && !cs->health.agent_off;
+	return ph->agent_port != 0 && !o->agent.off;
 }
 
 uint32_t core_health_checkers(const struct conf *conf)
@@ -363,14 +366,76 @@ uint32_t core_health_checkers(const struct conf *conf)
 		const struct conf_pool *cp = &conf->pools[i];
 
 		for (size_t k = 0; k < cp->nservers; k++)
-			n += gets_check(&cp->health, &cp->servers[k]) +
-			     gets_agent(&cp->health, &cp->servers[k]);
+			n += gets_check(&cp->health, &cp->servers[k].opts) +
+			     gets_agent(&cp->health, &cp->servers[k].opts);
 	}
 	return (uint32_t)UTIL_MIN(n, UINT32_MAX);
 }
 
-/* Create the checkers of pool i. Returns 0 or -1 with err set. */
-static int start_pool(struct core_health *h, size_t pi, char *err, size_t errlen)
+/* The checkers of the previous build, by server, for a resync to keep
+ * what did not change. */
+struct old_checkers {
+	struct core_health_srv **hs; /* sorted by server */
+	size_t n;
+};
+
+static int cmp_by_server(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t)(*(struct core_health_srv *const *)a)->srv;
+	uintptr_t y = (uintptr_t)(*(struct core_health_srv *const *)b)->srv;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Take the old checkers of s in p, or NULL. */
+static struct core_health_srv *take_old(struct old_checkers *old, struct pool *p,
+					struct pool_server *s)
+{
+	size_t lo = 0, hi = old->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		struct core_health_srv *x = old->hs[mid];
+
+		if (x->srv == s) {
+			if (x->taken || x->pool != p)
+				return NULL;
+			x->taken = true;
+			return x;
+		}
+		if ((uintptr_t)x->srv < (uintptr_t)s)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* Keep *chk when it checks as want does (TLS checks are made anew: their
+ * context is the pool's, built at each resync), or replace it. Returns 0
+ * or -1 (no memory; *chk is then NULL). */
+static int keep_or_new(struct core_health_srv *hs, struct health_checker **chk,
+		       const struct health_conf *want)
+{
+	if (*chk != NULL) {
+		const struct health_conf *had = health_checker_conf(*chk);
+
+		if (want != NULL && want->tls == NULL && had->tls == NULL &&
+		    memcmp(had, want, sizeof(*want)) == 0)
+			return 0;
+		health_checker_free(*chk);
+		*chk = NULL;
+	}
+	if (want == NULL)
+		return 0;
+	*chk = health_checker_new(hs->h->c->loop, hs->srv, want, on_result, hs);
+	return *chk != NULL ? 0 : -1;
+}
+
+/* The checkers of pool i: kept from old where nothing changed, else new.
+ * Returns 0 or -1 with err set. */
+static int start_pool(struct core_health *h, size_t pi, struct old_checkers *old, char *err,
+		      size_t errlen)
 {
 	struct core *c = h->c;
 	const struct conf_pool *cp = &c->conf->pools[pi];
@@ -378,8 +443,11 @@ static int start_pool(struct core_health *h, size_t pi, char *err, size_t errlen
 	struct pool *p = c->pools[pi];
 	struct health_tls *tls = NULL;
 	bool is_tls = ph->check.type == CONF_CHECK_TLS || ph->check.type == CONF_CHECK_HTTPS;
+	int rc = 0;
 
 	p->slowstart_ms = ph->slowstart_ms;
+	if (ph->check.type == CONF_CHECK_NONE && ph->agent_port == 0)
+		return 0; /* nothing per server: a resync is O(checked servers) */
 	if (is_tls) {
 		char terr[256];
 
@@ -389,60 +457,64 @@ static int start_pool(struct core_health *h, size_t pi, char *err, size_t errlen
 			return -1;
 		}
 	}
-	/* the running servers, including those added at runtime (they take
-	 * the pool's check; a file server's own check options apply) */
-	for (size_t i = 0; i < p->nservers; i++) {
+	/* the running servers, including those added at runtime: each with
+	 * its own check and agent options (s->opts, whatever its door) */
+	for (size_t i = 0; i < p->nservers && rc == 0; i++) {
 		struct pool_server *s = p->servers[i];
-		const struct conf_server *cs = conf_find_server(cp, s->name);
-		struct conf_server runtime = { 0 };
-		struct core_health_srv *hs;
-		struct health_conf hc;
+		struct core_health_srv *hs = take_old(old, p, s);
+		bool from_old = hs != NULL;
+		struct health_conf hc, ha;
+		bool check = gets_check(ph, &s->opts);
+		bool agent = gets_agent(ph, &s->opts);
 
-		if (cs == NULL || s->runtime_added) {
-			/* checked where it is, as a file server is */
-			runtime.addr = s->addr;
-			runtime.health.check_off = runtime.health.agent_off = s->no_check;
-			cs = &runtime;
+		if (!check && !agent && hs == NULL)
+			continue;
+		if (hs == NULL && (hs = calloc(1, sizeof(*hs))) == NULL) {
+			rc = -1;
+			break;
 		}
 		if (hs_weight_unset(s))
-			s->hs.weight_initial = s->weight;
-		hs = &h->srvs[h->nsrvs];
+			s->hs.weight_initial = s->weight; /* the agent's base */
 		hs->h = h;
 		hs->pool = p;
 		hs->srv = s;
 		hs->on_down_shutdown = ph->on_down == CONF_ON_DOWN_SHUTDOWN;
-		if (gets_check(ph, cs)) {
-			fill_check(&hc, ph, cs, tls);
-			hs->check = health_checker_new(c->loop, s, &hc, on_result, hs);
-			if (hs->check == NULL)
-				goto nomem;
+		if (check) {
+			fill_check(&hc, ph, s, tls);
 			atomic_store(&s->hs.observe_errors, ph->observe_errors);
 		}
-		if (gets_agent(ph, cs)) {
-			fill_agent(&hc, ph, cs);
-			hs->agent = health_checker_new(c->loop, s, &hc, on_result, hs);
-			if (hs->agent == NULL)
-				goto nomem;
+		if (agent)
+			fill_agent(&ha, ph, s);
+		if (keep_or_new(hs, &hs->check, check ? &hc : NULL) < 0 ||
+		    keep_or_new(hs, &hs->agent, agent ? &ha : NULL) < 0)
+			rc = -1;
+		if (hs->check == NULL && hs->agent == NULL) {
+			if (from_old)
+				hs->taken = false; /* freed with the old ones not kept */
+			else
+				free(hs);
+			continue;
 		}
-		if (hs->check != NULL || hs->agent != NULL)
-			h->nsrvs++;
+		h->srvs[h->nsrvs++] = hs;
 	}
 	health_tls_put(tls);
-	return 0;
-nomem:
-	h->nsrvs++; /* freed with the others */
-	health_tls_put(tls);
-	snprintf(err, errlen, "out of memory creating the checks of pool %s", cp->name);
-	return -1;
+	if (rc < 0)
+		snprintf(err, errlen, "out of memory creating the checks of pool %s", cp->name);
+	return rc;
+}
+
+static void free_hs(struct core_health_srv *hs)
+{
+	health_checker_free(hs->check);
+	health_checker_free(hs->agent);
+	free(hs);
 }
 
 /* Free every checker and the per-server and per-pool arrays. */
 static void free_checkers(struct core_health *h)
 {
-	for (size_t i = 0; i < h->nsrvs; i++) {
-		health_checker_free(h->srvs[i].check);
-		health_checker_free(h->srvs[i].agent);
-	}
+	for (size_t i = 0; i < h->nsrvs; i++)
+		free_hs(h->srvs[i]);
 	free(h->srvs);
 	free(h->pool_usable);
 	h->srvs = NULL;
@@ -450,27 +522,43 @@ static void free_checkers(struct core_health *h)
 	h->nsrvs = 0;
 }
 
-/* Create the checkers of every running server. Returns 0 or -1 with err. */
-static int build_checkers(struct core_health *h, char *err, size_t errlen)
+/* The checkers of every running server, keeping those of old (the
+ * previous build, whose array is freed) whose server and settings are the
+ * same, so that their timing and counts go on. Returns 0 or -1 with err. */
+static int build_checkers(struct core_health *h, struct old_checkers *old, char *err,
+			  size_t errlen)
 {
 	struct core *c = h->c;
 	size_t total = 0;
+	int rc = 0;
 
-	for (size_t i = 0; i < c->npools; i++)
-		total += c->pools[i]->nservers;
+	for (size_t i = 0; i < c->npools && i < c->conf->npools; i++)
+		if (c->conf->pools[i].health.check.type != CONF_CHECK_NONE ||
+		    c->conf->pools[i].health.agent_port != 0)
+			total += c->pools[i]->nservers;
 	h->srvs = calloc(total ? total : 1, sizeof(*h->srvs));
 	h->pool_usable = calloc(c->npools ? c->npools : 1, sizeof(*h->pool_usable));
 	if (h->srvs == NULL || h->pool_usable == NULL) {
 		snprintf(err, errlen, "out of memory");
-		return -1;
+		rc = -1;
 	}
-	for (size_t i = 0; i < c->npools; i++)
-		for (size_t k = 0; k < c->pools[i]->nservers; k++)
-			h->pool_usable[i] |= pool_server_eligible(c->pools[i]->servers[k]);
-	for (size_t i = 0; i < c->npools && i < c->conf->npools; i++)
-		if (start_pool(h, i, err, errlen) < 0)
-			return -1;
-	return 0;
+	if (old->n > 0)
+		qsort(old->hs, old->n, sizeof(*old->hs), cmp_by_server);
+	for (size_t i = 0; rc == 0 && i < c->npools; i++)
+		for (size_t k = 0; k < c->pools[i]->nservers && !h->pool_usable[i]; k++)
+			h->pool_usable[i] = pool_server_eligible(c->pools[i]->servers[k]);
+	for (size_t i = 0; rc == 0 && i < c->npools && i < c->conf->npools; i++)
+		rc = start_pool(h, i, old, err, errlen);
+	/* what was not kept: servers gone, or no longer checked */
+	for (size_t i = 0; i < old->n; i++)
+		if (!old->hs[i]->taken)
+			free_hs(old->hs[i]);
+	for (size_t i = 0; i < h->nsrvs; i++)
+		h->srvs[i]->taken = false;
+	free(old->hs);
+	old->hs = NULL;
+	old->n = 0;
+	return rc;
 }
 
 int core_health_start(struct core *c, char *err, size_t errlen)
@@ -490,11 +578,11 @@ int core_health_start(struct core *c, char *err, size_t errlen)
 	ev_timer_init(&h->slowstart, on_slowstart, SLOWSTART_TICK, SLOWSTART_TICK);
 	h->slowstart.data = h;
 	pool_set_passive_hook(passive_hook, h);
-	if (build_checkers(h, err, errlen) < 0)
+	if (build_checkers(h, &(struct old_checkers){ NULL, 0 }, err, errlen) < 0)
 		return -1;
 	for (size_t i = 0; i < h->nsrvs; i++) {
-		nchecks += h->srvs[i].check != NULL;
-		nagents += h->srvs[i].agent != NULL;
+		nchecks += h->srvs[i]->check != NULL;
+		nagents += h->srvs[i]->agent != NULL;
 	}
 	if (nchecks + nagents > 0)
 		log_notice("health: %zu active checks, %zu agent checks", nchecks, nagents);
@@ -528,21 +616,28 @@ static size_t count_checkers(const struct core_health *h)
 	size_t n = 0;
 
 	for (size_t i = 0; i < h->nsrvs; i++)
-		n += (h->srvs[i].check != NULL) + (h->srvs[i].agent != NULL);
+		n += (h->srvs[i]->check != NULL) + (h->srvs[i]->agent != NULL);
 	return n;
 }
 
 int core_health_resync(struct core *c, char *err, size_t errlen)
 {
 	struct core_health *h = c->health;
+	struct old_checkers old;
 	size_t n;
 
 	if (h == NULL)
 		return 0;
 	/* rebuild the checkers only: the async watcher and the passive hook
-	 * stay, since a worker may be calling the hook right now */
-	free_checkers(h);
-	if (build_checkers(h, err, errlen) < 0)
+	 * stay, since a worker may be calling the hook right now; a checker
+	 * whose server and settings are unchanged is kept as it runs */
+	old.hs = h->srvs;
+	old.n = h->nsrvs;
+	free(h->pool_usable);
+	h->srvs = NULL;
+	h->pool_usable = NULL;
+	h->nsrvs = 0;
+	if (build_checkers(h, &old, err, errlen) < 0)
 		return -1;
 	/* the descriptor reserve was sized at start (maxconn needs a restart) */
 	n = count_checkers(h);

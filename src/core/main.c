@@ -26,6 +26,7 @@
 #define FD_PER_WORKER 4 /* epoll, eventfd and slack */
 #define FD_PER_VRRP 4	/* raw socket, link monitor, ARP / NA and address sockets */
 #define PIPES_PER_WORKER 128
+#define RECLAIM_PER_TICK 4096 /* objects freed per 100 ms: about 1 ms of work */
 #define BUFSIZE 16384
 #define PIPE_BYTES (256 * 1024) /* the data plane sizes its pipes so */
 
@@ -220,6 +221,9 @@ void core_begin_shutdown(struct core *c, const char *why)
 	}
 	c->stopping = true;
 	core_notify("STOPPING=1");
+	/* a reload being applied finishes first (its VRRP and announce
+	 * halves commit), so that what shuts down is one model */
+	core_reload_stop(c);
 	core_vrrp_shutdown(c); /* priority 0 first: the peer takes over during the drain */
 	/* withdrawn first; the routers still send new clients here until they
 	 * converge (BFD, the FIB), so those are served for withdraw-delay */
@@ -249,17 +253,14 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	case SIGINT:
 		core_begin_shutdown(c, "SIGINT");
 		break;
-	case SIGHUP: {
-		char msg[8192];
-
+	case SIGHUP:
 		if (c->stopping) {
 			log_warn("SIGHUP during shutdown: not reloading");
 			break;
 		}
 		log_notice("SIGHUP: reloading %s", c->conf_path);
-		core_reload(c, false, msg, sizeof(msg));
+		core_reload_request(c, false, "SIGHUP");
 		break;
-	}
 	}
 }
 
@@ -270,7 +271,8 @@ static void on_reclaim(struct ev_loop *loop, ev_timer *t, int revents)
 	(void)loop;
 	(void)revents;
 	core_guard_tick(c);
-	qsbr_reclaim(&c->qsbr);
+	/* bounded: a large reload's retired servers go over several ticks */
+	qsbr_reclaim_some(&c->qsbr, RECLAIM_PER_TICK);
 }
 
 static uint32_t worker_count(const struct conf *conf)
@@ -279,7 +281,7 @@ static uint32_t worker_count(const struct conf *conf)
 
 	if (conf->global.workers != 0)
 		return conf->global.workers;
-	return (uint32_t)UTIL_MAX(1, UTIL_MIN(n, 64));
+	return (uint32_t)UTIL_MAX(1, UTIL_MIN(n, UTIL_MAX_WORKERS));
 }
 
 static int run(struct core *c)
@@ -290,7 +292,6 @@ static int run(struct core *c)
 	ec.workers = c->nworkers = worker_count(c->conf);
 	util_strlcpy(c->last_reload, "none", sizeof(c->last_reload));
 	c->loop = ev_default_loop(EVFLAG_NOENV);
-	core_guard_start(c);
 	ec.maxconn = c->maxconn = size_limits(c, ec.workers);
 	ec.bufmem = c->bufmem = bufmem_limit(c->conf, c->maxconn, ec.workers);
 	pool_set_qsbr(&c->qsbr);
@@ -322,7 +323,9 @@ static int run(struct core *c)
 		rc = core_apply(c, loaded, err, sizeof(err));
 		c->conf = loaded;
 		conf_free(empty);
-		core_guard_load_discard(c); /* the guards hold the file tables now */
+		/* the guards hold the file tables now */
+		core_guard_load_free(c->guard_load);
+		c->guard_load = NULL;
 		if (rc < 0) {
 			log_err("%s", err);
 			return 1;
@@ -442,7 +445,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	/* allow/deny files: read here, before anything starts */
-	c.guard_load = core_guard_load(NULL, c.conf, &errs);
+	c.guard_load = core_guard_load(NULL, c.conf, &errs, false);
 	if (c.guard_load == NULL) {
 		print_errors(&errs, "errors");
 		conf_errors_clear(&errs);
@@ -452,14 +455,14 @@ int main(int argc, char **argv)
 	if (check_only) {
 		print_errors(&c.conf->warnings, "warnings");
 		printf("%s: configuration is valid\n", c.conf_path);
-		core_guard_load_discard(&c);
+		core_guard_load_free(c.guard_load);
 		conf_free(c.conf);
 		return 0;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	if (log_configure(c.conf->global.logs, c.conf->global.nlogs, err, sizeof(err)) < 0) {
 		fprintf(stderr, "sluice: %s\n", err);
-		core_guard_load_discard(&c);
+		core_guard_load_free(c.guard_load);
 		conf_free(c.conf);
 		return 1;
 	}
@@ -467,7 +470,8 @@ int main(int argc, char **argv)
 		log_warn("%s", c.conf->warnings.msgs[i]);
 	c.start_ms = util_now_ms();
 	rc = run(&c);
-	core_guard_stop(&c);
+	core_reload_free(&c);
+	core_guard_load_free(c.guard_load); /* a start that failed before applying */
 	ctl_free(c.ctl);
 	core_vrrp_free(&c);
 	core_cluster_free(&c);

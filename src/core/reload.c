@@ -1,10 +1,22 @@
 /* reload: configuration reload on SIGHUP or from the control socket. The
- * new file is parsed and validated completely, then applied in place as one
- * transaction: log targets, VRRP, announce and core_apply() prepare (new
- * instances built, new addresses bound) before anything changes; an
- * invalid file or a failed bind leaves the running configuration exactly
- * as it was, VRRP included, logged with its FILE:LINE:COL and counted. */
+ * new file is read, parsed, validated and its host names resolved on a
+ * loader thread (conf is pure; the thread only reads the running
+ * configuration, which nothing changes while a reload runs), then applied
+ * on the control loop as one transaction: log targets, VRRP and announce
+ * prepare (new instances built, devices opened) before the apply's first
+ * step, core_apply_step() binds and builds in steps of about a millisecond
+ * before it changes anything, and VRRP, announce and the log targets
+ * commit after its last step. VRRP adverts and health checks keep their
+ * times whatever the size of the file. An invalid file or a failed bind
+ * leaves the running configuration exactly as it was, VRRP included,
+ * logged with its FILE:LINE:COL and counted. One reload runs at a time; a
+ * request that comes meanwhile is queued (one of each kind; more are
+ * merged into it) and logged. */
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -122,18 +134,6 @@ out:
 	return NULL;
 }
 
-/* A reload that waits for the loader thread to read allow/deny files. */
-struct core_reload_pending {
-	struct conf *nc;
-	bool check_only;
-};
-
-static void remember(struct core *c, int rc, const char *msg)
-{
-	c->reload_rc = rc;
-	util_strlcpy(c->reload_msg, msg, sizeof(c->reload_msg));
-}
-
 /* After a reload failed once the cluster block was applied: the cluster
  * back to the running configuration (an unchanged block was kept, so this
  * changes nothing then). */
@@ -146,211 +146,481 @@ static void cluster_back(struct core *c)
 			err);
 }
 
-/* The rest of a reload once nc's allow/deny files are read
- * (c->guard_load): check or apply. Takes nc. */
-static int reload_apply(struct core *c, struct conf *nc, bool check_only, char *msg, size_t len)
-{
-	char diff[8192], err[512], ts[32];
-	struct core_vrrp_txn *vt;
+/* ---- one reload at a time, in the background ---- */
+
+#define RELOAD_MSG_MAX 8192
+#define RELOAD_REAP_SERVERS 4096 /* a configuration freed off the loop */
+
+/* A reload or check in progress. Owned by the core (c->reload). */
+struct core_reload {
+	struct core *c;
+	uint64_t id;
+	bool check_only;
+	bool abandoned; /* shutdown came while it was loading: drop the file */
+	/* the loader thread's, read by the loop once done fired and loaded
+	 * is seen set (the release / acquire pair orders them: libev's
+	 * wake-up is no synchronisation a thread sanitizer can see) */
+	ev_async done;
+	_Atomic bool loaded;
+	struct conf *nc;
+	struct core_guard_load *guard; /* nc's allow/deny file tables */
+	struct conf_errors errs;
+	char diff[RELOAD_MSG_MAX];
+	/* applying: the transaction's other halves, prepared before the
+	 * apply's first step, committed after its last or rolled back */
+	struct core_apply *apply;
+	struct core_vrrp_txn *vrrp;
 	struct log_set *logs;
+	bool cluster; /* core_cluster_apply() ran: put back on failure */
+	bool announce; /* core_announce_prepare() succeeded */
+	bool applied; /* the model runs nc: commit at the next step */
+	ev_timer step;
+	uint64_t t0_us, steps, longest_step_us;
+};
 
-	if (!core_guard_load_report(c, msg, len)) {
-		if (!check_only) {
-			char first[512];
+static void reload_next(struct core *c);
 
-			util_strlcpy(first, msg, sizeof(first));
-			first[strcspn(first, "\n")] = '\0';
-			failed(c, first, msg, len);
-			core_notify("READY=1");
-		}
-		core_guard_load_discard(c);
-		conf_free(nc);
-		return -1;
-	}
-	core_diff(c->conf, nc, diff, sizeof(diff));
-	if (strncmp(diff, "no change", 9) == 0 && c->guard_load != NULL)
-		diff[0] = '\0';
-	core_guard_load_describe(c, diff, sizeof(diff));
-	if (diff[0] == '\0')
-		util_strlcpy(diff, "no change", sizeof(diff));
-	/* a route that can never match: say so, as sluice -c does */
-	for (size_t i = 0, doff = strlen(diff); i < nc->warnings.n; i++) {
-		log_warn("%s", nc->warnings.msgs[i]);
-		util_bufprintf(diff, sizeof(diff), &doff, "\n%s", nc->warnings.msgs[i]);
-	}
-	if (check_only) {
-		snprintf(msg, len, "%s is valid; a reload would apply:\n%s", c->conf_path, diff);
-		core_guard_load_discard(c);
-		conf_free(nc);
-		return 0;
-	}
-	/* One transaction: every prepare before any commit. The new log
-	 * targets are opened first and installed only once the rest is
-	 * applied, so a failed reload logs where it logged before. VRRP
-	 * prepares beside the running instances, announce prepares what can
-	 * fail (devices, serving addresses), core_apply() binds and builds
-	 * before it changes anything (it fails only then); VRRP and announce
-	 * commit last, so a rejected reload never sends priority 0 or moves a
-	 * VIP. */
-	logs = log_set_new(nc->global.logs, nc->global.nlogs, err, sizeof(err));
-	vt = logs != NULL ? core_vrrp_prepare(c, nc, err, sizeof(err)) : NULL;
-	if (vt == NULL) {
-		failed(c, err, msg, len);
-		log_set_free(logs);
-		core_guard_load_discard(c);
-		conf_free(nc);
+/* Keep the outcome of a finished reload for whoever waits on its id. */
+static void record(struct core *c, uint64_t id, int rc, const char *msg)
+{
+	struct core_reload_result *r = &c->reload_results[id % CORE_RELOAD_RESULTS];
+
+	r->id = id;
+	r->rc = rc;
+	util_strlcpy(r->msg, msg, sizeof(r->msg));
+}
+
+/* Undo what the transaction prepared beside the apply; the running VRRP
+ * instances, announce blocks and log targets never noticed. The cluster
+ * block, which has no prepare, goes back to the running configuration. */
+static void rollback(struct core_reload *r)
+{
+	if (r->announce)
+		core_announce_rollback(r->c);
+	if (r->vrrp != NULL)
+		core_vrrp_rollback(r->c, r->vrrp);
+	if (r->cluster)
+		cluster_back(r->c);
+	log_set_free(r->logs);
+	r->announce = r->cluster = false;
+	r->vrrp = NULL;
+	r->logs = NULL;
+}
+
+static void finish(struct core_reload *r, int rc, const char *msg)
+{
+	struct core *c = r->c;
+
+	rollback(r); /* nothing left by a commit */
+	record(c, r->id, rc, msg);
+	if (!r->check_only && !c->stopping)
 		core_notify("READY=1");
-		return -1;
+	if (r->apply != NULL)
+		core_apply_free(r->apply);
+	/* applied or not, the listeners took what they use */
+	core_guard_load_free(r->guard);
+	core_guard_load_free(c->guard_load);
+	c->guard_load = NULL;
+	if (c->loop != NULL) {
+		ev_async_stop(c->loop, &r->done);
+		ev_timer_stop(c->loop, &r->step);
 	}
-	/* The cluster block is all or nothing by itself, but it has no
-	 * prepare: it is applied (a changed program replaced in place) before
-	 * the listeners, and put back if they or announce fail. */
-	if (core_cluster_apply(c, nc, err, sizeof(err)) < 0) {
-		core_vrrp_rollback(c, vt);
-		failed(c, err, msg, len);
-		log_set_free(logs);
-		core_guard_load_discard(c);
-		conf_free(nc);
-		core_notify("READY=1");
+	conf_free(r->nc);
+	conf_errors_clear(&r->errs);
+	free(r);
+	c->reload = NULL;
+	reload_next(c);
+}
+
+/* Run fn(arg) on a detached thread of the lowest priority: background work
+ * that the control loop and the workers preempt, even on one CPU, and that
+ * nobody waits to join. Returns 0 or -1. */
+static int start_background(void *(*fn)(void *), void *arg)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	int rc = -1;
+
+	if (pthread_attr_init(&attr) != 0)
 		return -1;
+	if (pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0 &&
+	    pthread_create(&t, &attr, fn, arg) == 0)
+		rc = 0;
+	pthread_attr_destroy(&attr);
+	return rc;
+}
+
+static void background_priority(void)
+{
+	struct sched_param sp = { .sched_priority = 0 };
+
+	/* batch class at nice 19: preempted by the control loop and the
+	 * workers, yet never starved (SCHED_IDLE would be, on a machine kept
+	 * busy by traffic); should this fail, it competes as an equal */
+	pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+	setpriority(PRIO_PROCESS, (id_t)gettid(), 19);
+}
+
+static void *loader(void *arg)
+{
+	struct core_reload *r = arg;
+	struct core *c = r->c; /* r may be gone once done is sent */
+
+	background_priority();
+	/* no logging here: the loop logs what this found */
+	r->nc = core_load_conf(c->conf_path, c->conf, &r->errs);
+	/* allow/deny files that changed: read and built here too */
+	if (r->nc != NULL && (r->guard = core_guard_load(c, r->nc, &r->errs, true)) == NULL) {
+		conf_free(r->nc);
+		r->nc = NULL;
 	}
-	if (core_announce_prepare(c, nc, err, sizeof(err)) < 0 ||
-	    core_apply(c, nc, err, sizeof(err)) < 0) {
-		core_announce_rollback(c);
-		core_vrrp_rollback(c, vt);
-		cluster_back(c);
-		failed(c, err, msg, len);
-		log_set_free(logs);
-		core_guard_load_discard(c);
-		conf_free(nc);
-		core_notify("READY=1");
-		return -1;
+	if (r->nc != NULL) {
+		core_diff(c->conf, r->nc, r->diff, sizeof(r->diff));
+		core_guard_load_describe(r->guard, r->diff, sizeof(r->diff));
 	}
-	core_guard_load_discard(c);
-	core_vrrp_commit(c, vt);
-	core_announce_commit(c);
-	log_set_install(logs);
+	atomic_store_explicit(&r->loaded, true, memory_order_release);
+	ev_async_send(c->loop, &r->done);
+	atomic_store(&c->reload_loading, false); /* the last touch of the loop */
+	return NULL;
+}
+
+static void *reaper(void *arg)
+{
+	background_priority();
+	conf_free(arg);
+	return NULL;
+}
+
+/* Free the configuration a reload replaced (nothing points into it any
+ * more). A large one is tens of megabytes that munmap gives back in
+ * milliseconds: off the loop when a thread can be had. */
+static void free_old_conf(struct conf *old)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < old->npools; i++)
+		n += old->pools[i].nservers;
+	if (n < RELOAD_REAP_SERVERS || start_background(reaper, old) < 0)
+		conf_free(old);
+}
+
+/* The new configuration is running: what cannot change without a restart
+ * keeps its value, health checks follow, the outcome is logged. */
+static void commit(struct core_reload *r)
+{
+	struct core *c = r->c;
+	struct conf *nc = r->nc;
+	char err[512], ts[32], msg[RELOAD_MSG_MAX];
+	size_t off = 0;
+
+	uint64_t t0 = util_now_us();
+
+	/* the apply's last step is done: VRRP and announce commit now (a
+	 * rejected reload never sends priority 0 or moves a VIP), and the
+	 * new log targets take over from here */
+	core_vrrp_commit(c, r->vrrp);
+	r->vrrp = NULL;
+	if (r->announce)
+		core_announce_commit(c);
+	r->announce = r->cluster = false;
+	log_set_install(r->logs);
+	r->logs = NULL;
 	/* what cannot change without a restart keeps its running value */
 	nc->global.workers = c->conf->global.workers;
 	nc->global.maxconn = c->conf->global.maxconn;
-	conf_free(c->conf);
+	free_old_conf(c->conf);
 	c->conf = nc;
+	r->nc = NULL;
 	if (core_health_resync(c, err, sizeof(err)) < 0)
 		log_err("reload: health checks: %s", err);
 	c->reloads_ok++;
 	stamp(ts, sizeof(ts));
 	snprintf(c->last_reload, sizeof(c->last_reload), "ok at %s", ts);
 	log_notice("reload of %s done", c->conf_path);
-	log_lines("reload: ", diff);
-	snprintf(msg, len, "reload done:\n%s", diff);
-	core_notify("READY=1");
-	return 0;
+	log_notice("reload: applied in %llums, %llu steps, the longest %lluus, then %lluus to commit",
+		 (unsigned long long)((t0 - r->t0_us) / 1000), (unsigned long long)r->steps,
+		 (unsigned long long)r->longest_step_us, (unsigned long long)(util_now_us() - t0));
+	log_lines("reload: ", r->diff);
+	util_bufprintf(msg, sizeof(msg), &off, "reload done:\n%s", r->diff);
+	finish(r, 0, msg);
 }
 
-int core_reload(struct core *c, bool check_only, char *msg, size_t len)
+static void rejected(struct core_reload *r, const char *why)
 {
-	struct conf_errors errs = { 0 };
-	struct conf *nc;
-	size_t off = 0;
-	int rc;
+	char msg[RELOAD_MSG_MAX];
 
 	msg[0] = '\0';
-	if (c->pending != NULL) {
-		snprintf(msg, len, "a reload is in progress (reading allow/deny files)");
-		log_warn("reload not started: %s", msg);
-		return -1;
+	failed(r->c, why, msg, sizeof(msg));
+	finish(r, -1, msg);
+}
+
+/* One bounded step of the apply; the next runs after the loop's other
+ * events. */
+static void on_step(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct core_reload *r = t->data;
+	char err[512];
+	uint64_t t0 = util_now_us(), took;
+	int rc;
+
+	(void)revents;
+	if (r->applied) {
+		commit(r);
+		return;
 	}
+	err[0] = '\0';
+	rc = core_apply_step(r->apply, CORE_APPLY_STEP_US, err, sizeof(err));
+	took = util_now_us() - t0;
+	r->steps++;
+	if (took > r->longest_step_us)
+		r->longest_step_us = took;
+	if (rc >= 0) {
+		/* the commit is a step of its own */
+		r->applied = rc == 0;
+		ev_timer_set(t, 0.0, 0.0);
+		ev_timer_start(loop, t);
+		return;
+	}
+	/* binding or building failed, the model is as it was: finish() drops
+	 * what VRRP, announce and the log targets prepared */
+	rejected(r, err);
+}
+
+/* The loader is done: report a bad file, answer a check, or start
+ * applying. */
+static void on_loaded(struct ev_loop *loop, ev_async *w, int revents)
+{
+	struct core_reload *r = w->data;
+	struct core *c = r->c;
+	char err[512], msg[RELOAD_MSG_MAX];
+	size_t off = 0;
+
+	(void)revents;
+	if (!atomic_load_explicit(&r->loaded, memory_order_acquire))
+		return; /* not the loader's wake-up */
+	if (r->abandoned) {
+		finish(r, -1, "reload not applied: shutting down");
+		return;
+	}
+	if (r->nc == NULL) {
+		msg[0] = '\0';
+		for (size_t i = 0; i < r->errs.n; i++) {
+			log_err("%s", r->errs.msgs[i]);
+			util_bufprintf(msg, sizeof(msg), &off, "%s%s", i ? "\n" : "", r->errs.msgs[i]);
+		}
+		if (r->check_only) {
+			finish(r, -1, msg);
+			return;
+		}
+		failed(c, r->errs.n > 0 ? r->errs.msgs[0] : "cannot read the file", msg,
+		       sizeof(msg));
+		finish(r, -1, msg);
+		return;
+	}
+	/* a route that can never match: say so, as sluice -c does */
+	for (size_t i = 0, doff = strlen(r->diff); i < r->nc->warnings.n; i++) {
+		log_warn("%s", r->nc->warnings.msgs[i]);
+		util_bufprintf(r->diff, sizeof(r->diff), &doff, "\n%s", r->nc->warnings.msgs[i]);
+	}
+	if (r->check_only) {
+		off = 0;
+		util_bufprintf(msg, sizeof(msg), &off, "%s is valid; a reload would apply:\n%s",
+			       c->conf_path, r->diff);
+		finish(r, 0, msg);
+		return;
+	}
+	/* Every prepare before the apply's first step, every commit after
+	 * its last (commit()). The new log targets are opened now and
+	 * installed only once the rest is applied, so a failed reload logs
+	 * where it logged before; VRRP prepares beside the running instances
+	 * (no advert changes, no VIP moves); announce prepares what can fail
+	 * (devices, serving addresses). Nothing else adds or removes VRRP
+	 * instances or announce blocks until then: one reload runs at a time,
+	 * takeover waits for it, shutdown finishes it first
+	 * (core_reload_stop); what the running announce blocks decide
+	 * meanwhile is taken over at their commit. */
+	err[0] = '\0';
+	r->logs = log_set_new(r->nc->global.logs, r->nc->global.nlogs, err, sizeof(err));
+	if (r->logs != NULL)
+		r->vrrp = core_vrrp_prepare(c, r->nc, err, sizeof(err));
+	/* The cluster block is all or nothing by itself, but it has no
+	 * prepare: it is applied (a changed program replaced in place) before
+	 * the apply's first step, and put back if announce or the apply fail. */
+	if (r->vrrp != NULL && core_cluster_apply(c, r->nc, err, sizeof(err)) == 0)
+		r->cluster = true;
+	if (r->cluster && core_announce_prepare(c, r->nc, err, sizeof(err)) == 0)
+		r->announce = true;
+	if (!r->announce) {
+		rejected(r, err); /* finish() rolls back what was prepared */
+		return;
+	}
+	c->guard_load = r->guard; /* for the listeners' commit */
+	r->guard = NULL;
+	r->apply = core_apply_begin(c, r->nc);
+	if (r->apply == NULL) {
+		rejected(r, "out of memory");
+		return;
+	}
+	r->t0_us = util_now_us();
+	ev_timer_init(&r->step, on_step, 0.0, 0.0);
+	r->step.data = r;
+	ev_timer_start(loop, &r->step);
+}
+
+static void reload_begin(struct core *c, uint64_t id, bool check_only)
+{
+	struct core_reload *r = calloc(1, sizeof(*r));
+
+	if (r == NULL) {
+		log_err("reload: out of memory");
+		record(c, id, -1, "reload: out of memory");
+		return;
+	}
+	r->c = c;
+	r->id = id;
+	r->check_only = check_only;
 	/* systemd (notify-reload) wants RELOADING=1 then READY=1 for every
 	 * reload, failed ones included */
 	if (!check_only)
 		core_notify_reloading();
-	nc = core_load_conf(c->conf_path, c->conf, &errs);
-	if (nc == NULL) {
-		for (size_t i = 0; i < errs.n; i++) {
-			log_err("%s", errs.msgs[i]);
-			util_bufprintf(msg, len, &off, "%s%s", i ? "\n" : "", errs.msgs[i]);
-		}
-		if (!check_only) {
-			failed(c, errs.n > 0 ? errs.msgs[0] : "cannot read the file", msg, len);
+	ev_async_init(&r->done, on_loaded);
+	r->done.data = r;
+	ev_async_start(c->loop, &r->done);
+	c->reload = r;
+	atomic_store(&c->reload_loading, true);
+	if (start_background(loader, r) < 0) {
+		atomic_store(&c->reload_loading, false);
+		c->reload = NULL;
+		ev_async_stop(c->loop, &r->done);
+		free(r);
+		log_err("reload: cannot start the loader thread");
+		record(c, id, -1, "reload failed: cannot start the loader thread");
+		if (!check_only)
 			core_notify("READY=1");
-		}
-		conf_errors_clear(&errs);
-		remember(c, -1, msg);
-		return -1;
 	}
-	/* allow/deny files that changed are read off the control loop */
-	rc = core_guard_load_start(c, nc);
-	if (rc > 0) {
-		c->pending = malloc(sizeof(*c->pending));
-		if (c->pending != NULL) {
-			c->pending->nc = nc;
-			c->pending->check_only = check_only;
-			log_notice("reload: reading the allow/deny files of %d listener%s on a loader "
-				   "thread",
-				   rc, rc > 1 ? "s" : "");
-			snprintf(msg, len, "reading allow/deny files");
-			return 1;
-		}
-		core_guard_load_discard(c);
-		rc = -1;
-	}
-	if (rc < 0) {
-		if (!check_only) {
-			failed(c, "out of memory reading allow/deny files", msg, len);
-			core_notify("READY=1");
-		}
-		conf_free(nc);
-		remember(c, -1, msg);
-		return -1;
-	}
-	rc = reload_apply(c, nc, check_only, msg, len);
-	remember(c, rc, msg);
-	return rc;
 }
 
-void core_reload_files_read(struct core *c)
+/* The queued request, if any, once the running one is over. */
+static void reload_next(struct core *c)
 {
-	struct core_reload_pending *p = c->pending;
-	char msg[8192];
+	uint64_t id;
+
+	if (c->stopping || c->reload != NULL)
+		return;
+	if (c->reload_queued != 0) {
+		id = c->reload_queued;
+		c->reload_queued = 0;
+		log_notice("reload: running the queued reload of %s", c->conf_path);
+		reload_begin(c, id, false);
+	} else if (c->check_queued != 0) {
+		id = c->check_queued;
+		c->check_queued = 0;
+		reload_begin(c, id, true);
+	}
+}
+
+uint64_t core_reload_request(struct core *c, bool check_only, const char *from)
+{
+	uint64_t *queued = check_only ? &c->check_queued : &c->reload_queued;
+
+	if (c->reload == NULL) {
+		uint64_t id = ++c->reload_seq;
+
+		reload_begin(c, id, check_only);
+		return id;
+	}
+	if (*queued != 0) {
+		log_notice("%s: a %s is already queued behind the running one", from,
+			   check_only ? "reload check" : "reload");
+		return *queued;
+	}
+	*queued = ++c->reload_seq;
+	log_notice("%s while a reload is running: queued (runs when that one ends)", from);
+	return *queued;
+}
+
+int core_reload_result(struct core *c, uint64_t id, char *msg, size_t len)
+{
+	const struct core_reload_result *r = &c->reload_results[id % CORE_RELOAD_RESULTS];
+
+	if (r->id == id) {
+		util_strlcpy(msg, r->msg, len);
+		return r->rc;
+	}
+	if ((c->reload != NULL && c->reload->id == id) || id == c->reload_queued ||
+	    id == c->check_queued)
+		return 1;
+	snprintf(msg, len, "reload %llu: its result is no longer kept", (unsigned long long)id);
+	return -1;
+}
+
+bool core_reload_applying(const struct core *c)
+{
+	return c->reload != NULL && c->reload->apply != NULL;
+}
+
+void core_reload_stop(struct core *c)
+{
+	struct core_reload *r = c->reload;
+	char err[512];
 	int rc;
 
-	if (p == NULL)
+	/* a control client may wait on what was queued */
+	if (c->reload_queued != 0)
+		record(c, c->reload_queued, -1, "reload not run: shutting down");
+	if (c->check_queued != 0)
+		record(c, c->check_queued, -1, "reload check not run: shutting down");
+	c->reload_queued = c->check_queued = 0;
+	if (r == NULL)
 		return;
-	if (c->stopping) {
-		core_reload_abandon(c);
+	if (r->apply == NULL) {
+		/* still loading: the thread ends by itself (the resolver is
+		 * bounded); its result is dropped */
+		r->abandoned = true;
 		return;
 	}
-	c->pending = NULL;
-	msg[0] = '\0';
-	rc = reload_apply(c, p->nc, p->check_only, msg, sizeof(msg));
-	remember(c, rc, msg);
-	free(p);
+	/* applying: finish now, so that shutdown sees one model */
+	ev_timer_stop(c->loop, &r->step);
+	rc = 0;
+	while (!r->applied && (rc = core_apply_step(r->apply, UINT64_MAX, err, sizeof(err))) > 0)
+		;
+	if (rc == 0)
+		commit(r);
+	else
+		rejected(r, err);
 }
 
-void core_reload_abandon(struct core *c)
+void core_reload_free(struct core *c)
 {
-	struct core_reload_pending *p = c->pending;
+	struct core_reload *r = c->reload;
 
-	core_guard_load_discard(c);
-	if (p == NULL)
+	/* the loader sends on the loop: it must be done before the loop goes
+	 * (its name lookups are bounded; 1 ms between looks, 10 s at most) */
+	for (int i = 0; i < 10000 && atomic_load(&c->reload_loading); i++)
+		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+	if (atomic_load(&c->reload_loading)) {
+		log_err("reload: the loader thread did not end; leaving it");
 		return;
-	c->pending = NULL;
-	conf_free(p->nc);
-	free(p);
-	remember(c, -1, "reload abandoned: shutting down");
+	}
+	if (r == NULL)
+		return;
+	r->abandoned = true;
+	finish(r, -1, "reload not applied: shutting down");
 }
 
-int core_reload_poll(void *arg, char *msg, size_t len)
+int core_reload_hook_start(void *arg, bool check_only, char *msg, size_t len, uint64_t *id)
 {
 	struct core *c = arg;
 
-	if (c->pending != NULL)
-		return 1;
-	util_strlcpy(msg, c->reload_msg, len);
-	return c->reload_rc;
+	if (c->stopping) {
+		snprintf(msg, len, "shutting down: not reloading");
+		return -1;
+	}
+	*id = core_reload_request(c, check_only, check_only ? "reload check" : "reload command");
+	return 0;
 }
 
-int core_reload_hook(void *arg, bool check_only, char *msg, size_t len)
+int core_reload_hook_result(void *arg, uint64_t id, char *msg, size_t len)
 {
-	return core_reload(arg, check_only, msg, len);
+	return core_reload_result(arg, id, msg, len);
 }

@@ -26,7 +26,7 @@
 #include "sluice/util.h"
 
 #define REC_LEN 128
-#define REC_MAX_FDS 64
+#define REC_MAX_FDS UTIL_MAX_WORKERS /* one socket per worker */
 
 static int send_record(int fd, const char *text, const int *fds, size_t nfds)
 {
@@ -62,6 +62,11 @@ int core_takeover_hook(void *arg, int fd, char *msg, size_t len)
 
 	if (c->stopping) {
 		snprintf(msg, len, "this process is already stopping");
+		return -1;
+	}
+	if (c->reload != NULL) {
+		/* its listeners may be changing: hand over a settled set */
+		snprintf(msg, len, "a reload is in progress; try again when it is over");
 		return -1;
 	}
 	fcntl(fd, F_SETFL, flags & ~O_NONBLOCK); /* a few small records */

@@ -41,7 +41,7 @@ enum ctl_wait_kind {
 	CTL_WAIT_NONE,
 	CTL_WAIT_DRAINED,
 	CTL_WAIT_UP,
-	CTL_WAIT_RELOAD, /* a reload reading allow/deny files */
+	CTL_WAIT_RELOAD, /* reload [check]: until it is over */
 	CTL_WAIT_IDLE, /* no connection left on the node */
 };
 
@@ -123,6 +123,7 @@ struct ctl_client {
 	enum ctl_wait_kind wait;
 	bool wait_json;
 	struct pool_server *wait_srv; /* reference while waiting */
+	uint64_t wait_reload; /* CTL_WAIT_RELOAD: its id */
 	uint64_t wait_deadline_ms;
 };
 
@@ -205,6 +206,8 @@ void ctl_client_wait_start(struct ctl_client *cl);
 void ctl_drain_schedule(struct ctl *c, struct pool_server *s, uint64_t delay_ms);
 void ctl_drain_cancel(struct ctl *c, struct pool_server *s);
 void ctl_changed(struct ctl *c);
+/* A command made cl wait (ctl_wait_check() polls it). */
+void ctl_client_wait_start(struct ctl_client *cl);
 
 /* Names of enum ctl_refusal ("acl", "conns", "rate", "table-full"). */
 extern const char *const ctl_refusal_names[CTL_NREFUSALS];

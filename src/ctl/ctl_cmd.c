@@ -11,6 +11,7 @@
 #include "ctl-int.h"
 #include "sluice/log.h"
 #include "sluice/pool.h"
+#include "sluice/srvopt.h"
 #include "sluice/util.h"
 
 #define WAIT_DEFAULT_MS 60000
@@ -864,14 +865,28 @@ static void cmd_server_shutdown(struct cmd *x)
 	reply_ok(x, "closing %u connections of %s/%s", n, s->pool->name, s->name);
 }
 
-/* server add POOL NAME ADDR [weight N] [backup] [maxconn N] [check on|off] [ready] */
+/* A reload is changing the model in steps: no server may come or go until
+ * it is over. Answers the error and returns true then. */
+static bool model_busy(struct cmd *x)
+{
+	if (x->ctl->hooks.model_busy == NULL || !x->ctl->hooks.model_busy(x->ctl->hooks.arg))
+		return false;
+	reply_error(x->out, "a reload is being applied; servers cannot be added or deleted until "
+			    "it is over (try again)");
+	return true;
+}
+
+/* server add POOL NAME ADDRESS [OPTION ...] [ready]: the options of a
+ * configuration file's server line (srvopt.h), checked by the same code;
+ * the server starts in maint unless ready. */
 static void cmd_server_add(struct cmd *x)
 {
 	struct pool *p = ctl_find_pool(x->ctl, x->argv[2]);
+	const char *const *words = (const char *const *)x->argv;
+	struct util_srvopts o;
 	struct util_addr addr;
 	struct pool_server *s;
-	long weight = 1, maxconn = 0;
-	bool backup = false, check = true, ready = false;
+	bool ready = false;
 	char err[400], host[UTIL_HOST_MAX] = "", abuf[UTIL_ADDR_STRLEN];
 	uint16_t port = 0;
 
@@ -879,13 +894,28 @@ static void cmd_server_add(struct cmd *x)
 		reply_error(x->out, "no pool '%s'", x->argv[2]);
 		return;
 	}
-	if (strlen(x->argv[3]) >= POOL_NAME_MAX || strchr(x->argv[3], '/') != NULL) {
-		reply_error(x->out, "bad server name '%s' (at most %d characters, no '/')",
-			    x->argv[3], POOL_NAME_MAX - 1);
+	if (model_busy(x))
+		return;
+	if (util_addr_parse_server(x->argv[4], &addr, host, sizeof(host), &port, err,
+				   sizeof(err)) < 0) {
+		reply_error(x->out, "bad address '%s': %s", x->argv[4], err);
 		return;
 	}
-	if (pool_find_server(p, x->argv[3]) != NULL) {
-		reply_error(x->out, "server '%s' already exists in pool '%s'", x->argv[3], p->name);
+	util_srvopts_init(&o);
+	for (size_t i = 5; i < (size_t)x->argc; i++) {
+		if (strcmp(x->argv[i], "ready") == 0) {
+			ready = true;
+			continue;
+		}
+		if (util_srvopt_parse(words, (size_t)x->argc, &i, &o, ", or ready", err,
+				      sizeof(err)) < 0) {
+			reply_error(x->out, "%s", err);
+			return;
+		}
+	}
+	/* name, values, duplicate: all before a host name is looked up */
+	if (pool_server_check(p, x->argv[3], &o, err, sizeof(err)) < 0) {
+		reply_error(x->out, "%s", err);
 		return;
 	}
 	/* as the file: a Maglev table has at least a slot per server */
@@ -895,61 +925,24 @@ static void cmd_server_add(struct cmd *x)
 			    p->name, p->nservers);
 		return;
 	}
-	if (util_addr_parse_server(x->argv[4], &addr, host, sizeof(host), &port, err,
-				   sizeof(err)) < 0) {
-		reply_error(x->out, "bad address '%s': %s", x->argv[4], err);
-		return;
-	}
-	for (int i = 5; i < x->argc; i++) {
-		const char *o = x->argv[i];
-		bool val = i + 1 < x->argc;
-
-		if (strcmp(o, "backup") == 0) {
-			backup = true;
-		} else if (strcmp(o, "ready") == 0) {
-			ready = true;
-		} else if (strcmp(o, "weight") == 0 && val &&
-			   util_parse_long(x->argv[i + 1], 0, 256, &weight) == 0) {
-			i++;
-		} else if (strcmp(o, "maxconn") == 0 && val &&
-			   util_parse_long(x->argv[i + 1], 0, 1000000, &maxconn) == 0) {
-			i++;
-		} else if (strcmp(o, "check") == 0 && val &&
-			   (strcmp(x->argv[i + 1], "on") == 0 || strcmp(x->argv[i + 1], "off") == 0)) {
-			check = strcmp(x->argv[++i], "on") == 0;
-		} else {
-			reply_error(x->out, "bad option '%s' (expected weight 0-256, maxconn N, "
-					    "backup, check on|off or ready)",
-				    o);
-			return;
-		}
-	}
-	/* a host name: resolved last, once the line is known to be good */
 	if (host[0] != '\0' && (x->ctl->hooks.resolve == NULL ||
 				 x->ctl->hooks.resolve(host, port, &addr, err, sizeof(err)) < 0)) {
 		reply_error(x->out, "cannot resolve '%s': %s", host,
 			    x->ctl->hooks.resolve == NULL ? "no resolver" : err);
 		return;
 	}
-	s = pool_server_new(x->argv[3], &addr);
-	if (s == NULL || pool_add_server(p, s) < 0) {
-		if (s != NULL)
-			pool_server_put(s);
-		reply_error(x->out, "out of memory");
+	s = pool_server_create(p, x->argv[3], &addr, &o, err, sizeof(err));
+	if (s == NULL) {
+		reply_error(x->out, "%s", err);
 		return;
 	}
-	s->weight = s->file_weight = (uint32_t)weight;
-	s->maxconn = (uint32_t)maxconn;
-	s->backup = backup;
-	s->send_proxy = p->send_proxy;
 	s->runtime_added = true;
-	s->no_check = !check;
 	s->admin_overridden = true;
 	s->admin = ready ? POOL_ADMIN_READY : POOL_ADMIN_MAINT;
 	s->admin_since_ms = util_now_ms();
 	pool_publish(p);
 	if (x->ctl->hooks.server_added != NULL)
-		x->ctl->hooks.server_added(x->ctl->hooks.arg, s, check);
+		x->ctl->hooks.server_added(x->ctl->hooks.arg, s, !o.check.off);
 	log_notice("server %s/%s added at %s%s%s%s (%s, control socket)", p->name, s->name,
 		   x->argv[4], host[0] ? " (" : "",
 		   host[0] ? util_addr_fmt(&addr, abuf, sizeof(abuf)) : "", host[0] ? ")" : "",
@@ -969,7 +962,7 @@ static void cmd_server_del(struct cmd *x)
 		return;
 	}
 	s = ctl_find_server(x->ctl, x->argv[2], x->out);
-	if (s == NULL)
+	if (s == NULL || model_busy(x))
 		return;
 	n = atomic_load(&s->cur_conns);
 	if (n > 0 && !force) {
@@ -991,9 +984,31 @@ static void cmd_server_del(struct cmd *x)
 	ctl_changed(x->ctl);
 }
 
-/* ---- waits ---- */
+/* The reply of a finished reload; false while it runs. */
+static bool reload_reply(struct ctl *c, uint64_t id, bool json, struct ctl_buf *out)
+{
+	char msg[8192];
+	int rc;
 
-void ctl_client_wait_start(struct ctl_client *cl);
+	msg[0] = '\0';
+	rc = c->hooks.reload_result(c->hooks.arg, id, msg, sizeof(msg));
+	if (rc > 0)
+		return false;
+	if (rc < 0) {
+		reply_error(out, "%s", msg);
+		return true;
+	}
+	if (json) {
+		ctl_buf_printf(out, "{\"ok\":true,\"message\":");
+		ctl_json_str(out, msg);
+		ctl_buf_printf(out, "}\n\n");
+	} else {
+		ctl_buf_printf(out, "%s\n\n", msg);
+	}
+	return true;
+}
+
+/* ---- waits ---- */
 
 /* The optional TIMEOUT of a wait command at argv[i]. Returns 0, or -1
  * after an error reply. */
@@ -1052,7 +1067,6 @@ static bool wait_idle_check(struct ctl *c, struct ctl_client *cl, uint64_t now_m
 	cl->wait = CTL_WAIT_NONE;
 	return true;
 }
-static bool reload_wait_check(struct ctl *c, struct ctl_client *cl, struct ctl_buf *out);
 
 bool ctl_wait_check(struct ctl *c, struct ctl_client *cl, uint64_t now_ms, struct ctl_buf *out)
 {
@@ -1060,10 +1074,16 @@ bool ctl_wait_check(struct ctl *c, struct ctl_client *cl, uint64_t now_ms, struc
 	bool done, drained = cl->wait == CTL_WAIT_DRAINED;
 	uint32_t n;
 
+	if (cl->wait == CTL_WAIT_RELOAD) {
+		/* no deadline: a reload always ends (its name lookups are
+		 * bounded, its steps are) */
+		if (!reload_reply(c, cl->wait_reload, cl->wait_json, out))
+			return false;
+		cl->wait = CTL_WAIT_NONE;
+		return true;
+	}
 	if (cl->wait == CTL_WAIT_IDLE)
 		return wait_idle_check(c, cl, now_ms, out);
-	if (cl->wait == CTL_WAIT_RELOAD)
-		return reload_wait_check(c, cl, out);
 	n = atomic_load(&s->cur_conns);
 	done = drained ? n == 0 : s->health == POOL_HEALTH_UP;
 	if (!done && s->removed) {
@@ -1267,52 +1287,39 @@ static void cmd_wait_idle(struct cmd *x)
 
 /* ---- reload ---- */
 
+/* The reload runs in the background (a large file is read on another
+ * thread and applied in steps); the client gets the reply when it is over,
+ * its later commands waiting behind it. */
 static void cmd_reload(struct cmd *x)
 {
-	char msg[8192];
+	char msg[512];
 	bool check = x->argc == 2;
-	int rc;
+	uint64_t id;
 
 	if (check && strcmp(x->argv[1], "check") != 0) {
 		reply_error(x->out, "usage: reload [check]");
 		return;
 	}
-	if (x->ctl->hooks.reload == NULL) {
+	if (x->ctl->hooks.reload_start == NULL || x->ctl->hooks.reload_result == NULL) {
 		reply_error(x->out, "reload is not available");
 		return;
 	}
-	msg[0] = '\0';
-	rc = x->ctl->hooks.reload(x->ctl->hooks.arg, check, msg, sizeof(msg));
-	if (rc == 1 && x->cl != NULL && x->ctl->hooks.reload_poll != NULL) {
-		/* reading allow/deny files: the reply comes when it is done */
-		x->cl->wait = CTL_WAIT_RELOAD;
-		x->cl->wait_json = x->json;
-		ctl_client_wait_start(x->cl);
+	if (x->cl == NULL) {
+		reply_error(x->out, "reload is only available on a control connection");
 		return;
 	}
-	if (rc < 0)
-		reply_error(x->out, "%s", msg);
-	else
-		reply_ok(x, "%s", msg);
-}
-
-/* A reload that waited for its files: its outcome, once it has one. */
-static bool reload_wait_check(struct ctl *c, struct ctl_client *cl, struct ctl_buf *out)
-{
-	struct cmd x = { .ctl = c, .cl = cl, .json = cl->wait_json, .out = out };
-	char msg[8192];
-	int rc;
-
 	msg[0] = '\0';
-	rc = c->hooks.reload_poll(c->hooks.arg, msg, sizeof(msg));
-	if (rc == 1)
-		return false;
-	cl->wait = CTL_WAIT_NONE;
-	if (rc < 0)
-		reply_error(out, "%s", msg);
+	if (x->ctl->hooks.reload_start(x->ctl->hooks.arg, check, msg, sizeof(msg), &id) < 0) {
+		reply_error(x->out, "%s", msg);
+		return;
+	}
+	x->cl->wait = CTL_WAIT_RELOAD;
+	x->cl->wait_json = x->json;
+	x->cl->wait_reload = id;
+	if (reload_reply(x->ctl, id, x->json, x->out))
+		x->cl->wait = CTL_WAIT_NONE;
 	else
-		reply_ok(&x, "%s", msg);
-	return true;
+		ctl_client_wait_start(x->cl);
 }
 
 static void cmd_takeover(struct cmd *x)
@@ -1591,9 +1598,9 @@ static const struct cmd_entry commands[] = {
 	  "server weight POOL/SERVER 0-256" },
 	{ "server", "shutdown-sessions", 3, 3, CTL_LEVEL_ADMIN, cmd_server_shutdown,
 	  "server shutdown-sessions POOL/SERVER" },
-	{ "server", "add", 5, 14, CTL_LEVEL_ADMIN, cmd_server_add,
-	  "server add POOL NAME HOST:PORT [weight N] [backup] [maxconn N] [check on|off] "
-	  "[ready]" },
+	{ "server", "add", 5, 23, CTL_LEVEL_ADMIN, cmd_server_add,
+	  "server add POOL NAME HOST:PORT [weight N] [maxconn N] [backup] [send-proxy "
+	  "v1|v2|none] [check on|off|port N] [agent on|off|port N] [ready]" },
 	{ "server", "del", 3, 4, CTL_LEVEL_ADMIN, cmd_server_del, "server del POOL/SERVER [force]" },
 	{ "wait", "drained", 3, 4, CTL_LEVEL_USER, cmd_wait, "wait drained POOL/SERVER [TIMEOUT]" },
 	{ "wait", "up", 3, 4, CTL_LEVEL_USER, cmd_wait, "wait up POOL/SERVER [TIMEOUT]" },

@@ -1,8 +1,12 @@
 /* ctl_state: the state file, so that runtime changes survive a restart.
  * One line per server whose state was set at runtime:
- *   server POOL NAME ADDRESS admin STATE [weight N] [added backup=0|1 maxconn=N [nocheck]]
- * one per announce block the operator withdrew (a node drain is not
- * kept: it is the step before stopping a node, whose restart serves again):
+ *   server POOL NAME ADDRESS admin STATE [weight N] [added [OPTION ...]]
+ * where a server added at runtime keeps its options in the words of a
+ * configuration file's server line (srvopt.h: the same table and rules as
+ * the file and `server add`). Lines written before that table
+ * (backup=0|1, maxconn=N, nocheck) are still read. And one line per
+ * announce block the operator withdrew (a node drain is not kept: it is
+ * the step before stopping a node, whose restart serves again):
  *   announce NAME withdrawn
  * and one per runtime ACL entry (until: its expiry, wall clock in ms):
  *   acl LISTENER deny|allow CIDR [until MS]
@@ -17,7 +21,10 @@
 #include "ctl-int.h"
 #include "sluice/log.h"
 #include "sluice/pool.h"
+#include "sluice/srvopt.h"
 #include "sluice/util.h"
+
+#define STATE_MAX_WORDS 32
 
 static void save_acl(void *arg, const char *listener, bool deny, const struct util_cidr *cidr,
 		     uint64_t until_wall_ms)
@@ -46,18 +53,23 @@ int ctl_state_save(struct ctl *c)
 	for (size_t i = 0; i < n; i++) {
 		for (size_t k = 0; k < pools[i]->nservers; k++) {
 			const struct pool_server *s = pools[i]->servers[k];
-			char abuf[UTIL_ADDR_STRLEN];
+			char abuf[UTIL_ADDR_STRLEN], opts[256];
+			struct util_srvopts o = s->opts;
+			size_t off = 0;
 
 			if (!s->admin_overridden && !s->weight_overridden && !s->runtime_added)
 				continue;
-			fprintf(f, "server %s %s %s admin %s", pools[i]->name, s->name,
-				util_addr_fmt(&s->addr, abuf, sizeof(abuf)), pool_admin_name(s->admin));
-			if (s->weight_overridden || s->runtime_added)
-				fprintf(f, " weight %u", s->weight);
-			if (s->runtime_added)
-				fprintf(f, " added backup=%d maxconn=%u%s", s->backup, s->maxconn,
-					s->no_check ? " nocheck" : "");
-			fprintf(f, "\n");
+			opts[0] = '\0';
+			o.weight = s->weight; /* the one in force, whoever set it */
+			if (s->runtime_added) {
+				util_bufprintf(opts, sizeof(opts), &off, " added");
+				util_srvopts_format(&o, opts, sizeof(opts), &off);
+			} else if (s->weight_overridden) {
+				util_bufprintf(opts, sizeof(opts), &off, " weight %u", s->weight);
+			}
+			fprintf(f, "server %s %s %s admin %s%s\n", pools[i]->name, s->name,
+				util_addr_fmt(&s->addr, abuf, sizeof(abuf)), pool_admin_name(s->admin),
+				opts);
 		}
 	}
 	if (c->hooks.announces != NULL) {
@@ -93,31 +105,64 @@ struct state_line {
 	struct util_cidr cidr;
 	bool deny;
 	uint64_t until_wall_ms;
-	char pool[POOL_NAME_MAX], name[POOL_NAME_MAX];
+	char pool[UTIL_NAME_MAX], name[UTIL_NAME_MAX];
 	struct util_addr addr;
 	enum pool_admin admin;
-	long weight; /* -1: not set */
-	bool added, backup, nocheck;
-	long maxconn;
+	bool weight_set; /* "weight N" was written */
+	bool added;
+	bool legacy_nocheck; /* "nocheck": no check and no agent, where the pool has them */
+	struct util_srvopts opts;
 };
 
-/* acl LISTENER deny|allow CIDR [until MS] */
-static int parse_acl(char **argv, int argc, struct state_line *sl)
+/* One word of the options part: added, a legacy form, or srvopt's table.
+ * Returns 0 (*i at its last word) or -1 with err. */
+static int parse_opt(char **argv, size_t argc, size_t *i, struct state_line *sl, char *err,
+		     size_t errlen)
 {
-	char err[200];
+	const char *w = argv[*i];
+
+	if (strcmp(w, "added") == 0) {
+		sl->added = true;
+	} else if (strcmp(w, "backup=0") == 0 || strcmp(w, "backup=1") == 0) {
+		sl->opts.backup = w[7] == '1';
+	} else if (strcmp(w, "nocheck") == 0) {
+		sl->legacy_nocheck = true;
+	} else if (strncmp(w, "maxconn=", 8) == 0) {
+		/* the table's rule and message for "maxconn N" */
+		const char *pair[2] = { "maxconn", w + 8 };
+		size_t k = 0;
+
+		return util_srvopt_parse(pair, 2, &k, &sl->opts, NULL, err, errlen);
+	} else {
+		sl->weight_set |= strcmp(w, "weight") == 0;
+		return util_srvopt_parse((const char *const *)argv, argc, i, &sl->opts, ", or added",
+					 err, errlen);
+	}
+	return 0;
+}
+
+/* acl LISTENER deny|allow CIDR [until MS] */
+static int parse_acl(char **argv, int argc, struct state_line *sl, char *err, size_t errlen)
+{
 	long long until = 0;
 	char *end;
 
-	if ((argc != 4 && argc != 6) || strlen(argv[1]) >= sizeof(sl->pool) ||
-	    (strcmp(argv[2], "deny") != 0 && strcmp(argv[2], "allow") != 0) ||
-	    util_cidr_parse(argv[3], strlen(argv[3]), &sl->cidr, err, sizeof(err)) < 0)
+	if ((argc != 4 && argc != 6) ||
+	    (strcmp(argv[2], "deny") != 0 && strcmp(argv[2], "allow") != 0)) {
+		snprintf(err, errlen, "expected 'acl LISTENER deny|allow CIDR [until MS]'");
+		return -1;
+	}
+	if (util_name_check("listener", argv[1], strlen(argv[1]), err, errlen) < 0 ||
+	    util_cidr_parse(argv[3], strlen(argv[3]), &sl->cidr, err, errlen) < 0)
 		return -1;
 	if (argc == 6) {
-		if (strcmp(argv[4], "until") != 0 || argv[5][0] < '1' || argv[5][0] > '9')
+		if (strcmp(argv[4], "until") == 0 && argv[5][0] >= '1' && argv[5][0] <= '9')
+			until = strtoll(argv[5], &end, 10);
+		if (until <= 0 || *end != '\0') {
+			snprintf(err, errlen, "expected 'until' and a time in ms, got '%s %s'",
+				 argv[4], argv[5]);
 			return -1;
-		until = strtoll(argv[5], &end, 10);
-		if (*end != '\0' || until <= 0)
-			return -1;
+		}
 	}
 	sl->acl = true;
 	util_strlcpy(sl->pool, argv[1], sizeof(sl->pool));
@@ -126,53 +171,78 @@ static int parse_acl(char **argv, int argc, struct state_line *sl)
 	return 0;
 }
 
-/* Parse one line. Returns 0, 1 for a blank/comment line, -1 when malformed. */
-static int parse_line(char *line, struct state_line *sl)
+/* Parse one line. Returns 0, 1 for a blank/comment line, -1 when
+ * malformed (err says why). */
+static int parse_line(char *line, struct state_line *sl, char *err, size_t errlen)
 {
-	char *argv[12], err[128];
-	int argc = ctl_tokenize(line, argv, 12), i;
+	char *argv[STATE_MAX_WORDS];
+	int argc = ctl_tokenize(line, argv, STATE_MAX_WORDS);
 
 	if (argc == 0 || (argc > 0 && argv[0][0] == '#'))
 		return 1;
-	sl->announce = false;
-	sl->acl = false;
+	memset(sl, 0, sizeof(*sl));
+	util_srvopts_init(&sl->opts);
 	if (argc == 3 && strcmp(argv[0], "announce") == 0 && strcmp(argv[2], "withdrawn") == 0 &&
-	    strlen(argv[1]) < POOL_NAME_MAX) {
+	    strlen(argv[1]) < UTIL_NAME_MAX) {
 		sl->announce = true;
 		util_strlcpy(sl->name, argv[1], sizeof(sl->name));
 		return 0;
 	}
-	if (argc > 0 && strcmp(argv[0], "acl") == 0)
-		return parse_acl(argv, argc, sl);
-	if (argc < 6 || strcmp(argv[0], "server") != 0 || strlen(argv[1]) >= POOL_NAME_MAX ||
-	    strlen(argv[2]) >= POOL_NAME_MAX || strcmp(argv[4], "admin") != 0 ||
-	    util_addr_parse(argv[3], false, &sl->addr, err, sizeof(err)) < 0 ||
-	    pool_admin_parse(argv[5], &sl->admin) < 0)
+	if (strcmp(argv[0], "acl") == 0)
+		return parse_acl(argv, argc, sl, err, errlen);
+	if (argc < 6 || strcmp(argv[0], "server") != 0 || strcmp(argv[4], "admin") != 0) {
+		snprintf(err, errlen, "expected 'server POOL NAME ADDRESS admin STATE ...'");
 		return -1;
+	}
+	if (util_name_check("pool", argv[1], strlen(argv[1]), err, errlen) < 0 ||
+	    util_name_check("server", argv[2], strlen(argv[2]), err, errlen) < 0 ||
+	    util_addr_parse(argv[3], false, &sl->addr, err, errlen) < 0)
+		return -1;
+	if (pool_admin_parse(argv[5], &sl->admin) < 0) {
+		snprintf(err, errlen, "unknown admin state '%s' (expected ready, drain or maint)",
+			 argv[5]);
+		return -1;
+	}
 	util_strlcpy(sl->pool, argv[1], sizeof(sl->pool));
 	util_strlcpy(sl->name, argv[2], sizeof(sl->name));
-	sl->weight = -1;
-	sl->added = sl->backup = sl->nocheck = false;
-	sl->maxconn = 0;
-	for (i = 6; i < argc; i++) {
-		if (strcmp(argv[i], "weight") == 0 && i + 1 < argc &&
-		    util_parse_long(argv[i + 1], 0, 256, &sl->weight) == 0)
-			i++;
-		else if (strcmp(argv[i], "added") == 0)
-			sl->added = true;
-		else if (strcmp(argv[i], "backup=1") == 0)
-			sl->backup = true;
-		else if (strcmp(argv[i], "backup=0") == 0)
-			sl->backup = false;
-		else if (strcmp(argv[i], "nocheck") == 0)
-			sl->nocheck = true;
-		else if (strncmp(argv[i], "maxconn=", 8) == 0 &&
-			 util_parse_long(argv[i] + 8, 0, 1000000, &sl->maxconn) == 0)
-			;
-		else
+	for (size_t i = 6; i < (size_t)argc; i++)
+		if (parse_opt(argv, (size_t)argc, &i, sl, err, errlen) < 0)
 			return -1;
-	}
 	return 0;
+}
+
+/* A server added at runtime, back in its pool. NULL after a warning. */
+static struct pool_server *restore_added(struct ctl *c, struct pool *p, struct state_line *sl)
+{
+	struct pool_server *s;
+	char err[400];
+
+	if (sl->legacy_nocheck) {
+		sl->opts.check.off = p->has_check;
+		sl->opts.agent.off = p->has_agent;
+	}
+	s = pool_server_create(p, sl->name, &sl->addr, &sl->opts, err, sizeof(err));
+	if (s == NULL) {
+		log_warn("state-file: server %s/%s not restored: %s", sl->pool, sl->name, err);
+		return NULL;
+	}
+	s->runtime_added = true;
+	if (c->hooks.server_added != NULL)
+		c->hooks.server_added(c->hooks.arg, s, !s->opts.check.off);
+	return s;
+}
+
+static void apply_announce(struct ctl *c, const struct state_line *sl)
+{
+	char msg[256];
+
+	if (c->hooks.announce_admin == NULL ||
+	    c->hooks.announce_admin(c->hooks.arg, sl->name, true, msg, sizeof(msg)) < 0) {
+		log_warn("state-file: announce %s no longer exists; its withdraw is ignored",
+			 sl->name);
+		return;
+	}
+	log_notice("state-file: announce %s restored: withdrawn by the operator", sl->name);
 }
 
 static void apply_acl(struct ctl *c, const struct state_line *sl)
@@ -193,20 +263,7 @@ static void apply_acl(struct ctl *c, const struct state_line *sl)
 			 sl->deny ? "deny" : "allow", buf, msg);
 }
 
-static void apply_announce(struct ctl *c, const struct state_line *sl)
-{
-	char msg[256];
-
-	if (c->hooks.announce_admin == NULL ||
-	    c->hooks.announce_admin(c->hooks.arg, sl->name, true, msg, sizeof(msg)) < 0) {
-		log_warn("state-file: announce %s no longer exists; its withdraw is ignored",
-			 sl->name);
-		return;
-	}
-	log_notice("state-file: announce %s restored: withdrawn by the operator", sl->name);
-}
-
-static void apply_line(struct ctl *c, const struct state_line *sl)
+static void apply_line(struct ctl *c, struct state_line *sl)
 {
 	struct pool *p;
 	struct pool_server *s;
@@ -220,40 +277,24 @@ static void apply_line(struct ctl *c, const struct state_line *sl)
 		return;
 	}
 	p = ctl_find_pool(c, sl->pool);
-
 	if (p == NULL) {
 		log_warn("state-file: pool %s no longer exists; %s/%s ignored", sl->pool, sl->pool,
 			 sl->name);
 		return;
 	}
 	s = pool_find_server(p, sl->name);
-	if (s == NULL && sl->added) {
-		s = pool_server_new(sl->name, &sl->addr);
-		if (s == NULL || pool_add_server(p, s) < 0) {
-			if (s != NULL)
-				pool_server_put(s);
-			return;
-		}
-		s->runtime_added = true;
-		s->no_check = sl->nocheck;
-		s->backup = sl->backup;
-		s->maxconn = (uint32_t)sl->maxconn;
-		s->send_proxy = p->send_proxy;
-		s->weight = s->file_weight = sl->weight >= 0 ? (uint32_t)sl->weight : 1;
-		if (c->hooks.server_added != NULL)
-			c->hooks.server_added(c->hooks.arg, s, true);
-	}
+	if (s == NULL && sl->added && (s = restore_added(c, p, sl)) == NULL)
+		return;
 	if (s == NULL) {
 		log_warn("state-file: server %s/%s no longer exists; ignored", sl->pool, sl->name);
 		return;
 	}
 	s->admin = sl->admin;
 	s->admin_overridden = true;
-	if (sl->weight >= 0 && !s->runtime_added) {
-		s->weight = (uint32_t)sl->weight;
+	if (sl->weight_set && !s->runtime_added) {
+		s->weight = sl->opts.weight;
 		s->weight_overridden = true;
 	}
-	pool_publish(p);
 	log_notice("state-file: server %s/%s restored: %s, weight %u%s", sl->pool, sl->name,
 		   pool_admin_name(s->admin), s->weight, s->runtime_added ? ", added at runtime" : "");
 }
@@ -278,16 +319,16 @@ int ctl_state_load(struct ctl *c, char *err, size_t errlen)
 	/* parse everything first: a malformed file applies nothing */
 	while (fgets(buf, sizeof(buf), f) != NULL) {
 		struct state_line sl, *a;
+		char why[400];
 		int r;
 
 		lineno++;
 		buf[strcspn(buf, "\n")] = '\0';
-		r = parse_line(buf, &sl);
+		r = parse_line(buf, &sl, why, sizeof(why));
 		if (r == 1)
 			continue;
 		if (r < 0) {
-			snprintf(err, errlen, "state-file %s:%zu: malformed line", c->state_file,
-				 lineno);
+			snprintf(err, errlen, "state-file %s:%zu: %s", c->state_file, lineno, why);
 			rc = -1;
 			break;
 		}
@@ -303,6 +344,14 @@ int ctl_state_load(struct ctl *c, char *err, size_t errlen)
 	fclose(f);
 	for (size_t i = 0; rc == 0 && i < n; i++)
 		apply_line(c, &lines[i]);
+	if (rc == 0 && n > 0) {
+		/* once per pool, not per line */
+		size_t np;
+		struct pool **pools = c->hooks.pools(c->hooks.arg, &np);
+
+		for (size_t i = 0; i < np; i++)
+			pool_publish(pools[i]);
+	}
 	free(lines);
 	return rc;
 }

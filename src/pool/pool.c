@@ -2,12 +2,14 @@
  * pick and release used by workers. Snapshots (struct pool_lb) are rebuilt
  * whole on every change and retired through QSBR; servers and pools are
  * reference counted because connections outlive snapshots. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sluice/balance.h"
 #include "sluice/log.h"
 #include "sluice/pool.h"
+#include "sluice/srvopt.h"
 #include "sluice/util.h"
 
 static struct qsbr *pool_qsbr;
@@ -127,9 +129,14 @@ void pool_put(struct pool *p)
 
 	if (lb != NULL)
 		lb_free(lb);
+	/* no snapshot is left to point at them */
+	for (size_t i = 0; i < p->nretiring; i++)
+		pool_server_put(p->retiring[i]);
+	free(p->retiring);
 	maglev_base_free(&p->maglev[0]);
 	maglev_base_free(&p->maglev[1]);
 	free(p->servers);
+	util_hmap_free(&p->server_index);
 	free(p);
 }
 
@@ -141,7 +148,8 @@ struct pool_server *pool_server_new(const char *name, const struct util_addr *ad
 		return NULL;
 	util_strlcpy(s->name, name, sizeof(s->name));
 	s->addr = *addr;
-	s->weight = 1;
+	util_srvopts_init(&s->opts);
+	s->weight = s->opts.weight;
 	s->admin = POOL_ADMIN_READY;
 	s->health = POOL_HEALTH_UP;
 	atomic_init(&s->refcnt, 1);
@@ -162,18 +170,101 @@ void pool_server_put(struct pool_server *s)
 	free(s);
 }
 
+static const char *server_key(const void *arg, uintptr_t val)
+{
+	(void)arg;
+	return ((const struct pool_server *)val)->name;
+}
+
 int pool_add_server(struct pool *p, struct pool_server *s)
 {
-	struct pool_server **a = realloc(p->servers, (p->nservers + 1) * sizeof(*a));
+	if (p->nservers == p->cap) {
+		size_t cap = p->cap ? 2 * p->cap : 8;
+		struct pool_server **a = realloc(p->servers, cap * sizeof(*a));
 
-	if (a == NULL)
+		if (a == NULL)
+			return -1;
+		p->servers = a;
+		p->cap = cap;
+	}
+	if (util_hmap_add(&p->server_index, s->name, (uintptr_t)s) < 0)
 		return -1;
-	p->servers = a;
-	a[p->nservers++] = s;
+	p->servers[p->nservers++] = s;
 	s->pool = p;
 	s->removed = false;
 	pool_get(p);
 	return 0;
+}
+
+enum pool_proxy_proto pool_proxy_from(enum util_proxy_proto p, enum pool_proxy_proto inherit)
+{
+	switch (p) {
+	case UTIL_PROXY_V1:
+		return POOL_PROXY_V1;
+	case UTIL_PROXY_V2:
+		return POOL_PROXY_V2;
+	case UTIL_PROXY_NONE:
+		return POOL_PROXY_NONE;
+	case UTIL_PROXY_INHERIT:
+		break;
+	}
+	return inherit;
+}
+
+void pool_server_set_opts(struct pool_server *s, const struct util_srvopts *o)
+{
+	/* a weight set at runtime wins until the configured one changes */
+	if (!s->weight_overridden || s->opts.weight != o->weight) {
+		s->weight = o->weight;
+		s->weight_overridden = false;
+	}
+	s->opts = *o;
+	atomic_store(&s->maxconn, o->maxconn);
+	s->backup = o->backup;
+	atomic_store(&s->send_proxy, pool_proxy_from(o->send_proxy, s->pool->send_proxy));
+}
+
+int pool_server_check(const struct pool *p, const char *name, const struct util_srvopts *o,
+		      char *err, size_t errlen)
+{
+	if (util_name_check("server", name, strlen(name), err, errlen) < 0 ||
+	    util_srvopts_check(o, err, errlen) < 0)
+		return -1;
+	if (pool_find_server(p, name) != NULL) {
+		snprintf(err, errlen, "duplicate server '%s' in pool '%s'", name, p->name);
+		return -1;
+	}
+	/* conf_check.c says the same of a file's server */
+	if (!p->has_check && (o->check.off || o->check.port != 0)) {
+		snprintf(err, errlen, "server '%s' has check options but pool '%s' has no check block",
+			 name, p->name);
+		return -1;
+	}
+	if (!p->has_agent && (o->agent.off || o->agent.port != 0)) {
+		snprintf(err, errlen, "server '%s' has agent options but pool '%s' has no agent",
+			 name, p->name);
+		return -1;
+	}
+	return 0;
+}
+
+struct pool_server *pool_server_create(struct pool *p, const char *name,
+				       const struct util_addr *addr, const struct util_srvopts *o,
+				       char *err, size_t errlen)
+{
+	struct pool_server *s;
+
+	if (pool_server_check(p, name, o, err, errlen) < 0)
+		return NULL;
+	s = pool_server_new(name, addr);
+	if (s == NULL || pool_add_server(p, s) < 0) {
+		if (s != NULL)
+			pool_server_put(s);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	pool_server_set_opts(s, o);
+	return s;
 }
 
 static void server_put_cb(void *obj)
@@ -181,29 +272,109 @@ static void server_put_cb(void *obj)
 	pool_server_put(obj);
 }
 
+/* The list references of the servers taken out, once the snapshot that
+ * could point at them is no longer the published one. */
+static void retire_taken_out(struct pool *p)
+{
+	for (size_t i = 0; i < p->nretiring; i++)
+		if (qsbr_retire(pool_qsbr, p->retiring[i], server_put_cb) < 0)
+			log_err("pool %s: out of memory retiring server %s", p->name,
+				p->retiring[i]->name);
+	p->nretiring = 0;
+}
+
+static bool is_target(void *arg, struct pool_server *s)
+{
+	return s == arg;
+}
+
 void pool_remove_server(struct pool *p, struct pool_server *s)
 {
-	for (size_t i = 0; i < p->nservers; i++) {
-		if (p->servers[i] != s)
-			continue;
-		memmove(&p->servers[i], &p->servers[i + 1],
-			(p->nservers - i - 1) * sizeof(p->servers[0]));
-		p->nservers--;
-		s->removed = true;
+	if (pool_remove_if(p, is_target, s) > 0)
 		pool_publish(p);
-		/* the old snapshot may still point at s: keep it until then */
-		if (qsbr_retire(pool_qsbr, s, server_put_cb) < 0)
-			log_err("pool %s: out of memory retiring server %s", p->name, s->name);
-		return;
+}
+
+/* Room in the retiring list for n more. Returns 0 or -1. */
+static int retiring_reserve(struct pool *p, size_t n)
+{
+	struct pool_server **a;
+
+	if (p->nretiring + n <= p->retiring_cap)
+		return 0;
+	a = realloc(p->retiring, (p->nretiring + n) * sizeof(*a));
+	if (a == NULL)
+		return -1;
+	p->retiring = a;
+	p->retiring_cap = p->nretiring + n;
+	return 0;
+}
+
+int pool_sweep_step(struct pool *p, struct pool_sweep *sw, size_t max,
+		    bool (*doomed)(void *arg, struct pool_server *s), void *arg)
+{
+	/* room for all of them first, so that the finish cannot fail */
+	if (!sw->reserved) {
+		if (retiring_reserve(p, p->nservers) < 0)
+			return -1;
+		sw->reserved = true;
 	}
+	/* a permutation at every moment: [0, kept) stays, in its order,
+	 * [kept, seen) goes (already out of the name index), [seen,
+	 * nservers) is still to look at */
+	for (; sw->seen < p->nservers && max > 0; sw->seen++, max--) {
+		struct pool_server *s = p->servers[sw->seen];
+
+		if (doomed(arg, s)) {
+			util_hmap_del(&p->server_index, s->name, (uintptr_t)s);
+			s->removed = true;
+			continue;
+		}
+		p->servers[sw->seen] = p->servers[sw->kept];
+		p->servers[sw->kept++] = s;
+	}
+	return sw->seen == p->nservers ? 0 : 1;
+}
+
+long pool_sweep_finish(struct pool *p, struct pool_sweep *sw)
+{
+	size_t n = sw->seen - sw->kept; /* room reserved by the first step */
+
+	for (size_t i = 0; i < n; i++)
+		p->retiring[p->nretiring++] = p->servers[sw->kept + i];
+	/* servers appended after the last step stay */
+	memmove(&p->servers[sw->kept], &p->servers[sw->seen],
+		(p->nservers - sw->seen) * sizeof(p->servers[0]));
+	p->nservers -= n;
+	return (long)n;
+}
+
+long pool_remove_if(struct pool *p, bool (*doomed)(void *arg, struct pool_server *s), void *arg)
+{
+	struct pool_sweep sw = { 0 };
+
+	if (pool_sweep_step(p, &sw, SIZE_MAX, doomed, arg) < 0)
+		return -1;
+	return pool_sweep_finish(p, &sw);
+}
+
+void pool_freeze(struct pool *p)
+{
+	p->frozen = true;
+}
+
+int pool_thaw(struct pool *p)
+{
+	p->frozen = false;
+	return pool_publish(p);
 }
 
 struct pool_server *pool_find_server(const struct pool *p, const char *name)
 {
-	for (size_t i = 0; i < p->nservers; i++)
-		if (strcmp(p->servers[i]->name, name) == 0)
-			return p->servers[i];
-	return NULL;
+	uintptr_t s;
+
+	return util_hmap_get(&p->server_index, name, server_key, NULL, &s)
+		       ? (struct pool_server *)s
+		       : NULL;
 }
 
 bool pool_server_eligible(const struct pool_server *s)
@@ -315,31 +486,69 @@ out:
 	return rc;
 }
 
-/* Build one group of a snapshot from the eligible servers with the given
- * backup flag. Returns 0 or -1. */
-static int lb_group_build(struct pool *p, struct pool_lb_group *g, bool backup)
+/* Fill both groups of a snapshot with the eligible servers and their
+ * weights, in file order, in one pass over the servers (a pool of 100 000
+ * is tens of megabytes of servers to read): primaries from the front of
+ * one array, backups from its back. Returns 0 or -1. */
+static int lb_collect(struct pool *p, struct pool_lb *lb)
 {
-	size_t n = 0;
+	size_t n = p->nservers, np = 0, nb = 0;
+	struct pool_server **srv;
+	uint32_t *w;
 
-	if (p->balance == POOL_BALANCE_MAGLEV)
-		return maglev_group_build(p, g, backup);
-	maglev_base_free(&p->maglev[backup]); /* a reload changed the balance */
-	for (size_t i = 0; i < p->nservers; i++)
-		n += pool_server_eligible(p->servers[i]) && p->servers[i]->backup == backup;
 	if (n == 0)
 		return 0;
-	g->srv = calloc(n, sizeof(*g->srv));
-	g->weights = calloc(n, sizeof(*g->weights));
-	if (g->srv == NULL || g->weights == NULL)
-		return -1;
-	for (size_t i = 0; i < p->nservers; i++) {
+	srv = malloc(n * sizeof(*srv));
+	w = malloc(n * sizeof(*w));
+	if (srv == NULL || w == NULL)
+		goto nomem;
+	for (size_t i = 0; i < n; i++) {
 		struct pool_server *s = p->servers[i];
+		size_t k;
 
-		if (!pool_server_eligible(s) || s->backup != backup)
+		if (!pool_server_eligible(s))
 			continue;
-		g->srv[g->n] = s;
-		g->weights[g->n++] = pool_server_lb_weight(s);
+		k = s->backup ? n - ++nb : np++;
+		srv[k] = s;
+		w[k] = pool_server_lb_weight(s);
 	}
+	if (nb > 0) {
+		struct pool_lb_group *g = &lb->backup;
+
+		g->srv = malloc(nb * sizeof(*g->srv));
+		g->weights = malloc(nb * sizeof(*g->weights));
+		if (g->srv == NULL || g->weights == NULL)
+			goto nomem;
+		for (size_t k = 0; k < nb; k++) {
+			g->srv[k] = srv[n - 1 - k];
+			g->weights[k] = w[n - 1 - k];
+		}
+		g->n = nb;
+	}
+	if (np == 0)
+		goto none;
+	lb->primary.srv = srv;
+	lb->primary.weights = w;
+	lb->primary.n = np;
+	return 0;
+nomem:
+	free(srv);
+	free(w);
+	return -1;
+none:
+	free(srv);
+	free(w);
+	return 0;
+}
+
+/* The picking table of one group, collected by lb_collect(). Returns 0 or
+ * -1. */
+static int lb_group_build(struct pool *p, struct pool_lb_group *g)
+{
+	size_t n = g->n;
+
+	if (n == 0)
+		return 0;
 	switch (p->balance) {
 	case POOL_BALANCE_ROUNDROBIN:
 		return balance_swrr_build(g->weights, g->n, &g->seq, &g->seqlen);
@@ -349,7 +558,7 @@ static int lb_group_build(struct pool *p, struct pool_lb_group *g, bool backup)
 			return -1;
 		balance_cumulative(g->weights, n, g->cum);
 		return 0;
-	case POOL_BALANCE_MAGLEV: /* above */
+	case POOL_BALANCE_MAGLEV: /* maglev_group_build() */
 	case POOL_BALANCE_LEASTCONN:
 	case POOL_BALANCE_FIRST:
 		return 0;
@@ -357,16 +566,39 @@ static int lb_group_build(struct pool *p, struct pool_lb_group *g, bool backup)
 	return 0;
 }
 
+/* Both groups of a snapshot: Maglev builds each from its members in name
+ * order (maglev_group_build), the others take the eligible servers of both
+ * in one pass (lb_collect). Returns 0 or -1. */
+static int lb_build(struct pool *p, struct pool_lb *lb)
+{
+	if (p->balance == POOL_BALANCE_MAGLEV) {
+		if (maglev_group_build(p, &lb->primary, false) < 0 ||
+		    maglev_group_build(p, &lb->backup, true) < 0)
+			return -1;
+		return 0;
+	}
+	/* not (or no longer, after a reload) Maglev: no base tables */
+	maglev_base_free(&p->maglev[0]);
+	maglev_base_free(&p->maglev[1]);
+	if (lb_collect(p, lb) < 0 || lb_group_build(p, &lb->primary) < 0 ||
+	    lb_group_build(p, &lb->backup) < 0)
+		return -1;
+	return 0;
+}
+
 int pool_publish(struct pool *p)
 {
-	struct pool_lb *lb = calloc(1, sizeof(*lb)), *old;
+	struct pool_lb *lb, *old;
 
+	if (p->frozen)
+		return 0; /* pool_thaw() publishes */
+	lb = calloc(1, sizeof(*lb));
 	if (lb == NULL)
 		return -1;
 	lb->balance = p->balance;
 	lb->queue_max = p->queue_max;
 	lb->timeout_queue_ms = p->timeout_queue_ms;
-	if (lb_group_build(p, &lb->primary, false) < 0 || lb_group_build(p, &lb->backup, true) < 0) {
+	if (lb_build(p, lb) < 0) {
 		lb_free(lb);
 		log_err("pool %s: out of memory building the balancer table", p->name);
 		published(p); /* the model changed all the same */
@@ -375,6 +607,7 @@ int pool_publish(struct pool *p)
 	old = atomic_exchange(&p->lb, lb);
 	if (old != NULL && qsbr_retire(pool_qsbr, old, lb_free) < 0)
 		log_err("pool %s: out of memory retiring a balancer table", p->name);
+	retire_taken_out(p);
 	published(p);
 	return 0;
 }
@@ -386,12 +619,14 @@ void pool_retire(struct pool *p)
 	p->removed = true;
 	if (old != NULL && qsbr_retire(pool_qsbr, old, lb_free) < 0)
 		log_err("pool %s: out of memory retiring a balancer table", p->name);
+	retire_taken_out(p);
 	for (size_t i = 0; i < p->nservers; i++) {
 		p->servers[i]->removed = true;
 		if (qsbr_retire(pool_qsbr, p->servers[i], server_put_cb) < 0)
 			log_err("pool %s: out of memory retiring a server", p->name);
 	}
 	p->nservers = 0;
+	util_hmap_free(&p->server_index);
 	published(p);
 }
 

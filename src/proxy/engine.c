@@ -816,6 +816,8 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+_Static_assert(UTIL_MAX_WORKERS <= 64, "paused_workers has a bit per worker");
+
 struct proxy_engine *proxy_engine_new(const struct proxy_engine_conf *conf, struct qsbr *q)
 {
 	struct proxy_engine *e = calloc(1, sizeof(*e));
@@ -826,7 +828,7 @@ struct proxy_engine *proxy_engine_new(const struct proxy_engine_conf *conf, stru
 	e->qsbr = q;
 	e->nworkers = conf->workers;
 	e->workers = calloc(conf->workers, sizeof(*e->workers));
-	if (e->workers == NULL || conf->workers > 64) {
+	if (e->workers == NULL || conf->workers > UTIL_MAX_WORKERS) {
 		free(e->workers);
 		free(e);
 		return NULL;

@@ -63,14 +63,21 @@ bool qsbr_passed(const struct qsbr *q, uint64_t mark)
 
 size_t qsbr_reclaim(struct qsbr *q)
 {
+	return qsbr_reclaim_some(q, SIZE_MAX);
+}
+
+size_t qsbr_reclaim_some(struct qsbr *q, size_t max)
+{
 	uint64_t min = min_seen(q);
 	size_t keep = 0;
 
 	for (size_t i = 0; i < q->npending; i++) {
-		if (q->pending[i].epoch <= min)
+		if (q->pending[i].epoch <= min && max > 0) {
 			q->pending[i].free_fn(q->pending[i].obj);
-		else
+			max--;
+		} else {
 			q->pending[keep++] = q->pending[i];
+		}
 	}
 	q->npending = keep;
 	return keep;

@@ -66,10 +66,11 @@ static void hook_close_server(void *arg, struct pool_server *s, uint32_t spread_
 	(void)spread_ms;
 }
 
-static int hook_reload(void *arg, bool check_only, char *msg, size_t len)
+static int hook_reload_start(void *arg, bool check_only, char *msg, size_t len, uint64_t *id)
 {
 	(void)arg;
-	snprintf(msg, len, "%s", check_only ? "configuration is valid" : "reload refused");
+	*id = 1;
+	snprintf(msg, len, "reload refused");
 	return check_only ? 0 : -1;
 }
 
@@ -160,6 +161,14 @@ static int hook_sources_kill(void *arg, const char *listener, const struct util_
 	return guard_listener(listener, msg, len);
 }
 
+static int hook_reload_result(void *arg, uint64_t id, char *msg, size_t len)
+{
+	(void)arg;
+	(void)id;
+	snprintf(msg, len, "configuration is valid");
+	return 0;
+}
+
 static struct pool *make_pool(const char *name, enum pool_balance balance,
 			      const char *const *servers, size_t n)
 {
@@ -171,16 +180,19 @@ static struct pool *make_pool(const char *name, enum pool_balance balance,
 	p->balance = balance;
 	for (size_t i = 0; i < n; i++) {
 		struct util_addr addr;
+		struct util_srvopts o;
 		struct pool_server *s;
 		char name_buf[8];
 
 		if (util_addr_parse(servers[i], false, &addr, err, sizeof(err)) < 0)
 			abort();
 		snprintf(name_buf, sizeof(name_buf), "%c", (char)('a' + i));
-		s = pool_server_new(name_buf, &addr);
-		if (s == NULL || pool_add_server(p, s) < 0)
+		util_srvopts_init(&o);
+		o.weight = (uint32_t)(i + 1);
+		/* the door a configuration file's servers take */
+		s = pool_server_create(p, name_buf, &addr, &o, err, sizeof(err));
+		if (s == NULL)
 			abort();
-		s->weight = s->file_weight = (uint32_t)(i + 1);
 	}
 	if (pool_publish(p) < 0)
 		abort();
@@ -264,12 +276,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.info = hook_info,
 		.listeners = hook_listeners,
 		.close_server = hook_close_server,
-		.reload = hook_reload,
 		.acl_add = hook_acl_add,
 		.acl_del = hook_acl_del,
 		.acl_view = hook_acl_view,
 		.sources_view = hook_sources_view,
 		.sources_kill = hook_sources_kill,
+		.reload_start = hook_reload_start,
+		.reload_result = hook_reload_result,
 	};
 	struct ctl *c;
 	char *text = malloc(size + 1);

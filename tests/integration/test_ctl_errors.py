@@ -78,17 +78,20 @@ def test_bad_commands_answer_errors_and_change_nothing(daemon):
         assert_error(c, "server drain web/a within soon", "bad duration 'soon'")
         assert_error(c, "server drain web/a until 5s", "usage: ")
         assert_error(c, "server ready web/a within 5s", "usage: ")
-        assert_error(c, "server add web n 127.0.0.1:1 weight 999", "bad option 'weight'")
-        assert_error(c, "server add web n 127.0.0.1:1 weight", "bad option 'weight'")
-        assert_error(c, "server add web n 127.0.0.1:1 check maybe", "bad option 'check'")
-        assert_error(c, "server add web n 127.0.0.1:1 fast", "bad option 'fast'")
+        # (test_server_doors.py: the same messages as a configuration file's)
+        assert_error(c, "server add web n 127.0.0.1:1 weight 999", "weight '999' out of range")
+        assert_error(c, "server add web n 127.0.0.1:1 weight", "'weight' needs a value")
+        assert_error(c, "server add web n 127.0.0.1:1 check maybe",
+                     "unknown check option 'maybe'")
+        assert_error(c, "server add web n 127.0.0.1:1 fast", "unknown server option 'fast'",
+                     "or ready")
         assert_error(c, "server add web a/b 127.0.0.1:1", "bad server name")
         assert_error(c, "server add web %s 127.0.0.1:1" % ("n" * 64), "bad server name")
         assert_error(c, "server del web/a now", "usage: server del")
         assert_error(c, "wait drained web/a forever", "bad timeout 'forever'")
         # duplicate name
-        assert_error(c, "server add web a 127.0.0.1:1", "already exists")
-        assert_error(c, "server add web b 127.0.0.1:2 ready", "already exists")
+        assert_error(c, "server add web a 127.0.0.1:1", "duplicate server 'a' in pool 'web'")
+        assert_error(c, "server add web b 127.0.0.1:2 ready", "duplicate server 'b'")
         # too many words
         assert_error(c, "show " + " ".join(["x"] * 40), "unreadable command")
         # the connection still works after all of that

@@ -83,4 +83,5 @@ def test_malformed_state_file_stops_the_start(tmp_path, backends):
     conf_path.write_text(conf)
     r = run_sluice(["-f", str(conf_path)])
     assert r.returncode != 0
-    assert "state-file %s:2: malformed line" % state in r.stderr, r.stderr
+    assert ("state-file %s:2: expected 'server POOL NAME ADDRESS admin STATE ...'" % state
+            in r.stderr), r.stderr

@@ -8,7 +8,7 @@ import os
 import re
 import time
 
-from conftest import DEADLINE, Ctl, LogTail, run_sluice, wait_until, write_atomic
+from conftest import DEADLINE, Ctl, run_sluice, wait_until, write_atomic
 from guard_fixtures import guarded, header_v1, refused, try_once  # noqa: F401
 
 
@@ -98,12 +98,12 @@ def test_reload_reads_a_changed_file_and_keeps_a_bad_one_out(guarded, short_dir)
 
 
 def test_large_file_loads_off_the_control_loop(guarded, short_dir):
-    """A reload of a 1 000 000-prefix deny list is applied when the loader
-    is done: meanwhile the control socket answers and a second reload is
-    refused, and the reply comes when the table is in force."""
-    lst = os.path.join(short_dir, "big.list")
+    """A reload of a 1 000 000-prefix deny list is read and built on the
+    reload's loader thread: meanwhile the control socket answers, and the
+    reply comes once the table is in force."""
     g = guarded()
     d = g.d
+    lst = os.path.join(short_dir, "big.list")
     # 1M /32s in 10.0.0.0/8 plus the one that matters
     with open(lst + ".tmp", "w") as f:
         f.write("".join("10.%d.%d.%d\n" % (i >> 16, (i >> 8) & 255, i & 255)
@@ -114,14 +114,10 @@ def test_large_file_loads_off_the_control_loop(guarded, short_dir):
         text = f.read()
     write_atomic(d.conf_path, text.replace("timeout connect 2s;",
                                            "timeout connect 2s; deny file %s;" % lst))
-    tail = LogTail(d)
-    tail.mark()
     a, b = Ctl(g.sock), Ctl(g.sock)
     try:
-        a.send(b"reload\n")
-        tail.wait(r"reload: reading the allow/deny files of 1 listener on a loader thread")
         t0 = time.monotonic()
-        second = b.cmd("reload")
+        a.send(b"reload\n")
         info = b.json("show info")
         answered = time.monotonic() - t0
         r = a.reply()
@@ -130,9 +126,6 @@ def test_large_file_loads_off_the_control_loop(guarded, short_dir):
         b.close()
     assert r == ("reload done:\nlisten www: ACL or per-source limits changed\n"
                  "listen www: allow/deny files read (1000001 prefixes)\n"), r
-    # the loader may have finished already; if not, the second waits its turn
-    assert second in ("error: a reload is in progress (reading allow/deny files)\n",
-                      "reload done:\nno change\n"), second
     assert info["pid"] == d.pid and answered < 1.0 * DEADLINE / 20
     assert try_once(g.port, "127.0.12.5") == "refused"
     assert try_once(g.port, "127.0.13.5") == "served"
@@ -218,7 +211,7 @@ def test_bad_commands_change_nothing(guarded):
 
 def test_user_level_may_show_not_change(guarded, short_dir):
     ro = os.path.join(short_dir, "ro.sock")
-    g = guarded(global_extra="control %s mode 0666 level user;" % ro)
+    guarded(global_extra="control %s mode 0666 level user;" % ro)
     with Ctl(ro) as c:
         assert c.cmd("acl add www deny 127.0.0.9") == "error: permission denied\n"
         assert c.cmd("sources kill www 127.0.0.0/8") == "error: permission denied\n"

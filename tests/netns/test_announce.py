@@ -350,6 +350,67 @@ def test_operator_withdraw_survives_restart_and_upgrade_drain_does_not(node):
     node.wait_state("announced")
 
 
+def big_pool(n, weight):
+    """A pool of n servers nobody listens on (no check): a reload that
+    changes their weight is applied in many steps of the control loop."""
+    return "pool big {\n%s}\n" % "".join(
+        " server s%d 127.%d.%d.%d:9000 weight %d;\n" % (
+            i, 16 + (i >> 16) % 16, (i >> 8) & 255, i & 255, weight) for i in range(n))
+
+
+def test_operator_withdraw_during_a_reload_in_steps_stays(node):
+    """A reload is applied in steps, the loop serving commands between
+    them; the announce blocks commit after the last step. An operator's
+    withdraw that lands between the prepare and the commit survives the
+    commit: the block is not announced again."""
+    n = 200000
+    node.write(block(), extra=big_pool(n, 1))
+    node.start()
+    node.wait_state("announced")
+    node.write(block(), extra=big_pool(n, 2))
+    # refused while a reload is being applied, else refused for its weight:
+    # tells which, and changes nothing either way
+    probe = b"server add big probe 127.0.0.1:9 weight 999\n"
+    busy = b"a reload is being applied"
+    with socket.socket(socket.AF_UNIX) as c:
+        c.connect(node.sock)
+        f = c.makefile("rb")
+
+        def reply():
+            lines = []
+            while True:
+                line = f.readline()
+                assert line, "control socket closed"
+                if line == b"\n":
+                    return b"".join(lines)
+                lines.append(line)
+
+        node.proc.send_signal(signal.SIGHUP)
+        end = time.monotonic() + 60
+        while True:
+            c.sendall(probe)
+            r = reply()
+            if busy in r:
+                break
+            assert b"weight" in r, r
+            assert time.monotonic() < end, "the reload was never seen applying"
+        # the withdraw runs between two answers that both saw the apply
+        c.sendall(b"announce withdraw front\n" + probe)
+        r = reply()
+        assert not r.startswith(b"error"), r
+        assert busy in reply(), "the apply ended before the withdraw: too small to test"
+    wait_until(lambda: "notice: reload of %s done" % node.conf in node.log(), timeout=60,
+               what="the reload done")
+    assert "reload failed" not in node.log()
+    # the commit took the withdraw over: it stays withdrawn, by the operator
+    end = time.monotonic() + 1.0
+    while time.monotonic() < end:
+        a = node.show()
+        assert a["state"] == "withdrawn" and a["withdrawn_by_operator"], a
+        assert node.addrs("vip0") == []
+        time.sleep(0.05)
+
+
 def test_sigterm_withdraws_then_accepts_for_withdraw_delay(node):
     """SIGTERM: withdrawn at once, still accepting during withdraw-delay
     (500 ms), then refused; the device goes with the process."""

@@ -56,16 +56,16 @@ static void test_full(void **state)
 	assert_int_equal(c->npools, 1);
 	assert_string_equal(c->pools[0].name, "web");
 	assert_int_equal(c->pools[0].balance, CONF_BALANCE_MAGLEV);
-	assert_int_equal(c->pools[0].send_proxy, CONF_PROXY_V2);
+	assert_int_equal(c->pools[0].send_proxy, UTIL_PROXY_V2);
 	assert_int_equal(c->pools[0].queue_max, 10);
 	assert_int_equal(c->pools[0].timeout_queue_ms, 250);
 	assert_int_equal(c->pools[0].maglev_table, 1021);
 	assert_int_equal(c->pools[0].nservers, 3);
-	assert_int_equal(c->pools[0].servers[0].weight, 10);
-	assert_int_equal(c->pools[0].servers[1].maxconn, 500);
-	assert_int_equal(c->pools[0].servers[1].send_proxy, CONF_PROXY_V1);
-	assert_int_equal(c->pools[0].servers[0].send_proxy, CONF_PROXY_INHERIT);
-	assert_true(c->pools[0].servers[2].backup);
+	assert_int_equal(c->pools[0].servers[0].opts.weight, 10);
+	assert_int_equal(c->pools[0].servers[1].opts.maxconn, 500);
+	assert_int_equal(c->pools[0].servers[1].opts.send_proxy, UTIL_PROXY_V1);
+	assert_int_equal(c->pools[0].servers[0].opts.send_proxy, UTIL_PROXY_INHERIT);
+	assert_true(c->pools[0].servers[2].opts.backup);
 	assert_string_equal(util_addr_fmt(&c->pools[0].servers[2].addr, buf, sizeof(buf)),
 			    "[::1]:9003");
 	assert_int_equal(c->nlistens, 1);
@@ -95,7 +95,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c->global.grace_ms, 10000);
 	assert_int_equal(c->pools[0].balance, CONF_BALANCE_ROUNDROBIN);
 	assert_int_equal(c->pools[0].maglev_table, 65537);
-	assert_int_equal(c->pools[0].servers[0].weight, 1);
+	assert_int_equal(c->pools[0].servers[0].opts.weight, 1);
 	assert_int_equal(c->listens[0].retries, 2);
 	assert_int_equal(c->listens[0].timeout_connect_ms, 5000);
 	assert_int_equal(c->listens[0].timeout_proxy_header_ms, 2000);
@@ -173,8 +173,8 @@ static void test_errors(void **state)
 		     "roundrobin, leastconn, random, maglev or first) (near 'fastest')");
 	expect_error("pool p { server a 127.0.0.1:1 wieght 3; }\n",
 		     "bad.conf:1:31: error: unknown server option 'wieght' (expected weight N, "
-		     "maxconn N, backup, send-proxy v1|v2|none, check off|port N or agent off|port N) "
-		     "(near 'wieght')");
+		     "maxconn N, backup, send-proxy v1|v2|none, check on|off|port N or agent "
+		     "on|off|port N) (near 'wieght')");
 	expect_error("listen l { pool p; }\npool p { }\n",
 		     "bad.conf:1:8: error: listen 'l' has no bind (expected 'bind ADDRESS:PORT;') "
 		     "(near 'l')");

@@ -59,7 +59,7 @@ static struct pool_server *add(struct pool *p, const char *name, uint32_t weight
 	s = pool_server_new(name, &a);
 	assert_non_null(s);
 	assert_int_equal(pool_add_server(p, s), 0);
-	s->weight = s->file_weight = s->hs.weight_initial = weight;
+	s->weight = s->opts.weight = s->hs.weight_initial = weight;
 	s->maxconn = maxconn;
 	s->backup = backup;
 	return s;
