@@ -48,8 +48,17 @@ struct guard_lpm *guard_lpm_build(struct guard_lpm_builder *b);
 void guard_lpm_builder_free(struct guard_lpm_builder *b);
 
 void guard_lpm_get(struct guard_lpm *t);
-/* Drop a reference; the last one frees the table. NULL is allowed. */
+/* Drop a reference; the last one frees the table. NULL is allowed. A large
+ * table (GUARD_REAP_BYTES and more: giving its pages back takes
+ * milliseconds) goes to the reaper when one is set. */
 void guard_lpm_put(struct guard_lpm *t);
+/* The process's reaper: reap(fn, obj) must call fn(obj) soon, off the
+ * thread that dropped the reference (core: a background thread), or at
+ * once. NULL (the default): frees happen in place. Set it before the
+ * tables are shared, and back to NULL before the last ones go at exit. */
+#define GUARD_REAP_BYTES (4u << 20)
+typedef void (*guard_reap_fn)(void (*fn)(void *), void *obj);
+void guard_set_reaper(guard_reap_fn reap);
 /* The longest prefix of t that holds a's host part and has not expired at
  * now_ms: returns its length and sets *action; -1 when none. O(prefix
  * length): one node per distinct branching bit on the way down. */

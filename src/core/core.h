@@ -181,6 +181,9 @@ void core_guard_load_free(struct core_guard_load *l);
  * one in use when its files did not change). */
 void core_guard_commit(struct core *c, struct proxy_frontend *fe, const struct conf_listen *cl,
 		       size_t idx);
+/* Free large ACL tables on a thread of their own (on), or in place again,
+ * once those under way are done (off: at exit). */
+void core_guard_reaper(bool on);
 /* Every 100 ms: forget expired runtime entries (saving the state file),
  * free limit tables whose connections all closed. */
 void core_guard_tick(struct core *c);

@@ -7,6 +7,7 @@
  * At start-up and for -c the files are read in place. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -317,6 +318,61 @@ void core_guard_commit(struct core *c, struct proxy_frontend *fe, const struct c
 	free(lines);
 	if (guard_set_limits(g, &lc) < 0)
 		log_err("listen %s: out of memory: per-source limits not changed", cl->name);
+}
+
+/* ---- large tables go back off the control loop ---- */
+
+struct reap_job {
+	void (*fn)(void *);
+	void *obj;
+};
+
+static _Atomic unsigned reapers; /* running */
+
+static void *reap_main(void *arg)
+{
+	struct reap_job *j = arg;
+	struct sched_param sp = { .sched_priority = 0 };
+
+	pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+	j->fn(j->obj);
+	free(j);
+	atomic_fetch_sub(&reapers, 1);
+	return NULL;
+}
+
+/* The guard's reaper: a million-prefix table is tens of megabytes that
+ * munmap gives back in milliseconds; a thread of its own does it. */
+static void reap(void (*fn)(void *), void *obj)
+{
+	struct reap_job *j = malloc(sizeof(*j));
+	pthread_attr_t attr;
+	pthread_t t;
+
+	if (j != NULL && pthread_attr_init(&attr) == 0) {
+		j->fn = fn;
+		j->obj = obj;
+		atomic_fetch_add(&reapers, 1);
+		if (pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0 &&
+		    pthread_create(&t, &attr, reap_main, j) == 0) {
+			pthread_attr_destroy(&attr);
+			return;
+		}
+		atomic_fetch_sub(&reapers, 1);
+		pthread_attr_destroy(&attr);
+	}
+	free(j);
+	fn(obj); /* in place, then */
+}
+
+void core_guard_reaper(bool on)
+{
+	guard_set_reaper(on ? reap : NULL);
+	if (on)
+		return;
+	/* exit: the last frees happen in place; wait for those under way */
+	for (int i = 0; i < 5000 && atomic_load(&reapers) > 0; i++)
+		usleep(1000);
 }
 
 /* ---- the control loop's housekeeping ---- */

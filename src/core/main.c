@@ -292,6 +292,7 @@ static int run(struct core *c)
 	ec.workers = c->nworkers = worker_count(c->conf);
 	util_strlcpy(c->last_reload, "none", sizeof(c->last_reload));
 	c->loop = ev_default_loop(EVFLAG_NOENV);
+	core_guard_reaper(true);
 	ec.maxconn = c->maxconn = size_limits(c, ec.workers);
 	ec.bufmem = c->bufmem = bufmem_limit(c->conf, c->maxconn, ec.workers);
 	pool_set_qsbr(&c->qsbr);
@@ -471,6 +472,7 @@ int main(int argc, char **argv)
 	c.start_ms = util_now_ms();
 	rc = run(&c);
 	core_reload_free(&c);
+	core_guard_reaper(false);
 	core_guard_load_free(c.guard_load); /* a start that failed before applying */
 	ctl_free(c.ctl);
 	core_vrrp_free(&c);

@@ -477,14 +477,34 @@ void guard_lpm_get(struct guard_lpm *t)
 	atomic_fetch_add_explicit(&t->refcnt, 1, memory_order_relaxed);
 }
 
-void guard_lpm_put(struct guard_lpm *t)
+static _Atomic(guard_reap_fn) reaper;
+
+void guard_set_reaper(guard_reap_fn reap)
 {
-	if (t == NULL || atomic_fetch_sub_explicit(&t->refcnt, 1, memory_order_acq_rel) != 1)
-		return;
+	atomic_store(&reaper, reap);
+}
+
+static void lpm_destroy(void *obj)
+{
+	struct guard_lpm *t = obj;
+
 	free(t->n4);
 	free(t->n6);
 	free(t->vals);
 	free(t);
+}
+
+void guard_lpm_put(struct guard_lpm *t)
+{
+	guard_reap_fn reap;
+
+	if (t == NULL || atomic_fetch_sub_explicit(&t->refcnt, 1, memory_order_acq_rel) != 1)
+		return;
+	reap = atomic_load(&reaper);
+	if (reap != NULL && guard_lpm_memory(t) >= GUARD_REAP_BYTES)
+		reap(lpm_destroy, t);
+	else
+		lpm_destroy(t);
 }
 
 /* ---- lookup ---- */
