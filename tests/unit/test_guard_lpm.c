@@ -374,6 +374,47 @@ static void test_pause_points(void **state)
 	free(text);
 }
 
+/* A large table's last reference hands it to the reaper; a small one is
+ * freed in place. */
+static int reaped;
+
+static void test_reap(void (*fn)(void *), void *obj)
+{
+	reaped++;
+	fn(obj);
+}
+
+static void test_reaper_for_large_tables(void **state)
+{
+	struct guard_lpm_builder *b = guard_lpm_builder_new();
+	struct guard_rule r = { .action = GUARD_DENY, .origin = GUARD_ORIGIN_FILE };
+	struct guard_lpm *big, *small;
+
+	(void)state;
+	r.cidr.family = AF_INET;
+	r.cidr.plen = 32;
+	for (uint32_t i = 0; i < 300000; i++) {
+		r.cidr.addr[0] = 10;
+		r.cidr.addr[1] = (uint8_t)(i >> 16);
+		r.cidr.addr[2] = (uint8_t)(i >> 8);
+		r.cidr.addr[3] = (uint8_t)i;
+		assert_int_equal(guard_lpm_builder_add(b, &r), 0);
+	}
+	big = guard_lpm_build(b);
+	assert_non_null(big);
+	assert_true(guard_lpm_memory(big) >= GUARD_REAP_BYTES);
+	small = build(&r, 1);
+	guard_set_reaper(test_reap);
+	reaped = 0;
+	guard_lpm_get(big);
+	guard_lpm_put(big); /* not the last */
+	guard_lpm_put(small);
+	assert_int_equal(reaped, 0);
+	guard_lpm_put(big);
+	assert_int_equal(reaped, 1);
+	guard_set_reaper(NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -386,6 +427,7 @@ int main(void)
 		cmocka_unit_test(test_file_parse),
 		cmocka_unit_test(test_file_errors),
 		cmocka_unit_test(test_pause_points),
+		cmocka_unit_test(test_reaper_for_large_tables),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
