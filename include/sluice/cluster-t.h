@@ -10,8 +10,9 @@
 
 #include "sluice/util-t.h"
 
-#define CLUSTER_PEERS_MAX 16  /* as CLUSTER_MAX_PEERS of the BPF maps */
-#define CLUSTER_UPLINKS_MAX 8 /* the cluster interface makes 9 of 16 map slots */
+#define CLUSTER_PEERS_MAX 16	/* as CLUSTER_MAX_PEERS of the BPF maps */
+#define CLUSTER_UPLINKS_MAX 8	/* the cluster interface makes 9 of 16 map slots */
+#define CLUSTER_SERVED_MAX 1024 /* listening addresses: CLUSTER_MAX_SERVED of the BPF map */
 #define CLUSTER_ERRLEN 256
 
 /* How the program is attached. tcx links (kernel 6.6+) belong to the

@@ -15,18 +15,30 @@
 
 struct cluster;
 
-/* Load the program, fill its maps (served addresses included) and attach
- * it to every interface of s, after removing a tc filter a crashed sluice
- * may have left there. pred (may be NULL) is the running one this replaces:
- * its tc filters are replaced in place. All or nothing: on failure nothing
- * of this one stays attached (pred's filters are put back) and err says why
- * (no CAP_BPF, no BPF, verifier log tail...). Peers start unknown: nothing
- * is forwarded until cluster_set_peer() gives a MAC. Returns the handle
- * (caller owns it). */
+/* Load and verify the program and fill its maps (served addresses
+ * included) for s, deciding how it will be attached (auto: tcx where the
+ * kernel has it). Nothing is attached: no packet sees it yet, so a
+ * reload prepares with this and can still drop it with cluster_close().
+ * Peers start unknown: nothing is forwarded until cluster_set_peer()
+ * gives a MAC. Returns the handle (caller owns it), or NULL with err (no
+ * CAP_BPF, no BPF, no tcx for attach tcx, verifier log tail...). */
+struct cluster *cluster_load(const struct cluster_setup *s, char *err, size_t errlen);
+
+/* Attach c (from cluster_load) to every interface of its setup, after
+ * removing a tc filter a crashed sluice may have left there. pred (may be
+ * NULL) is the running one c replaces: its tc filters are replaced in
+ * place (tcx links stack), so there is never a moment without a program;
+ * the caller then closes pred with c as its successor. All or nothing: on
+ * failure nothing of c stays attached (pred's filters are put back), c
+ * stays loaded, and err says why. Returns 0 or -1. */
+int cluster_attach(struct cluster *c, const struct cluster *pred, char *err, size_t errlen);
+
+/* cluster_load() and cluster_attach() in one (NULL with err when either
+ * fails; nothing of it stays then). Returns the handle (caller owns it). */
 struct cluster *cluster_open(const struct cluster_setup *s, const struct cluster *pred, char *err,
 			     size_t errlen);
 
-/* Detach and free. successor (may be NULL, or c itself after a binary
+/* Detach (when attached) and free. successor (may be NULL, or c itself after a binary
  * upgrade) is what replaced c: its tc filters took c's place under the same
  * handle, so they stay where it is attached. NULL c is allowed. */
 void cluster_close(struct cluster *c, const struct cluster *successor);

@@ -21,6 +21,9 @@ struct ctl_buf {
 };
 
 void ctl_buf_printf(struct ctl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* s as a JSON string (quoted, escaped) into b: for every name that comes
+ * from a file or the kernel (an interface may be called 'a"b'). */
+void ctl_json_str(struct ctl_buf *b, const char *s);
 /* Append n bytes of s (no formatting: the cheap path for long output). */
 void ctl_buf_append(struct ctl_buf *b, const char *s, size_t n);
 void ctl_buf_free(struct ctl_buf *b);

@@ -1,7 +1,10 @@
 /* cluster: loads the second-chance program (bpf/cluster.bpf.c, embedded as
  * a bpftool skeleton), attaches it and keeps its maps current. Called by
- * core from the control thread only. Invariant: a struct cluster exists only
- * fully attached; cluster_open() undoes a partial attach before it fails. */
+ * core from the control thread only, in two steps so that a reload can be
+ * a transaction: cluster_load() (the program verified and its maps filled:
+ * nothing any packet sees) and cluster_attach(). Invariant: a struct
+ * cluster is loaded, and either fully attached or not at all;
+ * cluster_attach() undoes a partial attach before it fails. */
 #include <errno.h>
 #include <net/if.h>
 #include <stdarg.h>
@@ -40,10 +43,13 @@ struct cluster_att {
 	int link_fd; /* tcx: the link; -1 in tc mode */
 };
 
+_Static_assert(CLUSTER_SERVED_MAX == CLUSTER_MAX_SERVED, "cluster-t.h and the BPF map agree");
+
 /* Owned by core (cluster_glue.c). */
 struct cluster {
 	struct cluster_bpf *skel;
-	enum cluster_attach mode; /* TCX or TC once attached */
+	struct cluster_setup setup; /* what it was loaded for (served: NULL) */
+	enum cluster_attach mode;   /* TCX or TC: decided by cluster_load() */
 	struct cluster_att att[CLUSTER_MAX_ATTACH];
 	size_t natt;
 	size_t npeers;
@@ -94,8 +100,13 @@ static bool tc_remove(int ifindex)
 	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
 	DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = CLUSTER_TC_HANDLE,
 			    .priority = CLUSTER_TC_PRIO);
+	size_t had = strlen(libbpf_tail);
+	bool removed = bpf_tc_detach(&hook, &opts) == 0;
 
-	return bpf_tc_detach(&hook, &opts) == 0;
+	/* nothing there is the usual answer ("Parent Qdisc doesn't
+	 * exists"): not a reason to give in a later error */
+	libbpf_tail[had] = '\0';
+	return removed;
 }
 
 static int tc_attach(int prog_fd, int ifindex)
@@ -153,24 +164,17 @@ static int attach_one(struct cluster *c, const struct cluster *pred, bool takeov
 	a->ifindex = ifindex;
 	a->link_fd = -1;
 	util_strlcpy(a->name, name, sizeof(a->name));
-	if (c->mode != CLUSTER_ATTACH_TC) {
+	if (c->mode == CLUSTER_ATTACH_TCX) {
 		fd = bpf_link_create(prog_fd, ifindex,
 				     (enum bpf_attach_type)CLUSTER_BPF_TCX_INGRESS, NULL);
-		if (fd >= 0) {
-			a->link_fd = fd;
-			c->mode = CLUSTER_ATTACH_TCX;
-			c->natt++;
-			return 0;
-		}
-		fd = -errno;
-		/* an old kernel does not know the attach type: tc below */
-		if (c->mode == CLUSTER_ATTACH_TCX || (fd != -EINVAL && fd != -EOPNOTSUPP) ||
-		    c->natt > 0) {
+		if (fd < 0) {
 			snprintf(what, sizeof(what), "attach to %s (tcx)", name);
-			fail(err, errlen, what, -fd);
+			fail(err, errlen, what, errno);
 			return -1;
 		}
-		c->mode = CLUSTER_ATTACH_TC;
+		a->link_fd = fd;
+		c->natt++;
+		return 0;
 	}
 	fd = tc_attach(prog_fd, ifindex);
 	if (fd < 0) {
@@ -180,6 +184,26 @@ static int attach_one(struct cluster *c, const struct cluster *pred, bool takeov
 	}
 	c->natt++;
 	return 0;
+}
+
+/* Does this kernel have tcx links (6.6+)? Asked without attaching
+ * anything: a tcx link to ifindex 0 is refused with ENODEV by a kernel
+ * that knows the attach type and with EINVAL (or EOPNOTSUPP) by one that
+ * does not. Returns 1, 0, or -1 with err for any other answer. */
+static int tcx_supported(int prog_fd, char *err, size_t errlen)
+{
+	int fd = bpf_link_create(prog_fd, 0, (enum bpf_attach_type)CLUSTER_BPF_TCX_INGRESS, NULL);
+
+	if (fd >= 0) { /* never: there is no interface 0 */
+		close(fd);
+		return 1;
+	}
+	if (errno == ENODEV)
+		return 1;
+	if (errno == EINVAL || errno == EOPNOTSUPP)
+		return 0;
+	fail(err, errlen, "cluster: cannot tell whether the kernel has tcx links", errno);
+	return -1;
 }
 
 static int map_set(struct bpf_map *m, const void *key, const void *val)
@@ -235,27 +259,49 @@ static bool attached(const struct cluster *c, int ifindex)
 	return false;
 }
 
-/* Undo a failed open: where a predecessor's tc filter was replaced, put
+/* Undo a failed attach: where a predecessor's tc filter was replaced, put
  * its program back. */
 static void undo(struct cluster *c, const struct cluster *pred)
 {
 	for (size_t i = 0; i < c->natt; i++) {
-		if (c->att[i].link_fd >= 0)
+		if (c->att[i].link_fd >= 0) {
 			close(c->att[i].link_fd);
-		else if (tc_taken(pred, c->att[i].ifindex))
+			c->att[i].link_fd = -1;
+		} else if (tc_taken(pred, c->att[i].ifindex)) {
 			tc_attach(bpf_program__fd(pred->skel->progs.sluice_cluster),
 				  c->att[i].ifindex);
-		else
+		} else {
 			tc_remove(c->att[i].ifindex);
+		}
 	}
 	c->natt = 0;
 }
 
-struct cluster *cluster_open(const struct cluster_setup *s, const struct cluster *pred, char *err,
-			     size_t errlen)
+/* How the program will be attached: tcx where the kernel has it (auto). */
+static int resolve_mode(struct cluster *c, enum cluster_attach want, char *err, size_t errlen)
+{
+	int tcx;
+
+	if (want == CLUSTER_ATTACH_TC) {
+		c->mode = CLUSTER_ATTACH_TC;
+		return 0;
+	}
+	tcx = tcx_supported(bpf_program__fd(c->skel->progs.sluice_cluster), err, errlen);
+	if (tcx < 0)
+		return -1;
+	if (tcx == 0 && want == CLUSTER_ATTACH_TCX) {
+		snprintf(err, errlen,
+			 "cluster: attach tcx: this kernel has no tcx links (6.6 or "
+			 "later; attach tc works everywhere)");
+		return -1;
+	}
+	c->mode = tcx ? CLUSTER_ATTACH_TCX : CLUSTER_ATTACH_TC;
+	return 0;
+}
+
+struct cluster *cluster_load(const struct cluster_setup *s, char *err, size_t errlen)
 {
 	struct cluster *c;
-	int prog_fd;
 
 	if (s->nuplinks == 0 || s->nuplinks > CLUSTER_UPLINKS_MAX ||
 	    s->npeers > CLUSTER_PEERS_MAX) {
@@ -268,7 +314,9 @@ struct cluster *cluster_open(const struct cluster_setup *s, const struct cluster
 		snprintf(err, errlen, "cluster: out of memory");
 		return NULL;
 	}
-	c->mode = s->attach;
+	c->setup = *s;
+	c->setup.served = NULL;
+	c->setup.nserved = 0;
 	c->npeers = s->npeers;
 	libbpf_tail[0] = '\0';
 	libbpf_set_print(on_libbpf_print);
@@ -284,29 +332,58 @@ struct cluster *cluster_open(const struct cluster_setup *s, const struct cluster
 		     errno);
 		goto out;
 	}
-	prog_fd = bpf_program__fd(c->skel->progs.sluice_cluster);
-	/* the maps first, so that the program acts on its first packet; the
-	 * heartbeat only once we know it is attached with tc */
-	if (fill_maps(c, s, s->attach == CLUSTER_ATTACH_TC ? CLUSTER_STALE_NS : 0, err, errlen) <
-		0 ||
+	/* the maps before the attach, so that the program acts on its first
+	 * packet; tc mode watches the heartbeat, tcx links die with us */
+	if (resolve_mode(c, s->attach, err, errlen) < 0 ||
+	    fill_maps(c, s, c->mode == CLUSTER_ATTACH_TC ? CLUSTER_STALE_NS : 0, err, errlen) < 0 ||
 	    cluster_set_served(c, s->served, s->nserved, err, errlen) < 0)
 		goto out;
+	return c;
+out:
+	cluster_close(c, NULL);
+	return NULL;
+}
+
+int cluster_attach(struct cluster *c, const struct cluster *pred, char *err, size_t errlen)
+{
+	const struct cluster_setup *s = &c->setup;
+	int prog_fd = bpf_program__fd(c->skel->progs.sluice_cluster);
+
+	if (c->natt > 0)
+		return 0;
+	libbpf_tail[0] = '\0';
 	for (size_t i = 0; i <= s->nuplinks; i++) {
 		const struct cluster_if *f = i < s->nuplinks ? &s->uplinks[i] : &s->cluster;
 
 		if (attached(c, f->ifindex))
 			continue;
-		if (attach_one(c, pred, s->takeover, prog_fd, f->ifindex, f->name, err, errlen) < 0)
-			goto out;
+		/* tests: the kernel refuses a replacement half-way (make FAULT=1) */
+		if (c->natt == 1 && pred != NULL && UTIL_FAULT("cluster_replace")) {
+			snprintf(err, errlen, "attach to %s: injected failure (cluster_replace)",
+				 f->name);
+			undo(c, pred);
+			return -1;
+		}
+		if (attach_one(c, pred, s->takeover, prog_fd, f->ifindex, f->name, err, errlen) <
+		    0) {
+			undo(c, pred);
+			return -1;
+		}
 	}
-	if (s->attach == CLUSTER_ATTACH_AUTO && c->mode == CLUSTER_ATTACH_TC &&
-	    fill_maps(c, s, CLUSTER_STALE_NS, err, errlen) < 0)
-		goto out;
+	cluster_heartbeat(c);
+	return 0;
+}
+
+struct cluster *cluster_open(const struct cluster_setup *s, const struct cluster *pred, char *err,
+			     size_t errlen)
+{
+	struct cluster *c = cluster_load(s, err, errlen);
+
+	if (c != NULL && cluster_attach(c, pred, err, errlen) < 0) {
+		cluster_close(c, NULL);
+		return NULL;
+	}
 	return c;
-out:
-	undo(c, pred);
-	cluster_close(c, NULL);
-	return NULL;
 }
 
 void cluster_close(struct cluster *c, const struct cluster *successor)
@@ -370,19 +447,28 @@ int cluster_set_served(struct cluster *c, const struct util_addr *addrs, size_t 
 		if (!served_has(next, nn, &k))
 			next[nn++] = k;
 	}
-	/* add before removing: an address kept never leaves the map */
-	for (size_t i = 0; i < nn; i++) {
-		if (map_set(c->skel->maps.served, &next[i], &one) < 0) {
-			fail(err, errlen, "cluster: served address map", errno);
-			free(next);
-			return -1;
-		}
-	}
+	/* the addresses that go leave first, so that old and new together
+	 * never need more room than the map has (an address kept is neither
+	 * removed nor added: it never leaves the map) */
+	libbpf_tail[0] = '\0';
 	for (size_t i = 0; i < c->nserved; i++)
 		if (!served_has(next, nn, &c->served[i]))
 			bpf_map__delete_elem(c->skel->maps.served, &c->served[i],
 					     sizeof(c->served[i]), 0);
 	free(c->served);
+	c->served = NULL;
+	c->nserved = 0;
+	for (size_t i = 0; i < nn; i++) {
+		if (map_set(c->skel->maps.served, &next[i], &one) < 0) {
+			fail(err, errlen, "cluster: served address map", errno);
+			/* the map holds part of next: count all of it as
+			 * there, so that the next call removes what it must
+			 * (deleting an absent key does nothing) */
+			c->served = next;
+			c->nserved = nn;
+			return -1;
+		}
+	}
 	c->served = next;
 	c->nserved = nn;
 	return 0;

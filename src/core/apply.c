@@ -503,6 +503,7 @@ void core_diff(const struct conf *oc, const struct conf *nc, char *buf, size_t l
 	diff_pools(oc, nc, buf, len, &off);
 	diff_vrrp(oc, nc, buf, len, &off);
 	core_announce_diff(oc, nc, buf, len, &off);
+	core_cluster_diff(oc, nc, buf, len, &off);
 	if (off == 0)
 		say(buf, len, &off, "no change");
 	else if (off > 0 && buf[off - 1] == '\n')

@@ -194,21 +194,6 @@ static struct util_addr *served_of(const struct conf *nc, size_t *n)
 	return a;
 }
 
-static int set_served(struct cluster *cl, const struct conf *nc, char *err, size_t len)
-{
-	size_t n = 0;
-	struct util_addr *a = served_of(nc, &n);
-	int rc;
-
-	if (a == NULL) {
-		snprintf(err, len, "cluster: out of memory");
-		return -1;
-	}
-	rc = cluster_set_served(cl, a, n, err, len);
-	free(a);
-	return rc;
-}
-
 /* Same block, whatever lines it moved to? */
 static bool same_block(const struct conf_cluster *a, const struct conf_cluster *b)
 {
@@ -237,33 +222,51 @@ static void stop_running(struct core *c, const struct cluster *successor)
 	memset(cc->peer_known, 0, sizeof(cc->peer_known));
 }
 
-int core_cluster_apply(struct core *c, const struct conf *nc, char *err, size_t len)
+/* A reload's cluster half between prepare and commit: what the commit
+ * does, with everything that can fail done already. Nothing in it is
+ * visible to a packet: a new program is loaded and its maps are filled,
+ * but it is attached nowhere. Owned by the caller of core_cluster_prepare()
+ * until commit or rollback. */
+enum core_cluster_op {
+	CORE_CLUSTER_NONE,    /* no block before or after */
+	CORE_CLUSTER_REMOVE,  /* the block goes: detach at commit */
+	CORE_CLUSTER_KEEP,    /* the same block: only the served addresses change */
+	CORE_CLUSTER_REPLACE, /* a new or changed block: cl takes over at commit */
+};
+
+struct core_cluster_txn {
+	enum core_cluster_op op;
+	struct cluster *cl;	  /* REPLACE: loaded, not attached */
+	struct conf_cluster conf; /* the block being applied */
+	struct util_addr *served; /* KEEP, REPLACE: the new listening addresses */
+	size_t nserved;
+	int cluster_ifindex;
+};
+
+static struct core_cluster *cluster_state(struct core *c, char *err, size_t len)
 {
 	struct core_cluster *cc = c->cluster;
-	struct cluster_setup s;
-	struct cluster *cl;
 
+	if (cc != NULL)
+		return cc;
+	cc = c->cluster = calloc(1, sizeof(*cc));
 	if (cc == NULL) {
-		cc = c->cluster = calloc(1, sizeof(*cc));
-		if (cc == NULL) {
-			snprintf(err, len, "out of memory");
-			return -1;
-		}
-		ev_timer_init(&cc->beat, on_beat, CLUSTER_BEAT_S, CLUSTER_BEAT_S);
-		ev_timer_init(&cc->scan, on_scan, CLUSTER_SCAN_S, CLUSTER_SCAN_S);
-		cc->beat.data = cc->scan.data = cc;
+		snprintf(err, len, "out of memory");
+		return NULL;
 	}
-	if (!nc->cluster.present) {
-		if (cc->cl != NULL) {
-			log_notice("cluster: removed by the configuration: programs detached");
-			stop_running(c, NULL);
-		}
-		return 0;
-	}
-	if (cc->cl != NULL && same_block(&cc->conf, &nc->cluster)) {
-		cc->conf = nc->cluster;
-		return set_served(cc->cl, nc, err, len);
-	}
+	ev_timer_init(&cc->beat, on_beat, CLUSTER_BEAT_S, CLUSTER_BEAT_S);
+	ev_timer_init(&cc->scan, on_scan, CLUSTER_SCAN_S, CLUSTER_SCAN_S);
+	cc->beat.data = cc->scan.data = cc;
+	return cc;
+}
+
+/* The new program for nc's block (serving t->served), loaded beside the
+ * running one into t->cl. */
+static int prepare_replace(struct core *c, const struct conf *nc, struct core_cluster_txn *t,
+			   char *err, size_t len)
+{
+	struct cluster_setup s;
+
 	if (build_setup(nc, &s, err, len) < 0)
 		return -1;
 	if (!c->bpf_allowed) {
@@ -274,17 +277,11 @@ int core_cluster_apply(struct core *c, const struct conf *nc, char *err, size_t 
 		    nc->file, nc->cluster.where.line, nc->cluster.where.col);
 		return -1;
 	}
-	/* the new program is in place before the old one leaves: tcx links
-	 * stack, a tc filter replaces the one under the same handle */
-	s.served = served_of(nc, &s.nserved);
-	if (s.served == NULL) {
-		snprintf(err, len, "cluster: out of memory");
-		return -1;
-	}
-	s.takeover = c->takeover_path != NULL && cc->cl == NULL;
-	cl = cluster_open(&s, cc->cl, err, len);
-	free((void *)s.served);
-	if (cl == NULL) {
+	s.served = t->served;
+	s.nserved = t->nserved;
+	s.takeover = c->takeover_path != NULL && c->cluster->cl == NULL;
+	t->cl = cluster_load(&s, err, len);
+	if (t->cl == NULL) {
 		char e[CLUSTER_ERRLEN];
 
 		/* make the message name the block */
@@ -293,18 +290,128 @@ int core_cluster_apply(struct core *c, const struct conf *nc, char *err, size_t 
 			 nc->cluster.where.col, e);
 		return -1;
 	}
+	t->cluster_ifindex = s.cluster.ifindex;
+	return 0;
+}
+
+struct core_cluster_txn *core_cluster_prepare(struct core *c, const struct conf *nc, char *err,
+					      size_t len)
+{
+	struct core_cluster *cc = cluster_state(c, err, len);
+	struct core_cluster_txn *t;
+
+	if (cc == NULL)
+		return NULL;
+	t = calloc(1, sizeof(*t));
+	if (t == NULL) {
+		snprintf(err, len, "out of memory");
+		return NULL;
+	}
+	t->conf = nc->cluster;
+	if (!nc->cluster.present) {
+		t->op = cc->cl != NULL ? CORE_CLUSTER_REMOVE : CORE_CLUSTER_NONE;
+		return t;
+	}
+	t->op = cc->cl != NULL && same_block(&cc->conf, &nc->cluster) ? CORE_CLUSTER_KEEP
+								      : CORE_CLUSTER_REPLACE;
+	t->served = served_of(nc, &t->nserved);
+	if (t->served == NULL) {
+		snprintf(err, len, "cluster: out of memory");
+	} else if (t->nserved > CLUSTER_SERVED_MAX) {
+		snprintf(err, len, "%s:%u:%u: error: cluster: %zu listening addresses (at most %d)",
+			 nc->file, nc->cluster.where.line, nc->cluster.where.col, t->nserved,
+			 CLUSTER_SERVED_MAX);
+	} else if (t->op == CORE_CLUSTER_KEEP || prepare_replace(c, nc, t, err, len) == 0) {
+		return t;
+	}
+	core_cluster_rollback(c, t);
+	return NULL;
+}
+
+bool core_cluster_stacks(const struct core_cluster_txn *t)
+{
+	return t->cl != NULL && strcmp(cluster_attach_name(t->cl), "tcx") == 0;
+}
+
+void core_cluster_rollback(struct core *c, struct core_cluster_txn *t)
+{
+	/* the running program was never touched; t->cl was never attached */
+	(void)c;
+	cluster_close(t->cl, NULL);
+	free(t->served);
+	free(t);
+}
+
+/* Put the new program in place of the running one (attached before the
+ * old one leaves: tcx links stack, a tc filter is replaced under the same
+ * handle). */
+static int commit_replace(struct core *c, struct core_cluster_txn *t, char *err, size_t len)
+{
+	struct core_cluster *cc = c->cluster;
+	char e[CLUSTER_ERRLEN];
+
+	if (cluster_attach(t->cl, cc->cl, err, len) < 0) {
+		/* the running program (if any) stays as it was, but serves
+		 * the listening addresses that are live now */
+		if (cc->cl != NULL &&
+		    cluster_set_served(cc->cl, t->served, t->nserved, e, sizeof(e)) < 0)
+			log_err("cluster: %s", e);
+		return -1;
+	}
 	if (cc->cl != NULL)
-		stop_running(c, cl);
-	cc->cl = cl;
-	cc->conf = nc->cluster;
-	cc->cluster_ifindex = s.cluster.ifindex;
+		stop_running(c, t->cl);
+	cc->cl = t->cl;
+	t->cl = NULL;
+	cc->conf = t->conf;
+	cc->cluster_ifindex = t->cluster_ifindex;
 	log_notice("cluster: attached (%s) to %s and %zu uplink(s), %zu peer(s)",
-		   cluster_attach_name(cl), s.cluster.name, s.nuplinks, s.npeers);
+		   cluster_attach_name(cc->cl), cc->conf.interface, cc->conf.nuplinks,
+		   cc->conf.npeers);
 	refresh_peers(cc);
 	ev_timer_start(c->loop, &cc->scan);
-	if (strcmp(cluster_attach_name(cl), "tc") == 0)
+	if (strcmp(cluster_attach_name(cc->cl), "tc") == 0)
 		ev_timer_start(c->loop, &cc->beat);
 	return 0;
+}
+
+int core_cluster_commit(struct core *c, struct core_cluster_txn *t, char *err, size_t len)
+{
+	struct core_cluster *cc = c->cluster;
+	int rc = 0;
+
+	switch (t->op) {
+	case CORE_CLUSTER_NONE:
+		break;
+	case CORE_CLUSTER_REMOVE:
+		log_notice("cluster: removed by the configuration: programs detached");
+		stop_running(c, NULL);
+		break;
+	case CORE_CLUSTER_KEEP:
+		cc->conf = t->conf;
+		rc = cluster_set_served(cc->cl, t->served, t->nserved, err, len);
+		break;
+	case CORE_CLUSTER_REPLACE:
+		rc = commit_replace(c, t, err, len);
+		break;
+	}
+	core_cluster_rollback(c, t);
+	return rc;
+}
+
+void core_cluster_diff(const struct conf *oc, const struct conf *nc, char *buf, size_t len,
+		       size_t *off)
+{
+	const struct conf_cluster *o = &oc->cluster, *n = &nc->cluster;
+
+	if (!o->present && n->present)
+		util_bufprintf(buf, len, off,
+			       "cluster: added (attaches the program to %s and %zu uplink(s))\n",
+			       n->interface, n->nuplinks);
+	else if (o->present && !n->present)
+		util_bufprintf(buf, len, off, "cluster: removed (detaches the program)\n");
+	else if (o->present && !same_block(o, n))
+		util_bufprintf(buf, len, off,
+			       "cluster: changed (a new program replaces the running one)\n");
 }
 
 void core_cluster_free(struct core *c)
@@ -332,14 +439,15 @@ static bool running(const struct core *c, struct cluster_stats *st)
 static void show_json(const struct core_cluster *cc, const struct cluster_stats *st,
 		      struct ctl_buf *out)
 {
+	ctl_buf_printf(out, "{\"attached\":\"%s\",\"prog_id\":%u,\"interface\":",
+		       cluster_attach_name(cc->cl), cluster_prog_id(cc->cl));
+	ctl_json_str(out, cc->conf.interface); /* Linux allows '"' in a name */
 	ctl_buf_printf(out,
-		       "{\"attached\":\"%s\",\"prog_id\":%u,\"interface\":\"%s\","
-		       "\"passed\":{\"syn\":%llu,"
+		       ",\"passed\":{\"syn\":%llu,"
 		       "\"socket\":%llu,\"cookie\":%llu,\"reinjected\":%llu,\"inactive\":%llu,"
 		       "\"no_peer\":%llu,\"malformed\":%llu},\"forwarded\":%llu,\"delivered\":%llu,"
 		       "\"dropped\":{\"no_owner\":%llu,\"not_peer\":%llu,\"malformed\":%llu},"
 		       "\"peers\":[",
-		       cluster_attach_name(cc->cl), cluster_prog_id(cc->cl), cc->conf.interface,
 		       (unsigned long long)st->pass_syn, (unsigned long long)st->pass_socket,
 		       (unsigned long long)st->pass_cookie, (unsigned long long)st->pass_reinjected,
 		       (unsigned long long)st->pass_inactive, (unsigned long long)st->pass_no_peer,

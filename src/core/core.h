@@ -27,6 +27,7 @@ struct core_apply;
 struct core_reload;
 struct core_cluster;
 struct core_vrrp_txn;
+struct core_cluster_txn;
 struct core_announce;
 struct ctl_announce_row;
 struct ctl_node_state;
@@ -274,13 +275,33 @@ void core_vrrp_show(void *arg, bool json, struct ctl_buf *out);
 int core_vrrp_admin(void *arg, const char *name, bool leave, char *msg, size_t len);
 
 /* cluster_glue.c: make second-chance forwarding match newconf's cluster
- * block: checked against the kernel (interfaces, peers on the segment),
- * loaded and attached before the running one is let go; an unchanged block
- * only gets the new served addresses; no block detaches. All or nothing:
- * returns 0, or -1 with err ("FILE:LINE:COL: error: cluster: ...") and the
- * running state untouched. Used at start-up (before the privilege drop)
- * and by reload. */
-int core_cluster_apply(struct core *c, const struct conf *newconf, char *err, size_t len);
+ * block, as a transaction with the same shape as VRRP's. Prepare does all
+ * that can fail and nothing a packet sees: the block checked against the
+ * kernel (interfaces, peers on the segment), a new or changed block's
+ * program loaded, verified and its maps filled, attached nowhere. Returns
+ * the prepared change (the caller owns it), or NULL with err
+ * ("FILE:LINE:COL: error: cluster: ...") and nothing changed. Call it
+ * before the privilege drop and, at start-up, before a takeover. Exactly
+ * one of commit or rollback follows; both free it. */
+struct core_cluster_txn *core_cluster_prepare(struct core *c, const struct conf *newconf, char *err,
+					      size_t len);
+/* Commit, once nothing else of the change can fail: the new program is
+ * attached before the running one is let go (tc filters replaced in
+ * place, tcx links stacked), an unchanged block gets the new served
+ * addresses, no block detaches. Fails only when the kernel refuses an
+ * attach it allowed a moment ago (the interface went, no memory): then
+ * returns -1 with err, and the running program stays as it was (serving
+ * the new listening addresses). Returns 0 otherwise. */
+int core_cluster_commit(struct core *c, struct core_cluster_txn *t, char *err, size_t len);
+/* Free what prepare loaded (it was never attached). */
+void core_cluster_rollback(struct core *c, struct core_cluster_txn *t);
+/* "reload check": a line when the cluster block is added, changed or
+ * removed. */
+void core_cluster_diff(const struct conf *oc, const struct conf *nc, char *buf, size_t len,
+		       size_t *off);
+/* Will t's program hang on tcx links (which stack with another process's
+ * and die with ours), rather than replace a tc filter in place? */
+bool core_cluster_stacks(const struct core_cluster_txn *t);
 /* Detach and free (at exit). */
 void core_cluster_free(struct core *c);
 /* Control socket hooks (arg is the core): `show cluster`, metrics. */

@@ -284,9 +284,69 @@ static uint32_t worker_count(const struct conf *conf)
 	return (uint32_t)UTIL_MAX(1, UTIL_MIN(n, UTIL_MAX_WORKERS));
 }
 
+/* Start-up is a reload from an empty configuration: the listeners and
+ * pools, then the cluster program prepared in ct (may be NULL: committed
+ * already; freed either way). Returns 0 or -1 with err. */
+static int apply_start(struct core *c, struct core_cluster_txn *ct, char *err, size_t len)
+{
+	struct conf *loaded = c->conf, *empty = conf_empty(c->conf_path);
+	int rc = -1;
+
+	if (empty != NULL) {
+		c->conf = empty;
+		rc = core_apply(c, loaded, err, len);
+		c->conf = loaded;
+		conf_free(empty);
+	} else {
+		snprintf(err, len, "out of memory");
+	}
+	/* the guards hold the allow/deny file tables now */
+	core_guard_load_free(c->guard_load);
+	c->guard_load = NULL;
+	if (rc < 0) {
+		if (ct != NULL)
+			core_cluster_rollback(c, ct);
+		return -1;
+	}
+	return ct != NULL ? core_cluster_commit(c, ct, err, len) : 0;
+}
+
+/* Prepare the cluster program and take the sockets over from the old
+ * process, if any. The program is attached once the listeners are (by
+ * apply_start(), *ct left set), so that a failed takeover leaves the old
+ * process's program alone; but one program must always be attached, and
+ * an old process without connections exits at once: tcx links die with it
+ * and stack with ours, so they are attached before the takeover (a failed
+ * one only takes ours away), while a tc filter is replaced in place and
+ * the old process leaves its own when it hands over. Returns 0 or -1 with
+ * err (*ct freed). */
+static int cluster_and_takeover(struct core *c, struct core_cluster_txn **ct, char *err, size_t len)
+{
+	*ct = core_cluster_prepare(c, c->conf, err, len);
+	if (*ct == NULL)
+		return -1;
+	if (c->takeover_path == NULL)
+		return 0;
+	if (core_cluster_stacks(*ct)) {
+		struct core_cluster_txn *t = *ct;
+
+		*ct = NULL;
+		if (core_cluster_commit(c, t, err, len) < 0)
+			return -1;
+	}
+	if (core_takeover_receive(c, c->takeover_path, err, len) < 0) {
+		if (*ct != NULL)
+			core_cluster_rollback(c, *ct);
+		*ct = NULL;
+		return -1;
+	}
+	return 0;
+}
+
 static int run(struct core *c)
 {
 	struct proxy_engine_conf ec = { .bufsize = BUFSIZE, .max_pipes_per_worker = PIPES_PER_WORKER };
+	struct core_cluster_txn *ct;
 	char err[256];
 
 	ec.workers = c->nworkers = worker_count(c->conf);
@@ -302,37 +362,14 @@ static int run(struct core *c)
 		return 1;
 	}
 	/* BPF programs load before the privilege drop, and before a takeover
-	 * starts the old process's exit: one program is always attached */
+	 * starts the old process's exit */
 	c->bpf_allowed = true;
-	if (core_cluster_apply(c, c->conf, err, sizeof(err)) < 0) {
+	if (cluster_and_takeover(c, &ct, err, sizeof(err)) < 0 ||
+	    apply_start(c, ct, err, sizeof(err)) < 0) {
 		log_err("%s", err);
 		return 1;
 	}
-	if (c->takeover_path != NULL &&
-	    core_takeover_receive(c, c->takeover_path, err, sizeof(err)) < 0) {
-		log_err("%s", err);
-		return 1;
-	}
-	{
-		/* start-up is a reload from an empty configuration */
-		struct conf *loaded = c->conf, *empty = conf_empty(c->conf_path);
-		int rc;
-
-		if (empty == NULL)
-			return 1;
-		c->conf = empty;
-		rc = core_apply(c, loaded, err, sizeof(err));
-		c->conf = loaded;
-		conf_free(empty);
-		/* the guards hold the file tables now */
-		core_guard_load_free(c->guard_load);
-		c->guard_load = NULL;
-		if (rc < 0) {
-			log_err("%s", err);
-			return 1;
-		}
-		core_log_listeners(c);
-	}
+	core_log_listeners(c);
 	if (core_vrrp_apply(c, c->conf, err, sizeof(err)) < 0) {
 		log_err("%s", err);
 		return 1;

@@ -134,16 +134,17 @@ out:
 	return NULL;
 }
 
-/* After a reload failed once the cluster block was applied: the cluster
- * back to the running configuration (an unchanged block was kept, so this
- * changes nothing then). */
-static void cluster_back(struct core *c)
+/* A reload done but for its cluster block (cerr, "" when it was
+ * applied): say so after the diff. */
+static void cluster_not_applied(char *msg, size_t len, const char *cerr)
 {
-	char err[256];
+	size_t off = strlen(msg);
 
-	if (core_cluster_apply(c, c->conf, err, sizeof(err)) < 0)
-		log_err("reload: the cluster could not go back to the running configuration: %s",
-			err);
+	if (cerr[0] != '\0')
+		util_bufprintf(msg, len, &off,
+			       "\nbut the cluster block was not applied, the running program is "
+			       "kept: %s",
+			       cerr);
 }
 
 /* ---- one reload at a time, in the background ---- */
@@ -171,7 +172,7 @@ struct core_reload {
 	struct core_apply *apply;
 	struct core_vrrp_txn *vrrp;
 	struct log_set *logs;
-	bool cluster; /* core_cluster_apply() ran: put back on failure */
+	struct core_cluster_txn *cluster; /* a changed program loaded, not attached */
 	bool announce; /* core_announce_prepare() succeeded */
 	bool applied; /* the model runs nc: commit at the next step */
 	ev_timer step;
@@ -191,18 +192,19 @@ static void record(struct core *c, uint64_t id, int rc, const char *msg)
 }
 
 /* Undo what the transaction prepared beside the apply; the running VRRP
- * instances, announce blocks and log targets never noticed. The cluster
- * block, which has no prepare, goes back to the running configuration. */
+ * instances, cluster program, announce blocks and log targets never
+ * noticed. */
 static void rollback(struct core_reload *r)
 {
 	if (r->announce)
 		core_announce_rollback(r->c);
+	if (r->cluster != NULL)
+		core_cluster_rollback(r->c, r->cluster);
 	if (r->vrrp != NULL)
 		core_vrrp_rollback(r->c, r->vrrp);
-	if (r->cluster)
-		cluster_back(r->c);
 	log_set_free(r->logs);
-	r->announce = r->cluster = false;
+	r->announce = false;
+	r->cluster = NULL;
 	r->vrrp = NULL;
 	r->logs = NULL;
 }
@@ -310,19 +312,27 @@ static void commit(struct core_reload *r)
 {
 	struct core *c = r->c;
 	struct conf *nc = r->nc;
-	char err[512], ts[32], msg[RELOAD_MSG_MAX];
+	char err[512], cerr[256] = "", ts[32], msg[RELOAD_MSG_MAX];
 	size_t off = 0;
 
 	uint64_t t0 = util_now_us();
 
-	/* the apply's last step is done: VRRP and announce commit now (a
-	 * rejected reload never sends priority 0 or moves a VIP), and the
-	 * new log targets take over from here */
+	/* the apply's last step is done: the cluster program, VRRP and
+	 * announce commit now (a rejected reload never touches the running
+	 * program, sends priority 0 or moves a VIP), and the new log targets
+	 * take over from here. The cluster commit fails only if the kernel
+	 * now refuses an attach that prepare's checks allowed: the running
+	 * program is kept, the rest stands. */
+	if (core_cluster_commit(c, r->cluster, cerr, sizeof(cerr)) < 0)
+		log_err("reload: the cluster block was not applied, the running program is kept: "
+			"%s",
+			cerr);
+	r->cluster = NULL;
 	core_vrrp_commit(c, r->vrrp);
 	r->vrrp = NULL;
 	if (r->announce)
 		core_announce_commit(c);
-	r->announce = r->cluster = false;
+	r->announce = false;
 	log_set_install(r->logs);
 	r->logs = NULL;
 	/* what cannot change without a restart keeps its running value */
@@ -342,6 +352,7 @@ static void commit(struct core_reload *r)
 		 (unsigned long long)r->longest_step_us, (unsigned long long)(util_now_us() - t0));
 	log_lines("reload: ", r->diff);
 	util_bufprintf(msg, sizeof(msg), &off, "reload done:\n%s", r->diff);
+	cluster_not_applied(msg, sizeof(msg), cerr);
 	finish(r, 0, msg);
 }
 
@@ -443,12 +454,11 @@ static void on_loaded(struct ev_loop *loop, ev_async *w, int revents)
 	r->logs = log_set_new(r->nc->global.logs, r->nc->global.nlogs, err, sizeof(err));
 	if (r->logs != NULL)
 		r->vrrp = core_vrrp_prepare(c, r->nc, err, sizeof(err));
-	/* The cluster block is all or nothing by itself, but it has no
-	 * prepare: it is applied (a changed program replaced in place) before
-	 * the apply's first step, and put back if announce or the apply fail. */
-	if (r->vrrp != NULL && core_cluster_apply(c, r->nc, err, sizeof(err)) == 0)
-		r->cluster = true;
-	if (r->cluster && core_announce_prepare(c, r->nc, err, sizeof(err)) == 0)
+	/* the cluster block loads and verifies a changed program without
+	 * attaching it */
+	if (r->vrrp != NULL)
+		r->cluster = core_cluster_prepare(c, r->nc, err, sizeof(err));
+	if (r->cluster != NULL && core_announce_prepare(c, r->nc, err, sizeof(err)) == 0)
 		r->announce = true;
 	if (!r->announce) {
 		rejected(r, err); /* finish() rolls back what was prepared */

@@ -328,15 +328,21 @@ static void show_json(const struct vrrp_status *st, struct ctl_buf *out)
 	char prim[INET6_ADDRSTRLEN], master[INET6_ADDRSTRLEN], when[32];
 
 	fmt_time(st->last_transition_wall_ms, when, sizeof(when));
+	/* names from the file and the kernel escaped: an interface may be
+	 * called 'a"b', and the last reason names it */
+	ctl_buf_printf(out, "{\"name\":");
+	ctl_json_str(out, st->name);
+	ctl_buf_printf(out, ",\"interface\":");
+	ctl_json_str(out, st->ifname);
 	ctl_buf_printf(out,
-		       "{\"name\":\"%s\",\"interface\":\"%s\",\"vrid\":%u,\"version\":%u,"
+		       ",\"vrid\":%u,\"version\":%u,"
 		       "\"state\":\"%s\",\"left\":%s,\"base_priority\":%u,\"priority\":%u,"
 		       "\"primary\":\"%s\",\"master\":\"%s\",\"master_priority\":%u,"
 		       "\"advert_ms\":%u,\"master_advert_ms\":%u,\"mode\":\"%s\","
 		       "\"checksum\":\"%s\",\"adverts_sent\":%llu,\"adverts_received\":%llu,"
 		       "\"send_errors\":%llu,\"transitions\":%llu,\"garps_sent\":%llu,"
-		       "\"last_transition\":\"%s\",\"last_reason\":\"%s\",\"drops\":{",
-		       st->name, st->ifname, st->vrid, st->version, vrrp_state_name(st->state),
+		       "\"last_transition\":\"%s\",\"last_reason\":",
+		       st->vrid, st->version, vrrp_state_name(st->state),
 		       st->left ? "true" : "false", st->base_priority, st->priority,
 		       vrrp_addr_fmt(&st->primary, prim, sizeof(prim)),
 		       vrrp_addr_fmt(&st->master, master, sizeof(master)), st->master_priority,
@@ -344,7 +350,9 @@ static void show_json(const struct vrrp_status *st, struct ctl_buf *out)
 		       st->multicast ? "multicast" : "unicast", vrrp_csum_form_name(st->csum_form),
 		       (unsigned long long)st->adverts_sent, (unsigned long long)st->adverts_rcvd,
 		       (unsigned long long)st->send_errors, (unsigned long long)st->transitions,
-		       (unsigned long long)st->garps_sent, when, st->last_reason);
+		       (unsigned long long)st->garps_sent, when);
+	ctl_json_str(out, st->last_reason);
+	ctl_buf_printf(out, ",\"drops\":{");
 	for (int r = 1; r < VRRP_DROP_NR; r++)
 		ctl_buf_printf(out, "%s\"%s\":%llu", r > 1 ? "," : "",
 			       vrrp_drop_reason_name((enum vrrp_drop)r),
@@ -365,11 +373,13 @@ static void show_json(const struct vrrp_status *st, struct ctl_buf *out)
 			       (unsigned long long)ps->adverts);
 	}
 	ctl_buf_printf(out, "],\"tracks\":[");
-	for (size_t t = 0; t < st->ntracks; t++)
-		ctl_buf_printf(out, "%s{\"%s\":\"%s\",\"weight\":%u,\"up\":%s}", t ? "," : "",
-			       st->tracks[t].kind == VRRP_TRACK_INTERFACE ? "interface" : "pool",
-			       st->tracks[t].name, st->tracks[t].weight,
+	for (size_t t = 0; t < st->ntracks; t++) {
+		ctl_buf_printf(out, "%s{\"%s\":", t ? "," : "",
+			       st->tracks[t].kind == VRRP_TRACK_INTERFACE ? "interface" : "pool");
+		ctl_json_str(out, st->tracks[t].name);
+		ctl_buf_printf(out, ",\"weight\":%u,\"up\":%s}", st->tracks[t].weight,
 			       st->tracks[t].up ? "true" : "false");
+	}
 	ctl_buf_printf(out, "]}");
 }
 

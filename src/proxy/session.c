@@ -700,6 +700,9 @@ static void read_header(struct proxy_session *s)
 	}
 	d->off += (uint32_t)used;
 	d->len -= (uint32_t)used;
+	/* what followed the header in its segment is the client's first
+	 * bytes: counted as read (up=, bytes_in), as the relay counts its reads */
+	d->bytes += d->len;
 	if (d->len == 0) {
 		proxy_buf_put(s->w, d->buf);
 		d->buf = NULL;

@@ -12,7 +12,9 @@
 struct vrrp_park;
 
 /* Turn parking on for instance name on ifname (sets arp_ignore 1 and
- * arp_announce 2 there). NULL when lo cannot be found (logged). */
+ * arp_announce 2 there, unless another instance's park on ifname did; the
+ * last one freed puts the old values back). NULL when lo cannot be found
+ * (logged). */
 struct vrrp_park *vrrp_park_new(const char *name, const char *ifname, vrrp_vip_busy_fn *busy,
 				void *arg);
 /* VIP number i (address a) is being given up: when connections use it,
@@ -25,7 +27,8 @@ void vrrp_park_unpark(struct vrrp_park *p, size_t i);
 void vrrp_park_check(struct vrrp_park *p);
 /* How many VIPs are kept on lo (0 for NULL). */
 size_t vrrp_park_count(const struct vrrp_park *p);
-/* Remove every kept VIP from lo, restore the sysctls, free. NULL is allowed. */
+/* Remove every kept VIP from lo, let go of the interface's ARP settings
+ * (the last park on it restores them), free. NULL is allowed. */
 void vrrp_park_free(struct vrrp_park *p);
 
 #endif

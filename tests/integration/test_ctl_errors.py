@@ -347,3 +347,22 @@ def test_clients_vanishing_during_a_wait_free_their_slots(daemon):
     finally:
         held.close()
     assert servers(daemon.sock)[0]["admin"] == "ready"
+
+
+def test_json_escapes_interface_names(sluice, backends, short_dir):
+    """Linux takes '"' and '\\' in interface names (not '/', ':' or space),
+    and so does a quoted configuration word: `json show vrrp` must still be
+    JSON and give the names back exactly. The interfaces do not exist, so
+    the instance waits in FAULT (and sends nothing) with a reason that
+    names the interface too."""
+    be = backends(h_hold)
+    sock, port = short_dir + "/ctl.sock", free_port()
+    iface, track = 'v"1\\x', 't"2\\y'
+    sluice(make_conf(port, ["a %s" % be.addr], global_extra=ctl_global(sock)) +
+           'vrrp v1 {\n interface "v\\"1\\\\x";\n vrid 51;\n priority 100;\n'
+           ' address 198.51.100.77/32;\n track interface "t\\"2\\\\y" weight 10;\n}\n')
+    with Ctl(sock) as c:
+        (v,) = wait_until(lambda: c.json("show vrrp")["vrrp"], what="the vrrp instance")
+        assert v["interface"] == iface and v["state"] == "FAULT", v
+        assert iface in v["last_reason"], v
+        assert v["tracks"] == [{"interface": track, "weight": 10, "up": True}], v

@@ -64,6 +64,8 @@ def test_accept_proxy_passes_the_header_address_on(sluice, backends, builder, se
     assert rec["hdr"]["version"] == int(send[1])
     (c,) = d.wait_conns(1)
     assert c["client"] == "127.1.2.3:4242", "the log names the address from the header"
+    # the payload that came in the header's segment counts, the header does not
+    assert (c["up"], c["down"]) == ("5", "5"), c
 
 
 def test_accept_proxy_header_in_pieces(sluice, backends):

@@ -282,6 +282,8 @@ def test_accept_proxy_then_hello(sluice, backends):
     assert rec.wait_done(1)[0]["data"] == hello + b"tail"
     (c,) = d.wait_conns(1)
     assert (c["client"], c["sni"], c["alpn"]) == ("127.9.9.9:4321", "a.example.com", "h2")
+    # what came with the header counts as the client's bytes (not the header)
+    assert int(c["up"]) == len(hello) + 4 and int(c["down"]) == len(b"receipt rec"), c
 
 
 def test_show_routes_errors(sluice, backends, short_dir):

@@ -3,13 +3,15 @@
 # only segment). After `vrrp leave` on the master, the new master sends the
 # packets of flows it does not own to the old master, which keeps the VIP on
 # lo (never answering ARP for it) while its connections last.
+import json
 import os
 import socket
 
 import pytest
 
 from cluster_topo import Flows
-from conftest import (BACKEND_IP, NODE_IP, PORT, VIP, Netns, Node, vrrp_block, wait_until)
+from conftest import (BACKEND_IP, NODE_IP, PORT, VIP, Netns, Node, run, vrrp_block,
+                      wait_until)
 
 ECHO_PORT = 9001
 HELD = 100
@@ -156,3 +158,36 @@ def test_preempting_node_forwards_to_old_master(topo):
     assert lo_has_vip(topo, "n2") and cluster_of(n1)["forwarded"] > 0
     assert not flows.finish()
     wait_until(lambda: not lo_has_vip(topo, "n2"), timeout=10, what="VIP released from n2's lo")
+
+
+def test_two_instances_on_one_interface_restore_arp_sysctls(topo):
+    """With a cluster block every VRRP instance makes its interface quiet
+    about ARP (arp_ignore 1, arp_announce 2) for as long as it may keep a
+    VIP on lo, and puts the values back after. Two instances on the same
+    interface (v4 and v6, or two VIP groups, as usual) share that: removing
+    one by a reload must leave the interface quiet for the other, and the
+    values the host had come back when the last one goes."""
+    def sysctls():
+        return tuple(run("ip", "netns", "exec", topo.ns["n1"], "cat",
+                         "/proc/sys/net/ipv4/conf/eth0/" + k).stdout.strip()
+                     for k in ("arp_ignore", "arp_announce"))
+
+    assert sysctls() == ("0", "0")
+    second = ("vrrp back {\n interface eth0; vrid 52; priority 150; advert 100ms;\n"
+              " address 198.51.100.11/24;\n}\n")
+    cluster = "cluster { interface eth0; uplink eth0; peer n2 %s; }\n" % NODE_IP["n2"]
+    n1 = Node(topo, "n1", vrrp_block(150) + second, extra=cluster).start()
+    n1.wait_state("MASTER")
+    assert sysctls() == ("1", "2")
+    # the first instance goes: the second still needs a quiet interface
+    with open(n1.conf) as f:
+        text = f.read()
+    with open(n1.conf, "w") as f:
+        f.write(text.replace(vrrp_block(150), ""))
+    r = n1.ctl("reload")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert [v["name"] for v in json.loads(n1.ctl("show", "vrrp", json_out=True).stdout)["vrrp"]] \
+        == ["back"]
+    assert sysctls() == ("1", "2")
+    assert topo.stop(n1.proc) == 0
+    assert sysctls() == ("0", "0"), n1.log()

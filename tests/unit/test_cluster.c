@@ -703,6 +703,50 @@ static void test_slow_flows(void **state)
 	assert_int_equal(cluster_slow_flows(g_cl, 3, 0, out, 8), 0); /* once */
 }
 
+/* A reload that replaces every listening address at once: 700 served
+ * addresses for 700 others (together more than the map holds) are
+ * replaced whole, and only the new ones are served after. */
+static void test_served_replaced_wholesale(void **state)
+{
+	enum { N = 700 };
+	struct util_addr *a = calloc(2 * N, sizeof(*a)), restore[2];
+	struct util_addr from = addr("127.0.0.1", 40009);
+	struct cluster_stats before, after;
+	char err[CLUSTER_ERRLEN], host[32];
+	uint8_t f[256];
+	size_t n;
+
+	(void)state;
+	REQUIRE_NETNS();
+	assert_non_null(a);
+	for (int i = 0; i < 2 * N; i++) {
+		snprintf(host, sizeof(host), "10.%d.%d.%d", i / N + 1, (i % N) / 256,
+			 (i % N) % 256);
+		a[i] = addr(host, 80);
+	}
+	assert_int_equal(cluster_set_served(g_cl, a, N, err, sizeof(err)), 0);
+	if (cluster_set_served(g_cl, a + N, N, err, sizeof(err)) < 0)
+		fail_msg("replacing %d served addresses with %d others: %s", N, N, err);
+	/* the old ones are not served any more (passed, not counted), the new
+	 * ones are (an unknown ACK is forwarded) */
+	{
+		struct tcpseg old = {&from, &a[5], TH_ACK, 1, 1, 0};
+		struct tcpseg cur = {&from, &a[N + 5], TH_ACK, 1, 1, 0};
+
+		before = stats();
+		n = build_frame(f, MAC_UP, MAC_ROUTER, ETH_P_IP, &old);
+		assert_int_equal(run(g_up, f, n, NULL, NULL), TC_ACT_UNSPEC);
+		after = stats();
+		assert_memory_equal(&after, &before, sizeof(after));
+		n = build_frame(f, MAC_UP, MAC_ROUTER, ETH_P_IP, &cur);
+		assert_int_equal(run(g_up, f, n, NULL, NULL), TC_ACT_SHOT);
+	}
+	restore[0] = addr("127.0.0.1", g_port4);
+	restore[1] = addr("::1", g_port6);
+	assert_int_equal(cluster_set_served(g_cl, restore, 2, err, sizeof(err)), 0);
+	free(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -710,6 +754,7 @@ int main(void)
 	    cmocka_unit_test(test_socket_passes),    cmocka_unit_test(test_malformed_not_forwarded),
 	    cmocka_unit_test(test_from_peer),	     cmocka_unit_test(test_not_served),
 	    cmocka_unit_test(test_syncookie_passes), cmocka_unit_test(test_slow_flows),
+	    cmocka_unit_test(test_served_replaced_wholesale),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
