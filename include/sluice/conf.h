@@ -25,6 +25,10 @@ void conf_free(struct conf *c);
 void conf_errors_add(struct conf_errors *errs, const char *file, const struct conf_where *w,
 		     const char *near, const char *msg);
 
+/* Add a message that is complete already ("FILE:LINE:COL: error: ..."
+ * from another parser, such as an allow/deny file's). */
+void conf_errors_add_text(struct conf_errors *errs, const char *text);
+
 /* Release the messages held by errs and reset it. */
 void conf_errors_clear(struct conf_errors *errs);
 
