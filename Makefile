@@ -70,7 +70,7 @@ SYSCONFDIR ?= /etc
 MANPAGES = man/sluice.8 man/sluicectl.8 man/sluice.conf.5 man/rolling-deploy.1
 
 # Link order: users before what they use.
-MODULES = core ctl health vrrp vip resolve proxy tls cluster pool balance conf log util
+MODULES = core ctl health vrrp vip resolve proxy guard tls cluster pool balance conf log util
 define mod_srcs
 $(wildcard src/$(1)/*.c)
 endef
@@ -84,7 +84,7 @@ TOOL_BINS = $(patsubst tools/%.c,$(BUILD)/%,$(TOOL_SRCS))
 
 .PHONY: all deps test unit integration netns conftest fuzz demo demo-stop bench san-test \
 	tsan-test clean check-layout format-check install uninstall man-check pkg-test deb FORCE \
-	perf-maglev
+	perf-maglev perf-guard
 
 all: $(BUILD)/sluice $(TOOL_BINS)
 
@@ -171,6 +171,16 @@ $(BUILD)/perf/perf_pool_maglev: tests/perf/perf_pool_maglev.c $(call unit_libs,t
 		$(BUILD)/lib/liblog.a $(BUILD)/lib/libutil.a $(LIBS) $(LDFLAGS)
 
 perf-maglev: $(BUILD)/perf/perf_pool_maglev
+	$< $(PERF_ARGS)
+
+# `make perf-guard PERF_ARGS="1000000 5"`: prefixes, repeats (-6 first: IPv6).
+$(BUILD)/perf/perf_guard_lpm: tests/perf/perf_guard_lpm.c $(call unit_libs,test_guard) \
+		$(BUILD)/lib/liblog.a $(BUILD)/lib/libutil.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(call unit_libs,test_guard) \
+		$(BUILD)/lib/liblog.a $(BUILD)/lib/libutil.a $(LIBS) $(LDFLAGS)
+
+perf-guard: $(BUILD)/perf/perf_guard_lpm
 	$< $(PERF_ARGS)
 
 conftest: $(BUILD)/sluice

@@ -164,6 +164,49 @@ struct conf_pool {
 	size_t ndiscover;
 };
 
+/* ---- source ACLs and per-source limits of a listener (conf_guard.c) ---- */
+
+#define CONF_PATH_MAX 1024
+#define CONF_GUARD_TABLE_DEFAULT 100000
+#define CONF_GUARD_TABLE_MAX 16777216
+
+enum conf_acl_action {
+	CONF_ACL_ALLOW,
+	CONF_ACL_DENY,
+};
+
+/* "allow CIDR;" / "deny CIDR;" */
+struct conf_acl_rule {
+	struct util_cidr cidr;
+	enum conf_acl_action action;
+	struct conf_where where;
+};
+
+/* "allow file PATH;" / "deny file PATH;" (read when the configuration is
+ * loaded, not by the parser; a relative path is relative to the file's
+ * directory) */
+struct conf_acl_file {
+	char path[CONF_PATH_MAX];
+	enum conf_acl_action action;
+	struct conf_where where;
+};
+
+struct conf_guard {
+	struct conf_acl_rule *rules;
+	size_t nrules;
+	struct conf_acl_file *files;
+	size_t nfiles;
+	enum conf_acl_action dflt; /* when no prefix matches; allow by default */
+	struct conf_where dflt_where; /* line 0: not written */
+	uint32_t conns; /* open connections per source; 0: no limit */
+	uint32_t rate; /* new connections per rate_period_ms; 0: no limit */
+	uint64_t rate_period_ms;
+	uint32_t burst;
+	uint8_t group4, group6; /* prefix lengths that make one source */
+	uint32_t table; /* sources tracked at most */
+	struct conf_where conns_where, rate_where, group_where, table_where;
+};
+
 /* ---- TLS routes of a listener (conf_route.c) ---- */
 
 #define CONF_ROUTE_NAME_MAX 256 /* a server name (253), or "*." and one */
@@ -218,6 +261,7 @@ struct conf_listen {
 	uint64_t relay_inflight; /* kernel relay cap per direction, bytes; resolved */
 	struct conf_where relay_where; /* of the relay line (line 0: from global) */
 	struct conf_where where;
+	struct conf_guard guard; /* conf_guard.c */
 };
 
 enum conf_ctl_level {

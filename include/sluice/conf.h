@@ -25,6 +25,10 @@ void conf_free(struct conf *c);
 void conf_errors_add(struct conf_errors *errs, const char *file, const struct conf_where *w,
 		     const char *near, const char *msg);
 
+/* Add a message that is complete already ("FILE:LINE:COL: error: ..."
+ * from another parser, such as an allow/deny file's). */
+void conf_errors_add_text(struct conf_errors *errs, const char *text);
+
 /* Add "FILE:LINE:COL: warning: MSG (near 'NEAR')" to c->warnings, for a
  * check made after parsing (a servers line whose name did not answer). */
 void conf_warnings_add(struct conf *c, const struct conf_where *w, const char *near,

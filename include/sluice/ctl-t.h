@@ -49,6 +49,15 @@ struct ctl_info {
 	struct util_lathist_summary late_checks, late_adverts;
 };
 
+/* Why the guard refused a client (as ctl_refusal_names). */
+enum ctl_refusal {
+	CTL_REFUSED_ACL,
+	CTL_REFUSED_CONNS,
+	CTL_REFUSED_RATE,
+	CTL_REFUSED_TABLE_FULL,
+};
+#define CTL_NREFUSALS 4
+
 struct ctl_listener_row {
 	char name[64];
 	char binds[256];
@@ -56,6 +65,10 @@ struct ctl_listener_row {
 	uint32_t cur_conns, maxconn;
 	uint64_t total_conns, bytes_in, bytes_out, proxy_header_errors, proxy_header_timeouts;
 	uint64_t maxconn_reached; /* times accepting stopped at this maxconn */
+	/* source ACLs and per-source limits */
+	uint64_t refused[CTL_NREFUSALS];
+	uint64_t sources, sources_capacity, sources_memory_bytes, source_evictions;
+	uint64_t acl_file_entries, acl_config_entries, acl_runtime_entries;
 	uint32_t nroutes; /* TLS routes */
 };
 
@@ -93,6 +106,50 @@ struct ctl_node_state {
 	bool stopping;
 	uint64_t drain_left_ms; /* until open connections are closed; 0: no deadline */
 };
+
+/* A listener's ACL for show acl; the arrays are the caller's to free. */
+struct ctl_acl_rule {
+	struct util_cidr cidr;
+	bool deny;
+	bool runtime; /* else a line of the configuration */
+	uint64_t expires_in_ms; /* a runtime entry for a duration; 0: stays */
+};
+
+struct ctl_acl_file {
+	char path[1024];
+	bool deny;
+};
+
+struct ctl_acl_view {
+	bool default_deny;
+	struct ctl_acl_rule *rules;
+	size_t nrules;
+	struct ctl_acl_file *files;
+	size_t nfiles;
+	uint64_t file_entries; /* distinct prefixes of all the files */
+};
+
+/* A listener's tracked sources for show sources; rows are the caller's to
+ * free. */
+struct ctl_source_row {
+	struct util_cidr src;
+	uint32_t conns;
+	double rate; /* connection attempts per second, recent */
+	uint64_t total, refused;
+};
+
+struct ctl_sources_view {
+	struct ctl_source_row *rows;
+	size_t nrows;
+	uint64_t tracked, capacity, memory_bytes, evictions;
+	uint32_t conns; /* limits: 0 none */
+	uint32_t rate, burst;
+	uint64_t rate_period_ms;
+};
+
+/* One runtime ACL entry, for the state file. */
+typedef void (*ctl_acl_fn)(void *arg, const char *listener, bool deny,
+			   const struct util_cidr *cidr, uint64_t until_wall_ms);
 
 /* Provided by core; arg is passed back to every hook. Hooks may be NULL
  * where a feature is absent (the command then answers an error). */
@@ -140,6 +197,28 @@ struct ctl_hooks {
 			    struct ctl_node_state *node);
 	int (*announce_admin)(void *arg, const char *name, bool withdraw, char *msg, size_t len);
 	int (*node_drain)(void *arg, bool drain, uint64_t within_ms, char *msg, size_t len);
+	/* ---- source ACLs and per-source limits (guard) ----
+	 * Each returns 0, or -1 with msg saying why and nothing changed. */
+	/* a runtime entry for cidr (replacing one of the same prefix), for
+	 * for_ms (0: until removed) */
+	int (*acl_add)(void *arg, const char *listener, bool deny, const struct util_cidr *cidr,
+		       uint64_t for_ms, char *msg, size_t len);
+	int (*acl_del)(void *arg, const char *listener, const struct util_cidr *cidr, char *msg,
+		       size_t len);
+	int (*acl_view)(void *arg, const char *listener, struct ctl_acl_view *out, char *msg,
+			size_t len);
+	/* the top sources by connections and by rate (top of each) */
+	int (*sources_view)(void *arg, const char *listener, size_t top,
+			    struct ctl_sources_view *out, char *msg, size_t len);
+	/* close the listener's connections from cidr; msg says what was done */
+	int (*sources_kill)(void *arg, const char *listener, const struct util_cidr *cidr,
+			    char *msg, size_t len);
+	/* the state file: every runtime entry, and restoring one at start-up
+	 * (until_wall_ms: its wall-clock expiry, 0 none) */
+	void (*acl_each)(void *arg, ctl_acl_fn fn, void *fnarg);
+	int (*acl_restore)(void *arg, const char *listener, bool deny,
+			   const struct util_cidr *cidr, uint64_t until_wall_ms, char *msg,
+			   size_t len);
 	/* `clear lateness`: empty the lateness histograms of show info */
 	void (*clear_lateness)(void *arg);
 	/* DNS: append every name the resolvers follow as a complete reply

@@ -10,6 +10,7 @@
 
 #include "sluice/util-t.h"
 
+struct guard;
 struct pool;
 struct proxy_engine;
 
@@ -114,6 +115,9 @@ struct proxy_frontend {
 	_Atomic uint64_t maxconn_reached; /* times accepting stopped at this maxconn */
 	_Atomic uint64_t bytes_in;
 	_Atomic uint64_t bytes_out;
+	/* who may connect and how much (guard); set by its creator before the
+	 * first accept, freed with the frontend */
+	struct guard *guard;
 	struct proxy_peek_counters peek;
 };
 

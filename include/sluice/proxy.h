@@ -35,6 +35,11 @@ void proxy_engine_close_all(struct proxy_engine *e);
 struct pool_server;
 void proxy_engine_close_server(struct proxy_engine *e, struct pool_server *srv,
 			       uint32_t spread_ms);
+/* Close fe's connections from clients inside cidr (as accepted, or as the
+ * PROXY header of an accept-proxy listener said), in every worker.
+ * Asynchronous; each worker logs how many it closed. */
+void proxy_engine_close_sources(struct proxy_engine *e, struct proxy_frontend *fe,
+				const struct util_cidr *cidr);
 /* Stop workers, join threads, free the engine. Frontends still attached
  * are detached and their sockets closed. */
 void proxy_engine_free(struct proxy_engine *e);
@@ -50,7 +55,8 @@ uint64_t proxy_engine_krelay_conns(const struct proxy_engine *e);
 uint64_t proxy_engine_krelay_fallbacks(const struct proxy_engine *e);
 
 /* Create a frontend with its settings (the frontend takes them over) and
- * no address yet. One reference, the caller's. */
+ * no address yet. One reference, the caller's. The caller may give it a
+ * guard (fe->guard) before attaching it; the frontend frees it. */
 struct proxy_frontend *proxy_frontend_new(const char *name, struct proxy_fe_settings *settings);
 void proxy_frontend_get(struct proxy_frontend *fe);
 void proxy_frontend_put(struct proxy_frontend *fe);

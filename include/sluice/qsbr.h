@@ -8,6 +8,7 @@
 #define SLUICE_QSBR_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,6 +55,13 @@ static inline void qsbr_offline(struct qsbr_reader *r)
  * with free_fn once no reader can hold it. Returns 0, or -1 (no memory: the
  * object is then leaked rather than freed early). */
 int qsbr_retire(struct qsbr *q, void *obj, qsbr_free_fn free_fn);
+
+/* Control thread: a mark of now. Once qsbr_passed() says so, no reader
+ * holds a pointer it loaded before the mark (as qsbr_retire() waits for),
+ * for objects whose lifetime is not one free: a table that readers may
+ * still have been filling when it was superseded. */
+uint64_t qsbr_mark(struct qsbr *q);
+bool qsbr_passed(const struct qsbr *q, uint64_t mark);
 
 /* Control thread: free what is safe now. Returns how many remain pending. */
 size_t qsbr_reclaim(struct qsbr *q);

@@ -29,6 +29,18 @@ struct util_addr {
 /* Enough for "[ffff:...:ffff%ifname]:65535". */
 #define UTIL_ADDR_STRLEN 80
 
+/* An IPv4 or IPv6 prefix (cidr.c): family AF_INET or AF_INET6, the address
+ * in network byte order (4 or 16 bytes used, the rest zero) with every bit
+ * past plen zero. */
+struct util_cidr {
+	uint8_t addr[16];
+	uint8_t plen; /* 0-32 or 0-128 */
+	uint8_t family;
+};
+
+/* Enough for "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255/128". */
+#define UTIL_CIDR_STRLEN 56
+
 /* A histogram of lateness (or any duration) in microseconds, log-linear:
  * UTIL_LATHIST_SUB buckets per power of two, so a quantile is within
  * 1/UTIL_LATHIST_SUB (12.5 %) of the truth; values below UTIL_LATHIST_SUB

@@ -152,4 +152,24 @@ bool util_fault(const char *site);
 /* xorshift64* pseudo random generator; state must be non-zero. */
 uint64_t util_rand64(uint64_t *state);
 
+/* SipHash-1-3 of a buffer under a 16-byte secret key (siphash.c): a hash
+ * that a client cannot aim at one bucket without knowing the key. */
+uint64_t util_siphash13(const uint8_t key[16], const void *data, size_t len);
+
+/* ---- prefixes (cidr.c) ---- */
+
+/* Parse "A.B.C.D[/N]" or "IPV6[/N]" (no brackets, no zone), len bytes of s
+ * (need not be NUL-terminated). An address without /N is a host prefix
+ * (/32, /128). Bits past the prefix must be zero, so that a typing mistake
+ * such as 10.0.0.1/8 is not silently read as 10.0.0.0/8. Returns 0, or -1
+ * with what was expected in err. */
+int util_cidr_parse(const char *s, size_t len, struct util_cidr *out, char *err, size_t errlen);
+/* "10.0.0.0/8", "2001:db8::/32" (always with the length). Returns buf. */
+const char *util_cidr_fmt(const struct util_cidr *c, char *buf, size_t len);
+/* The prefix of length plen (capped at the family's width) holding a. */
+void util_cidr_of_addr(const struct util_addr *a, unsigned plen, struct util_cidr *out);
+/* Does c hold the host part of a? (A prefix of the other family never does.) */
+bool util_cidr_contains(const struct util_cidr *c, const struct util_addr *a);
+bool util_cidr_equal(const struct util_cidr *a, const struct util_cidr *b);
+
 #endif

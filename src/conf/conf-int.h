@@ -121,6 +121,16 @@ void conf_announce_keywords(conf_keyword_fn fn, void *arg);
 /* Defaults of a new pool, and the cross-checks once its block is read. */
 void conf_check_pool_init(struct conf_pool *p);
 void conf_check_pool_done(struct conf_ctx *ctx, struct conf_pool *p);
+/* conf_guard.c: the listen keywords allow, deny, default and limit; obj
+ * points to the listen handlers' object, whose first member is the struct
+ * conf_listen being parsed. Defaults of a new listener, the checks once its
+ * block is read, and freeing. */
+int conf_guard_kw_acl(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
+int conf_guard_kw_default(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
+int conf_guard_kw_limit(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
+void conf_guard_listen_init(struct conf_listen *l);
+void conf_guard_listen_done(struct conf_ctx *ctx, struct conf_listen *l);
+void conf_guard_free(struct conf_listen *l);
 /* conf_route.c: `route ...;` in a listen block (appended to l->routes);
  * the checks that need the pools and the whole listener (pool names, the
  * default client-hello timeout, warnings for routes that never match), run

@@ -86,6 +86,17 @@ void conf_errors_add(struct conf_errors *errs, const char *file, const struct co
 	conf_error(&ctx, w->line, w->col, near, "%s", msg);
 }
 
+void conf_errors_add_text(struct conf_errors *errs, const char *text)
+{
+	if (errs->n >= CONF_MAX_ERRORS) {
+		errs->truncated = true;
+		return;
+	}
+	errs->msgs[errs->n] = strdup(text);
+	if (errs->msgs[errs->n] != NULL)
+		errs->n++;
+}
+
 void conf_error_arg(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *fmt,
 		    ...)
 {

@@ -595,7 +595,7 @@ static const struct conf_keyword pool_kw[] = {
 /* ---- listen ---- */
 
 struct listen_obj {
-	struct conf_listen *l;
+	struct conf_listen *l; /* first: conf_guard.c's handlers read only this */
 	struct listen_ref *ref;
 };
 
@@ -704,6 +704,13 @@ static const struct conf_keyword listen_kw[] = {
 	  "timeout connect|idle|half-closed|proxy-header|client-hello DURATION;" },
 	{ "retries", 2, 2, false, kw_retries, "retries N;" },
 	{ "accept-proxy", 1, 1, false, kw_accept_proxy, "accept-proxy;" },
+	/* source ACLs and per-source limits: conf_guard.c */
+	{ "allow", 2, 3, false, conf_guard_kw_acl, "allow CIDR; or allow file PATH;" },
+	{ "deny", 2, 3, false, conf_guard_kw_acl, "deny CIDR; or deny file PATH;" },
+	{ "default", 2, 2, false, conf_guard_kw_default, "default allow|deny;" },
+	{ "limit", 3, 7, false, conf_guard_kw_limit,
+	  "limit per-source conns N; limit per-source rate N/s [burst M]; "
+	  "limit per-source group v4 /N [v6 /M]; or limit table N entries;" },
 	/* TLS routes: conf_route.c */
 	{ "route", 4, 7, false, kw_route,
 	  "route sni NAME [alpn PROTO] pool POOL; route alpn PROTO pool POOL; "
@@ -810,12 +817,14 @@ static int top_listen(struct conf_ctx *ctx, const struct conf_stmt *st, void *ob
 	l->retries = 2;
 	l->where.line = st->args[1].line;
 	l->where.col = st->args[1].col;
+	conf_guard_listen_init(l);
 	snprintf(where, sizeof(where), "listen '%s'", name);
 	lo.l = l;
 	lo.ref = &refs[c->nlistens - 1];
 	size_t before = ctx->errs->n;
 
 	conf_run_block(ctx, st, listen_kw, where, &lo);
+	conf_guard_listen_done(ctx, l);
 	lo.ref->had_errors = ctx->errs->n != before || ctx->errs->truncated;
 	if (l->timeout_half_closed_ms == 0)
 		l->timeout_half_closed_ms = l->timeout_idle_ms;
@@ -1033,6 +1042,7 @@ void conf_free(struct conf *c)
 	util_hmap_free(&c->listen_index);
 	for (size_t i = 0; i < c->nlistens; i++) {
 		free(c->listens[i].binds);
+		conf_guard_free(&c->listens[i]);
 		free(c->listens[i].routes);
 	}
 	free(c->listens);

@@ -9,6 +9,7 @@
 
 #include "core.h"
 #include "sluice/conf.h"
+#include "sluice/guard.h"
 #include "sluice/log.h"
 #include "sluice/pool.h"
 #include "sluice/proxy.h"
@@ -263,6 +264,26 @@ static const char *listen_pool(const struct conf *c, const struct conf_listen *l
 	return l->has_pool ? c->pools[l->pool].name : "-";
 }
 
+/* The ACL lines, files and limits of a listener (a file's contents are
+ * compared when it is read). */
+static bool guard_conf_differs(const struct conf_guard *a, const struct conf_guard *b)
+{
+	if (a->nrules != b->nrules || a->nfiles != b->nfiles || a->dflt != b->dflt ||
+	    a->conns != b->conns || a->rate != b->rate || a->rate_period_ms != b->rate_period_ms ||
+	    a->burst != b->burst || a->group4 != b->group4 || a->group6 != b->group6 ||
+	    a->table != b->table)
+		return true;
+	for (size_t i = 0; i < a->nrules; i++)
+		if (!util_cidr_equal(&a->rules[i].cidr, &b->rules[i].cidr) ||
+		    a->rules[i].action != b->rules[i].action)
+			return true;
+	for (size_t i = 0; i < a->nfiles; i++)
+		if (strcmp(a->files[i].path, b->files[i].path) != 0 ||
+		    a->files[i].action != b->files[i].action)
+			return true;
+	return false;
+}
+
 static bool routes_differ(const struct conf *oc, const struct conf_listen *a,
 			  const struct conf *nc, const struct conf_listen *b)
 {
@@ -333,6 +354,8 @@ static void diff_listens(const struct conf *oc, const struct conf *nc, char *buf
 			say(buf, len, off, "listen %s: routes changed (%zu routes; open connections "
 					   "keep their pool)",
 			    nl->name, nl->nroutes);
+		if (guard_conf_differs(&ol->guard, &nl->guard))
+			say(buf, len, off, "listen %s: ACL or per-source limits changed", nl->name);
 	}
 	for (size_t k = 0; k < oc->nlistens; k++)
 		if (conf_find_listen(nc, oc->listens[k].name) == NULL)
@@ -581,6 +604,7 @@ static void commit_listener(struct core *c, const struct conf *nc, struct proxy_
 		proxy_frontend_set_settings(c->engine, fe, st);
 	else
 		log_err("listen %s: out of memory: settings not changed", cl->name);
+	core_guard_commit(c, fe, cl, (size_t)(cl - nc->listens));
 	for (size_t b = 0; b < fe->nbinds;) {
 		bool keep = false;
 
@@ -660,6 +684,10 @@ static int apply_bind(struct core_apply *a, char *err, size_t errlen)
 		}
 		if (old != NULL)
 			proxy_frontend_get(old->fe);
+		else if ((ls->fe->guard = guard_new(&a->c->qsbr)) == NULL) {
+			snprintf(err, errlen, "out of memory building listen %s", cl->name);
+			return -1;
+		}
 		if (bind_missing(a->c, ls->fe, cl, err, errlen) < 0)
 			return -1;
 	}

@@ -19,7 +19,10 @@ struct proxy_engine;
 struct proxy_frontend;
 struct ctl;
 struct ctl_buf;
+struct ctl_hooks;
+struct ctl_listener_row;
 struct core_vrrp;
+struct core_guard_load;
 struct core_apply;
 struct core_reload;
 struct core_cluster;
@@ -97,6 +100,9 @@ struct core {
 	ev_timer reclaim_timer, drain_timer, grace_timer;
 	struct core_health *health; /* health_glue.c */
 	struct core_vrrp *vrrp; /* vrrp_glue.c */
+	/* guard_glue.c: the allow/deny file tables of the configuration being
+	 * applied (core_apply's listeners take them over) */
+	struct core_guard_load *guard_load;
 	struct list_node graces; /* apply.c: removed servers closed after grace */
 	struct core_cluster *cluster; /* cluster_glue.c */
 	bool bpf_allowed; /* CAP_BPF kept: root, or a cluster block or kernel relay at start */
@@ -161,6 +167,33 @@ struct conf *core_load_conf(const char *path, const struct conf *old, struct con
 /* The control socket's "reload [check]" hooks (arg is the core). */
 int core_reload_hook_start(void *arg, bool check_only, char *msg, size_t len, uint64_t *id);
 int core_reload_hook_result(void *arg, uint64_t id, char *msg, size_t len);
+
+/* guard_glue.c: source ACLs and per-source limits. Read and build the
+ * allow/deny files of nc's listeners whose files changed since c's running
+ * model (c NULL: every one). On the reload's loader thread (background
+ * true: it gives way to the control loop every few hundred microseconds;
+ * it reads c's listeners, which nothing changes while a reload runs), or
+ * in place at start-up and for -c. Returns the tables, for c->guard_load
+ * when nc is applied, or NULL with FILE:LINE:COL messages in errs. */
+struct core_guard_load *core_guard_load(struct core *c, const struct conf *nc,
+					struct conf_errors *errs, bool background);
+/* Append a line to diff for each listener whose files l read. */
+void core_guard_load_describe(const struct core_guard_load *l, char *diff, size_t len);
+void core_guard_load_free(struct core_guard_load *l);
+/* Give fe's guard the ACL and limits of cl, nc->listens[idx] of the
+ * configuration being applied (its file table from c->guard_load, or the
+ * one in use when its files did not change). */
+void core_guard_commit(struct core *c, struct proxy_frontend *fe, const struct conf_listen *cl,
+		       size_t idx);
+/* Free large ACL tables on a thread of their own (on), or in place again,
+ * once those under way are done (off: at exit). */
+void core_guard_reaper(bool on);
+/* Every 100 ms: forget expired runtime entries (saving the state file),
+ * free limit tables whose connections all closed. */
+void core_guard_tick(struct core *c);
+/* The control socket's guard hooks, and a listener's guard figures. */
+void core_guard_hooks(struct ctl_hooks *h);
+void core_guard_row(struct proxy_frontend *fe, struct ctl_listener_row *r);
 
 /* takeover.c: binary upgrade. The old side's control-socket hook sends
  * the sockets and starts the drain; the new side receives them into

@@ -87,6 +87,7 @@ static size_t hook_listeners(void *arg, struct ctl_listener_row *rows, size_t ma
 		r->proxy_header_errors = atomic_load(&fe->proxy_header_errors);
 		r->proxy_header_timeouts = atomic_load(&fe->proxy_header_timeouts);
 		r->maxconn_reached = atomic_load(&fe->maxconn_reached);
+		core_guard_row(fe, r);
 	}
 	return n;
 }
@@ -226,6 +227,7 @@ int core_ctl_start(struct core *c, char *err, size_t errlen)
 		.lookup_result = core_dns_lookup_result,
 	};
 
+	core_guard_hooks(&hooks);
 	c->ctl = ctl_new(c->loop, &hooks, g->state_file);
 	if (c->ctl == NULL) {
 		snprintf(err, errlen, "out of memory");

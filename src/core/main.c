@@ -270,6 +270,7 @@ static void on_reclaim(struct ev_loop *loop, ev_timer *t, int revents)
 
 	(void)loop;
 	(void)revents;
+	core_guard_tick(c);
 	/* bounded: a large reload's retired servers go over several ticks */
 	qsbr_reclaim_some(&c->qsbr, RECLAIM_PER_TICK);
 }
@@ -299,6 +300,9 @@ static int apply_start(struct core *c, struct core_cluster_txn *ct, char *err, s
 	} else {
 		snprintf(err, len, "out of memory");
 	}
+	/* the guards hold the allow/deny file tables now */
+	core_guard_load_free(c->guard_load);
+	c->guard_load = NULL;
 	if (rc < 0) {
 		if (ct != NULL)
 			core_cluster_rollback(c, ct);
@@ -348,6 +352,7 @@ static int run(struct core *c)
 	ec.workers = c->nworkers = worker_count(c->conf);
 	util_strlcpy(c->last_reload, "none", sizeof(c->last_reload));
 	c->loop = ev_default_loop(EVFLAG_NOENV);
+	core_guard_reaper(true);
 	ec.maxconn = c->maxconn = size_limits(c, ec.workers);
 	ec.bufmem = c->bufmem = bufmem_limit(c->conf, c->maxconn, ec.workers);
 	pool_set_qsbr(&c->qsbr);
@@ -499,9 +504,20 @@ int main(int argc, char **argv)
 		ev_loop_destroy(c.loop);
 		return 1;
 	}
+	/* allow/deny files: read here, before anything starts */
+	c.guard_load = core_guard_load(NULL, c.conf, &errs, false);
+	if (c.guard_load == NULL) {
+		print_errors(&errs, "errors");
+		conf_errors_clear(&errs);
+		core_dns_free(&c);
+		conf_free(c.conf);
+		ev_loop_destroy(c.loop);
+		return 1;
+	}
 	if (check_only) {
 		print_errors(&c.conf->warnings, "warnings");
 		printf("%s: configuration is valid\n", c.conf_path);
+		core_guard_load_free(c.guard_load);
 		core_dns_free(&c);
 		conf_free(c.conf);
 		ev_loop_destroy(c.loop);
@@ -513,6 +529,8 @@ int main(int argc, char **argv)
 	c.start_ms = util_now_ms();
 	rc = run(&c);
 	core_reload_free(&c);
+	core_guard_reaper(false);
+	core_guard_load_free(c.guard_load); /* a start that failed before applying */
 	ctl_free(c.ctl);
 	core_vrrp_free(&c);
 	core_cluster_free(&c);

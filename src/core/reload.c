@@ -127,6 +127,7 @@ struct core_reload {
 	ev_async done;
 	_Atomic bool loaded;
 	struct conf *nc;
+	struct core_guard_load *guard; /* nc's allow/deny file tables */
 	struct conf_errors errs;
 	char diff[RELOAD_MSG_MAX];
 	/* applying: the transaction's other halves, prepared before the
@@ -183,6 +184,10 @@ static void finish(struct core_reload *r, int rc, const char *msg)
 		core_dns_abort(c);
 	if (r->apply != NULL)
 		core_apply_free(r->apply);
+	/* applied or not, the listeners took what they use */
+	core_guard_load_free(r->guard);
+	core_guard_load_free(c->guard_load);
+	c->guard_load = NULL;
 	if (c->loop != NULL) {
 		ev_async_stop(c->loop, &r->done);
 		ev_timer_stop(c->loop, &r->step);
@@ -231,8 +236,15 @@ static void *loader(void *arg)
 	background_priority();
 	/* no logging here: the loop logs what this found */
 	r->nc = core_load_conf(c->conf_path, c->conf, &r->errs);
-	if (r->nc != NULL)
+	/* allow/deny files that changed: read and built here too */
+	if (r->nc != NULL && (r->guard = core_guard_load(c, r->nc, &r->errs, true)) == NULL) {
+		conf_free(r->nc);
+		r->nc = NULL;
+	}
+	if (r->nc != NULL) {
 		core_diff(c->conf, r->nc, r->diff, sizeof(r->diff));
+		core_guard_load_describe(r->guard, r->diff, sizeof(r->diff));
+	}
 	atomic_store_explicit(&r->loaded, true, memory_order_release);
 	ev_async_send(c->loop, &r->done);
 	atomic_store(&c->reload_loading, false); /* the last touch of the loop */
@@ -432,6 +444,8 @@ static void on_resolved(void *arg)
 		rejected(r, err); /* finish() rolls back what was prepared */
 		return;
 	}
+	c->guard_load = r->guard; /* for the listeners' commit */
+	r->guard = NULL;
 	r->apply = core_apply_begin(c, r->nc);
 	if (r->apply == NULL) {
 		rejected(r, "out of memory");

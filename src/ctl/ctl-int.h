@@ -238,6 +238,9 @@ void ctl_changed(struct ctl *c);
 /* A command made cl wait (ctl_wait_check() polls it). */
 void ctl_client_wait_start(struct ctl_client *cl);
 
+/* Names of enum ctl_refusal ("acl", "conns", "rate", "table-full"). */
+extern const char *const ctl_refusal_names[CTL_NREFUSALS];
+
 /* ctl_cmd.c: a TLS route as `show routes` and the metrics name it:
  * "sni api.example.com alpn h2", "alpn acme-tls/1", "no-sni", "default". */
 void ctl_route_desc(const struct ctl_route_row *r, char *buf, size_t len);

@@ -288,50 +288,77 @@ static void cmd_clear_lateness(struct cmd *x)
 	reply_ok(x, "lateness histograms cleared");
 }
 
+static uint64_t refused_sum(const struct ctl_listener_row *r)
+{
+	uint64_t n = 0;
+
+	for (int k = 0; k < CTL_NREFUSALS; k++)
+		n += r->refused[k];
+	return n;
+}
+
+static void listener_json(struct ctl_buf *out, const struct ctl_listener_row *r)
+{
+	ctl_buf_printf(out, "{\"name\":");
+	ctl_json_str(out, r->name);
+	ctl_buf_printf(out, ",\"binds\":");
+	ctl_json_str(out, r->binds);
+	ctl_buf_printf(out, ",\"pool\":");
+	if (strcmp(r->pool, "-") == 0) /* TLS routes only */
+		ctl_buf_printf(out, "null");
+	else
+		ctl_json_str(out, r->pool);
+	ctl_buf_printf(out,
+		       ",\"connections\":%u,\"maxconn\":%u,\"connections_total\":%llu,"
+		       "\"bytes_in\":%llu,\"bytes_out\":%llu,\"proxy_header_errors\":%llu,"
+		       "\"proxy_header_timeouts\":%llu,\"maxconn_reached\":%llu,\"routes\":%u,"
+		       "\"refused\":{",
+		       r->cur_conns, r->maxconn, (unsigned long long)r->total_conns,
+		       (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out,
+		       (unsigned long long)r->proxy_header_errors,
+		       (unsigned long long)r->proxy_header_timeouts,
+		       (unsigned long long)r->maxconn_reached, r->nroutes);
+	for (int k = 0; k < CTL_NREFUSALS; k++)
+		ctl_buf_printf(out, "%s\"%s\":%llu", k ? "," : "", ctl_refusal_names[k],
+			       (unsigned long long)r->refused[k]);
+	ctl_buf_printf(out,
+		       "},\"sources\":%llu,\"sources_capacity\":%llu,"
+		       "\"sources_memory_bytes\":%llu,\"source_evictions\":%llu,"
+		       "\"acl_entries\":{\"file\":%llu,\"config\":%llu,\"runtime\":%llu}}",
+		       (unsigned long long)r->sources, (unsigned long long)r->sources_capacity,
+		       (unsigned long long)r->sources_memory_bytes,
+		       (unsigned long long)r->source_evictions,
+		       (unsigned long long)r->acl_file_entries,
+		       (unsigned long long)r->acl_config_entries,
+		       (unsigned long long)r->acl_runtime_entries);
+}
+
 static void cmd_show_listeners(struct cmd *x)
 {
 	struct ctl_listener_row rows[256];
 	size_t n = x->ctl->hooks.listeners(x->ctl->hooks.arg, rows, UTIL_ARRAY_LEN(rows));
-	struct tbl t = { .ncols = 12 };
-	char b[9][24];
+	struct tbl t = { .ncols = 13 };
+	char b[10][24];
 
 	if (x->json) {
 		ctl_buf_printf(x->out, "[");
 		for (size_t i = 0; i < n; i++) {
-			ctl_buf_printf(x->out, "%s{\"name\":", i ? "," : "");
-			ctl_json_str(x->out, rows[i].name);
-			ctl_buf_printf(x->out, ",\"binds\":");
-			ctl_json_str(x->out, rows[i].binds);
-			ctl_buf_printf(x->out, ",\"pool\":");
-			if (strcmp(rows[i].pool, "-") == 0) /* TLS routes only */
-				ctl_buf_printf(x->out, "null");
-			else
-				ctl_json_str(x->out, rows[i].pool);
-			ctl_buf_printf(x->out,
-				       ",\"connections\":%u,\"maxconn\":%u,\"connections_total\":%llu,"
-				       "\"bytes_in\":%llu,\"bytes_out\":%llu,"
-				       "\"proxy_header_errors\":%llu,\"proxy_header_timeouts\":%llu,"
-				       "\"maxconn_reached\":%llu,\"routes\":%u}",
-				       rows[i].cur_conns, rows[i].maxconn,
-				       (unsigned long long)rows[i].total_conns,
-				       (unsigned long long)rows[i].bytes_in,
-				       (unsigned long long)rows[i].bytes_out,
-				       (unsigned long long)rows[i].proxy_header_errors,
-				       (unsigned long long)rows[i].proxy_header_timeouts,
-				       (unsigned long long)rows[i].maxconn_reached, rows[i].nroutes);
+			ctl_buf_printf(x->out, "%s", i ? "," : "");
+			listener_json(x->out, &rows[i]);
 		}
 		ctl_buf_printf(x->out, "]\n\n");
 		return;
 	}
 	tbl_row(&t, "listen", "binds", "pool", "active", "maxconn", "total", "bytes_in",
-		"bytes_out", "proxy_errors", "proxy_timeouts", "maxconn_reached", "routes");
+		"bytes_out", "proxy_errors", "proxy_timeouts", "maxconn_reached", "routes",
+		"refused");
 	for (size_t i = 0; i < n; i++)
 		tbl_row(&t, rows[i].name, rows[i].binds, rows[i].pool,
 			u64s(b[0], rows[i].cur_conns), u64s(b[1], rows[i].maxconn),
 			u64s(b[2], rows[i].total_conns), u64s(b[3], rows[i].bytes_in),
 			u64s(b[4], rows[i].bytes_out), u64s(b[5], rows[i].proxy_header_errors),
 			u64s(b[6], rows[i].proxy_header_timeouts), u64s(b[7], rows[i].maxconn_reached),
-			u64s(b[8], rows[i].nroutes));
+			u64s(b[8], rows[i].nroutes), u64s(b[9], refused_sum(&rows[i])));
 	tbl_print(&t, x->out);
 }
 
@@ -1429,6 +1456,210 @@ static void cmd_takeover(struct cmd *x)
 		reply_ok(x, "%s", msg);
 }
 
+/* ---- source ACLs and per-source limits ---- */
+
+const char *const ctl_refusal_names[CTL_NREFUSALS] = {
+	[CTL_REFUSED_ACL] = "acl",
+	[CTL_REFUSED_CONNS] = "conns",
+	[CTL_REFUSED_RATE] = "rate",
+	[CTL_REFUSED_TABLE_FULL] = "table-full",
+};
+
+#define ACL_FOR_MAX_MS (366ull * 24 * 3600 * 1000)
+#define SOURCES_TOP_DEFAULT 20
+#define SOURCES_TOP_MAX 1000
+
+/* argv[i] as a prefix, or an error reply. */
+static bool arg_cidr(struct cmd *x, int i, struct util_cidr *out)
+{
+	char err[200];
+
+	if (util_cidr_parse(x->argv[i], strlen(x->argv[i]), out, err, sizeof(err)) == 0)
+		return true;
+	reply_error(x->out, "%s", err);
+	return false;
+}
+
+static bool guard_hooks(struct cmd *x)
+{
+	if (x->ctl->hooks.acl_add != NULL)
+		return true;
+	reply_error(x->out, "source ACLs are not available");
+	return false;
+}
+
+/* acl add LISTENER deny|allow CIDR [for DURATION] */
+static void cmd_acl_add(struct cmd *x)
+{
+	const char *act = x->argv[3];
+	struct util_cidr cidr;
+	uint64_t for_ms = 0;
+	char msg[512] = "ok";
+
+	if ((strcmp(act, "deny") != 0 && strcmp(act, "allow") != 0) ||
+	    (x->argc == 7 && strcmp(x->argv[5], "for") != 0) || x->argc == 6) {
+		reply_error(x->out, "usage: acl add LISTENER deny|allow CIDR [for DURATION]");
+		return;
+	}
+	if (x->argc == 7 && (util_parse_duration_ms(x->argv[6], ACL_FOR_MAX_MS, &for_ms) < 0 ||
+			     for_ms == 0)) {
+		reply_error(x->out, "bad duration '%s' (expected e.g. 30s, 10m, 24h; at most 8784h)",
+			    x->argv[6]);
+		return;
+	}
+	if (!arg_cidr(x, 4, &cidr) || !guard_hooks(x))
+		return;
+	if (x->ctl->hooks.acl_add(x->ctl->hooks.arg, x->argv[2], strcmp(act, "deny") == 0, &cidr,
+				  for_ms, msg, sizeof(msg)) < 0) {
+		reply_error(x->out, "%s", msg);
+		return;
+	}
+	ctl_changed(x->ctl);
+	reply_ok(x, "%s", msg);
+}
+
+static void cmd_acl_del(struct cmd *x)
+{
+	struct util_cidr cidr;
+	char msg[512] = "ok";
+
+	if (!arg_cidr(x, 3, &cidr) || !guard_hooks(x))
+		return;
+	if (x->ctl->hooks.acl_del(x->ctl->hooks.arg, x->argv[2], &cidr, msg, sizeof(msg)) < 0) {
+		reply_error(x->out, "%s", msg);
+		return;
+	}
+	ctl_changed(x->ctl);
+	reply_ok(x, "%s", msg);
+}
+
+static void fmt_expiry(char *buf, size_t len, uint64_t in_ms)
+{
+	if (in_ms == 0)
+		snprintf(buf, len, "-");
+	else
+		snprintf(buf, len, "in %llus", (unsigned long long)((in_ms + 999) / 1000));
+}
+
+static void cmd_show_acl(struct cmd *x)
+{
+	struct ctl_acl_view v;
+	struct tbl t = { .ncols = 4 };
+	char msg[512] = "failed", pfx[UTIL_CIDR_STRLEN], exp[32];
+
+	if (!guard_hooks(x))
+		return;
+	if (x->ctl->hooks.acl_view(x->ctl->hooks.arg, x->argv[2], &v, msg, sizeof(msg)) < 0) {
+		reply_error(x->out, "%s", msg);
+		return;
+	}
+	if (x->json) {
+		ctl_buf_printf(x->out, "{\"listener\":");
+		ctl_json_str(x->out, x->argv[2]);
+		ctl_buf_printf(x->out, ",\"default\":\"%s\",\"file_entries\":%llu,\"files\":[",
+			       v.default_deny ? "deny" : "allow",
+			       (unsigned long long)v.file_entries);
+		for (size_t i = 0; i < v.nfiles; i++) {
+			ctl_buf_printf(x->out, "%s{\"path\":", i ? "," : "");
+			ctl_json_str(x->out, v.files[i].path);
+			ctl_buf_printf(x->out, ",\"action\":\"%s\"}", v.files[i].deny ? "deny" : "allow");
+		}
+		ctl_buf_printf(x->out, "],\"rules\":[");
+		for (size_t i = 0; i < v.nrules; i++)
+			ctl_buf_printf(x->out,
+				       "%s{\"origin\":\"%s\",\"action\":\"%s\",\"prefix\":\"%s\","
+				       "\"expires_in_ms\":%llu}",
+				       i ? "," : "", v.rules[i].runtime ? "runtime" : "config",
+				       v.rules[i].deny ? "deny" : "allow",
+				       util_cidr_fmt(&v.rules[i].cidr, pfx, sizeof(pfx)),
+				       (unsigned long long)v.rules[i].expires_in_ms);
+		ctl_buf_printf(x->out, "]}\n\n");
+	} else {
+		ctl_buf_printf(x->out, "listen %s: default %s; %llu prefixes from %zu file%s\n",
+			       x->argv[2], v.default_deny ? "deny" : "allow",
+			       (unsigned long long)v.file_entries, v.nfiles, v.nfiles == 1 ? "" : "s");
+		tbl_row(&t, "origin", "action", "prefix", "expires");
+		for (size_t i = 0; i < v.nrules; i++) {
+			fmt_expiry(exp, sizeof(exp), v.rules[i].expires_in_ms);
+			tbl_row(&t, v.rules[i].runtime ? "runtime" : "config",
+				v.rules[i].deny ? "deny" : "allow",
+				util_cidr_fmt(&v.rules[i].cidr, pfx, sizeof(pfx)), exp);
+		}
+		for (size_t i = 0; i < v.nfiles; i++)
+			tbl_row(&t, "file", v.files[i].deny ? "deny" : "allow", v.files[i].path, "-");
+		tbl_print(&t, x->out);
+	}
+	free(v.rules);
+	free(v.files);
+}
+
+static void cmd_show_sources(struct cmd *x)
+{
+	struct ctl_sources_view v;
+	struct tbl t = { .ncols = 5 };
+	long top = SOURCES_TOP_DEFAULT;
+	char msg[512] = "failed", pfx[UTIL_CIDR_STRLEN], b[4][24];
+
+	if (x->argc != 3 && (x->argc != 5 || strcmp(x->argv[3], "top") != 0 ||
+			     util_parse_long(x->argv[4], 1, SOURCES_TOP_MAX, &top) < 0)) {
+		reply_error(x->out, "usage: show sources LISTENER [top N] (N from 1 to %d)",
+			    SOURCES_TOP_MAX);
+		return;
+	}
+	if (!guard_hooks(x))
+		return;
+	if (x->ctl->hooks.sources_view(x->ctl->hooks.arg, x->argv[2], (size_t)top, &v, msg,
+				       sizeof(msg)) < 0) {
+		reply_error(x->out, "%s", msg);
+		return;
+	}
+	if (x->json) {
+		ctl_buf_printf(x->out, "[");
+		for (size_t i = 0; i < v.nrows; i++)
+			ctl_buf_printf(x->out,
+				       "%s{\"source\":\"%s\",\"connections\":%u,\"rate\":%.1f,"
+				       "\"connections_total\":%llu,\"refused\":%llu}",
+				       i ? "," : "", util_cidr_fmt(&v.rows[i].src, pfx, sizeof(pfx)),
+				       v.rows[i].conns, v.rows[i].rate,
+				       (unsigned long long)v.rows[i].total,
+				       (unsigned long long)v.rows[i].refused);
+		ctl_buf_printf(x->out, "]\n\n");
+		free(v.rows);
+		return;
+	}
+	ctl_buf_printf(x->out, "listen %s: %llu of %llu sources tracked (%.1f MiB), %llu evicted; "
+			       "limits: ",
+		       x->argv[2], (unsigned long long)v.tracked, (unsigned long long)v.capacity,
+		       v.memory_bytes / 1048576.0, (unsigned long long)v.evictions);
+	if (v.conns != 0)
+		ctl_buf_printf(x->out, "conns %u%s", v.conns, v.rate != 0 ? ", " : "\n");
+	if (v.rate != 0)
+		ctl_buf_printf(x->out, "rate %u/%s burst %u\n", v.rate,
+			       v.rate_period_ms == 1000 ? "s" : "m", v.burst);
+	tbl_row(&t, "source", "conns", "rate/s", "total", "refused");
+	for (size_t i = 0; i < v.nrows; i++) {
+		snprintf(b[1], sizeof(b[1]), "%.1f", v.rows[i].rate);
+		tbl_row(&t, util_cidr_fmt(&v.rows[i].src, pfx, sizeof(pfx)),
+			u64s(b[0], v.rows[i].conns), b[1], u64s(b[2], v.rows[i].total),
+			u64s(b[3], v.rows[i].refused));
+	}
+	tbl_print(&t, x->out);
+	free(v.rows);
+}
+
+static void cmd_sources_kill(struct cmd *x)
+{
+	struct util_cidr cidr;
+	char msg[512] = "ok";
+
+	if (!arg_cidr(x, 3, &cidr) || !guard_hooks(x))
+		return;
+	if (x->ctl->hooks.sources_kill(x->ctl->hooks.arg, x->argv[2], &cidr, msg, sizeof(msg)) < 0)
+		reply_error(x->out, "%s", msg);
+	else
+		reply_ok(x, "%s", msg);
+}
+
 /* ---- vrrp ---- */
 
 static void cmd_show_vrrp(struct cmd *x)
@@ -1517,6 +1748,13 @@ static const struct cmd_entry commands[] = {
 	{ "node", "drain", 2, 4, CTL_LEVEL_ADMIN, cmd_node, "node drain [within DURATION]" },
 	{ "node", "ready", 2, 2, CTL_LEVEL_ADMIN, cmd_node, "node ready" },
 	{ "wait", "idle", 2, 3, CTL_LEVEL_USER, cmd_wait_idle, "wait idle [TIMEOUT]" },
+	/* source ACLs and per-source limits */
+	{ "acl", "add", 5, 7, CTL_LEVEL_ADMIN, cmd_acl_add,
+	  "acl add LISTENER deny|allow CIDR [for DURATION]" },
+	{ "acl", "del", 4, 4, CTL_LEVEL_ADMIN, cmd_acl_del, "acl del LISTENER CIDR" },
+	{ "show", "acl", 3, 3, CTL_LEVEL_USER, cmd_show_acl, "show acl LISTENER" },
+	{ "show", "sources", 3, 5, CTL_LEVEL_USER, cmd_show_sources, "show sources LISTENER [top N]" },
+	{ "sources", "kill", 4, 4, CTL_LEVEL_ADMIN, cmd_sources_kill, "sources kill LISTENER CIDR" },
 	{ NULL, NULL, 0, 0, CTL_LEVEL_USER, NULL, NULL },
 };
 

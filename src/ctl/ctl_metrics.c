@@ -170,6 +170,60 @@ static void pool_metrics(struct ctl_buf *b, struct pool **pools, size_t n)
 	}
 }
 
+/* The guard of each listener: refusals by reason, the per-source table,
+ * ACL entries by origin. */
+static void guard_metrics(struct ctl_buf *b, const struct ctl_listener_row *rows, size_t n)
+{
+	static const char *const gauges[] = { "sluice_listener_sources",
+					      "sluice_listener_sources_capacity",
+					      "sluice_listener_sources_memory_bytes",
+					      "sluice_listener_source_evictions_total" };
+	static const char *const helps[] = {
+		"Sources tracked by the per-source limit table",
+		"Sources the per-source limit table holds at most",
+		"Memory of the listener's limit tables and ACL file tables",
+		"Idle sources evicted from a full per-source table",
+	};
+	static const char *const origins[] = { "file", "config", "runtime" };
+
+	family(b, "sluice_listener_refused_total", "counter",
+	       "Clients refused at accept, by reason (acl, conns, rate, table-full)");
+	for (size_t i = 0; i < n; i++) {
+		for (int k = 0; k < CTL_NREFUSALS; k++) {
+			ctl_buf_printf(b, "sluice_listener_refused_total{listener=\"");
+			label(b, rows[i].name);
+			ctl_buf_printf(b, "\",reason=\"%s\"} %llu\n", ctl_refusal_names[k],
+				       (unsigned long long)rows[i].refused[k]);
+		}
+	}
+	for (size_t k = 0; k < UTIL_ARRAY_LEN(gauges); k++) {
+		family(b, gauges[k], k == 3 ? "counter" : "gauge", helps[k]);
+		for (size_t i = 0; i < n; i++) {
+			uint64_t v = k == 0   ? rows[i].sources
+				     : k == 1 ? rows[i].sources_capacity
+				     : k == 2 ? rows[i].sources_memory_bytes
+					      : rows[i].source_evictions;
+
+			ctl_buf_printf(b, "%s{listener=\"", gauges[k]);
+			label(b, rows[i].name);
+			ctl_buf_printf(b, "\"} %llu\n", (unsigned long long)v);
+		}
+	}
+	family(b, "sluice_listener_acl_entries", "gauge",
+	       "Source ACL prefixes by origin (file, config, runtime)");
+	for (size_t i = 0; i < n; i++) {
+		uint64_t v[3] = { rows[i].acl_file_entries, rows[i].acl_config_entries,
+				  rows[i].acl_runtime_entries };
+
+		for (int k = 0; k < 3; k++) {
+			ctl_buf_printf(b, "sluice_listener_acl_entries{listener=\"");
+			label(b, rows[i].name);
+			ctl_buf_printf(b, "\",origin=\"%s\"} %llu\n", origins[k],
+				       (unsigned long long)v[k]);
+		}
+	}
+}
+
 static void listener_metrics(struct ctl *c, struct ctl_buf *b)
 {
 	static const char *const names[] = { "sluice_listener_connections",
@@ -209,6 +263,7 @@ static void listener_metrics(struct ctl *c, struct ctl_buf *b)
 			ctl_buf_printf(b, "\"} %llu\n", (unsigned long long)v);
 		}
 	}
+	guard_metrics(b, rows, n);
 }
 
 /* TLS routes: connections each route took (open and in all), and those

@@ -9,6 +9,8 @@
  * announce block the operator withdrew (a node drain is not kept: it is
  * the step before stopping a node, whose restart serves again):
  *   announce NAME withdrawn
+ * and one per runtime ACL entry (until: its expiry, wall clock in ms):
+ *   acl LISTENER deny|allow CIDR [until MS]
  * Written atomically (temporary file + rename) after every change; read at
  * start-up after the configuration is applied. A line for a server that
  * is not there yet, in a pool whose servers DNS makes, is kept (and
@@ -28,6 +30,18 @@
 #include "sluice/util.h"
 
 #define STATE_MAX_WORDS 32
+
+static void save_acl(void *arg, const char *listener, bool deny, const struct util_cidr *cidr,
+		     uint64_t until_wall_ms)
+{
+	char buf[UTIL_CIDR_STRLEN];
+
+	fprintf(arg, "acl %s %s %s", listener, deny ? "deny" : "allow",
+		util_cidr_fmt(cidr, buf, sizeof(buf)));
+	if (until_wall_ms != 0)
+		fprintf(arg, " until %llu", (unsigned long long)until_wall_ms);
+	fprintf(arg, "\n");
+}
 
 int ctl_state_save(struct ctl *c)
 {
@@ -92,6 +106,8 @@ int ctl_state_save(struct ctl *c)
 				fprintf(f, "announce %s withdrawn\n", rows[i].name);
 		free(rows);
 	}
+	if (c->hooks.acl_each != NULL)
+		c->hooks.acl_each(c->hooks.arg, save_acl, f);
 	if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
 		fclose(f);
 		unlink(tmp);
@@ -103,6 +119,10 @@ int ctl_state_save(struct ctl *c)
 
 struct state_line {
 	bool announce; /* "announce NAME withdrawn": only name is set */
+	bool acl; /* an "acl" line: pool holds the listener's name */
+	struct util_cidr cidr;
+	bool deny;
+	uint64_t until_wall_ms;
 	char pool[UTIL_NAME_MAX], name[UTIL_NAME_MAX];
 	struct util_addr addr;
 	enum pool_admin admin;
@@ -148,6 +168,36 @@ static int parse_opt(char **argv, size_t argc, size_t *i, struct state_line *sl,
 	return 0;
 }
 
+/* acl LISTENER deny|allow CIDR [until MS] */
+static int parse_acl(char **argv, int argc, struct state_line *sl, char *err, size_t errlen)
+{
+	long long until = 0;
+	char *end;
+
+	if ((argc != 4 && argc != 6) ||
+	    (strcmp(argv[2], "deny") != 0 && strcmp(argv[2], "allow") != 0)) {
+		snprintf(err, errlen, "expected 'acl LISTENER deny|allow CIDR [until MS]'");
+		return -1;
+	}
+	if (util_name_check("listener", argv[1], strlen(argv[1]), err, errlen) < 0 ||
+	    util_cidr_parse(argv[3], strlen(argv[3]), &sl->cidr, err, errlen) < 0)
+		return -1;
+	if (argc == 6) {
+		if (strcmp(argv[4], "until") == 0 && argv[5][0] >= '1' && argv[5][0] <= '9')
+			until = strtoll(argv[5], &end, 10);
+		if (until <= 0 || *end != '\0') {
+			snprintf(err, errlen, "expected 'until' and a time in ms, got '%s %s'",
+				 argv[4], argv[5]);
+			return -1;
+		}
+	}
+	sl->acl = true;
+	util_strlcpy(sl->pool, argv[1], sizeof(sl->pool));
+	sl->deny = strcmp(argv[2], "deny") == 0;
+	sl->until_wall_ms = (uint64_t)until;
+	return 0;
+}
+
 /* Parse one line. Returns 0, 1 for a blank/comment line, -1 when
  * malformed (err says why). */
 static int parse_line(char *line, struct state_line *sl, char *err, size_t errlen)
@@ -165,6 +215,8 @@ static int parse_line(char *line, struct state_line *sl, char *err, size_t errle
 		util_strlcpy(sl->name, argv[1], sizeof(sl->name));
 		return 0;
 	}
+	if (strcmp(argv[0], "acl") == 0)
+		return parse_acl(argv, argc, sl, err, errlen);
 	if (argc < 6 || strcmp(argv[0], "server") != 0 || strcmp(argv[4], "admin") != 0) {
 		snprintf(err, errlen, "expected 'server POOL NAME ADDRESS admin STATE ...'");
 		return -1;
@@ -286,6 +338,24 @@ static void apply_announce(struct ctl *c, const struct state_line *sl)
 	log_notice("state-file: announce %s restored: withdrawn by the operator", sl->name);
 }
 
+static void apply_acl(struct ctl *c, const struct state_line *sl)
+{
+	char msg[512], buf[UTIL_CIDR_STRLEN];
+	int rc;
+
+	util_cidr_fmt(&sl->cidr, buf, sizeof(buf));
+	if (c->hooks.acl_restore == NULL)
+		return;
+	rc = c->hooks.acl_restore(c->hooks.arg, sl->pool, sl->deny, &sl->cidr, sl->until_wall_ms,
+				  msg, sizeof(msg));
+	if (rc == 0)
+		log_notice("state-file: acl %s %s %s restored", sl->pool,
+			   sl->deny ? "deny" : "allow", buf);
+	else
+		log_warn("state-file: acl %s %s %s ignored: %s", sl->pool,
+			 sl->deny ? "deny" : "allow", buf, msg);
+}
+
 static void apply_line(struct ctl *c, struct state_line *sl)
 {
 	struct pool *p;
@@ -293,6 +363,10 @@ static void apply_line(struct ctl *c, struct state_line *sl)
 
 	if (sl->announce) {
 		apply_announce(c, sl);
+		return;
+	}
+	if (sl->acl) {
+		apply_acl(c, sl);
 		return;
 	}
 	p = ctl_find_pool(c, sl->pool);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "proxy-int.h"
+#include "sluice/guard.h"
 #include "sluice/log.h"
 #include "sluice/pool.h"
 #include "sluice/proxy.h"
@@ -58,6 +59,7 @@ void proxy_frontend_put(struct proxy_frontend *fe)
 		return;
 	for (size_t i = 0; i < fe->nbinds; i++)
 		bind_free(fe->binds[i]);
+	guard_free(fe->guard);
 	proxy_fe_settings_free(atomic_load(&fe->settings));
 	free(fe->binds);
 	free(fe);
@@ -256,6 +258,15 @@ void proxy_engine_close_server(struct proxy_engine *e, struct pool_server *srv,
 	struct proxy_cmd cmd = {
 		.type = PROXY_CMD_CLOSE_SERVER, .srv = srv, .spread_ms = spread_ms, .fd = -1
 	};
+
+	for (unsigned i = 0; i < e->nworkers; i++)
+		send_cmd_full(&e->workers[i], &cmd);
+}
+
+void proxy_engine_close_sources(struct proxy_engine *e, struct proxy_frontend *fe,
+				const struct util_cidr *cidr)
+{
+	struct proxy_cmd cmd = { .type = PROXY_CMD_CLOSE_SOURCES, .fe = fe, .cidr = *cidr, .fd = -1 };
 
 	for (unsigned i = 0; i < e->nworkers; i++)
 		send_cmd_full(&e->workers[i], &cmd);
@@ -540,6 +551,38 @@ static void on_pause_timer(struct ev_loop *loop, ev_timer *t, int revents)
 	resume_listeners(w, NULL);
 }
 
+bool proxy_guard_admit(struct proxy_worker *w, struct proxy_frontend *fe,
+		       const struct util_addr *client, struct guard_ticket *tk)
+{
+	uint64_t now_us = util_now_us();
+	enum guard_verdict v = guard_admit(fe->guard, client, now_us, tk);
+	char abuf[UTIL_ADDR_STRLEN];
+	uint32_t suppressed;
+
+	if (v == GUARD_OK)
+		return true;
+	/* a flood must not cost a formatted line per client */
+	if (!log_enabled(LOGL_NOTICE) ||
+	    !log_ratelimit_ok(&w->rl_refused, now_us / 1000, 5, &suppressed))
+		return false;
+	util_addr_fmt(client, abuf, sizeof(abuf));
+	if (suppressed > 0)
+		log_notice("listen %s: refused %s: %s (%u similar messages suppressed)", fe->name,
+			   abuf, guard_verdict_name(v), suppressed);
+	else
+		log_notice("listen %s: refused %s: %s", fe->name, abuf, guard_verdict_name(v));
+	return false;
+}
+
+/* Close a refused client at once with a reset: no state stays behind. */
+static void refuse(int fd)
+{
+	struct linger l = { .l_onoff = 1, .l_linger = 0 };
+
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+	close(fd);
+}
+
 static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
 {
 	struct proxy_wlistener *wl = UTIL_CONTAINER_OF(io, struct proxy_wlistener, io);
@@ -552,6 +595,7 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		struct util_addr client;
 		enum limit_hit hit = reserve_slot(w->e, fe, st->maxconn);
+		struct guard_ticket tk = { 0 };
 		int fd;
 
 		if (hit != LIMIT_NONE) {
@@ -570,7 +614,14 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
 				emfile_pause(w, err);
 			return;
 		}
-		proxy_session_start(w, fe, fd, &client);
+		/* an accept-proxy listener asks once the header named the client */
+		if (!st->accept_proxy && guard_active(fe->guard) &&
+		    !proxy_guard_admit(w, fe, &client, &tk)) {
+			refuse(fd);
+			unreserve_slot(w->e, fe);
+			continue;
+		}
+		proxy_session_start(w, fe, fd, &client, &tk);
 	}
 }
 
@@ -648,6 +699,29 @@ static void close_server(struct proxy_worker *w, struct pool_server *srv, uint32
 	}
 }
 
+/* Close fe's sessions from clients inside cidr (sources kill). */
+static void close_sources(struct proxy_worker *w, struct proxy_frontend *fe,
+			  const struct util_cidr *cidr)
+{
+	struct list_node *n = w->sessions.next;
+	char buf[UTIL_CIDR_STRLEN];
+	unsigned closed = 0;
+
+	while (n != &w->sessions) {
+		struct proxy_session *s = list_entry(n, struct proxy_session, link);
+
+		n = n->next;
+		if (s->fe != fe || !util_cidr_contains(cidr, &s->client))
+			continue;
+		proxy_session_close(s, PROXY_END_KILLED);
+		closed++;
+	}
+	if (closed > 0)
+		log_notice("listen %s: worker %u closed %u connection%s from %s (control socket)",
+			   fe->name, w->id, closed, closed == 1 ? "" : "s",
+			   util_cidr_fmt(cidr, buf, sizeof(buf)));
+}
+
 static void free_dead(struct proxy_worker *w)
 {
 	while (!list_empty(&w->dead)) {
@@ -693,6 +767,9 @@ static void on_async(struct ev_loop *loop, ev_async *a, int revents)
 			break;
 		case PROXY_CMD_CLOSE_SERVER:
 			close_server(w, cmds[i].srv, cmds[i].spread_ms);
+			break;
+		case PROXY_CMD_CLOSE_SOURCES:
+			close_sources(w, cmds[i].fe, &cmds[i].cidr);
 			break;
 		case PROXY_CMD_EXIT:
 			detach_fe(w, NULL, 0, false);

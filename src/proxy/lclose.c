@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "proxy-int.h"
+#include "sluice/guard.h"
 #include "sluice/log.h"
 #include "sluice/proxy.h"
 #include "sluice/util.h"
@@ -195,9 +196,18 @@ static void lclose_accept_all(struct proxy_worker *w, struct proxy_wlistener *wl
 			}
 			return;
 		}
+		struct proxy_fe_settings *st = atomic_load(&wl->fe->settings);
+		struct guard_ticket tk = { 0 };
+
+		/* the listener closes, its policy still holds */
+		if (!st->accept_proxy && guard_active(wl->fe->guard) &&
+		    !proxy_guard_admit(w, wl->fe, &client, &tk)) {
+			close(fd);
+			continue;
+		}
 		atomic_fetch_add(&w->e->cur_conns, 1);
 		atomic_fetch_add(&wl->fe->cur_conns, 1);
-		proxy_session_start(w, wl->fe, fd, &client);
+		proxy_session_start(w, wl->fe, fd, &client, &tk);
 	}
 }
 

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "sluice/guard-t.h"
 #include "sluice/krelay.h"
 #include "sluice/list.h"
 #include "sluice/log-t.h"
@@ -88,6 +89,7 @@ enum proxy_end {
 	PROXY_END_PROXY_HEADER_TIMEOUT,
 	PROXY_END_SHUTDOWN,
 	PROXY_END_KILLED, /* the operator or on-down closed the server's connections */
+	PROXY_END_REFUSED, /* the guard refused the client its PROXY header named */
 	PROXY_END_LOCAL_ERROR, /* no descriptor, memory or port here to reach a server */
 	PROXY_END_NO_MEMORY, /* no relay buffer: the bufmem ceiling or malloc */
 	PROXY_END_HELLO_TIMEOUT, /* peek.c: no whole ClientHello in time */
@@ -151,6 +153,7 @@ struct proxy_session {
 	struct util_addr client;
 	struct util_addr dst; /* from an accept-proxy header; len 0 otherwise */
 	struct pool_pick pick;
+	struct guard_ticket ticket; /* given back to the guard at close */
 };
 
 /* A listening socket of one worker. Owned by the worker. */
@@ -174,6 +177,7 @@ enum proxy_cmd_type {
 	PROXY_CMD_DETACH, /* stop accepting on fe (bind_id 0: all its binds) */
 	PROXY_CMD_CLOSE_ALL,
 	PROXY_CMD_CLOSE_SERVER,
+	PROXY_CMD_CLOSE_SOURCES, /* fe's connections from cidr */
 	PROXY_CMD_EXIT,
 };
 
@@ -182,6 +186,7 @@ struct proxy_cmd {
 	struct proxy_frontend *fe; /* reference for ATTACH / DETACH */
 	struct pool_server *srv; /* reference for CLOSE_SERVER */
 	uint32_t spread_ms; /* CLOSE_SERVER: spread the closes over this window */
+	struct util_cidr cidr; /* CLOSE_SOURCES */
 	uint64_t bind_id;
 	int fd;
 	bool drain; /* DETACH: serve what waits in the accept queue first */
@@ -222,6 +227,7 @@ struct proxy_worker {
 	bool emfile_paused;
 	bool in_queue_retry, queue_retry_again;
 	struct log_ratelimit rl_accept;
+	struct log_ratelimit rl_refused; /* guard refusals */
 	struct log_ratelimit rl_local; /* connects that failed for a local reason */
 	struct log_ratelimit rl_limit; /* accepting stopped at the global maxconn */
 	struct log_ratelimit rl_bufmem; /* the relay memory ceiling refused */
@@ -264,9 +270,16 @@ void proxy_lclose_start(struct proxy_worker *w, struct proxy_wlistener *wl);
 /* Close every closing listener of w now. */
 void proxy_lclose_abort(struct proxy_worker *w);
 
-/* session.c */
+/* engine.c: ask fe's guard about a client (accepted on fd, or whose PROXY
+ * header named it): true when admitted, with *tk to give back at close;
+ * false when refused, which is counted and logged (rate-limited), and the
+ * caller closes the connection at once. */
+bool proxy_guard_admit(struct proxy_worker *w, struct proxy_frontend *fe,
+		       const struct util_addr *client, struct guard_ticket *tk);
+
+/* session.c: tk is what the guard admitted the client with (NULL: nothing). */
 void proxy_session_start(struct proxy_worker *w, struct proxy_frontend *fe, int fd,
-			 const struct util_addr *client);
+			 const struct util_addr *client, const struct guard_ticket *tk);
 void proxy_session_close(struct proxy_session *s, enum proxy_end end);
 void proxy_session_retry_queue(struct proxy_worker *w);
 void proxy_session_free(struct proxy_session *s);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "proxy-int.h"
+#include "sluice/guard.h"
 #include "sluice/log.h"
 #include "sluice/pool.h"
 #include "sluice/proxy.h"
@@ -33,6 +34,7 @@ static const char *const end_names[] = {
 	[PROXY_END_PROXY_HEADER_TIMEOUT] = "proxy-header-timeout",
 	[PROXY_END_SHUTDOWN] = "shutdown",
 	[PROXY_END_KILLED] = "killed",
+	[PROXY_END_REFUSED] = "refused",
 	[PROXY_END_LOCAL_ERROR] = "local-error",
 	[PROXY_END_NO_MEMORY] = "no-memory",
 	[PROXY_END_HELLO_TIMEOUT] = "hello-timeout",
@@ -196,11 +198,12 @@ void proxy_session_close(struct proxy_session *s, enum proxy_end end)
 	leave_queue(s);
 	if (end == PROXY_END_CLIENT_RESET)
 		set_linger0(s->sfd);
-	else if (end == PROXY_END_SERVER_RESET)
+	else if (end == PROXY_END_SERVER_RESET || end == PROXY_END_REFUSED)
 		set_linger0(s->cfd);
 	/* before the log line: it counts the kernel's bytes */
 	proxy_krelay_end(s);
-	if (log_enabled(LOGL_INFO))
+	/* a refusal was logged, rate-limited, where it was decided */
+	if (log_enabled(LOGL_INFO) && end != PROXY_END_REFUSED)
 		log_end(s);
 	proxy_peek_end(s); /* TLS routes */
 	ev_timer_stop(w->loop, &s->timer);
@@ -220,6 +223,8 @@ void proxy_session_close(struct proxy_session *s, enum proxy_end end)
 	list_del(&s->link);
 	list_add_tail(&w->dead, &s->link);
 	release_server(s);
+	if (s->ticket.t != NULL)
+		guard_release(&s->ticket, util_now_us());
 	atomic_fetch_sub(&fe->cur_conns, 1);
 	atomic_fetch_sub(&w->e->cur_conns, 1);
 	proxy_worker_slot_freed(w, fe);
@@ -688,6 +693,11 @@ static void read_header(struct proxy_session *s)
 		s->client = src;
 		s->dst = dst;
 	}
+	/* the real client is known now: the guard decides on it */
+	if (guard_active(s->fe->guard) && !proxy_guard_admit(s->w, s->fe, &s->client, &s->ticket)) {
+		proxy_session_close(s, PROXY_END_REFUSED);
+		return;
+	}
 	d->off += (uint32_t)used;
 	d->len -= (uint32_t)used;
 	/* what followed the header in its segment is the client's first
@@ -768,12 +778,15 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 }
 
 void proxy_session_start(struct proxy_worker *w, struct proxy_frontend *fe, int fd,
-			 const struct util_addr *client)
+			 const struct util_addr *client, const struct guard_ticket *tk)
 {
 	struct proxy_fe_settings *st = atomic_load_explicit(&fe->settings, memory_order_acquire);
 	struct proxy_session *s = calloc(1, sizeof(*s));
 
 	if (s == NULL) {
+		struct guard_ticket t = *tk;
+
+		guard_release(&t, util_now_us());
 		close(fd);
 		atomic_fetch_sub(&fe->cur_conns, 1);
 		atomic_fetch_sub(&w->e->cur_conns, 1);
@@ -786,6 +799,7 @@ void proxy_session_start(struct proxy_worker *w, struct proxy_frontend *fe, int 
 	s->cfd = fd;
 	s->sfd = -1;
 	s->client = *client;
+	s->ticket = *tk;
 	s->retries_left = (uint8_t)UTIL_MIN(st->retries, 255);
 	s->timeout_connect_ms = st->timeout_connect_ms;
 	s->timeout_idle_ms = st->timeout_idle_ms;

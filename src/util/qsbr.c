@@ -37,15 +37,10 @@ int qsbr_retire(struct qsbr *q, void *obj, qsbr_free_fn free_fn)
 	return 0;
 }
 
-size_t qsbr_reclaim(struct qsbr *q)
-{
-	return qsbr_reclaim_some(q, SIZE_MAX);
-}
-
-size_t qsbr_reclaim_some(struct qsbr *q, size_t max)
+/* The oldest epoch a reader may still be in. */
+static uint64_t min_seen(const struct qsbr *q)
 {
 	uint64_t min = QSBR_OFFLINE;
-	size_t keep = 0;
 
 	for (size_t i = 0; i < q->nreaders; i++) {
 		uint64_t s = atomic_load(&q->readers[i]->seen);
@@ -53,6 +48,29 @@ size_t qsbr_reclaim_some(struct qsbr *q, size_t max)
 		if (s < min)
 			min = s;
 	}
+	return min;
+}
+
+uint64_t qsbr_mark(struct qsbr *q)
+{
+	return atomic_fetch_add(&q->epoch, 1) + 1;
+}
+
+bool qsbr_passed(const struct qsbr *q, uint64_t mark)
+{
+	return mark <= min_seen(q);
+}
+
+size_t qsbr_reclaim(struct qsbr *q)
+{
+	return qsbr_reclaim_some(q, SIZE_MAX);
+}
+
+size_t qsbr_reclaim_some(struct qsbr *q, size_t max)
+{
+	uint64_t min = min_seen(q);
+	size_t keep = 0;
+
 	for (size_t i = 0; i < q->npending; i++) {
 		if (q->pending[i].epoch <= min && max > 0) {
 			q->pending[i].free_fn(q->pending[i].obj);

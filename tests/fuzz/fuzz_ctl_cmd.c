@@ -74,6 +74,93 @@ static int hook_reload_start(void *arg, bool check_only, char *msg, size_t len, 
 	return check_only ? 0 : -1;
 }
 
+/* The guard hooks: listener "www" only, with a fixed view (the fuzzer
+ * exercises parsing and formatting; core's side has its own tests). */
+static int guard_listener(const char *name, char *msg, size_t len)
+{
+	if (strcmp(name, "www") == 0) {
+		snprintf(msg, len, "listen www: done");
+		return 0;
+	}
+	snprintf(msg, len, "no listener '%s'", name);
+	return -1;
+}
+
+static int hook_acl_add(void *arg, const char *listener, bool deny, const struct util_cidr *cidr,
+			uint64_t for_ms, char *msg, size_t len)
+{
+	(void)arg;
+	(void)deny;
+	(void)cidr;
+	(void)for_ms;
+	return guard_listener(listener, msg, len);
+}
+
+static int hook_acl_del(void *arg, const char *listener, const struct util_cidr *cidr, char *msg,
+			size_t len)
+{
+	(void)arg;
+	(void)cidr;
+	return guard_listener(listener, msg, len);
+}
+
+static int hook_acl_view(void *arg, const char *listener, struct ctl_acl_view *out, char *msg,
+			 size_t len)
+{
+	char err[100];
+
+	(void)arg;
+	memset(out, 0, sizeof(*out));
+	if (guard_listener(listener, msg, len) < 0)
+		return -1;
+	out->rules = calloc(2, sizeof(*out->rules));
+	out->files = calloc(1, sizeof(*out->files));
+	if (out->rules == NULL || out->files == NULL)
+		abort();
+	util_cidr_parse("2001:db8::/32", 13, &out->rules[0].cidr, err, sizeof(err));
+	out->rules[1] = (struct ctl_acl_rule){ .deny = true, .runtime = true, .expires_in_ms = 1500 };
+	util_cidr_parse("192.0.2.0/24", 12, &out->rules[1].cidr, err, sizeof(err));
+	out->nrules = 2;
+	snprintf(out->files[0].path, sizeof(out->files[0].path), "/etc/sluice/\"deny\".list");
+	out->nfiles = 1;
+	out->file_entries = 1000000;
+	return 0;
+}
+
+static int hook_sources_view(void *arg, const char *listener, size_t top,
+			     struct ctl_sources_view *out, char *msg, size_t len)
+{
+	(void)arg;
+	memset(out, 0, sizeof(*out));
+	if (guard_listener(listener, msg, len) < 0)
+		return -1;
+	out->rows = calloc(2 * top + 1, sizeof(*out->rows));
+	if (out->rows == NULL)
+		abort();
+	for (size_t i = 0; i < top && i < 3; i++) {
+		out->rows[i].src.family = AF_INET6;
+		out->rows[i].src.plen = 64;
+		out->rows[i].src.addr[0] = (uint8_t)i;
+		out->rows[i].conns = (uint32_t)i;
+		out->rows[i].rate = 1.5 * (double)i;
+		out->nrows++;
+	}
+	out->capacity = 100000;
+	out->conns = 100;
+	out->rate = 50;
+	out->burst = 100;
+	out->rate_period_ms = 1000;
+	return 0;
+}
+
+static int hook_sources_kill(void *arg, const char *listener, const struct util_cidr *cidr,
+			     char *msg, size_t len)
+{
+	(void)arg;
+	(void)cidr;
+	return guard_listener(listener, msg, len);
+}
+
 static int hook_reload_result(void *arg, uint64_t id, char *msg, size_t len)
 {
 	(void)arg;
@@ -189,6 +276,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.info = hook_info,
 		.listeners = hook_listeners,
 		.close_server = hook_close_server,
+		.acl_add = hook_acl_add,
+		.acl_del = hook_acl_del,
+		.acl_view = hook_acl_view,
+		.sources_view = hook_sources_view,
+		.sources_kill = hook_sources_kill,
 		.reload_start = hook_reload_start,
 		.reload_result = hook_reload_result,
 	};

@@ -178,9 +178,33 @@ static void test_growth_keeps_everything(void **state)
 		assert_int_equal(freed[i], i);
 }
 
+/* A mark is passed once every reader online at it went offline or came
+ * online again; one that came online after it does not hold it back. */
+static void test_mark_passed(void **state)
+{
+	struct qsbr q = { 0 };
+	struct qsbr_reader a, b;
+	uint64_t m;
+
+	(void)state;
+	assert_int_equal(qsbr_add_reader(&q, &a), 0);
+	assert_int_equal(qsbr_add_reader(&q, &b), 0);
+	qsbr_online(&q, &a);
+	m = qsbr_mark(&q);
+	qsbr_online(&q, &b); /* after the mark: holds nothing from before */
+	assert_false(qsbr_passed(&q, m));
+	qsbr_offline(&a);
+	assert_true(qsbr_passed(&q, m));
+	qsbr_online(&q, &a);
+	assert_true(qsbr_passed(&q, m));
+	assert_false(qsbr_passed(&q, qsbr_mark(&q)));
+	qsbr_destroy(&q);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_mark_passed),
 		cmocka_unit_test_setup(test_no_reader_frees_at_once, setup),
 		cmocka_unit_test_setup(test_online_reader_holds_until_quiescent, setup),
 		cmocka_unit_test_setup(test_offline_reader_releases, setup),
