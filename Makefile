@@ -39,7 +39,8 @@ CPPFLAGS += -Iinclude -I$(BUILD)/gen -D_GNU_SOURCE -DSLUICE_VERSION=\"$(VERSION)
 	    $(shell pkg-config --cflags libnl-3.0 libnl-route-3.0 2>/dev/null)
 CFLAGS += -std=gnu11 $(OPT) $(WARN) -pthread $(SANFLAGS) $(HARDEN_CFLAGS)
 LDFLAGS += -pthread $(SANFLAGS) $(HARDEN_LDFLAGS)
-LIBS = -lev $(shell pkg-config --libs libnl-3.0 libnl-route-3.0 openssl libcap zlib libbpf 2>/dev/null) \
+LIBS = -lev $(shell pkg-config --libs libnl-3.0 libnl-route-3.0 openssl libcap zlib libbpf libcares \
+	2>/dev/null) \
        -lm
 # BPF programs of the cluster module (second chance's tc program, the
 # kernel relay's stream verdict): compiled for BPF and embedded as bpftool
@@ -69,7 +70,7 @@ SYSCONFDIR ?= /etc
 MANPAGES = man/sluice.8 man/sluicectl.8 man/sluice.conf.5 man/rolling-deploy.1
 
 # Link order: users before what they use.
-MODULES = core ctl health vrrp vip proxy guard tls cluster pool balance conf log util
+MODULES = core ctl health vrrp vip resolve proxy guard tls cluster pool balance conf log util
 define mod_srcs
 $(wildcard src/$(1)/*.c)
 endef
@@ -206,6 +207,7 @@ FUZZ_SRC_fuzz_vrrp_pkt = src/vrrp/vrrp_pkt.c src/vrrp/vrrp_fsm.c
 FUZZ_SRC_fuzz_health_http = src/health/health_parse.c
 FUZZ_SRC_fuzz_health_expect = src/health/health_parse.c
 FUZZ_SRC_fuzz_health_agent = src/health/health_parse.c
+FUZZ_SRC_fuzz_resolve_dns = src/resolve/resolve_dns.c
 fuzz_srcs = $(or $(FUZZ_SRC_$(1)),$(wildcard src/$(call unit_mod,$(patsubst fuzz_%,test_%,$(1)))/*.c))
 build-fuzz/%: tests/fuzz/%.c $(ALL_SRCS)
 	@mkdir -p build-fuzz

@@ -105,6 +105,45 @@ struct conf_server {
 	struct conf_where where;
 };
 
+/* ---- DNS (conf_resolvers.c) ---- */
+
+#define CONF_RESOLVERS_MAX_NS 8 /* as RESOLVE_MAX_NAMESERVERS */
+#define CONF_DISCOVER_MAX 16 /* `servers` lines in one pool */
+#define CONF_DISCOVER_LIMIT_MAX 4096 /* as RESOLVE_MAX_RECORDS */
+
+/* `resolvers NAME { ... }`; the block named "default" (written or not)
+ * serves the pools that name none. Without nameserver lines it is the
+ * system's configuration (/etc/hosts, then /etc/resolv.conf). */
+struct conf_resolvers {
+	char name[CONF_NAME_MAX];
+	struct util_addr nameservers[CONF_RESOLVERS_MAX_NS]; /* port 53 unless written */
+	size_t nnameservers;
+	uint64_t timeout_ms; /* first attempt (c-ares doubles it each round) */
+	uint32_t attempts;
+	uint64_t hold_valid_ms, hold_nx_ms, hold_timeout_ms;
+	uint64_t ttl_min_ms, ttl_max_ms; /* accepted-ttl */
+	bool written; /* from the file (the implicit default is not) */
+	struct conf_where where;
+};
+
+enum conf_discover_kind {
+	CONF_DISCOVER_DNS, /* every A/AAAA record of a name, at one port */
+	CONF_DISCOVER_SRV, /* the targets of an SRV name, at their ports */
+};
+
+/* `servers srv NAME [limit N] [weight-from-srv] [OPTION ...];` or
+ * `servers dns NAME port N [limit N] [OPTION ...];`: servers that DNS
+ * answers fill in and take away. */
+struct conf_discover {
+	enum conf_discover_kind kind;
+	char name[UTIL_HOST_MAX];
+	uint16_t port; /* dns */
+	uint32_t limit; /* most servers it makes */
+	bool weight_from_srv;
+	struct util_srvopts opts; /* of every server it makes */
+	struct conf_where where;
+};
+
 struct conf_pool {
 	char name[CONF_NAME_MAX];
 	enum conf_balance balance;
@@ -119,6 +158,10 @@ struct conf_pool {
 	struct util_hmap server_index; /* name -> position in servers */
 	struct conf_where where;
 	struct conf_pool_health health; /* conf_check.c */
+	char resolvers[CONF_NAME_MAX]; /* its names go through this block ("default") */
+	struct conf_where resolvers_where;
+	struct conf_discover *discover; /* conf_resolvers.c */
+	size_t ndiscover;
 };
 
 /* ---- source ACLs and per-source limits of a listener (conf_guard.c) ---- */
@@ -389,6 +432,8 @@ struct conf {
 	size_t nlistens;
 	struct conf_vrrp *vrrps; /* conf_vrrp.c */
 	size_t nvrrps;
+	struct conf_resolvers *resolvers; /* conf_resolvers.c; "default" always among them */
+	size_t nresolvers;
 	/* name -> position: every lookup by name is O(1), so reading and
 	 * comparing files is linear in their size */
 	struct util_hmap pool_index, listen_index;

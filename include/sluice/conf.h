@@ -29,6 +29,11 @@ void conf_errors_add(struct conf_errors *errs, const char *file, const struct co
  * from another parser, such as an allow/deny file's). */
 void conf_errors_add_text(struct conf_errors *errs, const char *text);
 
+/* Add "FILE:LINE:COL: warning: MSG (near 'NEAR')" to c->warnings, for a
+ * check made after parsing (a servers line whose name did not answer). */
+void conf_warnings_add(struct conf *c, const struct conf_where *w, const char *near,
+		       const char *msg);
+
 /* Release the messages held by errs and reset it. */
 void conf_errors_clear(struct conf_errors *errs);
 
@@ -47,6 +52,8 @@ const char *conf_balance_name(enum conf_balance b);
 const struct conf_pool *conf_find_pool(const struct conf *c, const char *name);
 const struct conf_server *conf_find_server(const struct conf_pool *p, const char *name);
 const struct conf_listen *conf_find_listen(const struct conf *c, const char *name);
+/* A resolvers block by name ("default" is always there); NULL when absent. */
+const struct conf_resolvers *conf_find_resolvers(const struct conf *c, const char *name);
 /* An empty configuration (no pools, no listeners, defaults). NULL on no memory. */
 struct conf *conf_empty(const char *file);
 

@@ -197,10 +197,6 @@ struct ctl_hooks {
 			    struct ctl_node_state *node);
 	int (*announce_admin)(void *arg, const char *name, bool withdraw, char *msg, size_t len);
 	int (*node_drain)(void *arg, bool drain, uint64_t within_ms, char *msg, size_t len);
-	/* `server add` with a host name: resolve it (blocking), as
-	 * util_addr_resolve(); NULL: host names are refused */
-	int (*resolve)(const char *host, uint16_t port, struct util_addr *out, char *err,
-		       size_t errlen);
 	/* ---- source ACLs and per-source limits (guard) ----
 	 * Each returns 0, or -1 with msg saying why and nothing changed. */
 	/* a runtime entry for cidr (replacing one of the same prefix), for
@@ -225,6 +221,21 @@ struct ctl_hooks {
 			   size_t len);
 	/* `clear lateness`: empty the lateness histograms of show info */
 	void (*clear_lateness)(void *arg);
+	/* DNS: append every name the resolvers follow as a complete reply
+	 * (table or JSON); append more Prometheus families to the metrics;
+	 * write what a server's host name stands at into buf ("" when it has
+	 * none) */
+	void (*resolvers_show)(void *arg, bool json, struct ctl_buf *out);
+	void (*metrics_more)(void *arg, struct ctl_buf *out);
+	void (*server_dns)(void *arg, const struct pool_server *s, char *buf, size_t len);
+	/* `server add` with a host name: start looking host up through pool's
+	 * resolvers (0 with an id to ask about, or -1 with msg); its result:
+	 * 1 while it runs, 0 with the address (at port), -1 with msg. The
+	 * loop runs on meanwhile. NULL: host names are refused. */
+	int (*lookup_start)(void *arg, const char *pool, const char *host, uint64_t *id, char *msg,
+			    size_t len);
+	int (*lookup_result)(void *arg, uint64_t id, uint16_t port, struct util_addr *out,
+			     char *msg, size_t len);
 };
 
 #endif

@@ -27,6 +27,13 @@ void ctl_json_str(struct ctl_buf *b, const char *s);
 /* Append n bytes of s (no formatting: the cheap path for long output). */
 void ctl_buf_append(struct ctl_buf *b, const char *s, size_t n);
 void ctl_buf_free(struct ctl_buf *b);
+/* For metric families written outside ctl (a hook): "# HELP" and "# TYPE"
+ * of a family, and a label value escaped (backslash, quote, newline). */
+void ctl_metrics_family(struct ctl_buf *b, const char *name, const char *type, const char *help);
+void ctl_metrics_label(struct ctl_buf *b, const char *s);
+
+/* Append s as a JSON string (quoted, escaped) to b. */
+void ctl_json_str(struct ctl_buf *b, const char *s);
 
 /* Create the control server; state_file may be NULL or "". Copies hooks. */
 struct ctl *ctl_new(struct ev_loop *loop, const struct ctl_hooks *hooks, const char *state_file);
@@ -70,6 +77,17 @@ void ctl_metrics(struct ctl *c, struct ctl_buf *out);
 int ctl_state_load(struct ctl *c, char *err, size_t errlen);
 /* Write the state file now (atomically). Returns 0 or -1. */
 int ctl_state_save(struct ctl *c);
+/* A change made outside the control socket (DNS) that the state file
+ * must keep: saved now, as after a command. */
+void ctl_state_changed(struct ctl *c);
+/* Server s was just made (from DNS): a line of the state file kept for
+ * it until now is applied (admin state, weight). */
+void ctl_server_appeared(struct ctl *c, struct pool_server *s);
+/* Server s (made by DNS) is being taken out: what the operator set on it
+ * is kept, as for a server not there yet, until DNS makes it again.
+ * Returns true when something was kept: the caller then saves the state
+ * (ctl_state_changed), once the model is whole again. */
+bool ctl_server_gone(struct ctl *c, const struct pool_server *s);
 
 /* Tokenize a command line into at most max words (in place: line is
  * modified). Returns the count, or -1 when there are more words or bytes

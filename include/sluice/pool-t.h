@@ -58,6 +58,14 @@ enum pool_health_src {
 	POOL_SRC_CHECK, /* active check, after rise/fall */
 	POOL_SRC_AGENT, /* agent said up / down */
 	POOL_SRC_PASSIVE, /* consecutive connect errors in the data plane */
+	POOL_SRC_DNS, /* its name has no address any more (the resolver's hold ran out) */
+};
+
+/* Where a server's address comes from. */
+enum pool_dns_origin {
+	POOL_DNS_NONE, /* a server line or `server add`: numbers, or host (resolved) */
+	POOL_DNS_ADDRS, /* discovered: one of the A/AAAA records of host */
+	POOL_DNS_SRV, /* discovered: a target of the SRV name host */
 };
 
 /* Health state and counters of a server. Zero-initialised means up with
@@ -67,6 +75,7 @@ struct pool_server_health {
 	bool check_down; /* the active check says down */
 	bool agent_down; /* the agent said "down" */
 	bool passive_down; /* marked down by the data plane; cleared by a check */
+	bool dns_down; /* its host name has no address; cleared by an answer */
 	uint32_t weight_initial; /* configured weight; agent percentages use it */
 	uint32_t agent_pct; /* last weight percentage from the agent, 0: none */
 	uint32_t ramp_weight; /* snapshot weight during slow start, 0: not ramping */
@@ -124,6 +133,13 @@ struct pool_server {
 	bool admin_overridden; /* admin state set at runtime */
 	bool weight_overridden; /* weight set at runtime */
 	uint64_t admin_since_ms; /* when the admin state last changed */
+
+	/* DNS (core's resolver glue, control thread) */
+	char *host; /* owned: the name its address comes from; NULL when numeric */
+	char *dns_target; /* owned: POOL_DNS_SRV: its SRV target; else NULL */
+	enum pool_dns_origin dns_origin;
+	bool dns_gone; /* discovered, left its DNS answer: no new connections,
+			* taken out once its connections are over */
 
 	struct pool_server_health hs; /* pool_health.c */
 };
@@ -189,6 +205,7 @@ struct pool {
 	bool frozen; /* being changed in several steps: publish at the end */
 	bool removed;
 	bool has_check, has_agent; /* servers may have check / agent options */
+	bool discovers; /* DNS makes some of its servers (`servers` lines) */
 
 	/* shared */
 	_Atomic(struct pool_lb *) lb;

@@ -39,6 +39,12 @@ void pool_server_set_opts(struct pool_server *s, const struct util_srvopts *o);
 /* The PROXY header a server sends: p, or inherit when p is INHERIT. */
 enum pool_proxy_proto pool_proxy_from(enum util_proxy_proto p, enum pool_proxy_proto inherit);
 
+/* Control thread: where s's address comes from: host (a name; NULL: none)
+ * and, for an SRV target, target (else NULL); both copied. Returns 0 or
+ * -1 on no memory (s unchanged). */
+int pool_server_set_dns(struct pool_server *s, enum pool_dns_origin origin, const char *host,
+			const char *target);
+
 /* Create a bare server (one reference, the caller's), not yet in a pool:
  * weight 1, no options checked. pool_server_create() is the door for the
  * model; this is for tests. */
@@ -92,7 +98,7 @@ int pool_publish(struct pool *p);
 void pool_retire(struct pool *p);
 
 /* True when the server may get new connections per the model (ready,
- * healthy, weight > 0). */
+ * healthy, weight > 0, not gone from its DNS answer). */
 bool pool_server_eligible(const struct pool_server *s);
 /* Control thread: true when at least one server of p (primary or backup)
  * may get new connections. */

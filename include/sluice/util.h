@@ -57,6 +57,10 @@ int util_addr_parse(const char *s, bool allow_port0, struct util_addr *out, char
 int util_addr_parse_name(const char *s, char *host, size_t hostlen, uint16_t *port, char *err,
 			 size_t errlen);
 
+/* Is s (n bytes) a DNS host name: RFC 1123 labels of letters, digits and
+ * '-', the last not all digits, at most 253 bytes (a final dot allowed)? */
+bool util_is_host_name(const char *s, size_t n);
+
 /* Is s[0..n) a server name as TLS carries it (RFC 6066 section 3): 1-253
  * bytes of dot-separated labels of 1-63 letters, digits, '-' or '_' (seen
  * in real names), no trailing dot, and a last label that is not all digits
@@ -70,42 +74,18 @@ bool util_dns_name_valid(const char *s, size_t n);
  * "example.com" or "a.b.example.com"), as certificate wildcards do. */
 bool util_dns_name_match(const char *pattern, size_t plen, const char *name, size_t nlen);
 
-/* One name to resolve: host and port in; rc 0 and addr, or rc -1 and err
- * out. The name is held by value: a lookup that outlives its caller's
- * deadline touches nothing of the caller's. */
-struct util_resolve_req {
-	char host[UTIL_HOST_MAX];
-	uint16_t port;
-	/* the address used so far (len 0: none): kept while it is still one
-	 * of the answers, so that DNS round robin does not move a server */
-	struct util_addr prev;
-	struct util_addr addr;
-	int rc;
-	bool started, done;
-	char err[128];
-};
 
-#define UTIL_RESOLVE_TIMEOUT_MS 2000
+/* Is s (n bytes) an SRV name: one or more labels "_" + letters, digits or
+ * '-' (the service and protocol, RFC 2782 / 6335), then a host name? The
+ * only place '_' is accepted in a name. Returns 0, or -1 with what was
+ * expected in err. */
+int util_service_name_check(const char *s, size_t n, char *err, size_t errlen);
 
 /* A server address: "IPV4:PORT", "[IPV6]:PORT" (addr set, host "") or
  * "NAME:PORT" (host and port set, addr zeroed: to be resolved). Returns 0,
  * or -1 with what was expected in err. */
 int util_addr_parse_server(const char *s, struct util_addr *addr, char *host, size_t hostlen,
 			   uint16_t *port, char *err, size_t errlen);
-
-/* Resolve n names in parallel through the system resolver (getaddrinfo:
- * /etc/hosts, DNS; prev if among the answers, else the first TCP address
- * in getaddrinfo's order), waiting at most timeout_ms for them all: a name
- * without an answer by then gets an error saying so. Blocks the caller for
- * at most about timeout_ms, never longer: lookups run in helper threads
- * (at most 64 alive, abandoned ones included; beyond that, names fail at
- * once). */
-void util_resolve_all(struct util_resolve_req *reqs, size_t n, uint32_t timeout_ms);
-
-/* One name, as util_resolve_all() with UTIL_RESOLVE_TIMEOUT_MS. Returns 0,
- * or -1 with the reason in err. */
-int util_addr_resolve(const char *host, uint16_t port, struct util_addr *out, char *err,
-		      size_t errlen);
 
 /* Parse a numeric IPv4 or IPv6 address without port (port set to 0).
  * Returns 0 or -1. */

@@ -157,5 +157,16 @@ void conf_announce_free(struct conf *c);
  * keywords for conf_keywords(). */
 int conf_cluster_block(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf *c);
 void conf_cluster_keywords(conf_keyword_fn fn, void *arg);
+/* conf_resolvers.c: the `resolvers NAME { ... }` block, the pool keywords
+ * `resolvers NAME;` and `servers srv|dns ...;`, the checks that need the
+ * whole file (a pool's resolvers exist; the implicit "default" block is
+ * added), and freeing. */
+int conf_resolvers_block(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf *c);
+int conf_resolvers_kw_pool(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
+int conf_resolvers_kw_servers(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj);
+void conf_resolvers_pool_done(struct conf_ctx *ctx, struct conf_pool *p);
+void conf_resolvers_validate(struct conf_ctx *ctx, struct conf *c);
+void conf_resolvers_free(struct conf *c);
+void conf_resolvers_keywords(conf_keyword_fn fn, void *arg);
 
 #endif

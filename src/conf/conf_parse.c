@@ -146,8 +146,8 @@ static void list_keywords(const struct conf_keyword *kw, char *buf, size_t len)
 		util_bufprintf(buf, len, &off, "%s%s", i ? ", " : "", kw[i].name);
 }
 
-static void run_block(struct conf_ctx *ctx, const struct conf_stmt *block,
-		      const struct conf_keyword *table, const char *block_name, void *obj)
+void conf_run_block(struct conf_ctx *ctx, const struct conf_stmt *block,
+		    const struct conf_keyword *table, const char *block_name, void *obj)
 {
 	for (size_t i = 0; i < block->nkids; i++) {
 		const struct conf_stmt *st = &block->kids[i];
@@ -184,12 +184,6 @@ static void run_block(struct conf_ctx *ctx, const struct conf_stmt *block,
 		if (kw->fn(ctx, st, obj) < 0 && ctx->errs->n == before && !ctx->errs->truncated)
 			conf_error_arg(ctx, st, 0, "'%s' failed (out of memory?)", kw->name);
 	}
-}
-
-void conf_run_block(struct conf_ctx *ctx, const struct conf_stmt *block,
-		    const struct conf_keyword *table, const char *block_name, void *obj)
-{
-	run_block(ctx, block, table, block_name, obj);
 }
 
 /* ---- global ---- */
@@ -590,6 +584,11 @@ static const struct conf_keyword pool_kw[] = {
 	{ "observe-errors", 2, 2, false, conf_check_kw_observe, "observe-errors N;" },
 	{ "slowstart", 2, 2, false, conf_check_kw_slowstart, "slowstart DURATION;" },
 	{ "on-down", 2, 2, false, conf_check_kw_on_down, "on-down keep|shutdown;" },
+	/* DNS: conf_resolvers.c */
+	{ "resolvers", 2, 2, false, conf_resolvers_kw_pool, "resolvers NAME;" },
+	{ "servers", 3, CONF_SERVER_MAX_ARGS, false, conf_resolvers_kw_servers,
+	  "servers srv NAME [limit N] [weight-from-srv] [OPTION ...]; or servers dns NAME port N "
+	  "[limit N] [OPTION ...];" },
 	{ NULL, 0, 0, false, NULL, NULL },
 };
 
@@ -731,7 +730,7 @@ static int top_global(struct conf_ctx *ctx, const struct conf_stmt *st, void *ob
 		return -1;
 	}
 	ps->seen_global = true;
-	run_block(ctx, st, global_kw, "global block", &ps->conf->global);
+	conf_run_block(ctx, st, global_kw, "global block", &ps->conf->global);
 	return 0;
 }
 
@@ -770,9 +769,10 @@ static int top_pool(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 	p->where.col = st->args[1].col;
 	snprintf(where, sizeof(where), "pool '%s'", name);
 	conf_check_pool_init(p);
-	run_block(ctx, st, pool_kw, where, p);
+	conf_run_block(ctx, st, pool_kw, where, p);
 	conf_check_pool_done(ctx, p);
 	pool_done(ctx, p);
+	conf_resolvers_pool_done(ctx, p);
 	return 0;
 }
 
@@ -823,7 +823,7 @@ static int top_listen(struct conf_ctx *ctx, const struct conf_stmt *st, void *ob
 	lo.ref = &refs[c->nlistens - 1];
 	size_t before = ctx->errs->n;
 
-	run_block(ctx, st, listen_kw, where, &lo);
+	conf_run_block(ctx, st, listen_kw, where, &lo);
 	conf_guard_listen_done(ctx, l);
 	lo.ref->had_errors = ctx->errs->n != before || ctx->errs->truncated;
 	if (l->timeout_half_closed_ms == 0)
@@ -846,6 +846,11 @@ static int top_announce(struct conf_ctx *ctx, const struct conf_stmt *st, void *
 	return conf_announce_block(ctx, st, ((struct parse_state *)obj)->conf);
 }
 
+static int top_resolvers(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
+{
+	return conf_resolvers_block(ctx, st, ((struct parse_state *)obj)->conf);
+}
+
 static const struct conf_keyword top_kw[] = {
 	{ "global", 1, 1, true, top_global, "global { ... }" },
 	{ "pool", 2, 2, true, top_pool, "pool NAME { ... }" },
@@ -853,6 +858,7 @@ static const struct conf_keyword top_kw[] = {
 	{ "vrrp", 2, 2, true, top_vrrp, "vrrp NAME { ... }" },
 	{ "cluster", 1, 1, true, top_cluster, "cluster { ... }" },
 	{ "announce", 2, 2, true, top_announce, "announce NAME { ... }" },
+	{ "resolvers", 2, 2, true, top_resolvers, "resolvers NAME { ... }" },
 	{ NULL, 0, 0, false, NULL, NULL },
 };
 
@@ -874,6 +880,7 @@ void conf_keywords(conf_keyword_fn fn, void *arg)
 	conf_vrrp_keywords(fn, arg);
 	conf_cluster_keywords(fn, arg);
 	conf_announce_keywords(fn, arg);
+	conf_resolvers_keywords(fn, arg);
 }
 
 /* Resolve pool names and check what spans blocks. */
@@ -957,10 +964,11 @@ struct conf *conf_parse(const char *file, const char *text, size_t len, struct c
 	ps.conf = c;
 	root = conf_lex(&ctx, text, len);
 	if (root != NULL) {
-		run_block(&ctx, root, top_kw, "the top level", &ps);
+		conf_run_block(&ctx, root, top_kw, "the top level", &ps);
 		validate(&ps);
 		conf_route_validate(&ctx, c);
 		conf_vrrp_validate(&ctx, c);
+		conf_resolvers_validate(&ctx, c);
 		conf_announce_validate(&ctx, c);
 	}
 	conf_stmt_free(root);
@@ -1026,6 +1034,7 @@ void conf_free(struct conf *c)
 	free(c->global.controls);
 	for (size_t i = 0; i < c->npools; i++) {
 		free(c->pools[i].servers);
+		free(c->pools[i].discover);
 		util_hmap_free(&c->pools[i].server_index);
 	}
 	free(c->pools);
@@ -1038,6 +1047,7 @@ void conf_free(struct conf *c)
 	}
 	free(c->listens);
 	conf_vrrp_free(c);
+	conf_resolvers_free(c);
 	conf_announce_free(c);
 	conf_errors_clear(&c->warnings);
 	free(c->file);

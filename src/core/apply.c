@@ -42,8 +42,13 @@ static struct pool_server *new_server(struct pool *p, const struct conf_server *
 						   sizeof(err));
 
 	/* conf checked the same rules: only memory can fail here */
-	if (s == NULL)
+	if (s == NULL) {
 		log_err("pool %s: server %s: %s", p->name, cs->name, err);
+		return NULL;
+	}
+	if (cs->host[0] != '\0' && pool_server_set_dns(s, POOL_DNS_NONE, cs->host, NULL) < 0)
+		log_err("pool %s: server %s: out of memory: %s is not followed", p->name, cs->name,
+			cs->host);
 	return s;
 }
 
@@ -53,6 +58,7 @@ static void pool_from_conf(struct pool *p, const struct conf_pool *cp)
 	p->send_proxy = pool_proxy_from(cp->send_proxy, POOL_PROXY_NONE);
 	p->has_check = cp->health.check.type != CONF_CHECK_NONE;
 	p->has_agent = cp->health.agent_port != 0;
+	p->discovers = cp->ndiscover > 0;
 	p->queue_max = cp->queue_max;
 	p->timeout_queue_ms = cp->timeout_queue_ms;
 	p->maglev_size = cp->maglev_table;
@@ -504,9 +510,11 @@ void core_diff(const struct conf *oc, const struct conf *nc, char *buf, size_t l
 	diff_vrrp(oc, nc, buf, len, &off);
 	core_announce_diff(oc, nc, buf, len, &off);
 	core_cluster_diff(oc, nc, buf, len, &off);
+	core_dns_diff(oc, nc, buf, len, &off);
 	if (off == 0)
 		say(buf, len, &off, "no change");
-	else if (off > 0 && buf[off - 1] == '\n')
+	/* a reply ends at its first empty line: no trailing newline here */
+	if (off > 0 && buf[off - 1] == '\n')
 		buf[off - 1] = '\0';
 }
 
@@ -526,7 +534,12 @@ static bool stale_server(void *arg, struct pool_server *s)
 	struct stale_ctx *x = arg;
 	const struct conf_server *cs = conf_find_server(x->cp, s->name);
 
-	if (cs == NULL ? s->runtime_added : util_addr_equal(&s->addr, &cs->addr))
+	/* discovered: kept while its `servers` line is there and no server
+	 * line takes its name */
+	if (s->dns_origin != POOL_DNS_NONE && cs == NULL && core_dns_source_kept(x->cp, s))
+		return false;
+	if (s->dns_origin == POOL_DNS_NONE &&
+	    (cs == NULL ? s->runtime_added : util_addr_equal(&s->addr, &cs->addr)))
 		return false;
 	close_after_grace(x->c, s);
 	return true;
@@ -763,6 +776,10 @@ static int apply_update(struct core_apply *a)
 			}
 			s->runtime_added = false; /* the file owns it now */
 			pool_server_set_opts(s, &cs->opts);
+			if ((s->host == NULL) != (cs->host[0] == '\0') ||
+			    (s->host != NULL && strcmp(s->host, cs->host) != 0))
+				pool_server_set_dns(s, POOL_DNS_NONE, cs->host[0] ? cs->host : NULL,
+						    NULL);
 		}
 		if (a->pool_step == POOL_STEP_SERVERS && cp->nservers > APPLY_CLOCK_EVERY) {
 			a->pool_step = POOL_STEP_PUBLISH;

@@ -31,6 +31,8 @@ struct core_cluster_txn;
 struct core_announce;
 struct ctl_announce_row;
 struct ctl_node_state;
+struct core_dns;
+struct pool_server;
 
 #define CORE_RELOAD_RESULTS 8 /* finished reloads whose outcome is kept */
 #define CORE_APPLY_STEP_US 1000 /* one step of a reload's apply */
@@ -109,6 +111,7 @@ struct core {
 	struct util_lathist late_checks, late_adverts;
 	struct core_announce *announce; /* announce_glue.c */
 	ev_timer withdraw_timer; /* SIGTERM: accepting while the routers converge */
+	struct core_dns *dns; /* dns_glue.c */
 };
 
 /* apply.c: make the runtime model match conf (at start-up c->conf is an
@@ -155,11 +158,11 @@ bool core_reload_applying(const struct core *c);
 void core_reload_stop(struct core *c);
 /* Before the loop is destroyed: wait for a loader thread, free. */
 void core_reload_free(struct core *c);
-/* Read, parse and validate a file, then resolve the host names of its
- * servers (blocking, 2 s at most; an unknown name is an error at its
- * FILE:LINE:COL). A server of old (the running configuration, or NULL)
- * with the same pool, name and host name keeps its address while the name
- * still resolves to it. Same contract as conf_load_file(). */
+/* Read, parse and validate a file (on the loader thread). A server of
+ * old (the running configuration, or NULL) with the same pool, name and
+ * host name starts from the address it has (core_dns_prepare() then keeps
+ * it while the name still resolves to it); other host names have no
+ * address yet. Same contract as conf_load_file(). */
 struct conf *core_load_conf(const char *path, const struct conf *old, struct conf_errors *errs);
 /* The control socket's "reload [check]" hooks (arg is the core). */
 int core_reload_hook_start(void *arg, bool check_only, char *msg, size_t len, uint64_t *id);
@@ -245,12 +248,53 @@ int core_health_start(struct core *c, char *err, size_t errlen);
 /* How many checkers (active checks and agents) conf gives its servers:
  * each holds one descriptor at most, for the descriptor reserve. */
 uint32_t core_health_checkers(const struct conf *conf);
+/* Publish p after a change made outside the checks (DNS), saying when it
+ * loses or regains its last usable server. */
+void core_health_publish(struct core *c, struct pool *p);
 /* Stop and free every checker (after the workers stopped). */
 void core_health_stop(struct core *c);
 /* Rebuild the checkers for the model as it is now (after a reload or a
  * server added or deleted at runtime); health states live in the servers
  * and carry over. Returns 0 or -1 with err. */
 int core_health_resync(struct core *c, char *err, size_t errlen);
+/* dns_glue.c, dns_source.c, dns_show.c: host names and `servers` lines
+ * followed through the resolvers blocks (src/resolve) into the model.
+ * core_dns_start(): start conf's resolvers on c->loop and look up its
+ * names, running the loop until they answered or 2 s passed; a named
+ * server without an address is an error in errs (FILE:LINE:COL). Returns
+ * 0, or -1 (c->dns stays, for core_dns_free). */
+int core_dns_start(struct core *c, struct conf *conf, struct conf_errors *errs);
+/* A reload: look nc's names up (its resolvers blocks started, unchanged
+ * ones kept), then fill their addresses into nc or add an error to errs
+ * for each without one, and call done(arg) from the loop (at most 2 s
+ * later). Returns 0, or -1 with errs (done is not called). Then exactly
+ * one of core_dns_commit() (the model runs nc) or core_dns_abort(). */
+int core_dns_prepare(struct core *c, struct conf *nc, struct conf_errors *errs,
+		     void (*done)(void *arg), void *arg);
+/* What the lookups of the prepared file changed, one "\n"-led line each. */
+const char *core_dns_prepared_diff(struct core *c);
+void core_dns_commit(struct core *c);
+void core_dns_abort(struct core *c);
+/* The model was built or changed: follow its named servers, apply every
+ * answer (discovered servers made or drained). */
+void core_dns_sync(struct core *c);
+/* Is discovered server s still made by a `servers` line of cp (a reload)? */
+bool core_dns_source_kept(const struct conf_pool *cp, const struct pool_server *s);
+/* Append the DNS lines of a reload's diff (resolvers blocks, servers lines). */
+void core_dns_diff(const struct conf *oc, const struct conf *nc, char *buf, size_t len,
+		   size_t *off);
+void core_dns_server_added(struct core *c, struct pool_server *s);
+void core_dns_server_removed(struct core *c, struct pool_server *s);
+void core_dns_free(struct core *c);
+/* Control socket hooks (arg is the core). */
+void core_dns_show(void *arg, bool json, struct ctl_buf *out);
+void core_dns_metrics(void *arg, struct ctl_buf *out);
+void core_dns_server_status(void *arg, const struct pool_server *s, char *buf, size_t len);
+int core_dns_lookup_start(void *arg, const char *pool, const char *host, uint64_t *id,
+			  char *msg, size_t len);
+int core_dns_lookup_result(void *arg, uint64_t id, uint16_t port, struct util_addr *out,
+			   char *msg, size_t len);
+
 /* vrrp_glue.c: make the running VRRP instances match newconf, as a
  * transaction. Prepare creates (does not start) an instance for each new or
  * changed block and touches nothing that runs: no advert changes, no VIP

@@ -1,6 +1,6 @@
 /* ctl_glue: the hooks through which the control socket sees what only
  * core knows: the list of pools, listeners and their counters, closing a
- * server's connections in the workers, reload. */
+ * server's connections in the workers, reload, the resolvers. */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -180,15 +180,15 @@ static void resync_health(struct core *c)
 
 static void hook_server_added(void *arg, struct pool_server *s, bool check)
 {
-	(void)s;
 	(void)check; /* the server carries it (s->opts.check) */
 	resync_health(arg);
+	core_dns_server_added(arg, s);
 }
 
 static void hook_server_removed(void *arg, struct pool_server *s)
 {
-	(void)s;
 	resync_health(arg);
+	core_dns_server_removed(arg, s);
 }
 
 static bool hook_model_busy(void *arg)
@@ -220,7 +220,11 @@ int core_ctl_start(struct core *c, char *err, size_t errlen)
 		.announces = core_announce_rows,
 		.announce_admin = core_announce_admin,
 		.node_drain = core_announce_node,
-		.resolve = util_addr_resolve,
+		.resolvers_show = core_dns_show,
+		.metrics_more = core_dns_metrics,
+		.server_dns = core_dns_server_status,
+		.lookup_start = core_dns_lookup_start,
+		.lookup_result = core_dns_lookup_result,
 	};
 
 	core_guard_hooks(&hooks);

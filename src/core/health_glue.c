@@ -88,6 +88,15 @@ static void publish(struct core_health *h, struct pool *p)
 		ev_timer_start(h->c->loop, &h->slowstart);
 }
 
+void core_health_publish(struct core *c, struct pool *p)
+{
+	if (c->health == NULL || c->health->pool_usable == NULL) {
+		pool_publish(p);
+		return;
+	}
+	publish(c->health, p);
+}
+
 static void went_down(struct core_health_srv *hs)
 {
 	struct pool_server *s = hs->srv;
@@ -234,8 +243,9 @@ static void on_result(void *arg, struct health_checker *chk, const struct health
 				   r->of);
 			publish(hs->h, hs->pool);
 		} else {
-			log_info("server %s/%s check up: %s (%u/%u), still down by its agent", pn,
-				 s->name, r->cause, r->count, r->of);
+			log_info("server %s/%s check up: %s (%u/%u), still down by its %s", pn,
+				 s->name, r->cause, r->count, r->of,
+				 s->hs.dns_down ? "DNS name" : "agent");
 		}
 		return;
 	}

@@ -370,6 +370,7 @@ static int run(struct core *c)
 		return 1;
 	}
 	core_log_listeners(c);
+	core_dns_sync(c); /* servers from the answers so far */
 	if (core_vrrp_apply(c, c->conf, err, sizeof(err)) < 0) {
 		log_err("%s", err);
 		return 1;
@@ -476,10 +477,31 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	/* the loop first: the file's names are looked up on it */
+	c.loop = ev_default_loop(EVFLAG_NOENV);
+	if (c.loop == NULL) {
+		fprintf(stderr, "sluice: cannot create the event loop\n");
+		return 1;
+	}
 	c.conf = core_load_conf(c.conf_path, NULL, &errs);
-	if (c.conf == NULL) {
+	/* the log targets before the file's names are looked up, so that
+	 * what the lookups say goes where the file says; a check prints its
+	 * errors and warnings, nothing of the lookups */
+	if (c.conf != NULL && check_only)
+		log_set_level(LOGL_WARNING);
+	if (c.conf != NULL && !check_only &&
+	    log_configure(c.conf->global.logs, c.conf->global.nlogs, err, sizeof(err)) < 0) {
+		fprintf(stderr, "sluice: %s\n", err);
+		conf_free(c.conf);
+		ev_loop_destroy(c.loop);
+		return 1;
+	}
+	if (c.conf == NULL || core_dns_start(&c, c.conf, &errs) < 0) {
 		print_errors(&errs, "errors");
 		conf_errors_clear(&errs);
+		core_dns_free(&c);
+		conf_free(c.conf);
+		ev_loop_destroy(c.loop);
 		return 1;
 	}
 	/* allow/deny files: read here, before anything starts */
@@ -487,23 +509,21 @@ int main(int argc, char **argv)
 	if (c.guard_load == NULL) {
 		print_errors(&errs, "errors");
 		conf_errors_clear(&errs);
+		core_dns_free(&c);
 		conf_free(c.conf);
+		ev_loop_destroy(c.loop);
 		return 1;
 	}
 	if (check_only) {
 		print_errors(&c.conf->warnings, "warnings");
 		printf("%s: configuration is valid\n", c.conf_path);
 		core_guard_load_free(c.guard_load);
+		core_dns_free(&c);
 		conf_free(c.conf);
+		ev_loop_destroy(c.loop);
 		return 0;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	if (log_configure(c.conf->global.logs, c.conf->global.nlogs, err, sizeof(err)) < 0) {
-		fprintf(stderr, "sluice: %s\n", err);
-		core_guard_load_free(c.guard_load);
-		conf_free(c.conf);
-		return 1;
-	}
 	for (size_t i = 0; i < c.conf->warnings.n; i++)
 		log_warn("%s", c.conf->warnings.msgs[i]);
 	c.start_ms = util_now_ms();
@@ -523,6 +543,7 @@ int main(int argc, char **argv)
 	proxy_engine_free(c.engine);
 	core_krelay_free(&c);
 	core_health_stop(&c);
+	core_dns_free(&c);
 	core_model_free(&c);
 	qsbr_destroy(&c.qsbr);
 	if (c.loop != NULL)

@@ -1,17 +1,19 @@
 /* reload: configuration reload on SIGHUP or from the control socket. The
- * new file is read, parsed, validated and its host names resolved on a
- * loader thread (conf is pure; the thread only reads the running
- * configuration, which nothing changes while a reload runs), then applied
- * on the control loop as one transaction: log targets, VRRP and announce
- * prepare (new instances built, devices opened) before the apply's first
- * step, core_apply_step() binds and builds in steps of about a millisecond
- * before it changes anything, and VRRP, announce and the log targets
- * commit after its last step. VRRP adverts and health checks keep their
- * times whatever the size of the file. An invalid file or a failed bind
- * leaves the running configuration exactly as it was, VRRP included,
- * logged with its FILE:LINE:COL and counted. One reload runs at a time; a
- * request that comes meanwhile is queued (one of each kind; more are
- * merged into it) and logged. */
+ * new file is read, parsed and validated on a loader thread (conf is
+ * pure; the thread only reads the running configuration, which nothing
+ * changes while a reload runs), its host names looked up on the loop
+ * through c-ares (core_dns_prepare: 2 s at most, the loop runs on), then
+ * applied on the control loop as one transaction: log targets, VRRP and
+ * announce prepare (new instances built, devices opened) before the
+ * apply's first step, core_apply_step() binds and builds in steps of
+ * about a millisecond before it changes anything, and VRRP, announce, the
+ * log targets and the resolvers commit after its last step. VRRP adverts
+ * and health checks keep their times whatever the size of the file. An
+ * invalid file, a name without an address or a failed bind leaves the
+ * running configuration exactly as it was, VRRP included, logged with its
+ * FILE:LINE:COL and counted. One reload runs at a time; a request that
+ * comes meanwhile is queued (one of each kind; more are merged into it)
+ * and logged. */
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -77,61 +79,21 @@ static const struct util_addr *prev_addr(const struct conf *old, const struct co
 struct conf *core_load_conf(const char *path, const struct conf *old, struct conf_errors *errs)
 {
 	struct conf *nc = conf_load_file(path, errs);
-	struct util_resolve_req *reqs;
-	struct conf_server **who;
-	size_t n = 0, k = 0;
-	bool failed = false;
 
 	if (nc == NULL)
 		return NULL;
-	for (size_t p = 0; p < nc->npools; p++)
-		for (size_t i = 0; i < nc->pools[p].nservers; i++)
-			n += nc->pools[p].servers[i].host[0] != '\0';
-	if (n == 0)
-		return nc;
-	reqs = calloc(n, sizeof(*reqs));
-	who = calloc(n, sizeof(*who));
-	if (reqs == NULL || who == NULL) {
-		static const struct conf_where nowhere;
-
-		conf_errors_add(errs, nc->file, &nowhere, NULL, "out of memory resolving names");
-		failed = true;
-		goto out;
-	}
+	/* the addresses named servers have now: kept while their names still
+	 * answer them (core_dns_prepare looks every name up on the loop) */
 	for (size_t p = 0; p < nc->npools; p++) {
 		for (size_t i = 0; i < nc->pools[p].nservers; i++) {
 			struct conf_server *s = &nc->pools[p].servers[i];
 			const struct util_addr *prev = prev_addr(old, &nc->pools[p], s);
 
-			if (s->host[0] == '\0')
-				continue;
-			util_strlcpy(reqs[k].host, s->host, sizeof(reqs[k].host));
-			reqs[k].port = s->port;
-			if (prev != NULL)
-				reqs[k].prev = *prev;
-			who[k++] = s;
+			if (s->host[0] != '\0' && prev != NULL)
+				s->addr = *prev;
 		}
 	}
-	util_resolve_all(reqs, n, UTIL_RESOLVE_TIMEOUT_MS);
-	for (k = 0; k < n; k++) {
-		char msg[UTIL_HOST_MAX + 200], near[UTIL_HOST_MAX + 8];
-
-		if (reqs[k].rc == 0) {
-			who[k]->addr = reqs[k].addr;
-			continue;
-		}
-		failed = true;
-		snprintf(msg, sizeof(msg), "cannot resolve '%s': %s", reqs[k].host, reqs[k].err);
-		snprintf(near, sizeof(near), "%s:%u", reqs[k].host, reqs[k].port);
-		conf_errors_add(errs, nc->file, &who[k]->addr_where, near, msg);
-	}
-out:
-	free(reqs);
-	free(who);
-	if (!failed)
-		return nc;
-	conf_free(nc);
-	return NULL;
+	return nc;
 }
 
 /* A reload done but for its cluster block (cerr, "" when it was
@@ -158,6 +120,7 @@ struct core_reload {
 	uint64_t id;
 	bool check_only;
 	bool abandoned; /* shutdown came while it was loading: drop the file */
+	bool resolving; /* its names are being looked up (core_dns_prepare) */
 	/* the loader thread's, read by the loop once done fired and loaded
 	 * is seen set (the release / acquire pair orders them: libev's
 	 * wake-up is no synchronisation a thread sanitizer can see) */
@@ -217,6 +180,8 @@ static void finish(struct core_reload *r, int rc, const char *msg)
 	record(c, r->id, rc, msg);
 	if (!r->check_only && !c->stopping)
 		core_notify("READY=1");
+	if (r->resolving)
+		core_dns_abort(c);
 	if (r->apply != NULL)
 		core_apply_free(r->apply);
 	/* applied or not, the listeners took what they use */
@@ -341,6 +306,8 @@ static void commit(struct core_reload *r)
 	free_old_conf(c->conf);
 	c->conf = nc;
 	r->nc = NULL;
+	r->resolving = false;
+	core_dns_commit(c); /* discovered servers, named servers followed */
 	if (core_health_resync(c, err, sizeof(err)) < 0)
 		log_err("reload: health checks: %s", err);
 	c->reloads_ok++;
@@ -397,35 +364,48 @@ static void on_step(struct ev_loop *loop, ev_timer *t, int revents)
 	rejected(r, err);
 }
 
-/* The loader is done: report a bad file, answer a check, or start
- * applying. */
-static void on_loaded(struct ev_loop *loop, ev_async *w, int revents)
+/* The file could not be used: report it (a check answers it too). */
+static void bad_file(struct core_reload *r)
 {
-	struct core_reload *r = w->data;
+	char msg[RELOAD_MSG_MAX];
+	size_t off = 0;
+
+	msg[0] = '\0';
+	for (size_t i = 0; i < r->errs.n; i++) {
+		log_err("%s", r->errs.msgs[i]);
+		util_bufprintf(msg, sizeof(msg), &off, "%s%s", i ? "\n" : "", r->errs.msgs[i]);
+	}
+	if (r->check_only) {
+		finish(r, -1, msg);
+		return;
+	}
+	failed(r->c, r->errs.n > 0 ? r->errs.msgs[0] : "cannot read the file", msg, sizeof(msg));
+	finish(r, -1, msg);
+}
+
+/* Its names were looked up: report a name without an address, answer a
+ * check, or start applying. */
+static void on_resolved(void *arg)
+{
+	struct core_reload *r = arg;
 	struct core *c = r->c;
 	char err[512], msg[RELOAD_MSG_MAX];
 	size_t off = 0;
 
-	(void)revents;
-	if (!atomic_load_explicit(&r->loaded, memory_order_acquire))
-		return; /* not the loader's wake-up */
 	if (r->abandoned) {
 		finish(r, -1, "reload not applied: shutting down");
 		return;
 	}
-	if (r->nc == NULL) {
-		msg[0] = '\0';
-		for (size_t i = 0; i < r->errs.n; i++) {
-			log_err("%s", r->errs.msgs[i]);
-			util_bufprintf(msg, sizeof(msg), &off, "%s%s", i ? "\n" : "", r->errs.msgs[i]);
-		}
-		if (r->check_only) {
-			finish(r, -1, msg);
-			return;
-		}
-		failed(c, r->errs.n > 0 ? r->errs.msgs[0] : "cannot read the file", msg,
-		       sizeof(msg));
-		finish(r, -1, msg);
+	/* the lookups may have moved named servers the diff spoke of */
+	util_strlcpy(msg, core_dns_prepared_diff(c), sizeof(msg));
+	if (msg[0] != '\0') {
+		off = strlen(r->diff);
+		if (strncmp(r->diff, "no change", 9) == 0)
+			off = 0;
+		util_bufprintf(r->diff, sizeof(r->diff), &off, "%s", off == 0 ? msg + 1 : msg);
+	}
+	if (r->errs.n > 0 || r->errs.truncated) {
+		bad_file(r);
 		return;
 	}
 	/* a route that can never match: say so, as sluice -c does */
@@ -474,7 +454,32 @@ static void on_loaded(struct ev_loop *loop, ev_async *w, int revents)
 	r->t0_us = util_now_us();
 	ev_timer_init(&r->step, on_step, 0.0, 0.0);
 	r->step.data = r;
-	ev_timer_start(loop, &r->step);
+	ev_timer_start(c->loop, &r->step);
+}
+
+/* The loader is done: report a bad file, or look its names up. */
+static void on_loaded(struct ev_loop *loop, ev_async *w, int revents)
+{
+	struct core_reload *r = w->data;
+	struct core *c = r->c;
+
+	(void)loop;
+	(void)revents;
+	if (!atomic_load_explicit(&r->loaded, memory_order_acquire))
+		return; /* not the loader's wake-up */
+	if (r->abandoned) {
+		finish(r, -1, "reload not applied: shutting down");
+		return;
+	}
+	if (r->nc == NULL) {
+		bad_file(r);
+		return;
+	}
+	if (core_dns_prepare(c, r->nc, &r->errs, on_resolved, r) < 0) {
+		bad_file(r);
+		return;
+	}
+	r->resolving = true;
 }
 
 static void reload_begin(struct core *c, uint64_t id, bool check_only)
@@ -584,8 +589,9 @@ void core_reload_stop(struct core *c)
 	if (r == NULL)
 		return;
 	if (r->apply == NULL) {
-		/* still loading: the thread ends by itself (the resolver is
-		 * bounded); its result is dropped */
+		/* still loading: the thread ends by itself; looking names up:
+		 * that ends within its deadline; either way its result is
+		 * dropped */
 		r->abandoned = true;
 		return;
 	}
@@ -605,7 +611,7 @@ void core_reload_free(struct core *c)
 	struct core_reload *r = c->reload;
 
 	/* the loader sends on the loop: it must be done before the loop goes
-	 * (its name lookups are bounded; 1 ms between looks, 10 s at most) */
+	 * (it only reads a file; 1 ms between looks, 10 s at most) */
 	for (int i = 0; i < 10000 && atomic_load(&c->reload_loading); i++)
 		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
 	if (atomic_load(&c->reload_loading)) {

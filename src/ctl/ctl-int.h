@@ -11,6 +11,8 @@
 #include "sluice/list.h"
 #include "sluice/log-t.h"
 #include "sluice/pool-t.h"
+#include "sluice/srvopt.h"
+#include "sluice/util-t.h"
 
 #define CTL_LINE_MAX 4096
 #define CTL_IDLE_TIMEOUT_S 60.0	 /* control socket: no command and no progress */
@@ -43,7 +45,31 @@ enum ctl_wait_kind {
 	CTL_WAIT_UP,
 	CTL_WAIT_RELOAD, /* reload [check]: until it is over */
 	CTL_WAIT_IDLE, /* no connection left on the node */
+	CTL_WAIT_LOOKUP, /* server add with a host name: until it is looked up */
 };
+
+/* A `server add` whose host name is being looked up. */
+struct ctl_pending_add {
+	uint64_t id; /* the lookup's */
+	char pool[UTIL_NAME_MAX], name[UTIL_NAME_MAX];
+	char host[UTIL_HOST_MAX];
+	char written[UTIL_HOST_MAX + 8]; /* HOST:PORT as the client wrote it */
+	uint16_t port;
+	struct util_srvopts opts;
+	bool ready;
+};
+
+/* A state file line for a server that is not there yet (one DNS makes
+ * later): applied when it appears, written back meanwhile. */
+struct ctl_state_pending {
+	char pool[UTIL_NAME_MAX], name[UTIL_NAME_MAX];
+	struct util_addr addr;
+	enum pool_admin admin;
+	bool weight_set;
+	uint32_t weight;
+};
+
+#define CTL_STATE_PENDING_MAX 4096
 
 /* A door: one listening socket (a control socket or the metrics port)
  * with its own client limit, so that no door can take another's slots. */
@@ -124,6 +150,7 @@ struct ctl_client {
 	bool wait_json;
 	struct pool_server *wait_srv; /* reference while waiting */
 	uint64_t wait_reload; /* CTL_WAIT_RELOAD: its id */
+	struct ctl_pending_add *wait_add; /* CTL_WAIT_LOOKUP: owned */
 	uint64_t wait_deadline_ms;
 };
 
@@ -148,6 +175,8 @@ struct ctl {
 	struct ctl_metrics_text *metrics; /* the newest rendering, reference */
 	unsigned ntexts;		  /* renderings alive */
 	struct log_ratelimit rl;
+	struct ctl_state_pending *pending; /* ctl_state.c */
+	size_t npending;
 };
 
 /* ctl_http.c: what the metrics door answers to the bytes of a request

@@ -508,9 +508,17 @@ static uint32_t effective_weight(const struct pool_server *s)
 	return (pool_server_lb_weight(s) + POOL_WEIGHT_SCALE - 1) / POOL_WEIGHT_SCALE;
 }
 
-static void server_json(struct ctl_buf *out, const struct pool_server *s)
+/* What the server's host name stands at ("" when it has none). */
+static void server_dns(struct ctl *c, const struct pool_server *s, char *buf, size_t len)
 {
-	char abuf[UTIL_ADDR_STRLEN];
+	buf[0] = '\0';
+	if (s->host != NULL && c->hooks.server_dns != NULL)
+		c->hooks.server_dns(c->hooks.arg, s, buf, len);
+}
+
+static void server_json(struct ctl *c, struct ctl_buf *out, const struct pool_server *s)
+{
+	char abuf[UTIL_ADDR_STRLEN], dns[POOL_CAUSE_MAX + UTIL_HOST_MAX];
 
 	ctl_buf_printf(out, "{\"pool\":");
 	ctl_json_str(out, s->pool->name);
@@ -536,6 +544,15 @@ static void server_json(struct ctl_buf *out, const struct pool_server *s)
 	ctl_json_str(out, s->hs.last_cause[0] ? s->hs.last_cause : "");
 	ctl_buf_printf(out, ",\"last_change\":");
 	ctl_json_str(out, s->hs.change_cause);
+	ctl_buf_printf(out, ",\"host\":");
+	if (s->host != NULL)
+		ctl_json_str(out, s->host);
+	else
+		ctl_buf_printf(out, "null");
+	server_dns(c, s, dns, sizeof(dns));
+	ctl_buf_printf(out, ",\"discovered\":%s,\"dns\":",
+		       s->dns_origin != POOL_DNS_NONE ? "true" : "false");
+	ctl_json_str(out, dns);
 	ctl_buf_printf(out,
 		       ",\"lb_weight\":%u,\"checks\":%llu,\"checks_failed\":%llu,"
 		       "\"state_changes\":%llu}",
@@ -544,18 +561,19 @@ static void server_json(struct ctl_buf *out, const struct pool_server *s)
 		       (unsigned long long)s->hs.state_changes);
 }
 
-#define SERVER_COLS 14
+#define SERVER_COLS 15
 #define SERVERS_PER_PART 64 /* rows of show servers per part */
 
 static const char *const server_head[SERVER_COLS] = {
-	"pool", "server", "address", "health", "admin", "weight", "eff",
-	"active", "total", "bytes_in", "bytes_out", "errors", "local_errors", "check",
+	"pool",	     "server",	 "address",   "health", "admin",	"weight", "eff", "active",
+	"total",     "bytes_in", "bytes_out", "errors", "local_errors", "dns",	  "check",
 };
 
 /* One row of the show servers table. */
-static void server_cells(const struct pool_server *s, char cells[SERVER_COLS][TBL_CELL])
+static void server_cells(struct ctl *c, const struct pool_server *s,
+			 char cells[SERVER_COLS][TBL_CELL])
 {
-	char abuf[UTIL_ADDR_STRLEN];
+	char abuf[UTIL_ADDR_STRLEN], dns[POOL_CAUSE_MAX + UTIL_HOST_MAX];
 
 	util_strlcpy(cells[0], s->pool->name, TBL_CELL);
 	util_strlcpy(cells[1], s->name, TBL_CELL);
@@ -570,8 +588,10 @@ static void server_cells(const struct pool_server *s, char cells[SERVER_COLS][TB
 	u64s(cells[10], atomic_load(&s->bytes_out));
 	u64s(cells[11], atomic_load(&s->connect_errors));
 	u64s(cells[12], atomic_load(&s->local_errors));
+	server_dns(c, s, dns, sizeof(dns));
+	util_strlcpy(cells[13], dns[0] ? dns : "-", TBL_CELL);
 	/* last: the cause has spaces */
-	util_strlcpy(cells[13], s->hs.last_cause[0] ? s->hs.last_cause : "-", TBL_CELL);
+	util_strlcpy(cells[14], s->hs.last_cause[0] ? s->hs.last_cause : "-", TBL_CELL);
 }
 
 /* Print one row padded to the job's column widths. */
@@ -629,11 +649,11 @@ static bool servers_step(struct ctl *c, struct ctl_job *j, struct ctl_buf *out)
 		if (j->json) {
 			if (!j->first)
 				ctl_buf_append(out, ",", 1);
-			server_json(out, s);
+			server_json(c, out, s);
 			j->first = false;
 			continue;
 		}
-		server_cells(s, cells);
+		server_cells(c, s, cells);
 		for (size_t i = 0; i < SERVER_COLS; i++) {
 			if (j->pass == 0)
 				j->w[i] = UTIL_MAX(j->w[i], strlen(cells[i]));
@@ -876,18 +896,74 @@ static bool model_busy(struct cmd *x)
 	return true;
 }
 
+/* As the file: a Maglev table has at least a slot per server. Answers
+ * the error and returns true when p has no room left. */
+static bool maglev_full(struct cmd *x, const struct pool *p)
+{
+	if (p->balance != POOL_BALANCE_MAGLEV || p->nservers < p->maglev_size)
+		return false;
+	reply_error(x->out, "pool '%s' has %zu servers, as many as its Maglev table has slots "
+			    "(set a larger maglev-table and reload)",
+		    p->name, p->nservers);
+	return true;
+}
+
+/* The server of `server add` enters its pool (its address known).
+ * Answers the reply. */
+static void add_server(struct cmd *x, const char *pool, const char *name,
+		       const struct util_addr *addr, const struct util_srvopts *o, bool ready,
+		       const char *written, const char *host)
+{
+	struct pool *p = ctl_find_pool(x->ctl, pool);
+	struct pool_server *s;
+	char err[400], abuf[UTIL_ADDR_STRLEN];
+
+	/* a wait for a name ends here: the pool may have gone meanwhile */
+	if (p == NULL) {
+		reply_error(x->out, "no pool '%s'", pool);
+		return;
+	}
+	if (model_busy(x) || maglev_full(x, p))
+		return;
+	s = pool_server_create(p, name, addr, o, err, sizeof(err));
+	if (s == NULL) {
+		reply_error(x->out, "%s", err);
+		return;
+	}
+	if (host != NULL && pool_server_set_dns(s, POOL_DNS_NONE, host, NULL) < 0) {
+		pool_remove_server(p, s);
+		reply_error(x->out, "out of memory");
+		return;
+	}
+	s->runtime_added = true;
+	s->admin_overridden = true;
+	s->admin = ready ? POOL_ADMIN_READY : POOL_ADMIN_MAINT;
+	s->admin_since_ms = util_now_ms();
+	pool_publish(p);
+	if (x->ctl->hooks.server_added != NULL)
+		x->ctl->hooks.server_added(x->ctl->hooks.arg, s, !o->check.off);
+	log_notice("server %s/%s added at %s%s%s%s (%s, control socket)", p->name, s->name,
+		   written, host != NULL ? " (" : "",
+		   host != NULL ? util_addr_fmt(addr, abuf, sizeof(abuf)) : "",
+		   host != NULL ? ")" : "", pool_admin_name(s->admin));
+	ctl_changed(x->ctl);
+	reply_ok(x, "server %s/%s added (%s)", p->name, s->name, pool_admin_name(s->admin));
+}
+
 /* server add POOL NAME ADDRESS [OPTION ...] [ready]: the options of a
  * configuration file's server line (srvopt.h), checked by the same code;
- * the server starts in maint unless ready. */
+ * the server starts in maint unless ready. A host name is looked up
+ * through the pool's resolvers while the client waits (the loop does
+ * not), and followed at its TTL afterwards. */
 static void cmd_server_add(struct cmd *x)
 {
 	struct pool *p = ctl_find_pool(x->ctl, x->argv[2]);
 	const char *const *words = (const char *const *)x->argv;
+	struct ctl_pending_add *pa;
 	struct util_srvopts o;
 	struct util_addr addr;
-	struct pool_server *s;
 	bool ready = false;
-	char err[400], host[UTIL_HOST_MAX] = "", abuf[UTIL_ADDR_STRLEN];
+	char err[400], host[UTIL_HOST_MAX] = "";
 	uint16_t port = 0;
 
 	if (p == NULL) {
@@ -918,37 +994,69 @@ static void cmd_server_add(struct cmd *x)
 		reply_error(x->out, "%s", err);
 		return;
 	}
-	/* as the file: a Maglev table has at least a slot per server */
-	if (p->balance == POOL_BALANCE_MAGLEV && p->nservers >= p->maglev_size) {
-		reply_error(x->out, "pool '%s' has %zu servers, as many as its Maglev table has "
-				    "slots (set a larger maglev-table and reload)",
-			    p->name, p->nservers);
+	if (maglev_full(x, p))
+		return;
+	if (host[0] == '\0') {
+		add_server(x, p->name, x->argv[3], &addr, &o, ready, x->argv[4], NULL);
 		return;
 	}
-	if (host[0] != '\0' && (x->ctl->hooks.resolve == NULL ||
-				 x->ctl->hooks.resolve(host, port, &addr, err, sizeof(err)) < 0)) {
-		reply_error(x->out, "cannot resolve '%s': %s", host,
-			    x->ctl->hooks.resolve == NULL ? "no resolver" : err);
+	if (x->ctl->hooks.lookup_start == NULL || x->ctl->hooks.lookup_result == NULL) {
+		reply_error(x->out, "cannot resolve '%s': no resolver", host);
 		return;
 	}
-	s = pool_server_create(p, x->argv[3], &addr, &o, err, sizeof(err));
-	if (s == NULL) {
-		reply_error(x->out, "%s", err);
+	if (x->cl == NULL) {
+		reply_error(x->out, "server add with a host name is only available on a control "
+				    "connection");
 		return;
 	}
-	s->runtime_added = true;
-	s->admin_overridden = true;
-	s->admin = ready ? POOL_ADMIN_READY : POOL_ADMIN_MAINT;
-	s->admin_since_ms = util_now_ms();
-	pool_publish(p);
-	if (x->ctl->hooks.server_added != NULL)
-		x->ctl->hooks.server_added(x->ctl->hooks.arg, s, !o.check.off);
-	log_notice("server %s/%s added at %s%s%s%s (%s, control socket)", p->name, s->name,
-		   x->argv[4], host[0] ? " (" : "",
-		   host[0] ? util_addr_fmt(&addr, abuf, sizeof(abuf)) : "", host[0] ? ")" : "",
-		   pool_admin_name(s->admin));
-	ctl_changed(x->ctl);
-	reply_ok(x, "server %s/%s added (%s)", p->name, s->name, pool_admin_name(s->admin));
+	pa = calloc(1, sizeof(*pa));
+	if (pa == NULL) {
+		reply_error(x->out, "out of memory");
+		return;
+	}
+	err[0] = '\0';
+	if (x->ctl->hooks.lookup_start(x->ctl->hooks.arg, p->name, host, &pa->id, err,
+				       sizeof(err)) < 0) {
+		free(pa);
+		reply_error(x->out, "cannot resolve '%s': %s", host, err);
+		return;
+	}
+	util_strlcpy(pa->pool, p->name, sizeof(pa->pool));
+	util_strlcpy(pa->name, x->argv[3], sizeof(pa->name));
+	util_strlcpy(pa->host, host, sizeof(pa->host));
+	util_strlcpy(pa->written, x->argv[4], sizeof(pa->written));
+	pa->port = port;
+	pa->opts = o;
+	pa->ready = ready;
+	x->cl->wait = CTL_WAIT_LOOKUP;
+	x->cl->wait_json = x->json;
+	x->cl->wait_add = pa;
+	if (!ctl_wait_check(x->ctl, x->cl, util_now_ms(), x->out))
+		ctl_client_wait_start(x->cl);
+}
+
+/* The lookup of a waiting `server add`: false while it runs. */
+static bool lookup_reply(struct ctl *c, struct ctl_client *cl, struct ctl_buf *out)
+{
+	struct ctl_pending_add *pa = cl->wait_add;
+	struct cmd x = { .ctl = c, .cl = cl, .json = cl->wait_json, .out = out };
+	struct util_addr addr;
+	char msg[256];
+	int rc;
+
+	msg[0] = '\0';
+	rc = c->hooks.lookup_result(c->hooks.arg, pa->id, pa->port, &addr, msg, sizeof(msg));
+	if (rc > 0)
+		return false;
+	if (rc < 0)
+		reply_error(out, "cannot resolve '%s': %s", pa->host, msg);
+	else
+		add_server(&x, pa->pool, pa->name, &addr, &pa->opts, pa->ready, pa->written,
+			   pa->host);
+	free(pa);
+	cl->wait_add = NULL;
+	cl->wait = CTL_WAIT_NONE;
+	return true;
 }
 
 static void cmd_server_del(struct cmd *x)
@@ -964,6 +1072,12 @@ static void cmd_server_del(struct cmd *x)
 	s = ctl_find_server(x->ctl, x->argv[2], x->out);
 	if (s == NULL || model_busy(x))
 		return;
+	if (s->dns_origin != POOL_DNS_NONE) {
+		reply_error(x->out, "server %s/%s comes from the DNS answer of %s and goes with it "
+				    "(drain or maint it instead)",
+			    s->pool->name, s->name, s->host != NULL ? s->host : "?");
+		return;
+	}
 	n = atomic_load(&s->cur_conns);
 	if (n > 0 && !force) {
 		reply_error(x->out, "server %s/%s has %u open connections (drain it and wait, or "
@@ -1074,6 +1188,8 @@ bool ctl_wait_check(struct ctl *c, struct ctl_client *cl, uint64_t now_ms, struc
 	bool done, drained = cl->wait == CTL_WAIT_DRAINED;
 	uint32_t n;
 
+	if (cl->wait == CTL_WAIT_LOOKUP)
+		return lookup_reply(c, cl, out);
 	if (cl->wait == CTL_WAIT_RELOAD) {
 		/* no deadline: a reload always ends (its name lookups are
 		 * bounded, its steps are) */
@@ -1555,6 +1671,17 @@ static void cmd_show_vrrp(struct cmd *x)
 	x->ctl->hooks.vrrp_show(x->ctl->hooks.arg, x->json, x->out);
 }
 
+/* ---- resolvers ---- */
+
+static void cmd_show_resolvers(struct cmd *x)
+{
+	if (x->ctl->hooks.resolvers_show == NULL) {
+		reply_error(x->out, "resolvers are not available");
+		return;
+	}
+	x->ctl->hooks.resolvers_show(x->ctl->hooks.arg, x->json, x->out);
+}
+
 static void cmd_vrrp_admin(struct cmd *x)
 {
 	char msg[256];
@@ -1608,6 +1735,7 @@ static const struct cmd_entry commands[] = {
 	{ "takeover", NULL, 1, 1, CTL_LEVEL_ADMIN, cmd_takeover,
 	  "takeover (used by sluice --takeover: binary upgrade)" },
 	{ "show", "vrrp", 2, 2, CTL_LEVEL_USER, cmd_show_vrrp, "show vrrp" },
+	{ "show", "resolvers", 2, 2, CTL_LEVEL_USER, cmd_show_resolvers, "show resolvers" },
 	{ "vrrp", "leave", 3, 3, CTL_LEVEL_ADMIN, cmd_vrrp_admin, "vrrp leave NAME" },
 	{ "vrrp", "join", 3, 3, CTL_LEVEL_ADMIN, cmd_vrrp_admin, "vrrp join NAME" },
 	{ "show", "cluster", 2, 2, CTL_LEVEL_USER, cmd_show_cluster, "show cluster" },

@@ -465,6 +465,8 @@ static void head_metrics(struct ctl *c, struct ctl_buf *out)
 	listener_metrics(c, out);
 	route_metrics(c, out);
 	pool_metrics(out, pools, n);
+	if (c->hooks.metrics_more != NULL)
+		c->hooks.metrics_more(c->hooks.arg, out);
 	if (c->hooks.cluster_metrics != NULL)
 		c->hooks.cluster_metrics(c->hooks.arg, out);
 	announce_metrics(c, out);
@@ -645,4 +647,14 @@ void ctl_metrics(struct ctl *c, struct ctl_buf *out)
 		ctl_buf_append(out, t.buf.data, t.buf.len);
 	out->oom |= t.buf.oom;
 	ctl_buf_free(&t.buf);
+}
+
+void ctl_metrics_family(struct ctl_buf *b, const char *name, const char *type, const char *help)
+{
+	family(b, name, type, help);
+}
+
+void ctl_metrics_label(struct ctl_buf *b, const char *s)
+{
+	label(b, s);
 }

@@ -116,6 +116,7 @@ static void client_free(struct ctl_client *cl)
 	close(cl->io.fd);
 	if (cl->wait_srv != NULL)
 		pool_server_put(cl->wait_srv);
+	free(cl->wait_add);
 	if (cl->job.text != NULL)
 		ctl_metrics_put(c, cl->job.text);
 	if (cl->body != NULL)
@@ -815,6 +816,11 @@ void ctl_changed(struct ctl *c)
 		log_err("state-file %s: cannot write: %s", c->state_file, strerror(errno));
 }
 
+void ctl_state_changed(struct ctl *c)
+{
+	ctl_changed(c);
+}
+
 struct ctl *ctl_new(struct ev_loop *loop, const struct ctl_hooks *hooks, const char *state_file)
 {
 	struct ctl *c = calloc(1, sizeof(*c));
@@ -843,6 +849,7 @@ void ctl_free(struct ctl *c)
 		drain_free(list_entry(c->drains.next, struct ctl_drain, link));
 	while (!list_empty(&c->listeners))
 		listener_free(list_entry(c->listeners.next, struct ctl_listener, link));
+	free(c->pending);
 	ev_timer_stop(c->loop, &c->work);
 	if (c->metrics != NULL)
 		ctl_metrics_put(c, c->metrics);

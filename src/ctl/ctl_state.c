@@ -1,6 +1,7 @@
 /* ctl_state: the state file, so that runtime changes survive a restart.
  * One line per server whose state was set at runtime:
- *   server POOL NAME ADDRESS admin STATE [weight N] [added [OPTION ...]]
+ *   server POOL NAME ADDRESS admin STATE [weight N] [added [OPTION ...]
+ *   [host NAME]]
  * where a server added at runtime keeps its options in the words of a
  * configuration file's server line (srvopt.h: the same table and rules as
  * the file and `server add`). Lines written before that table
@@ -11,7 +12,11 @@
  * and one per runtime ACL entry (until: its expiry, wall clock in ms):
  *   acl LISTENER deny|allow CIDR [until MS]
  * Written atomically (temporary file + rename) after every change; read at
- * start-up after the configuration is applied. */
+ * start-up after the configuration is applied. A line for a server that
+ * is not there yet, in a pool whose servers DNS makes, is kept (and
+ * written back) until DNS makes it; so is the line of such a server that
+ * DNS took away. A server added with a host name keeps it (host NAME), so
+ * that it is followed again after a restart. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +69,9 @@ int ctl_state_save(struct ctl *c)
 			if (s->runtime_added) {
 				util_bufprintf(opts, sizeof(opts), &off, " added");
 				util_srvopts_format(&o, opts, sizeof(opts), &off);
+				if (s->host != NULL)
+					util_bufprintf(opts, sizeof(opts), &off, " host %s",
+						       s->host);
 			} else if (s->weight_overridden) {
 				util_bufprintf(opts, sizeof(opts), &off, " weight %u", s->weight);
 			}
@@ -71,6 +79,16 @@ int ctl_state_save(struct ctl *c)
 				util_addr_fmt(&s->addr, abuf, sizeof(abuf)), pool_admin_name(s->admin),
 				opts);
 		}
+	}
+	for (size_t i = 0; i < c->npending; i++) {
+		const struct ctl_state_pending *sp = &c->pending[i];
+		char abuf[UTIL_ADDR_STRLEN];
+
+		fprintf(f, "server %s %s %s admin %s", sp->pool, sp->name,
+			util_addr_fmt(&sp->addr, abuf, sizeof(abuf)), pool_admin_name(sp->admin));
+		if (sp->weight_set)
+			fprintf(f, " weight %u", sp->weight);
+		fprintf(f, "\n");
 	}
 	if (c->hooks.announces != NULL) {
 		struct ctl_node_state node;
@@ -112,6 +130,7 @@ struct state_line {
 	bool added;
 	bool legacy_nocheck; /* "nocheck": no check and no agent, where the pool has them */
 	struct util_srvopts opts;
+	char host[UTIL_HOST_MAX]; /* "host NAME": added with that name */
 };
 
 /* One word of the options part: added, a legacy form, or srvopt's table.
@@ -123,6 +142,14 @@ static int parse_opt(char **argv, size_t argc, size_t *i, struct state_line *sl,
 
 	if (strcmp(w, "added") == 0) {
 		sl->added = true;
+	} else if (strcmp(w, "host") == 0 && *i + 1 < argc) {
+		const char *h = argv[++*i];
+
+		if (!util_is_host_name(h, strlen(h)) || strlen(h) >= sizeof(sl->host)) {
+			snprintf(err, errlen, "bad host name '%s'", h);
+			return -1;
+		}
+		util_strlcpy(sl->host, h, sizeof(sl->host));
 	} else if (strcmp(w, "backup=0") == 0 || strcmp(w, "backup=1") == 0) {
 		sl->opts.backup = w[7] == '1';
 	} else if (strcmp(w, "nocheck") == 0) {
@@ -211,6 +238,69 @@ static int parse_line(char *line, struct state_line *sl, char *err, size_t errle
 	return 0;
 }
 
+/* Keep a line for a server that DNS makes later. */
+static void pending_add(struct ctl *c, const char *pool, const char *name,
+			const struct util_addr *addr, enum pool_admin admin, bool weight_set,
+			uint32_t weight)
+{
+	struct ctl_state_pending *sp = NULL, *a;
+
+	for (size_t i = 0; i < c->npending && sp == NULL; i++)
+		if (strcmp(c->pending[i].pool, pool) == 0 && strcmp(c->pending[i].name, name) == 0)
+			sp = &c->pending[i];
+	if (sp == NULL) {
+		if (c->npending == CTL_STATE_PENDING_MAX) {
+			log_warn("state-file: more than %d servers waiting for DNS: %s/%s dropped",
+				 CTL_STATE_PENDING_MAX, pool, name);
+			return;
+		}
+		a = realloc(c->pending, (c->npending + 1) * sizeof(*a));
+		if (a == NULL) {
+			log_err("state-file: out of memory keeping %s/%s", pool, name);
+			return;
+		}
+		c->pending = a;
+		sp = &c->pending[c->npending++];
+	}
+	memset(sp, 0, sizeof(*sp));
+	util_strlcpy(sp->pool, pool, sizeof(sp->pool));
+	util_strlcpy(sp->name, name, sizeof(sp->name));
+	sp->addr = *addr;
+	sp->admin = admin;
+	sp->weight_set = weight_set;
+	sp->weight = weight;
+}
+
+void ctl_server_appeared(struct ctl *c, struct pool_server *s)
+{
+	for (size_t i = 0; i < c->npending; i++) {
+		struct ctl_state_pending *sp = &c->pending[i];
+
+		if (strcmp(sp->pool, s->pool->name) != 0 || strcmp(sp->name, s->name) != 0)
+			continue;
+		s->admin = sp->admin;
+		s->admin_overridden = true;
+		s->admin_since_ms = util_now_ms();
+		if (sp->weight_set) {
+			s->weight = sp->weight;
+			s->weight_overridden = true;
+		}
+		log_notice("state-file: server %s/%s restored now that DNS made it: %s, weight %u",
+			   sp->pool, sp->name, pool_admin_name(s->admin), s->weight);
+		c->pending[i] = c->pending[--c->npending];
+		return;
+	}
+}
+
+bool ctl_server_gone(struct ctl *c, const struct pool_server *s)
+{
+	if (!s->admin_overridden && !s->weight_overridden)
+		return false;
+	pending_add(c, s->pool->name, s->name, &s->addr, s->admin, s->weight_overridden,
+		    s->weight);
+	return true;
+}
+
 /* A server added at runtime, back in its pool. NULL after a warning. */
 static struct pool_server *restore_added(struct ctl *c, struct pool *p, struct state_line *sl)
 {
@@ -226,6 +316,9 @@ static struct pool_server *restore_added(struct ctl *c, struct pool *p, struct s
 		log_warn("state-file: server %s/%s not restored: %s", sl->pool, sl->name, err);
 		return NULL;
 	}
+	if (sl->host[0] != '\0' && pool_server_set_dns(s, POOL_DNS_NONE, sl->host, NULL) < 0)
+		log_warn("state-file: server %s/%s: out of memory: %s is not followed", sl->pool,
+			 sl->name, sl->host);
 	s->runtime_added = true;
 	if (c->hooks.server_added != NULL)
 		c->hooks.server_added(c->hooks.arg, s, !s->opts.check.off);
@@ -285,6 +378,14 @@ static void apply_line(struct ctl *c, struct state_line *sl)
 	s = pool_find_server(p, sl->name);
 	if (s == NULL && sl->added && (s = restore_added(c, p, sl)) == NULL)
 		return;
+	if (s == NULL && p->discovers) {
+		pending_add(c, sl->pool, sl->name, &sl->addr, sl->admin, sl->weight_set,
+			    sl->opts.weight);
+		log_notice("state-file: server %s/%s is not there yet: its state is kept until "
+			   "DNS makes it",
+			   sl->pool, sl->name);
+		return;
+	}
 	if (s == NULL) {
 		log_warn("state-file: server %s/%s no longer exists; ignored", sl->pool, sl->name);
 		return;

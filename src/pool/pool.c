@@ -167,7 +167,27 @@ void pool_server_put(struct pool_server *s)
 		return;
 	if (s->pool != NULL)
 		pool_put(s->pool);
+	free(s->host);
+	free(s->dns_target);
 	free(s);
+}
+
+int pool_server_set_dns(struct pool_server *s, enum pool_dns_origin origin, const char *host,
+			const char *target)
+{
+	char *h = NULL, *t = NULL;
+
+	if ((host != NULL && (h = strdup(host)) == NULL) ||
+	    (target != NULL && (t = strdup(target)) == NULL)) {
+		free(h);
+		return -1;
+	}
+	free(s->host);
+	free(s->dns_target);
+	s->host = h;
+	s->dns_target = t;
+	s->dns_origin = origin;
+	return 0;
 }
 
 static const char *server_key(const void *arg, uintptr_t val)
@@ -379,7 +399,8 @@ struct pool_server *pool_find_server(const struct pool *p, const char *name)
 
 bool pool_server_eligible(const struct pool_server *s)
 {
-	return s->admin == POOL_ADMIN_READY && s->health == POOL_HEALTH_UP && s->weight > 0;
+	return s->admin == POOL_ADMIN_READY && s->health == POOL_HEALTH_UP && s->weight > 0 &&
+	       !s->dns_gone;
 }
 
 bool pool_has_usable(const struct pool *p)

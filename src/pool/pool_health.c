@@ -59,7 +59,7 @@ void pool_server_note_check(struct pool_server *s, bool ok, const char *cause, u
 
 static bool health_up(const struct pool_server *s)
 {
-	return !s->hs.check_down && !s->hs.agent_down && !s->hs.passive_down;
+	return !s->hs.check_down && !s->hs.agent_down && !s->hs.passive_down && !s->hs.dns_down;
 }
 
 /* Begin the ramp at its smallest share (when the pool has slow start). */
@@ -97,6 +97,9 @@ bool pool_server_set_health(struct pool_server *s, enum pool_health_src src, boo
 		s->hs.passive_down = !up;
 		if (!up)
 			s->hs.check_down = true;
+		break;
+	case POOL_SRC_DNS:
+		s->hs.dns_down = !up;
 		break;
 	}
 	if (health_up(s) == was_up)

@@ -1,6 +1,6 @@
 /* util/addr: parse, format and compare IPv4/IPv6 socket addresses; check
- * the syntax of host names. Pure: names are resolved by util/resolve.c, which
- * core calls after parsing. */
+ * the syntax of host names and SRV names. Pure: names are looked up by
+ * src/resolve (c-ares on the control loop), which core drives. */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
@@ -24,7 +24,7 @@ int util_addr_parse_host(const char *s, struct util_addr *out)
 	return -1;
 }
 
-static bool addr_is_hostname(const char *s, size_t n)
+bool util_is_host_name(const char *s, size_t n)
 {
 	size_t label = 0;
 	bool digits_only = true, last_digits_only = true;
@@ -54,6 +54,32 @@ static bool addr_is_hostname(const char *s, size_t n)
 	if (s[n - 1] == '.')
 		return n > 1 && s[n - 2] != '-' && !last_digits_only;
 	return s[n - 1] != '-' && !digits_only;
+}
+
+int util_service_name_check(const char *s, size_t n, char *err, size_t errlen)
+{
+	size_t i = 0, labels = 0;
+
+	/* _service._proto. then a host name */
+	while (i < n && s[i] == '_') {
+		size_t l = 1;
+
+		while (i + l < n && (isalnum((unsigned char)s[i + l]) || s[i + l] == '-'))
+			l++;
+		if (l == 1 || l > 63 || i + l >= n || s[i + l] != '.')
+			break;
+		i += l + 1;
+		labels++;
+	}
+	if (labels == 0 || n > UTIL_HOST_MAX - 1 || memchr(s, '\0', n) != NULL ||
+	    !util_is_host_name(s + i, n - i)) {
+		snprintf(err, errlen,
+			 "bad SRV name '%.*s' (expected _service._proto. and a host name, e.g. "
+			 "_http._tcp.web.example)",
+			 (int)(n < 300 ? n : 300), s);
+		return -1;
+	}
+	return 0;
 }
 
 bool util_dns_name_valid(const char *s, size_t n)
@@ -113,7 +139,7 @@ int util_addr_parse_name(const char *s, char *host, size_t hostlen, uint16_t *po
 		alpha = alpha || isalpha((unsigned char)s[i]);
 	if (!alpha)
 		return -1;
-	if (!addr_is_hostname(s, n) || n >= hostlen) {
+	if (!util_is_host_name(s, n) || n >= hostlen) {
 		snprintf(err, errlen, "bad host name '%.*s' (expected letters, digits, '-' and '.')",
 			 (int)(n < 300 ? n : 300), s);
 		return -1;

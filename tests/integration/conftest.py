@@ -482,14 +482,14 @@ class Backend:
     handler(backend, conn, rec); rec is a dict recorded in self.records.
     Counts open connections (active, max_active) under a condition."""
 
-    def __init__(self, handler, host="127.0.0.1", name="backend"):
+    def __init__(self, handler, host="127.0.0.1", name="backend", port=0):
         self.handler = handler
         self.host = host
         self.name = name
         fam = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.lsock = socket.socket(fam, socket.SOCK_STREAM)
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind((host, 0))
+        self.lsock.bind((host, port))
         self.lsock.listen(4096)
         self.port = self.lsock.getsockname()[1]
         self.addr = fmt_addr(host, self.port)
@@ -680,8 +680,8 @@ def backends():
     """Factory: backends(handler, host=..., name=...) -> Backend; all closed at teardown."""
     made = []
 
-    def start(handler, host="127.0.0.1", name=None):
-        be = Backend(handler, host, name or "b%d" % len(made))
+    def start(handler, host="127.0.0.1", name=None, port=0):
+        be = Backend(handler, host, name or "b%d" % len(made), port)
         made.append(be)
         return be
 
