@@ -222,12 +222,13 @@ fuzz: $(FUZZ_BINS)
 
 test: deps
 	$(MAKE) all
+	$(MAKE) check-layout
+	$(MAKE) format-check
 	$(MAKE) unit
 	$(MAKE) conftest
 	$(MAKE) integration
 	$(MAKE) netns
 	$(MAKE) fuzz
-	$(MAKE) check-layout
 	$(MAKE) man-check
 	$(MAKE) pkg-test
 

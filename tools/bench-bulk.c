@@ -61,7 +61,7 @@ static long bb_opt(const char *s, long min, long max)
 
 static void bb_set(int ep, struct bb_stream *s, uint32_t events, int op)
 {
-	struct epoll_event ev = { .events = events, .data.ptr = s };
+	struct epoll_event ev = {.events = events, .data.ptr = s};
 
 	epoll_ctl(ep, op, s->fd, &ev);
 }
@@ -141,10 +141,18 @@ int main(int argc, char **argv)
 
 	while ((opt = getopt(argc, argv, "s:d:t:h")) != -1) {
 		switch (opt) {
-		case 's': nstreams = bb_opt(optarg, 1, BB_MAX_STREAMS); break;
-		case 'd': dur_s = bb_opt(optarg, 1, 3600); break;
-		case 't': timeout_s = bb_opt(optarg, 1, 3600); break;
-		default: bb_usage(); return 2;
+		case 's':
+			nstreams = bb_opt(optarg, 1, BB_MAX_STREAMS);
+			break;
+		case 'd':
+			dur_s = bb_opt(optarg, 1, 3600);
+			break;
+		case 't':
+			timeout_s = bb_opt(optarg, 1, 3600);
+			break;
+		default:
+			bb_usage();
+			return 2;
 		}
 	}
 	if (optind != argc - 1) {
@@ -171,7 +179,8 @@ int main(int argc, char **argv)
 
 		memset(s, 0, sizeof(*s));
 		s->fd = socket(addr.u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (s->fd < 0 || (connect(s->fd, &addr.u.sa, addr.len) < 0 && errno != EINPROGRESS)) {
+		if (s->fd < 0 ||
+		    (connect(s->fd, &addr.u.sa, addr.len) < 0 && errno != EINPROGRESS)) {
 			fprintf(stderr, "bench-bulk: connect: %s\n", strerror(errno));
 			return 1;
 		}

@@ -30,8 +30,8 @@ struct bc_slot {
 	int fd;
 	enum bc_state state;
 	uint64_t sched_ns;
-	size_t got;       /* bytes of reply received */
-	size_t want;      /* head + body length once the head is known, else 0 */
+	size_t got;  /* bytes of reply received */
+	size_t want; /* head + body length once the head is known, else 0 */
 	char head[BC_RESP_MAX];
 };
 
@@ -83,11 +83,12 @@ static bool bc_parse_head(struct bc_slot *s)
 
 static void bc_usage(void)
 {
-	fprintf(stderr, "usage: bench-conn [-r RATE] [-d SECONDS] [-w WARMUP_S] [-t TIMEOUT_MS] "
-			"[-m MAX_INFLIGHT] [-p PATH | -x FILE] ADDR:PORT\n"
-			"prints one JSON line: counts and latency percentiles in microseconds\n"
-			"  -x FILE  send FILE's bytes (at most 64 KiB) instead of an HTTP request and\n"
-			"           wait for as many back (an echo backend)\n");
+	fprintf(stderr,
+		"usage: bench-conn [-r RATE] [-d SECONDS] [-w WARMUP_S] [-t TIMEOUT_MS] "
+		"[-m MAX_INFLIGHT] [-p PATH | -x FILE] ADDR:PORT\n"
+		"prints one JSON line: counts and latency percentiles in microseconds\n"
+		"  -x FILE  send FILE's bytes (at most 64 KiB) instead of an HTTP request and\n"
+		"           wait for as many back (an echo backend)\n");
 }
 
 /* The bytes of path (at most max) into a new buffer; exits on error. */
@@ -136,14 +137,30 @@ int main(int argc, char **argv)
 
 	while ((opt = getopt(argc, argv, "r:d:w:t:m:p:x:h")) != -1) {
 		switch (opt) {
-		case 'r': rate = bc_opt(optarg, 1, 1000000); break;
-		case 'd': dur_s = bc_opt(optarg, 1, 3600); break;
-		case 'w': warm_s = bc_opt(optarg, 0, 3600); break;
-		case 't': timeout_ms = bc_opt(optarg, 1, 60000); break;
-		case 'm': max_inflight = bc_opt(optarg, 1, 15000); break;
-		case 'p': path = optarg; break;
-		case 'x': payload = optarg; break;
-		default: bc_usage(); return 2;
+		case 'r':
+			rate = bc_opt(optarg, 1, 1000000);
+			break;
+		case 'd':
+			dur_s = bc_opt(optarg, 1, 3600);
+			break;
+		case 'w':
+			warm_s = bc_opt(optarg, 0, 3600);
+			break;
+		case 't':
+			timeout_ms = bc_opt(optarg, 1, 60000);
+			break;
+		case 'm':
+			max_inflight = bc_opt(optarg, 1, 15000);
+			break;
+		case 'p':
+			path = optarg;
+			break;
+		case 'x':
+			payload = optarg;
+			break;
+		default:
+			bc_usage();
+			return 2;
 		}
 	}
 	if (optind != argc - 1) {
@@ -166,9 +183,9 @@ int main(int argc, char **argv)
 	if (payload != NULL)
 		req = bc_slurp(payload, 65536, &reqlen);
 	else
-		reqlen = (size_t)snprintf(req, sizeof(reqbuf),
-					  "GET %s HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n",
-					  path);
+		reqlen = (size_t)snprintf(
+		    req, sizeof(reqbuf),
+		    "GET %s HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n", path);
 	if (reqlen >= sizeof(reqbuf) && payload == NULL) {
 		fprintf(stderr, "bench-conn: path too long\n");
 		return 2;
@@ -186,7 +203,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	{
-		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = UINT64_MAX };
+		struct epoll_event ev = {.events = EPOLLIN, .data.u64 = UINT64_MAX};
 
 		epoll_ctl(ep, EPOLL_CTL_ADD, tfd, &ev);
 	}
@@ -218,8 +235,8 @@ int main(int argc, char **argv)
 			memset(s, 0, offsetof(struct bc_slot, head));
 			s->sched_ns = t0 + next * step_ns;
 			next++;
-			s->fd = socket(addr.u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-				       0);
+			s->fd = socket(addr.u.sa.sa_family,
+				       SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 			if (s->fd < 0 ||
 			    (connect(s->fd, &addr.u.sa, addr.len) < 0 && errno != EINPROGRESS)) {
 				if (s->fd >= 0)
@@ -227,8 +244,8 @@ int main(int argc, char **argv)
 				errors++;
 				continue;
 			}
-			struct epoll_event ev = { .events = EPOLLOUT,
-						  .data.u64 = (uint64_t)(s - slots) };
+			struct epoll_event ev = {.events = EPOLLOUT,
+						 .data.u64 = (uint64_t)(s - slots)};
 
 			epoll_ctl(ep, EPOLL_CTL_ADD, s->fd, &ev);
 			s->state = BC_CONNECTING;
@@ -253,7 +270,7 @@ int main(int argc, char **argv)
 		if (now > deadline)
 			break;
 		if (next < total) {
-			struct itimerspec its = { 0 };
+			struct itimerspec its = {0};
 			uint64_t due = t0 + next * step_ns;
 
 			its.it_value.tv_sec = (time_t)(due / 1000000000ULL);
@@ -278,8 +295,8 @@ int main(int argc, char **argv)
 				    send(s->fd, req, reqlen, MSG_NOSIGNAL) != (ssize_t)reqlen) {
 					fail = true;
 				} else {
-					struct epoll_event ev = { .events = EPOLLIN,
-								  .data.u64 = evs[i].data.u64 };
+					struct epoll_event ev = {.events = EPOLLIN,
+								 .data.u64 = evs[i].data.u64};
 
 					epoll_ctl(ep, EPOLL_CTL_MOD, s->fd, &ev);
 					s->state = BC_READING;
@@ -287,9 +304,10 @@ int main(int argc, char **argv)
 			} else if (s->state == BC_READING) {
 				char sink[65536];
 				ssize_t r;
-				char *dst = s->got < BC_RESP_MAX - 1 && s->want == 0 && payload == NULL
-						    ? s->head + s->got
-						    : sink;
+				char *dst =
+				    s->got < BC_RESP_MAX - 1 && s->want == 0 && payload == NULL
+					? s->head + s->got
+					: sink;
 				size_t room = dst == sink ? sizeof(sink) : BC_RESP_MAX - 1 - s->got;
 
 				r = recv(s->fd, dst, room, 0);

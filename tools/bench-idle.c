@@ -70,9 +70,15 @@ int main(int argc, char **argv)
 
 	while ((opt = getopt(argc, argv, "c:t:h")) != -1) {
 		switch (opt) {
-		case 'c': conc = bi_opt(optarg, 1, 10000); break;
-		case 't': timeout_s = bi_opt(optarg, 1, 3600); break;
-		default: bi_usage(); return 2;
+		case 'c':
+			conc = bi_opt(optarg, 1, 10000);
+			break;
+		case 't':
+			timeout_s = bi_opt(optarg, 1, 3600);
+			break;
+		default:
+			bi_usage();
+			return 2;
 		}
 	}
 	if (optind != argc - 2) {
@@ -88,8 +94,9 @@ int main(int argc, char **argv)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 		if ((rlim_t)n + 16 > rl.rlim_cur) {
-			fprintf(stderr, "bench-idle: %ld connections exceed the descriptor limit %lu\n",
-				n, (unsigned long)rl.rlim_cur);
+			fprintf(stderr,
+				"bench-idle: %ld connections exceed the descriptor limit %lu\n", n,
+				(unsigned long)rl.rlim_cur);
 			return 2;
 		}
 	}
@@ -111,10 +118,10 @@ int main(int argc, char **argv)
 
 		while (next < n && pending < conc) {
 			struct bi_conn *c = &conns[next++];
-			struct epoll_event ev = { .events = EPOLLOUT, .data.ptr = c };
+			struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = c};
 
-			c->fd = socket(addr.u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-				       0);
+			c->fd = socket(addr.u.sa.sa_family,
+				       SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 			if (c->fd < 0 ||
 			    (connect(c->fd, &addr.u.sa, addr.len) < 0 && errno != EINPROGRESS)) {
 				if (c->fd >= 0)
@@ -133,7 +140,7 @@ int main(int argc, char **argv)
 			struct bi_conn *c = evs[i].data.ptr;
 
 			if (c->state == BI_CONNECTING) {
-				struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+				struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
 
 				if ((evs[i].events & (EPOLLERR | EPOLLHUP)) ||
 				    send(c->fd, "x", 1, MSG_NOSIGNAL) != 1) {

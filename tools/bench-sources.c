@@ -49,9 +49,9 @@ static uint64_t bs_now_ns(void)
 /* PROXY v2 header (PROXY command, TCP over IPv6) naming src. */
 static size_t bs_header(uint8_t *h, uint64_t i, uint16_t dport)
 {
-	static const uint8_t sig[12] = { 0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
-					 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a };
-	uint8_t src[16] = { 0x20, 0x01, 0x0d, 0xb8 }, dst[16] = { 0 };
+	static const uint8_t sig[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
+					0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a};
+	uint8_t src[16] = {0x20, 0x01, 0x0d, 0xb8}, dst[16] = {0};
 
 	memcpy(h, sig, 12);
 	h[12] = 0x21;
@@ -75,7 +75,7 @@ static size_t bs_header(uint8_t *h, uint64_t i, uint16_t dport)
 
 static void bs_reset_close(int fd)
 {
-	struct linger l = { .l_onoff = 1, .l_linger = 0 };
+	struct linger l = {.l_onoff = 1, .l_linger = 0};
 
 	setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
 	close(fd);
@@ -85,7 +85,7 @@ int main(int argc, char **argv)
 {
 	uint64_t total = 1000000, conc = 256, next = 0, done = 0, served = 0, refused = 0,
 		 failed = 0, worst_ns = 0, over_1s = 0, *per_s;
-	struct sockaddr_in dst = { .sin_family = AF_INET };
+	struct sockaddr_in dst = {.sin_family = AF_INET};
 	bool v6 = false;
 	struct bs_slot *slots;
 	struct rlimit rl;
@@ -103,7 +103,7 @@ int main(int argc, char **argv)
 			goto usage;
 	}
 	if (optind + 1 != argc || conc == 0 || conc > 10000 || total == 0 || total > 15000000) {
-usage:
+	usage:
 		fprintf(stderr, "usage: bench-sources [-n CONNECTIONS] [-c CONCURRENT] [-6] "
 				"127.0.0.1:PORT\n");
 		return 2;
@@ -137,7 +137,7 @@ usage:
 		/* fill free slots */
 		for (uint64_t k = 0; k < conc && next < total; k++) {
 			struct bs_slot *s = &slots[k];
-			struct epoll_event e = { .events = EPOLLOUT, .data.u64 = k };
+			struct epoll_event e = {.events = EPOLLOUT, .data.u64 = k};
 			int one = 1;
 
 			if (s->state != BS_FREE)
@@ -147,12 +147,13 @@ usage:
 				break;
 			setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 			if (!v6) {
-				struct sockaddr_in src = { .sin_family = AF_INET };
+				struct sockaddr_in src = {.sin_family = AF_INET};
 				uint32_t a = (127u << 24) + (16u << 16) + (uint32_t)next;
 
 				src.sin_addr.s_addr = htonl(a);
 				/* the port is chosen at connect: one source, few ports */
-				setsockopt(s->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+				setsockopt(s->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one,
+					   sizeof(one));
 				if (bind(s->fd, (struct sockaddr *)&src, sizeof(src)) < 0) {
 					close(s->fd);
 					failed++;
@@ -200,8 +201,8 @@ usage:
 						refused++;
 						end = true;
 					} else {
-						struct epoll_event e = { .events = EPOLLIN,
-									 .data.u64 = ev[j].data.u64 };
+						struct epoll_event e = {.events = EPOLLIN,
+									.data.u64 = ev[j].data.u64};
 
 						s->state = BS_READING;
 						epoll_ctl(ep, EPOLL_CTL_MOD, s->fd, &e);

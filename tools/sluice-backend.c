@@ -23,7 +23,7 @@
 
 #define BE_MAX_LISTENERS 32
 #define BE_SCRATCH_SIZE (256 * 1024)
-#define BE_INBUF_MAX BE_SCRATCH_SIZE /* most unconsumed input we hold */
+#define BE_INBUF_MAX BE_SCRATCH_SIZE	  /* most unconsumed input we hold */
 #define BE_OUT_HIGH (BE_SCRATCH_SIZE / 2) /* stop answering pipelined requests */
 #define BE_LINGER_S 5.0
 #define BE_MAX_STEPS 16 /* reads per event, so one busy client cannot starve the rest */
@@ -53,12 +53,12 @@ struct be_conn {
 	struct be_conn *prev, *next;
 	struct be_buf in, out;
 	uint64_t filler_left; /* bytes to send after `out` (/bytes/N, source) */
-	uint64_t count;       /* sink: bytes received */
-	bool rd_eof;          /* peer sent FIN */
+	uint64_t count;	      /* sink: bytes received */
+	bool rd_eof;	      /* peer sent FIN */
 	bool close_after;     /* close once all output is written */
 	bool shut_after;      /* echo: shutdown(SHUT_WR) once output is written */
 	bool wr_shut;
-	bool lingering;       /* output done, discarding input until EOF */
+	bool lingering; /* output done, discarding input until EOF */
 };
 
 static enum be_mode g_mode = BE_HTTP;
@@ -194,8 +194,8 @@ static const char *be_http_header(const char *p, const char *e, const char *h)
 }
 
 struct be_http_req {
-	uint64_t bytes;      /* body size asked by /bytes/N, or UINT64_MAX */
-	uint64_t body_len;   /* request body (Content-Length) to skip */
+	uint64_t bytes;	   /* body size asked by /bytes/N, or UINT64_MAX */
+	uint64_t body_len; /* request body (Content-Length) to skip */
 	bool close;
 	bool bad;
 };
@@ -369,7 +369,8 @@ static int be_flush(struct be_conn *c)
 	}
 	be_buf_free(&c->out);
 	while (c->filler_left) {
-		ssize_t w = be_write(c, g_filler, (size_t)UTIL_MIN(c->filler_left, sizeof(g_filler)));
+		ssize_t w =
+		    be_write(c, g_filler, (size_t)UTIL_MIN(c->filler_left, sizeof(g_filler)));
 
 		if (w <= 0)
 			return (int)w;
@@ -498,8 +499,8 @@ static void be_conn_run(struct be_conn *c)
 		}
 		if (c->rd_eof) {
 			if (g_mode == BE_SINK) {
-				int k = snprintf(g_scratch_out, sizeof(g_scratch_out), "%" PRIu64 "\n",
-						 c->count);
+				int k = snprintf(g_scratch_out, sizeof(g_scratch_out),
+						 "%" PRIu64 "\n", c->count);
 
 				c->close_after = true;
 				if (be_emit(c, g_scratch_out, (size_t)k) < 0)
@@ -537,7 +538,9 @@ static void be_conn_run(struct be_conn *c)
 	/* Still busy: come back on the next loop iteration. A writable socket
 	 * fires at once, which also resumes held-back pipelined requests. */
 	be_conn_want(c, be_buf_used(&c->out) || c->filler_left ||
-				(g_mode == BE_HTTP && be_buf_used(&c->in)) ? EV_WRITE : EV_READ);
+				(g_mode == BE_HTTP && be_buf_used(&c->in))
+			    ? EV_WRITE
+			    : EV_READ);
 }
 
 static void be_conn_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -648,12 +651,13 @@ static int be_listen(const char *spec, struct be_listener *l)
 
 static void be_usage(void)
 {
-	fprintf(stderr, "usage: sluice-backend [-n NAME] [-m http|echo|sink|source] "
-			"ADDR:PORT [ADDR:PORT ...]\n"
-			"  http    200 'hello from NAME' to every request; GET /bytes/N sends N bytes\n"
-			"  echo    echo bytes back, FIN propagated after the echo\n"
-			"  sink    discard input; at EOF write the byte count and close\n"
-			"  source  read a decimal line N, write N bytes, close\n");
+	fprintf(stderr,
+		"usage: sluice-backend [-n NAME] [-m http|echo|sink|source] "
+		"ADDR:PORT [ADDR:PORT ...]\n"
+		"  http    200 'hello from NAME' to every request; GET /bytes/N sends N bytes\n"
+		"  echo    echo bytes back, FIN propagated after the echo\n"
+		"  sink    discard input; at EOF write the byte count and close\n"
+		"  source  read a decimal line N, write N bytes, close\n");
 }
 
 static void be_raise_nofile(void)

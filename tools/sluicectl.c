@@ -15,28 +15,28 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: sluicectl [-s SOCKET] [--json] COMMAND ...\n"
-		"  -s SOCKET   control socket (default " DEFAULT_SOCKET ", or $SLUICE_SOCKET)\n"
-		"  --json      ask for a JSON reply\n"
-		"commands:\n"
-		"  show info | show listeners | show pools | show servers [POOL] | show metrics\n"
-		"  server ready|drain|maint POOL/SERVER\n"
-		"  server drain POOL/SERVER within DURATION\n"
-		"  server weight POOL/SERVER N\n"
-		"  server shutdown-sessions POOL/SERVER\n"
-		"  server add POOL NAME ADDRESS:PORT [weight N] [backup] [maxconn N] [check on|off] "
-		"[ready]\n"
-		"  server del POOL/SERVER [force]\n"
-		"  wait drained POOL/SERVER [TIMEOUT] | wait up POOL/SERVER [TIMEOUT]\n"
-		"  show announce | announce withdraw|restore NAME|all\n"
-		"  node drain [within DURATION] | node ready | wait idle [TIMEOUT]\n"
-		"  reload [check] | help\n");
+	fprintf(
+	    f, "usage: sluicectl [-s SOCKET] [--json] COMMAND ...\n"
+	       "  -s SOCKET   control socket (default " DEFAULT_SOCKET ", or $SLUICE_SOCKET)\n"
+	       "  --json      ask for a JSON reply\n"
+	       "commands:\n"
+	       "  show info | show listeners | show pools | show servers [POOL] | show metrics\n"
+	       "  server ready|drain|maint POOL/SERVER\n"
+	       "  server drain POOL/SERVER within DURATION\n"
+	       "  server weight POOL/SERVER N\n"
+	       "  server shutdown-sessions POOL/SERVER\n"
+	       "  server add POOL NAME ADDRESS:PORT [weight N] [backup] [maxconn N] [check on|off] "
+	       "[ready]\n"
+	       "  server del POOL/SERVER [force]\n"
+	       "  wait drained POOL/SERVER [TIMEOUT] | wait up POOL/SERVER [TIMEOUT]\n"
+	       "  show announce | announce withdraw|restore NAME|all\n"
+	       "  node drain [within DURATION] | node ready | wait idle [TIMEOUT]\n"
+	       "  reload [check] | help\n");
 }
 
 static int connect_socket(const char *path)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	int fd;
 
 	if (strlen(path) >= sizeof(sun.sun_path)) {

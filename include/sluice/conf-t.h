@@ -36,7 +36,7 @@ struct conf_where {
 
 /* ---- health checks (parsed by conf_check.c) ---- */
 
-#define CONF_CHECK_STR_MAX 256 /* send, expect, path, host, sni, verify-name */
+#define CONF_CHECK_STR_MAX 256	 /* send, expect, path, host, sni, verify-name */
 #define CONF_CHECK_PATH_MAX 1024 /* ca file */
 #define CONF_CHECK_MAX_STATUS 8
 
@@ -50,7 +50,7 @@ enum conf_check_type {
 };
 
 enum conf_on_down {
-	CONF_ON_DOWN_KEEP, /* open connections continue */
+	CONF_ON_DOWN_KEEP,     /* open connections continue */
 	CONF_ON_DOWN_SHUTDOWN, /* close the server's open connections */
 };
 
@@ -65,7 +65,7 @@ struct conf_check {
 	uint64_t interval_ms, timeout_ms;
 	uint32_t rise, fall;
 	uint32_t jitter_pct; /* 0-50 */
-	uint16_t port; /* 0: the server's port */
+	uint16_t port;	     /* 0: the server's port */
 	char send[CONF_CHECK_STR_MAX];
 	size_t send_len;
 	char expect[CONF_CHECK_STR_MAX];
@@ -76,7 +76,7 @@ struct conf_check {
 	size_t nstatus;
 	char sni[CONF_CHECK_STR_MAX]; /* "": no SNI */
 	bool verify;
-	char ca[CONF_CHECK_PATH_MAX]; /* "": the system's default CA paths */
+	char ca[CONF_CHECK_PATH_MAX];	      /* "": the system's default CA paths */
 	char verify_name[CONF_CHECK_STR_MAX]; /* "": the sni name */
 	struct conf_where where;
 };
@@ -87,7 +87,7 @@ struct conf_pool_health {
 	uint16_t agent_port; /* 0: no agent check */
 	uint64_t agent_interval_ms, agent_timeout_ms;
 	uint32_t observe_errors; /* 0: passive checking off */
-	bool observe_set; /* written explicitly (validated against the check) */
+	bool observe_set;	 /* written explicitly (validated against the check) */
 	struct conf_where observe_where;
 	uint64_t slowstart_ms; /* 0: off */
 	enum conf_on_down on_down;
@@ -95,9 +95,9 @@ struct conf_pool_health {
 
 struct conf_server {
 	char name[CONF_NAME_MAX];
-	struct util_addr addr; /* len 0 until a host name is resolved */
+	struct util_addr addr;	  /* len 0 until a host name is resolved */
 	char host[UTIL_HOST_MAX]; /* written as a host name: "" when numeric */
-	uint16_t port; /* with host */
+	uint16_t port;		  /* with host */
 	struct conf_where addr_where;
 	/* weight, maxconn, backup, send-proxy, check and agent: the table
 	 * that `server add` and the state file use too (srvopt.h) */
@@ -107,8 +107,8 @@ struct conf_server {
 
 /* ---- DNS (conf_resolvers.c) ---- */
 
-#define CONF_RESOLVERS_MAX_NS 8 /* as RESOLVE_MAX_NAMESERVERS */
-#define CONF_DISCOVER_MAX 16 /* `servers` lines in one pool */
+#define CONF_RESOLVERS_MAX_NS 8	     /* as RESOLVE_MAX_NAMESERVERS */
+#define CONF_DISCOVER_MAX 16	     /* `servers` lines in one pool */
 #define CONF_DISCOVER_LIMIT_MAX 4096 /* as RESOLVE_MAX_RECORDS */
 
 /* `resolvers NAME { ... }`; the block named "default" (written or not)
@@ -122,7 +122,7 @@ struct conf_resolvers {
 	uint32_t attempts;
 	uint64_t hold_valid_ms, hold_nx_ms, hold_timeout_ms;
 	uint64_t ttl_min_ms, ttl_max_ms; /* accepted-ttl */
-	bool written; /* from the file (the implicit default is not) */
+	bool written;			 /* from the file (the implicit default is not) */
 	struct conf_where where;
 };
 
@@ -137,7 +137,7 @@ enum conf_discover_kind {
 struct conf_discover {
 	enum conf_discover_kind kind;
 	char name[UTIL_HOST_MAX];
-	uint16_t port; /* dns */
+	uint16_t port;	/* dns */
 	uint32_t limit; /* most servers it makes */
 	bool weight_from_srv;
 	struct util_srvopts opts; /* of every server it makes */
@@ -148,17 +148,17 @@ struct conf_pool {
 	char name[CONF_NAME_MAX];
 	enum conf_balance balance;
 	enum util_proxy_proto send_proxy; /* never INHERIT */
-	uint32_t queue_max; /* clients that may wait for a free server slot */
+	uint32_t queue_max;		  /* clients that may wait for a free server slot */
 	uint64_t timeout_queue_ms;
-	uint32_t maglev_table; /* balance maglev: table slots, a prime */
-	bool maglev_table_set; /* written in the file */
+	uint32_t maglev_table;		/* balance maglev: table slots, a prime */
+	bool maglev_table_set;		/* written in the file */
 	struct conf_where maglev_where; /* of its value */
 	struct conf_server *servers;
 	size_t nservers;
 	struct util_hmap server_index; /* name -> position in servers */
 	struct conf_where where;
 	struct conf_pool_health health; /* conf_check.c */
-	char resolvers[CONF_NAME_MAX]; /* its names go through this block ("default") */
+	char resolvers[CONF_NAME_MAX];	/* its names go through this block ("default") */
 	struct conf_where resolvers_where;
 	struct conf_discover *discover; /* conf_resolvers.c */
 	size_t ndiscover;
@@ -196,27 +196,27 @@ struct conf_guard {
 	size_t nrules;
 	struct conf_acl_file *files;
 	size_t nfiles;
-	enum conf_acl_action dflt; /* when no prefix matches; allow by default */
+	enum conf_acl_action dflt;    /* when no prefix matches; allow by default */
 	struct conf_where dflt_where; /* line 0: not written */
-	uint32_t conns; /* open connections per source; 0: no limit */
-	uint32_t rate; /* new connections per rate_period_ms; 0: no limit */
+	uint32_t conns;		      /* open connections per source; 0: no limit */
+	uint32_t rate;		      /* new connections per rate_period_ms; 0: no limit */
 	uint64_t rate_period_ms;
 	uint32_t burst;
 	uint8_t group4, group6; /* prefix lengths that make one source */
-	uint32_t table; /* sources tracked at most */
+	uint32_t table;		/* sources tracked at most */
 	struct conf_where conns_where, rate_where, group_where, table_where;
 };
 
 /* ---- TLS routes of a listener (conf_route.c) ---- */
 
 #define CONF_ROUTE_NAME_MAX 256 /* a server name (253), or "*." and one */
-#define CONF_ALPN_MAX 256 /* an ALPN protocol id: 1-255 bytes */
-#define CONF_MAX_ROUTES 1024 /* per listener: they are tried in order */
+#define CONF_ALPN_MAX 256	/* an ALPN protocol id: 1-255 bytes */
+#define CONF_MAX_ROUTES 1024	/* per listener: they are tried in order */
 
 enum conf_route_kind {
-	CONF_ROUTE_SNI, /* route sni NAME [alpn PROTO] pool POOL; */
-	CONF_ROUTE_ALPN, /* route alpn PROTO pool POOL; */
-	CONF_ROUTE_NO_SNI, /* route no-sni pool POOL; a ClientHello without a name */
+	CONF_ROUTE_SNI,	    /* route sni NAME [alpn PROTO] pool POOL; */
+	CONF_ROUTE_ALPN,    /* route alpn PROTO pool POOL; */
+	CONF_ROUTE_NO_SNI,  /* route no-sni pool POOL; a ClientHello without a name */
 	CONF_ROUTE_NOT_TLS, /* route not-tls pool POOL; the first bytes are not TLS */
 };
 
@@ -224,9 +224,9 @@ enum conf_route_kind {
 struct conf_route {
 	enum conf_route_kind kind;
 	char sni[CONF_ROUTE_NAME_MAX]; /* SNI: lowercase; "*.example.com" a wildcard */
-	char alpn[CONF_ALPN_MAX]; /* "": any (or none) */
+	char alpn[CONF_ALPN_MAX];      /* "": any (or none) */
 	char pool_name[CONF_NAME_MAX];
-	size_t pool; /* index into conf.pools, once validated */
+	size_t pool;		 /* index into conf.pools, once validated */
 	struct conf_where where; /* the keyword */
 	struct conf_where pool_where;
 };
@@ -235,30 +235,30 @@ struct conf_route {
 #define CONF_RELAY_INFLIGHT (4ull * 1024 * 1024)
 
 enum conf_relay {
-	CONF_RELAY_UNSET, /* listen: as in global */
-	CONF_RELAY_USER, /* buffers and splice() in the workers */
+	CONF_RELAY_UNSET,  /* listen: as in global */
+	CONF_RELAY_USER,   /* buffers and splice() in the workers */
 	CONF_RELAY_KERNEL, /* sockmap; BPF must load or start/reload fails */
-	CONF_RELAY_AUTO, /* sockmap when BPF loads and the connection qualifies */
+	CONF_RELAY_AUTO,   /* sockmap when BPF loads and the connection qualifies */
 };
 
 struct conf_listen {
 	char name[CONF_NAME_MAX];
 	struct util_addr *binds;
 	size_t nbinds;
-	size_t pool; /* index into conf.pools, when has_pool */
-	bool has_pool; /* with routes the default pool is optional */
+	size_t pool;		   /* index into conf.pools, when has_pool */
+	bool has_pool;		   /* with routes the default pool is optional */
 	struct conf_route *routes; /* conf_route.c */
 	size_t nroutes;
 	uint64_t timeout_client_hello_ms; /* with routes: wait this long for a ClientHello */
-	uint32_t maxconn; /* 0: only the global limit */
+	uint32_t maxconn;		  /* 0: only the global limit */
 	uint64_t timeout_connect_ms;
 	uint64_t timeout_idle_ms;
 	uint64_t timeout_half_closed_ms;
 	uint64_t timeout_proxy_header_ms; /* accept-proxy: the whole header within it */
 	uint32_t retries;
 	bool accept_proxy;
-	enum conf_relay relay; /* resolved: never UNSET after parsing */
-	uint64_t relay_inflight; /* kernel relay cap per direction, bytes; resolved */
+	enum conf_relay relay;	       /* resolved: never UNSET after parsing */
+	uint64_t relay_inflight;       /* kernel relay cap per direction, bytes; resolved */
 	struct conf_where relay_where; /* of the relay line (line 0: from global) */
 	struct conf_where where;
 	struct conf_guard guard; /* conf_guard.c */
@@ -278,9 +278,9 @@ struct conf_control {
 };
 
 struct conf_global {
-	uint32_t workers; /* 0: one per CPU */
-	uint32_t maxconn; /* 0: as many as the descriptor limit allows */
-	enum conf_relay relay; /* the listeners' default: user unless written */
+	uint32_t workers;	 /* 0: one per CPU */
+	uint32_t maxconn;	 /* 0: as many as the descriptor limit allows */
+	enum conf_relay relay;	 /* the listeners' default: user unless written */
 	uint64_t relay_inflight; /* their default cap, bytes; 0: CONF_RELAY_INFLIGHT */
 	/* `log` lines (conf_log.c): at least one; none written is stderr info */
 	struct log_target_conf logs[LOG_MAX_TARGETS];
@@ -291,8 +291,8 @@ struct conf_global {
 	struct conf_control *controls;
 	size_t ncontrols;
 	struct util_addr metrics; /* len 0: no HTTP metrics listener */
-	char state_file[256]; /* empty: none */
-	char user[64]; /* empty: stay as started */
+	char state_file[256];	  /* empty: none */
+	char user[64];		  /* empty: stay as started */
 	char group[64];
 };
 
@@ -305,8 +305,8 @@ struct conf_global {
 
 /* "address A[/N] [dev IF];" */
 struct conf_vrrp_addr {
-	struct util_addr addr; /* port 0 */
-	uint32_t prefixlen;    /* /32 or /128 when not given */
+	struct util_addr addr;	   /* port 0 */
+	uint32_t prefixlen;	   /* /32 or /128 when not given */
 	char dev[CONF_IFNAME_MAX]; /* empty: the instance's interface */
 	struct conf_where where;
 };
@@ -367,7 +367,7 @@ enum conf_cluster_attach {
 /* "peer NAME ADDRESS;" */
 struct conf_cluster_peer {
 	char name[CONF_NAME_MAX];
-	struct util_addr addr; /* port 0 */
+	struct util_addr addr;	 /* port 0 */
 	struct conf_where where; /* of the address */
 };
 
@@ -437,7 +437,7 @@ struct conf {
 	/* name -> position: every lookup by name is O(1), so reading and
 	 * comparing files is linear in their size */
 	struct util_hmap pool_index, listen_index;
-	struct conf_cluster cluster; /* conf_cluster.c */
+	struct conf_cluster cluster;	 /* conf_cluster.c */
 	struct conf_announce *announces; /* conf_announce.c */
 	size_t nannounces;
 	/* "FILE:LINE:COL: warning: ..." lines: valid, but likely not meant

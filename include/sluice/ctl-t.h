@@ -35,12 +35,12 @@ struct ctl_info {
 	uint32_t maxconn;
 	uint32_t cur_conns;
 	uint64_t total_conns;
-	uint64_t maxconn_reached; /* times accepting stopped at maxconn */
+	uint64_t maxconn_reached;     /* times accepting stopped at maxconn */
 	uint64_t bufmem_used, bufmem; /* relay buffers and pipes: in use, ceiling (bytes) */
-	uint64_t no_memory; /* connections closed for want of a relay buffer */
-	bool krelay; /* the kernel relay is loaded */
-	uint64_t krelay_conns; /* connections it took */
-	uint64_t krelay_fallbacks; /* asked for, stayed in user space */
+	uint64_t no_memory;	      /* connections closed for want of a relay buffer */
+	bool krelay;		      /* the kernel relay is loaded */
+	uint64_t krelay_conns;	      /* connections it took */
+	uint64_t krelay_fallbacks;    /* asked for, stayed in user space */
 	const char *conf_file;
 	const char *last_reload; /* "none", "ok at ...", "failed at ...: why" */
 	uint64_t reloads_ok, reloads_failed;
@@ -78,9 +78,9 @@ struct ctl_listener_row {
 struct ctl_route_row {
 	char listen[64];
 	char kind[16];
-	char sni[256]; /* "": none */
-	char alpn[256]; /* "": any */
-	char pool[64]; /* "-": none (closed) */
+	char sni[256];	 /* "": none */
+	char alpn[256];	 /* "": any */
+	char pool[64];	 /* "-": none (closed) */
 	char reason[16]; /* "closed" rows: not-tls, no-route, bad-hello, ... */
 	uint32_t active; /* open connections it routed (not for "closed") */
 	uint64_t total;
@@ -111,7 +111,7 @@ struct ctl_node_state {
 struct ctl_acl_rule {
 	struct util_cidr cidr;
 	bool deny;
-	bool runtime; /* else a line of the configuration */
+	bool runtime;		/* else a line of the configuration */
 	uint64_t expires_in_ms; /* a runtime entry for a duration; 0: stays */
 };
 
@@ -148,8 +148,8 @@ struct ctl_sources_view {
 };
 
 /* One runtime ACL entry, for the state file. */
-typedef void (*ctl_acl_fn)(void *arg, const char *listener, bool deny,
-			   const struct util_cidr *cidr, uint64_t until_wall_ms);
+typedef void (*ctl_acl_fn)(void *arg, const char *listener, bool deny, const struct util_cidr *cidr,
+			   uint64_t until_wall_ms);
 
 /* Provided by core; arg is passed back to every hook. Hooks may be NULL
  * where a feature is absent (the command then answers an error). */
@@ -216,9 +216,8 @@ struct ctl_hooks {
 	/* the state file: every runtime entry, and restoring one at start-up
 	 * (until_wall_ms: its wall-clock expiry, 0 none) */
 	void (*acl_each)(void *arg, ctl_acl_fn fn, void *fnarg);
-	int (*acl_restore)(void *arg, const char *listener, bool deny,
-			   const struct util_cidr *cidr, uint64_t until_wall_ms, char *msg,
-			   size_t len);
+	int (*acl_restore)(void *arg, const char *listener, bool deny, const struct util_cidr *cidr,
+			   uint64_t until_wall_ms, char *msg, size_t len);
 	/* `clear lateness`: empty the lateness histograms of show info */
 	void (*clear_lateness)(void *arg);
 	/* DNS: append every name the resolvers follow as a complete reply

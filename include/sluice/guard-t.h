@@ -21,8 +21,8 @@ enum guard_action {
 
 /* Where an ACL entry comes from; on an equal prefix the higher one wins. */
 enum guard_origin {
-	GUARD_ORIGIN_FILE, /* allow file / deny file */
-	GUARD_ORIGIN_CONFIG, /* allow / deny lines of the listen block */
+	GUARD_ORIGIN_FILE,    /* allow file / deny file */
+	GUARD_ORIGIN_CONFIG,  /* allow / deny lines of the listen block */
 	GUARD_ORIGIN_RUNTIME, /* acl add on the control socket */
 };
 
@@ -47,12 +47,12 @@ struct guard_rule {
 /* Per-source limits of a listener. A table exists when conns or rate is
  * set. */
 struct guard_limits_conf {
-	uint32_t conns; /* open connections per source; 0: no limit */
-	uint32_t rate; /* new connections per period_ms; 0: no limit */
-	uint64_t period_ms; /* 1000 or 60000 */
-	uint32_t burst; /* token bucket depth, >= 1 */
+	uint32_t conns;		/* open connections per source; 0: no limit */
+	uint32_t rate;		/* new connections per period_ms; 0: no limit */
+	uint64_t period_ms;	/* 1000 or 60000 */
+	uint32_t burst;		/* token bucket depth, >= 1 */
 	uint8_t group4, group6; /* prefix lengths that make one source */
-	uint32_t table; /* sources tracked at most */
+	uint32_t table;		/* sources tracked at most */
 };
 
 /* A connection admitted by a limit table: given back with guard_release()
@@ -65,9 +65,9 @@ struct guard_ticket {
 /* Counters of one listener's guard, for show listeners and metrics. */
 struct guard_stats {
 	uint64_t refused[GUARD_NVERDICTS]; /* by verdict; [GUARD_OK] unused */
-	uint64_t sources; /* tracked now (all tables) */
-	uint64_t capacity; /* of the current table; 0: no limits */
-	uint64_t memory_bytes; /* limit tables and ACL tables */
+	uint64_t sources;		   /* tracked now (all tables) */
+	uint64_t capacity;		   /* of the current table; 0: no limits */
+	uint64_t memory_bytes;		   /* limit tables and ACL tables */
 	uint64_t evictions;
 	uint64_t acl_entries[3]; /* by enum guard_origin */
 };
@@ -76,7 +76,7 @@ struct guard_stats {
 struct guard_source {
 	struct util_cidr src;
 	uint32_t conns;
-	double rate; /* connection attempts per second, recent */
+	double rate;	/* connection attempts per second, recent */
 	uint64_t total; /* admitted */
 	uint64_t refused;
 };

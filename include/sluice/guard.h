@@ -76,9 +76,8 @@ size_t guard_lpm_memory(const struct guard_lpm *t);
  * messages call the file. When stop becomes true (checked every 65536
  * lines) the parse gives up. Returns the prefixes added, or -1 with
  * "NAME:LINE:COL: error: ... (near 'TOKEN')" in err. */
-long guard_file_parse(struct guard_lpm_builder *b, const char *name, const char *text,
-		      size_t len, enum guard_action action, const _Atomic bool *stop, char *err,
-		      size_t errlen);
+long guard_file_parse(struct guard_lpm_builder *b, const char *name, const char *text, size_t len,
+		      enum guard_action action, const _Atomic bool *stop, char *err, size_t errlen);
 
 /* ---- a listener's guard (guard.c) ---- */
 

@@ -23,7 +23,7 @@ struct krelay_pair {
 
 /* What the program did with a direction's bytes since the pair was added. */
 struct krelay_count {
-	uint64_t fwd; /* redirected to the peer socket's egress */
+	uint64_t fwd;	 /* redirected to the peer socket's egress */
 	uint64_t passed; /* passed up to user space (hold, order, cap) */
 };
 

@@ -37,6 +37,6 @@ static inline void list_del(struct list_node *n)
 	n->prev = n->next = n;
 }
 
-#define list_entry(n, type, member) ((type *)((char *)(n) - offsetof(type, member)))
+#define list_entry(n, type, member) ((type *)((char *)(n)-offsetof(type, member)))
 
 #endif

@@ -68,8 +68,8 @@ bool log_ratelimit_ok(struct log_ratelimit *rl, uint64_t now_ms, uint32_t burst,
 /* Log through a limiter: at most `burst` lines per second; a line after
  * suppressed ones ends with "(N similar messages suppressed)". now_ms is
  * monotonic milliseconds. */
-void log_ratelimited(struct log_ratelimit *rl, uint64_t now_ms, uint32_t burst,
-		     enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void log_ratelimited(struct log_ratelimit *rl, uint64_t now_ms, uint32_t burst, enum log_level lvl,
+		     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* Counters of the running targets, at most max. Returns how many. */
 size_t log_stats(struct log_target_stats *out, size_t max);

@@ -55,44 +55,44 @@ struct pool;
 
 /* Where a health verdict came from. */
 enum pool_health_src {
-	POOL_SRC_CHECK, /* active check, after rise/fall */
-	POOL_SRC_AGENT, /* agent said up / down */
+	POOL_SRC_CHECK,	  /* active check, after rise/fall */
+	POOL_SRC_AGENT,	  /* agent said up / down */
 	POOL_SRC_PASSIVE, /* consecutive connect errors in the data plane */
-	POOL_SRC_DNS, /* its name has no address any more (the resolver's hold ran out) */
+	POOL_SRC_DNS,	  /* its name has no address any more (the resolver's hold ran out) */
 };
 
 /* Where a server's address comes from. */
 enum pool_dns_origin {
-	POOL_DNS_NONE, /* a server line or `server add`: numbers, or host (resolved) */
+	POOL_DNS_NONE,	/* a server line or `server add`: numbers, or host (resolved) */
 	POOL_DNS_ADDRS, /* discovered: one of the A/AAAA records of host */
-	POOL_DNS_SRV, /* discovered: a target of the SRV name host */
+	POOL_DNS_SRV,	/* discovered: a target of the SRV name host */
 };
 
 /* Health state and counters of a server. Zero-initialised means up with
  * nothing counted. Written by the control thread, except the fields under
  * "shared" which workers use. */
 struct pool_server_health {
-	bool check_down; /* the active check says down */
-	bool agent_down; /* the agent said "down" */
-	bool passive_down; /* marked down by the data plane; cleared by a check */
-	bool dns_down; /* its host name has no address; cleared by an answer */
+	bool check_down;	 /* the active check says down */
+	bool agent_down;	 /* the agent said "down" */
+	bool passive_down;	 /* marked down by the data plane; cleared by a check */
+	bool dns_down;		 /* its host name has no address; cleared by an answer */
 	uint32_t weight_initial; /* configured weight; agent percentages use it */
-	uint32_t agent_pct; /* last weight percentage from the agent, 0: none */
-	uint32_t ramp_weight; /* snapshot weight during slow start, 0: not ramping */
+	uint32_t agent_pct;	 /* last weight percentage from the agent, 0: none */
+	uint32_t ramp_weight;	 /* snapshot weight during slow start, 0: not ramping */
 	uint64_t ramp_start_ms;
 	/* counters, for the control socket */
 	uint64_t checks; /* active and agent checks completed */
 	uint64_t checks_failed;
-	uint64_t state_changes; /* health up <-> down */
-	uint64_t last_check_ms; /* monotonic */
-	uint64_t last_change_ms; /* monotonic, 0: never changed */
-	uint64_t last_change_wall_ms; /* wall clock of the same moment */
-	char last_cause[POOL_CAUSE_MAX]; /* result of the last check */
+	uint64_t state_changes;		   /* health up <-> down */
+	uint64_t last_check_ms;		   /* monotonic */
+	uint64_t last_change_ms;	   /* monotonic, 0: never changed */
+	uint64_t last_change_wall_ms;	   /* wall clock of the same moment */
+	char last_cause[POOL_CAUSE_MAX];   /* result of the last check */
 	char change_cause[POOL_CAUSE_MAX]; /* why the last state change */
 
 	/* shared */
 	_Atomic uint32_t observe_errors; /* threshold of consecutive errors, 0: off */
-	_Atomic bool passive_flag; /* set by a worker at the threshold: pick skips */
+	_Atomic bool passive_flag;	 /* set by a worker at the threshold: pick skips */
 };
 
 /* A server. Identity (pool + name) survives reloads. Owner: reference
@@ -103,10 +103,10 @@ struct pool_server {
 	/* control */
 	char name[POOL_NAME_MAX];
 	struct util_addr addr;
-	uint32_t weight; /* configured or set at runtime, 0-256 */
+	uint32_t weight;	  /* configured or set at runtime, 0-256 */
 	_Atomic uint32_t maxconn; /* 0: unlimited; workers read it, a reload may change it */
 	bool backup;
-	bool removed; /* no longer in its pool */
+	bool removed;				  /* no longer in its pool */
 	_Atomic enum pool_proxy_proto send_proxy; /* read by workers at connect */
 	enum pool_admin admin;
 	enum pool_health health;
@@ -116,7 +116,7 @@ struct pool_server {
 	_Atomic uint32_t refcnt;
 	_Atomic uint32_t cur_conns;
 	_Atomic uint64_t total_conns;
-	_Atomic uint64_t bytes_in; /* from the server */
+	_Atomic uint64_t bytes_in;  /* from the server */
 	_Atomic uint64_t bytes_out; /* to the server */
 	_Atomic uint64_t connect_errors;
 	_Atomic uint32_t consecutive_errors;
@@ -129,13 +129,13 @@ struct pool_server {
 	 * opts.weight is the configured weight, which a reload compares; the
 	 * health checks read check and agent */
 	struct util_srvopts opts;
-	bool runtime_added; /* added through the control socket */
-	bool admin_overridden; /* admin state set at runtime */
-	bool weight_overridden; /* weight set at runtime */
+	bool runtime_added;	 /* added through the control socket */
+	bool admin_overridden;	 /* admin state set at runtime */
+	bool weight_overridden;	 /* weight set at runtime */
 	uint64_t admin_since_ms; /* when the admin state last changed */
 
 	/* DNS (core's resolver glue, control thread) */
-	char *host; /* owned: the name its address comes from; NULL when numeric */
+	char *host;	  /* owned: the name its address comes from; NULL when numeric */
 	char *dns_target; /* owned: POOL_DNS_SRV: its SRV target; else NULL */
 	enum pool_dns_origin dns_origin;
 	bool dns_gone; /* discovered, left its DNS answer: no new connections,
@@ -153,7 +153,7 @@ struct pool_lb_group {
 	uint32_t *weights;
 	uint32_t *seq; /* roundrobin cycle */
 	size_t seqlen;
-	uint64_t *cum; /* random: cumulative weights */
+	uint64_t *cum;	 /* random: cumulative weights */
 	int32_t *maglev; /* the base table refilled: indices into srv */
 	uint32_t maglev_size;
 };
@@ -165,10 +165,10 @@ struct pool_lb_group {
  * weights or the size change. Snapshots refill it. Control thread. */
 struct pool_maglev_base {
 	size_t n;
-	uint64_t *keys; /* hashes of the members' names, in name order */
+	uint64_t *keys;	   /* hashes of the members' names, in name order */
 	uint32_t *weights; /* their snapshot weights at full strength */
-	uint32_t m; /* slots (prime) */
-	int32_t *table; /* m member indices; NULL: not built */
+	uint32_t m;	   /* slots (prime) */
+	int32_t *table;	   /* m member indices; NULL: not built */
 };
 
 /* Immutable snapshot of who may be picked, published by the control thread
@@ -192,7 +192,7 @@ struct pool {
 	enum pool_proxy_proto send_proxy;
 	uint32_t queue_max; /* workers read the copy in lb, never these */
 	uint64_t timeout_queue_ms;
-	uint32_t maglev_size; /* Maglev table slots, a prime */
+	uint32_t maglev_size;		   /* Maglev table slots, a prime */
 	struct pool_maglev_base maglev[2]; /* [backup]: primaries, backups */
 	struct pool_server **servers;
 	size_t nservers, cap;
@@ -205,12 +205,12 @@ struct pool {
 	bool frozen; /* being changed in several steps: publish at the end */
 	bool removed;
 	bool has_check, has_agent; /* servers may have check / agent options */
-	bool discovers; /* DNS makes some of its servers (`servers` lines) */
+	bool discovers;		   /* DNS makes some of its servers (`servers` lines) */
 
 	/* shared */
 	_Atomic(struct pool_lb *) lb;
 	_Atomic uint32_t refcnt;
-	_Atomic uint32_t queued; /* clients waiting for a slot, all workers */
+	_Atomic uint32_t queued;    /* clients waiting for a slot, all workers */
 	_Atomic uint64_t no_server; /* connections closed: no usable server */
 	_Atomic uint64_t queue_timeouts;
 	_Atomic uint64_t queue_full;
@@ -218,7 +218,7 @@ struct pool {
 
 	/* health (pool_health.c), control */
 	uint64_t slowstart_ms; /* 0: off */
-	bool ramping; /* some server is in slow start */
+	bool ramping;	       /* some server is in slow start */
 };
 
 /* A removal made in several steps (pool_sweep_step); zeroed to start. */

@@ -65,8 +65,7 @@ void pool_remove_server(struct pool *p, struct pool_server *s);
  * the next pool_publish(), which the caller makes; their list references
  * are retired after that publish. Returns how many were taken out, or -1
  * on no memory (then none was). */
-long pool_remove_if(struct pool *p, bool (*doomed)(void *arg, struct pool_server *s),
-		    void *arg);
+long pool_remove_if(struct pool *p, bool (*doomed)(void *arg, struct pool_server *s), void *arg);
 /* The same in steps, for a pool too large to sweep at once: each call
  * looks at up to max more servers (the list holds them all meanwhile, the
  * ones to keep first, in their order; a doomed one leaves the name index

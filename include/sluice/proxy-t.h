@@ -25,13 +25,13 @@ struct proxy_engine;
 struct proxy_route_stats {
 	_Atomic uint32_t refcnt;
 	_Atomic uint32_t active; /* open connections it routed */
-	_Atomic uint64_t total; /* connections it routed */
+	_Atomic uint64_t total;	 /* connections it routed */
 };
 
 enum proxy_route_kind {
-	PROXY_ROUTE_SNI, /* server name (exact or "*.suffix"), and ALPN when alpn_len */
-	PROXY_ROUTE_ALPN, /* the client offers this ALPN protocol */
-	PROXY_ROUTE_NO_SNI, /* a ClientHello without a server name */
+	PROXY_ROUTE_SNI,     /* server name (exact or "*.suffix"), and ALPN when alpn_len */
+	PROXY_ROUTE_ALPN,    /* the client offers this ALPN protocol */
+	PROXY_ROUTE_NO_SNI,  /* a ClientHello without a server name */
 	PROXY_ROUTE_NOT_TLS, /* the first bytes are not a TLS handshake */
 };
 
@@ -41,26 +41,26 @@ struct proxy_route {
 	char sni[PROXY_ROUTE_SNI_MAX]; /* lowercase */
 	uint16_t sni_len;
 	char alpn[PROXY_ROUTE_ALPN_MAX];
-	uint16_t alpn_len; /* 0: any */
-	struct pool *pool; /* reference */
+	uint16_t alpn_len;		 /* 0: any */
+	struct pool *pool;		 /* reference */
 	struct proxy_route_stats *stats; /* reference */
 };
 
 /* What became of connections that waited for a ClientHello without being
  * routed, per listener (survives reloads with the listener). */
 struct proxy_peek_counters {
-	_Atomic uint64_t not_tls; /* not TLS and no not-tls route */
-	_Atomic uint64_t no_route; /* no route matched and no default pool */
-	_Atomic uint64_t bad_hello; /* a malformed ClientHello */
-	_Atomic uint64_t timeouts; /* no whole ClientHello within timeout client-hello */
+	_Atomic uint64_t not_tls;     /* not TLS and no not-tls route */
+	_Atomic uint64_t no_route;    /* no route matched and no default pool */
+	_Atomic uint64_t bad_hello;   /* a malformed ClientHello */
+	_Atomic uint64_t timeouts;    /* no whole ClientHello within timeout client-hello */
 	_Atomic uint64_t client_gone; /* closed or reset by the client before */
 };
 
 /* How established connections are relayed. */
 enum proxy_relay {
-	PROXY_RELAY_USER, /* buffers and splice() in the worker */
+	PROXY_RELAY_USER,   /* buffers and splice() in the worker */
 	PROXY_RELAY_KERNEL, /* sockmap when the engine has it */
-	PROXY_RELAY_AUTO, /* sockmap, except for connections that start as bulk (splice) */
+	PROXY_RELAY_AUTO,   /* sockmap, except for connections that start as bulk (splice) */
 };
 
 /* Per-listener settings; published as a whole and retired through QSBR.
@@ -110,9 +110,9 @@ struct proxy_frontend {
 	_Atomic uint32_t cur_conns;
 	_Atomic uint64_t paused_workers; /* bit per worker paused at maxconn */
 	_Atomic uint64_t total_conns;
-	_Atomic uint64_t proxy_header_errors; /* malformed or oversized */
+	_Atomic uint64_t proxy_header_errors;	/* malformed or oversized */
 	_Atomic uint64_t proxy_header_timeouts; /* not complete within its timeout */
-	_Atomic uint64_t maxconn_reached; /* times accepting stopped at this maxconn */
+	_Atomic uint64_t maxconn_reached;	/* times accepting stopped at this maxconn */
 	_Atomic uint64_t bytes_in;
 	_Atomic uint64_t bytes_out;
 	/* who may connect and how much (guard); set by its creator before the

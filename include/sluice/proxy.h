@@ -33,8 +33,7 @@ void proxy_engine_close_all(struct proxy_engine *e);
  * connection, queued ones too), each at a random moment within spread_ms
  * (0: now). Asynchronous. */
 struct pool_server;
-void proxy_engine_close_server(struct proxy_engine *e, struct pool_server *srv,
-			       uint32_t spread_ms);
+void proxy_engine_close_server(struct proxy_engine *e, struct pool_server *srv, uint32_t spread_ms);
 /* Close fe's connections from clients inside cidr (as accepted, or as the
  * PROXY header of an accept-proxy listener said), in every worker.
  * Asynchronous; each worker logs how many it closed. */
@@ -88,8 +87,8 @@ void proxy_engine_unbind(struct proxy_engine *e, struct proxy_frontend *fe,
  * that another frontend can adopt them (a reload that moves an address
  * from one listener to another keeps its sockets). Returns how many; 0
  * when fe does not bind addr. */
-int proxy_frontend_dup_fds(const struct proxy_frontend *fe, const struct util_addr *addr,
-			   int *fds, size_t max);
+int proxy_frontend_dup_fds(const struct proxy_frontend *fe, const struct util_addr *addr, int *fds,
+			   size_t max);
 
 /* Control thread: replace the settings (the frontend takes over s; the old
  * ones are retired through QSBR). */

@@ -12,7 +12,7 @@
 #define UTIL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define UTIL_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define UTIL_MAX(a, b) ((a) > (b) ? (a) : (b))
-#define UTIL_CONTAINER_OF(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+#define UTIL_CONTAINER_OF(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 /* Monotonic clock in milliseconds (CLOCK_MONOTONIC). */
 uint64_t util_now_ms(void);
@@ -29,7 +29,7 @@ size_t util_strlcpy(char *dst, const char *src, size_t size);
  * never past len-1, so repeated calls are safe after truncation.
  * Returns 0, or -1 when the output was truncated. */
 int util_bufprintf(char *buf, size_t len, size_t *off, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 /* Parse a whole decimal integer in [min, max]. Returns 0, or -1 when s is
  * empty, has trailing characters or is out of range. */
@@ -73,7 +73,6 @@ bool util_dns_name_valid(const char *s, size_t n);
  * more label in front ("*.example.com" matches "a.example.com", not
  * "example.com" or "a.b.example.com"), as certificate wildcards do. */
 bool util_dns_name_match(const char *pattern, size_t plen, const char *name, size_t nlen);
-
 
 /* Is s (n bytes) an SRV name: one or more labels "_" + letters, digits or
  * '-' (the service and protocol, RFC 2782 / 6335), then a host name? The

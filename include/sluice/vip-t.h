@@ -42,9 +42,9 @@ enum vip_announce_state {
 
 /* What the caller must do to the kernel after vip_announce_step(). */
 enum vip_announce_action {
-	VIP_ANNOUNCE_KEEP,     /* nothing */
-	VIP_ANNOUNCE_DO_ADD,   /* put the addresses on the device */
-	VIP_ANNOUNCE_DO_DEL,   /* take them off */
+	VIP_ANNOUNCE_KEEP,   /* nothing */
+	VIP_ANNOUNCE_DO_ADD, /* put the addresses on the device */
+	VIP_ANNOUNCE_DO_DEL, /* take them off */
 };
 
 /* The decision state of one announce block: plain data, no I/O, driven

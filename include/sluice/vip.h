@@ -85,8 +85,7 @@ int vip_linkmon_process(struct vip_linkmon *mon, char *err, size_t errlen);
  * fires only when it changes. Call after vip_linkmon_open() so that no
  * change can fall between the query and the events. Returns 0 and sets
  * *up_out, or -1 with err set. */
-int vip_linkmon_query(struct vip_linkmon *mon, int ifindex, bool *up_out, char *err,
-		      size_t errlen);
+int vip_linkmon_query(struct vip_linkmon *mon, int ifindex, bool *up_out, char *err, size_t errlen);
 
 /* Netlink messages the monitor skipped as malformed or unexpected. */
 uint64_t vip_linkmon_ignored(const struct vip_linkmon *mon);
@@ -126,8 +125,8 @@ int vip_neigh_probe(int ifindex, const struct util_addr *addr, char *err, size_t
 /* Set net.ipv4.conf.IFNAME.KEY (arp_ignore, arp_announce, rp_filter...)
  * to value; the value it had goes to old (when not NULL). Needs
  * CAP_NET_ADMIN. Returns 0 or -1 with err set. */
-int vip_if_sysctl(const char *ifname, const char *key, const char *value, char *old,
-		  size_t oldlen, char *err, size_t errlen);
+int vip_if_sysctl(const char *ifname, const char *key, const char *value, char *old, size_t oldlen,
+		  char *err, size_t errlen);
 
 /* Is addr inside one of the prefixes configured on ifindex (and not one
  * of its own addresses)? Returns 0 with *on_out set, or -1 with err. */

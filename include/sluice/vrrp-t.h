@@ -283,10 +283,10 @@ struct vrrp_instance_config {
 	size_t npeers;
 	struct vrrp_track tracks[VRRP_MAX_TRACKS];
 	size_t ntracks;
-	uint32_t garp_repeat;	  /* announcements per VIP per burst */
-	uint64_t garp_delay_ms;	  /* second burst after takeover; 0: none */
-	uint64_t garp_refresh_ms; /* periodic burst while master; 0: none */
-	char notify[256];	  /* script run with NAME STATE; empty: none */
+	uint32_t garp_repeat;	       /* announcements per VIP per burst */
+	uint64_t garp_delay_ms;	       /* second burst after takeover; 0: none */
+	uint64_t garp_refresh_ms;      /* periodic burst while master; 0: none */
+	char notify[256];	       /* script run with NAME STATE; empty: none */
 	enum vrrp_csum_form csum_form; /* v3 IPv4 sends: RFC or PSEUDO */
 	/* where to count how late each advert is sent after its due time
 	 * (owned by the caller, outlives the instance); NULL: nowhere */
@@ -295,11 +295,11 @@ struct vrrp_instance_config {
 
 /* Drops the I/O layer decides on top of the codec's. */
 enum vrrp_io_drop {
-	VRRP_IODROP_DEST = 0,	/* not to 224.0.0.18 / ff02::12 (multicast mode) or
-				 * not to us (unicast mode) */
-	VRRP_IODROP_PEER,	/* unicast mode: source is not a configured peer */
-	VRRP_IODROP_OWNER,	/* priority 255 from a source that owns no VIP */
-	VRRP_IODROP_SHORT,	/* IP header unreadable */
+	VRRP_IODROP_DEST = 0, /* not to 224.0.0.18 / ff02::12 (multicast mode) or
+			       * not to us (unicast mode) */
+	VRRP_IODROP_PEER,     /* unicast mode: source is not a configured peer */
+	VRRP_IODROP_OWNER,    /* priority 255 from a source that owns no VIP */
+	VRRP_IODROP_SHORT,    /* IP header unreadable */
 	VRRP_IODROP_NR
 };
 

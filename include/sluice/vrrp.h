@@ -133,8 +133,9 @@ const char *vrrp_io_drop_name(enum vrrp_io_drop reason);
  * its primary address, opens and sets up the socket (multicast group joined
  * or unicast). Does not start the election. Returns the instance (caller
  * owns it) or NULL with err set. */
-struct vrrp_instance *vrrp_instance_new(struct ev_loop *loop, const struct vrrp_instance_config *cfg,
-					char *err, size_t errlen);
+struct vrrp_instance *vrrp_instance_new(struct ev_loop *loop,
+					const struct vrrp_instance_config *cfg, char *err,
+					size_t errlen);
 /* Start: remove leftover VIPs, go to BACKUP (or MASTER as owner, FAULT
  * without link) and watch the socket, the links and the timer. */
 void vrrp_instance_start(struct vrrp_instance *vi);

@@ -61,13 +61,12 @@ static size_t swrr_classes(const uint32_t *w, size_t n, uint64_t total, uint32_t
 
 		if (w[i] == 0)
 			continue;
-		for (h = (w[i] * 0x9e3779b1u) & (cap - 1); slots[h] >= 0 &&
-							    (*classes)[slots[h]].w != w[i];
-		     h = (h + 1) & (cap - 1))
+		for (h = (w[i] * 0x9e3779b1u) & (cap - 1);
+		     slots[h] >= 0 && (*classes)[slots[h]].w != w[i]; h = (h + 1) & (cap - 1))
 			;
 		if (slots[h] < 0) {
 			slots[h] = (int32_t)nc;
-			(*classes)[nc++] = (struct swrr_class){ .w = w[i] };
+			(*classes)[nc++] = (struct swrr_class){.w = w[i]};
 		}
 		(*classes)[slots[h]].count++;
 		slot_of[i] = (size_t)slots[h];
@@ -122,7 +121,8 @@ int balance_swrr_build(const uint32_t *weights, size_t n, uint32_t **seq, size_t
 
 		for (size_t i = 0; i < n; i++) {
 			if (w[i] > 0)
-				w[i] = (uint32_t)UTIL_MAX(1, (uint64_t)w[i] * SWRR_MAX_CYCLE / total);
+				w[i] =
+				    (uint32_t)UTIL_MAX(1, (uint64_t)w[i] * SWRR_MAX_CYCLE / total);
 			t2 += w[i];
 		}
 		total = t2;
@@ -150,7 +150,8 @@ int balance_swrr_build(const uint32_t *weights, size_t n, uint32_t **seq, size_t
 		for (size_t c = 0; c < nc; c++) {
 			struct swrr_class *x = &cls[c];
 			uint32_t idx = members[x->first + x->picks % x->count];
-			int64_t cur = (int64_t)(k * x->w) - (int64_t)(total * (x->picks / x->count));
+			int64_t cur =
+			    (int64_t)(k * x->w) - (int64_t)(total * (x->picks / x->count));
 
 			if (best == NULL || cur > best_cur || (cur == best_cur && idx < best_idx)) {
 				best = x;
@@ -297,7 +298,8 @@ int balance_maglev_build(const uint64_t *keys, const uint32_t *weights, size_t n
 	}
 	for (size_t i = 0; i < n; i++) {
 		offset[i] = (uint32_t)(util_hash64(&keys[i], sizeof(keys[i]), 0x6d61676c) % m);
-		skip[i] = (uint32_t)(util_hash64(&keys[i], sizeof(keys[i]), 0x736b6970) % (m - 1)) + 1;
+		skip[i] =
+		    (uint32_t)(util_hash64(&keys[i], sizeof(keys[i]), 0x736b6970) % (m - 1)) + 1;
 	}
 	while (filled < m) {
 		for (size_t i = 0; i < n && filled < m; i++) {
@@ -308,7 +310,8 @@ int balance_maglev_build(const uint64_t *keys, const uint32_t *weights, size_t n
 
 				credit[i] -= maxw;
 				do {
-					c = (uint32_t)((offset[i] + (uint64_t)next[i] * skip[i]) % m);
+					c = (uint32_t)((offset[i] + (uint64_t)next[i] * skip[i]) %
+						       m);
 					next[i]++;
 				} while (table[c] >= 0);
 				table[c] = (int32_t)i;

@@ -148,8 +148,8 @@ struct krelay *krelay_open(uint32_t max_pairs, unsigned nrings, char *err, size_
 	bpf_map__set_max_entries(k->skel->maps.dirs, nslots);
 	rc = krelay_bpf__load(k->skel);
 	if (rc != 0) {
-		fail(err, errlen, "cannot load the verdict program (needs CAP_BPF and CAP_NET_ADMIN)",
-		     -rc);
+		fail(err, errlen,
+		     "cannot load the verdict program (needs CAP_BPF and CAP_NET_ADMIN)", -rc);
 		goto out;
 	}
 	k->socks_fd = bpf_map__fd(k->skel->maps.socks);
@@ -159,8 +159,8 @@ struct krelay *krelay_open(uint32_t max_pairs, unsigned nrings, char *err, size_
 		fail(err, errlen, "cannot attach the verdict program to the sockhash", errno);
 		goto out;
 	}
-	k->map_len = ((size_t)nslots * sizeof(struct krelay_dir) + (size_t)page - 1) &
-		     ~((size_t)page - 1);
+	k->map_len =
+	    ((size_t)nslots * sizeof(struct krelay_dir) + (size_t)page - 1) & ~((size_t)page - 1);
 	k->dirs = mmap(NULL, k->map_len, PROT_READ | PROT_WRITE, MAP_SHARED,
 		       bpf_map__fd(k->skel->maps.dirs), 0);
 	if (k->dirs == MAP_FAILED) {
@@ -243,7 +243,7 @@ void krelay_ring_drain(struct krelay *k, unsigned ring, krelay_note_fn fn, void 
 int krelay_pair_add(struct krelay *k, int fd0, int fd1, uint64_t cap, unsigned ring,
 		    struct krelay_pair *p)
 {
-	int fds[2] = { fd0, fd1 }, i, e;
+	int fds[2] = {fd0, fd1}, i, e;
 	int inserted = 0, linked = 0, slots = 0;
 
 	for (i = 0; i < 2; i++)
@@ -264,7 +264,7 @@ int krelay_pair_add(struct krelay *k, int fd0, int fd1, uint64_t cap, unsigned r
 		__atomic_store_n(&d->hold, 1, __ATOMIC_RELEASE);
 	}
 	for (; linked < 2; linked++) {
-		struct krelay_link l = { .peer = p->cookie[1 - linked], .slot = p->slot[linked] };
+		struct krelay_link l = {.peer = p->cookie[1 - linked], .slot = p->slot[linked]};
 
 		if (bpf_map_update_elem(k->conns_fd, &p->cookie[linked], &l, BPF_ANY) < 0) {
 			e = errno;

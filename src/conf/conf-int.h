@@ -55,8 +55,8 @@ int conf_arg_long(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, co
 		  long min, long max, long *out);
 int conf_arg_u32(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *what,
 		 long min, long max, uint32_t *out);
-int conf_arg_duration(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i,
-		      const char *what, uint64_t min_ms, uint64_t max_ms, uint64_t *out);
+int conf_arg_duration(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *what,
+		      uint64_t min_ms, uint64_t max_ms, uint64_t *out);
 /* A name: 1-63 letters, digits, '-', '_', '.'; copied to out. */
 int conf_arg_name(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *what,
 		  char *out);

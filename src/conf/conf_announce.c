@@ -152,12 +152,12 @@ static int kw_withdraw_delay(struct conf_ctx *ctx, const struct conf_stmt *st, v
 }
 
 static const struct conf_keyword announce_kw[] = {
-	{ "address", 2, 2, false, kw_address, "address ADDRESS[/32|/128];" },
-	{ "device", 2, 2, false, kw_device, "device NAME;" },
-	{ "require", 3, 3, false, kw_require, "require pool NAME;" },
-	{ "hold-down", 2, 2, false, kw_hold_down, "hold-down DURATION;" },
-	{ "withdraw-delay", 2, 2, false, kw_withdraw_delay, "withdraw-delay DURATION;" },
-	{ NULL, 0, 0, false, NULL, NULL },
+    {"address", 2, 2, false, kw_address, "address ADDRESS[/32|/128];"},
+    {"device", 2, 2, false, kw_device, "device NAME;"},
+    {"require", 3, 3, false, kw_require, "require pool NAME;"},
+    {"hold-down", 2, 2, false, kw_hold_down, "hold-down DURATION;"},
+    {"withdraw-delay", 2, 2, false, kw_withdraw_delay, "withdraw-delay DURATION;"},
+    {NULL, 0, 0, false, NULL, NULL},
 };
 
 void conf_announce_keywords(conf_keyword_fn fn, void *arg)
@@ -176,8 +176,9 @@ int conf_announce_block(struct conf_ctx *ctx, const struct conf_stmt *st, struct
 	if (conf_arg_name(ctx, st, 1, "announce", name) < 0)
 		return -1;
 	if (strcmp(name, "all") == 0) {
-		conf_error_arg(ctx, st, 1, "announce name 'all' is reserved ('announce withdraw all' "
-				      "means every block)");
+		conf_error_arg(ctx, st, 1,
+			       "announce name 'all' is reserved ('announce withdraw all' "
+			       "means every block)");
 		return -1;
 	}
 	for (size_t i = 0; i < c->nannounces; i++) {

@@ -515,8 +515,7 @@ void conf_check_pool_done(struct conf_ctx *ctx, struct conf_pool *p)
 	for (size_t i = 0; i < p->nservers; i++) {
 		const struct conf_server *s = &p->servers[i];
 
-		if (h->check.type == CONF_CHECK_NONE &&
-		    (s->opts.check.port || s->opts.check.off))
+		if (h->check.type == CONF_CHECK_NONE && (s->opts.check.port || s->opts.check.off))
 			conf_error(ctx, s->where.line, s->where.col, s->name,
 				   "server '%s' has check options but pool '%s' has no check "
 				   "block",

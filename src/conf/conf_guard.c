@@ -22,7 +22,7 @@ static struct conf_listen *listen_of(void *obj)
 
 static struct conf_where where_of(const struct conf_stmt *st, size_t i)
 {
-	return (struct conf_where){ .line = st->args[i].line, .col = st->args[i].col };
+	return (struct conf_where){.line = st->args[i].line, .col = st->args[i].col};
 }
 
 static const char *action_name(enum conf_acl_action a)
@@ -57,7 +57,7 @@ static int file_path(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i,
 static int add_file(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf_guard *g,
 		    enum conf_acl_action a)
 {
-	struct conf_acl_file f = { .action = a, .where = where_of(st, 2) };
+	struct conf_acl_file f = {.action = a, .where = where_of(st, 2)};
 	struct conf_acl_file *arr;
 
 	if (file_path(ctx, st, 2, f.path) < 0)
@@ -83,9 +83,9 @@ static int add_file(struct conf_ctx *ctx, const struct conf_stmt *st, struct con
 int conf_guard_kw_acl(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 {
 	struct conf_guard *g = &listen_of(obj)->guard;
-	enum conf_acl_action a = strcmp(st->args[0].text, "deny") == 0 ? CONF_ACL_DENY
-								       : CONF_ACL_ALLOW;
-	struct conf_acl_rule r = { .action = a, .where = where_of(st, 1) };
+	enum conf_acl_action a =
+	    strcmp(st->args[0].text, "deny") == 0 ? CONF_ACL_DENY : CONF_ACL_ALLOW;
+	struct conf_acl_rule r = {.action = a, .where = where_of(st, 1)};
 	struct conf_acl_rule *arr;
 	char err[200];
 
@@ -212,7 +212,8 @@ static int limit_group(struct conf_ctx *ctx, const struct conf_stmt *st, struct 
 			if (arg_prefix(ctx, st, i + 1, 128, &g->group6) < 0)
 				return -1;
 		} else {
-			conf_error_arg(ctx, st, i, "unexpected '%s' (expected v4 /N and v6 /M, each once)",
+			conf_error_arg(ctx, st, i,
+				       "unexpected '%s' (expected v4 /N and v6 /M, each once)",
 				       fam);
 			return -1;
 		}
@@ -221,8 +222,7 @@ static int limit_group(struct conf_ctx *ctx, const struct conf_stmt *st, struct 
 }
 
 /* conns N | rate N/s [burst M] | group ... */
-static int limit_per_source(struct conf_ctx *ctx, const struct conf_stmt *st,
-			    struct conf_guard *g)
+static int limit_per_source(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf_guard *g)
 {
 	const char *what = st->args[2].text;
 	long v;
@@ -243,7 +243,7 @@ static int limit_per_source(struct conf_ctx *ctx, const struct conf_stmt *st,
 		if ((st->nargs != 4 && st->nargs != 6) ||
 		    (st->nargs == 6 && strcmp(st->args[4].text, "burst") != 0)) {
 			conf_error_arg(ctx, st,
-				       st->nargs > 6	    ? 6
+				       st->nargs > 6	? 6
 				       : st->nargs == 6 ? 4
 							: st->nargs - 1,
 				       "expected: limit per-source rate N/s [burst M];");

@@ -24,7 +24,7 @@ struct lexer {
 /* Append "FILE:LINE:COL: KIND: MSG (near 'TOK')" to list. */
 static void add_msg(struct conf_errors *list, const char *file, const char *kind, uint32_t line,
 		    uint32_t col, const char *near, const char *fmt, va_list ap)
-	__attribute__((format(printf, 7, 0)));
+    __attribute__((format(printf, 7, 0)));
 static void add_msg(struct conf_errors *list, const char *file, const char *kind, uint32_t line,
 		    uint32_t col, const char *near, const char *fmt, va_list ap)
 {
@@ -81,7 +81,7 @@ void conf_warning(struct conf_ctx *ctx, struct conf *c, uint32_t line, uint32_t 
 void conf_errors_add(struct conf_errors *errs, const char *file, const struct conf_where *w,
 		     const char *near, const char *msg)
 {
-	struct conf_ctx ctx = { .file = file, .errs = errs };
+	struct conf_ctx ctx = {.file = file, .errs = errs};
 
 	conf_error(&ctx, w->line, w->col, near, "%s", msg);
 }
@@ -193,11 +193,21 @@ static long lex_string(struct lexer *lx, char *buf, uint32_t line, uint32_t col)
 			if (lx->p >= lx->end)
 				break;
 			switch (*lx->p) {
-			case 'n': c = '\n'; break;
-			case 'r': c = '\r'; break;
-			case 't': c = '\t'; break;
-			case '\\': c = '\\'; break;
-			case '"': c = '"'; break;
+			case 'n':
+				c = '\n';
+				break;
+			case 'r':
+				c = '\r';
+				break;
+			case 't':
+				c = '\t';
+				break;
+			case '\\':
+				c = '\\';
+				break;
+			case '"':
+				c = '"';
+				break;
 			case 'x':
 				if (lx->end - lx->p < 3 || (hi = hexval(lx->p[1])) < 0 ||
 				    (lo = hexval(lx->p[2])) < 0) {
@@ -211,7 +221,8 @@ static long lex_string(struct lexer *lx, char *buf, uint32_t line, uint32_t col)
 				break;
 			default:
 				conf_error(lx->ctx, lx->line, lx->col, NULL,
-					   "unknown escape '\\%c' (expected \\r \\n \\t \\\\ \\\" or \\xNN)",
+					   "unknown escape '\\%c' (expected \\r \\n \\t \\\\ \\\" "
+					   "or \\xNN)",
 					   *lx->p >= 0x20 && *lx->p < 0x7f ? *lx->p : '?');
 				return -1;
 			}
@@ -307,8 +318,8 @@ static struct conf_stmt *stmt_push_kid(struct lexer *lx, struct conf_stmt *paren
 }
 
 /* Parse statements into parent until '}' (depth > 0) or end of text. */
-static int lex_block(struct lexer *lx, struct conf_stmt *parent, int depth,
-		     uint32_t open_line, uint32_t open_col)
+static int lex_block(struct lexer *lx, struct conf_stmt *parent, int depth, uint32_t open_line,
+		     uint32_t open_col)
 {
 	for (;;) {
 		struct conf_stmt *st;
@@ -334,15 +345,15 @@ static int lex_block(struct lexer *lx, struct conf_stmt *parent, int depth,
 			return 0;
 		}
 		if (*lx->p == ';' || *lx->p == '{') {
-			conf_error(lx->ctx, lx->line, lx->col, NULL, "expected a keyword before '%c'",
-				   *lx->p);
+			conf_error(lx->ctx, lx->line, lx->col, NULL,
+				   "expected a keyword before '%c'", *lx->p);
 			return -1;
 		}
 		st = stmt_push_kid(lx, parent);
 		if (st == NULL)
 			return -1;
 		for (;;) {
-			struct conf_tok tok = { 0 };
+			struct conf_tok tok = {0};
 
 			lex_skip(lx);
 			if (lx->p >= lx->end) {
@@ -350,7 +361,8 @@ static int lex_block(struct lexer *lx, struct conf_stmt *parent, int depth,
 
 				conf_error(lx->ctx, last->line,
 					   last->col + (uint32_t)strlen(last->text), last->text,
-					   "expected ';' after '%s' before end of file", last->text);
+					   "expected ';' after '%s' before end of file",
+					   last->text);
 				return -1;
 			}
 			if (*lx->p == ';') {
@@ -409,7 +421,7 @@ void conf_stmt_free(struct conf_stmt *st)
 
 struct conf_stmt *conf_lex(struct conf_ctx *ctx, const char *text, size_t len)
 {
-	struct lexer lx = { .ctx = ctx, .p = text, .end = text + len, .line = 1, .col = 1 };
+	struct lexer lx = {.ctx = ctx, .p = text, .end = text + len, .line = 1, .col = 1};
 	struct conf_stmt *root = calloc(1, sizeof(*root));
 
 	if (root == NULL) {

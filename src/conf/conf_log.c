@@ -12,7 +12,8 @@
 static int log_tag(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, char *out)
 {
 	const struct conf_tok *t = &st->args[i];
-	static const char ok[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.";
+	static const char ok[] =
+	    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.";
 
 	if (t->len == 0 || t->len >= LOG_TAG_MAX || strlen(t->text) != t->len ||
 	    strspn(t->text, ok) != t->len) {
@@ -45,20 +46,21 @@ static int log_option(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i
 	if (strcmp(opt, "facility") == 0) {
 		if (log_facility_parse(v->text, &t->facility) == 0)
 			return 0;
-		conf_error_arg(ctx, st, i + 1,
-			       "unknown syslog facility '%s' (expected kern, user, mail, daemon, "
-			       "auth, syslog, lpr, news, uucp, cron, authpriv, ftp or local0-local7)",
-			       v->text);
+		conf_error_arg(
+		    ctx, st, i + 1,
+		    "unknown syslog facility '%s' (expected kern, user, mail, daemon, "
+		    "auth, syslog, lpr, news, uucp, cron, authpriv, ftp or local0-local7)",
+		    v->text);
 		return -1;
 	}
 	if (strcmp(opt, "tag") == 0)
 		return log_tag(ctx, st, i + 1, t->tag);
 	conf_error_arg(ctx, st, i,
 		       t->kind == LOG_TARGET_SYSLOG
-			       ? "unknown log option '%s' (expected socket PATH, facility F, tag T "
-				 "or a level as the last word)"
-			       : "unknown log option '%s' (expected facility F, tag T or a level "
-				 "as the last word)",
+			   ? "unknown log option '%s' (expected socket PATH, facility F, tag T "
+			     "or a level as the last word)"
+			   : "unknown log option '%s' (expected facility F, tag T or a level "
+			     "as the last word)",
 		       opt);
 	return -1;
 }
@@ -69,7 +71,7 @@ static int log_option(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i
 int conf_log_kw(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 {
 	struct conf_global *g = obj;
-	struct log_target_conf t = { .level = LOGL_INFO, .facility = LOG_FACILITY_DAEMON };
+	struct log_target_conf t = {.level = LOGL_INFO, .facility = LOG_FACILITY_DAEMON};
 	const char *kind = st->args[1].text;
 	char err[160], name[sizeof(((struct log_target_stats *)0)->name)];
 	char other[sizeof(name)];

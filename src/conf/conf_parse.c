@@ -35,9 +35,9 @@ struct parse_state {
 };
 
 static const char *const balance_names[] = {
-	[CONF_BALANCE_ROUNDROBIN] = "roundrobin", [CONF_BALANCE_LEASTCONN] = "leastconn",
-	[CONF_BALANCE_RANDOM] = "random",	  [CONF_BALANCE_MAGLEV] = "maglev",
-	[CONF_BALANCE_FIRST] = "first",
+    [CONF_BALANCE_ROUNDROBIN] = "roundrobin", [CONF_BALANCE_LEASTCONN] = "leastconn",
+    [CONF_BALANCE_RANDOM] = "random",	      [CONF_BALANCE_MAGLEV] = "maglev",
+    [CONF_BALANCE_FIRST] = "first",
 };
 
 const char *conf_balance_name(enum conf_balance b)
@@ -82,8 +82,8 @@ static const char *fmt_ms(uint64_t ms, char *buf, size_t len)
 	return buf;
 }
 
-int conf_arg_duration(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i,
-		      const char *what, uint64_t min_ms, uint64_t max_ms, uint64_t *out)
+int conf_arg_duration(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *what,
+		      uint64_t min_ms, uint64_t max_ms, uint64_t *out)
 {
 	char lo[24], hi[24];
 
@@ -227,23 +227,23 @@ static int kw_grace(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 {
 	struct conf_global *g = obj;
 
-	return conf_arg_duration(ctx, st, 1, "grace", 0,
-					 CONF_MAX_DURATION_MS, &g->grace_ms);
+	return conf_arg_duration(ctx, st, 1, "grace", 0, CONF_MAX_DURATION_MS, &g->grace_ms);
 }
 
 /* control PATH [mode OCTAL] [level admin|user] */
 static int kw_control(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 {
 	struct conf_global *g = obj;
-	struct conf_control c = { .mode = 0600, .level = CONF_CTL_ADMIN };
+	struct conf_control c = {.mode = 0600, .level = CONF_CTL_ADMIN};
 	struct conf_control *arr;
 	size_t i;
 
 	c.where.line = st->args[1].line;
 	c.where.col = st->args[1].col;
 	if (st->args[1].text[0] != '/' || st->args[1].len >= sizeof(c.path)) {
-		conf_error_arg(ctx, st, 1, "control socket path must be absolute and shorter than "
-				      "%zu bytes",
+		conf_error_arg(ctx, st, 1,
+			       "control socket path must be absolute and shorter than "
+			       "%zu bytes",
 			       sizeof(c.path));
 		return -1;
 	}
@@ -252,8 +252,9 @@ static int kw_control(struct conf_ctx *ctx, const struct conf_stmt *st, void *ob
 		const char *opt = st->args[i].text;
 
 		if (i + 1 >= st->nargs || (strcmp(opt, "mode") != 0 && strcmp(opt, "level") != 0)) {
-			conf_error_arg(ctx, st, i, "unknown control option '%s' (expected mode OCTAL "
-					      "or level admin|user)",
+			conf_error_arg(ctx, st, i,
+				       "unknown control option '%s' (expected mode OCTAL "
+				       "or level admin|user)",
 				       opt);
 			return -1;
 		}
@@ -262,9 +263,10 @@ static int kw_control(struct conf_ctx *ctx, const struct conf_stmt *st, void *ob
 			unsigned long m = strtoul(st->args[i + 1].text, &end, 8);
 
 			if (*end != '\0' || m > 0777 || st->args[i + 1].text[0] == '\0') {
-				conf_error_arg(ctx, st, i + 1,
-					       "bad mode '%s' (expected octal permissions such as 0600)",
-					       st->args[i + 1].text);
+				conf_error_arg(
+				    ctx, st, i + 1,
+				    "bad mode '%s' (expected octal permissions such as 0600)",
+				    st->args[i + 1].text);
 				return -1;
 			}
 			c.mode = (uint32_t)m;
@@ -273,15 +275,17 @@ static int kw_control(struct conf_ctx *ctx, const struct conf_stmt *st, void *ob
 		} else if (strcmp(st->args[i + 1].text, "user") == 0) {
 			c.level = CONF_CTL_USER;
 		} else {
-			conf_error_arg(ctx, st, i + 1, "unknown level '%s' (expected admin or user)",
+			conf_error_arg(ctx, st, i + 1,
+				       "unknown level '%s' (expected admin or user)",
 				       st->args[i + 1].text);
 			return -1;
 		}
 	}
 	for (i = 0; i < g->ncontrols; i++) {
 		if (strcmp(g->controls[i].path, c.path) == 0) {
-			conf_error_arg(ctx, st, 1, "duplicate control socket '%s' (first at line %u)",
-				       c.path, g->controls[i].where.line);
+			conf_error_arg(ctx, st, 1,
+				       "duplicate control socket '%s' (first at line %u)", c.path,
+				       g->controls[i].where.line);
 			return -1;
 		}
 	}
@@ -310,8 +314,9 @@ static int kw_state_file(struct conf_ctx *ctx, const struct conf_stmt *st, void 
 	struct conf_global *g = obj;
 
 	if (st->args[1].text[0] != '/' || st->args[1].len >= sizeof(g->state_file)) {
-		conf_error_arg(ctx, st, 1, "state-file must be an absolute path shorter than %zu "
-				      "bytes",
+		conf_error_arg(ctx, st, 1,
+			       "state-file must be an absolute path shorter than %zu "
+			       "bytes",
 			       sizeof(g->state_file));
 		return -1;
 	}
@@ -328,7 +333,7 @@ static int kw_user_group(struct conf_ctx *ctx, const struct conf_stmt *st, void 
 
 	if (st->args[1].len == 0 || st->args[1].len >= sizeof(g->user) ||
 	    strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
-		    st->args[1].len) {
+		st->args[1].len) {
 		conf_error_arg(ctx, st, 1, "bad %s name '%s' (expected a system %s name)",
 			       st->args[0].text, v, st->args[0].text);
 		return -1;
@@ -344,9 +349,8 @@ static int kw_user_group(struct conf_ctx *ctx, const struct conf_stmt *st, void 
 static int parse_relay(struct conf_ctx *ctx, const struct conf_stmt *st, enum conf_relay *mode,
 		       uint64_t *inflight)
 {
-	static const char *const names[] = { [CONF_RELAY_USER] = "user",
-					     [CONF_RELAY_KERNEL] = "kernel",
-					     [CONF_RELAY_AUTO] = "auto" };
+	static const char *const names[] = {
+	    [CONF_RELAY_USER] = "user", [CONF_RELAY_KERNEL] = "kernel", [CONF_RELAY_AUTO] = "auto"};
 	enum conf_relay m = CONF_RELAY_UNSET;
 
 	for (size_t i = CONF_RELAY_USER; i < UTIL_ARRAY_LEN(names); i++)
@@ -364,16 +368,18 @@ static int parse_relay(struct conf_ctx *ctx, const struct conf_stmt *st, enum co
 	}
 	if (st->nargs == 4) {
 		if (m == CONF_RELAY_USER) {
-			conf_error_arg(ctx, st, 2,
-				       "inflight applies to the kernel relay (relay kernel or auto)");
+			conf_error_arg(
+			    ctx, st, 2,
+			    "inflight applies to the kernel relay (relay kernel or auto)");
 			return -1;
 		}
 		if (util_parse_size(st->args[3].text, CONF_INFLIGHT_MAX, inflight) < 0 ||
 		    *inflight < CONF_INFLIGHT_MIN) {
-			conf_error_arg(ctx, st, 3,
-				       "bad inflight '%s' (expected a size with k or m, such as 4m, "
-				       "from 64k to 1024m)",
-				       st->args[3].text);
+			conf_error_arg(
+			    ctx, st, 3,
+			    "bad inflight '%s' (expected a size with k or m, such as 4m, "
+			    "from 64k to 1024m)",
+			    st->args[3].text);
 			return -1;
 		}
 	}
@@ -389,20 +395,20 @@ static int kw_grelay(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj
 }
 
 static const struct conf_keyword global_kw[] = {
-	{ "workers", 2, 2, false, kw_workers, "workers auto|N;" },
-	{ "maxconn", 2, 2, false, kw_gmaxconn, "maxconn N;" },
-	{ "log", 2, 9, false, conf_log_kw,
-	  "log stderr|stdout [LEVEL]; log syslog [socket PATH] [facility F] [tag T] [LEVEL]; or "
-	  "log udp ADDRESS:PORT [facility F] [tag T] [LEVEL];" },
-	{ "grace", 2, 2, false, kw_grace, "grace DURATION;" },
-	{ "control", 2, 6, false, kw_control, "control PATH [mode 0600] [level admin|user];" },
-	{ "metrics", 2, 2, false, kw_metrics, "metrics ADDRESS:PORT;" },
-	{ "state-file", 2, 2, false, kw_state_file, "state-file PATH;" },
-	{ "user", 2, 2, false, kw_user_group, "user NAME;" },
-	{ "group", 2, 2, false, kw_user_group, "group NAME;" },
-	{ "bufmem", 2, 2, false, kw_bufmem, "bufmem SIZE;" },
-	{ "relay", 2, 4, false, kw_grelay, "relay user|kernel|auto [inflight SIZE];" },
-	{ NULL, 0, 0, false, NULL, NULL },
+    {"workers", 2, 2, false, kw_workers, "workers auto|N;"},
+    {"maxconn", 2, 2, false, kw_gmaxconn, "maxconn N;"},
+    {"log", 2, 9, false, conf_log_kw,
+     "log stderr|stdout [LEVEL]; log syslog [socket PATH] [facility F] [tag T] [LEVEL]; or "
+     "log udp ADDRESS:PORT [facility F] [tag T] [LEVEL];"},
+    {"grace", 2, 2, false, kw_grace, "grace DURATION;"},
+    {"control", 2, 6, false, kw_control, "control PATH [mode 0600] [level admin|user];"},
+    {"metrics", 2, 2, false, kw_metrics, "metrics ADDRESS:PORT;"},
+    {"state-file", 2, 2, false, kw_state_file, "state-file PATH;"},
+    {"user", 2, 2, false, kw_user_group, "user NAME;"},
+    {"group", 2, 2, false, kw_user_group, "group NAME;"},
+    {"bufmem", 2, 2, false, kw_bufmem, "bufmem SIZE;"},
+    {"relay", 2, 4, false, kw_grelay, "relay user|kernel|auto [inflight SIZE];"},
+    {NULL, 0, 0, false, NULL, NULL},
 };
 
 /* ---- pool ---- */
@@ -429,7 +435,7 @@ static int kw_balance(struct conf_ctx *ctx, const struct conf_stmt *st, void *ob
 static int kw_server(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj)
 {
 	struct conf_pool *p = obj;
-	struct conf_server s = { 0 };
+	struct conf_server s = {0};
 	const struct conf_server *first;
 	struct conf_server *arr;
 	const char *words[CONF_SERVER_MAX_ARGS];
@@ -467,8 +473,9 @@ static int kw_server(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj
 	}
 	first = conf_find_server(p, s.name);
 	if (first != NULL) {
-		conf_error_arg(ctx, st, 1, "duplicate server '%s' in pool '%s' (first "
-				      "defined at line %u)",
+		conf_error_arg(ctx, st, 1,
+			       "duplicate server '%s' in pool '%s' (first "
+			       "defined at line %u)",
 			       s.name, p->name, first->where.line);
 		return -1;
 	}
@@ -510,8 +517,8 @@ static int kw_pool_timeout(struct conf_ctx *ctx, const struct conf_stmt *st, voi
 			       st->args[1].text);
 		return -1;
 	}
-	return conf_arg_duration(ctx, st, 2, "timeout queue", 1,
-					 CONF_MAX_DURATION_MS, &p->timeout_queue_ms);
+	return conf_arg_duration(ctx, st, 2, "timeout queue", 1, CONF_MAX_DURATION_MS,
+				 &p->timeout_queue_ms);
 }
 
 /* maglev-table N: a prime, so that every Maglev permutation (offset + i x
@@ -526,8 +533,9 @@ static int kw_maglev_table(struct conf_ctx *ctx, const struct conf_stmt *st, voi
 	if (conf_arg_u32(ctx, st, 1, "maglev-table", 2, CONF_MAGLEV_TABLE_MAX, &m) < 0)
 		return -1;
 	if (!util_is_prime(m)) {
-		conf_error_arg(ctx, st, 1, "maglev-table %u is not a prime (expected a prime such as %u)",
-			       m, util_prime_at_least(m));
+		conf_error_arg(ctx, st, 1,
+			       "maglev-table %u is not a prime (expected a prime such as %u)", m,
+			       util_prime_at_least(m));
 		return -1;
 	}
 	p->maglev_table = m;
@@ -553,8 +561,8 @@ static void pool_done(struct conf_ctx *ctx, const struct conf_pool *p)
 	if (p->balance != CONF_BALANCE_MAGLEV || p->nservers <= p->maglev_table)
 		return;
 	/* Maglev's paper keeps shares within about 1% from 100 slots a server */
-	want = util_prime_at_least((uint32_t)UTIL_MIN((uint64_t)p->nservers * 100,
-						      CONF_MAGLEV_TABLE_MAX));
+	want = util_prime_at_least(
+	    (uint32_t)UTIL_MIN((uint64_t)p->nservers * 100, CONF_MAGLEV_TABLE_MAX));
 	if (p->maglev_table_set)
 		conf_error(ctx, p->maglev_where.line, p->maglev_where.col, near,
 			   "maglev-table %u is smaller than the %zu servers of pool '%s' (expected "
@@ -569,27 +577,27 @@ static void pool_done(struct conf_ctx *ctx, const struct conf_pool *p)
 }
 
 static const struct conf_keyword pool_kw[] = {
-	{ "balance", 2, 2, false, kw_balance, "balance roundrobin|leastconn|random|maglev|first;" },
-	{ "server", 3, CONF_SERVER_MAX_ARGS, false, kw_server,
-	  "server NAME ADDRESS:PORT [weight N] [maxconn N] [backup] [send-proxy v1|v2|none] "
-	  "[check on|off|port N] [agent on|off|port N];" },
-	{ "send-proxy", 2, 2, false, kw_send_proxy, "send-proxy v1|v2|none;" },
-	{ "queue", 2, 2, false, kw_queue, "queue N;" },
-	{ "timeout", 3, 3, false, kw_pool_timeout, "timeout queue DURATION;" },
-	{ "maglev-table", 2, 2, false, kw_maglev_table, "maglev-table PRIME;" },
-	/* health checks: conf_check.c */
-	{ "check", 2, 2, true, conf_check_kw_check, "check tcp|expect|http|tls|https { ... }" },
-	{ "agent", 3, 7, false, conf_check_kw_agent,
-	  "agent port N [interval DURATION] [timeout DURATION];" },
-	{ "observe-errors", 2, 2, false, conf_check_kw_observe, "observe-errors N;" },
-	{ "slowstart", 2, 2, false, conf_check_kw_slowstart, "slowstart DURATION;" },
-	{ "on-down", 2, 2, false, conf_check_kw_on_down, "on-down keep|shutdown;" },
-	/* DNS: conf_resolvers.c */
-	{ "resolvers", 2, 2, false, conf_resolvers_kw_pool, "resolvers NAME;" },
-	{ "servers", 3, CONF_SERVER_MAX_ARGS, false, conf_resolvers_kw_servers,
-	  "servers srv NAME [limit N] [weight-from-srv] [OPTION ...]; or servers dns NAME port N "
-	  "[limit N] [OPTION ...];" },
-	{ NULL, 0, 0, false, NULL, NULL },
+    {"balance", 2, 2, false, kw_balance, "balance roundrobin|leastconn|random|maglev|first;"},
+    {"server", 3, CONF_SERVER_MAX_ARGS, false, kw_server,
+     "server NAME ADDRESS:PORT [weight N] [maxconn N] [backup] [send-proxy v1|v2|none] "
+     "[check on|off|port N] [agent on|off|port N];"},
+    {"send-proxy", 2, 2, false, kw_send_proxy, "send-proxy v1|v2|none;"},
+    {"queue", 2, 2, false, kw_queue, "queue N;"},
+    {"timeout", 3, 3, false, kw_pool_timeout, "timeout queue DURATION;"},
+    {"maglev-table", 2, 2, false, kw_maglev_table, "maglev-table PRIME;"},
+    /* health checks: conf_check.c */
+    {"check", 2, 2, true, conf_check_kw_check, "check tcp|expect|http|tls|https { ... }"},
+    {"agent", 3, 7, false, conf_check_kw_agent,
+     "agent port N [interval DURATION] [timeout DURATION];"},
+    {"observe-errors", 2, 2, false, conf_check_kw_observe, "observe-errors N;"},
+    {"slowstart", 2, 2, false, conf_check_kw_slowstart, "slowstart DURATION;"},
+    {"on-down", 2, 2, false, conf_check_kw_on_down, "on-down keep|shutdown;"},
+    /* DNS: conf_resolvers.c */
+    {"resolvers", 2, 2, false, conf_resolvers_kw_pool, "resolvers NAME;"},
+    {"servers", 3, CONF_SERVER_MAX_ARGS, false, conf_resolvers_kw_servers,
+     "servers srv NAME [limit N] [weight-from-srv] [OPTION ...]; or servers dns NAME port N "
+     "[limit N] [OPTION ...];"},
+    {NULL, 0, 0, false, NULL, NULL},
 };
 
 /* ---- listen ---- */
@@ -643,18 +651,17 @@ static int kw_listen_timeout(struct conf_ctx *ctx, const struct conf_stmt *st, v
 	const char *which = st->args[1].text;
 
 	if (strcmp(which, "connect") == 0)
-		return conf_arg_duration(ctx, st, 2, "timeout connect", 1,
-						 CONF_MAX_DURATION_MS, &lo->l->timeout_connect_ms);
+		return conf_arg_duration(ctx, st, 2, "timeout connect", 1, CONF_MAX_DURATION_MS,
+					 &lo->l->timeout_connect_ms);
 	if (strcmp(which, "idle") == 0)
-		return conf_arg_duration(ctx, st, 2, "timeout idle", 1,
-						 CONF_MAX_DURATION_MS, &lo->l->timeout_idle_ms);
+		return conf_arg_duration(ctx, st, 2, "timeout idle", 1, CONF_MAX_DURATION_MS,
+					 &lo->l->timeout_idle_ms);
 	if (strcmp(which, "half-closed") == 0)
-		return conf_arg_duration(ctx, st, 2, "timeout half-closed", 1,
-					 CONF_MAX_DURATION_MS,
-				    &lo->l->timeout_half_closed_ms);
+		return conf_arg_duration(ctx, st, 2, "timeout half-closed", 1, CONF_MAX_DURATION_MS,
+					 &lo->l->timeout_half_closed_ms);
 	if (strcmp(which, "proxy-header") == 0)
-		return conf_arg_duration(ctx, st, 2, "timeout proxy-header", 1, CONF_MAX_DURATION_MS,
-					 &lo->l->timeout_proxy_header_ms);
+		return conf_arg_duration(ctx, st, 2, "timeout proxy-header", 1,
+					 CONF_MAX_DURATION_MS, &lo->l->timeout_proxy_header_ms);
 	if (strcmp(which, "client-hello") == 0) /* TLS routes: conf_route.c */
 		return conf_arg_duration(ctx, st, 2, "timeout client-hello", 1,
 					 CONF_MAX_DURATION_MS, &lo->l->timeout_client_hello_ms);
@@ -697,26 +704,26 @@ static int kw_lrelay(struct conf_ctx *ctx, const struct conf_stmt *st, void *obj
 }
 
 static const struct conf_keyword listen_kw[] = {
-	{ "bind", 2, 2, false, kw_bind, "bind ADDRESS:PORT;" },
-	{ "pool", 2, 2, false, kw_listen_pool, "pool NAME;" },
-	{ "maxconn", 2, 2, false, kw_listen_maxconn, "maxconn N;" },
-	{ "timeout", 3, 3, false, kw_listen_timeout,
-	  "timeout connect|idle|half-closed|proxy-header|client-hello DURATION;" },
-	{ "retries", 2, 2, false, kw_retries, "retries N;" },
-	{ "accept-proxy", 1, 1, false, kw_accept_proxy, "accept-proxy;" },
-	/* source ACLs and per-source limits: conf_guard.c */
-	{ "allow", 2, 3, false, conf_guard_kw_acl, "allow CIDR; or allow file PATH;" },
-	{ "deny", 2, 3, false, conf_guard_kw_acl, "deny CIDR; or deny file PATH;" },
-	{ "default", 2, 2, false, conf_guard_kw_default, "default allow|deny;" },
-	{ "limit", 3, 7, false, conf_guard_kw_limit,
-	  "limit per-source conns N; limit per-source rate N/s [burst M]; "
-	  "limit per-source group v4 /N [v6 /M]; or limit table N entries;" },
-	/* TLS routes: conf_route.c */
-	{ "route", 4, 7, false, kw_route,
-	  "route sni NAME [alpn PROTO] pool POOL; route alpn PROTO pool POOL; "
-	  "route no-sni|not-tls pool POOL;" },
-	{ "relay", 2, 4, false, kw_lrelay, "relay user|kernel|auto [inflight SIZE];" },
-	{ NULL, 0, 0, false, NULL, NULL },
+    {"bind", 2, 2, false, kw_bind, "bind ADDRESS:PORT;"},
+    {"pool", 2, 2, false, kw_listen_pool, "pool NAME;"},
+    {"maxconn", 2, 2, false, kw_listen_maxconn, "maxconn N;"},
+    {"timeout", 3, 3, false, kw_listen_timeout,
+     "timeout connect|idle|half-closed|proxy-header|client-hello DURATION;"},
+    {"retries", 2, 2, false, kw_retries, "retries N;"},
+    {"accept-proxy", 1, 1, false, kw_accept_proxy, "accept-proxy;"},
+    /* source ACLs and per-source limits: conf_guard.c */
+    {"allow", 2, 3, false, conf_guard_kw_acl, "allow CIDR; or allow file PATH;"},
+    {"deny", 2, 3, false, conf_guard_kw_acl, "deny CIDR; or deny file PATH;"},
+    {"default", 2, 2, false, conf_guard_kw_default, "default allow|deny;"},
+    {"limit", 3, 7, false, conf_guard_kw_limit,
+     "limit per-source conns N; limit per-source rate N/s [burst M]; "
+     "limit per-source group v4 /N [v6 /M]; or limit table N entries;"},
+    /* TLS routes: conf_route.c */
+    {"route", 4, 7, false, kw_route,
+     "route sni NAME [alpn PROTO] pool POOL; route alpn PROTO pool POOL; "
+     "route no-sni|not-tls pool POOL;"},
+    {"relay", 2, 4, false, kw_lrelay, "relay user|kernel|auto [inflight SIZE];"},
+    {NULL, 0, 0, false, NULL, NULL},
 };
 
 /* ---- top level ---- */
@@ -852,14 +859,14 @@ static int top_resolvers(struct conf_ctx *ctx, const struct conf_stmt *st, void 
 }
 
 static const struct conf_keyword top_kw[] = {
-	{ "global", 1, 1, true, top_global, "global { ... }" },
-	{ "pool", 2, 2, true, top_pool, "pool NAME { ... }" },
-	{ "listen", 2, 2, true, top_listen, "listen NAME { ... }" },
-	{ "vrrp", 2, 2, true, top_vrrp, "vrrp NAME { ... }" },
-	{ "cluster", 1, 1, true, top_cluster, "cluster { ... }" },
-	{ "announce", 2, 2, true, top_announce, "announce NAME { ... }" },
-	{ "resolvers", 2, 2, true, top_resolvers, "resolvers NAME { ... }" },
-	{ NULL, 0, 0, false, NULL, NULL },
+    {"global", 1, 1, true, top_global, "global { ... }"},
+    {"pool", 2, 2, true, top_pool, "pool NAME { ... }"},
+    {"listen", 2, 2, true, top_listen, "listen NAME { ... }"},
+    {"vrrp", 2, 2, true, top_vrrp, "vrrp NAME { ... }"},
+    {"cluster", 1, 1, true, top_cluster, "cluster { ... }"},
+    {"announce", 2, 2, true, top_announce, "announce NAME { ... }"},
+    {"resolvers", 2, 2, true, top_resolvers, "resolvers NAME { ... }"},
+    {NULL, 0, 0, false, NULL, NULL},
 };
 
 static void walk(const struct conf_keyword *t, const char *block, conf_keyword_fn fn, void *arg)
@@ -911,7 +918,8 @@ static void validate(struct parse_state *ps)
 				   l->name);
 		if (t == NULL && l->nroutes == 0) {
 			conf_error(ctx, l->where.line, l->where.col, l->name,
-				   "listen '%s' has no pool (expected 'pool NAME;' or routes)", l->name);
+				   "listen '%s' has no pool (expected 'pool NAME;' or routes)",
+				   l->name);
 			continue;
 		}
 		/* with routes, `pool` is the default when none matches */
@@ -945,8 +953,8 @@ static void validate(struct parse_state *ps)
 
 struct conf *conf_parse(const char *file, const char *text, size_t len, struct conf_errors *errs)
 {
-	struct conf_ctx ctx = { .file = file, .errs = errs };
-	struct parse_state ps = { .ctx = &ctx };
+	struct conf_ctx ctx = {.file = file, .errs = errs};
+	struct parse_state ps = {.ctx = &ctx};
 	struct conf_stmt *root;
 	struct conf *c;
 	size_t errs_before = errs->n;
@@ -984,7 +992,7 @@ struct conf *conf_parse(const char *file, const char *text, size_t len, struct c
 
 struct conf *conf_load_file(const char *path, struct conf_errors *errs)
 {
-	struct conf_ctx ctx = { .file = path, .errs = errs };
+	struct conf_ctx ctx = {.file = path, .errs = errs};
 	struct conf *c = NULL;
 	struct stat stb;
 	char *buf = NULL;
@@ -1080,21 +1088,19 @@ const struct conf_server *conf_find_server(const struct conf_pool *p, const char
 {
 	uintptr_t pos;
 
-	return util_hmap_get(&p->server_index, name, server_key, p, &pos) ? &p->servers[pos]
-									  : NULL;
+	return util_hmap_get(&p->server_index, name, server_key, p, &pos) ? &p->servers[pos] : NULL;
 }
 
 const struct conf_listen *conf_find_listen(const struct conf *c, const char *name)
 {
 	uintptr_t pos;
 
-	return util_hmap_get(&c->listen_index, name, listen_key, c, &pos) ? &c->listens[pos]
-									  : NULL;
+	return util_hmap_get(&c->listen_index, name, listen_key, c, &pos) ? &c->listens[pos] : NULL;
 }
 
 struct conf *conf_empty(const char *file)
 {
-	struct conf_errors errs = { 0 };
+	struct conf_errors errs = {0};
 	struct conf *c = conf_parse(file, "", 0, &errs);
 
 	conf_errors_clear(&errs);

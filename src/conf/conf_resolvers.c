@@ -130,7 +130,7 @@ static const struct conf_keyword resolvers_kw[] = {
 void conf_warnings_add(struct conf *c, const struct conf_where *w, const char *near,
 		       const char *msg)
 {
-	struct conf_ctx ctx = { .file = c->file, .errs = NULL };
+	struct conf_ctx ctx = {.file = c->file, .errs = NULL};
 
 	conf_warning(&ctx, c, w->line, w->col, near, "%s", msg);
 }
@@ -239,7 +239,8 @@ static int discover_words(struct conf_ctx *ctx, const struct conf_stmt *st, stru
 		}
 	}
 	if (weight_seen && d->weight_from_srv) {
-		conf_error_arg(ctx, st, wfs_at, "'weight' and 'weight-from-srv' exclude each other");
+		conf_error_arg(ctx, st, wfs_at,
+			       "'weight' and 'weight-from-srv' exclude each other");
 		return -1;
 	}
 	return 0;

@@ -13,8 +13,7 @@
 
 /* A server name: a DNS name or "*." and one, ASCII (an internationalised
  * name in its A-label form), case folded, one trailing dot dropped. */
-static int arg_server_name(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i,
-			   char *out)
+static int arg_server_name(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, char *out)
 {
 	const char *s = st->args[i].text;
 	size_t n = st->args[i].len, skip = 0;
@@ -55,10 +54,11 @@ static int arg_alpn(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, 
 	for (size_t k = 0; ok && k < n; k++)
 		ok = s[k] > 0x20 && s[k] < 0x7f;
 	if (!ok) {
-		conf_error_arg(ctx, st, i,
-			       "bad ALPN protocol '%s' (expected 1-255 printable characters such as "
-			       "h2, http/1.1 or acme-tls/1)",
-			       s);
+		conf_error_arg(
+		    ctx, st, i,
+		    "bad ALPN protocol '%s' (expected 1-255 printable characters such as "
+		    "h2, http/1.1 or acme-tls/1)",
+		    s);
 		return -1;
 	}
 	memcpy(out, s, n + 1);
@@ -69,7 +69,7 @@ static int arg_alpn(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, 
  * route no-sni pool POOL | route not-tls pool POOL */
 int conf_route_kw(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf_listen *l)
 {
-	struct conf_route r = { .where = { st->args[0].line, st->args[0].col } };
+	struct conf_route r = {.where = {st->args[0].line, st->args[0].col}};
 	const char *kind = st->args[1].text;
 	struct conf_route *arr;
 	size_t i = 2;
@@ -95,9 +95,9 @@ int conf_route_kw(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf_
 	} else if (strcmp(kind, "not-tls") == 0) {
 		r.kind = CONF_ROUTE_NOT_TLS;
 	} else {
-		conf_error_arg(ctx, st, 1,
-			       "unknown route '%s' (expected sni NAME, alpn PROTO, no-sni or not-tls)",
-			       kind);
+		conf_error_arg(
+		    ctx, st, 1,
+		    "unknown route '%s' (expected sni NAME, alpn PROTO, no-sni or not-tls)", kind);
 		return -1;
 	}
 	if (i + 2 < st->nargs && strcmp(st->args[i].text, "pool") == 0) {
@@ -108,8 +108,10 @@ int conf_route_kw(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf_
 	if (i + 2 != st->nargs || strcmp(st->args[i].text, "pool") != 0) {
 		conf_error_arg(ctx, st, UTIL_MIN(i, st->nargs - 1),
 			       "expected 'pool NAME;' to end the route (route %s%s ... pool POOL;)",
-			       kind, r.kind == CONF_ROUTE_SNI ? " NAME [alpn PROTO]" :
-				     r.kind == CONF_ROUTE_ALPN ? " PROTO" : "");
+			       kind,
+			       r.kind == CONF_ROUTE_SNI	   ? " NAME [alpn PROTO]"
+			       : r.kind == CONF_ROUTE_ALPN ? " PROTO"
+							   : "");
 		return -1;
 	}
 	if (conf_arg_name(ctx, st, i + 1, "pool", r.pool_name) < 0)
@@ -189,7 +191,8 @@ static void validate_listen(struct conf_ctx *ctx, struct conf *c, struct conf_li
 			conf_warning(ctx, c, r->where.line, r->where.col, NULL,
 				     "route %s can never match: route %s at line %u comes first "
 				     "and takes all its connections",
-				     describe(r, b, sizeof(b)), describe(&l->routes[k], a, sizeof(a)),
+				     describe(r, b, sizeof(b)),
+				     describe(&l->routes[k], a, sizeof(a)),
 				     l->routes[k].where.line);
 			break;
 		}

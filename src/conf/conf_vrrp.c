@@ -29,8 +29,8 @@ struct vrrp_seen {
 
 /* ---- value helpers ---- */
 
-static int v_duration(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i,
-		      const char *what, uint64_t *out)
+static int v_duration(struct conf_ctx *ctx, const struct conf_stmt *st, size_t i, const char *what,
+		      uint64_t *out)
 {
 	return conf_arg_duration(ctx, st, i, what, 0, VRRP_MAX_DURATION_MS, out);
 }
@@ -65,8 +65,9 @@ static int kw_advert(struct conf_ctx *ctx, const struct conf_stmt *st, struct co
 	if (v_duration(ctx, st, 1, "advert", &ms) < 0)
 		return -1;
 	if (ms < 10 || ms > 40950 || ms % 10 != 0) {
-		conf_error_arg(ctx, st, 1, "advert '%s' out of range (expected 10ms-40950ms in "
-				      "steps of 10ms)",
+		conf_error_arg(ctx, st, 1,
+			       "advert '%s' out of range (expected 10ms-40950ms in "
+			       "steps of 10ms)",
 			       st->args[1].text);
 		return -1;
 	}
@@ -121,16 +122,18 @@ static int kw_address(struct conf_ctx *ctx, const struct conf_stmt *st, struct c
 	memset(&a, 0, sizeof(a));
 	where_of(&st->args[1], &a.where);
 	if (hl == 0 || hl >= sizeof(host)) {
-		conf_error_arg(ctx, st, 1, "bad address '%s' (expected an IPv4 or IPv6 address "
-				      "with an optional /PREFIX)",
+		conf_error_arg(ctx, st, 1,
+			       "bad address '%s' (expected an IPv4 or IPv6 address "
+			       "with an optional /PREFIX)",
 			       s);
 		return -1;
 	}
 	memcpy(host, s, hl);
 	host[hl] = '\0';
 	if (util_addr_parse_host(host, &a.addr) < 0) {
-		conf_error_arg(ctx, st, 1, "bad address '%s' (expected an IPv4 or IPv6 address "
-				      "with an optional /PREFIX)",
+		conf_error_arg(ctx, st, 1,
+			       "bad address '%s' (expected an IPv4 or IPv6 address "
+			       "with an optional /PREFIX)",
 			       s);
 		return -1;
 	}
@@ -154,8 +157,9 @@ static int kw_address(struct conf_ctx *ctx, const struct conf_stmt *st, struct c
 	if (st->nargs == 4 && conf_arg_ifname(ctx, st, 3, a.dev) < 0)
 		return -1;
 	if (v->naddrs > 0 && v->addrs[0].addr.u.sa.sa_family != a.addr.u.sa.sa_family) {
-		conf_error_arg(ctx, st, 1, "address '%s' is not of the same family as the first "
-				      "address (one virtual router is IPv4 or IPv6)",
+		conf_error_arg(ctx, st, 1,
+			       "address '%s' is not of the same family as the first "
+			       "address (one virtual router is IPv4 or IPv6)",
 			       s);
 		return -1;
 	}
@@ -163,8 +167,8 @@ static int kw_address(struct conf_ctx *ctx, const struct conf_stmt *st, struct c
 		struct util_addr x = v->addrs[i].addr;
 
 		if (util_addr_equal(&x, &a.addr)) {
-			conf_error_arg(ctx, st, 1, "duplicate address '%s' (first at line %u)", host,
-				       v->addrs[i].where.line);
+			conf_error_arg(ctx, st, 1, "duplicate address '%s' (first at line %u)",
+				       host, v->addrs[i].where.line);
 			return -1;
 		}
 	}
@@ -186,8 +190,9 @@ static int kw_peer(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf
 	struct util_addr a, *arr;
 
 	if (util_addr_parse_host(st->args[1].text, &a) < 0) {
-		conf_error_arg(ctx, st, 1, "bad peer address '%s' (expected an IPv4 or IPv6 "
-				      "address)",
+		conf_error_arg(ctx, st, 1,
+			       "bad peer address '%s' (expected an IPv4 or IPv6 "
+			       "address)",
 			       st->args[1].text);
 		return -1;
 	}
@@ -222,7 +227,8 @@ static int kw_track(struct conf_ctx *ctx, const struct conf_stmt *st, struct con
 			return -1;
 	} else if (strcmp(kind, "pool") == 0) {
 		t.kind = CONF_VRRP_TRACK_POOL;
-		if (st->args[2].len >= CONF_NAME_MAX || strlen(st->args[2].text) != st->args[2].len) {
+		if (st->args[2].len >= CONF_NAME_MAX ||
+		    strlen(st->args[2].text) != st->args[2].len) {
 			conf_error_arg(ctx, st, 2, "bad pool name '%s'", st->args[2].text);
 			return -1;
 		}
@@ -267,8 +273,9 @@ static int kw_garp(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf
 
 		if (strcmp(opt, "repeat") != 0 && strcmp(opt, "delay") != 0 &&
 		    strcmp(opt, "refresh") != 0) {
-			conf_error_arg(ctx, st, i, "unknown garp option '%s' (expected repeat N, "
-					      "delay DURATION or refresh DURATION)",
+			conf_error_arg(ctx, st, i,
+				       "unknown garp option '%s' (expected repeat N, "
+				       "delay DURATION or refresh DURATION)",
 				       opt);
 			return -1;
 		}
@@ -277,7 +284,8 @@ static int kw_garp(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf
 			return -1;
 		}
 		if (strcmp(opt, "repeat") == 0) {
-			if (conf_arg_u32(ctx, st, i + 1, "garp repeat", 1, 100, &v->garp_repeat) < 0)
+			if (conf_arg_u32(ctx, st, i + 1, "garp repeat", 1, 100, &v->garp_repeat) <
+			    0)
 				return -1;
 		} else if (strcmp(opt, "delay") == 0) {
 			if (v_duration(ctx, st, i + 1, "garp delay", &v->garp_delay_ms) < 0)
@@ -285,8 +293,9 @@ static int kw_garp(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf
 		} else if (v_duration(ctx, st, i + 1, "garp refresh", &v->garp_refresh_ms) < 0) {
 			return -1;
 		} else if (v->garp_refresh_ms != 0 && v->garp_refresh_ms < 1000) {
-			conf_error_arg(ctx, st, i + 1, "garp refresh '%s' too short (at least 1s, or "
-						      "0s for none)",
+			conf_error_arg(ctx, st, i + 1,
+				       "garp refresh '%s' too short (at least 1s, or "
+				       "0s for none)",
 				       st->args[i + 1].text);
 			return -1;
 		}
@@ -315,8 +324,9 @@ static int kw_checksum(struct conf_ctx *ctx, const struct conf_stmt *st, struct 
 	else if (strcmp(s, "pseudo-header") == 0)
 		v->checksum = CONF_VRRP_CSUM_PSEUDO;
 	else {
-		conf_error_arg(ctx, st, 1, "unknown checksum form '%s' (expected rfc or "
-				      "pseudo-header)",
+		conf_error_arg(ctx, st, 1,
+			       "unknown checksum form '%s' (expected rfc or "
+			       "pseudo-header)",
 			       s);
 		return -1;
 	}
@@ -324,20 +334,20 @@ static int kw_checksum(struct conf_ctx *ctx, const struct conf_stmt *st, struct 
 }
 
 static const struct vrrp_kw vrrp_kws[] = {
-	{ "interface", 2, 2, kw_interface, "interface NAME;" },
-	{ "vrid", 2, 2, kw_vrid, "vrid 1-255;" },
-	{ "priority", 2, 2, kw_priority, "priority 1-255;" },
-	{ "advert", 2, 2, kw_advert, "advert DURATION;" },
-	{ "version", 2, 2, kw_version, "version 2|3;" },
-	{ "preempt", 2, 2, kw_preempt, "preempt on|off;" },
-	{ "preempt-delay", 2, 2, kw_preempt_delay, "preempt-delay DURATION;" },
-	{ "address", 2, 4, kw_address, "address ADDRESS[/PREFIX] [dev IF];" },
-	{ "peer", 2, 2, kw_peer, "peer ADDRESS;" },
-	{ "track", 5, 5, kw_track, "track interface IF weight N; or track pool NAME weight N;" },
-	{ "garp", 3, 7, kw_garp, "garp [repeat N] [delay DURATION] [refresh DURATION];" },
-	{ "notify", 2, 2, kw_notify, "notify PATH;" },
-	{ "checksum", 2, 2, kw_checksum, "checksum rfc|pseudo-header;" },
-	{ NULL, 0, 0, NULL, NULL },
+    {"interface", 2, 2, kw_interface, "interface NAME;"},
+    {"vrid", 2, 2, kw_vrid, "vrid 1-255;"},
+    {"priority", 2, 2, kw_priority, "priority 1-255;"},
+    {"advert", 2, 2, kw_advert, "advert DURATION;"},
+    {"version", 2, 2, kw_version, "version 2|3;"},
+    {"preempt", 2, 2, kw_preempt, "preempt on|off;"},
+    {"preempt-delay", 2, 2, kw_preempt_delay, "preempt-delay DURATION;"},
+    {"address", 2, 4, kw_address, "address ADDRESS[/PREFIX] [dev IF];"},
+    {"peer", 2, 2, kw_peer, "peer ADDRESS;"},
+    {"track", 5, 5, kw_track, "track interface IF weight N; or track pool NAME weight N;"},
+    {"garp", 3, 7, kw_garp, "garp [repeat N] [delay DURATION] [refresh DURATION];"},
+    {"notify", 2, 2, kw_notify, "notify PATH;"},
+    {"checksum", 2, 2, kw_checksum, "checksum rfc|pseudo-header;"},
+    {NULL, 0, 0, NULL, NULL},
 };
 
 void conf_vrrp_keywords(conf_keyword_fn fn, void *arg)
@@ -435,7 +445,7 @@ static void vrrp_check(struct conf_ctx *ctx, const struct conf_stmt *st, struct 
 int conf_vrrp_block(struct conf_ctx *ctx, const struct conf_stmt *st, struct conf *c)
 {
 	struct conf_vrrp *arr, *v;
-	struct vrrp_seen seen = { NULL, NULL };
+	struct vrrp_seen seen = {NULL, NULL};
 	char where[CONF_NAME_MAX + 16];
 	char s[CONF_NAME_MAX];
 

@@ -38,8 +38,8 @@ static enum pool_balance map_balance(enum conf_balance b)
 static struct pool_server *new_server(struct pool *p, const struct conf_server *cs)
 {
 	char err[256];
-	struct pool_server *s = pool_server_create(p, cs->name, &cs->addr, &cs->opts, err,
-						   sizeof(err));
+	struct pool_server *s =
+	    pool_server_create(p, cs->name, &cs->addr, &cs->opts, err, sizeof(err));
 
 	/* conf checked the same rules: only memory can fail here */
 	if (s == NULL) {
@@ -193,7 +193,7 @@ static struct core_listener *find_listener(struct core *c, const char *name)
 struct grace_close {
 	ev_timer timer;
 	struct core *c;
-	struct list_node link; /* c->graces */
+	struct list_node link;	 /* c->graces */
 	struct pool_server *srv; /* reference */
 };
 
@@ -241,7 +241,7 @@ static void close_after_grace(struct core *c, struct pool_server *s)
 /* ---- the diff, for "reload check" and the reload's summary ---- */
 
 static void say(char *buf, size_t len, size_t *off, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 static void say(char *buf, size_t len, size_t *off, const char *fmt, ...)
 {
 	char line[512];
@@ -284,8 +284,8 @@ static bool guard_conf_differs(const struct conf_guard *a, const struct conf_gua
 	return false;
 }
 
-static bool routes_differ(const struct conf *oc, const struct conf_listen *a,
-			  const struct conf *nc, const struct conf_listen *b)
+static bool routes_differ(const struct conf *oc, const struct conf_listen *a, const struct conf *nc,
+			  const struct conf_listen *b)
 {
 	if (a->nroutes != b->nroutes || a->timeout_client_hello_ms != b->timeout_client_hello_ms)
 		return true;
@@ -303,13 +303,13 @@ static bool routes_differ(const struct conf *oc, const struct conf_listen *a,
 static bool listen_conf_differs(const struct conf *oc, const struct conf_listen *a,
 				const struct conf *nc, const struct conf_listen *b)
 {
-	return strcmp(listen_pool(oc, a), listen_pool(nc, b)) != 0 ||
-	       a->maxconn != b->maxconn || a->timeout_connect_ms != b->timeout_connect_ms ||
+	return strcmp(listen_pool(oc, a), listen_pool(nc, b)) != 0 || a->maxconn != b->maxconn ||
+	       a->timeout_connect_ms != b->timeout_connect_ms ||
 	       a->timeout_idle_ms != b->timeout_idle_ms ||
 	       a->timeout_half_closed_ms != b->timeout_half_closed_ms ||
-	       a->timeout_proxy_header_ms != b->timeout_proxy_header_ms || a->retries != b->retries ||
-	       a->accept_proxy != b->accept_proxy || a->relay != b->relay ||
-	       a->relay_inflight != b->relay_inflight;
+	       a->timeout_proxy_header_ms != b->timeout_proxy_header_ms ||
+	       a->retries != b->retries || a->accept_proxy != b->accept_proxy ||
+	       a->relay != b->relay || a->relay_inflight != b->relay_inflight;
 }
 
 static void diff_listens(const struct conf *oc, const struct conf *nc, char *buf, size_t len,
@@ -351,8 +351,9 @@ static void diff_listens(const struct conf *oc, const struct conf *nc, char *buf
 			say(buf, len, off, "listen %s: settings changed (pool %s)", nl->name,
 			    listen_pool(nc, nl));
 		if (routes_differ(oc, ol, nc, nl))
-			say(buf, len, off, "listen %s: routes changed (%zu routes; open connections "
-					   "keep their pool)",
+			say(buf, len, off,
+			    "listen %s: routes changed (%zu routes; open connections "
+			    "keep their pool)",
 			    nl->name, nl->nroutes);
 		if (guard_conf_differs(&ol->guard, &nl->guard))
 			say(buf, len, off, "listen %s: ACL or per-source limits changed", nl->name);
@@ -371,11 +372,13 @@ static void diff_pools(const struct conf *oc, const struct conf *nc, char *buf, 
 		const struct conf_pool *op = conf_find_pool(oc, np->name);
 
 		if (op == NULL) {
-			say(buf, len, off, "pool %s: added with %zu servers", np->name, np->nservers);
+			say(buf, len, off, "pool %s: added with %zu servers", np->name,
+			    np->nservers);
 			continue;
 		}
 		if (op->balance != np->balance || op->send_proxy != np->send_proxy ||
-		    op->queue_max != np->queue_max || op->timeout_queue_ms != np->timeout_queue_ms ||
+		    op->queue_max != np->queue_max ||
+		    op->timeout_queue_ms != np->timeout_queue_ms ||
 		    op->maglev_table != np->maglev_table)
 			say(buf, len, off, "pool %s: settings changed (balance %s)", np->name,
 			    conf_balance_name(np->balance));
@@ -386,9 +389,11 @@ static void diff_pools(const struct conf *oc, const struct conf *nc, char *buf, 
 			if (os == NULL)
 				say(buf, len, off, "pool %s: server %s added", np->name, ns->name);
 			else if (server_conf_differs(os, ns))
-				say(buf, len, off, "pool %s: server %s changed%s", np->name, ns->name,
-				    util_addr_equal(&os->addr, &ns->addr) ? ""
-									  : " (new address: new identity)");
+				say(buf, len, off, "pool %s: server %s changed%s", np->name,
+				    ns->name,
+				    util_addr_equal(&os->addr, &ns->addr)
+					? ""
+					: " (new address: new identity)");
 		}
 		for (size_t k = 0; k < op->nservers; k++)
 			if (conf_find_server(np, op->servers[k].name) == NULL)
@@ -426,15 +431,17 @@ static void diff_global(const struct conf *oc, const struct conf *nc, char *buf,
 			   o->controls[i].mode != n->controls[i].mode ||
 			   o->controls[i].level != n->controls[i].level;
 	if (o->workers != n->workers)
-		say(buf, len, off, "global: workers changed: needs a restart (kept %u)", o->workers);
+		say(buf, len, off, "global: workers changed: needs a restart (kept %u)",
+		    o->workers);
 	if (o->maxconn != n->maxconn)
 		say(buf, len, off, "global: maxconn changed: needs a restart (kept)");
 	if (o->bufmem != n->bufmem)
 		say(buf, len, off, "global: bufmem changed: needs a restart (kept)");
 	if (controls || !util_addr_equal(&o->metrics, &n->metrics) ||
 	    strcmp(o->state_file, n->state_file) != 0)
-		say(buf, len, off, "global: control, metrics or state-file changed: needs a "
-				   "restart (kept)");
+		say(buf, len, off,
+		    "global: control, metrics or state-file changed: needs a "
+		    "restart (kept)");
 	if (logs_differ(o, n)) {
 		char list[LOG_MAX_TARGETS * 140], name[140];
 		size_t loff = 0;
@@ -561,8 +568,8 @@ static int bind_missing(struct core *c, struct proxy_frontend *fe, const struct 
 			if (c->listeners[j].fe != fe)
 				n = proxy_frontend_dup_fds(c->listeners[j].fe, &cl->binds[b], fds,
 							   UTIL_ARRAY_LEN(fds));
-		if (proxy_frontend_adopt(c->engine, fe, &cl->binds[b], fds, (size_t)n, err, errlen) <
-		    0)
+		if (proxy_frontend_adopt(c->engine, fe, &cl->binds[b], fds, (size_t)n, err,
+					 errlen) < 0)
 			return -1;
 	}
 	return 0;
@@ -629,8 +636,8 @@ static void commit_listener(struct core *c, const struct conf *nc, struct proxy_
 #define APPLY_CLOCK_EVERY 128
 
 enum apply_phase {
-	APPLY_BIND, /* frontends, new addresses: may fail */
-	APPLY_BUILD, /* new pools and their servers: may fail (memory) */
+	APPLY_BIND,   /* frontends, new addresses: may fail */
+	APPLY_BUILD,  /* new pools and their servers: may fail (memory) */
 	APPLY_UPDATE, /* surviving pools: sweep stale servers, add, update */
 	APPLY_SWITCH, /* listeners to their pools, removed ones closed */
 	APPLY_DONE,
@@ -647,7 +654,7 @@ enum apply_pool_step {
 struct core_apply {
 	struct core *c;
 	struct conf *nc;
-	struct pool **pools; /* per pool of nc: a reference */
+	struct pool **pools;	  /* per pool of nc: a reference */
 	struct core_listener *ls; /* per listener of nc */
 	enum apply_phase phase;
 	size_t pi, si; /* pool of nc, server of its definition */
@@ -737,7 +744,7 @@ static int apply_update(struct core_apply *a)
 	for (; a->pi < a->nc->npools; a->pi++, a->si = 0, a->pool_step = POOL_STEP_START) {
 		const struct conf_pool *cp = &a->nc->pools[a->pi];
 		struct pool *p = a->pools[a->pi];
-		struct stale_ctx x = { .c = a->c, .cp = cp };
+		struct stale_ctx x = {.c = a->c, .cp = cp};
 
 		if (a->pool_step == POOL_STEP_START) {
 			if (running_pool(a->c, cp->name) != p) {

@@ -34,7 +34,7 @@ struct ctl_node_state;
 struct core_dns;
 struct pool_server;
 
-#define CORE_RELOAD_RESULTS 8 /* finished reloads whose outcome is kept */
+#define CORE_RELOAD_RESULTS 8	/* finished reloads whose outcome is kept */
 #define CORE_APPLY_STEP_US 1000 /* one step of a reload's apply */
 
 /* The outcome of a finished reload, for the control client waiting on it. */
@@ -52,7 +52,7 @@ struct core_inherited {
 	int fds[UTIL_MAX_WORKERS];
 	size_t nfds;
 	bool metrics;
-	char tun[CONF_IFNAME_MAX];	    /* a TUN device's name, or "" */
+	char tun[CONF_IFNAME_MAX];		/* a TUN device's name, or "" */
 	char announce_withdrawn[CONF_NAME_MAX]; /* an announce block's name, or "" */
 	bool used;
 };
@@ -76,9 +76,9 @@ struct core {
 	size_t npools;
 	struct core_listener *listeners;
 	size_t nlisteners;
-	uint32_t maxconn; /* effective global limit */
+	uint32_t maxconn;	    /* effective global limit */
 	uint32_t fd_reserve_checks; /* descriptors set aside for checks and agents at start */
-	uint64_t bufmem; /* effective relay memory ceiling, bytes */
+	uint64_t bufmem;	    /* effective relay memory ceiling, bytes */
 	unsigned nworkers;
 	struct ctl *ctl;
 	char last_reload[256];
@@ -99,19 +99,19 @@ struct core {
 	ev_signal sig_term, sig_int, sig_hup;
 	ev_timer reclaim_timer, drain_timer, grace_timer;
 	struct core_health *health; /* health_glue.c */
-	struct core_vrrp *vrrp; /* vrrp_glue.c */
+	struct core_vrrp *vrrp;	    /* vrrp_glue.c */
 	/* guard_glue.c: the allow/deny file tables of the configuration being
 	 * applied (core_apply's listeners take them over) */
 	struct core_guard_load *guard_load;
-	struct list_node graces; /* apply.c: removed servers closed after grace */
+	struct list_node graces;      /* apply.c: removed servers closed after grace */
 	struct core_cluster *cluster; /* cluster_glue.c */
 	bool bpf_allowed; /* CAP_BPF kept: root, or a cluster block or kernel relay at start */
 	/* how late the control loop started checks and sent adverts after
 	 * their due time (show info, metrics; `clear lateness` empties them) */
 	struct util_lathist late_checks, late_adverts;
 	struct core_announce *announce; /* announce_glue.c */
-	ev_timer withdraw_timer; /* SIGTERM: accepting while the routers converge */
-	struct core_dns *dns; /* dns_glue.c */
+	ev_timer withdraw_timer;	/* SIGTERM: accepting while the routers converge */
+	struct core_dns *dns;		/* dns_glue.c */
 };
 
 /* apply.c: make the runtime model match conf (at start-up c->conf is an
@@ -290,10 +290,10 @@ void core_dns_free(struct core *c);
 void core_dns_show(void *arg, bool json, struct ctl_buf *out);
 void core_dns_metrics(void *arg, struct ctl_buf *out);
 void core_dns_server_status(void *arg, const struct pool_server *s, char *buf, size_t len);
-int core_dns_lookup_start(void *arg, const char *pool, const char *host, uint64_t *id,
-			  char *msg, size_t len);
-int core_dns_lookup_result(void *arg, uint64_t id, uint16_t port, struct util_addr *out,
-			   char *msg, size_t len);
+int core_dns_lookup_start(void *arg, const char *pool, const char *host, uint64_t *id, char *msg,
+			  size_t len);
+int core_dns_lookup_result(void *arg, uint64_t id, uint16_t port, struct util_addr *out, char *msg,
+			   size_t len);
 
 /* vrrp_glue.c: make the running VRRP instances match newconf, as a
  * transaction. Prepare creates (does not start) an instance for each new or

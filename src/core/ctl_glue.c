@@ -93,10 +93,10 @@ static size_t hook_listeners(void *arg, struct ctl_listener_row *rows, size_t ma
 }
 
 static const char *const route_kinds[] = {
-	[PROXY_ROUTE_SNI] = "sni",
-	[PROXY_ROUTE_ALPN] = "alpn",
-	[PROXY_ROUTE_NO_SNI] = "no-sni",
-	[PROXY_ROUTE_NOT_TLS] = "not-tls",
+    [PROXY_ROUTE_SNI] = "sni",
+    [PROXY_ROUTE_ALPN] = "alpn",
+    [PROXY_ROUTE_NO_SNI] = "no-sni",
+    [PROXY_ROUTE_NOT_TLS] = "not-tls",
 };
 
 /* Add a row when there is room; count it anyway. */
@@ -128,9 +128,9 @@ static size_t hook_routes(void *arg, struct ctl_route_row *rows, size_t max)
 			const char *reason;
 			_Atomic uint64_t *count;
 		} closed[] = {
-			{ "not-tls", &pc->not_tls },	 { "no-route", &pc->no_route },
-			{ "bad-hello", &pc->bad_hello }, { "hello-timeout", &pc->timeouts },
-			{ "client-gone", &pc->client_gone },
+		    {"not-tls", &pc->not_tls},	       {"no-route", &pc->no_route},
+		    {"bad-hello", &pc->bad_hello},     {"hello-timeout", &pc->timeouts},
+		    {"client-gone", &pc->client_gone},
 		};
 		struct ctl_route_row *r;
 
@@ -200,31 +200,31 @@ int core_ctl_start(struct core *c, char *err, size_t errlen)
 {
 	const struct conf_global *g = &c->conf->global;
 	struct ctl_hooks hooks = {
-		.arg = c,
-		.pools = hook_pools,
-		.info = hook_info,
-		.clear_lateness = hook_clear_lateness,
-		.listeners = hook_listeners,
-		.routes = hook_routes,
-		.close_server = hook_close_server,
-		.reload_start = core_reload_hook_start,
-		.reload_result = core_reload_hook_result,
-		.model_busy = hook_model_busy,
-		.takeover = core_takeover_hook,
-		.server_added = hook_server_added,
-		.server_removed = hook_server_removed,
-		.vrrp_show = core_vrrp_show,
-		.vrrp_admin = core_vrrp_admin,
-		.cluster_show = core_cluster_show,
-		.cluster_metrics = core_cluster_metrics,
-		.announces = core_announce_rows,
-		.announce_admin = core_announce_admin,
-		.node_drain = core_announce_node,
-		.resolvers_show = core_dns_show,
-		.metrics_more = core_dns_metrics,
-		.server_dns = core_dns_server_status,
-		.lookup_start = core_dns_lookup_start,
-		.lookup_result = core_dns_lookup_result,
+	    .arg = c,
+	    .pools = hook_pools,
+	    .info = hook_info,
+	    .clear_lateness = hook_clear_lateness,
+	    .listeners = hook_listeners,
+	    .routes = hook_routes,
+	    .close_server = hook_close_server,
+	    .reload_start = core_reload_hook_start,
+	    .reload_result = core_reload_hook_result,
+	    .model_busy = hook_model_busy,
+	    .takeover = core_takeover_hook,
+	    .server_added = hook_server_added,
+	    .server_removed = hook_server_removed,
+	    .vrrp_show = core_vrrp_show,
+	    .vrrp_admin = core_vrrp_admin,
+	    .cluster_show = core_cluster_show,
+	    .cluster_metrics = core_cluster_metrics,
+	    .announces = core_announce_rows,
+	    .announce_admin = core_announce_admin,
+	    .node_drain = core_announce_node,
+	    .resolvers_show = core_dns_show,
+	    .metrics_more = core_dns_metrics,
+	    .server_dns = core_dns_server_status,
+	    .lookup_start = core_dns_lookup_start,
+	    .lookup_result = core_dns_lookup_result,
 	};
 
 	core_guard_hooks(&hooks);

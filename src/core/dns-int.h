@@ -73,7 +73,7 @@ struct dns_prep {
 
 /* A `server add` with a host name waiting for its answer. */
 struct dns_lookup {
-	uint64_t id; /* 0: free */
+	uint64_t id;		    /* 0: free */
 	struct core_dns_block *blk; /* the block w is on */
 	struct resolve_watch *w;
 	uint64_t lookups0, start_ms;

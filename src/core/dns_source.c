@@ -353,7 +353,7 @@ static bool gone_and_idle(void *arg, struct pool_server *s)
 void core_dns_sweep_gone(struct core_dns *d)
 {
 	struct core *c = d->c;
-	struct sweep_ctx x = { .c = c };
+	struct sweep_ctx x = {.c = c};
 	bool any = false;
 
 	for (size_t i = 0; i < c->npools; i++) {

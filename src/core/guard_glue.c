@@ -29,12 +29,12 @@
 /* The file table one listener needs. */
 struct guard_job {
 	const struct conf_listen *cl;
-	char *id; /* what the table was built from (file_id) */
+	char *id;		 /* what the table was built from (file_id) */
 	struct guard_lpm *table; /* reference; NULL until built */
 };
 
 struct core_guard_load {
-	const struct conf *nc; /* outlives the load */
+	const struct conf *nc;	/* outlives the load */
 	struct guard_job *jobs; /* by listener index of nc; cl NULL: nothing to read */
 	size_t njobs;
 	struct conf_errors errs;
@@ -291,14 +291,19 @@ void core_guard_commit(struct core *c, struct proxy_frontend *fe, const struct c
 	const char *id = "";
 	struct guard_rule *lines = calloc(cg->nrules + 1, sizeof(*lines));
 	struct guard_limits_conf lc = {
-		.conns = cg->conns, .rate = cg->rate, .period_ms = cg->rate_period_ms,
-		.burst = cg->burst, .group4 = cg->group4, .group6 = cg->group6, .table = cg->table,
+	    .conns = cg->conns,
+	    .rate = cg->rate,
+	    .period_ms = cg->rate_period_ms,
+	    .burst = cg->burst,
+	    .group4 = cg->group4,
+	    .group6 = cg->group6,
+	    .table = cg->table,
 	};
 
 	if (cg->nfiles > 0) {
 		struct guard_job *j = c->guard_load != NULL && idx < c->guard_load->njobs
-					      ? &c->guard_load->jobs[idx]
-					      : NULL;
+					  ? &c->guard_load->jobs[idx]
+					  : NULL;
 
 		if (j != NULL && j->table != NULL) {
 			table = j->table;
@@ -313,7 +318,8 @@ void core_guard_commit(struct core *c, struct proxy_frontend *fe, const struct c
 		lines[i].action = action_of(cg->rules[i].action);
 		lines[i].origin = GUARD_ORIGIN_CONFIG;
 	}
-	if (lines == NULL || guard_set_acl(g, table, id, lines, cg->nrules, action_of(cg->dflt)) < 0)
+	if (lines == NULL ||
+	    guard_set_acl(g, table, id, lines, cg->nrules, action_of(cg->dflt)) < 0)
 		log_err("listen %s: out of memory: ACL not changed", cl->name);
 	free(lines);
 	if (guard_set_limits(g, &lc) < 0)
@@ -332,7 +338,7 @@ static _Atomic unsigned reapers; /* running */
 static void *reap_main(void *arg)
 {
 	struct reap_job *j = arg;
-	struct sched_param sp = { .sched_priority = 0 };
+	struct sched_param sp = {.sched_priority = 0};
 
 	pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
 	j->fn(j->obj);
@@ -380,7 +386,7 @@ void core_guard_reaper(bool on)
 void core_guard_tick(struct core *c)
 {
 	uint64_t now = util_now_ms();
-	size_t expired[64] = { 0 }, total = 0;
+	size_t expired[64] = {0}, total = 0;
 
 	for (size_t i = 0; i < c->nlisteners; i++) {
 		struct guard *g = c->listeners[i].fe->guard;
@@ -417,9 +423,8 @@ static struct core_listener *find(struct core *c, const char *name, char *msg, s
 	return NULL;
 }
 
-static int add_entry(struct core *c, const char *listener, bool deny,
-		     const struct util_cidr *cidr, uint64_t for_ms, uint64_t until_wall_ms,
-		     char *msg, size_t len)
+static int add_entry(struct core *c, const char *listener, bool deny, const struct util_cidr *cidr,
+		     uint64_t for_ms, uint64_t until_wall_ms, char *msg, size_t len)
 {
 	struct core_listener *l = find(c, listener, msg, len);
 	uint64_t now = util_now_ms(), exp = 0;
@@ -471,8 +476,8 @@ static int hook_acl_restore(void *arg, const char *listener, bool deny,
 			 msg, len);
 }
 
-static int hook_acl_del(void *arg, const char *listener, const struct util_cidr *cidr,
-			char *msg, size_t len)
+static int hook_acl_del(void *arg, const char *listener, const struct util_cidr *cidr, char *msg,
+			size_t len)
 {
 	struct core_listener *l = find(arg, listener, msg, len);
 	char buf[UTIL_CIDR_STRLEN];
@@ -483,8 +488,9 @@ static int hook_acl_del(void *arg, const char *listener, const struct util_cidr 
 	util_cidr_fmt(cidr, buf, sizeof(buf));
 	rc = guard_acl_del(l->fe->guard, cidr);
 	if (rc == -1)
-		snprintf(msg, len, "listen %s has no runtime entry %s (entries of the "
-				   "configuration change with the file and a reload)",
+		snprintf(msg, len,
+			 "listen %s has no runtime entry %s (entries of the "
+			 "configuration change with the file and a reload)",
 			 listener, buf);
 	else if (rc < 0)
 		snprintf(msg, len, "out of memory");
@@ -516,9 +522,10 @@ static void view_rule(void *arg, const struct guard_rule *r, uint64_t wall_ms)
 	}
 	x->v->rules = row;
 	row[x->v->nrules++] = (struct ctl_acl_rule){
-		.cidr = r->cidr, .deny = r->action == GUARD_DENY,
-		.runtime = r->origin == GUARD_ORIGIN_RUNTIME,
-		.expires_in_ms = r->expires_ms ? r->expires_ms - x->now : 0,
+	    .cidr = r->cidr,
+	    .deny = r->action == GUARD_DENY,
+	    .runtime = r->origin == GUARD_ORIGIN_RUNTIME,
+	    .expires_in_ms = r->expires_ms ? r->expires_ms - x->now : 0,
 	};
 }
 
@@ -528,7 +535,7 @@ static int hook_acl_view(void *arg, const char *listener, struct ctl_acl_view *o
 	struct core *c = arg;
 	struct core_listener *l = find(c, listener, msg, len);
 	const struct conf_listen *cl = conf_find_listen(c->conf, listener);
-	struct view_ctx x = { .v = out, .now = util_now_ms() };
+	struct view_ctx x = {.v = out, .now = util_now_ms()};
 	struct guard_lpm *t;
 
 	memset(out, 0, sizeof(*out));
@@ -571,8 +578,9 @@ static int hook_sources_view(void *arg, const char *listener, size_t top,
 	if (l == NULL)
 		return -1;
 	if (cl == NULL || (cl->guard.conns == 0 && cl->guard.rate == 0)) {
-		snprintf(msg, len, "listen %s has no per-source limit (sources are tracked only "
-				   "with 'limit per-source conns' or 'rate')",
+		snprintf(msg, len,
+			 "listen %s has no per-source limit (sources are tracked only "
+			 "with 'limit per-source conns' or 'rate')",
 			 listener);
 		return -1;
 	}
@@ -587,9 +595,11 @@ static int hook_sources_view(void *arg, const char *listener, size_t top,
 	}
 	n = guard_top_sources(l->fe->guard, util_now_us(), rows, top);
 	for (size_t i = 0; i < n; i++)
-		out->rows[i] = (struct ctl_source_row){ .src = rows[i].src, .conns = rows[i].conns,
-							 .rate = rows[i].rate, .total = rows[i].total,
-							 .refused = rows[i].refused };
+		out->rows[i] = (struct ctl_source_row){.src = rows[i].src,
+						       .conns = rows[i].conns,
+						       .rate = rows[i].rate,
+						       .total = rows[i].total,
+						       .refused = rows[i].refused};
 	out->nrows = n;
 	free(rows);
 	guard_stats(l->fe->guard, &st);
@@ -639,7 +649,7 @@ static void hook_acl_each(void *arg, ctl_acl_fn fn, void *fnarg)
 	struct core *c = arg;
 
 	for (size_t i = 0; i < c->nlisteners; i++) {
-		struct each_ctx x = { .listener = c->listeners[i].name, .fn = fn, .arg = fnarg };
+		struct each_ctx x = {.listener = c->listeners[i].name, .fn = fn, .arg = fnarg};
 
 		guard_acl_each(c->listeners[i].fe->guard, each_rule, &x);
 	}

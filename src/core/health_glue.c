@@ -535,8 +535,7 @@ static void free_checkers(struct core_health *h)
 /* The checkers of every running server, keeping those of old (the
  * previous build, whose array is freed) whose server and settings are the
  * same, so that their timing and counts go on. Returns 0 or -1 with err. */
-static int build_checkers(struct core_health *h, struct old_checkers *old, char *err,
-			  size_t errlen)
+static int build_checkers(struct core_health *h, struct old_checkers *old, char *err, size_t errlen)
 {
 	struct core *c = h->c;
 	size_t total = 0;
@@ -588,7 +587,7 @@ int core_health_start(struct core *c, char *err, size_t errlen)
 	ev_timer_init(&h->slowstart, on_slowstart, SLOWSTART_TICK, SLOWSTART_TICK);
 	h->slowstart.data = h;
 	pool_set_passive_hook(passive_hook, h);
-	if (build_checkers(h, &(struct old_checkers){ NULL, 0 }, err, errlen) < 0)
+	if (build_checkers(h, &(struct old_checkers){NULL, 0}, err, errlen) < 0)
 		return -1;
 	for (size_t i = 0; i < h->nsrvs; i++) {
 		nchecks += h->srvs[i]->check != NULL;

@@ -132,8 +132,8 @@ static uint32_t size_limits(struct core *c, uint32_t workers)
  * unless the operator lowers it. */
 static uint64_t bufmem_limit(const struct conf *conf, uint32_t maxconn, uint32_t workers)
 {
-	uint64_t derived = 2ull * maxconn * (BUFSIZE + 256) +
-			   (uint64_t)workers * PIPES_PER_WORKER * PIPE_BYTES;
+	uint64_t derived =
+	    2ull * maxconn * (BUFSIZE + 256) + (uint64_t)workers * PIPES_PER_WORKER * PIPE_BYTES;
 
 	if (conf->global.bufmem != 0) {
 		log_notice("bufmem %llu KiB for relay buffers and pipes (the connection limit "
@@ -345,7 +345,8 @@ static int cluster_and_takeover(struct core *c, struct core_cluster_txn **ct, ch
 
 static int run(struct core *c)
 {
-	struct proxy_engine_conf ec = { .bufsize = BUFSIZE, .max_pipes_per_worker = PIPES_PER_WORKER };
+	struct proxy_engine_conf ec = {.bufsize = BUFSIZE,
+				       .max_pipes_per_worker = PIPES_PER_WORKER};
 	struct core_cluster_txn *ct;
 	char err[256];
 
@@ -425,18 +426,18 @@ static int run(struct core *c)
 
 int main(int argc, char **argv)
 {
-	struct conf_errors errs = { 0 };
-	struct core c = { .exit_code = 0 };
+	struct conf_errors errs = {0};
+	struct core c = {.exit_code = 0};
 	char err[256];
 	bool check_only = false;
 	int opt, rc, verbose = 0;
 
 	static const struct option longopts[] = {
-		{ "takeover", required_argument, NULL, 't' },
-		{ "version", no_argument, NULL, 'V' },
-		{ "dump-keywords", no_argument, NULL, 'K' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"takeover", required_argument, NULL, 't'},
+	    {"version", no_argument, NULL, 'V'},
+	    {"dump-keywords", no_argument, NULL, 'K'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 
 	list_init(&c.graces);

@@ -18,7 +18,7 @@
 #include "core.h"
 #include "sluice/log.h"
 
-static const cap_value_t keep[] = { CAP_NET_BIND_SERVICE, CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF };
+static const cap_value_t keep[] = {CAP_NET_BIND_SERVICE, CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF};
 
 static bool kept(cap_value_t v, int nkeep)
 {
@@ -57,8 +57,8 @@ int core_drop_privileges(const char *user, const char *group, bool keep_bpf, cha
 				 strerror(errno));
 			return -1;
 		}
-	if (prctl(PR_SET_KEEPCAPS, 1) < 0 || setgroups(1, &gid) < 0 || setresgid(gid, gid, gid) < 0 ||
-	    setresuid(uid, uid, uid) < 0) {
+	if (prctl(PR_SET_KEEPCAPS, 1) < 0 || setgroups(1, &gid) < 0 ||
+	    setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0) {
 		snprintf(err, errlen, "cannot become %s:%s: %s", user[0] ? user : "-",
 			 group[0] ? group : "-", strerror(errno));
 		return -1;
@@ -73,7 +73,8 @@ int core_drop_privileges(const char *user, const char *group, bool keep_bpf, cha
 	}
 	cap_free(caps);
 	prctl(PR_SET_KEEPCAPS, 0);
-	log_notice("running as uid %u gid %u with CAP_NET_BIND_SERVICE, CAP_NET_ADMIN, CAP_NET_RAW%s",
-		   (unsigned)uid, (unsigned)gid, keep_bpf ? ", CAP_BPF" : "");
+	log_notice(
+	    "running as uid %u gid %u with CAP_NET_BIND_SERVICE, CAP_NET_ADMIN, CAP_NET_RAW%s",
+	    (unsigned)uid, (unsigned)gid, keep_bpf ? ", CAP_BPF" : "");
 	return 0;
 }

@@ -136,8 +136,8 @@ struct core_reload {
 	struct core_vrrp_txn *vrrp;
 	struct log_set *logs;
 	struct core_cluster_txn *cluster; /* a changed program loaded, not attached */
-	bool announce; /* core_announce_prepare() succeeded */
-	bool applied; /* the model runs nc: commit at the next step */
+	bool announce;			  /* core_announce_prepare() succeeded */
+	bool applied;			  /* the model runs nc: commit at the next step */
 	ev_timer step;
 	uint64_t t0_us, steps, longest_step_us;
 };
@@ -219,7 +219,7 @@ static int start_background(void *(*fn)(void *), void *arg)
 
 static void background_priority(void)
 {
-	struct sched_param sp = { .sched_priority = 0 };
+	struct sched_param sp = {.sched_priority = 0};
 
 	/* batch class at nice 19: preempted by the control loop and the
 	 * workers, yet never starved (SCHED_IDLE would be, on a machine kept
@@ -314,9 +314,10 @@ static void commit(struct core_reload *r)
 	stamp(ts, sizeof(ts));
 	snprintf(c->last_reload, sizeof(c->last_reload), "ok at %s", ts);
 	log_notice("reload of %s done", c->conf_path);
-	log_notice("reload: applied in %llums, %llu steps, the longest %lluus, then %lluus to commit",
-		 (unsigned long long)((t0 - r->t0_us) / 1000), (unsigned long long)r->steps,
-		 (unsigned long long)r->longest_step_us, (unsigned long long)(util_now_us() - t0));
+	log_notice(
+	    "reload: applied in %llums, %llu steps, the longest %lluus, then %lluus to commit",
+	    (unsigned long long)((t0 - r->t0_us) / 1000), (unsigned long long)r->steps,
+	    (unsigned long long)r->longest_step_us, (unsigned long long)(util_now_us() - t0));
 	log_lines("reload: ", r->diff);
 	util_bufprintf(msg, sizeof(msg), &off, "reload done:\n%s", r->diff);
 	cluster_not_applied(msg, sizeof(msg), cerr);
@@ -613,7 +614,7 @@ void core_reload_free(struct core *c)
 	/* the loader sends on the loop: it must be done before the loop goes
 	 * (it only reads a file; 1 ms between looks, 10 s at most) */
 	for (int i = 0; i < 10000 && atomic_load(&c->reload_loading); i++)
-		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+		nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
 	if (atomic_load(&c->reload_loading)) {
 		log_err("reload: the loader thread did not end; leaving it");
 		return;

@@ -16,7 +16,7 @@
 int core_notify(const char *state)
 {
 	const char *path = getenv("NOTIFY_SOCKET");
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	size_t plen;
 	socklen_t slen;
 	int fd, rc;
@@ -34,7 +34,7 @@ int core_notify(const char *state)
 	if (fd < 0)
 		return -1;
 	rc = sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sun, slen) < 0 ? -1
-												   : 0;
+											       : 0;
 	if (rc < 0)
 		log_warn("systemd notify (%s) failed: %s", state, strerror(errno));
 	close(fd);
@@ -48,6 +48,7 @@ int core_notify_reloading(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	snprintf(buf, sizeof(buf), "RELOADING=1\nMONOTONIC_USEC=%llu",
-		 (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000);
+		 (unsigned long long)ts.tv_sec * 1000000ull +
+		     (unsigned long long)ts.tv_nsec / 1000);
 	return core_notify(buf);
 }

@@ -30,10 +30,10 @@
 
 static int send_record(int fd, const char *text, const int *fds, size_t nfds)
 {
-	char rec[REC_LEN] = { 0 };
+	char rec[REC_LEN] = {0};
 	char cbuf[CMSG_SPACE(sizeof(int) * REC_MAX_FDS)];
-	struct iovec iov = { .iov_base = rec, .iov_len = REC_LEN };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct iovec iov = {.iov_base = rec, .iov_len = REC_LEN};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 
 	util_strlcpy(rec, text, sizeof(rec));
 	if (nfds > 0) {
@@ -121,8 +121,9 @@ int core_takeover_hook(void *arg, int fd, char *msg, size_t len)
 	ctl_close_metrics(c->ctl);
 	c->handing_over = true;
 	core_begin_shutdown(c, "takeover");
-	snprintf(msg, len, "takeover: %d sockets handed over; this process stops accepting and "
-			   "drains",
+	snprintf(msg, len,
+		 "takeover: %d sockets handed over; this process stops accepting and "
+		 "drains",
 		 n);
 	return 0;
 fail:
@@ -169,8 +170,8 @@ static int add_inherited(struct core *c, const char *what, const char *addr, con
 
 int core_takeover_receive(struct core *c, const char *path, char *err, size_t errlen)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	struct timeval tv = { .tv_sec = 10 };
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct timeval tv = {.tv_sec = 10};
 	char reply[512];
 	size_t rlen = 0;
 	int fd;
@@ -188,9 +189,11 @@ int core_takeover_receive(struct core *c, const char *path, char *err, size_t er
 	}
 	for (;;) {
 		char rec[REC_LEN + 1], cbuf[CMSG_SPACE(sizeof(int) * REC_MAX_FDS)];
-		struct iovec iov = { .iov_base = rec, .iov_len = REC_LEN };
-		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-				     .msg_controllen = sizeof(cbuf) };
+		struct iovec iov = {.iov_base = rec, .iov_len = REC_LEN};
+		struct msghdr mh = {.msg_iov = &iov,
+				    .msg_iovlen = 1,
+				    .msg_control = cbuf,
+				    .msg_controllen = sizeof(cbuf)};
 		int fds[REC_MAX_FDS];
 		size_t nfds = 0;
 		ssize_t n = recvmsg(fd, &mh, MSG_WAITALL | MSG_CMSG_CLOEXEC);

@@ -30,14 +30,13 @@ static const struct {
 	int on;
 	const char *what;
 } features[] = {
-	{ "KERNEL-RELAY", SLUICE_HAVE_KRELAY,
-	  "in-kernel relay of established connections (sockmap)" },
-	{ "BPF", SLUICE_HAVE_BPF, "second-chance forwarding between nodes (eBPF, libbpf)" },
-	{ "CARES", SLUICE_HAVE_CARES, "asynchronous DNS with TTL re-resolution (c-ares)" },
-	{ "SPLICE", 1, "bulk transfers through pipes with splice()" },
-	{ "VRRP", 1, "VRRPv3/v2 failover of virtual addresses (libnl)" },
-	{ "TLS-CHECKS", 1, "TLS and HTTPS health checks (OpenSSL)" },
-	{ "SYSLOG", 1, "log to a syslog socket (RFC 3164) and to UDP collectors (RFC 5424)" },
+    {"KERNEL-RELAY", SLUICE_HAVE_KRELAY, "in-kernel relay of established connections (sockmap)"},
+    {"BPF", SLUICE_HAVE_BPF, "second-chance forwarding between nodes (eBPF, libbpf)"},
+    {"CARES", SLUICE_HAVE_CARES, "asynchronous DNS with TTL re-resolution (c-ares)"},
+    {"SPLICE", 1, "bulk transfers through pipes with splice()"},
+    {"VRRP", 1, "VRRPv3/v2 failover of virtual addresses (libnl)"},
+    {"TLS-CHECKS", 1, "TLS and HTTPS health checks (OpenSSL)"},
+    {"SYSLOG", 1, "log to a syslog socket (RFC 3164) and to UDP collectors (RFC 5424)"},
 };
 
 void core_print_version(FILE *f, bool verbose)

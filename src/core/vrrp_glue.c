@@ -52,8 +52,8 @@ static void build_cfg(const struct conf_vrrp *cv, struct vrrp_instance_config *o
 	}
 	for (size_t i = 0; i < cv->ntracks && i < VRRP_MAX_TRACKS; i++) {
 		out->tracks[i].kind = cv->tracks[i].kind == CONF_VRRP_TRACK_INTERFACE
-					      ? VRRP_TRACK_INTERFACE
-					      : VRRP_TRACK_EXTERNAL;
+					  ? VRRP_TRACK_INTERFACE
+					  : VRRP_TRACK_EXTERNAL;
 		util_strlcpy(out->tracks[i].name, cv->tracks[i].name, sizeof(out->tracks[i].name));
 		out->tracks[i].weight = (uint8_t)cv->tracks[i].weight;
 		out->ntracks++;
@@ -390,11 +390,11 @@ static void show_text(const struct vrrp_status *st, struct ctl_buf *out)
 
 	fmt_time(st->last_transition_wall_ms, when, sizeof(when));
 	ctl_buf_printf(out, "vrrp %s: %s%s on %s vrid %u version %u (%s, sends checksum %s)\n",
-		       st->name, vrrp_state_name(st->state), st->left ? " (left)" : "",
-		       st->ifname, st->vrid, st->version, st->multicast ? "multicast" : "unicast",
+		       st->name, vrrp_state_name(st->state), st->left ? " (left)" : "", st->ifname,
+		       st->vrid, st->version, st->multicast ? "multicast" : "unicast",
 		       vrrp_csum_form_name(st->csum_form));
-	ctl_buf_printf(out, "  priority %u (base %u), source %s\n", st->priority,
-		       st->base_priority, vrrp_addr_fmt(&st->primary, prim, sizeof(prim)));
+	ctl_buf_printf(out, "  priority %u (base %u), source %s\n", st->priority, st->base_priority,
+		       vrrp_addr_fmt(&st->primary, prim, sizeof(prim)));
 	ctl_buf_printf(out, "  master %s priority %u, advert %ums (master's %ums)\n",
 		       vrrp_addr_fmt(&st->master, master, sizeof(master)), st->master_priority,
 		       (unsigned)st->adver_int_cs * 10, (unsigned)st->master_adver_int_cs * 10);
@@ -424,9 +424,10 @@ static void show_text(const struct vrrp_status *st, struct ctl_buf *out)
 		const struct vrrp_peer_seen *ps = &st->peers_seen[p];
 		char a[INET6_ADDRSTRLEN];
 
-		ctl_buf_printf(out, "  peer %s: checksum %s, version %u, priority %u, %llu adverts\n",
-			       vrrp_addr_fmt(&ps->addr, a, sizeof(a)), vrrp_csum_form_name(ps->form),
-			       ps->version, ps->priority, (unsigned long long)ps->adverts);
+		ctl_buf_printf(
+		    out, "  peer %s: checksum %s, version %u, priority %u, %llu adverts\n",
+		    vrrp_addr_fmt(&ps->addr, a, sizeof(a)), vrrp_csum_form_name(ps->form),
+		    ps->version, ps->priority, (unsigned long long)ps->adverts);
 	}
 	for (size_t t = 0; t < st->ntracks; t++)
 		ctl_buf_printf(out, "  track %s %s weight %u: %s\n",

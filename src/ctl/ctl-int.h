@@ -15,10 +15,10 @@
 #include "sluice/util-t.h"
 
 #define CTL_LINE_MAX 4096
-#define CTL_IDLE_TIMEOUT_S 60.0	 /* control socket: no command and no progress */
-#define CTL_HTTP_REQUEST_S 5.0	 /* metrics door: the whole request */
+#define CTL_IDLE_TIMEOUT_S 60.0	  /* control socket: no command and no progress */
+#define CTL_HTTP_REQUEST_S 5.0	  /* metrics door: the whole request */
 #define CTL_HTTP_SEND_IDLE_S 10.0 /* metrics door: a reply that makes no progress */
-#define CTL_HTTP_LINGER_S 2.0	 /* after the reply: read and drop until EOF */
+#define CTL_HTTP_LINGER_S 2.0	  /* after the reply: read and drop until EOF */
 #define CTL_MAX_ARGS 32
 /* A client's next command (or next part of a long reply) waits while it
  * has this much unsent: its memory is about this plus one part. */
@@ -44,7 +44,7 @@ enum ctl_wait_kind {
 	CTL_WAIT_DRAINED,
 	CTL_WAIT_UP,
 	CTL_WAIT_RELOAD, /* reload [check]: until it is over */
-	CTL_WAIT_IDLE, /* no connection left on the node */
+	CTL_WAIT_IDLE,	 /* no connection left on the node */
 	CTL_WAIT_LOOKUP, /* server add with a host name: until it is looked up */
 };
 
@@ -112,12 +112,12 @@ enum ctl_job_kind {
 struct ctl_job {
 	enum ctl_job_kind kind;
 	bool json, first;
-	int pass;	   /* servers table: 0 measures the columns, 1 prints */
-	size_t pi, si;	   /* next pool, next server in it */
-	size_t w[16];	   /* column widths */
-	char pool[64];	   /* only this pool; "": all */
+	int pass;		       /* servers table: 0 measures the columns, 1 prints */
+	size_t pi, si;		       /* next pool, next server in it */
+	size_t w[16];		       /* column widths */
+	char pool[64];		       /* only this pool; "": all */
 	struct ctl_metrics_text *text; /* reference */
-	size_t off;	   /* how much of text was copied */
+	size_t off;		       /* how much of text was copied */
 };
 
 /* One connected control client. Owned by the ctl; freed when it closes. */
@@ -137,7 +137,7 @@ struct ctl_client {
 	bool closing;	/* close once the output is written */
 	bool lingering; /* HTTP reply sent: drop input until EOF */
 	bool http_head;
-	bool http_gzip;	/* the scrape accepts gzip */
+	bool http_gzip; /* the scrape accepts gzip */
 	bool body_gz;	/* the body is sent from body->gz */
 	char in[CTL_LINE_MAX + 1];
 	size_t inlen;
@@ -148,8 +148,8 @@ struct ctl_client {
 	size_t bodyoff;
 	enum ctl_wait_kind wait;
 	bool wait_json;
-	struct pool_server *wait_srv; /* reference while waiting */
-	uint64_t wait_reload; /* CTL_WAIT_RELOAD: its id */
+	struct pool_server *wait_srv;	  /* reference while waiting */
+	uint64_t wait_reload;		  /* CTL_WAIT_RELOAD: its id */
 	struct ctl_pending_add *wait_add; /* CTL_WAIT_LOOKUP: owned */
 	uint64_t wait_deadline_ms;
 };
@@ -169,9 +169,9 @@ struct ctl {
 	struct list_node listeners;
 	struct list_node clients;
 	struct list_node drains;
-	struct list_node runq; /* clients with work, served in turn */
-	ev_timer work;	       /* runs the queue, a slice at a time */
-	size_t out_bytes;      /* unsent output of all clients, at the slice's start */
+	struct list_node runq;		  /* clients with work, served in turn */
+	ev_timer work;			  /* runs the queue, a slice at a time */
+	size_t out_bytes;		  /* unsent output of all clients, at the slice's start */
 	struct ctl_metrics_text *metrics; /* the newest rendering, reference */
 	unsigned ntexts;		  /* renderings alive */
 	struct log_ratelimit rl;
@@ -182,12 +182,12 @@ struct ctl {
 /* ctl_http.c: what the metrics door answers to the bytes of a request
  * received so far. */
 enum ctl_http_status {
-	CTL_HTTP_MORE = 0,	   /* a valid beginning: wait for more */
-	CTL_HTTP_OK = 200,	   /* GET or HEAD /metrics, headers complete */
-	CTL_HTTP_BAD = 400,	   /* not HTTP/1.x, a NUL byte, or headers above max */
-	CTL_HTTP_NOT_FOUND = 404,  /* another path */
-	CTL_HTTP_METHOD = 405,	   /* a method other than GET and HEAD */
-	CTL_HTTP_TIMEOUT = 408,	   /* (never returned by the parser: the deadline) */
+	CTL_HTTP_MORE = 0,	  /* a valid beginning: wait for more */
+	CTL_HTTP_OK = 200,	  /* GET or HEAD /metrics, headers complete */
+	CTL_HTTP_BAD = 400,	  /* not HTTP/1.x, a NUL byte, or headers above max */
+	CTL_HTTP_NOT_FOUND = 404, /* another path */
+	CTL_HTTP_METHOD = 405,	  /* a method other than GET and HEAD */
+	CTL_HTTP_TIMEOUT = 408,	  /* (never returned by the parser: the deadline) */
 };
 
 struct ctl_http_req {

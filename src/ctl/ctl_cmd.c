@@ -29,7 +29,7 @@ struct cmd {
 typedef void (*cmd_fn)(struct cmd *x);
 
 struct cmd_entry {
-	const char *w1, *w2; /* w2 NULL: one-word command */
+	const char *w1, *w2;	/* w2 NULL: one-word command */
 	int min_args, max_args; /* counting the command words */
 	enum ctl_level level;
 	cmd_fn fn;
@@ -37,7 +37,7 @@ struct cmd_entry {
 };
 
 static void reply_error(struct ctl_buf *out, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 static void reply_error(struct ctl_buf *out, const char *fmt, ...)
 {
 	char msg[512];
@@ -157,7 +157,7 @@ static void tbl_row(struct tbl *t, ...)
 
 static void tbl_print(struct tbl *t, struct ctl_buf *out)
 {
-	size_t w[TBL_MAX_COLS] = { 0 };
+	size_t w[TBL_MAX_COLS] = {0};
 
 	for (size_t r = 0; r < t->nrows; r++)
 		for (size_t i = 0; i < t->ncols; i++)
@@ -194,18 +194,19 @@ static void late_json(struct ctl_buf *out, const char *name, const struct util_l
 
 static void late_line(struct ctl_buf *out, const char *what, const struct util_lathist_summary *s)
 {
-	ctl_buf_printf(out,
-		       "late %-14sp50 %llu.%03llums  p99 %llu.%03llums  max %llu.%03llums"
-		       "  (%llu)\n",
-		       what, (unsigned long long)(s->p50_us / 1000),
-		       (unsigned long long)(s->p50_us % 1000), (unsigned long long)(s->p99_us / 1000),
-		       (unsigned long long)(s->p99_us % 1000), (unsigned long long)(s->max_us / 1000),
-		       (unsigned long long)(s->max_us % 1000), (unsigned long long)s->n);
+	ctl_buf_printf(
+	    out,
+	    "late %-14sp50 %llu.%03llums  p99 %llu.%03llums  max %llu.%03llums"
+	    "  (%llu)\n",
+	    what, (unsigned long long)(s->p50_us / 1000), (unsigned long long)(s->p50_us % 1000),
+	    (unsigned long long)(s->p99_us / 1000), (unsigned long long)(s->p99_us % 1000),
+	    (unsigned long long)(s->max_us / 1000), (unsigned long long)(s->max_us % 1000),
+	    (unsigned long long)s->n);
 }
 
 static void cmd_show_info(struct cmd *x)
 {
-	struct ctl_info in = { 0 };
+	struct ctl_info in = {0};
 	struct log_target_stats ls[LOG_MAX_TARGETS];
 	size_t nls = log_stats(ls, LOG_MAX_TARGETS);
 
@@ -213,19 +214,18 @@ static void cmd_show_info(struct cmd *x)
 	if (x->json) {
 		ctl_buf_printf(x->out, "{\"version\":");
 		ctl_json_str(x->out, in.version);
-		ctl_buf_printf(x->out,
-			       ",\"pid\":%d,\"uptime_ms\":%llu,\"workers\":%u,\"maxconn\":%u,"
-			       "\"connections\":%u,\"connections_total\":%llu,"
-			       "\"maxconn_reached\":%llu,\"bufmem_used\":%llu,\"bufmem\":%llu,"
-			       "\"no_memory\":%llu,\"kernel_relay\":%s,\"kernel_relay_conns\":%llu,"
-			       "\"kernel_relay_fallbacks\":%llu,\"config\":",
-			       in.pid, (unsigned long long)in.uptime_ms, in.workers, in.maxconn,
-			       in.cur_conns, (unsigned long long)in.total_conns,
-			       (unsigned long long)in.maxconn_reached,
-			       (unsigned long long)in.bufmem_used, (unsigned long long)in.bufmem,
-			       (unsigned long long)in.no_memory, in.krelay ? "true" : "false",
-			       (unsigned long long)in.krelay_conns,
-			       (unsigned long long)in.krelay_fallbacks);
+		ctl_buf_printf(
+		    x->out,
+		    ",\"pid\":%d,\"uptime_ms\":%llu,\"workers\":%u,\"maxconn\":%u,"
+		    "\"connections\":%u,\"connections_total\":%llu,"
+		    "\"maxconn_reached\":%llu,\"bufmem_used\":%llu,\"bufmem\":%llu,"
+		    "\"no_memory\":%llu,\"kernel_relay\":%s,\"kernel_relay_conns\":%llu,"
+		    "\"kernel_relay_fallbacks\":%llu,\"config\":",
+		    in.pid, (unsigned long long)in.uptime_ms, in.workers, in.maxconn, in.cur_conns,
+		    (unsigned long long)in.total_conns, (unsigned long long)in.maxconn_reached,
+		    (unsigned long long)in.bufmem_used, (unsigned long long)in.bufmem,
+		    (unsigned long long)in.no_memory, in.krelay ? "true" : "false",
+		    (unsigned long long)in.krelay_conns, (unsigned long long)in.krelay_fallbacks);
 		ctl_json_str(x->out, in.conf_file);
 		ctl_buf_printf(x->out, ",\"last_reload\":");
 		ctl_json_str(x->out, in.last_reload);
@@ -258,12 +258,12 @@ static void cmd_show_info(struct cmd *x)
 		       in.maxconn, in.cur_conns, (unsigned long long)in.total_conns,
 		       (unsigned long long)in.maxconn_reached, (unsigned long long)in.bufmem_used,
 		       (unsigned long long)in.bufmem, (unsigned long long)in.no_memory,
-		       in.conf_file, in.last_reload,
-		       (unsigned long long)in.reloads_ok, (unsigned long long)in.reloads_failed);
+		       in.conf_file, in.last_reload, (unsigned long long)in.reloads_ok,
+		       (unsigned long long)in.reloads_failed);
 	if (in.krelay)
-		ctl_buf_printf(x->out, "kernel relay:      %llu connections, %llu stayed in user space\n",
-			       (unsigned long long)in.krelay_conns,
-			       (unsigned long long)in.krelay_fallbacks);
+		ctl_buf_printf(
+		    x->out, "kernel relay:      %llu connections, %llu stayed in user space\n",
+		    (unsigned long long)in.krelay_conns, (unsigned long long)in.krelay_fallbacks);
 	else
 		ctl_buf_printf(x->out, "kernel relay:      not loaded\n");
 	for (size_t i = 0; i < nls; i++)
@@ -321,23 +321,22 @@ static void listener_json(struct ctl_buf *out, const struct ctl_listener_row *r)
 	for (int k = 0; k < CTL_NREFUSALS; k++)
 		ctl_buf_printf(out, "%s\"%s\":%llu", k ? "," : "", ctl_refusal_names[k],
 			       (unsigned long long)r->refused[k]);
-	ctl_buf_printf(out,
-		       "},\"sources\":%llu,\"sources_capacity\":%llu,"
-		       "\"sources_memory_bytes\":%llu,\"source_evictions\":%llu,"
-		       "\"acl_entries\":{\"file\":%llu,\"config\":%llu,\"runtime\":%llu}}",
-		       (unsigned long long)r->sources, (unsigned long long)r->sources_capacity,
-		       (unsigned long long)r->sources_memory_bytes,
-		       (unsigned long long)r->source_evictions,
-		       (unsigned long long)r->acl_file_entries,
-		       (unsigned long long)r->acl_config_entries,
-		       (unsigned long long)r->acl_runtime_entries);
+	ctl_buf_printf(
+	    out,
+	    "},\"sources\":%llu,\"sources_capacity\":%llu,"
+	    "\"sources_memory_bytes\":%llu,\"source_evictions\":%llu,"
+	    "\"acl_entries\":{\"file\":%llu,\"config\":%llu,\"runtime\":%llu}}",
+	    (unsigned long long)r->sources, (unsigned long long)r->sources_capacity,
+	    (unsigned long long)r->sources_memory_bytes, (unsigned long long)r->source_evictions,
+	    (unsigned long long)r->acl_file_entries, (unsigned long long)r->acl_config_entries,
+	    (unsigned long long)r->acl_runtime_entries);
 }
 
 static void cmd_show_listeners(struct cmd *x)
 {
 	struct ctl_listener_row rows[256];
 	size_t n = x->ctl->hooks.listeners(x->ctl->hooks.arg, rows, UTIL_ARRAY_LEN(rows));
-	struct tbl t = { .ncols = 13 };
+	struct tbl t = {.ncols = 13};
 	char b[10][24];
 
 	if (x->json) {
@@ -357,8 +356,9 @@ static void cmd_show_listeners(struct cmd *x)
 			u64s(b[0], rows[i].cur_conns), u64s(b[1], rows[i].maxconn),
 			u64s(b[2], rows[i].total_conns), u64s(b[3], rows[i].bytes_in),
 			u64s(b[4], rows[i].bytes_out), u64s(b[5], rows[i].proxy_header_errors),
-			u64s(b[6], rows[i].proxy_header_timeouts), u64s(b[7], rows[i].maxconn_reached),
-			u64s(b[8], rows[i].nroutes), u64s(b[9], refused_sum(&rows[i])));
+			u64s(b[6], rows[i].proxy_header_timeouts),
+			u64s(b[7], rows[i].maxconn_reached), u64s(b[8], rows[i].nroutes),
+			u64s(b[9], refused_sum(&rows[i])));
 	tbl_print(&t, x->out);
 }
 
@@ -378,7 +378,7 @@ static void cmd_show_routes(struct cmd *x)
 {
 	size_t n = 0, total;
 	struct ctl_route_row *rows = NULL;
-	struct tbl t = { .ncols = 5 };
+	struct tbl t = {.ncols = 5};
 	bool first = true;
 	char b[2][24], what[TBL_CELL];
 
@@ -395,7 +395,8 @@ static void cmd_show_routes(struct cmd *x)
 		n = UTIL_MIN(total, x->ctl->hooks.routes(x->ctl->hooks.arg, rows, total));
 	if (x->argc == 3) {
 		struct ctl_listener_row lrows[256];
-		size_t nl = x->ctl->hooks.listeners(x->ctl->hooks.arg, lrows, UTIL_ARRAY_LEN(lrows));
+		size_t nl =
+		    x->ctl->hooks.listeners(x->ctl->hooks.arg, lrows, UTIL_ARRAY_LEN(lrows));
 		bool found = false;
 
 		for (size_t i = 0; i < nl; i++)
@@ -464,7 +465,7 @@ static void cmd_show_pools(struct cmd *x)
 {
 	size_t n;
 	struct pool **pools = x->ctl->hooks.pools(x->ctl->hooks.arg, &n);
-	struct tbl t = { .ncols = 9 };
+	struct tbl t = {.ncols = 9};
 	char b[7][24];
 
 	if (x->json) {
@@ -478,8 +479,8 @@ static void cmd_show_pools(struct cmd *x)
 				       ",\"balance\":\"%s\",\"servers\":%zu,\"usable\":%zu,"
 				       "\"active\":%u,\"queued\":%u,\"connections_total\":%llu,"
 				       "\"no_server\":%llu,\"queue_timeouts\":%llu}",
-				       pool_balance_name(p->balance), p->nservers, usable_servers(p),
-				       pool_active(p), atomic_load(&p->queued),
+				       pool_balance_name(p->balance), p->nservers,
+				       usable_servers(p), pool_active(p), atomic_load(&p->queued),
 				       (unsigned long long)atomic_load(&p->total_conns),
 				       (unsigned long long)atomic_load(&p->no_server),
 				       (unsigned long long)atomic_load(&p->queue_timeouts));
@@ -494,7 +495,8 @@ static void cmd_show_pools(struct cmd *x)
 
 		tbl_row(&t, p->name, pool_balance_name(p->balance), u64s(b[0], p->nservers),
 			u64s(b[1], usable_servers(p)), u64s(b[2], pool_active(p)),
-			u64s(b[3], atomic_load(&p->queued)), u64s(b[4], atomic_load(&p->total_conns)),
+			u64s(b[3], atomic_load(&p->queued)),
+			u64s(b[4], atomic_load(&p->total_conns)),
 			u64s(b[5], atomic_load(&p->no_server)),
 			u64s(b[6], atomic_load(&p->queue_timeouts)));
 	}
@@ -532,8 +534,8 @@ static void server_json(struct ctl *c, struct ctl_buf *out, const struct pool_se
 		       "\"bytes_in\":%llu,\"bytes_out\":%llu,\"connect_errors\":%llu,"
 		       "\"local_errors\":%llu,\"runtime_added\":%s",
 		       pool_health_name(s->health), pool_admin_name(s->admin), s->weight,
-		       pool_server_eligible(s) ? effective_weight(s) : 0, s->backup ? "true" : "false",
-		       s->maxconn, atomic_load(&s->cur_conns),
+		       pool_server_eligible(s) ? effective_weight(s) : 0,
+		       s->backup ? "true" : "false", s->maxconn, atomic_load(&s->cur_conns),
 		       (unsigned long long)atomic_load(&s->total_conns),
 		       (unsigned long long)atomic_load(&s->bytes_in),
 		       (unsigned long long)atomic_load(&s->bytes_out),
@@ -550,8 +552,8 @@ static void server_json(struct ctl *c, struct ctl_buf *out, const struct pool_se
 	else
 		ctl_buf_printf(out, "null");
 	server_dns(c, s, dns, sizeof(dns));
-	ctl_buf_printf(out, ",\"discovered\":%s,\"dns\":",
-		       s->dns_origin != POOL_DNS_NONE ? "true" : "false");
+	ctl_buf_printf(
+	    out, ",\"discovered\":%s,\"dns\":", s->dns_origin != POOL_DNS_NONE ? "true" : "false");
 	ctl_json_str(out, dns);
 	ctl_buf_printf(out,
 		       ",\"lb_weight\":%u,\"checks\":%llu,\"checks_failed\":%llu,"
@@ -565,8 +567,8 @@ static void server_json(struct ctl *c, struct ctl_buf *out, const struct pool_se
 #define SERVERS_PER_PART 64 /* rows of show servers per part */
 
 static const char *const server_head[SERVER_COLS] = {
-	"pool",	     "server",	 "address",   "health", "admin",	"weight", "eff", "active",
-	"total",     "bytes_in", "bytes_out", "errors", "local_errors", "dns",	  "check",
+    "pool",  "server",	 "address",   "health", "admin",	"weight", "eff",   "active",
+    "total", "bytes_in", "bytes_out", "errors", "local_errors", "dns",	  "check",
 };
 
 /* One row of the show servers table. */
@@ -597,7 +599,7 @@ static void server_cells(struct ctl *c, const struct pool_server *s,
 /* Print one row padded to the job's column widths. */
 static void row_print(const struct ctl_job *j, const char *const *cells, struct ctl_buf *out)
 {
-	static const char spaces[TBL_CELL + 2] = { [0 ... TBL_CELL] = ' ' };
+	static const char spaces[TBL_CELL + 2] = {[0 ... TBL_CELL] = ' '};
 
 	for (size_t i = 0; i < SERVER_COLS; i++) {
 		size_t n = strlen(cells[i]);
@@ -691,7 +693,7 @@ static void job_start(struct cmd *x, struct ctl_job *j)
 
 static void cmd_show_servers(struct cmd *x)
 {
-	struct ctl_job j = { .kind = CTL_JOB_SERVERS, .json = x->json, .first = true };
+	struct ctl_job j = {.kind = CTL_JOB_SERVERS, .json = x->json, .first = true};
 
 	if (x->argc == 3 && ctl_find_pool(x->ctl, x->argv[2]) == NULL) {
 		reply_error(x->out, "no pool '%s'", x->argv[2]);
@@ -732,8 +734,9 @@ static void metrics_json(const char *p, size_t len, bool *first, struct ctl_buf 
 				for (ve = v; ve < sp && *ve != '"'; ve++)
 					if (*ve == '\\')
 						ve++;
-				ctl_buf_printf(out, "%s\"%.*s\":\"%.*s\"", q == brace + 1 ? "" : ",",
-					       (int)(eq - q), q, (int)(ve - v), v);
+				ctl_buf_printf(out, "%s\"%.*s\":\"%.*s\"",
+					       q == brace + 1 ? "" : ",", (int)(eq - q), q,
+					       (int)(ve - v), v);
 				q = ve + 2; /* past the quote and the comma or brace */
 			}
 			ctl_buf_printf(out, "},\"value\":%.*s}", (int)(le - sp), sp);
@@ -782,7 +785,7 @@ static bool metrics_step(struct ctl *c, struct ctl_job *j, struct ctl_buf *out)
 
 static void cmd_show_metrics(struct cmd *x)
 {
-	struct ctl_job j = { .kind = CTL_JOB_METRICS, .json = x->json, .first = true };
+	struct ctl_job j = {.kind = CTL_JOB_METRICS, .json = x->json, .first = true};
 
 	job_start(x, &j);
 }
@@ -817,8 +820,9 @@ static void cmd_server_admin(struct cmd *x)
 	pool_admin_parse(x->argv[1], &a);
 	if (x->argc == 5 || x->argc == 4) {
 		if (a != POOL_ADMIN_DRAIN || x->argc != 5 || strcmp(x->argv[3], "within") != 0) {
-			reply_error(x->out, "usage: server ready|drain|maint POOL/SERVER, or server "
-					    "drain POOL/SERVER within DURATION");
+			reply_error(x->out,
+				    "usage: server ready|drain|maint POOL/SERVER, or server "
+				    "drain POOL/SERVER within DURATION");
 			return;
 		}
 		if (util_parse_duration_ms(x->argv[4], 24ull * 3600 * 1000, &within_ms) < 0 ||
@@ -841,8 +845,9 @@ static void cmd_server_admin(struct cmd *x)
 		ctl_drain_cancel(x->ctl, s);
 	ctl_changed(x->ctl);
 	if (within_ms > 0)
-		reply_ok(x, "server %s/%s is draining; connections still open in %llums will be "
-			    "closed",
+		reply_ok(x,
+			 "server %s/%s is draining; connections still open in %llums will be "
+			 "closed",
 			 s->pool->name, s->name, (unsigned long long)within_ms);
 	else
 		reply_ok(x, "server %s/%s: admin %s", s->pool->name, s->name, pool_admin_name(a));
@@ -880,8 +885,8 @@ static void cmd_server_shutdown(struct cmd *x)
 		return;
 	}
 	x->ctl->hooks.close_server(x->ctl->hooks.arg, s, 0);
-	log_notice("server %s/%s: closing %u connections (control socket)", s->pool->name,
-		   s->name, n);
+	log_notice("server %s/%s: closing %u connections (control socket)", s->pool->name, s->name,
+		   n);
 	reply_ok(x, "closing %u connections of %s/%s", n, s->pool->name, s->name);
 }
 
@@ -902,8 +907,9 @@ static bool maglev_full(struct cmd *x, const struct pool *p)
 {
 	if (p->balance != POOL_BALANCE_MAGLEV || p->nservers < p->maglev_size)
 		return false;
-	reply_error(x->out, "pool '%s' has %zu servers, as many as its Maglev table has slots "
-			    "(set a larger maglev-table and reload)",
+	reply_error(x->out,
+		    "pool '%s' has %zu servers, as many as its Maglev table has slots "
+		    "(set a larger maglev-table and reload)",
 		    p->name, p->nservers);
 	return true;
 }
@@ -942,8 +948,8 @@ static void add_server(struct cmd *x, const char *pool, const char *name,
 	pool_publish(p);
 	if (x->ctl->hooks.server_added != NULL)
 		x->ctl->hooks.server_added(x->ctl->hooks.arg, s, !o->check.off);
-	log_notice("server %s/%s added at %s%s%s%s (%s, control socket)", p->name, s->name,
-		   written, host != NULL ? " (" : "",
+	log_notice("server %s/%s added at %s%s%s%s (%s, control socket)", p->name, s->name, written,
+		   host != NULL ? " (" : "",
 		   host != NULL ? util_addr_fmt(addr, abuf, sizeof(abuf)) : "",
 		   host != NULL ? ")" : "", pool_admin_name(s->admin));
 	ctl_changed(x->ctl);
@@ -972,8 +978,8 @@ static void cmd_server_add(struct cmd *x)
 	}
 	if (model_busy(x))
 		return;
-	if (util_addr_parse_server(x->argv[4], &addr, host, sizeof(host), &port, err,
-				   sizeof(err)) < 0) {
+	if (util_addr_parse_server(x->argv[4], &addr, host, sizeof(host), &port, err, sizeof(err)) <
+	    0) {
 		reply_error(x->out, "bad address '%s': %s", x->argv[4], err);
 		return;
 	}
@@ -1039,7 +1045,7 @@ static void cmd_server_add(struct cmd *x)
 static bool lookup_reply(struct ctl *c, struct ctl_client *cl, struct ctl_buf *out)
 {
 	struct ctl_pending_add *pa = cl->wait_add;
-	struct cmd x = { .ctl = c, .cl = cl, .json = cl->wait_json, .out = out };
+	struct cmd x = {.ctl = c, .cl = cl, .json = cl->wait_json, .out = out};
 	struct util_addr addr;
 	char msg[256];
 	int rc;
@@ -1073,15 +1079,17 @@ static void cmd_server_del(struct cmd *x)
 	if (s == NULL || model_busy(x))
 		return;
 	if (s->dns_origin != POOL_DNS_NONE) {
-		reply_error(x->out, "server %s/%s comes from the DNS answer of %s and goes with it "
-				    "(drain or maint it instead)",
+		reply_error(x->out,
+			    "server %s/%s comes from the DNS answer of %s and goes with it "
+			    "(drain or maint it instead)",
 			    s->pool->name, s->name, s->host != NULL ? s->host : "?");
 		return;
 	}
 	n = atomic_load(&s->cur_conns);
 	if (n > 0 && !force) {
-		reply_error(x->out, "server %s/%s has %u open connections (drain it and wait, or "
-				    "add 'force' to reset them)",
+		reply_error(x->out,
+			    "server %s/%s has %u open connections (drain it and wait, or "
+			    "add 'force' to reset them)",
 			    s->pool->name, s->name, n);
 		return;
 	}
@@ -1165,7 +1173,7 @@ static void cmd_wait(struct cmd *x)
 static bool wait_idle_check(struct ctl *c, struct ctl_client *cl, uint64_t now_ms,
 			    struct ctl_buf *out)
 {
-	struct ctl_info in = { 0 };
+	struct ctl_info in = {0};
 
 	c->hooks.info(c->hooks.arg, &in);
 	if (in.cur_conns == 0) {
@@ -1207,15 +1215,17 @@ bool ctl_wait_check(struct ctl *c, struct ctl_client *cl, uint64_t now_ms, struc
 			       s->pool->name, s->name);
 	} else if (done) {
 		if (cl->wait_json)
-			ctl_buf_printf(out, "{\"ok\":true,\"server\":\"%s/%s\",\"state\":\"%s\"}\n\n",
+			ctl_buf_printf(out,
+				       "{\"ok\":true,\"server\":\"%s/%s\",\"state\":\"%s\"}\n\n",
 				       s->pool->name, s->name, drained ? "drained" : "up");
 		else
 			ctl_buf_printf(out, "server %s/%s is %s\n\n", s->pool->name, s->name,
 				       drained ? "drained" : "up");
 	} else if (now_ms >= cl->wait_deadline_ms) {
 		if (drained)
-			ctl_buf_printf(out, "error: timeout: server %s/%s still has %u open "
-					    "connections\n\n",
+			ctl_buf_printf(out,
+				       "error: timeout: server %s/%s still has %u open "
+				       "connections\n\n",
 				       s->pool->name, s->name, n);
 		else
 			ctl_buf_printf(out, "error: timeout: server %s/%s is still %s\n\n",
@@ -1244,8 +1254,8 @@ static void fmt_wall(uint64_t wall_ms, char *buf, size_t len)
 
 /* The rows of every announce block (caller frees), or NULL after an error
  * reply. */
-static struct ctl_announce_row *announce_rows(struct ctl *c, size_t *n,
-					      struct ctl_node_state *node, struct ctl_buf *out)
+static struct ctl_announce_row *announce_rows(struct ctl *c, size_t *n, struct ctl_node_state *node,
+					      struct ctl_buf *out)
 {
 	struct ctl_announce_row *rows;
 
@@ -1279,23 +1289,23 @@ static void announce_json(struct ctl_buf *out, const struct ctl_announce_row *r)
 	ctl_buf_printf(out, ",\"state\":\"%s\",\"announced\":%s,\"cause\":", r->state,
 		       strcmp(r->state, "announced") == 0 ? "true" : "false");
 	ctl_json_str(out, r->cause);
-	ctl_buf_printf(out,
-		       ",\"withdrawn_by_operator\":%s,\"since\":\"%s\",\"since_ms\":%llu,"
-		       "\"hold_down_ms\":%llu,\"hold_down_left_ms\":%llu,"
-		       "\"withdraw_delay_ms\":%llu,\"announces\":%llu,\"withdraws\":%llu,"
-		       "\"transitions\":%llu,\"errors\":%llu}",
-		       r->manual ? "true" : "false", when, (unsigned long long)r->since_age_ms,
-		       (unsigned long long)r->hold_down_ms, (unsigned long long)r->hold_down_left_ms,
-		       (unsigned long long)r->withdraw_delay_ms, (unsigned long long)r->announces,
-		       (unsigned long long)r->withdraws,
-		       (unsigned long long)(r->announces + r->withdraws),
-		       (unsigned long long)r->errors);
+	ctl_buf_printf(
+	    out,
+	    ",\"withdrawn_by_operator\":%s,\"since\":\"%s\",\"since_ms\":%llu,"
+	    "\"hold_down_ms\":%llu,\"hold_down_left_ms\":%llu,"
+	    "\"withdraw_delay_ms\":%llu,\"announces\":%llu,\"withdraws\":%llu,"
+	    "\"transitions\":%llu,\"errors\":%llu}",
+	    r->manual ? "true" : "false", when, (unsigned long long)r->since_age_ms,
+	    (unsigned long long)r->hold_down_ms, (unsigned long long)r->hold_down_left_ms,
+	    (unsigned long long)r->withdraw_delay_ms, (unsigned long long)r->announces,
+	    (unsigned long long)r->withdraws, (unsigned long long)(r->announces + r->withdraws),
+	    (unsigned long long)r->errors);
 }
 
 static void cmd_show_announce(struct cmd *x)
 {
 	struct ctl_node_state node;
-	struct tbl t = { .ncols = 8 };
+	struct tbl t = {.ncols = 8};
 	size_t n;
 	struct ctl_announce_row *rows = announce_rows(x->ctl, &n, &node, x->out);
 	char b[2][64];
@@ -1319,11 +1329,13 @@ static void cmd_show_announce(struct cmd *x)
 	if (node.stopping)
 		ctl_buf_printf(x->out, "node: stopping\n");
 	else if (node.drained && node.drain_left_ms > 0)
-		ctl_buf_printf(x->out, "node: drained (node drain); open connections are closed in "
-				       "%llums\n",
+		ctl_buf_printf(x->out,
+			       "node: drained (node drain); open connections are closed in "
+			       "%llums\n",
 			       (unsigned long long)node.drain_left_ms);
 	else
-		ctl_buf_printf(x->out, "node: %s\n", node.drained ? "drained (node drain)" : "serving");
+		ctl_buf_printf(x->out, "node: %s\n",
+			       node.drained ? "drained (node drain)" : "serving");
 	tbl_row(&t, "announce", "device", "state", "addresses", "pools", "since", "transitions",
 		"cause");
 	for (size_t i = 0; i < n; i++) {
@@ -1333,8 +1345,8 @@ static void cmd_show_announce(struct cmd *x)
 		fmt_wall(r->since_wall_ms, when, sizeof(when));
 		snprintf(b[0], sizeof(b[0]), "%s (%llus ago)", when,
 			 (unsigned long long)(r->since_age_ms / 1000));
-		tbl_row(&t, r->name, r->device, r->state, r->addresses, r->pools[0] ? r->pools : "-",
-			b[0], u64s(b[1], r->announces + r->withdraws),
+		tbl_row(&t, r->name, r->device, r->state, r->addresses,
+			r->pools[0] ? r->pools : "-", b[0], u64s(b[1], r->announces + r->withdraws),
 			/* last: the cause has spaces */
 			r->cause[0] ? r->cause : "-");
 	}
@@ -1352,7 +1364,8 @@ static void cmd_announce_admin(struct cmd *x)
 	}
 	msg[0] = '\0';
 	if (x->ctl->hooks.announce_admin(x->ctl->hooks.arg, x->argv[2],
-					 strcmp(x->argv[1], "withdraw") == 0, msg, sizeof(msg)) < 0) {
+					 strcmp(x->argv[1], "withdraw") == 0, msg,
+					 sizeof(msg)) < 0) {
 		reply_error(x->out, "%s", msg);
 		return;
 	}
@@ -1459,10 +1472,10 @@ static void cmd_takeover(struct cmd *x)
 /* ---- source ACLs and per-source limits ---- */
 
 const char *const ctl_refusal_names[CTL_NREFUSALS] = {
-	[CTL_REFUSED_ACL] = "acl",
-	[CTL_REFUSED_CONNS] = "conns",
-	[CTL_REFUSED_RATE] = "rate",
-	[CTL_REFUSED_TABLE_FULL] = "table-full",
+    [CTL_REFUSED_ACL] = "acl",
+    [CTL_REFUSED_CONNS] = "conns",
+    [CTL_REFUSED_RATE] = "rate",
+    [CTL_REFUSED_TABLE_FULL] = "table-full",
 };
 
 #define ACL_FOR_MAX_MS (366ull * 24 * 3600 * 1000)
@@ -1501,9 +1514,10 @@ static void cmd_acl_add(struct cmd *x)
 		reply_error(x->out, "usage: acl add LISTENER deny|allow CIDR [for DURATION]");
 		return;
 	}
-	if (x->argc == 7 && (util_parse_duration_ms(x->argv[6], ACL_FOR_MAX_MS, &for_ms) < 0 ||
-			     for_ms == 0)) {
-		reply_error(x->out, "bad duration '%s' (expected e.g. 30s, 10m, 24h; at most 8784h)",
+	if (x->argc == 7 &&
+	    (util_parse_duration_ms(x->argv[6], ACL_FOR_MAX_MS, &for_ms) < 0 || for_ms == 0)) {
+		reply_error(x->out,
+			    "bad duration '%s' (expected e.g. 30s, 10m, 24h; at most 8784h)",
 			    x->argv[6]);
 		return;
 	}
@@ -1544,7 +1558,7 @@ static void fmt_expiry(char *buf, size_t len, uint64_t in_ms)
 static void cmd_show_acl(struct cmd *x)
 {
 	struct ctl_acl_view v;
-	struct tbl t = { .ncols = 4 };
+	struct tbl t = {.ncols = 4};
 	char msg[512] = "failed", pfx[UTIL_CIDR_STRLEN], exp[32];
 
 	if (!guard_hooks(x))
@@ -1562,7 +1576,8 @@ static void cmd_show_acl(struct cmd *x)
 		for (size_t i = 0; i < v.nfiles; i++) {
 			ctl_buf_printf(x->out, "%s{\"path\":", i ? "," : "");
 			ctl_json_str(x->out, v.files[i].path);
-			ctl_buf_printf(x->out, ",\"action\":\"%s\"}", v.files[i].deny ? "deny" : "allow");
+			ctl_buf_printf(x->out, ",\"action\":\"%s\"}",
+				       v.files[i].deny ? "deny" : "allow");
 		}
 		ctl_buf_printf(x->out, "],\"rules\":[");
 		for (size_t i = 0; i < v.nrules; i++)
@@ -1577,7 +1592,8 @@ static void cmd_show_acl(struct cmd *x)
 	} else {
 		ctl_buf_printf(x->out, "listen %s: default %s; %llu prefixes from %zu file%s\n",
 			       x->argv[2], v.default_deny ? "deny" : "allow",
-			       (unsigned long long)v.file_entries, v.nfiles, v.nfiles == 1 ? "" : "s");
+			       (unsigned long long)v.file_entries, v.nfiles,
+			       v.nfiles == 1 ? "" : "s");
 		tbl_row(&t, "origin", "action", "prefix", "expires");
 		for (size_t i = 0; i < v.nrules; i++) {
 			fmt_expiry(exp, sizeof(exp), v.rules[i].expires_in_ms);
@@ -1586,7 +1602,8 @@ static void cmd_show_acl(struct cmd *x)
 				util_cidr_fmt(&v.rules[i].cidr, pfx, sizeof(pfx)), exp);
 		}
 		for (size_t i = 0; i < v.nfiles; i++)
-			tbl_row(&t, "file", v.files[i].deny ? "deny" : "allow", v.files[i].path, "-");
+			tbl_row(&t, "file", v.files[i].deny ? "deny" : "allow", v.files[i].path,
+				"-");
 		tbl_print(&t, x->out);
 	}
 	free(v.rules);
@@ -1596,7 +1613,7 @@ static void cmd_show_acl(struct cmd *x)
 static void cmd_show_sources(struct cmd *x)
 {
 	struct ctl_sources_view v;
-	struct tbl t = { .ncols = 5 };
+	struct tbl t = {.ncols = 5};
 	long top = SOURCES_TOP_DEFAULT;
 	char msg[512] = "failed", pfx[UTIL_CIDR_STRLEN], b[4][24];
 
@@ -1616,19 +1633,20 @@ static void cmd_show_sources(struct cmd *x)
 	if (x->json) {
 		ctl_buf_printf(x->out, "[");
 		for (size_t i = 0; i < v.nrows; i++)
-			ctl_buf_printf(x->out,
-				       "%s{\"source\":\"%s\",\"connections\":%u,\"rate\":%.1f,"
-				       "\"connections_total\":%llu,\"refused\":%llu}",
-				       i ? "," : "", util_cidr_fmt(&v.rows[i].src, pfx, sizeof(pfx)),
-				       v.rows[i].conns, v.rows[i].rate,
-				       (unsigned long long)v.rows[i].total,
-				       (unsigned long long)v.rows[i].refused);
+			ctl_buf_printf(
+			    x->out,
+			    "%s{\"source\":\"%s\",\"connections\":%u,\"rate\":%.1f,"
+			    "\"connections_total\":%llu,\"refused\":%llu}",
+			    i ? "," : "", util_cidr_fmt(&v.rows[i].src, pfx, sizeof(pfx)),
+			    v.rows[i].conns, v.rows[i].rate, (unsigned long long)v.rows[i].total,
+			    (unsigned long long)v.rows[i].refused);
 		ctl_buf_printf(x->out, "]\n\n");
 		free(v.rows);
 		return;
 	}
-	ctl_buf_printf(x->out, "listen %s: %llu of %llu sources tracked (%.1f MiB), %llu evicted; "
-			       "limits: ",
+	ctl_buf_printf(x->out,
+		       "listen %s: %llu of %llu sources tracked (%.1f MiB), %llu evicted; "
+		       "limits: ",
 		       x->argv[2], (unsigned long long)v.tracked, (unsigned long long)v.capacity,
 		       v.memory_bytes / 1048576.0, (unsigned long long)v.evictions);
 	if (v.conns != 0)
@@ -1710,52 +1728,51 @@ static void cmd_show_cluster(struct cmd *x)
 }
 
 static const struct cmd_entry commands[] = {
-	{ "help", NULL, 1, 1, CTL_LEVEL_USER, cmd_help, "help" },
-	{ "show", "info", 2, 2, CTL_LEVEL_USER, cmd_show_info, "show info" },
-	{ "show", "listeners", 2, 2, CTL_LEVEL_USER, cmd_show_listeners, "show listeners" },
-	{ "show", "routes", 2, 3, CTL_LEVEL_USER, cmd_show_routes, "show routes [LISTEN]" },
-	{ "show", "pools", 2, 2, CTL_LEVEL_USER, cmd_show_pools, "show pools" },
-	{ "show", "servers", 2, 3, CTL_LEVEL_USER, cmd_show_servers, "show servers [POOL]" },
-	{ "show", "metrics", 2, 2, CTL_LEVEL_USER, cmd_show_metrics, "show metrics" },
-	{ "server", "ready", 3, 3, CTL_LEVEL_ADMIN, cmd_server_admin, "server ready POOL/SERVER" },
-	{ "server", "drain", 3, 5, CTL_LEVEL_ADMIN, cmd_server_admin,
-	  "server drain POOL/SERVER [within DURATION]" },
-	{ "server", "maint", 3, 3, CTL_LEVEL_ADMIN, cmd_server_admin, "server maint POOL/SERVER" },
-	{ "server", "weight", 4, 4, CTL_LEVEL_ADMIN, cmd_server_weight,
-	  "server weight POOL/SERVER 0-256" },
-	{ "server", "shutdown-sessions", 3, 3, CTL_LEVEL_ADMIN, cmd_server_shutdown,
-	  "server shutdown-sessions POOL/SERVER" },
-	{ "server", "add", 5, 23, CTL_LEVEL_ADMIN, cmd_server_add,
-	  "server add POOL NAME HOST:PORT [weight N] [maxconn N] [backup] [send-proxy "
-	  "v1|v2|none] [check on|off|port N] [agent on|off|port N] [ready]" },
-	{ "server", "del", 3, 4, CTL_LEVEL_ADMIN, cmd_server_del, "server del POOL/SERVER [force]" },
-	{ "wait", "drained", 3, 4, CTL_LEVEL_USER, cmd_wait, "wait drained POOL/SERVER [TIMEOUT]" },
-	{ "wait", "up", 3, 4, CTL_LEVEL_USER, cmd_wait, "wait up POOL/SERVER [TIMEOUT]" },
-	{ "reload", NULL, 1, 2, CTL_LEVEL_ADMIN, cmd_reload, "reload [check]" },
-	{ "takeover", NULL, 1, 1, CTL_LEVEL_ADMIN, cmd_takeover,
-	  "takeover (used by sluice --takeover: binary upgrade)" },
-	{ "show", "vrrp", 2, 2, CTL_LEVEL_USER, cmd_show_vrrp, "show vrrp" },
-	{ "show", "resolvers", 2, 2, CTL_LEVEL_USER, cmd_show_resolvers, "show resolvers" },
-	{ "vrrp", "leave", 3, 3, CTL_LEVEL_ADMIN, cmd_vrrp_admin, "vrrp leave NAME" },
-	{ "vrrp", "join", 3, 3, CTL_LEVEL_ADMIN, cmd_vrrp_admin, "vrrp join NAME" },
-	{ "show", "cluster", 2, 2, CTL_LEVEL_USER, cmd_show_cluster, "show cluster" },
-	{ "clear", "lateness", 2, 2, CTL_LEVEL_ADMIN, cmd_clear_lateness, "clear lateness" },
-	{ "show", "announce", 2, 2, CTL_LEVEL_USER, cmd_show_announce, "show announce" },
-	{ "announce", "withdraw", 3, 3, CTL_LEVEL_ADMIN, cmd_announce_admin,
-	  "announce withdraw NAME|all" },
-	{ "announce", "restore", 3, 3, CTL_LEVEL_ADMIN, cmd_announce_admin,
-	  "announce restore NAME|all" },
-	{ "node", "drain", 2, 4, CTL_LEVEL_ADMIN, cmd_node, "node drain [within DURATION]" },
-	{ "node", "ready", 2, 2, CTL_LEVEL_ADMIN, cmd_node, "node ready" },
-	{ "wait", "idle", 2, 3, CTL_LEVEL_USER, cmd_wait_idle, "wait idle [TIMEOUT]" },
-	/* source ACLs and per-source limits */
-	{ "acl", "add", 5, 7, CTL_LEVEL_ADMIN, cmd_acl_add,
-	  "acl add LISTENER deny|allow CIDR [for DURATION]" },
-	{ "acl", "del", 4, 4, CTL_LEVEL_ADMIN, cmd_acl_del, "acl del LISTENER CIDR" },
-	{ "show", "acl", 3, 3, CTL_LEVEL_USER, cmd_show_acl, "show acl LISTENER" },
-	{ "show", "sources", 3, 5, CTL_LEVEL_USER, cmd_show_sources, "show sources LISTENER [top N]" },
-	{ "sources", "kill", 4, 4, CTL_LEVEL_ADMIN, cmd_sources_kill, "sources kill LISTENER CIDR" },
-	{ NULL, NULL, 0, 0, CTL_LEVEL_USER, NULL, NULL },
+    {"help", NULL, 1, 1, CTL_LEVEL_USER, cmd_help, "help"},
+    {"show", "info", 2, 2, CTL_LEVEL_USER, cmd_show_info, "show info"},
+    {"show", "listeners", 2, 2, CTL_LEVEL_USER, cmd_show_listeners, "show listeners"},
+    {"show", "routes", 2, 3, CTL_LEVEL_USER, cmd_show_routes, "show routes [LISTEN]"},
+    {"show", "pools", 2, 2, CTL_LEVEL_USER, cmd_show_pools, "show pools"},
+    {"show", "servers", 2, 3, CTL_LEVEL_USER, cmd_show_servers, "show servers [POOL]"},
+    {"show", "metrics", 2, 2, CTL_LEVEL_USER, cmd_show_metrics, "show metrics"},
+    {"server", "ready", 3, 3, CTL_LEVEL_ADMIN, cmd_server_admin, "server ready POOL/SERVER"},
+    {"server", "drain", 3, 5, CTL_LEVEL_ADMIN, cmd_server_admin,
+     "server drain POOL/SERVER [within DURATION]"},
+    {"server", "maint", 3, 3, CTL_LEVEL_ADMIN, cmd_server_admin, "server maint POOL/SERVER"},
+    {"server", "weight", 4, 4, CTL_LEVEL_ADMIN, cmd_server_weight,
+     "server weight POOL/SERVER 0-256"},
+    {"server", "shutdown-sessions", 3, 3, CTL_LEVEL_ADMIN, cmd_server_shutdown,
+     "server shutdown-sessions POOL/SERVER"},
+    {"server", "add", 5, 23, CTL_LEVEL_ADMIN, cmd_server_add,
+     "server add POOL NAME HOST:PORT [weight N] [maxconn N] [backup] [send-proxy "
+     "v1|v2|none] [check on|off|port N] [agent on|off|port N] [ready]"},
+    {"server", "del", 3, 4, CTL_LEVEL_ADMIN, cmd_server_del, "server del POOL/SERVER [force]"},
+    {"wait", "drained", 3, 4, CTL_LEVEL_USER, cmd_wait, "wait drained POOL/SERVER [TIMEOUT]"},
+    {"wait", "up", 3, 4, CTL_LEVEL_USER, cmd_wait, "wait up POOL/SERVER [TIMEOUT]"},
+    {"reload", NULL, 1, 2, CTL_LEVEL_ADMIN, cmd_reload, "reload [check]"},
+    {"takeover", NULL, 1, 1, CTL_LEVEL_ADMIN, cmd_takeover,
+     "takeover (used by sluice --takeover: binary upgrade)"},
+    {"show", "vrrp", 2, 2, CTL_LEVEL_USER, cmd_show_vrrp, "show vrrp"},
+    {"show", "resolvers", 2, 2, CTL_LEVEL_USER, cmd_show_resolvers, "show resolvers"},
+    {"vrrp", "leave", 3, 3, CTL_LEVEL_ADMIN, cmd_vrrp_admin, "vrrp leave NAME"},
+    {"vrrp", "join", 3, 3, CTL_LEVEL_ADMIN, cmd_vrrp_admin, "vrrp join NAME"},
+    {"show", "cluster", 2, 2, CTL_LEVEL_USER, cmd_show_cluster, "show cluster"},
+    {"clear", "lateness", 2, 2, CTL_LEVEL_ADMIN, cmd_clear_lateness, "clear lateness"},
+    {"show", "announce", 2, 2, CTL_LEVEL_USER, cmd_show_announce, "show announce"},
+    {"announce", "withdraw", 3, 3, CTL_LEVEL_ADMIN, cmd_announce_admin,
+     "announce withdraw NAME|all"},
+    {"announce", "restore", 3, 3, CTL_LEVEL_ADMIN, cmd_announce_admin, "announce restore NAME|all"},
+    {"node", "drain", 2, 4, CTL_LEVEL_ADMIN, cmd_node, "node drain [within DURATION]"},
+    {"node", "ready", 2, 2, CTL_LEVEL_ADMIN, cmd_node, "node ready"},
+    {"wait", "idle", 2, 3, CTL_LEVEL_USER, cmd_wait_idle, "wait idle [TIMEOUT]"},
+    /* source ACLs and per-source limits */
+    {"acl", "add", 5, 7, CTL_LEVEL_ADMIN, cmd_acl_add,
+     "acl add LISTENER deny|allow CIDR [for DURATION]"},
+    {"acl", "del", 4, 4, CTL_LEVEL_ADMIN, cmd_acl_del, "acl del LISTENER CIDR"},
+    {"show", "acl", 3, 3, CTL_LEVEL_USER, cmd_show_acl, "show acl LISTENER"},
+    {"show", "sources", 3, 5, CTL_LEVEL_USER, cmd_show_sources, "show sources LISTENER [top N]"},
+    {"sources", "kill", 4, 4, CTL_LEVEL_ADMIN, cmd_sources_kill, "sources kill LISTENER CIDR"},
+    {NULL, NULL, 0, 0, CTL_LEVEL_USER, NULL, NULL},
 };
 
 void ctl_commands(ctl_command_fn fn, void *arg)
@@ -1789,7 +1806,7 @@ void ctl_cmd_run(struct ctl *c, struct ctl_client *cl, enum ctl_level level, cha
 		 struct ctl_buf *out)
 {
 	char *argv[CTL_MAX_ARGS];
-	struct cmd x = { .ctl = c, .cl = cl, .out = out };
+	struct cmd x = {.ctl = c, .cl = cl, .out = out};
 	const struct cmd_entry *e = NULL, *near = NULL;
 	int argc = ctl_tokenize(line, argv, CTL_MAX_ARGS);
 

@@ -51,27 +51,25 @@ enum srv_metric {
 static const struct {
 	const char *name, *type, *help;
 } srv_metrics[] = {
-	[SM_UP] = { "sluice_server_up", "gauge", "1 when the server's health is up" },
-	[SM_ADMIN] = { "sluice_server_admin_state", "gauge",
-		       "1 for the server's administrative state (ready, drain, maint)" },
-	[SM_WEIGHT] = { "sluice_server_weight", "gauge", "Configured or runtime weight" },
-	[SM_ACTIVE] = { "sluice_server_connections", "gauge", "Open connections to the server" },
-	[SM_TOTAL] = { "sluice_server_connections_total", "counter",
-		       "Connections sent to the server" },
-	[SM_BYTES_IN] = { "sluice_server_received_bytes_total", "counter",
-			  "Bytes received from the server" },
-	[SM_BYTES_OUT] = { "sluice_server_sent_bytes_total", "counter",
-			   "Bytes sent to the server" },
-	[SM_ERRORS] = { "sluice_server_connect_errors_total", "counter",
-			"Failed connection attempts to the server" },
-	[SM_LOCAL_ERRORS] = { "sluice_server_local_errors_total", "counter",
-			      "Connections and checks to the server that failed here, not at the "
-			      "server (out of descriptors, memory, buffers or ports)" },
-	[SM_CHECKS] = { "sluice_server_checks_total", "counter", "Health and agent checks done" },
-	[SM_CHECKS_FAILED] = { "sluice_server_checks_failed_total", "counter",
-			       "Health and agent checks that failed" },
-	[SM_STATE_CHANGES] = { "sluice_server_health_changes_total", "counter",
-			       "Changes of health between up and down" },
+    [SM_UP] = {"sluice_server_up", "gauge", "1 when the server's health is up"},
+    [SM_ADMIN] = {"sluice_server_admin_state", "gauge",
+		  "1 for the server's administrative state (ready, drain, maint)"},
+    [SM_WEIGHT] = {"sluice_server_weight", "gauge", "Configured or runtime weight"},
+    [SM_ACTIVE] = {"sluice_server_connections", "gauge", "Open connections to the server"},
+    [SM_TOTAL] = {"sluice_server_connections_total", "counter", "Connections sent to the server"},
+    [SM_BYTES_IN] = {"sluice_server_received_bytes_total", "counter",
+		     "Bytes received from the server"},
+    [SM_BYTES_OUT] = {"sluice_server_sent_bytes_total", "counter", "Bytes sent to the server"},
+    [SM_ERRORS] = {"sluice_server_connect_errors_total", "counter",
+		   "Failed connection attempts to the server"},
+    [SM_LOCAL_ERRORS] = {"sluice_server_local_errors_total", "counter",
+			 "Connections and checks to the server that failed here, not at the "
+			 "server (out of descriptors, memory, buffers or ports)"},
+    [SM_CHECKS] = {"sluice_server_checks_total", "counter", "Health and agent checks done"},
+    [SM_CHECKS_FAILED] = {"sluice_server_checks_failed_total", "counter",
+			  "Health and agent checks that failed"},
+    [SM_STATE_CHANGES] = {"sluice_server_health_changes_total", "counter",
+			  "Changes of health between up and down"},
 };
 
 /* name{pool="P",server="S" (the caller closes the braces) */
@@ -86,8 +84,8 @@ static void server_labels(struct ctl_buf *b, const char *name, const struct pool
 
 static void server_sample(struct ctl_buf *b, enum srv_metric m, const struct pool_server *s)
 {
-	static const enum pool_admin admins[] = { POOL_ADMIN_READY, POOL_ADMIN_DRAIN,
-						  POOL_ADMIN_MAINT };
+	static const enum pool_admin admins[] = {POOL_ADMIN_READY, POOL_ADMIN_DRAIN,
+						 POOL_ADMIN_MAINT};
 	uint64_t v = 0;
 
 	if (m == SM_ADMIN) {
@@ -141,16 +139,16 @@ static void server_sample(struct ctl_buf *b, enum srv_metric m, const struct poo
 
 static void pool_metrics(struct ctl_buf *b, struct pool **pools, size_t n)
 {
-	static const char *const names[] = { "sluice_pool_connections_total",
-					     "sluice_pool_no_server_total",
-					     "sluice_pool_queue_timeouts_total",
-					     "sluice_pool_queue_full_total", "sluice_pool_queued" };
+	static const char *const names[] = {"sluice_pool_connections_total",
+					    "sluice_pool_no_server_total",
+					    "sluice_pool_queue_timeouts_total",
+					    "sluice_pool_queue_full_total", "sluice_pool_queued"};
 	static const char *const helps[] = {
-		"Connections accepted for the pool",
-		"Connections closed because no server was usable",
-		"Connections closed after waiting too long in the queue",
-		"Connections closed because the queue was full",
-		"Connections waiting for a server slot",
+	    "Connections accepted for the pool",
+	    "Connections closed because no server was usable",
+	    "Connections closed after waiting too long in the queue",
+	    "Connections closed because the queue was full",
+	    "Connections waiting for a server slot",
 	};
 
 	for (size_t k = 0; k < UTIL_ARRAY_LEN(names); k++) {
@@ -174,17 +172,16 @@ static void pool_metrics(struct ctl_buf *b, struct pool **pools, size_t n)
  * ACL entries by origin. */
 static void guard_metrics(struct ctl_buf *b, const struct ctl_listener_row *rows, size_t n)
 {
-	static const char *const gauges[] = { "sluice_listener_sources",
-					      "sluice_listener_sources_capacity",
-					      "sluice_listener_sources_memory_bytes",
-					      "sluice_listener_source_evictions_total" };
+	static const char *const gauges[] = {
+	    "sluice_listener_sources", "sluice_listener_sources_capacity",
+	    "sluice_listener_sources_memory_bytes", "sluice_listener_source_evictions_total"};
 	static const char *const helps[] = {
-		"Sources tracked by the per-source limit table",
-		"Sources the per-source limit table holds at most",
-		"Memory of the listener's limit tables and ACL file tables",
-		"Idle sources evicted from a full per-source table",
+	    "Sources tracked by the per-source limit table",
+	    "Sources the per-source limit table holds at most",
+	    "Memory of the listener's limit tables and ACL file tables",
+	    "Idle sources evicted from a full per-source table",
 	};
-	static const char *const origins[] = { "file", "config", "runtime" };
+	static const char *const origins[] = {"file", "config", "runtime"};
 
 	family(b, "sluice_listener_refused_total", "counter",
 	       "Clients refused at accept, by reason (acl, conns, rate, table-full)");
@@ -212,8 +209,8 @@ static void guard_metrics(struct ctl_buf *b, const struct ctl_listener_row *rows
 	family(b, "sluice_listener_acl_entries", "gauge",
 	       "Source ACL prefixes by origin (file, config, runtime)");
 	for (size_t i = 0; i < n; i++) {
-		uint64_t v[3] = { rows[i].acl_file_entries, rows[i].acl_config_entries,
-				  rows[i].acl_runtime_entries };
+		uint64_t v[3] = {rows[i].acl_file_entries, rows[i].acl_config_entries,
+				 rows[i].acl_runtime_entries};
 
 		for (int k = 0; k < 3; k++) {
 			ctl_buf_printf(b, "sluice_listener_acl_entries{listener=\"");
@@ -226,23 +223,23 @@ static void guard_metrics(struct ctl_buf *b, const struct ctl_listener_row *rows
 
 static void listener_metrics(struct ctl *c, struct ctl_buf *b)
 {
-	static const char *const names[] = { "sluice_listener_connections",
-					     "sluice_listener_connections_total",
-					     "sluice_listener_received_bytes_total",
-					     "sluice_listener_sent_bytes_total",
-					     "sluice_listener_proxy_header_errors_total",
-					     "sluice_listener_proxy_header_timeouts_total",
-					     "sluice_listener_maxconn_reached_total" };
+	static const char *const names[] = {"sluice_listener_connections",
+					    "sluice_listener_connections_total",
+					    "sluice_listener_received_bytes_total",
+					    "sluice_listener_sent_bytes_total",
+					    "sluice_listener_proxy_header_errors_total",
+					    "sluice_listener_proxy_header_timeouts_total",
+					    "sluice_listener_maxconn_reached_total"};
 	static const char *const helps[] = {
-		"Open client connections",
-		"Client connections accepted",
-		"Bytes received from clients",
-		"Bytes sent to clients",
-		"Connections closed for a malformed or oversized PROXY header",
-		"Connections closed because their PROXY header did not arrive within timeout "
-		"proxy-header",
-		"Times accepting stopped at the listener's maxconn (clients wait in the listen "
-		"queue)",
+	    "Open client connections",
+	    "Client connections accepted",
+	    "Bytes received from clients",
+	    "Bytes sent to clients",
+	    "Connections closed for a malformed or oversized PROXY header",
+	    "Connections closed because their PROXY header did not arrive within timeout "
+	    "proxy-header",
+	    "Times accepting stopped at the listener's maxconn (clients wait in the listen "
+	    "queue)",
 	};
 	struct ctl_listener_row rows[256];
 	size_t n = c->hooks.listeners(c->hooks.arg, rows, UTIL_ARRAY_LEN(rows));
@@ -277,14 +274,14 @@ static void route_metrics(struct ctl *c, struct ctl_buf *b)
 		return;
 	n = UTIL_MIN(n, c->hooks.routes(c->hooks.arg, rows, n));
 	for (int k = 0; k < 3; k++) {
-		static const char *const names[] = { "sluice_route_connections",
-						     "sluice_route_connections_total",
-						     "sluice_listener_unrouted_total" };
+		static const char *const names[] = {"sluice_route_connections",
+						    "sluice_route_connections_total",
+						    "sluice_listener_unrouted_total"};
 		static const char *const helps[] = {
-			"Open connections a TLS route (or the default pool) took",
-			"Connections a TLS route (or the default pool) took",
-			"Connections of a listener with TLS routes closed before a pool was "
-			"chosen, by reason",
+		    "Open connections a TLS route (or the default pool) took",
+		    "Connections a TLS route (or the default pool) took",
+		    "Connections of a listener with TLS routes closed before a pool was "
+		    "chosen, by reason",
 		};
 
 		family(b, names[k], k == 0 ? "gauge" : "counter", helps[k]);
@@ -318,11 +315,11 @@ static void route_metrics(struct ctl *c, struct ctl_buf *b)
  * a Prometheus summary would have them, and the number of events. */
 static void lateness_metrics(struct ctl_buf *b, const struct ctl_info *in)
 {
-	static const char *const qs[] = { "0.5", "0.99", "1" };
+	static const char *const qs[] = {"0.5", "0.99", "1"};
 	const struct {
 		const char *name;
 		const struct util_lathist_summary *s;
-	} t[] = { { "check", &in->late_checks }, { "advert", &in->late_adverts } };
+	} t[] = {{"check", &in->late_checks}, {"advert", &in->late_adverts}};
 
 	family(b, "sluice_lateness_seconds", "gauge",
 	       "How late the control loop started health checks and sent VRRP adverts after "
@@ -339,8 +336,9 @@ static void lateness_metrics(struct ctl_buf *b, const struct ctl_info *in)
 				       t[i].name, qs[k], (unsigned long long)(us / 1000000),
 				       (unsigned long long)(us % 1000000));
 		}
-	family(b, "sluice_lateness_events_total", "counter",
-	       "Health checks started and VRRP adverts sent, as counted in sluice_lateness_seconds");
+	family(
+	    b, "sluice_lateness_events_total", "counter",
+	    "Health checks started and VRRP adverts sent, as counted in sluice_lateness_seconds");
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(t); i++)
 		ctl_buf_printf(b, "sluice_lateness_events_total{timer=\"%s\"} %llu\n", t[i].name,
 			       (unsigned long long)t[i].s->n);
@@ -348,17 +346,16 @@ static void lateness_metrics(struct ctl_buf *b, const struct ctl_info *in)
 
 static void announce_metrics(struct ctl *c, struct ctl_buf *b)
 {
-	static const char *const names[] = { "sluice_announce_announced",
-					     "sluice_announce_withdrawn_by_operator",
-					     "sluice_announce_announces_total",
-					     "sluice_announce_withdraws_total",
-					     "sluice_announce_errors_total" };
+	static const char *const names[] = {
+	    "sluice_announce_announced", "sluice_announce_withdrawn_by_operator",
+	    "sluice_announce_announces_total", "sluice_announce_withdraws_total",
+	    "sluice_announce_errors_total"};
 	static const char *const helps[] = {
-		"1 while the block's addresses are on its device (announced to the routers)",
-		"1 while the operator keeps the block withdrawn (announce withdraw)",
-		"Times the block's addresses were announced",
-		"Times the block's addresses were withdrawn",
-		"Addresses that could not be added to or deleted from the device",
+	    "1 while the block's addresses are on its device (announced to the routers)",
+	    "1 while the operator keeps the block withdrawn (announce withdraw)",
+	    "Times the block's addresses were announced",
+	    "Times the block's addresses were withdrawn",
+	    "Addresses that could not be added to or deleted from the device",
 	};
 	struct ctl_node_state node;
 	struct ctl_announce_row *rows;
@@ -418,7 +415,7 @@ static void log_metrics(struct ctl_buf *b)
 /* The daemon, lateness, log, listener and pool families: one part. */
 static void head_metrics(struct ctl *c, struct ctl_buf *out)
 {
-	struct ctl_info in = { 0 };
+	struct ctl_info in = {0};
 	size_t n;
 	struct pool **pools = c->hooks.pools(c->hooks.arg, &n);
 
@@ -428,7 +425,8 @@ static void head_metrics(struct ctl *c, struct ctl_buf *out)
 	label(out, in.version);
 	ctl_buf_printf(out, "\"} 1\n");
 	family(out, "sluice_uptime_seconds", "gauge", "Seconds since the daemon started");
-	ctl_buf_printf(out, "sluice_uptime_seconds %llu\n", (unsigned long long)(in.uptime_ms / 1000));
+	ctl_buf_printf(out, "sluice_uptime_seconds %llu\n",
+		       (unsigned long long)(in.uptime_ms / 1000));
 	family(out, "sluice_connections", "gauge", "Open client connections, all listeners");
 	ctl_buf_printf(out, "sluice_connections %u\n", in.cur_conns);
 	family(out, "sluice_connections_total", "counter", "Client connections accepted");
@@ -639,7 +637,7 @@ void ctl_metrics_put(struct ctl *c, struct ctl_metrics_text *t)
 void ctl_metrics(struct ctl *c, struct ctl_buf *out)
 {
 	/* a private rendering, all at once (tests and the fuzzer) */
-	struct ctl_metrics_text t = { .refs = 1 };
+	struct ctl_metrics_text t = {.refs = 1};
 
 	while (!ctl_metrics_step(c, &t))
 		;

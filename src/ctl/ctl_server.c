@@ -649,7 +649,7 @@ static int make_parent_dir(const char *path)
 int ctl_listen_unix(struct ctl *c, const char *path, unsigned mode, enum ctl_level level,
 		    bool replace_live, char *err, size_t errlen)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	int fd;
 
 	util_strlcpy(sun.sun_path, path, sizeof(sun.sun_path));

@@ -76,8 +76,8 @@ int ctl_state_save(struct ctl *c)
 				util_bufprintf(opts, sizeof(opts), &off, " weight %u", s->weight);
 			}
 			fprintf(f, "server %s %s %s admin %s%s\n", pools[i]->name, s->name,
-				util_addr_fmt(&s->addr, abuf, sizeof(abuf)), pool_admin_name(s->admin),
-				opts);
+				util_addr_fmt(&s->addr, abuf, sizeof(abuf)),
+				pool_admin_name(s->admin), opts);
 		}
 	}
 	for (size_t i = 0; i < c->npending; i++) {
@@ -119,7 +119,7 @@ int ctl_state_save(struct ctl *c)
 
 struct state_line {
 	bool announce; /* "announce NAME withdrawn": only name is set */
-	bool acl; /* an "acl" line: pool holds the listener's name */
+	bool acl;      /* an "acl" line: pool holds the listener's name */
 	struct util_cidr cidr;
 	bool deny;
 	uint64_t until_wall_ms;
@@ -156,14 +156,14 @@ static int parse_opt(char **argv, size_t argc, size_t *i, struct state_line *sl,
 		sl->legacy_nocheck = true;
 	} else if (strncmp(w, "maxconn=", 8) == 0) {
 		/* the table's rule and message for "maxconn N" */
-		const char *pair[2] = { "maxconn", w + 8 };
+		const char *pair[2] = {"maxconn", w + 8};
 		size_t k = 0;
 
 		return util_srvopt_parse(pair, 2, &k, &sl->opts, NULL, err, errlen);
 	} else {
 		sl->weight_set |= strcmp(w, "weight") == 0;
-		return util_srvopt_parse((const char *const *)argv, argc, i, &sl->opts, ", or added",
-					 err, errlen);
+		return util_srvopt_parse((const char *const *)argv, argc, i, &sl->opts,
+					 ", or added", err, errlen);
 	}
 	return 0;
 }
@@ -296,8 +296,7 @@ bool ctl_server_gone(struct ctl *c, const struct pool_server *s)
 {
 	if (!s->admin_overridden && !s->weight_overridden)
 		return false;
-	pending_add(c, s->pool->name, s->name, &s->addr, s->admin, s->weight_overridden,
-		    s->weight);
+	pending_add(c, s->pool->name, s->name, &s->addr, s->admin, s->weight_overridden, s->weight);
 	return true;
 }
 
@@ -397,7 +396,8 @@ static void apply_line(struct ctl *c, struct state_line *sl)
 		s->weight_overridden = true;
 	}
 	log_notice("state-file: server %s/%s restored: %s, weight %u%s", sl->pool, sl->name,
-		   pool_admin_name(s->admin), s->weight, s->runtime_added ? ", added at runtime" : "");
+		   pool_admin_name(s->admin), s->weight,
+		   s->runtime_added ? ", added at runtime" : "");
 }
 
 int ctl_state_load(struct ctl *c, char *err, size_t errlen)

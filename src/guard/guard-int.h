@@ -35,9 +35,9 @@ static inline uint64_t guard_be64(const uint8_t *p)
 
 /* Admission settings of a table, published with it. */
 struct guard_limits {
-	uint32_t conns; /* 0: no limit */
+	uint32_t conns;	      /* 0: no limit */
 	uint64_t interval_us; /* one token every interval; 0: no rate limit */
-	uint64_t tau_us; /* burst tolerance: (burst - 1) * interval */
+	uint64_t tau_us;      /* burst tolerance: (burst - 1) * interval */
 };
 
 /* Create a table for capacity sources grouped by prefix lengths group4 and

@@ -15,7 +15,7 @@
 
 /* The ACL as the workers see it. Owns a reference to each table. */
 struct guard_acl {
-	struct guard_lpm *file; /* allow/deny files; NULL: none */
+	struct guard_lpm *file;	 /* allow/deny files; NULL: none */
 	struct guard_lpm *small; /* lines and runtime entries; NULL: none */
 	enum guard_action dflt;
 };
@@ -45,18 +45,18 @@ struct guard {
 	struct rt_entry *rt;
 	size_t nrt;
 	struct guard_table *table; /* current; NULL without limits */
-	struct guard_table **old; /* superseded, newest first, chained */
-	uint64_t *old_mark; /* QSBR mark of each one's superseding */
+	struct guard_table **old;  /* superseded, newest first, chained */
+	uint64_t *old_mark;	   /* QSBR mark of each one's superseding */
 	size_t nold;
 	uint64_t evictions_gone; /* of tables freed since */
 };
 
 static const char *const verdict_names[] = {
-	[GUARD_OK] = "ok",
-	[GUARD_REFUSE_ACL] = "acl",
-	[GUARD_REFUSE_CONNS] = "conns",
-	[GUARD_REFUSE_RATE] = "rate",
-	[GUARD_REFUSE_TABLE_FULL] = "table-full",
+    [GUARD_OK] = "ok",
+    [GUARD_REFUSE_ACL] = "acl",
+    [GUARD_REFUSE_CONNS] = "conns",
+    [GUARD_REFUSE_RATE] = "rate",
+    [GUARD_REFUSE_TABLE_FULL] = "table-full",
 };
 
 const char *guard_verdict_name(enum guard_verdict v)
@@ -212,9 +212,11 @@ enum guard_action guard_default(const struct guard *g)
 int guard_acl_add(struct guard *g, const struct util_cidr *c, enum guard_action action,
 		  uint64_t expires_ms, uint64_t expires_wall_ms, char *err, size_t errlen)
 {
-	struct rt_entry e = { .r = { .cidr = *c, .action = action, .origin = GUARD_ORIGIN_RUNTIME,
-				     .expires_ms = expires_ms },
-			      .wall_ms = expires_wall_ms };
+	struct rt_entry e = {.r = {.cidr = *c,
+				   .action = action,
+				   .origin = GUARD_ORIGIN_RUNTIME,
+				   .expires_ms = expires_ms},
+			     .wall_ms = expires_wall_ms};
 	struct rt_entry *arr, saved;
 	size_t i;
 
@@ -222,9 +224,10 @@ int guard_acl_add(struct guard *g, const struct util_cidr *c, enum guard_action 
 		;
 	if (i == g->nrt) {
 		if (g->nrt >= GUARD_RUNTIME_MAX) {
-			snprintf(err, errlen,
-				 "%d runtime entries already (put long lists in an allow/deny file)",
-				 GUARD_RUNTIME_MAX);
+			snprintf(
+			    err, errlen,
+			    "%d runtime entries already (put long lists in an allow/deny file)",
+			    GUARD_RUNTIME_MAX);
 			return -1;
 		}
 		arr = realloc(g->rt, (g->nrt + 1) * sizeof(*arr));
@@ -330,7 +333,7 @@ static int supersede(struct guard *g)
 		return -1;
 	memmove(&arr[1], &arr[0], g->nold * sizeof(*arr));
 	memmove(&marks[1], &marks[0], g->nold * sizeof(*marks));
-	arr[0] = g->table; /* its older link already points to arr[1] */
+	arr[0] = g->table;     /* its older link already points to arr[1] */
 	marks[0] = UINT64_MAX; /* set once the new limits are published */
 	g->nold++;
 	g->table = NULL;
@@ -349,7 +352,8 @@ int guard_set_limits(struct guard *g, const struct guard_limits_conf *lc)
 		nl->lim.conns = lc->conns;
 		if (lc->rate != 0) {
 			nl->lim.interval_us = UTIL_MAX(lc->period_ms * 1000 / lc->rate, 1);
-			nl->lim.tau_us = (uint64_t)(UTIL_MAX(lc->burst, 1) - 1) * nl->lim.interval_us;
+			nl->lim.tau_us =
+			    (uint64_t)(UTIL_MAX(lc->burst, 1) - 1) * nl->lim.interval_us;
 		}
 		if (nt == NULL || !guard_table_same_shape(nt, lc->table, lc->group4, lc->group6)) {
 			nt = guard_table_new(lc->table, lc->group4, lc->group6);
@@ -413,7 +417,7 @@ static enum guard_action decide(const struct guard_acl *acl, const struct util_a
 bool guard_active(const struct guard *g)
 {
 	return g != NULL && (atomic_load_explicit(&g->acl, memory_order_relaxed) != NULL ||
-	       atomic_load_explicit(&g->lim, memory_order_relaxed) != NULL);
+			     atomic_load_explicit(&g->lim, memory_order_relaxed) != NULL);
 }
 
 enum guard_verdict guard_admit(struct guard *g, const struct util_addr *a, uint64_t now_us,

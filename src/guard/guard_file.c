@@ -13,11 +13,10 @@ static bool blank(char c)
 	return c == ' ' || c == '\t' || c == '\r';
 }
 
-long guard_file_parse(struct guard_lpm_builder *b, const char *name, const char *text,
-		      size_t len, enum guard_action action, const _Atomic bool *stop, char *err,
-		      size_t errlen)
+long guard_file_parse(struct guard_lpm_builder *b, const char *name, const char *text, size_t len,
+		      enum guard_action action, const _Atomic bool *stop, char *err, size_t errlen)
 {
-	struct guard_rule r = { .action = action, .origin = GUARD_ORIGIN_FILE };
+	struct guard_rule r = {.action = action, .origin = GUARD_ORIGIN_FILE};
 	const char *p = text, *end = text + len;
 	unsigned long line = 0;
 	long added = 0;
@@ -42,9 +41,11 @@ long guard_file_parse(struct guard_lpm_builder *b, const char *name, const char 
 		if (te > tok) {
 			const char *rest = te;
 
-			if (util_cidr_parse(tok, (size_t)(te - tok), &r.cidr, why, sizeof(why)) < 0) {
-				snprintf(err, errlen, "%s:%lu:%zu: error: %s (near '%.*s')", name, line,
-					 (size_t)(tok - p) + 1, why, (int)UTIL_MIN(te - tok, 64), tok);
+			if (util_cidr_parse(tok, (size_t)(te - tok), &r.cidr, why, sizeof(why)) <
+			    0) {
+				snprintf(err, errlen, "%s:%lu:%zu: error: %s (near '%.*s')", name,
+					 line, (size_t)(tok - p) + 1, why,
+					 (int)UTIL_MIN(te - tok, 64), tok);
 				return -1;
 			}
 			while (rest < le && blank(*rest))
@@ -53,11 +54,12 @@ long guard_file_parse(struct guard_lpm_builder *b, const char *name, const char 
 				te = rest;
 				while (te < le && !blank(*te))
 					te++;
-				snprintf(err, errlen,
-					 "%s:%lu:%zu: error: expected one address or prefix per line "
-					 "(near '%.*s')",
-					 name, line, (size_t)(rest - p) + 1, (int)UTIL_MIN(te - rest, 64),
-					 rest);
+				snprintf(
+				    err, errlen,
+				    "%s:%lu:%zu: error: expected one address or prefix per line "
+				    "(near '%.*s')",
+				    name, line, (size_t)(rest - p) + 1,
+				    (int)UTIL_MIN(te - rest, 64), rest);
 				return -1;
 			}
 			if (guard_lpm_builder_add(b, &r) < 0) {

@@ -26,7 +26,7 @@ typedef unsigned __int128 u128;
  * expire); others belong to one configuration or runtime entry. */
 struct lpm_val {
 	uint64_t expires_ms; /* 0: never */
-	uint32_t shadow; /* the entry of the same prefix it hides, or NIL */
+	uint32_t shadow;     /* the entry of the same prefix it hides, or NIL */
 	uint8_t action;
 	uint8_t origin;
 };
@@ -126,8 +126,8 @@ struct guard_lpm_builder *guard_lpm_builder_new(void)
 		free(b);
 		return NULL;
 	}
-	b->vals[0] = (struct lpm_val){ .shadow = NIL, .action = GUARD_ALLOW };
-	b->vals[1] = (struct lpm_val){ .shadow = NIL, .action = GUARD_DENY };
+	b->vals[0] = (struct lpm_val){.shadow = NIL, .action = GUARD_ALLOW};
+	b->vals[1] = (struct lpm_val){.shadow = NIL, .action = GUARD_DENY};
 	b->nvals = 2;
 	return b;
 }
@@ -160,9 +160,10 @@ int guard_lpm_builder_add(struct guard_lpm_builder *b, const struct guard_rule *
 		    grow((void **)&b->vals, &b->capvals, b->nvals + 1, sizeof(*b->vals)) < 0)
 			return -1;
 		val = (uint32_t)b->nvals++;
-		b->vals[val] = (struct lpm_val){ .expires_ms = r->expires_ms, .shadow = NIL,
-						 .action = (uint8_t)r->action,
-						 .origin = (uint8_t)r->origin };
+		b->vals[val] = (struct lpm_val){.expires_ms = r->expires_ms,
+						.shadow = NIL,
+						.action = (uint8_t)r->action,
+						.origin = (uint8_t)r->origin};
 	}
 	if (r->cidr.family == AF_INET) {
 		uint32_t key = (uint32_t)r->cidr.addr[0] << 24 | (uint32_t)r->cidr.addr[1] << 16 |
@@ -175,8 +176,9 @@ int guard_lpm_builder_add(struct guard_lpm_builder *b, const struct guard_rule *
 	}
 	if (grow((void **)&b->v6, &b->cap6, b->n6 + 1, sizeof(*b->v6)) < 0)
 		return -1;
-	b->v6[b->n6++] = (struct pfx6){ .hi = guard_be64(r->cidr.addr), .lo = guard_be64(r->cidr.addr + 8),
-					.meta = (uint32_t)r->cidr.plen << 24 | prio << 21 | val };
+	b->v6[b->n6++] = (struct pfx6){.hi = guard_be64(r->cidr.addr),
+				       .lo = guard_be64(r->cidr.addr + 8),
+				       .meta = (uint32_t)r->cidr.plen << 24 | prio << 21 | val};
 	return 0;
 }
 
@@ -201,7 +203,7 @@ static int radix_sort64(struct guard_lpm_builder *b, uint64_t *v, size_t n)
 	if (tmp == NULL)
 		return -1;
 	for (unsigned shift = 0; shift < 64; shift += 8) {
-		size_t count[256] = { 0 }, pos = 0;
+		size_t count[256] = {0}, pos = 0;
 
 		for (size_t i = 0; i < n; i++) {
 			count[(src[i] >> shift) & 0xff]++;
@@ -283,7 +285,8 @@ static size_t dedup4(struct guard_lpm_builder *b, uint64_t *v, size_t n, struct 
 		if ((i & 0xffff) == 0)
 			work_done(b, 4096);
 		if (out > 0 && (v[out - 1] >> 26) == (v[i] >> 26)) {
-			chain_shadow(vals, (uint32_t)v[i] & VAL_MASK, (uint32_t)v[out - 1] & VAL_MASK);
+			chain_shadow(vals, (uint32_t)v[i] & VAL_MASK,
+				     (uint32_t)v[out - 1] & VAL_MASK);
 			v[out - 1] = v[i];
 			continue;
 		}
@@ -371,12 +374,14 @@ static uint32_t emit(struct bctx *b, u128 key, unsigned plen, uint32_t val)
 	work_done(b->b, 1);
 	key &= mask128(plen);
 	if (b->v6) {
-		t->n6[t->nn6] = (struct node6){ .hi = (uint64_t)(key >> 64), .lo = (uint64_t)key,
-						.meta = plen << 24 | val, .child = { NIL, NIL } };
+		t->n6[t->nn6] = (struct node6){.hi = (uint64_t)(key >> 64),
+					       .lo = (uint64_t)key,
+					       .meta = plen << 24 | val,
+					       .child = {NIL, NIL}};
 		return t->nn6++;
 	}
-	t->n4[t->nn4] = (struct node4){ .key = (uint32_t)(key >> 96), .meta = plen << 24 | val,
-					.child = { NIL, NIL } };
+	t->n4[t->nn4] = (struct node4){
+	    .key = (uint32_t)(key >> 96), .meta = plen << 24 | val, .child = {NIL, NIL}};
 	return t->nn4++;
 }
 
@@ -433,7 +438,7 @@ static uint32_t build(struct bctx *b, size_t lo, size_t hi)
 struct guard_lpm *guard_lpm_build(struct guard_lpm_builder *b)
 {
 	struct guard_lpm *t = calloc(1, sizeof(*t));
-	struct bctx bc = { .t = t, .b = b };
+	struct bctx bc = {.t = t, .b = b};
 	size_t n4, n6;
 
 	if (t == NULL || (b->n4 > 0 && radix_sort64(b, b->v4, b->n4) < 0) ||
@@ -572,8 +577,9 @@ int guard_lpm_lookup(const struct guard_lpm *t, const struct util_addr *a, uint6
 	if (a->u.sa.sa_family == AF_INET) {
 		const uint8_t *p = (const uint8_t *)&a->u.in4.sin_addr;
 
-		len = lookup4(t, (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3],
-			      now_ms, &best);
+		len = lookup4(
+		    t, (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3],
+		    now_ms, &best);
 	} else if (a->u.sa.sa_family == AF_INET6) {
 		const uint8_t *p = a->u.in6.sin6_addr.s6_addr;
 

@@ -19,21 +19,21 @@
 #define ST_CONNS 0xffffffffull
 #define ST_LIVE (1ull << 32)
 #define ST_GEN_SHIFT 33
-#define FAST_STEPS 32 /* lock-free chain walk; longer chains take the lock */
+#define FAST_STEPS 32	/* lock-free chain walk; longer chains take the lock */
 #define EVICT_SCAN 1024 /* entries an eviction looks at, at most */
-#define EVICT_SAMPLE 8 /* idle candidates compared for the least recent */
+#define EVICT_SAMPLE 8	/* idle candidates compared for the least recent */
 #define INSERT_TRIES 8
 
 /* One source; one cache line. */
 struct src_ent {
 	_Atomic uint64_t state;
 	_Atomic uint64_t key_hi, key_lo; /* the source's prefix, IPv4 mapped */
-	_Atomic uint64_t tat_us; /* GCRA: when the bucket is full again */
-	_Atomic uint64_t win; /* second << 32 | attempts in that second */
-	_Atomic uint64_t total; /* admitted */
+	_Atomic uint64_t tat_us;	 /* GCRA: when the bucket is full again */
+	_Atomic uint64_t win;		 /* second << 32 | attempts in that second */
+	_Atomic uint64_t total;		 /* admitted */
 	_Atomic uint32_t refused;
-	_Atomic uint32_t prev; /* attempts in the second before win's */
-	_Atomic uint32_t next; /* bucket chain, or free list */
+	_Atomic uint32_t prev;	 /* attempts in the second before win's */
+	_Atomic uint32_t next;	 /* bucket chain, or free list */
 	_Atomic uint32_t last_s; /* last activity, for the eviction order */
 } __attribute__((aligned(64)));
 
@@ -48,11 +48,11 @@ struct guard_table {
 	struct stripe *stripes;
 	uint32_t capacity, nbuckets;
 	uint8_t group4, group6;
-	uint8_t hkey[16]; /* SipHash key: clients cannot aim at one bucket */
-	_Atomic uint64_t freelist; /* ABA tag << 32 | index of the top */
-	_Atomic uint32_t fresh; /* entries never used start here */
+	uint8_t hkey[16];	    /* SipHash key: clients cannot aim at one bucket */
+	_Atomic uint64_t freelist;  /* ABA tag << 32 | index of the top */
+	_Atomic uint32_t fresh;	    /* entries never used start here */
 	_Atomic int64_t used, idle; /* live entries; live with no connection */
-	_Atomic uint32_t hand; /* eviction sweep */
+	_Atomic uint32_t hand;	    /* eviction sweep */
 	_Atomic uint64_t evictions;
 	_Atomic(struct guard_table *) older; /* superseded, still counting */
 };
@@ -165,27 +165,29 @@ static void src_key(const struct guard_table *t, const struct util_addr *a, uint
 {
 	if (a->u.sa.sa_family == AF_INET) {
 		const uint8_t *p = (const uint8_t *)&a->u.in4.sin_addr;
-		uint32_t v4 = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+		uint32_t v4 =
+		    (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 
 		*hi = 0;
 		*lo = 0xffff00000000ull | (v4 & (uint32_t)(mask64(t->group4) >> 32));
 		return;
 	}
 	*hi = guard_be64(a->u.in6.sin6_addr.s6_addr) & mask64(t->group6);
-	*lo = guard_be64(a->u.in6.sin6_addr.s6_addr + 8) & mask64(t->group6 > 64 ? t->group6 - 64u : 0);
+	*lo = guard_be64(a->u.in6.sin6_addr.s6_addr + 8) &
+	      mask64(t->group6 > 64 ? t->group6 - 64u : 0);
 }
 
 static uint32_t bucket_of(const struct guard_table *t, uint64_t hi, uint64_t lo)
 {
-	uint64_t k[2] = { hi, lo };
+	uint64_t k[2] = {hi, lo};
 
 	return (uint32_t)util_siphash13(t->hkey, k, sizeof(k)) & (t->nbuckets - 1);
 }
 
 static void lock(struct guard_table *t, uint32_t b)
 {
-	while (atomic_flag_test_and_set_explicit(&t->stripes[b % STRIPES].lock,
-						 memory_order_acquire))
+	while (
+	    atomic_flag_test_and_set_explicit(&t->stripes[b % STRIPES].lock, memory_order_acquire))
 		__builtin_ia32_pause();
 }
 
@@ -197,8 +199,8 @@ static void unlock(struct guard_table *t, uint32_t b)
 /* The live entry of source (hi, lo) in bucket b, with its state in *s, or
  * NIL. Without the bucket's lock a walk can race an eviction and miss: the
  * caller then looks again under the lock. */
-static uint32_t find(const struct guard_table *t, uint32_t b, uint64_t hi, uint64_t lo,
-		     uint64_t *s, unsigned max_steps)
+static uint32_t find(const struct guard_table *t, uint32_t b, uint64_t hi, uint64_t lo, uint64_t *s,
+		     unsigned max_steps)
 {
 	uint32_t i = atomic_load_explicit(&t->bucket[b], memory_order_acquire);
 
@@ -206,7 +208,8 @@ static uint32_t find(const struct guard_table *t, uint32_t b, uint64_t hi, uint6
 		struct src_ent *e = &t->ent[i];
 
 		*s = atomic_load_explicit(&e->state, memory_order_acquire);
-		if ((*s & ST_LIVE) && atomic_load_explicit(&e->key_hi, memory_order_relaxed) == hi &&
+		if ((*s & ST_LIVE) &&
+		    atomic_load_explicit(&e->key_hi, memory_order_relaxed) == hi &&
 		    atomic_load_explicit(&e->key_lo, memory_order_relaxed) == lo)
 			return i;
 		i = atomic_load_explicit(&e->next, memory_order_acquire);
@@ -354,7 +357,8 @@ static void older_state(const struct guard_table *t, const struct util_addr *a, 
 {
 	*conns = 0;
 	*tat = 0;
-	for (const struct guard_table *o = guard_table_older(t); o != NULL; o = guard_table_older(o)) {
+	for (const struct guard_table *o = guard_table_older(t); o != NULL;
+	     o = guard_table_older(o)) {
 		uint64_t hi, lo, s;
 		uint32_t i;
 

@@ -33,7 +33,7 @@ struct health_checker {
 	enum health_phase phase;
 	uint64_t due_ms; /* when the current / next check is due (monotonic) */
 	uint64_t started_ms;
-	uint64_t started_us; /* the same, finer: for the lateness histogram */
+	uint64_t started_us;	 /* the same, finer: for the lateness histogram */
 	uint64_t local_retry_ms; /* back-off after local errors in a row, 0: none */
 	uint64_t rng;
 	void *ssl; /* SSL *, health_tls.c only */

@@ -438,8 +438,8 @@ static void finish_local(struct health_checker *chk, const char *cause)
 	util_strlcpy(r.cause, cause, sizeof(r.cause));
 	r.late_ms = chk->started_ms > chk->due_ms ? chk->started_ms - chk->due_ms : 0;
 	chk->local_retry_ms = chk->local_retry_ms == 0
-				      ? first
-				      : UTIL_MIN(chk->local_retry_ms * 2, chk->conf.interval_ms);
+				  ? first
+				  : UTIL_MIN(chk->local_retry_ms * 2, chk->conf.interval_ms);
 	chk->phase = HEALTH_PH_IDLE;
 	chk->due_ms = now + chk->local_retry_ms;
 	arm(chk, chk->due_ms, now);
@@ -457,8 +457,8 @@ static void finish_reply(struct health_checker *chk, bool ok, const char *cause,
 	chk->local_retry_ms = 0;
 	util_strlcpy(r.cause, cause, sizeof(r.cause));
 	r.late_ms = chk->started_ms > chk->due_ms ? chk->started_ms - chk->due_ms : 0;
-	r.late_us = chk->started_us > chk->due_ms * 1000u ? chk->started_us - chk->due_ms * 1000u
-							  : 0;
+	r.late_us =
+	    chk->started_us > chk->due_ms * 1000u ? chk->started_us - chk->due_ms * 1000u : 0;
 	if (chk->conf.type != HEALTH_AGENT) {
 		r.event = health_rf_update(&chk->rf, ok);
 		if (chk->rf.up) {

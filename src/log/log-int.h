@@ -11,10 +11,10 @@
 
 #include "sluice/log.h"
 
-#define LOG_LINE_MAX 2048     /* message text, without any prefix */
-#define LOG_STREAM_BUF 65536  /* stderr/stdout: lines gathered per write */
-#define LOG_RETRY_MS 1000     /* reconnect a socket target at most this often */
-#define LOG_REPORT_MS 10000   /* say a target drops lines at most this often */
+#define LOG_LINE_MAX 2048    /* message text, without any prefix */
+#define LOG_STREAM_BUF 65536 /* stderr/stdout: lines gathered per write */
+#define LOG_RETRY_MS 1000    /* reconnect a socket target at most this often */
+#define LOG_REPORT_MS 10000  /* say a target drops lines at most this often */
 
 /* Header of one queued line; the text follows (len bytes, no newline). */
 struct log_rec {
@@ -30,7 +30,7 @@ struct log_target {
 	int fd;		   /* streams: 1 or 2 (not ours); sockets: ours, -1 until connected */
 	uint64_t retry_ms; /* monotonic: next connect attempt */
 	_Atomic uint64_t sent, dropped;
-	uint64_t report_ms;	    /* monotonic: last "dropping lines" report, 0: none */
+	uint64_t report_ms;	   /* monotonic: last "dropping lines" report, 0: none */
 	uint64_t dropped_reported; /* dropped at that report */
 	int last_errno;
 	char *buf; /* streams: pending output */

@@ -48,7 +48,7 @@ static pthread_mutex_t log_sync_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct log_set *log_cur;
 static struct log_set *log_pending;
 
-static const char *const log_names[] = { "error", "warning", "notice", "info", "debug" };
+static const char *const log_names[] = {"error", "warning", "notice", "info", "debug"};
 
 int log_level_parse(const char *s, enum log_level *out)
 {
@@ -151,7 +151,7 @@ static void *log_thread_main(void *arg)
 {
 	(void)arg;
 	for (;;) {
-		struct pollfd pfd = { .fd = log_wake_fd, .events = POLLIN };
+		struct pollfd pfd = {.fd = log_wake_fd, .events = POLLIN};
 		uint64_t v;
 
 		log_drain();
@@ -330,7 +330,7 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 {
 	char buf[sizeof(struct log_rec) + LOG_LINE_MAX];
 	char *text = buf + sizeof(struct log_rec);
-	struct log_rec rec = { .level = (uint32_t)lvl };
+	struct log_rec rec = {.level = (uint32_t)lvl};
 	struct timespec ts;
 	size_t off = 0;
 	va_list ap;
@@ -341,8 +341,8 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	rec.sec = ts.tv_sec;
 	rec.nsec = ts.tv_nsec;
-	if (log_my_ring != NULL && atomic_load_explicit(&log_my_ring->dropped,
-						       memory_order_relaxed) > 0) {
+	if (log_my_ring != NULL &&
+	    atomic_load_explicit(&log_my_ring->dropped, memory_order_relaxed) > 0) {
 		uint64_t d = atomic_exchange(&log_my_ring->dropped, 0);
 
 		util_bufprintf(text, LOG_LINE_MAX, &off, "(%llu log lines dropped) ",
@@ -379,8 +379,8 @@ bool log_ratelimit_ok(struct log_ratelimit *rl, uint64_t now_ms, uint32_t burst,
 	return true;
 }
 
-void log_ratelimited(struct log_ratelimit *rl, uint64_t now_ms, uint32_t burst,
-		     enum log_level lvl, const char *fmt, ...)
+void log_ratelimited(struct log_ratelimit *rl, uint64_t now_ms, uint32_t burst, enum log_level lvl,
+		     const char *fmt, ...)
 {
 	char msg[LOG_LINE_MAX - 64];
 	uint32_t suppressed = 0;

@@ -19,9 +19,9 @@
 /* RFC 5424 section 6.2.1, table 1; "security" and the clock daemons have
  * no name in syslog(3) and are left out. */
 static const char *const facility_names[] = {
-	"kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news",
-	"uucp", "cron", "authpriv", "ftp", NULL, NULL, NULL, NULL,
-	"local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+    "kern",   "user",	"mail",	    "daemon", "auth",	"syslog", "lpr",    "news",
+    "uucp",   "cron",	"authpriv", "ftp",    NULL,	NULL,	  NULL,	    NULL,
+    "local0", "local1", "local2",   "local3", "local4", "local5", "local6", "local7",
 };
 
 /* RFC 5424 table 2: error 3, warning 4, notice 5, informational 6, debug 7. */
@@ -73,7 +73,7 @@ const char *log_target_describe(const struct log_target_conf *t, char *buf, size
  * waits LOG_RETRY_MS. Returns 0, or -1 with errno. */
 static int target_connect(struct log_target *t, uint64_t now_ms)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	const struct sockaddr *sa;
 	socklen_t salen;
 	int fd, e;
@@ -104,8 +104,7 @@ static int target_connect(struct log_target *t, uint64_t now_ms)
 struct log_set *log_set_new(const struct log_target_conf *targets, size_t n, char *err,
 			    size_t errlen)
 {
-	static const struct log_target_conf dflt = { .kind = LOG_TARGET_STDERR,
-						     .level = LOGL_INFO };
+	static const struct log_target_conf dflt = {.kind = LOG_TARGET_STDERR, .level = LOGL_INFO};
 	struct log_set *s = calloc(1, sizeof(*s));
 	uint64_t now = util_now_ms();
 
@@ -280,8 +279,7 @@ static void socket_put(struct log_set *s, struct log_target *t, const struct log
 			       t->conf.tag, (int)s->pid);
 	else /* RFC 5424 section 6: <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD MSG */
 		util_bufprintf(dgram, sizeof(dgram), &off, "<%u>1 %s.%03dZ %s %s %d - - ", pri,
-			       t->ts, (int)(r->nsec / 1000000), s->host, t->conf.tag,
-			       (int)s->pid);
+			       t->ts, (int)(r->nsec / 1000000), s->host, t->conf.tag, (int)s->pid);
 	n = UTIL_MIN((size_t)r->len, sizeof(dgram) - off);
 	memcpy(dgram + off, msg, n);
 	if (send(t->fd, dgram, off + n, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0) {
@@ -327,7 +325,8 @@ bool log_set_report(struct log_set *s, uint64_t now_ms, char *buf, size_t len)
 				 "log %s: cannot send: %s; %llu lines dropped (all are counted; "
 				 "this is said at most every %ds)",
 				 t->name, strerror(t->last_errno),
-				 (unsigned long long)(d - t->dropped_reported), LOG_REPORT_MS / 1000);
+				 (unsigned long long)(d - t->dropped_reported),
+				 LOG_REPORT_MS / 1000);
 		else
 			snprintf(buf, len, "log %s: %llu more lines dropped: %s", t->name,
 				 (unsigned long long)(d - t->dropped_reported),

@@ -256,8 +256,9 @@ int pool_server_check(const struct pool *p, const char *name, const struct util_
 	}
 	/* conf_check.c says the same of a file's server */
 	if (!p->has_check && (o->check.off || o->check.port != 0)) {
-		snprintf(err, errlen, "server '%s' has check options but pool '%s' has no check block",
-			 name, p->name);
+		snprintf(err, errlen,
+			 "server '%s' has check options but pool '%s' has no check block", name,
+			 p->name);
 		return -1;
 	}
 	if (!p->has_agent && (o->agent.off || o->agent.port != 0)) {
@@ -370,7 +371,7 @@ long pool_sweep_finish(struct pool *p, struct pool_sweep *sw)
 
 long pool_remove_if(struct pool *p, bool (*doomed)(void *arg, struct pool_server *s), void *arg)
 {
-	struct pool_sweep sw = { 0 };
+	struct pool_sweep sw = {0};
 
 	if (pool_sweep_step(p, &sw, SIZE_MAX, doomed, arg) < 0)
 		return -1;
@@ -392,9 +393,8 @@ struct pool_server *pool_find_server(const struct pool *p, const char *name)
 {
 	uintptr_t s;
 
-	return util_hmap_get(&p->server_index, name, server_key, NULL, &s)
-		       ? (struct pool_server *)s
-		       : NULL;
+	return util_hmap_get(&p->server_index, name, server_key, NULL, &s) ? (struct pool_server *)s
+									   : NULL;
 }
 
 bool pool_server_eligible(const struct pool_server *s)
@@ -423,7 +423,7 @@ static int by_name(const void *a, const void *b)
 static int maglev_base_update(struct pool_maglev_base *mb, const uint64_t *keys,
 			      const uint32_t *weights, size_t n, uint32_t m)
 {
-	struct pool_maglev_base nb = { .n = n, .m = m };
+	struct pool_maglev_base nb = {.n = n, .m = m};
 
 	if (mb->table != NULL && mb->m == m && mb->n == n &&
 	    memcmp(mb->keys, keys, n * sizeof(*keys)) == 0 &&
@@ -739,7 +739,7 @@ enum pool_pick_result pool_pick(struct pool *p, struct pool_pick *pk, uint64_t *
 	groups[0] = &lb->primary;
 	groups[1] = &lb->backup;
 	for (int gi = 0; gi < 2; gi++) {
-		struct pick_arg a = { .g = groups[gi], .pk = pk };
+		struct pick_arg a = {.g = groups[gi], .pk = pk};
 
 		/* a lost race for the last slot of a server: pick again */
 		for (int attempt = 0; attempt < 4; attempt++) {

@@ -30,8 +30,7 @@ void pool_server_operator_weight(struct pool_server *s, uint32_t weight)
 
 int pool_admin_parse(const char *s, enum pool_admin *out)
 {
-	static const enum pool_admin all[] = { POOL_ADMIN_READY, POOL_ADMIN_DRAIN,
-					       POOL_ADMIN_MAINT };
+	static const enum pool_admin all[] = {POOL_ADMIN_READY, POOL_ADMIN_DRAIN, POOL_ADMIN_MAINT};
 
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 		if (strcmp(s, pool_admin_name(all[i])) == 0) {

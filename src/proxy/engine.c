@@ -188,8 +188,8 @@ bool proxy_frontend_has_bind(const struct proxy_frontend *fe, const struct util_
 	return false;
 }
 
-int proxy_frontend_dup_fds(const struct proxy_frontend *fe, const struct util_addr *addr,
-			   int *fds, size_t max)
+int proxy_frontend_dup_fds(const struct proxy_frontend *fe, const struct util_addr *addr, int *fds,
+			   size_t max)
 {
 	for (size_t i = 0; i < fe->nbinds; i++) {
 		const struct proxy_bind *bd = fe->binds[i];
@@ -247,17 +247,15 @@ static void send_cmd_full(struct proxy_worker *w, const struct proxy_cmd *cmd)
 
 static void send_cmd(struct proxy_worker *w, enum proxy_cmd_type type, struct proxy_frontend *fe)
 {
-	struct proxy_cmd cmd = { .type = type, .fe = fe, .fd = -1 };
+	struct proxy_cmd cmd = {.type = type, .fe = fe, .fd = -1};
 
 	send_cmd_full(w, &cmd);
 }
 
-void proxy_engine_close_server(struct proxy_engine *e, struct pool_server *srv,
-			       uint32_t spread_ms)
+void proxy_engine_close_server(struct proxy_engine *e, struct pool_server *srv, uint32_t spread_ms)
 {
 	struct proxy_cmd cmd = {
-		.type = PROXY_CMD_CLOSE_SERVER, .srv = srv, .spread_ms = spread_ms, .fd = -1
-	};
+	    .type = PROXY_CMD_CLOSE_SERVER, .srv = srv, .spread_ms = spread_ms, .fd = -1};
 
 	for (unsigned i = 0; i < e->nworkers; i++)
 		send_cmd_full(&e->workers[i], &cmd);
@@ -266,7 +264,7 @@ void proxy_engine_close_server(struct proxy_engine *e, struct pool_server *srv,
 void proxy_engine_close_sources(struct proxy_engine *e, struct proxy_frontend *fe,
 				const struct util_cidr *cidr)
 {
-	struct proxy_cmd cmd = { .type = PROXY_CMD_CLOSE_SOURCES, .fe = fe, .cidr = *cidr, .fd = -1 };
+	struct proxy_cmd cmd = {.type = PROXY_CMD_CLOSE_SOURCES, .fe = fe, .cidr = *cidr, .fd = -1};
 
 	for (unsigned i = 0; i < e->nworkers; i++)
 		send_cmd_full(&e->workers[i], &cmd);
@@ -281,13 +279,14 @@ void proxy_engine_attach(struct proxy_engine *e, struct proxy_frontend *fe)
 			continue;
 		bd->attached = true;
 		for (size_t i = 0; i < bd->nfds; i++) {
-			struct proxy_cmd cmd = { .type = PROXY_CMD_ATTACH, .fe = fe, .bind_id = bd->id };
+			struct proxy_cmd cmd = {
+			    .type = PROXY_CMD_ATTACH, .fe = fe, .bind_id = bd->id};
 
 			/* the worker owns this duplicate; we keep ours */
 			cmd.fd = fcntl(bd->fds[i], F_DUPFD_CLOEXEC, 0);
 			if (cmd.fd < 0) {
-				log_err("listen %s: cannot hand a socket to worker %zu: %s", fe->name,
-					i % e->nworkers, strerror(errno));
+				log_err("listen %s: cannot hand a socket to worker %zu: %s",
+					fe->name, i % e->nworkers, strerror(errno));
 				continue;
 			}
 			send_cmd_full(&e->workers[i % e->nworkers], &cmd);
@@ -304,8 +303,11 @@ void proxy_engine_unbind(struct proxy_engine *e, struct proxy_frontend *fe,
 		if (!util_addr_equal(&bd->addr, addr))
 			continue;
 		if (bd->attached) {
-			struct proxy_cmd cmd = { .type = PROXY_CMD_DETACH, .fe = fe,
-						 .bind_id = bd->id, .fd = -1, .drain = drain };
+			struct proxy_cmd cmd = {.type = PROXY_CMD_DETACH,
+						.fe = fe,
+						.bind_id = bd->id,
+						.fd = -1,
+						.drain = drain};
 
 			if (drain)
 				atomic_fetch_add(&e->detaching, e->nworkers);
@@ -321,7 +323,7 @@ void proxy_engine_unbind(struct proxy_engine *e, struct proxy_frontend *fe,
 
 void proxy_engine_detach(struct proxy_engine *e, struct proxy_frontend *fe, bool handover)
 {
-	struct proxy_cmd cmd = { .type = PROXY_CMD_DETACH, .fe = fe, .fd = -1, .drain = !handover };
+	struct proxy_cmd cmd = {.type = PROXY_CMD_DETACH, .fe = fe, .fd = -1, .drain = !handover};
 
 	if (cmd.drain)
 		atomic_fetch_add(&e->detaching, e->nworkers);
@@ -467,8 +469,8 @@ static void note_limit(struct proxy_worker *w, struct proxy_wlistener *wl, enum 
 /* Stop accepting at a limit. The bit says "wake me when a slot frees"; the
  * second check closes the race with a slot that freed before the bit was
  * visible. */
-static void pause_at_limit(struct proxy_worker *w, struct proxy_wlistener *wl,
-			   enum limit_hit hit, uint32_t fe_max)
+static void pause_at_limit(struct proxy_worker *w, struct proxy_wlistener *wl, enum limit_hit hit,
+			   uint32_t fe_max)
 {
 	struct proxy_engine *e = w->e;
 	uint64_t bit = 1ull << w->id;
@@ -577,7 +579,7 @@ bool proxy_guard_admit(struct proxy_worker *w, struct proxy_frontend *fe,
 /* Close a refused client at once with a reset: no state stays behind. */
 static void refuse(int fd)
 {
-	struct linger l = { .l_onoff = 1, .l_linger = 0 };
+	struct linger l = {.l_onoff = 1, .l_linger = 0};
 
 	setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
 	close(fd);
@@ -595,7 +597,7 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		struct util_addr client;
 		enum limit_hit hit = reserve_slot(w->e, fe, st->maxconn);
-		struct guard_ticket tk = { 0 };
+		struct guard_ticket tk = {0};
 		int fd;
 
 		if (hit != LIMIT_NONE) {
@@ -625,8 +627,7 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
 	}
 }
 
-static void attach_bind(struct proxy_worker *w, struct proxy_frontend *fe, uint64_t bind_id,
-			int fd)
+static void attach_bind(struct proxy_worker *w, struct proxy_frontend *fe, uint64_t bind_id, int fd)
 {
 	struct proxy_wlistener *wl = calloc(1, sizeof(*wl));
 

@@ -1,13 +1,12 @@
 /* krelay_glue: a session's side of the kernel relay (sluice/krelay.h).
  * Once a session is established and quiet (nothing buffered, no FIN
  * either way, both receive queues empty), both sockets go into the
- * sockhash and the kernel moves the bytes. The session keeps its watchers and its relay code: it still sees
- * a FIN (recv() == 0), a reset, and the bytes the program passes up (after
- * the insert, and over the in-flight cap), and relays those itself. Two
- * rules keep the stream exact: user space writes nothing to a destination
- * until its TCP has taken every byte the program redirected (else later
- * bytes would overtake them), and the program redirects nothing while
- * passed bytes are still on their way through user space. */
+ * sockhash and the kernel moves the bytes. The session keeps its watchers and its relay code: it
+ * still sees a FIN (recv() == 0), a reset, and the bytes the program passes up (after the insert,
+ * and over the in-flight cap), and relays those itself. Two rules keep the stream exact: user space
+ * writes nothing to a destination until its TCP has taken every byte the program redirected (else
+ * later bytes would overtake them), and the program redirects nothing while passed bytes are still
+ * on their way through user space. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -29,7 +28,7 @@
  * it stays behind (a reader that stopped reading), up to 64 ms. */
 #define KRELAY_POLL_MIN_S 0.001
 #define KRELAY_POLL_MAX_S 0.064
-#define KEP_BATCH 64 /* events per epoll_wait of the kernel relay's set */
+#define KEP_BATCH 64  /* events per epoll_wait of the kernel relay's set */
 #define KEP_ROUNDS 16 /* batches per turn before yielding to the loop */
 
 static void on_ktimer(struct ev_loop *loop, ev_timer *t, int revents);
@@ -120,7 +119,7 @@ static void on_kep(struct ev_loop *loop, ev_io *io, int revents)
 		n = epoll_wait(w->kep, evs, KEP_BATCH, 0);
 		for (int i = 0; i < n; i++) {
 			struct proxy_session *s =
-				(struct proxy_session *)(uintptr_t)(evs[i].data.u64 & ~1ull);
+			    (struct proxy_session *)(uintptr_t)(evs[i].data.u64 & ~1ull);
 
 			/* a session closed by an earlier event of this batch is
 			 * still allocated (freed after this loop iteration) */
@@ -142,14 +141,14 @@ static uint32_t kep_events(bool kin)
  * at the socket again, so bytes already waiting raise an event. */
 static void kin_set(struct proxy_session *s, bool kin)
 {
-	int fds[2] = { s->cfd, s->sfd };
+	int fds[2] = {s->cfd, s->sfd};
 
 	if (s->kin == kin)
 		return;
 	s->kin = kin;
 	for (int i = 0; i < 2; i++) {
-		struct epoll_event ev = { .events = kep_events(kin),
-					  .data.u64 = (uintptr_t)s | (uint64_t)i };
+		struct epoll_event ev = {.events = kep_events(kin),
+					 .data.u64 = (uintptr_t)s | (uint64_t)i};
 
 		epoll_ctl(s->w->kep, EPOLL_CTL_MOD, fds[i], &ev);
 	}
@@ -237,14 +236,14 @@ static int kep_open(struct proxy_worker *w, struct krelay *k)
 static int kep_add(struct proxy_session *s, struct krelay *k)
 {
 	struct proxy_worker *w = s->w;
-	int fds[2] = { s->cfd, s->sfd };
+	int fds[2] = {s->cfd, s->sfd};
 
 	if (kep_open(w, k) < 0)
 		return -1;
 	s->kin = true;
 	for (int i = 0; i < 2; i++) {
-		struct epoll_event ev = { .events = kep_events(true),
-					  .data.u64 = (uintptr_t)s | (uint64_t)i };
+		struct epoll_event ev = {.events = kep_events(true),
+					 .data.u64 = (uintptr_t)s | (uint64_t)i};
 
 		if (epoll_ctl(w->kep, EPOLL_CTL_ADD, fds[i], &ev) < 0) {
 			if (i == 1)
@@ -361,8 +360,7 @@ bool proxy_krelay_may_write(struct proxy_session *s, struct proxy_dir *d)
 	struct krelay_count c;
 
 	krelay_count(engine_krelay(s), &s->kp, i, &c);
-	if (c.fwd != kd->fwd_ok &&
-	    dst_taken(s, i) < c.fwd + (d->sent - kd->sent0)) {
+	if (c.fwd != kd->fwd_ok && dst_taken(s, i) < c.fwd + (d->sent - kd->sent0)) {
 		d->kwait = true;
 		if (!ev_is_active(&s->ktimer)) {
 			ev_timer_set(&s->ktimer, s->kpoll_s, 0.0);

@@ -38,13 +38,13 @@
 static int lclose_stop_syns(int fd)
 {
 	struct sock_filter code[] = {
-		BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13), /* flags */
-		BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x12), /* SYN | ACK */
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x02, 0, 1), /* SYN alone? */
-		BPF_STMT(BPF_RET | BPF_K, 0),
-		BPF_STMT(BPF_RET | BPF_K, 0xffffffffu),
+	    BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13),	     /* flags */
+	    BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x12),	     /* SYN | ACK */
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x02, 0, 1), /* SYN alone? */
+	    BPF_STMT(BPF_RET | BPF_K, 0),
+	    BPF_STMT(BPF_RET | BPF_K, 0xffffffffu),
 	};
-	struct sock_fprog prog = { .len = sizeof(code) / sizeof(code[0]), .filter = code };
+	struct sock_fprog prog = {.len = sizeof(code) / sizeof(code[0]), .filter = code};
 
 	return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog));
 }
@@ -113,7 +113,7 @@ static int lclose_dump(struct proxy_worker *w, int family)
 		struct nlmsghdr nh;
 		struct inet_diag_req_v2 r;
 	} req;
-	struct sockaddr_nl nl = { .nl_family = AF_NETLINK };
+	struct sockaddr_nl nl = {.nl_family = AF_NETLINK};
 	char buf[8192] __attribute__((aligned(NLMSG_ALIGNTO)));
 	int nfd, done = 0;
 
@@ -147,7 +147,7 @@ static int lclose_dump(struct proxy_worker *w, int family)
  * took, in seconds. */
 static double lclose_look(struct proxy_worker *w)
 {
-	static const int families[] = { AF_INET, AF_INET6 };
+	static const int families[] = {AF_INET, AF_INET6};
 	uint64_t t0 = util_now_us();
 
 	for (size_t f = 0; f < sizeof(families) / sizeof(families[0]); f++) {
@@ -197,7 +197,7 @@ static void lclose_accept_all(struct proxy_worker *w, struct proxy_wlistener *wl
 			return;
 		}
 		struct proxy_fe_settings *st = atomic_load(&wl->fe->settings);
-		struct guard_ticket tk = { 0 };
+		struct guard_ticket tk = {0};
 
 		/* the listener closes, its policy still holds */
 		if (!st->accept_proxy && guard_active(wl->fe->guard) &&
@@ -236,7 +236,8 @@ static void log_no_diag_once(const struct proxy_wlistener *wl)
 
 	if (!atomic_exchange(&said, true))
 		log_notice("listen %s: cannot read its SYN queue through sock_diag: closing 100ms "
-			   "after it stopped taking new clients", wl->fe->name);
+			   "after it stopped taking new clients",
+			   wl->fe->name);
 }
 
 /* Close the listeners whose SYN queue was empty at the previous look and
@@ -276,10 +277,12 @@ static void lclose_on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 		}
 		if ((pending == 0 && wl->syn_quiet && !wl->accept_blocked) || over) {
 			if (pending > 0 || wl->accept_blocked)
-				log_warn("listen %s: closing after %dms with %d handshakes unfinished%s",
-					 wl->fe->name, LCLOSE_MAX_MS, pending > 0 ? pending : 0,
-					 wl->accept_blocked ? " and clients left in its accept queue "
-							      "(out of descriptors)" : "");
+				log_warn(
+				    "listen %s: closing after %dms with %d handshakes unfinished%s",
+				    wl->fe->name, LCLOSE_MAX_MS, pending > 0 ? pending : 0,
+				    wl->accept_blocked ? " and clients left in its accept queue "
+							 "(out of descriptors)"
+						       : "");
 			lclose_finish(w, wl);
 			continue;
 		}

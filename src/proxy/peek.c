@@ -23,8 +23,8 @@
 
 /* A session's peek state. Owned by the session; freed when it closes. */
 struct proxy_peek {
-	uint64_t deadline_ms; /* accept + timeout client-hello */
-	size_t need; /* call tls_peek() again once c2s holds this many bytes */
+	uint64_t deadline_ms;		 /* accept + timeout client-hello */
+	size_t need;			 /* call tls_peek() again once c2s holds this many bytes */
 	struct proxy_route_stats *stats; /* reference, once routed */
 	char tail[sizeof(" sni= alpn=") + LOG_SNI_MAX + LOG_ALPN_MAX];
 };
@@ -104,8 +104,8 @@ const char *proxy_peek_log_tail(const struct proxy_session *s)
 }
 
 /* The first route that takes this connection (r: tls_peek's verdict). */
-static const struct proxy_route *match(const struct proxy_fe_settings *st,
-				       enum tls_peek_result r, const struct tls_hello *h)
+static const struct proxy_route *match(const struct proxy_fe_settings *st, enum tls_peek_result r,
+				       const struct tls_hello *h)
 {
 	for (size_t i = 0; i < st->nroutes; i++) {
 		const struct proxy_route *rt = &st->routes[i];
@@ -205,8 +205,8 @@ static void look(struct proxy_session *s)
 
 	if (d->len < s->peek->need)
 		return;
-	r = tls_peek((const uint8_t *)d->buf->data + d->off, d->len, s->w->e->conf.bufsize,
-		     scratch, &h);
+	r = tls_peek((const uint8_t *)d->buf->data + d->off, d->len, s->w->e->conf.bufsize, scratch,
+		     &h);
 	if (r == TLS_PEEK_INCOMPLETE) {
 		s->peek->need = h.need;
 		return;
@@ -279,9 +279,9 @@ void proxy_peek_begin(struct proxy_session *s)
 
 	s->state = PROXY_ST_PEEK;
 	ev_timer_stop(s->w->loop, &s->timer);
-	ev_timer_set(&s->timer,
-		     s->peek->deadline_ms > now ? (double)(s->peek->deadline_ms - now) / 1000.0 : 0.0,
-		     0.0);
+	ev_timer_set(
+	    &s->timer,
+	    s->peek->deadline_ms > now ? (double)(s->peek->deadline_ms - now) / 1000.0 : 0.0, 0.0);
 	ev_timer_start(s->w->loop, &s->timer);
 	if (d->buf != NULL && d->off != PROXY_BUF_SLACK) {
 		/* what followed a PROXY header: the hello starts the buffer */

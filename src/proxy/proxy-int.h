@@ -40,14 +40,14 @@ struct proxy_pipe {
 /* What a relay step did. An error names the side whose socket failed, so
  * it means the same whichever direction the step was moving. */
 enum proxy_io {
-	PROXY_IO_AGAIN, /* nothing more now: would block, or done for this event */
-	PROXY_IO_FULL, /* a read filled the space it had: more may be waiting */
-	PROXY_IO_SHORT, /* a read got less: the socket is most likely drained */
-	PROXY_IO_EOF, /* a read saw the end of the stream */
-	PROXY_IO_FLUSHED, /* everything pending was written */
+	PROXY_IO_AGAIN,	     /* nothing more now: would block, or done for this event */
+	PROXY_IO_FULL,	     /* a read filled the space it had: more may be waiting */
+	PROXY_IO_SHORT,	     /* a read got less: the socket is most likely drained */
+	PROXY_IO_EOF,	     /* a read saw the end of the stream */
+	PROXY_IO_FLUSHED,    /* everything pending was written */
 	PROXY_IO_CLIENT_ERR, /* the client's socket failed (errno set) */
 	PROXY_IO_SERVER_ERR, /* the server's socket failed (errno set) */
-	PROXY_IO_NO_MEMORY, /* bytes wait and there is no buffer: bufmem or malloc */
+	PROXY_IO_NO_MEMORY,  /* bytes wait and there is no buffer: bufmem or malloc */
 };
 
 /* One direction of a connection: bytes read from one fd, to be written to
@@ -57,18 +57,18 @@ struct proxy_dir {
 	uint32_t off, len;
 	struct proxy_pipe *pipe;
 	uint32_t in_pipe;
-	bool splice; /* bulk seen: move bytes with splice() */
-	bool eof; /* read side saw FIN */
-	bool shut; /* FIN passed on: shutdown(SHUT_WR) done */
-	bool kwait; /* kernel relay: the destination has not taken every
-		     * redirected byte yet; nothing is written until it has */
+	bool splice;	/* bulk seen: move bytes with splice() */
+	bool eof;	/* read side saw FIN */
+	bool shut;	/* FIN passed on: shutdown(SHUT_WR) done */
+	bool kwait;	/* kernel relay: the destination has not taken every
+			 * redirected byte yet; nothing is written until it has */
 	uint64_t bytes; /* read */
-	uint64_t sent; /* written */
+	uint64_t sent;	/* written */
 };
 
 enum proxy_state {
 	PROXY_ST_HEADER, /* accept-proxy: reading the client's PROXY header */
-	PROXY_ST_PEEK, /* routes: reading the ClientHello to pick the pool (peek.c) */
+	PROXY_ST_PEEK,	 /* routes: reading the ClientHello to pick the pool (peek.c) */
 	PROXY_ST_QUEUED, /* waiting for a server slot */
 	PROXY_ST_CONNECTING,
 	PROXY_ST_RELAY,
@@ -88,14 +88,14 @@ enum proxy_end {
 	PROXY_END_PROXY_HEADER,
 	PROXY_END_PROXY_HEADER_TIMEOUT,
 	PROXY_END_SHUTDOWN,
-	PROXY_END_KILLED, /* the operator or on-down closed the server's connections */
-	PROXY_END_REFUSED, /* the guard refused the client its PROXY header named */
-	PROXY_END_LOCAL_ERROR, /* no descriptor, memory or port here to reach a server */
-	PROXY_END_NO_MEMORY, /* no relay buffer: the bufmem ceiling or malloc */
+	PROXY_END_KILLED,	 /* the operator or on-down closed the server's connections */
+	PROXY_END_REFUSED,	 /* the guard refused the client its PROXY header named */
+	PROXY_END_LOCAL_ERROR,	 /* no descriptor, memory or port here to reach a server */
+	PROXY_END_NO_MEMORY,	 /* no relay buffer: the bufmem ceiling or malloc */
 	PROXY_END_HELLO_TIMEOUT, /* peek.c: no whole ClientHello in time */
-	PROXY_END_BAD_HELLO, /* peek.c: a malformed ClientHello */
-	PROXY_END_NOT_TLS, /* peek.c: not TLS, and no not-tls route */
-	PROXY_END_NO_ROUTE, /* peek.c: no route matched, no default pool */
+	PROXY_END_BAD_HELLO,	 /* peek.c: a malformed ClientHello */
+	PROXY_END_NOT_TLS,	 /* peek.c: not TLS, and no not-tls route */
+	PROXY_END_NO_ROUTE,	 /* peek.c: no route matched, no default pool */
 	PROXY_END_ERROR,
 };
 
@@ -104,11 +104,11 @@ struct proxy_peek;
 
 /* Kernel relay state of one direction (krelay_glue.c). */
 struct proxy_kdir {
-	uint64_t sent0; /* the direction's sent at insert: later writes are passed bytes */
+	uint64_t sent0;	 /* the direction's sent at insert: later writes are passed bytes */
 	uint64_t acked0; /* the destination's tcpi_bytes_acked at insert */
-	uint64_t outq0; /* the destination's unacknowledged bytes at insert */
+	uint64_t outq0;	 /* the destination's unacknowledged bytes at insert */
 	uint64_t fwd_ok; /* redirected bytes the destination is known to have taken */
-	uint64_t taken; /* passed bytes written, as last told to the program */
+	uint64_t taken;	 /* passed bytes written, as last told to the program */
 };
 
 /* A client connection and its server side. Owner: the worker that accepted
@@ -116,40 +116,40 @@ struct proxy_kdir {
  * iteration in which it closed. */
 struct proxy_session {
 	struct proxy_worker *w;
-	struct list_node link; /* worker's sessions */
-	struct list_node qlink; /* worker's queue while queued */
+	struct list_node link;	   /* worker's sessions */
+	struct list_node qlink;	   /* worker's queue while queued */
 	struct proxy_frontend *fe; /* reference */
-	struct pool *pool; /* reference; NULL while a TLS route is not chosen yet */
-	struct proxy_peek *peek; /* owned, on a listener with routes (peek.c) */
-	struct pool_server *srv; /* acquired while connecting or relaying */
+	struct pool *pool;	   /* reference; NULL while a TLS route is not chosen yet */
+	struct proxy_peek *peek;   /* owned, on a listener with routes (peek.c) */
+	struct pool_server *srv;   /* acquired while connecting or relaying */
 	ev_io cio, sio;
 	ev_timer timer;
 	int cfd, sfd;
 	enum proxy_state state;
 	enum proxy_end end;
 	bool end_set;
-	bool srv_up; /* the server connection is established (pool told): by the
-		      * connect's completion or by traffic, never by the client */
-	bool kwant; /* the listener asks for the kernel relay and the engine has it */
-	bool kauto; /* relay auto: a connection that starts as bulk keeps splice() */
+	bool srv_up;	    /* the server connection is established (pool told): by the
+			     * connect's completion or by traffic, never by the client */
+	bool kwant;	    /* the listener asks for the kernel relay and the engine has it */
+	bool kauto;	    /* relay auto: a connection that starts as bulk keeps splice() */
 	uint64_t kreply_at; /* relay auto: c2s bytes + 1 when the first reply came */
-	bool kernel; /* both sockets are in the kernel relay (kp valid) */
-	bool kin; /* its sockets are watched for input too (bytes passed up) */
+	bool kernel;	    /* both sockets are in the kernel relay (kp valid) */
+	bool kin;	    /* its sockets are watched for input too (bytes passed up) */
 	bool kunwatch_c, kunwatch_s; /* until libev dropped the fd: see update_io */
-	uint8_t hdr_len; /* PROXY header bytes at the front of c2s, unsent */
+	uint8_t hdr_len;	     /* PROXY header bytes at the front of c2s, unsent */
 	uint8_t retries_left;
 	uint32_t timeout_connect_ms, timeout_idle_ms, timeout_half_closed_ms;
 	uint64_t start_ms, last_ms, deadline_ms;
-	uint64_t kill_at_ms; /* 0, or when to close (server shutdown-sessions) */
+	uint64_t kill_at_ms;	      /* 0, or when to close (server shutdown-sessions) */
 	uint64_t connect_deadline_ms; /* of the current connect attempt */
 	struct proxy_dir c2s, s2c;
 	/* kernel relay (krelay_glue.c): direction 0 is c2s, 1 is s2c */
 	struct krelay_pair kp;
 	struct proxy_kdir kd[2];
-	uint64_t kseen; /* the program's byte counts at the last idle look */
+	uint64_t kseen;	    /* the program's byte counts at the last idle look */
 	uint64_t kinflight; /* the listener's cap */
-	ev_timer ktimer; /* polls a destination that has not taken everything */
-	double kpoll_s; /* its next interval */
+	ev_timer ktimer;    /* polls a destination that has not taken everything */
+	double kpoll_s;	    /* its next interval */
 	struct util_addr client;
 	struct util_addr dst; /* from an accept-proxy header; len 0 otherwise */
 	struct pool_pick pick;
@@ -164,11 +164,11 @@ struct proxy_wlistener {
 	uint64_t bind_id;
 	bool paused;
 	/* closing (lclose.c): on the worker's closing list */
-	bool syn_quiet; /* no handshake pending at the last look */
+	bool syn_quiet;	     /* no handshake pending at the last look */
 	bool accept_blocked; /* accept4 is out of descriptors */
 	uint64_t close_deadline_ms;
 	struct sockaddr_storage local; /* its address (family 0: unknown) */
-	int pending; /* handshakes seen at the last look, -1: could not look */
+	int pending;		       /* handshakes seen at the last look, -1: could not look */
 	struct log_ratelimit rl_limit; /* accepting stopped at the listener's maxconn */
 };
 
@@ -184,9 +184,9 @@ enum proxy_cmd_type {
 struct proxy_cmd {
 	enum proxy_cmd_type type;
 	struct proxy_frontend *fe; /* reference for ATTACH / DETACH */
-	struct pool_server *srv; /* reference for CLOSE_SERVER */
-	uint32_t spread_ms; /* CLOSE_SERVER: spread the closes over this window */
-	struct util_cidr cidr; /* CLOSE_SOURCES */
+	struct pool_server *srv;   /* reference for CLOSE_SERVER */
+	uint32_t spread_ms;	   /* CLOSE_SERVER: spread the closes over this window */
+	struct util_cidr cidr;	   /* CLOSE_SOURCES */
 	uint64_t bind_id;
 	int fd;
 	bool drain; /* DETACH: serve what waits in the accept queue first */
@@ -208,7 +208,7 @@ struct proxy_worker {
 	struct proxy_cmd *cmds;
 	size_t ncmds, cmd_cap;
 	_Atomic bool kick_resume; /* another worker freed a connection slot */
-	_Atomic bool kick_queue; /* a server slot freed in a pool with queued clients */
+	_Atomic bool kick_queue;  /* a server slot freed in a pool with queued clients */
 	_Atomic uint32_t nqueued;
 	/* owned */
 	struct list_node listeners;
@@ -228,14 +228,14 @@ struct proxy_worker {
 	bool in_queue_retry, queue_retry_again;
 	struct log_ratelimit rl_accept;
 	struct log_ratelimit rl_refused; /* guard refusals */
-	struct log_ratelimit rl_local; /* connects that failed for a local reason */
-	struct log_ratelimit rl_limit; /* accepting stopped at the global maxconn */
-	struct log_ratelimit rl_bufmem; /* the relay memory ceiling refused */
+	struct log_ratelimit rl_local;	 /* connects that failed for a local reason */
+	struct log_ratelimit rl_limit;	 /* accepting stopped at the global maxconn */
+	struct log_ratelimit rl_bufmem;	 /* the relay memory ceiling refused */
 	/* kernel relay (krelay_glue.c): an epoll set of the sockets in the
 	 * kernel relay, edge-triggered, watched by kep_io; -1 until the first */
 	int kep;
 	ev_io kep_io;
-	ev_io kring_io; /* this worker's note ring (sluice/krelay.h) */
+	ev_io kring_io;		       /* this worker's note ring (sluice/krelay.h) */
 	struct proxy_session **kslots; /* direction slot -> session, this worker's */
 };
 
@@ -247,15 +247,15 @@ struct proxy_engine {
 	bool started;
 	_Atomic uint32_t cur_conns;
 	_Atomic uint64_t total_conns;
-	_Atomic uint64_t maxconn_reached; /* times accepting stopped at the global maxconn */
-	_Atomic uint64_t bufmem_used; /* relay buffers (cached too) and pipes out, bytes */
-	_Atomic uint64_t no_memory; /* connections closed with end=no-memory */
-	_Atomic uint64_t paused_workers; /* bit per worker paused at global maxconn */
+	_Atomic uint64_t maxconn_reached;   /* times accepting stopped at the global maxconn */
+	_Atomic uint64_t bufmem_used;	    /* relay buffers (cached too) and pipes out, bytes */
+	_Atomic uint64_t no_memory;	    /* connections closed with end=no-memory */
+	_Atomic uint64_t paused_workers;    /* bit per worker paused at global maxconn */
 	_Atomic uint32_t closing_listeners; /* all workers: still serving handshakes */
-	_Atomic uint32_t detaching; /* DETACH commands with drain not handled yet */
-	struct krelay *_Atomic krelay; /* kernel relay; NULL until core loads it */
-	_Atomic uint64_t krelay_conns; /* connections put in the kernel relay */
-	_Atomic uint64_t krelay_fallbacks; /* asked for it, stayed in user space */
+	_Atomic uint32_t detaching;	    /* DETACH commands with drain not handled yet */
+	struct krelay *_Atomic krelay;	    /* kernel relay; NULL until core loads it */
+	_Atomic uint64_t krelay_conns;	    /* connections put in the kernel relay */
+	_Atomic uint64_t krelay_fallbacks;  /* asked for it, stayed in user space */
 };
 
 /* engine.c */

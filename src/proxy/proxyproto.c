@@ -8,8 +8,8 @@
 #include "sluice/proxyproto.h"
 #include "sluice/util.h"
 
-static const uint8_t v2_sig[12] = { 0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
-				    0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a };
+static const uint8_t v2_sig[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
+				   0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a};
 
 #define V1_MAX 107 /* section 2.1: worst case including CRLF */
 
@@ -29,7 +29,8 @@ static int v1_fields(char *line, int family, struct util_addr *src, struct util_
 			break;
 		*p++ = '\0';
 	}
-	if (n != 4 || strchr(f[3], ' ') != NULL || util_addr_parse_host(f[0], src) < 0 || util_addr_parse_host(f[1], dst) < 0)
+	if (n != 4 || strchr(f[3], ' ') != NULL || util_addr_parse_host(f[0], src) < 0 ||
+	    util_addr_parse_host(f[1], dst) < 0)
 		return -1;
 	if (src->u.sa.sa_family != family || dst->u.sa.sa_family != family)
 		return -1;
@@ -71,10 +72,10 @@ static enum proxyproto_result parse_v1(const uint8_t *buf, size_t len, struct ut
 		return PROXYPROTO_OK;
 	if (strncmp(line, "PROXY TCP4 ", 11) == 0)
 		return v1_fields(line + 11, AF_INET, src, dst) == 0 ? PROXYPROTO_OK
-								     : PROXYPROTO_INVALID;
+								    : PROXYPROTO_INVALID;
 	if (strncmp(line, "PROXY TCP6 ", 11) == 0)
 		return v1_fields(line + 11, AF_INET6, src, dst) == 0 ? PROXYPROTO_OK
-								      : PROXYPROTO_INVALID;
+								     : PROXYPROTO_INVALID;
 	return PROXYPROTO_INVALID;
 }
 

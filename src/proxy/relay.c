@@ -17,8 +17,8 @@
 #define RELAY_MAX_ROUNDS 16 /* reads per event before yielding to others */
 #define BUF_CACHE_MAX 256
 #define PIPE_CACHE_MAX 32
-#define TRIM_MIN_PEAK 64 /* sessions: below that a burst leaves little to trim */
-#define TRIM_DELAY_S 1.0 /* quiet time after a burst before trimming */
+#define TRIM_MIN_PEAK 64  /* sessions: below that a burst leaves little to trim */
+#define TRIM_DELAY_S 1.0  /* quiet time after a burst before trimming */
 #define BUF_CACHE_KEEP 16 /* what a trim leaves cached */
 #define PIPE_CACHE_KEEP 4
 

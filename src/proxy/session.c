@@ -21,27 +21,27 @@
 #include "sluice/util.h"
 
 static const char *const end_names[] = {
-	[PROXY_END_CLIENT_CLOSED] = "client-closed",
-	[PROXY_END_SERVER_CLOSED] = "server-closed",
-	[PROXY_END_CLIENT_RESET] = "client-reset",
-	[PROXY_END_SERVER_RESET] = "server-reset",
-	[PROXY_END_IDLE_TIMEOUT] = "idle-timeout",
-	[PROXY_END_CONNECT_FAILED] = "connect-failed",
-	[PROXY_END_NO_SERVER] = "no-server",
-	[PROXY_END_QUEUE_TIMEOUT] = "queue-timeout",
-	[PROXY_END_QUEUE_FULL] = "queue-full",
-	[PROXY_END_PROXY_HEADER] = "bad-proxy-header",
-	[PROXY_END_PROXY_HEADER_TIMEOUT] = "proxy-header-timeout",
-	[PROXY_END_SHUTDOWN] = "shutdown",
-	[PROXY_END_KILLED] = "killed",
-	[PROXY_END_REFUSED] = "refused",
-	[PROXY_END_LOCAL_ERROR] = "local-error",
-	[PROXY_END_NO_MEMORY] = "no-memory",
-	[PROXY_END_HELLO_TIMEOUT] = "hello-timeout",
-	[PROXY_END_BAD_HELLO] = "bad-hello",
-	[PROXY_END_NOT_TLS] = "not-tls",
-	[PROXY_END_NO_ROUTE] = "no-route",
-	[PROXY_END_ERROR] = "error",
+    [PROXY_END_CLIENT_CLOSED] = "client-closed",
+    [PROXY_END_SERVER_CLOSED] = "server-closed",
+    [PROXY_END_CLIENT_RESET] = "client-reset",
+    [PROXY_END_SERVER_RESET] = "server-reset",
+    [PROXY_END_IDLE_TIMEOUT] = "idle-timeout",
+    [PROXY_END_CONNECT_FAILED] = "connect-failed",
+    [PROXY_END_NO_SERVER] = "no-server",
+    [PROXY_END_QUEUE_TIMEOUT] = "queue-timeout",
+    [PROXY_END_QUEUE_FULL] = "queue-full",
+    [PROXY_END_PROXY_HEADER] = "bad-proxy-header",
+    [PROXY_END_PROXY_HEADER_TIMEOUT] = "proxy-header-timeout",
+    [PROXY_END_SHUTDOWN] = "shutdown",
+    [PROXY_END_KILLED] = "killed",
+    [PROXY_END_REFUSED] = "refused",
+    [PROXY_END_LOCAL_ERROR] = "local-error",
+    [PROXY_END_NO_MEMORY] = "no-memory",
+    [PROXY_END_HELLO_TIMEOUT] = "hello-timeout",
+    [PROXY_END_BAD_HELLO] = "bad-hello",
+    [PROXY_END_NOT_TLS] = "not-tls",
+    [PROXY_END_NO_ROUTE] = "no-route",
+    [PROXY_END_ERROR] = "error",
 };
 
 static void connect_next(struct proxy_session *s);
@@ -137,7 +137,7 @@ void proxy_session_update_io(struct proxy_session *s)
 
 static void set_linger0(int fd)
 {
-	struct linger l = { .l_onoff = 1, .l_linger = 0 };
+	struct linger l = {.l_onoff = 1, .l_linger = 0};
 
 	if (fd >= 0)
 		setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
@@ -313,9 +313,9 @@ static void relay_failed(struct proxy_session *s, enum proxy_io rc)
  * connection is over. */
 static void relay_both(struct proxy_session *s, bool read_c, bool read_s)
 {
-	struct proxy_dir *dirs[2] = { &s->c2s, &s->s2c };
+	struct proxy_dir *dirs[2] = {&s->c2s, &s->s2c};
 	/* kernel relay: an edge comes once, so every turn reads to EAGAIN */
-	bool may_read[2] = { read_c || s->kernel, read_s || s->kernel };
+	bool may_read[2] = {read_c || s->kernel, read_s || s->kernel};
 
 	for (size_t i = 0; i < 2; i++) {
 		enum proxy_io rc = proxy_relay(s, dirs[i], may_read[i]);
@@ -769,8 +769,8 @@ static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 			return;
 		}
 		proxy_session_close(s, s->kill_at_ms != 0 && s->kill_at_ms <= now_ms(s->w)
-					       ? PROXY_END_KILLED
-					       : PROXY_END_IDLE_TIMEOUT);
+					   ? PROXY_END_KILLED
+					   : PROXY_END_IDLE_TIMEOUT);
 		return;
 	case PROXY_ST_CLOSED:
 		return;

@@ -174,16 +174,16 @@ static enum tls_peek_result parse_extension(uint16_t type, struct rd *e, unsigne
 					    struct tls_hello *h)
 {
 	static const char *const dup[] = {
-		"duplicate server_name extension",
-		"duplicate ALPN extension",
-		"duplicate supported_versions extension",
-		"duplicate encrypted_client_hello extension",
+	    "duplicate server_name extension",
+	    "duplicate ALPN extension",
+	    "duplicate supported_versions extension",
+	    "duplicate encrypted_client_hello extension",
 	};
-	int once = type == EXT_SERVER_NAME	  ? 0
-		   : type == EXT_ALPN		  ? 1
+	int once = type == EXT_SERVER_NAME	    ? 0
+		   : type == EXT_ALPN		    ? 1
 		   : type == EXT_SUPPORTED_VERSIONS ? 2
-		   : type == EXT_ECH		  ? 3
-						  : -1;
+		   : type == EXT_ECH		    ? 3
+						    : -1;
 
 	if (once >= 0) {
 		if (*seen & (1u << once))
@@ -210,7 +210,7 @@ static enum tls_peek_result parse_extension(uint16_t type, struct rd *e, unsigne
  * for the older versions, whose extensions block may be absent). */
 static enum tls_peek_result parse_hello(const uint8_t *m, size_t n, struct tls_hello *h)
 {
-	struct rd r = { m, n };
+	struct rd r = {m, n};
 	uint16_t ver, cslen, extlen;
 	uint8_t sidlen, complen;
 	unsigned seen = 0;
@@ -266,7 +266,8 @@ static enum tls_peek_result peek_sslv2(const uint8_t *buf, size_t len, size_t ma
 	cs = (size_t)buf[5] << 8 | buf[6];
 	sid = (size_t)buf[7] << 8 | buf[8];
 	chal = (size_t)buf[9] << 8 | buf[10];
-	if (cs == 0 || cs % 3 != 0 || sid > 32 || chal < 16 || chal > 32 || 9 + cs + sid + chal != mlen)
+	if (cs == 0 || cs % 3 != 0 || sid > 32 || chal < 16 || chal > 32 ||
+	    9 + cs + sid + chal != mlen)
 		return bad(h, "SSL 2.0 ClientHello lengths do not add up");
 	h->sslv2 = true;
 	h->version = (uint16_t)(buf[3] << 8 | buf[4]);

@@ -66,7 +66,7 @@ static const char *logw_end(struct logw *w)
 
 const char *tls_log_sni(const struct tls_hello *h, char *out, size_t outlen)
 {
-	struct logw w = { out, outlen - 1, 0, false };
+	struct logw w = {out, outlen - 1, 0, false};
 
 	if (h->has_sni)
 		logw_put(&w, (const uint8_t *)h->sni, h->sni_len);
@@ -75,7 +75,7 @@ const char *tls_log_sni(const struct tls_hello *h, char *out, size_t outlen)
 
 const char *tls_log_alpn(const struct tls_hello *h, char *out, size_t outlen)
 {
-	struct logw w = { out, outlen - 1, 0, false };
+	struct logw w = {out, outlen - 1, 0, false};
 	const uint8_t *name;
 	size_t off = 0, n;
 	bool first = true;

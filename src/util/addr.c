@@ -140,7 +140,8 @@ int util_addr_parse_name(const char *s, char *host, size_t hostlen, uint16_t *po
 	if (!alpha)
 		return -1;
 	if (!util_is_host_name(s, n) || n >= hostlen) {
-		snprintf(err, errlen, "bad host name '%.*s' (expected letters, digits, '-' and '.')",
+		snprintf(err, errlen,
+			 "bad host name '%.*s' (expected letters, digits, '-' and '.')",
 			 (int)(n < 300 ? n : 300), s);
 		return -1;
 	}

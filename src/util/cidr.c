@@ -79,7 +79,8 @@ int util_cidr_parse(const char *s, size_t len, struct util_cidr *out, char *err,
 			for (unsigned k = plen; k < width; k++)
 				m.addr[k / 8] &= (uint8_t) ~(0x80 >> (k % 8));
 			snprintf(err, errlen, "host bits set in '%.*s' (expected %s)",
-				 (int)(len < 64 ? len : 64), s, util_cidr_fmt(&m, want, sizeof(want)));
+				 (int)(len < 64 ? len : 64), s,
+				 util_cidr_fmt(&m, want, sizeof(want)));
 			return -1;
 		}
 	}

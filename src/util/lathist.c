@@ -16,7 +16,7 @@ static size_t bucket_of(uint64_t v)
 	if (v < UTIL_LATHIST_SUB)
 		return (size_t)v;
 	top = 63u - (unsigned)__builtin_clzll(v); /* >= log2(SUB) */
-	shift = top - 3u;			   /* keep 3 bits: SUB = 8 */
+	shift = top - 3u;			  /* keep 3 bits: SUB = 8 */
 	b = (size_t)(top - 2u) * UTIL_LATHIST_SUB + (size_t)((v >> shift) & (UTIL_LATHIST_SUB - 1));
 	return b < UTIL_LATHIST_BUCKETS ? b : UTIL_LATHIST_BUCKETS - 1;
 }

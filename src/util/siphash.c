@@ -43,7 +43,7 @@ uint64_t util_siphash13(const uint8_t key[16], const void *data, size_t len)
 	uint64_t v2 = 0x6c7967656e657261ull ^ k0, v3 = 0x7465646279746573ull ^ k1;
 	uint64_t b = (uint64_t)len << 56, m;
 	size_t left = len & 7;
-	uint8_t tail[8] = { 0 };
+	uint8_t tail[8] = {0};
 
 	for (const uint8_t *end = in + (len - left); in != end; in += 8) {
 		m = load_le64(in);

@@ -106,7 +106,7 @@ int util_parse_duration_ms(const char *s, uint64_t max_ms, uint64_t *out_ms)
 	static const struct {
 		const char *unit;
 		uint64_t ms;
-	} units[] = { { "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 } };
+	} units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
 	const char *unit;
 	uint64_t v;
 

@@ -195,8 +195,8 @@ static int addr_dump(struct nl_sock *sk, struct nl_cache **cache, const char *wh
 static struct rtnl_addr *addr_next(struct nl_cache *cache, struct rtnl_addr *prev, int ifindex,
 				   int family)
 {
-	struct nl_object *obj = prev ? nl_cache_get_next((struct nl_object *)prev)
-				     : nl_cache_get_first(cache);
+	struct nl_object *obj =
+	    prev ? nl_cache_get_next((struct nl_object *)prev) : nl_cache_get_first(cache);
 
 	for (; obj != NULL; obj = nl_cache_get_next(obj)) {
 		struct rtnl_addr *ra = (struct rtnl_addr *)obj;
@@ -374,8 +374,7 @@ static bool pick_linklocal6(struct rtnl_addr *ra, const char **why)
 
 int vip_addr_primary4(int ifindex, struct util_addr *out, char *err, size_t errlen)
 {
-	return addr_find(ifindex, AF_INET, pick_primary4, "primary IPv4 address", out, err,
-			 errlen);
+	return addr_find(ifindex, AF_INET, pick_primary4, "primary IPv4 address", out, err, errlen);
 }
 
 int vip_addr_linklocal6(int ifindex, struct util_addr *out, char *err, size_t errlen)

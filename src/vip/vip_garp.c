@@ -22,7 +22,7 @@
 /* Ethernet header (14) + ARP for IPv4 over Ethernet (28), RFC 826. */
 #define GARP_FRAME_LEN 42
 
-static const uint8_t bcast_mac[ETH_ALEN] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+static const uint8_t bcast_mac[ETH_ALEN] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
 
 int vip_link_hwaddr(int ifindex, uint8_t mac[6], char *err, size_t errlen)
 {
@@ -155,16 +155,16 @@ static ssize_t na_sendmsg(int fd, int ifindex, const struct vip_na_msg *m,
 		struct cmsghdr h;
 		char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
 	} ctl;
-	struct sockaddr_in6 dst = { .sin6_family = AF_INET6, .sin6_scope_id = (uint32_t)ifindex };
-	struct iovec iov = { .iov_base = (void *)m, .iov_len = sizeof(*m) };
-	struct msghdr mh = { .msg_name = &dst, .msg_namelen = sizeof(dst), .msg_iov = &iov,
-			     .msg_iovlen = 1 };
+	struct sockaddr_in6 dst = {.sin6_family = AF_INET6, .sin6_scope_id = (uint32_t)ifindex};
+	struct iovec iov = {.iov_base = (void *)m, .iov_len = sizeof(*m)};
+	struct msghdr mh = {
+	    .msg_name = &dst, .msg_namelen = sizeof(dst), .msg_iov = &iov, .msg_iovlen = 1};
 
 	dst.sin6_addr.s6_addr[0] = 0xff; /* ff02::1, all nodes */
 	dst.sin6_addr.s6_addr[1] = 0x02;
 	dst.sin6_addr.s6_addr[15] = 0x01;
 	if (src != NULL) {
-		struct in6_pktinfo pi = { .ipi6_addr = *src, .ipi6_ifindex = (unsigned)ifindex };
+		struct in6_pktinfo pi = {.ipi6_addr = *src, .ipi6_ifindex = (unsigned)ifindex};
 		struct cmsghdr *c;
 
 		memset(&ctl, 0, sizeof(ctl));

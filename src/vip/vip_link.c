@@ -111,8 +111,7 @@ static struct vip_linkmon_entry *linkmon_find(struct vip_linkmon *mon, int ifind
 
 /* Find or create the entry for ifindex; NULL when out of memory. *created
  * tells whether it is new (its up field is then meaningless). */
-static struct vip_linkmon_entry *linkmon_entry(struct vip_linkmon *mon, int ifindex,
-					       bool *created)
+static struct vip_linkmon_entry *linkmon_entry(struct vip_linkmon *mon, int ifindex, bool *created)
 {
 	struct vip_linkmon_entry *e = linkmon_find(mon, ifindex);
 
@@ -173,7 +172,7 @@ static void linkmon_apply(struct vip_linkmon *mon, int ifindex, const char *ifna
 static int linkmon_msg_cb(struct nl_msg *msg, void *arg)
 {
 	static const struct nla_policy policy[IFLA_MAX + 1] = {
-		[IFLA_IFNAME] = { .type = NLA_STRING, .maxlen = IFNAMSIZ },
+	    [IFLA_IFNAME] = {.type = NLA_STRING, .maxlen = IFNAMSIZ},
 	};
 	struct vip_linkmon *mon = arg;
 	struct nlmsghdr *nlh = nlmsg_hdr(msg);
@@ -338,8 +337,7 @@ int vip_linkmon_process(struct vip_linkmon *mon, char *err, size_t errlen)
 	}
 }
 
-int vip_linkmon_query(struct vip_linkmon *mon, int ifindex, bool *up_out, char *err,
-		      size_t errlen)
+int vip_linkmon_query(struct vip_linkmon *mon, int ifindex, bool *up_out, char *err, size_t errlen)
 {
 	struct vip_linkmon_entry *e;
 	bool created;

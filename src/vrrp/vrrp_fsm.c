@@ -175,7 +175,7 @@ static void become_master(struct vrrp_fsm *fsm, uint64_t now_ms, enum vrrp_reaso
 	disarm(fsm);
 	fsm->adver_at_ms = deadline(now_ms, cs_to_ms(fsm->cfg.adver_int_cs));
 	fsm->garp_at_ms = deadline(now_ms, fsm->cfg.garp_repeat_ms != 0 ? fsm->cfg.garp_repeat_ms
-								       : VRRP_GARP_REPEAT_MS);
+									: VRRP_GARP_REPEAT_MS);
 }
 
 /* From INIT or FAULT: to BACKUP for a full Master_Down_Interval with our own

@@ -22,10 +22,10 @@
 #include "vrrp-park.h"
 
 static const char *const io_drop_names[VRRP_IODROP_NR] = {
-	[VRRP_IODROP_DEST] = "destination",
-	[VRRP_IODROP_PEER] = "unknown-peer",
-	[VRRP_IODROP_OWNER] = "owner-priority",
-	[VRRP_IODROP_SHORT] = "ip-header",
+    [VRRP_IODROP_DEST] = "destination",
+    [VRRP_IODROP_PEER] = "unknown-peer",
+    [VRRP_IODROP_OWNER] = "owner-priority",
+    [VRRP_IODROP_SHORT] = "ip-header",
 };
 
 const char *vrrp_io_drop_name(enum vrrp_io_drop reason)
@@ -72,7 +72,8 @@ static void send_advert(struct vrrp_instance *vi, uint8_t priority)
 	memcpy(adv.addrs, vi->vips, vi->cfg.nvips * sizeof(vi->vips[0]));
 	for (size_t i = 0; i < ndst; i++) {
 		const struct vrrp_addr *dst = vi->cfg.npeers ? &vi->cfg.peers[i] : &vi->group;
-		int n = vrrp_pkt_encode(buf, sizeof(buf), &adv, vi->cfg.csum_form, &vi->primary, dst);
+		int n =
+		    vrrp_pkt_encode(buf, sizeof(buf), &adv, vi->cfg.csum_form, &vi->primary, dst);
 		char host[INET6_ADDRSTRLEN];
 
 		if (n < 0 || vrrp_sock_send(vi, buf, (size_t)n, dst) < 0) {
@@ -271,11 +272,11 @@ void vrrp_io_rx(struct vrrp_instance *vi, const uint8_t *msg, size_t len,
 		const struct vrrp_rx_info *rx)
 {
 	struct vrrp_pkt_expect exp = {
-		.version = vi->cfg.version,
-		.vrid = vi->cfg.vrid,
-		.v2_interval_cs = vi->cfg.version == 2 ? vi->cfg.adver_int_cs : 0,
-		.vips = vi->vips,
-		.nvips = vi->cfg.nvips,
+	    .version = vi->cfg.version,
+	    .vrid = vi->cfg.vrid,
+	    .v2_interval_cs = vi->cfg.version == 2 ? vi->cfg.adver_int_cs : 0,
+	    .vips = vi->vips,
+	    .nvips = vi->cfg.nvips,
 	};
 	struct vrrp_advert adv;
 	struct vrrp_actions acts;
@@ -302,8 +303,7 @@ void vrrp_io_rx(struct vrrp_instance *vi, const uint8_t *msg, size_t len,
 	}
 	vi->adverts_rcvd++;
 	note_peer(vi, &rx->src, &adv);
-	vrrp_fsm_rx_advert(&vi->fsm, util_now_ms(), &rx->src, adv.priority, adv.interval_cs,
-			   &acts);
+	vrrp_fsm_rx_advert(&vi->fsm, util_now_ms(), &rx->src, adv.priority, adv.interval_cs, &acts);
 	perform(vi, &acts);
 }
 
@@ -339,7 +339,8 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct vrrp_instance *vi = w->data;
 	struct vrrp_actions acts;
-	uint64_t now = util_now_ms(), due = vrrp_fsm_next_deadline(&vi->fsm), now_us = util_now_us();
+	uint64_t now = util_now_ms(), due = vrrp_fsm_next_deadline(&vi->fsm),
+		 now_us = util_now_us();
 
 	(void)loop;
 	(void)revents;
@@ -372,8 +373,8 @@ static void on_link(void *arg, int ifindex, const char *ifname, bool up)
 		    (ifname[0] != '\0' && strcmp(ifname, t->name) == 0)) {
 			vi->track_ifindex[i] = up ? ifindex : vi->track_ifindex[i];
 			if (vi->track_up[i] != up)
-				log_notice("vrrp %s: tracked interface %s %s", vi->cfg.name, t->name,
-					   up ? "up" : "down");
+				log_notice("vrrp %s: tracked interface %s %s", vi->cfg.name,
+					   t->name, up ? "up" : "down");
 			vi->track_up[i] = up;
 			tracked = true;
 		}
@@ -511,8 +512,9 @@ static void on_wait_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	wait_try(w->data);
 }
 
-struct vrrp_instance *vrrp_instance_new(struct ev_loop *loop, const struct vrrp_instance_config *cfg,
-					char *err, size_t errlen)
+struct vrrp_instance *vrrp_instance_new(struct ev_loop *loop,
+					const struct vrrp_instance_config *cfg, char *err,
+					size_t errlen)
 {
 	struct vrrp_instance *vi = calloc(1, sizeof(*vi));
 	char e[VIP_ERRLEN];
@@ -583,7 +585,7 @@ void vrrp_instance_start(struct vrrp_instance *vi)
 		if (vi->cfg.tracks[i].kind != VRRP_TRACK_INTERFACE)
 			continue;
 		if (vip_ifindex(vi->cfg.tracks[i].name, &vi->track_ifindex[i], err, sizeof(err)) ==
-			    0 &&
+			0 &&
 		    vip_linkmon_query(vi->mon, vi->track_ifindex[i], &tup, err, sizeof(err)) == 0)
 			vi->track_up[i] = tup;
 		else

@@ -22,7 +22,8 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
 	if (ch->vi != NULL && !(WIFEXITED(w->rstatus) && WEXITSTATUS(w->rstatus) == 0))
 		log_warn("vrrp %s: notify %s exited with status %d", ch->vi->cfg.name,
 			 ch->vi->cfg.notify,
-			 WIFEXITED(w->rstatus) ? WEXITSTATUS(w->rstatus) : 128 + WTERMSIG(w->rstatus));
+			 WIFEXITED(w->rstatus) ? WEXITSTATUS(w->rstatus)
+					       : 128 + WTERMSIG(w->rstatus));
 }
 
 int vrrp_notify_run(struct vrrp_instance *vi, enum vrrp_state state, char *err, size_t errlen)

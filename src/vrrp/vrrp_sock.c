@@ -28,8 +28,8 @@ int vrrp_sock_send(struct vrrp_instance *vi, const uint8_t *buf, size_t len,
 		struct cmsghdr align;
 	} ctl;
 	struct util_addr to;
-	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b };
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b};
 	struct cmsghdr *cm;
 
 	memset(&ctl, 0, sizeof(ctl));
@@ -38,7 +38,8 @@ int vrrp_sock_send(struct vrrp_instance *vi, const uint8_t *buf, size_t len,
 	mh.msg_namelen = to.len;
 	cm = (struct cmsghdr *)ctl.b;
 	if (dst->family == AF_INET) {
-		struct in_pktinfo pi = { .ipi_ifindex = vi->ifindex, .ipi_spec_dst = vi->primary.u.in4 };
+		struct in_pktinfo pi = {.ipi_ifindex = vi->ifindex,
+					.ipi_spec_dst = vi->primary.u.in4};
 
 		cm->cmsg_level = IPPROTO_IP;
 		cm->cmsg_type = IP_PKTINFO;
@@ -46,8 +47,8 @@ int vrrp_sock_send(struct vrrp_instance *vi, const uint8_t *buf, size_t len,
 		memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
 		mh.msg_controllen = CMSG_SPACE(sizeof(pi));
 	} else {
-		struct in6_pktinfo pi = { .ipi6_addr = vi->primary.u.in6,
-					  .ipi6_ifindex = (unsigned)vi->ifindex };
+		struct in6_pktinfo pi = {.ipi6_addr = vi->primary.u.in6,
+					 .ipi6_ifindex = (unsigned)vi->ifindex};
 
 		to.u.in6.sin6_scope_id = (uint32_t)vi->ifindex;
 		cm->cmsg_level = IPPROTO_IPV6;
@@ -114,10 +115,13 @@ static void read_v6(struct vrrp_instance *vi)
 
 	for (int k = 0; k < VRRP_RX_BUDGET; k++) {
 		struct sockaddr_in6 from;
-		struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
-		struct msghdr mh = { .msg_name = &from, .msg_namelen = sizeof(from),
-				     .msg_iov = &iov, .msg_iovlen = 1,
-				     .msg_control = ctl.b, .msg_controllen = sizeof(ctl.b) };
+		struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
+		struct msghdr mh = {.msg_name = &from,
+				    .msg_namelen = sizeof(from),
+				    .msg_iov = &iov,
+				    .msg_iovlen = 1,
+				    .msg_control = ctl.b,
+				    .msg_controllen = sizeof(ctl.b)};
 		struct vrrp_rx_info rx;
 		bool have_dst = false, have_hops = false;
 		ssize_t n = recvmsg(vi->fd, &mh, MSG_DONTWAIT);
@@ -128,7 +132,8 @@ static void read_v6(struct vrrp_instance *vi)
 		rx.family = AF_INET6;
 		rx.src.family = rx.dst.family = AF_INET6;
 		rx.src.u.in6 = from.sin6_addr;
-		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm)) {
+		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm != NULL;
+		     cm = CMSG_NXTHDR(&mh, cm)) {
 			if (cm->cmsg_level != IPPROTO_IPV6)
 				continue;
 			if (cm->cmsg_type == IPV6_PKTINFO &&
@@ -174,7 +179,7 @@ static int open_socket4(struct vrrp_instance *vi, char *err, size_t errlen)
 	mr.imr_multiaddr = vi->group.u.in4;
 	mr.imr_ifindex = vi->ifindex;
 	if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, vi->cfg.ifname, strlen(vi->cfg.ifname)) <
-		    0 ||
+		0 ||
 	    sockopt(fd, IPPROTO_IP, IP_TTL, VRRP_TTL) < 0 ||
 	    sockopt(fd, IPPROTO_IP, IP_MULTICAST_TTL, VRRP_TTL) < 0 ||
 	    sockopt(fd, IPPROTO_IP, IP_TOS, VRRP_IP_TOS) < 0 ||
@@ -203,7 +208,7 @@ static int open_socket6(struct vrrp_instance *vi, char *err, size_t errlen)
 	mr.ipv6mr_multiaddr = vi->group.u.in6;
 	mr.ipv6mr_interface = (unsigned)vi->ifindex;
 	if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, vi->cfg.ifname, strlen(vi->cfg.ifname)) <
-		    0 ||
+		0 ||
 	    sockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, VRRP_TTL) < 0 ||
 	    sockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, VRRP_TTL) < 0 ||
 	    sockopt(fd, IPPROTO_IPV6, IPV6_TCLASS, VRRP_IP_TOS) < 0 ||

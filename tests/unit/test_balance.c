@@ -38,8 +38,8 @@ static void all_up(struct fake *f)
 
 static void test_swrr_weights(void **state)
 {
-	const uint32_t w[] = { 5, 1, 1, 0 };
-	uint32_t *seq, count[4] = { 0 };
+	const uint32_t w[] = {5, 1, 1, 0};
+	uint32_t *seq, count[4] = {0};
 	size_t len;
 	struct fake f;
 
@@ -71,7 +71,7 @@ static void test_swrr_weights(void **state)
 
 static void test_swrr_gcd_and_cap(void **state)
 {
-	const uint32_t w[] = { 200, 100 };
+	const uint32_t w[] = {200, 100};
 	uint32_t big[200], *seq;
 	size_t len;
 
@@ -84,14 +84,14 @@ static void test_swrr_gcd_and_cap(void **state)
 	assert_int_equal(balance_swrr_build(big, 200, &seq, &len), 0);
 	assert_true(len <= 16384 && len >= 200);
 	free(seq);
-	assert_int_equal(balance_swrr_build((const uint32_t[]){ 0, 0 }, 2, &seq, &len), 0);
+	assert_int_equal(balance_swrr_build((const uint32_t[]){0, 0}, 2, &seq, &len), 0);
 	assert_null(seq);
 	assert_int_equal(len, 0);
 }
 
 static void test_leastconn(void **state)
 {
-	const uint32_t w[] = { 1, 1, 2 };
+	const uint32_t w[] = {1, 1, 2};
 	struct fake f;
 
 	(void)state;
@@ -107,9 +107,9 @@ static void test_leastconn(void **state)
 	/* equal servers take turns with the start offset */
 	memset(f.load, 0, sizeof(f.load));
 	f.up[1] = true;
-	assert_int_equal(balance_pick_leastconn((const uint32_t[]){ 1, 1 }, 2, 0, load, usable, &f),
+	assert_int_equal(balance_pick_leastconn((const uint32_t[]){1, 1}, 2, 0, load, usable, &f),
 			 0);
-	assert_int_equal(balance_pick_leastconn((const uint32_t[]){ 1, 1 }, 2, 1, load, usable, &f),
+	assert_int_equal(balance_pick_leastconn((const uint32_t[]){1, 1}, 2, 1, load, usable, &f),
 			 1);
 	memset(f.up, 0, sizeof(f.up));
 	assert_int_equal(balance_pick_leastconn(w, 3, 0, load, usable, &f), BALANCE_NONE);
@@ -117,9 +117,9 @@ static void test_leastconn(void **state)
 
 static void test_p2c_follows_weights(void **state)
 {
-	const uint32_t w[] = { 3, 1 };
+	const uint32_t w[] = {3, 1};
 	uint64_t cum[2], rng = 42;
-	uint32_t count[2] = { 0 };
+	uint32_t count[2] = {0};
 	struct fake f;
 
 	(void)state;
@@ -223,7 +223,7 @@ static void test_maglev_down_moves_only_its_slots(void **state)
 	}
 	for (size_t n = 2; n <= 40; n++) {
 		int32_t *base = maglev_base(n, NULL, MAGLEV_M);
-		const size_t some[3] = { 0, n / 2, n - 1 }; /* first, middle, last */
+		const size_t some[3] = {0, n / 2, n - 1}; /* first, middle, last */
 
 		for (size_t k = 0; k < 3; k++) {
 			double fair = (double)MAGLEV_M / (double)(n - 1);
@@ -233,8 +233,8 @@ static void test_maglev_down_moves_only_its_slots(void **state)
 				continue;
 			for (size_t i = 0; i < n; i++)
 				cur[i] = i == r ? 0 : 16;
-			assert_int_equal(balance_maglev_refill(base, MAGLEV_M, keys, cur, full, out),
-					 0);
+			assert_int_equal(
+			    balance_maglev_refill(base, MAGLEV_M, keys, cur, full, out), 0);
 			for (uint32_t j = 0; j < MAGLEV_M; j++) {
 				if (base[j] != (int32_t)r)
 					assert_int_equal(out[j], base[j]);
@@ -412,15 +412,17 @@ static void test_first(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_swrr_weights),	cmocka_unit_test(test_swrr_gcd_and_cap),
-		cmocka_unit_test(test_leastconn),	cmocka_unit_test(test_p2c_follows_weights),
-		cmocka_unit_test(test_maglev_shares),
-		cmocka_unit_test(test_maglev_down_moves_only_its_slots),
-		cmocka_unit_test(test_maglev_refill_is_per_slot),
-		cmocka_unit_test(test_maglev_removed_member_bound),
-		cmocka_unit_test(test_maglev_ramp_only_adds),
-		cmocka_unit_test(test_maglev_fallback_stable),
-		cmocka_unit_test(test_first),
+	    cmocka_unit_test(test_swrr_weights),
+	    cmocka_unit_test(test_swrr_gcd_and_cap),
+	    cmocka_unit_test(test_leastconn),
+	    cmocka_unit_test(test_p2c_follows_weights),
+	    cmocka_unit_test(test_maglev_shares),
+	    cmocka_unit_test(test_maglev_down_moves_only_its_slots),
+	    cmocka_unit_test(test_maglev_refill_is_per_slot),
+	    cmocka_unit_test(test_maglev_removed_member_bound),
+	    cmocka_unit_test(test_maglev_ramp_only_adds),
+	    cmocka_unit_test(test_maglev_fallback_stable),
+	    cmocka_unit_test(test_first),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

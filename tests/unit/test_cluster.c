@@ -750,10 +750,14 @@ static void test_served_replaced_wholesale(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_syn_passes),	     cmocka_unit_test(test_unknown_ack_forwarded),
-	    cmocka_unit_test(test_socket_passes),    cmocka_unit_test(test_malformed_not_forwarded),
-	    cmocka_unit_test(test_from_peer),	     cmocka_unit_test(test_not_served),
-	    cmocka_unit_test(test_syncookie_passes), cmocka_unit_test(test_slow_flows),
+	    cmocka_unit_test(test_syn_passes),
+	    cmocka_unit_test(test_unknown_ack_forwarded),
+	    cmocka_unit_test(test_socket_passes),
+	    cmocka_unit_test(test_malformed_not_forwarded),
+	    cmocka_unit_test(test_from_peer),
+	    cmocka_unit_test(test_not_served),
+	    cmocka_unit_test(test_syncookie_passes),
+	    cmocka_unit_test(test_slow_flows),
 	    cmocka_unit_test(test_served_replaced_wholesale),
 	};
 

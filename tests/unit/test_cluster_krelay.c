@@ -36,12 +36,12 @@ static void krelay_drain_all(void)
 }
 static char g_why[256] = "not loaded";
 
-#define REQUIRE_KRELAY()                                         \
-	do {                                                     \
-		if (g_k == NULL) {                               \
-			print_message("skipped: %s\n", g_why);   \
-			skip();                                  \
-		}                                                \
+#define REQUIRE_KRELAY()                                                                           \
+	do {                                                                                       \
+		if (g_k == NULL) {                                                                 \
+			print_message("skipped: %s\n", g_why);                                     \
+			skip();                                                                    \
+		}                                                                                  \
 	} while (0)
 
 struct conn {
@@ -51,7 +51,7 @@ struct conn {
 /* Two TCP connections on loopback: a -> p and q -> b. */
 static void conn_open(struct conn *c)
 {
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
 	socklen_t len = sizeof(sin);
 	int l = socket(AF_INET, SOCK_STREAM, 0);
 
@@ -79,7 +79,7 @@ static void conn_close(struct conn *c)
 
 static bool wait_readable(int fd, int ms)
 {
-	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
 
 	return poll(&pfd, 1, ms) == 1;
 }
@@ -187,7 +187,7 @@ static void test_note_when_passing_starts(void **state)
 {
 	struct krelay_pair kp;
 	struct conn c;
-	uint32_t got[8] = { 0 };
+	uint32_t got[8] = {0};
 	char buf[8];
 	struct pollfd pfd;
 
@@ -319,9 +319,13 @@ static void test_full(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_redirect_both_ways), cmocka_unit_test(test_hold_passes),
-		cmocka_unit_test(test_cap_passes), cmocka_unit_test(test_note_when_passing_starts),	   cmocka_unit_test(test_fin_stays),
-		cmocka_unit_test(test_insert_after_fin_fails), cmocka_unit_test(test_full),
+	    cmocka_unit_test(test_redirect_both_ways),
+	    cmocka_unit_test(test_hold_passes),
+	    cmocka_unit_test(test_cap_passes),
+	    cmocka_unit_test(test_note_when_passing_starts),
+	    cmocka_unit_test(test_fin_stays),
+	    cmocka_unit_test(test_insert_after_fin_fails),
+	    cmocka_unit_test(test_full),
 	};
 	int rc;
 

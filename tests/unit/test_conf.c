@@ -40,7 +40,7 @@ static const char full[] = "global {\n"
 
 static void test_full(void **state)
 {
-	struct conf_errors errs = { 0 };
+	struct conf_errors errs = {0};
 	struct conf *c = conf_parse("t.conf", full, strlen(full), &errs);
 	char buf[UTIL_ADDR_STRLEN];
 
@@ -85,7 +85,7 @@ static void test_defaults(void **state)
 {
 	static const char txt[] = "pool p { server s 127.0.0.1:1; }\n"
 				  "listen l { bind 127.0.0.1:2; pool p; }\n";
-	struct conf_errors errs = { 0 };
+	struct conf_errors errs = {0};
 	struct conf *c = conf_parse("d.conf", txt, strlen(txt), &errs);
 
 	(void)state;
@@ -115,7 +115,7 @@ static void test_relay_inherit(void **state)
 			  "listen b { bind 127.0.0.1:3; pool p; relay user; }\n"
 			  "listen c { bind 127.0.0.1:4; pool p; relay kernel inflight 128k; }\n"
 			  "global { relay auto inflight 1m; }\n";
-	struct conf_errors errs = { 0 };
+	struct conf_errors errs = {0};
 	struct conf *c = conf_parse("r.conf", txt, strlen(txt), &errs);
 
 	(void)state;
@@ -131,7 +131,7 @@ static void test_relay_inherit(void **state)
 /* Parse txt and expect exactly the given first error message. */
 static void expect_error(const char *txt, const char *msg)
 {
-	struct conf_errors errs = { 0 };
+	struct conf_errors errs = {0};
 	struct conf *c = conf_parse("bad.conf", txt, strlen(txt), &errs);
 
 	assert_null(c);
@@ -158,8 +158,9 @@ static void test_errors(void **state)
 	expect_error("pool p { server a 10.0.0.300:1; }\n",
 		     "bad.conf:1:19: error: bad address '10.0.0.300' (expected numeric IPv4, or "
 		     "[IPv6]) (near '10.0.0.300:1')");
-	expect_error("pool p { }\npool p { }\n",
-		     "bad.conf:2:6: error: duplicate pool 'p' (first defined at line 1) (near 'p')");
+	expect_error(
+	    "pool p { }\npool p { }\n",
+	    "bad.conf:2:6: error: duplicate pool 'p' (first defined at line 1) (near 'p')");
 	expect_error("listen l {\n  bind 127.0.0.1:80;\n  pool nope;\n}\n",
 		     "bad.conf:3:8: error: pool 'nope' does not exist (near 'nope')");
 	expect_error("pool p {\n  server a 127.0.0.1:1;\n",
@@ -190,7 +191,7 @@ static void test_several_errors(void **state)
 {
 	static const char txt[] = "global { workers 0; maxconn x; }\n"
 				  "pool p { balance no; }\n";
-	struct conf_errors errs = { 0 };
+	struct conf_errors errs = {0};
 
 	(void)state;
 	assert_null(conf_parse("m.conf", txt, strlen(txt), &errs));
@@ -221,7 +222,7 @@ static void test_escapes_and_nul(void **state)
 		     "bad.conf:1:9: error: unknown escape '\\q' (expected \\r \\n \\t \\\\ \\\" or "
 		     "\\xNN)");
 	{
-		struct conf_errors errs = { 0 };
+		struct conf_errors errs = {0};
 
 		assert_null(conf_parse("n.conf", nul, sizeof(nul) - 1, &errs));
 		assert_string_equal(errs.msgs[0], "n.conf:1:1: error: NUL byte in configuration");
@@ -251,7 +252,7 @@ static void test_routes(void **state)
 				   "    timeout client-hello 250ms;\n"
 				   "}\n"
 				   "listen v { bind 127.0.0.1:8445; pool b; }\n";
-	struct conf_errors errs = { 0 };
+	struct conf_errors errs = {0};
 	struct conf *c = conf_parse("t.conf", text, strlen(text), &errs);
 	const struct conf_listen *t, *u, *v;
 
@@ -281,10 +282,11 @@ static void test_routes(void **state)
 	assert_int_equal(v->nroutes, 0);
 	assert_true(v->has_pool);
 	assert_int_equal(c->warnings.n, 1);
-	assert_string_equal(c->warnings.msgs[0],
-			    "t.conf:10:5: warning: route sni www.example.com alpn h2 can never "
-			    "match: route sni *.example.com alpn h2 at line 6 comes first and takes "
-			    "all its connections");
+	assert_string_equal(
+	    c->warnings.msgs[0],
+	    "t.conf:10:5: warning: route sni www.example.com alpn h2 can never "
+	    "match: route sni *.example.com alpn h2 at line 6 comes first and takes "
+	    "all its connections");
 	conf_free(c);
 }
 
@@ -303,7 +305,7 @@ static void test_announce(void **state)
 				  "announce b { address 198.51.100.11; device vip1; hold-down 0s;\n"
 				  "  withdraw-delay 500ms; }\n"
 				  "vrrp v { interface eth0; vrid 1; address 198.51.100.12/24; }\n";
-	struct conf_errors errs = { 0 };
+	struct conf_errors errs = {0};
 	struct conf *c = conf_parse("a.conf", txt, strlen(txt), &errs);
 	char buf[UTIL_ADDR_STRLEN];
 
@@ -334,28 +336,34 @@ static void test_announce(void **state)
 		     "bad.conf:3:22: error: no listener serves 198.51.100.1 (expected a listen "
 		     "block with 'bind 198.51.100.1:PORT;' or a wildcard bind) (near "
 		     "'198.51.100.1')");
-	expect_error("pool p { }\nlisten l { bind 0.0.0.0:80; pool p; }\n"
-		     "announce a { address 198.51.100.1; require service web; }\n",
-		     "bad.conf:3:44: error: unknown requirement 'service' (expected pool NAME) (near "
-		     "'service')");
+	expect_error(
+	    "pool p { }\nlisten l { bind 0.0.0.0:80; pool p; }\n"
+	    "announce a { address 198.51.100.1; require service web; }\n",
+	    "bad.conf:3:44: error: unknown requirement 'service' (expected pool NAME) (near "
+	    "'service')");
 	expect_error("pool p { }\nlisten l { bind 0.0.0.0:80; pool p; }\n"
 		     "announce a { address 198.51.100.1; device lo; }\n",
 		     "bad.conf:3:43: error: bad device name 'lo' (expected 1-15 letters, digits, "
 		     "'-', '_' or '.', for a TUN device sluice creates) (near 'lo')");
-	expect_error("pool p { }\nlisten l { bind 0.0.0.0:80; pool p; }\n"
-		     "announce all { address 198.51.100.1; }\n",
-		     "bad.conf:3:10: error: announce name 'all' is reserved ('announce withdraw all' "
-		     "means every block) (near 'all')");
+	expect_error(
+	    "pool p { }\nlisten l { bind 0.0.0.0:80; pool p; }\n"
+	    "announce all { address 198.51.100.1; }\n",
+	    "bad.conf:3:10: error: announce name 'all' is reserved ('announce withdraw all' "
+	    "means every block) (near 'all')");
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_full),	       cmocka_unit_test(test_defaults), cmocka_unit_test(test_relay_inherit),
-		cmocka_unit_test(test_errors),	       cmocka_unit_test(test_several_errors),
-		cmocka_unit_test(test_duplicate_bind), cmocka_unit_test(test_escapes_and_nul),
-		cmocka_unit_test(test_routes),
-		cmocka_unit_test(test_announce),
+	    cmocka_unit_test(test_full),
+	    cmocka_unit_test(test_defaults),
+	    cmocka_unit_test(test_relay_inherit),
+	    cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_several_errors),
+	    cmocka_unit_test(test_duplicate_bind),
+	    cmocka_unit_test(test_escapes_and_nul),
+	    cmocka_unit_test(test_routes),
+	    cmocka_unit_test(test_announce),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -27,7 +27,7 @@ static struct conf *parse(const char *file, const char *listen_body, struct conf
 
 static void test_values(void **state)
 {
-	struct conf_errors errs = { 0 };
+	struct conf_errors errs = {0};
 	struct conf *c = parse("/etc/sluice/s.conf",
 			       "    allow 192.0.2.0/24;\n"
 			       "    deny 2001:db8::/32;\n"
@@ -70,9 +70,10 @@ static void test_values(void **state)
 
 static void test_defaults(void **state)
 {
-	struct conf_errors errs = { 0 };
-	struct conf *c = parse("s.conf", "    deny file x.list;\n    limit per-source rate 5/s "
-					 "burst 1;\n",
+	struct conf_errors errs = {0};
+	struct conf *c = parse("s.conf",
+			       "    deny file x.list;\n    limit per-source rate 5/s "
+			       "burst 1;\n",
 			       &errs);
 	const struct conf_guard *g;
 
@@ -92,7 +93,7 @@ static void test_defaults(void **state)
 
 static void check_error(const char *body, const char *want)
 {
-	struct conf_errors errs = { 0 };
+	struct conf_errors errs = {0};
 	struct conf *c = parse("t.conf", body, &errs);
 
 	assert_null(c);
@@ -109,8 +110,9 @@ static void test_errors(void **state)
 	check_error("    allow 192.0.2.0/24 192.0.2.0/25;\n",
 		    "t.conf:5:24: error: too many arguments: allow CIDR; or allow file PATH; "
 		    "(near '192.0.2.0/25')");
-	check_error("    limit per-source rate 5/s 10;\n",
-		    "t.conf:5:31: error: expected: limit per-source rate N/s [burst M]; (near '10')");
+	check_error(
+	    "    limit per-source rate 5/s 10;\n",
+	    "t.conf:5:31: error: expected: limit per-source rate N/s [burst M]; (near '10')");
 	check_error("    limit per-source rate 0/s;\n",
 		    "t.conf:5:27: error: bad rate '0/s' (expected N/s or N/m, N from 1 to 1000000) "
 		    "(near '0/s')");
@@ -139,9 +141,9 @@ static void test_errors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_values),
-		cmocka_unit_test(test_defaults),
-		cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_values),
+	    cmocka_unit_test(test_defaults),
+	    cmocka_unit_test(test_errors),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

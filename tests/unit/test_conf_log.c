@@ -24,7 +24,7 @@ static struct conf *parse_global(const char *body, struct conf_errors *errs)
 
 static void test_default_is_stderr_info(void **state)
 {
-	struct conf_errors errs = { 0 };
+	struct conf_errors errs = {0};
 	struct conf *c = parse_global("    workers 1;", &errs);
 
 	(void)state;
@@ -37,14 +37,15 @@ static void test_default_is_stderr_info(void **state)
 
 static void test_several_targets(void **state)
 {
-	struct conf_errors errs = { 0 };
-	struct conf *c = parse_global("    log stderr notice;\n"
-				      "    log syslog info;\n"
-				      "    log syslog socket /run/x.sock facility local3 tag lb-1 debug;\n"
-				      "    log udp 192.0.2.7:514 warning;\n"
-				      "    log udp [2001:db8::1]:6514 facility local7 tag edge;\n"
-				      "    log stdout error;",
-				      &errs);
+	struct conf_errors errs = {0};
+	struct conf *c =
+	    parse_global("    log stderr notice;\n"
+			 "    log syslog info;\n"
+			 "    log syslog socket /run/x.sock facility local3 tag lb-1 debug;\n"
+			 "    log udp 192.0.2.7:514 warning;\n"
+			 "    log udp [2001:db8::1]:6514 facility local7 tag edge;\n"
+			 "    log stdout error;",
+			 &errs);
 	const struct log_target_conf *l;
 	char buf[UTIL_ADDR_STRLEN];
 
@@ -78,7 +79,7 @@ static void test_several_targets(void **state)
 
 static void expect_error(const char *body, const char *want)
 {
-	struct conf_errors errs = { 0 };
+	struct conf_errors errs = {0};
 	struct conf *c = parse_global(body, &errs);
 
 	assert_null(c);
@@ -115,8 +116,9 @@ static void test_errors(void **state)
 		     "t.conf:2:16: error: too many arguments: log stderr [LEVEL]; (near 'info')");
 	expect_error("    log udp 192.0.2.1 info;",
 		     "t.conf:2:13: error: expected ADDRESS:PORT (near '192.0.2.1')");
-	expect_error("    log udp;", "t.conf:2:9: error: missing argument: log udp ADDRESS:PORT ... "
-				     "(near 'udp')");
+	expect_error("    log udp;",
+		     "t.conf:2:9: error: missing argument: log udp ADDRESS:PORT ... "
+		     "(near 'udp')");
 	expect_error("    log stderr info;\n    log stderr debug;",
 		     "t.conf:3:9: error: duplicate log target 'stderr' (first at line 2) (near "
 		     "'stderr')");
@@ -139,10 +141,10 @@ static void test_too_many(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_default_is_stderr_info),
-		cmocka_unit_test(test_several_targets),
-		cmocka_unit_test(test_errors),
-		cmocka_unit_test(test_too_many),
+	    cmocka_unit_test(test_default_is_stderr_info),
+	    cmocka_unit_test(test_several_targets),
+	    cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_too_many),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -14,7 +14,7 @@
 
 static struct conf *parse(const char *text)
 {
-	struct conf_errors errs = { 0 };
+	struct conf_errors errs = {0};
 	struct conf *c = conf_parse("t.conf", text, strlen(text), &errs);
 
 	for (size_t i = 0; i < errs.n; i++)
@@ -25,22 +25,23 @@ static struct conf *parse(const char *text)
 
 static void test_block_values(void **state)
 {
-	static const char text[] = "resolvers consul {\n"
-				   "    nameserver 127.0.0.1:8600;\n"
-				   "    nameserver ::1;\n"
-				   "    timeout 250ms;\n"
-				   "    attempts 3;\n"
-				   "    hold valid 20s;\n"
-				   "    hold nx 0s;\n"
-				   "    hold timeout 2h;\n"
-				   "    accepted-ttl 5s 10m;\n"
-				   "}\n"
-				   "pool web {\n"
-				   "    resolvers consul;\n"
-				   "    servers srv _web._tcp.service.consul limit 8 weight-from-srv;\n"
-				   "    servers dns web.service.consul. port 8080 backup maxconn 9;\n"
-				   "}\n"
-				   "listen www { bind 127.0.0.1:8080; pool web; }\n";
+	static const char text[] =
+	    "resolvers consul {\n"
+	    "    nameserver 127.0.0.1:8600;\n"
+	    "    nameserver ::1;\n"
+	    "    timeout 250ms;\n"
+	    "    attempts 3;\n"
+	    "    hold valid 20s;\n"
+	    "    hold nx 0s;\n"
+	    "    hold timeout 2h;\n"
+	    "    accepted-ttl 5s 10m;\n"
+	    "}\n"
+	    "pool web {\n"
+	    "    resolvers consul;\n"
+	    "    servers srv _web._tcp.service.consul limit 8 weight-from-srv;\n"
+	    "    servers dns web.service.consul. port 8080 backup maxconn 9;\n"
+	    "}\n"
+	    "listen www { bind 127.0.0.1:8080; pool web; }\n";
 	struct conf *c = parse(text);
 	const struct conf_resolvers *r, *def;
 	char buf[UTIL_ADDR_STRLEN];
@@ -110,11 +111,13 @@ static void test_service_names(void **state)
 	char err[200];
 
 	(void)state;
-	assert_int_equal(util_service_name_check("_http._tcp.web.example", 22, err, sizeof(err)), 0);
+	assert_int_equal(util_service_name_check("_http._tcp.web.example", 22, err, sizeof(err)),
+			 0);
 	assert_int_equal(util_service_name_check("_x-y._udp.a.b", 13, err, sizeof(err)), 0);
 	assert_int_equal(util_service_name_check("_http.example", 13, err, sizeof(err)), 0);
 	/* no service label, or '_' where a host name goes, or nothing after */
-	assert_int_equal(util_service_name_check("http._tcp.web.example", 21, err, sizeof(err)), -1);
+	assert_int_equal(util_service_name_check("http._tcp.web.example", 21, err, sizeof(err)),
+			 -1);
 	assert_int_equal(util_service_name_check("_http._tcp.we_b.example", 23, err, sizeof(err)),
 			 -1);
 	assert_int_equal(util_service_name_check("_http._tcp.", 11, err, sizeof(err)), -1);
@@ -127,9 +130,9 @@ static void test_service_names(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_block_values),
-		cmocka_unit_test(test_default_block_written_replaces_the_implicit_one),
-		cmocka_unit_test(test_service_names),
+	    cmocka_unit_test(test_block_values),
+	    cmocka_unit_test(test_default_block_written_replaces_the_implicit_one),
+	    cmocka_unit_test(test_service_names),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -73,14 +73,12 @@ static void test_garbage_early(void **state)
 	assert_int_equal(parse("GET /metrics HTTP/1.1x", 22, &req), CTL_HTTP_BAD);
 	assert_int_equal(parse("GET /metrics HTTP/1.1\r\r\n", 24, &req), CTL_HTTP_BAD);
 	assert_int_equal(parse("GET /metrics\r\n", 14, &req), CTL_HTTP_BAD); /* HTTP/0.9 */
-	assert_int_equal(parse("GET /metrics HTTP/1.1\r\nHost x\r\n\r\n", 33, &req),
-			 CTL_HTTP_BAD);
+	assert_int_equal(parse("GET /metrics HTTP/1.1\r\nHost x\r\n\r\n", 33, &req), CTL_HTTP_BAD);
 	assert_int_equal(parse("GET /metrics HTTP/1.1\r\nHost : x\r\n\r\n", 35, &req),
 			 CTL_HTTP_BAD);
 	assert_int_equal(parse("GET /metrics HTTP/1.1\r\nA: b\r\n c\r\n\r\n", 35, &req),
 			 CTL_HTTP_BAD); /* obs-fold */
-	assert_int_equal(parse("GET /metrics HTTP/1.1\r\nA: \x01\r\n\r\n", 30, &req),
-			 CTL_HTTP_BAD);
+	assert_int_equal(parse("GET /metrics HTTP/1.1\r\nA: \x01\r\n\r\n", 30, &req), CTL_HTTP_BAD);
 }
 
 /* Headers that do not end within max bytes are refused, not waited for. */
@@ -114,17 +112,12 @@ static void test_accept_gzip(void **state)
 		const char *value;
 		bool gzip;
 	} cases[] = {
-		{ "gzip", true },
-		{ "identity, gzip;q=0.5", true },
-		{ "GZIP", true },
-		{ "x-gzip", true },
-		{ "*", true },
-		{ "deflate, br", false },
-		{ "gzip;q=0", false },
-		{ "gzip; q=0.000", false },
-		{ "gzip;q=0.01", true },
-		{ "gzipx", false },
-		{ "", false },
+	    {"gzip", true},	   {"identity, gzip;q=0.5", true},
+	    {"GZIP", true},	   {"x-gzip", true},
+	    {"*", true},	   {"deflate, br", false},
+	    {"gzip;q=0", false},   {"gzip; q=0.000", false},
+	    {"gzip;q=0.01", true}, {"gzipx", false},
+	    {"", false},
 	};
 	char buf[256];
 	struct ctl_http_req req;
@@ -133,8 +126,8 @@ static void test_accept_gzip(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		n = snprintf(buf, sizeof(buf),
-				 "GET /metrics HTTP/1.1\r\nAccept-Encoding: %s\r\n\r\n",
-				 cases[i].value);
+			     "GET /metrics HTTP/1.1\r\nAccept-Encoding: %s\r\n\r\n",
+			     cases[i].value);
 
 		assert_int_equal(parse(buf, (size_t)n, &req), CTL_HTTP_OK);
 		if (req.gzip != cases[i].gzip)
@@ -148,11 +141,9 @@ static void test_accept_gzip(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_good_requests),
-		cmocka_unit_test(test_method_and_path),
-		cmocka_unit_test(test_garbage_early),
-		cmocka_unit_test(test_oversized),
-		cmocka_unit_test(test_accept_gzip),
+	    cmocka_unit_test(test_good_requests), cmocka_unit_test(test_method_and_path),
+	    cmocka_unit_test(test_garbage_early), cmocka_unit_test(test_oversized),
+	    cmocka_unit_test(test_accept_gzip),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

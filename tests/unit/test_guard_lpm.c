@@ -21,7 +21,7 @@
 static struct guard_rule rule(const char *cidr, enum guard_action a, enum guard_origin o,
 			      uint64_t expires_ms)
 {
-	struct guard_rule r = { .action = a, .origin = o, .expires_ms = expires_ms };
+	struct guard_rule r = {.action = a, .origin = o, .expires_ms = expires_ms};
 	char err[200];
 
 	if (util_cidr_parse(cidr, strlen(cidr), &r.cidr, err, sizeof(err)) < 0)
@@ -61,11 +61,11 @@ static const char *look(const struct guard_lpm *t, const char *host, uint64_t no
 static void test_longest_prefix_whatever_the_order(void **state)
 {
 	struct guard_rule r[] = {
-		rule("10.1.0.0/16", GUARD_DENY, GUARD_ORIGIN_CONFIG, 0),
-		rule("10.0.0.0/8", GUARD_ALLOW, GUARD_ORIGIN_CONFIG, 0),
-		rule("10.1.2.0/24", GUARD_ALLOW, GUARD_ORIGIN_CONFIG, 0),
-		rule("10.1.2.3/32", GUARD_DENY, GUARD_ORIGIN_CONFIG, 0),
-		rule("192.0.2.0/24", GUARD_DENY, GUARD_ORIGIN_CONFIG, 0),
+	    rule("10.1.0.0/16", GUARD_DENY, GUARD_ORIGIN_CONFIG, 0),
+	    rule("10.0.0.0/8", GUARD_ALLOW, GUARD_ORIGIN_CONFIG, 0),
+	    rule("10.1.2.0/24", GUARD_ALLOW, GUARD_ORIGIN_CONFIG, 0),
+	    rule("10.1.2.3/32", GUARD_DENY, GUARD_ORIGIN_CONFIG, 0),
+	    rule("192.0.2.0/24", GUARD_DENY, GUARD_ORIGIN_CONFIG, 0),
 	};
 	struct guard_rule rev[5];
 	struct guard_lpm *t, *u;
@@ -95,14 +95,14 @@ static void test_longest_prefix_whatever_the_order(void **state)
 static void test_equal_prefix_priority(void **state)
 {
 	struct guard_rule r[] = {
-		rule("198.51.100.0/24", GUARD_DENY, GUARD_ORIGIN_FILE, 0),
-		rule("198.51.100.0/24", GUARD_ALLOW, GUARD_ORIGIN_CONFIG, 0),
-		rule("203.0.113.0/24", GUARD_ALLOW, GUARD_ORIGIN_FILE, 0),
-		rule("203.0.113.0/24", GUARD_DENY, GUARD_ORIGIN_FILE, 0),
-		rule("192.0.2.0/24", GUARD_ALLOW, GUARD_ORIGIN_CONFIG, 0),
-		rule("192.0.2.0/24", GUARD_DENY, GUARD_ORIGIN_RUNTIME, 0),
-		rule("2001:db8::/32", GUARD_DENY, GUARD_ORIGIN_RUNTIME, 0),
-		rule("2001:db8::/32", GUARD_ALLOW, GUARD_ORIGIN_FILE, 0),
+	    rule("198.51.100.0/24", GUARD_DENY, GUARD_ORIGIN_FILE, 0),
+	    rule("198.51.100.0/24", GUARD_ALLOW, GUARD_ORIGIN_CONFIG, 0),
+	    rule("203.0.113.0/24", GUARD_ALLOW, GUARD_ORIGIN_FILE, 0),
+	    rule("203.0.113.0/24", GUARD_DENY, GUARD_ORIGIN_FILE, 0),
+	    rule("192.0.2.0/24", GUARD_ALLOW, GUARD_ORIGIN_CONFIG, 0),
+	    rule("192.0.2.0/24", GUARD_DENY, GUARD_ORIGIN_RUNTIME, 0),
+	    rule("2001:db8::/32", GUARD_DENY, GUARD_ORIGIN_RUNTIME, 0),
+	    rule("2001:db8::/32", GUARD_ALLOW, GUARD_ORIGIN_FILE, 0),
 	};
 	struct guard_lpm *t;
 
@@ -110,20 +110,20 @@ static void test_equal_prefix_priority(void **state)
 	t = build(r, UTIL_ARRAY_LEN(r));
 	assert_int_equal(guard_lpm_count(t), 4);
 	assert_string_equal(look(t, "198.51.100.9", 0), "allow/24"); /* line over file */
-	assert_string_equal(look(t, "203.0.113.9", 0), "deny/24"); /* deny over allow */
-	assert_string_equal(look(t, "192.0.2.9", 0), "deny/24"); /* runtime over line */
-	assert_string_equal(look(t, "2001:db8::9", 0), "deny/32"); /* runtime over file */
+	assert_string_equal(look(t, "203.0.113.9", 0), "deny/24");   /* deny over allow */
+	assert_string_equal(look(t, "192.0.2.9", 0), "deny/24");     /* runtime over line */
+	assert_string_equal(look(t, "2001:db8::9", 0), "deny/32");   /* runtime over file */
 	guard_lpm_put(t);
 }
 
 static void test_expiry_hands_over(void **state)
 {
 	struct guard_rule r[] = {
-		rule("10.0.0.0/8", GUARD_ALLOW, GUARD_ORIGIN_CONFIG, 0),
-		rule("10.0.0.0/8", GUARD_DENY, GUARD_ORIGIN_RUNTIME, 1000),
-		rule("10.9.0.0/16", GUARD_DENY, GUARD_ORIGIN_RUNTIME, 500),
-		rule("2001:db8:1::/48", GUARD_ALLOW, GUARD_ORIGIN_RUNTIME, 700),
-		rule("2001:db8::/32", GUARD_DENY, GUARD_ORIGIN_CONFIG, 0),
+	    rule("10.0.0.0/8", GUARD_ALLOW, GUARD_ORIGIN_CONFIG, 0),
+	    rule("10.0.0.0/8", GUARD_DENY, GUARD_ORIGIN_RUNTIME, 1000),
+	    rule("10.9.0.0/16", GUARD_DENY, GUARD_ORIGIN_RUNTIME, 500),
+	    rule("2001:db8:1::/48", GUARD_ALLOW, GUARD_ORIGIN_RUNTIME, 700),
+	    rule("2001:db8::/32", GUARD_DENY, GUARD_ORIGIN_CONFIG, 0),
 	};
 	struct guard_lpm *t;
 
@@ -143,11 +143,11 @@ static void test_expiry_hands_over(void **state)
 static void test_default_routes_and_hosts(void **state)
 {
 	struct guard_rule r[] = {
-		rule("0.0.0.0/0", GUARD_DENY, GUARD_ORIGIN_CONFIG, 0),
-		rule("127.0.0.1", GUARD_ALLOW, GUARD_ORIGIN_CONFIG, 0),
-		rule("::/0", GUARD_ALLOW, GUARD_ORIGIN_CONFIG, 0),
-		rule("::1", GUARD_DENY, GUARD_ORIGIN_CONFIG, 0),
-		rule("8000::/1", GUARD_DENY, GUARD_ORIGIN_CONFIG, 0),
+	    rule("0.0.0.0/0", GUARD_DENY, GUARD_ORIGIN_CONFIG, 0),
+	    rule("127.0.0.1", GUARD_ALLOW, GUARD_ORIGIN_CONFIG, 0),
+	    rule("::/0", GUARD_ALLOW, GUARD_ORIGIN_CONFIG, 0),
+	    rule("::1", GUARD_DENY, GUARD_ORIGIN_CONFIG, 0),
+	    rule("8000::/1", GUARD_DENY, GUARD_ORIGIN_CONFIG, 0),
 	};
 	struct guard_lpm *t;
 
@@ -212,7 +212,8 @@ static int scan(const struct guard_rule *r, size_t n, const struct util_addr *a,
 	for (size_t i = 0; i < n; i++) {
 		if (!util_cidr_contains(&r[i].cidr, a))
 			continue;
-		if ((int)r[i].cidr.plen > best || ((int)r[i].cidr.plen == best && prio(&r[i]) > bp)) {
+		if ((int)r[i].cidr.plen > best ||
+		    ((int)r[i].cidr.plen == best && prio(&r[i]) > bp)) {
 			best = r[i].cidr.plen;
 			bp = prio(&r[i]);
 			*act = r[i].action;
@@ -234,7 +235,7 @@ static void test_random_against_linear_scan(void **state)
 		random_rule(&r[i], i % 3 == 0);
 	t = build(r, N);
 	for (int q = 0; q < Q; q++) {
-		struct util_addr a = { 0 };
+		struct util_addr a = {0};
 		struct guard_rule probe;
 		enum guard_action want = GUARD_ALLOW, got = GUARD_ALLOW;
 		int wl, gl;
@@ -321,9 +322,11 @@ static void test_file_errors(void **state)
 	char err[300];
 
 	(void)state;
-	assert_int_equal(parse("192.0.2.0/24\n# fine\n    192.0.2.300\n", &t, err, sizeof(err)), -1);
-	assert_string_equal(err, "deny.list:3:5: error: bad address '192.0.2.300' (expected an IPv4 "
-				 "or IPv6 address with an optional /prefix) (near '192.0.2.300')");
+	assert_int_equal(parse("192.0.2.0/24\n# fine\n    192.0.2.300\n", &t, err, sizeof(err)),
+			 -1);
+	assert_string_equal(err,
+			    "deny.list:3:5: error: bad address '192.0.2.300' (expected an IPv4 "
+			    "or IPv6 address with an optional /prefix) (near '192.0.2.300')");
 	assert_int_equal(parse("10.0.0.0/8 10.1.0.0/16\n", &t, err, sizeof(err)), -1);
 	assert_string_equal(err, "deny.list:1:12: error: expected one address or prefix per line "
 				 "(near '10.1.0.0/16')");
@@ -331,8 +334,9 @@ static void test_file_errors(void **state)
 	assert_string_equal(err, "deny.list:3:1: error: host bits set in '10.0.0.1/8' (expected "
 				 "10.0.0.0/8) (near '10.0.0.1/8')");
 	assert_int_equal(parse("10.0.0.0;\n", &t, err, sizeof(err)), -1);
-	assert_string_equal(err, "deny.list:1:1: error: bad address '10.0.0.0;' (expected an IPv4 or "
-				 "IPv6 address with an optional /prefix) (near '10.0.0.0;')");
+	assert_string_equal(err,
+			    "deny.list:1:1: error: bad address '10.0.0.0;' (expected an IPv4 or "
+			    "IPv6 address with an optional /prefix) (near '10.0.0.0;')");
 	assert_null(t);
 }
 
@@ -359,11 +363,13 @@ static void test_pause_points(void **state)
 	(void)state;
 	assert_non_null(text);
 	for (int i = 0; i < N; i++)
-		off += (size_t)snprintf(text + off, 32, i % 2 ? "10.%d.%d.0/24\n" : "2001:db8:%x:%x::/64\n",
+		off += (size_t)snprintf(text + off, 32,
+					i % 2 ? "10.%d.%d.0/24\n" : "2001:db8:%x:%x::/64\n",
 					(i >> 8) & 255, i & 255);
 	guard_lpm_builder_set_pause(b, count_pause, NULL);
 	pauses = 0;
-	assert_int_equal(guard_file_parse(b, "p", text, off, GUARD_DENY, NULL, err, sizeof(err)), N);
+	assert_int_equal(guard_file_parse(b, "p", text, off, GUARD_DENY, NULL, err, sizeof(err)),
+			 N);
 	after_parse = pauses;
 	assert_true(after_parse >= N / GUARD_PAUSE_WORK);
 	t = guard_lpm_build(b);
@@ -387,7 +393,7 @@ static void test_reap(void (*fn)(void *), void *obj)
 static void test_reaper_for_large_tables(void **state)
 {
 	struct guard_lpm_builder *b = guard_lpm_builder_new();
-	struct guard_rule r = { .action = GUARD_DENY, .origin = GUARD_ORIGIN_FILE };
+	struct guard_rule r = {.action = GUARD_DENY, .origin = GUARD_ORIGIN_FILE};
 	struct guard_lpm *big, *small;
 
 	(void)state;
@@ -418,16 +424,16 @@ static void test_reaper_for_large_tables(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_longest_prefix_whatever_the_order),
-		cmocka_unit_test(test_equal_prefix_priority),
-		cmocka_unit_test(test_expiry_hands_over),
-		cmocka_unit_test(test_default_routes_and_hosts),
-		cmocka_unit_test(test_empty_table),
-		cmocka_unit_test(test_random_against_linear_scan),
-		cmocka_unit_test(test_file_parse),
-		cmocka_unit_test(test_file_errors),
-		cmocka_unit_test(test_pause_points),
-		cmocka_unit_test(test_reaper_for_large_tables),
+	    cmocka_unit_test(test_longest_prefix_whatever_the_order),
+	    cmocka_unit_test(test_equal_prefix_priority),
+	    cmocka_unit_test(test_expiry_hands_over),
+	    cmocka_unit_test(test_default_routes_and_hosts),
+	    cmocka_unit_test(test_empty_table),
+	    cmocka_unit_test(test_random_against_linear_scan),
+	    cmocka_unit_test(test_file_parse),
+	    cmocka_unit_test(test_file_errors),
+	    cmocka_unit_test(test_pause_points),
+	    cmocka_unit_test(test_reaper_for_large_tables),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

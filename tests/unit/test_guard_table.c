@@ -37,9 +37,13 @@ static struct guard *with_limits(uint32_t conns, uint32_t rate, uint32_t burst, 
 				 uint8_t g4, uint8_t g6)
 {
 	struct guard *g = guard_new(&q);
-	struct guard_limits_conf lc = { .conns = conns, .rate = rate, .period_ms = 1000,
-					.burst = burst, .group4 = g4, .group6 = g6,
-					.table = table };
+	struct guard_limits_conf lc = {.conns = conns,
+				       .rate = rate,
+				       .period_ms = 1000,
+				       .burst = burst,
+				       .group4 = g4,
+				       .group6 = g6,
+				       .table = table};
 
 	assert_non_null(g);
 	assert_int_equal(guard_set_limits(g, &lc), 0);
@@ -194,8 +198,8 @@ static void test_busy_source_keeps_its_count(void **state)
 static void test_new_shape_keeps_counting(void **state)
 {
 	struct guard *g = with_limits(2, 0, 0, 100, 32, 64);
-	struct guard_limits_conf bigger = { .conns = 2, .group4 = 32, .group6 = 64, .table = 1000 };
-	struct guard_limits_conf looser = { .conns = 3, .group4 = 32, .group6 = 64, .table = 1000 };
+	struct guard_limits_conf bigger = {.conns = 2, .group4 = 32, .group6 = 64, .table = 1000};
+	struct guard_limits_conf looser = {.conns = 3, .group4 = 32, .group6 = 64, .table = 1000};
 	struct guard_ticket t[3];
 	struct guard_stats st;
 
@@ -235,7 +239,7 @@ static void test_new_shape_keeps_counting(void **state)
 static void test_old_table_waits_for_readers(void **state)
 {
 	struct guard *g = with_limits(2, 0, 0, 100, 32, 64);
-	struct guard_limits_conf bigger = { .conns = 2, .group4 = 32, .group6 = 64, .table = 500 };
+	struct guard_limits_conf bigger = {.conns = 2, .group4 = 32, .group6 = 64, .table = 500};
 	struct qsbr_reader worker;
 	struct guard_stats st;
 	uint64_t both;
@@ -259,7 +263,7 @@ static void test_old_table_waits_for_readers(void **state)
 
 static struct guard_rule rule(const char *cidr, enum guard_action a)
 {
-	struct guard_rule r = { .action = a, .origin = GUARD_ORIGIN_CONFIG };
+	struct guard_rule r = {.action = a, .origin = GUARD_ORIGIN_CONFIG};
 	char err[200];
 
 	assert_int_equal(util_cidr_parse(cidr, strlen(cidr), &r.cidr, err, sizeof(err)), 0);
@@ -269,7 +273,8 @@ static struct guard_rule rule(const char *cidr, enum guard_action a)
 static void test_acl_before_limits(void **state)
 {
 	struct guard *g = with_limits(1, 0, 0, 100, 32, 64);
-	struct guard_rule lines[] = { rule("10.0.0.0/8", GUARD_ALLOW), rule("10.1.0.0/16", GUARD_DENY) };
+	struct guard_rule lines[] = {rule("10.0.0.0/8", GUARD_ALLOW),
+				     rule("10.1.0.0/16", GUARD_DENY)};
 	struct guard_stats st;
 	struct util_cidr c;
 	char err[200];
@@ -314,7 +319,8 @@ struct stress {
 static void *stress_thread(void *arg)
 {
 	struct stress *s = arg;
-	uint64_t rng = (uint64_t)atomic_fetch_add(&s->admitted, 0) + 0x1234567ull * (uint64_t)s->seed++;
+	uint64_t rng =
+	    (uint64_t)atomic_fetch_add(&s->admitted, 0) + 0x1234567ull * (uint64_t)s->seed++;
 	struct guard_ticket held[64];
 	int src_of[64], nheld = 0;
 
@@ -362,7 +368,7 @@ static void *stress_thread(void *arg)
  * open, and every count is back to zero at the end. */
 static void test_threads_never_exceed(void **state)
 {
-	struct stress s = { .limit = 3 };
+	struct stress s = {.limit = 3};
 	pthread_t th[THREADS];
 	struct guard_source rows[64];
 	size_t n;
@@ -387,15 +393,15 @@ static void test_threads_never_exceed(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_conns_limit_exact),
-		cmocka_unit_test(test_group_prefixes),
-		cmocka_unit_test(test_rate_token_bucket),
-		cmocka_unit_test(test_table_full_and_eviction),
-		cmocka_unit_test(test_busy_source_keeps_its_count),
-		cmocka_unit_test(test_new_shape_keeps_counting),
-		cmocka_unit_test(test_old_table_waits_for_readers),
-		cmocka_unit_test(test_acl_before_limits),
-		cmocka_unit_test(test_threads_never_exceed),
+	    cmocka_unit_test(test_conns_limit_exact),
+	    cmocka_unit_test(test_group_prefixes),
+	    cmocka_unit_test(test_rate_token_bucket),
+	    cmocka_unit_test(test_table_full_and_eviction),
+	    cmocka_unit_test(test_busy_source_keeps_its_count),
+	    cmocka_unit_test(test_new_shape_keeps_counting),
+	    cmocka_unit_test(test_old_table_waits_for_readers),
+	    cmocka_unit_test(test_acl_before_limits),
+	    cmocka_unit_test(test_threads_never_exceed),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 

@@ -32,7 +32,7 @@ struct sink {
 
 static void sink_unix(struct sink *s)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 
 	snprintf(s->path, sizeof(s->path), "/tmp/sluice-test-log-%d-%d.sock", (int)getpid(),
 		 rand());
@@ -64,7 +64,7 @@ static void sink_close(struct sink *s)
 /* The next datagram within the deadline, NUL-terminated; "" at timeout. */
 static const char *sink_recv(struct sink *s, char *buf, size_t len)
 {
-	struct pollfd p = { .fd = s->fd, .events = POLLIN };
+	struct pollfd p = {.fd = s->fd, .events = POLLIN};
 	ssize_t n;
 
 	buf[0] = '\0';
@@ -98,7 +98,7 @@ static void assert_match(const char *text, const char *re)
 
 static struct log_target_conf syslog_target(const struct sink *s, enum log_level lvl)
 {
-	struct log_target_conf t = { .kind = LOG_TARGET_SYSLOG, .level = lvl, .facility = 19 };
+	struct log_target_conf t = {.kind = LOG_TARGET_SYSLOG, .level = lvl, .facility = 19};
 
 	util_strlcpy(t.path, s->path, sizeof(t.path));
 	util_strlcpy(t.tag, "lbtest", sizeof(t.tag));
@@ -107,7 +107,7 @@ static struct log_target_conf syslog_target(const struct sink *s, enum log_level
 
 static struct log_target_conf udp_target(const struct sink *s, enum log_level lvl)
 {
-	struct log_target_conf t = { .kind = LOG_TARGET_UDP, .level = lvl, .facility = 3 };
+	struct log_target_conf t = {.kind = LOG_TARGET_UDP, .level = lvl, .facility = 3};
 
 	t.addr = s->addr;
 	util_strlcpy(t.tag, "sluice", sizeof(t.tag));
@@ -116,7 +116,7 @@ static struct log_target_conf udp_target(const struct sink *s, enum log_level lv
 
 static void test_syslog_format_and_levels(void **state)
 {
-	struct sink sy = { 0 };
+	struct sink sy = {0};
 	struct log_target_conf t;
 	char err[128], buf[4096], want[256];
 
@@ -142,7 +142,7 @@ static void test_syslog_format_and_levels(void **state)
 
 static void test_udp_rfc5424(void **state)
 {
-	struct sink u = { 0 };
+	struct sink u = {0};
 	struct log_target_conf t;
 	char err[128], buf[4096], want[512], host[256];
 
@@ -154,11 +154,12 @@ static void test_udp_rfc5424(void **state)
 	log_info("conn www 127.0.0.1:47608 -> web/a up=1 down=13 dur=1ms end=client-closed");
 	/* RFC 5424 section 6: <PRI>VERSION SP TIMESTAMP SP HOSTNAME SP APP-NAME SP
 	 * PROCID SP MSGID SP STRUCTURED-DATA SP MSG; daemon.info = 3*8+6 */
-	snprintf(want, sizeof(want),
-		 "^<30>1 [0-9]{4}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-6][0-9]\\.[0-9]{3}Z "
-		 "%s sluice %d - - conn www 127\\.0\\.0\\.1:47608 -> web/a up=1 down=13 dur=1ms "
-		 "end=client-closed$",
-		 host, (int)getpid());
+	snprintf(
+	    want, sizeof(want),
+	    "^<30>1 [0-9]{4}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-6][0-9]\\.[0-9]{3}Z "
+	    "%s sluice %d - - conn www 127\\.0\\.0\\.1:47608 -> web/a up=1 down=13 dur=1ms "
+	    "end=client-closed$",
+	    host, (int)getpid());
 	assert_match(sink_recv(&u, buf, sizeof(buf)), want);
 	log_debug("not sent");
 	log_err("third");
@@ -169,7 +170,7 @@ static void test_udp_rfc5424(void **state)
 
 static void test_stderr_format(void **state)
 {
-	struct log_target_conf t = { .kind = LOG_TARGET_STDERR, .level = LOGL_INFO };
+	struct log_target_conf t = {.kind = LOG_TARGET_STDERR, .level = LOGL_INFO};
 	int p[2], saved = dup(2);
 	char err[128], buf[512] = "";
 	ssize_t n;
@@ -193,7 +194,7 @@ static void test_stderr_format(void **state)
 /* Several targets, each with its own level, through the log thread. */
 static void test_thread_and_levels(void **state)
 {
-	struct sink a = { 0 }, b = { 0 };
+	struct sink a = {0}, b = {0};
 	struct log_target_conf t[2];
 	char err[128], buf[4096];
 
@@ -221,7 +222,7 @@ static void test_thread_and_levels(void **state)
  * the other targets, at most once per 10 s. */
 static void test_drops_counted_and_reported(void **state)
 {
-	struct sink gone = { 0 }, sy = { 0 };
+	struct sink gone = {0}, sy = {0};
 	struct log_target_conf t[2];
 	struct log_target_stats st[LOG_MAX_TARGETS];
 	char err[128], buf[4096];
@@ -255,7 +256,7 @@ static void test_drops_counted_and_reported(void **state)
  * by itself (at most once a second) and delivers. */
 static void test_syslog_reconnects(void **state)
 {
-	struct sink sy = { 0 };
+	struct sink sy = {0};
 	struct log_target_conf t;
 	struct log_target_stats st[LOG_MAX_TARGETS];
 	char err[128], buf[4096];
@@ -273,7 +274,7 @@ static void test_syslog_reconnects(void **state)
 	assert_true(st[0].dropped >= 1);
 	sy.path[0] = '\0';
 	{
-		struct sockaddr_un sun = { .sun_family = AF_UNIX };
+		struct sockaddr_un sun = {.sun_family = AF_UNIX};
 
 		/* it comes back on the same path */
 		memcpy(sun.sun_path, t.path, strlen(t.path) + 1);
@@ -283,7 +284,7 @@ static void test_syslog_reconnects(void **state)
 	}
 	/* a line every 20 ms until one arrives: bounded by count and time */
 	for (int i = 0; i < 250 && !back; i++) {
-		struct pollfd p = { .fd = sy.fd, .events = POLLIN };
+		struct pollfd p = {.fd = sy.fd, .events = POLLIN};
 
 		log_info("again %d", i);
 		back = poll(&p, 1, 20) == 1;
@@ -298,7 +299,7 @@ static void test_syslog_reconnects(void **state)
  * keeps its counters, a new one starts at zero. */
 static void test_replace_keeps_counters(void **state)
 {
-	struct sink a = { 0 }, b = { 0 };
+	struct sink a = {0}, b = {0};
 	struct log_target_conf t[2];
 	struct log_target_stats st[LOG_MAX_TARGETS];
 	char err[128], buf[4096];
@@ -333,8 +334,8 @@ static void test_replace_keeps_counters(void **state)
 
 static void test_ratelimited_says_suppressed(void **state)
 {
-	struct log_ratelimit rl = { 0 };
-	struct sink sy = { 0 };
+	struct log_ratelimit rl = {0};
+	struct sink sy = {0};
 	struct log_target_conf t;
 	char err[128], buf[4096];
 
@@ -370,15 +371,15 @@ static void test_names(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_syslog_format_and_levels),
-		cmocka_unit_test(test_udp_rfc5424),
-		cmocka_unit_test(test_stderr_format),
-		cmocka_unit_test(test_thread_and_levels),
-		cmocka_unit_test(test_drops_counted_and_reported),
-		cmocka_unit_test(test_syslog_reconnects),
-		cmocka_unit_test(test_replace_keeps_counters),
-		cmocka_unit_test(test_ratelimited_says_suppressed),
-		cmocka_unit_test(test_names),
+	    cmocka_unit_test(test_syslog_format_and_levels),
+	    cmocka_unit_test(test_udp_rfc5424),
+	    cmocka_unit_test(test_stderr_format),
+	    cmocka_unit_test(test_thread_and_levels),
+	    cmocka_unit_test(test_drops_counted_and_reported),
+	    cmocka_unit_test(test_syslog_reconnects),
+	    cmocka_unit_test(test_replace_keeps_counters),
+	    cmocka_unit_test(test_ratelimited_says_suppressed),
+	    cmocka_unit_test(test_names),
 	};
 
 	srand((unsigned)getpid());

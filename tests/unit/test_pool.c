@@ -21,8 +21,8 @@
 static struct qsbr q;
 
 static const enum pool_balance all_balances[] = {
-	POOL_BALANCE_ROUNDROBIN, POOL_BALANCE_LEASTCONN, POOL_BALANCE_RANDOM,
-	POOL_BALANCE_MAGLEV,	 POOL_BALANCE_FIRST,
+    POOL_BALANCE_ROUNDROBIN, POOL_BALANCE_LEASTCONN, POOL_BALANCE_RANDOM,
+    POOL_BALANCE_MAGLEV,     POOL_BALANCE_FIRST,
 };
 
 static int group_setup(void **state)
@@ -80,7 +80,7 @@ static uint64_t rng = 0x9e3779b97f4a7c15ull;
 /* One pick for a client; the result, and the server in *out on OK. */
 static enum pool_pick_result pick_for(struct pool *p, uint64_t client, struct pool_server **out)
 {
-	struct pool_pick pk = { .client_hash = client };
+	struct pool_pick pk = {.client_hash = client};
 
 	*out = NULL;
 	return pool_pick(p, &pk, &rng, out);
@@ -157,7 +157,7 @@ static void test_backup_when_no_primary_usable(void **state)
 		/* primaries already tried (connect failed) count as unusable
 		 * for this client: its retry goes to the backup */
 		{
-			struct pool_pick pk = { .tried = { a }, .ntried = 1 };
+			struct pool_pick pk = {.tried = {a}, .ntried = 1};
 
 			assert_int_equal(pool_pick(p, &pk, &rng, &s), POOL_PICK_OK);
 			assert_ptr_equal(s, k);
@@ -294,10 +294,10 @@ struct race {
 	struct pool *p;
 	struct pool_server *a;
 	_Atomic uint32_t arrived; /* spinning barrier: arrivals, both phases */
-	_Atomic uint32_t on_a; /* picks that got a this round */
-	_Atomic uint32_t over; /* rounds that went above a's maxconn */
-	_Atomic uint32_t failed; /* picks that did not succeed (none should) */
-	_Atomic bool broken; /* a barrier timed out: both threads stop */
+	_Atomic uint32_t on_a;	  /* picks that got a this round */
+	_Atomic uint32_t over;	  /* rounds that went above a's maxconn */
+	_Atomic uint32_t failed;  /* picks that did not succeed (none should) */
+	_Atomic bool broken;	  /* a barrier timed out: both threads stop */
 };
 
 /* Wait until both threads arrived at barrier number n (1, 2, ...). Spins,
@@ -324,7 +324,7 @@ static bool race_barrier(struct race *r, uint32_t n)
 
 static bool race_round(struct race *r, uint32_t round, uint64_t *my_rng)
 {
-	struct pool_pick pk = { .client_hash = round };
+	struct pool_pick pk = {.client_hash = round};
 	struct pool_server *s = NULL;
 
 	if (!race_barrier(r, 3 * round + 1))
@@ -357,7 +357,7 @@ static void *race_thread(void *arg)
 
 static void test_maxconn_race(void **state)
 {
-	struct race r = { 0 };
+	struct race r = {0};
 	pthread_t th;
 	uint64_t my_rng = 3;
 
@@ -522,7 +522,7 @@ static void assert_same_tables(struct pool *a, struct pool *b)
 }
 
 static const char *const srv_names[] = {
-	"web-07", "web-1", "web-10", "db.a", "web-2", "cache_3", "web-11", "x", "web-03", "A1",
+    "web-07", "web-1", "web-10", "db.a", "web-2", "cache_3", "web-11", "x", "web-03", "A1",
 };
 
 /* The same servers listed in different orders (reversed, rotated), some
@@ -560,7 +560,7 @@ static void test_maglev_table_ignores_file_order(void **state)
 static void test_maglev_reload_equals_fresh_start(void **state)
 {
 	struct pool *old = mkpool(POOL_BALANCE_MAGLEV), *fresh = mkpool(POOL_BALANCE_MAGLEV);
-	const char *first[] = { "a", "b", "c", "d", "e" }, *second[] = { "f", "a", "e", "d", "b" };
+	const char *first[] = {"a", "b", "c", "d", "e"}, *second[] = {"f", "a", "e", "d", "b"};
 
 	(void)state;
 	for (size_t i = 0; i < 5; i++)
@@ -667,19 +667,19 @@ static void test_maglev_down_moves_only_its_clients(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_backup_when_no_primary_usable),
-		cmocka_unit_test(test_busy_primaries_queue_not_backup),
-		cmocka_unit_test(test_maxconn_exact),
-		cmocka_unit_test(test_maxconn_skips_full_server),
-		cmocka_unit_test(test_maxconn_race),
-		cmocka_unit_test(test_drain_and_weight0_take_nothing_new),
-		cmocka_unit_test(test_no_snapshot_no_server),
-		cmocka_unit_test(test_slowstart_ramps_share),
-		cmocka_unit_test(test_queue_verdict_and_release),
-		cmocka_unit_test(test_maglev_table_ignores_file_order),
-		cmocka_unit_test(test_maglev_reload_equals_fresh_start),
-		cmocka_unit_test(test_maglev_size_fixed),
-		cmocka_unit_test(test_maglev_down_moves_only_its_clients),
+	    cmocka_unit_test(test_backup_when_no_primary_usable),
+	    cmocka_unit_test(test_busy_primaries_queue_not_backup),
+	    cmocka_unit_test(test_maxconn_exact),
+	    cmocka_unit_test(test_maxconn_skips_full_server),
+	    cmocka_unit_test(test_maxconn_race),
+	    cmocka_unit_test(test_drain_and_weight0_take_nothing_new),
+	    cmocka_unit_test(test_no_snapshot_no_server),
+	    cmocka_unit_test(test_slowstart_ramps_share),
+	    cmocka_unit_test(test_queue_verdict_and_release),
+	    cmocka_unit_test(test_maglev_table_ignores_file_order),
+	    cmocka_unit_test(test_maglev_reload_equals_fresh_start),
+	    cmocka_unit_test(test_maglev_size_fixed),
+	    cmocka_unit_test(test_maglev_down_moves_only_its_clients),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -43,9 +43,9 @@ static void test_v1_build_exact(void **state)
 
 static void test_v2_build_exact(void **state)
 {
-	static const uint8_t want[] = { 0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49,
-					0x54, 0x0a, 0x21, 0x11, 0x00, 0x0c, 192,  0,    2,    1,
-					127,  0,    0,    1,    0x15, 0xb3, 0x1f, 0x90 };
+	static const uint8_t want[] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49,
+				       0x54, 0x0a, 0x21, 0x11, 0x00, 0x0c, 192,	 0,    2,    1,
+				       127,  0,	   0,	 1,    0x15, 0xb3, 0x1f, 0x90};
 	struct util_addr s = addr("192.0.2.1:5555"), d = addr("127.0.0.1:8080");
 	uint8_t out[PROXYPROTO_MAX_BUILD];
 
@@ -122,7 +122,7 @@ static void test_v1_unknown(void **state)
 
 static void test_v2_invalid_and_local(void **state)
 {
-	uint8_t h[64] = { 0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a };
+	uint8_t h[64] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a};
 	struct util_addr s, d;
 	size_t used;
 
@@ -160,9 +160,9 @@ static void test_v2_invalid_and_local(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_v1_build_exact), cmocka_unit_test(test_v2_build_exact),
-		cmocka_unit_test(test_roundtrips),     cmocka_unit_test(test_v1_invalid),
-		cmocka_unit_test(test_v1_unknown),     cmocka_unit_test(test_v2_invalid_and_local),
+	    cmocka_unit_test(test_v1_build_exact), cmocka_unit_test(test_v2_build_exact),
+	    cmocka_unit_test(test_roundtrips),	   cmocka_unit_test(test_v1_invalid),
+	    cmocka_unit_test(test_v1_unknown),	   cmocka_unit_test(test_v2_invalid_and_local),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

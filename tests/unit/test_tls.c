@@ -53,7 +53,7 @@ static void ext(struct bytes *o, unsigned type, const void *data, size_t n)
 
 static void ext_sni(struct bytes *o, const char *name, size_t n)
 {
-	struct bytes e = { .n = 0 };
+	struct bytes e = {.n = 0};
 
 	put16(&e, (unsigned)(n + 3));
 	put8(&e, 0); /* host_name */
@@ -65,7 +65,7 @@ static void ext_sni(struct bytes *o, const char *name, size_t n)
 /* ALPN from a list of NUL-separated names ending with an empty one. */
 static void ext_alpn(struct bytes *o, const char *names)
 {
-	struct bytes e = { .n = 0 }, l = { .n = 0 };
+	struct bytes e = {.n = 0}, l = {.n = 0};
 
 	for (const char *p = names; *p != '\0'; p += strlen(p) + 1) {
 		put8(&l, (unsigned)strlen(p));
@@ -78,7 +78,7 @@ static void ext_alpn(struct bytes *o, const char *names)
 
 static void ext_versions13(struct bytes *o)
 {
-	static const uint8_t v[] = { 6, 0x7a, 0x7a, 0x03, 0x04, 0x03, 0x03 };
+	static const uint8_t v[] = {6, 0x7a, 0x7a, 0x03, 0x04, 0x03, 0x03};
 
 	ext(o, 43, v, sizeof(v));
 }
@@ -87,7 +87,7 @@ static void ext_versions13(struct bytes *o)
  * extensions; exts NULL: no extensions block at all. */
 static void hello_msg(struct bytes *o, const struct bytes *exts)
 {
-	struct bytes body = { .n = 0 };
+	struct bytes body = {.n = 0};
 	uint8_t random[32], sid[32];
 
 	memset(random, 0x5a, sizeof(random));
@@ -369,23 +369,33 @@ static void test_buffer_limit(void **state)
 
 static void test_not_tls(void **state)
 {
-#define S(x) { x, sizeof(x) - 1 }
+#define S(x)                                                                                       \
+	{                                                                                          \
+		x, sizeof(x) - 1                                                                   \
+	}
 	static const struct {
 		const char *s;
 		size_t n;
 	} plain[] = {
-		S("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), S("SSH-2.0-OpenSSH_9.2\r\n"), S("\x01\x02"),
-		S("\x15\x03\x01"), S("\x16\x02\x00\x00\x10"), S("\x16\x03\x05\x00\x10"),
-		S("PRI * HTTP/2.0\r\n"), S("\x80\x2e\x04\x00\x02"), /* SSL 2.0 SERVER-HELLO */
-		S("\x80\x2e\x01\x02\x00"), S("\0\0\0\0\0"),
+	    S("GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+	    S("SSH-2.0-OpenSSH_9.2\r\n"),
+	    S("\x01\x02"),
+	    S("\x15\x03\x01"),
+	    S("\x16\x02\x00\x00\x10"),
+	    S("\x16\x03\x05\x00\x10"),
+	    S("PRI * HTTP/2.0\r\n"),
+	    S("\x80\x2e\x04\x00\x02"), /* SSL 2.0 SERVER-HELLO */
+	    S("\x80\x2e\x01\x02\x00"),
+	    S("\0\0\0\0\0"),
 	};
 #undef S
 	struct tls_hello h;
 
 	(void)state;
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(plain); i++) {
-		assert_int_equal(tls_peek((const uint8_t *)plain[i].s, plain[i].n, 16384, scratch, &h),
-				 TLS_PEEK_NOT_TLS);
+		assert_int_equal(
+		    tls_peek((const uint8_t *)plain[i].s, plain[i].n, 16384, scratch, &h),
+		    TLS_PEEK_NOT_TLS);
 		assert_string_equal(h.reason, "first bytes are not a TLS or SSL 2.0 ClientHello");
 	}
 	/* decided on the first byte when it can be */
@@ -631,7 +641,9 @@ static void test_name_forms(void **state)
 	sni_of("xn--bcher-kva.example", 21, &h);
 	assert_string_equal(h.sni, "xn--bcher-kva.example");
 	assert_true(h.sni_valid);
-	sni_of("b\xc3\xbc" "cher.example", 15, &h); /* a U-label in UTF-8 */
+	sni_of("b\xc3\xbc"
+	       "cher.example",
+	       15, &h); /* a U-label in UTF-8 */
 	assert_false(h.sni_valid);
 	assert_string_equal(tls_log_sni(&h, buf, sizeof(buf)), "b??cher.example");
 	sni_of("a\0b.example", 11, &h);
@@ -744,7 +756,7 @@ static void test_every_byte(void **state)
 	hello_msg(m, e);
 	records(in, m, 60);
 	for (size_t i = 0; i < in->n; i++) {
-		static const uint8_t vals[] = { 0x00, 0x01, 0x7f, 0x80, 0xff };
+		static const uint8_t vals[] = {0x00, 0x01, 0x7f, 0x80, 0xff};
 
 		for (size_t v = 0; v < sizeof(vals); v++) {
 			uint8_t old = in->b[i];
@@ -759,9 +771,11 @@ static void test_every_byte(void **state)
 			assert_int_equal(tls_peek(copy, in->n, 16384, scratch, &h), r);
 			if (r == TLS_PEEK_OK) {
 				assert_true(h.end <= in->n && h.sni_len <= TLS_SNI_MAX);
-				assert_true(h.alpn == NULL || (h.alpn >= scratch &&
-							       h.alpn + h.alpn_len <= scratch + sizeof(scratch)) ||
-					    (h.alpn >= copy && h.alpn + h.alpn_len <= copy + in->n));
+				assert_true(
+				    h.alpn == NULL ||
+				    (h.alpn >= scratch &&
+				     h.alpn + h.alpn_len <= scratch + sizeof(scratch)) ||
+				    (h.alpn >= copy && h.alpn + h.alpn_len <= copy + in->n));
 			}
 			if (r == TLS_PEEK_INCOMPLETE)
 				assert_true(h.need > in->n);
@@ -796,21 +810,21 @@ static void test_log_fields_are_bounded(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_modern_hello),
-		cmocka_unit_test(test_prefixes_and_trailing_data),
-		cmocka_unit_test(test_fragmented_records),
-		cmocka_unit_test(test_large_hellos),
-		cmocka_unit_test(test_buffer_limit),
-		cmocka_unit_test(test_not_tls),
-		cmocka_unit_test(test_sslv2),
-		cmocka_unit_test(test_grease_and_ech),
-		cmocka_unit_test(test_duplicate_and_empty_extensions),
-		cmocka_unit_test(test_server_name_entries),
-		cmocka_unit_test(test_name_forms),
-		cmocka_unit_test(test_versions),
-		cmocka_unit_test(test_malformed),
-		cmocka_unit_test(test_every_byte),
-		cmocka_unit_test(test_log_fields_are_bounded),
+	    cmocka_unit_test(test_modern_hello),
+	    cmocka_unit_test(test_prefixes_and_trailing_data),
+	    cmocka_unit_test(test_fragmented_records),
+	    cmocka_unit_test(test_large_hellos),
+	    cmocka_unit_test(test_buffer_limit),
+	    cmocka_unit_test(test_not_tls),
+	    cmocka_unit_test(test_sslv2),
+	    cmocka_unit_test(test_grease_and_ech),
+	    cmocka_unit_test(test_duplicate_and_empty_extensions),
+	    cmocka_unit_test(test_server_name_entries),
+	    cmocka_unit_test(test_name_forms),
+	    cmocka_unit_test(test_versions),
+	    cmocka_unit_test(test_malformed),
+	    cmocka_unit_test(test_every_byte),
+	    cmocka_unit_test(test_log_fields_are_bounded),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

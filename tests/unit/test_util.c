@@ -39,9 +39,10 @@ static void test_addr_parse_v6(void **state)
 
 static void test_addr_parse_errors(void **state)
 {
-	static const char *const bad[] = { "127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536",
-					   "::1:80", "[::1]80", "[127.0.0.1]:80", "host:80",
-					   "1.2.3.4:8x", "[::1]:", ":80", "300.1.1.1:80" };
+	static const char *const bad[] = {
+	    "127.0.0.1",      "127.0.0.1:0", "127.0.0.1:65536", "::1:80", "[::1]80",
+	    "[127.0.0.1]:80", "host:80",     "1.2.3.4:8x",	"[::1]:", ":80",
+	    "300.1.1.1:80"};
 	struct util_addr a;
 	char err[128];
 
@@ -56,45 +57,47 @@ static void test_addr_parse_errors(void **state)
 
 static void test_addr_parse_name(void **state)
 {
-	static const char *const good[] = { "localhost:80", "db-1.example.org:5432",
-					    "db.example.org.:1", "x1:65535", "1host:80" };
+	static const char *const good[] = {"localhost:80", "db-1.example.org:5432",
+					   "db.example.org.:1", "x1:65535", "1host:80"};
 	/* not names and no message: numeric-looking, no port, IPv6 form */
-	static const char *const quiet[] = { "127.0.0.300:80", "1.2.3:80", "[::1]:80",
-					     "localhost", "::1:80" };
+	static const char *const quiet[] = {"127.0.0.300:80", "1.2.3:80", "[::1]:80", "localhost",
+					    "::1:80"};
 	/* names that look meant but are malformed, or a bad port */
-	static const char *const loud[] = { "my_host:80", "-a.example:80", "a-.example:80",
-					    "a..example:80", "a.example:0", "a.example:x",
-					    ".example:80" };
+	static const char *const loud[] = {"my_host:80",    "-a.example:80", "a-.example:80",
+					   "a..example:80", "a.example:0",   "a.example:x",
+					   ".example:80"};
 	char host[UTIL_HOST_MAX], err[400], long_label[80];
 	uint16_t port;
 
 	(void)state;
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(good); i++)
-		assert_int_equal(util_addr_parse_name(good[i], host, sizeof(host), &port, err,
-						      sizeof(err)), 0);
+		assert_int_equal(
+		    util_addr_parse_name(good[i], host, sizeof(host), &port, err, sizeof(err)), 0);
 	assert_int_equal(util_addr_parse_name("db-1.example.org:5432", host, sizeof(host), &port,
-					      err, sizeof(err)), 0);
+					      err, sizeof(err)),
+			 0);
 	assert_string_equal(host, "db-1.example.org");
 	assert_int_equal(port, 5432);
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(quiet); i++) {
-		assert_int_equal(util_addr_parse_name(quiet[i], host, sizeof(host), &port, err,
-						      sizeof(err)), -1);
+		assert_int_equal(
+		    util_addr_parse_name(quiet[i], host, sizeof(host), &port, err, sizeof(err)),
+		    -1);
 		assert_string_equal(err, "");
 	}
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(loud); i++) {
 		err[0] = '\0';
-		assert_int_equal(util_addr_parse_name(loud[i], host, sizeof(host), &port, err,
-						      sizeof(err)), -1);
+		assert_int_equal(
+		    util_addr_parse_name(loud[i], host, sizeof(host), &port, err, sizeof(err)), -1);
 		assert_true(strlen(err) > 0);
 	}
 	/* a label is at most 63 characters */
 	memset(long_label, 'a', 64);
 	strcpy(long_label + 64, ".example:80");
-	assert_int_equal(util_addr_parse_name(long_label, host, sizeof(host), &port, err,
-					      sizeof(err)), -1);
+	assert_int_equal(
+	    util_addr_parse_name(long_label, host, sizeof(host), &port, err, sizeof(err)), -1);
 	strcpy(long_label + 63, ".example:80");
-	assert_int_equal(util_addr_parse_name(long_label, host, sizeof(host), &port, err,
-					      sizeof(err)), 0);
+	assert_int_equal(
+	    util_addr_parse_name(long_label, host, sizeof(host), &port, err, sizeof(err)), 0);
 }
 
 static void test_durations(void **state)
@@ -186,7 +189,8 @@ static void test_dns_names(void **state)
 	assert_false(V(".example.com"));
 	assert_false(V("a..b"));
 	assert_false(V("192.0.2.1"));
-	assert_false(V("b\xc3\xbc" "cher.example"));
+	assert_false(V("b\xc3\xbc"
+		       "cher.example"));
 	assert_false(V("a b.example"));
 	assert_false(V("a\0b"));
 	assert_false(V("*.example.com"));
@@ -221,8 +225,8 @@ static void test_dns_name_match(void **state)
 
 static void test_primes(void **state)
 {
-	const uint32_t primes[] = { 2, 3, 5, 1021, 2039, 65521, 65537, 5000011, 4294967291u };
-	const uint32_t others[] = { 0, 1, 4, 9, 1023, 65535, 65536, 5000001, 4294967295u };
+	const uint32_t primes[] = {2, 3, 5, 1021, 2039, 65521, 65537, 5000011, 4294967291u};
+	const uint32_t others[] = {0, 1, 4, 9, 1023, 65535, 65536, 5000001, 4294967295u};
 
 	(void)state;
 	for (size_t i = 0; i < UTIL_ARRAY_LEN(primes); i++)
@@ -239,13 +243,12 @@ static void test_primes(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_addr_parse_v4),	  cmocka_unit_test(test_addr_parse_v6),
-		cmocka_unit_test(test_addr_parse_errors), cmocka_unit_test(test_addr_parse_name),
-		cmocka_unit_test(test_durations),
-		cmocka_unit_test(test_sizes),		  cmocka_unit_test(test_strings),
-		cmocka_unit_test(test_dns_names),	  cmocka_unit_test(test_dns_name_match),
-		cmocka_unit_test(test_primes),
-		cmocka_unit_test(test_errno_local),
+	    cmocka_unit_test(test_addr_parse_v4),     cmocka_unit_test(test_addr_parse_v6),
+	    cmocka_unit_test(test_addr_parse_errors), cmocka_unit_test(test_addr_parse_name),
+	    cmocka_unit_test(test_durations),	      cmocka_unit_test(test_sizes),
+	    cmocka_unit_test(test_strings),	      cmocka_unit_test(test_dns_names),
+	    cmocka_unit_test(test_dns_name_match),    cmocka_unit_test(test_primes),
+	    cmocka_unit_test(test_errno_local),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

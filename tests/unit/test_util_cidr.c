@@ -47,7 +47,8 @@ static void test_parse_errors(void **state)
 {
 	(void)state;
 	parse_err("10.0.0.1/8", 10, "host bits set in '10.0.0.1/8' (expected 10.0.0.0/8)");
-	parse_err("2001:db8::1/32", 14, "host bits set in '2001:db8::1/32' (expected 2001:db8::/32)");
+	parse_err("2001:db8::1/32", 14,
+		  "host bits set in '2001:db8::1/32' (expected 2001:db8::/32)");
 	parse_err("10.0.0.0/33", 11, "bad prefix length in '10.0.0.0/33' (expected /0-/32)");
 	parse_err("::/129", 6, "bad prefix length in '::/129' (expected /0-/128)");
 	parse_err("10.0.0.0/", 9, "bad prefix length in '10.0.0.0/' (expected /0-/32)");
@@ -59,14 +60,17 @@ static void test_parse_errors(void **state)
 	parse_err("256.0.0.0", 9,
 		  "bad address '256.0.0.0' (expected an IPv4 or IPv6 address with an optional "
 		  "/prefix)");
-	parse_err("1.2.3", 5,
-		  "bad address '1.2.3' (expected an IPv4 or IPv6 address with an optional /prefix)");
+	parse_err(
+	    "1.2.3", 5,
+	    "bad address '1.2.3' (expected an IPv4 or IPv6 address with an optional /prefix)");
 	parse_err("1.2.3.4.5", 9,
 		  "bad address '1.2.3.4.5' (expected an IPv4 or IPv6 address with an optional "
 		  "/prefix)");
-	parse_err("[::1]", 5,
-		  "bad address '[::1]' (expected an IPv4 or IPv6 address with an optional /prefix)");
-	parse_err("", 0, "bad address '' (expected an IPv4 or IPv6 address with an optional /prefix)");
+	parse_err(
+	    "[::1]", 5,
+	    "bad address '[::1]' (expected an IPv4 or IPv6 address with an optional /prefix)");
+	parse_err("", 0,
+		  "bad address '' (expected an IPv4 or IPv6 address with an optional /prefix)");
 	/* a NUL inside is not the end of the word */
 	parse_err("::1\0zz", 6,
 		  "bad address '::1' (expected an IPv4 or IPv6 address with an optional /prefix)");
@@ -107,7 +111,7 @@ static void test_contains_and_mask(void **state)
  * reference implementation's 64 vectors when it was written. */
 static void test_siphash13(void **state)
 {
-	uint8_t zero[16] = { 0 }, key[16], msg[16];
+	uint8_t zero[16] = {0}, key[16], msg[16];
 
 	(void)state;
 	assert_true(util_siphash13(zero, "", 0) == 0xd1fba762150c532cull);
@@ -123,10 +127,10 @@ static void test_siphash13(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse),
-		cmocka_unit_test(test_parse_errors),
-		cmocka_unit_test(test_contains_and_mask),
-		cmocka_unit_test(test_siphash13),
+	    cmocka_unit_test(test_parse),
+	    cmocka_unit_test(test_parse_errors),
+	    cmocka_unit_test(test_contains_and_mask),
+	    cmocka_unit_test(test_siphash13),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -12,7 +12,7 @@
 
 static void test_empty(void **state)
 {
-	struct util_lathist h = { 0 };
+	struct util_lathist h = {0};
 	struct util_lathist_summary s;
 
 	(void)state;
@@ -26,7 +26,7 @@ static void test_empty(void **state)
 /* Small values are exact; quantiles follow the rank. */
 static void test_small_exact(void **state)
 {
-	struct util_lathist h = { 0 };
+	struct util_lathist h = {0};
 
 	(void)state;
 	for (uint64_t v = 0; v < 8; v++)
@@ -42,7 +42,7 @@ static void test_small_exact(void **state)
  * "on time", max is the late one, exactly. The next late one moves p99. */
 static void test_p99_and_max(void **state)
 {
-	struct util_lathist h = { 0 };
+	struct util_lathist h = {0};
 	struct util_lathist_summary s;
 
 	(void)state;
@@ -67,7 +67,7 @@ static void test_precision(void **state)
 {
 	(void)state;
 	for (uint64_t v = 1; v < (1ull << 39); v = v * 3 + 1) {
-		struct util_lathist h = { 0 };
+		struct util_lathist h = {0};
 		uint64_t q;
 
 		util_lathist_add(&h, v);
@@ -82,7 +82,7 @@ static void test_precision(void **state)
 /* Absurd values (a clock jump) stay countable and do not overflow. */
 static void test_huge_and_reset(void **state)
 {
-	struct util_lathist h = { 0 };
+	struct util_lathist h = {0};
 
 	(void)state;
 	util_lathist_add(&h, UINT64_MAX / 4);
@@ -99,9 +99,9 @@ static void test_huge_and_reset(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_empty),	  cmocka_unit_test(test_small_exact),
-		cmocka_unit_test(test_p99_and_max), cmocka_unit_test(test_precision),
-		cmocka_unit_test(test_huge_and_reset),
+	    cmocka_unit_test(test_empty),	   cmocka_unit_test(test_small_exact),
+	    cmocka_unit_test(test_p99_and_max),	   cmocka_unit_test(test_precision),
+	    cmocka_unit_test(test_huge_and_reset),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -22,7 +22,7 @@ static void log_free(void *obj)
 	freed[nfreed++] = *(int *)obj;
 }
 
-static int objs[8] = { 0, 1, 2, 3, 4, 5, 6, 7 };
+static int objs[8] = {0, 1, 2, 3, 4, 5, 6, 7};
 
 static int setup(void **state)
 {
@@ -42,7 +42,7 @@ static void assert_freed(const int *want, size_t n)
 
 static void test_no_reader_frees_at_once(void **state)
 {
-	struct qsbr q = { 0 };
+	struct qsbr q = {0};
 	struct qsbr_reader r;
 
 	(void)state;
@@ -50,13 +50,13 @@ static void test_no_reader_frees_at_once(void **state)
 	/* a registered reader starts offline: it holds nothing */
 	assert_int_equal(qsbr_retire(&q, &objs[1], log_free), 0);
 	assert_int_equal(qsbr_reclaim(&q), 0);
-	assert_freed((const int[]){ 1 }, 1);
+	assert_freed((const int[]){1}, 1);
 	qsbr_destroy(&q);
 }
 
 static void test_online_reader_holds_until_quiescent(void **state)
 {
-	struct qsbr q = { 0 };
+	struct qsbr q = {0};
 	struct qsbr_reader r;
 
 	(void)state;
@@ -69,13 +69,13 @@ static void test_online_reader_holds_until_quiescent(void **state)
 	/* online again: it passed a quiescent state after the retire */
 	qsbr_online(&q, &r);
 	assert_int_equal(qsbr_reclaim(&q), 0);
-	assert_freed((const int[]){ 1 }, 1);
+	assert_freed((const int[]){1}, 1);
 	qsbr_destroy(&q);
 }
 
 static void test_offline_reader_releases(void **state)
 {
-	struct qsbr q = { 0 };
+	struct qsbr q = {0};
 	struct qsbr_reader r;
 
 	(void)state;
@@ -85,7 +85,7 @@ static void test_offline_reader_releases(void **state)
 	assert_int_equal(qsbr_reclaim(&q), 1);
 	qsbr_offline(&r);
 	assert_int_equal(qsbr_reclaim(&q), 0);
-	assert_freed((const int[]){ 2 }, 1);
+	assert_freed((const int[]){2}, 1);
 	qsbr_destroy(&q);
 }
 
@@ -94,7 +94,7 @@ static void test_offline_reader_releases(void **state)
  * that could hold it has moved on, and in retire order. */
 static void test_retire_order_and_reader_epochs(void **state)
 {
-	struct qsbr q = { 0 };
+	struct qsbr q = {0};
 	struct qsbr_reader early, late;
 
 	(void)state;
@@ -112,16 +112,16 @@ static void test_retire_order_and_reader_epochs(void **state)
 	 * came online after A but before B */
 	qsbr_offline(&early);
 	assert_int_equal(qsbr_reclaim(&q), 2);
-	assert_freed((const int[]){ 0 }, 1);
+	assert_freed((const int[]){0}, 1);
 	/* the early reader comes back: it sees the current epoch, so it
 	 * holds nothing retired so far and blocks nothing */
 	qsbr_online(&q, &early);
 	assert_int_equal(qsbr_reclaim(&q), 2);
-	assert_freed((const int[]){ 0 }, 1);
+	assert_freed((const int[]){0}, 1);
 	/* the late reader passes a quiescent state: B and C, in that order */
 	qsbr_online(&q, &late);
 	assert_int_equal(qsbr_reclaim(&q), 0);
-	assert_freed((const int[]){ 0, 1, 2 }, 3);
+	assert_freed((const int[]){0, 1, 2}, 3);
 	qsbr_destroy(&q);
 }
 
@@ -129,7 +129,7 @@ static void test_retire_order_and_reader_epochs(void **state)
  * after it lands behind them. */
 static void test_pending_keep_order(void **state)
 {
-	struct qsbr q = { 0 };
+	struct qsbr q = {0};
 	struct qsbr_reader r1, r2;
 
 	(void)state;
@@ -143,14 +143,14 @@ static void test_pending_keep_order(void **state)
 	assert_int_equal(qsbr_retire(&q, &objs[6], log_free), 0);
 	qsbr_online(&q, &r1); /* r1 moves on; r2 still may hold 5 and 6 */
 	assert_int_equal(qsbr_reclaim(&q), 2);
-	assert_freed((const int[]){ 3, 4 }, 2);
+	assert_freed((const int[]){3, 4}, 2);
 	assert_int_equal(qsbr_retire(&q, &objs[7], log_free), 0);
 	qsbr_online(&q, &r2);
 	assert_int_equal(qsbr_reclaim(&q), 1); /* r1 came online before 7 */
-	assert_freed((const int[]){ 3, 4, 5, 6 }, 4);
+	assert_freed((const int[]){3, 4, 5, 6}, 4);
 	qsbr_offline(&r1);
 	assert_int_equal(qsbr_reclaim(&q), 0);
-	assert_freed((const int[]){ 3, 4, 5, 6, 7 }, 5);
+	assert_freed((const int[]){3, 4, 5, 6, 7}, 5);
 	qsbr_destroy(&q);
 }
 
@@ -158,7 +158,7 @@ static void test_pending_keep_order(void **state)
  * stays online: none freed; then all, in order. */
 static void test_growth_keeps_everything(void **state)
 {
-	struct qsbr q = { 0 };
+	struct qsbr q = {0};
 	struct qsbr_reader r;
 	int many[100];
 
@@ -182,7 +182,7 @@ static void test_growth_keeps_everything(void **state)
  * online again; one that came online after it does not hold it back. */
 static void test_mark_passed(void **state)
 {
-	struct qsbr q = { 0 };
+	struct qsbr q = {0};
 	struct qsbr_reader a, b;
 	uint64_t m;
 
@@ -204,13 +204,13 @@ static void test_mark_passed(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_mark_passed),
-		cmocka_unit_test_setup(test_no_reader_frees_at_once, setup),
-		cmocka_unit_test_setup(test_online_reader_holds_until_quiescent, setup),
-		cmocka_unit_test_setup(test_offline_reader_releases, setup),
-		cmocka_unit_test_setup(test_retire_order_and_reader_epochs, setup),
-		cmocka_unit_test_setup(test_pending_keep_order, setup),
-		cmocka_unit_test_setup(test_growth_keeps_everything, setup),
+	    cmocka_unit_test(test_mark_passed),
+	    cmocka_unit_test_setup(test_no_reader_frees_at_once, setup),
+	    cmocka_unit_test_setup(test_online_reader_holds_until_quiescent, setup),
+	    cmocka_unit_test_setup(test_offline_reader_releases, setup),
+	    cmocka_unit_test_setup(test_retire_order_and_reader_epochs, setup),
+	    cmocka_unit_test_setup(test_pending_keep_order, setup),
+	    cmocka_unit_test_setup(test_growth_keeps_everything, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -37,12 +37,12 @@ static bool g_ready;
 static const char *g_why = "not set up";
 static int g_ifa, g_ifb;
 
-#define REQUIRE_NETNS()                                                            \
-	do {                                                                       \
-		if (!g_ready) {                                                    \
-			print_message("skipped: %s\n", g_why);                     \
-			skip();                                                    \
-		}                                                                  \
+#define REQUIRE_NETNS()                                                                            \
+	do {                                                                                       \
+		if (!g_ready) {                                                                    \
+			print_message("skipped: %s\n", g_why);                                     \
+			skip();                                                                    \
+		}                                                                                  \
 	} while (0)
 
 /* Run a shell command inside our namespace; returns its exit status. */
@@ -353,7 +353,7 @@ static bool wait_link(struct vip_linkmon *mon, struct link_rec *r, size_t from, 
 
 	for (;;) {
 		const struct link_event *e = rec_last(r, from, ifindex);
-		struct pollfd pfd = { .fd = vip_linkmon_fd(mon), .events = POLLIN };
+		struct pollfd pfd = {.fd = vip_linkmon_fd(mon), .events = POLLIN};
 		uint64_t now = util_now_ms();
 
 		if (e != NULL && e->up == up)
@@ -426,7 +426,8 @@ static void test_linkmon(void **state)
 
 	/* A deleted link is reported down once. */
 	assert_int_equal(sh("ip link add sv2 type veth peer name sv3 && ip link set sv2 up"
-			    " && ip link set sv3 up"), 0);
+			    " && ip link set sv3 up"),
+			 0);
 	int ifc = (int)if_nametoindex("sv2");
 
 	assert_true(ifc > 0);
@@ -457,8 +458,8 @@ static void test_linkmon_overrun(void **state)
 	assert_int_equal(vip_linkmon_query(mon, g_ifa, &up, err, sizeof(err)), 0);
 	assert_true(up);
 	/* The kernel rounds this up to its minimum: a few messages fit. */
-	assert_int_equal(setsockopt(vip_linkmon_fd(mon), SOL_SOCKET, SO_RCVBUF, &small,
-				    sizeof(small)), 0);
+	assert_int_equal(
+	    setsockopt(vip_linkmon_fd(mon), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
 	for (int i = 0; i < 10; i++)
 		assert_int_equal(sh("ip link set " IF_B " down && ip link set " IF_B " up"), 0);
 	assert_int_equal(sh("ip link set " IF_A " down"), 0);
@@ -477,8 +478,8 @@ static void test_linkmon_foreign(void **state)
 		struct nlmsghdr h;
 		struct ifinfomsg ifi;
 	} fake;
-	static const uint8_t junk[] = { 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5 };
-	struct sockaddr_nl me, dst = { .nl_family = AF_NETLINK };
+	static const uint8_t junk[] = {0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5};
+	struct sockaddr_nl me, dst = {.nl_family = AF_NETLINK};
 	socklen_t mlen = sizeof(me);
 	char err[VIP_ERRLEN];
 	struct vip_linkmon *mon;
@@ -504,7 +505,7 @@ static void test_linkmon_foreign(void **state)
 	assert_int_equal(sendto(fd, junk, sizeof(junk), 0, (struct sockaddr *)&dst, sizeof(dst)),
 			 sizeof(junk));
 	close(fd);
-	pfd = (struct pollfd){ .fd = vip_linkmon_fd(mon), .events = POLLIN };
+	pfd = (struct pollfd){.fd = vip_linkmon_fd(mon), .events = POLLIN};
 	assert_int_equal(poll(&pfd, 1, DEADLINE_MS), 1);
 	assert_int_equal(vip_linkmon_process(mon, err, sizeof(err)), 0);
 	assert_int_equal(rec.n, 0);
@@ -536,9 +537,8 @@ static void ip_mac(const char *ifname, uint8_t mac[6])
 	sh_output(cmd, out, sizeof(out));
 	p = strstr(out, "link/ether ");
 	assert_non_null(p);
-	assert_int_equal(sscanf(p, "link/ether %x:%x:%x:%x:%x:%x", &b[0], &b[1], &b[2], &b[3],
-				&b[4], &b[5]),
-			 6);
+	assert_int_equal(
+	    sscanf(p, "link/ether %x:%x:%x:%x:%x:%x", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5]), 6);
 	for (int i = 0; i < 6; i++)
 		mac[i] = (uint8_t)b[i];
 }
@@ -546,8 +546,8 @@ static void ip_mac(const char *ifname, uint8_t mac[6])
 /* A packet socket on ifindex receiving frames of ethertype proto. */
 static int listen_frames(int ifindex, uint16_t proto)
 {
-	struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_protocol = htons(proto),
-				   .sll_ifindex = ifindex };
+	struct sockaddr_ll sll = {
+	    .sll_family = AF_PACKET, .sll_protocol = htons(proto), .sll_ifindex = ifindex};
 	int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(proto));
 
 	assert_true(fd >= 0);
@@ -559,13 +559,12 @@ typedef bool frame_match_fn(const uint8_t *f, size_t len, const void *arg);
 
 /* Receive frames until match() accepts one (copied to buf) or the deadline
  * passes. Returns its length, 0 on timeout. */
-static size_t recv_frame(int fd, uint8_t *buf, size_t len, frame_match_fn *match,
-			 const void *arg)
+static size_t recv_frame(int fd, uint8_t *buf, size_t len, frame_match_fn *match, const void *arg)
 {
 	uint64_t deadline = util_now_ms() + DEADLINE_MS;
 
 	for (;;) {
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
 		uint64_t now = util_now_ms();
 		ssize_t n;
 
@@ -588,7 +587,7 @@ static void test_garp(void **state)
 {
 	struct util_addr vip = host_addr("198.51.100.20");
 	const uint8_t *ip4 = (const uint8_t *)&vip.u.in4.sin_addr;
-	static const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+	static const uint8_t bcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
 	uint8_t mac[6], mac2[6], f[2048];
 	char err[VIP_ERRLEN];
 	size_t n;
@@ -605,17 +604,17 @@ static void test_garp(void **state)
 	n = recv_frame(fd, f, sizeof(f), is_arp_for, ip4);
 	close(fd);
 	assert_true(n >= 42);
-	assert_memory_equal(f, bcast, 6);	/* destination */
-	assert_memory_equal(f + 6, mac, 6);	/* source */
-	assert_int_equal(f[14] << 8 | f[15], 1);	/* Ethernet */
-	assert_int_equal(f[16] << 8 | f[17], 0x0800);	/* IPv4 */
+	assert_memory_equal(f, bcast, 6);	      /* destination */
+	assert_memory_equal(f + 6, mac, 6);	      /* source */
+	assert_int_equal(f[14] << 8 | f[15], 1);      /* Ethernet */
+	assert_int_equal(f[16] << 8 | f[17], 0x0800); /* IPv4 */
 	assert_int_equal(f[18], 6);
 	assert_int_equal(f[19], 4);
-	assert_int_equal(f[20] << 8 | f[21], 1);	/* request */
-	assert_memory_equal(f + 22, mac, 6);	/* sender MAC */
-	assert_memory_equal(f + 28, ip4, 4);	/* sender IP */
-	assert_memory_equal(f + 32, bcast, 6);	/* target MAC, as keepalived */
-	assert_memory_equal(f + 38, ip4, 4);	/* target IP */
+	assert_int_equal(f[20] << 8 | f[21], 1); /* request */
+	assert_memory_equal(f + 22, mac, 6);	 /* sender MAC */
+	assert_memory_equal(f + 28, ip4, 4);	 /* sender IP */
+	assert_memory_equal(f + 32, bcast, 6);	 /* target MAC, as keepalived */
+	assert_memory_equal(f + 38, ip4, 4);	 /* target IP */
 	assert_int_equal(vip_addr_del(g_ifa, &vip, err, sizeof(err)), 0);
 }
 
@@ -648,8 +647,8 @@ static void check_na(int from, const char *from_name, int to, const struct util_
 		     const struct util_addr *src)
 {
 	const uint8_t *ip6 = vip->u.in6.sin6_addr.s6_addr;
-	static const uint8_t all_nodes[16] = { 0xff, 0x02, [15] = 0x01 };
-	static const uint8_t mcast_mac[6] = { 0x33, 0x33, 0, 0, 0, 1 };
+	static const uint8_t all_nodes[16] = {0xff, 0x02, [15] = 0x01};
+	static const uint8_t mcast_mac[6] = {0x33, 0x33, 0, 0, 0, 1};
 	uint8_t mac[6], f[2048];
 	char err[VIP_ERRLEN];
 	size_t n, plen;
@@ -665,15 +664,15 @@ static void check_na(int from, const char *from_name, int to, const struct util_
 	assert_memory_equal(f + 6, mac, 6);
 	plen = (size_t)(f[18] << 8 | f[19]);
 	assert_int_equal(plen, 32);
-	assert_int_equal(f[21], 255);			/* hop limit */
+	assert_int_equal(f[21], 255); /* hop limit */
 	assert_memory_equal(f + 22, src->u.in6.sin6_addr.s6_addr, 16);
-	assert_memory_equal(f + 38, all_nodes, 16);	/* destination */
+	assert_memory_equal(f + 38, all_nodes, 16); /* destination */
 	assert_int_equal(f[54], 136);
 	assert_int_equal(f[55], 0);
 	assert_int_equal(icmp6_sum(f + 14, f + 54, plen), 0xffff);
-	assert_int_equal(f[58], 0x20);			/* O set; R, S clear */
-	assert_memory_equal(f + 62, ip6, 16);		/* target */
-	assert_int_equal(f[78], 2);			/* target link-layer address */
+	assert_int_equal(f[58], 0x20);	      /* O set; R, S clear */
+	assert_memory_equal(f + 62, ip6, 16); /* target */
+	assert_int_equal(f[78], 2);	      /* target link-layer address */
 	assert_int_equal(f[79], 1);
 	assert_memory_equal(f + 80, mac, 6);
 }
@@ -717,20 +716,13 @@ static void test_garp_errors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_ifindex),
-		cmocka_unit_test(test_addr_v4),
-		cmocka_unit_test(test_addr_v6),
-		cmocka_unit_test(test_addr_errors),
-		cmocka_unit_test(test_addr_eperm),
-		cmocka_unit_test(test_primary4),
-		cmocka_unit_test(test_linklocal6),
-		cmocka_unit_test(test_garp),
-		cmocka_unit_test(test_unsolicited_na),
-		cmocka_unit_test(test_garp_errors),
-		cmocka_unit_test(test_linkmon),
-		cmocka_unit_test(test_linkmon_overrun),
-		cmocka_unit_test(test_linkmon_foreign),
-		cmocka_unit_test(test_linkmon_errors),
+	    cmocka_unit_test(test_ifindex),	    cmocka_unit_test(test_addr_v4),
+	    cmocka_unit_test(test_addr_v6),	    cmocka_unit_test(test_addr_errors),
+	    cmocka_unit_test(test_addr_eperm),	    cmocka_unit_test(test_primary4),
+	    cmocka_unit_test(test_linklocal6),	    cmocka_unit_test(test_garp),
+	    cmocka_unit_test(test_unsolicited_na),  cmocka_unit_test(test_garp_errors),
+	    cmocka_unit_test(test_linkmon),	    cmocka_unit_test(test_linkmon_overrun),
+	    cmocka_unit_test(test_linkmon_foreign), cmocka_unit_test(test_linkmon_errors),
 	};
 
 	return cmocka_run_group_tests(tests, setup_netns, NULL);

@@ -178,10 +178,14 @@ static void test_long_cause(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_hold_down),	   cmocka_unit_test(test_withdraw_and_recover),
-		cmocka_unit_test(test_flap_restarts_hold_down), cmocka_unit_test(test_zero_hold_down),
-		cmocka_unit_test(test_inherited),	   cmocka_unit_test(test_failed_add_retries),
-		cmocka_unit_test(test_reload_hold_down),   cmocka_unit_test(test_long_cause),
+	    cmocka_unit_test(test_hold_down),
+	    cmocka_unit_test(test_withdraw_and_recover),
+	    cmocka_unit_test(test_flap_restarts_hold_down),
+	    cmocka_unit_test(test_zero_hold_down),
+	    cmocka_unit_test(test_inherited),
+	    cmocka_unit_test(test_failed_add_retries),
+	    cmocka_unit_test(test_reload_hold_down),
+	    cmocka_unit_test(test_long_cause),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -27,12 +27,12 @@
 static bool g_ready;
 static const char *g_why = "not set up";
 
-#define REQUIRE_NETNS()                                                            \
-	do {                                                                       \
-		if (!g_ready) {                                                    \
-			print_message("skipped: %s\n", g_why);                     \
-			skip();                                                    \
-		}                                                                  \
+#define REQUIRE_NETNS()                                                                            \
+	do {                                                                                       \
+		if (!g_ready) {                                                                    \
+			print_message("skipped: %s\n", g_why);                                     \
+			skip();                                                                    \
+		}                                                                                  \
 	} while (0)
 
 static int sh(const char *cmd)
@@ -210,10 +210,10 @@ static void test_no_dev_net_tun(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_create_and_close),
-		cmocka_unit_test(test_name_taken),
-		cmocka_unit_test(test_adopt),
-		cmocka_unit_test(test_no_dev_net_tun),
+	    cmocka_unit_test(test_create_and_close),
+	    cmocka_unit_test(test_name_taken),
+	    cmocka_unit_test(test_adopt),
+	    cmocka_unit_test(test_no_dev_net_tun),
 	};
 	return cmocka_run_group_tests(tests, setup_netns, NULL);
 }
