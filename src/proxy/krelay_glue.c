@@ -6,7 +6,9 @@
  * and over the in-flight cap), and relays those itself. Two rules keep the stream exact: user space
  * writes nothing to a destination until its TCP has taken every byte the program redirected (else
  * later bytes would overtake them), and the program redirects nothing while passed bytes are still
- * on their way through user space. */
+ * on their way through user space. A third: recv() == 0 is the end of the
+ * stream only once every passed byte was read; the kernel may hold passed
+ * bytes back (its backlog, with small socket buffers) past the FIN. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -300,6 +302,7 @@ void proxy_krelay_try(struct proxy_session *s)
 		kd->outq0 = ioctl_count(dst_fd(s, i), SIOCOUTQ);
 		kd->acked0 = bytes_acked(dst_fd(s, i));
 		kd->sent0 = dir_of(s, i)->sent;
+		kd->bytes0 = dir_of(s, i)->bytes;
 		kd->fwd_ok = kd->taken = 0;
 	}
 	/* watched first: once in the sockhash, an event must not be missed */
@@ -353,6 +356,16 @@ void proxy_krelay_again(struct proxy_session *s)
 	ev_timer_start(s->w->loop, &s->ktimer);
 }
 
+/* Look again after the poll interval, doubling it each time. */
+static void kpoll(struct proxy_session *s)
+{
+	if (ev_is_active(&s->ktimer))
+		return;
+	ev_timer_set(&s->ktimer, s->kpoll_s, 0.0);
+	ev_timer_start(s->w->loop, &s->ktimer);
+	s->kpoll_s = UTIL_MIN(s->kpoll_s * 2, KRELAY_POLL_MAX_S);
+}
+
 bool proxy_krelay_may_write(struct proxy_session *s, struct proxy_dir *d)
 {
 	int i = dir_index(s, d);
@@ -362,17 +375,25 @@ bool proxy_krelay_may_write(struct proxy_session *s, struct proxy_dir *d)
 	krelay_count(engine_krelay(s), &s->kp, i, &c);
 	if (c.fwd != kd->fwd_ok && dst_taken(s, i) < c.fwd + (d->sent - kd->sent0)) {
 		d->kwait = true;
-		if (!ev_is_active(&s->ktimer)) {
-			ev_timer_set(&s->ktimer, s->kpoll_s, 0.0);
-			ev_timer_start(s->w->loop, &s->ktimer);
-			s->kpoll_s = UTIL_MIN(s->kpoll_s * 2, KRELAY_POLL_MAX_S);
-		}
+		kpoll(s);
 		return false;
 	}
 	s->kpoll_s = KRELAY_POLL_MIN_S;
 	kd->fwd_ok = c.fwd;
 	d->kwait = false;
 	return true;
+}
+
+bool proxy_krelay_eof_ok(struct proxy_session *s, struct proxy_dir *d)
+{
+	int i = dir_index(s, d);
+	struct krelay_count c;
+
+	krelay_count(engine_krelay(s), &s->kp, i, &c);
+	if (d->bytes - s->kd[i].bytes0 >= c.passed)
+		return true;
+	kpoll(s);
+	return false;
 }
 
 void proxy_krelay_wrote(struct proxy_session *s)

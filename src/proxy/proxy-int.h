@@ -109,6 +109,7 @@ struct proxy_kdir {
 	uint64_t outq0;	 /* the destination's unacknowledged bytes at insert */
 	uint64_t fwd_ok; /* redirected bytes the destination is known to have taken */
 	uint64_t taken;	 /* passed bytes written, as last told to the program */
+	uint64_t bytes0; /* the direction's bytes read at insert */
 };
 
 /* A client connection and its server side. Owner: the worker that accepted
@@ -341,6 +342,10 @@ void proxy_krelay_try(struct proxy_session *s);
  * not taken every byte the program redirected: user-space bytes written
  * earlier would overtake them; a 1 ms timer looks again. */
 bool proxy_krelay_may_write(struct proxy_session *s, struct proxy_dir *d);
+/* recv() said end of stream: true when it is, false while bytes the
+ * program passed up have not reached the socket's queue yet (the kernel
+ * still holds them); a timer looks again. */
+bool proxy_krelay_eof_ok(struct proxy_session *s, struct proxy_dir *d);
 /* After user space wrote passed bytes: tell the program (order, cap). */
 void proxy_krelay_wrote(struct proxy_session *s);
 /* Idle timer: true when the program moved bytes since the last look. */

@@ -421,6 +421,8 @@ enum proxy_io proxy_relay(struct proxy_session *s, struct proxy_dir *d, bool may
 		case PROXY_IO_AGAIN:
 			return PROXY_IO_AGAIN;
 		case PROXY_IO_EOF:
+			if (s->kernel && !proxy_krelay_eof_ok(s, d))
+				return PROXY_IO_AGAIN;
 			d->eof = true;
 			break;
 		case PROXY_IO_SHORT:
