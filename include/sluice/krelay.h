@@ -56,7 +56,9 @@ void krelay_close(struct krelay *k);
  * each direction's bytes in flight (redirected or written, not yet
  * acknowledged by the far end). Returns 0, or -1 with errno: EOPNOTSUPP for
  * a socket that is not ESTABLISHED (a FIN came in, or a reset), ENOSPC when
- * max_pairs are in use; nothing stays inserted then. */
+ * max_pairs are in use; nothing stays inserted then. EPIPE: fd1 could not
+ * go in, and fd0 passed bytes up while it was in alone; they are gone with
+ * its removal, so the connection's stream is broken. */
 int krelay_pair_add(struct krelay *k, int fd0, int fd1, uint64_t cap, unsigned ring,
 		    struct krelay_pair *p);
 

@@ -281,8 +281,12 @@ int krelay_pair_add(struct krelay *k, int fd0, int fd1, uint64_t cap, unsigned r
 	}
 	return 0;
 undo:
-	while (inserted-- > 0)
+	while (inserted-- > 0) {
 		bpf_map_delete_elem(k->socks_fd, &p->cookie[inserted]);
+		/* what it passed up while in went with the removal */
+		if (__atomic_load_n(&k->dirs[p->slot[inserted]].passed, __ATOMIC_ACQUIRE) != 0)
+			e = EPIPE;
+	}
 	while (linked-- > 0)
 		bpf_map_delete_elem(k->conns_fd, &p->cookie[linked]);
 	while (slots-- > 0)

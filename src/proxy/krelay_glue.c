@@ -61,16 +61,31 @@ static bool pending(const struct proxy_dir *d)
 	return d->len > 0 || d->in_pipe > 0;
 }
 
-/* Bytes the far end acknowledged on fd (0 when unknown). */
-static uint64_t bytes_acked(int fd)
+/* TCP_ESTABLISHED of the kernel's include/net/tcp_states.h */
+#define KRELAY_TCP_ESTABLISHED 1
+
+/* fd's TCP state (-1 when unknown); *acked: the bytes its far end
+ * acknowledged (0 when unknown). */
+static int tcp_look(int fd, uint64_t *acked)
 {
 	struct tcp_info ti;
 	socklen_t len = sizeof(ti);
 
-	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
-	    len < offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof(ti.tcpi_bytes_acked))
-		return 0;
-	return ti.tcpi_bytes_acked;
+	*acked = 0;
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+		return -1;
+	if (len >= offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof(ti.tcpi_bytes_acked))
+		*acked = ti.tcpi_bytes_acked;
+	return ti.tcpi_state;
+}
+
+/* Bytes the far end acknowledged on fd (0 when unknown). */
+static uint64_t bytes_acked(int fd)
+{
+	uint64_t acked;
+
+	tcp_look(fd, &acked);
+	return acked;
 }
 
 static uint64_t ioctl_count(int fd, unsigned long req)
@@ -300,7 +315,12 @@ void proxy_krelay_try(struct proxy_session *s)
 
 		/* the queue before the acked count: see dst_taken */
 		kd->outq0 = ioctl_count(dst_fd(s, i), SIOCOUTQ);
-		kd->acked0 = bytes_acked(dst_fd(s, i));
+		/* A socket whose FIN (or reset) came in cannot join the
+		 * sockhash; trying would put its peer in alone for a moment,
+		 * and bytes passed up then go with the peer's removal. Its
+		 * end of stream is read soon; no insert after that. */
+		if (tcp_look(dst_fd(s, i), &kd->acked0) != KRELAY_TCP_ESTABLISHED)
+			return;
 		kd->sent0 = dir_of(s, i)->sent;
 		kd->bytes0 = dir_of(s, i)->bytes;
 		kd->fwd_ok = kd->taken = 0;
@@ -310,12 +330,24 @@ void proxy_krelay_try(struct proxy_session *s)
 	    krelay_pair_add(k, s->cfd, s->sfd, s->kinflight, s->w->id, &s->kp) < 0) {
 		/* a FIN or reset came in (EOPNOTSUPP), the maps are full, or no
 		 * memory for the watch: this connection stays in user space */
+		int err = errno;
+
 		if (s->w->kep >= 0)
 			kep_del(s);
 		s->kwant = false;
 		atomic_fetch_add_explicit(&e->krelay_fallbacks, 1, memory_order_relaxed);
+		if (err == EPIPE) {
+			/* bytes came in and were passed up while only one
+			 * socket was in: they went with its removal, so the
+			 * stream is broken and both sides must hear it */
+			log_warn("kernel relay: %s connection lost bytes to a failed insert; "
+				 "both sides reset",
+				 s->fe->name);
+			proxy_session_close(s, PROXY_END_ERROR);
+			return;
+		}
 		log_debug("kernel relay: %s connection stays in user space: %s", s->fe->name,
-			  strerror(errno));
+			  strerror(err));
 		return;
 	}
 	s->kernel = true;

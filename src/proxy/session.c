@@ -196,7 +196,11 @@ void proxy_session_close(struct proxy_session *s, enum proxy_end end)
 		return;
 	s->end = end;
 	leave_queue(s);
-	if (end == PROXY_END_CLIENT_RESET)
+	if (end == PROXY_END_ERROR) {
+		/* the stream is broken: neither side may take it as whole */
+		set_linger0(s->sfd);
+		set_linger0(s->cfd);
+	} else if (end == PROXY_END_CLIENT_RESET)
 		set_linger0(s->sfd);
 	else if (end == PROXY_END_SERVER_RESET || end == PROXY_END_REFUSED)
 		set_linger0(s->cfd);
