@@ -82,9 +82,16 @@ static void buf_free(struct proxy_worker *w, struct proxy_buf *b)
 	bufmem_give(w, buf_alloc_size(w));
 }
 
+/* A cached buffer stays counted against bufmem and serves its own worker
+ * only, so a worker caches while more than half the ceiling is free: one
+ * worker's cache never holds the memory another worker's connections
+ * need. */
 void proxy_buf_put(struct proxy_worker *w, struct proxy_buf *b)
 {
-	if (w->nfree_bufs >= BUF_CACHE_MAX) {
+	struct proxy_engine *e = w->e;
+
+	if (w->nfree_bufs >= BUF_CACHE_MAX ||
+	    atomic_load_explicit(&e->bufmem_used, memory_order_relaxed) > e->conf.bufmem / 2) {
 		buf_free(w, b);
 		return;
 	}
