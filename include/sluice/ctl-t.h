@@ -41,6 +41,7 @@ struct ctl_info {
 	bool krelay;		      /* the kernel relay is loaded */
 	uint64_t krelay_conns;	      /* connections it took */
 	uint64_t krelay_fallbacks;    /* asked for, stayed in user space */
+	uint64_t krelay_broken;	      /* streams reset: the kernel repeated bytes */
 	const char *conf_file;
 	const char *last_reload; /* "none", "ok at ...", "failed at ...: why" */
 	uint64_t reloads_ok, reloads_failed;

@@ -220,12 +220,13 @@ static void cmd_show_info(struct cmd *x)
 		    "\"connections\":%u,\"connections_total\":%llu,"
 		    "\"maxconn_reached\":%llu,\"bufmem_used\":%llu,\"bufmem\":%llu,"
 		    "\"no_memory\":%llu,\"kernel_relay\":%s,\"kernel_relay_conns\":%llu,"
-		    "\"kernel_relay_fallbacks\":%llu,\"config\":",
+		    "\"kernel_relay_fallbacks\":%llu,\"kernel_relay_broken\":%llu,\"config\":",
 		    in.pid, (unsigned long long)in.uptime_ms, in.workers, in.maxconn, in.cur_conns,
 		    (unsigned long long)in.total_conns, (unsigned long long)in.maxconn_reached,
 		    (unsigned long long)in.bufmem_used, (unsigned long long)in.bufmem,
 		    (unsigned long long)in.no_memory, in.krelay ? "true" : "false",
-		    (unsigned long long)in.krelay_conns, (unsigned long long)in.krelay_fallbacks);
+		    (unsigned long long)in.krelay_conns, (unsigned long long)in.krelay_fallbacks,
+		    (unsigned long long)in.krelay_broken);
 		ctl_json_str(x->out, in.conf_file);
 		ctl_buf_printf(x->out, ",\"last_reload\":");
 		ctl_json_str(x->out, in.last_reload);
@@ -262,8 +263,11 @@ static void cmd_show_info(struct cmd *x)
 		       (unsigned long long)in.reloads_failed);
 	if (in.krelay)
 		ctl_buf_printf(
-		    x->out, "kernel relay:      %llu connections, %llu stayed in user space\n",
-		    (unsigned long long)in.krelay_conns, (unsigned long long)in.krelay_fallbacks);
+		    x->out,
+		    "kernel relay:      %llu connections, %llu stayed in user space, %llu "
+		    "streams reset (repeated bytes)\n",
+		    (unsigned long long)in.krelay_conns, (unsigned long long)in.krelay_fallbacks,
+		    (unsigned long long)in.krelay_broken);
 	else
 		ctl_buf_printf(x->out, "kernel relay:      not loaded\n");
 	for (size_t i = 0; i < nls; i++)

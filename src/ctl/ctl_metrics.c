@@ -453,6 +453,10 @@ static void head_metrics(struct ctl *c, struct ctl_buf *out)
 	       "Connections that asked for the kernel relay and stayed in user space");
 	ctl_buf_printf(out, "sluice_kernel_relay_fallbacks_total %llu\n",
 		       (unsigned long long)in.krelay_fallbacks);
+	family(out, "sluice_kernel_relay_broken_total", "counter",
+	       "Kernel-relayed streams reset because the kernel handed the program bytes twice");
+	ctl_buf_printf(out, "sluice_kernel_relay_broken_total %llu\n",
+		       (unsigned long long)in.krelay_broken);
 	family(out, "sluice_reloads_total", "counter", "Configuration reloads by result");
 	ctl_buf_printf(out, "sluice_reloads_total{result=\"ok\"} %llu\n",
 		       (unsigned long long)in.reloads_ok);

@@ -386,6 +386,11 @@ uint64_t proxy_engine_krelay_fallbacks(const struct proxy_engine *e)
 	return atomic_load(&e->krelay_fallbacks);
 }
 
+uint64_t proxy_engine_krelay_broken(const struct proxy_engine *e)
+{
+	return atomic_load(&e->krelay_broken);
+}
+
 /* ---- accept path ---- */
 
 enum limit_hit { LIMIT_NONE, LIMIT_GLOBAL, LIMIT_LISTENER };

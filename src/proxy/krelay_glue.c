@@ -65,17 +65,23 @@ static bool pending(const struct proxy_dir *d)
 #define KRELAY_TCP_ESTABLISHED 1
 
 /* fd's TCP state (-1 when unknown); *acked: the bytes its far end
- * acknowledged (0 when unknown). */
-static int tcp_look(int fd, uint64_t *acked)
+ * acknowledged, *received: the bytes it received in order (0 when
+ * unknown; received may be NULL). */
+static int tcp_look(int fd, uint64_t *acked, uint64_t *received)
 {
 	struct tcp_info ti;
 	socklen_t len = sizeof(ti);
 
 	*acked = 0;
+	if (received != NULL)
+		*received = 0;
 	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
 		return -1;
 	if (len >= offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof(ti.tcpi_bytes_acked))
 		*acked = ti.tcpi_bytes_acked;
+	if (received != NULL &&
+	    len >= offsetof(struct tcp_info, tcpi_bytes_received) + sizeof(ti.tcpi_bytes_received))
+		*received = ti.tcpi_bytes_received;
 	return ti.tcpi_state;
 }
 
@@ -84,7 +90,7 @@ static uint64_t bytes_acked(int fd)
 {
 	uint64_t acked;
 
-	tcp_look(fd, &acked);
+	tcp_look(fd, &acked, NULL);
 	return acked;
 }
 
@@ -302,13 +308,6 @@ void proxy_krelay_try(struct proxy_session *s)
 		if (s->c2s.bytes + 1 <= s->kreply_at)
 			return;
 	}
-	/* Both receive queues must be empty: the program takes a queued skb
-	 * whole, so the part of it user space already read would go out a
-	 * second time. Bytes that come in after this look arrive whole and
-	 * are passed up (the pair starts holding). Not now: the next quiet
-	 * moment tries again. */
-	if (ioctl_count(s->cfd, SIOCINQ) != 0 || ioctl_count(s->sfd, SIOCINQ) != 0)
-		return;
 	k = engine_krelay(s);
 	for (int i = 0; i < 2; i++) {
 		struct proxy_kdir *kd = &s->kd[i];
@@ -318,13 +317,24 @@ void proxy_krelay_try(struct proxy_session *s)
 		/* A socket whose FIN (or reset) came in cannot join the
 		 * sockhash; trying would put its peer in alone for a moment,
 		 * and bytes passed up then go with the peer's removal. Its
-		 * end of stream is read soon; no insert after that. */
-		if (tcp_look(dst_fd(s, i), &kd->acked0) != KRELAY_TCP_ESTABLISHED)
+		 * end of stream is read soon; no insert after that. The
+		 * received count is direction 1 - i's baseline, read before
+		 * the empty-queue look below: every byte counted in it was
+		 * read by then. */
+		if (tcp_look(dst_fd(s, i), &kd->acked0, &s->kd[1 - i].received0) !=
+		    KRELAY_TCP_ESTABLISHED)
 			return;
 		kd->sent0 = dir_of(s, i)->sent;
 		kd->bytes0 = dir_of(s, i)->bytes;
 		kd->fwd_ok = kd->taken = 0;
 	}
+	/* Both receive queues must be empty: the program takes a queued skb
+	 * whole, so the part of it user space already read would go out a
+	 * second time. Bytes that come in after this look arrive whole and
+	 * are passed up (the pair starts holding). Not now: the next quiet
+	 * moment tries again. */
+	if (ioctl_count(s->cfd, SIOCINQ) != 0 || ioctl_count(s->sfd, SIOCINQ) != 0)
+		return;
 	/* watched first: once in the sockhash, an event must not be missed */
 	if (kep_add(s, k) < 0 ||
 	    krelay_pair_add(k, s->cfd, s->sfd, s->kinflight, s->w->id, &s->kp) < 0) {
@@ -425,6 +435,29 @@ bool proxy_krelay_eof_ok(struct proxy_session *s, struct proxy_dir *d)
 	if (d->bytes - s->kd[i].bytes0 >= c.passed)
 		return true;
 	kpoll(s);
+	return false;
+}
+
+bool proxy_krelay_stream_ok(struct proxy_session *s, struct proxy_dir *d)
+{
+	int i = dir_index(s, d);
+	struct krelay_count c;
+	uint64_t acked, received;
+
+	krelay_count(engine_krelay(s), &s->kp, i, &c);
+	/* tests: the kernel's repeat cannot be made on demand */
+	if (UTIL_FAULT("krelay_repeat"))
+		c.fwd++;
+	/* received counts the FIN too (its sequence number): recv() said 0 */
+	if (tcp_look(dst_fd(s, 1 - i), &acked, &received) < 0 || received <= s->kd[i].received0 ||
+	    c.fwd + c.passed <= received - s->kd[i].received0 - 1)
+		return true;
+	atomic_fetch_add_explicit(&s->w->e->krelay_broken, 1, memory_order_relaxed);
+	log_err("kernel relay: %s %s: the program moved %llu bytes of a stream of %llu since the "
+		"insert; both sides reset",
+		s->fe->name, i == 0 ? "client to server" : "server to client",
+		(unsigned long long)(c.fwd + c.passed),
+		(unsigned long long)(received - s->kd[i].received0 - 1));
 	return false;
 }
 

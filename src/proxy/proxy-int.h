@@ -48,6 +48,7 @@ enum proxy_io {
 	PROXY_IO_CLIENT_ERR, /* the client's socket failed (errno set) */
 	PROXY_IO_SERVER_ERR, /* the server's socket failed (errno set) */
 	PROXY_IO_NO_MEMORY,  /* bytes wait and there is no buffer: bufmem or malloc */
+	PROXY_IO_BROKEN,     /* the kernel relay repeated bytes: the stream cannot go on */
 };
 
 /* One direction of a connection: bytes read from one fd, to be written to
@@ -104,12 +105,13 @@ struct proxy_peek;
 
 /* Kernel relay state of one direction (krelay_glue.c). */
 struct proxy_kdir {
-	uint64_t sent0;	 /* the direction's sent at insert: later writes are passed bytes */
-	uint64_t acked0; /* the destination's tcpi_bytes_acked at insert */
-	uint64_t outq0;	 /* the destination's unacknowledged bytes at insert */
-	uint64_t fwd_ok; /* redirected bytes the destination is known to have taken */
-	uint64_t taken;	 /* passed bytes written, as last told to the program */
-	uint64_t bytes0; /* the direction's bytes read at insert */
+	uint64_t sent0;	    /* the direction's sent at insert: later writes are passed bytes */
+	uint64_t acked0;    /* the destination's tcpi_bytes_acked at insert */
+	uint64_t outq0;	    /* the destination's unacknowledged bytes at insert */
+	uint64_t fwd_ok;    /* redirected bytes the destination is known to have taken */
+	uint64_t taken;	    /* passed bytes written, as last told to the program */
+	uint64_t bytes0;    /* the direction's bytes read at insert */
+	uint64_t received0; /* the source socket's tcpi_bytes_received at insert */
 };
 
 /* A client connection and its server side. Owner: the worker that accepted
@@ -257,6 +259,7 @@ struct proxy_engine {
 	struct krelay *_Atomic krelay;	    /* kernel relay; NULL until core loads it */
 	_Atomic uint64_t krelay_conns;	    /* connections put in the kernel relay */
 	_Atomic uint64_t krelay_fallbacks;  /* asked for it, stayed in user space */
+	_Atomic uint64_t krelay_broken;	    /* streams reset: the kernel repeated bytes */
 };
 
 /* engine.c */
@@ -346,6 +349,11 @@ bool proxy_krelay_may_write(struct proxy_session *s, struct proxy_dir *d);
  * program passed up have not reached the socket's queue yet (the kernel
  * still holds them); a timer looks again. */
 bool proxy_krelay_eof_ok(struct proxy_session *s, struct proxy_dir *d);
+/* At d's end of stream: false when the program moved more bytes than the
+ * source socket received since the insert (the kernel handed it a segment
+ * twice); the stream is broken then, counted and logged, and the caller
+ * resets both sides. */
+bool proxy_krelay_stream_ok(struct proxy_session *s, struct proxy_dir *d);
 /* After user space wrote passed bytes: tell the program (order, cap). */
 void proxy_krelay_wrote(struct proxy_session *s);
 /* Idle timer: true when the program moved bytes since the last look. */

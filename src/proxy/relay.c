@@ -372,6 +372,7 @@ enum proxy_io proxy_relay_read_only(struct proxy_session *s, struct proxy_dir *d
 	case PROXY_IO_CLIENT_ERR:
 	case PROXY_IO_SERVER_ERR:
 	case PROXY_IO_NO_MEMORY:
+	case PROXY_IO_BROKEN:
 		break;
 	}
 	return rc;
@@ -430,6 +431,8 @@ enum proxy_io proxy_relay(struct proxy_session *s, struct proxy_dir *d, bool may
 		case PROXY_IO_EOF:
 			if (s->kernel && !proxy_krelay_eof_ok(s, d))
 				return PROXY_IO_AGAIN;
+			if (s->kernel && !proxy_krelay_stream_ok(s, d))
+				return PROXY_IO_BROKEN;
 			d->eof = true;
 			break;
 		case PROXY_IO_SHORT:
@@ -442,6 +445,7 @@ enum proxy_io proxy_relay(struct proxy_session *s, struct proxy_dir *d, bool may
 		case PROXY_IO_CLIENT_ERR:
 		case PROXY_IO_SERVER_ERR:
 		case PROXY_IO_NO_MEMORY:
+		case PROXY_IO_BROKEN:
 			return rc;
 		}
 	}

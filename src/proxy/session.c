@@ -303,6 +303,9 @@ static void relay_failed(struct proxy_session *s, enum proxy_io rc)
 	case PROXY_IO_NO_MEMORY:
 		proxy_session_no_memory(s);
 		return;
+	case PROXY_IO_BROKEN:
+		proxy_session_close(s, PROXY_END_ERROR);
+		return;
 	case PROXY_IO_AGAIN:
 	case PROXY_IO_FULL:
 	case PROXY_IO_SHORT:
