@@ -285,13 +285,14 @@ def test_bird_restart_while_unhealthy_does_not_announce(bgp):
     assert "198.51.100.10/32" not in bgp.birdc("r", "show", "route", "protocol", "n1")
     assert gw not in bgp.fib()
     assert n1.announce()["state"] == "withdrawn"
-    # Healthy again: announced after rise (2 x 100 ms) and the hold-down
-    # (300 ms). Updates on a session arrive in order, so a route BIRD had
-    # exported when the session came up would have reached the router
-    # well before this one.
+    # Healthy again: announced after rise (two passing checks 100 ms apart;
+    # the first may come at once) and the hold-down (300 ms): at least
+    # 400 ms after the canary is back (CI once saw 436 ms). Updates on a
+    # session arrive in order, so a route BIRD had exported when the
+    # session came up would have reached the router well before this one.
     t2 = time.time()
     bgp.start_canary("n1")
     e = bgp.watcher.wait_event(t1, lambda g: gw in g, what="n1 back in the FIB")
     print("BIRD restarted: n1 first back in the FIB %.0f ms after sluice became healthy "
           "again" % ((e[0] - t2) * 1000))
-    assert e[0] - t2 >= 0.45
+    assert e[0] - t2 >= 0.38
