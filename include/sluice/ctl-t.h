@@ -41,7 +41,8 @@ struct ctl_info {
 	bool krelay;		      /* the kernel relay is loaded */
 	uint64_t krelay_conns;	      /* connections it took */
 	uint64_t krelay_fallbacks;    /* asked for, stayed in user space */
-	uint64_t krelay_broken;	      /* streams reset: the kernel repeated bytes */
+	uint64_t krelay_broken;	      /* streams reset: the kernel relay lost their bytes */
+	uint64_t krelay_cut;	      /* repeated segment heads it cut off */
 	const char *conf_file;
 	const char *last_reload; /* "none", "ok at ...", "failed at ...: why" */
 	uint64_t reloads_ok, reloads_failed;

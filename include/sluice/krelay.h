@@ -9,6 +9,7 @@
 #ifndef SLUICE_KRELAY_H
 #define SLUICE_KRELAY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +26,8 @@ struct krelay_pair {
 struct krelay_count {
 	uint64_t fwd;	 /* redirected to the peer socket's egress */
 	uint64_t passed; /* passed up to user space (hold, order, cap) */
+	uint32_t cut;	 /* segments whose repeated head the program cut off */
+	bool broken;	 /* a repeated head could not be cut: bytes were lost */
 };
 
 /* Load and attach the program with room for max_pairs connections and

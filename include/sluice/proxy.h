@@ -54,6 +54,7 @@ uint64_t proxy_engine_krelay_conns(const struct proxy_engine *e);
 uint64_t proxy_engine_krelay_fallbacks(const struct proxy_engine *e);
 /* Kernel-relayed streams reset because the kernel repeated bytes. */
 uint64_t proxy_engine_krelay_broken(const struct proxy_engine *e);
+uint64_t proxy_engine_krelay_cut(const struct proxy_engine *e);
 
 /* Create a frontend with its settings (the frontend takes them over) and
  * no address yet. One reference, the caller's. The caller may give it a

@@ -317,6 +317,8 @@ void krelay_count(const struct krelay *k, const struct krelay_pair *p, int i,
 
 	c->fwd = __atomic_load_n(&d->fwd, __ATOMIC_ACQUIRE);
 	c->passed = __atomic_load_n(&d->passed, __ATOMIC_ACQUIRE);
+	c->cut = __atomic_load_n(&d->cut, __ATOMIC_ACQUIRE);
+	c->broken = __atomic_load_n(&d->broken, __ATOMIC_ACQUIRE) != 0;
 }
 
 void krelay_steer(struct krelay *k, const struct krelay_pair *p, int i, uint64_t taken,

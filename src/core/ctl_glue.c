@@ -43,6 +43,7 @@ static void hook_info(void *arg, struct ctl_info *out)
 	out->krelay_conns = proxy_engine_krelay_conns(c->engine);
 	out->krelay_fallbacks = proxy_engine_krelay_fallbacks(c->engine);
 	out->krelay_broken = proxy_engine_krelay_broken(c->engine);
+	out->krelay_cut = proxy_engine_krelay_cut(c->engine);
 	out->conf_file = c->conf_path;
 	out->last_reload = c->last_reload;
 	out->reloads_ok = c->reloads_ok;

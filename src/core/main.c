@@ -537,11 +537,13 @@ int main(int argc, char **argv)
 	core_cluster_free(&c);
 	core_announce_free(&c);
 	if (c.krelay != NULL)
-		log_notice("kernel relay: %llu connections relayed in the kernel, %llu stayed in "
-			   "user space, %llu streams reset (repeated bytes)",
-			   (unsigned long long)proxy_engine_krelay_conns(c.engine),
-			   (unsigned long long)proxy_engine_krelay_fallbacks(c.engine),
-			   (unsigned long long)proxy_engine_krelay_broken(c.engine));
+		log_notice(
+		    "kernel relay: %llu connections relayed in the kernel, %llu stayed in "
+		    "user space, %llu repeated segments cut, %llu streams reset (bytes lost)",
+		    (unsigned long long)proxy_engine_krelay_conns(c.engine),
+		    (unsigned long long)proxy_engine_krelay_fallbacks(c.engine),
+		    (unsigned long long)proxy_engine_krelay_cut(c.engine),
+		    (unsigned long long)proxy_engine_krelay_broken(c.engine));
 	proxy_engine_free(c.engine);
 	core_krelay_free(&c);
 	core_health_stop(&c);

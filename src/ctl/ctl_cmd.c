@@ -220,13 +220,14 @@ static void cmd_show_info(struct cmd *x)
 		    "\"connections\":%u,\"connections_total\":%llu,"
 		    "\"maxconn_reached\":%llu,\"bufmem_used\":%llu,\"bufmem\":%llu,"
 		    "\"no_memory\":%llu,\"kernel_relay\":%s,\"kernel_relay_conns\":%llu,"
-		    "\"kernel_relay_fallbacks\":%llu,\"kernel_relay_broken\":%llu,\"config\":",
+		    "\"kernel_relay_fallbacks\":%llu,\"kernel_relay_broken\":%llu,"
+		    "\"kernel_relay_repeats_cut\":%llu,\"config\":",
 		    in.pid, (unsigned long long)in.uptime_ms, in.workers, in.maxconn, in.cur_conns,
 		    (unsigned long long)in.total_conns, (unsigned long long)in.maxconn_reached,
 		    (unsigned long long)in.bufmem_used, (unsigned long long)in.bufmem,
 		    (unsigned long long)in.no_memory, in.krelay ? "true" : "false",
 		    (unsigned long long)in.krelay_conns, (unsigned long long)in.krelay_fallbacks,
-		    (unsigned long long)in.krelay_broken);
+		    (unsigned long long)in.krelay_broken, (unsigned long long)in.krelay_cut);
 		ctl_json_str(x->out, in.conf_file);
 		ctl_buf_printf(x->out, ",\"last_reload\":");
 		ctl_json_str(x->out, in.last_reload);
@@ -265,9 +266,9 @@ static void cmd_show_info(struct cmd *x)
 		ctl_buf_printf(
 		    x->out,
 		    "kernel relay:      %llu connections, %llu stayed in user space, %llu "
-		    "streams reset (repeated bytes)\n",
+		    "repeated segments cut, %llu streams reset (bytes lost)\n",
 		    (unsigned long long)in.krelay_conns, (unsigned long long)in.krelay_fallbacks,
-		    (unsigned long long)in.krelay_broken);
+		    (unsigned long long)in.krelay_cut, (unsigned long long)in.krelay_broken);
 	else
 		ctl_buf_printf(x->out, "kernel relay:      not loaded\n");
 	for (size_t i = 0; i < nls; i++)

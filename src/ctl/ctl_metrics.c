@@ -454,9 +454,14 @@ static void head_metrics(struct ctl *c, struct ctl_buf *out)
 	ctl_buf_printf(out, "sluice_kernel_relay_fallbacks_total %llu\n",
 		       (unsigned long long)in.krelay_fallbacks);
 	family(out, "sluice_kernel_relay_broken_total", "counter",
-	       "Kernel-relayed streams reset because the kernel handed the program bytes twice");
+	       "Kernel-relayed streams reset because bytes were lost or relayed twice");
 	ctl_buf_printf(out, "sluice_kernel_relay_broken_total %llu\n",
 		       (unsigned long long)in.krelay_broken);
+	family(out, "sluice_kernel_relay_repeats_cut_total", "counter",
+	       "Segments the kernel handed the relay program with bytes it had already seen; "
+	       "the repeated bytes were cut off");
+	ctl_buf_printf(out, "sluice_kernel_relay_repeats_cut_total %llu\n",
+		       (unsigned long long)in.krelay_cut);
 	family(out, "sluice_reloads_total", "counter", "Configuration reloads by result");
 	ctl_buf_printf(out, "sluice_reloads_total{result=\"ok\"} %llu\n",
 		       (unsigned long long)in.reloads_ok);

@@ -391,6 +391,11 @@ uint64_t proxy_engine_krelay_broken(const struct proxy_engine *e)
 	return atomic_load(&e->krelay_broken);
 }
 
+uint64_t proxy_engine_krelay_cut(const struct proxy_engine *e)
+{
+	return atomic_load(&e->krelay_cut);
+}
+
 /* ---- accept path ---- */
 
 enum limit_hit { LIMIT_NONE, LIMIT_GLOBAL, LIMIT_LISTENER };

@@ -11,6 +11,7 @@
  * bytes back (its backlog, with small socket buffers) past the FIN. */
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <linux/sockios.h>
@@ -195,14 +196,44 @@ static void kin_update(struct proxy_session *s, struct krelay *k)
 	kin_set(s, kin);
 }
 
-/* A note from the program: it started passing bytes up to slot. */
+static const char *dir_name(int i)
+{
+	return i == 0 ? "client to server" : "server to client";
+}
+
+/* Direction i's stream is broken in the kernel relay: say why and count
+ * it. The caller resets both sides (end=error). */
+static void broken(struct proxy_session *s, int i, const char *why)
+{
+	atomic_fetch_add_explicit(&s->w->e->krelay_broken, 1, memory_order_relaxed);
+	log_err("kernel relay: %s %s: %s; both sides reset", s->fe->name, dir_name(i), why);
+}
+
+/* The program could not cut a repeated head off a segment (no memory) and
+ * dropped the segment, new bytes with it. */
+static const char *const LOST = "a segment repeated bytes already relayed and its head could not "
+				"be cut off; the segment was dropped";
+
+/* A note from the program: it started passing bytes up to slot, or it
+ * had to drop bytes (broken). */
 static void on_note(void *arg, uint32_t slot)
 {
 	struct proxy_worker *w = arg;
 	struct proxy_session *s = w->kslots[slot];
 
-	if (s != NULL && s->kernel)
-		kin_set(s, true);
+	if (s == NULL || !s->kernel)
+		return;
+	for (int i = 0; i < 2; i++) {
+		struct krelay_count c;
+
+		krelay_count(engine_krelay(s), &s->kp, i, &c);
+		if (c.broken) {
+			broken(s, i, LOST);
+			proxy_session_close(s, PROXY_END_ERROR);
+			return;
+		}
+	}
+	kin_set(s, true);
 }
 
 static void on_kring(struct ev_loop *loop, ev_io *io, int revents)
@@ -444,20 +475,26 @@ bool proxy_krelay_stream_ok(struct proxy_session *s, struct proxy_dir *d)
 	struct krelay_count c;
 	uint64_t acked, received;
 
+	char why[128];
+
 	krelay_count(engine_krelay(s), &s->kp, i, &c);
-	/* tests: the kernel's repeat cannot be made on demand */
+	if (c.broken) {
+		broken(s, i, LOST);
+		return false;
+	}
+	/* tests: a repeat the program cannot see (in the first segment after
+	 * the insert) cannot be made on demand */
 	if (UTIL_FAULT("krelay_repeat"))
 		c.fwd++;
 	/* received counts the FIN too (its sequence number): recv() said 0 */
 	if (tcp_look(dst_fd(s, 1 - i), &acked, &received) < 0 || received <= s->kd[i].received0 ||
 	    c.fwd + c.passed <= received - s->kd[i].received0 - 1)
 		return true;
-	atomic_fetch_add_explicit(&s->w->e->krelay_broken, 1, memory_order_relaxed);
-	log_err("kernel relay: %s %s: the program moved %llu bytes of a stream of %llu since the "
-		"insert; both sides reset",
-		s->fe->name, i == 0 ? "client to server" : "server to client",
-		(unsigned long long)(c.fwd + c.passed),
-		(unsigned long long)(received - s->kd[i].received0 - 1));
+	snprintf(why, sizeof(why),
+		 "the program moved %llu bytes of a stream of %llu since the insert",
+		 (unsigned long long)(c.fwd + c.passed),
+		 (unsigned long long)(received - s->kd[i].received0 - 1));
+	broken(s, i, why);
 	return false;
 }
 
@@ -511,6 +548,12 @@ void proxy_krelay_end(struct proxy_session *s)
 
 		/* passed bytes went through d already */
 		krelay_count(k, &s->kp, i, &c);
+		if (c.cut > 0) {
+			atomic_fetch_add_explicit(&s->w->e->krelay_cut, c.cut,
+						  memory_order_relaxed);
+			log_debug("kernel relay: %s %s: %u repeated segment heads cut off",
+				  s->fe->name, dir_name(i), c.cut);
+		}
 		d->bytes += c.fwd;
 		d->sent += c.fwd;
 	}

@@ -259,7 +259,8 @@ struct proxy_engine {
 	struct krelay *_Atomic krelay;	    /* kernel relay; NULL until core loads it */
 	_Atomic uint64_t krelay_conns;	    /* connections put in the kernel relay */
 	_Atomic uint64_t krelay_fallbacks;  /* asked for it, stayed in user space */
-	_Atomic uint64_t krelay_broken;	    /* streams reset: the kernel repeated bytes */
+	_Atomic uint64_t krelay_broken;	    /* streams reset: the kernel relay lost their bytes */
+	_Atomic uint64_t krelay_cut;	    /* repeated segment heads the program cut off */
 };
 
 /* engine.c */

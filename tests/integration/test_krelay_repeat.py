@@ -1,12 +1,13 @@
 """A kernel-relayed stream whose program moved more bytes than the source
-socket received (the kernel handed it a segment twice: seen once in about
-a thousand 16 MiB transfers with `inflight 64k`, never on demand) must not
-end as if it were whole. At the end of the stream sluice compares the
-program's count with the socket's tcpi_bytes_received; on a surplus it
-resets both sides, logs an error and counts it. The repeat itself is
-injected (fault-injection build, SLUICE_FAULT=krelay_repeat adds one byte
-to the program's count at that look); without the fault the same exchange
-ends cleanly."""
+socket received must not end as if it were whole. The kernel hands the
+program a retransmission that overlaps received bytes whole; the program
+cuts such a head off (tests/netns/test_krelay_overlap.py), but it cannot
+see one in the first segment after the insert. So at the end of the
+stream sluice compares the program's count with the socket's
+tcpi_bytes_received; on a surplus it resets both sides, logs an error and
+counts it. The surplus is injected (fault-injection build,
+SLUICE_FAULT=krelay_repeat adds one byte to the program's count at that
+look); without the fault the same exchange ends cleanly."""
 import socket
 
 from conftest import Ctl, connect, ctl_global, free_port, make_conf, recv_exact, wait_until

@@ -87,6 +87,29 @@ class Netns:
             raise OSError(ctypes.get_errno(), "setns back")
 
 
+def stop_all(procs):
+    """Kill what a test started (by PID) and close its pipes."""
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait(5)
+        if p.stdout is not None:
+            p.stdout.close()
+
+
+def sluice_in(name, conf, log, procs):
+    """Start sluice -f conf inside namespace name, its output in log; wait
+    until it is ready. Appended to procs."""
+    with open(log, "wb") as f:
+        d = subprocess.Popen(["ip", "netns", "exec", name, SLUICE, "-f", str(conf)], stdout=f,
+                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    procs.append(d)
+    wait_until(lambda: "ready: pid" in log.read_text() or d.poll() is not None,
+               what="sluice ready")
+    assert d.poll() is None, log.read_text()
+    return d
+
+
 class Topo:
     _seq = 0
 

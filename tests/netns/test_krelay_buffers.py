@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from conftest import SLUICE, Netns, run, wait_until
+from conftest import Netns, run, sluice_in, stop_all
 
 PORT, BACKEND_PORT = 8080, 9000
 SIZE = 16 * 1024 * 1024
@@ -65,12 +65,7 @@ def ns(tmp_path):
             "net.ipv4.tcp_rmem=4096 32768 131072", "net.ipv4.tcp_wmem=4096 16384 131072")
         yield name, procs
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait(5)
-            if p.stdout is not None:
-                p.stdout.close()
+        stop_all(procs)
         run("ip", "netns", "del", name, check=False)
 
 
@@ -122,13 +117,7 @@ def test_kernel_relay_small_buffers_every_byte_both_ways(ns, tmp_path):
                     "pool web { server a 127.0.0.1:%d; }\n"
                     "listen www { bind 127.0.0.1:%d; pool web; }\n"
                     % (sock, BACKEND_PORT, PORT))
-    with open(log, "wb") as f:
-        d = subprocess.Popen(["ip", "netns", "exec", name, SLUICE, "-f", str(conf)], stdout=f,
-                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    procs.append(d)
-    wait_until(lambda: "ready: pid" in log.read_text() or d.poll() is not None,
-               what="sluice ready")
-    assert d.poll() is None, log.read_text()
+    d = sluice_in(name, conf, log, procs)
     assert "kernel relay loaded" in log.read_text(), log.read_text()
 
     out = [None] * CONNS

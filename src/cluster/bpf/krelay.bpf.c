@@ -59,6 +59,52 @@ static void note(struct krelay_dir *d, __u32 slot)
 		bpf_ringbuf_output(rb, &n, sizeof(n), 0);
 }
 
+/* Cut steps of at most 4095 bytes (what one bpf_skb_adjust_room may take
+ * off): 64 of them cover a 256 KiB head, past any segment here. */
+#define CUT_STEP 0xfff
+#define CUT_STEPS 64
+
+/* The kernel may queue a segment whose head the socket already received:
+ * a retransmission that overlaps bytes which arrived (its sequence number
+ * is below rcv_nxt, the rest is new). recv() skips such a head, but the
+ * verdict path hands the program the whole skb, so the head would go to
+ * the peer a second time. Cut it off. For a stream-verdict program, cb[0]
+ * and cb[1] are the start of the skb's control block: the segment's
+ * sequence number and end sequence number (TCP_SKB_CB). Returns 1 to go
+ * on with what is left, 0 to drop an skb that holds no new byte. */
+static int cut_repeat(struct __sk_buff *skb, struct krelay_dir *d)
+{
+	__u32 seq = skb->cb[0], end = skb->cb[1];
+	__u32 old;
+
+	/* the first segment after the insert starts where user space
+	 * stopped reading; no earlier one to compare with */
+	if (!d->seq_known || (__s32)(seq - d->seq_next) >= 0) {
+		d->seq_next = end;
+		d->seq_known = 1;
+		return 1;
+	}
+	if ((__s32)(end - d->seq_next) <= 0)
+		return 0;
+	old = d->seq_next - seq;
+	for (int i = 0; i < CUT_STEPS && old > 0; i++) {
+		__u32 n = old < CUT_STEP ? old : CUT_STEP;
+
+		if (bpf_skb_adjust_room(skb, -(__s32)n, 0, 0) < 0)
+			break;
+		old -= n;
+	}
+	if (old > 0) {
+		/* the new bytes go with the drop: user space resets both
+		 * sides when it reads the flag (note) */
+		d->broken = 1;
+		return 0;
+	}
+	d->seq_next = end;
+	d->cut++;
+	return 1;
+}
+
 SEC("sk_skb/stream_verdict")
 int krelay_verdict(struct __sk_buff *skb)
 {
@@ -79,6 +125,14 @@ int krelay_verdict(struct __sk_buff *skb)
 	d = bpf_map_lookup_elem(&dirs, &l->slot);
 	if (d == NULL)
 		return SK_PASS;
+	if (d->broken)
+		return SK_DROP;
+	if (!cut_repeat(skb, d)) {
+		if (d->broken)
+			note(d, l->slot);
+		return SK_DROP;
+	}
+	len = skb->len;
 	if (d->hold || d->passed != d->taken || d->fwd + d->taken - d->acked >= d->cap) {
 		/* the first bytes of an episode: none was on its way */
 		if (d->passed == d->taken)

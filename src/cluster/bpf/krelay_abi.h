@@ -15,9 +15,9 @@ struct krelay_link {
 };
 
 /* dirs array (mmapable), one slot per direction: bytes read from one
- * socket and written to its peer. The program writes fwd and passed (only
- * from the source socket's receive path, one skb at a time); user space
- * writes the rest. */
+ * socket and written to its peer. The program writes fwd, passed, cut,
+ * seq_next, seq_known and broken (only from the source socket's receive
+ * path, one skb at a time); user space writes the rest. */
 struct krelay_dir {
 	__u64 fwd; /* bytes redirected to the peer's egress */
 	__u64 passed; /* bytes passed up to user space (hold, order, cap) */
@@ -26,7 +26,11 @@ struct krelay_dir {
 	__u64 cap; /* redirect only while fwd + taken - acked is below it */
 	__u32 hold; /* nonzero: pass everything (until user space releases it) */
 	__u32 ring; /* the rings entry that hears of this direction */
-	__u64 spare[2];
+	__u32 cut; /* segments whose head the kernel handed the program twice */
+	__u32 seq_next; /* TCP sequence number of the next new byte */
+	__u8 seq_known; /* seq_next is set (from the first segment on) */
+	__u8 broken; /* a repeated head could not be cut: the stream lost bytes */
+	__u8 pad[6];
 };
 
 /* rings: one ring buffer per worker. The program writes a record when it
