@@ -261,6 +261,8 @@ int krelay_pair_add(struct krelay *k, int fd0, int fd1, uint64_t cap, unsigned r
 		memset(d, 0, sizeof(*d));
 		d->cap = cap;
 		d->ring = ring < k->nrings ? ring : 0;
+		/* tests: a failed cut (no memory) cannot be made on demand */
+		d->fail_cut = UTIL_FAULT("krelay_cut");
 		__atomic_store_n(&d->hold, 1, __ATOMIC_RELEASE);
 	}
 	for (; linked < 2; linked++) {

@@ -97,17 +97,28 @@ def stop_all(procs):
             p.stdout.close()
 
 
-def sluice_in(name, conf, log, procs):
-    """Start sluice -f conf inside namespace name, its output in log; wait
-    until it is ready. Appended to procs."""
+def sluice_in(name, conf, log, procs, binary=SLUICE, env=()):
+    """Start sluice -f conf inside namespace name (env: NAME=VALUE words
+    for its environment), its output in log; wait until it is ready.
+    Appended to procs."""
     with open(log, "wb") as f:
-        d = subprocess.Popen(["ip", "netns", "exec", name, SLUICE, "-f", str(conf)], stdout=f,
+        d = subprocess.Popen(["ip", "netns", "exec", name, "env"] + list(env) +
+                             [binary, "-f", str(conf)], stdout=f,
                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     procs.append(d)
     wait_until(lambda: "ready: pid" in log.read_text() or d.poll() is not None,
                what="sluice ready")
     assert d.poll() is None, log.read_text()
     return d
+
+
+def fault_build():
+    """The daemon built with fault injection (make FAULT=1, build-fault/)."""
+    root = os.path.abspath(os.path.join(HERE, "..", ".."))
+    r = subprocess.run(["make", "-C", root, "FAULT=1", "-j2", "build-fault/sluice"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    return os.path.join(root, "build-fault", "sluice")
 
 
 class Topo:

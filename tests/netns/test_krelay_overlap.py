@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import SLUICECTL, Netns, csum, run, sluice_in, stop_all, wait_until
+from conftest import SLUICECTL, Netns, csum, fault_build, run, sluice_in, stop_all, wait_until
 
 PORT, BACKEND_PORT = 8080, 9000
 SLUICE_IP, CLIENT_IP = "192.0.2.1", "192.0.2.2"
@@ -149,8 +149,9 @@ def ctl_json(sock, cmd):
     return json.loads(r.stdout)
 
 
-@pytest.mark.parametrize("mode", ["user", "kernel"])
-def test_overlapping_retransmission_is_relayed_once(tun_ns, tmp_path, mode):
+def start(tun_ns, tmp_path, mode, binary=None, env=()):
+    """A sink backend and sluice in the namespace; the hand-written client
+    connected (and, in kernel mode, its connection in the kernel relay)."""
     name, fd, procs = tun_ns
     be = subprocess.Popen(["ip", "netns", "exec", name, "/usr/bin/python3", "-c", SINK_SRC,
                            str(BACKEND_PORT)],
@@ -162,14 +163,26 @@ def test_overlapping_retransmission_is_relayed_once(tun_ns, tmp_path, mode):
                     "pool web { server a 127.0.0.1:%d; }\n"
                     "listen www { bind %s:%d; pool web; }\n"
                     % (sock, mode, BACKEND_PORT, SLUICE_IP, PORT))
-    d = sluice_in(name, conf, log, procs)
-
+    kw = {"binary": binary} if binary else {}
+    d = sluice_in(name, conf, log, procs, env=env, **kw)
     c = RawClient(fd)
     c.connect()
     if mode == "kernel":
         # the pair goes into the sockhash once the backend's connect is done
         wait_until(lambda: ctl_json(sock, "show info")["kernel_relay_conns"] == 1,
                    what="the connection in the kernel relay")
+    return be, d, c, sock, log
+
+
+def backend_record(be):
+    assert select.select([be.stdout], [], [], 10)[0], "the backend saw no end of stream"
+    rec = json.loads(be.stdout.readline())
+    return bytes.fromhex(rec["got"]), rec["error"]
+
+
+@pytest.mark.parametrize("mode", ["user", "kernel"])
+def test_overlapping_retransmission_is_relayed_once(tun_ns, tmp_path, mode):
+    be, d, c, sock, log = start(tun_ns, tmp_path, mode)
     c.data(0, 1000)
     c.wait_ack(c.isn + 1 + 1000)
     # a retransmission of bytes 500..1000 with 1000 new bytes behind them
@@ -179,14 +192,12 @@ def test_overlapping_retransmission_is_relayed_once(tun_ns, tmp_path, mode):
     c.data(2000, 3000)
     c.wait_ack(c.isn + 1 + 3000)
     c.send(c.isn + 1 + 3000, FIN)
-    assert select.select([be.stdout], [], [], 10)[0], "the backend saw no end of stream"
-    rec = json.loads(be.stdout.readline())
-    got = bytes.fromhex(rec["got"])
+    got, err = backend_record(be)
     info = ctl_json(sock, "show info")
     d.terminate()
     assert d.wait(15) == 0
     text = log.read_text()
-    assert rec["error"] is None, "backend: %s\n%s" % (rec["error"], text[-2000:])
+    assert err is None, "backend: %s\n%s" % (err, text[-2000:])
     assert len(got) == len(DATA), "backend got %d bytes of %d\n%s" % (len(got), len(DATA),
                                                                     text[-2000:])
     assert got == DATA, "the backend's bytes differ from the client's"
@@ -198,3 +209,34 @@ def test_overlapping_retransmission_is_relayed_once(tun_ns, tmp_path, mode):
         assert "1 repeated segments cut, 0 streams reset" in text, text[-2000:]
     else:
         assert info["kernel_relay_conns"] == 0
+
+
+def test_a_repeat_that_cannot_be_cut_resets_both_sides(tun_ns, tmp_path):
+    """When the program cannot cut the repeated head (no memory; injected:
+    fault build, SLUICE_FAULT=krelay_cut) it drops the segment, new bytes
+    with it: the stream is broken, and both sides hear it at once, not at
+    the end of the stream."""
+    be, d, c, sock, log = start(tun_ns, tmp_path, "kernel", binary=fault_build(),
+                                env=["SLUICE_FAULT=krelay_cut"])
+    c.data(0, 1000)
+    c.wait_ack(c.isn + 1 + 1000)
+    c.data(500, 2000)
+    end = time.monotonic() + 10
+    while True:
+        seg = c.read(end - time.monotonic())
+        assert seg is not None, "sluice did not reset the client\n" + log.read_text()[-2000:]
+        if seg["flags"] & RST:
+            break
+    got, err = backend_record(be)
+    info = ctl_json(sock, "show info")
+    d.terminate()
+    assert d.wait(15) == 0
+    text = log.read_text()
+    assert err is not None and "ConnectionResetError" in err, (err, text[-2000:])
+    assert got == DATA[:1000], "the backend got %d bytes" % len(got)
+    assert info["kernel_relay_broken"] == 1, info
+    assert info["kernel_relay_repeats_cut"] == 0, info
+    assert ("error: kernel relay: www client to server: a segment repeated bytes already "
+            "relayed and its head could not be cut off; the segment was dropped; both sides "
+            "reset") in text, text[-2000:]
+    assert "end=error" in text

@@ -90,7 +90,7 @@ static int cut_repeat(struct __sk_buff *skb, struct krelay_dir *d)
 	for (int i = 0; i < CUT_STEPS && old > 0; i++) {
 		__u32 n = old < CUT_STEP ? old : CUT_STEP;
 
-		if (bpf_skb_adjust_room(skb, -(__s32)n, 0, 0) < 0)
+		if (d->fail_cut || bpf_skb_adjust_room(skb, -(__s32)n, 0, 0) < 0)
 			break;
 		old -= n;
 	}

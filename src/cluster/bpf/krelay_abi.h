@@ -30,7 +30,8 @@ struct krelay_dir {
 	__u32 seq_next; /* TCP sequence number of the next new byte */
 	__u8 seq_known; /* seq_next is set (from the first segment on) */
 	__u8 broken; /* a repeated head could not be cut: the stream lost bytes */
-	__u8 pad[6];
+	__u8 fail_cut; /* tests (fault build): act as if every cut failed */
+	__u8 pad[5];
 };
 
 /* rings: one ring buffer per worker. The program writes a record when it
