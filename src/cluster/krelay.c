@@ -30,8 +30,9 @@ struct krelay {
 	struct krelay_dir *dirs; /* mmapped, nslots entries */
 	size_t map_len;
 	uint32_t nslots;
-	pthread_mutex_t lock; /* free slot stack */
-	uint32_t *free_slots;
+	pthread_mutex_t lock; /* free slot queue */
+	uint32_t *free_slots; /* a ring of nslots: nfree free ones from free_head */
+	uint32_t free_head;
 	uint32_t nfree;
 	struct krelay_ring *rings;
 	unsigned nrings;
@@ -135,7 +136,8 @@ struct krelay *krelay_open(uint32_t max_pairs, unsigned nrings, char *err, size_
 		goto out;
 	}
 	for (uint32_t i = 0; i < nslots; i++)
-		k->free_slots[i] = nslots - 1 - i;
+		k->free_slots[i] = i;
+	k->free_head = 0;
 	k->nfree = nslots;
 	libbpf_set_print(on_libbpf_print);
 	k->skel = krelay_bpf__open();
@@ -194,13 +196,20 @@ void krelay_close(struct krelay *k)
 	free(k);
 }
 
+/* Free slots are reused first in, first out: a slot freed now is the last
+ * one handed out again. Removing a socket from the sockhash does not wait
+ * for a program run already under way on another CPU, which may still
+ * write the old direction's counters and sequence number; reused at once,
+ * the slot would carry them into a new connection's direction. */
 static int slot_get(struct krelay *k, uint32_t *slot)
 {
 	int rc = -1;
 
 	pthread_mutex_lock(&k->lock);
 	if (k->nfree > 0) {
-		*slot = k->free_slots[--k->nfree];
+		*slot = k->free_slots[k->free_head];
+		k->free_head = (k->free_head + 1) % k->nslots;
+		k->nfree--;
 		rc = 0;
 	}
 	pthread_mutex_unlock(&k->lock);
@@ -210,7 +219,8 @@ static int slot_get(struct krelay *k, uint32_t *slot)
 static void slot_put(struct krelay *k, uint32_t slot)
 {
 	pthread_mutex_lock(&k->lock);
-	k->free_slots[k->nfree++] = slot;
+	k->free_slots[(k->free_head + k->nfree) % k->nslots] = slot;
+	k->nfree++;
 	pthread_mutex_unlock(&k->lock);
 }
 

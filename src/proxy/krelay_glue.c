@@ -209,10 +209,11 @@ static void broken(struct proxy_session *s, int i, const char *why)
 	log_err("kernel relay: %s %s: %s; both sides reset", s->fe->name, dir_name(i), why);
 }
 
-/* The program could not cut a repeated head off a segment (no memory) and
- * dropped the segment, new bytes with it. */
-static const char *const LOST = "a segment repeated bytes already relayed and its head could not "
-				"be cut off; the segment was dropped";
+/* The program dropped a segment, new bytes with it: it could not cut a
+ * repeated head off (no memory), or the sequence numbers it keeps were out
+ * of step with the socket's. */
+static const char *const LOST = "the program dropped a segment (a repeated head it could not cut "
+				"off, or sequence numbers out of step): bytes lost";
 
 /* A note from the program: it started passing bytes up to slot, or it
  * had to drop bytes (broken). */
@@ -223,15 +224,9 @@ static void on_note(void *arg, uint32_t slot)
 
 	if (s == NULL || !s->kernel)
 		return;
-	for (int i = 0; i < 2; i++) {
-		struct krelay_count c;
-
-		krelay_count(engine_krelay(s), &s->kp, i, &c);
-		if (c.broken) {
-			broken(s, i, LOST);
-			proxy_session_close(s, PROXY_END_ERROR);
-			return;
-		}
+	if (proxy_krelay_lost(s)) {
+		proxy_session_close(s, PROXY_END_ERROR);
+		return;
 	}
 	kin_set(s, true);
 }
@@ -473,8 +468,7 @@ bool proxy_krelay_stream_ok(struct proxy_session *s, struct proxy_dir *d)
 {
 	int i = dir_index(s, d);
 	struct krelay_count c;
-	uint64_t acked, received;
-
+	uint64_t acked, received, stream, relayed;
 	char why[128];
 
 	krelay_count(engine_krelay(s), &s->kp, i, &c);
@@ -486,14 +480,19 @@ bool proxy_krelay_stream_ok(struct proxy_session *s, struct proxy_dir *d)
 	 * the insert) cannot be made on demand */
 	if (UTIL_FAULT("krelay_repeat"))
 		c.fwd++;
-	/* received counts the FIN too (its sequence number): recv() said 0 */
-	if (tcp_look(dst_fd(s, 1 - i), &acked, &received) < 0 || received <= s->kd[i].received0 ||
-	    c.fwd + c.passed <= received - s->kd[i].received0 - 1)
+	/* received counts the FIN too (its sequence number): recv() said 0.
+	 * Every byte since the insert went either through the program's
+	 * redirect or through user space's reads (what the program passed
+	 * up, and what was queued at the insert), each once: more is a
+	 * repeat, less a loss. */
+	if (tcp_look(dst_fd(s, 1 - i), &acked, &received) < 0 || received <= s->kd[i].received0)
 		return true;
-	snprintf(why, sizeof(why),
-		 "the program moved %llu bytes of a stream of %llu since the insert",
-		 (unsigned long long)(c.fwd + c.passed),
-		 (unsigned long long)(received - s->kd[i].received0 - 1));
+	stream = received - s->kd[i].received0 - 1;
+	relayed = c.fwd + (d->bytes - s->kd[i].bytes0);
+	if (relayed == stream)
+		return true;
+	snprintf(why, sizeof(why), "%llu bytes relayed of a stream of %llu since the insert",
+		 (unsigned long long)relayed, (unsigned long long)stream);
 	broken(s, i, why);
 	return false;
 }
@@ -518,6 +517,20 @@ void proxy_krelay_wrote(struct proxy_session *s)
 		krelay_steer(k, &s->kp, i, taken, acked);
 	}
 	kin_update(s, k);
+}
+
+bool proxy_krelay_lost(struct proxy_session *s)
+{
+	for (int i = 0; i < 2; i++) {
+		struct krelay_count c;
+
+		krelay_count(engine_krelay(s), &s->kp, i, &c);
+		if (c.broken) {
+			broken(s, i, LOST);
+			return true;
+		}
+	}
+	return false;
 }
 
 bool proxy_krelay_active(struct proxy_session *s)

@@ -350,11 +350,13 @@ bool proxy_krelay_may_write(struct proxy_session *s, struct proxy_dir *d);
  * program passed up have not reached the socket's queue yet (the kernel
  * still holds them); a timer looks again. */
 bool proxy_krelay_eof_ok(struct proxy_session *s, struct proxy_dir *d);
-/* At d's end of stream: false when the program moved more bytes than the
- * source socket received since the insert (the kernel handed it a segment
- * twice); the stream is broken then, counted and logged, and the caller
- * resets both sides. */
+/* At d's end of stream: false when the bytes relayed since the insert (the
+ * program's redirects and user space's reads) differ from what the source
+ * socket received, or the program dropped some; the stream is broken then,
+ * counted and logged, and the caller resets both sides. */
 bool proxy_krelay_stream_ok(struct proxy_session *s, struct proxy_dir *d);
+/* The program dropped bytes of s (logged and counted): true. Kernel relay only. */
+bool proxy_krelay_lost(struct proxy_session *s);
 /* After user space wrote passed bytes: tell the program (order, cap). */
 void proxy_krelay_wrote(struct proxy_session *s);
 /* Idle timer: true when the program moved bytes since the last look. */

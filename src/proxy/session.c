@@ -194,6 +194,9 @@ void proxy_session_close(struct proxy_session *s, enum proxy_end end)
 
 	if (s->state == PROXY_ST_CLOSED)
 		return;
+	/* however it ends, a stream the kernel relay lost bytes of is broken */
+	if (s->kernel && end != PROXY_END_ERROR && proxy_krelay_lost(s))
+		end = PROXY_END_ERROR;
 	s->end = end;
 	leave_queue(s);
 	if (end == PROXY_END_ERROR) {

@@ -28,8 +28,8 @@ TUNSETIFF = 0x400454CA
 IFF_TUN, IFF_NO_PI = 0x0001, 0x1000
 SYN, FIN, RST, PSH, ACK = 0x02, 0x01, 0x04, 0x08, 0x10
 
-# Backend: for each connection, everything received up to EOF, as hex,
-# one JSON line per connection.
+# Backend: for each connection a JSON line with the count after every
+# read, then one with everything received up to EOF, as hex.
 SINK_SRC = r"""
 import json, socket, sys, threading
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -43,6 +43,7 @@ def serve(c):
             if not b:
                 break
             got += b
+            print(json.dumps({"n": len(got)}), flush=True)
     except OSError as e:
         err = repr(e)
     c.close()
@@ -61,10 +62,11 @@ class RawClient:
         self.fd = fd
         self.isn = 1000
         self.peer_isn = None
+        self.rcv_nxt = 0  # what the client acknowledges (sluice sends no data)
         self.acked = None  # highest ack number sluice sent
 
     def send(self, seq, flags, data=b"", opts=b""):
-        ack = (self.peer_isn + 1) & 0xFFFFFFFF if self.peer_isn is not None else 0
+        ack = self.rcv_nxt & 0xFFFFFFFF
         if self.peer_isn is not None:
             flags |= ACK
         off = (20 + len(opts)) // 4
@@ -114,7 +116,21 @@ class RawClient:
             if seg["flags"] & (SYN | ACK) == SYN | ACK:
                 break
         self.peer_isn = seg["seq"]
+        self.rcv_nxt = self.peer_isn + 1
         self.send(self.isn + 1, 0)
+
+    def wait_fin(self, upto, timeout=10.0):
+        """Wait for sluice's FIN and acknowledge it; upto: the client's
+        next sequence number (its own FIN included)."""
+        end = time.monotonic() + timeout
+        while True:
+            seg = self.read(end - time.monotonic())
+            assert seg is not None, "no FIN from sluice"
+            assert not seg["flags"] & RST, "sluice reset the connection"
+            if seg["flags"] & FIN:
+                break
+        self.rcv_nxt = seg["seq"] + len(seg["data"]) + 1
+        self.send(upto, 0)
 
     def data(self, start, end):
         """Send DATA[start:end] at its place in the stream."""
@@ -153,11 +169,13 @@ def start(tun_ns, tmp_path, mode, binary=None, env=()):
     """A sink backend and sluice in the namespace; the hand-written client
     connected (and, in kernel mode, its connection in the kernel relay)."""
     name, fd, procs = tun_ns
+    # unbuffered: readline() takes no more than its line, so select() on
+    # the pipe tells whether another one is there
     be = subprocess.Popen(["ip", "netns", "exec", name, "/usr/bin/python3", "-c", SINK_SRC,
                            str(BACKEND_PORT)],
-                          stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+                          stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, bufsize=0)
     procs.append(be)
-    assert be.stdout.readline().strip() == "ready"
+    assert be.stdout.readline().strip() == b"ready"
     conf, sock, log = tmp_path / "s.conf", tmp_path / "s.sock", tmp_path / "s.log"
     conf.write_text("global { log stderr info; control %s; relay %s; }\n"
                     "pool web { server a 127.0.0.1:%d; }\n"
@@ -174,10 +192,38 @@ def start(tun_ns, tmp_path, mode, binary=None, env=()):
     return be, d, c, sock, log
 
 
+def backend_line(be, end):
+    assert select.select([be.stdout], [], [], max(0, end - time.monotonic()))[0], \
+        "the backend said nothing"
+    return json.loads(be.stdout.readline())
+
+
+def backend_got(be, n):
+    """Wait until the backend has received n bytes."""
+    end = time.monotonic() + 10
+    while backend_line(be, end).get("n", 0) < n:
+        pass
+
+
 def backend_record(be):
-    assert select.select([be.stdout], [], [], 10)[0], "the backend saw no end of stream"
-    rec = json.loads(be.stdout.readline())
-    return bytes.fromhex(rec["got"]), rec["error"]
+    """What the backend received up to its end of stream, and its error."""
+    end = time.monotonic() + 10
+    while True:
+        rec = backend_line(be, end)
+        if "got" in rec:
+            return bytes.fromhex(rec["got"]), rec["error"]
+
+
+def finish(be, d, sock, log):
+    """The backend's record once its stream ended, show info once the
+    connection closed (the cuts count then), and sluice's log after it
+    stopped cleanly."""
+    got, err = backend_record(be)
+    info = wait_until(lambda: (lambda i: i if i["connections"] == 0 else None)(
+        ctl_json(sock, "show info")), what="the connection closed")
+    d.terminate()
+    assert d.wait(15) == 0
+    return got, err, info, log.read_text()
 
 
 @pytest.mark.parametrize("mode", ["user", "kernel"])
@@ -192,11 +238,7 @@ def test_overlapping_retransmission_is_relayed_once(tun_ns, tmp_path, mode):
     c.data(2000, 3000)
     c.wait_ack(c.isn + 1 + 3000)
     c.send(c.isn + 1 + 3000, FIN)
-    got, err = backend_record(be)
-    info = ctl_json(sock, "show info")
-    d.terminate()
-    assert d.wait(15) == 0
-    text = log.read_text()
+    got, err, info, text = finish(be, d, sock, log)
     assert err is None, "backend: %s\n%s" % (err, text[-2000:])
     assert len(got) == len(DATA), "backend got %d bytes of %d\n%s" % (len(got), len(DATA),
                                                                     text[-2000:])
@@ -220,6 +262,9 @@ def test_a_repeat_that_cannot_be_cut_resets_both_sides(tun_ns, tmp_path):
                                 env=["SLUICE_FAULT=krelay_cut"])
     c.data(0, 1000)
     c.wait_ack(c.isn + 1 + 1000)
+    # the kernel sends redirected bytes from a worker thread: let them
+    # arrive before the reset
+    backend_got(be, 1000)
     c.data(500, 2000)
     end = time.monotonic() + 10
     while True:
@@ -236,7 +281,27 @@ def test_a_repeat_that_cannot_be_cut_resets_both_sides(tun_ns, tmp_path):
     assert got == DATA[:1000], "the backend got %d bytes" % len(got)
     assert info["kernel_relay_broken"] == 1, info
     assert info["kernel_relay_repeats_cut"] == 0, info
-    assert ("error: kernel relay: www client to server: a segment repeated bytes already "
-            "relayed and its head could not be cut off; the segment was dropped; both sides "
-            "reset") in text, text[-2000:]
+    assert ("error: kernel relay: www client to server: the program dropped a segment (a "
+            "repeated head it could not cut off, or sequence numbers out of step): bytes lost; "
+            "both sides reset") in text, text[-2000:]
     assert "end=error" in text
+
+
+def test_a_repeat_that_carries_only_a_fin_ends_cleanly(tun_ns, tmp_path):
+    """A retransmission of bytes already relayed that now carries the FIN
+    (TCP merges the last data and the FIN when it retransmits): cut, it is
+    an empty skb. Passed on, an empty skb makes the peer see EPIPE; the
+    socket has the FIN, so the program drops what is left and the stream
+    ends cleanly."""
+    be, d, c, sock, log = start(tun_ns, tmp_path, "kernel")
+    c.data(0, 1000)
+    c.wait_ack(c.isn + 1 + 1000)
+    c.send(c.isn + 1 + 500, PSH | FIN, DATA[500:1000])
+    c.wait_ack(c.isn + 1 + 1001)
+    c.wait_fin(c.isn + 1 + 1001)
+    got, err, info, text = finish(be, d, sock, log)
+    assert err is None, "backend: %s\n%s" % (err, text[-2000:])
+    assert got == DATA[:1000], "the backend got %d bytes" % len(got)
+    assert info["kernel_relay_repeats_cut"] == 1, info
+    assert info["kernel_relay_broken"] == 0, text[-2000:]
+    assert "end=client-closed" in text, text[-2000:]

@@ -71,7 +71,8 @@ static void note(struct krelay_dir *d, __u32 slot)
  * the peer a second time. Cut it off. For a stream-verdict program, cb[0]
  * and cb[1] are the start of the skb's control block: the segment's
  * sequence number and end sequence number (TCP_SKB_CB). Returns 1 to go
- * on with what is left, 0 to drop an skb that holds no new byte. */
+ * on with what is left (perhaps nothing but a FIN), 0 to drop the skb:
+ * its new bytes are lost, and broken says so. */
 static int cut_repeat(struct __sk_buff *skb, struct krelay_dir *d)
 {
 	__u32 seq = skb->cb[0], end = skb->cb[1];
@@ -84,8 +85,12 @@ static int cut_repeat(struct __sk_buff *skb, struct krelay_dir *d)
 		d->seq_known = 1;
 		return 1;
 	}
-	if ((__s32)(end - d->seq_next) <= 0)
+	/* TCP queues no segment without a new byte (or FIN): the sequence
+	 * number kept here is wrong, and so may be what went before */
+	if ((__s32)(end - d->seq_next) <= 0) {
+		d->broken = 1;
 		return 0;
+	}
 	old = d->seq_next - seq;
 	for (int i = 0; i < CUT_STEPS && old > 0; i++) {
 		__u32 n = old < CUT_STEP ? old : CUT_STEP;
@@ -95,8 +100,7 @@ static int cut_repeat(struct __sk_buff *skb, struct krelay_dir *d)
 		old -= n;
 	}
 	if (old > 0) {
-		/* the new bytes go with the drop: user space resets both
-		 * sides when it reads the flag (note) */
+		/* no memory: the new bytes go with the drop */
 		d->broken = 1;
 		return 0;
 	}
@@ -125,14 +129,17 @@ int krelay_verdict(struct __sk_buff *skb)
 	d = bpf_map_lookup_elem(&dirs, &l->slot);
 	if (d == NULL)
 		return SK_PASS;
-	if (d->broken)
-		return SK_DROP;
-	if (!cut_repeat(skb, d)) {
-		if (d->broken)
-			note(d, l->slot);
+	/* A broken stream loses every later byte, and user space resets both
+	 * sides when it hears of it: a note with each drop, as a full ring
+	 * may lose one. */
+	if (d->broken || !cut_repeat(skb, d)) {
+		note(d, l->slot);
 		return SK_DROP;
 	}
+	/* what is left of a repeat that carried a FIN: dropped as above */
 	len = skb->len;
+	if (len == 0)
+		return SK_DROP;
 	if (d->hold || d->passed != d->taken || d->fwd + d->taken - d->acked >= d->cap) {
 		/* the first bytes of an episode: none was on its way */
 		if (d->passed == d->taken)
